@@ -1,0 +1,22 @@
+"""btcore: Block-Term (BT) and Tensor-Train (TT) matrix formats for compact layers.
+
+Public API (see each module for details):
+
+* shapes: :func:`factorize`, :func:`check_modes`
+* formats: :class:`DenseSpec`, :class:`TTSpec`, :class:`BTSpec`, :func:`tucker_spec`, :func:`cp_spec`,
+  :func:`dense_params`, :func:`tt_params`, :func:`bt_params`, :func:`tucker_params`, :func:`cp_params`
+* tensors: :class:`BTMatrix`, :class:`TTMatrix`
+* contract: :func:`matmul`, :func:`plan_matmul`, :func:`plan_reconstruct`
+"""
+
+from .shapes import MAX_MODE, check_modes, factorize, nearest_factorizable, prime_factors
+from .formats import (
+    BTSpec, DenseSpec, TTSpec, bt_params, cp_params, cp_spec, dense_params, dtype_bytes, format_bytes,
+    tt_params, tucker_params, tucker_spec,
+)
+from .contract import ContractionPlan, Step, matmul, plan_matmul, plan_reconstruct
+from .tensors import BTMatrix, TTMatrix, available_memory, check_allocation
+
+# -- modules added by later issues register their public names below --
+
+__version__ = "0.1.0"

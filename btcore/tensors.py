@@ -1,0 +1,249 @@
+"""BT and TT matrix containers: the tensors of a factorized (I, J) matrix, as torch tensors.
+
+The containers hold plain tensors (or ``nn.Parameter``s, when a layer owns them), so everything
+built from them is differentiable and follows their device and dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .contract import matmul, plan_reconstruct, reconstruct
+from .formats import BTSpec, TTSpec, dtype_bytes, format_bytes
+from .shapes import prod
+
+__all__ = ["BTMatrix", "TTMatrix", "available_memory", "check_allocation", "bt_init_std", "tt_init_std"]
+
+
+def available_memory(device: torch.device | str | None = None) -> int:
+    """Bytes free for new tensors on ``device`` (CUDA: free device memory; CPU: MemAvailable)."""
+    device = torch.device(device or "cpu")
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 1024**3  # no /proc (macOS, Windows): assume a modest machine
+
+
+def check_allocation(nbytes: int, what: str, fix: str, device=None, fraction: float = 0.5) -> None:
+    """Raise ``ValueError`` before allocating ``nbytes`` if it exceeds ``fraction`` of free memory."""
+    free = available_memory(device)
+    if nbytes > fraction * free:
+        raise ValueError(
+            f"{what} needs {format_bytes(nbytes)}, more than {fraction:.0%} of the {format_bytes(free)} free "
+            f"on {torch.device(device or 'cpu')}; {fix}"
+        )
+
+
+def bt_init_std(spec: BTSpec, std: float) -> float:
+    """Entry std of every BT factor and core so the reconstructed matrix has entry std ``std``.
+
+    An entry of W is a sum of N * prod_k R_k products of d + 1 independent zero-mean entries, so
+    Var(W) = N * prod(R) * s^(2(d+1)) for a common std s.
+    """
+    return (std**2 / (spec.blocks * prod(spec.ranks))) ** (1.0 / (2 * (spec.d + 1)))
+
+
+def tt_init_std(spec: TTSpec, std: float) -> float:
+    """Entry std of every TT core so the reconstructed matrix has entry std ``std`` (as t3f does).
+
+    An entry of W is a sum of prod_k r_k products of d independent entries: Var(W) = prod(r) s^(2d).
+    """
+    return (std**2 / prod(spec.inner_ranks)) ** (1.0 / (2 * spec.d))
+
+
+def _generator(seed, device):
+    if seed is None:
+        return None
+    g = torch.Generator(device=torch.device(device or "cpu"))
+    g.manual_seed(int(seed))
+    return g
+
+
+def _common(tensors, what):
+    dtypes = {t.dtype for t in tensors}
+    devices = {t.device for t in tensors}
+    if len(dtypes) > 1:
+        raise ValueError(f"{what}: all tensors need one dtype, got {sorted(map(str, dtypes))}")
+    if len(devices) > 1:
+        raise ValueError(f"{what}: all tensors need one device, got {sorted(map(str, devices))}")
+
+
+class _Factorized:
+    spec: BTSpec | TTSpec
+
+    def tensors(self) -> list[torch.Tensor]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.spec.shape
+
+    @property
+    def in_modes(self) -> tuple[int, ...]:
+        return self.spec.in_modes
+
+    @property
+    def out_modes(self) -> tuple[int, ...]:
+        return self.spec.out_modes
+
+    @property
+    def num_params(self) -> int:
+        return self.spec.params
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.tensors()[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.tensors()[0].device
+
+    def to_dense(self) -> torch.Tensor:
+        """The (I, J) matrix. Checks the memory it needs before allocating."""
+        size = dtype_bytes(self.dtype)
+        need = max(plan_reconstruct(self.spec).largest_intermediate, self.spec.in_size * self.spec.out_size)
+        check_allocation(need * size, f"the dense {self.spec.in_size:,} x {self.spec.out_size:,} matrix",
+                         "use btcore.matmul, which never forms it", self.device)
+        return reconstruct(self)
+
+    def __rmatmul__(self, x: torch.Tensor) -> torch.Tensor:
+        return matmul(x, self)
+
+
+class BTMatrix(_Factorized):
+    """A Block-Term matrix: ``W = sum_n C_n x_1 A_n^(1) .. x_d A_n^(d)`` over interleaved modes.
+
+    Parameters
+    ----------
+    factors : sequence of d tensors
+        ``factors[k]`` of shape (N, I_k, J_k, R_k), the k-th factor of every block.
+    core : tensor
+        Shape (N, R_1, .., R_d), the cores of all blocks.
+
+    Examples
+    --------
+    >>> M = BTMatrix.random((4, 4), (4, 4), rank=2, blocks=3, seed=0, dtype=torch.float64)
+    >>> x = torch.randn(5, 16, dtype=torch.float64)
+    >>> torch.allclose(btcore.matmul(x, M), x @ M.to_dense())
+    True
+    """
+
+    def __init__(self, factors: Sequence[torch.Tensor], core: torch.Tensor):
+        factors = list(factors)
+        if not factors:
+            raise ValueError("factors: need at least one factor (one per mode)")
+        for k, f in enumerate(factors):
+            if f.dim() != 4:
+                raise ValueError(f"factors[{k}] must have shape (N, I_k, J_k, R_k), got {tuple(f.shape)}")
+        d = len(factors)
+        n = factors[0].shape[0]
+        if core.dim() != d + 1:
+            raise ValueError(f"core must have shape (N, R_1, .., R_{d}) with {d + 1} axes, got {tuple(core.shape)}")
+        ranks = tuple(f.shape[3] for f in factors)
+        if tuple(core.shape) != (n,) + ranks or any(f.shape[0] != n for f in factors):
+            raise ValueError(
+                f"core shape {tuple(core.shape)} does not match the factors: expected (N, R_1..R_d) = {(n,) + ranks}"
+            )
+        _common(factors + [core], "BTMatrix")
+        self.spec = BTSpec([f.shape[1] for f in factors], [f.shape[2] for f in factors], ranks, n, max_bytes=None)
+        self.factors = factors
+        self.core = core
+
+    @classmethod
+    def random(cls, in_modes, out_modes, rank, blocks=1, *, std: float = 1.0, seed: int | None = None,
+               dtype: torch.dtype = torch.float32, device=None) -> "BTMatrix":
+        """Gaussian factors and cores scaled so the dense matrix has entry std ``std``."""
+        spec = BTSpec(in_modes, out_modes, rank, blocks)
+        check_allocation(spec.params * dtype_bytes(dtype), "the BT tensors", "lower the rank or blocks", device)
+        s = bt_init_std(spec, std)
+        g = _generator(seed, device)
+        factors = [torch.randn(shape, generator=g, dtype=dtype, device=device) * s for shape in spec.factor_shapes()]
+        core = torch.randn(spec.core_shape, generator=g, dtype=dtype, device=device) * s
+        return cls(factors, core)
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The operands in :meth:`BTSpec.network` order (block axis dropped when N = 1)."""
+        if self.spec.blocks == 1:
+            return [f[0] for f in self.factors] + [self.core[0]]
+        return list(self.factors) + [self.core]
+
+    def to(self, *args, **kwargs) -> "BTMatrix":
+        return BTMatrix([f.to(*args, **kwargs) for f in self.factors], self.core.to(*args, **kwargs))
+
+    def block(self, n: int) -> "BTMatrix":
+        """Block ``n`` alone, as a one-block (Tucker) BTMatrix."""
+        return BTMatrix([f[n : n + 1] for f in self.factors], self.core[n : n + 1])
+
+    def __repr__(self) -> str:
+        s = self.spec
+        return (f"BTMatrix(in_modes={s.in_modes}, out_modes={s.out_modes}, rank={s.rank}, blocks={s.blocks}, "
+                f"params={s.params:,}, dtype={self.dtype})")
+
+
+class TTMatrix(_Factorized):
+    """A TT-matrix: ``W[(i_1..i_d), (j_1..j_d)] = G_1[i_1, j_1] .. G_d[i_d, j_d]``.
+
+    Parameters
+    ----------
+    cores : sequence of d tensors
+        ``cores[k]`` of shape (r_{k-1}, I_k, J_k, r_k) with r_0 = r_d = 1.
+    """
+
+    def __init__(self, cores: Sequence[torch.Tensor]):
+        cores = list(cores)
+        if not cores:
+            raise ValueError("cores: need at least one core (one per mode)")
+        for k, c in enumerate(cores):
+            if c.dim() != 4:
+                raise ValueError(f"cores[{k}] must have shape (r_{k}, I_{k + 1}, J_{k + 1}, r_{k + 1}), got {tuple(c.shape)}")
+        if cores[0].shape[0] != 1 or cores[-1].shape[3] != 1:
+            raise ValueError("cores: the first core's leading rank and the last core's trailing rank must be 1")
+        for k in range(len(cores) - 1):
+            if cores[k].shape[3] != cores[k + 1].shape[0]:
+                raise ValueError(
+                    f"cores[{k}] ends with rank {cores[k].shape[3]} but cores[{k + 1}] starts with {cores[k + 1].shape[0]}"
+                )
+        _common(cores, "TTMatrix")
+        ranks = [c.shape[3] for c in cores[:-1]]
+        self.spec = TTSpec([c.shape[1] for c in cores], [c.shape[2] for c in cores], ranks, max_bytes=None)
+        self.cores = cores
+
+    @classmethod
+    def random(cls, in_modes, out_modes, ranks, *, std: float = 1.0, seed: int | None = None,
+               dtype: torch.dtype = torch.float32, device=None) -> "TTMatrix":
+        """Gaussian cores scaled so the dense matrix has entry std ``std``."""
+        spec = TTSpec(in_modes, out_modes, ranks)
+        check_allocation(spec.params * dtype_bytes(dtype), "the TT cores", "lower the ranks", device)
+        s = tt_init_std(spec, std)
+        g = _generator(seed, device)
+        return cls([torch.randn(shape, generator=g, dtype=dtype, device=device) * s for shape in spec.core_shapes()])
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The operands in :meth:`TTSpec.network` order (boundary rank axes of size 1 dropped)."""
+        d = len(self.cores)
+        out = []
+        for k, c in enumerate(self.cores):
+            if k == 0:
+                c = c[0]
+            if k == d - 1:
+                c = c[..., 0]
+            out.append(c)
+        return out
+
+    def to(self, *args, **kwargs) -> "TTMatrix":
+        return TTMatrix([c.to(*args, **kwargs) for c in self.cores])
+
+    def __repr__(self) -> str:
+        s = self.spec
+        return (f"TTMatrix(in_modes={s.in_modes}, out_modes={s.out_modes}, ranks={s.ranks}, "
+                f"params={s.params:,}, dtype={self.dtype})")
+

@@ -41,6 +41,10 @@ __all__ = [
     "cp_params",
     "dtype_bytes",
     "format_bytes",
+    "describe",
+    "summary_row",
+    "max_uniform_rank",
+    "param_sweep",
 ]
 
 #: Largest tensor order supported (einsum index letters are finite, and d > 8 is never useful here).
@@ -445,3 +449,61 @@ def tucker_params(in_modes, out_modes, rank) -> int:
 def cp_params(in_modes, out_modes, rank) -> int:
     """Parameters of the CP format of rank ``rank`` (BT with Tucker rank 1 and ``rank`` blocks)."""
     return cp_spec(in_modes, out_modes, rank, max_bytes=None).params
+
+
+def describe(spec) -> str:
+    """Short human description of a spec's ranks: ``'R=4, N=2'``, ``'ranks 1-4-4-4-1'``, ``'full'``."""
+    if isinstance(spec, BTSpec):
+        r = spec.rank
+        r_txt = f"R={r}" if isinstance(r, int) else "R=(" + ",".join(map(str, r)) + ")"
+        if spec.kind == "CP":
+            return f"rank {spec.blocks}"
+        return r_txt if spec.blocks == 1 else f"{r_txt}, N={spec.blocks}"
+    if isinstance(spec, TTSpec):
+        return "ranks " + "-".join(map(str, spec.ranks))
+    return "full"
+
+
+def summary_row(spec, batch: int = 1, dtype: torch.dtype | str = torch.float32) -> dict:
+    """One row of the formats table: parameters, compression, multiply-adds and memory.
+
+    ``macs_per_sample`` is for the contraction path used at ``batch``; memory is in bytes of
+    ``dtype`` (parameters, and the largest intermediate of a forward pass over ``batch`` rows).
+    """
+    mem = spec.memory(dtype, batch)
+    return {
+        "format": spec.kind,
+        "ranks": describe(spec),
+        "params": spec.params,
+        "compression": spec.compression,
+        "macs_per_sample": spec.macs(batch),
+        "param_bytes": mem["params"],
+        "intermediate_bytes": mem["largest_intermediate"],
+    }
+
+
+def max_uniform_rank(in_modes, out_modes, kind: str) -> int:
+    """Largest rank valid on every mode (BT) or bond (TT) for a uniform-rank sweep."""
+    sizes = [i * j for i, j in zip(in_modes, out_modes)]
+    if kind == "bt":
+        return min(sizes)
+    caps = [min(prod(sizes[: k + 1]), prod(sizes[k + 1 :])) for k in range(len(sizes) - 1)]
+    return min(caps) if caps else 1
+
+
+def param_sweep(in_modes, out_modes, ranks: Sequence[int], blocks: Sequence[int] = (1, 2, 4, 8)) -> list[dict]:
+    """Parameter counts over uniform ranks: one row per (format, blocks, rank) that is valid.
+
+    Rows: ``{"format": "TT" | "BT", "blocks": N (None for TT), "rank": r, "params": p}``.
+    Ranks above what a mode or bond allows are skipped, as the specs would reject them.
+    """
+    rows = []
+    tt_cap = max_uniform_rank(in_modes, out_modes, "tt")
+    bt_cap = max_uniform_rank(in_modes, out_modes, "bt")
+    for r in ranks:
+        if len(in_modes) > 1 and r <= tt_cap:
+            rows.append({"format": "TT", "blocks": None, "rank": r, "params": tt_params(in_modes, out_modes, r)})
+        if r <= bt_cap:
+            for n in blocks:
+                rows.append({"format": "BT", "blocks": n, "rank": r, "params": bt_params(in_modes, out_modes, r, n)})
+    return rows

@@ -1,0 +1,74 @@
+"""Plotly figure builders for the Shapes page: pure functions of data, unit-tested without a UI."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+__all__ = ["FORMAT_COLORS", "params_vs_rank", "bt_heatmap", "format_bars"]
+
+FORMAT_COLORS = {"Dense": "#636363", "TT": "#1f77b4", "BT": "#d62728", "Tucker": "#ff7f0e", "CP": "#2ca02c"}
+
+
+def params_vs_rank(rows: list[dict], dense_params: int, current: dict | None = None) -> go.Figure:
+    """Parameters vs uniform rank, TT and BT at several N, log y; the current choice marked.
+
+    ``rows`` come from :func:`btcore.param_sweep`; ``current`` is ``{"TT": (rank, params),
+    "BT": (rank, params)}`` for the configuration being looked at (non-uniform ranks: omit).
+    """
+    fig = go.Figure()
+    tt = [r for r in rows if r["format"] == "TT"]
+    if tt:
+        fig.add_scatter(x=[r["rank"] for r in tt], y=[r["params"] for r in tt], mode="lines+markers", name="TT",
+                        line={"color": FORMAT_COLORS["TT"], "width": 3},
+                        hovertemplate="TT rank %{x}<br>%{y:,} params<extra></extra>")
+    blocks = sorted({r["blocks"] for r in rows if r["format"] == "BT"})
+    for i, n in enumerate(blocks):
+        pts = [r for r in rows if r["format"] == "BT" and r["blocks"] == n]
+        fig.add_scatter(x=[r["rank"] for r in pts], y=[r["params"] for r in pts], mode="lines+markers",
+                        name=f"BT, N={n}", line={"color": FORMAT_COLORS["BT"], "dash": ["solid", "dash", "dot", "dashdot"][i % 4]},
+                        opacity=1.0 - 0.15 * i,
+                        hovertemplate=f"BT N={n}, R=%{{x}}<br>%{{y:,}} params<extra></extra>")
+    fig.add_hline(y=dense_params, line={"color": FORMAT_COLORS["Dense"], "dash": "dash"},
+                  annotation_text=f"dense {dense_params:,}", annotation_position="bottom right")
+    for name, (rank, params) in (current or {}).items():
+        fig.add_scatter(x=[rank], y=[params], mode="markers", name=f"your {name}",
+                        marker={"symbol": "star", "size": 16, "color": FORMAT_COLORS[name], "line": {"width": 1, "color": "black"}},
+                        hovertemplate=f"your {name}: rank %{{x}}<br>%{{y:,}} params<extra></extra>")
+    fig.update_layout(xaxis_title="rank (R for BT, r for TT)", yaxis_title="parameters", yaxis_type="log",
+                      legend={"orientation": "h", "y": -0.2}, margin={"t": 30, "b": 10}, height=420)
+    return fig
+
+
+def bt_heatmap(ranks: list[int], blocks: list[int], values: list[list[float]], *, current: tuple[int, int] | None = None,
+               title: str = "compression vs dense (x)") -> go.Figure:
+    """Heatmap over rank (x) and blocks (y) of ``values[i][j]`` for ``blocks[i]``, ``ranks[j]``.
+
+    Cells that are not valid configurations hold ``None``. Colours use log10 of the value.
+    """
+    import math
+
+    z = [[math.log10(v) if v else None for v in row] for row in values]
+    text = [[("" if v is None else (f"{v:,.0f}" if v >= 10 else f"{v:.2g}")) for v in row] for row in values]
+    fig = go.Figure(go.Heatmap(
+        x=[str(r) for r in ranks], y=[str(n) for n in blocks], z=z, text=text, texttemplate="%{text}",
+        colorscale="Viridis", colorbar={"title": "log10"},
+        hovertemplate="R=%{x}, N=%{y}<br>%{text}<extra></extra>",
+    ))
+    if current is not None and current[0] in ranks and current[1] in blocks:
+        fig.add_shape(type="rect", x0=ranks.index(current[0]) - 0.5, x1=ranks.index(current[0]) + 0.5,
+                      y0=blocks.index(current[1]) - 0.5, y1=blocks.index(current[1]) + 0.5,
+                      line={"color": "white", "width": 3})
+    fig.update_layout(title=title, xaxis_title="Tucker rank R", yaxis_title="blocks N", height=380,
+                      margin={"t": 40, "b": 10})
+    return fig
+
+
+def format_bars(rows: list[dict], key: str, title: str) -> go.Figure:
+    """Bars of ``row[key]`` per format on a log axis (rows as from :func:`btcore.summary_row`)."""
+    fig = go.Figure(go.Bar(
+        x=[f"{r['format']} ({r['ranks']})" for r in rows], y=[r[key] for r in rows],
+        marker_color=[FORMAT_COLORS.get(r["format"], "#999") for r in rows],
+        text=[f"{r[key]:,.0f}" for r in rows], textposition="outside",
+    ))
+    fig.update_layout(title=title, yaxis_type="log", height=360, margin={"t": 40, "b": 10})
+    return fig

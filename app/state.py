@@ -1,0 +1,92 @@
+"""The one configuration (modes, ranks, blocks) that every page shares.
+
+The Shapes page edits it; the other pages start from it. It lives in ``st.session_state`` under a
+key no widget uses, so it survives page switches (Streamlit drops the state of widgets that are
+not on the current page).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import streamlit as st
+
+import btcore
+
+__all__ = ["LabConfig", "PRESETS", "get_config", "set_config", "CONFIG_KEY"]
+
+CONFIG_KEY = "btlab_config"
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """Shapes and ranks chosen in the app. Ranks: an int for all modes/bonds, or a tuple."""
+
+    in_modes: tuple[int, ...] = (8, 20, 20, 18)
+    out_modes: tuple[int, ...] = (16, 4, 4, 4)
+    bt_rank: int | tuple[int, ...] = 4
+    blocks: int = 2
+    tt_ranks: int | tuple[int, ...] = 4
+    batch: int = 16
+
+    @property
+    def d(self) -> int:
+        return len(self.in_modes)
+
+    @property
+    def in_size(self) -> int:
+        return btcore.shapes.prod(self.in_modes)
+
+    @property
+    def out_size(self) -> int:
+        return btcore.shapes.prod(self.out_modes)
+
+    def dense_spec(self) -> btcore.DenseSpec:
+        return btcore.DenseSpec(self.in_modes, self.out_modes)
+
+    def bt_spec(self) -> btcore.BTSpec:
+        return btcore.BTSpec(self.in_modes, self.out_modes, self.bt_rank, self.blocks)
+
+    def tucker_spec(self) -> btcore.BTSpec:
+        return btcore.tucker_spec(self.in_modes, self.out_modes, self.bt_rank)
+
+    def tt_spec(self) -> btcore.TTSpec:
+        return btcore.TTSpec(self.in_modes, self.out_modes, self.tt_ranks)
+
+    def cp_rank(self) -> int:
+        """The CP rank whose parameter count is closest to the BT format's (at least 1)."""
+        per_rank = btcore.cp_params(self.in_modes, self.out_modes, 1)
+        return max(1, round(self.bt_spec().params / per_rank))
+
+    def cp_spec(self) -> btcore.BTSpec:
+        return btcore.cp_spec(self.in_modes, self.out_modes, self.cp_rank())
+
+    def specs(self) -> list:
+        """Dense, TT, BT, Tucker and CP specs in table order (raises ValueError when invalid)."""
+        return [self.dense_spec(), self.tt_spec(), self.bt_spec(), self.tucker_spec(), self.cp_spec()]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+#: Named configurations. The UCF11 ones are the paper's (REFERENCE.md section 2): 57,600 inputs as
+#: 8x20x20x18, the four LSTM gates (three GRU gates) folded into the first output mode.
+PRESETS: dict[str, LabConfig] = {
+    "UCF11 BT-LSTM (paper)": LabConfig((8, 20, 20, 18), (16, 4, 4, 4), 4, 2, 4),
+    "UCF11 TT-LSTM (paper)": LabConfig((8, 20, 20, 18), (16, 4, 4, 4), 4, 2, 4),
+    "UCF11 BT-GRU (paper shapes)": LabConfig((8, 20, 20, 18), (12, 4, 4, 4), 4, 2, 4),
+    "Small square 1024 x 1024": LabConfig((4, 8, 8, 4), (4, 8, 8, 4), 3, 2, 4),
+    "Teaching example 16 x 16": LabConfig((4, 4), (4, 4), 2, 2, 2),
+}
+
+
+def get_config() -> LabConfig:
+    """The session's configuration (the UCF11 BT-LSTM preset until the user changes it)."""
+    cfg = st.session_state.get(CONFIG_KEY)
+    return cfg if isinstance(cfg, LabConfig) else LabConfig()
+
+
+def set_config(cfg: LabConfig, **changes) -> LabConfig:
+    cfg = replace(cfg, **changes) if changes else cfg
+    st.session_state[CONFIG_KEY] = cfg
+    return cfg

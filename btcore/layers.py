@@ -1,0 +1,492 @@
+"""Factorized linear layers: :class:`BTLinear` (Block-Term) and :class:`TTLinear` (TT-matrix).
+
+Both are drop-in replacements for ``nn.Linear(in_features, out_features)`` whose weight is never
+formed: ``forward`` is :func:`btcore.matmul` (the cached contraction path) plus a bias.
+
+Conventions (shared with the rest of ``btcore``): the layer's matrix W has shape (I, J) =
+(in_features, out_features) and ``y = x @ W + b``. PyTorch's ``nn.Linear.weight`` is (out, in) =
+W.T; :meth:`from_linear` does the transpose for you.
+
+Initialisation
+--------------
+``reset_parameters`` makes the reconstructed W have the entry variance of PyTorch's default
+``nn.Linear`` init for the same fan-in, ``1 / (3 * in_features)`` (std ``1/sqrt(3 I)``), so the output
+of a unit-variance input has the same std as the dense layer's (about 0.58). Every factor and core
+gets the entry std of :func:`btcore.tensors.bt_init_std` / :func:`~btcore.tensors.tt_init_std`
+(derived from the ranks, N and d, as t3f does for TT). Plain Gaussian draws have that variance only
+in expectation: with small ranks the realized ``||W||`` of one draw fluctuates by a factor of two or
+more (a rank-1 core is a single number). So the draws are made semi-orthogonal with exactly that
+entry RMS:
+
+* BT: the unfolded factors ``A_n^(k)`` (I_k J_k x R_k) get orthogonal columns of equal norm, jointly
+  over the blocks where ``N * R_k <= I_k J_k`` (so different blocks are orthogonal); each core is a
+  Gaussian draw rescaled to RMS exactly ``s``. Then ``||W||_F^2`` is exactly ``I * J * std^2``
+  whenever some mode allows the joint draw.
+* TT: cores 1..d-1 are left-orthogonal (unfolding (r_{k-1} I_k J_k) x r_k with orthogonal columns),
+  the last core a rescaled Gaussian; again ``||W||_F^2 = I * J * std^2`` exactly.
+
+Bias: uniform(-1/sqrt(I), 1/sqrt(I)), as ``nn.Linear``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .contract import matmul
+from .formats import BTSpec, TTSpec
+from .shapes import prod
+from .tensors import BTMatrix, TTMatrix, bt_init_std, tt_init_std
+
+__all__ = ["BTLinear", "TTLinear", "linear_init_std"]
+
+
+def linear_init_std(fan_in: int) -> float:
+    """Entry std of PyTorch's default ``nn.Linear`` weight init (kaiming_uniform, a=sqrt(5)): 1/sqrt(3 fan_in)."""
+    return 1.0 / math.sqrt(3.0 * fan_in)
+
+
+def _semi_orthogonal(m: int, r: int, std: float) -> torch.Tensor:
+    """An (m, r) float64 matrix with entry RMS exactly ``std`` and orthogonal columns (m >= r) or rows.
+
+    Drawn from the global torch RNG (so ``torch.manual_seed`` makes it reproducible).
+    """
+    g = torch.randn(max(m, r), min(m, r), dtype=torch.float64)
+    q, rr = torch.linalg.qr(g)
+    q = q * torch.where(torch.diagonal(rr) < 0, -1.0, 1.0)  # sign fix: Haar-distributed
+    if m < r:
+        q = q.T
+    return q * (std * math.sqrt(m * r / min(m, r)))
+
+
+def _rms_gaussian(shape, std: float) -> torch.Tensor:
+    """A Gaussian draw rescaled so its entry RMS is exactly ``std`` (float64)."""
+    g = torch.randn(shape, dtype=torch.float64)
+    rms = g.pow(2).mean().sqrt()
+    return g * (std / rms) if rms > 0 else g
+
+
+def _check_weight(weight, in_size: int, out_size: int, what: str) -> torch.Tensor:
+    if not isinstance(weight, torch.Tensor):
+        raise ValueError(f"weight must be a torch.Tensor of shape (I, J) = ({in_size}, {out_size}), got {type(weight).__name__}")
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be a 2-D (I, J) matrix, got shape {tuple(weight.shape)}")
+    if tuple(weight.shape) != (in_size, out_size):
+        hint = ""
+        if tuple(weight.shape) == (out_size, in_size):
+            hint = (" It looks transposed: btcore uses W of shape (in, out) with y = x @ W, while nn.Linear.weight "
+                    f"is (out, in); pass weight.T or use {what}.from_linear")
+        raise ValueError(
+            f"weight has shape {tuple(weight.shape)} but the modes give (I, J) = ({in_size}, {out_size}).{hint}"
+        )
+    if not weight.is_floating_point():
+        raise ValueError(f"weight must be a floating-point tensor, got {weight.dtype}")
+    return weight.detach()
+
+
+def _interleaved(weight: torch.Tensor, in_modes, out_modes) -> torch.Tensor:
+    """W (I, J) as the order-d tensor over merged modes (I_1 J_1, .., I_d J_d)."""
+    d = len(in_modes)
+    t = weight.reshape(tuple(in_modes) + tuple(out_modes))
+    perm = [a for k in range(d) for a in (k, d + k)]
+    return t.permute(perm).reshape([i * j for i, j in zip(in_modes, out_modes)])
+
+
+def _tt_caps(in_modes, out_modes) -> tuple[int, ...]:
+    sizes = [i * j for i, j in zip(in_modes, out_modes)]
+    return tuple(min(prod(sizes[: k + 1]), prod(sizes[k + 1:])) for k in range(len(sizes) - 1))
+
+
+def tt_svd(weight: torch.Tensor, in_modes, out_modes, ranks) -> list[torch.Tensor]:
+    """TT-SVD of W (I, J) into TT-matrix cores with the given inner ranks (exact at full ranks).
+
+    Computed in float64; cores are returned in ``weight``'s dtype. Ranks above what the SVD gives
+    are zero-padded (they cannot occur at valid ranks, see :class:`TTSpec`).
+    """
+    spec = TTSpec(in_modes, out_modes, ranks, max_bytes=None)
+    w = weight.detach().to(torch.float64)
+    t = _interleaved(w, spec.in_modes, spec.out_modes)
+    sizes = [i * j for i, j in zip(spec.in_modes, spec.out_modes)]
+    cores, r, rest = [], 1, t.reshape(-1)
+    for k in range(spec.d - 1):
+        mat = rest.reshape(r * sizes[k], -1)
+        u, s, vh = torch.linalg.svd(mat, full_matrices=False)
+        rk = spec.ranks[k + 1]
+        u, s, vh = u[:, :rk], s[:rk], vh[:rk]
+        if u.shape[1] < rk:  # pad (never at valid ranks)
+            pad = rk - u.shape[1]
+            u = torch.cat([u, u.new_zeros(u.shape[0], pad)], 1)
+            s = torch.cat([s, s.new_zeros(pad)])
+            vh = torch.cat([vh, vh.new_zeros(pad, vh.shape[1])], 0)
+        cores.append(u.reshape(r, spec.in_modes[k], spec.out_modes[k], rk))
+        rest = s[:, None] * vh
+        r = rk
+    cores.append(rest.reshape(r, spec.in_modes[-1], spec.out_modes[-1], 1))
+    return [c.to(weight.dtype) for c in cores]
+
+
+class _FactorizedLinear(nn.Module):
+    """Shared behaviour of :class:`BTLinear` and :class:`TTLinear`."""
+
+    spec: BTSpec | TTSpec
+
+    def _init_bias(self, bias: bool, factory) -> None:
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.out_features, **factory))
+        else:
+            self.register_parameter("bias", None)
+
+    @property
+    def in_modes(self) -> tuple[int, ...]:
+        return self.spec.in_modes
+
+    @property
+    def out_modes(self) -> tuple[int, ...]:
+        return self.spec.out_modes
+
+    @property
+    def in_features(self) -> int:
+        return self.spec.in_size
+
+    @property
+    def out_features(self) -> int:
+        return self.spec.out_size
+
+    @property
+    def num_params(self) -> int:
+        """Trainable parameters: the format's (``spec.params``) plus the bias."""
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def compression(self) -> float:
+        """Dense weight entries (I * J) per factorized weight parameter (bias not counted)."""
+        return self.spec.compression
+
+    @property
+    def init_std(self) -> float:
+        """Entry std of W at init: that of ``nn.Linear`` with the same fan-in."""
+        return linear_init_std(self.in_features)
+
+    def _reset_bias(self) -> None:
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features)
+            with torch.no_grad():
+                self.bias.uniform_(-bound, bound)
+
+    def to_matrix(self):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def weight_matrix(self) -> torch.Tensor:
+        """The dense (I, J) matrix W (memory-checked; for inspection, not for the forward pass)."""
+        return self.to_matrix().to_dense()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"{type(self).__name__}: input's last dimension is {tuple(x.shape)[-1:] or '()'}, "
+                f"expected in_features = {self.in_features}"
+            )
+        y = matmul(x, self.to_matrix(), method=self.method)
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def _copy_bias(self, bias) -> None:
+        if bias is None:
+            return
+        if self.bias is None:
+            raise ValueError("bias: a bias was given but the layer was built with bias=False")
+        if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (self.out_features,):
+            shape = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
+            raise ValueError(f"bias must have shape ({self.out_features},), got {shape}")
+        with torch.no_grad():
+            self.bias.copy_(bias.detach().to(self.bias))
+
+
+def _check_method(method: str) -> str:
+    if method not in ("contract", "dense", "auto"):
+        raise ValueError(f"method must be 'contract', 'dense' or 'auto', got {method!r}")
+    return method
+
+
+class BTLinear(_FactorizedLinear):
+    """``y = x @ W + b`` with W (I, J) a Block-Term matrix, never formed.
+
+    Parameters
+    ----------
+    in_modes, out_modes : sequence of int
+        I_1..I_d and J_1..J_d; in_features = prod(in_modes), out_features = prod(out_modes).
+    rank : int or sequence of int
+        Tucker rank R (or per-mode R_1..R_d), at most I_k * J_k.
+    blocks : int
+        Number of blocks N.
+    bias : bool
+        Add a learnable bias of size out_features.
+    method : {"contract", "dense", "auto"}
+        Passed to :func:`btcore.matmul`; the default never forms W.
+    device, dtype : optional
+        As for ``nn.Linear``.
+
+    Attributes
+    ----------
+    factors : nn.ParameterList
+        ``factors[k]`` of shape (N, I_k, J_k, R_k).
+    core : nn.Parameter
+        Shape (N, R_1, .., R_d).
+    bias : nn.Parameter or None
+
+    Examples
+    --------
+    >>> layer = BTLinear((8, 20, 20, 18), (16, 4, 4, 4), rank=4, blocks=2)
+    >>> layer.num_params  # 3,392 BT parameters + 1,024 bias
+    4416
+    """
+
+    def __init__(self, in_modes, out_modes, rank, blocks: int = 1, bias: bool = True, *, method: str = "contract",
+                 device=None, dtype=None):
+        super().__init__()
+        self.spec = BTSpec(in_modes, out_modes, rank, blocks)
+        self.method = _check_method(method)
+        factory = {"device": device, "dtype": dtype}
+        self.factors = nn.ParameterList(
+            [nn.Parameter(torch.empty(shape, **factory)) for shape in self.spec.factor_shapes()])
+        self.core = nn.Parameter(torch.empty(self.spec.core_shape, **factory))
+        self._init_bias(bias, factory)
+        self.reset_parameters()
+
+    @property
+    def rank(self):
+        return self.spec.rank
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        return self.spec.ranks
+
+    @property
+    def blocks(self) -> int:
+        return self.spec.blocks
+
+    def reset_parameters(self, std: float | None = None) -> None:
+        """Re-initialise so W has entry std ``std`` (default: ``nn.Linear``'s, 1/sqrt(3 I)); bias as ``nn.Linear``.
+
+        Every factor and core has entry RMS ``bt_init_std(spec, std)``; factors are semi-orthogonal
+        (jointly over blocks where N R_k <= I_k J_k) and cores are rescaled Gaussians, so the
+        realized ``||W||_F`` matches the target rather than only its expectation.
+        """
+        spec = self.spec
+        std = self.init_std if std is None else float(std)
+        if not std >= 0:
+            raise ValueError(f"std must be a non-negative number, got {std!r}")
+        s = bt_init_std(spec, std)
+        n = spec.blocks
+        with torch.no_grad():
+            for k, (i, j, r) in enumerate(zip(spec.in_modes, spec.out_modes, spec.ranks)):
+                m = i * j
+                if n * r <= m:
+                    q = _semi_orthogonal(m, n * r, s).reshape(m, n, r).permute(1, 0, 2)
+                else:
+                    q = torch.stack([_semi_orthogonal(m, r, s) for _ in range(n)])
+                self.factors[k].copy_(q.reshape(n, i, j, r))
+            self.core.copy_(torch.stack([_rms_gaussian(spec.ranks, s) for _ in range(n)]))
+        self._reset_bias()
+
+    def to_matrix(self) -> BTMatrix:
+        """The layer's W as a :class:`BTMatrix` over its parameters (differentiable)."""
+        return BTMatrix(list(self.factors), self.core)
+
+    def extra_repr(self) -> str:
+        s = self.spec
+        return (f"in_modes={s.in_modes}, out_modes={s.out_modes}, rank={s.rank}, blocks={s.blocks}, "
+                f"bias={self.bias is not None}, params={self.num_params:,}, compression={s.compression:,.1f}x")
+
+    @classmethod
+    def from_matrix(cls, M: BTMatrix, bias: torch.Tensor | None = None, **kwargs) -> "BTLinear":
+        """A layer holding copies of a :class:`BTMatrix`'s tensors (and ``bias``, if given)."""
+        if not isinstance(M, BTMatrix):
+            raise ValueError(f"M must be a BTMatrix, got {type(M).__name__}")
+        s = M.spec
+        kwargs.setdefault("dtype", M.dtype)
+        kwargs.setdefault("device", M.device)
+        want_bias = bool(kwargs.pop("bias", True)) or bias is not None
+        layer = cls(s.in_modes, s.out_modes, s.ranks, s.blocks, bias=want_bias, **kwargs)
+        with torch.no_grad():
+            for p, f in zip(layer.factors, M.factors):
+                p.copy_(f.detach())
+            layer.core.copy_(M.core.detach())
+        layer._copy_bias(bias)
+        return layer
+
+    @classmethod
+    def from_dense(cls, weight: torch.Tensor, in_modes, out_modes, rank=None, blocks: int = 1,
+                   bias: torch.Tensor | None = None, *, seed: int = 0, **fit_kwargs) -> "BTLinear":
+        """A layer whose W approximates ``weight`` (shape (I, J), y = x @ W).
+
+        With full rank in every mode (``rank=None``, or R_k = I_k J_k) the fit is exact: block 1 holds
+        identity factors and the core is W rearranged to (I_1 J_1, .., I_d J_d); further blocks get
+        random factors and zero cores (they start at zero but can learn). Otherwise the weight is
+        fitted with :func:`btcore.decompose.fit_bt` (ALS; ``seed`` and ``fit_kwargs`` are passed on).
+        The fit's report is kept in ``layer.fit_info`` (a dict with at least ``relative_error``).
+        """
+        spec_modes = BTSpec(in_modes, out_modes, 1, blocks, max_bytes=None)
+        w = _check_weight(weight, spec_modes.in_size, spec_modes.out_size, cls.__name__)
+        full = tuple(i * j for i, j in zip(spec_modes.in_modes, spec_modes.out_modes))
+        if rank is None:
+            rank = full
+        spec = BTSpec(in_modes, out_modes, rank, blocks)
+        if spec.ranks == full:
+            layer = cls(spec.in_modes, spec.out_modes, spec.ranks, spec.blocks, bias=True,
+                        dtype=w.dtype, device=w.device)
+            with torch.no_grad():
+                for k, (i, j) in enumerate(zip(spec.in_modes, spec.out_modes)):
+                    layer.factors[k][0].copy_(torch.eye(i * j, dtype=w.dtype, device=w.device).reshape(i, j, i * j))
+                layer.core.zero_()
+                layer.core[0].copy_(_interleaved(w, spec.in_modes, spec.out_modes))
+            info = {"method": "exact", "relative_error": 0.0}
+        else:
+            from .decompose import fit_bt  # lazy: decompose is optional for the layers
+
+            M, info = fit_bt(w, spec.in_modes, spec.out_modes, spec.rank, spec.blocks, seed=seed, **fit_kwargs)
+            layer = cls.from_matrix(M.to(dtype=w.dtype, device=w.device))
+        if bias is None:
+            with torch.no_grad():
+                layer.bias.zero_()
+        else:
+            layer._copy_bias(bias)
+        layer.fit_info = info
+        return layer
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, in_modes, out_modes, rank=None, blocks: int = 1, **kwargs) -> "BTLinear":
+        """A layer approximating ``linear`` (its weight is (out, in), so W = linear.weight.T); bias copied."""
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        return cls.from_dense(linear.weight.detach().T, in_modes, out_modes, rank, blocks,
+                              bias=None if linear.bias is None else linear.bias.detach(), **kwargs)
+
+
+class TTLinear(_FactorizedLinear):
+    """``y = x @ W + b`` with W (I, J) a TT-matrix, never formed.
+
+    Parameters
+    ----------
+    in_modes, out_modes : sequence of int
+        I_1..I_d and J_1..J_d.
+    ranks : int or sequence of int
+        One int for all d-1 inner ranks, the d-1 inner ranks, or all d+1 with r_0 = r_d = 1.
+    bias, method, device, dtype
+        As for :class:`BTLinear`.
+
+    Attributes
+    ----------
+    cores : nn.ParameterList
+        ``cores[k]`` of shape (r_{k-1}, I_k, J_k, r_k).
+    """
+
+    def __init__(self, in_modes, out_modes, ranks, bias: bool = True, *, method: str = "contract",
+                 device=None, dtype=None):
+        super().__init__()
+        self.spec = TTSpec(in_modes, out_modes, ranks)
+        self.method = _check_method(method)
+        factory = {"device": device, "dtype": dtype}
+        self.cores = nn.ParameterList([nn.Parameter(torch.empty(s, **factory)) for s in self.spec.core_shapes()])
+        self._init_bias(bias, factory)
+        self.reset_parameters()
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        return self.spec.ranks
+
+    def reset_parameters(self, std: float | None = None) -> None:
+        """Re-initialise so W has entry std ``std`` (default: ``nn.Linear``'s, 1/sqrt(3 I)); bias as ``nn.Linear``.
+
+        Every core has entry RMS ``tt_init_std(spec, std)``; cores 1..d-1 are left-orthogonal and
+        the last one a rescaled Gaussian, so the realized ``||W||_F`` matches the target.
+        """
+        spec = self.spec
+        std = self.init_std if std is None else float(std)
+        if not std >= 0:
+            raise ValueError(f"std must be a non-negative number, got {std!r}")
+        s = tt_init_std(spec, std)
+        with torch.no_grad():
+            for k, shape in enumerate(spec.core_shapes()):
+                r0, i, j, r1 = shape
+                if k < spec.d - 1:
+                    c = _semi_orthogonal(r0 * i * j, r1, s)
+                else:
+                    c = _rms_gaussian(shape, s)
+                self.cores[k].copy_(c.reshape(shape))
+        self._reset_bias()
+
+    def to_matrix(self) -> TTMatrix:
+        """The layer's W as a :class:`TTMatrix` over its parameters (differentiable)."""
+        return TTMatrix(list(self.cores))
+
+    def extra_repr(self) -> str:
+        s = self.spec
+        return (f"in_modes={s.in_modes}, out_modes={s.out_modes}, ranks={s.ranks}, "
+                f"bias={self.bias is not None}, params={self.num_params:,}, compression={s.compression:,.1f}x")
+
+    @classmethod
+    def from_matrix(cls, M: TTMatrix, bias: torch.Tensor | None = None, **kwargs) -> "TTLinear":
+        """A layer holding copies of a :class:`TTMatrix`'s cores (and ``bias``, if given)."""
+        if not isinstance(M, TTMatrix):
+            raise ValueError(f"M must be a TTMatrix, got {type(M).__name__}")
+        s = M.spec
+        kwargs.setdefault("dtype", M.dtype)
+        kwargs.setdefault("device", M.device)
+        want_bias = bool(kwargs.pop("bias", True)) or bias is not None
+        layer = cls(s.in_modes, s.out_modes, s.ranks, bias=want_bias, **kwargs)
+        with torch.no_grad():
+            for p, c in zip(layer.cores, M.cores):
+                p.copy_(c.detach())
+        layer._copy_bias(bias)
+        return layer
+
+    @classmethod
+    def from_dense(cls, weight: torch.Tensor, in_modes, out_modes, ranks=None, bias: torch.Tensor | None = None,
+                   **fit_kwargs) -> "TTLinear":
+        """A layer whose W approximates ``weight`` (shape (I, J), y = x @ W).
+
+        ``ranks=None`` means the full ranks min(prod_{i<=k} I_i J_i, prod_{i>k} I_i J_i), where TT-SVD
+        is exact. Other ranks use :func:`btcore.decompose.fit_tt` (TT-SVD) when available, else the
+        local :func:`tt_svd`. The fit's report is in ``layer.fit_info``.
+        """
+        spec_modes = TTSpec(in_modes, out_modes, 1, max_bytes=None)
+        w = _check_weight(weight, spec_modes.in_size, spec_modes.out_size, cls.__name__)
+        full = _tt_caps(spec_modes.in_modes, spec_modes.out_modes)
+        if ranks is None:
+            ranks = full
+        spec = TTSpec(in_modes, out_modes, ranks)
+        if spec.inner_ranks == full:
+            cores = tt_svd(w, spec.in_modes, spec.out_modes, spec.ranks)
+            M, info = TTMatrix(cores), {"method": "exact (TT-SVD at full rank)", "relative_error": 0.0}
+        else:
+            try:
+                from .decompose import fit_tt
+            except ImportError:
+                fit_tt = None
+            if fit_tt is not None:
+                M, info = fit_tt(w, spec.in_modes, spec.out_modes, spec.ranks, **fit_kwargs)
+            else:
+                M = TTMatrix(tt_svd(w, spec.in_modes, spec.out_modes, spec.ranks))
+                err = (torch.linalg.norm(M.to_dense().double() - w.double()) / torch.linalg.norm(w.double()).clamp_min(1e-300))
+                info = {"method": "TT-SVD (btcore.layers.tt_svd)", "relative_error": float(err)}
+        layer = cls.from_matrix(M.to(dtype=w.dtype, device=w.device))
+        if bias is None:
+            with torch.no_grad():
+                layer.bias.zero_()
+        else:
+            layer._copy_bias(bias)
+        layer.fit_info = info
+        return layer
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, in_modes, out_modes, ranks=None, **kwargs) -> "TTLinear":
+        """A layer approximating ``linear`` (W = linear.weight.T); bias copied."""
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        return cls.from_dense(linear.weight.detach().T, in_modes, out_modes, ranks,
+                              bias=None if linear.bias is None else linear.bias.detach(), **kwargs)

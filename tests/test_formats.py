@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+import btcore
+from btcore import BTSpec, DenseSpec, TTSpec
+
+UCF_IN, UCF_OUT, UCF_OUT_GRU = (8, 20, 20, 18), (16, 4, 4, 4), (12, 4, 4, 4)
+
+
+def test_paper_numbers():
+    """REFERENCE.md section 2: the UCF11 input-to-hidden map."""
+    assert btcore.dense_params(UCF_IN, UCF_OUT) == 58_982_400
+    assert btcore.bt_params(UCF_IN, UCF_OUT, 4, 1) == 1_696
+    assert btcore.bt_params(UCF_IN, UCF_OUT, 4, 2) == 3_392
+    assert round(58_982_400 / 3_392, 1) == 17_388.7
+    assert BTSpec(UCF_IN, UCF_OUT, 4, 2).compression == pytest.approx(17_388.68, abs=0.01)
+    assert btcore.tt_params(UCF_IN, UCF_OUT, 4) == 3_360
+    assert btcore.tt_params(UCF_IN, UCF_OUT_GRU, 4) == 3_232
+
+
+def test_hand_counts():
+    # BT: N * (sum I_k J_k R_k + prod R_k), per-mode ranks.
+    assert btcore.bt_params((2, 3), (4, 5), (2, 3), 3) == 3 * (2 * 4 * 2 + 3 * 5 * 3 + 2 * 3)
+    # TT: sum r_{k-1} I_k J_k r_k with boundary ranks 1.
+    assert btcore.tt_params((2, 3, 4), (5, 6, 7), (2, 3)) == 1 * 2 * 5 * 2 + 2 * 3 * 6 * 3 + 3 * 4 * 7 * 1
+    assert btcore.tt_params((2, 3, 4), (5, 6, 7), (1, 2, 3, 1)) == btcore.tt_params((2, 3, 4), (5, 6, 7), (2, 3))
+    assert btcore.tucker_params((2, 3), (4, 5), 2) == 2 * 4 * 2 + 3 * 5 * 2 + 4
+    assert btcore.cp_params((2, 3), (4, 5), 7) == 7 * (8 + 15 + 1)
+    assert btcore.dense_params(6, 20) == 120
+
+
+def test_special_case_names():
+    assert BTSpec((4, 4), (4, 4), 2, 1).kind == "Tucker"
+    assert BTSpec((4, 4), (4, 4), 1, 5).kind == "CP"
+    assert BTSpec((4, 4), (4, 4), 2, 3).kind == "BT"
+    assert btcore.cp_spec((4, 4), (4, 4), 5) == BTSpec((4, 4), (4, 4), 1, 5)
+    assert btcore.tucker_spec((4, 4), (4, 4), 3) == BTSpec((4, 4), (4, 4), 3, 1)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: BTSpec((8, 20, 20, 18), (16, 4, 4), 4, 2), r"in_modes has 4 modes but out_modes has 3"),
+    (lambda: BTSpec((8, 20), (4, 4), 4, 2, in_size=161), r"in_modes: the product of the modes 8 x 20 = 160 does not equal the size 161"),
+    (lambda: BTSpec((2, 2), (2, 2), 0, 2), r"rank must be at least 1, got 0"),
+    (lambda: BTSpec((2, 2), (2, 2), 2, 0), r"blocks must be at least 1, got 0"),
+    (lambda: BTSpec((2, 2), (2, 2), 2.5, 1), r"rank must be a positive integer, got 2.5"),
+    (lambda: BTSpec((2, 2), (2, 2), "4", 1), r"rank must be an int or a sequence"),
+    (lambda: BTSpec((2, 2), (2, 2), (2, 2, 2), 1), r"rank has 3 entries; give one int or one rank per mode \(d = 2\)"),
+    (lambda: BTSpec((2, 3), (2, 2), 5, 1), r"rank\[0\] = 5 is above mode 1's size I\*J = 2\*2 = 4; .*adds parameters and no expressive power"),
+    (lambda: BTSpec((16,) * 4, (16,) * 4, 200, 1), r"the BT core .* has 1,600,000,000 entries .* above the limit .* lower the rank R, the order d"),
+    (lambda: TTSpec((2, 2, 2), (2, 2, 2), (2, 2, 2)), r"ranks has 3 entries; a TT-matrix of order d = 3 needs d-1 = 2 inner ranks"),
+    (lambda: TTSpec((2, 2, 2), (2, 2, 2), 5), r"ranks\[0\] = 5 is above the largest useful TT rank 4 between cores 1 and 2"),
+    (lambda: TTSpec((2, 2), (2, 2), (2, 4, 1)), r"first and last must be 1"),
+    (lambda: TTSpec((2, 2), (2, 2), -1), r"ranks must be at least 1"),
+    (lambda: DenseSpec((2, 0), (2, 2)), r"in_modes\[1\] must be at least 1"),
+    (lambda: DenseSpec((2,) * 9, (2,) * 9), r"order d = 9 is above the supported maximum 8"),
+    (lambda: BTSpec(True, 3, 1, 1), r"in_modes must be a sequence of positive integers"),
+])
+def test_validation_messages(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_macs_follow_the_plan():
+    spec = BTSpec(UCF_IN, UCF_OUT, 4, 2)
+    for batch in (1, 16, 64):
+        plan = spec.plan(batch)
+        assert spec.macs(batch) == plan.macs / batch == sum(s.macs for s in plan.steps) / batch
+        assert plan.method == "contract"
+    # The contraction is far cheaper than the dense product (REFERENCE.md: first step ~40% of total).
+    assert spec.macs(16) < 0.1 * DenseSpec(UCF_IN, UCF_OUT).macs(16)
+    assert DenseSpec(UCF_IN, UCF_OUT).macs(16) == 57_600 * 1_024
+    first = min(j * 4 for j in UCF_OUT) * 57_600 * 2  # B*I*min_k(J_k R)*N per sample
+    assert spec.plan(16).steps[0].macs / 16 == first or spec.plan(16).steps[1].macs / 16 == first
+
+
+def test_memory():
+    spec = BTSpec(UCF_IN, UCF_OUT, 4, 2)
+    m32, m64 = spec.memory(torch.float32, 16), spec.memory("float64", 16)
+    assert m32["params"] == 3_392 * 4 and m64["params"] == 3_392 * 8
+    assert m32["largest_intermediate"] == spec.plan(16).largest_intermediate * 4
+    assert m32["total"] == m32["params"] + m32["largest_intermediate"]
+    with pytest.raises(ValueError, match="unknown torch dtype"):
+        spec.memory("float33")
+
+
+def test_summary_row_and_sweep():
+    spec = TTSpec(UCF_IN, UCF_OUT, 4)
+    row = btcore.summary_row(spec, batch=16)
+    assert row["params"] == 3_360 and row["ranks"] == "ranks 1-4-4-4-1" and row["format"] == "TT"
+    assert row["macs_per_sample"] == spec.macs(16)
+    rows = btcore.param_sweep((4, 4), (4, 4), [1, 2, 16, 17], blocks=[1, 3])
+    assert {"format": "BT", "blocks": 3, "rank": 2, "params": btcore.bt_params((4, 4), (4, 4), 2, 3)} in rows
+    assert not any(r["rank"] == 17 for r in rows)  # above every mode size: skipped
+    assert btcore.format_bytes(3 * 1024**2) == "3.0 MiB"

@@ -18,5 +18,6 @@ from .contract import ContractionPlan, Step, matmul, plan_matmul, plan_reconstru
 from .tensors import BTMatrix, TTMatrix, available_memory, check_allocation
 
 # -- modules added by later issues register their public names below --
+from .layers import BTLinear, TTLinear; from .rnn import GRU, GRUCell, LSTM, LSTMCell, ClassifierConfig, SequenceClassifier, build_classifier, ucf11_config  # noqa: E702
 
 __version__ = "0.1.0"

@@ -1,0 +1,663 @@
+"""LSTM and GRU cells, sequence layers and a sequence classifier with dense, TT or BT input maps.
+
+The input-to-hidden map of a cell is one (I, G*H) matrix for all G gates (G = 4 for LSTM, 3 for
+GRU), as in Ye et al. 2018 / Yang et al. 2017: for a factorized map the gate factor is folded into
+the first output mode, ``out_modes = (G * H_1, H_2, .., H_d)``. With the column index
+j = (j_1, .., j_d) row-major and j_1 = g * H_1 + h_1, the gate g is the slowest-varying index of j,
+so the columns are gate-major exactly like the rows of PyTorch's ``weight_ih`` (``[i, f, g, o]`` for
+LSTM, ``[r, z, n]`` for GRU); converting a PyTorch cell is ``W = weight_ih.T``.
+
+The hidden-to-hidden map stays dense (an ``nn.Linear(H, G*H)``), as in both papers.
+
+Equations (as ``nn.LSTMCell`` / ``nn.GRUCell``), with ``gx = x W_ih + b_ih`` and ``gh = h W_hh + b_hh``:
+
+* LSTM: i, f, g, o = sigma, sigma, tanh, sigma of (gx + gh); c' = f c + i g; h' = o tanh(c').
+* GRU: r = sigma(gx_r + gh_r); z = sigma(gx_z + gh_z); n = tanh(gx_n + r * gh_n);
+  h' = (1 - z) n + z h.
+
+Sequence layers (:class:`LSTM`, :class:`GRU`) are batch-first, apply the input map to all time
+steps at once (one contraction for B*T rows), take an optional initial state and optional
+per-sequence lengths, and apply dropout to the input (every element) and to the state fed to the
+recurrent map (one mask per sequence, "variational", so memory is not erased at every step).
+
+:class:`SequenceClassifier` runs one of them over a (B, T, F) sequence of flat frame features and
+maps the last (or mean) hidden state to class logits; it is built from a :class:`ClassifierConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from numbers import Integral
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .formats import BTSpec, DenseSpec, TTSpec
+from .layers import BTLinear, TTLinear
+from .shapes import check_modes, check_positive_int, prod
+
+__all__ = [
+    "KINDS",
+    "CELLS",
+    "GATES",
+    "folded_out_modes",
+    "make_input_map",
+    "LSTMCell",
+    "GRUCell",
+    "LSTM",
+    "GRU",
+    "ClassifierConfig",
+    "SequenceClassifier",
+    "build_classifier",
+    "ucf11_config",
+]
+
+KINDS = ("dense", "tt", "bt")
+CELLS = ("lstm", "gru")
+GATES = {"lstm": 4, "gru": 3}
+READOUTS = ("last", "mean")
+RECURRENT_INITS = ("orthogonal", "uniform")
+
+
+def _modes(value, field_name: str) -> tuple[int, ...]:
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        value = (value,)
+    return check_modes(value, field_name)
+
+
+def _check_kind(kind) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
+    return kind
+
+
+def folded_out_modes(hidden_modes, gates: int) -> tuple[int, ...]:
+    """Output modes of the stacked input map: the gate factor folded into the first mode."""
+    h = _modes(hidden_modes, "hidden_modes")
+    return (check_positive_int(gates, "gates") * h[0],) + h[1:]
+
+
+def make_input_map(kind: str, in_modes, hidden_modes, gates: int, *, rank=4, blocks: int = 1, tt_ranks=4,
+                   bias: bool = True, device=None, dtype=None) -> nn.Module:
+    """The input-to-hidden map of ``gates`` stacked gates: ``nn.Linear``, :class:`TTLinear` or :class:`BTLinear`.
+
+    All three are initialised like ``nn.Linear`` (entry std 1/sqrt(3 I)), the factorized ones
+    through their matched-variance init.
+    """
+    kind = _check_kind(kind)
+    i = _modes(in_modes, "in_modes")
+    h = _modes(hidden_modes, "hidden_modes")
+    out = folded_out_modes(h, gates)
+    factory = {"device": device, "dtype": dtype}
+    if kind == "dense":
+        return nn.Linear(prod(i), prod(out), bias=bias, **factory)
+    if len(i) != len(h):
+        raise ValueError(
+            f"hidden_modes has {len(h)} modes but in_modes has {len(i)}; a {kind.upper()} input map needs the same "
+            f"order d for both (e.g. hidden 256 as {'x'.join(['4'] * len(i)) if len(i) == 4 else '...'})"
+        )
+    if kind == "tt":
+        return TTLinear(i, out, tt_ranks, bias=bias, **factory)
+    return BTLinear(i, out, rank, blocks, bias=bias, **factory)
+
+
+class _Cell(nn.Module):
+    """Shared machinery of :class:`LSTMCell` and :class:`GRUCell`."""
+
+    gates: int = 0
+    cell_type: str = ""
+
+    def __init__(self, in_modes, hidden_modes, kind: str = "bt", *, rank=4, blocks: int = 1, tt_ranks=4,
+                 bias: bool = True, recurrent_init: str = "uniform", input_map: nn.Module | None = None,
+                 device=None, dtype=None):
+        super().__init__()
+        self.kind = _check_kind(kind)
+        self.in_modes = _modes(in_modes, "in_modes")
+        self.hidden_modes = _modes(hidden_modes, "hidden_modes")
+        if recurrent_init not in RECURRENT_INITS:
+            raise ValueError(f"recurrent_init must be one of {RECURRENT_INITS}, got {recurrent_init!r}")
+        self.recurrent_init = recurrent_init
+        self.input_size = prod(self.in_modes)
+        self.hidden_size = prod(self.hidden_modes)
+        g, hs = self.gates, self.hidden_size
+        if input_map is None:
+            input_map = make_input_map(kind, self.in_modes, self.hidden_modes, g, rank=rank, blocks=blocks,
+                                       tt_ranks=tt_ranks, bias=bias, device=device, dtype=dtype)
+        else:
+            shape = (getattr(input_map, "in_features", None), getattr(input_map, "out_features", None))
+            if shape != (self.input_size, g * hs):
+                raise ValueError(f"input_map maps {shape[0]} -> {shape[1]}, expected {self.input_size} -> {g * hs}")
+        self.input_map = input_map
+        self.hidden_map = nn.Linear(hs, g * hs, bias=bias, device=device, dtype=dtype)
+        self.reset_recurrent()
+
+    @property
+    def out_modes(self) -> tuple[int, ...]:
+        """Output modes of the stacked input map, (G * H_1, H_2, .., H_d)."""
+        return folded_out_modes(self.hidden_modes, self.gates)
+
+    def reset_recurrent(self) -> None:
+        """Initialise the hidden-to-hidden map.
+
+        "uniform": as ``nn.LSTMCell``/``nn.GRUCell``, U(-1/sqrt(H), 1/sqrt(H)) for weight and bias.
+        "orthogonal": each gate's (H, H) block orthogonal, bias as "uniform".
+        """
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        hs = self.hidden_size
+        with torch.no_grad():
+            if self.recurrent_init == "orthogonal":
+                for k in range(self.gates):
+                    nn.init.orthogonal_(self.hidden_map.weight[k * hs:(k + 1) * hs])
+            else:
+                self.hidden_map.weight.uniform_(-bound, bound)
+            if self.hidden_map.bias is not None:
+                self.hidden_map.bias.uniform_(-bound, bound)
+
+    def reset_parameters(self) -> None:
+        self.input_map.reset_parameters()
+        self.reset_recurrent()
+
+    @property
+    def input_map_params(self) -> int:
+        """Parameters of the input-to-hidden matrix, bias excluded."""
+        m = self.input_map
+        return m.spec.params if hasattr(m, "spec") else m.weight.numel()
+
+    def extra_repr(self) -> str:
+        return (f"kind={self.kind!r}, in_modes={self.in_modes}, hidden_modes={self.hidden_modes}, "
+                f"input_map_params={self.input_map_params:,}")
+
+    def _check_x(self, x: torch.Tensor) -> None:
+        if x.dim() < 1 or x.shape[-1] != self.input_size:
+            raise ValueError(f"{type(self).__name__}: input's last dimension is {tuple(x.shape)[-1:] or '()'}, "
+                             f"expected input_size = {self.input_size}")
+
+    def _zeros(self, ref: torch.Tensor) -> torch.Tensor:
+        return ref.new_zeros(ref.shape[:-1] + (self.hidden_size,))
+
+    def _check_state(self, t: torch.Tensor, ref: torch.Tensor, name: str) -> None:
+        want = tuple(ref.shape[:-1]) + (self.hidden_size,)
+        if tuple(t.shape) != want:
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {want}")
+
+    @classmethod
+    def from_torch(cls, cell: nn.Module, in_modes, hidden_modes, kind: str = "bt", *, rank=None, blocks: int = 1,
+                   tt_ranks=None, **fit_kwargs):
+        """Convert a PyTorch ``nn.LSTMCell`` / ``nn.GRUCell`` (W_ih = cell.weight_ih.T, gate-major columns).
+
+        ``rank=None`` / ``tt_ranks=None`` mean full rank, where the conversion is exact; lower ranks
+        fit the weight with :mod:`btcore.decompose` (see :meth:`BTLinear.from_dense`).
+        """
+        torch_type = nn.LSTMCell if cls.gates == 4 else nn.GRUCell
+        if not isinstance(cell, torch_type):
+            raise ValueError(f"cell must be an nn.{torch_type.__name__}, got {type(cell).__name__}")
+        kind = _check_kind(kind)
+        in_modes = _modes(in_modes, "in_modes")
+        hidden_modes = _modes(hidden_modes, "hidden_modes")
+        if prod(in_modes) != cell.input_size:
+            raise ValueError(f"in_modes multiply to {prod(in_modes)}, but the cell's input_size is {cell.input_size}")
+        if prod(hidden_modes) != cell.hidden_size:
+            raise ValueError(f"hidden_modes multiply to {prod(hidden_modes)}, but the cell's hidden_size is "
+                             f"{cell.hidden_size}")
+        has_bias = cell.bias_ih is not None
+        w = cell.weight_ih.detach().T
+        b = cell.bias_ih.detach() if has_bias else None
+        out = folded_out_modes(hidden_modes, cls.gates)
+        factory = {"dtype": w.dtype, "device": w.device}
+        if kind == "dense":
+            imap = nn.Linear(w.shape[0], w.shape[1], bias=has_bias, **factory)
+            with torch.no_grad():
+                imap.weight.copy_(cell.weight_ih)
+                if has_bias:
+                    imap.bias.copy_(b)
+        else:
+            if len(in_modes) != len(hidden_modes):
+                raise ValueError(f"hidden_modes has {len(hidden_modes)} modes but in_modes has {len(in_modes)}; "
+                                 f"a {kind.upper()} input map needs the same order d for both")
+            if kind == "bt":
+                imap = BTLinear.from_dense(w, in_modes, out, rank, blocks, bias=b, **fit_kwargs)
+            else:
+                imap = TTLinear.from_dense(w, in_modes, out, tt_ranks, bias=b, **fit_kwargs)
+            if not has_bias:
+                imap.register_parameter("bias", None)
+        new = cls(in_modes, hidden_modes, kind, bias=has_bias, input_map=imap, **factory)
+        with torch.no_grad():
+            new.hidden_map.weight.copy_(cell.weight_hh)
+            if has_bias:
+                new.hidden_map.bias.copy_(cell.bias_hh)
+        return new
+
+
+class LSTMCell(_Cell):
+    """An LSTM cell with a dense, TT or BT input-to-hidden map (gates [i, f, g, o] as ``nn.LSTMCell``).
+
+    Parameters
+    ----------
+    in_modes : int or sequence of int
+        Input modes I_1..I_d (an int for a dense map).
+    hidden_modes : int or sequence of int
+        Hidden modes H_1..H_d; hidden_size = prod(hidden_modes). The input map's output modes are
+        (4 H_1, H_2, .., H_d).
+    kind : {"dense", "tt", "bt"}
+    rank, blocks : BT rank R (int or per-mode) and number of blocks N (kind "bt").
+    tt_ranks : TT ranks (kind "tt").
+    bias : bool
+        Biases b_ih and b_hh, as PyTorch.
+    recurrent_init : {"uniform", "orthogonal"}
+        See :meth:`reset_recurrent`.
+
+    ``forward(x, state=None) -> (h, c)`` for x of shape (B, I) (or (I,)), state (h, c) of shape (B, H).
+    """
+
+    gates = 4
+    cell_type = "lstm"
+
+    def step(self, gx: torch.Tensor, state=None, h_mask: torch.Tensor | None = None):
+        """One step from precomputed input gates ``gx = input_map(x)`` (shape (..., 4H)).
+
+        ``h_mask`` (optional) multiplies h where it enters the recurrent map (state dropout).
+        """
+        if state is None:
+            h = c = gx.new_zeros(gx.shape[:-1] + (self.hidden_size,))
+        else:
+            h, c = state
+        hr = h if h_mask is None else h * h_mask
+        z = gx + self.hidden_map(hr)
+        i, f, g, o = z.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
+        self._check_x(x)
+        if state is not None:
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise ValueError("state must be a pair (h, c) of tensors")
+            self._check_state(state[0], x, "state h")
+            self._check_state(state[1], x, "state c")
+        return self.step(self.input_map(x), state)
+
+
+class GRUCell(_Cell):
+    """A GRU cell with a dense, TT or BT input-to-hidden map (gates [r, z, n] as ``nn.GRUCell``).
+
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); h' = (1 - z) * n + z * h. Parameters as
+    :class:`LSTMCell`, with output modes (3 H_1, H_2, .., H_d). ``forward(x, h=None) -> h``.
+    """
+
+    gates = 3
+    cell_type = "gru"
+
+    def step(self, gx: torch.Tensor, h: torch.Tensor | None = None, h_mask: torch.Tensor | None = None):
+        """One step from precomputed input gates ``gx = input_map(x)`` (shape (..., 3H))."""
+        if h is None:
+            h = gx.new_zeros(gx.shape[:-1] + (self.hidden_size,))
+        hr = h if h_mask is None else h * h_mask
+        gh = self.hidden_map(hr)
+        xr, xz, xn = gx.chunk(3, dim=-1)
+        hr_, hz, hn = gh.chunk(3, dim=-1)
+        r = torch.sigmoid(xr + hr_)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        return (1 - z) * n + z * h
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None):
+        self._check_x(x)
+        if h is not None:
+            self._check_state(h, x, "state h")
+        return self.step(self.input_map(x), h)
+
+
+def _check_dropout(p, name: str) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not (0.0 <= float(p) < 1.0):
+        raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
+    return float(p)
+
+
+class _Sequence(nn.Module):
+    """A batch-first recurrent layer over a cell; see :class:`LSTM` and :class:`GRU`."""
+
+    cell_class: type = _Cell
+
+    def __init__(self, in_modes, hidden_modes, kind: str = "bt", *, rank=4, blocks: int = 1, tt_ranks=4,
+                 bias: bool = True, input_dropout: float = 0.0, state_dropout: float = 0.0,
+                 recurrent_init: str = "uniform", cell: _Cell | None = None, device=None, dtype=None):
+        super().__init__()
+        if cell is None:
+            cell = self.cell_class(in_modes, hidden_modes, kind, rank=rank, blocks=blocks, tt_ranks=tt_ranks,
+                                   bias=bias, recurrent_init=recurrent_init, device=device, dtype=dtype)
+        elif not isinstance(cell, self.cell_class):
+            raise ValueError(f"cell must be a {self.cell_class.__name__}, got {type(cell).__name__}")
+        self.cell = cell
+        self.input_dropout = _check_dropout(input_dropout, "input_dropout")
+        self.state_dropout = _check_dropout(state_dropout, "state_dropout")
+
+    @classmethod
+    def from_cell(cls, cell: _Cell, input_dropout: float = 0.0, state_dropout: float = 0.0):
+        """A sequence layer around an existing cell (e.g. one made with ``from_torch``)."""
+        return cls(cell.in_modes, cell.hidden_modes, cell.kind, cell=cell, input_dropout=input_dropout,
+                   state_dropout=state_dropout)
+
+    @property
+    def input_size(self) -> int:
+        return self.cell.input_size
+
+    @property
+    def hidden_size(self) -> int:
+        return self.cell.hidden_size
+
+    def extra_repr(self) -> str:
+        return f"input_dropout={self.input_dropout}, state_dropout={self.state_dropout}"
+
+    def _initial(self, state, batch: int, ref: torch.Tensor):
+        raise NotImplementedError  # pragma: no cover
+
+    def forward(self, x: torch.Tensor, state=None, lengths: torch.Tensor | None = None):
+        """Run over ``x`` of shape (B, T, F).
+
+        Returns ``(outputs, final_state)``: outputs (B, T, H) (zero after a sequence's length);
+        final_state is (h, c) for LSTM, h for GRU, each (B, H), taken at each sequence's last valid
+        step when ``lengths`` (B,) is given.
+        """
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(f"{type(self).__name__}: x must have shape (batch, time, {self.input_size}), "
+                             f"got {tuple(x.shape)}")
+        b, t, f = x.shape
+        mask = None
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths, device=x.device)
+            if lengths.shape != (b,):
+                raise ValueError(f"lengths must have shape ({b},), got {tuple(lengths.shape)}")
+            if bool((lengths < 1).any()) or bool((lengths > t).any()):
+                raise ValueError(f"lengths must be between 1 and the sequence length {t}")
+            mask = torch.arange(t, device=x.device)[None, :] < lengths[:, None]  # (B, T)
+        if self.training and self.input_dropout > 0:
+            x = nn.functional.dropout(x, self.input_dropout, training=True)
+        gx = self.cell.input_map(x.reshape(b * t, f)).reshape(b, t, -1)
+        h_mask = None
+        if self.training and self.state_dropout > 0:
+            keep = 1.0 - self.state_dropout
+            h_mask = torch.bernoulli(gx.new_full((b, self.hidden_size), keep)) / keep
+        state = self._initial(state, b, gx)
+        outs = []
+        for step in range(t):
+            new = self._step(gx[:, step], state, h_mask)
+            if mask is not None:
+                m = mask[:, step, None]
+                new = self._where(m, new, state)
+                outs.append(self._h(new) * m)
+            else:
+                outs.append(self._h(new))
+            state = new
+        return torch.stack(outs, 1), state
+
+
+class LSTM(_Sequence):
+    """Batch-first LSTM over (B, T, F) with a dense, TT or BT input map; see :class:`LSTMCell`.
+
+    ``forward(x, state=None, lengths=None) -> (outputs (B, T, H), (h, c))``; dropout on the input
+    (``input_dropout``) and on the state entering the recurrent map (``state_dropout``, one mask
+    per sequence), in training mode only.
+    """
+
+    cell_class = LSTMCell
+
+    def _initial(self, state, batch, ref):
+        if state is None:
+            z = ref.new_zeros(batch, self.hidden_size)
+            return z, z
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise ValueError("state must be a pair (h, c) of tensors of shape (B, H)")
+        for name, s in zip("hc", state):
+            if tuple(s.shape) != (batch, self.hidden_size):
+                raise ValueError(f"state {name} has shape {tuple(s.shape)}, expected ({batch}, {self.hidden_size})")
+        return tuple(state)
+
+    def _step(self, gx, state, h_mask):
+        return self.cell.step(gx, state, h_mask)
+
+    @staticmethod
+    def _where(m, new, old):
+        return torch.where(m, new[0], old[0]), torch.where(m, new[1], old[1])
+
+    @staticmethod
+    def _h(state):
+        return state[0]
+
+
+class GRU(_Sequence):
+    """Batch-first GRU over (B, T, F) with a dense, TT or BT input map; see :class:`GRUCell` and :class:`LSTM`.
+
+    ``forward(x, h=None, lengths=None) -> (outputs (B, T, H), h)``.
+    """
+
+    cell_class = GRUCell
+
+    def _initial(self, state, batch, ref):
+        if state is None:
+            return ref.new_zeros(batch, self.hidden_size)
+        if not isinstance(state, torch.Tensor) or tuple(state.shape) != (batch, self.hidden_size):
+            shape = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
+            raise ValueError(f"state h has shape {shape}, expected ({batch}, {self.hidden_size})")
+        return state
+
+    def _step(self, gx, state, h_mask):
+        return self.cell.step(gx, state, h_mask)
+
+    @staticmethod
+    def _where(m, new, old):
+        return torch.where(m, new, old)
+
+    @staticmethod
+    def _h(state):
+        return state
+
+
+def _rank_value(value, field_name: str):
+    """An int, or a tuple of ints (lists from JSON become tuples)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(check_positive_int(v, f"{field_name}[{k}]") for k, v in enumerate(value))
+    return check_positive_int(value, field_name)
+
+
+@dataclass
+class ClassifierConfig:
+    """Everything that defines a :class:`SequenceClassifier`; validated on construction.
+
+    Fields
+    ------
+    kind : "dense" | "tt" | "bt"
+        Format of the input-to-hidden map.
+    cell : "lstm" | "gru"
+    in_modes : tuple of int
+        Input modes; the frame feature size is their product.
+    hidden_modes : tuple of int
+        Hidden modes; hidden size is their product (4x4x4x4 = 256). For "tt"/"bt" the same order d
+        as ``in_modes``.
+    rank : int or tuple
+        BT Tucker rank R (or per-mode ranks), kind "bt".
+    blocks : int
+        BT blocks N, kind "bt".
+    tt_ranks : int or tuple
+        TT ranks, kind "tt".
+    classes : int
+        Number of classes.
+    dropout : float in [0, 1)
+        Dropout on the input and on the recurrent state (training only).
+    readout : "last" | "mean"
+        Classify the last hidden state or the mean over time steps.
+    recurrent_init : "orthogonal" | "uniform"
+        Init of the (dense) hidden-to-hidden weights; orthogonal as in TT-RNN.
+    """
+
+    kind: str = "bt"
+    cell: str = "lstm"
+    in_modes: tuple = (8, 20, 20, 18)
+    hidden_modes: tuple = (4, 4, 4, 4)
+    rank: Any = 4
+    blocks: int = 2
+    tt_ranks: Any = 4
+    classes: int = 11
+    dropout: float = 0.25
+    readout: str = "last"
+    recurrent_init: str = "orthogonal"
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "ClassifierConfig":
+        """Check every field (normalising lists to tuples); raise ``ValueError`` naming the bad field."""
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {self.kind!r}")
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(map(repr, CELLS))}, got {self.cell!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(map(repr, READOUTS))}, got {self.readout!r}")
+        if self.recurrent_init not in RECURRENT_INITS:
+            raise ValueError(f"recurrent_init must be one of {', '.join(map(repr, RECURRENT_INITS))}, "
+                             f"got {self.recurrent_init!r}")
+        self.in_modes = _modes(self.in_modes, "in_modes")
+        self.hidden_modes = _modes(self.hidden_modes, "hidden_modes")
+        self.classes = check_positive_int(self.classes, "classes")
+        self.dropout = _check_dropout(self.dropout, "dropout")
+        self.blocks = check_positive_int(self.blocks, "blocks")
+        self.rank = _rank_value(self.rank, "rank")
+        self.tt_ranks = _rank_value(self.tt_ranks, "tt_ranks")
+        if self.kind != "dense" and len(self.in_modes) != len(self.hidden_modes):
+            raise ValueError(
+                f"hidden_modes has {len(self.hidden_modes)} modes but in_modes has {len(self.in_modes)}; "
+                f"a {self.kind.upper()} input map needs the same order d for both"
+            )
+        if self.kind == "bt":
+            try:
+                BTSpec(self.in_modes, self.out_modes, self.rank, self.blocks)
+            except ValueError as e:  # BTSpec's messages name rank[k] / blocks / in_modes
+                raise ValueError(f"rank/blocks for the BT input map {self.in_modes} -> {self.out_modes}: {e}") from None
+        elif self.kind == "tt":
+            try:
+                TTSpec(self.in_modes, self.out_modes, self.tt_ranks)
+            except ValueError as e:
+                raise ValueError(f"tt_ranks for the TT input map {self.in_modes} -> {self.out_modes}: {e}") from None
+        return self
+
+    # -- derived sizes -------------------------------------------------------------------------
+    @property
+    def gates(self) -> int:
+        return GATES[self.cell]
+
+    @property
+    def input_size(self) -> int:
+        """Features per frame, prod(in_modes)."""
+        return prod(self.in_modes)
+
+    @property
+    def hidden_size(self) -> int:
+        return prod(self.hidden_modes)
+
+    @property
+    def out_modes(self) -> tuple[int, ...]:
+        """Output modes of the input-to-hidden map, (G * H_1, H_2, .., H_d)."""
+        return folded_out_modes(self.hidden_modes, self.gates)
+
+    def spec(self):
+        """The input-to-hidden map's format: ``DenseSpec``, ``TTSpec`` or ``BTSpec``."""
+        if self.kind == "bt":
+            return BTSpec(self.in_modes, self.out_modes, self.rank, self.blocks)
+        if self.kind == "tt":
+            return TTSpec(self.in_modes, self.out_modes, self.tt_ranks)
+        return DenseSpec(self.input_size, self.gates * self.hidden_size)
+
+    def input_map_params(self) -> int:
+        """Parameters of the input-to-hidden matrix, without bias (3,392 for the UCF11 BT-LSTM)."""
+        return self.spec().params
+
+    def num_params(self) -> int:
+        """All trainable parameters of the classifier (= ``sum(p.numel())`` of the built model)."""
+        g, h = self.gates, self.hidden_size
+        return (self.input_map_params() + g * h  # input map + b_ih
+                + g * h * h + g * h  # hidden map + b_hh
+                + h * self.classes + self.classes)  # head
+
+    def to_dict(self) -> dict:
+        """Plain-Python dict (JSON-friendly: tuples become lists when serialised)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClassifierConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(d) - names)
+        if extra:
+            raise ValueError(f"unknown ClassifierConfig field(s) {extra}; known: {sorted(names)}")
+        return cls(**d)
+
+    def describe(self) -> str:
+        """Short label such as ``'BT-LSTM (R=4, N=2)'``."""
+        name = f"{self.kind.upper() + '-' if self.kind != 'dense' else ''}{self.cell.upper()}"
+        if self.kind == "bt":
+            return f"{name} (R={self.rank}, N={self.blocks})"
+        if self.kind == "tt":
+            return f"{name} (ranks {self.tt_ranks})"
+        return name
+
+
+class SequenceClassifier(nn.Module):
+    """Recurrent layer over frames (B, T, F) -> last or mean hidden state -> linear head -> logits (B, classes).
+
+    Built from a :class:`ClassifierConfig`; ``forward(x, lengths=None)``. Frames with more than one
+    feature axis, (B, T, *frame), are flattened when their size matches ``config.input_size``.
+    """
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        if isinstance(config, dict):
+            config = ClassifierConfig.from_dict(config)
+        if not isinstance(config, ClassifierConfig):
+            raise ValueError(f"config must be a ClassifierConfig, got {type(config).__name__}")
+        self.config = dataclasses.replace(config)  # a validated copy
+        c = self.config
+        layer = LSTM if c.cell == "lstm" else GRU
+        self.rnn = layer(c.in_modes, c.hidden_modes, c.kind, rank=c.rank, blocks=c.blocks, tt_ranks=c.tt_ranks,
+                         input_dropout=c.dropout, state_dropout=c.dropout, recurrent_init=c.recurrent_init)
+        self.head = nn.Linear(c.hidden_size, c.classes)
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.config
+        if x.dim() > 3 and prod(x.shape[2:]) == c.input_size:
+            x = x.flatten(2)
+        if x.dim() != 3 or x.shape[-1] != c.input_size:
+            raise ValueError(f"x must have shape (batch, time, {c.input_size}) (frames of "
+                             f"{' x '.join(map(str, c.in_modes))} features), got {tuple(x.shape)}")
+        outputs, state = self.rnn(x, lengths=lengths)
+        if c.readout == "last":
+            h = state[0] if c.cell == "lstm" else state
+        elif lengths is None:
+            h = outputs.mean(1)
+        else:
+            n = torch.as_tensor(lengths, device=x.device).to(outputs.dtype)
+            h = outputs.sum(1) / n[:, None]  # outputs are zero past each length
+        return self.head(h)
+
+
+def build_classifier(config: ClassifierConfig | dict) -> SequenceClassifier:
+    """A :class:`SequenceClassifier` for ``config`` (a ClassifierConfig or its dict)."""
+    return SequenceClassifier(config)
+
+
+def ucf11_config(kind: str = "bt", cell: str = "lstm", **overrides) -> ClassifierConfig:
+    """The UCF11 setting of Ye et al. 2018: frames 8x20x20x18 = 57,600, hidden 4x4x4x4 = 256,
+    BT R=4, N=2 (3,392 input-map parameters for LSTM), TT ranks 4 (3,360), 11 classes, dropout 0.25.
+
+    The input map's output modes are 16x4x4x4 (LSTM) or 12x4x4x4 (GRU). ``overrides`` replace fields.
+    """
+    base = dict(kind=kind, cell=cell, in_modes=(8, 20, 20, 18), hidden_modes=(4, 4, 4, 4), rank=4, blocks=2,
+                tt_ranks=4, classes=11, dropout=0.25, readout="last", recurrent_init="orthogonal")
+    base.update(overrides)
+    return ClassifierConfig(**base)

@@ -1,0 +1,377 @@
+"""Plotly figure builders for the Learn page: pure functions of specs and rows, unit-tested without a UI.
+
+Tensor-network diagrams are drawn as plotly figures: bonds and legs are line shapes, labels are
+annotations, and the tensors are one scatter trace named ``"tensors"`` whose hover text gives each
+tensor's shape and parameter count. A leg stands for a whole mode, so a 57,600-row matrix is still
+one labelled leg, never 57,600 lines.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+import btcore
+from btcore.shapes import prod
+
+from .charts import FORMAT_COLORS
+from .learn_data import TensorizationGrid, shape_text, sub
+
+__all__ = [
+    "NODE_TRACE", "dense_diagram", "tt_diagram", "bt_diagram", "tensorization_figure", "step_bars",
+    "format_cost_stack", "growth_chart", "budget_chart", "node_names", "diagram_labels",
+]
+
+NODE_TRACE = "tensors"
+_LEG = "#1f77b4"      # row (input) legs
+_LEG_OUT = "#2ca02c"  # column (output) legs
+_BOND = "#555555"
+_STYLE = {
+    "dense": {"symbol": "square", "size": 46, "color": "#bdbdbd", "line": "#636363"},
+    "tt": {"symbol": "square", "size": 38, "color": "#9ecae1", "line": "#08519c"},
+    "factor": {"symbol": "square", "size": 32, "color": "#fdd0a2", "line": "#d94801"},
+    "core": {"symbol": "circle", "size": 40, "color": "#d62728", "line": "#67000d"},
+}
+
+
+def _fmt(n: int) -> str:
+    return f"{int(n):,}"
+
+
+class _Net:
+    """Accumulates nodes, bonds and legs, then renders one figure."""
+
+    def __init__(self):
+        self.nodes: list[dict] = []
+        self.shapes: list[dict] = []
+        self.notes: list[dict] = []
+
+    def node(self, x, y, label, kind, shape, what):
+        self.nodes.append({"x": x, "y": y, "label": label, "kind": kind, "hover": (
+            f"<b>{label}</b>: {what}<br>shape {shape_text(shape)}<br>{_fmt(prod(shape))} parameters")})
+
+    def line(self, x0, y0, x1, y1, color, width=2.5, dash=None):
+        self.shapes.append({"type": "line", "x0": x0, "y0": y0, "x1": x1, "y1": y1, "layer": "below",
+                            "line": {"color": color, "width": width, **({"dash": dash} if dash else {})}})
+
+    def text(self, x, y, text, size=12, color="#333", **kw):
+        self.notes.append({"x": x, "y": y, "text": text, "showarrow": False, "font": {"size": size, "color": color},
+                           "bgcolor": "rgba(255,255,255,0.85)", **kw})
+
+    def leg(self, x, y, angle_deg, length, label, color, size=11):
+        a = math.radians(angle_deg)
+        x1, y1 = x + length * math.cos(a), y + length * math.sin(a)
+        self.line(x, y, x1, y1, color)
+        self.text(x + (length + 0.22) * math.cos(a), y + (length + 0.22) * math.sin(a), label, size, color)
+
+    def bond(self, x0, y0, x1, y1, label, size=11):
+        self.line(x0, y0, x1, y1, _BOND, 3)
+        self.text((x0 + x1) / 2, (y0 + y1) / 2, label, size, _BOND)
+
+    def figure(self, title: str, height: int) -> go.Figure:
+        fig = go.Figure()
+        st = [_STYLE[n["kind"]] for n in self.nodes]
+        fig.add_scatter(
+            x=[n["x"] for n in self.nodes], y=[n["y"] for n in self.nodes], mode="markers+text", name=NODE_TRACE,
+            text=[n["label"] for n in self.nodes], hovertext=[n["hover"] for n in self.nodes],
+            hovertemplate="%{hovertext}<extra></extra>", textfont={"size": 13, "color": "black"},
+            marker={"symbol": [s["symbol"] for s in st], "size": [s["size"] for s in st],
+                    "color": [s["color"] for s in st], "line": {"color": [s["line"] for s in st], "width": 2}},
+            showlegend=False,
+        )
+        xs = [n["x"] for n in self.nodes] + [a["x"] for a in self.notes]
+        ys = [n["y"] for n in self.nodes] + [a["y"] for a in self.notes]
+        pad = 0.6
+        fig.update_layout(
+            title={"text": title, "font": {"size": 15}}, height=height, shapes=self.shapes, annotations=self.notes,
+            margin={"l": 10, "r": 10, "t": 40, "b": 10}, plot_bgcolor="white", dragmode=False,
+            xaxis={"visible": False, "range": [min(xs) - pad, max(xs) + pad], "fixedrange": True},
+            yaxis={"visible": False, "range": [min(ys) - pad, max(ys) + pad], "fixedrange": True,
+                   "scaleanchor": "x", "scaleratio": 1},
+        )
+        return fig
+
+
+def node_names(fig: go.Figure) -> list[str]:
+    """The tensor labels of a diagram (the ``"tensors"`` trace's text)."""
+    return [t for tr in fig.data if tr.name == NODE_TRACE for t in tr.text]
+
+
+def diagram_labels(fig: go.Figure) -> list[str]:
+    """All annotation texts of a diagram (leg and bond labels)."""
+    return [a.text for a in fig.layout.annotations]
+
+
+def _modes(modes) -> str:
+    return "×".join(map(str, modes))
+
+
+def dense_diagram(spec) -> go.Figure:
+    """Dense W: one node, a row leg of size I and a column leg of size J."""
+    net = _Net()
+    net.node(0, 0, "W", "dense", (spec.in_size, spec.out_size), "the dense matrix")
+    i_txt = f"i: I = {_fmt(spec.in_size)}" + (f"<br>({_modes(spec.in_modes)})" if spec.d > 1 else "")
+    j_txt = f"j: J = {_fmt(spec.out_size)}" + (f"<br>({_modes(spec.out_modes)})" if spec.d > 1 else "")
+    net.leg(0, 0, 180, 1.4, i_txt, _LEG)
+    net.leg(0, 0, 0, 1.4, j_txt, _LEG_OUT)
+    fig = net.figure(f"Dense: W is {_fmt(spec.in_size)} × {_fmt(spec.out_size)}, {_fmt(spec.params)} parameters", 220)
+    fig.update_xaxes(range=[-3.0, 3.0])
+    return fig
+
+
+def tt_diagram(spec) -> go.Figure:
+    """TT-matrix: a chain of d cores G_k (r_{k-1}, I_k, J_k, r_k) joined by rank-labelled bonds."""
+    net = _Net()
+    gap = 1.8
+    for k in range(spec.d):
+        x = k * gap
+        if k:
+            net.bond(x - gap, 0, x, 0, f"r{sub(k)} = {spec.ranks[k]}")
+        net.leg(x, 0, 90, 0.9, f"i{sub(k + 1)} = {spec.in_modes[k]}", _LEG)
+        net.leg(x, 0, -90, 0.9, f"j{sub(k + 1)} = {spec.out_modes[k]}", _LEG_OUT)
+    for k, shape in enumerate(spec.core_shapes()):
+        net.node(k * gap, 0, f"G{sub(k + 1)}", "tt", shape, f"TT core {k + 1}")
+    rk = "-".join(map(str, spec.ranks))
+    return net.figure(f"Tensor-Train: {spec.d} cores, ranks {rk}, {_fmt(spec.params)} parameters", 300)
+
+
+def _shown_blocks(n: int, max_blocks: int) -> list[int | None]:
+    """Block numbers to draw (1-based); ``None`` marks the elided ones."""
+    if n <= max_blocks:
+        return list(range(1, n + 1))
+    return list(range(1, max_blocks)) + [None, n]
+
+
+def bt_diagram(spec, max_blocks: int = 4) -> go.Figure:
+    """BT: N Tucker blocks summed, each a core C_n (R_1..R_d) joined to d factors A_n^(k) (I_k, J_k, R_k).
+
+    With more than ``max_blocks`` blocks the middle ones are elided ("⋯"); every drawn block has
+    d + 1 nodes.
+    """
+    net = _Net()
+    d = spec.d
+    radius = 1.25 if d <= 4 else 1.6
+    leg_len = 0.75
+    width = 2 * (radius + leg_len) + 1.6
+    font = 11 if d <= 4 else 9
+    x = 0.0
+    shown = _shown_blocks(spec.blocks, max_blocks)
+    for pos, n in enumerate(shown):
+        if pos:
+            net.text(x - width / 2, 0, "+", 26, "#333")
+        if n is None:
+            net.text(x - width / 4, 0, f"⋯<br>{spec.blocks - max_blocks + 1} more", 14, "#333")
+            x += width / 2
+            continue
+        for k in range(d):
+            ang = 90 + 360 * k / d + (180 / d if d > 2 else 0)
+            a = math.radians(ang)
+            fx, fy = x + radius * math.cos(a), radius * math.sin(a)
+            net.bond(x, 0, fx, fy, f"R{sub(k + 1)} = {spec.ranks[k]}", font)
+            net.leg(fx, fy, ang + 28, leg_len, f"i{sub(k + 1)} = {spec.in_modes[k]}", _LEG, font)
+            net.leg(fx, fy, ang - 28, leg_len, f"j{sub(k + 1)} = {spec.out_modes[k]}", _LEG_OUT, font)
+            net.node(fx, fy, f"A{sub(n)}<sup>({k + 1})</sup>", "factor",
+                     (spec.in_modes[k], spec.out_modes[k], spec.ranks[k]), f"block {n}, factor {k + 1}")
+        net.node(x, 0, f"C{sub(n)}", "core", spec.ranks, f"core of block {n} (R^d entries)")
+        x += width
+    b = bt_breakdown_text(spec)
+    title = f"Block-Term: {spec.blocks} Tucker block{'s' if spec.blocks > 1 else ''} summed, {b}"
+    return net.figure(title, 380 if d <= 4 else 440)
+
+
+def bt_breakdown_text(spec) -> str:
+    core = prod(spec.ranks)
+    return (f"{_fmt(spec.params)} parameters (core {'×'.join(map(str, spec.ranks))} = {_fmt(core)} "
+            f"entries per block)")
+
+
+def _palette(n: int) -> list[str]:
+    """``n`` light, distinct colours (text stays readable on them)."""
+    out = []
+    for c in range(n):
+        h = (c * 0.618034) % 1.0
+        r, g, b = colorsys.hls_to_rgb(h, 0.72 if c % 2 == 0 else 0.62, 0.75)
+        out.append("#%02x%02x%02x" % (round(r * 255), round(g * 255), round(b * 255)))
+    return out
+
+
+def _discrete_scale(colors: list[str]) -> list[list]:
+    n = len(colors)
+    if n == 1:
+        return [[0, colors[0]], [1, colors[0]]]
+    scale = []
+    for c, col in enumerate(colors):
+        scale += [[c / n, col], [(c + 1) / n, col]]
+    return scale
+
+
+def tensorization_figure(grid: TensorizationGrid, show_text: bool | None = None) -> go.Figure:
+    """Two heatmaps: W (I x J) and its interleaved tensor unfolded as (i₁, j₁) x (i₂, j₂, ...).
+
+    Colour = the pair (i₁, j₁) an entry belongs to; label = its position among the remaining pairs.
+    Each coloured block of W becomes one row on the right: that regrouping of (i_k, j_k) pairs is what
+    BT and TT decompose.
+    """
+    im, om = grid.in_modes, grid.out_modes
+    I, J = len(grid.rows), len(grid.cols)
+    nb, ni = grid.n_blocks, grid.n_inner
+    if show_text is None:
+        show_text = I * J <= 400
+    colors = _palette(nb)
+    scale = _discrete_scale(colors)
+    fmt_i = lambda t: "(" + ",".join(map(str, t)) + ")"
+    hover_w = [[f"W[{i}, {j}]<br>i = {fmt_i(grid.rows[i])}, j = {fmt_i(grid.cols[j])}<br>"
+                f"pairs (i<sub>k</sub>, j<sub>k</sub>): " + " ".join(
+                    f"({a},{b})" for a, b in zip(grid.rows[i], grid.cols[j]))
+                + f"<br>→ row {grid.block[i][j]}, column {grid.inner[i][j]} on the right"
+                for j in range(J)] for i in range(I)]
+    # Right panel: rows = p1, columns = q.
+    z_r = [[p] * ni for p in range(nb)]
+    text_r = [[str(q) for q in range(ni)] for _ in range(nb)]
+    where = {}
+    for i in range(I):
+        for j in range(J):
+            where[(grid.block[i][j], grid.inner[i][j])] = (i, j)
+    hover_r = [[f"row (i₁,j₁) = ({p // om[0]},{p % om[0]}), column {q}<br>holds W[{where[(p, q)][0]}, {where[(p, q)][1]}]"
+                for q in range(ni)] for p in range(nb)]
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.12, subplot_titles=(
+        f"W: {I} × {J} (rows {_modes(im)}, columns {_modes(om)})",
+        f"the same entries regrouped: (i₁,j₁) × rest, {nb} × {ni}"))
+    common = {"colorscale": scale, "zmin": -0.5, "zmax": nb - 0.5, "showscale": False, "xgap": 1, "ygap": 1,
+              "hovertemplate": "%{hovertext}<extra></extra>"}
+    fig.add_trace(go.Heatmap(z=grid.block, text=[[str(v) for v in r] for r in grid.inner], hovertext=hover_w,
+                             texttemplate="%{text}" if show_text else None, name="W", **common), 1, 1)
+    fig.add_trace(go.Heatmap(z=z_r, text=text_r, hovertext=hover_r, texttemplate="%{text}" if show_text else None,
+                             name="regrouped", **common), 1, 2)
+    # Block boundaries on W: rows with the same i1, columns with the same j1.
+    bi, bj = I // im[0], J // om[0]
+    for a in range(1, im[0]):
+        fig.add_shape(type="line", x0=-0.5, x1=J - 0.5, y0=a * bi - 0.5, y1=a * bi - 0.5,
+                      line={"color": "black", "width": 2}, row=1, col=1)
+    for b in range(1, om[0]):
+        fig.add_shape(type="line", y0=-0.5, y1=I - 0.5, x0=b * bj - 0.5, x1=b * bj - 0.5,
+                      line={"color": "black", "width": 2}, row=1, col=1)
+    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=[a * bi + (bi - 1) / 2 for a in range(im[0])],
+                     ticktext=[f"i₁={a}" for a in range(im[0])], row=1, col=1)
+    fig.update_xaxes(side="top", tickmode="array", tickvals=[b * bj + (bj - 1) / 2 for b in range(om[0])],
+                     ticktext=[f"j₁={b}" for b in range(om[0])], row=1, col=1)
+    step = max(1, nb // 16)
+    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=list(range(0, nb, step)),
+                     ticktext=[f"({p // om[0]},{p % om[0]})" for p in range(0, nb, step)], row=1, col=2)
+    fig.update_xaxes(side="top", title_text="(i₂,j₂" + (",…" if len(im) > 2 else "") + ") position", row=1, col=2)
+    for ax in ("yaxis", "yaxis2"):
+        fig.layout[ax].scaleanchor = ax.replace("yaxis", "x")
+    fig.update_layout(height=max(360, min(620, 22 * max(I, nb) + 120)), margin={"l": 10, "r": 10, "t": 90, "b": 10},
+                      plot_bgcolor="white")
+    fig.update_annotations(yshift=30, font_size=13)
+    return fig
+
+
+def step_bars(rows: list[dict], *, color: str, dense_per_sample: float | None = None,
+              selected: int | None = None, title: str = "multiply-adds per sample, by step") -> go.Figure:
+    """Bars of ``multiply-adds / sample`` per step (rows from :func:`app.learn_data.walkthrough_rows`).
+
+    ``selected`` (1-based) is drawn opaque, the others faded; dense's total is a dashed line.
+    """
+    x = [f"{r['step']}: {r['tensors that meet']}" for r in rows]
+    y = [r["multiply-adds / sample"] for r in rows]
+    opacity = [1.0 if selected in (None, r["step"]) else 0.35 for r in rows]
+    fig = go.Figure(go.Bar(
+        x=x, y=y, marker={"color": color, "opacity": opacity, "line": {"color": "black",
+                                                                         "width": [2 if r["step"] == selected else 0 for r in rows]}},
+        text=[f"{v:,.0f}" for v in y], textposition="outside", name="multiply-adds / sample",
+        customdata=[[r["result shape"], r["result memory"]] for r in rows],
+        hovertemplate="step %{x}<br>%{y:,.0f} multiply-adds per sample<br>result %{customdata[0]}"
+                      "<br>result memory %{customdata[1]}<extra></extra>",
+    ))
+    if dense_per_sample:
+        fig.add_hline(y=dense_per_sample, line={"color": FORMAT_COLORS["Dense"], "dash": "dash"},
+                      annotation_text=f"dense: {dense_per_sample:,.0f}", annotation_position="top left")
+    fig.update_layout(title=title, yaxis_title="multiply-adds / sample", yaxis_type="log", height=360,
+                      margin={"t": 50, "b": 10}, showlegend=False)
+    return fig
+
+
+def format_cost_stack(per_format: dict[str, list[dict]]) -> go.Figure:
+    """One stacked bar per format: its total multiply-adds per sample split into steps."""
+    fig = go.Figure()
+    longest = max((len(r) for r in per_format.values()), default=0)
+    for k in range(longest):
+        xs, ys, texts = [], [], []
+        for name, rows in per_format.items():
+            if k < len(rows):
+                xs.append(name)
+                ys.append(rows[k]["multiply-adds / sample"])
+                texts.append(rows[k]["tensors that meet"])
+        fig.add_bar(x=xs, y=ys, name=f"step {k + 1}", customdata=texts,
+                    hovertemplate="%{x}, step " + str(k + 1) + ": %{customdata}<br>%{y:,.0f} per sample<extra></extra>")
+    totals = {name: sum(r["multiply-adds / sample"] for r in rows) for name, rows in per_format.items()}
+    fig.add_scatter(x=list(totals), y=list(totals.values()), mode="text", text=[f"{v:,.0f}" for v in totals.values()],
+                    textposition="top center", showlegend=False, hoverinfo="skip", name="total")
+    fig.update_layout(barmode="stack", title="total multiply-adds per sample, split by step", height=360,
+                      yaxis_title="multiply-adds / sample", margin={"t": 50, "b": 10},
+                      yaxis_range=[0, max(totals.values(), default=1) * 1.15],
+                      legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
+def growth_chart(rows: list[dict], current: tuple[int, int] | None = None) -> go.Figure:
+    """Left: BT parameters vs R for each order d; right: core entries per block, R^d (log scales).
+
+    ``rows`` from :func:`app.learn_data.growth_rows`; ``current`` = (d, R) is starred.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("BT parameters (all N blocks)", "core entries per block = R^d"),
+                        horizontal_spacing=0.1)
+    orders = sorted({r["d"] for r in rows})
+    for c, d in zip(_seq_colors(len(orders)), orders):
+        pts = [r for r in rows if r["d"] == d]
+        modes = f"{_modes(pts[0]['in_modes'])} → {_modes(pts[0]['out_modes'])}"
+        fig.add_scatter(x=[r["R"] for r in pts], y=[r["params"] for r in pts], mode="lines+markers", name=f"d = {d}",
+                        legendgroup=str(d), line={"color": c}, row=1, col=1,
+                        hovertemplate=f"d = {d} ({modes}), R = %{{x}}<br>%{{y:,}} parameters<extra></extra>")
+        fig.add_scatter(x=[r["R"] for r in pts], y=[r["core_per_block"] for r in pts], mode="lines+markers",
+                        name=f"d = {d}", legendgroup=str(d), showlegend=False, line={"color": c, "dash": "dot"},
+                        row=1, col=2, hovertemplate=f"d = {d}, R = %{{x}}<br>%{{y:,}} core entries<extra></extra>")
+    if current is not None:
+        for r in rows:
+            if (r["d"], r["R"]) == current:
+                for col, key in ((1, "params"), (2, "core_per_block")):
+                    fig.add_scatter(x=[r["R"]], y=[r[key]], mode="markers", name="your choice", showlegend=col == 1,
+                                    marker={"symbol": "star", "size": 16, "color": "gold", "line": {"width": 1, "color": "black"}},
+                                    row=1, col=col, hovertemplate="%{y:,}<extra>your choice</extra>")
+    fig.update_yaxes(type="log")
+    fig.update_xaxes(title_text="Tucker rank R")
+    fig.update_layout(height=380, margin={"t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def _seq_colors(n: int) -> list[str]:
+    base = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    return [base[i % len(base)] for i in range(n)]
+
+
+def budget_chart(rows: list[dict], budget: int, current: tuple[int, int] | None = None) -> go.Figure:
+    """For each R, the parameters of the largest N that fits the budget, split into factors and cores.
+
+    ``rows`` from :func:`app.learn_data.budget_pairs`; bars are labelled with N.
+    """
+    x = [str(r["R"]) for r in rows]
+    fig = go.Figure()
+    fig.add_bar(x=x, y=[r["factors"] for r in rows], name="factors (N·Σ I_k J_k R)", marker_color="#fdae6b",
+                hovertemplate="R = %{x}: factors %{y:,}<extra></extra>")
+    fig.add_bar(x=x, y=[r["core"] for r in rows], name="cores (N·R^d)", marker_color=FORMAT_COLORS["BT"],
+                text=[f"N = {r['N']}" for r in rows], textposition="outside",
+                hovertemplate="R = %{x}: cores %{y:,}<extra></extra>")
+    fig.add_hline(y=budget, line={"color": "black", "dash": "dash"}, annotation_text=f"budget {budget:,}",
+                  annotation_position="top left")
+    if current is not None and str(current[0]) in x:
+        i = x.index(str(current[0]))
+        fig.add_annotation(x=x[i], y=rows[i]["params"], text="your R", showarrow=True, arrowhead=2, ay=-45)
+    fig.update_layout(barmode="stack", title=f"most blocks N that fit {budget:,} parameters, for each R",
+                      xaxis_title="Tucker rank R", yaxis_title="parameters", height=380,
+                      yaxis_range=[0, max([budget] + [r["params"] for r in rows]) * 1.2],
+                      margin={"t": 50, "b": 10}, legend={"orientation": "h", "y": -0.2})
+    return fig

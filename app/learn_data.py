@@ -1,0 +1,250 @@
+"""Data for the Learn page: pure functions over ``btcore`` specs and plans (no Streamlit, no plotting).
+
+Every count here comes from ``btcore`` (specs, ``bt_params``, ``plan_matmul``, ``factorize``); this
+module only arranges those numbers into rows the page and the figure builders display.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import btcore
+from btcore.shapes import prod
+
+__all__ = [
+    "FORMATS", "build_specs", "index_meanings", "walkthrough_rows", "step_sentence", "shape_text",
+    "bt_breakdown", "budget_pairs", "growth_rows", "ucf11_example", "TensorizationGrid", "tensorization_grid",
+    "TEACHING_EXAMPLES", "sub",
+]
+
+#: The three formats of the walkthrough, in display order, with the LabConfig method building each.
+FORMATS = {"BT": "bt_spec", "TT": "tt_spec", "Dense": "dense_spec"}
+
+#: Small tensorizations for the colour-coded example (I modes, J modes).
+TEACHING_EXAMPLES = {
+    "16 x 16 as 4x4 -> 4x4": ((4, 4), (4, 4)),
+    "8 x 8 as 2x2x2 -> 2x2x2": ((2, 2, 2), (2, 2, 2)),
+    "12 x 6 as 4x3 -> 2x3": ((4, 3), (2, 3)),
+}
+
+_SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def sub(k: int) -> str:
+    """Unicode subscript digits: ``sub(12) == '₁₂'``."""
+    return str(k).translate(_SUB)
+
+
+def shape_text(shape) -> str:
+    """``(16, 8, 20)`` -> ``'16 × 8 × 20'`` (the form the walkthrough table shows)."""
+    return " × ".join(str(int(s)) for s in shape)
+
+
+def build_specs(cfg) -> tuple[dict, dict]:
+    """The BT, TT and dense specs of a LabConfig, each built separately.
+
+    Returns ``(specs, errors)``: ``specs[name]`` is the spec or is missing, ``errors[name]`` the
+    ``ValueError`` message of a format the configuration does not allow.
+    """
+    specs, errors = {}, {}
+    for name, method in FORMATS.items():
+        try:
+            specs[name] = getattr(cfg, method)()
+        except ValueError as exc:
+            errors[name] = str(exc)
+    return specs, errors
+
+
+def index_meanings(spec, batch: int) -> dict[str, tuple[str, int]]:
+    """What each einsum letter of ``spec.network()`` stands for: ``{letter: (meaning, size)}``.
+
+    Read off the network: ``x``'s first index is the batch, its others the row modes i_k; the output
+    modes are the column modes j_k; a BT factor's last index is its Tucker rank R_k and a leading
+    extra index the block n; a TT core's last index (all but the last core) is the bond r_k.
+    """
+    net = spec.network()
+    sizes = dict(net.sizes)
+    out: dict[str, tuple[str, int]] = {net.terms[0][0]: ("batch b", batch)}
+    for k, c in enumerate(net.in_indices, 1):
+        out[c] = (f"row mode i{sub(k)}", sizes[c])
+    for k, c in enumerate(net.out_indices, 1):
+        out[c] = (f"column mode j{sub(k)}", sizes[c])
+    if isinstance(spec, btcore.BTSpec):
+        for k, term in enumerate(net.terms[1:1 + spec.d], 1):
+            out[term[-1]] = (f"Tucker rank R{sub(k)}", sizes[term[-1]])
+            if len(term) == 4:
+                out[term[0]] = ("block n", sizes[term[0]])
+    elif isinstance(spec, btcore.TTSpec):
+        for k, term in enumerate(net.terms[1:spec.d], 1):
+            out[term[-1]] = (f"TT bond r{sub(k)}", sizes[term[-1]])
+    return out
+
+
+def walkthrough_rows(spec, batch: int, dtype_bytes: int | None = None) -> list[dict]:
+    """One row per step of the plan ``btcore.plan_matmul(spec, batch)`` (the path ``matmul`` uses).
+
+    ``result shape`` is ``Step.result_shape`` as text, ``multiply-adds`` is ``Step.macs`` (for the
+    whole batch), ``result memory`` the float32 bytes of the step's result.
+    """
+    size = dtype_bytes or btcore.dtype_bytes("float32")
+    plan = btcore.plan_matmul(spec, batch)
+    rows = []
+    for k, s in enumerate(plan.steps, 1):
+        rows.append({
+            "step": k,
+            "tensors that meet": f"{s.left} · {s.right}",
+            "einsum": s.equation,
+            "summed over": s.summed or "(none)",
+            "result": s.result,
+            "result shape": shape_text(s.result_shape),
+            "multiply-adds": s.macs,
+            "multiply-adds / sample": s.macs / batch,
+            "result memory": btcore.format_bytes(s.result_elements * size),
+            "result bytes": s.result_elements * size,
+        })
+    return rows
+
+
+def step_sentence(step, meanings: dict[str, tuple[str, int]]) -> str:
+    """A one-paragraph Markdown description of a step: who meets, over what, what comes out."""
+    def idx(letters: str) -> str:
+        return ", ".join(f"{meanings[c][0]} ({meanings[c][1]:,})" if c in meanings else c for c in letters)
+
+    summed = (f"They are summed over **{idx(step.summed)}**" if step.summed
+              else "No index is summed (an outer product)")
+    kept = set(step.left_indices) & set(step.right_indices) - set(step.summed)
+    shared = f"; the shared index {idx(''.join(sorted(kept)))} is kept, not summed" if kept else ""
+    return (
+        f"**{step.left}** (shape {shape_text(step.left_shape)}) meets **{step.right}** "
+        f"(shape {shape_text(step.right_shape)}). {summed}{shared}. The result **{step.result}** has shape "
+        f"**{shape_text(step.result_shape)}** ({step.result_elements:,} numbers), and the step costs "
+        f"**{step.macs:,}** multiply-adds: the product of the sizes of every index involved."
+    )
+
+
+def bt_breakdown(spec) -> dict[str, int]:
+    """A BT spec's parameters split into factors and cores (all N blocks)."""
+    factors = sum(prod(s) for s in spec.factor_shapes())
+    core = prod(spec.core_shape)
+    assert factors + core == spec.params
+    return {"factors": factors, "core": core, "params": spec.params}
+
+
+def budget_pairs(in_modes, out_modes, budget: int, ranks) -> list[dict]:
+    """For each Tucker rank R, the most blocks N whose BT format fits in ``budget`` parameters.
+
+    Rows ``{"R", "N", "params", "factors", "core", "per_block"}``; ranks a mode cannot take, or
+    whose single block already exceeds the budget, are skipped.
+    """
+    rows = []
+    for r in ranks:
+        try:
+            per_block = btcore.bt_params(in_modes, out_modes, r, 1)
+        except ValueError:
+            continue
+        n = int(budget) // per_block
+        if n < 1:
+            continue
+        spec = btcore.BTSpec(in_modes, out_modes, r, n, max_bytes=None)
+        rows.append({"R": r, "N": n, "per_block": per_block, **bt_breakdown(spec)})
+    return rows
+
+
+def growth_rows(in_size: int, out_size: int, blocks: int, ranks, orders) -> list[dict]:
+    """BT parameters when the same I x J matrix is tensorized into d modes, for each d and R.
+
+    Modes come from ``btcore.factorize`` (balanced); orders it cannot split, and ranks above a
+    mode's size, are skipped. Rows ``{"d", "in_modes", "out_modes", "R", "params", "factors",
+    "core", "core_per_block"}``.
+    """
+    rows = []
+    for d in orders:
+        try:
+            im, om = btcore.factorize(in_size, d), btcore.factorize(out_size, d)
+        except ValueError:
+            continue
+        for r in ranks:
+            try:
+                spec = btcore.BTSpec(im, om, r, blocks, max_bytes=None)
+            except ValueError:
+                continue
+            b = bt_breakdown(spec)
+            rows.append({"d": d, "in_modes": im, "out_modes": om, "R": r, **b,
+                         "core_per_block": prod(spec.ranks)})
+    return rows
+
+
+def ucf11_example() -> dict:
+    """The paper's UCF11 input-to-hidden numbers, computed by btcore from the app's presets."""
+    from app.state import PRESETS
+
+    cfg = PRESETS["UCF11 BT-LSTM (paper)"]
+    dense = cfg.dense_spec().params
+    bt1 = btcore.bt_params(cfg.in_modes, cfg.out_modes, cfg.bt_rank, 1)
+    bt2 = btcore.bt_params(cfg.in_modes, cfg.out_modes, cfg.bt_rank, 2)
+    tt = btcore.tt_params(cfg.in_modes, cfg.out_modes, (1, 4, 4, 4, 1))
+    hidden = cfg.out_size // 4
+    return {
+        "in_modes": cfg.in_modes, "out_modes": cfg.out_modes, "rank": cfg.bt_rank,
+        "dense": dense, "bt_n1": bt1, "bt_n2": bt2, "tt": tt,
+        "ratio_bt_n2": dense / bt2, "ratio_tt": dense / tt,
+        # hidden-to-hidden map of the LSTM: 4 gates, hidden 256 -> 256 x 1,024
+        "recurrent": btcore.dense_params(hidden, cfg.out_size), "hidden": hidden,
+        "accuracy": {"LSTM": 0.697, "TT-LSTM": 0.796, "BT-LSTM": 0.853},
+    }
+
+
+@dataclass(frozen=True)
+class TensorizationGrid:
+    """Index maps of a small tensorized matrix W (I x J).
+
+    ``block[i][j]`` is the first pair index p₁ = i₁·J₁ + j₁ of entry (i, j) (its colour),
+    ``inner[i][j]`` the position q of (i₂, j₂, .., i_d, j_d) in the remaining pairs (its label),
+    ``rows[i]`` / ``cols[j]`` the multi-indices (i₁..i_d) / (j₁..j_d). The interleaved tensor,
+    unfolded with (i₁, j₁) as rows, has entry W[i, j] at row ``block[i][j]``, column ``inner[i][j]``.
+    """
+
+    in_modes: tuple[int, ...]
+    out_modes: tuple[int, ...]
+    rows: list[tuple[int, ...]]
+    cols: list[tuple[int, ...]]
+    block: list[list[int]]
+    inner: list[list[int]]
+
+    @property
+    def n_blocks(self) -> int:
+        return self.in_modes[0] * self.out_modes[0]
+
+    @property
+    def n_inner(self) -> int:
+        return prod(i * j for i, j in zip(self.in_modes[1:], self.out_modes[1:]))
+
+
+def _multi_index(flat: int, modes) -> tuple[int, ...]:
+    out = []
+    for m in reversed(modes):
+        out.append(flat % m)
+        flat //= m
+    return tuple(reversed(out))
+
+
+def tensorization_grid(in_modes, out_modes) -> TensorizationGrid:
+    """The index maps of :class:`TensorizationGrid` (row-major, as ``btcore`` reshapes x and W)."""
+    im, om = btcore.check_modes(in_modes, "in_modes"), btcore.check_modes(out_modes, "out_modes")
+    if len(im) != len(om):
+        raise ValueError("in_modes and out_modes need the same number of modes")
+    rows = [_multi_index(i, im) for i in range(prod(im))]
+    cols = [_multi_index(j, om) for j in range(prod(om))]
+    block, inner = [], []
+    for ri in rows:
+        brow, irow = [], []
+        for cj in cols:
+            pairs = [a * j + b for a, b, j in zip(ri, cj, om)]
+            brow.append(pairs[0])
+            q = 0
+            for p, i, j in zip(pairs[1:], im[1:], om[1:]):
+                q = q * (i * j) + p
+            irow.append(q)
+        block.append(brow)
+        inner.append(irow)
+    return TensorizationGrid(im, om, rows, cols, block, inner)

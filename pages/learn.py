@@ -1,0 +1,253 @@
+"""Learn: what BT and TT are and how ``y = x W`` is contracted, for the user's own configuration."""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+import btcore
+from app import charts_learn as cl
+from app import learn_data as ld
+from app.charts import FORMAT_COLORS
+from app.state import get_config
+from app.widgets import format_ints, show_error
+
+K = "learn_"  # widget key prefix
+SHAPES_PAGE = str(Path(__file__).resolve().parent / "shapes.py")
+
+
+def _latex_int(n) -> str:
+    return f"{int(n):,}".replace(",", "{,}")
+
+
+def _link_to_shapes(label: str = "Change the configuration on the Shapes & parameters page") -> None:
+    try:
+        st.page_link(SHAPES_PAGE, label=label, icon=":material/straighten:")
+    except Exception:  # the Shapes page is not registered in this app: fall back to plain text
+        st.caption(label + " (see the sidebar).")
+
+
+cfg = get_config()
+st.title("Learn: BT and TT")
+st.caption("What the Block-Term and Tensor-Train formats are, drawn and counted for **your** configuration "
+           "(the one chosen on the Shapes & parameters page). Every number on this page comes from `btcore`.")
+
+specs, errors = ld.build_specs(cfg)
+st.markdown(
+    f"**Your configuration:** W is {cfg.in_size:,} × {cfg.out_size:,}, tensorized as rows "
+    f"{format_ints(cfg.in_modes)} and columns {format_ints(cfg.out_modes)} (order d = {cfg.d}); "
+    f"BT with Tucker rank R = {cfg.bt_rank} and N = {cfg.blocks} block{'s' if cfg.blocks != 1 else ''}; "
+    f"TT ranks {cfg.tt_ranks}; batch {cfg.batch}."
+)
+for name, msg in errors.items():
+    show_error(ValueError(msg), f"{name} cannot be built from this configuration")
+if errors:
+    st.info("The page explains what it can and skips the rest. A format is invalid when its modes do not pair up "
+            "(the row and column modes need the same count d), or when a rank is larger than the mode it "
+            "compresses (then it adds parameters and no expressive power).", icon=":material/info:")
+    _link_to_shapes()
+if "Dense" not in specs:
+    st.stop()
+
+dense = specs["Dense"]
+bt, tt = specs.get("BT"), specs.get("TT")
+
+# ---------------------------------------------------------------- 1. tensorization
+st.header("1. From a matrix to a tensor")
+st.markdown(
+    "A layer computes **y = x W** with W of shape I × J. Write each row index i as a tuple (i₁, …, i_d) "
+    "with i_k < I_k, row-major, so I = I₁ ⋯ I_d; do the same for the columns with J = J₁ ⋯ J_d. "
+    "Nothing is computed: the same numbers are just indexed by 2d small indices instead of 2 large ones. "
+    "BT and TT then **pair** each row mode with its column mode, (i_k, j_k), and compress the tensor "
+    "with d modes of sizes I_k·J_k."
+)
+examples = dict(ld.TEACHING_EXAMPLES)
+if cfg.in_size * cfg.out_size <= 4096 and cfg.d >= 2:
+    examples = {f"your configuration ({cfg.in_size} x {cfg.out_size})": (cfg.in_modes, cfg.out_modes), **examples}
+choice = st.selectbox("Example matrix", list(examples), key=K + "example",
+                      help="Your own W is drawn here when it has at most 4,096 entries; otherwise pick a small one.")
+grid = ld.tensorization_grid(*examples[choice])
+st.plotly_chart(cl.tensorization_figure(grid), width="stretch", key=K + "tensorization")
+im0, om0 = grid.in_modes, grid.out_modes
+st.caption(
+    f"Colour = the pair (i₁, j₁): W splits into an {im0[0]} × {om0[0]} grid of blocks, one per pair. "
+    "Number = the position of the remaining pairs (i₂, j₂, …) inside the block. On the right every block of W "
+    "has become one row: this regrouped (interleaved) tensor, with modes of size I_k·J_k, is what the formats "
+    "factorize. Hover an entry to see its indices."
+    + ("" if cfg.in_size * cfg.out_size <= 4096 else
+       f" Your W has {cfg.in_size * cfg.out_size:,} entries, too many to draw, so a small example stands in for it.")
+)
+
+# ---------------------------------------------------------------- 2. diagrams
+st.header("2. Three tensor networks for the same W")
+st.markdown(
+    "In a tensor-network diagram a **node** is a tensor and each **leg** one of its indices; a line joining "
+    "two nodes is an index they share and that is summed over. Legs are labelled with your mode sizes; "
+    "hover a node for its shape and parameter count."
+)
+with st.container(key=K + "diagrams"):
+    c1, c2 = st.columns([2, 3])
+    with c1:
+        st.plotly_chart(cl.dense_diagram(dense), width="stretch", key=K + "diagram_dense")
+        st.latex(r"y_{j} = \sum_{i} x_{i}\, W_{ij}, \qquad P_{\mathrm{dense}} = IJ = " + _latex_int(dense.params))
+    with c2:
+        if tt is not None:
+            st.plotly_chart(cl.tt_diagram(tt), width="stretch", key=K + "diagram_tt")
+            st.latex(r"W[(i_1..i_d),(j_1..j_d)] = G_1[i_1,j_1]\,G_2[i_2,j_2]\cdots G_d[i_d,j_d], \quad "
+                     r"P_{\mathrm{TT}} = \sum_k r_{k-1} I_k J_k r_k = " + _latex_int(tt.params))
+        else:
+            st.info("The TT diagram needs a valid TT configuration (see the error above).")
+    if bt is not None:
+        st.plotly_chart(cl.bt_diagram(bt), width="stretch", key=K + "diagram_bt")
+        st.latex(r"W[(i_1..i_d),(j_1..j_d)] = \sum_{n=1}^{N} \sum_{r_1..r_d} C_n[r_1..r_d] "
+                 r"\prod_{k=1}^{d} A_n^{(k)}[i_k, j_k, r_k], \quad P_{\mathrm{BT}} = N\Big(\sum_k I_k J_k R_k + "
+                 r"\prod_k R_k\Big) = " + _latex_int(bt.params))
+    else:
+        st.info("The BT diagram needs a valid BT configuration (see the error above).")
+st.markdown(
+    "**TT** is a chain: each core G_k holds, for every pair (i_k, j_k), an r_{k-1} × r_k matrix, and an entry "
+    "of W is the product of those d small matrices (r₀ = r_d = 1, so the product is a number). "
+    "**BT** is a sum of N **Tucker** blocks: in each block a small core C_n (R₁ × … × R_d) is joined to d "
+    "factor matrices A_n^(k) of size (I_k·J_k) × R_k. The core grows as R^d; the factors only linearly in R."
+)
+if bt is not None and bt.blocks > 4:
+    st.caption(f"{bt.blocks} blocks are too many to draw legibly: the middle ones are shown as ⋯; all are identical in shape.")
+
+# ---------------------------------------------------------------- 3. walkthrough
+st.header("3. Computing y = x W step by step")
+st.markdown(
+    f"W is never formed. x (batch × I) is reshaped to batch × I₁ × … × I_d and contracted with the "
+    f"format's tensors **two at a time**, in the order `btcore.matmul` actually uses for a batch of "
+    f"{cfg.batch} (searched once with opt_einsum for the fewest multiply-adds, then cached). A step that "
+    "joins tensors with index sizes s₁, s₂, … over all the indices they carry costs s₁·s₂·⋯ multiply-adds. "
+    "The order matters a lot: a bad one can cost many times more."
+)
+walk = {name: ld.walkthrough_rows(spec, cfg.batch) for name, spec in specs.items()}
+dense_per_sample = sum(r["multiply-adds / sample"] for r in walk["Dense"])
+st.plotly_chart(cl.format_cost_stack(walk), width="stretch", key=K + "cost_stack")
+labels = {"BT": "Block-Term", "TT": "Tensor-Train", "Dense": "Dense (for comparison)"}
+names = [n for n in ld.FORMATS if n in specs]
+for tab, name in zip(st.tabs([labels[n] for n in names]), names):
+    with tab:
+        spec, rows = specs[name], walk[name]
+        plan = btcore.plan_matmul(spec, cfg.batch)
+        meanings = ld.index_meanings(spec, cfg.batch)
+        total = plan.macs
+        st.markdown(f"**{len(rows)} step{'s' if len(rows) != 1 else ''}, {total:,} multiply-adds for the batch "
+                    f"= {total / cfg.batch:,.0f} per sample** ({total / cfg.batch / dense_per_sample:.2%} of dense).")
+        if len(rows) > 1:
+            k = st.slider("Step", 1, len(rows), 1, key=K + f"step_{name}",
+                          help="Move through the contraction order btcore uses.")
+        else:
+            k = 1
+        st.markdown(f"**Step {k} of {len(rows)}.** " + ld.step_sentence(plan.steps[k - 1], meanings))
+        st.caption("Index letters: " + ", ".join(f"`{c}` = {m} ({s:,})" for c, (m, s) in meanings.items()))
+        st.plotly_chart(cl.step_bars(rows, color=FORMAT_COLORS[name],
+                                     dense_per_sample=None if name == "Dense" else dense_per_sample, selected=k,
+                                     title=f"{labels[name]}: multiply-adds per sample, by step"),
+                        width="stretch", key=K + f"bars_{name}")
+        table = pd.DataFrame(rows).drop(columns=["result bytes"])
+        st.dataframe(table, hide_index=True, width="stretch", key=K + f"table_{name}", column_config={
+            "multiply-adds": st.column_config.NumberColumn(format="localized"),
+            "multiply-adds / sample": st.column_config.NumberColumn(format="localized"),
+        })
+        st.caption(f"Multiply-adds per sample summed over the steps: {total / cfg.batch:,.0f}, the figure the "
+                   "Shapes page lists. Result memory: float32 bytes of each intermediate for the whole batch.")
+if bt is not None and tt is not None:
+    st.markdown(
+        "Each TT step is one matrix product (a GEMM). BT steps carry more indices at once (the block index n "
+        "and several ranks), so they are smaller, batched contractions: fewer multiply-adds do not always mean "
+        "less time, which is why `btcore` counts both and the Training page times them."
+    )
+
+# ---------------------------------------------------------------- 4. feel the sizes
+st.header("4. How the sizes grow")
+st.subheader("The R^d core")
+st.markdown(
+    f"Keep your W ({cfg.in_size:,} × {cfg.out_size:,}) and split it into d modes (balanced, by `btcore.factorize`). "
+    "More modes make each factor smaller, but the core has R^d entries per block: past small R and d it "
+    "dominates everything."
+)
+c1, c2, c3 = st.columns(3)
+d_pick = c1.slider("Order d", 2, 6, min(max(cfg.d, 2), 6), key=K + "grow_d")
+r_pick = c2.slider("Tucker rank R", 1, 16, min(cfg.bt_rank if isinstance(cfg.bt_rank, int) else 4, 16),
+                   key=K + "grow_r")
+n_pick = c3.slider("Blocks N", 1, 8, min(cfg.blocks, 8), key=K + "grow_n")
+g_rows = ld.growth_rows(cfg.in_size, cfg.out_size, n_pick, range(1, 17), range(2, 7))
+pick = next((r for r in g_rows if (r["d"], r["R"]) == (d_pick, r_pick)), None)
+if pick is None:
+    st.info(f"R = {r_pick} with d = {d_pick} is not a valid choice for this W: either the size cannot be split "
+            f"into {d_pick} modes of at most {btcore.MAX_MODE}, or R is above a mode's size I_k·J_k.",
+            icon=":material/info:")
+else:
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("modes", f"{format_ints(pick['in_modes'])} → {format_ints(pick['out_modes'])}")
+    m2.metric("core entries per block (R^d)", f"{pick['core_per_block']:,}")
+    m3.metric("BT parameters", f"{pick['params']:,}", delta=f"{dense.params / pick['params']:,.0f}x fewer than dense",
+              delta_color="off")
+    m4.metric("share in the cores", f"{pick['core'] / pick['params']:.1%}")
+st.plotly_chart(cl.growth_chart(g_rows, current=(d_pick, r_pick)), width="stretch", key=K + "growth")
+
+st.subheader("N or R at a fixed budget")
+default_budget = bt.params if bt is not None else 10_000
+budget = st.number_input("Parameter budget", min_value=1, max_value=10**9, value=int(default_budget), step=100,
+                         key=K + "budget", help="Defaults to your BT format's parameter count.")
+if bt is not None:
+    b_modes = (bt.in_modes, bt.out_modes)
+    b_ranks = range(1, min(btcore.max_uniform_rank(*b_modes, "bt"), 24) + 1)
+    b_rows = ld.budget_pairs(*b_modes, budget, b_ranks)
+    if b_rows:
+        st.plotly_chart(cl.budget_chart(b_rows, budget, current=(bt.rank, bt.blocks) if isinstance(bt.rank, int) else None),
+                        width="stretch", key=K + "budget_chart")
+        st.caption("Same budget, different shapes: many blocks of low rank (towards CP) or few blocks of high rank "
+                   "(towards Tucker). A higher R captures more interaction between modes per block; more blocks add "
+                   "independent terms. Which wins depends on the matrix (see the Approximation page, if available).")
+    else:
+        st.info("Even one block of rank 1 exceeds this budget; raise it.", icon=":material/info:")
+
+st.subheader("Worked example: the paper's UCF11 layer")
+u = ld.ucf11_example()
+st.markdown(
+    f"Ye et al. (CVPR 2018) classify UCF11 videos with an LSTM whose input is a raw 160 × 120 × 3 frame: "
+    f"57,600 inputs, tensorized as {format_ints(u['in_modes'])}. The four gates are stacked into one "
+    f"57,600 × 1,024 input-to-hidden matrix, with the factor 4 folded into the first output mode: "
+    f"{format_ints(u['out_modes'])}."
+)
+st.dataframe(pd.DataFrame([
+    {"format": "dense LSTM input map", "setting": "57,600 × 1,024", "parameters": u["dense"], "fewer than dense": 1.0},
+    {"format": "TT-LSTM", "setting": "ranks 1-4-4-4-1", "parameters": u["tt"], "fewer than dense": u["ratio_tt"]},
+    {"format": "BT-LSTM", "setting": f"R = {u['rank']}, N = 1", "parameters": u["bt_n1"],
+     "fewer than dense": u["dense"] / u["bt_n1"]},
+    {"format": "BT-LSTM", "setting": f"R = {u['rank']}, N = 2", "parameters": u["bt_n2"],
+     "fewer than dense": u["ratio_bt_n2"]},
+]), hide_index=True, width="stretch", key=K + "ucf11", column_config={
+    "parameters": st.column_config.NumberColumn(format="localized"),
+    "fewer than dense": st.column_config.NumberColumn(format="%.1f x"),
+})
+acc = u["accuracy"]
+st.markdown(
+    f"{u['dense']:,} / {u['bt_n2']:,} = {u['ratio_bt_n2']:,.1f}: the paper's “17,388 times fewer parameters” "
+    f"(N = 2 is inferred from that ratio). Reported top-1 accuracy on UCF11: LSTM {acc['LSTM']}, TT-LSTM "
+    f"{acc['TT-LSTM']}, BT-LSTM {acc['BT-LSTM']}; these are the paper's numbers, not reproduced here."
+)
+
+# ---------------------------------------------------------------- 5. special cases, the paper
+st.header("5. Special cases, and what the paper keeps dense")
+st.markdown(
+    "- **Tucker** is BT with one block (N = 1): one core and d factors.\n"
+    "- **CP** (canonical polyadic) of rank N is BT with R = 1: every core is a single number, so W is a sum of N "
+    "products of d small matrices (one per pair (i_k, j_k)).\n"
+    "- BT sits between them: for a fixed budget, choose many small blocks or few richer ones.\n"
+    "- A Tucker rank larger than its mode's size I_k·J_k adds parameters and no expressive power; `btcore` "
+    "rejects it."
+)
+st.latex(r"\text{Tucker: } N = 1, \qquad \text{CP: } R_1 = \dots = R_d = 1 \;\Rightarrow\; "
+         r"W[(i),(j)] = \sum_{n=1}^{N} c_n \prod_{k=1}^{d} a_n^{(k)}[i_k, j_k]")
+st.markdown(
+    f"**Why the recurrent weights stay dense.** An LSTM computes its gates from x_t W + h_(t-1) U. In the "
+    f"paper's setting W is {u['dense']:,} numbers, while U maps the {u['hidden']} hidden units to the 4 gates: "
+    f"{u['hidden']} × {u['hidden'] * 4:,} = {u['recurrent']:,}, only {u['recurrent'] / u['dense']:.2%} of W. Almost all the "
+    "parameters are in the input map, so both the BT-RNN and the TT-RNN papers decompose only W and keep U dense."
+)
+st.markdown("**Try it.** Change the modes, ranks and blocks on the Shapes & parameters page: this page follows.")
+_link_to_shapes("Open Shapes & parameters")

@@ -16,6 +16,7 @@ st.set_page_config(page_title="BT Lab", page_icon="🧊", layout="wide")
 # (file in pages/, title, url path, icon). Each page issue adds its own line.
 PAGES = [
     ("shapes.py", "Shapes & parameters", "shapes", ":material/straighten:"),
+    ("learn.py", "Learn: BT and TT", "learn", ":material/school:"),
 ]
 
 

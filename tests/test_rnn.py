@@ -1,0 +1,309 @@
+"""Tests for btcore.rnn: cells, sequence layers, ClassifierConfig and SequenceClassifier."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from btcore import BTLinear, TTLinear
+from btcore.rnn import (
+    GRU, LSTM, ClassifierConfig, GRUCell, LSTMCell, SequenceClassifier, build_classifier, folded_out_modes,
+    make_input_map, ucf11_config,
+)
+
+F64 = torch.float64
+KINDS = ["dense", "tt", "bt"]
+# Small tensorized shapes: input 4x3 = 12, hidden 2x3 = 6.
+IN, HID = (4, 3), (2, 3)
+
+
+def _torch_cell(cell_type, bias=True):
+    torch.manual_seed(0)
+    cls = nn.LSTMCell if cell_type == "lstm" else nn.GRUCell
+    return cls(12, 6, bias=bias, dtype=F64)
+
+
+# -- full-rank equivalence with PyTorch ---------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("with_state", [False, True])
+def test_lstm_cell_matches_torch(kind, with_state):
+    ref = _torch_cell("lstm")
+    cell = LSTMCell.from_torch(ref, IN, HID, kind)
+    x = torch.randn(5, 12, dtype=F64)
+    state = (torch.randn(5, 6, dtype=F64), torch.randn(5, 6, dtype=F64)) if with_state else None
+    h, c = cell(x, state)
+    h_ref, c_ref = ref(x, state)
+    torch.testing.assert_close(h, h_ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(c, c_ref, atol=1e-6, rtol=0)
+    assert cell.out_modes == (8, 3)
+    assert isinstance(cell.input_map, {"dense": nn.Linear, "tt": TTLinear, "bt": BTLinear}[kind])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("with_state", [False, True])
+def test_gru_cell_matches_torch(kind, with_state):
+    ref = _torch_cell("gru")
+    cell = GRUCell.from_torch(ref, IN, HID, kind)
+    x = torch.randn(5, 12, dtype=F64)
+    h0 = torch.randn(5, 6, dtype=F64) if with_state else None
+    torch.testing.assert_close(cell(x, h0), ref(x, h0), atol=1e-6, rtol=0)
+    assert cell.out_modes == (6, 3)
+
+
+@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["tt", "bt"])
+def test_cell_without_bias_matches_torch(cell_type, kind):
+    ref = _torch_cell(cell_type, bias=False)
+    cls = LSTMCell if cell_type == "lstm" else GRUCell
+    cell = cls.from_torch(ref, IN, HID, kind)
+    assert cell.input_map.bias is None and cell.hidden_map.bias is None
+    x = torch.randn(3, 12, dtype=F64)
+    out, out_ref = cell(x), ref(x)
+    if cell_type == "lstm":
+        out, out_ref = out[0], out_ref[0]
+    torch.testing.assert_close(out, out_ref, atol=1e-6, rtol=0)
+
+
+def test_gate_order_is_gate_major():
+    """Column j of the folded map is gate j // H: zeroing gate g's columns of W_ih changes only gate g."""
+    ref = _torch_cell("lstm")
+    cell = LSTMCell.from_torch(ref, IN, HID, "bt")
+    W = cell.input_map.weight_matrix().detach()
+    torch.testing.assert_close(W, ref.weight_ih.detach().T, atol=1e-12, rtol=0)
+    assert folded_out_modes((4, 4, 4, 4), 4) == (16, 4, 4, 4)
+
+
+@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_sequence_layer_matches_torch(cell_type, kind):
+    torch.manual_seed(0)
+    tcls = nn.LSTM if cell_type == "lstm" else nn.GRU
+    ref = tcls(12, 6, batch_first=True, dtype=F64)
+    tcell = (nn.LSTMCell if cell_type == "lstm" else nn.GRUCell)(12, 6, dtype=F64)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(tcell, name).copy_(getattr(ref, name + "_l0"))
+    ccls, scls = (LSTMCell, LSTM) if cell_type == "lstm" else (GRUCell, GRU)
+    layer = scls.from_cell(ccls.from_torch(tcell, IN, HID, kind))
+    x = torch.randn(3, 5, 12, dtype=F64)
+    if cell_type == "lstm":
+        s0 = (torch.randn(3, 6, dtype=F64), torch.randn(3, 6, dtype=F64))
+        out, (h, c) = layer(x, s0)
+        out_ref, (h_ref, c_ref) = ref(x, (s0[0][None], s0[1][None]))
+        torch.testing.assert_close(c, c_ref[0], atol=1e-6, rtol=0)
+    else:
+        s0 = torch.randn(3, 6, dtype=F64)
+        out, h = layer(x, s0)
+        out_ref, h_ref = ref(x, s0[None])
+    torch.testing.assert_close(out, out_ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(h, h_ref[0], atol=1e-6, rtol=0)
+
+
+# -- sequence layers: lengths, dropout, shapes -----------------------------------------------------------
+
+@pytest.mark.parametrize("scls", [LSTM, GRU])
+def test_lengths_freeze_state(scls):
+    torch.manual_seed(0)
+    layer = scls(IN, HID, "bt", rank=2, blocks=2, dtype=F64)
+    x = torch.randn(2, 6, 12, dtype=F64)
+    out, state = layer(x, lengths=torch.tensor([6, 3]))
+    out3, state3 = layer(x[1:, :3])
+    h = state[0] if scls is LSTM else state
+    h3 = state3[0] if scls is LSTM else state3
+    torch.testing.assert_close(h[1], h3[0])
+    torch.testing.assert_close(out[1, :3], out3[0])
+    assert torch.count_nonzero(out[1, 3:]) == 0
+    with pytest.raises(ValueError, match="lengths"):
+        layer(x, lengths=torch.tensor([7, 3]))
+
+
+@pytest.mark.parametrize("scls", [LSTM, GRU])
+def test_dropout_only_in_training(scls):
+    torch.manual_seed(0)
+    layer = scls(IN, HID, "tt", tt_ranks=2, input_dropout=0.3, state_dropout=0.3)
+    x = torch.randn(4, 5, 12)
+    layer.eval()
+    a, _ = layer(x)
+    b, _ = layer(x)
+    torch.testing.assert_close(a, b)
+    layer.train()
+    c, _ = layer(x)
+    assert not torch.allclose(a, c)
+    plain = scls.from_cell(layer.cell)  # no dropout: training == eval
+    torch.testing.assert_close(plain(x)[0], a)
+    with pytest.raises(ValueError, match="state_dropout"):
+        scls(IN, HID, "tt", tt_ranks=2, state_dropout=1.0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sequence_shapes_and_dtypes(kind, dtype):
+    layer = LSTM(IN, HID, kind, rank=2, blocks=2, tt_ranks=2, dtype=dtype)
+    out, (h, c) = layer(torch.randn(3, 4, 12, dtype=dtype))
+    assert out.shape == (3, 4, 6) and h.shape == c.shape == (3, 6) and out.dtype == dtype
+    g = GRU(IN, HID, kind, rank=2, blocks=2, tt_ranks=2, dtype=dtype)
+    out, h = g(torch.randn(3, 4, 12, dtype=dtype))
+    assert out.shape == (3, 4, 6) and h.shape == (3, 6)
+
+
+def test_cell_and_layer_errors():
+    cell = LSTMCell(IN, HID, "bt", rank=2)
+    with pytest.raises(ValueError, match="input_size = 12"):
+        cell(torch.randn(2, 11))
+    with pytest.raises(ValueError, match="state h"):
+        cell(torch.randn(2, 12), (torch.zeros(2, 5), torch.zeros(2, 6)))
+    with pytest.raises(ValueError, match="kind"):
+        LSTMCell(IN, HID, "cp")
+    with pytest.raises(ValueError, match="same order"):
+        LSTMCell((4, 3), (6,), "tt")
+    LSTMCell((4, 3), 6, "dense")  # a dense map needs no matching order
+    with pytest.raises(ValueError, match="nn.GRUCell"):
+        GRUCell.from_torch(nn.LSTMCell(12, 6), IN, HID)
+    with pytest.raises(ValueError, match="hidden_size"):
+        LSTMCell.from_torch(nn.LSTMCell(12, 6), IN, (2, 2))
+    with pytest.raises(ValueError, match=r"shape \(batch, time, 12\)"):
+        LSTM(IN, HID, "dense")(torch.randn(2, 12))
+    with pytest.raises(ValueError, match="state"):
+        GRU(IN, HID, "dense")(torch.randn(2, 3, 12), torch.zeros(3, 6))
+
+
+def test_make_input_map_kinds_and_init():
+    torch.manual_seed(0)
+    m = make_input_map("bt", (8, 6), (4, 4), 4, rank=3, blocks=2)
+    assert isinstance(m, BTLinear) and m.out_modes == (16, 4) and m.in_features == 48
+    assert isinstance(make_input_map("tt", (8, 6), (4, 4), 3, tt_ranks=2), TTLinear)
+    assert isinstance(make_input_map("dense", (8, 6), (4, 4), 3), nn.Linear)
+
+
+def test_recurrent_init_orthogonal():
+    cell = GRUCell(IN, HID, "dense", recurrent_init="orthogonal", dtype=F64)
+    W = cell.hidden_map.weight.detach()
+    for k in range(3):
+        block = W[6 * k:6 * (k + 1)]
+        torch.testing.assert_close(block @ block.T, torch.eye(6, dtype=F64), atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="recurrent_init"):
+        GRUCell(IN, HID, "dense", recurrent_init="zeros")
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+def test_ucf11_parameter_counts():
+    bt, tt = ucf11_config("bt"), ucf11_config("tt")
+    assert bt.input_map_params() == 3392 and tt.input_map_params() == 3360
+    assert ucf11_config("tt", "gru").input_map_params() == 3232
+    assert ucf11_config("dense").input_map_params() == 58_982_400
+    assert bt.out_modes == (16, 4, 4, 4) and ucf11_config("bt", "gru").out_modes == (12, 4, 4, 4)
+    assert bt.input_size == 57_600 and bt.hidden_size == 256 and bt.classes == 11
+    assert (bt.rank, bt.blocks, tt.tt_ranks) == (4, 2, 4)
+    assert round(58_982_400 / bt.input_map_params(), 1) == 17388.7
+
+
+@pytest.mark.parametrize("kind", ["bt", "tt"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_ucf11_models_build_with_matching_counts(kind, cell):
+    cfg = ucf11_config(kind, cell)
+    model = build_classifier(cfg)
+    assert model.num_params == cfg.num_params()
+    imap = model.rnn.cell.input_map
+    assert imap.num_params - imap.bias.numel() == cfg.input_map_params()
+    with torch.no_grad():
+        model.eval()
+        assert model(torch.randn(2, 2, 57_600)).shape == (2, 11)
+
+
+def test_config_num_params_dense_small():
+    cfg = ClassifierConfig(kind="dense", cell="gru", in_modes=(4, 3), hidden_modes=(2, 3), classes=5)
+    assert build_classifier(cfg).num_params == cfg.num_params()
+    assert cfg.input_map_params() == 12 * 18
+
+
+@pytest.mark.parametrize("change,field", [
+    (dict(kind="cp"), "kind"),
+    (dict(cell="rnn"), "cell"),
+    (dict(readout="max"), "readout"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(dropout=-0.1), "dropout"),
+    (dict(classes=0), "classes"),
+    (dict(blocks=0), "blocks"),
+    (dict(in_modes=(8, 0, 20, 18)), r"in_modes\[1\]"),
+    (dict(in_modes=()), "in_modes"),
+    (dict(hidden_modes=(16, 16)), "hidden_modes"),
+    (dict(rank=100), r"rank"),
+    (dict(rank=(4, 4)), "rank"),
+    (dict(kind="tt", tt_ranks=10_000), "tt_ranks"),
+    (dict(kind="tt", tt_ranks=(4, 4)), "tt_ranks"),
+    (dict(recurrent_init="zero"), "recurrent_init"),
+])
+def test_config_validation_names_field(change, field):
+    with pytest.raises(ValueError, match=field):
+        ClassifierConfig(**change)
+
+
+def test_config_validate_after_mutation_and_dense_ignores_ranks():
+    cfg = ClassifierConfig()
+    cfg.kind = "xx"
+    with pytest.raises(ValueError, match="kind"):
+        cfg.validate()
+    with pytest.raises(ValueError, match="kind"):
+        SequenceClassifier(cfg)
+    ClassifierConfig(kind="dense", in_modes=(57600,), hidden_modes=(256,), rank=10_000)
+
+
+def test_config_dict_round_trip():
+    cfg = ucf11_config("tt", "gru", dropout=0.1, readout="mean")
+    d = json.loads(json.dumps(cfg.to_dict()))  # lists after JSON
+    back = ClassifierConfig.from_dict(d)
+    assert back == cfg and isinstance(back.in_modes, tuple)
+    with pytest.raises(ValueError, match="unknown"):
+        ClassifierConfig.from_dict({**d, "foo": 1})
+    assert dataclasses.replace(cfg, kind="bt").describe() == "BT-GRU (R=4, N=2)"
+
+
+# -- classifier -----------------------------------------------------------------------------------
+
+SMALL = dict(in_modes=(4, 3), hidden_modes=(2, 3), rank=2, blocks=2, tt_ranks=2, classes=5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("readout", ["last", "mean"])
+def test_classifier_forward_backward(kind, cell, readout):
+    torch.manual_seed(0)
+    model = build_classifier(ClassifierConfig(kind=kind, cell=cell, readout=readout, **SMALL))
+    x = torch.randn(3, 4, 12)
+    logits = model(x)
+    assert logits.shape == (3, 5)
+    nn.functional.cross_entropy(logits, torch.tensor([0, 1, 4])).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+    torch.testing.assert_close(model(x.reshape(3, 4, 4, 3)), model(x))  # frames flattened
+    with pytest.raises(ValueError, match="batch, time, 12"):
+        model(torch.randn(3, 4, 13))
+
+
+def test_classifier_readouts_and_lengths():
+    torch.manual_seed(0)
+    cfg = ClassifierConfig(kind="bt", readout="mean", dropout=0.0, **SMALL)
+    model = build_classifier(cfg).eval()
+    x = torch.randn(2, 5, 12)
+    full = model(x)
+    short = model(x[:, :3])
+    masked = model(x, lengths=torch.tensor([3, 3]))
+    torch.testing.assert_close(masked, short)
+    assert not torch.allclose(full, short)
+    last = build_classifier(dataclasses.replace(cfg, readout="last"))
+    last.load_state_dict(model.state_dict())
+    last.eval()
+    out, (h, _) = last.rnn(x)
+    torch.testing.assert_close(last(x), last.head(h))
+
+
+def test_classifier_accepts_dict_and_copies_config():
+    cfg = ClassifierConfig(**SMALL)
+    model = SequenceClassifier(cfg.to_dict())
+    assert model.config == cfg and model.config is not cfg
+    with pytest.raises(ValueError, match="ClassifierConfig"):
+        SequenceClassifier("bt")

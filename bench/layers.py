@@ -1,0 +1,209 @@
+"""Benchmark: BTLinear / TTLinear / dense nn.Linear on the UCF11 input-to-hidden map, and one recurrent step.
+
+The UCF11 map of Ye et al. 2018: 57,600 -> 1,024 (frames 8x20x20x18, four LSTM gates of hidden
+4x4x4x4 folded into the output modes 16x4x4x4). Times forward (no grad) and forward+backward
+(gradients for the layer's parameters; the input is data and needs none) at each batch size, on one
+thread, and prints medians and ratios against dense in one markdown table. Layers are timed
+round-robin (one repeat of each in turn) so that machine load drifts hit all of them alike.
+
+Reference layers, besides ``nn.Linear``:
+
+* "einsum TT": a plain factorized TT layer, one ``torch.einsum`` over x and all cores (opt_einsum
+  chooses the order, as in tensorly-torch's factorized forward). ``TTLinear`` should be at least as
+  fast; its achieved GFLOP/s is printed next to the einsum layer's.
+* "einsum BT": the same for the BT network.
+
+Then one full recurrent step (input map + recurrent map + gates) of the dense, TT and BT LSTM and
+GRU cells of the UCF11 configuration.
+
+Usage: ``python bench/layers.py [--repeats 15] [--batches 16 64] [--threads 1] [--no-cells]``.
+This is not a test: it asserts nothing. Targets (issue 3): BTLinear (R=4, N=2) forward+backward at
+least 5x faster than dense at batch 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import opt_einsum  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from btcore import BTLinear, TTLinear, plan_matmul  # noqa: E402
+from btcore.rnn import GRUCell, LSTMCell, ucf11_config  # noqa: E402
+
+IN_MODES = (8, 20, 20, 18)
+OUT_MODES = (16, 4, 4, 4)
+
+
+class EinsumFactorized(nn.Module):
+    """A reference factorized layer: one torch.einsum over x and the format's tensors (no cached plan)."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+        net = layer.spec.network()
+        self.eq = ",".join(net.terms) + "->" + net.output
+        self.in_modes = layer.spec.in_modes
+
+    def forward(self, x):
+        xt = x.reshape((x.shape[0],) + self.in_modes)
+        y = torch.einsum(self.eq, xt, *self.layer.to_matrix().tensors())
+        return y.reshape(x.shape[0], -1) + self.layer.bias
+
+
+def _clear_grads(module):
+    for p in module.parameters():
+        p.grad = None
+
+
+def _timers(module, x):
+    def fwd():
+        with torch.no_grad():
+            module(x)
+
+    def fwd_bwd():
+        _clear_grads(module)
+        module(x).sum().backward()
+
+    return fwd, fwd_bwd
+
+
+def _round_robin(named_fns, repeats, warmup=2):
+    """Median seconds of each function, timed one repeat of each in turn."""
+    for _ in range(warmup):
+        for _, f in named_fns:
+            f()
+    times = {name: [] for name, _ in named_fns}
+    for _ in range(repeats):
+        for name, f in named_fns:
+            gc.collect()
+            t = time.perf_counter()
+            f()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _einsum_macs(spec, batch):
+    net = spec.network()
+    shapes = [(batch,) + s[1:] if n == "x" else s for n, s in zip(net.names, net.shapes)]
+    _, info = opt_einsum.contract_path(",".join(net.terms) + "->" + net.output, *shapes, shapes=True)
+    return int(info.opt_cost) // 2  # opt_einsum counts a multiply-add as 2 flops
+
+
+def bench_layers(batches, repeats):
+    torch.manual_seed(0)
+    dense = nn.Linear(57_600, 1_024)
+    bt = BTLinear(IN_MODES, OUT_MODES, rank=4, blocks=2)
+    tt = TTLinear(IN_MODES, OUT_MODES, ranks=4)
+    layers = {
+        "dense nn.Linear": dense,
+        "BTLinear (R=4, N=2)": bt,
+        "TTLinear (ranks 4)": tt,
+        "einsum BT (R=4, N=2)": EinsumFactorized(bt),
+        "einsum TT (ranks 4)": EinsumFactorized(tt),
+    }
+    params = {name: sum(p.numel() for p in m.parameters()) for name, m in layers.items()}
+    params["einsum BT (R=4, N=2)"] = params["BTLinear (R=4, N=2)"]
+    params["einsum TT (ranks 4)"] = params["TTLinear (ranks 4)"]
+    macs = {}
+    rows = []
+    for b in batches:
+        x = torch.randn(b, 57_600)
+        macs[b] = {
+            "dense nn.Linear": 57_600 * 1_024 * b,
+            "BTLinear (R=4, N=2)": plan_matmul(bt.spec, b).macs,
+            "TTLinear (ranks 4)": plan_matmul(tt.spec, b).macs,
+            "einsum BT (R=4, N=2)": _einsum_macs(bt.spec, b),
+            "einsum TT (ranks 4)": _einsum_macs(tt.spec, b),
+        }
+        fns_f, fns_fb = [], []
+        for name, m in layers.items():
+            f, fb = _timers(m, x)
+            fns_f.append((name, f))
+            fns_fb.append((name, fb))
+        tf = _round_robin(fns_f, repeats)
+        tfb = _round_robin(fns_fb, max(3, repeats // 2))
+        for name in layers:
+            rows.append((b, name, params[name], macs[b][name], tf[name], tfb[name],
+                         tf["dense nn.Linear"] / tf[name], tfb["dense nn.Linear"] / tfb[name]))
+    return rows
+
+
+def bench_cells(batch, repeats):
+    rows = []
+    x = torch.randn(batch, 57_600)
+    for cell_type, cls in (("lstm", LSTMCell), ("gru", GRUCell)):
+        cells = {}
+        for kind in ("dense", "tt", "bt"):
+            cfg = ucf11_config(kind, cell_type)
+            torch.manual_seed(0)
+            cells[cfg.describe()] = cls(cfg.in_modes, cfg.hidden_modes, kind, rank=cfg.rank, blocks=cfg.blocks,
+                                        tt_ranks=cfg.tt_ranks)
+        h = torch.randn(batch, 256)
+        state = (h, torch.randn(batch, 256)) if cell_type == "lstm" else h
+
+        def out(m):
+            o = m(x, state)
+            return o[0] if cell_type == "lstm" else o
+
+        fns_f, fns_fb = [], []
+        for name, m in cells.items():
+            def f(m=m):
+                with torch.no_grad():
+                    out(m)
+
+            def fb(m=m):
+                _clear_grads(m)
+                out(m).sum().backward()
+
+            fns_f.append((name, f))
+            fns_fb.append((name, fb))
+        tf = _round_robin(fns_f, repeats)
+        tfb = _round_robin(fns_fb, max(3, repeats // 2))
+        dense_name = next(iter(cells))
+        for name, m in cells.items():
+            rows.append((batch, name, sum(p.numel() for p in m.parameters()), tf[name], tfb[name],
+                         tf[dense_name] / tf[name], tfb[dense_name] / tfb[name]))
+        del cells
+        gc.collect()
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--batches", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-cells", action="store_true", help="skip the recurrent-step benchmark")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"threads={torch.get_num_threads()}, float32, median of {args.repeats} (fwd) / "
+          f"{max(3, args.repeats // 2)} (fwd+bwd) round-robin repeats\n")
+    print("### Input-to-hidden map 57,600 -> 1,024 (UCF11, LSTM gates folded: out modes 16x4x4x4)\n")
+    print("| batch | layer | params | MMACs (path) | fwd ms | fwd+bwd ms | fwd speed-up vs dense | "
+          "fwd+bwd speed-up vs dense | fwd GMAC/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for b, name, p, m, tf, tfb, rf, rfb in bench_layers(args.batches, args.repeats):
+        print(f"| {b} | {name} | {p:,} | {m / 1e6:,.1f} | {tf * 1e3:.2f} | {tfb * 1e3:.2f} | {rf:.1f}x | {rfb:.1f}x | "
+              f"{m / tf / 1e9:.1f} |")
+    if not args.no_cells:
+        b = args.batches[0]
+        print(f"\n### One recurrent step (input map + recurrent map + gates), UCF11 cells, batch {b}\n")
+        print("| batch | cell | params | fwd ms | fwd+bwd ms | fwd speed-up vs dense | fwd+bwd speed-up vs dense |")
+        print("|---|---|---|---|---|---|---|")
+        for b, name, p, tf, tfb, rf, rfb in bench_cells(b, args.repeats):
+            print(f"| {b} | {name} | {p:,} | {tf * 1e3:.2f} | {tfb * 1e3:.2f} | {rf:.1f}x | {rfb:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()

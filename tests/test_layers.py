@@ -6,6 +6,7 @@ import types
 
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 from torch import nn
 from torch.func import functional_call
 
@@ -360,3 +361,32 @@ def test_bad_input_and_weights(kind):
         cls.from_dense(torch.randn(24, 12, dtype=F64), (2, 3, 4), (3, 2, 2), bias=torch.zeros(5, dtype=F64))
     with pytest.raises(ValueError, match="nn.Linear"):
         cls.from_linear(nn.Conv1d(1, 1, 1), (2, 3, 4), (3, 2, 2))
+
+
+# -- properties ---------------------------------------------------------------------------------------
+
+_modes = st.integers(1, 3).flatmap(lambda d: st.tuples(
+    st.lists(st.integers(1, 3), min_size=d, max_size=d), st.lists(st.integers(1, 3), min_size=d, max_size=d)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(modes=_modes, blocks=st.integers(1, 2), seed=st.integers(0, 2**16))
+def test_full_rank_round_trip_property(modes, blocks, seed):
+    in_modes, out_modes = modes
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(math.prod(in_modes), math.prod(out_modes), generator=g, dtype=F64)
+    x = torch.randn(3, W.shape[0], generator=g, dtype=F64)
+    bt = BTLinear.from_dense(W, in_modes, out_modes, blocks=blocks)
+    torch.testing.assert_close(bt(x), x @ W, atol=1e-10, rtol=0)
+    tt = TTLinear.from_dense(W, in_modes, out_modes)
+    torch.testing.assert_close(tt(x), x @ W, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["dense", "auto"])
+def test_method_option_same_result(method):
+    torch.manual_seed(0)
+    a = _bt(dtype=F64)
+    b = _bt(dtype=F64, method=method)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(4, 24, dtype=F64)
+    torch.testing.assert_close(a(x), b(x))

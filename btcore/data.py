@@ -1,0 +1,660 @@
+"""Action-recognition clips for training: a synthetic video task and a UCF11-style folder loader.
+
+Nothing here downloads anything.
+
+Synthetic task (:class:`SyntheticActions`)
+------------------------------------------
+Short colour clips of one shape (disc, square, diamond or bar) on a cluttered, noisy background.
+The class is the *motion*:
+
+====  ====================  ===========================================================
+ id   name                  what happens over the clip
+====  ====================  ===========================================================
+ 0    move right            the shape slides right
+ 1    move left             the shape slides left
+ 2    move down             the shape slides down
+ 3    move up               the shape slides up
+ 4    grow                  the shape scales up around a fixed centre
+ 5    shrink                the shape scales down
+ 6    rotate clockwise      the shape turns about a pivot off its centre (clockwise)
+ 7    rotate anticlockwise  the same, anticlockwise
+====  ====================  ===========================================================
+
+Classes come in time-reversed pairs with the same distribution of *mean frames*: a right-moving
+shape leaves the same smear as a left-moving one, a growing shape the same blob as a shrinking
+one. So a model that only sees the mean frame can at best tell the pairs apart (about 50% with 8
+classes), while a recurrent model that sees the order of the frames can reach close to 100%.
+Start positions, shape, colours, sizes, speeds, the static clutter and the per-frame noise are all
+random per clip, drawn from a generator seeded by ``(seed, split, index)``: clip ``i`` of a split
+is the same whatever else is generated, in any batch, in any process.
+
+Frames are float32, channels first (C, H, W), flattened per frame to ``C*H*W`` features, scaled
+to roughly [-1, 1]. The layout is (B, T, C*H*W), batch first, what
+:class:`btcore.rnn.SequenceClassifier` takes.
+
+Clip folders (:func:`load_clip_folder`)
+---------------------------------------
+The UCF11 layout: ``root/<class>/.../<clip>`` where a clip is a folder of frame images
+(PNG/JPEG/BMP/GIF/TIFF, read with Pillow, or ``.npy`` single frames), an animated GIF, or a
+``.npy``/``.npz`` array of shape (T, H, W), (T, H, W, C) or (T, C, H, W). Video files
+(.avi/.mpg/.mp4...) need a video decoder (opencv or PyAV) that BT Lab does not ship: the error
+says how to extract their frames instead.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .shapes import check_positive_int
+
+__all__ = [
+    "ACTION_NAMES",
+    "FRAME_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "ClipSet",
+    "SyntheticActions",
+    "parse_frame_shape",
+    "load_clip_folder",
+    "mean_frame_features",
+]
+
+#: Names of the synthetic classes, in label order.
+ACTION_NAMES = ("move right", "move left", "move down", "move up", "grow", "shrink",
+                "rotate clockwise", "rotate anticlockwise")
+
+#: Image extensions accepted as single frames of a frame folder (Pillow) and ``.npy``.
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp", ".npy")
+#: Video containers recognised (and refused, with instructions, unless a decoder is installed).
+VIDEO_EXTENSIONS = (".avi", ".mpg", ".mpeg", ".mp4", ".mov", ".mkv", ".webm", ".wmv", ".flv", ".m4v", ".3gp")
+_ARRAY_EXTENSIONS = (".npy", ".npz")
+_ACCEPTED = ("frame folders of PNG/JPEG/BMP/GIF/TIFF/WebP or .npy frames, animated .gif files, or .npy/.npz clip "
+             "arrays of shape (T, H, W), (T, H, W, C) or (T, C, H, W)")
+
+_SPLITS = {"train": 0, "val": 1, "test": 2}
+
+
+def parse_frame_shape(value) -> tuple[int, int, int]:
+    """``(C, H, W)`` from ``"3x32x32"``, ``(3, 32, 32)``, ``"32x32"`` (grey) or ``32`` (3 x 32 x 32)."""
+    if isinstance(value, str):
+        parts = [p for p in re.split(r"[x×*,;\s]+", value.strip()) if p]
+        if not parts or not all(p.isdigit() for p in parts):
+            raise ValueError(f"frame shape: write channels x height x width, e.g. 3x32x32, got {value!r}")
+        value = tuple(int(p) for p in parts)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (3, int(value), int(value))
+    value = tuple(value)
+    if len(value) == 2:
+        value = (1,) + value
+    if len(value) != 3:
+        raise ValueError(f"frame shape: need (C, H, W) or (H, W), got {value!r}")
+    c, h, w = (check_positive_int(v, n) for v, n in zip(value, ("channels", "frame height", "frame width")))
+    if c not in (1, 3):
+        raise ValueError(f"frame shape: channels must be 1 (grey) or 3 (RGB), got {c}")
+    if min(h, w) < 8:
+        raise ValueError(f"frame shape: height and width must be at least 8 pixels, got {h}x{w}")
+    return c, h, w
+
+
+@dataclass
+class ClipSet:
+    """Clips held in memory: ``x`` (N, T, C*H*W) float32 and ``y`` (N,) int64.
+
+    The common interface of the training data (also implemented by :class:`SyntheticSplit`):
+    ``len()``, :attr:`labels`, :meth:`get` for a batch of indices, :attr:`frame_shape`,
+    :attr:`frames`, :attr:`classes`, :attr:`class_names`.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    frame_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    source: str = "memory"
+
+    def __post_init__(self):
+        if self.x.dim() != 3 or self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"ClipSet: x must be (N, T, F) with N = len(y); got x {tuple(self.x.shape)}, "
+                             f"y {tuple(self.y.shape)}")
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def frames(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def features(self) -> int:
+        return int(self.x.shape[2])
+
+    @property
+    def classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.y.numpy()
+
+    def get(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return self.x[idx], self.y[idx]
+
+    def subset(self, indices) -> "ClipSet":
+        x, y = self.get(indices)
+        return ClipSet(x, y, self.frame_shape, self.class_names, self.source)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=self.classes)
+        return {n: int(c) for n, c in zip(self.class_names, counts)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Synthetic task
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SyntheticActions:
+    """Configuration of the synthetic action-recognition task; :meth:`split` gives the data.
+
+    Parameters
+    ----------
+    frame_shape : (C, H, W)
+        Frame size; C*H*W is the input size of the RNN (default 3x32x32 = 3,072; the paper's
+        UCF11 frames are 3x120x160 = 57,600).
+    frames : int
+        Clip length T (default 8).
+    classes : int
+        Number of motion classes, 2..8 (the first ``classes`` of :data:`ACTION_NAMES`).
+    train_size, val_size : int
+        Clips per split (labels balanced to within one clip per class).
+    seed : int
+        Everything is a function of the seed.
+    noise : float
+        Std of the per-frame pixel noise (pixel values in [0, 1] before scaling).
+    clutter : int
+        Static background objects per clip.
+    cache_bytes : int
+        Splits smaller than this are generated once and kept in memory; larger ones are generated
+        batch by batch when used.
+    """
+
+    frame_shape: tuple[int, int, int] = (3, 32, 32)
+    frames: int = 8
+    classes: int = 8
+    train_size: int = 512
+    val_size: int = 256
+    seed: int = 0
+    noise: float = 0.15
+    clutter: int = 4
+    cache_bytes: int = 512 * 1024**2
+
+    def __post_init__(self):
+        object.__setattr__(self, "frame_shape", parse_frame_shape(self.frame_shape))
+        check_positive_int(self.frames, "frames")
+        if self.frames < 3:
+            raise ValueError(f"frames: clips need at least 3 frames to show a motion, got {self.frames}")
+        k = check_positive_int(self.classes, "classes")
+        if not 2 <= k <= len(ACTION_NAMES):
+            raise ValueError(f"classes must be between 2 and {len(ACTION_NAMES)}, got {k}")
+        check_positive_int(self.train_size, "train_size")
+        check_positive_int(self.val_size, "val_size")
+        if not (0 <= float(self.noise) <= 1):
+            raise ValueError(f"noise must be between 0 and 1, got {self.noise}")
+        if int(self.clutter) < 0:
+            raise ValueError(f"clutter must be 0 or more, got {self.clutter}")
+
+    @property
+    def features(self) -> int:
+        c, h, w = self.frame_shape
+        return c * h * w
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return ACTION_NAMES[: self.classes]
+
+    def bytes_per_clip(self) -> int:
+        return 4 * self.frames * self.features
+
+    def split(self, name: str = "train") -> "SyntheticSplit":
+        """The ``"train"``, ``"val"`` or ``"test"`` split (``test`` has ``val_size`` clips)."""
+        if name not in _SPLITS:
+            raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {name!r}")
+        n = self.train_size if name == "train" else self.val_size
+        return SyntheticSplit(self, name, n)
+
+    def splits(self) -> tuple["SyntheticSplit", "SyntheticSplit"]:
+        """(train, validation)."""
+        return self.split("train"), self.split("val")
+
+    def with_(self, **changes) -> "SyntheticActions":
+        return replace(self, **changes)
+
+
+class SyntheticSplit:
+    """One split of a :class:`SyntheticActions` task (same interface as :class:`ClipSet`)."""
+
+    source = "synthetic"
+
+    def __init__(self, task: SyntheticActions, name: str, size: int):
+        self.task = task
+        self.name = name
+        self.size = size
+        k = task.classes
+        rng = np.random.default_rng([task.seed, _SPLITS[name], 7919])
+        self._labels = rng.permutation(np.arange(size) % k).astype(np.int64)
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return self.task.frame_shape
+
+    @property
+    def frames(self) -> int:
+        return self.task.frames
+
+    @property
+    def features(self) -> int:
+        return self.task.features
+
+    @property
+    def classes(self) -> int:
+        return self.task.classes
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.task.class_names
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels.copy()
+
+    @property
+    def cached(self) -> bool:
+        return self.size * self.task.bytes_per_clip() <= self.task.cache_bytes
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self._labels, minlength=self.classes)
+        return {n: int(c) for n, c in zip(self.class_names, counts)}
+
+    def generate(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """Render clips ``indices`` (no cache): x (B, T, C*H*W) float32, y (B,) int64."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.size):
+            raise IndexError(f"clip index out of range for a split of {self.size} clips")
+        x = _render(self.task, _SPLITS[self.name], idx, self._labels[idx])
+        return torch.from_numpy(x), torch.from_numpy(self._labels[idx].copy())
+
+    def get(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips ``indices``: from the in-memory cache when the split fits, else rendered now."""
+        if not self.cached:
+            return self.generate(indices)
+        if self._cache is None:
+            chunks = [self.generate(np.arange(s, min(s + 256, self.size))) for s in range(0, self.size, 256)]
+            self._cache = (torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks]))
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return self._cache[0][idx], self._cache[1][idx]
+
+    def to_clipset(self) -> ClipSet:
+        x, y = self.get(np.arange(self.size))
+        return ClipSet(x, y, self.frame_shape, self.class_names, "synthetic")
+
+
+def _shape_rho(kind: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Normalised distance (< 1 inside) of local coordinates (u, v) for each clip's shape kind."""
+    k = kind.reshape((-1,) + (1,) * (u.ndim - 1))
+    au, av = np.abs(u), np.abs(v)
+    disc = np.sqrt(u * u + v * v)
+    square = np.maximum(au, av)
+    diamond = au + av
+    bar = np.maximum(au / 1.4, av / 0.45)
+    return np.where(k == 0, disc, np.where(k == 1, square, np.where(k == 2, diamond, bar)))
+
+
+def _render(task: SyntheticActions, split: int, idx: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    c, h, w = task.frame_shape
+    t_len = task.frames
+    b = idx.size
+    unit = min(h, w) / 32.0  # geometry is defined on a 32-pixel frame and scaled
+    t = np.linspace(0.0, 1.0, t_len)
+
+    # Per-clip random draws, each clip from its own generator.
+    cx = np.empty((b, t_len)); cy = np.empty((b, t_len)); size = np.empty((b, t_len)); ang = np.empty((b, t_len))
+    kind = np.empty(b, np.int64)
+    fg = np.empty((b, 3)); bg = np.empty((b, 3)); grad = np.empty((b, 2))
+    n_clutter = int(task.clutter)
+    cl_xy = np.empty((b, n_clutter, 2)); cl_r = np.empty((b, n_clutter)); cl_col = np.empty((b, n_clutter, 3))
+    cl_kind = np.empty((b, n_clutter), np.int64)
+    noise = np.empty((b, t_len, c, h, w), np.float32)
+    for n, (i, lab) in enumerate(zip(idx, labels)):
+        rng = np.random.default_rng([task.seed, split, int(i)])
+        kind[n] = rng.integers(0, 4)
+        r0 = rng.uniform(3.0, 4.5) * unit
+        theta0 = rng.uniform(0, 2 * np.pi)
+        if lab < 4:  # translations
+            travel = rng.uniform(10.0, 14.0) * unit
+            margin = r0 * 1.5
+            direction = [(1, 0), (-1, 0), (0, 1), (0, -1)][lab]
+            span_x = w - 2 * margin - (travel if direction[0] else 0)
+            span_y = h - 2 * margin - (travel if direction[1] else 0)
+            x0 = margin + rng.uniform(0, max(span_x, 0)) + (travel if direction[0] < 0 else 0)
+            y0 = margin + rng.uniform(0, max(span_y, 0)) + (travel if direction[1] < 0 else 0)
+            cx[n] = x0 + direction[0] * travel * t
+            cy[n] = y0 + direction[1] * travel * t
+            size[n] = r0
+            ang[n] = theta0
+        elif lab < 6:  # scaling
+            lo, hi = rng.uniform(0.45, 0.6), rng.uniform(1.5, 1.8)
+            s = lo + (hi - lo) * t
+            if lab == 5:
+                s = s[::-1]
+            margin = r0 * hi * 1.2
+            cx[n] = rng.uniform(margin, max(w - margin, margin))
+            cy[n] = rng.uniform(margin, max(h - margin, margin))
+            size[n] = r0 * s
+            ang[n] = theta0
+        else:  # rotation about a pivot one "arm" away from the shape's centre
+            arm = rng.uniform(5.0, 7.0) * unit
+            sweep = rng.uniform(0.8, 1.1) * np.pi
+            sign = 1.0 if lab == 6 else -1.0  # image y points down: +angle is clockwise on screen
+            phi = theta0 + sign * sweep * t
+            margin = arm + r0 * 1.5
+            px = rng.uniform(margin, max(w - margin, margin))
+            py = rng.uniform(margin, max(h - margin, margin))
+            cx[n] = px + arm * np.cos(phi)
+            cy[n] = py + arm * np.sin(phi)
+            size[n] = r0
+            ang[n] = phi
+        hue = rng.uniform(0, 1)
+        fg[n] = _hsv_to_rgb(hue, rng.uniform(0.6, 1.0), rng.uniform(0.8, 1.0))
+        bg[n] = _hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.2, 0.6), rng.uniform(0.15, 0.4))
+        grad[n] = rng.normal(0, 0.15, 2)
+        if n_clutter:
+            cl_xy[n] = rng.uniform(0, 1, (n_clutter, 2)) * (w, h)
+            cl_r[n] = rng.uniform(1.5, 4.0, n_clutter) * unit
+            cl_col[n] = [_hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.3, 0.9), rng.uniform(0.3, 0.8))
+                         for _ in range(n_clutter)]
+            cl_kind[n] = rng.integers(0, 4, n_clutter)
+        noise[n] = rng.standard_normal((t_len, c, h, w), dtype=np.float32)
+
+    ys, xs = np.meshgrid(np.arange(h, dtype=np.float64) + 0.5, np.arange(w, dtype=np.float64) + 0.5, indexing="ij")
+    # Background: colour + gradient + static clutter (B, 3, H, W).
+    gx, gy = (xs / w - 0.5), (ys / h - 0.5)
+    back = bg[:, :, None, None] + (grad[:, 0, None, None] * gx + grad[:, 1, None, None] * gy)[:, None]
+    for j in range(n_clutter):
+        u = (xs[None] - cl_xy[:, j, 0, None, None]) / cl_r[:, j, None, None]
+        v = (ys[None] - cl_xy[:, j, 1, None, None]) / cl_r[:, j, None, None]
+        rho = _shape_rho(cl_kind[:, j], u, v)
+        alpha = 0.6 * _soft_inside(rho, cl_r[:, j, None, None])
+        back = back * (1 - alpha[:, None]) + cl_col[:, j, :, None, None] * alpha[:, None]
+    # The moving shape (B, T, H, W).
+    ca, sa = np.cos(ang)[..., None, None], np.sin(ang)[..., None, None]
+    dx = xs[None, None] - cx[..., None, None]
+    dy = ys[None, None] - cy[..., None, None]
+    r = size[..., None, None]
+    u = (ca * dx + sa * dy) / r
+    v = (-sa * dx + ca * dy) / r
+    alpha = _soft_inside(_shape_rho(kind, u, v), r)
+    frames = back[:, None] * (1 - alpha[:, :, None]) + fg[:, None, :, None, None] * alpha[:, :, None]
+    if c == 1:
+        frames = (0.299 * frames[:, :, 0] + 0.587 * frames[:, :, 1] + 0.114 * frames[:, :, 2])[:, :, None]
+    frames = frames.astype(np.float32) + float(task.noise) * noise
+    out = (frames - 0.5) * 2.0
+    return np.ascontiguousarray(out.reshape(b, t_len, c * h * w), dtype=np.float32)
+
+
+def _soft_inside(rho: np.ndarray, radius) -> np.ndarray:
+    """Anti-aliased inside mask: 1 inside, 0 outside, a one-pixel ramp at the edge."""
+    return np.clip((1.0 - rho) * radius + 0.5, 0.0, 1.0)
+
+
+def _hsv_to_rgb(hh: float, s: float, v: float) -> np.ndarray:
+    i = int(hh * 6) % 6
+    f = hh * 6 - int(hh * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i])
+
+
+def mean_frame_features(x: torch.Tensor) -> torch.Tensor:
+    """The mean frame of each clip, (B, T, F) -> (B, F): the input of the static baseline."""
+    return x.mean(dim=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Clip folders (UCF11 layout)
+# ------------------------------------------------------------------------------------------------
+
+def _natural_key(p: Path):
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", p.name)]
+
+
+def _is_clip_file(p: Path) -> bool:
+    s = p.suffix.lower()
+    return p.is_file() and (s in _ARRAY_EXTENSIONS or s == ".gif" or s in VIDEO_EXTENSIONS)
+
+
+def _frame_files(d: Path) -> list[Path]:
+    return sorted((p for p in d.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS
+                   and not p.name.startswith(".")), key=_natural_key)
+
+
+def _find_clips(class_dir: Path) -> list[Path]:
+    """Clips under a class folder: frame folders and clip files, searched recursively."""
+    clips: list[Path] = []
+    for p in sorted(class_dir.iterdir(), key=_natural_key):
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            if _frame_files(p):
+                clips.append(p)
+            else:
+                clips.extend(_find_clips(p))
+        elif _is_clip_file(p):
+            clips.append(p)
+    return clips
+
+
+def _pil():
+    try:
+        from PIL import Image  # Pillow comes with Streamlit; btcore itself only needs it for image files
+    except ImportError as exc:  # pragma: no cover - Pillow is installed with streamlit
+        raise ValueError("reading image frames needs Pillow (pip install pillow); .npy frames and clip arrays "
+                         "work without it") from exc
+    return Image
+
+
+def _to_chw(arr: np.ndarray, where: Path) -> np.ndarray:
+    """One frame (H, W), (H, W, C) or (C, H, W) as float32 (C, H, W) in [0, 1]."""
+    a = np.asarray(arr)
+    if a.dtype == np.uint8:
+        a = a.astype(np.float32) / 255.0
+    elif a.dtype == np.uint16:
+        a = a.astype(np.float32) / 65535.0
+    elif np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer):
+        a = a.astype(np.float32)
+        if a.size and a.max() > 1.5:
+            a = a / 255.0
+    else:
+        raise ValueError(f"{where}: frame data of type {a.dtype} is not numeric")
+    if a.ndim == 2:
+        return a[None]
+    if a.ndim == 3:
+        if a.shape[-1] in (1, 3, 4) and a.shape[0] not in (1, 3):
+            return np.moveaxis(a[..., :3], -1, 0)
+        if a.shape[0] in (1, 3, 4):
+            return a[:3]
+        if a.shape[-1] in (1, 3, 4):
+            return np.moveaxis(a[..., :3], -1, 0)
+    raise ValueError(f"{where}: a frame must be (H, W), (H, W, C) or (C, H, W) with C in 1, 3, 4; got {a.shape}")
+
+
+def _resize(frame: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """(C, H, W) float frame to the target (C, H, W): channels converted, bilinear resize."""
+    c, h, w = shape
+    if frame.shape[0] != c:
+        if c == 1:
+            frame = (0.299 * frame[0] + 0.587 * frame[1] + 0.114 * frame[2])[None] if frame.shape[0] == 3 else frame[:1]
+        else:
+            frame = np.repeat(frame[:1], 3, axis=0)
+    if frame.shape[1:] != (h, w):
+        t = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32))[None]
+        frame = torch.nn.functional.interpolate(t, size=(h, w), mode="bilinear", align_corners=False,
+                                                antialias=True)[0].numpy()
+    return frame.astype(np.float32)
+
+
+def _read_image(p: Path) -> np.ndarray:
+    if p.suffix.lower() == ".npy":
+        try:
+            return np.load(p, allow_pickle=False)
+        except Exception as exc:
+            raise ValueError(f"{p}: not a readable .npy array ({exc})") from exc
+    Image = _pil()
+    try:
+        with Image.open(p) as im:
+            im.load()
+            return np.asarray(im.convert("RGB" if im.mode not in ("L", "I;16") else "L"))
+    except Exception as exc:
+        raise ValueError(f"{p}: not a readable image ({type(exc).__name__}: {exc}); accepted: {_ACCEPTED}") from exc
+
+
+def _read_clip_frames(clip: Path) -> list[np.ndarray]:
+    """All frames of a clip as (C, H, W) float arrays in [0, 1]."""
+    if clip.is_dir():
+        return [_to_chw(_read_image(f), f) for f in _frame_files(clip)]
+    s = clip.suffix.lower()
+    if s in VIDEO_EXTENSIONS:
+        raise ValueError(
+            f"{clip}: video files ({s}) need a video decoder (opencv-python or av), which BT Lab does not install. "
+            f"Extract the frames into a folder per clip, e.g. `ffmpeg -i {clip.name} {clip.stem}/%04d.png`, "
+            f"and point the loader at that tree. Accepted: {_ACCEPTED}"
+        )
+    if s == ".gif":
+        Image = _pil()
+        try:
+            frames = []
+            with Image.open(clip) as im:
+                for k in range(getattr(im, "n_frames", 1)):
+                    im.seek(k)
+                    frames.append(_to_chw(np.asarray(im.convert("RGB")), clip))
+            return frames
+        except ValueError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"{clip}: not a readable GIF ({exc})") from exc
+    try:
+        if s == ".npz":
+            with np.load(clip, allow_pickle=False) as z:
+                if not z.files:
+                    raise ValueError(f"{clip}: the .npz archive is empty")
+                arr = z[z.files[0]]
+        else:
+            arr = np.load(clip, allow_pickle=False)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{clip}: not a readable array ({exc})") from exc
+    if arr.ndim not in (3, 4):
+        raise ValueError(f"{clip}: a clip array must be (T, H, W), (T, H, W, C) or (T, C, H, W); got shape {arr.shape}")
+    return [_to_chw(f, clip) for f in arr]
+
+
+def _sample_frames(frames: list[np.ndarray], t_len: int) -> list[np.ndarray]:
+    """``t_len`` frames evenly spaced over the clip (frames repeat when the clip is shorter)."""
+    pos = np.linspace(0, len(frames) - 1, t_len)
+    return [frames[int(round(p))] for p in pos]
+
+
+def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_fraction: float = 0.25,
+                     seed: int = 0, max_clips_per_class: int | None = None,
+                     max_bytes: int = 2 * 1024**3) -> tuple[ClipSet, ClipSet]:
+    """Load a UCF11-style clip folder into (train, validation) :class:`ClipSet` s.
+
+    Parameters
+    ----------
+    root : path
+        ``root/<class name>/...``: one sub-folder per class (sorted names give the labels). Inside,
+        clips are found recursively (UCF11 has group folders in between): a folder holding frame
+        images is one clip; ``.npy``/``.npz`` arrays and animated ``.gif`` files are clips.
+    frame_shape : (C, H, W)
+        Every frame is converted to C channels and resized (bilinear, antialiased) to H x W.
+    frames : int
+        Frames per clip, sampled evenly over each clip.
+    val_fraction : float
+        Share of each class's clips held out for validation (at least one clip per class when the
+        class has two or more), chosen with ``seed``.
+    max_clips_per_class : int, optional
+        Use at most this many clips per class (the first ones, in natural order).
+    max_bytes : int
+        Refuse to load more than this many bytes of float32 frames.
+
+    Raises
+    ------
+    ValueError
+        For a missing or empty folder, a class with no clips, unreadable frames, or video files
+        (which need a decoder that is not installed); the message lists what is accepted.
+    """
+    shape = parse_frame_shape(frame_shape)
+    t_len = check_positive_int(frames, "frames")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise ValueError(f"clip folder {root} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"clip folder {root} is not a folder; expected root/<class>/<clips> ({_ACCEPTED})")
+    class_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_natural_key)
+    if not class_dirs:
+        raise ValueError(f"clip folder {root} is empty: expected one sub-folder per class, each holding clips "
+                         f"({_ACCEPTED})")
+    if len(class_dirs) < 2:
+        raise ValueError(f"clip folder {root} has one class folder ({class_dirs[0].name}); classification needs "
+                         "at least two class sub-folders")
+    per_class = []
+    for cdir in class_dirs:
+        clips = _find_clips(cdir)
+        if not clips:
+            stray = [p.name for p in cdir.rglob("*") if p.is_file()][:3]
+            extra = f" (found files such as {', '.join(stray)})" if stray else ""
+            raise ValueError(f"class folder {cdir} holds no clips{extra}; accepted: {_ACCEPTED}")
+        if max_clips_per_class is not None:
+            clips = clips[: check_positive_int(max_clips_per_class, "max_clips_per_class")]
+        per_class.append(clips)
+    n_total = sum(len(c) for c in per_class)
+    need = n_total * t_len * math.prod(shape) * 4
+    if need > max_bytes:
+        raise ValueError(f"loading {n_total} clips of {t_len} x {'x'.join(map(str, shape))} frames needs "
+                         f"{need / 1024**2:,.0f} MiB, above the {max_bytes / 1024**2:,.0f} MiB limit; use a smaller "
+                         "frame size, fewer frames or max_clips_per_class")
+    xs, ys, is_val = [], [], []
+    rng = np.random.default_rng(seed)
+    for label, clips in enumerate(per_class):
+        n_val = int(round(len(clips) * val_fraction))
+        if val_fraction > 0 and len(clips) >= 2:
+            n_val = min(max(n_val, 1), len(clips) - 1)
+        val_set = set(rng.permutation(len(clips))[:n_val].tolist())
+        for k, clip in enumerate(clips):
+            raw = _read_clip_frames(clip)
+            if not raw:
+                raise ValueError(f"clip {clip} has no frames; accepted: {_ACCEPTED}")
+            sampled = [_resize(f, shape) for f in _sample_frames(raw, t_len)]
+            xs.append((np.stack(sampled) - 0.5) * 2.0)
+            ys.append(label)
+            is_val.append(k in val_set)
+    x = torch.from_numpy(np.stack(xs).reshape(len(xs), t_len, -1).astype(np.float32))
+    y = torch.tensor(ys, dtype=torch.int64)
+    mask = torch.tensor(is_val)
+    names = tuple(c.name for c in class_dirs)
+    src = f"folder:{root}"
+    train = ClipSet(x[~mask], y[~mask], shape, names, src)
+    val = ClipSet(x[mask], y[mask], shape, names, src)
+    return train, val

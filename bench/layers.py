@@ -40,6 +40,12 @@ from torch import nn  # noqa: E402
 from btcore import BTLinear, TTLinear, plan_matmul  # noqa: E402
 from btcore.rnn import GRUCell, LSTMCell, ucf11_config  # noqa: E402
 
+try:  # the measured-path option of btcore.matmul (newer contract.py)
+    from btcore.contract import tune_plan  # noqa: E402
+    TUNE = True
+except ImportError:  # pragma: no cover
+    TUNE = False
+
 IN_MODES = (8, 20, 20, 18)
 OUT_MODES = (16, 4, 4, 4)
 
@@ -108,6 +114,15 @@ def bench_layers(batches, repeats):
         "dense nn.Linear": dense,
         "BTLinear (R=4, N=2)": bt,
         "TTLinear (ranks 4)": tt,
+    }
+    if TUNE:
+        bt_t = BTLinear(IN_MODES, OUT_MODES, rank=4, blocks=2, tune=True)
+        tt_t = TTLinear(IN_MODES, OUT_MODES, ranks=4, tune=True)
+        bt_t.load_state_dict(bt.state_dict())
+        tt_t.load_state_dict(tt.state_dict())
+        layers["BTLinear tune=True"] = bt_t
+        layers["TTLinear tune=True"] = tt_t
+    layers |= {
         "einsum BT (R=4, N=2)": EinsumFactorized(bt),
         "einsum TT (ranks 4)": EinsumFactorized(tt),
     }
@@ -125,6 +140,9 @@ def bench_layers(batches, repeats):
             "einsum BT (R=4, N=2)": _einsum_macs(bt.spec, b),
             "einsum TT (ranks 4)": _einsum_macs(tt.spec, b),
         }
+        if TUNE:
+            macs[b]["BTLinear tune=True"] = tune_plan(bt.to_matrix(), b).macs
+            macs[b]["TTLinear tune=True"] = tune_plan(tt.to_matrix(), b).macs
         fns_f, fns_fb = [], []
         for name, m in layers.items():
             f, fb = _timers(m, x)

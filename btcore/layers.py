@@ -189,7 +189,10 @@ class _FactorizedLinear(nn.Module):
                 f"{type(self).__name__}: input's last dimension is {tuple(x.shape)[-1:] or '()'}, "
                 f"expected in_features = {self.in_features}"
             )
-        y = matmul(x, self.to_matrix(), method=self.method)
+        if self.tune:  # the fastest measured path (btcore.contract.tune_plan), timed once per shape
+            y = matmul(x, self.to_matrix(), method=self.method, tune=True)
+        else:
+            y = matmul(x, self.to_matrix(), method=self.method)
         if self.bias is not None:
             y = y + self.bias
         return y
@@ -227,6 +230,9 @@ class BTLinear(_FactorizedLinear):
         Add a learnable bias of size out_features.
     method : {"contract", "dense", "auto"}
         Passed to :func:`btcore.matmul`; the default never forms W.
+    tune : bool
+        Passed to :func:`btcore.matmul`: use the fastest *measured* contraction path (timed once
+        per batch size, on the first forward) instead of the one with the fewest multiply-adds.
     device, dtype : optional
         As for ``nn.Linear``.
 
@@ -246,10 +252,11 @@ class BTLinear(_FactorizedLinear):
     """
 
     def __init__(self, in_modes, out_modes, rank, blocks: int = 1, bias: bool = True, *, method: str = "contract",
-                 device=None, dtype=None):
+                 tune: bool = False, device=None, dtype=None):
         super().__init__()
         self.spec = BTSpec(in_modes, out_modes, rank, blocks)
         self.method = _check_method(method)
+        self.tune = bool(tune)
         factory = {"device": device, "dtype": dtype}
         self.factors = nn.ParameterList(
             [nn.Parameter(torch.empty(shape, **factory)) for shape in self.spec.factor_shapes()])
@@ -376,7 +383,7 @@ class TTLinear(_FactorizedLinear):
         I_1..I_d and J_1..J_d.
     ranks : int or sequence of int
         One int for all d-1 inner ranks, the d-1 inner ranks, or all d+1 with r_0 = r_d = 1.
-    bias, method, device, dtype
+    bias, method, tune, device, dtype
         As for :class:`BTLinear`.
 
     Attributes
@@ -386,10 +393,11 @@ class TTLinear(_FactorizedLinear):
     """
 
     def __init__(self, in_modes, out_modes, ranks, bias: bool = True, *, method: str = "contract",
-                 device=None, dtype=None):
+                 tune: bool = False, device=None, dtype=None):
         super().__init__()
         self.spec = TTSpec(in_modes, out_modes, ranks)
         self.method = _check_method(method)
+        self.tune = bool(tune)
         factory = {"device": device, "dtype": dtype}
         self.cores = nn.ParameterList([nn.Parameter(torch.empty(s, **factory)) for s in self.spec.core_shapes()])
         self._init_bias(bias, factory)

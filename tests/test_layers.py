@@ -390,3 +390,17 @@ def test_method_option_same_result(method):
     b.load_state_dict(a.state_dict())
     x = torch.randn(4, 24, dtype=F64)
     torch.testing.assert_close(a(x), b(x))
+
+
+@pytest.mark.parametrize("kind", ["bt", "tt"])
+def test_tune_option_same_result(kind):
+    import inspect
+
+    if "tune" not in inspect.signature(btcore.matmul).parameters:
+        pytest.skip("btcore.matmul has no tune option")
+    torch.manual_seed(0)
+    a = MAKERS[kind](dtype=F64)
+    b = MAKERS[kind](dtype=F64, tune=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(4, 24, dtype=F64)
+    torch.testing.assert_close(a(x), b(x))

@@ -335,7 +335,8 @@ class BTLinear(_FactorizedLinear):
         identity factors and the core is W rearranged to (I_1 J_1, .., I_d J_d); further blocks get
         random factors and zero cores (they start at zero but can learn). Otherwise the weight is
         fitted with :func:`btcore.decompose.fit_bt` (ALS; ``seed`` and ``fit_kwargs`` are passed on).
-        The fit's report is kept in ``layer.fit_info`` (a dict with at least ``relative_error``).
+        The fit's report is kept in ``layer.fit_info``: the decomposition's ``FitInfo``, or a dict for the
+        exact path; both read as ``layer.fit_info["relative_error"]``.
         """
         spec_modes = BTSpec(in_modes, out_modes, 1, blocks, max_bytes=None)
         w = _check_weight(weight, spec_modes.in_size, spec_modes.out_size, cls.__name__)
@@ -460,7 +461,7 @@ class TTLinear(_FactorizedLinear):
 
         ``ranks=None`` means the full ranks min(prod_{i<=k} I_i J_i, prod_{i>k} I_i J_i), where TT-SVD
         is exact. Other ranks use :func:`btcore.decompose.fit_tt` (TT-SVD) when available, else the
-        local :func:`tt_svd`. The fit's report is in ``layer.fit_info``.
+        local :func:`tt_svd`. The fit's report is in ``layer.fit_info`` (``fit_info["relative_error"]``).
         """
         spec_modes = TTSpec(in_modes, out_modes, 1, max_bytes=None)
         w = _check_weight(weight, spec_modes.in_size, spec_modes.out_size, cls.__name__)

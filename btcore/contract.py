@@ -22,8 +22,8 @@ import torch
 from .formats import DenseSpec, Network
 from .shapes import check_positive_int
 
-__all__ = ["Step", "ContractionPlan", "plan_matmul", "plan_reconstruct", "matmul", "reconstruct",
-           "CONTRACT_SLOWDOWN"]
+__all__ = ["Step", "ContractionPlan", "plan_matmul", "plan_reconstruct", "tune_plan", "matmul", "reconstruct",
+           "CONTRACT_SLOWDOWN", "CHUNK_ELEMENTS", "chunk_rows"]
 
 #: How many times slower a multiply-add runs in the small pairwise contractions than in one large
 #: GEMM, used by ``method="auto"`` (REFERENCE.md: 12-40 vs 87-260 GFLOP/s measured on 2 cores).
@@ -120,25 +120,41 @@ def _steps_for(names, terms, shapes, output, path) -> tuple[Step, ...]:
     return tuple(steps)
 
 
+def _candidate_strategies(n_terms: int):
+    yield "dp", "dp"
+    if n_terms <= 7:
+        yield "optimal", "optimal"
+    yield "branch-2", "branch-2"
+    yield "greedy", "greedy"
+    for minimize in ("size", "write", "combo"):
+        yield f"dp-{minimize}", opt_einsum.paths.DynamicProgramming(minimize=minimize)
+
+
 @lru_cache(maxsize=512)
-def _best_path(names, terms, shapes, output) -> tuple[tuple[tuple[int, int], ...], str, tuple[Step, ...]]:
+def _candidate_paths(names, terms, shapes, output):
+    """Distinct pairwise paths from several strategies, fewest multiply-adds first.
+
+    Each entry is (path, strategy, steps). The first is the one plans use; the others are
+    alternatives that :func:`tune_plan` times, since FLOPs do not fully predict speed.
+    """
     if len(terms) == 1:
         raise ValueError("a network needs at least two operands")
     eq = ",".join(terms) + "->" + output
-    best = None
-    for strategy in _STRATEGIES:
-        if strategy == "optimal" and len(terms) > 7:
-            continue
+    found = {}
+    for label, strategy in _candidate_strategies(len(terms)):
         path, _ = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=strategy)
         path = tuple(tuple(p) for p in path)
-        if any(len(p) != 2 for p in path):
+        if path in found or any(len(p) != 2 for p in path):
             continue
         steps = _steps_for(names, terms, shapes, output, path)
-        key = (sum(s.macs for s in steps), max(s.result_elements for s in steps))
-        if best is None or key < best[0]:
-            best = (key, path, strategy, steps)
-    assert best is not None
-    return best[1], best[2], best[3]
+        found[path] = (label, steps)
+    ranked = sorted(found.items(), key=lambda kv: (sum(s.macs for s in kv[1][1]),
+                                                   max(s.result_elements for s in kv[1][1])))
+    return tuple((path, label, steps) for path, (label, steps) in ranked)
+
+
+def _best_path(names, terms, shapes, output):
+    return _candidate_paths(names, terms, shapes, output)[0]
 
 
 def _network_with_batch(net: Network, batch: int):
@@ -197,26 +213,117 @@ def plan_matmul(spec, batch: int, method: str = "contract") -> ContractionPlan:
     return ContractionPlan("contract", batch, steps, path, strategy, net.output)
 
 
-def _run(path, steps, operands):
-    ops = list(operands)
-    for (i, j), step in zip(path, steps):
-        hi, lo = max(i, j), min(i, j)
-        right, left = ops.pop(hi), ops.pop(lo)
-        ops.append(torch.einsum(step.equation, left, right))
-    (out,) = ops
-    return out
+#: On CPU the batch is processed in row blocks whose largest intermediate stays under this many
+#: elements (4 MiB in float32), so each block's intermediates stay in cache. Measured on the UCF11
+#: map at batch 64 (N=2, 1 thread): one block 206 ms, blocks of 8 rows 43 ms.
+CHUNK_ELEMENTS = 1 << 20
+
+
+def _run(steps, operands: dict):
+    """Evaluate the steps by operand name; returns the last result."""
+    env = dict(operands)
+    for step in steps:
+        env[step.result] = torch.einsum(step.equation, env.pop(step.left), env.pop(step.right))
+    return env[steps[-1].result] if steps else next(iter(env.values()))
+
+
+def _split_steps(steps):
+    """(steps that involve only the format's tensors, steps that involve x), keeping order."""
+    from_x, weight_only, rest = {"x"}, [], []
+    for step in steps:
+        if step.left in from_x or step.right in from_x:
+            from_x.add(step.result)
+            rest.append(step)
+        else:
+            weight_only.append(step)
+    return weight_only, rest
+
+
+def chunk_rows(plan: ContractionPlan, device_type: str = "cpu") -> int:
+    """Rows of x per block when executing ``plan`` (the whole batch on GPUs)."""
+    if device_type != "cpu" or plan.batch <= 1:
+        return plan.batch
+    _, x_steps = _split_steps(plan.steps)
+    per_row = max((s.result_elements for s in x_steps), default=0) / plan.batch
+    rows = 1
+    while rows * 2 * per_row <= CHUNK_ELEMENTS and rows * 2 < plan.batch:
+        rows *= 2
+    return min(rows, plan.batch)
+
+
+def _run_matmul(plan: ContractionPlan, xt: torch.Tensor, names, tensors) -> torch.Tensor:
+    """Run a contraction plan; on CPU, weight-only steps once, then x-steps in row blocks.
+
+    Every x-dependent step carries the batch index, so row blocks do the same multiply-adds as
+    one pass; only the memory traffic changes.
+    """
+    weights = dict(zip(names, tensors))
+    weight_only, x_steps = _split_steps(plan.steps)
+    for step in weight_only:
+        weights[step.result] = torch.einsum(step.equation, weights.pop(step.left), weights.pop(step.right))
+    rows = chunk_rows(plan, xt.device.type)
+    if rows >= xt.shape[0]:
+        return _run(x_steps, weights | {"x": xt})
+    return torch.cat([_run(x_steps, weights | {"x": part}) for part in xt.split(rows)])
 
 
 def reconstruct(M) -> torch.Tensor:
     """The dense (I, J) matrix of a :class:`BTMatrix` or :class:`TTMatrix`."""
     spec = M.spec
     plan = plan_reconstruct(spec)
-    full = _run(plan.path, plan.steps, M.tensors())
+    full = _run(plan.steps, dict(zip(spec.network().names[1:], M.tensors())))
     # Result indices are in_modes then out_modes, already row-major for (I, J).
     return full.reshape(spec.in_size, spec.out_size)
 
 
-def matmul(x: torch.Tensor, M, *, method: str = "contract") -> torch.Tensor:
+_TUNED: dict = {}
+
+
+def tune_plan(M, batch: int, *, slack: float = 1.5, max_candidates: int = 6, repeats: int = 3) -> ContractionPlan:
+    """The fastest measured plan for ``M`` at ``batch`` rows, timed once and cached.
+
+    FLOP counts do not predict time well for small batched contractions (REFERENCE.md section 1),
+    so the candidate paths within ``slack`` times the fewest multiply-adds are each run
+    ``repeats`` times on random data of ``M``'s dtype and device (forward only) and the fastest
+    median kept. The cache key is (spec, batch, dtype, device).
+    """
+    import time
+
+    spec = M.spec
+    key = (spec, batch, M.dtype, str(M.device))
+    if key in _TUNED:
+        return _TUNED[key]
+    net = spec.network()
+    names, terms, shapes = _network_with_batch(net, batch)
+    candidates = _candidate_paths(names, terms, shapes, net.output)
+    least = sum(s.macs for s in candidates[0][2])
+    candidates = [c for c in candidates if sum(s.macs for s in c[2]) <= slack * least][:max_candidates]
+    best = candidates[0]
+    if len(candidates) > 1:
+        with torch.no_grad():
+            xt = torch.randn((batch,) + spec.in_modes, dtype=M.dtype, device=M.device)
+            tensors = [t.detach() for t in M.tensors()]
+            timings = []
+            for cand in candidates:
+                cand_plan = ContractionPlan("contract", batch, cand[2], cand[0], cand[1], net.output)
+                _run_matmul(cand_plan, xt, net.names[1:], tensors)  # warm-up
+                ts = []
+                for _ in range(repeats):
+                    if M.device.type == "cuda":
+                        torch.cuda.synchronize(M.device)
+                    t0 = time.perf_counter()
+                    _run_matmul(cand_plan, xt, net.names[1:], tensors)
+                    if M.device.type == "cuda":
+                        torch.cuda.synchronize(M.device)
+                    ts.append(time.perf_counter() - t0)
+                timings.append(sorted(ts)[len(ts) // 2])
+        best = candidates[min(range(len(candidates)), key=timings.__getitem__)]
+    plan = ContractionPlan("contract", batch, best[2], best[0], best[1] + " (timed)", net.output)
+    _TUNED[key] = plan
+    return plan
+
+
+def matmul(x: torch.Tensor, M, *, method: str = "contract", tune: bool = False) -> torch.Tensor:
     """``x @ M.to_dense()`` for x of shape (..., I), computed without forming the dense matrix.
 
     Parameters
@@ -227,6 +334,9 @@ def matmul(x: torch.Tensor, M, *, method: str = "contract") -> torch.Tensor:
         The factorized matrix (its tensors may be ``nn.Parameter``; the result is differentiable).
     method : {"contract", "dense", "auto"}
         See :func:`plan_matmul`. The default never forms W.
+    tune : bool
+        With ``method="contract"``, use the fastest measured path (:func:`tune_plan`) instead of
+        the one with the fewest multiply-adds. The first call per shape pays for the timing.
 
     Returns
     -------
@@ -239,10 +349,10 @@ def matmul(x: torch.Tensor, M, *, method: str = "contract") -> torch.Tensor:
     batch = math.prod(lead)
     if batch == 0:
         return x.new_zeros(*lead, spec.out_size)
-    plan = plan_matmul(spec, batch, method)
+    plan = tune_plan(M, batch) if tune and method == "contract" else plan_matmul(spec, batch, method)
     if plan.method == "dense":
         return x @ reconstruct(M)
     xt = x.reshape((batch,) + spec.in_modes)
-    y = _run(plan.path, plan.steps, (xt,) + tuple(M.tensors()))
+    y = _run_matmul(plan, xt, spec.network().names[1:], M.tensors())
     return y.reshape(*lead, spec.out_size)
 

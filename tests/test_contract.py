@@ -148,3 +148,30 @@ def test_float32_and_device_follow_inputs():
         Mc = M.to("cuda")
         torch.testing.assert_close(matmul(torch.ones(3, 16, device="cuda"), Mc).cpu(), matmul(torch.ones(3, 16), M),
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_tuned_plan_is_cached_and_exact():
+    M = BTMatrix.random((3, 4, 2), (2, 2, 3), 2, 3, seed=6, dtype=torch.float64)
+    x = torch.randn(5, 24, dtype=torch.float64)
+    plan = btcore.contract.tune_plan(M, 5)
+    assert plan is btcore.contract.tune_plan(M, 5)
+    assert plan.strategy.endswith("(timed)")
+    assert plan.macs <= 1.5 * btcore.plan_matmul(M.spec, 5).macs
+    torch.testing.assert_close(matmul(x, M, tune=True), x @ bt_dense_reference(M), rtol=1e-10, atol=1e-12)
+
+
+def test_row_blocks_give_the_same_result_and_gradient(monkeypatch):
+    M = BTMatrix.random((3, 4, 2), (2, 2, 3), 2, 3, seed=7, dtype=torch.float64)
+    ts = [t.clone().requires_grad_(True) for t in M.factors + [M.core]]
+    x = torch.randn(13, 24, dtype=torch.float64)
+    whole = matmul(x, BTMatrix(ts[:-1], ts[-1]))
+    g_whole = torch.autograd.grad(whole.square().sum(), ts)
+    monkeypatch.setattr(btcore.contract, "CHUNK_ELEMENTS", 64)
+    plan = btcore.plan_matmul(M.spec, 13)
+    assert 1 <= btcore.contract.chunk_rows(plan) < 13
+    assert btcore.contract.chunk_rows(plan, "cuda") == 13
+    blocked = matmul(x, BTMatrix(ts[:-1], ts[-1]))
+    torch.testing.assert_close(blocked, whole, rtol=1e-12, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(blocked.square().sum(), ts), g_whole):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(blocked, x @ bt_dense_reference(M), rtol=1e-10, atol=1e-12)

@@ -8,9 +8,9 @@ one labelled leg, never 57,600 lines.
 
 from __future__ import annotations
 
-import colorsys
 import math
 
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -189,13 +189,9 @@ def bt_breakdown_text(spec) -> str:
 
 
 def _palette(n: int) -> list[str]:
-    """``n`` light, distinct colours (text stays readable on them)."""
-    out = []
-    for c in range(n):
-        h = (c * 0.618034) % 1.0
-        r, g, b = colorsys.hls_to_rgb(h, 0.72 if c % 2 == 0 else 0.62, 0.75)
-        out.append("#%02x%02x%02x" % (round(r * 255), round(g * 255), round(b * 255)))
-    return out
+    """``n`` distinct colours (plotly's Light24, then Alphabet, cycled beyond 50)."""
+    base = plotly.colors.qualitative.Light24 + plotly.colors.qualitative.Alphabet
+    return [base[c % len(base)] for c in range(n)]
 
 
 def _discrete_scale(colors: list[str]) -> list[list]:
@@ -239,7 +235,7 @@ def tensorization_figure(grid: TensorizationGrid, show_text: bool | None = None)
                 for q in range(ni)] for p in range(nb)]
     fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.12, subplot_titles=(
         f"W: {I} × {J} (rows {_modes(im)}, columns {_modes(om)})",
-        f"the same entries regrouped: (i₁,j₁) × rest, {nb} × {ni}"))
+        f"regrouped: rows (i₁,j₁), columns (i₂,j₂{',…' if len(im) > 2 else ''}): {nb} × {ni}"))
     common = {"colorscale": scale, "zmin": -0.5, "zmax": nb - 0.5, "showscale": False, "xgap": 1, "ygap": 1,
               "hovertemplate": "%{hovertext}<extra></extra>"}
     fig.add_trace(go.Heatmap(z=grid.block, text=[[str(v) for v in r] for r in grid.inner], hovertext=hover_w,
@@ -261,7 +257,7 @@ def tensorization_figure(grid: TensorizationGrid, show_text: bool | None = None)
     step = max(1, nb // 16)
     fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=list(range(0, nb, step)),
                      ticktext=[f"({p // om[0]},{p % om[0]})" for p in range(0, nb, step)], row=1, col=2)
-    fig.update_xaxes(side="top", title_text="(i₂,j₂" + (",…" if len(im) > 2 else "") + ") position", row=1, col=2)
+    fig.update_xaxes(side="top", row=1, col=2)
     for ax in ("yaxis", "yaxis2"):
         fig.layout[ax].scaleanchor = ax.replace("yaxis", "x")
     fig.update_layout(height=max(360, min(620, 22 * max(I, nb) + 120)), margin={"l": 10, "r": 10, "t": 90, "b": 10},
@@ -290,7 +286,10 @@ def step_bars(rows: list[dict], *, color: str, dense_per_sample: float | None = 
     if dense_per_sample:
         fig.add_hline(y=dense_per_sample, line={"color": FORMAT_COLORS["Dense"], "dash": "dash"},
                       annotation_text=f"dense: {dense_per_sample:,.0f}", annotation_position="top left")
+    top = max(y + [dense_per_sample or 0])
+    low = max(min(y), 1)
     fig.update_layout(title=title, yaxis_title="multiply-adds / sample", yaxis_type="log", height=360,
+                      yaxis_range=[math.log10(low) - 0.5, math.log10(max(top, 1)) + 0.6],
                       margin={"t": 50, "b": 10}, showlegend=False)
     return fig
 
@@ -366,7 +365,7 @@ def budget_chart(rows: list[dict], budget: int, current: tuple[int, int] | None 
                 text=[f"N = {r['N']}" for r in rows], textposition="outside",
                 hovertemplate="R = %{x}: cores %{y:,}<extra></extra>")
     fig.add_hline(y=budget, line={"color": "black", "dash": "dash"}, annotation_text=f"budget {budget:,}",
-                  annotation_position="top left")
+                  annotation_position="bottom right")
     if current is not None and str(current[0]) in x:
         i = x.index(str(current[0]))
         fig.add_annotation(x=x[i], y=rows[i]["params"], text="your R", showarrow=True, arrowhead=2, ay=-45)

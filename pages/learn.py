@@ -55,11 +55,11 @@ bt, tt = specs.get("BT"), specs.get("TT")
 # ---------------------------------------------------------------- 1. tensorization
 st.header("1. From a matrix to a tensor")
 st.markdown(
-    "A layer computes **y = x W** with W of shape I × J. Write each row index i as a tuple (i₁, …, i_d) "
-    "with i_k < I_k, row-major, so I = I₁ ⋯ I_d; do the same for the columns with J = J₁ ⋯ J_d. "
+    r"A layer computes **y = x W** with W of shape I × J. Write each row index i as a tuple $(i_1, \dots, i_d)$ "
+    r"with $i_k < I_k$, row-major, so $I = I_1 \cdots I_d$; do the same for the columns with $J = J_1 \cdots J_d$. "
     "Nothing is computed: the same numbers are just indexed by 2d small indices instead of 2 large ones. "
-    "BT and TT then **pair** each row mode with its column mode, (i_k, j_k), and compress the tensor "
-    "with d modes of sizes I_k·J_k."
+    r"BT and TT then **pair** each row mode with its column mode, $(i_k, j_k)$, and compress the tensor "
+    r"with d modes of sizes $I_k J_k$."
 )
 examples = dict(ld.TEACHING_EXAMPLES)
 if cfg.in_size * cfg.out_size <= 4096 and cfg.d >= 2:
@@ -89,26 +89,29 @@ with st.container(key=K + "diagrams"):
     c1, c2 = st.columns([2, 3])
     with c1:
         st.plotly_chart(cl.dense_diagram(dense), width="stretch", key=K + "diagram_dense")
-        st.latex(r"y_{j} = \sum_{i} x_{i}\, W_{ij}, \qquad P_{\mathrm{dense}} = IJ = " + _latex_int(dense.params))
     with c2:
         if tt is not None:
             st.plotly_chart(cl.tt_diagram(tt), width="stretch", key=K + "diagram_tt")
-            st.latex(r"W[(i_1..i_d),(j_1..j_d)] = G_1[i_1,j_1]\,G_2[i_2,j_2]\cdots G_d[i_d,j_d], \quad "
-                     r"P_{\mathrm{TT}} = \sum_k r_{k-1} I_k J_k r_k = " + _latex_int(tt.params))
         else:
             st.info("The TT diagram needs a valid TT configuration (see the error above).")
     if bt is not None:
         st.plotly_chart(cl.bt_diagram(bt), width="stretch", key=K + "diagram_bt")
-        st.latex(r"W[(i_1..i_d),(j_1..j_d)] = \sum_{n=1}^{N} \sum_{r_1..r_d} C_n[r_1..r_d] "
-                 r"\prod_{k=1}^{d} A_n^{(k)}[i_k, j_k, r_k], \quad P_{\mathrm{BT}} = N\Big(\sum_k I_k J_k R_k + "
-                 r"\prod_k R_k\Big) = " + _latex_int(bt.params))
     else:
         st.info("The BT diagram needs a valid BT configuration (see the error above).")
+st.latex(r"\text{dense: } y_{j} = \sum_{i} x_{i}\, W_{ij}, \qquad P_{\mathrm{dense}} = IJ = " + _latex_int(dense.params))
+if tt is not None:
+    st.latex(r"\text{TT: } W[(i_1..i_d),(j_1..j_d)] = G_1[i_1,j_1]\,G_2[i_2,j_2]\cdots G_d[i_d,j_d], \qquad "
+             r"P_{\mathrm{TT}} = \sum_{k=1}^{d} r_{k-1} I_k J_k r_k = " + _latex_int(tt.params))
+if bt is not None:
+    st.latex(r"\text{BT: } W[(i_1..i_d),(j_1..j_d)] = \sum_{n=1}^{N} \sum_{r_1..r_d} C_n[r_1..r_d] "
+             r"\prod_{k=1}^{d} A_n^{(k)}[i_k, j_k, r_k], \qquad P_{\mathrm{BT}} = N\Big(\sum_{k=1}^{d} I_k J_k R_k + "
+             r"\prod_{k=1}^{d} R_k\Big) = " + _latex_int(bt.params))
 st.markdown(
-    "**TT** is a chain: each core G_k holds, for every pair (i_k, j_k), an r_{k-1} × r_k matrix, and an entry "
-    "of W is the product of those d small matrices (r₀ = r_d = 1, so the product is a number). "
-    "**BT** is a sum of N **Tucker** blocks: in each block a small core C_n (R₁ × … × R_d) is joined to d "
-    "factor matrices A_n^(k) of size (I_k·J_k) × R_k. The core grows as R^d; the factors only linearly in R."
+    r"**TT** is a chain: each core $G_k$ holds, for every pair $(i_k, j_k)$, an $r_{k-1} \times r_k$ matrix, and "
+    r"an entry of W is the product of those d small matrices ($r_0 = r_d = 1$, so the product is a number). "
+    r"**BT** is a sum of N **Tucker** blocks: in each block a small core $C_n$ ($R_1 \times \dots \times R_d$) is "
+    r"joined to d factors $A_n^{(k)}$ of size $(I_k J_k) \times R_k$. The core grows as $R^d$; the factors only "
+    "linearly in R."
 )
 if bt is not None and bt.blocks > 4:
     st.caption(f"{bt.blocks} blocks are too many to draw legibly: the middle ones are shown as ⋯; all are identical in shape.")
@@ -180,8 +183,9 @@ if pick is None:
             f"into {d_pick} modes of at most {btcore.MAX_MODE}, or R is above a mode's size I_k·J_k.",
             icon=":material/info:")
 else:
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("modes", f"{format_ints(pick['in_modes'])} → {format_ints(pick['out_modes'])}")
+    st.markdown(f"d = {d_pick}: rows {format_ints(pick['in_modes'])}, columns {format_ints(pick['out_modes'])}; "
+                f"R = {r_pick}, N = {n_pick}.")
+    m2, m3, m4 = st.columns(3)
     m2.metric("core entries per block (R^d)", f"{pick['core_per_block']:,}")
     m3.metric("BT parameters", f"{pick['params']:,}", delta=f"{dense.params / pick['params']:,.0f}x fewer than dense",
               delta_color="off")

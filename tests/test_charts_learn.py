@@ -1,0 +1,225 @@
+"""Unit tests of the Learn page's data helpers (app/learn_data.py) and figure builders (app/charts_learn.py)."""
+
+import math
+
+import pytest
+
+import btcore
+from app import charts_learn as cl
+from app import learn_data as ld
+from app.state import LabConfig, PRESETS
+
+UCF = PRESETS["UCF11 BT-LSTM (paper)"]
+
+
+# ------------------------------------------------------------------ diagrams
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 5, 8])
+def test_tt_diagram_has_d_cores_and_labelled_legs(d):
+    im, om = tuple(range(2, 2 + d)), tuple(range(3, 3 + d))
+    spec = btcore.TTSpec(im, om, 2)
+    fig = cl.tt_diagram(spec)
+    names = cl.node_names(fig)
+    assert len(names) == d and all(n.startswith("G") for n in names)
+    labels = cl.diagram_labels(fig)
+    for k in range(d):
+        assert any(f"= {im[k]}" in t and t.startswith("i") for t in labels)
+        assert any(f"= {om[k]}" in t and t.startswith("j") for t in labels)
+    assert sum(t.startswith("r") for t in labels) == d - 1  # one bond label per inner rank
+    # 2 legs per core + d-1 bonds, all drawn as line shapes (never one line per row/column)
+    assert len(fig.layout.shapes) == 2 * d + (d - 1)
+
+
+@pytest.mark.parametrize("d,n", [(2, 1), (3, 2), (4, 3), (5, 4), (4, 2)])
+def test_bt_diagram_has_n_blocks_of_d_plus_1_nodes(d, n):
+    im, om = (3,) * d, (2,) * d
+    spec = btcore.BTSpec(im, om, 2, n)
+    fig = cl.bt_diagram(spec)
+    names = cl.node_names(fig)
+    assert len(names) == n * (d + 1)
+    assert sum(x.startswith("C") for x in names) == n
+    labels = cl.diagram_labels(fig)
+    assert sum(t.startswith("R") for t in labels) == n * d
+    assert sum(t == "i₁ = 3" for t in labels) == n and sum(t == "j₁ = 2" for t in labels) == n
+    assert sum(t == "+" for t in labels) == n - 1
+
+
+def test_bt_diagram_elides_many_blocks():
+    spec = btcore.BTSpec((4, 4), (4, 4), 2, 9)
+    fig = cl.bt_diagram(spec, max_blocks=4)
+    assert len(cl.node_names(fig)) == 4 * 3  # blocks 1, 2, 3 and 9
+    assert any("6 more" in t for t in cl.diagram_labels(fig))
+    assert any("C₉" == x for x in cl.node_names(fig))
+
+
+def test_diagram_hover_has_shape_and_params():
+    spec = UCF.bt_spec()
+    fig = cl.bt_diagram(spec)
+    (tr,) = [t for t in fig.data if t.name == cl.NODE_TRACE]
+    hover = dict(zip(tr.text, tr.hovertext))
+    core = hover["C₁"]
+    assert "4 × 4 × 4 × 4" in core and "256 parameters" in core
+    a = hover["A₁<sup>(2)</sup>"]
+    assert "20 × 4 × 4" in a and "320 parameters" in a
+    # the node parameters add up to the format's count
+    total = sum(int(h.split("<br>")[-1].split()[0].replace(",", "")) for h in tr.hovertext)
+    assert total == spec.params
+
+
+def test_large_dense_diagram_is_one_node_two_legs():
+    fig = cl.dense_diagram(UCF.dense_spec())
+    assert cl.node_names(fig) == ["W"]
+    assert len(fig.layout.shapes) == 2
+    labels = " ".join(cl.diagram_labels(fig))
+    assert "57,600" in labels and "1,024" in labels and "8×20×20×18" in labels and "16×4×4×4" in labels
+    (tr,) = fig.data
+    assert "58,982,400 parameters" in tr.hovertext[0]
+
+
+def test_tt_hover_params_sum_to_spec():
+    spec = UCF.tt_spec()
+    (tr,) = cl.tt_diagram(spec).data
+    assert sum(int(h.split("<br>")[-1].split()[0].replace(",", "")) for h in tr.hovertext) == spec.params == 3360
+
+
+# ------------------------------------------------------------------ tensorization
+def test_tensorization_grid_4x4():
+    g = ld.tensorization_grid((4, 4), (4, 4))
+    assert g.n_blocks == 16 and g.n_inner == 16
+    # entry (i, j) = ((i1, i2), (j1, j2)): block p1 = i1*4 + j1, inner q = i2*4 + j2
+    for i in range(16):
+        for j in range(16):
+            i1, i2, j1, j2 = i // 4, i % 4, j // 4, j % 4
+            assert g.block[i][j] == i1 * 4 + j1
+            assert g.inner[i][j] == i2 * 4 + j2
+    # the regrouping is a bijection
+    assert len({(g.block[i][j], g.inner[i][j]) for i in range(16) for j in range(16)}) == 256
+
+
+def test_tensorization_grid_order3_matches_torch_interleaving():
+    import torch
+
+    im, om = (2, 3, 2), (2, 2, 3)
+    g = ld.tensorization_grid(im, om)
+    I, J = math.prod(im), math.prod(om)
+    W = torch.arange(I * J).reshape(I, J)
+    # interleave: (i1, i2, i3, j1, j2, j3) -> (i1, j1, i2, j2, i3, j3), then (i1 j1) x rest
+    T = W.reshape(*im, *om).permute(0, 3, 1, 4, 2, 5).reshape(im[0] * om[0], -1)
+    for i in range(I):
+        for j in range(J):
+            assert T[g.block[i][j], g.inner[i][j]] == W[i, j]
+
+
+def test_tensorization_figure():
+    fig = cl.tensorization_figure(ld.tensorization_grid((4, 4), (4, 4)))
+    w, r = fig.data
+    assert len(w.z) == 16 and len(w.z[0]) == 16 and len(r.z) == 16 and len(r.z[0]) == 16
+    assert w.texttemplate == "%{text}"
+    assert len(set(fig.layout.template.layout.colorway or []) | set(c for _, c in w.colorscale)) >= 16
+    assert len(fig.layout.shapes) == 3 + 3  # block boundaries
+    assert not cl.tensorization_figure(ld.tensorization_grid((8, 8), (8, 8))).data[0].texttemplate
+
+
+def test_tensorization_rejects_mismatched_orders():
+    with pytest.raises(ValueError):
+        ld.tensorization_grid((4, 4), (16,))
+
+
+# ------------------------------------------------------------------ walkthrough data
+@pytest.mark.parametrize("make", [UCF.bt_spec, UCF.tt_spec, UCF.dense_spec])
+def test_walkthrough_rows_are_btcore_steps(make):
+    spec = make()
+    plan = btcore.plan_matmul(spec, UCF.batch)
+    rows = ld.walkthrough_rows(spec, UCF.batch)
+    assert len(rows) == len(plan.steps)
+    for row, step in zip(rows, plan.steps):
+        assert row["result shape"] == ld.shape_text(step.result_shape)
+        assert row["multiply-adds"] == step.macs
+        assert row["result bytes"] == step.result_elements * 4
+    per_sample = sum(r["multiply-adds / sample"] for r in rows)
+    assert per_sample == pytest.approx(btcore.summary_row(spec, UCF.batch)["macs_per_sample"], rel=1e-12)
+
+
+def test_index_meanings_cover_every_letter():
+    for spec in (UCF.bt_spec(), UCF.tt_spec(), UCF.dense_spec(), btcore.BTSpec((4, 4), (4, 4), 2, 1)):
+        m = ld.index_meanings(spec, 16)
+        net = spec.network()
+        assert set("".join(net.terms)) == set(m)
+        assert m["b"] == ("batch b", 16)
+    m = ld.index_meanings(UCF.bt_spec(), 16)
+    assert m["n"] == ("block n", 2)
+    assert sum(v[0].startswith("Tucker rank") for v in m.values()) == 4
+    assert sum(v[0].startswith("TT bond") for v in ld.index_meanings(UCF.tt_spec(), 1).values()) == 3
+
+
+def test_step_sentence_names_tensors_and_cost():
+    spec = UCF.bt_spec()
+    step = btcore.plan_matmul(spec, 16).steps[1]
+    text = ld.step_sentence(step, ld.index_meanings(spec, 16))
+    assert step.left in text and step.right in text and f"{step.macs:,}" in text
+    assert ld.shape_text(step.result_shape) in text
+
+
+def test_build_specs_reports_invalid_formats():
+    specs, errors = ld.build_specs(LabConfig((4, 4), (4, 4), 99, 2, 2))
+    assert set(specs) == {"TT", "Dense"} and "rank" in errors["BT"]
+    specs, errors = ld.build_specs(LabConfig((4, 4), (16,), 2, 2, 2))
+    assert specs == {} and set(errors) == {"BT", "TT", "Dense"}
+
+
+# ------------------------------------------------------------------ sizes, budget, UCF11
+def test_ucf11_numbers_match_the_paper():
+    u = ld.ucf11_example()
+    assert u["dense"] == 58_982_400
+    assert u["bt_n1"] == 1_696 and u["bt_n2"] == 3_392 and u["tt"] == 3_360
+    assert math.floor(u["ratio_bt_n2"]) == 17_388
+    assert u["recurrent"] == 256 * 1024
+
+
+def test_budget_pairs_fit_and_are_maximal():
+    rows = ld.budget_pairs(UCF.in_modes, UCF.out_modes, 3_392, range(1, 10))
+    assert {(r["R"], r["N"]) for r in rows} >= {(4, 2)}
+    for r in rows:
+        assert r["params"] == btcore.bt_params(UCF.in_modes, UCF.out_modes, r["R"], r["N"]) <= 3_392
+        assert btcore.bt_params(UCF.in_modes, UCF.out_modes, r["R"], r["N"] + 1) > 3_392
+        assert r["factors"] + r["core"] == r["params"]
+    assert ld.budget_pairs(UCF.in_modes, UCF.out_modes, 10, range(1, 4)) == []
+
+
+def test_growth_rows_core_is_r_to_the_d():
+    rows = ld.growth_rows(1024, 1024, 2, range(1, 6), range(2, 6))
+    assert {r["d"] for r in rows} == {2, 3, 4, 5}
+    for r in rows:
+        assert r["core_per_block"] == r["R"] ** r["d"]
+        assert r["core"] == 2 * r["R"] ** r["d"]
+        assert r["params"] == btcore.bt_params(r["in_modes"], r["out_modes"], r["R"], 2)
+    # a prime size cannot be split into d modes of at most 256: skipped, not raised
+    assert ld.growth_rows(257 * 263, 16, 1, [1], [2]) == []
+
+
+# ------------------------------------------------------------------ cost charts
+def test_step_bars_and_stack():
+    walk = {n: ld.walkthrough_rows(getattr(UCF, m)(), UCF.batch) for n, m in ld.FORMATS.items()}
+    fig = cl.step_bars(walk["BT"], color="#d62728", dense_per_sample=58_982_400, selected=2)
+    (bar,) = fig.data
+    assert list(bar.y) == [r["multiply-adds / sample"] for r in walk["BT"]]
+    assert bar.marker.opacity[1] == 1.0 and bar.marker.opacity[0] < 1
+    stack = cl.format_cost_stack(walk)
+    bars = [t for t in stack.data if t.type == "bar"]
+    assert len(bars) == max(len(r) for r in walk.values())
+    totals = {}
+    for t in bars:
+        for x, y in zip(t.x, t.y):
+            totals[x] = totals.get(x, 0) + y
+    assert totals["Dense"] == 58_982_400
+    assert totals["BT"] == pytest.approx(UCF.bt_spec().macs(UCF.batch))
+
+
+def test_growth_and_budget_charts():
+    rows = ld.growth_rows(1024, 1024, 1, range(1, 5), range(2, 5))
+    fig = cl.growth_chart(rows, current=(3, 2))
+    assert sum(t.name == "your choice" for t in fig.data) == 2
+    b = ld.budget_pairs((4, 8, 8, 4), (4, 8, 8, 4), 5000, range(1, 6))
+    fig = cl.budget_chart(b, 5000, current=(3, 2))
+    factors, cores = fig.data
+    assert [f + c for f, c in zip(factors.y, cores.y)] == [r["params"] for r in b]
+    assert all(t.startswith("N = ") for t in cores.text)

@@ -1,0 +1,123 @@
+"""AppTest of the Learn page: renders for many configurations, and its per-step numbers are btcore's."""
+
+import pytest
+
+import btcore
+from app.state import CONFIG_KEY, LabConfig
+from conftest import open_page, plotly_specs
+
+CONFIGS = {
+    "d2_N1": LabConfig((4, 4), (4, 4), 2, 1, 2, 8),
+    "d3_N2": LabConfig((4, 8, 8), (8, 4, 8), 3, 2, 4, 32),
+    "d4_N3_ucf": LabConfig((8, 20, 20, 18), (16, 4, 4, 4), 4, 3, 4, 16),
+    "d5_N4": LabConfig((2, 4, 4, 4, 2), (2, 4, 4, 4, 2), 2, 4, (2, 3, 3, 2), 4),
+}
+
+
+def _walk_tables(at, names=("BT", "TT", "Dense")) -> dict:
+    """The walkthrough tables by format: one tab per valid format, in the order BT, TT, Dense."""
+    tables = [df.value for df in at.dataframe if "tensors that meet" in df.value.columns]
+    assert len(tables) == len(names)
+    return dict(zip(names, tables))
+
+
+def _nodes(at) -> list[int]:
+    """Number of tensor nodes in each diagram, in page order."""
+    return [len(t["x"]) for spec in plotly_specs(at) for t in spec["data"] if t.get("name") == "tensors"]
+
+
+def _check_tables(at, cfg: LabConfig) -> None:
+    tables = _walk_tables(at)
+    assert set(tables) == {"BT", "TT", "Dense"}
+    for name, spec in (("BT", cfg.bt_spec()), ("TT", cfg.tt_spec()), ("Dense", cfg.dense_spec())):
+        plan = btcore.plan_matmul(spec, cfg.batch)
+        df = tables[name]
+        assert len(df) == len(plan.steps)
+        assert list(df["result shape"]) == [" × ".join(map(str, s.result_shape)) for s in plan.steps]
+        assert list(df["multiply-adds"]) == [s.macs for s in plan.steps]
+        assert list(df["tensors that meet"]) == [f"{s.left} · {s.right}" for s in plan.steps]
+        assert df["multiply-adds"].sum() == plan.macs
+        assert df["multiply-adds / sample"].sum() == pytest.approx(
+            btcore.summary_row(spec, cfg.batch)["macs_per_sample"], rel=1e-12)
+
+
+def test_default_configuration_renders():
+    at = open_page("learn")
+    assert not at.exception
+    assert not at.error
+    assert at.title[0].value == "Learn: BT and TT"
+    cfg = LabConfig()
+    # dense: 1 node; TT: d cores; BT: N blocks of d + 1 nodes
+    assert _nodes(at) == [1, cfg.d, cfg.blocks * (cfg.d + 1)]
+    _check_tables(at, cfg)
+    text = " ".join(m.value for m in at.markdown)
+    assert "17,388.7" in text and "Tucker" in text and "CP" in text and "recurrent" in text.lower()
+    assert len(at.latex) >= 4
+    ucf = next(df.value for df in at.dataframe if "fewer than dense" in df.value.columns)
+    assert list(ucf["parameters"]) == [58_982_400, 3_360, 1_696, 3_392]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_configurations_render_with_btcore_steps(name):
+    cfg = CONFIGS[name]
+    at = open_page("learn", state={CONFIG_KEY: cfg})
+    assert not at.exception, name
+    assert not at.error, [e.value for e in at.error]
+    assert _nodes(at) == [1, cfg.d, cfg.blocks * (cfg.d + 1)]
+    _check_tables(at, cfg)
+    sliders = {s.key for s in at.slider}
+    assert "learn_step_BT" in sliders and "learn_step_TT" in sliders
+
+
+def test_per_sample_sum_equals_the_shapes_page():
+    cfg = CONFIGS["d3_N2"]
+    learn = _walk_tables(open_page("learn", state={CONFIG_KEY: cfg}))
+    shapes = open_page("shapes", state={CONFIG_KEY: cfg})
+    assert not shapes.exception
+    table = shapes.dataframe[0].value.set_index("format")
+    for name in ("BT", "TT", "Dense"):
+        assert learn[name]["multiply-adds / sample"].sum() == pytest.approx(
+            table.loc[name, "multiply-adds / sample"], rel=1e-12)
+
+
+def test_stepping_through_the_walkthrough():
+    at = open_page("learn", state={CONFIG_KEY: CONFIGS["d4_N3_ucf"]})
+    plan = btcore.plan_matmul(CONFIGS["d4_N3_ucf"].bt_spec(), 16)
+    at.slider(key="learn_step_BT").set_value(3).run()
+    assert not at.exception
+    step = plan.steps[2]
+    text = next(m.value for m in at.markdown if m.value.startswith("**Step 3 of"))
+    assert f"{step.macs:,}" in text and " × ".join(map(str, step.result_shape)) in text
+    bars = next(s for s in plotly_specs(at) if "Block-Term: multiply-adds" in str(s["layout"].get("title")))
+    assert bars["data"][0]["marker"]["opacity"][2] == 1.0
+
+
+def test_many_blocks_are_elided_and_feel_widgets_respond():
+    cfg = LabConfig((4, 4), (4, 4), 2, 9, 2, 8)
+    at = open_page("learn", state={CONFIG_KEY: cfg})
+    assert not at.exception and not at.error
+    assert _nodes(at)[2] == 4 * 3
+    at.slider(key="learn_grow_d").set_value(3).run()
+    at.slider(key="learn_grow_r").set_value(2).run()
+    assert not at.exception
+    at.number_input(key="learn_budget").set_value(20).run()  # below one rank-1 block (33): explained, not raised
+    assert not at.exception
+    assert any("exceeds this budget" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("cfg, bad", [
+    (LabConfig((4, 4), (4, 4), 99, 2, 2, 8), {"BT"}),           # Tucker rank above the mode size
+    (LabConfig((4, 4), (4, 4), 2, 2, 50, 8), {"TT"}),           # TT rank above the useful maximum
+    (LabConfig((4, 4), (16,), 2, 2, 2, 8), {"BT", "TT", "Dense"}),  # orders differ
+])
+def test_invalid_configurations_are_explained(cfg, bad):
+    at = open_page("learn", state={CONFIG_KEY: cfg})
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    for name in bad:
+        assert f"{name} cannot be built" in errors
+    assert at.info  # the explanation
+    if "Dense" not in bad:  # the valid formats are still taught
+        valid = [n for n in ("BT", "TT", "Dense") if n not in bad]
+        tables = _walk_tables(at, valid)
+        assert list(tables["Dense"]["multiply-adds"]) == [btcore.plan_matmul(cfg.dense_spec(), cfg.batch).macs]

@@ -77,8 +77,8 @@ class _Net:
         fig.add_scatter(
             x=[n["x"] for n in self.nodes], y=[n["y"] for n in self.nodes], mode="markers+text", name=NODE_TRACE,
             text=[n["label"] for n in self.nodes], hovertext=[n["hover"] for n in self.nodes],
-            hovertemplate="%{hovertext}<extra></extra>", textfont={"size": 13, "color": "black"},
-            marker={"symbol": [s["symbol"] for s in st], "size": [s["size"] for s in st],
+            hovertemplate="%{hovertext}<extra></extra>", textfont={"size": 13, "color": "black"}, opacity=1.0,
+            marker={"opacity": 1.0, "symbol": [s["symbol"] for s in st], "size": [s["size"] for s in st],
                     "color": [s["color"] for s in st], "line": {"color": [s["line"] for s in st], "width": 2}},
             showlegend=False,
         )
@@ -250,14 +250,20 @@ def tensorization_figure(grid: TensorizationGrid, show_text: bool | None = None)
     for b in range(1, om[0]):
         fig.add_shape(type="line", y0=-0.5, y1=I - 0.5, x0=b * bj - 0.5, x1=b * bj - 0.5,
                       line={"color": "black", "width": 2}, row=1, col=1)
-    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=[a * bi + (bi - 1) / 2 for a in range(im[0])],
+    fig.update_yaxes(tickmode="array", tickvals=[a * bi + (bi - 1) / 2 for a in range(im[0])],
                      ticktext=[f"i₁={a}" for a in range(im[0])], row=1, col=1)
     fig.update_xaxes(side="top", tickmode="array", tickvals=[b * bj + (bj - 1) / 2 for b in range(om[0])],
                      ticktext=[f"j₁={b}" for b in range(om[0])], row=1, col=1)
     step = max(1, nb // 16)
-    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=list(range(0, nb, step)),
+    fig.update_yaxes(tickmode="array", tickvals=list(range(0, nb, step)),
                      ticktext=[f"({p // om[0]},{p % om[0]})" for p in range(0, nb, step)], row=1, col=2)
     fig.update_xaxes(side="top", row=1, col=2)
+    fig.update_xaxes(range=[-0.5, J - 0.5], row=1, col=1)
+    fig.update_xaxes(range=[-0.5, ni - 0.5], row=1, col=2)
+    fig.update_yaxes(range=[I - 0.5, -0.5], row=1, col=1)
+    fig.update_yaxes(range=[nb - 0.5, -0.5], row=1, col=2)
+    fig.update_xaxes(showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(showgrid=False, zeroline=False, constrain="domain")
     for ax in ("yaxis", "yaxis2"):
         fig.layout[ax].scaleanchor = ax.replace("yaxis", "x")
     fig.update_layout(height=max(360, min(620, 22 * max(I, nb) + 120)), margin={"l": 10, "r": 10, "t": 90, "b": 10},

@@ -12,7 +12,7 @@ import btcore
 from btcore.shapes import prod
 
 __all__ = [
-    "FORMATS", "build_specs", "index_meanings", "walkthrough_rows", "step_sentence", "shape_text",
+    "FORMATS", "build_specs", "index_meanings", "uses_x", "walkthrough_rows", "step_sentence", "shape_text",
     "bt_breakdown", "budget_pairs", "growth_rows", "ucf11_example", "TensorizationGrid", "tensorization_grid",
     "TEACHING_EXAMPLES", "sub",
 ]
@@ -80,6 +80,20 @@ def index_meanings(spec, batch: int) -> dict[str, tuple[str, int]]:
     return out
 
 
+def uses_x(steps) -> list[bool]:
+    """For each step, whether it involves the input x (directly or through an earlier result).
+
+    Steps that join only the format's own tensors are the same for every input.
+    """
+    from_x, out = {"x"}, []
+    for s in steps:
+        hit = s.left in from_x or s.right in from_x
+        if hit:
+            from_x.add(s.result)
+        out.append(hit)
+    return out
+
+
 def walkthrough_rows(spec, batch: int, dtype_bytes: int | None = None) -> list[dict]:
     """One row per step of the plan ``btcore.plan_matmul(spec, batch)`` (the path ``matmul`` uses).
 
@@ -89,10 +103,11 @@ def walkthrough_rows(spec, batch: int, dtype_bytes: int | None = None) -> list[d
     size = dtype_bytes or btcore.dtype_bytes("float32")
     plan = btcore.plan_matmul(spec, batch)
     rows = []
-    for k, s in enumerate(plan.steps, 1):
+    for k, (s, with_x) in enumerate(zip(plan.steps, uses_x(plan.steps)), 1):
         rows.append({
             "step": k,
             "tensors that meet": f"{s.left} · {s.right}",
+            "involves x": with_x,
             "einsum": s.equation,
             "summed over": s.summed or "(none)",
             "result": s.result,
@@ -105,7 +120,7 @@ def walkthrough_rows(spec, batch: int, dtype_bytes: int | None = None) -> list[d
     return rows
 
 
-def step_sentence(step, meanings: dict[str, tuple[str, int]]) -> str:
+def step_sentence(step, meanings: dict[str, tuple[str, int]], involves_x: bool = True) -> str:
     """A one-paragraph Markdown description of a step: who meets, over what, what comes out."""
     def idx(letters: str) -> str:
         return ", ".join(f"{meanings[c][0]} ({meanings[c][1]:,})" if c in meanings else c for c in letters)
@@ -119,6 +134,8 @@ def step_sentence(step, meanings: dict[str, tuple[str, int]]) -> str:
         f"(shape {shape_text(step.right_shape)}). {summed}{shared}. The result **{step.result}** has shape "
         f"**{shape_text(step.result_shape)}** ({step.result_elements:,} numbers), and the step costs "
         f"**{step.macs:,}** multiply-adds: the product of the sizes of every index involved."
+        + ("" if involves_x else " This step joins only the format's own tensors, not x: its result is the same "
+           "for every input, so its cost does not grow with the batch.")
     )
 
 

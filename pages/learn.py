@@ -143,7 +143,8 @@ for tab, name in zip(st.tabs([labels[n] for n in names]), names):
                           help="Move through the contraction order btcore uses.")
         else:
             k = 1
-        st.markdown(f"**Step {k} of {len(rows)}.** " + ld.step_sentence(plan.steps[k - 1], meanings))
+        st.markdown(f"**Step {k} of {len(rows)}.** "
+                    + ld.step_sentence(plan.steps[k - 1], meanings, rows[k - 1]["involves x"]))
         st.caption("Index letters: " + ", ".join(f"`{c}` = {m} ({s:,})" for c, (m, s) in meanings.items()))
         st.plotly_chart(cl.step_bars(rows, color=FORMAT_COLORS[name],
                                      dense_per_sample=None if name == "Dense" else dense_per_sample, selected=k,
@@ -155,7 +156,9 @@ for tab, name in zip(st.tabs([labels[n] for n in names]), names):
             "multiply-adds / sample": st.column_config.NumberColumn(format="localized"),
         })
         st.caption(f"Multiply-adds per sample summed over the steps: {total / cfg.batch:,.0f}, the figure the "
-                   "Shapes page lists. Result memory: float32 bytes of each intermediate for the whole batch.")
+                   "Shapes page lists. Result memory: float32 bytes of each intermediate for the whole batch "
+                   f"of {cfg.batch}. On a CPU `btcore.matmul` runs the steps that involve x in row blocks so the "
+                   "intermediates stay in cache: same multiply-adds, less memory traffic.")
 if bt is not None and tt is not None:
     st.markdown(
         "Each TT step is one matrix product (a GEMM). BT steps carry more indices at once (the block index n "

@@ -139,6 +139,18 @@ def test_walkthrough_rows_are_btcore_steps(make):
     assert per_sample == pytest.approx(btcore.summary_row(spec, UCF.batch)["macs_per_sample"], rel=1e-12)
 
 
+def test_uses_x_marks_weight_only_steps():
+    steps = btcore.plan_matmul(UCF.bt_spec(), UCF.batch).steps
+    flags = ld.uses_x(steps)
+    assert flags[-1] and any(flags)
+    for s, f in zip(steps, flags):
+        if not f:
+            assert "x" not in (s.left, s.right) and "b" not in s.result_indices
+    rows = ld.walkthrough_rows(UCF.bt_spec(), UCF.batch)
+    assert [r["involves x"] for r in rows] == flags
+    assert all(ld.uses_x(btcore.plan_matmul(UCF.tt_spec(), 4).steps))
+
+
 def test_index_meanings_cover_every_letter():
     for spec in (UCF.bt_spec(), UCF.tt_spec(), UCF.dense_spec(), btcore.BTSpec((4, 4), (4, 4), 2, 1)):
         m = ld.index_meanings(spec, 16)

@@ -1,0 +1,453 @@
+"""Target matrices for the approximation experiments, and safe loading of user files.
+
+Every generator takes ``(in_modes or in_size, out_modes or out_size, seed=0, ...)`` and returns a
+float64 numpy array of shape (I, J) (y = x @ W convention; I = prod(in_modes)). Generators that need
+the tensorization (the structured ones) require mode tuples; the others accept plain sizes too.
+
+* :func:`gaussian` - i.i.d. N(0, 1) entries: no structure at all, the hardest case for every format.
+* :func:`bt_structured` - an exact Block-Term matrix plus Gaussian noise of a given relative size.
+* :func:`tt_structured` - an exact TT-matrix plus noise.
+* :func:`smooth_kernel` - a Gaussian (RBF) kernel between two point sets on [0, 1]: smooth, so it
+  compresses well.
+* :func:`image` - one of the grayscale images shipped in ``assets/targets/``, resized.
+* :func:`trained_weights` - a 2-D weight of a saved model (``torch.save`` state dict).
+* :func:`load_uploaded` - a user-uploaded ``.npy`` / ``.pt`` with strict checks and clear messages.
+
+:data:`TARGETS` maps the names the app shows to the generators; :func:`make_target` dispatches.
+No pickled objects are ever loaded: ``.npy`` uses ``allow_pickle=False``, ``.pt`` ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .shapes import check_modes, check_positive_int, prod
+
+__all__ = [
+    "TARGETS",
+    "ASSET_DIR",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "make_target",
+    "gaussian",
+    "bt_structured",
+    "tt_structured",
+    "smooth_kernel",
+    "image",
+    "list_images",
+    "load_image",
+    "resize",
+    "trained_weights",
+    "find_weight_matrices",
+    "load_uploaded",
+    "read_png",
+    "write_png",
+]
+
+#: Folder of the shipped target images.
+ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "targets"
+#: Default size limit of an uploaded file (200 MiB: a 57,600 x 256 float64 matrix is 113 MiB).
+DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024**2
+
+
+def _size(x, field: str) -> tuple[int, tuple[int, ...] | None]:
+    """(size, modes or None) from an int or a sequence of modes."""
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        return check_positive_int(x, field), None
+    modes = check_modes(x, field)
+    return prod(modes), modes
+
+
+def _modes_required(in_modes, out_modes, what: str):
+    _, im = _size(in_modes, "in_modes")
+    _, om = _size(out_modes, "out_modes")
+    if im is None or om is None:
+        raise ValueError(f"{what} needs mode tuples (e.g. in_modes=(4, 8, 8, 4)), not plain sizes")
+    if len(im) != len(om):
+        raise ValueError(f"in_modes has {len(im)} modes but out_modes has {len(om)}; both need the same order d")
+    return im, om
+
+
+def _add_noise(W: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    if noise == 0:
+        return W
+    E = rng.standard_normal(W.shape)
+    return W + E * (noise * np.linalg.norm(W) / np.linalg.norm(E))
+
+
+# ----------------------------------------------------------------------------------------------
+# Generators
+# ----------------------------------------------------------------------------------------------
+
+def gaussian(in_modes, out_modes, seed: int = 0, *, std: float = 1.0) -> np.ndarray:
+    """I.i.d. Gaussian entries with standard deviation ``std``."""
+    i, _ = _size(in_modes, "in_modes")
+    j, _ = _size(out_modes, "out_modes")
+    return np.random.default_rng(seed).standard_normal((i, j)) * float(std)
+
+
+def bt_structured(in_modes, out_modes, seed: int = 0, *, rank=3, blocks: int = 2,
+                  noise: float = 0.01) -> np.ndarray:
+    """An exact BT matrix (``blocks`` blocks of Tucker rank ``rank``) plus noise.
+
+    The noise is Gaussian with ``||E|| = noise * ||W_exact||``, so the best achievable relative
+    error at the true ranks is about ``noise``.
+    """
+    from .tensors import BTMatrix
+
+    im, om = _modes_required(in_modes, out_modes, "bt_structured")
+    M = BTMatrix.random(im, om, rank, blocks, seed=seed, dtype=torch.float64)
+    W = M.to_dense().numpy()
+    return _add_noise(W, noise, np.random.default_rng([seed, 1]))
+
+
+def tt_structured(in_modes, out_modes, seed: int = 0, *, ranks=4, noise: float = 0.01) -> np.ndarray:
+    """An exact TT-matrix with the given ranks plus noise of relative size ``noise``."""
+    from .decompose import cap_tt_ranks
+    from .tensors import TTMatrix
+
+    im, om = _modes_required(in_modes, out_modes, "tt_structured")
+    rk, _ = cap_tt_ranks(im, om, ranks)
+    M = TTMatrix.random(im, om, rk, seed=seed, dtype=torch.float64)
+    W = M.to_dense().numpy()
+    return _add_noise(W, noise, np.random.default_rng([seed, 2]))
+
+
+def smooth_kernel(in_modes, out_modes, seed: int = 0, *, length_scale: float = 0.1) -> np.ndarray:
+    """Gaussian kernel ``exp(-(x_i - y_j)^2 / (2 l^2))`` between I points and J points on [0, 1].
+
+    The points are evenly spaced; ``seed`` shifts the second set by a random offset of up to half a
+    spacing so different seeds give different (equally smooth) matrices.
+    """
+    i, _ = _size(in_modes, "in_modes")
+    j, _ = _size(out_modes, "out_modes")
+    if length_scale <= 0:
+        raise ValueError(f"length_scale must be > 0, got {length_scale}")
+    x = np.linspace(0.0, 1.0, i)
+    shift = 0.0 if seed == 0 else np.random.default_rng(seed).uniform(-0.5, 0.5) / max(j - 1, 1)
+    y = np.linspace(0.0, 1.0, j) + shift
+    return np.exp(-((x[:, None] - y[None, :]) ** 2) / (2.0 * length_scale**2))
+
+
+def list_images() -> list[str]:
+    """Names (file stems) of the images shipped in ``assets/targets/``."""
+    if not ASSET_DIR.is_dir():
+        return []
+    return sorted(p.stem for p in ASSET_DIR.glob("*.png"))
+
+
+def load_image(name: str) -> np.ndarray:
+    """A shipped image as a float64 grayscale array in [0, 1]."""
+    names = list_images()
+    if name not in names:
+        raise ValueError(f"image {name!r} not found in {ASSET_DIR}; available: {', '.join(names) or 'none'}")
+    return read_png((ASSET_DIR / f"{name}.png").read_bytes())
+
+
+def resize(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize (antialiased when shrinking) of a 2-D array to ``shape``, via torch."""
+    t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float64))[None, None]
+    h, w = shape
+    shrink = h < t.shape[2] or w < t.shape[3]
+    out = torch.nn.functional.interpolate(t, size=(int(h), int(w)), mode="bilinear", align_corners=False,
+                                          antialias=shrink)
+    return out[0, 0].numpy()
+
+
+def image(in_modes, out_modes, seed: int = 0, *, name: str | None = None) -> np.ndarray:
+    """A shipped grayscale image resized to (I, J), values in [0, 1].
+
+    ``name`` picks the image (see :func:`list_images`); without it ``seed`` picks one.
+    """
+    i, _ = _size(in_modes, "in_modes")
+    j, _ = _size(out_modes, "out_modes")
+    names = list_images()
+    if not names:
+        raise ValueError(f"no images found in {ASSET_DIR}")
+    if name is None:
+        name = names[seed % len(names)]
+    return np.clip(resize(load_image(name), (i, j)), 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Trained weights and uploads
+# ----------------------------------------------------------------------------------------------
+
+def find_weight_matrices(state) -> dict[str, tuple[int, int]]:
+    """The 2-D floating-point tensors of a state dict (nested dicts allowed): name -> shape."""
+    out = {}
+
+    def walk(obj, prefix):
+        if isinstance(obj, torch.Tensor):
+            if obj.dim() == 2 and obj.is_floating_point():
+                out[prefix] = tuple(obj.shape)
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{prefix}.{k}" if prefix else str(k))
+
+    walk(state, "")
+    return out
+
+
+def _get(state, name):
+    obj = state
+    for part in name.split("."):
+        if isinstance(obj, dict) and part in obj:
+            obj = obj[part]
+        else:
+            raise KeyError(name)
+    return obj
+
+
+def _pick_matrix(state, name, expected_shape, source: str) -> np.ndarray:
+    found = find_weight_matrices(state)
+    if not found:
+        raise ValueError(f"{source} holds no 2-D floating-point tensor; save the weight matrix itself or a state dict")
+    if name is not None:
+        if name not in found:
+            raise ValueError(f"{source}: no 2-D tensor named {name!r}; available: "
+                             + ", ".join(f"{k} {v}" for k, v in found.items()))
+        candidates = [name]
+    elif expected_shape is not None:
+        e = tuple(expected_shape)
+        candidates = [k for k, s in found.items() if s == e or s == e[::-1]]
+        if not candidates:
+            raise ValueError(f"{source}: no 2-D tensor of shape {e} (or its transpose); available: "
+                             + ", ".join(f"{k} {v}" for k, v in found.items()))
+        # prefer input-to-hidden weights
+        candidates.sort(key=lambda k: (not any(s in k.lower() for s in ("ih", "input", "in_map", "w_x")), k))
+    else:
+        if len(found) > 1:
+            raise ValueError(f"{source} holds {len(found)} 2-D tensors; pick one by name: "
+                             + ", ".join(f"{k} {v}" for k, v in found.items()))
+        candidates = list(found)
+    t = _get(state, candidates[0]).detach().to("cpu", torch.float64)
+    W = t.numpy().copy()
+    if expected_shape is not None:
+        e = tuple(expected_shape)
+        if W.shape != e and W.T.shape == e:
+            W = np.ascontiguousarray(W.T)  # nn.Linear / LSTM weights are stored (out, in)
+    return W
+
+
+def trained_weights(path, in_modes=None, out_modes=None, seed: int = 0, *, name: str | None = None) -> np.ndarray:
+    """A weight matrix of a trained model saved with ``torch.save`` (loaded with ``weights_only=True``).
+
+    With ``in_modes``/``out_modes`` the tensor of shape (I, J) or (J, I) is chosen (input-to-hidden
+    weights preferred, transposed to (I, J)); else ``name`` or the only 2-D tensor. ``seed`` is unused.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"no trained model at {p}; train one first or choose another target")
+    expected = None
+    if in_modes is not None and out_modes is not None:
+        expected = (_size(in_modes, "in_modes")[0], _size(out_modes, "out_modes")[0])
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure gets the same clear message
+        raise ValueError(f"{p.name}: cannot be read as a weights-only torch file ({type(exc).__name__}); "
+                         "save tensors or a state dict with torch.save") from exc
+    W = _pick_matrix(state, name, expected, p.name)
+    _check_matrix(W, p.name, expected)
+    return W
+
+
+def _check_matrix(W: np.ndarray, source: str, expected_shape=None) -> None:
+    if W.ndim != 2:
+        raise ValueError(f"{source}: the array is {W.ndim}-D with shape {W.shape}; a weight matrix must be 2-D "
+                         "(I, J). Reshape it before saving (for example W.reshape(I, J))")
+    if W.size == 0:
+        raise ValueError(f"{source}: the matrix is empty (shape {W.shape})")
+    bad = int(W.size - np.isfinite(W).sum())
+    if bad:
+        nan = int(np.isnan(W).sum())
+        raise ValueError(f"{source}: {bad:,} entries are not finite ({nan:,} NaN, {bad - nan:,} infinite); "
+                         "replace or drop them before uploading")
+    if expected_shape is not None and tuple(W.shape) != tuple(expected_shape):
+        e = tuple(expected_shape)
+        hint = " It looks transposed: save W.T." if tuple(W.shape) == e[::-1] else ""
+        raise ValueError(f"{source}: shape {W.shape} does not match the chosen modes, which need {e} "
+                         f"(I = prod(in_modes), J = prod(out_modes)).{hint} Or change the modes to fit the matrix")
+
+
+def load_uploaded(name: str, data: bytes, expected_shape: tuple[int, int] | None = None, *,
+                  max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, key: str | None = None) -> np.ndarray:
+    """Load a user-uploaded matrix from a ``.npy`` or ``.pt`` file's bytes, safely.
+
+    ``.npy`` is read with ``allow_pickle=False``; ``.pt`` with ``torch.load(weights_only=True)`` and
+    may hold a tensor or a (nested) dict of tensors (``key`` picks one, else the one of
+    ``expected_shape`` or the only 2-D one). Returns a float64 (I, J) array.
+
+    Raises
+    ------
+    ValueError
+        With a message naming the problem and the fix: file too large, unknown extension, pickled
+        or unreadable content, non-numeric or complex dtype, not 2-D, NaN/inf entries, or a shape
+        other than ``expected_shape``.
+    """
+    from .formats import format_bytes
+
+    fname = os.path.basename(str(name)) or "upload"
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"{fname}: expected the file's bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > max_bytes:
+        raise ValueError(f"{fname} is {format_bytes(len(data))}, above the upload limit of {format_bytes(max_bytes)}; "
+                         "upload a smaller matrix (or save it as float32)")
+    if len(data) == 0:
+        raise ValueError(f"{fname} is empty")
+    ext = os.path.splitext(fname)[1].lower()
+    if ext == ".npy":
+        try:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError as exc:
+            msg = str(exc)
+            if "pickle" in msg.lower():
+                raise ValueError(f"{fname} holds pickled Python objects, which are never loaded (unsafe); save a "
+                                 "plain numeric array with np.save(path, W.astype(np.float32))") from exc
+            raise ValueError(f"{fname} is not a valid .npy file ({msg}); save it with np.save") from exc
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"{fname} is not a valid .npy file ({type(exc).__name__}: {exc}); save it with np.save") from exc
+        if not isinstance(arr, np.ndarray):
+            raise ValueError(f"{fname} did not contain a single array; save one matrix with np.save")
+    elif ext in (".pt", ".pth"):
+        try:
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"{fname} cannot be loaded as tensors only (weights_only=True refused it: "
+                             f"{type(exc).__name__}); pickled Python objects are never loaded. Save a tensor or a "
+                             "dict of tensors with torch.save") from exc
+        if isinstance(obj, torch.Tensor):
+            t = obj
+            if t.is_complex():
+                raise ValueError(f"{fname}: complex values are not supported; upload the real part")
+            if not (t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
+                                                         torch.uint8, torch.bool)):
+                raise ValueError(f"{fname}: tensor dtype {t.dtype} is not numeric")
+            arr = t.detach().to("cpu", torch.float64).numpy()
+        elif isinstance(obj, dict):
+            arr = _pick_matrix(obj, key, expected_shape, fname)
+        else:
+            raise ValueError(f"{fname} holds a {type(obj).__name__}, not a tensor or a dict of tensors; "
+                             "save the matrix with torch.save(W, path)")
+    else:
+        raise ValueError(f"{fname}: unsupported file type {ext or '(none)'}; upload a .npy (np.save) or .pt "
+                         "(torch.save) file")
+    if arr.dtype.kind == "c":
+        raise ValueError(f"{fname}: complex values are not supported; upload the real part")
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{fname}: dtype {arr.dtype} is not numeric; upload a float or integer array")
+    _check_matrix(arr, fname)
+    W = np.ascontiguousarray(arr, dtype=np.float64)
+    _check_matrix(W, fname, expected_shape)
+    return W
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry
+# ----------------------------------------------------------------------------------------------
+
+#: name -> (generator, one-line description). Generators take (in_modes, out_modes, seed, **kwargs).
+TARGETS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
+    "gaussian": (gaussian, "Gaussian random: no structure; every format does badly at high compression"),
+    "bt": (bt_structured, "exact BT structure (N=2, R=3) + 1% noise: BT and Tucker/CP recover it"),
+    "tt": (tt_structured, "exact TT structure (ranks 4) + 1% noise: TT recovers it"),
+    "kernel": (smooth_kernel, "smooth Gaussian kernel matrix: compresses well in every format"),
+    "image": (image, "a grayscale image resized to the matrix shape"),
+}
+
+
+def make_target(kind: str, in_modes, out_modes, seed: int = 0, **kwargs) -> np.ndarray:
+    """The target ``kind`` (a key of :data:`TARGETS`) of shape (prod(in_modes), prod(out_modes))."""
+    if kind not in TARGETS:
+        raise ValueError(f"unknown target {kind!r}; choose from {', '.join(TARGETS)}")
+    W = TARGETS[kind][0](in_modes, out_modes, seed, **kwargs)
+    return np.ascontiguousarray(W, dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Minimal PNG codec (zlib only; 8-bit, non-interlaced) so no imaging library is needed
+# ----------------------------------------------------------------------------------------------
+
+def _chunk(tag: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", zlib.crc32(tag + payload) & 0xFFFFFFFF)
+
+
+def write_png(img: np.ndarray) -> bytes:
+    """PNG bytes of a 2-D array in [0, 1] (8-bit grayscale)."""
+    a = np.asarray(img, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"write_png needs a 2-D array, got shape {a.shape}")
+    u8 = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    h, w = u8.shape
+    raw = b"".join(b"\x00" + u8[r].tobytes() for r in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b"")
+
+
+def read_png(data: bytes) -> np.ndarray:
+    """Decode an 8-bit non-interlaced PNG (gray, gray+alpha, RGB, RGBA) to float64 grayscale in [0, 1]."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG file")
+    pos, idat, hdr = 8, [], None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        tag = data[pos + 4:pos + 8]
+        payload = data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        if tag == b"IHDR":
+            hdr = struct.unpack(">IIBBBBB", payload)
+        elif tag == b"IDAT":
+            idat.append(payload)
+        elif tag == b"IEND":
+            break
+    if hdr is None:
+        raise ValueError("PNG without IHDR")
+    w, h, depth, ctype, _, _, interlace = hdr
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
+    if depth != 8 or channels is None or interlace:
+        raise ValueError(f"unsupported PNG (bit depth {depth}, colour type {ctype}, interlace {interlace}); "
+                         "use 8-bit gray or RGB")
+    raw = zlib.decompress(b"".join(idat))
+    bpp, stride = channels, w * channels
+    out = np.zeros((h, stride), dtype=np.uint8)
+    prev = np.zeros(stride, dtype=np.int32)
+    for r in range(h):
+        f = raw[r * (stride + 1)]
+        line = np.frombuffer(raw, dtype=np.uint8, count=stride, offset=r * (stride + 1) + 1).astype(np.int32)
+        cur = np.zeros(stride, dtype=np.int32)
+        if f == 0:
+            cur = line
+        elif f == 2:
+            cur = (line + prev) & 0xFF
+        else:  # 1 sub, 3 average, 4 paeth: sequential in the pixel index
+            for x in range(stride):
+                a = cur[x - bpp] if x >= bpp else 0
+                b = prev[x]
+                c = prev[x - bpp] if x >= bpp else 0
+                if f == 1:
+                    pred = a
+                elif f == 3:
+                    pred = (a + b) // 2
+                elif f == 4:
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                else:
+                    raise ValueError(f"bad PNG filter type {f}")
+                cur[x] = (line[x] + pred) & 0xFF
+        out[r] = cur
+        prev = cur
+    px = out.reshape(h, w, channels).astype(np.float64) / 255.0
+    if channels in (1, 2):
+        return px[..., 0].copy()
+    return px[..., :3] @ np.array([0.299, 0.587, 0.114])

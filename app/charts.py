@@ -34,7 +34,8 @@ def params_vs_rank(rows: list[dict], dense_params: int, current: dict | None = N
         fig.add_scatter(x=[rank], y=[params], mode="markers", name=f"your {name}",
                         marker={"symbol": "star", "size": 16, "color": FORMAT_COLORS[name], "line": {"width": 1, "color": "black"}},
                         hovertemplate=f"your {name}: rank %{{x}}<br>%{{y:,}} params<extra></extra>")
-    fig.update_layout(xaxis_title="rank (R for BT, r for TT)", yaxis_title="parameters", yaxis_type="log",
+    fig.update_yaxes(type="log", dtick=1, exponentformat="SI")
+    fig.update_layout(xaxis_title="rank (R for BT, r for TT)", yaxis_title="parameters",
                       legend={"orientation": "h", "y": -0.2}, margin={"t": 30, "b": 10}, height=420)
     return fig
 
@@ -49,8 +50,10 @@ def bt_heatmap(ranks: list[int], blocks: list[int], values: list[list[float]], *
 
     z = [[math.log10(v) if v else None for v in row] for row in values]
     text = [[("" if v is None else (f"{v:,.0f}" if v >= 10 else f"{v:.2g}")) for v in row] for row in values]
+    cells = len(ranks) * len(blocks)
     fig = go.Figure(go.Heatmap(
-        x=[str(r) for r in ranks], y=[str(n) for n in blocks], z=z, text=text, texttemplate="%{text}",
+        x=[str(r) for r in ranks], y=[str(n) for n in blocks], z=z, text=text,
+        texttemplate="%{text}" if cells <= 64 else None, textfont={"size": 11},
         colorscale="Viridis", colorbar={"title": "log10"},
         hovertemplate="R=%{x}, N=%{y}<br>%{text}<extra></extra>",
     ))

@@ -136,7 +136,7 @@ with c1:
     st.plotly_chart(charts.params_vs_rank(btcore.param_sweep(in_modes, out_modes, ranks, blocks), dense["params"], current),
                     width="stretch", key="shapes_params_chart")
 with c2:
-    hm_ranks = [r for r in ranks if r <= btcore.max_uniform_rank(in_modes, out_modes, "bt")][:16]
+    hm_ranks = [r for r in ranks if r <= btcore.max_uniform_rank(in_modes, out_modes, "bt")][:8]
     hm_blocks = list(range(1, 9))
     values = [[dense["params"] / btcore.bt_params(in_modes, out_modes, r, n) for r in hm_ranks] for n in hm_blocks]
     st.plotly_chart(charts.bt_heatmap(hm_ranks, hm_blocks, values,
@@ -144,14 +144,20 @@ with c2:
                     width="stretch", key="shapes_heatmap")
 
 st.subheader("The formulas, with your numbers")
+
+
+def tex_int(n: int) -> str:
+    return f"{n:,}".replace(",", "{,}")
+
+
 terms = " + ".join(f"{i}\\cdot{j}\\cdot{r}" for i, j, r in zip(in_modes, out_modes, bt_spec.ranks))
 core = "\\cdot".join(map(str, bt_spec.ranks))
 st.latex(r"P_{\mathrm{BT}} = N\Big(\sum_{k=1}^{d} I_k J_k R_k + \prod_{k=1}^{d} R_k\Big) = "
-         + f"{bt_spec.blocks}\\,({terms} + {core}) = {bt_spec.params:,}".replace(",", "{,}"))
+         + f"{bt_spec.blocks}\\,({terms} + {core}) = {tex_int(bt_spec.params)}")
 r = tt_spec.ranks
 tt_terms = " + ".join(f"{r[k]}\\cdot{i}\\cdot{j}\\cdot{r[k + 1]}" for k, (i, j) in enumerate(zip(in_modes, out_modes)))
-st.latex(r"P_{\mathrm{TT}} = \sum_{k=1}^{d} r_{k-1} I_k J_k r_k = " + f"{tt_terms} = {tt_spec.params:,}".replace(",", "{,}"))
-st.latex(r"P_{\mathrm{dense}} = I \cdot J = " + f"{cfg.in_size:,} \\cdot {cfg.out_size:,} = {dense['params']:,}".replace(",", "{,}"))
+st.latex(r"P_{\mathrm{TT}} = \sum_{k=1}^{d} r_{k-1} I_k J_k r_k = " + f"{tt_terms} = {tex_int(tt_spec.params)}")
+st.latex(r"P_{\mathrm{dense}} = I \cdot J = " + f"{tex_int(cfg.in_size)} \\cdot {tex_int(cfg.out_size)} = {tex_int(dense['params'])}")
 st.markdown(
     f"With one block (N = 1) BT is the **Tucker** format; with R = 1 it is **CP** of rank N. "
     f"The core alone has R^d = {btcore.shapes.prod(bt_spec.ranks):,} entries per block: it grows "

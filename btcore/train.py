@@ -484,7 +484,7 @@ def _train(cfg, train_data, val_data, callback, should_stop, dist, device, run_i
             bad = not bool(torch.isfinite(loss))
             if dist.any(bad, device):
                 status, done = "diverged", True
-                reason = (f"stopped at step {step + 1}: the training loss became non-finite ({float(loss)}). "
+                reason = (f"stopped at step {step + 1}: the training loss became non-finite ({float(loss.detach())}). "
                           f"Lower the learning rate (now {cfg.lr:g})"
                           + (" or enable gradient clipping." if cfg.grad_clip is None else "."))
                 break

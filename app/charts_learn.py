@@ -130,12 +130,13 @@ def tt_diagram(spec) -> go.Figure:
         x = k * gap
         if k:
             net.bond(x - gap, 0, x, 0, f"r{sub(k)} = {spec.ranks[k]}")
-        net.leg(x, 0, 90, 0.9, f"i{sub(k + 1)} = {spec.in_modes[k]}", _LEG)
-        net.leg(x, 0, -90, 0.9, f"j{sub(k + 1)} = {spec.out_modes[k]}", _LEG_OUT)
+        net.leg(x, 0, 90, 0.9, f"i{sub(k + 1)} = {_fmt(spec.in_modes[k])}", _LEG)
+        net.leg(x, 0, -90, 0.9, f"j{sub(k + 1)} = {_fmt(spec.out_modes[k])}", _LEG_OUT)
     for k, shape in enumerate(spec.core_shapes()):
         net.node(k * gap, 0, f"G{sub(k + 1)}", "tt", shape, f"TT core {k + 1}")
     rk = "-".join(map(str, spec.ranks))
-    return net.figure(f"Tensor-Train: {spec.d} cores, ranks {rk}, {_fmt(spec.params)} parameters", 300)
+    cores = f"{spec.d} core{'s' if spec.d != 1 else ''}"
+    return net.figure(f"Tensor-Train: {cores}, ranks {rk}, {_fmt(spec.params)} parameters", 300)
 
 
 def _shown_blocks(n: int, max_blocks: int) -> list[int | None]:
@@ -171,14 +172,15 @@ def bt_diagram(spec, max_blocks: int = 4) -> go.Figure:
             a = math.radians(ang)
             fx, fy = x + radius * math.cos(a), radius * math.sin(a)
             net.bond(x, 0, fx, fy, f"R{sub(k + 1)} = {spec.ranks[k]}", font)
-            net.leg(fx, fy, ang + 28, leg_len, f"i{sub(k + 1)} = {spec.in_modes[k]}", _LEG, font)
-            net.leg(fx, fy, ang - 28, leg_len, f"j{sub(k + 1)} = {spec.out_modes[k]}", _LEG_OUT, font)
+            net.leg(fx, fy, ang + 28, leg_len, f"i{sub(k + 1)} = {_fmt(spec.in_modes[k])}", _LEG, font)
+            net.leg(fx, fy, ang - 28, leg_len, f"j{sub(k + 1)} = {_fmt(spec.out_modes[k])}", _LEG_OUT, font)
             net.node(fx, fy, f"A{sub(n)}<sup>({k + 1})</sup>", "factor",
                      (spec.in_modes[k], spec.out_modes[k], spec.ranks[k]), f"block {n}, factor {k + 1}")
         net.node(x, 0, f"C{sub(n)}", "core", spec.ranks, f"core of block {n} (R^d entries)")
         x += width
     b = bt_breakdown_text(spec)
-    title = f"Block-Term: {spec.blocks} Tucker block{'s' if spec.blocks > 1 else ''} summed, {b}"
+    what = f"{spec.blocks} Tucker blocks summed" if spec.blocks > 1 else "N = 1, a single Tucker block"
+    title = f"Block-Term: {what}, {b}"
     return net.figure(title, 380 if d <= 4 else 440)
 
 
@@ -290,8 +292,11 @@ def step_bars(rows: list[dict], *, color: str, dense_per_sample: float | None = 
                       "<br>result memory %{customdata[1]}<extra></extra>",
     ))
     if dense_per_sample:
-        fig.add_hline(y=dense_per_sample, line={"color": FORMAT_COLORS["Dense"], "dash": "dash"},
-                      annotation_text=f"dense: {dense_per_sample:,.0f}", annotation_position="top left")
+        # On a log axis an annotation's y is log10 of the value (add_hline's own annotation gets it wrong).
+        fig.add_hline(y=dense_per_sample, line={"color": FORMAT_COLORS["Dense"], "dash": "dash"})
+        fig.add_annotation(x=0, xref="paper", xanchor="left", y=math.log10(dense_per_sample), yref="y",
+                           yanchor="bottom", text=f"dense: {dense_per_sample:,.0f} per sample", showarrow=False,
+                           font={"color": FORMAT_COLORS["Dense"]})
     top = max(y + [dense_per_sample or 0])
     low = max(min(y), 1)
     fig.update_layout(title=title, yaxis_title="multiply-adds / sample", yaxis_type="log", height=360,

@@ -167,17 +167,21 @@ def budget_pairs(in_modes, out_modes, budget: int, ranks) -> list[dict]:
     return rows
 
 
-def growth_rows(in_size: int, out_size: int, blocks: int, ranks, orders) -> list[dict]:
+def growth_rows(in_size: int, out_size: int, blocks: int, ranks, orders, own=None) -> list[dict]:
     """BT parameters when the same I x J matrix is tensorized into d modes, for each d and R.
 
-    Modes come from ``btcore.factorize`` (balanced); orders it cannot split, and ranks above a
-    mode's size, are skipped. Rows ``{"d", "in_modes", "out_modes", "R", "params", "factors",
-    "core", "core_per_block"}``.
+    Modes come from ``btcore.factorize`` (balanced), except for the order of ``own`` = (in_modes,
+    out_modes), the user's own modes, which are used as they are. Orders that cannot be split, and
+    ranks above a mode's size, are skipped. Rows ``{"d", "in_modes", "out_modes", "R", "params",
+    "factors", "core", "core_per_block"}``.
     """
     rows = []
     for d in orders:
         try:
-            im, om = btcore.factorize(in_size, d), btcore.factorize(out_size, d)
+            if own is not None and len(own[0]) == d:
+                im, om = tuple(own[0]), tuple(own[1])
+            else:
+                im, om = btcore.factorize(in_size, d), btcore.factorize(out_size, d)
         except ValueError:
             continue
         for r in ranks:

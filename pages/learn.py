@@ -150,7 +150,9 @@ for tab, name in zip(st.tabs([labels[n] for n in names]), names):
                                      dense_per_sample=None if name == "Dense" else dense_per_sample, selected=k,
                                      title=f"{labels[name]}: multiply-adds per sample, by step"),
                         width="stretch", key=K + f"bars_{name}")
-        table = pd.DataFrame(rows).drop(columns=["result bytes"])
+        table = pd.DataFrame(rows)[["step", "tensors that meet", "result shape", "multiply-adds",
+                                    "multiply-adds / sample", "result memory", "summed over", "einsum", "result",
+                                    "involves x"]]
         st.dataframe(table, hide_index=True, width="stretch", key=K + f"table_{name}", column_config={
             "multiply-adds": st.column_config.NumberColumn(format="localized"),
             "multiply-adds / sample": st.column_config.NumberColumn(format="localized"),
@@ -163,23 +165,25 @@ if bt is not None and tt is not None:
     st.markdown(
         "Each TT step is one matrix product (a GEMM). BT steps carry more indices at once (the block index n "
         "and several ranks), so they are smaller, batched contractions: fewer multiply-adds do not always mean "
-        "less time, which is why `btcore` counts both and the Training page times them."
+        "less time; `btcore.matmul(..., tune=True)` times a few candidate orders and keeps the fastest."
     )
 
 # ---------------------------------------------------------------- 4. feel the sizes
 st.header("4. How the sizes grow")
-st.subheader("The R^d core")
+st.subheader("The Rᵈ core")
 st.markdown(
-    f"Keep your W ({cfg.in_size:,} × {cfg.out_size:,}) and split it into d modes (balanced, by `btcore.factorize`). "
-    "More modes make each factor smaller, but the core has R^d entries per block: past small R and d it "
-    "dominates everything."
+    f"Keep your W ({cfg.in_size:,} × {cfg.out_size:,}) and split it into d modes: your own modes for d = {cfg.d}, "
+    "a balanced split by `btcore.factorize` for the others. More modes make each factor smaller, but the core "
+    r"has $R^d$ entries per block: as R and d grow it soon outweighs the factors, which is why BT is used with "
+    "small R (the paper: R = 4, d = 4)."
 )
 c1, c2, c3 = st.columns(3)
 d_pick = c1.slider("Order d", 2, 6, min(max(cfg.d, 2), 6), key=K + "grow_d")
 r_pick = c2.slider("Tucker rank R", 1, 16, min(cfg.bt_rank if isinstance(cfg.bt_rank, int) else 4, 16),
                    key=K + "grow_r")
 n_pick = c3.slider("Blocks N", 1, 8, min(cfg.blocks, 8), key=K + "grow_n")
-g_rows = ld.growth_rows(cfg.in_size, cfg.out_size, n_pick, range(1, 17), range(2, 7))
+g_rows = ld.growth_rows(cfg.in_size, cfg.out_size, n_pick, range(1, 17), range(2, 7),
+                        own=(cfg.in_modes, cfg.out_modes))
 pick = next((r for r in g_rows if (r["d"], r["R"]) == (d_pick, r_pick)), None)
 if pick is None:
     st.info(f"R = {r_pick} with d = {d_pick} is not a valid choice for this W: either the size cannot be split "
@@ -221,15 +225,14 @@ st.markdown(
     f"{format_ints(u['out_modes'])}."
 )
 st.dataframe(pd.DataFrame([
-    {"format": "dense LSTM input map", "setting": "57,600 × 1,024", "parameters": u["dense"], "fewer than dense": 1.0},
-    {"format": "TT-LSTM", "setting": "ranks 1-4-4-4-1", "parameters": u["tt"], "fewer than dense": u["ratio_tt"]},
+    {"format": "dense LSTM input map", "setting": "57,600 × 1,024", "parameters": u["dense"], "fewer than dense": "1x"},
+    {"format": "TT-LSTM", "setting": "ranks 1-4-4-4-1", "parameters": u["tt"], "fewer than dense": f"{u['ratio_tt']:,.1f}x"},
     {"format": "BT-LSTM", "setting": f"R = {u['rank']}, N = 1", "parameters": u["bt_n1"],
-     "fewer than dense": u["dense"] / u["bt_n1"]},
+     "fewer than dense": f"{u['dense'] / u['bt_n1']:,.1f}x"},
     {"format": "BT-LSTM", "setting": f"R = {u['rank']}, N = 2", "parameters": u["bt_n2"],
-     "fewer than dense": u["ratio_bt_n2"]},
+     "fewer than dense": f"{u['ratio_bt_n2']:,.1f}x"},
 ]), hide_index=True, width="stretch", key=K + "ucf11", column_config={
     "parameters": st.column_config.NumberColumn(format="localized"),
-    "fewer than dense": st.column_config.NumberColumn(format="%.1f x"),
 })
 acc = u["accuracy"]
 st.markdown(
@@ -242,16 +245,17 @@ st.markdown(
 st.header("5. Special cases, and what the paper keeps dense")
 st.markdown(
     "- **Tucker** is BT with one block (N = 1): one core and d factors.\n"
-    "- **CP** (canonical polyadic) of rank N is BT with R = 1: every core is a single number, so W is a sum of N "
-    "products of d small matrices (one per pair (i_k, j_k)).\n"
+    r"- **CP** (canonical polyadic) of rank N is BT with R = 1: every core is a single number $c_n$, so W is a "
+    r"weighted sum of N Kronecker products of d small $I_k \times J_k$ matrices: "
+    r"$W = \sum_n c_n\, a_n^{(1)} \otimes \dots \otimes a_n^{(d)}$.\n"
     "- BT sits between them: for a fixed budget, choose many small blocks or few richer ones.\n"
-    "- A Tucker rank larger than its mode's size I_k·J_k adds parameters and no expressive power; `btcore` "
+    r"- A Tucker rank larger than its mode's size $I_k J_k$ adds parameters and no expressive power; `btcore` "
     "rejects it."
 )
 st.latex(r"\text{Tucker: } N = 1, \qquad \text{CP: } R_1 = \dots = R_d = 1 \;\Rightarrow\; "
          r"W[(i),(j)] = \sum_{n=1}^{N} c_n \prod_{k=1}^{d} a_n^{(k)}[i_k, j_k]")
 st.markdown(
-    f"**Why the recurrent weights stay dense.** An LSTM computes its gates from x_t W + h_(t-1) U. In the "
+    f"**Why the recurrent weights stay dense.** An LSTM computes its gates from $x_t W + h_{{t-1}} U$. In the "
     f"paper's setting W is {u['dense']:,} numbers, while U maps the {u['hidden']} hidden units to the 4 gates: "
     f"{u['hidden']} × {u['hidden'] * 4:,} = {u['recurrent']:,}, only {u['recurrent'] / u['dense']:.2%} of W. Almost all the "
     "parameters are in the input map, so both the BT-RNN and the TT-RNN papers decompose only W and keep U dense."

@@ -204,6 +204,10 @@ def test_growth_rows_core_is_r_to_the_d():
         assert r["core_per_block"] == r["R"] ** r["d"]
         assert r["core"] == 2 * r["R"] ** r["d"]
         assert r["params"] == btcore.bt_params(r["in_modes"], r["out_modes"], r["R"], 2)
+    own = ld.growth_rows(UCF.in_size, UCF.out_size, 2, [4], [3, 4], own=(UCF.in_modes, UCF.out_modes))
+    mine = next(r for r in own if r["d"] == 4)
+    assert mine["in_modes"] == UCF.in_modes and mine["params"] == 3_392
+    assert next(r for r in own if r["d"] == 3)["in_modes"] == btcore.factorize(UCF.in_size, 3)
     # a prime size cannot be split into d modes of at most 256: skipped, not raised
     assert ld.growth_rows(257 * 263, 16, 1, [1], [2]) == []
 

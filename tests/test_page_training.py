@@ -1,0 +1,120 @@
+"""AppTest of the Training page: sizes before launch, a launched run joined, charts, table, stop, sessions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.state import CONFIG_KEY, LabConfig
+from conftest import open_page, plotly_specs
+
+
+def _small(at, *, epochs=2, kinds=None, frames=4):
+    at.selectbox(key="train_frame").set_value("3x16x16 (768 inputs)")
+    at.slider(key="train_frames").set_value(frames)
+    if "train_classes" in [s.key for s in at.slider]:
+        at.slider(key="train_classes").set_value(4)
+        at.number_input(key="train_train_size").set_value(64)
+        at.number_input(key="train_val_size").set_value(32)
+    at.number_input(key="train_epochs").set_value(epochs)
+    at.select_slider(key="train_hidden").set_value(16)
+    at.number_input(key="train_threads").set_value(1)
+    if kinds is not None:
+        at.multiselect(key="train_kinds").set_value(kinds)
+    return at.run()
+
+
+def test_sizes_before_launch_follow_the_shared_config():
+    cfg = LabConfig((8, 20, 20, 18), (16, 4, 4, 4), 3, 3, 5)
+    at = open_page("training", state={CONFIG_KEY: cfg})
+    assert not at.exception
+    assert at.text_input(key="train_bt_rank").value == "3"
+    assert at.number_input(key="train_blocks").value == 3
+    assert at.text_input(key="train_tt_ranks").value == "5"
+    sizes = at.dataframe[0].value
+    assert list(sizes["model"]) == ["LSTM", "TT-LSTM (ranks 5)", "BT-LSTM (R=3, N=3)"]
+    assert sizes["input modes"].iloc[0] == "8x8x8x6"  # 3x32x32 = 3,072 inputs
+    assert sizes["input-map parameters"].iloc[0] == 3072 * 4 * 64
+    assert "8x8x8x6" in at.markdown[0].value or any("8x8x8x6" in m.value for m in at.markdown)
+    assert any("CPU" in c.value or "GPU" in c.value or "NVIDIA" in c.value for c in at.caption)
+    # the paper's UCF11 sizes
+    paper = at.dataframe[-1].value
+    assert list(paper["input-map parameters"]) == [58_982_400, 3_360, 3_392]
+    assert list(paper["paper's UCF11 accuracy"]) == [0.697, 0.796, 0.853]
+
+
+def test_rank_that_does_not_fit_is_replaced_with_a_note():
+    at = open_page("training")
+    at.text_input(key="train_bt_rank").set_value("40").run()
+    assert not at.exception
+    assert any("rank" in i.value for i in at.info)
+    assert "R=4" in at.dataframe[0].value["model"].iloc[-1]
+
+
+def test_memory_warning(monkeypatch):
+    import btcore.tensors
+
+    monkeypatch.setattr(btcore.tensors, "available_memory", lambda device=None: 64 * 1024**2)
+    at = open_page("training")
+    assert any("free memory" in w.value for w in at.warning)
+
+
+def test_launch_join_charts_table():
+    at = _small(open_page("training"))
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    job = at.session_state["train_job"]
+    assert job.join(120) and job.status == "done", job.error
+    at.run()
+    assert not at.exception
+    specs = plotly_specs(at)
+    loss = next(s for s in specs if s["layout"]["title"]["text"] == "Loss")
+    acc = next(s for s in specs if s["layout"]["title"]["text"] == "Accuracy")
+    names = {t["name"] for t in loss["data"]}
+    for run in ("LSTM", "TT-LSTM (ranks 4)", "BT-LSTM (R=4, N=2)"):
+        assert f"{run} train" in names and f"{run} validation" in names
+    assert all(len(t["x"]) > 0 for t in loss["data"])
+    assert len(acc["data"]) == 6
+    table = at.dataframe[1].value
+    assert list(table["status"]) == ["done"] * 3 and (table["step"] == 4).all()
+    assert [b.label for b in at.get("download_button")][:2] == ["Histories (CSV)", "Summary (JSON)"]
+    assert at.get("progress")[0].proto.value == 100
+
+
+def test_stop_button():
+    at = _small(open_page("training"), epochs=500, kinds=["TT"])
+    at.button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    at.button(key="train_stop").click().run()
+    assert job.join(30)
+    at.run()
+    assert not at.exception
+    assert job.status == "stopped"
+    table = at.dataframe[1].value
+    assert list(table["status"]) == ["stopped"]
+
+
+# Two sessions training at once: AppTest gives every instance the same session id ("test session
+# id"), so the session-scoped job registry is shared between AppTests; tests/test_browser_training.py
+# checks isolation with two real browser sessions.
+
+
+def test_clip_folder_task(tmp_path):
+    root = tmp_path / "clips"
+    for k, name in enumerate(("clap", "wave", "run")):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            arr = np.random.default_rng(10 * k + i).integers(0, 255, (5, 20, 20, 3), dtype=np.uint8)
+            np.save(root / name / f"clip{i}.npy", arr)
+    at = open_page("training")
+    at.text_input(key="train_folder").set_value(str(root)).run()
+    assert any("3 class folders" in c.value for c in at.caption)
+    at = _small(at, kinds=["BT"])
+    at.button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    assert job.join(120) and job.status == "done", job.error
+    assert "9 training / 3 validation clips, 3 classes" == job.data_info
+    at.run()
+    assert not at.exception
+    at.text_input(key="train_folder").set_value(str(tmp_path / "nowhere")).run()
+    assert at.error and not at.exception

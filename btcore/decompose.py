@@ -819,14 +819,15 @@ def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, seed: int | None = 
         best, hist, reason = runs[chosen]
         if reason == "" and not stopped:
             reason = _run(best, hist, max_iter - (len(hist) - 1))
-        if V is not None and not stopped:
-            # lift to the full tensor and refine there
+        if V is not None:
+            # lift to the full tensor and refine there (unless stopped)
             U = [(v @ u).contiguous() for v, u in zip(V, best.U)]  # orthonormal: V and u are
             full = _ALS(T, U, ridge, cg_iter, C=best.C.clone())
             hist[-1] = full.error  # the same model, measured on T itself (no offset cancellation)
             best = full
-            r2 = _run(best, hist, refine_iter)
-            reason = r2 or (reason if reason else "max_iter")
+            if not stopped:
+                r2 = _run(best, hist, refine_iter)
+                reason = r2 or (reason if reason else "max_iter")
         if stopped:
             reason = "stopped"
         elif reason == "":

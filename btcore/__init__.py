@@ -20,5 +20,6 @@ from .tensors import BTMatrix, TTMatrix, available_memory, check_allocation
 # -- modules added by later issues register their public names below --
 from .layers import BTLinear, TTLinear; from .rnn import GRU, GRUCell, LSTM, LSTMCell, ClassifierConfig, SequenceClassifier, build_classifier, ucf11_config  # noqa: E702
 from .decompose import FitInfo, budget_candidates, compare_formats, fit_bt, fit_cp, fit_tt, fit_tucker, relative_error; from . import targets  # noqa: E702,E501
+from .data import ACTION_NAMES, ClipSet, SyntheticActions, load_clip_folder  # btcore.train is imported on use (python -m btcore.train)
 
 __version__ = "0.1.0"

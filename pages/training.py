@@ -18,7 +18,7 @@ from app.state import get_config
 from app.widgets import format_ints, parse_rank, rank_text, show_error
 from btcore.data import ACTION_NAMES, SyntheticActions, load_clip_folder, parse_frame_shape
 from btcore.rnn import ucf11_config
-from btcore.train import (TrainConfig, compare, cpu_count, device_name, estimate_memory, fit_model_config,
+from btcore.train import (OPTIMIZERS, TrainConfig, compare, cpu_count, device_name, estimate_memory, fit_model_config,
                           histories_csv, save_checkpoint, summary)
 from btcore.tensors import available_memory
 
@@ -91,7 +91,7 @@ with c_model:
 # -- optimiser -------------------------------------------------------------------------------------
 with c_opt:
     st.subheader("Optimiser")
-    optimizer = st.selectbox("Optimiser", list(btcore.train.OPTIMIZERS), key=K + "optimizer")
+    optimizer = st.selectbox("Optimiser", list(OPTIMIZERS), key=K + "optimizer")
     c1, c2 = st.columns(2)
     lr = c1.number_input("Learning rate", 1e-5, 1.0, 3e-3, format="%.4f", key=K + "lr")
     batch = c2.number_input("Batch", 1, 1024, 32, key=K + "batch")

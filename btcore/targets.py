@@ -182,14 +182,13 @@ def image(in_modes, out_modes, seed: int = 0, *, name: str | None = None) -> np.
 # Trained weights and uploads
 # ----------------------------------------------------------------------------------------------
 
-def find_weight_matrices(state) -> dict[str, tuple[int, int]]:
-    """The 2-D floating-point tensors of a state dict (nested dicts allowed): name -> shape."""
+def _matrices(state) -> dict[str, torch.Tensor]:
     out = {}
 
     def walk(obj, prefix):
         if isinstance(obj, torch.Tensor):
             if obj.dim() == 2 and obj.is_floating_point():
-                out[prefix] = tuple(obj.shape)
+                out[prefix] = obj
         elif isinstance(obj, dict):
             for k, v in obj.items():
                 walk(v, f"{prefix}.{k}" if prefix else str(k))
@@ -198,18 +197,14 @@ def find_weight_matrices(state) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _get(state, name):
-    obj = state
-    for part in name.split("."):
-        if isinstance(obj, dict) and part in obj:
-            obj = obj[part]
-        else:
-            raise KeyError(name)
-    return obj
+def find_weight_matrices(state) -> dict[str, tuple[int, int]]:
+    """The 2-D floating-point tensors of a state dict (nested dicts allowed): dotted name -> shape."""
+    return {k: tuple(v.shape) for k, v in _matrices(state).items()}
 
 
 def _pick_matrix(state, name, expected_shape, source: str) -> np.ndarray:
-    found = find_weight_matrices(state)
+    tensors = _matrices(state)
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
     if not found:
         raise ValueError(f"{source} holds no 2-D floating-point tensor; save the weight matrix itself or a state dict")
     if name is not None:
@@ -230,7 +225,7 @@ def _pick_matrix(state, name, expected_shape, source: str) -> np.ndarray:
             raise ValueError(f"{source} holds {len(found)} 2-D tensors; pick one by name: "
                              + ", ".join(f"{k} {v}" for k, v in found.items()))
         candidates = list(found)
-    t = _get(state, candidates[0]).detach().to("cpu", torch.float64)
+    t = tensors[candidates[0]].detach().to("cpu", torch.float64)
     W = t.numpy().copy()
     if expected_shape is not None:
         e = tuple(expected_shape)

@@ -354,7 +354,11 @@ class BTLinear(_FactorizedLinear):
                 layer.core[0].copy_(_interleaved(w, spec.in_modes, spec.out_modes))
             info = {"method": "exact", "relative_error": 0.0}
         else:
-            from .decompose import fit_bt  # lazy: decompose is optional for the layers
+            try:  # lazy: the layers work without the decomposition module
+                from .decompose import fit_bt
+            except ImportError as e:
+                raise ImportError("BTLinear.from_dense below full rank needs btcore.decompose.fit_bt; use "
+                                  "rank=None (full rank, exact) or install the decomposition module") from e
 
             M, info = fit_bt(w, spec.in_modes, spec.out_modes, spec.rank, spec.blocks, seed=seed, **fit_kwargs)
             layer = cls.from_matrix(M.to(dtype=w.dtype, device=w.device))

@@ -31,8 +31,6 @@ Bias: uniform(-1/sqrt(I), 1/sqrt(I)), as ``nn.Linear``.
 from __future__ import annotations
 
 import math
-from typing import Sequence
-
 import torch
 from torch import nn
 
@@ -71,7 +69,8 @@ def _rms_gaussian(shape, std: float) -> torch.Tensor:
 
 def _check_weight(weight, in_size: int, out_size: int, what: str) -> torch.Tensor:
     if not isinstance(weight, torch.Tensor):
-        raise ValueError(f"weight must be a torch.Tensor of shape (I, J) = ({in_size}, {out_size}), got {type(weight).__name__}")
+        raise ValueError(f"weight must be a torch.Tensor of shape (I, J) = ({in_size}, {out_size}), "
+                         f"got {type(weight).__name__}")
     if weight.dim() != 2:
         raise ValueError(f"weight must be a 2-D (I, J) matrix, got shape {tuple(weight.shape)}")
     if tuple(weight.shape) != (in_size, out_size):
@@ -485,7 +484,8 @@ class TTLinear(_FactorizedLinear):
                 M, info = fit_tt(w, spec.in_modes, spec.out_modes, spec.ranks, **fit_kwargs)
             else:
                 M = TTMatrix(tt_svd(w, spec.in_modes, spec.out_modes, spec.ranks))
-                err = (torch.linalg.norm(M.to_dense().double() - w.double()) / torch.linalg.norm(w.double()).clamp_min(1e-300))
+                wd = w.double()
+                err = torch.linalg.norm(M.to_dense().double() - wd) / torch.linalg.norm(wd).clamp_min(1e-300)
                 info = {"method": "TT-SVD (btcore.layers.tt_svd)", "relative_error": float(err)}
         layer = cls.from_matrix(M.to(dtype=w.dtype, device=w.device))
         if bias is None:

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from numbers import Integral
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn

@@ -117,7 +117,8 @@ def test_backward_reaches_every_parameter(kind):
 def test_bt_param_count(in_modes, out_modes, rank, blocks):
     layer = BTLinear(in_modes, out_modes, rank, blocks)
     assert layer.num_params == bt_params(in_modes, out_modes, rank, blocks) + math.prod(out_modes)
-    assert BTLinear(in_modes, out_modes, rank, blocks, bias=False).num_params == bt_params(in_modes, out_modes, rank, blocks)
+    no_bias = BTLinear(in_modes, out_modes, rank, blocks, bias=False)
+    assert no_bias.num_params == bt_params(in_modes, out_modes, rank, blocks)
 
 
 @pytest.mark.parametrize("in_modes,out_modes,ranks", [

@@ -1,0 +1,133 @@
+"""Benchmark of the decompositions: btcore's BT ALS next to tensorly's Tucker and TT-SVD.
+
+    python bench/decompose.py [--repeats 3] [--quick]
+
+One thread everywhere (set before numpy/torch are imported). Two targets from the issue:
+
+* A: exact BT (N=2, R=3) + 1% noise, 1024 x 1024, modes 4x8x8x4 -> 4x8x8x4; fit_bt N=4, R=8.
+* B: smooth Gaussian kernel, 57,600 x 256, modes 8x20x20x18 -> 4x4x4x4; fit_bt N=6, R=4.
+
+For each: btcore fit_bt (defaults), btcore fit_tt, btcore fit_tucker at the Tucker rank whose
+parameter count is closest to the BT one, tensorly ``tucker`` (HOOI, SVD init) at that rank and
+tensorly ``tensor_train_matrix`` at the TT rank closest to the BT budget. Times are medians of
+``--repeats`` runs (wall clock), errors are ||W - M|| / ||W|| in float64.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+torch.set_num_threads(1)
+
+from btcore import bt_params  # noqa: E402
+from btcore.decompose import budget_candidates, fit_bt, fit_tt, fit_tucker, relative_error  # noqa: E402
+from btcore.targets import bt_structured, smooth_kernel  # noqa: E402
+
+
+def _median_time(fn, repeats):
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+def _tensorly_rows(W, im, om, tucker_rank, tt_ranks, repeats):
+    try:
+        import tensorly as tl
+        from tensorly.decomposition import tensor_train_matrix, tucker
+        from tensorly.tt_matrix import tt_matrix_to_tensor
+    except ImportError:
+        return []
+    rows = []
+    d = len(im)
+    sizes = [i * j for i, j in zip(im, om)]
+    perm = [p for k in range(d) for p in (k, d + k)]
+    T = W.reshape(im + om).transpose(perm).reshape(sizes)  # numpy: tensorly's numpy backend
+    with tl.backend_context("numpy", local_threadsafe=True) if tl.get_backend() != "numpy" else _null():
+        ranks = [min(tucker_rank, m) for m in sizes]
+
+        def run_tucker():
+            return tucker(T, rank=ranks, init="svd", n_iter_max=100, tol=1e-6)
+
+        sec, (core, factors) = _median_time(run_tucker, repeats)
+        rec = tl.tucker_to_tensor((core, factors))
+        err = np.linalg.norm(T - rec) / np.linalg.norm(T)
+        params = int(np.prod(core.shape) + sum(f.size for f in factors))
+        rows.append(("tensorly tucker (HOOI)", f"R={tucker_rank}", params, err, sec, ""))
+
+        def run_tt():
+            return tensor_train_matrix(W.reshape(im + om), list(tt_ranks))
+
+        sec, ttm = _median_time(run_tt, repeats)
+        rec = np.asarray(tt_matrix_to_tensor(ttm)).reshape(W.shape)
+        err = np.linalg.norm(W - rec) / np.linalg.norm(W)
+        params = int(sum(f.size for f in ttm.factors))
+        rows.append(("tensorly tensor_train_matrix", f"r={tt_ranks[1]}", params, err, sec, ""))
+    return rows
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def bench_case(name, W, im, om, R, N, repeats):
+    budget = bt_params(im, om, R, N)
+    cands = budget_candidates(im, om, budget, formats=("Tucker", "TT"), per_format=1)
+    tucker_rank = next(c["rank"] for c in cands if c["format"] == "Tucker")
+    tt_ranks = next(c["ranks"] for c in cands if c["format"] == "TT")
+    rows = []
+    sec, (M, info) = _median_time(lambda: fit_bt(W, im, om, R, N, seed=0), repeats)
+    rows.append(("btcore fit_bt (ALS)", f"N={N}, R={R}", M.num_params, info.relative_error, sec,
+                 f"{info.iterations} sweeps kept / {info.total_iterations} total, {info.reason}"))
+    sec, (M, info) = _median_time(lambda: fit_tucker(W, im, om, tucker_rank, seed=0), repeats)
+    rows.append(("btcore fit_tucker (HOOI)", f"R={tucker_rank}", M.num_params, info.relative_error, sec,
+                 f"{info.iterations} sweeps, {info.reason}"))
+    sec, (M, info) = _median_time(lambda: fit_tt(W, im, om, tt_ranks), repeats)
+    rows.append(("btcore fit_tt (TT-SVD)", f"r={tt_ranks[1]}", M.num_params, info.relative_error, sec, ""))
+    rows += _tensorly_rows(W, im, om, tucker_rank, tt_ranks, repeats)
+    print(f"\n### {name}: {W.shape[0]:,} x {W.shape[1]:,}, modes {'x'.join(map(str, im))} -> "
+          f"{'x'.join(map(str, om))}; BT budget {budget:,} parameters; median of {repeats}, 1 thread\n")
+    print("| method | format | params | rel. error | seconds | notes |")
+    print("|---|---|---|---|---|---|")
+    for meth, fmt, params, err, sec, note in rows:
+        print(f"| {meth} | {fmt} | {params:,} | {err:.3g} | {sec:.2f} | {note} |")
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="one repeat, case A only")
+    args = ap.parse_args(argv)
+    reps = 1 if args.quick else args.repeats
+    im = om = (4, 8, 8, 4)
+    W = bt_structured(im, om, seed=0, rank=3, blocks=2, noise=0.01)
+    bench_case("A: exact BT (N=2, R=3) + 1% noise", W, im, om, 8, 4, reps)
+    if args.quick:
+        return
+    im, om = (8, 20, 20, 18), (4, 4, 4, 4)
+    W = smooth_kernel(im, om)
+    bench_case("B: smooth kernel (UCF11 input shape)", W, im, om, 4, 6, reps)
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ st.set_page_config(page_title="BT Lab", page_icon="🧊", layout="wide")
 PAGES = [
     ("shapes.py", "Shapes & parameters", "shapes", ":material/straighten:"),
     ("learn.py", "Learn: BT and TT", "learn", ":material/school:"),
+    ("approximation.py", "Approximation", "approximation", ":material/compare:"),
     ("training.py", "Training", "training", ":material/model_training:"),
 ]
 

@@ -21,11 +21,12 @@ from .charts import FORMAT_COLORS
 from .learn_data import TensorizationGrid, shape_text, sub
 
 __all__ = [
-    "NODE_TRACE", "dense_diagram", "tt_diagram", "bt_diagram", "tensorization_figure", "step_bars",
-    "format_cost_stack", "growth_chart", "budget_chart", "node_names", "diagram_labels",
+    "NODE_TRACE", "PATH_TRACE", "dense_diagram", "tt_diagram", "bt_diagram", "tensorization_figure", "step_bars",
+    "format_cost_stack", "growth_chart", "budget_chart", "node_names", "diagram_labels", "contraction_tree",
 ]
 
 NODE_TRACE = "tensors"
+PATH_TRACE = "path"
 _LEG = "#1f77b4"      # row (input) legs
 _LEG_OUT = "#2ca02c"  # column (output) legs
 _BOND = "#555555"
@@ -95,9 +96,9 @@ class _Net:
         return fig
 
 
-def node_names(fig: go.Figure) -> list[str]:
-    """The tensor labels of a diagram (the ``"tensors"`` trace's text)."""
-    return [t for tr in fig.data if tr.name == NODE_TRACE for t in tr.text]
+def node_names(fig: go.Figure, trace: str = NODE_TRACE) -> list[str]:
+    """The tensor labels of a diagram (the ``"tensors"`` trace's text; ``"path"`` for a contraction tree)."""
+    return [t for tr in fig.data if tr.name == trace for t in tr.text]
 
 
 def diagram_labels(fig: go.Figure) -> list[str]:
@@ -384,4 +385,63 @@ def budget_chart(rows: list[dict], budget: int, current: tuple[int, int] | None 
                       xaxis_title="Tucker rank R", yaxis_title="parameters", height=380,
                       yaxis_range=[0, max([budget] + [r["params"] for r in rows]) * 1.2],
                       margin={"t": 50, "b": 10}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def contraction_tree(steps, selected: int | None = None, title: str = "contraction order") -> go.Figure:
+    """The pairwise contraction path as a tree: leaves are x and the format's tensors (bottom), each step
+    a node above its two inputs at the height of its step number; ``selected`` (1-based) is highlighted.
+
+    The nodes are one scatter trace named ``"path"`` with each tensor's shape in the hover text.
+    """
+    produced = {s.result: k for k, s in enumerate(steps, 1)}
+    shapes: dict[str, tuple] = {}
+    children: dict[str, tuple[str, str]] = {}
+    for s in steps:
+        shapes.setdefault(s.left, s.left_shape)
+        shapes.setdefault(s.right, s.right_shape)
+        shapes[s.result] = s.result_shape
+        children[s.result] = (s.left, s.right)
+    root = steps[-1].result if steps else None
+    order: list[str] = []
+
+    def visit(name):
+        if name in children:
+            for c in children[name]:
+                visit(c)
+        else:
+            order.append(name)
+
+    if root is not None:
+        visit(root)
+    pos = {name: (float(i), 0.0) for i, name in enumerate(order)}
+    for k, s in enumerate(steps, 1):
+        pos[s.result] = ((pos[s.left][0] + pos[s.right][0]) / 2, float(k))
+    sel = steps[selected - 1] if selected and 0 < selected <= len(steps) else None
+    hot = {sel.left, sel.right, sel.result} if sel else set()
+    fig = go.Figure()
+    for s in steps:
+        for c in (s.left, s.right):
+            on = sel is not None and s.result == sel.result
+            fig.add_shape(type="line", x0=pos[c][0], y0=pos[c][1], x1=pos[s.result][0], y1=pos[s.result][1],
+                          layer="below", line={"color": "#d62728" if on else "#999", "width": 4 if on else 2})
+    names = list(pos)
+    kinds = ["input" if n == "x" else ("step" if n in produced else "tensor") for n in names]
+    color = {"input": "#c7e9c0", "tensor": "#fdd0a2", "step": "#deebf7"}
+    fig.add_scatter(
+        x=[pos[n][0] for n in names], y=[pos[n][1] for n in names], mode="markers+text", name=PATH_TRACE,
+        text=names, textfont={"size": 12, "color": "black"}, showlegend=False, opacity=1.0,
+        hovertext=[f"<b>{n}</b>" + (f" (step {produced[n]})" if n in produced else "") + f"<br>shape {shape_text(shapes[n])}"
+                   f"<br>{_fmt(prod(shapes[n]))} numbers" for n in names],
+        hovertemplate="%{hovertext}<extra></extra>",
+        marker={"size": 34, "opacity": 1.0, "symbol": ["circle" if k == "step" else "square" for k in kinds],
+                "color": [color[k] for k in kinds],
+                "line": {"width": [3 if n in hot else 1 for n in names],
+                         "color": ["#d62728" if n in hot else "#555" for n in names]}},
+    )
+    fig.update_layout(title=title, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10}, plot_bgcolor="white",
+                      dragmode=False,
+                      xaxis={"visible": False, "range": [-0.7, max(len(order) - 0.3, 0.7)], "fixedrange": True},
+                      yaxis={"title": "step", "range": [-0.6, len(steps) + 0.6], "dtick": 1, "fixedrange": True,
+                             "showgrid": False, "zeroline": False})
     return fig

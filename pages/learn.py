@@ -143,9 +143,14 @@ for tab, name in zip(st.tabs([labels[n] for n in names]), names):
                           help="Move through the contraction order btcore uses.")
         else:
             k = 1
-        st.markdown(f"**Step {k} of {len(rows)}.** "
-                    + ld.step_sentence(plan.steps[k - 1], meanings, rows[k - 1]["involves x"]))
-        st.caption("Index letters: " + ", ".join(f"`{c}` = {m} ({s:,})" for c, (m, s) in meanings.items()))
+        c1, c2 = st.columns([3, 2])
+        with c1:
+            st.markdown(f"**Step {k} of {len(rows)}.** "
+                        + ld.step_sentence(plan.steps[k - 1], meanings, rows[k - 1]["involves x"]))
+            st.caption("Index letters: " + ", ".join(f"`{c}` = {m} ({s:,})" for c, (m, s) in meanings.items()))
+        with c2:
+            st.plotly_chart(cl.contraction_tree(plan.steps, k, title="the order: each step joins two tensors"),
+                            width="stretch", key=K + f"tree_{name}")
         st.plotly_chart(cl.step_bars(rows, color=FORMAT_COLORS[name],
                                      dense_per_sample=None if name == "Dense" else dense_per_sample, selected=k,
                                      title=f"{labels[name]}: multiply-adds per sample, by step"),

@@ -239,3 +239,20 @@ def test_growth_and_budget_charts():
     factors, cores = fig.data
     assert [f + c for f, c in zip(factors.y, cores.y)] == [r["params"] for r in b]
     assert all(t.startswith("N = ") for t in cores.text)
+
+
+@pytest.mark.parametrize("make", [UCF.bt_spec, UCF.tt_spec, UCF.dense_spec])
+def test_contraction_tree_has_every_operand_and_step(make):
+    spec = make()
+    steps = btcore.plan_matmul(spec, 16).steps
+    fig = cl.contraction_tree(steps, selected=1)
+    names = cl.node_names(fig, cl.PATH_TRACE)
+    assert sorted(names) == sorted(set(spec.network().names) | {s.result for s in steps})
+    assert len(names) == 2 * len(steps) + 1
+    (tr,) = fig.data
+    y = dict(zip(tr.text, tr.y))
+    assert all(y[s.result] == k for k, s in enumerate(steps, 1))
+    assert y["x"] == 0
+    hot = {n for n, w in zip(tr.text, tr.marker.line.width) if w == 3}
+    assert hot == {steps[0].left, steps[0].right, steps[0].result}
+    assert len(fig.layout.shapes) == 2 * len(steps)

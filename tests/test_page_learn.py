@@ -21,9 +21,9 @@ def _walk_tables(at, names=("BT", "TT", "Dense")) -> dict:
     return dict(zip(names, tables))
 
 
-def _nodes(at) -> list[int]:
-    """Number of tensor nodes in each diagram, in page order."""
-    return [len(t["x"]) for spec in plotly_specs(at) for t in spec["data"] if t.get("name") == "tensors"]
+def _nodes(at, trace: str = "tensors") -> list[int]:
+    """Number of nodes in each diagram ("tensors") or contraction tree ("path"), in page order."""
+    return [len(t["x"]) for spec in plotly_specs(at) for t in spec["data"] if t.get("name") == trace]
 
 
 def _check_tables(at, cfg: LabConfig) -> None:
@@ -65,6 +65,9 @@ def test_configurations_render_with_btcore_steps(name):
     assert not at.error, [e.value for e in at.error]
     assert _nodes(at) == [1, cfg.d, cfg.blocks * (cfg.d + 1)]
     _check_tables(at, cfg)
+    # one contraction tree per format: every operand plus one node per step
+    assert _nodes(at, "path") == [2 * len(btcore.plan_matmul(s, cfg.batch).steps) + 1
+                                  for s in (cfg.bt_spec(), cfg.tt_spec(), cfg.dense_spec())]
     sliders = {s.key for s in at.slider}
     assert "learn_step_BT" in sliders and "learn_step_TT" in sliders
 
@@ -103,6 +106,18 @@ def test_many_blocks_are_elided_and_feel_widgets_respond():
     at.number_input(key="learn_budget").set_value(20).run()  # below one rank-1 block (33): explained, not raised
     assert not at.exception
     assert any("exceeds this budget" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("cfg", [
+    LabConfig((57600,), (1024,), 4, 2, 4, 16),           # d = 1: one mode per side
+    LabConfig((2,) * 8, (2,) * 8, 2, 64, 2, 1),           # d = 8, 64 blocks (elided in the diagram)
+    LabConfig((4, 8, 8, 4), (4, 8, 8, 4), (3, 2, 2, 3), 2, (4, 8, 4), 256),  # per-mode ranks
+])
+def test_edge_configurations_render(cfg):
+    at = open_page("learn", state={CONFIG_KEY: cfg})
+    assert not at.exception and not at.error
+    assert _nodes(at) == [1, cfg.d, min(cfg.blocks, 4) * (cfg.d + 1)]
+    _check_tables(at, cfg)
 
 
 @pytest.mark.parametrize("cfg, bad", [

@@ -10,7 +10,8 @@ One thread everywhere (set before numpy/torch are imported). Two targets from th
 For each: btcore fit_bt (defaults), btcore fit_tt, btcore fit_tucker at the Tucker rank whose
 parameter count is closest to the BT one, tensorly ``tucker`` (HOOI, SVD init) at that rank and
 tensorly ``tensor_train_matrix`` at the TT rank closest to the BT budget. Times are medians of
-``--repeats`` runs (wall clock), errors are ||W - M|| / ||W|| in float64.
+``--repeats`` runs, wall clock and process CPU time (on a shared, loaded machine the CPU time is
+the fairer figure for one-thread code); errors are ||W - M|| / ||W|| in float64.
 """
 
 from __future__ import annotations
@@ -37,12 +38,18 @@ from btcore.decompose import budget_candidates, fit_bt, fit_tt, fit_tucker, rela
 from btcore.targets import bt_structured, smooth_kernel  # noqa: E402
 
 
+CPU = {}
+
+
 def _median_time(fn, repeats):
-    times, out = [], None
+    """Median wall seconds (and, in CPU[id(result)], median CPU seconds: fairer on a shared machine)."""
+    times, cpus, out = [], [], None
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    CPU["last"] = statistics.median(cpus)
     return statistics.median(times), out
 
 
@@ -68,7 +75,7 @@ def _tensorly_rows(W, im, om, tucker_rank, tt_ranks, repeats):
         rec = tl.tucker_to_tensor((core, factors))
         err = np.linalg.norm(T - rec) / np.linalg.norm(T)
         params = int(np.prod(core.shape) + sum(f.size for f in factors))
-        rows.append(("tensorly tucker (HOOI)", f"R={tucker_rank}", params, err, sec, ""))
+        rows.append(("tensorly tucker (HOOI)", f"R={tucker_rank}", params, err, sec, CPU["last"], ""))
 
         def run_tt():
             return tensor_train_matrix(W.reshape(im + om), list(tt_ranks))
@@ -77,7 +84,7 @@ def _tensorly_rows(W, im, om, tucker_rank, tt_ranks, repeats):
         rec = np.asarray(tt_matrix_to_tensor(ttm)).reshape(W.shape)
         err = np.linalg.norm(W - rec) / np.linalg.norm(W)
         params = int(sum(f.size for f in ttm.factors))
-        rows.append(("tensorly tensor_train_matrix", f"r={tt_ranks[1]}", params, err, sec, ""))
+        rows.append(("tensorly tensor_train_matrix", f"r={tt_ranks[1]}", params, err, sec, CPU["last"], ""))
     return rows
 
 
@@ -96,20 +103,21 @@ def bench_case(name, W, im, om, R, N, repeats):
     tt_ranks = next(c["ranks"] for c in cands if c["format"] == "TT")
     rows = []
     sec, (M, info) = _median_time(lambda: fit_bt(W, im, om, R, N, seed=0), repeats)
-    rows.append(("btcore fit_bt (ALS)", f"N={N}, R={R}", M.num_params, info.relative_error, sec,
+    rows.append(("btcore fit_bt (ALS)", f"N={N}, R={R}", M.num_params, info.relative_error, sec, CPU["last"],
                  f"{info.iterations} sweeps kept / {info.total_iterations} total, {info.reason}"))
     sec, (M, info) = _median_time(lambda: fit_tucker(W, im, om, tucker_rank, seed=0), repeats)
     rows.append(("btcore fit_tucker (HOOI)", f"R={tucker_rank}", M.num_params, info.relative_error, sec,
-                 f"{info.iterations} sweeps, {info.reason}"))
+                 CPU["last"], f"{info.iterations} sweeps, {info.reason}"))
     sec, (M, info) = _median_time(lambda: fit_tt(W, im, om, tt_ranks), repeats)
-    rows.append(("btcore fit_tt (TT-SVD)", f"r={tt_ranks[1]}", M.num_params, info.relative_error, sec, ""))
+    rows.append(("btcore fit_tt (TT-SVD)", f"r={tt_ranks[1]}", M.num_params, info.relative_error, sec, CPU["last"],
+                 ""))
     rows += _tensorly_rows(W, im, om, tucker_rank, tt_ranks, repeats)
     print(f"\n### {name}: {W.shape[0]:,} x {W.shape[1]:,}, modes {'x'.join(map(str, im))} -> "
           f"{'x'.join(map(str, om))}; BT budget {budget:,} parameters; median of {repeats}, 1 thread\n")
-    print("| method | format | params | rel. error | seconds | notes |")
-    print("|---|---|---|---|---|---|")
-    for meth, fmt, params, err, sec, note in rows:
-        print(f"| {meth} | {fmt} | {params:,} | {err:.3g} | {sec:.2f} | {note} |")
+    print("| method | format | params | rel. error | wall s | CPU s | notes |")
+    print("|---|---|---|---|---|---|---|")
+    for meth, fmt, params, err, sec, cpu, note in rows:
+        print(f"| {meth} | {fmt} | {params:,} | {err:.3g} | {sec:.2f} | {cpu:.2f} | {note} |")
     return rows
 
 

@@ -15,6 +15,10 @@ Block-Term fit (:func:`fit_bt`), following REFERENCE.md section 3:
 * The products ``T x_j U^(j)T`` are organised as a two-level dimension tree: per sweep T is
   contracted twice (once over the trailing modes to update the leading ones, once over the leading
   modes to update the trailing ones); the first contraction of each is one GEMM over all blocks.
+* When min(M_k, (1 + oversample) N R_k) at least halves the tensor, the fit runs on the core of a
+  Tucker compression whose bases come from Kronecker-structured random sketches (as Tensorlab
+  does), with a coarse tolerance, and is then lifted and refined for a few sweeps on T itself.
+  Exact structure is already exact after compression; noise and smooth tails gain a little.
 * Several starts (a HOSVD-based one and random orthonormal ones) are screened for a few sweeps and
   the best is continued. A sweep that would increase the error is undone and ends the fit, so the
   recorded error never increases.
@@ -835,7 +839,12 @@ def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, seed: int | None = 
             hist[-1] = full.error  # the same model, measured on T itself (no offset cancellation)
             best = full
             if not stopped:
+                before = len(hist)
                 r2 = _run(best, hist, refine_iter)
+                if r2 == "" and len(hist) >= 2 and len(hist) > before:
+                    notes.append(f"refinement on the full matrix stopped after refine_iter = {refine_iter} sweeps "
+                                 f"with the error still falling by {(hist[-2] - hist[-1]) / hist[-2]:.1e} per sweep; "
+                                 "raise refine_iter for a little more")
                 reason = r2 or (reason if reason else "max_iter")
         if stopped:
             reason = "stopped"

@@ -637,15 +637,15 @@ def _hosvd_start(T: torch.Tensor, N: int, ranks, gen: torch.Generator) -> list:
 
 
 def _memory_estimate(sizes, ranks, N) -> int:
-    """Bytes of the largest float64 tensors a BT fit allocates (T, one projection and its copies)."""
+    """Bytes of the largest float64 tensors a BT fit holds at once: the float64 copy of W, the
+    interleaved T, a reconstruction for exact errors, the first projection of a half-sweep (and
+    copies made by einsum), the direct core system and the Gram work arrays."""
     t = prod(sizes)
-    d = len(sizes)
-    h = (d + 1) // 2
-    first = max(t // sizes[-1] * N * ranks[-1], t // sizes[0] * N * ranks[0]) if d > 1 else t * N
+    first = max(t // m * N * r for m, r in zip(sizes, ranks)) if len(sizes) > 1 else t * N
     core = N * prod(ranks)
     direct = core * core if core <= _DIRECT_CORE_MAX else 0
     gram = N * N * prod(ranks) * max(ranks)
-    return 8 * (3 * t + 3 * first + direct + 4 * gram) + 0 * h
+    return 8 * (3 * t + 3 * first + direct + 4 * gram)
 
 
 # ----------------------------------------------------------------------------------------------

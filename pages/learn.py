@@ -13,18 +13,23 @@ from app.state import get_config
 from app.widgets import format_ints, show_error
 
 K = "learn_"  # widget key prefix
-SHAPES_PAGE = str(Path(__file__).resolve().parent / "shapes.py")
+PAGES_DIR = Path(__file__).resolve().parent
 
 
 def _latex_int(n) -> str:
     return f"{int(n):,}".replace(",", "{,}")
 
 
-def _link_to_shapes(label: str = "Change the configuration on the Shapes & parameters page") -> None:
+def _link(page: str, label: str, icon: str) -> None:
+    """A link to another page of the app; plain text if that page is not registered."""
     try:
-        st.page_link(SHAPES_PAGE, label=label, icon=":material/straighten:")
-    except Exception:  # the Shapes page is not registered in this app: fall back to plain text
+        st.page_link(str(PAGES_DIR / page), label=label, icon=icon)
+    except Exception:  # not registered in this app (Streamlit raises its own exception types here)
         st.caption(label + " (see the sidebar).")
+
+
+def _link_to_shapes(label: str = "Change the configuration on the Shapes & parameters page") -> None:
+    _link("shapes.py", label, ":material/straighten:")
 
 
 cfg = get_config()
@@ -43,8 +48,9 @@ for name, msg in errors.items():
     show_error(ValueError(msg), f"{name} cannot be built from this configuration")
 if errors:
     st.info("The page explains what it can and skips the rest. A format is invalid when its modes do not pair up "
-            "(the row and column modes need the same count d), or when a rank is larger than the mode it "
-            "compresses (then it adds parameters and no expressive power).", icon=":material/info:")
+            "(the row and column modes need the same count d), when a rank is larger than the mode or bond it "
+            "compresses (then it adds parameters and no expressive power), or when it would be too large to "
+            "store. Each message above names the field and the fix.", icon=":material/info:")
     _link_to_shapes()
 if "Dense" not in specs:
     st.stop()
@@ -72,7 +78,7 @@ im0, om0 = grid.in_modes, grid.out_modes
 st.caption(
     f"Colour = the pair (i₁, j₁): W splits into an {im0[0]} × {om0[0]} grid of blocks, one per pair. "
     "Number = the position of the remaining pairs (i₂, j₂, …) inside the block. On the right every block of W "
-    "has become one row: this regrouped (interleaved) tensor, with modes of size I_k·J_k, is what the formats "
+    r"has become one row: this regrouped (interleaved) tensor, with modes of size $I_k J_k$, is what the formats "
     "factorize. Hover an entry to see its indices."
     + ("" if cfg.in_size * cfg.out_size <= 4096 else
        f" Your W has {cfg.in_size * cfg.out_size:,} entries, too many to draw, so a small example stands in for it.")
@@ -217,7 +223,7 @@ if bt is not None:
                         width="stretch", key=K + "budget_chart")
         st.caption("Same budget, different shapes: many blocks of low rank (towards CP) or few blocks of high rank "
                    "(towards Tucker). A higher R captures more interaction between modes per block; more blocks add "
-                   "independent terms. Which wins depends on the matrix (see the Approximation page, if available).")
+                   "independent terms. Which wins depends on the matrix: the Approximation page measures it.")
     else:
         st.info("Even one block of rank 1 exceeds this budget; raise it.", icon=":material/info:")
 
@@ -265,5 +271,9 @@ st.markdown(
     f"{u['hidden']} × {u['hidden'] * 4:,} = {u['recurrent']:,}, only {u['recurrent'] / u['dense']:.2%} of W. Almost all the "
     "parameters are in the input map, so both the BT-RNN and the TT-RNN papers decompose only W and keep U dense."
 )
-st.markdown("**Try it.** Change the modes, ranks and blocks on the Shapes & parameters page: this page follows.")
-_link_to_shapes("Open Shapes & parameters")
+st.markdown("**Try it.** Change the modes, ranks and blocks on the Shapes & parameters page: this page follows. "
+            "Then see how well each format approximates a given matrix at the same budget, and how BT and TT "
+            "recurrent classifiers train against a dense one.")
+_link_to_shapes("Shapes & parameters: choose modes, ranks and blocks")
+_link("approximation.py", "Approximation: fit BT, TT, Tucker and CP to a matrix", ":material/compare:")
+_link("training.py", "Training: dense vs TT vs BT recurrent classifiers", ":material/model_training:")

@@ -55,6 +55,8 @@ def test_default_configuration_renders():
     assert len(at.latex) >= 4
     ucf = next(df.value for df in at.dataframe if "fewer than dense" in df.value.columns)
     assert list(ucf["parameters"]) == [58_982_400, 3_360, 1_696, 3_392]
+    links = [p.label for p in at.get("page_link")]
+    assert any(label.startswith("Shapes & parameters") for label in links)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

@@ -1097,7 +1097,8 @@ def budget_candidates(in_modes, out_modes, budget: int, *, formats=("BT", "TT", 
         for row in rows:
             if row["format"] == fmt:
                 mine[(row["ranks"], row["blocks"])] = row
-        out.extend(sorted(mine.values(), key=lambda r: (abs(r["diff"]), r["params"]))[:per_format])
+        # ties: fewer blocks (larger ranks) first, as in the paper's settings
+        out.extend(sorted(mine.values(), key=lambda r: (abs(r["diff"]), r["blocks"] or 0, r["params"]))[:per_format])
     return out
 
 

@@ -676,7 +676,8 @@ def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, seed: int | None = 
         Seeds the random starts; equal seeds give equal results.
     restarts : int
         Number of starts screened: with ``init="auto"`` the first is HOSVD-based and the others random
-        orthonormal; ``init="random"`` or ``"hosvd"`` forces the kind of the first start.
+        orthonormal (a single start is random unless N = 1); ``init="random"`` or ``"hosvd"`` forces the
+        kind of the first start.
     screen_iter : int
         Sweeps per start before the best start is chosen (only when ``restarts > 1``).
     max_iter : int
@@ -764,7 +765,10 @@ def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, seed: int | None = 
 
     kinds = []
     for s in range(restarts):
-        hosvd_ok = init == "hosvd" or (init == "auto" and G.numel() * sum(G.shape) <= 4e8)
+        # "auto": a HOSVD start for Tucker, and for BT only next to random starts: alone it is a
+        # greedy-like start that stalls far above the noise on genuinely multi-block data
+        hosvd_ok = init == "hosvd" or (init == "auto" and (N == 1 or restarts > 1)
+                                       and G.numel() * sum(G.shape) <= 4e8)
         kinds.append("hosvd" if s == 0 and hosvd_ok else "random")
 
     total = 0

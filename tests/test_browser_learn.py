@@ -25,6 +25,13 @@ def test_learn_page_diagrams_and_walkthrough(app_page):
     text = diagrams.inner_text()
     for label in ("57,600", "1,024", "Tensor-Train", "Block-Term", "r₁ = 4", "R₁ = 4"):
         assert label in text, label
+    # hovering a TT core shows its shape and parameter count
+    core = pg.locator(".st-key-learn_diagram_tt .js-plotly-plot .scatterlayer .point").nth(1)
+    core.hover(force=True)
+    hover = pg.locator(".st-key-learn_diagram_tt .hoverlayer .hovertext")
+    hover.wait_for(timeout=T)
+    tip = hover.text_content()  # SVG text: the <br> lines run together
+    assert "TT core 2" in tip and "shape 4 × 20 × 4 × 4" in tip and "1,280 parameters" in tip
     out = screenshot(pg, "learn_page")
     assert out.stat().st_size > 10_000
     shot = ARTIFACTS / "screenshots" / "learn_diagrams.png"

@@ -171,7 +171,8 @@ class SyntheticActions:
     frames : int
         Clip length T (default 8).
     classes : int
-        Number of motion classes, 2..8 (the first ``classes`` of :data:`ACTION_NAMES`).
+        Number of motion classes, 2..8 (the first ``classes`` of :data:`ACTION_NAMES`; the default 6
+        leaves out the two rotations, the hardest pair).
     train_size, val_size : int
         Clips per split (labels balanced to within one clip per class).
     seed : int
@@ -187,12 +188,12 @@ class SyntheticActions:
 
     frame_shape: tuple[int, int, int] = (3, 32, 32)
     frames: int = 8
-    classes: int = 8
-    train_size: int = 512
+    classes: int = 6
+    train_size: int = 1024
     val_size: int = 256
     seed: int = 0
-    noise: float = 0.15
-    clutter: int = 4
+    noise: float = 0.1
+    clutter: int = 3
     cache_bytes: int = 512 * 1024**2
 
     def __post_init__(self):

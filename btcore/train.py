@@ -163,7 +163,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.0
     batch_size: int = 32
-    epochs: int = 5
+    epochs: int = 8
     seed: int = 0
     device: str = "auto"
     grad_clip: float | None = 1.0
@@ -680,6 +680,8 @@ def _clean(o):
 # ------------------------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
+    task = SyntheticActions()  # the defaults of the synthetic task
+    run = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     p = argparse.ArgumentParser(
         prog="python -m btcore.train",
         description="Train dense / TT / BT recurrent classifiers on synthetic action clips (or a UCF11-style clip "
@@ -702,19 +704,19 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--data", default="synthetic", help="'synthetic', or a clip folder in the UCF11 layout "
                    "(root/<class>/<clip>, clips as frame folders, .npy/.npz arrays or animated .gif)")
-    g.add_argument("--frame", default="3x32x32", help="frame size CxHxW (the paper: 3x120x160 = 57,600 inputs)")
-    g.add_argument("--frames", type=int, default=8, help="frames per clip (sequence length T)")
-    g.add_argument("--classes", type=int, default=8, help="synthetic task: number of motion classes (2..8)")
-    g.add_argument("--train-size", type=int, default=1024, help="synthetic task: training clips")
-    g.add_argument("--val-size", type=int, default=256, help="synthetic task: validation clips")
-    g.add_argument("--noise", type=float, default=0.1, help="synthetic task: per-frame pixel noise std")
+    g.add_argument("--frame", default="x".join(map(str, task.frame_shape)), help="frame size CxHxW (the paper: 3x120x160 = 57,600 inputs)")
+    g.add_argument("--frames", type=int, default=task.frames, help="frames per clip (sequence length T)")
+    g.add_argument("--classes", type=int, default=task.classes, help="synthetic task: number of motion classes (2..8)")
+    g.add_argument("--train-size", type=int, default=task.train_size, help="synthetic task: training clips")
+    g.add_argument("--val-size", type=int, default=task.val_size, help="synthetic task: validation clips")
+    g.add_argument("--noise", type=float, default=task.noise, help="synthetic task: per-frame pixel noise std")
     g.add_argument("--val-fraction", type=float, default=0.25, help="clip folder: share of clips held out")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optimiser")
-    g.add_argument("--lr", type=float, default=3e-3, help="learning rate")
+    g.add_argument("--lr", type=float, default=run["lr"], help="learning rate")
     g.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
-    g.add_argument("--batch", type=int, default=32, help="global batch size (split across DDP processes)")
-    g.add_argument("--epochs", type=int, default=5, help="epochs")
+    g.add_argument("--batch", type=int, default=run["batch_size"], help="global batch size (split across DDP processes)")
+    g.add_argument("--epochs", type=int, default=run["epochs"], help="epochs")
     g.add_argument("--max-steps", type=int, default=None, help="stop each run after this many steps")
     g.add_argument("--eval-every", type=int, default=0, help="also evaluate every N steps (0: per epoch only)")
     g.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0 disables)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -29,6 +29,8 @@ HEARTBEAT_S = 30.0
 FRAME_SIZES = {"3x16x16 (768 inputs)": "3x16x16", "3x32x32 (3,072 inputs)": "3x32x32",
                "3x48x64 (9,216 inputs)": "3x48x64", "3x120x160 (57,600: the paper's UCF11 frames)": "3x120x160"}
 KIND_LABELS = {"Dense": "dense", "TT": "tt", "BT": "bt"}
+TASK = SyntheticActions()  # defaults of the synthetic task (as the CLI's)
+RUN = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 
 shared = get_config()
 if K + "bt_rank" not in st.session_state:  # first visit: start from the Shapes page's choices
@@ -53,15 +55,15 @@ with c_task:
                                 "(PNG/JPEG), .npy/.npz arrays or animated GIFs. Empty: the synthetic task.")
     source = "folder" if folder.strip() else "synthetic"
     frame_label = st.selectbox("Frame size (C x H x W)", list(FRAME_SIZES), index=1, key=K + "frame")
-    frames = st.slider("Sequence length (frames per clip)", 4, 16, 8, key=K + "frames")
+    frames = st.slider("Sequence length (frames per clip)", 4, 16, TASK.frames, key=K + "frames")
     if source == "synthetic":
-        classes = st.slider("Classes (motions)", 2, len(ACTION_NAMES), 6, key=K + "classes",
+        classes = st.slider("Classes (motions)", 2, len(ACTION_NAMES), TASK.classes, key=K + "classes",
                             help="Moves right/left/down/up, grow, shrink, rotate clockwise/anticlockwise: pairs that "
                                  "differ only by the direction of time.")
         c1, c2 = st.columns(2)
-        train_size = c1.number_input("Training clips", 32, 20_000, 512, step=32, key=K + "train_size")
-        val_size = c2.number_input("Validation clips", 16, 5_000, 128, step=16, key=K + "val_size")
-        noise = st.slider("Pixel noise", 0.0, 0.5, 0.1, 0.01, key=K + "noise")
+        train_size = c1.number_input("Training clips", 32, 20_000, TASK.train_size, step=32, key=K + "train_size")
+        val_size = c2.number_input("Validation clips", 16, 5_000, TASK.val_size, step=16, key=K + "val_size")
+        noise = st.slider("Pixel noise", 0.0, 0.5, TASK.noise, 0.01, key=K + "noise")
     else:
         train_size, val_size, noise = None, None, None
         root = Path(folder.strip()).expanduser()
@@ -93,10 +95,10 @@ with c_opt:
     st.subheader("Optimiser")
     optimizer = st.selectbox("Optimiser", list(OPTIMIZERS), key=K + "optimizer")
     c1, c2 = st.columns(2)
-    lr = c1.number_input("Learning rate", 1e-5, 1.0, 3e-3, format="%.4f", key=K + "lr")
-    batch = c2.number_input("Batch", 1, 1024, 32, key=K + "batch")
+    lr = c1.number_input("Learning rate", 1e-5, 1.0, RUN["lr"], format="%.4f", key=K + "lr")
+    batch = c2.number_input("Batch", 1, 1024, RUN["batch_size"], key=K + "batch")
     c1, c2 = st.columns(2)
-    epochs = c1.number_input("Epochs", 1, 500, 4, key=K + "epochs")
+    epochs = c1.number_input("Epochs", 1, 500, RUN["epochs"], key=K + "epochs")
     clip = c2.number_input("Gradient clip (0 = off)", 0.0, 100.0, 1.0, key=K + "clip")
     c1, c2 = st.columns(2)
     seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key=K + "seed")
@@ -187,11 +189,14 @@ def make_target(runs: list[TrainConfig], data_spec: dict):
                 job.update(progress=ev["overall_progress"])
 
         def should_stop():
-            return job.should_stop or time.time() - getattr(job, "heartbeat", time.time()) > HEARTBEAT_S
+            if not job.should_stop and time.time() - getattr(job, "heartbeat", time.time()) > HEARTBEAT_S:
+                job.update(message=f"stopped: the page was left (no redraw for {HEARTBEAT_S:.0f} s)")
+                job.stop()
+            return job.should_stop
 
         results = compare(runs, train_set, val_set, callback=cb, should_stop=should_stop)
-        if not job.should_stop and any(r.status == "stopped" for r in results):
-            job.update(message="stopped: the page was left")
+        if job.should_stop and not job.message.startswith("stopped"):
+            job.update(message="stopped by request")
         return results
 
     return target
@@ -274,19 +279,18 @@ def live() -> None:
         if names:
             pick = c3.selectbox("Checkpoint of", names, key=K + "ckpt_run", label_visibility="collapsed")
             res = next(r for r in results if r.name == pick)
-            buf = io.BytesIO()
-            save_checkpoint_bytes(buf, res)
-            c3.download_button(f"Checkpoint of {pick} (.pt)", buf.getvalue(), "btlab_model.pt",
-                               "application/octet-stream", icon=":material/download:", key=K + "dl_ckpt")
+            c3.download_button(f"Checkpoint of {pick} (.pt)", lambda: checkpoint_bytes(res), "btlab_model.pt",
+                               "application/octet-stream", icon=":material/download:", key=K + "dl_ckpt",
+                               help="Weights and configuration; load with btcore.train.load_checkpoint.")
         st.caption("PNG of a chart: the camera icon in the chart's toolbar.")
 
 
-def save_checkpoint_bytes(buf, res) -> None:
+def checkpoint_bytes(res) -> bytes:
+    """The run's checkpoint file, made only when the download is clicked."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = save_checkpoint(Path(tmp) / "m.pt", res.model, res.config, res.history)
-        buf.write(path.read_bytes())
+        return save_checkpoint(Path(tmp) / "m.pt", res.model, res.config, res.history).read_bytes()
 
 
 live()

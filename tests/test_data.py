@@ -9,7 +9,7 @@ import torch
 from btcore.data import (ACTION_NAMES, ClipSet, SyntheticActions, load_clip_folder, mean_frame_features,
                          parse_frame_shape)
 
-SMALL = dict(frame_shape=(3, 16, 16), frames=6, train_size=48, val_size=24)
+SMALL = dict(frame_shape=(3, 16, 16), frames=6, classes=8, train_size=48, val_size=24)
 
 
 def test_shapes_and_range():

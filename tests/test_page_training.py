@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,16 @@ def _small(at, *, epochs=2, kinds=None, frames=4):
     if kinds is not None:
         at.multiselect(key="train_kinds").set_value(kinds)
     return at.run()
+
+
+def _join(job, timeout=180):
+    """Wait for the worker, refreshing its heartbeat as the page's timer does in a browser."""
+    end = time.time() + timeout
+    while time.time() < end:
+        job.update(heartbeat=time.time())
+        if job.join(0.5):
+            return True
+    return False
 
 
 def test_sizes_before_launch_follow_the_shared_config():
@@ -64,7 +76,7 @@ def test_launch_join_charts_table():
     at.button(key="train_start").click().run()
     assert not at.exception
     job = at.session_state["train_job"]
-    assert job.join(120) and job.status == "done", job.error
+    assert _join(job) and job.status == "done", job.error
     at.run()
     assert not at.exception
     specs = plotly_specs(at)
@@ -86,12 +98,22 @@ def test_stop_button():
     at.button(key="train_start").click().run()
     job = at.session_state["train_job"]
     at.button(key="train_stop").click().run()
-    assert job.join(30)
+    assert _join(job, 30)
     at.run()
     assert not at.exception
     assert job.status == "stopped"
     table = at.dataframe[1].value
     assert list(table["status"]) == ["stopped"]
+
+
+def test_leaving_the_page_stops_the_worker():
+    """No redraw of the page for HEARTBEAT_S seconds (the user went to another page) stops the run."""
+    at = _small(open_page("training"), epochs=500, kinds=["TT"])
+    at.button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    job.update(heartbeat=time.time() - 3600)
+    assert job.join(30)
+    assert job.status == "stopped" and "page was left" in job.message
 
 
 # Two sessions training at once: AppTest gives every instance the same session id ("test session
@@ -112,9 +134,24 @@ def test_clip_folder_task(tmp_path):
     at = _small(at, kinds=["BT"])
     at.button(key="train_start").click().run()
     job = at.session_state["train_job"]
-    assert job.join(120) and job.status == "done", job.error
+    assert _join(job) and job.status == "done", job.error
     assert "9 training / 3 validation clips, 3 classes" == job.data_info
     at.run()
     assert not at.exception
     at.text_input(key="train_folder").set_value(str(tmp_path / "nowhere")).run()
     assert at.error and not at.exception
+
+
+def test_paper_architectures_at_reduced_frame_size():
+    at = _small(open_page("training"))
+    at.selectbox(key="train_paper_frame").set_value("3x16x16 (768 inputs)")
+    at.button(key="train_paper_start").click().run()
+    assert not at.exception
+    job = at.session_state["train_job"]
+    assert _join(job) and job.status == "done", job.error
+    starts = [e for e in job.events if e["event"] == "start"]
+    assert [e["run"] for e in starts] == ["LSTM", "TT-LSTM (ranks 4)", "BT-LSTM (R=4, N=2)"]
+    for e in starts:
+        model = e["config"]["model"]
+        assert tuple(model["hidden_modes"]) == (4, 4, 4, 4) and model["dropout"] == 0.25
+    assert [e["input_map_params"] for e in starts][0] == 768 * 1024

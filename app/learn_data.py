@@ -132,7 +132,8 @@ def step_sentence(step, meanings: dict[str, tuple[str, int]], involves_x: bool =
     return (
         f"**{step.left}** (shape {shape_text(step.left_shape)}) meets **{step.right}** "
         f"(shape {shape_text(step.right_shape)}). {summed}{shared}. The result **{step.result}** has shape "
-        f"**{shape_text(step.result_shape)}** ({step.result_elements:,} numbers), and the step costs "
+        f"**{shape_text(step.result_shape)}** ({step.result_elements:,} numbers, "
+        f"{btcore.format_bytes(step.result_elements * btcore.dtype_bytes('float32'))} in float32), and the step costs "
         f"**{step.macs:,}** multiply-adds: the product of the sizes of every index involved."
         + ("" if involves_x else " This step joins only the format's own tensors, not x: its result is the same "
            "for every input, so its cost does not grow with the batch.")

@@ -183,8 +183,10 @@ if bt is not None and tt is not None:
 st.header("4. How the sizes grow")
 st.subheader("The Rᵈ core")
 st.markdown(
-    f"Keep your W ({cfg.in_size:,} × {cfg.out_size:,}) and split it into d modes: your own modes for d = {cfg.d}, "
-    "a balanced split by `btcore.factorize` for the others. More modes make each factor smaller, but the core "
+    f"Keep your W ({cfg.in_size:,} × {cfg.out_size:,}) and split it into d modes: "
+    + (f"your own modes for d = {cfg.d}, a balanced split by `btcore.factorize` for the others. " if 2 <= cfg.d <= 6
+       else "a balanced split by `btcore.factorize`. ")
+    + "More modes make each factor smaller, but the core "
     r"has $R^d$ entries per block: as R and d grow it soon outweighs the factors, which is why BT is used with "
     "small R (the paper: R = 4, d = 4)."
 )

@@ -169,6 +169,7 @@ def test_step_sentence_names_tensors_and_cost():
     text = ld.step_sentence(step, ld.index_meanings(spec, 16))
     assert step.left in text and step.right in text and f"{step.macs:,}" in text
     assert ld.shape_text(step.result_shape) in text
+    assert btcore.format_bytes(step.result_elements * 4) in text
 
 
 def test_build_specs_reports_invalid_formats():

@@ -317,7 +317,7 @@ def _shape_rho(kind: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     disc = np.sqrt(u * u + v * v)
     square = np.maximum(au, av)
     diamond = au + av
-    bar = np.maximum(au / 1.4, av / 0.45)
+    bar = np.maximum(au * u.dtype.type(1 / 1.4), av * u.dtype.type(1 / 0.45))
     return np.where(k == 0, disc, np.where(k == 1, square, np.where(k == 2, diamond, bar)))
 
 
@@ -387,15 +387,20 @@ def _render(task: SyntheticActions, split: int, idx: np.ndarray, labels: np.ndar
             cl_kind[n] = rng.integers(0, 4, n_clutter)
         noise[n] = rng.standard_normal((t_len, c, h, w), dtype=np.float32)
 
-    ys, xs = np.meshgrid(np.arange(h, dtype=np.float64) + 0.5, np.arange(w, dtype=np.float64) + 0.5, indexing="ij")
+    # Rendering in float32 (half the memory traffic of float64; pixels need no more).
+    f32 = np.float32
+    cx, cy, size, ang = cx.astype(f32), cy.astype(f32), size.astype(f32), ang.astype(f32)
+    fg, bg, grad = fg.astype(f32), bg.astype(f32), grad.astype(f32)
+    cl_xy, cl_r, cl_col = cl_xy.astype(f32), cl_r.astype(f32), cl_col.astype(f32)
+    ys, xs = np.meshgrid(np.arange(h, dtype=f32) + f32(0.5), np.arange(w, dtype=f32) + f32(0.5), indexing="ij")
     # Background: colour + gradient + static clutter (B, 3, H, W).
-    gx, gy = (xs / w - 0.5), (ys / h - 0.5)
+    gx, gy = (xs / f32(w) - f32(0.5)), (ys / f32(h) - f32(0.5))
     back = bg[:, :, None, None] + (grad[:, 0, None, None] * gx + grad[:, 1, None, None] * gy)[:, None]
     for j in range(n_clutter):
         u = (xs[None] - cl_xy[:, j, 0, None, None]) / cl_r[:, j, None, None]
         v = (ys[None] - cl_xy[:, j, 1, None, None]) / cl_r[:, j, None, None]
         rho = _shape_rho(cl_kind[:, j], u, v)
-        alpha = 0.6 * _soft_inside(rho, cl_r[:, j, None, None])
+        alpha = f32(0.6) * _soft_inside(rho, cl_r[:, j, None, None])
         back = back * (1 - alpha[:, None]) + cl_col[:, j, :, None, None] * alpha[:, None]
     # The moving shape (B, T, H, W).
     ca, sa = np.cos(ang)[..., None, None], np.sin(ang)[..., None, None]
@@ -407,15 +412,16 @@ def _render(task: SyntheticActions, split: int, idx: np.ndarray, labels: np.ndar
     alpha = _soft_inside(_shape_rho(kind, u, v), r)
     frames = back[:, None] * (1 - alpha[:, :, None]) + fg[:, None, :, None, None] * alpha[:, :, None]
     if c == 1:
-        frames = (0.299 * frames[:, :, 0] + 0.587 * frames[:, :, 1] + 0.114 * frames[:, :, 2])[:, :, None]
-    frames = frames.astype(np.float32) + float(task.noise) * noise
-    out = (frames - 0.5) * 2.0
+        frames = (f32(0.299) * frames[:, :, 0] + f32(0.587) * frames[:, :, 1] + f32(0.114) * frames[:, :, 2])[:, :, None]
+    frames = frames.astype(f32) + f32(task.noise) * noise
+    out = (frames - f32(0.5)) * f32(2.0)
     return np.ascontiguousarray(out.reshape(b, t_len, c * h * w), dtype=np.float32)
 
 
 def _soft_inside(rho: np.ndarray, radius) -> np.ndarray:
     """Anti-aliased inside mask: 1 inside, 0 outside, a one-pixel ramp at the edge."""
-    return np.clip((1.0 - rho) * radius + 0.5, 0.0, 1.0)
+    one, half = rho.dtype.type(1.0), rho.dtype.type(0.5)
+    return np.clip((one - rho) * radius + half, 0, one)
 
 
 def _hsv_to_rgb(hh: float, s: float, v: float) -> np.ndarray:

@@ -133,6 +133,8 @@ def test_invalid_configurations_are_explained(cfg, bad):
     errors = " ".join(e.value for e in at.error)
     for name in bad:
         assert f"{name} cannot be built" in errors
+    if bad == {"BT"}:  # "I*J = 4*4" must not become Markdown italics
+        assert r"I\*J = 4\*4 = 16" in errors
     assert at.info  # the explanation
     if "Dense" not in bad:  # the valid formats are still taught
         valid = [n for n in ("BT", "TT", "Dense") if n not in bad]

@@ -270,17 +270,38 @@ def error_vs_params(sweep: list[dict], *, main: list[dict] | None = None, dense:
         fig.add_scatter(x=xs.tolist(), y=[math.sqrt(max(0.0, 1 - x / dense)) for x in xs], mode="lines",
                         name="keep P entries", line={"color": "#7f7f7f", "dash": "dot"},
                         hovertemplate="keep %{x:,.0f} entries exactly<br>error %{y:.3f}<extra></extra>")
-    if dense:
-        fig.add_vline(x=dense, line={"color": FORMAT_COLORS["Dense"], "dash": "dot"},
-                      annotation_text=f"dense {dense:,}", annotation_position="top left")
     if pts and min(_clip(p["rel_error"]) for p in pts) < PRECISION:
         fig.add_hrect(y0=_FLOOR, y1=PRECISION, fillcolor="#bbbbbb", opacity=0.25, line_width=0,
                       annotation_text="numerical precision", annotation_position="bottom left")
-    fig.update_xaxes(type="log", title="parameters", exponentformat="SI")
-    fig.update_yaxes(type="log", title="relative error ‖W − Ŵ‖ / ‖W‖", exponentformat="power")
+    xs_all = [p["params"] for p in pts] + [r["params"] for r in (main or []) if r.get("rel_error") is not None]
+    ticks = _ticks_125(min(xs_all), max(xs_all)) if xs_all else []
+    fig.update_xaxes(type="log", title="parameters" + (f" (dense: {dense:,})" if dense else ""),
+                     tickvals=ticks, ticktext=[_si(t) for t in ticks], showgrid=True)
+    fig.update_yaxes(type="log", title="relative error ‖W − Ŵ‖ / ‖W‖", dtick=1, exponentformat="power",
+                     minor={"showgrid": True, "gridcolor": "#f0f0f0"})
     fig.update_layout(title="Error vs parameters", height=height, margin={"t": 40, "b": 10, "l": 10, "r": 10},
                       legend={"orientation": "h", "y": -0.18})
     return fig
+
+
+def _ticks_125(lo: float, hi: float) -> list[float]:
+    """1-2-5 tick values covering [lo, hi] (a log axis with a label at every one of them)."""
+    out = []
+    k = math.floor(math.log10(max(lo, 1e-300)))
+    while 10**k <= hi * 10:
+        for m in (1, 2, 5):
+            v = m * 10**k
+            if lo / 1.5 <= v <= hi * 1.5:
+                out.append(v)
+        k += 1
+    return out
+
+
+def _si(v: float) -> str:
+    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= div:
+            return f"{v / div:g}{suf}"
+    return f"{v:g}"
 
 
 def _axes(shape, small_shape):

@@ -30,6 +30,9 @@ MAX_UPLOAD = 2 * 8 * MAX_ENTRIES
 CACHE_SIZE = 6          # finished runs kept per session
 FIT_CACHE_SIZE = 400    # single fits kept per session (factors only)
 MAX_CP_RANK = 2000
+#: Progress poll period (s). Faster polling slows the fits: the many small torch ops of an ALS sweep wait
+#: for the GIL while a fragment rerun holds it (measured: 0.5 s polling up to several times slower).
+POLL_S = 1.0
 SHAPES = {
     "256 x 256 (4x4x4x4 -> 4x4x4x4)": ((4, 4, 4, 4), (4, 4, 4, 4)),
     "1,024 x 1,024 (4x8x8x4 -> 4x8x8x4)": ((4, 8, 8, 4), (4, 8, 8, 4)),
@@ -589,7 +592,7 @@ if c2.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not runnin
     job.stop()
 
 
-@st.fragment(run_every=0.5 if running else None)
+@st.fragment(run_every=POLL_S if running else None)
 def live() -> None:
     job = st.session_state.get(K + "job")
     if job is not None and job.running:
@@ -624,18 +627,21 @@ def draw_results(res: dict) -> None:
     rows = res["main"]
     if rows:
         table = pd.DataFrame([{
-            "format": r["format"], "ranks": r["ranks"], "blocks N": r["blocks"], "parameters": r["params"],
+            "format": r["format"], "ranks": r["ranks"], "blocks N": pd.NA if r["blocks"] is None else r["blocks"], "parameters": r["params"],
             "compression": r["compression"], "relative error": r["rel_error"], "fit time (s)": r["seconds"],
             "ALS sweeps": r["sweeps"], "stopped on": r["stopped on"]} for r in rows])
         st.dataframe(table, hide_index=True, width="stretch", key=K + "table", column_config={
             "parameters": st.column_config.NumberColumn(format="localized"),
+            "blocks N": st.column_config.NumberColumn(format="%d"),
             "compression": st.column_config.NumberColumn(format="%.1f x"),
             "relative error": st.column_config.NumberColumn(format="%.4g"),
             "fit time (s)": st.column_config.NumberColumn(format="%.2f"),
         })
         notes = sorted({n for r in rows for n in r["notes"]})
-        for n in notes:
-            st.caption(f"Note: {n} (a rank above that adds parameters and no expressive power).")
+        if notes:
+            with st.expander(f"Fit notes ({len(notes)})"):
+                for n in notes:
+                    st.caption(n)
         if any(r["at_precision"] for r in rows):
             st.caption("Errors below 1e-8 are at numerical precision (float64): they do not rank the formats.")
     c_chart, c_text = st.columns([3, 2], gap="large")

@@ -1,0 +1,34 @@
+"""Browser test: the Approximation page in Debian chromium; run the default fit, screenshot the charts."""
+
+import pytest
+
+from conftest import screenshot, wait_idle
+
+pytestmark = pytest.mark.browser
+
+
+def test_default_fit_and_chart(app_page):
+    pg = app_page("approximation")
+    pg.get_by_text("Formats and size").first.wait_for(timeout=60_000)
+    screenshot(pg, "approximation_before")
+    pg.locator(".st-key-approx_fit button").click()
+    # the fit runs in a worker; the fragment polls it and redraws the page when it is done
+    table = pg.locator("[data-testid=stDataFrame]")
+    table.wait_for(timeout=120_000)
+    wait_idle(pg)
+    chart = pg.locator(".st-key-approx_pareto_chart")
+    chart.wait_for(timeout=30_000)
+    chart.locator(".main-svg").first.wait_for(timeout=30_000)
+    pg.wait_for_timeout(800)  # plotly's first layout pass
+    assert pg.get_by_text("What these numbers show").first.is_visible()
+    chart.screenshot(path=str(screenshot(pg, "approximation").with_name("approximation_chart.png")))
+    pg.locator(".st-key-approx_heatmaps").screenshot(
+        path=str(screenshot(pg, "approximation").with_name("approximation_heatmaps.png")))
+    # a bad input: the error shows and the earlier results stay
+    box = pg.locator(".st-key-approx_in_modes input")
+    box.fill("4x4x4")
+    box.press("Enter")
+    wait_idle(pg)
+    pg.locator("[data-testid=stAlertContentError]").first.wait_for(timeout=30_000)
+    assert table.is_visible() and chart.is_visible()
+    screenshot(pg, "approximation_bad_input")

@@ -145,6 +145,11 @@ for tab, name in zip(st.tabs([labels[n] for n in names]), names):
         total = plan.macs
         st.markdown(f"**{len(rows)} step{'s' if len(rows) != 1 else ''}, {total:,} multiply-adds for the batch "
                     f"= {total / cfg.batch:,.0f} per sample** ({total / cfg.batch / dense_per_sample:.2%} of dense).")
+        if name != "Dense" and total / cfg.batch >= dense_per_sample:
+            st.info(f"Here {labels[name]} needs at least as many multiply-adds as the dense matrix: with a W this "
+                    "small the saved parameters do not save work. The factorized formats pay off on large layers "
+                    "such as the paper's 57,600 × 1,024; for small ones `btcore.matmul(..., method=\"auto\")` "
+                    "can form W once and do one matrix product instead.", icon=":material/info:")
         if len(rows) > 1:
             k = st.slider("Step", 1, len(rows), 1, key=K + f"step_{name}",
                           help="Move through the contraction order btcore uses.")

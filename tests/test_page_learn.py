@@ -70,6 +70,9 @@ def test_configurations_render_with_btcore_steps(name):
     # one contraction tree per format: every operand plus one node per step
     assert _nodes(at, "path") == [2 * len(btcore.plan_matmul(s, cfg.batch).steps) + 1
                                   for s in (cfg.bt_spec(), cfg.tt_spec(), cfg.dense_spec())]
+    slower = [n for n, sp in (("BT", cfg.bt_spec()), ("TT", cfg.tt_spec()))
+              if sp.macs(cfg.batch) >= cfg.dense_spec().macs(cfg.batch)]
+    assert sum("as many multiply-adds as the dense matrix" in i.value for i in at.info) == len(slower)
     sliders = {s.key for s in at.slider}
     assert "learn_step_BT" in sliders and "learn_step_TT" in sliders
 

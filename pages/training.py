@@ -24,8 +24,10 @@ from btcore.tensors import available_memory
 
 K = "train_"  # widget key prefix
 JOB_KEY = "training"
-#: A run stops when the page has not redrawn for this long (the user left the page).
-HEARTBEAT_S = 30.0
+#: A run stops when the page has not redrawn for this long: the user went to another page (closing the
+#: tab ends the session, whose release stops the worker at once). Generous, because browsers slow
+#: the timers of background tabs down to about once a minute.
+HEARTBEAT_S = 90.0
 FRAME_SIZES = {"3x16x16 (768 inputs)": "3x16x16", "3x32x32 (3,072 inputs)": "3x32x32",
                "3x48x64 (9,216 inputs)": "3x48x64", "3x120x160 (57,600: the paper's UCF11 frames)": "3x120x160"}
 KIND_LABELS = {"Dense": "dense", "TT": "tt", "BT": "bt"}
@@ -203,8 +205,6 @@ def make_target(runs: list[TrainConfig], data_spec: dict):
 
 
 def launch(runs: list[TrainConfig]) -> None:
-    for r in runs:  # a run must be able to be stopped: pass the page's threads to each config
-        r.threads = int(threads)
     spec = {"source": source, "folder": folder.strip(), "frame_shape": frame_shape, "frames": int(frames),
             "classes": classes, "train_size": int(train_size or 0), "val_size": int(val_size or 0),
             "seed": int(seed), "noise": float(noise or 0)}
@@ -230,7 +230,8 @@ def live() -> None:
     job = get_job(JOB_KEY)
     if job is None:
         st.info("Choose the models and press **Train**. Runs go one after another on the same data; each keeps "
-                "its history.", icon=":material/model_training:")
+                f"its history. A run stops when you press Stop, close the tab, or leave this page (after about "
+                f"{HEARTBEAT_S:.0f} s without a redraw).", icon=":material/model_training:")
         return
     job.update(heartbeat=time.time())
     snap = job.snapshot()

@@ -295,13 +295,30 @@ class SyntheticSplit:
         x = _render(self.task, _SPLITS[self.name], idx, self._labels[idx])
         return torch.from_numpy(x), torch.from_numpy(self._labels[idx].copy())
 
+    def prepare(self, should_stop=None, progress=None) -> bool:
+        """Fill the in-memory cache now (when the split fits), in chunks of 256 clips.
+
+        ``should_stop()`` is checked between chunks (False is returned, nothing kept);
+        ``progress(fraction)`` is called after each chunk. True when the data are ready.
+        """
+        if not self.cached or self._cache is not None:
+            return True
+        chunks = []
+        for s in range(0, self.size, 256):
+            if should_stop is not None and should_stop():
+                return False
+            chunks.append(self.generate(np.arange(s, min(s + 256, self.size))))
+            if progress is not None:
+                progress(min(1.0, (s + 256) / self.size))
+        self._cache = (torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks]))
+        return True
+
     def get(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
         """Clips ``indices``: from the in-memory cache when the split fits, else rendered now."""
         if not self.cached:
             return self.generate(indices)
         if self._cache is None:
-            chunks = [self.generate(np.arange(s, min(s + 256, self.size))) for s in range(0, self.size, 256)]
-            self._cache = (torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks]))
+            self.prepare()
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         return self._cache[0][idx], self._cache[1][idx]
 

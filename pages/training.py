@@ -174,8 +174,12 @@ def make_target(runs: list[TrainConfig], data_spec: dict):
                                     classes=data_spec["classes"], train_size=data_spec["train_size"],
                                     val_size=data_spec["val_size"], seed=data_spec["seed"], noise=data_spec["noise"])
             train_set, val_set = task.splits()
-            train_set.get([0])
-            val_set.get([0])
+            for name, part in (("training", train_set), ("validation", val_set)):
+                ok = part.prepare(should_stop=lambda: job.should_stop,
+                                  progress=lambda f, name=name: job.update(message=f"generating {name} clips: {f:.0%}"))
+                if not ok:
+                    job.update(message="stopped by request")
+                    return []
         else:
             train_set, val_set = load_clip_folder(data_spec["folder"], data_spec["frame_shape"], data_spec["frames"],
                                                   seed=data_spec["seed"])

@@ -68,6 +68,14 @@ def test_motion_is_in_the_order_not_the_mean_frame():
     assert mean_frame_features(x).shape == (64, 768)
 
 
+def test_prepare_can_be_stopped():
+    split = SyntheticActions(**{**SMALL, "train_size": 300}).split("train")  # two chunks of at most 256
+    seen = []
+    assert split.prepare(should_stop=lambda: bool(seen), progress=seen.append) is False
+    assert len(seen) == 1 and split._cache is None
+    assert split.prepare(progress=seen.append) is True and split.get([0])[0].shape == (1, 6, 768)
+
+
 def test_grey_and_paper_size():
     grey = SyntheticActions(frame_shape="16x16", train_size=4, val_size=4).split("train")
     assert grey.get([0])[0].shape == (1, 8, 256)

@@ -124,6 +124,8 @@ def _trained_matrices() -> dict:
 def _on_trained() -> None:
     mats = _trained_matrices()
     name = st.session_state.get(K + "trained")
+    if name not in mats and mats:
+        name = next(iter(mats))
     if st.session_state.get(K + "target") == "trained" and name in mats:
         _set_modes(mats[name][1], mats[name][2])
         st.session_state[K + "shape"] = CUSTOM

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 
 __all__ = ["FORMAT_COLORS", "params_vs_rank", "bt_heatmap", "format_bars"]
@@ -28,8 +30,10 @@ def params_vs_rank(rows: list[dict], dense_params: int, current: dict | None = N
                         name=f"BT, N={n}", line={"color": FORMAT_COLORS["BT"], "dash": ["solid", "dash", "dot", "dashdot"][i % 4]},
                         opacity=1.0 - 0.15 * i,
                         hovertemplate=f"BT N={n}, R=%{{x}}<br>%{{y:,}} params<extra></extra>")
-    fig.add_hline(y=dense_params, line={"color": FORMAT_COLORS["Dense"], "dash": "dash"},
-                  annotation_text=f"dense {dense_params:,}", annotation_position="bottom right")
+    fig.add_hline(y=dense_params, line={"color": FORMAT_COLORS["Dense"], "dash": "dash"})
+    # Annotations on a log axis take log10 coordinates.
+    fig.add_annotation(y=math.log10(dense_params), x=1, xref="paper", xanchor="right", yanchor="bottom",
+                       text=f"dense {dense_params:,}", showarrow=False)
     for name, (rank, params) in (current or {}).items():
         fig.add_scatter(x=[rank], y=[params], mode="markers", name=f"your {name}",
                         marker={"symbol": "star", "size": 16, "color": FORMAT_COLORS[name], "line": {"width": 1, "color": "black"}},
@@ -46,8 +50,6 @@ def bt_heatmap(ranks: list[int], blocks: list[int], values: list[list[float]], *
 
     Cells that are not valid configurations hold ``None``. Colours use log10 of the value.
     """
-    import math
-
     z = [[math.log10(v) if v else None for v in row] for row in values]
     text = [[("" if v is None else (f"{v:,.0f}" if v >= 10 else f"{v:.2g}")) for v in row] for row in values]
     cells = len(ranks) * len(blocks)

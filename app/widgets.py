@@ -6,7 +6,7 @@ import re
 
 import streamlit as st
 
-__all__ = ["parse_ints", "format_ints", "rank_text", "parse_rank", "show_error"]
+__all__ = ["parse_ints", "format_ints", "rank_text", "parse_rank", "escape_markdown", "show_error"]
 
 
 def parse_ints(text: str, field: str) -> tuple[int, ...]:
@@ -39,7 +39,12 @@ def parse_rank(text: str, field: str) -> int | tuple[int, ...]:
     return vals[0] if len(vals) == 1 else vals
 
 
+def escape_markdown(text: str) -> str:
+    """Escape the characters Markdown would turn into emphasis or code (``I*J`` stays ``I*J``)."""
+    return re.sub(r"([\\`*_~])", r"\\\1", text)
+
+
 def show_error(exc: Exception, context: str | None = None) -> None:
     """Show a library error as ``st.error`` (its message names the field and the fix)."""
-    msg = str(exc) or type(exc).__name__
+    msg = escape_markdown(str(exc) or type(exc).__name__)
     st.error(f"**{context}:** {msg}" if context else msg, icon=":material/error:")

@@ -46,7 +46,7 @@ st.markdown(
 )
 for name, msg in errors.items():
     # btcore's messages contain products like "I*J = 4*4", which Markdown would turn into italics
-    show_error(ValueError(msg.replace("*", r"\*")), f"{name} cannot be built from this configuration")
+    show_error(ValueError(msg), f"{name} cannot be built from this configuration")
 if errors:
     st.info("The page explains what it can and skips the rest. A format is invalid when its modes do not pair up "
             "(the row and column modes need the same count d), when a rank is larger than the mode or bond it "

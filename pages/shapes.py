@@ -9,6 +9,7 @@ from app.state import PRESETS, LabConfig, get_config, set_config
 from app.widgets import format_ints, parse_ints, parse_rank, rank_text, show_error
 
 K = "shapes_"  # widget key prefix
+PRESET_KEY = "btlab_preset"  # the last preset chosen; widget state is dropped when the page is left
 
 
 def _load_widgets(cfg: LabConfig, preset: str | None = None) -> None:
@@ -27,13 +28,14 @@ def _load_widgets(cfg: LabConfig, preset: str | None = None) -> None:
 
 def _apply_preset() -> None:
     name = st.session_state[K + "preset"]
+    st.session_state[PRESET_KEY] = name
     if name in PRESETS:
         _load_widgets(PRESETS[name])
 
 
 def _suggest_modes() -> None:
     """Refill the mode boxes with balanced factorizations of the sizes (on size or d change)."""
-    st.session_state[K + "preset"] = "Custom"
+    _mark_custom()
     st.session_state.pop(K + "suggest_error", None)
     d = st.session_state[K + "d"]
     for side in ("in", "out"):
@@ -44,11 +46,19 @@ def _suggest_modes() -> None:
 
 
 def _mark_custom() -> None:
-    st.session_state[K + "preset"] = "Custom"
+    st.session_state[K + "preset"] = st.session_state[PRESET_KEY] = "Custom"
+
+
+def _preset_name(cfg: LabConfig) -> str:
+    """The preset last chosen if the configuration still is it, else the first that matches."""
+    last = st.session_state.get(PRESET_KEY)
+    if last in PRESETS and PRESETS[last] == cfg:
+        return last
+    return next((n for n, c in PRESETS.items() if c == cfg), "Custom")
 
 
 if K + "in_modes" not in st.session_state:
-    _load_widgets(get_config(), preset=next((n for n, c in PRESETS.items() if c == get_config()), "Custom"))
+    _load_widgets(get_config(), preset=_preset_name(get_config()))
 
 st.title("Shapes & parameters")
 st.caption("Tensorize a weight matrix W (I x J) and compare how many parameters and multiply-adds each "

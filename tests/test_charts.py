@@ -24,3 +24,11 @@ def test_format_bars():
     rows = [btcore.summary_row(s) for s in (btcore.DenseSpec(16, 16), btcore.BTSpec((4, 4), (4, 4), 2, 2))]
     fig = charts.format_bars(rows, "params", "parameters")
     assert list(fig.data[0].y) == [256, rows[1]["params"]]
+
+
+def test_dense_label_sits_on_the_dense_line():
+    import math
+
+    fig = charts.params_vs_rank(btcore.param_sweep((4, 4), (4, 4), [1, 2]), 256)
+    (note,) = fig.layout.annotations
+    assert note.y == math.log10(256) and "dense 256" in note.text

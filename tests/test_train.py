@@ -55,8 +55,11 @@ def test_every_kind_learns(data, kind):
     for e in steps:
         assert e["step_time"] > 0 and e["examples_per_s"] > 0 and e["params"] == res.params
     first, last = evals[0], evals[-1]
-    assert last["train_loss"] < first["train_loss"] - 0.2
-    assert last["val_acc"] >= 0.4, f"{kind}: validation accuracy {last['val_acc']:.2f} (chance 0.25)"
+    # The dense map (50k input weights for 512 clips) generalises worst: about 0.45 here, the factorized
+    # ones about 0.65 (chance 0.25). Thresholds leave room for other BLAS builds.
+    drop, acc = (0.1, 0.35) if kind == "dense" else (0.4, 0.5)
+    assert last["train_loss"] < first["train_loss"] - drop
+    assert last["val_acc"] >= acc, f"{kind}: validation accuracy {last['val_acc']:.2f} (chance 0.25)"
     assert res.final["val_acc"] == last["val_acc"]
     assert res.params == res.config.model.num_params() == sum(p.numel() for p in res.model.parameters())
 

@@ -261,6 +261,7 @@ def live() -> None:
     rows = ct.metrics_rows(events)
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key=K + "metrics", column_config={
+            "run": st.column_config.TextColumn(width="medium"),
             "parameters": st.column_config.NumberColumn(format="localized"),
             "input-map parameters": st.column_config.NumberColumn(format="localized"),
             "train loss": st.column_config.NumberColumn(format="%.3f"),

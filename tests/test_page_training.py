@@ -155,3 +155,46 @@ def test_paper_architectures_at_reduced_frame_size():
         model = e["config"]["model"]
         assert tuple(model["hidden_modes"]) == (4, 4, 4, 4) and model["dropout"] == 0.25
     assert [e["input_map_params"] for e in starts][0] == 768 * 1024
+
+
+# -- the chart builders (pure functions of the trainer's events) ----------------------------------
+
+def _events():
+    start = {"event": "start", "run": "BT", "params": 100, "input_map_params": 10, "total_steps": 4,
+             "config": {"model": {"kind": "bt"}}}
+    steps = [{"event": "step", "run": "BT", "step": i, "epoch": i / 2, "train_loss": 2.0 - 0.1 * i, "train_acc": 0.5,
+              "step_time": 0.01, "examples_per_s": 3200.0} for i in (1, 2, 3)]
+    ev = {"event": "eval", "run": "BT", "step": 2, "epoch": 1.0, "train_loss": 1.85, "train_acc": 0.4,
+          "val_loss": 1.9, "val_acc": 0.3}
+    dense = [{"event": "start", "run": "LSTM", "params": 1000, "total_steps": 4, "config": {"model": {"kind": "dense"}}},
+             {"event": "step", "run": "LSTM", "step": 1, "train_loss": float("nan"), "step_time": 0.02,
+              "examples_per_s": 1600.0},
+             {"event": "end", "run": "LSTM", "status": "diverged", "reason": "non-finite loss"}]
+    return [start, *steps, ev, *dense]
+
+
+def test_chart_builders():
+    from app import charts_training as ct
+    from app.charts import FORMAT_COLORS
+
+    events = _events()
+    loss = ct.loss_figure(events)
+    names = [t.name for t in loss.data]
+    assert names == ["BT train", "BT validation"]  # the NaN step of LSTM draws nothing
+    assert list(loss.data[0].x) == [1, 2, 3] and loss.data[0].line.color == FORMAT_COLORS["BT"]
+    acc = ct.accuracy_figure(events, chance=0.25)
+    assert [t.name for t in acc.data] == ["BT train", "BT validation"] and list(acc.data[1].y) == [0.3]
+    rows = ct.metrics_rows(events)
+    assert [r["run"] for r in rows] == ["BT", "LSTM"]
+    assert rows[0]["status"] == "running" and rows[0]["step"] == 3 and rows[0]["val accuracy"] == 0.3
+    assert rows[1]["status"] == "diverged" and rows[1]["note"] == "non-finite loss"
+    assert ct.run_color("x", "tt", 0) == FORMAT_COLORS["TT"]
+
+
+def test_paper_rows():
+    from app import charts_training as ct
+    from btcore.rnn import ucf11_config
+
+    rows = ct.paper_rows({k: ucf11_config(k) for k in ("dense", "tt", "bt")})
+    assert [r["input-map parameters"] for r in rows] == [58_982_400, 3_360, 3_392]
+    assert int(rows[2]["compression"]) == 17_388  # the paper's "17,388 times fewer"

@@ -202,6 +202,11 @@ def explain(rows: list[dict], sweep: list[dict], target: str, shape: tuple[int, 
     }.get(target)
     if context:
         lines.append(context)
+    if target == "gaussian" and ok:
+        best = ok[0]
+        keep = math.sqrt(max(0.0, 1.0 - best["params"] / max(1, I * J)))
+        lines.append(f"Here: keeping {best['params']:,} of the {I * J:,} entries exactly gives {keep:.3f}; the best "
+                     f"format, {best['format']}, reaches {_fmt_err(best['rel_error'])}.")
     if tall and target != "kernel":
         lines.append("This matrix is tall (one side ≥ 8x the other): the setting where BT wins most clearly in "
                      "REFERENCE.md's comparisons.")
@@ -312,7 +317,8 @@ def _axes(shape, small_shape):
 
 def heatmaps(target: np.ndarray, recons: dict[str, np.ndarray], *, shape: tuple[int, int] | None = None,
              errors: dict[str, float] | None = None, height: int = 330) -> go.Figure:
-    """The target and each reconstruction side by side, one colour scale (the target's range).
+    """The target and each reconstruction side by side, one colour scale: the target's 0.5-99.5
+    percentile range (diverging and symmetric around 0 for signed data, else Viridis).
 
     Arrays are already downsampled for display; ``shape`` is the full matrix's (I, J), used for the
     axis coordinates. ``errors`` adds each format's relative error to its subplot title.
@@ -323,13 +329,18 @@ def heatmaps(target: np.ndarray, recons: dict[str, np.ndarray], *, shape: tuple[
     n = len(items)
     fig = make_subplots(rows=1, cols=n, subplot_titles=[t for t, _ in items], horizontal_spacing=0.02)
     t = np.asarray(target, dtype=np.float64)
-    zmin, zmax = float(t.min()), float(t.max())
+    zmin, zmax = (float(v) for v in np.percentile(t, [0.5, 99.5]))  # robust: a few outliers keep their colour
+    signed = zmin < 0 < zmax
+    if signed:  # signed data: diverging colours, symmetric around 0
+        zmax = max(-zmin, zmax)
+        zmin = -zmax
     if zmin == zmax:
         zmin, zmax = zmin - 1, zmax + 1
+    scale = "RdBu_r" if signed else "Viridis"
     shape = shape or t.shape
     for k, (title, A) in enumerate(items):
         x, y = _axes(shape, A.shape)
-        fig.add_trace(go.Heatmap(z=A, x=x, y=y, zmin=zmin, zmax=zmax, colorscale="Viridis", showscale=k == n - 1,
+        fig.add_trace(go.Heatmap(z=A, x=x, y=y, zmin=zmin, zmax=zmax, colorscale=scale, showscale=k == n - 1,
                                  name=title.split(" ")[0] if k else "target",
                                  colorbar={"thickness": 12, "len": 0.9},
                                  hovertemplate="row %{y:.0f}, col %{x:.0f}<br>%{z:.3g}<extra></extra>"),
@@ -347,7 +358,7 @@ def residual_heatmap(residual: np.ndarray, fmt: str, *, shape: tuple[int, int] |
     R = np.asarray(residual, dtype=np.float64)
     m = float(np.abs(R).max()) or 1.0
     x, y = _axes(shape or R.shape, R.shape)
-    fig = go.Figure(go.Heatmap(z=R, x=x, y=y, zmin=-m, zmax=m, colorscale="RdBu", zmid=0, name=f"residual {fmt}",
+    fig = go.Figure(go.Heatmap(z=R, x=x, y=y, zmin=-m, zmax=m, colorscale="RdBu_r", zmid=0, name=f"residual {fmt}",
                                colorbar={"thickness": 12},
                                hovertemplate="row %{y:.0f}, col %{x:.0f}<br>%{z:.3g}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title="row i")
@@ -373,7 +384,8 @@ def convergence(histories: dict[str, list[float]], *, height: int = 330) -> go.F
             fig.add_scatter(x=list(range(len(errs))), y=ys, mode="lines+markers", name=fmt,
                             line={"color": FORMAT_COLORS.get(base, "#999")}, marker={"size": 5},
                             hovertemplate=f"{fmt}: sweep %{{x}}<br>error %{{y:.4g}}<extra></extra>")
-    fig.update_yaxes(type="log", title="relative error", exponentformat="power")
+    fig.update_yaxes(type="log", title="relative error", exponentformat="power", dtick=1,
+                     minor={"showgrid": True, "gridcolor": "#f0f0f0"})
     fig.update_xaxes(title="ALS sweep (kept start)")
     fig.update_layout(title="ALS convergence", height=height, margin={"t": 40, "b": 10, "l": 10, "r": 10},
                       legend={"orientation": "h", "y": -0.25})

@@ -24,6 +24,12 @@ def test_default_fit_and_chart(app_page):
     chart.screenshot(path=str(screenshot(pg, "approximation").with_name("approximation_chart.png")))
     pg.locator(".st-key-approx_heatmaps").screenshot(
         path=str(screenshot(pg, "approximation").with_name("approximation_heatmaps.png")))
+    conv = pg.locator(".st-key-approx_convergence")
+    conv.scroll_into_view_if_needed()
+    pg.wait_for_timeout(500)
+    conv.screenshot(path=str(screenshot(pg, "approximation").with_name("approximation_convergence.png")))
+    pg.locator(".st-key-approx_residual").screenshot(
+        path=str(screenshot(pg, "approximation").with_name("approximation_residual.png")))
     # a bad input: the error shows and the earlier results stay
     box = pg.locator(".st-key-approx_in_modes input")
     box.fill("4x4x4")

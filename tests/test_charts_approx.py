@@ -88,6 +88,7 @@ def test_explain_names_the_winner_ties_and_worst():
 def test_explain_random_and_tall_and_precision():
     text = ca.explain(ROWS, [], "gaussian", (4096, 256))
     assert "random matrix" in text and "√(1 − P/IJ)" in text
+    assert "keeping 1,024 of the 1,048,576 entries exactly gives 1.000" in text  # BT, the best row
     assert "tall" in text
     prec = ca.explain([{"format": "TT", "params": 10, "rel_error": 1e-12},
                        {"format": "BT", "params": 10, "rel_error": 3e-12}], [], "kernel", (256, 256))
@@ -128,7 +129,10 @@ def test_heatmaps_share_one_scale():
     fig = ca.heatmaps(T, {"BT": T * 0.5, "TT": T + 1}, shape=(300, 400), errors={"BT": 0.5, "TT": 0.1}).to_dict()
     hm = [t for t in fig["data"] if t["type"] == "heatmap"]
     assert len(hm) == 3
-    assert {t["zmin"] for t in hm} == {0.0} and {t["zmax"] for t in hm} == {11.0}
+    assert len({t["zmin"] for t in hm}) == 1 and len({t["zmax"] for t in hm}) == 1
+    assert 0 <= hm[0]["zmin"] < 0.1 and 10.9 < hm[0]["zmax"] <= 11 and hm[0]["colorscale"][0][1] == "#440154"  # Viridis
+    signed = ca.heatmaps(T - 5.5, {"BT": T}).to_dict()["data"][0]
+    assert signed["zmin"] == -signed["zmax"]  # signed data: symmetric diverging scale
     assert sum(bool(t.get("showscale")) for t in hm) == 1
     titles = [a["text"] for a in fig["layout"]["annotations"]]
     assert titles[0] == "target W" and "BT (error 0.5)" in titles

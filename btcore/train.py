@@ -104,13 +104,22 @@ def model_config(kind: str = "bt", cell: str = "lstm", *, frame_shape=(3, 32, 32
 
 def fit_model_config(kind: str, cell: str = "lstm", *, frame_shape=(3, 32, 32), hidden: int = 64, d: int = 4,
                      rank=4, blocks: int = 2, tt_ranks=4, classes: int = 8, dropout: float = 0.0,
-                     readout: str = "last") -> tuple[ClassifierConfig, list[str]]:
+                     readout: str = "last", in_modes=None, hidden_modes=None) -> tuple[ClassifierConfig, list[str]]:
     """Like :func:`model_config`, falling back to defaults (d=4, R=4, N=2, TT ranks 4) for what does not fit.
 
+    ``in_modes`` / ``hidden_modes`` (e.g. the Shapes page's 8x20x20x18) are used when their product is
+    the frame size / hidden size and their order is ``d``; otherwise the sizes are factorized.
     Returns ``(config, notes)``; each note says what was replaced and why.
     """
+    c, h, w = parse_frame_shape(frame_shape)
+    if in_modes is not None and (math.prod(in_modes) != c * h * w or len(in_modes) != d):
+        in_modes = None
+    if hidden_modes is not None and (math.prod(hidden_modes) != hidden or len(hidden_modes) != d):
+        hidden_modes = None
     notes: list[str] = []
-    tries = [dict(d=d, rank=rank, blocks=blocks, tt_ranks=tt_ranks)]
+    tries = [dict(d=d, rank=rank, blocks=blocks, tt_ranks=tt_ranks, in_modes=in_modes, hidden_modes=hidden_modes)]
+    if in_modes is not None or hidden_modes is not None:
+        tries.append(dict(d=d, rank=rank, blocks=blocks, tt_ranks=tt_ranks, in_modes=None, hidden_modes=None))
     if d != 4:
         tries.append(dict(d=4, rank=rank, blocks=blocks, tt_ranks=tt_ranks))
     tries += [dict(d=4, rank=4, blocks=blocks, tt_ranks=4), dict(d=4, rank=4, blocks=2, tt_ranks=4),
@@ -124,8 +133,8 @@ def fit_model_config(kind: str, cell: str = "lstm", *, frame_shape=(3, 32, 32), 
             first_error = first_error or exc
             continue
         if t != tries[0]:
-            changed = ", ".join(f"{k}={t[k]}" for k in t if t[k] != tries[0][k])
-            notes.append(f"{kind.upper()}: {first_error} -> using {changed}")
+            changed = ", ".join(f"{k}={t.get(k)}" for k in t if t.get(k) != tries[0].get(k) and t.get(k) is not None)
+            notes.append(f"{kind.upper()}: {first_error} -> using {changed or 'factorized modes'}")
         return cfg, notes
     raise first_error  # type: ignore[misc]
 

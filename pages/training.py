@@ -17,7 +17,7 @@ from app.jobs import get_job, start_job
 from app.state import get_config
 from app.widgets import format_ints, parse_rank, rank_text, show_error
 from btcore.data import ACTION_NAMES, SyntheticActions, load_clip_folder, parse_frame_shape
-from btcore.rnn import ucf11_config
+from btcore.rnn import GATES, ucf11_config
 from btcore.train import (OPTIMIZERS, TrainConfig, compare, cpu_count, device_name, estimate_memory, fit_model_config,
                           histories_csv, save_checkpoint, summary)
 from btcore.tensors import available_memory
@@ -118,11 +118,17 @@ try:
     bt_rank = parse_rank(bt_rank_text, "BT rank")
     tt_ranks = parse_rank(tt_rank_text, "TT ranks")
     n_classes = classes or 2
+    # The Shapes page's modes when they fit: its input modes if they multiply to the frame size, its
+    # output modes (gates folded into the first) if they are this cell's gates x the hidden size.
+    gates = GATES[cell]
+    shared_hidden = None
+    if shared.out_modes[0] % gates == 0:
+        shared_hidden = (shared.out_modes[0] // gates,) + tuple(shared.out_modes[1:])
     model_cfgs, notes = [], []
     for label in kinds:
         mc, note = fit_model_config(KIND_LABELS[label], cell, frame_shape=frame_shape, hidden=int(hidden), d=int(d),
                                     rank=bt_rank, blocks=int(blocks), tt_ranks=tt_ranks, classes=n_classes,
-                                    dropout=float(dropout))
+                                    dropout=float(dropout), in_modes=shared.in_modes, hidden_modes=shared_hidden)
         model_cfgs.append(mc)
         notes += note
 except ValueError as exc:
@@ -145,9 +151,11 @@ for m in model_cfgs:
                       "all parameters": m.num_params(), "training memory (est.)": btcore.format_bytes(mem["training"]),
                       "_bytes": mem["training"]})
 st.divider()
+from_shapes = lambda modes, mine: " (the Shapes page's)" if tuple(modes) == tuple(mine or ()) else ""  # noqa: E731
 st.markdown(f"**Before launch:** frames of {format_ints(frame_shape)} = {btcore.shapes.prod(frame_shape):,} inputs "
-            f"are tensorized as **{format_ints(model_cfgs[0].in_modes)}**, hidden {int(hidden)} as "
-            f"**{format_ints(model_cfgs[-1].hidden_modes)}**.")
+            f"are tensorized as **{format_ints(model_cfgs[-1].in_modes)}**"
+            f"{from_shapes(model_cfgs[-1].in_modes, shared.in_modes)}, hidden {int(hidden)} as "
+            f"**{format_ints(model_cfgs[-1].hidden_modes)}**{from_shapes(model_cfgs[-1].hidden_modes, shared_hidden)}.")
 for note in notes:
     st.info(f"Adjusted to fit this frame size: {note}", icon=":material/tune:")
 st.dataframe(pd.DataFrame(size_rows).drop(columns="_bytes"), hide_index=True, width="stretch", key=K + "sizes",

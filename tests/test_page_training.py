@@ -55,6 +55,17 @@ def test_sizes_before_launch_follow_the_shared_config():
     assert list(paper["paper's UCF11 accuracy"]) == [0.697, 0.796, 0.853]
 
 
+def test_paper_frame_size_uses_the_shapes_page_modes():
+    at = open_page("training")  # the shared config is the paper's: 8x20x20x18 -> 16x4x4x4, R=4, N=2
+    at.selectbox(key="train_frame").set_value("3x120x160 (57,600: the paper's UCF11 frames)")
+    at.select_slider(key="train_hidden").set_value(256).run()
+    assert not at.exception
+    sizes = at.dataframe[0].value
+    assert set(sizes["input modes"]) == {"8x20x20x18"} and set(sizes["hidden modes"]) == {"4x4x4x4"}
+    assert list(sizes["input-map parameters"]) == [58_982_400, 3_360, 3_392]
+    assert any("(the Shapes page's)" in m.value for m in at.markdown)
+
+
 def test_rank_that_does_not_fit_is_replaced_with_a_note():
     at = open_page("training")
     at.text_input(key="train_bt_rank").set_value("40").run()

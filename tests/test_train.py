@@ -173,6 +173,11 @@ def test_configs_and_errors(data):
     fitted, notes = fit_model_config("bt", frame_shape=(3, 32, 32), hidden=64, rank=40, blocks=2)
     assert fitted.rank == 4 and notes and "rank" in notes[0]
     assert fit_model_config("tt", frame_shape=(3, 32, 32), hidden=64)[1] == []
+    paper, _ = fit_model_config("bt", frame_shape=(3, 120, 160), hidden=256, in_modes=(8, 20, 20, 18),
+                                hidden_modes=(4, 4, 4, 4))
+    assert paper.in_modes == (8, 20, 20, 18) and paper.input_map_params() == 3_392
+    other, _ = fit_model_config("bt", frame_shape=(3, 32, 32), hidden=64, in_modes=(8, 20, 20, 18))
+    assert other.in_modes == (8, 8, 8, 6)  # modes that do not multiply to the frame size are ignored
     mem = estimate_memory(model_config("dense", frame_shape=(3, 120, 160), hidden=256), 16, 8)
     assert mem["params"] > 4 * 57_600 * 1024 and mem["training"] > mem["params"]
     with pytest.raises(ValueError, match="optimizer"):

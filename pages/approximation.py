@@ -571,6 +571,8 @@ def harvest() -> bool:
                 cache.popitem(last=False)
         if res["main"] or res["sweep"]:
             st.session_state[K + "shown"] = res
+        elif res["stopped"]:
+            st.session_state[K + "job_note"] = "Stopped before any fit finished; the results below (if any) are older."
         st.session_state[K + "from_cache"] = False
     return True
 
@@ -581,6 +583,7 @@ running = job is not None and job.running
 c1, c2, _ = st.columns([1, 1, 4])
 if c1.button("Fit", type="primary", icon=":material/play_arrow:", key=K + "fit", disabled=running or spec is None):
     st.session_state.pop(K + "job_error", None)
+    st.session_state.pop(K + "job_note", None)
     cached = _cache().get(spec["key"])
     if cached is not None:
         _cache().move_to_end(spec["key"])
@@ -608,6 +611,8 @@ def live() -> None:
         return
     if harvest():  # finished while only this fragment was rerunning: redraw the page
         st.rerun()
+    if st.session_state.get(K + "job_note"):
+        st.info(st.session_state[K + "job_note"], icon=":material/stop_circle:")
     if st.session_state.get(K + "job_error"):
         st.error(f"**The fit failed:** {st.session_state[K + 'job_error']}", icon=":material/error:")
 
@@ -695,7 +700,7 @@ def draw_results(res: dict) -> None:
 
 shown = st.session_state.get(K + "shown")
 if shown is None:
-    st.info("Pick a target and a size, then press **Fit**. The default, a 256 x 256 matrix with exact BT structure, "
-            "takes a few seconds.", icon=":material/compare:")
+    st.info("Pick a target and a size, then press **Fit**. The default (256 x 256, exact BT structure, budget 1,000 "
+            "and a sweep over 5 budgets) takes a few seconds.", icon=":material/compare:")
 else:
     draw_results(shown)

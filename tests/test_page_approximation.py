@@ -214,3 +214,19 @@ def test_fit_that_would_not_fit_in_memory(monkeypatch):
     assert not at.exception
     assert any("more than 50%" in e and "choose smaller modes" in e for e in _errors(at))
     assert at.button(key="approx_fit").disabled
+
+
+def test_stop_keeps_partial_results_out_of_the_cache():
+    at = open_page("approximation")
+    at.selectbox(key="approx_shape").set_value("1,024 x 1,024 (4x8x8x4 -> 4x8x8x4)").run()
+    at.button(key="approx_fit").click().run()
+    job = at.session_state["approx_job"]
+    assert at.get("progress")  # feedback while the worker runs
+    assert not at.button(key="approx_stop").disabled
+    at.button(key="approx_stop").click().run()
+    assert job.join(60) and job.status == "stopped"
+    at.run()
+    assert not at.exception
+    assert (any("Stopped: partial results" in w.value for w in at.warning)
+            or any("Stopped before any fit finished" in i.value for i in at.info))
+    assert len(at.session_state["approx_cache"]) == 0

@@ -230,3 +230,31 @@ def test_stop_keeps_partial_results_out_of_the_cache():
     assert (any("Stopped: partial results" in w.value for w in at.warning)
             or any("Stopped before any fit finished" in i.value for i in at.info))
     assert len(at.session_state["approx_cache"]) == 0
+
+
+def test_failed_fits_and_failed_jobs_are_errors(monkeypatch):
+    from btcore import decompose
+
+    def no_memory(*args, **kwargs):
+        raise ValueError("fitting BT needs 9.0 GiB, more than 50% of the 1.0 GiB free on cpu; use fewer blocks")
+
+    monkeypatch.setattr(decompose, "fit_bt", no_memory)
+    at = open_page("approximation")
+    at.slider(key="approx_sweep").set_value(0).run()
+    at = _fit(at)
+    assert not at.exception
+    assert sum("A fit failed" in e and "9.0 GiB" in e for e in _errors(at)) == 4  # 2 BT candidates, Tucker, CP
+    assert list(at.dataframe[0].value["format"]) == ["TT"]  # what did fit is still shown
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(targets, "make_target", broken)
+    at.selectbox(key="approx_target").set_value("kernel").run()
+    at.button(key="approx_fit").click().run()
+    job = at.session_state["approx_job"]
+    assert job.join(60) and job.status == "failed"
+    at.run()
+    assert not at.exception
+    assert any("The fit failed" in e and "boom" in e for e in _errors(at))
+    assert list(at.dataframe[0].value["format"]) == ["TT"]  # earlier results stay

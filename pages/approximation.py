@@ -43,8 +43,8 @@ DEFAULT_SHAPE = next(iter(SHAPES))
 SHAPES_PAGE = "Shapes page's modes"
 CUSTOM = "Custom"
 TARGETS = {
-    "bt": "Exact BT structure (N=2, R=3) + noise",
-    "tt": "Exact TT structure (ranks 4) + noise",
+    "bt": "Exact BT (N=2, R=3) + noise",
+    "tt": "Exact TT (ranks 4) + noise",
     "kernel": "Smooth kernel",
     "gaussian": "Gaussian random",
     "image": "Image",
@@ -310,7 +310,7 @@ target_keys = [k for k in TARGETS if k != "trained" or trained]
 if st.session_state.get(K + "target") not in target_keys:
     st.session_state[K + "target"] = "bt"
 
-c_target, c_shape, c_size = st.columns(3, gap="large")
+c_target, c_shape, c_size = st.columns([1, 1, 1.3], gap="large")
 errors: list[tuple[str, Exception]] = []
 waiting = False  # an upload not chosen yet: no spec, no error
 W_given, target_kwargs, target_extra = None, {}, ()
@@ -533,7 +533,7 @@ if spec is not None:
     st.caption(f"Target {I:,} x {J:,} = {I * J:,} entries ({btcore.format_bytes(8 * I * J)} in float64); the fits "
                f"need about {btcore.format_bytes(ca.fit_bytes(I, J, len(formats)))} of the "
                f"{btcore.format_bytes(btcore.available_memory())} free. {n_main} fits at your size, "
-               f"{len(spec['tasks']) - n_main} more for the sweep over budgets "
+               f"up to {len(spec['tasks']) - n_main} more (repeats are fitted once) for the sweep over budgets "
                f"{', '.join(f'{b:,}' for b in spec['budgets']) or '(off)'}.")
 
 

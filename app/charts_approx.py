@@ -135,7 +135,8 @@ def explain(rows: list[dict], sweep: list[dict], target: str, shape: tuple[int, 
 
     ``rows``: the main fits (``format``, ``params``, ``rel_error``); ``sweep``: the sweep points
     (``budget``, ``format``, ``params``, ``rel_error``); ``target``: "gaussian", "bt", "tt",
-    "kernel", "image", "trained" or "upload"; ``shape``: (I, J).
+    "kernel", "image", "trained_dense", "trained_bt", "trained_tt" (weights of a model whose input map is
+    dense, BT or TT) or "upload"; ``shape``: (I, J).
     """
     lines = []
     ok = sorted((r for r in rows if r.get("rel_error") is not None), key=lambda r: r["rel_error"])
@@ -150,8 +151,8 @@ def explain(rows: list[dict], sweep: list[dict], target: str, shape: tuple[int, 
         if len(ok) > 1 and not _same(worst["rel_error"], best["rel_error"]):
             ratio = worst["rel_error"] / max(best["rel_error"], _FLOOR)
             s += f"; {worst['format']} is worst at {_fmt_err(worst['rel_error'])}"
-            if best["rel_error"] >= PRECISION and ratio < 1e6:
-                s += f" ({ratio:,.1f}x the error)"
+            if best["rel_error"] >= PRECISION:
+                s += f" ({ratio:,.1f}x the error)" if ratio < 1000 else " (over 1,000x the error)"
         lines.append(s + ".")
     budgets = sorted({p["budget"] for p in sweep})
     if budgets:
@@ -196,8 +197,15 @@ def explain(rows: list[dict], sweep: list[dict], target: str, shape: tuple[int, 
                    "Tucker 3.3e-4, TT 1.6e-3); on square ones TT ties or wins."),
         "image": ("**A natural image** has a decaying spectrum but also edges and texture, so errors fall "
                   "slowly with the budget; which format wins depends on the image and the modes."),
-        "trained": ("**Trained weights** of a small model stay close to their random initialisation unless "
-                    "trained long: expect errors like those of a random matrix, unless training built structure."),
+        "trained_dense": ("**Trained dense weights** of a small model stay close to their random initialisation "
+                          "unless trained long: expect errors like those of a random matrix, unless training built "
+                          "structure."),
+        "trained_bt": ("**This model's input map is stored in BT format**, so the matrix is an exact BT matrix of the "
+                       "model's ranks: BT at those ranks or more can fit it exactly (ALS may need the thorough "
+                       "effort to get there), and the other formats show how much of that structure they share."),
+        "trained_tt": ("**This model's input map is stored in TT format**, so the matrix is an exact TT-matrix of the "
+                       "model's ranks: TT-SVD at those ranks or more recovers it to numerical precision, and the "
+                       "other formats show how much of that structure they share."),
         "upload": "**Your matrix:** the numbers above are the whole story; compare them with the shipped targets.",
     }.get(target)
     if context:

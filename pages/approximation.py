@@ -116,7 +116,7 @@ def _trained_matrices() -> dict:
                 im = btcore.factorize(W.shape[0], len(om))
         except Exception:  # noqa: BLE001 - a model we cannot read is simply not offered
             continue
-        out[str(r.name)] = (W, im, om)
+        out[str(r.name)] = (W, im, om, str(getattr(mc, "kind", "dense")))
     st.session_state[K + "trained_memo"] = (job, out)
     return out
 
@@ -280,7 +280,7 @@ def make_worker(spec: dict, W_given, fit_cache: dict):
                 sweep.append({"budget": budget, "format": fmt, "params": int(info.params),
                               "rel_error": float(info.relative_error), "seconds": info.seconds,
                               "label": f"{fmt} {task['label']}"})
-            return {"key": spec["key"], "desc": spec["desc"], "target": spec["target"], "shape": tuple(W.shape),
+            return {"key": spec["key"], "desc": spec["desc"], "target": spec["explain_as"], "shape": tuple(W.shape),
                     "in_modes": im, "out_modes": om, "dense": dense, "target_small": target_small, "main": main,
                     "fits": fits, "recons": recons, "residuals": resid, "sweep": sweep, "failures": failures,
                     "stopped": job.should_stop, "seconds": time.perf_counter() - t0,
@@ -314,6 +314,7 @@ c_target, c_shape, c_size = st.columns([1, 1, 1.3], gap="large")
 errors: list[tuple[str, Exception]] = []
 waiting = False  # an upload not chosen yet: no spec, no error
 W_given, target_kwargs, target_extra = None, {}, ()
+explain_as = None  # the kind of target the teaching text describes (default: the target itself)
 with c_target:
     st.subheader("Target")
     kind = st.selectbox("Matrix", target_keys, format_func=TARGETS.get, key=K + "target", on_change=_on_trained,
@@ -340,6 +341,7 @@ with c_target:
         if run in trained:
             W_given = trained[run][0]
             target_extra = ("trained", run, id(st.session_state.get("train_job")))
+            explain_as = f"trained_{trained[run][3]}"
             st.caption(f"{W_given.shape[0]:,} x {W_given.shape[1]:,}; suggested modes "
                        f"{format_ints(trained[run][1])} -> {format_ints(trained[run][2])}")
     elif kind == "upload":
@@ -486,7 +488,7 @@ def build_spec():
     desc = f"{TARGETS[kind]}, {I:,} x {J:,} ({format_ints(im)} -> {format_ints(om)}), {size_desc}"
     key = (target_key, tuple(formats), mode, int(bt_choices), tuple((t["format"], tuple(t["ranks"]), t["blocks"], t["role"]) for t in tasks),
            tuple(budgets), effort)
-    return {"key": key, "target_key": target_key, "target": kind, "target_kwargs": target_kwargs, "seed": int(seed),
+    return {"key": key, "target_key": target_key, "target": kind, "explain_as": explain_as or kind, "target_kwargs": target_kwargs, "seed": int(seed),
             "in_modes": im, "out_modes": om, "tasks": tasks, "effort": effort, "threads": int(threads), "desc": desc,
             "budgets": budgets}
 

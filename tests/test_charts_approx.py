@@ -94,6 +94,11 @@ def test_explain_random_and_tall_and_precision():
                        {"format": "BT", "params": 10, "rel_error": 3e-12}], [], "kernel", (256, 256))
     assert "numerical precision" in prec and "tie" in prec
     assert ca.explain([], [], "upload", (4, 4)).startswith("**Your matrix")
+    assert "stored in BT format" in ca.explain([], [], "trained_bt", (48, 24))
+    assert "random matrix" in ca.explain([], [], "trained_dense", (48, 24))
+    far = ca.explain([{"format": "TT", "params": 10, "rel_error": 1e-6},
+                      {"format": "CP", "params": 10, "rel_error": 0.1}], [], "tt", (4, 4))
+    assert "over 1,000x the error" in far
 
 
 # -- figures ---------------------------------------------------------------------------------------

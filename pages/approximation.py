@@ -15,7 +15,7 @@ import torch
 
 import btcore
 from app import charts_approx as ca
-from app.jobs import get_job, start_job
+from app.jobs import start_job
 from app.state import CONFIG_KEY, get_config
 from app.widgets import format_ints, parse_ints, parse_rank, rank_text, show_error
 from btcore import decompose as dec

@@ -44,11 +44,9 @@ says how to extract their frames instead.
 from __future__ import annotations
 
 import math
-import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch

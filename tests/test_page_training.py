@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 
 from app.state import CONFIG_KEY, LabConfig
 from conftest import open_page, plotly_specs

@@ -7,6 +7,10 @@ Public API (see each module for details):
   :func:`dense_params`, :func:`tt_params`, :func:`bt_params`, :func:`tucker_params`, :func:`cp_params`
 * tensors: :class:`BTMatrix`, :class:`TTMatrix`
 * contract: :func:`matmul`, :func:`plan_matmul`, :func:`plan_reconstruct`
+* layers: :class:`BTLinear`, :class:`TTLinear`; rnn: LSTM/GRU cells and layers, :class:`SequenceClassifier`
+* decompose: :func:`fit_bt`, :func:`fit_tt`, :func:`fit_tucker`, :func:`fit_cp`, :func:`relative_error`
+* targets (module): target matrices and safe upload loading; data: synthetic action clips
+* train (module, ``python -m btcore.train``): trainer, comparisons, CLI, DDP
 """
 
 from .shapes import MAX_MODE, check_modes, factorize, nearest_factorizable, prime_factors
@@ -17,9 +21,15 @@ from .formats import (
 from .contract import ContractionPlan, Step, matmul, plan_matmul, plan_reconstruct
 from .tensors import BTMatrix, TTMatrix, available_memory, check_allocation
 
-# -- modules added by later issues register their public names below --
-from .layers import BTLinear, TTLinear; from .rnn import GRU, GRUCell, LSTM, LSTMCell, ClassifierConfig, SequenceClassifier, build_classifier, ucf11_config  # noqa: E702
-from .decompose import FitInfo, budget_candidates, compare_formats, fit_bt, fit_cp, fit_tt, fit_tucker, relative_error; from . import targets  # noqa: E702,E501
-from .data import ACTION_NAMES, ClipSet, SyntheticActions, load_clip_folder  # btcore.train is imported on use (python -m btcore.train)
+from .layers import BTLinear, TTLinear
+from .rnn import GRU, LSTM, ClassifierConfig, GRUCell, LSTMCell, SequenceClassifier, build_classifier, ucf11_config
+from .decompose import (
+    FitInfo, budget_candidates, compare_formats, fit_bt, fit_cp, fit_tt, fit_tucker, relative_error,
+)
+from . import targets
+from .data import ACTION_NAMES, ClipSet, SyntheticActions, load_clip_folder
+
+# btcore.train is not imported here: `python -m btcore.train` would warn that the module was already
+# imported, and a function named `train` would shadow the submodule. Use `from btcore import train`.
 
 __version__ = "0.1.0"

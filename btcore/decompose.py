@@ -1139,9 +1139,10 @@ def compare_formats(W, in_modes, out_modes, budget: int, *, formats=("BT", "TT",
                          "error_text": f"skipped: CP rank {c['blocks']} > {max_cp_rank}", "info": None})
             continue
         else:
+            # One start suffices for Tucker (HOSVD); the caller's settings override that default.
+            kw = ({"restarts": 1} if fmt == "Tucker" else {}) | fit_kwargs
             M, info = fit_bt(Wt, in_modes, out_modes, c["ranks"], c["blocks"], seed=seed, progress=cb,
-                             should_stop=should_stop, warn=False,
-                             **({"restarts": 1} if fmt == "Tucker" else {}), **fit_kwargs)
+                             should_stop=should_stop, warn=False, **kw)
         rows.append({"format": fmt, "params": info.params, "compression": c["compression"],
                      "rel_error": info.relative_error, "seconds": info.seconds, "rank": c["rank"],
                      "ranks": info.ranks, "blocks": info.blocks, "at_precision": info.at_precision,

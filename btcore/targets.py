@@ -302,6 +302,9 @@ def load_uploaded(name: str, data: bytes, expected_shape: tuple[int, int] | None
         raise ValueError(f"{fname} is empty")
     ext = os.path.splitext(fname)[1].lower()
     if ext == ".npy":
+        if not data.startswith(b"\x93NUMPY"):
+            # Without the magic bytes np.load would try (and refuse) pickle, and say so misleadingly.
+            raise ValueError(f"{fname} is not a .npy file (it lacks the .npy header); save the matrix with np.save")
         try:
             arr = np.load(io.BytesIO(data), allow_pickle=False)
         except ValueError as exc:

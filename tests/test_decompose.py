@@ -379,3 +379,12 @@ def test_single_start_is_random_for_bt_and_hosvd_for_tucker():
     assert info.start_kinds == ["random"] and info.relative_error < 1e-6
     _, info = fit_tucker(W, im, om, 2)
     assert info.start_kinds == ["hosvd"]
+
+
+def test_compare_formats_accepts_fit_settings_for_every_format():
+    im, om = (2, 4), (4, 2)
+    W = np.random.default_rng(1).standard_normal((8, 8))
+    rows = compare_formats(W, im, om, 40, seed=0, fit_kwargs={"restarts": 2, "max_iter": 5})
+    assert {r["format"] for r in rows} == {"BT", "TT", "Tucker", "CP"}
+    tucker = next(r for r in rows if r["format"] == "Tucker")
+    assert len(tucker["info"].start_kinds) == 2  # the caller's restarts win over Tucker's default of 1

@@ -131,7 +131,7 @@ def test_upload_npy_and_pt_accepted():
 def test_upload_rejects_pickled_arrays():
     with pytest.raises(ValueError, match="pickled"):
         load_uploaded("w.npy", _npy(np.array([{"a": 1}, None], dtype=object), allow_pickle=True))
-    with pytest.raises(ValueError, match="pickled|not a valid"):
+    with pytest.raises(ValueError, match="lacks the .npy header"):
         load_uploaded("w.npy", pickle.dumps(np.ones((3, 3))))
 
     class Evil:
@@ -187,6 +187,8 @@ def test_upload_rejects_wrong_size_oversize_and_unknown_files():
         load_uploaded("w.npy", b"")
     with pytest.raises(ValueError, match="not a valid .npy"):
         load_uploaded("w.npy", b"\x93NUMPY garbage")
+    with pytest.raises(ValueError, match="w.npy is not a .npy file .*lacks the .npy header"):
+        load_uploaded("w.npy", b"1,2\n3,4\n")
 
 
 def test_trained_weights_from_checkpoint(tmp_path):

@@ -4,14 +4,21 @@ Streamlit only auto-discovers ``pages/`` beside the entry script, so the top-lev
 are registered here explicitly with ``st.navigation``.
 """
 
+import os
 from pathlib import Path
 
 import streamlit as st
+import torch
+
+import btcore
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES_DIR = ROOT / "pages"
 
 st.set_page_config(page_title="BT Lab", page_icon="🧊", layout="wide")
+# Set once for the whole process: workers of several sessions share torch's thread pool, and on small
+# shared machines few threads per op are faster than torch's default (REFERENCE.md section 6).
+torch.set_num_threads(max(1, min(4, (os.cpu_count() or 2) // 2)))
 
 # (file in pages/, title, url path, icon). Each page issue adds its own line.
 PAGES = [
@@ -23,14 +30,15 @@ PAGES = [
 
 
 def home() -> None:
+    ucf11 = btcore.BTSpec((8, 20, 20, 18), (16, 4, 4, 4), 4, 2)
     st.title("BT Lab")
     st.markdown(
         "BT Lab lets you explore **Block-Term (BT) tensor decomposition for compact layers and RNNs** "
         "(Ye et al., *Learning Compact Recurrent Neural Networks with Block-Term Tensor Decomposition*, "
         "CVPR 2018). A weight matrix W of shape I x J is tensorized (I = I₁···I_d, J = J₁···J_d) and "
         "written as a sum of N Tucker blocks; the Tensor-Train (TT) matrix is the baseline and the dense "
-        "matrix the reference. On the paper's UCF11 input layer, BT uses about **17,388x** fewer parameters "
-        "than the dense LSTM."
+        "matrix the reference. On the paper's UCF11 input layer, BT (R = 4, N = 2) uses about "
+        f"**{int(ucf11.compression):,}x** fewer parameters than the dense LSTM."
     )
     st.image(str(ROOT / "assets" / "bt_diagram.svg"), caption="y = x W in BT format: N Tucker blocks, "
              "each a core joined to d factors", width=560)

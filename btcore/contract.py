@@ -68,8 +68,6 @@ class ContractionPlan:
         Number of rows of x the plan is for.
     steps : tuple of Step
         The pairwise contractions in order; their ``macs`` sum to :attr:`macs`.
-    path : tuple of (int, int)
-        opt_einsum-style positions for execution.
     strategy : str
         The opt_einsum strategy whose path was kept.
     """
@@ -77,7 +75,6 @@ class ContractionPlan:
     method: str
     batch: int
     steps: tuple[Step, ...]
-    path: tuple[tuple[int, int], ...]
     strategy: str
     output_indices: str
 
@@ -167,12 +164,12 @@ def plan_reconstruct(spec) -> ContractionPlan:
     """The plan that forms the dense (I, J) matrix from the format's tensors."""
     net = spec.network()
     if isinstance(spec, DenseSpec):
-        return ContractionPlan("dense", 0, (), (), "none", net.in_indices + net.out_indices)
+        return ContractionPlan("dense", 0, (), "none", net.in_indices + net.out_indices)
     output = net.in_indices + net.out_indices
     if len(net.terms) == 2:  # a single tensor (TT with d = 1) is already the matrix
-        return ContractionPlan("dense", 0, (), (), "none", output)
-    path, strategy, steps = _best_path(net.names[1:], net.terms[1:], net.shapes[1:], output)
-    return ContractionPlan("dense", 0, steps, path, strategy, output)
+        return ContractionPlan("dense", 0, (), "none", output)
+    _, strategy, steps = _best_path(net.names[1:], net.terms[1:], net.shapes[1:], output)
+    return ContractionPlan("dense", 0, steps, strategy, output)
 
 
 @lru_cache(maxsize=512)
@@ -196,7 +193,7 @@ def plan_matmul(spec, batch: int, method: str = "contract") -> ContractionPlan:
     if isinstance(spec, DenseSpec):
         names, terms, shapes = _network_with_batch(net, batch)
         steps = _steps_for(names, terms, shapes, net.output, ((0, 1),))
-        return ContractionPlan("dense", batch, steps, ((0, 1),), "none", net.output)
+        return ContractionPlan("dense", batch, steps, "none", net.output)
     if method == "auto":
         contract = plan_matmul(spec, batch, "contract")
         dense = plan_matmul(spec, batch, "dense")
@@ -207,10 +204,10 @@ def plan_matmul(spec, batch: int, method: str = "contract") -> ContractionPlan:
         rec = plan_reconstruct(spec)
         i, j = spec.in_size, spec.out_size
         gemm = Step("x", "W", "y", "bA", "AI", "bI", (batch, i), (i, j), (batch, j), "A", batch * i * j)
-        return ContractionPlan("dense", batch, rec.steps + (gemm,), rec.path, rec.strategy, net.output)
+        return ContractionPlan("dense", batch, rec.steps + (gemm,), rec.strategy, net.output)
     names, terms, shapes = _network_with_batch(net, batch)
-    path, strategy, steps = _best_path(names, terms, shapes, net.output)
-    return ContractionPlan("contract", batch, steps, path, strategy, net.output)
+    _, strategy, steps = _best_path(names, terms, shapes, net.output)
+    return ContractionPlan("contract", batch, steps, strategy, net.output)
 
 
 #: On CPU the batch is processed in row blocks whose largest intermediate stays under this many
@@ -305,7 +302,7 @@ def tune_plan(M, batch: int, *, slack: float = 1.5, max_candidates: int = 6, rep
             tensors = [t.detach() for t in M.tensors()]
             timings = []
             for cand in candidates:
-                cand_plan = ContractionPlan("contract", batch, cand[2], cand[0], cand[1], net.output)
+                cand_plan = ContractionPlan("contract", batch, cand[2], cand[1], net.output)
                 _run_matmul(cand_plan, xt, net.names[1:], tensors)  # warm-up
                 ts = []
                 for _ in range(repeats):
@@ -318,7 +315,7 @@ def tune_plan(M, batch: int, *, slack: float = 1.5, max_candidates: int = 6, rep
                     ts.append(time.perf_counter() - t0)
                 timings.append(sorted(ts)[len(ts) // 2])
         best = candidates[min(range(len(candidates)), key=timings.__getitem__)]
-    plan = ContractionPlan("contract", batch, best[2], best[0], best[1] + " (timed)", net.output)
+    plan = ContractionPlan("contract", batch, best[2], best[1] + " (timed)", net.output)
     _TUNED[key] = plan
     return plan
 

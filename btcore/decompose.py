@@ -50,6 +50,7 @@ from .tensors import BTMatrix, TTMatrix, check_allocation
 
 __all__ = [
     "FitInfo",
+    "interleave",
     "fit_bt",
     "fit_tucker",
     "fit_cp",
@@ -83,14 +84,15 @@ _N1, _N2 = "z", "y"  # block letters
 
 @dataclass
 class FitInfo:
-    """What a fit did. Also readable like a dict (``info["relative_error"]``).
+    """What a fit did (read its attributes: ``info.relative_error``; :meth:`to_dict` for a plain dict).
 
     Attributes
     ----------
     format : str
         "BT", "Tucker", "CP" or "TT".
     method : str
-        "ALS" or "TT-SVD".
+        "ALS", "TT-SVD" or "exact" (:meth:`btcore.BTLinear.from_dense` at full rank: identity factors,
+        no fit).
     relative_error : float
         Final ||W - M|| / ||W||, computed from the explicit residual when small.
     errors : list of float
@@ -109,13 +111,13 @@ class FitInfo:
         ``max_iter`` or a stop request.
     reason : str
         "converged", "no further decrease", "at numerical precision", "max_iter", "stopped" or
-        "direct" (TT-SVD).
+        "direct" (TT-SVD, and the exact full-rank BT copy).
     at_precision : bool
         ``relative_error`` < :data:`AT_PRECISION`: the fit is exact to float64 precision.
     ranks, blocks, params
         The fitted format (ranks after capping; TT: all d+1 ranks; blocks None for TT).
     requested_ranks : tuple
-        The ranks asked for, before capping.
+        The ranks asked for, normalised (per mode for BT; all d+1 for TT) but not capped.
     notes : list of str
         Messages for the user (capped ranks, ...).
     start_kinds, start_errors : list
@@ -142,24 +144,6 @@ class FitInfo:
     start_kinds: list = field(default_factory=list)
     start_errors: list = field(default_factory=list)
     chosen_start: int = 0
-
-    # dict-style access, so callers that expect a report dict keep working
-    def __getitem__(self, key):
-        if key in self.__dataclass_fields__:
-            return getattr(self, key)
-        raise KeyError(key)
-
-    def __contains__(self, key) -> bool:
-        return key in self.__dataclass_fields__
-
-    def get(self, key, default=None):
-        return getattr(self, key, default) if key in self.__dataclass_fields__ else default
-
-    def keys(self):
-        return list(self.__dataclass_fields__)
-
-    def items(self):
-        return [(k, getattr(self, k)) for k in self.__dataclass_fields__]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -228,12 +212,31 @@ def _modes(W: torch.Tensor, in_modes, out_modes) -> tuple[tuple[int, ...], tuple
     return i, o
 
 
-def _interleave(Wt: torch.Tensor, in_modes, out_modes) -> torch.Tensor:
-    """(I, J) -> (M_1..M_d) with M_k = I_k J_k, index (i_k, j_k) -> i_k J_k + j_k."""
+def interleave(W, in_modes, out_modes, order=None):
+    """W (I, J) as the order-d tensor over merged modes (I_1 J_1, .., I_d J_d).
+
+    The pair (i_k, j_k) maps to index i_k * J_k + j_k of merged mode k; this is the tensor that the
+    BT core and the TT cores describe. ``W`` may be a torch tensor (the result is a contiguous torch
+    tensor of the same dtype and device) or a numpy array (the result is a numpy array). ``order``
+    (a permutation of range(d)) lists the merged modes in another order, e.g. the internal one of
+    :func:`fit_bt`.
+    """
+    in_modes, out_modes = tuple(in_modes), tuple(out_modes)
     d = len(in_modes)
-    x = Wt.reshape(*in_modes, *out_modes)
-    perm = [p for k in range(d) for p in (k, d + k)]
-    return x.permute(perm).reshape([i * j for i, j in zip(in_modes, out_modes)]).contiguous()
+    if len(out_modes) != d:
+        raise ValueError(f"in_modes has {d} modes but out_modes has {len(out_modes)}; both need the same order d")
+    if tuple(W.shape) != (prod(in_modes), prod(out_modes)):
+        raise ValueError(f"W has shape {tuple(W.shape)} but the modes give (I, J) = ({prod(in_modes)}, "
+                         f"{prod(out_modes)})")
+    order = list(range(d)) if order is None else [int(k) for k in order]
+    if sorted(order) != list(range(d)):
+        raise ValueError(f"order must be a permutation of range({d}), got {order}")
+    perm = [p for k in order for p in (k, d + k)]
+    shape = [in_modes[k] * out_modes[k] for k in order]
+    x = W.reshape(in_modes + out_modes)
+    if isinstance(x, torch.Tensor):
+        return x.permute(perm).reshape(shape).contiguous()
+    return np.ascontiguousarray(np.transpose(x, perm)).reshape(shape)
 
 
 def relative_error(W, M) -> float:
@@ -260,14 +263,29 @@ def relative_error(W, M) -> float:
 # Rank capping
 # ----------------------------------------------------------------------------------------------
 
-def _as_rank_tuple(rank, d: int, field_name: str = "rank") -> tuple[int, ...]:
+def _rank_request(rank, d: int, tt: bool = False) -> tuple[int, ...]:
+    """The ranks asked for, normalised but not capped: d per-mode ranks (BT), or d-1 inner ranks (TT).
+
+    Accepts what :class:`~btcore.formats.BTSpec` / :class:`~btcore.formats.TTSpec` accept (one int,
+    or a sequence; for TT the d-1 inner ranks or all d+1 with r_0 = r_d = 1). The specs themselves
+    also reject ranks above the caps, so they validate the *capped* ranks instead.
+    """
+    name, n = ("ranks", d - 1) if tt else ("rank", d)
     if isinstance(rank, (int, np.integer, float)) and not isinstance(rank, bool):
-        return (check_positive_int(rank, field_name),) * d
+        return (check_positive_int(rank, name),) * n
     if isinstance(rank, (str, bytes)) or not hasattr(rank, "__len__"):
-        raise ValueError(f"{field_name} must be an int or a sequence of d = {d} ints, got {rank!r}")
-    if len(rank) != d:
-        raise ValueError(f"{field_name} has {len(rank)} entries; give one int or one rank per mode (d = {d})")
-    return tuple(check_positive_int(r, f"{field_name}[{k}]") for k, r in enumerate(rank))
+        raise ValueError(f"{name} must be an int or a sequence of {'d-1' if tt else 'd'} = {n} ints, got {rank!r}")
+    rk = [check_positive_int(r, f"{name}[{k}]") for k, r in enumerate(rank)]
+    if tt and len(rk) == d + 1:
+        if rk[0] != 1 or rk[-1] != 1:
+            raise ValueError(f"ranks: with d+1 = {d + 1} ranks the first and last must be 1, got {tuple(rk)}")
+        rk = rk[1:-1]
+    if len(rk) != n:
+        if tt:
+            raise ValueError(f"ranks has {len(rk)} entries; a TT-matrix of order d = {d} needs d-1 = {n} inner "
+                             "ranks (or one int for all of them)")
+        raise ValueError(f"rank has {len(rk)} entries; give one int or one rank per mode (d = {d})")
+    return tuple(rk)
 
 
 def cap_bt_ranks(in_modes, out_modes, rank) -> tuple[tuple[int, ...], list[str]]:
@@ -279,7 +297,7 @@ def cap_bt_ranks(in_modes, out_modes, rank) -> tuple[tuple[int, ...], list[str]]
     i = check_modes(in_modes, "in_modes")
     o = check_modes(out_modes, "out_modes")
     sizes = [a * b for a, b in zip(i, o)]
-    req = _as_rank_tuple(rank, len(sizes))
+    req = _rank_request(rank, len(sizes))
     ranks = [min(r, m) for r, m in zip(req, sizes)]
     notes = [
         f"rank of mode {k + 1} capped from {r} to its size I_{k + 1}*J_{k + 1} = {m}"
@@ -310,26 +328,12 @@ def cap_tt_ranks(in_modes, out_modes, ranks) -> tuple[tuple[int, ...], list[str]
     """
     i = check_modes(in_modes, "in_modes")
     o = check_modes(out_modes, "out_modes")
-    d = len(i)
-    if isinstance(ranks, (int, np.integer, float)) and not isinstance(ranks, bool):
-        inner = (check_positive_int(ranks, "ranks"),) * (d - 1)
-    else:
-        if isinstance(ranks, (str, bytes)) or not hasattr(ranks, "__len__"):
-            raise ValueError(f"ranks must be an int or a sequence of d-1 = {d - 1} ints, got {ranks!r}")
-        rk = [check_positive_int(r, f"ranks[{k}]") for k, r in enumerate(ranks)]
-        if len(rk) == d + 1:
-            if rk[0] != 1 or rk[-1] != 1:
-                raise ValueError(f"ranks: with d+1 = {d + 1} ranks the first and last must be 1, got {tuple(rk)}")
-            rk = rk[1:-1]
-        if len(rk) != d - 1:
-            raise ValueError(f"ranks has {len(rk)} entries; a TT-matrix of order d = {d} needs d-1 = {d - 1} inner "
-                             "ranks (or one int for all of them)")
-        inner = tuple(rk)
+    inner = _rank_request(ranks, len(i), tt=True)
     caps = _tt_caps(i, o)
     out = tuple(min(r, c) for r, c in zip(inner, caps))
     notes = [f"TT rank {k + 1} capped from {r} to {c}, the largest useful rank between cores {k + 1} and {k + 2}"
              for k, (r, c) in enumerate(zip(inner, caps)) if r > c]
-    return (1,) + out + (1,), notes
+    return TTSpec(i, o, out, max_bytes=None).ranks, notes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -726,21 +730,22 @@ def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, seed: int | None = 
     screen_iter = max(1, int(screen_iter))
     if init not in ("auto", "random", "hosvd"):
         raise ValueError(f"init must be 'auto', 'random' or 'hosvd', got {init!r}")
-    requested = _as_rank_tuple(rank, len(im))
+    requested = _rank_request(rank, len(im))
     ranks, notes = cap_bt_ranks(im, om, requested)
     if notes and warn:
         warnings.warn("; ".join(notes), UserWarning, stacklevel=2)
+    spec = BTSpec(im, om, ranks, N, max_bytes=None)  # the capped format (validated; names its kind)
     sizes = tuple(i * j for i, j in zip(im, om))
     device = Wt.device
     check_allocation(_memory_estimate(sizes, ranks, N),
                      f"fitting BT (N={N}, R={ranks}) to a {Wt.shape[0]:,} x {Wt.shape[1]:,} matrix",
                      "use fewer blocks, a lower rank or a smaller matrix", device)
-    fmt = "CP" if all(r == 1 for r in ranks) else ("Tucker" if N == 1 else "BT")
+    fmt = spec.kind
     d = len(im)
 
     norm = float(torch.linalg.norm(Wt))
     order = _mode_order(sizes)
-    T = _interleave_ordered(Wt, im, om, order)
+    T = interleave(Wt, im, om, order)
     del Wt
     if norm > 0:
         T = T / norm
@@ -890,13 +895,6 @@ def _mode_order(sizes) -> list[int]:
     return [idx[0]] + sorted(idx[2:]) + [idx[1]]
 
 
-def _interleave_ordered(Wt: torch.Tensor, im, om, order) -> torch.Tensor:
-    d = len(im)
-    x = Wt.reshape(*im, *om)
-    perm = [p for k in order for p in (k, d + k)]
-    return x.permute(perm).reshape([im[k] * om[k] for k in order]).contiguous()
-
-
 def _unfold_labels(X: torch.Tensor, lab: str, k: int) -> torch.Tensor:
     """X (labels ``lab``) as a matrix with mode k's letter as rows."""
     rest = "".join(c for c in lab if c != _M[k])
@@ -972,15 +970,15 @@ def fit_tt(W, in_modes, out_modes, ranks, *, dtype=None, warn: bool = True) -> t
     out_dtype = _out_dtype(W, dtype)
     Wt = _as_matrix(W)
     im, om = _modes(Wt, in_modes, out_modes)
+    d = len(im)
+    requested = (1,) + _rank_request(ranks, d, tt=True) + (1,)
     rk, notes = cap_tt_ranks(im, om, ranks)
     if notes and warn:
         warnings.warn("; ".join(notes), UserWarning, stacklevel=2)
-    d = len(im)
-    requested = rk
     check_allocation(8 * 3 * Wt.numel(), f"TT-SVD of a {Wt.shape[0]:,} x {Wt.shape[1]:,} matrix",
                      "use a smaller matrix", Wt.device)
     norm = float(torch.linalg.norm(Wt))
-    T = _interleave(Wt, im, om)
+    T = interleave(Wt, im, om)
     sizes = [i * j for i, j in zip(im, om)]
     cores, r_prev = [], 1
     rest = T.reshape(sizes[0], -1)
@@ -1016,7 +1014,8 @@ def fit_tt(W, in_modes, out_modes, ranks, *, dtype=None, warn: bool = True) -> t
 # Budgets and comparisons
 # ----------------------------------------------------------------------------------------------
 
-def _bt_candidates(im, om, budget, R_max=None):
+def _bt_candidates(im, om, budget, R_max=None) -> list[BTSpec]:
+    """BT specs (uniform requested rank R, capped per mode) with N blocks around ``budget``."""
     sizes = [a * b for a, b in zip(im, om)]
     top = max(sizes) if R_max is None else R_max
     seen = set()
@@ -1026,13 +1025,24 @@ def _bt_candidates(im, om, budget, R_max=None):
         if ranks in seen:
             continue
         seen.add(ranks)
-        per = sum(m * r for m, r in zip(sizes, ranks)) + prod(ranks)
+        per = BTSpec(im, om, ranks, 1, max_bytes=None).params  # parameters of one block
         n_lo = max(1, budget // per)
-        for N in {n_lo, n_lo + 1}:
-            out.append((ranks, N, N * per))
+        for N in sorted({n_lo, n_lo + 1}):
+            out.append(BTSpec(im, om, ranks, N, max_bytes=None))
         if per > 2 * budget:
             break
     return out
+
+
+def _candidate_row(spec, budget: int, rank=None) -> dict:
+    """One row of :func:`budget_candidates` for a BT/Tucker/CP or TT spec."""
+    if isinstance(spec, TTSpec):
+        blocks = None
+    else:
+        blocks = spec.blocks
+        rank = spec.blocks if spec.kind == "CP" else spec.rank
+    return {"format": spec.kind, "params": spec.params, "rank": rank, "ranks": spec.ranks, "blocks": blocks,
+            "compression": spec.compression, "diff": spec.params - budget}
 
 
 def budget_candidates(in_modes, out_modes, budget: int, *, formats=("BT", "TT", "Tucker", "CP"),
@@ -1057,30 +1067,15 @@ def budget_candidates(in_modes, out_modes, budget: int, *, formats=("BT", "TT", 
     bad = [f for f in formats if f not in known]
     if bad:
         raise ValueError(f"formats: unknown {bad}; choose from {sorted(known)}")
-    dense = prod(im) * prod(om)
-    rows = []
-    bt = _bt_candidates(im, om, budget)
-    for ranks, N, params in bt:
-        R = ranks[0] if len(set(ranks)) == 1 else ranks
-        allone = all(r == 1 for r in ranks)
-        if allone:
-            fmt, rank_val = "CP", N
-        elif N == 1:
-            fmt, rank_val = "Tucker", R
-        else:
-            fmt, rank_val = "BT", R
-        rows.append({"format": fmt, "params": params, "rank": rank_val, "ranks": ranks, "blocks": N,
-                     "compression": dense / params, "diff": params - budget})
+    rows = [_candidate_row(spec, budget) for spec in _bt_candidates(im, om, budget)]
     # Tucker alone at every rank (N = 1), not only near-budget N
     sizes = [a * b for a, b in zip(im, om)]
     for R in range(1, max(sizes) + 1):
-        ranks, _ = cap_bt_ranks(im, om, R)
-        if all(r == 1 for r in ranks):
+        spec = BTSpec(im, om, cap_bt_ranks(im, om, R)[0], 1, max_bytes=None)
+        if spec.kind != "Tucker":
             continue
-        params = sum(m * r for m, r in zip(sizes, ranks)) + prod(ranks)
-        rows.append({"format": "Tucker", "params": params, "rank": ranks[0] if len(set(ranks)) == 1 else ranks,
-                     "ranks": ranks, "blocks": 1, "compression": dense / params, "diff": params - budget})
-        if params > 2 * budget:
+        rows.append(_candidate_row(spec, budget))
+        if spec.params > 2 * budget:
             break
     if len(im) > 1:
         caps = _tt_caps(im, om)
@@ -1090,10 +1085,9 @@ def budget_candidates(in_modes, out_modes, budget: int, *, formats=("BT", "TT", 
             if full in seen:
                 continue
             seen.add(full)
-            params = sum(full[k] * sizes[k] * full[k + 1] for k in range(len(sizes)))
-            rows.append({"format": "TT", "params": params, "rank": r, "ranks": full, "blocks": None,
-                         "compression": dense / params, "diff": params - budget})
-            if params > 2 * budget:
+            spec = TTSpec(im, om, full, max_bytes=None)
+            rows.append(_candidate_row(spec, budget, rank=r))
+            if spec.params > 2 * budget:
                 break
     out = []
     for fmt in formats:

@@ -214,8 +214,41 @@ def test_inputs_numpy_torch_and_dtypes():
     assert M64.dtype == torch.float64 and M32.dtype == torch.float32
     Mt, info = fit_tt(W.float(), im, om, 2, dtype=torch.float64)
     assert Mt.dtype == torch.float64
-    assert info["relative_error"] == info.relative_error and "errors" in info  # dict-style access
     assert set(info.to_dict()) >= {"relative_error", "errors", "iterations", "seconds", "converged"}
+    assert info.to_dict()["relative_error"] == info.relative_error
+    assert not hasattr(info, "__getitem__") and not hasattr(info, "keys")  # attributes, not a dict
+
+
+def test_fit_tt_reports_the_uncapped_request():
+    W = np.random.default_rng(0).standard_normal((16, 16))
+    with pytest.warns(UserWarning, match="capped"):
+        M, info = fit_tt(W, (4, 4), (4, 4), 50)
+    assert info.requested_ranks == (1, 50, 1)
+    assert info.ranks == (1, 16, 1) and M.spec.ranks == (1, 16, 1)
+    assert info.notes == ["TT rank 1 capped from 50 to 16, the largest useful rank between cores 1 and 2"]
+    # a request given as all d+1 ranks, or as the inner ones, is normalised the same way
+    assert fit_tt(W, (4, 4), (4, 4), (1, 50, 1), warn=False)[1].requested_ranks == (1, 50, 1)
+    assert fit_tt(W, (4, 4), (4, 4), [50], warn=False)[1].requested_ranks == (1, 50, 1)
+    # nothing capped: requested equals fitted
+    _, info = fit_tt(W, (4, 4), (4, 4), 3)
+    assert info.requested_ranks == info.ranks == (1, 3, 1) and info.notes == []
+
+
+def test_interleave_torch_and_numpy():
+    from btcore.decompose import interleave
+
+    W = torch.arange(24 * 12, dtype=torch.float64).reshape(24, 12)
+    T = interleave(W, (2, 3, 4), (3, 2, 2))
+    assert T.shape == (6, 6, 8)
+    # merged index (i_k, j_k) -> i_k J_k + j_k, with row i = (i1, i2, i3), column j = (j1, j2, j3) row-major
+    for (i1, i2, i3, j1, j2, j3) in [(0, 0, 0, 0, 0, 0), (1, 2, 3, 2, 1, 1), (1, 0, 2, 0, 1, 0)]:
+        i, j = (i1 * 3 + i2) * 4 + i3, (j1 * 2 + j2) * 2 + j3
+        assert T[i1 * 3 + j1, i2 * 2 + j2, i3 * 2 + j3] == W[i, j]
+    np.testing.assert_array_equal(interleave(W.numpy(), (2, 3, 4), (3, 2, 2)), T.numpy())
+    # another mode order permutes the merged modes
+    torch.testing.assert_close(interleave(W, (2, 3, 4), (3, 2, 2), order=(2, 0, 1)), T.permute(2, 0, 1))
+    with pytest.raises(ValueError, match="shape"):
+        interleave(W.T, (2, 3, 4), (3, 2, 2))
 
 
 @pytest.mark.parametrize("W, match", [

@@ -247,7 +247,7 @@ def relative_error(W, M) -> float:
     """
     Wt = _as_matrix(W)
     if hasattr(M, "to_dense"):
-        Md = M.to(dtype=torch.float64, device=Wt.device).to_dense()
+        Md = M.to(dtype=torch.float64, device=Wt.device).to_dense().detach()
     else:
         Md = _as_matrix(M, "M").to(Wt.device)
     if tuple(Md.shape) != tuple(Wt.shape):

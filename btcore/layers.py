@@ -25,7 +25,10 @@ entry RMS:
 * TT: cores 1..d-1 are left-orthogonal (unfolding (r_{k-1} I_k J_k) x r_k with orthogonal columns),
   the last core a rescaled Gaussian; again ``||W||_F^2 = I * J * std^2`` exactly.
 
-Bias: uniform(-1/sqrt(I), 1/sqrt(I)), as ``nn.Linear``.
+Bias: uniform(-1/sqrt(I), 1/sqrt(I)), as ``nn.Linear``. Layers made from existing weights
+(:meth:`~BTLinear.from_dense`, :meth:`~BTLinear.from_linear`, :meth:`~BTLinear.from_matrix`) have a bias
+only when the source has one (or ``bias=`` is given), so their ``num_params`` is the format's alone
+for a bias-free source.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ import math
 import torch
 from torch import nn
 
+from . import decompose
 from .contract import matmul
+from .decompose import FitInfo, interleave
 from .formats import BTSpec, TTSpec
-from .shapes import prod
 from .tensors import BTMatrix, TTMatrix, bt_init_std, tt_init_std
 
 __all__ = ["BTLinear", "TTLinear", "linear_init_std"]
@@ -86,51 +90,37 @@ def _check_weight(weight, in_size: int, out_size: int, what: str) -> torch.Tenso
     return weight.detach()
 
 
-def _interleaved(weight: torch.Tensor, in_modes, out_modes) -> torch.Tensor:
-    """W (I, J) as the order-d tensor over merged modes (I_1 J_1, .., I_d J_d)."""
-    d = len(in_modes)
-    t = weight.reshape(tuple(in_modes) + tuple(out_modes))
-    perm = [a for k in range(d) for a in (k, d + k)]
-    return t.permute(perm).reshape([i * j for i, j in zip(in_modes, out_modes)])
-
-
-def _tt_caps(in_modes, out_modes) -> tuple[int, ...]:
-    sizes = [i * j for i, j in zip(in_modes, out_modes)]
-    return tuple(min(prod(sizes[: k + 1]), prod(sizes[k + 1:])) for k in range(len(sizes) - 1))
-
-
-def tt_svd(weight: torch.Tensor, in_modes, out_modes, ranks) -> list[torch.Tensor]:
-    """TT-SVD of W (I, J) into TT-matrix cores with the given inner ranks (exact at full ranks).
-
-    Computed in float64; cores are returned in ``weight``'s dtype. Ranks above what the SVD gives
-    are zero-padded (they cannot occur at valid ranks, see :class:`TTSpec`).
-    """
-    spec = TTSpec(in_modes, out_modes, ranks, max_bytes=None)
-    w = weight.detach().to(torch.float64)
-    t = _interleaved(w, spec.in_modes, spec.out_modes)
-    sizes = [i * j for i, j in zip(spec.in_modes, spec.out_modes)]
-    cores, r, rest = [], 1, t.reshape(-1)
-    for k in range(spec.d - 1):
-        mat = rest.reshape(r * sizes[k], -1)
-        u, s, vh = torch.linalg.svd(mat, full_matrices=False)
-        rk = spec.ranks[k + 1]
-        u, s, vh = u[:, :rk], s[:rk], vh[:rk]
-        if u.shape[1] < rk:  # pad (never at valid ranks)
-            pad = rk - u.shape[1]
-            u = torch.cat([u, u.new_zeros(u.shape[0], pad)], 1)
-            s = torch.cat([s, s.new_zeros(pad)])
-            vh = torch.cat([vh, vh.new_zeros(pad, vh.shape[1])], 0)
-        cores.append(u.reshape(r, spec.in_modes[k], spec.out_modes[k], rk))
-        rest = s[:, None] * vh
-        r = rk
-    cores.append(rest.reshape(r, spec.in_modes[-1], spec.out_modes[-1], 1))
-    return [c.to(weight.dtype) for c in cores]
+def _want_bias(bias) -> bool:
+    """Whether a layer made from existing weights gets a bias: a tensor or True yes, None or False no."""
+    if bias is None or bias is False:
+        return False
+    if bias is True or isinstance(bias, torch.Tensor):
+        return True
+    raise ValueError(f"bias must be a tensor of shape (out_features,), True (a zero bias), False or None, "
+                     f"got {type(bias).__name__}")
 
 
 class _FactorizedLinear(nn.Module):
     """Shared behaviour of :class:`BTLinear` and :class:`TTLinear`."""
 
     spec: BTSpec | TTSpec
+    #: The matrix type :meth:`to_matrix` returns and :meth:`from_matrix` accepts.
+    matrix_type: type = BTMatrix
+
+    @classmethod
+    def _from_spec(cls, spec, bias: bool, **kwargs) -> "_FactorizedLinear":  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _weights(self) -> list[nn.Parameter]:  # pragma: no cover - overridden
+        """The format's parameters in the order of :meth:`_matrix_weights`."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _matrix_weights(M) -> list[torch.Tensor]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _rank_repr(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def _init_bias(self, bias: bool, factory) -> None:
         if bias:
@@ -188,10 +178,8 @@ class _FactorizedLinear(nn.Module):
                 f"{type(self).__name__}: input's last dimension is {tuple(x.shape)[-1:] or '()'}, "
                 f"expected in_features = {self.in_features}"
             )
-        if self.tune:  # the fastest measured path (btcore.contract.tune_plan), timed once per shape
-            y = matmul(x, self.to_matrix(), method=self.method, tune=True)
-        else:
-            y = matmul(x, self.to_matrix(), method=self.method)
+        # tune=True: the fastest measured path (btcore.contract.tune_plan), timed once per shape
+        y = matmul(x, self.to_matrix(), method=self.method, tune=self.tune)
         if self.bias is not None:
             y = y + self.bias
         return y
@@ -206,6 +194,50 @@ class _FactorizedLinear(nn.Module):
             raise ValueError(f"bias must have shape ({self.out_features},), got {shape}")
         with torch.no_grad():
             self.bias.copy_(bias.detach().to(self.bias))
+
+    def _set_bias(self, bias) -> None:
+        """Bias of a layer made from existing weights: copied from a tensor, zero for True."""
+        if isinstance(bias, torch.Tensor):
+            self._copy_bias(bias)
+        elif bias is True:
+            with torch.no_grad():
+                self.bias.zero_()
+
+    def extra_repr(self) -> str:
+        s = self.spec
+        return (f"in_modes={s.in_modes}, out_modes={s.out_modes}, {self._rank_repr()}, "
+                f"bias={self.bias is not None}, params={self.num_params:,}, compression={s.compression:,.1f}x")
+
+    @classmethod
+    def from_matrix(cls, M, bias=None, **kwargs):
+        """A layer holding copies of a factorized matrix's tensors.
+
+        ``bias``: a tensor of shape (out_features,) is copied, ``True`` gives a zero bias, ``None`` or
+        ``False`` no bias (the default: a matrix has none). ``kwargs`` (method, tune, device, dtype)
+        go to the constructor; device and dtype default to the matrix's.
+        """
+        if not isinstance(M, cls.matrix_type):
+            raise ValueError(f"M must be a {cls.matrix_type.__name__}, got {type(M).__name__}")
+        kwargs.setdefault("dtype", M.dtype)
+        kwargs.setdefault("device", M.device)
+        layer = cls._from_spec(M.spec, _want_bias(bias), **kwargs)
+        with torch.no_grad():
+            for p, t in zip(layer._weights(), cls._matrix_weights(M)):
+                p.copy_(t.detach())
+        layer._set_bias(bias)
+        return layer
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, in_modes, out_modes, *args, **kwargs):
+        """A layer approximating ``linear`` (its weight is (out, in), so W = linear.weight.T).
+
+        The bias is copied when ``linear`` has one; a bias-free ``linear`` gives a bias-free layer
+        (pass ``bias=`` to override). Other arguments as for :meth:`from_dense`.
+        """
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        kwargs.setdefault("bias", None if linear.bias is None else linear.bias.detach())
+        return cls.from_dense(linear.weight.detach().T, in_modes, out_modes, *args, **kwargs)
 
 
 def _check_method(method: str) -> str:
@@ -249,6 +281,8 @@ class BTLinear(_FactorizedLinear):
     >>> layer.num_params  # 3,392 BT parameters + 1,024 bias
     4416
     """
+
+    matrix_type = BTMatrix
 
     def __init__(self, in_modes, out_modes, rank, blocks: int = 1, bias: bool = True, *, method: str = "contract",
                  tune: bool = False, device=None, dtype=None):
@@ -303,40 +337,36 @@ class BTLinear(_FactorizedLinear):
         """The layer's W as a :class:`BTMatrix` over its parameters (differentiable)."""
         return BTMatrix(list(self.factors), self.core)
 
-    def extra_repr(self) -> str:
-        s = self.spec
-        return (f"in_modes={s.in_modes}, out_modes={s.out_modes}, rank={s.rank}, blocks={s.blocks}, "
-                f"bias={self.bias is not None}, params={self.num_params:,}, compression={s.compression:,.1f}x")
+    def _rank_repr(self) -> str:
+        return f"rank={self.spec.rank}, blocks={self.spec.blocks}"
 
     @classmethod
-    def from_matrix(cls, M: BTMatrix, bias: torch.Tensor | None = None, **kwargs) -> "BTLinear":
-        """A layer holding copies of a :class:`BTMatrix`'s tensors (and ``bias``, if given)."""
-        if not isinstance(M, BTMatrix):
-            raise ValueError(f"M must be a BTMatrix, got {type(M).__name__}")
-        s = M.spec
-        kwargs.setdefault("dtype", M.dtype)
-        kwargs.setdefault("device", M.device)
-        want_bias = bool(kwargs.pop("bias", True)) or bias is not None
-        layer = cls(s.in_modes, s.out_modes, s.ranks, s.blocks, bias=want_bias, **kwargs)
-        with torch.no_grad():
-            for p, f in zip(layer.factors, M.factors):
-                p.copy_(f.detach())
-            layer.core.copy_(M.core.detach())
-        layer._copy_bias(bias)
-        return layer
+    def _from_spec(cls, spec: BTSpec, bias: bool, **kwargs) -> "BTLinear":
+        return cls(spec.in_modes, spec.out_modes, spec.ranks, spec.blocks, bias=bias, **kwargs)
+
+    def _weights(self) -> list[nn.Parameter]:
+        return list(self.factors) + [self.core]
+
+    @staticmethod
+    def _matrix_weights(M: BTMatrix) -> list[torch.Tensor]:
+        return list(M.factors) + [M.core]
 
     @classmethod
     def from_dense(cls, weight: torch.Tensor, in_modes, out_modes, rank=None, blocks: int = 1,
-                   bias: torch.Tensor | None = None, *, seed: int = 0, **fit_kwargs) -> "BTLinear":
+                   bias=None, *, seed: int = 0, **fit_kwargs) -> "BTLinear":
         """A layer whose W approximates ``weight`` (shape (I, J), y = x @ W).
 
         With full rank in every mode (``rank=None``, or R_k = I_k J_k) the fit is exact: block 1 holds
         identity factors and the core is W rearranged to (I_1 J_1, .., I_d J_d); further blocks get
         random factors and zero cores (they start at zero but can learn). Otherwise the weight is
         fitted with :func:`btcore.decompose.fit_bt` (ALS; ``seed`` and ``fit_kwargs`` are passed on).
-        The fit's report is kept in ``layer.fit_info``: the decomposition's ``FitInfo``, or a dict for the
-        exact path; both read as ``layer.fit_info["relative_error"]``.
+        The fit's report is kept in ``layer.fit_info``, a :class:`~btcore.decompose.FitInfo`
+        (``layer.fit_info.relative_error``; method "exact" for the full-rank copy).
+
+        ``bias``: a tensor of shape (out_features,) is copied, ``True`` gives a zero (trainable) bias,
+        ``None`` or ``False`` no bias (the default: a bare weight has none).
         """
+        want_bias = _want_bias(bias)
         spec_modes = BTSpec(in_modes, out_modes, 1, blocks, max_bytes=None)
         w = _check_weight(weight, spec_modes.in_size, spec_modes.out_size, cls.__name__)
         full = tuple(i * j for i, j in zip(spec_modes.in_modes, spec_modes.out_modes))
@@ -344,38 +374,22 @@ class BTLinear(_FactorizedLinear):
             rank = full
         spec = BTSpec(in_modes, out_modes, rank, blocks)
         if spec.ranks == full:
-            layer = cls(spec.in_modes, spec.out_modes, spec.ranks, spec.blocks, bias=True,
-                        dtype=w.dtype, device=w.device)
+            layer = cls._from_spec(spec, want_bias, dtype=w.dtype, device=w.device)
             with torch.no_grad():
                 for k, (i, j) in enumerate(zip(spec.in_modes, spec.out_modes)):
                     layer.factors[k][0].copy_(torch.eye(i * j, dtype=w.dtype, device=w.device).reshape(i, j, i * j))
                 layer.core.zero_()
-                layer.core[0].copy_(_interleaved(w, spec.in_modes, spec.out_modes))
-            info = {"method": "exact", "relative_error": 0.0}
+                layer.core[0].copy_(interleave(w, spec.in_modes, spec.out_modes))
+            layer._set_bias(bias)
+            info = FitInfo(format=spec.kind, method="exact", relative_error=0.0, errors=[0.0], converged=True,
+                           reason="direct", at_precision=True, ranks=spec.ranks, blocks=spec.blocks,
+                           params=spec.params, requested_ranks=spec.ranks)
         else:
-            try:  # lazy: the layers work without the decomposition module
-                from .decompose import fit_bt
-            except ImportError as e:
-                raise ImportError("BTLinear.from_dense below full rank needs btcore.decompose.fit_bt; use "
-                                  "rank=None (full rank, exact) or install the decomposition module") from e
-
-            M, info = fit_bt(w, spec.in_modes, spec.out_modes, spec.rank, spec.blocks, seed=seed, **fit_kwargs)
-            layer = cls.from_matrix(M.to(dtype=w.dtype, device=w.device))
-        if bias is None:
-            with torch.no_grad():
-                layer.bias.zero_()
-        else:
-            layer._copy_bias(bias)
+            M, info = decompose.fit_bt(w, spec.in_modes, spec.out_modes, spec.rank, spec.blocks, seed=seed,
+                                       **fit_kwargs)
+            layer = cls.from_matrix(M.to(dtype=w.dtype, device=w.device), bias=bias)
         layer.fit_info = info
         return layer
-
-    @classmethod
-    def from_linear(cls, linear: nn.Linear, in_modes, out_modes, rank=None, blocks: int = 1, **kwargs) -> "BTLinear":
-        """A layer approximating ``linear`` (its weight is (out, in), so W = linear.weight.T); bias copied."""
-        if not isinstance(linear, nn.Linear):
-            raise ValueError(f"linear must be an nn.Linear, got {type(linear).__name__}")
-        return cls.from_dense(linear.weight.detach().T, in_modes, out_modes, rank, blocks,
-                              bias=None if linear.bias is None else linear.bias.detach(), **kwargs)
 
 
 class TTLinear(_FactorizedLinear):
@@ -395,6 +409,8 @@ class TTLinear(_FactorizedLinear):
     cores : nn.ParameterList
         ``cores[k]`` of shape (r_{k-1}, I_k, J_k, r_k).
     """
+
+    matrix_type = TTMatrix
 
     def __init__(self, in_modes, out_modes, ranks, bias: bool = True, *, method: str = "contract",
                  tune: bool = False, device=None, dtype=None):
@@ -436,70 +452,37 @@ class TTLinear(_FactorizedLinear):
         """The layer's W as a :class:`TTMatrix` over its parameters (differentiable)."""
         return TTMatrix(list(self.cores))
 
-    def extra_repr(self) -> str:
-        s = self.spec
-        return (f"in_modes={s.in_modes}, out_modes={s.out_modes}, ranks={s.ranks}, "
-                f"bias={self.bias is not None}, params={self.num_params:,}, compression={s.compression:,.1f}x")
+    def _rank_repr(self) -> str:
+        return f"ranks={self.spec.ranks}"
 
     @classmethod
-    def from_matrix(cls, M: TTMatrix, bias: torch.Tensor | None = None, **kwargs) -> "TTLinear":
-        """A layer holding copies of a :class:`TTMatrix`'s cores (and ``bias``, if given)."""
-        if not isinstance(M, TTMatrix):
-            raise ValueError(f"M must be a TTMatrix, got {type(M).__name__}")
-        s = M.spec
-        kwargs.setdefault("dtype", M.dtype)
-        kwargs.setdefault("device", M.device)
-        want_bias = bool(kwargs.pop("bias", True)) or bias is not None
-        layer = cls(s.in_modes, s.out_modes, s.ranks, bias=want_bias, **kwargs)
-        with torch.no_grad():
-            for p, c in zip(layer.cores, M.cores):
-                p.copy_(c.detach())
-        layer._copy_bias(bias)
-        return layer
+    def _from_spec(cls, spec: TTSpec, bias: bool, **kwargs) -> "TTLinear":
+        return cls(spec.in_modes, spec.out_modes, spec.ranks, bias=bias, **kwargs)
+
+    def _weights(self) -> list[nn.Parameter]:
+        return list(self.cores)
+
+    @staticmethod
+    def _matrix_weights(M: TTMatrix) -> list[torch.Tensor]:
+        return list(M.cores)
 
     @classmethod
-    def from_dense(cls, weight: torch.Tensor, in_modes, out_modes, ranks=None, bias: torch.Tensor | None = None,
+    def from_dense(cls, weight: torch.Tensor, in_modes, out_modes, ranks=None, bias=None,
                    **fit_kwargs) -> "TTLinear":
-        """A layer whose W approximates ``weight`` (shape (I, J), y = x @ W).
+        """A layer whose W approximates ``weight`` (shape (I, J), y = x @ W), by TT-SVD.
 
         ``ranks=None`` means the full ranks min(prod_{i<=k} I_i J_i, prod_{i>k} I_i J_i), where TT-SVD
-        is exact. Other ranks use :func:`btcore.decompose.fit_tt` (TT-SVD) when available, else the
-        local :func:`tt_svd`. The fit's report is in ``layer.fit_info`` (``fit_info["relative_error"]``).
+        is exact. The fit is :func:`btcore.decompose.fit_tt` (``fit_kwargs`` are passed on); its
+        report is in ``layer.fit_info`` (``layer.fit_info.relative_error``). ``bias`` as for
+        :meth:`BTLinear.from_dense`.
         """
         spec_modes = TTSpec(in_modes, out_modes, 1, max_bytes=None)
         w = _check_weight(weight, spec_modes.in_size, spec_modes.out_size, cls.__name__)
-        full = _tt_caps(spec_modes.in_modes, spec_modes.out_modes)
+        _want_bias(bias)  # reject a bad bias before fitting
         if ranks is None:
-            ranks = full
-        spec = TTSpec(in_modes, out_modes, ranks)
-        if spec.inner_ranks == full:
-            cores = tt_svd(w, spec.in_modes, spec.out_modes, spec.ranks)
-            M, info = TTMatrix(cores), {"method": "exact (TT-SVD at full rank)", "relative_error": 0.0}
-        else:
-            try:
-                from .decompose import fit_tt
-            except ImportError:
-                fit_tt = None
-            if fit_tt is not None:
-                M, info = fit_tt(w, spec.in_modes, spec.out_modes, spec.ranks, **fit_kwargs)
-            else:
-                M = TTMatrix(tt_svd(w, spec.in_modes, spec.out_modes, spec.ranks))
-                wd = w.double()
-                err = torch.linalg.norm(M.to_dense().double() - wd) / torch.linalg.norm(wd).clamp_min(1e-300)
-                info = {"method": "TT-SVD (btcore.layers.tt_svd)", "relative_error": float(err)}
-        layer = cls.from_matrix(M.to(dtype=w.dtype, device=w.device))
-        if bias is None:
-            with torch.no_grad():
-                layer.bias.zero_()
-        else:
-            layer._copy_bias(bias)
+            ranks = decompose._tt_caps(spec_modes.in_modes, spec_modes.out_modes)  # full: TT-SVD is exact
+        spec = TTSpec(in_modes, out_modes, ranks)  # valid ranks (never capped by the fit) within the size limit
+        M, info = decompose.fit_tt(w, spec.in_modes, spec.out_modes, spec.ranks, **({"warn": False} | fit_kwargs))
+        layer = cls.from_matrix(M.to(dtype=w.dtype, device=w.device), bias=bias)
         layer.fit_info = info
         return layer
-
-    @classmethod
-    def from_linear(cls, linear: nn.Linear, in_modes, out_modes, ranks=None, **kwargs) -> "TTLinear":
-        """A layer approximating ``linear`` (W = linear.weight.T); bias copied."""
-        if not isinstance(linear, nn.Linear):
-            raise ValueError(f"linear must be an nn.Linear, got {type(linear).__name__}")
-        return cls.from_dense(linear.weight.detach().T, in_modes, out_modes, ranks,
-                              bias=None if linear.bias is None else linear.bias.detach(), **kwargs)

@@ -217,12 +217,11 @@ class _Cell(nn.Module):
             if len(in_modes) != len(hidden_modes):
                 raise ValueError(f"hidden_modes has {len(hidden_modes)} modes but in_modes has {len(in_modes)}; "
                                  f"a {kind.upper()} input map needs the same order d for both")
+            # b is None for a bias-free cell, and then the map has no bias either
             if kind == "bt":
                 imap = BTLinear.from_dense(w, in_modes, out, rank, blocks, bias=b, **fit_kwargs)
             else:
                 imap = TTLinear.from_dense(w, in_modes, out, tt_ranks, bias=b, **fit_kwargs)
-            if not has_bias:
-                imap.register_parameter("bias", None)
         new = cls(in_modes, hidden_modes, kind, bias=has_bias, input_map=imap, **factory)
         with torch.no_grad():
             new.hidden_map.weight.copy_(cell.weight_hh)
@@ -355,6 +354,10 @@ class _Sequence(nn.Module):
     def _initial(self, state, batch: int, ref: torch.Tensor):
         raise NotImplementedError  # pragma: no cover
 
+    def _step(self, gx, state, h_mask):
+        """One step from the precomputed input gates (the cell's :meth:`step`)."""
+        return self.cell.step(gx, state, h_mask)
+
     def forward(self, x: torch.Tensor, state=None, lengths: torch.Tensor | None = None):
         """Run over ``x`` of shape (B, T, F).
 
@@ -416,9 +419,6 @@ class LSTM(_Sequence):
                 raise ValueError(f"state {name} has shape {tuple(s.shape)}, expected ({batch}, {self.hidden_size})")
         return tuple(state)
 
-    def _step(self, gx, state, h_mask):
-        return self.cell.step(gx, state, h_mask)
-
     @staticmethod
     def _where(m, new, old):
         return torch.where(m, new[0], old[0]), torch.where(m, new[1], old[1])
@@ -443,9 +443,6 @@ class GRU(_Sequence):
             shape = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
             raise ValueError(f"state h has shape {shape}, expected ({batch}, {self.hidden_size})")
         return state
-
-    def _step(self, gx, state, h_mask):
-        return self.cell.step(gx, state, h_mask)
 
     @staticmethod
     def _where(m, new, old):

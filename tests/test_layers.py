@@ -1,8 +1,6 @@
 """Tests for btcore.layers: BTLinear and TTLinear."""
 
 import math
-import sys
-import types
 
 import pytest
 import torch
@@ -12,7 +10,8 @@ from torch.func import functional_call
 
 import btcore
 from btcore import BTLinear, BTMatrix, TTLinear, TTMatrix, bt_params, tt_params
-from btcore.layers import linear_init_std, tt_svd
+from btcore.decompose import FitInfo
+from btcore.layers import linear_init_std
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 F64 = torch.float64
@@ -233,7 +232,11 @@ def test_bt_from_dense_full_rank_exact(blocks):
     b = torch.randn(12, dtype=F64)
     layer = BTLinear.from_dense(W, (2, 3, 4), (3, 2, 2), blocks=blocks, bias=b)
     assert layer.ranks == (6, 6, 8) and layer.blocks == blocks
-    assert layer.fit_info["relative_error"] == 0.0
+    info = layer.fit_info
+    assert isinstance(info, FitInfo) and info.method == "exact" and info.relative_error == 0.0
+    assert info.at_precision and info.ranks == (6, 6, 8) and info.blocks == blocks
+    assert info.params == bt_params((2, 3, 4), (3, 2, 2), (6, 6, 8), blocks) == layer.num_params - 12
+    assert info.format == ("Tucker" if blocks == 1 else "BT")
     torch.testing.assert_close(layer.weight_matrix(), W, atol=1e-12, rtol=0)
     x = torch.randn(5, 24, dtype=F64)
     torch.testing.assert_close(layer(x), x @ W + b, atol=1e-12, rtol=0)
@@ -245,15 +248,24 @@ def test_tt_from_dense_full_rank_exact():
     layer = TTLinear.from_dense(W, (2, 3, 4), (3, 2, 2))
     assert layer.ranks == (1, 6, 8, 1)
     torch.testing.assert_close(layer.weight_matrix(), W, atol=1e-12, rtol=0)
-    torch.testing.assert_close(layer.bias, torch.zeros(12, dtype=F64))
+    assert layer.bias is None  # a bare weight has no bias, and none is invented
+    assert layer.num_params == tt_params((2, 3, 4), (3, 2, 2), (6, 8))
+    info = layer.fit_info
+    assert isinstance(info, FitInfo) and info.method == "TT-SVD" and info.relative_error < 1e-13
+    assert info.ranks == info.requested_ranks == (1, 6, 8, 1) and info.notes == []
+    with_bias = TTLinear.from_dense(W, (2, 3, 4), (3, 2, 2), bias=True)  # explicit: a zero, trainable bias
+    torch.testing.assert_close(with_bias.bias.detach(), torch.zeros(12, dtype=F64))
+    assert with_bias.bias.requires_grad and with_bias.num_params == layer.num_params + 12
 
 
-def test_tt_svd_exact_on_low_rank_tt():
+def test_tt_from_dense_exact_on_low_rank_tt():
     torch.manual_seed(0)
     M = TTMatrix.random((3, 4, 2), (2, 3, 5), 2, dtype=F64)
     W = M.to_dense()
-    cores = tt_svd(W, (3, 4, 2), (2, 3, 5), 2)
-    torch.testing.assert_close(TTMatrix(cores).to_dense(), W, atol=1e-12, rtol=0)
+    layer = TTLinear.from_dense(W, (3, 4, 2), (2, 3, 5), 2)
+    assert layer.ranks == (1, 2, 2, 1)
+    torch.testing.assert_close(layer.weight_matrix(), W, atol=1e-12, rtol=0)
+    assert layer.fit_info.relative_error < 1e-12
 
 
 @pytest.mark.parametrize("kind", ["bt", "tt"])
@@ -264,46 +276,63 @@ def test_from_linear_full_rank_matches_linear(kind):
     layer = cls.from_linear(lin, (2, 3, 4), (3, 2, 2))
     x = torch.randn(6, 24, dtype=F64)
     torch.testing.assert_close(layer(x), lin(x), atol=1e-12, rtol=0)
-    nob = cls.from_linear(nn.Linear(24, 12, bias=False, dtype=F64), (2, 3, 4), (3, 2, 2))
-    assert torch.count_nonzero(nob.bias) == 0
+    # a bias-free source gives a bias-free layer: only the format's parameters
+    for rank in (None, 2):
+        nob = cls.from_linear(nn.Linear(24, 12, bias=False, dtype=F64), (2, 3, 4), (3, 2, 2), rank)
+        assert nob.bias is None
+        ranks = (None if rank is None else nob.ranks)
+        if kind == "bt":
+            assert nob.num_params == bt_params((2, 3, 4), (3, 2, 2), ranks or (6, 6, 8), 1)
+        else:
+            assert nob.num_params == tt_params((2, 3, 4), (3, 2, 2), ranks or (6, 8))
+        assert "bias=False" in repr(nob)
+    # with a bias the count is the format's plus out_features, and the bias is the source's
+    assert layer.num_params == layer.spec.params + 12
+    torch.testing.assert_close(layer.bias.detach(), lin.bias.detach())
+    # bias= overrides the source: a zero, trainable bias on a bias-free linear
+    zb = cls.from_linear(nn.Linear(24, 12, bias=False, dtype=F64), (2, 3, 4), (3, 2, 2), bias=True)
+    torch.testing.assert_close(zb.bias.detach(), torch.zeros(12, dtype=F64))
 
 
 def test_from_dense_low_rank_calls_fit_bt(monkeypatch):
     """Below full rank, from_dense must use btcore.decompose.fit_bt (faked here to pin the call)."""
     calls = {}
     M = BTMatrix.random((2, 3, 4), (3, 2, 2), 2, 2, seed=0, dtype=F64)
+    fake_info = FitInfo(format="BT", method="ALS", relative_error=0.123)
 
     def fit_bt(W, in_modes, out_modes, rank, blocks, seed=None, **kw):
         calls.update(shape=tuple(W.shape), in_modes=in_modes, out_modes=out_modes, rank=rank, blocks=blocks,
                      seed=seed, kw=kw)
-        return M, {"relative_error": 0.123}
+        return M, fake_info
 
-    fake = types.ModuleType("btcore.decompose")
-    fake.fit_bt = fit_bt
-    monkeypatch.setitem(sys.modules, "btcore.decompose", fake)
-    monkeypatch.setattr(btcore, "decompose", fake, raising=False)
+    monkeypatch.setattr(btcore.decompose, "fit_bt", fit_bt)
     layer = BTLinear.from_dense(torch.randn(24, 12, dtype=F64), (2, 3, 4), (3, 2, 2), 2, 2, seed=7, sweeps=3)
     assert calls == dict(shape=(24, 12), in_modes=(2, 3, 4), out_modes=(3, 2, 2), rank=2, blocks=2, seed=7,
                          kw={"sweeps": 3})
-    assert layer.fit_info["relative_error"] == 0.123
+    assert layer.fit_info is fake_info and layer.fit_info.relative_error == 0.123
+    assert layer.bias is None and layer.num_params == M.num_params
     torch.testing.assert_close(layer.weight_matrix(), M.to_dense())
 
 
-def test_from_dense_low_rank_calls_fit_tt(monkeypatch):
-    M = TTMatrix.random((2, 3, 4), (3, 2, 2), 2, seed=0, dtype=F64)
-    fake = types.ModuleType("btcore.decompose")
-    fake.fit_tt = lambda W, i, o, r, **kw: (M, {"relative_error": 0.5, "ranks": r})
-    monkeypatch.setitem(sys.modules, "btcore.decompose", fake)
-    monkeypatch.setattr(btcore, "decompose", fake, raising=False)
-    layer = TTLinear.from_dense(torch.randn(24, 12, dtype=F64), (2, 3, 4), (3, 2, 2), 2)
-    assert layer.fit_info["ranks"] == (1, 2, 2, 1)
-    torch.testing.assert_close(layer.weight_matrix(), M.to_dense())
+def test_from_dense_calls_fit_tt_without_warnings(monkeypatch):
+    """TTLinear.from_dense always fits with decompose.fit_tt(..., warn=False), full rank included."""
+    calls = []
+    real = btcore.decompose.fit_tt
+
+    def fit_tt(W, i, o, r, **kw):
+        calls.append((tuple(r), kw))
+        return real(W, i, o, r, **kw)
+
+    monkeypatch.setattr(btcore.decompose, "fit_tt", fit_tt)
+    W = torch.randn(24, 12, dtype=F64)
+    layer = TTLinear.from_dense(W, (2, 3, 4), (3, 2, 2), 2)
+    assert layer.ranks == (1, 2, 2, 1) and layer.fit_info.ranks == (1, 2, 2, 1)
+    assert layer.fit_info.relative_error == pytest.approx(btcore.relative_error(W, layer.to_matrix()), rel=1e-9)
+    TTLinear.from_dense(W, (2, 3, 4), (3, 2, 2))
+    assert calls == [((1, 2, 2, 1), {"warn": False}), ((1, 6, 8, 1), {"warn": False})]
 
 
 def test_from_dense_low_rank_real_fit_on_structured_matrix():
-    dec = pytest.importorskip("btcore.decompose")
-    if not hasattr(dec, "fit_bt") or not hasattr(dec, "fit_tt"):
-        pytest.skip("btcore.decompose has no fit_bt/fit_tt yet")
     torch.manual_seed(0)
     W = BTMatrix.random((3, 4), (4, 2), 2, 2, seed=1, dtype=F64).to_dense()
     layer = BTLinear.from_dense(W, (3, 4), (4, 2), 2, 2, seed=0)
@@ -320,6 +349,7 @@ def test_from_matrix_copies():
     M = BTMatrix.random((2, 3), (3, 2), 2, 2, seed=0, dtype=F64)
     layer = BTLinear.from_matrix(M)
     torch.testing.assert_close(layer.weight_matrix(), M.to_dense())
+    assert layer.bias is None and layer.num_params == M.num_params  # a matrix has no bias
     with torch.no_grad():
         layer.core.add_(1)
     assert not torch.allclose(layer.weight_matrix(), M.to_dense())  # copies, not views

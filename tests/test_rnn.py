@@ -60,6 +60,7 @@ def test_cell_without_bias_matches_torch(cell_type, kind):
     cls = LSTMCell if cell_type == "lstm" else GRUCell
     cell = cls.from_torch(ref, IN, HID, kind)
     assert cell.input_map.bias is None and cell.hidden_map.bias is None
+    assert cell.input_map.num_params == cell.input_map.spec.params == cell.input_map_params
     x = torch.randn(3, 12, dtype=F64)
     out, out_ref = cell(x), ref(x)
     if cell_type == "lstm":
@@ -67,12 +68,41 @@ def test_cell_without_bias_matches_torch(cell_type, kind):
     torch.testing.assert_close(out, out_ref, atol=1e-6, rtol=0)
 
 
-def test_gate_order_is_gate_major():
-    """Column j of the folded map is gate j // H: zeroing gate g's columns of W_ih changes only gate g."""
+@pytest.mark.parametrize("kind", ["tt", "bt"])
+@pytest.mark.parametrize("gate", range(4))
+def test_gate_order_is_gate_major(kind, gate):
+    """Column j of the folded map is gate j // H: zeroing gate g's columns of the input map changes only
+    gate g's pre-activation, and gives the cell of nn.LSTMCell with gate g's rows of W_ih zeroed."""
     ref = _torch_cell("lstm")
-    cell = LSTMCell.from_torch(ref, IN, HID, "bt")
+    cell = LSTMCell.from_torch(ref, IN, HID, kind)
+    H, H1 = 6, HID[0]
+    assert cell.out_modes == (4 * H1,) + HID[1:]
     W = cell.input_map.weight_matrix().detach()
     torch.testing.assert_close(W, ref.weight_ih.detach().T, atol=1e-12, rtol=0)
+    torch.manual_seed(1)
+    x, h, c = torch.randn(5, 12, dtype=F64), torch.randn(5, 6, dtype=F64), torch.randn(5, 6, dtype=F64)
+    with torch.no_grad():
+        pre = cell.input_map(x) + cell.hidden_map(h)  # gate pre-activations, gate-major [i | f | g | o]
+        # Gate g is the slice g*H1:(g+1)*H1 of the folded first output mode (4 H_1): zero it in the
+        # first factor (BT, every block) or first core (TT), i.e. in the format, not in a dense copy.
+        first = cell.input_map.factors[0] if kind == "bt" else cell.input_map.cores[0]
+        first[:, :, gate * H1:(gate + 1) * H1, :] = 0
+        W0 = cell.input_map.weight_matrix()
+        pre0 = cell.input_map(x) + cell.hidden_map(h)
+    cols = torch.zeros(4 * H, dtype=torch.bool)
+    cols[gate * H:(gate + 1) * H] = True
+    assert torch.count_nonzero(W0[:, cols]) == 0  # exactly gate g's columns are zero ...
+    torch.testing.assert_close(W0[:, ~cols], W[:, ~cols], atol=1e-12, rtol=0)  # ... and only those
+    torch.testing.assert_close(pre0[:, ~cols], pre[:, ~cols], atol=1e-12, rtol=0)  # other gates unchanged
+    assert bool(((pre0[:, cols] - pre[:, cols]).abs() > 1e-6).all())  # gate g changed, every unit
+    b_ih, w_hh, b_hh = ref.bias_ih.detach(), ref.weight_hh.detach(), ref.bias_hh.detach()
+    torch.testing.assert_close(pre0[:, cols], b_ih[cols] + h @ w_hh[cols].T + b_hh[cols], atol=1e-12, rtol=0)
+    # the same gate in PyTorch's order: nn.LSTMCell with rows g*H:(g+1)*H of weight_ih zeroed
+    with torch.no_grad():
+        ref.weight_ih[gate * H:(gate + 1) * H] = 0
+        out, out_ref = cell(x, (h, c)), ref(x, (h, c))
+    torch.testing.assert_close(out[0], out_ref[0], atol=1e-10, rtol=0)
+    torch.testing.assert_close(out[1], out_ref[1], atol=1e-10, rtol=0)
     assert folded_out_modes((4, 4, 4, 4), 4) == (16, 4, 4, 4)
 
 

@@ -133,7 +133,8 @@ def metrics_rows(events: list[dict]) -> list[dict]:
     return rows
 
 
-#: The paper's reported UCF11 top-1 accuracies (Ye et al. 2018, Table 2).
+#: The paper's reported UCF11 top-1 accuracies (Ye et al. 2018, Table 2). Also in app/learn_data.py:
+#: both should read one constant in btcore.rnn, next to ucf11_config.
 PAPER_ACCURACY = {"dense": 0.697, "tt": 0.796, "bt": 0.853}
 
 

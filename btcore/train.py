@@ -40,6 +40,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,7 @@ from torch import nn
 
 from .data import SyntheticActions, load_clip_folder, parse_frame_shape
 from .rnn import ClassifierConfig, build_classifier
-from .shapes import check_positive_int, factorize
+from .shapes import check_modes, check_positive_int, factorize
 
 __all__ = [
     "OPTIMIZERS",
@@ -65,10 +66,12 @@ __all__ = [
     "estimate_memory",
     "train",
     "compare",
+    "with_unique_names",
     "history_rows",
     "histories_csv",
     "save_results",
     "save_checkpoint",
+    "checkpoint_bytes",
     "load_checkpoint",
     "main",
 ]
@@ -162,7 +165,9 @@ class TrainConfig:
     max_steps : int or None
         Stop (status "done") after this many steps.
     threads : int or None
-        CPU threads for this run (restored afterwards); None leaves torch's setting.
+        CPU threads for this run, applied only by ``train(..., apply_threads=True)`` (a caller that owns
+        the process, such as a script; restored afterwards). torch's thread count is process-wide, so
+        trainers in worker threads (the app) leave it alone; the CLI sets it once with ``--threads``.
     name : str or None
         Label of the run (default: the model's description, e.g. "BT-LSTM (R=4, N=2)").
     """
@@ -392,12 +397,22 @@ def _never() -> bool:
 
 def train(config: TrainConfig, train_data, val_data, *, callback: Callable[[dict], Any] | None = None,
           should_stop: Callable[[], bool] | None = None, run_index: int = 0, runs: int = 1,
-          keep_model: bool = True) -> RunResult:
+          keep_model: bool = True, apply_threads: bool = False) -> RunResult:
     """Train one configuration; report through ``callback``; return a :class:`RunResult`.
 
     ``train_data`` / ``val_data`` are :class:`btcore.data.ClipSet` or synthetic splits (anything
     with ``len()`` and ``get(indices) -> (x, y)``). Under torch.distributed the model is wrapped in
     DistributedDataParallel and each global batch is split across the processes.
+
+    ``apply_threads``: set torch's (process-wide) CPU thread count to ``config.threads`` for the run
+    and restore it afterwards. Only for a caller that owns the process; never from a worker thread
+    that shares the process with other torch work (the app), where it would race with them.
+
+    Randomness: the model init and dropout draw from torch's global RNG, seeded with ``config.seed``
+    inside ``torch.random.fork_rng`` (the caller's RNG state is restored afterwards); the seeding and
+    the model init hold a lock, so concurrent runs get the same initial weights as a run alone. The
+    batch order comes from a NumPy generator of its own. Dropout masks of runs training at the same
+    time in one process share the global RNG and are not reproducible.
     """
     cfg = config
     callback = callback or (lambda e: None)
@@ -409,18 +424,35 @@ def train(config: TrainConfig, train_data, val_data, *, callback: Callable[[dict
     if device.type == "cuda" and dist.on and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     old_threads = None
-    if device.type == "cpu" and cfg.threads is not None:
+    if apply_threads and device.type == "cpu" and cfg.threads is not None:
         old_threads = set_cpu_threads(cfg.threads)
+    cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
     try:
-        return _train(cfg, train_data, val_data, callback, should_stop, dist, device, run_index, runs, keep_model)
+        with torch.random.fork_rng(devices=cuda_devices):
+            return _train(cfg, train_data, val_data, callback, should_stop, dist, device, run_index, runs, keep_model)
     finally:
         if old_threads is not None:
             torch.set_num_threads(old_threads)
 
 
+#: Held while a run seeds the global RNG and initialises its model (see :func:`train`).
+_INIT_LOCK = threading.Lock()
+
+
+def _seeded_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
+    """The run's model, initialised from ``cfg.seed``; the global RNG stays seeded for dropout."""
+    with _INIT_LOCK:
+        torch.default_generator.manual_seed(cfg.seed)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(cfg.seed)
+        model = build_classifier(cfg.model)
+    return model.to(device)
+
+
 def _train(cfg, train_data, val_data, callback, should_stop, dist, device, run_index, runs, keep_model) -> RunResult:
-    torch.manual_seed(cfg.seed)
-    model = build_classifier(cfg.model).to(device)
+    model = _seeded_model(cfg, device)
     params = sum(p.numel() for p in model.parameters())
     net: nn.Module = model
     if dist.on:
@@ -550,21 +582,40 @@ def _train(cfg, train_data, val_data, callback, should_stop, dist, device, run_i
                      model if keep_model else None)
 
 
+def with_unique_names(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
+    """Copies of ``configs`` whose names are unique (``"BT-LSTM"``, ``"BT-LSTM #2"``); the inputs are unchanged.
+
+    Configurations whose names are already unique are returned as they are (as copies), so applying
+    this twice gives the same names.
+    """
+    taken = {c.name for c in configs}
+    used: set[str] = set()
+    out = []
+    for c in configs:
+        name = c.name
+        if name in used:
+            k = 2
+            while f"{c.name} #{k}" in used or f"{c.name} #{k}" in taken:
+                k += 1
+            name = f"{c.name} #{k}"
+        used.add(name)
+        out.append(dataclasses.replace(c, name=name))
+    return out
+
+
 def compare(configs: Sequence[TrainConfig], train_data, val_data, *, callback: Callable[[dict], Any] | None = None,
-            should_stop: Callable[[], bool] | None = None, keep_models: bool = True) -> list[RunResult]:
+            should_stop: Callable[[], bool] | None = None, keep_models: bool = True,
+            apply_threads: bool = False) -> list[RunResult]:
     """Train several configurations one after another (same data); a stop request ends them all.
 
-    Run names are made unique (``"BT-LSTM"``, ``"BT-LSTM #2"``). Each event also carries
-    ``overall_progress`` over all runs' steps.
+    Run names are made unique (``"BT-LSTM"``, ``"BT-LSTM #2"``, see :func:`with_unique_names`) on
+    copies: each result's ``config`` carries its run's name, the caller's configurations are not
+    changed. Each event also carries ``overall_progress`` over all runs' steps. ``apply_threads`` as
+    in :func:`train`.
     """
-    configs = list(configs)
+    configs = with_unique_names(configs)
     if not configs:
         raise ValueError("compare: give at least one configuration")
-    seen: dict[str, int] = {}
-    for c in configs:
-        seen[c.name] = seen.get(c.name, 0) + 1
-        if seen[c.name] > 1:
-            c.name = f"{c.name} #{seen[c.name]}"
     should_stop = should_stop or _never
     callback = callback or (lambda e: None)
     totals: list[int] = []
@@ -583,7 +634,7 @@ def compare(configs: Sequence[TrainConfig], train_data, val_data, *, callback: C
             callback(ev)
 
         res = train(c, train_data, val_data, callback=cb, should_stop=should_stop, run_index=i, runs=len(configs),
-                    keep_model=keep_models)
+                    keep_model=keep_models, apply_threads=apply_threads)
         results.append(res)
         if res.status == "stopped":
             break
@@ -641,20 +692,31 @@ def summary(results: Sequence[RunResult]) -> list[dict]:
              "reason": r.reason, "device": r.device, **r.final} for r in results]
 
 
+def _checkpoint(model: nn.Module, config: TrainConfig, history: list[dict] | None) -> dict:
+    model = getattr(model, "module", model)
+    return {"format": "btlab-checkpoint-1", "train_config": config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "history": history or []}
+
+
 def save_checkpoint(path, model: nn.Module, config: TrainConfig, history: list[dict] | None = None) -> Path:
     """Save the model's weights with its configuration (and optionally its history)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = getattr(model, "module", model)
-    torch.save({"format": "btlab-checkpoint-1", "train_config": config.to_dict(),
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "history": history or []}, path)
+    torch.save(_checkpoint(model, config, history), path)
     return path
 
 
+def checkpoint_bytes(model: nn.Module, config: TrainConfig, history: list[dict] | None = None) -> bytes:
+    """The bytes of :func:`save_checkpoint`'s file, made in memory (e.g. for a download)."""
+    buf = io.BytesIO()
+    torch.save(_checkpoint(model, config, history), buf)
+    return buf.getvalue()
+
+
 def load_checkpoint(path, device="cpu") -> tuple[nn.Module, TrainConfig, list[dict]]:
-    """``(model, train_config, history)`` from :func:`save_checkpoint`'s file."""
-    blob = torch.load(Path(path), map_location=device, weights_only=True)
+    """``(model, train_config, history)`` from :func:`save_checkpoint`'s file (a path or a binary file object)."""
+    src = path if hasattr(path, "read") else Path(path)
+    blob = torch.load(src, map_location=device, weights_only=True)
     if not isinstance(blob, dict) or blob.get("format") != "btlab-checkpoint-1":
         raise ValueError(f"{path} is not a BT Lab checkpoint")
     cfg = TrainConfig.from_dict(blob["train_config"])
@@ -739,17 +801,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_rank(text: str):
-    parts = [int(p) for p in str(text).replace("x", ",").split(",") if p.strip()]
-    if not parts:
-        raise ValueError(f"rank: expected an int or a comma list, got {text!r}")
-    return parts[0] if len(parts) == 1 else tuple(parts)
+def _parse_ints(text: str, flag: str) -> tuple[int, ...]:
+    """``"4,4,2,2"`` / ``"8x8x8x6"`` -> ints, validated by :func:`~btcore.shapes.check_modes`; errors name ``flag``."""
+    values = []
+    for part in str(text).replace("x", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            values.append(int(part))
+        except ValueError:
+            raise ValueError(f"{flag}: {part!r} is not an integer; write e.g. 4 or 4,4,2,2 (modes: 8x8x8x6)") from None
+    return check_modes(values, flag)
 
 
-def _parse_modes(text):
-    if text is None:
-        return None
-    return tuple(int(p) for p in str(text).replace(",", "x").split("x") if p.strip())
+def _parse_rank(text: str, flag: str):
+    """One int (all modes) or a per-mode / per-bond tuple."""
+    parts = _parse_ints(text, flag)
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _parse_modes(text, flag: str):
+    return None if text is None else _parse_ints(text, flag)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -766,7 +839,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tdist.init_process_group(backend)
     rank = tdist.get_rank() if distributed else 0
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    if not want_cuda:
+    if not want_cuda:  # the CLI owns its process: set torch's thread count once, before any run
         set_cpu_threads(args.threads, share=local_world if distributed else 1)
     device = args.device
     if distributed and want_cuda:
@@ -792,9 +865,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         configs = []
         for kind in kinds:
             mc = model_config(kind, args.cell, frame_shape=frame, hidden=args.hidden, d=args.d,
-                              rank=_parse_rank(args.rank), blocks=args.blocks, tt_ranks=_parse_rank(args.tt_ranks),
-                              classes=classes, dropout=args.dropout, readout=args.readout,
-                              in_modes=_parse_modes(args.in_modes), hidden_modes=_parse_modes(args.hidden_modes))
+                              rank=_parse_rank(args.rank, "--rank"), blocks=args.blocks,
+                              tt_ranks=_parse_rank(args.tt_ranks, "--tt-ranks"), classes=classes,
+                              dropout=args.dropout, readout=args.readout,
+                              in_modes=_parse_modes(args.in_modes, "--in-modes"),
+                              hidden_modes=_parse_modes(args.hidden_modes, "--hidden-modes"))
             configs.append(TrainConfig(mc, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
                                        batch_size=args.batch, epochs=args.epochs, seed=args.seed, device=device,
                                        grad_clip=args.clip if args.clip and args.clip > 0 else None,

@@ -18,8 +18,8 @@ from app.state import get_config
 from app.widgets import format_ints, parse_rank, rank_text, show_error
 from btcore.data import ACTION_NAMES, SyntheticActions, load_clip_folder, parse_frame_shape
 from btcore.rnn import GATES, ucf11_config
-from btcore.train import (OPTIMIZERS, TrainConfig, compare, cpu_count, device_name, estimate_memory, fit_model_config,
-                          histories_csv, save_checkpoint, summary)
+from btcore.train import (OPTIMIZERS, TrainConfig, checkpoint_bytes, compare, cpu_count, device_name,
+                          estimate_memory, fit_model_config, histories_csv, summary, with_unique_names)
 from btcore.tensors import available_memory
 
 K = "train_"  # widget key prefix
@@ -69,12 +69,17 @@ with c_task:
     else:
         train_size, val_size, noise = None, None, None
         root = Path(folder.strip()).expanduser()
-        class_dirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.is_dir() else []
+        try:
+            is_folder = root.is_dir()
+            class_dirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if is_folder else []
+        except OSError as exc:  # e.g. no permission to list it
+            is_folder, class_dirs = None, []
+            show_error(exc, f"Cannot read the clip folder `{root}`")
         classes = len(class_dirs) or None
-        if root.is_dir():
+        if is_folder:
             st.caption(f"{len(class_dirs)} class folders in `{root}`; a quarter of each class's clips is held out "
                        "for validation. Frames are resized to the frame size below.")
-        else:
+        elif is_folder is False:
             st.error(f"`{root}` is not a folder on this machine.", icon=":material/error:")
 
 # -- models ----------------------------------------------------------------------------------------
@@ -102,11 +107,10 @@ with c_opt:
     c1, c2 = st.columns(2)
     epochs = c1.number_input("Epochs", 1, 500, RUN["epochs"], key=K + "epochs")
     clip = c2.number_input("Gradient clip (0 = off)", 0.0, 100.0, 1.0, key=K + "clip")
-    c1, c2 = st.columns(2)
-    seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key=K + "seed")
-    threads = c2.number_input("CPU threads", 1, max(1, n_cpu), max(1, n_cpu - 1), key=K + "threads",
-                              help="Threads for the training run; one core is left for the app by default.")
-    st.caption(f"Device: **{dev.split(' (')[0] if 'CPU' not in dev else f'CPU ({n_cpu} cores)'}**")
+    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=K + "seed")
+    # torch's thread count is process-wide: the app sets it once at startup, runs never change it.
+    st.caption(f"Device: **{dev.split(' (')[0] if 'CPU' not in dev else f'CPU ({n_cpu} cores)'}**"
+               + (f" · {torch.get_num_threads()} threads per operation, set for the whole app" if 'CPU' in dev else ""))
 
 # -- configurations and sizes ----------------------------------------------------------------------
 try:
@@ -138,8 +142,7 @@ except ValueError as exc:
 
 def make_runs(models) -> list[TrainConfig]:
     return [TrainConfig(m, optimizer=optimizer, lr=float(lr), batch_size=int(batch), epochs=int(epochs),
-                        seed=int(seed), grad_clip=float(clip) if clip > 0 else None, threads=int(threads),
-                        eval_every=0) for m in models]
+                        seed=int(seed), grad_clip=float(clip) if clip > 0 else None, eval_every=0) for m in models]
 
 
 free = available_memory("cuda" if torch.cuda.is_available() else "cpu")
@@ -172,8 +175,22 @@ if source == "synthetic":
 
 
 # -- the worker ------------------------------------------------------------------------------------
+def end_unstarted(job, runs: list[TrainConfig]) -> None:
+    """After a stop: an ``end`` event (status "stopped") for every run that never started.
+
+    A stop can come before the first training step (while the clips are generated) or end a
+    comparison before its later runs; the table then still lists every planned run, as stopped.
+    """
+    ended = {e["run"] for e in job.snapshot()["events"] if e.get("event") == "end"}
+    for c in runs:
+        if c.name not in ended:
+            job.append({"event": "end", "run": c.name, "status": "stopped", "steps": 0,
+                        "reason": "stopped before training started"})
+
+
 def make_target(runs: list[TrainConfig], data_spec: dict):
     """A pure-btcore worker: build the data, train the runs, report through the job."""
+    runs = with_unique_names(runs)  # the names compare() gives the runs
 
     def target(job):
         job.update(message="preparing the data", heartbeat=time.time())
@@ -186,7 +203,9 @@ def make_target(runs: list[TrainConfig], data_spec: dict):
                 ok = part.prepare(should_stop=lambda: job.should_stop,
                                   progress=lambda f, name=name: job.update(message=f"generating {name} clips: {f:.0%}"))
                 if not ok:
-                    job.update(message="stopped by request")
+                    if not job.message.startswith("stopped"):
+                        job.update(message="stopped by request")
+                    end_unstarted(job, runs)
                     return []
         else:
             train_set, val_set = load_clip_folder(data_spec["folder"], data_spec["frame_shape"], data_spec["frames"],
@@ -209,15 +228,18 @@ def make_target(runs: list[TrainConfig], data_spec: dict):
             return job.should_stop
 
         results = compare(runs, train_set, val_set, callback=cb, should_stop=should_stop)
-        if job.should_stop and not job.message.startswith("stopped"):
-            job.update(message="stopped by request")
+        if job.should_stop:
+            if not job.message.startswith("stopped"):
+                job.update(message="stopped by request")
+            end_unstarted(job, runs)
         return results
 
     return target
 
 
-def launch(runs: list[TrainConfig]) -> None:
-    spec = {"source": source, "folder": folder.strip(), "frame_shape": frame_shape, "frames": int(frames),
+def launch(runs: list[TrainConfig], shape: tuple[int, int, int]) -> None:
+    """Start the worker on the task above with frames of ``shape`` (C, H, W)."""
+    spec = {"source": source, "folder": folder.strip(), "frame_shape": shape, "frames": int(frames),
             "classes": classes, "train_size": int(train_size or 0), "val_size": int(val_size or 0),
             "seed": int(seed), "noise": float(noise or 0)}
     job = start_job(JOB_KEY, make_target(runs, spec), name="training")
@@ -230,7 +252,7 @@ c1, c2, _ = st.columns([1, 1, 4])
 job = get_job(JOB_KEY)
 running = job is not None and job.running
 if c1.button("Train", type="primary", icon=":material/play_arrow:", key=K + "start", disabled=running):
-    launch(make_runs(model_cfgs))
+    launch(make_runs(model_cfgs), frame_shape)
     job, running = get_job(JOB_KEY), True
 if c2.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not running):
     job.stop()
@@ -293,18 +315,11 @@ def live() -> None:
         if names:
             pick = c3.selectbox("Checkpoint of", names, key=K + "ckpt_run", label_visibility="collapsed")
             res = next(r for r in results if r.name == pick)
-            c3.download_button(f"Checkpoint of {pick} (.pt)", lambda: checkpoint_bytes(res), "btlab_model.pt",
+            c3.download_button(f"Checkpoint of {pick} (.pt)",  # made only when the download is clicked
+                               lambda: checkpoint_bytes(res.model, res.config, res.history), "btlab_model.pt",
                                "application/octet-stream", icon=":material/download:", key=K + "dl_ckpt",
                                help="Weights and configuration; load with btcore.train.load_checkpoint.")
         st.caption("PNG of a chart: the camera icon in the chart's toolbar.")
-
-
-def checkpoint_bytes(res) -> bytes:
-    """The run's checkpoint file, made only when the download is clicked."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        return save_checkpoint(Path(tmp) / "m.pt", res.model, res.config, res.history).read_bytes()
 
 
 live()
@@ -331,6 +346,5 @@ if st.button("Train the paper's architectures", icon=":material/science:", key=K
         mc, note = fit_model_config(kind, "lstm", frame_shape=fs, hidden=256, d=4, rank=4, blocks=2, tt_ranks=4,
                                     classes=classes or 2, dropout=0.25)
         models.append(mc)
-    frame_shape = fs
-    launch(make_runs(models))
+    launch(make_runs(models), fs)
     st.rerun()

@@ -19,7 +19,6 @@ def _small(at, *, epochs=2, kinds=None, frames=4):
         at.number_input(key="train_val_size").set_value(32)
     at.number_input(key="train_epochs").set_value(epochs)
     at.select_slider(key="train_hidden").set_value(16)
-    at.number_input(key="train_threads").set_value(1)
     if kinds is not None:
         at.multiselect(key="train_kinds").set_value(kinds)
     return at.run()
@@ -82,11 +81,21 @@ def test_memory_warning(monkeypatch):
 
 
 def test_launch_join_charts_table():
+    import torch
+
+    threads = torch.get_num_threads()
     at = _small(open_page("training"))
+    assert "train_threads" not in [n.key for n in at.number_input]  # set once for the app, not per run
     at.button(key="train_start").click().run()
     assert not at.exception
     job = at.session_state["train_job"]
-    assert _join(job) and job.status == "done", job.error
+    seen = set()
+    end = time.time() + 180
+    while not job.join(0.05) and time.time() < end:
+        job.update(heartbeat=time.time())
+        seen.add(torch.get_num_threads())
+    assert job.status == "done", job.error
+    assert seen <= {threads} and torch.get_num_threads() == threads  # the worker never changed it
     at.run()
     assert not at.exception
     specs = plotly_specs(at)
@@ -114,6 +123,38 @@ def test_stop_button():
     assert job.status == "stopped"
     table = at.dataframe[1].value
     assert list(table["status"]) == ["stopped"]
+
+
+def test_stop_while_the_data_are_prepared(monkeypatch):
+    """Stop pressed before the first training step (the worker is still generating clips): the table
+    still lists the planned run, as stopped (the race behind an intermittent KeyError: 'status')."""
+    import threading
+
+    import btcore.data
+
+    entered, release = threading.Event(), threading.Event()
+    prepare = btcore.data.SyntheticSplit.prepare
+
+    def slow_prepare(self, should_stop=None, progress=None):
+        entered.set()
+        assert release.wait(60)
+        return prepare(self, should_stop=should_stop, progress=progress)
+
+    monkeypatch.setattr(btcore.data.SyntheticSplit, "prepare", slow_prepare)
+    at = _small(open_page("training"), epochs=500, kinds=["TT"])
+    at.button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    assert entered.wait(60)
+    at.button(key="train_stop").click().run()
+    release.set()
+    assert _join(job, 30)
+    at.run()
+    assert not at.exception
+    assert job.status == "stopped"
+    assert not [e for e in job.events if e["event"] == "step"]
+    table = at.dataframe[1].value
+    assert list(table["run"]) == ["TT-LSTM (ranks 4)"] and list(table["status"]) == ["stopped"]
+    assert "before training" in table["note"].iloc[0]
 
 
 def test_leaving_the_page_stops_the_worker():
@@ -150,6 +191,22 @@ def test_clip_folder_task(tmp_path):
     assert not at.exception
     at.text_input(key="train_folder").set_value(str(tmp_path / "nowhere")).run()
     assert at.error and not at.exception
+
+
+def test_unreadable_clip_folder_is_an_error_not_a_traceback(tmp_path, monkeypatch):
+    import pathlib
+
+    root = tmp_path / "locked"
+    (root / "clap").mkdir(parents=True)
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "iterdir", denied)
+    at = open_page("training")
+    at.text_input(key="train_folder").set_value(str(root)).run()
+    assert not at.exception
+    assert any("Cannot read the clip folder" in e.value and "Permission denied" in e.value for e in at.error)
 
 
 def test_paper_architectures_at_reduced_frame_size():

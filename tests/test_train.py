@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -16,8 +17,9 @@ import torch
 from torch import nn
 
 from btcore.data import ClipSet, SyntheticActions, mean_frame_features
-from btcore.train import (HISTORY_COLUMNS, TrainConfig, compare, estimate_memory, fit_model_config,
-                          histories_csv, load_checkpoint, main, model_config, save_checkpoint, save_results, train)
+from btcore.train import (HISTORY_COLUMNS, TrainConfig, checkpoint_bytes, compare, estimate_memory, fit_model_config,
+                          histories_csv, load_checkpoint, main, model_config, save_checkpoint, save_results, train,
+                          with_unique_names)
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAME = (3, 16, 16)
@@ -147,6 +149,8 @@ def test_compare_history_and_checkpoint(data, tmp_path):
     cfgs = [_cfg("bt", max_steps=3, epochs=1), _cfg("bt", max_steps=2, epochs=1)]
     res = compare(cfgs, *data, callback=events.append)
     assert [r.name for r in res] == ["BT-LSTM (R=4, N=2)", "BT-LSTM (R=4, N=2) #2"]
+    assert [r.config.name for r in res] == [r.name for r in res]
+    assert [c.name for c in cfgs] == ["BT-LSTM (R=4, N=2)"] * 2  # the caller's configurations are not renamed
     assert [r.final["steps"] for r in res] == [3, 2]
     assert events[-1]["overall_progress"] == pytest.approx(1.0)
     progress = [e["overall_progress"] for e in events]
@@ -165,6 +169,56 @@ def test_compare_history_and_checkpoint(data, tmp_path):
     assert torch.allclose(model(x), res[0].model(x))
     save_checkpoint(tmp_path / "x.pt", res[1].model, res[1].config)
     assert load_checkpoint(tmp_path / "x.pt")[1].name == res[1].name
+    # the same checkpoint made in memory (the page's download)
+    blob = checkpoint_bytes(res[0].model, res[0].config, res[0].history)
+    model2, cfg2, hist2 = load_checkpoint(io.BytesIO(blob))
+    (tmp_path / "y.pt").write_bytes(blob)
+    assert cfg2 == cfg and hist2 == hist and load_checkpoint(tmp_path / "y.pt")[1] == cfg
+    model2.eval()
+    assert torch.equal(model2(x), model(x))
+
+
+def test_unique_names():
+    a, b = _cfg("bt"), _cfg("tt")
+    c = TrainConfig(a.model, name=f"{a.name} #2")
+    out = with_unique_names([a, a, c, b])
+    names = [o.name for o in out]
+    assert len(set(names)) == 4 and names[0] == a.name and names[3] == b.name and names[2] == c.name
+    assert [o.name for o in with_unique_names(out)] == names  # already unique: unchanged
+    assert a.name == "BT-LSTM (R=4, N=2)" and out[0] is not a
+
+
+def test_threads_are_left_alone_unless_asked(data):
+    """torch's thread count is process-wide: a run changes it only with apply_threads=True (and restores it)."""
+    before = torch.get_num_threads()
+    want = before + 1
+    seen = []
+    cb = lambda e: seen.append(torch.get_num_threads()) if e["event"] == "step" else None  # noqa: E731
+    train(_cfg("tt", max_steps=2, threads=want), *data, callback=cb)
+    assert set(seen) == {before} and torch.get_num_threads() == before
+    seen.clear()
+    train(_cfg("tt", max_steps=2, threads=want), *data, callback=cb, apply_threads=True)
+    assert set(seen) == {want} and torch.get_num_threads() == before
+
+
+def test_seeding_leaves_the_callers_rng_and_concurrent_runs_reproducible(data):
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    alone = [train(_cfg("bt", max_steps=3, seed=s), *data).final["checksum"] for s in (1, 2)]
+    assert torch.equal(torch.get_rng_state(), state)  # the runs seeded a forked RNG, not the caller's
+    out = {}
+    go = threading.Barrier(2)
+
+    def work(seed):
+        go.wait()
+        out[seed] = train(_cfg("bt", max_steps=3, seed=seed), *data).final["checksum"]
+
+    threads = [threading.Thread(target=work, args=(s,), daemon=True) for s in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [out[1], out[2]] == alone and alone[0] != alone[1]
 
 
 def test_configs_and_errors(data):
@@ -222,6 +276,11 @@ def test_cli_help_and_errors(capsys):
     assert main(["--model", "bt", "--rank", "99", *CLI_SMALL]) == 2
     err = capsys.readouterr().err
     assert "rank" in err and "Traceback" not in err
+    for flag, value, says in (("--rank", "4,a", "'a' is not an integer"), ("--tt-ranks", "0", "at least 1"),
+                              ("--in-modes", "8x0x8x6", "at least 1"), ("--hidden-modes", "4x-", "'-' is not")):
+        assert main(["--model", "bt", flag, value, *CLI_SMALL]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {flag}") and says in err and "Traceback" not in err, err
 
 
 def test_ddp_two_processes_match_single_process(capsys):

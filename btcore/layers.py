@@ -90,11 +90,18 @@ def _check_weight(weight, in_size: int, out_size: int, what: str) -> torch.Tenso
     return weight.detach()
 
 
-def _want_bias(bias) -> bool:
-    """Whether a layer made from existing weights gets a bias: a tensor or True yes, None or False no."""
+def _want_bias(bias, out_features: int) -> bool:
+    """Whether a layer made from existing weights gets a bias: a tensor or True yes, None or False no.
+
+    A tensor's shape is checked here, before any fitting.
+    """
     if bias is None or bias is False:
         return False
-    if bias is True or isinstance(bias, torch.Tensor):
+    if bias is True:
+        return True
+    if isinstance(bias, torch.Tensor):
+        if tuple(bias.shape) != (out_features,):
+            raise ValueError(f"bias must have shape ({out_features},), got {tuple(bias.shape)}")
         return True
     raise ValueError(f"bias must be a tensor of shape (out_features,), True (a zero bias), False or None, "
                      f"got {type(bias).__name__}")
@@ -220,7 +227,7 @@ class _FactorizedLinear(nn.Module):
             raise ValueError(f"M must be a {cls.matrix_type.__name__}, got {type(M).__name__}")
         kwargs.setdefault("dtype", M.dtype)
         kwargs.setdefault("device", M.device)
-        layer = cls._from_spec(M.spec, _want_bias(bias), **kwargs)
+        layer = cls._from_spec(M.spec, _want_bias(bias, M.spec.out_size), **kwargs)
         with torch.no_grad():
             for p, t in zip(layer._weights(), cls._matrix_weights(M)):
                 p.copy_(t.detach())
@@ -366,9 +373,9 @@ class BTLinear(_FactorizedLinear):
         ``bias``: a tensor of shape (out_features,) is copied, ``True`` gives a zero (trainable) bias,
         ``None`` or ``False`` no bias (the default: a bare weight has none).
         """
-        want_bias = _want_bias(bias)
         spec_modes = BTSpec(in_modes, out_modes, 1, blocks, max_bytes=None)
         w = _check_weight(weight, spec_modes.in_size, spec_modes.out_size, cls.__name__)
+        want_bias = _want_bias(bias, spec_modes.out_size)
         full = tuple(i * j for i, j in zip(spec_modes.in_modes, spec_modes.out_modes))
         if rank is None:
             rank = full
@@ -478,7 +485,7 @@ class TTLinear(_FactorizedLinear):
         """
         spec_modes = TTSpec(in_modes, out_modes, 1, max_bytes=None)
         w = _check_weight(weight, spec_modes.in_size, spec_modes.out_size, cls.__name__)
-        _want_bias(bias)  # reject a bad bias before fitting
+        _want_bias(bias, spec_modes.out_size)  # reject a bad bias before fitting
         if ranks is None:
             ranks = decompose._tt_caps(spec_modes.in_modes, spec_modes.out_modes)  # full: TT-SVD is exact
         spec = TTSpec(in_modes, out_modes, ranks)  # valid ranks (never capped by the fit) within the size limit

@@ -392,6 +392,21 @@ def test_bad_input_and_weights(kind):
         cls.from_dense(torch.randn(24, 12, dtype=F64), (2, 3, 4), (3, 2, 2), bias=torch.zeros(5, dtype=F64))
     with pytest.raises(ValueError, match="nn.Linear"):
         cls.from_linear(nn.Conv1d(1, 1, 1), (2, 3, 4), (3, 2, 2))
+    with pytest.raises(ValueError, match="bias must be a tensor"):
+        cls.from_dense(torch.randn(24, 12, dtype=F64), (2, 3, 4), (3, 2, 2), bias=1.0)
+
+
+def test_bad_bias_is_rejected_before_fitting(monkeypatch):
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted before checking the bias")
+
+    monkeypatch.setattr(btcore.decompose, "fit_bt", no_fit)
+    monkeypatch.setattr(btcore.decompose, "fit_tt", no_fit)
+    W, bad = torch.randn(24, 12, dtype=F64), torch.zeros(5, dtype=F64)
+    with pytest.raises(ValueError, match=r"bias must have shape \(12,\)"):
+        BTLinear.from_dense(W, (2, 3, 4), (3, 2, 2), 2, 2, bias=bad)
+    with pytest.raises(ValueError, match=r"bias must have shape \(12,\)"):
+        TTLinear.from_dense(W, (2, 3, 4), (3, 2, 2), 2, bias=bad)
 
 
 # -- properties ---------------------------------------------------------------------------------------

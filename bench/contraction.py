@@ -35,7 +35,8 @@ def bench_case(blocks: int, batch: int, repeats: int, rec_repeats: int) -> dict:
     M = btcore.BTMatrix.random(IN, OUT, 4, blocks, seed=0, std=(3 * 57_600) ** -0.5)
     W = M.to_dense().detach().clone()
     x = torch.randn(batch, 57_600)
-    params = [t.requires_grad_(True) for t in M.factors + [M.core]]
+    for t in M.factors + [M.core]:
+        t.requires_grad_(True)
     Wg = W.clone().requires_grad_(True)
 
     def fwd_bt():

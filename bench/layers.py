@@ -28,20 +28,18 @@ import gc
 import os
 import platform
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import opt_einsum  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import opt_einsum
+import torch
+from torch import nn
 
-from btcore import BTLinear, TTLinear, plan_matmul  # noqa: E402
-from btcore.rnn import GRUCell, LSTMCell, ucf11_config  # noqa: E402
+from btcore import BTLinear, TTLinear, plan_matmul
+from btcore.rnn import GRUCell, LSTMCell, ucf11_config
 
 try:  # the measured-path option of btcore.matmul (newer contract.py)
-    from btcore.contract import tune_plan  # noqa: E402
+    from btcore.contract import tune_plan
     TUNE = True
 except ImportError:  # pragma: no cover
     TUNE = False

@@ -22,17 +22,15 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from btcore.data import SyntheticActions  # noqa: E402
-from btcore.rnn import build_classifier, ucf11_config  # noqa: E402
-from btcore.train import TrainConfig, compare, model_config  # noqa: E402
+from btcore.data import SyntheticActions
+from btcore.rnn import build_classifier, ucf11_config
+from btcore.train import TrainConfig, compare, model_config
 
 
 def part1(args) -> None:

@@ -14,7 +14,6 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-import btcore
 from btcore.shapes import prod
 
 from .charts import FORMAT_COLORS

@@ -21,21 +21,18 @@ import os
 for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ[_v] = "1"
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import statistics
+import time
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 torch.set_num_threads(1)
 
-from btcore import bt_params  # noqa: E402
-from btcore.decompose import budget_candidates, fit_bt, fit_tt, fit_tucker, relative_error  # noqa: E402
-from btcore.targets import bt_structured, smooth_kernel  # noqa: E402
+from btcore import bt_params
+from btcore.decompose import budget_candidates, fit_bt, fit_tt, fit_tucker
+from btcore.targets import bt_structured, smooth_kernel
 
 
 CPU = {}

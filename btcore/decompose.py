@@ -44,7 +44,7 @@ import numpy as np
 import opt_einsum
 import torch
 
-from .formats import BTSpec, TTSpec, format_bytes
+from .formats import BTSpec, TTSpec
 from .shapes import check_modes, check_positive_int, prod
 from .tensors import BTMatrix, TTMatrix, check_allocation
 

@@ -22,6 +22,17 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-d
                  "--no-first-run", "--disable-quic"]
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Run every test with one torch thread: the default is many times slower on shared 2-core machines."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def open_page(page: str, *, timeout: float = 120, state: dict | None = None):
     """An AppTest of ``app/main.py`` switched to ``pages/<page>.py`` and run once.
 

@@ -15,14 +15,6 @@ from btcore.decompose import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # torch's default threading is many times slower on the shared 2-core machines
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _bt(im, om, rank, blocks, seed=0):
     return BTMatrix.random(im, om, rank, blocks, seed=seed, dtype=torch.float64).to_dense()

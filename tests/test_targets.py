@@ -16,13 +16,6 @@ from btcore.targets import (
 IM, OM = (2, 4, 4, 2), (4, 4, 2, 2)  # 64 x 64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _npy(arr, **kw) -> bytes:
     buf = io.BytesIO()

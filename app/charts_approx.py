@@ -3,7 +3,9 @@
 * :func:`pareto_front` - the points no other point beats on both parameters and error.
 * :func:`sweep_budgets` - the geometric budgets of the error-vs-parameters sweep.
 * :func:`downsample` - block means of a matrix for display (heatmaps stay a few thousand cells).
-* :func:`explain` - the page's teaching text, built from the numbers of the run being shown.
+* :func:`fit_bytes` - peak memory of a run's fits (btcore's own per-fit estimate).
+* :func:`explain` - the page's teaching text, built from the numbers of the run being shown
+  (:func:`noise_floor`: the best error expected on a noisy structured target).
 * :func:`error_vs_params` - log-log error vs parameters, one curve per format, Pareto front marked.
 * :func:`heatmaps` / :func:`residual_heatmap` - target and reconstructions side by side; a residual.
 * :func:`convergence` - relative error per ALS sweep (TT-SVD: one direct point).
@@ -18,16 +20,17 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from btcore import decompose as dec
+from btcore.shapes import prod
+
 from .charts import FORMAT_COLORS
 
 __all__ = [
-    "FORMATS", "PRECISION", "pareto_front", "sweep_budgets", "downsample", "fit_bytes", "explain",
+    "FORMATS", "pareto_front", "sweep_budgets", "downsample", "fit_bytes", "noise_floor", "explain",
     "error_vs_params", "heatmaps", "residual_heatmap", "convergence", "PARETO_TRACE",
 ]
 
 FORMATS = ("BT", "TT", "Tucker", "CP")
-#: Relative errors below this are at float64 precision (btcore.decompose.AT_PRECISION).
-PRECISION = 1e-8
 #: Floor for plotting errors on a log axis (an exact 0 is drawn here).
 _FLOOR = 1e-16
 PARETO_TRACE = "Pareto front"
@@ -108,50 +111,120 @@ def downsample(A: np.ndarray, max_side: int = 128) -> np.ndarray:
     return np.array(out, dtype=np.float64, copy=True)
 
 
-def fit_bytes(rows: int, cols: int, formats: int = 4) -> int:
-    """Rough peak bytes of the page's fits on a (rows x cols) matrix: the float64 target, its
-    interleaved and normalised copies inside a fit, and one dense reconstruction plus residual per
-    format being shown (all float64)."""
-    entries = int(rows) * int(cols)
-    return 8 * entries * (3 + 2 * max(1, int(formats)))
+def fit_bytes(in_modes, out_modes, tasks: Sequence[dict]) -> int:
+    """Peak float64 bytes of a run's fits on the (prod(in_modes) x prod(out_modes)) matrix.
+
+    The largest of btcore's own estimate for each ALS fit in ``tasks`` (dicts with ``format``,
+    ``ranks``, ``blocks``: the check :func:`btcore.decompose.fit_bt` makes before allocating) and three
+    dense matrices (TT-SVD's working set; the page's target, one reconstruction and its residual).
+    """
+    sizes = tuple(i * j for i, j in zip(in_modes, out_modes))
+    # _memory_estimate is private to btcore.decompose; it is called here so the page refuses exactly
+    # what fit_bt would refuse, before the worker starts, instead of keeping a second formula.
+    als = [dec._memory_estimate(sizes, tuple(t["ranks"]), int(t["blocks"])) for t in tasks if t["format"] != "TT"]
+    return max([8 * 3 * prod(sizes)] + als)
 
 
-def _fmt_err(e) -> str:
-    if e is None:
-        return "n/a"
-    if e < PRECISION:
-        return f"{e:.0e} (numerical precision)"
-    return f"{e:.3g}"
-
-
-def _same(a: float, b: float) -> bool:
-    if a < PRECISION and b < PRECISION:
+def _same(a: dict, b: dict) -> bool:
+    """Two results tie: both at numerical precision, or errors within :data:`_TIE` of each other."""
+    if a["at_precision"] and b["at_precision"]:
         return True
-    return abs(a - b) <= _TIE * max(a, b)
+    return abs(a["rel_error"] - b["rel_error"]) <= _TIE * max(a["rel_error"], b["rel_error"])
 
 
-def explain(rows: list[dict], sweep: list[dict], target: str, shape: tuple[int, int]) -> str:
+#: The structured targets: the format built into them, the structure, and what a fit needs to hold it.
+_STRUCTURED = {
+    "bt": ("BT", "an exact sum of N = 2 Tucker blocks of rank 3", "BT with N ≥ 2, R ≥ 3",
+           "Tucker ties once its rank covers N·R (a BT is a Tucker with a block-diagonal core) and CP ties when its "
+           "rank covers the blocks' small cores; TT does not contain this structure and should stay far above it."),
+    "tt": ("TT", "an exact TT-matrix (ranks 4)", "TT-SVD at ranks ≥ 4",
+           "The TT ranks couple neighbouring modes; a Tucker block would need the full mode rank, so Tucker should "
+           "stay far off, and BT gets closer only with several blocks."),
+}
+
+
+def noise_floor(noise: float) -> float:
+    """About the best relative error on ``W = W_exact + E`` with ``||E|| = noise * ||W_exact||``:
+    ``||E|| / ||W|| = noise / sqrt(1 + noise^2)`` for random E (nearly orthogonal to W_exact). A fit
+    also absorbs a small part of E, so errors a little below this occur."""
+    return noise / math.sqrt(1.0 + noise * noise)
+
+
+def _structured(target: str, ok: list[dict], noise: float | None) -> list[str]:
+    """Expectation for an exact-structure target at this noise level, then whether the run agrees."""
+    fmt, structure, holder, others = _STRUCTURED[target]
+    if noise is None:
+        floor = None
+        expect = f"the matrix is {structure} plus noise, so {holder} should reach the noise floor."
+    elif noise == 0:
+        floor = 0.0
+        expect = f"the matrix is {structure} with no noise, so {holder} should be exact (to numerical precision)."
+    else:
+        floor = noise_floor(noise)
+        expect = (f"the matrix is {structure} plus noise of relative size {noise:g}, so {holder} should reach the "
+                  f"noise floor (≈ {floor:.2g}).")
+    out = [f"**What to expect:** {expect} {others}"]
+    if not ok:
+        return out
+    best = ok[0]
+    mine = next((r for r in ok if r["format"] == fmt), None)
+
+    def at_floor(r):
+        return r["at_precision"] if not floor else r["rel_error"] <= 1.5 * floor
+
+    if mine is None:
+        out.append(f"**Measured:** {fmt} was not fitted in this run, so it cannot show this.")
+    elif mine is best or _same(mine, best):
+        ties = [r["format"] for r in ok if r is not mine and _same(r, mine)]
+        verdict = "wins here" if mine is best else "ties for the lowest error"
+        s = f"**Measured: {fmt} {verdict}, as expected** ({mine['error_text']}"
+        s += f"; {', '.join(ties)} tie{'s' if len(ties) == 1 else ''} with it)" if ties else ")"
+        if floor is None:
+            s += "."
+        elif at_floor(mine):
+            s += ", at the noise floor." if floor else ", at numerical precision."
+        else:
+            s += (f", but above the {'noise floor' if floor else 'numerical precision it could reach'}: the size may "
+                  f"be too small for the structure ({holder}), or the fit stopped early (try the thorough effort).")
+        out.append(s)
+    else:
+        s = (f"**Measured: {best['format']} beats {fmt} here** ({best['error_text']} against {mine['error_text']}), "
+             "unlike the expectation: ")
+        if floor is not None and at_floor(mine):
+            s += (f"both are at the {'noise floor' if floor else 'numerical precision'}, where what is left is noise "
+                  "being fitted, not structure.")
+        else:
+            s += (f"the size may be too small for the structure ({holder}), or the {fmt} fit stopped in a poorer "
+                  "optimum (try the thorough effort).")
+        out.append(s)
+    return out
+
+
+def explain(rows: list[dict], sweep: list[dict], target: str, shape: tuple[int, int], *,
+            noise: float | None = None) -> str:
     """Markdown that says what this run's numbers show, then what to expect for this kind of target.
 
-    ``rows``: the main fits (``format``, ``params``, ``rel_error``); ``sweep``: the sweep points
-    (``budget``, ``format``, ``params``, ``rel_error``); ``target``: "gaussian", "bt", "tt",
-    "kernel", "image", "trained_dense", "trained_bt", "trained_tt" (weights of a model whose input map is
-    dense, BT or TT) or "upload"; ``shape``: (I, J).
+    ``rows``: the main fits and ``sweep``: the sweep points, dicts with ``format``, ``params``,
+    ``rel_error``, ``at_precision`` and ``error_text`` (the fit's :class:`~btcore.decompose.FitInfo`
+    fields), the sweep points also ``budget``; ``target``: "gaussian", "bt", "tt", "kernel", "image",
+    "trained_dense", "trained_bt", "trained_tt" (weights of a model whose input map is dense, BT or TT)
+    or "upload"; ``shape``: (I, J); ``noise``: the relative noise of the "bt" and "tt" targets. For those
+    the text states the expectation at that noise level and whether the measured best format agrees.
     """
     lines = []
     ok = sorted((r for r in rows if r.get("rel_error") is not None), key=lambda r: r["rel_error"])
     if ok:
         best = ok[0]
-        ties = [r["format"] for r in ok[1:] if _same(r["rel_error"], best["rel_error"])]
+        ties = [r["format"] for r in ok[1:] if _same(r, best)]
         worst = ok[-1]
-        s = (f"**At your setting** the lowest error is **{best['format']}**: {_fmt_err(best['rel_error'])} "
+        s = (f"**At your setting** the lowest error is **{best['format']}**: {best['error_text']} "
              f"with {best['params']:,} parameters")
         if ties:
             s += f"; {', '.join(ties)} tie{'s' if len(ties) == 1 else ''} with it (within {_TIE:.0%})"
-        if len(ok) > 1 and not _same(worst["rel_error"], best["rel_error"]):
+        if len(ok) > 1 and not _same(worst, best):
             ratio = worst["rel_error"] / max(best["rel_error"], _FLOOR)
-            s += f"; {worst['format']} is worst at {_fmt_err(worst['rel_error'])}"
-            if best["rel_error"] >= PRECISION:
+            s += f"; {worst['format']} is worst at {worst['error_text']}"
+            if not best["at_precision"]:
                 s += f" ({ratio:,.1f}x the error)" if ratio < 1000 else " (over 1,000x the error)"
         lines.append(s + ".")
     budgets = sorted({p["budget"] for p in sweep})
@@ -161,9 +234,9 @@ def explain(rows: list[dict], sweep: list[dict], target: str, shape: tuple[int, 
             pts = [p for p in sweep if p["budget"] == b and p.get("rel_error") is not None]
             if not pts:
                 continue
-            m = min(p["rel_error"] for p in pts)
+            low = min(pts, key=lambda p: p["rel_error"])
             for p in pts:
-                if _same(p["rel_error"], m):
+                if _same(p, low):
                     wins[p["format"]] = wins.get(p["format"], 0) + 1
         if wins:
             order = sorted(wins, key=lambda f: -wins[f])
@@ -174,24 +247,20 @@ def explain(rows: list[dict], sweep: list[dict], target: str, shape: tuple[int, 
         if fmts:
             lines.append(f"The Pareto front (no point has fewer parameters *and* a lower error) is made of "
                          f"{', '.join(fmts)} points.")
-    if any(r.get("rel_error") is not None and r["rel_error"] < PRECISION for r in rows + sweep):
-        lines.append("Errors below 1e-8 are at float64 precision: differences there mean nothing.")
+    if any(r.get("rel_error") is not None and r["at_precision"] for r in rows + sweep):
+        below = f"{dec.AT_PRECISION:.0e}".replace("e-0", "e-")
+        lines.append(f"Errors below {below} are at float64 precision: differences there mean nothing.")
 
     I, J = shape
     tall = max(I, J) >= 8 * min(I, J)
+    if target in _STRUCTURED:
+        lines += _structured(target, ok, noise)
     context = {
         "gaussian": ("**Why nothing fits a random matrix:** i.i.d. entries have no structure; the energy is "
                      "spread evenly over all singular values of every unfolding, so a format with P parameters "
                      "captures little more than a fraction P/(I·J) of it. Keeping P entries exactly would give "
                      "an error of √(1 − P/IJ); every compact format stays close to that, and close to 1. At large "
                      "budgets TT wins or ties (REFERENCE: BT 0.935, TT 0.940, Tucker 0.957 at 69k on 1024²)."),
-        "bt": ("**Why BT wins here:** the matrix is an exact sum of N = 2 Tucker blocks of rank 3 plus 1% noise, "
-               "so a BT fit with N ≥ 2, R ≥ 3 reaches the noise floor (≈ 0.01). Tucker ties once its rank covers "
-               "N·R (a BT is a Tucker with a block-diagonal core) and CP ties when its rank covers the blocks' "
-               "small cores; TT does not contain this structure and stays far above the floor."),
-        "tt": ("**Why TT wins here:** the matrix is an exact TT-matrix (ranks 4) plus 1% noise, and TT-SVD "
-               "recovers it to the noise floor. The TT ranks couple neighbouring modes; a Tucker block would "
-               "need the full mode rank, so Tucker stays far off, and BT gets closer only with several blocks."),
         "kernel": ("**A smooth kernel** has fast-decaying spectra in every unfolding, so every format fits it "
                    "well. On tall matrices BT wins clearly (REFERENCE: 57,600 × 256 at ~7k parameters, BT 2.6e-5, "
                    "Tucker 3.3e-4, TT 1.6e-3); on square ones TT ties or wins."),
@@ -214,7 +283,7 @@ def explain(rows: list[dict], sweep: list[dict], target: str, shape: tuple[int, 
         best = ok[0]
         keep = math.sqrt(max(0.0, 1.0 - best["params"] / max(1, I * J)))
         lines.append(f"Here: keeping {best['params']:,} of the {I * J:,} entries exactly gives {keep:.3f}; the best "
-                     f"format, {best['format']}, reaches {_fmt_err(best['rel_error'])}.")
+                     f"format, {best['format']}, reaches {best['error_text']}.")
     if tall and target != "kernel":
         lines.append("This matrix is tall (one side ≥ 8x the other): the setting where BT wins most clearly in "
                      "REFERENCE.md's comparisons.")
@@ -283,8 +352,8 @@ def error_vs_params(sweep: list[dict], *, main: list[dict] | None = None, dense:
         fig.add_scatter(x=xs.tolist(), y=[math.sqrt(max(0.0, 1 - x / dense)) for x in xs], mode="lines",
                         name="keep P entries", line={"color": "#7f7f7f", "dash": "dot"},
                         hovertemplate="keep %{x:,.0f} entries exactly<br>error %{y:.3f}<extra></extra>")
-    if pts and min(_clip(p["rel_error"]) for p in pts) < PRECISION:
-        fig.add_hrect(y0=_FLOOR, y1=PRECISION, fillcolor="#bbbbbb", opacity=0.25, line_width=0,
+    if pts and min(_clip(p["rel_error"]) for p in pts) < dec.AT_PRECISION:
+        fig.add_hrect(y0=_FLOOR, y1=dec.AT_PRECISION, fillcolor="#bbbbbb", opacity=0.25, line_width=0,
                       annotation_text="numerical precision", annotation_position="bottom left")
     xs_all = [p["params"] for p in pts] + [r["params"] for r in (main or []) if r.get("rel_error") is not None]
     ticks = _ticks_125(min(xs_all), max(xs_all)) if xs_all else []
@@ -324,15 +393,16 @@ def _axes(shape, small_shape):
 
 
 def heatmaps(target: np.ndarray, recons: dict[str, np.ndarray], *, shape: tuple[int, int] | None = None,
-             errors: dict[str, float] | None = None, height: int = 330) -> go.Figure:
+             errors: dict[str, str] | None = None, height: int = 330) -> go.Figure:
     """The target and each reconstruction side by side, one colour scale: the target's 0.5-99.5
     percentile range (diverging and symmetric around 0 for signed data, else Viridis).
 
     Arrays are already downsampled for display; ``shape`` is the full matrix's (I, J), used for the
-    axis coordinates. ``errors`` adds each format's relative error to its subplot title.
+    axis coordinates. ``errors`` (format -> the fit's ``FitInfo.error_text``) adds each format's relative
+    error to its subplot title.
     """
     items = [("target W", np.asarray(target))] + [
-        (f"{k}" + (f" (error {_fmt_err(errors[k])})" if errors and k in errors else ""), np.asarray(v))
+        (f"{k}" + (f" (error {errors[k]})" if errors and k in errors else ""), np.asarray(v))
         for k, v in recons.items()]
     n = len(items)
     fig = make_subplots(rows=1, cols=n, subplot_titles=[t for t, _ in items], horizontal_spacing=0.02)

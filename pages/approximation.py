@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import time
 from collections import OrderedDict
 
@@ -15,7 +14,7 @@ import torch
 
 import btcore
 from app import charts_approx as ca
-from app.jobs import start_job
+from app.jobs import get_job, start_job
 from app.state import CONFIG_KEY, get_config
 from app.widgets import format_ints, parse_ints, parse_rank, rank_text, show_error
 from btcore import decompose as dec
@@ -23,6 +22,7 @@ from btcore import targets as tg
 
 K = "approx_"  # widget and state key prefix
 JOB_KEY = "approximation"
+TRAIN_JOB_KEY = "training"  # the Training page's job in the session's registry (pages/training.py's JOB_KEY)
 #: Largest target fitted here (entries): 4M entries = 32 MiB in float64; fits stay interactive.
 MAX_ENTRIES = 1 << 22
 #: Largest upload read (bytes): a float64 matrix of MAX_ENTRIES plus file overhead.
@@ -88,47 +88,54 @@ def _mark_custom() -> None:
     st.session_state[K + "shape"] = CUSTOM
 
 
-def _trained_matrices() -> dict:
-    """Input-to-hidden matrices of the models the Training page left: run name -> (W, in_modes, out_modes)."""
-    job = st.session_state.get("train_job")
-    if job is None or getattr(job, "running", False):
+def _trained_runs() -> dict:
+    """The models the Training page left: run name -> (shape, in_modes, out_modes, kind).
+
+    Read from each run's configuration; no matrix is formed here (see :func:`_trained_matrix`).
+    """
+    job = get_job(TRAIN_JOB_KEY)
+    if job is None or job.running:
         return {}
-    results = getattr(job, "result", None)
-    if not results:
-        return {}
-    memo = st.session_state.get(K + "trained_memo")
-    if memo is not None and memo[0] is job:
-        return memo[1]
     out = {}
-    for r in results:
-        model = getattr(r, "model", None)
-        if model is None:
+    for r in getattr(job, "result", None) or []:
+        if getattr(r, "model", None) is None:
             continue
         try:
-            imap = model.rnn.cell.input_map
-            with torch.no_grad():
-                W = imap.weight.T if isinstance(imap, torch.nn.Linear) else imap.weight_matrix()
-            W = W.detach().to("cpu", torch.float64).numpy().copy()
             mc = r.config.model
+            shape = (int(mc.input_size), int(mc.gates * mc.hidden_size))
             im, om = tuple(mc.in_modes), tuple(mc.out_modes)
-            if len(om) != len(im) or btcore.shapes.prod(om) != W.shape[1]:
-                om = btcore.factorize(W.shape[1], len(im))
-            if btcore.shapes.prod(im) != W.shape[0]:
-                im = btcore.factorize(W.shape[0], len(om))
+            if len(om) != len(im) or btcore.shapes.prod(om) != shape[1]:  # a dense map of another order
+                om = btcore.factorize(shape[1], len(im))
+            if btcore.shapes.prod(im) != shape[0]:
+                im = btcore.factorize(shape[0], len(om))
         except Exception:  # noqa: BLE001 - a model we cannot read is simply not offered
             continue
-        out[str(r.name)] = (W, im, om, str(getattr(mc, "kind", "dense")))
-    st.session_state[K + "trained_memo"] = (job, out)
+        out[str(r.name)] = (shape, im, om, str(getattr(mc, "kind", "dense")))
     return out
 
 
+def _trained_matrix(name: str) -> np.ndarray:
+    """The input-to-hidden matrix (I x J, float64) of one trained run, formed once per run and job."""
+    job = get_job(TRAIN_JOB_KEY)
+    memo = st.session_state.get(K + "trained_memo")
+    if memo is not None and memo[0] is job and memo[1] == name:
+        return memo[2]
+    run = next(r for r in job.result if str(r.name) == name)
+    imap = run.model.rnn.cell.input_map
+    with torch.no_grad():
+        W = imap.weight.T if isinstance(imap, torch.nn.Linear) else imap.weight_matrix()
+    W = W.detach().to("cpu", torch.float64).numpy().copy()
+    st.session_state[K + "trained_memo"] = (job, name, W)
+    return W
+
+
 def _on_trained() -> None:
-    mats = _trained_matrices()
+    runs = _trained_runs()
     name = st.session_state.get(K + "trained")
-    if name not in mats and mats:
-        name = next(iter(mats))
-    if st.session_state.get(K + "target") == "trained" and name in mats:
-        _set_modes(mats[name][1], mats[name][2])
+    if name not in runs and runs:
+        name = next(iter(runs))
+    if st.session_state.get(K + "target") == "trained" and name in runs:
+        _set_modes(runs[name][1], runs[name][2])
         st.session_state[K + "shape"] = CUSTOM
 
 
@@ -166,13 +173,23 @@ if K + "in_modes" not in st.session_state:
 
 # -- the worker: btcore only, never st.* -----------------------------------------------------------
 def _fit_one(W, im, om, task, effort, seed, progress, should_stop):
-    if task["format"] == "TT":
+    fmt, kw = task["format"], dict(EFFORT[effort])
+    if fmt == "TT":
         return dec.fit_tt(W, im, om, task["ranks"], warn=False)
-    kw = dict(EFFORT[effort])
-    if task["format"] == "Tucker":
-        kw["restarts"] = 1
-    return dec.fit_bt(W, im, om, task["ranks"], task["blocks"], seed=seed, progress=progress,
-                      should_stop=should_stop, warn=False, **kw)
+    kw.update(seed=seed, progress=progress, should_stop=should_stop, warn=False)
+    if fmt == "Tucker":
+        del kw["restarts"]  # fit_tucker's default: one (HOSVD) start suffices at either effort
+        return dec.fit_tucker(W, im, om, task["ranks"], **kw)
+    if fmt == "CP":
+        return dec.fit_cp(W, im, om, task["blocks"], **kw)
+    return dec.fit_bt(W, im, om, task["ranks"], task["blocks"], **kw)
+
+
+def _describe(fmt: str, im, om, ranks, blocks) -> str:
+    """The ranks as btcore.formats.describe writes them ("R=3, N=2", "ranks 1-4-4-4-1", "rank 8")."""
+    if fmt == "TT":
+        return btcore.formats.describe(btcore.TTSpec(im, om, ranks, max_bytes=None))
+    return btcore.formats.describe(btcore.BTSpec(im, om, ranks, blocks, max_bytes=None))
 
 
 def _factors_pt(fits: dict, spec: dict) -> bytes:
@@ -193,112 +210,103 @@ def _factors_pt(fits: dict, spec: dict) -> bytes:
     return buf.getvalue()
 
 
-def make_worker(spec: dict, W_given, fit_cache: dict):
-    """Build the target, run the main fits and the sweep, and return everything the page draws."""
+def make_worker(spec: dict, W_given, known_fits: dict):
+    """Build the target, run the main fits and the sweep, and return everything the page draws.
+
+    ``known_fits`` is the page's copy of its fit cache, only read here; the fits made by this run come
+    back in the result's ``new_fits`` for the page to merge (:func:`harvest`).
+    """
     im, om = spec["in_modes"], spec["out_modes"]
 
     def target(job):
-        old_threads = torch.get_num_threads()
-        torch.set_num_threads(spec["threads"])
         t0 = time.perf_counter()
-        try:
-            job.update(message="building the target")
-            if W_given is not None:
-                W = W_given
-            else:
-                W = tg.make_target(spec["target"], im, om, spec["seed"], **spec["target_kwargs"])
-            tasks = spec["tasks"]
-            n = len(tasks)
-            done_fits, failures = {}, []
-            for i, task in enumerate(tasks):
-                if job.should_stop:
-                    break
-                fkey = (spec["target_key"], task["format"], tuple(task["ranks"]), task["blocks"], spec["effort"],
-                        spec["seed"])
-                if fkey in done_fits or fkey in fit_cache:
-                    if fkey not in done_fits:
-                        done_fits[fkey] = fit_cache[fkey]
-                    job.update(progress=(i + 1) / n)
-                    continue
-                expect = EFFORT[spec["effort"]]["max_iter"] + 10 * EFFORT[spec["effort"]]["restarts"] + 10
-                what = f"{task['format']} {task['label']} ({i + 1} of {n})"
-                job.update(message=what, progress=i / n)
+        job.update(message="building the target")
+        if W_given is not None:
+            W = W_given
+        else:
+            W = tg.make_target(spec["target"], im, om, spec["seed"], **spec["target_kwargs"])
+        tasks = spec["tasks"]
+        n = len(tasks)
+        done_fits, new_fits, failures = {}, {}, []
+        for i, task in enumerate(tasks):
+            if job.should_stop:
+                break
+            fkey = (spec["target_key"], task["format"], tuple(task["ranks"]), task["blocks"], spec["effort"],
+                    spec["seed"])
+            if fkey in done_fits or fkey in known_fits:
+                if fkey not in done_fits:
+                    done_fits[fkey] = known_fits[fkey]
+                job.update(progress=(i + 1) / n)
+                continue
+            expect = EFFORT[spec["effort"]]["max_iter"] + 10 * EFFORT[spec["effort"]]["restarts"] + 10
+            what = f"{task['format']} {task['label']} ({i + 1} of {n})"
+            job.update(message=what, progress=i / n)
 
-                def progress(it, err, _i=i, _what=what):
-                    job.update(progress=(_i + min(0.95, it / expect)) / n,
-                               message=f"{_what}: sweep {it}, error {err:.3g}")
+            def progress(it, err, _i=i, _what=what):
+                job.update(progress=(_i + min(0.95, it / expect)) / n,
+                           message=f"{_what}: sweep {it}, error {err:.3g}")
 
-                try:
-                    M, info = _fit_one(W, im, om, task, spec["effort"], spec["seed"], progress,
-                                       lambda: job.should_stop)
-                except ValueError as exc:
-                    failures.append(f"{task['format']} {task['label']}: {exc}")
-                    done_fits[fkey] = None
-                    continue
-                if info.reason == "stopped":
-                    break
-                done_fits[fkey] = (M, info)
-                fit_cache[fkey] = (M, info)
-            job.update(message="reconstructions", progress=max(job.progress, 0.97))
-            target_small = ca.downsample(W)
-            main, fits, recons, resid = [], {}, {}, {}
-            dense = W.shape[0] * W.shape[1]
-            for task in tasks:
-                task["result"] = done_fits.get((spec["target_key"], task["format"], tuple(task["ranks"]),
-                                                task["blocks"], spec["effort"], spec["seed"]))
-            groups = {}  # (role, budget, format) -> the candidate with the lowest error, and how many were tried
-            for task in tasks:
-                g = (task["role"], task["budget"], task["format"])
-                best, tried = groups.get(g, (None, []))
-                tried = tried + [task["label"]]
-                if task["result"] is not None and (best is None or
-                                                   task["result"][1].relative_error < best["result"][1].relative_error):
-                    best = task
-                groups[g] = (best, tried)
-            for (role, _, fmt), (task, tried) in groups.items():
-                if role != "main" or task is None:
-                    continue
-                M, info = task["result"]
-                Md = M.to(dtype=torch.float64).to_dense().numpy()
-                err = dec.relative_error(W, M)
-                recons[fmt] = ca.downsample(Md)
-                resid[fmt] = ca.downsample(W - Md)
-                del Md
-                fits[fmt] = (M, info)
-                notes = list(info.notes)
-                if len(tried) > 1:
-                    notes.append(f"{fmt}: best of {' and '.join(tried)} (closest to the budget)")
-                main.append({"format": fmt, "ranks": _ranks_text(fmt, info),
-                             "blocks": info.blocks, "params": int(info.params), "compression": dense / info.params,
-                             "rel_error": err, "seconds": info.seconds, "sweeps": info.iterations,
-                             "stopped on": info.reason, "at_precision": err < ca.PRECISION,
-                             "notes": notes, "history": list(info.errors)})
-            sweep = []
-            for (role, budget, fmt), (task, _) in groups.items():
-                if role != "sweep" or task is None:
-                    continue
-                M, info = task["result"]
-                sweep.append({"budget": budget, "format": fmt, "params": int(info.params),
-                              "rel_error": float(info.relative_error), "seconds": info.seconds,
-                              "label": f"{fmt} {task['label']}"})
-            return {"key": spec["key"], "desc": spec["desc"], "target": spec["explain_as"], "shape": tuple(W.shape),
-                    "in_modes": im, "out_modes": om, "dense": dense, "target_small": target_small, "main": main,
-                    "fits": fits, "recons": recons, "residuals": resid, "sweep": sweep, "failures": failures,
-                    "stopped": job.should_stop, "seconds": time.perf_counter() - t0,
-                    "pt": _factors_pt(fits, spec) if fits else None, "finished": time.strftime("%H:%M:%S")}
-        finally:
-            torch.set_num_threads(old_threads)
+            try:
+                M, info = _fit_one(W, im, om, task, spec["effort"], spec["seed"], progress,
+                                   lambda: job.should_stop)
+            except ValueError as exc:
+                failures.append(f"{task['format']} {task['label']}: {exc}")
+                done_fits[fkey] = None
+                continue
+            if info.reason == "stopped":
+                break
+            done_fits[fkey] = new_fits[fkey] = (M, info)
+        job.update(message="reconstructions", progress=max(job.progress, 0.97))
+        target_small = ca.downsample(W)
+        main, fits, recons, resid = [], {}, {}, {}
+        dense = W.shape[0] * W.shape[1]
+        for task in tasks:
+            task["result"] = done_fits.get((spec["target_key"], task["format"], tuple(task["ranks"]),
+                                            task["blocks"], spec["effort"], spec["seed"]))
+        groups = {}  # (role, budget, format) -> the candidate with the lowest error, and how many were tried
+        for task in tasks:
+            g = (task["role"], task["budget"], task["format"])
+            best, tried = groups.get(g, (None, []))
+            tried = tried + [task["label"]]
+            if task["result"] is not None and (best is None or
+                                               task["result"][1].relative_error < best["result"][1].relative_error):
+                best = task
+            groups[g] = (best, tried)
+        for (role, _, fmt), (task, tried) in groups.items():
+            if role != "main" or task is None:
+                continue
+            M, info = task["result"]
+            Md = M.to(dtype=torch.float64).to_dense().numpy()
+            err = dec.relative_error(W, Md)  # from the one dense reconstruction the heatmaps use
+            recons[fmt] = ca.downsample(Md)
+            resid[fmt] = ca.downsample(W - Md)
+            del Md
+            fits[fmt] = (M, info)
+            notes = list(info.notes)
+            if len(tried) > 1:
+                notes.append(f"{fmt}: best of {' and '.join(tried)} (closest to the budget)")
+            main.append({"format": fmt, "ranks": _describe(fmt, im, om, info.ranks, info.blocks),
+                         "blocks": info.blocks, "params": int(info.params), "compression": dense / info.params,
+                         "rel_error": err, "error_text": info.error_text, "seconds": info.seconds,
+                         "sweeps": info.iterations, "stopped on": info.reason, "at_precision": info.at_precision,
+                         "notes": notes, "history": list(info.errors)})
+        sweep = []
+        for (role, budget, fmt), (task, _) in groups.items():
+            if role != "sweep" or task is None:
+                continue
+            M, info = task["result"]
+            sweep.append({"budget": budget, "format": fmt, "params": int(info.params),
+                          "rel_error": float(info.relative_error), "error_text": info.error_text,
+                          "at_precision": info.at_precision, "seconds": info.seconds,
+                          "label": f"{fmt} {task['label']}"})
+        return {"key": spec["key"], "desc": spec["desc"], "target": spec["explain_as"],
+                "noise": spec["target_kwargs"].get("noise"), "shape": tuple(W.shape),
+                "in_modes": im, "out_modes": om, "dense": dense, "target_small": target_small, "main": main,
+                "fits": fits, "recons": recons, "residuals": resid, "sweep": sweep, "failures": failures,
+                "stopped": job.should_stop, "seconds": time.perf_counter() - t0, "new_fits": new_fits,
+                "pt": _factors_pt(fits, spec) if fits else None, "finished": time.strftime("%H:%M:%S")}
 
     return target
-
-
-def _ranks_text(fmt: str, info) -> str:
-    r = info.ranks
-    if fmt == "TT":
-        return ",".join(map(str, r))
-    if fmt == "CP":
-        return f"rank {info.blocks}"
-    return str(r[0]) if len(set(r)) == 1 else ",".join(map(str, r))
 
 
 # -- page ------------------------------------------------------------------------------------------
@@ -306,7 +314,7 @@ st.title("Approximation")
 st.caption("Fit Block-Term, Tensor-Train, Tucker and CP formats to a matrix and compare their errors at equal "
            "parameter counts. Fits run in the background (BT/Tucker/CP by joint ALS, TT by TT-SVD).")
 
-trained = _trained_matrices()
+trained = _trained_runs()
 target_keys = [k for k in TARGETS if k != "trained" or trained]
 if st.session_state.get(K + "target") not in target_keys:
     st.session_state[K + "target"] = "bt"
@@ -340,11 +348,22 @@ with c_target:
         run = st.selectbox("Trained run", list(trained), key=K + "trained", on_change=_on_trained,
                            help="Left by the Training page in this session.")
         if run in trained:
-            W_given = trained[run][0]
-            target_extra = ("trained", run, id(st.session_state.get("train_job")))
-            explain_as = f"trained_{trained[run][3]}"
-            st.caption(f"{W_given.shape[0]:,} x {W_given.shape[1]:,}; suggested modes "
-                       f"{format_ints(trained[run][1])} -> {format_ints(trained[run][2])}")
+            (tI, tJ), t_im, t_om, t_kind = trained[run]
+            st.caption(f"{tI:,} x {tJ:,}; suggested modes {format_ints(t_im)} -> {format_ints(t_om)}")
+            if tI * tJ > MAX_ENTRIES:
+                errors.append(("Trained run", ValueError(
+                    f"{run}'s input-to-hidden matrix is {tI:,} x {tJ:,} = {tI * tJ:,} entries, above this page's "
+                    f"limit of {MAX_ENTRIES:,}, which keeps fits interactive; train at a smaller frame size, or "
+                    "call btcore.fit_bt from a script")))
+            else:
+                try:
+                    W_given = _trained_matrix(run)
+                except Exception as exc:  # noqa: BLE001 - shown, never raised into the page
+                    errors.append(("Trained run", exc))
+                else:
+                    train_job = get_job(TRAIN_JOB_KEY)
+                    target_extra = ("trained", run, id(train_job), train_job.started_at)
+                    explain_as = f"trained_{t_kind}"
     elif kind == "upload":
         up = st.file_uploader("Matrix file", type=["npy", "pt", "pth"], key=K + "upload",
                               help="A 2-D array saved with np.save, or a tensor / state dict saved with torch.save. "
@@ -411,9 +430,6 @@ with c_size:
         bt_choices = st.number_input("BT candidates per budget", 1, 4, 2, key=K + "bt_choices",
                                      help="BT has two knobs (R and N): the closest (R, N) pairs to each budget are all "
                                           "fitted and the best is kept.")
-        n_cpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = st.number_input("CPU threads", 1, max(1, n_cpu), 1, key=K + "threads",
-                                  help="One thread is usually fastest on a shared 2-core machine.")
 
 
 # -- validation: a spec or clear errors -------------------------------------------------------------
@@ -432,8 +448,6 @@ def build_spec():
         raise ValueError(f"{I:,} x {J:,} = {I * J:,} entries ({btcore.format_bytes(8 * I * J)} in float64) is above "
                          f"this page's limit of {MAX_ENTRIES:,} entries, which keeps fits interactive; choose smaller "
                          "modes, or call btcore.fit_bt from a script for larger matrices")
-    btcore.check_allocation(ca.fit_bytes(I, J, max(1, len(formats))), f"fitting a {I:,} x {J:,} matrix",
-                            "choose smaller modes")
     if not formats:
         raise ValueError("choose at least one format")
     if len(im) == 1 and "TT" in formats:
@@ -462,16 +476,11 @@ def build_spec():
                 raise ValueError(f"{fmt} with these ranks has {s.params:,} parameters, not fewer than the dense "
                                  f"{dense:,}: the ranks are too large to compress anything; lower them")
             if fmt == "TT":
-                ranks = dec.cap_tt_ranks(im, om, tt)[0]
-                tasks.append({"format": "TT", "ranks": ranks, "blocks": None, "params": s.params, "role": "main",
-                              "budget": None, "label": f"ranks {','.join(map(str, ranks[1:-1]))}"})
+                ranks, n_blocks = dec.cap_tt_ranks(im, om, tt)[0], None
             else:
-                rk = dec.cap_bt_ranks(im, om, s.ranks)[0]
-                n_blocks = s.blocks
-                label = (f"rank {n_blocks}" if fmt == "CP" else
-                         f"R={rank_text(rk if len(set(rk)) > 1 else rk[0])}" + (f", N={n_blocks}" if fmt == "BT" else ""))
-                tasks.append({"format": fmt, "ranks": rk, "blocks": n_blocks, "params": s.params, "role": "main",
-                              "budget": None, "label": label})
+                ranks, n_blocks = dec.cap_bt_ranks(im, om, s.ranks)[0], s.blocks
+            tasks.append({"format": fmt, "ranks": ranks, "blocks": n_blocks, "params": s.params, "role": "main",
+                          "budget": None, "label": _describe(fmt, im, om, ranks, n_blocks)})
             main_params.append(s.params)
         center = int(np.median(main_params))
     budgets = ca.sweep_budgets(center, dense, int(sweep_points))
@@ -483,6 +492,8 @@ def build_spec():
     if cp_big:
         raise ValueError(f"CP rank {cp_big[0]['blocks']:,} is above {MAX_CP_RANK:,} (CP at large rank is slow); "
                          "lower the budget or drop CP")
+    peak = ca.fit_bytes(im, om, tasks)
+    btcore.check_allocation(peak, f"fitting a {I:,} x {J:,} matrix", "choose smaller modes or a smaller budget")
     target_key = (kind, int(seed), im, om, tuple(sorted(target_kwargs.items())), target_extra)
     size_desc = (f"budget {center:,}" if mode == "parameter budget" else
                  "ranks " + ", ".join(f"{t['format']} {t['label']}" for t in tasks if t["role"] == "main"))
@@ -490,33 +501,26 @@ def build_spec():
     key = (target_key, tuple(formats), mode, int(bt_choices), tuple((t["format"], tuple(t["ranks"]), t["blocks"], t["role"]) for t in tasks),
            tuple(budgets), effort)
     return {"key": key, "target_key": target_key, "target": kind, "explain_as": explain_as or kind, "target_kwargs": target_kwargs, "seed": int(seed),
-            "in_modes": im, "out_modes": om, "tasks": tasks, "effort": effort, "threads": int(threads), "desc": desc,
-            "budgets": budgets}
+            "in_modes": im, "out_modes": om, "tasks": tasks, "effort": effort, "desc": desc,
+            "budgets": budgets, "peak_bytes": peak}
 
 
 def _candidates(im, om, budget: int, role: str) -> list[dict]:
-    """Tasks for the formats closest to ``budget``: ``bt_choices`` BT candidates, one of each other format."""
-    n_bt = int(bt_choices) if "BT" in formats else 1
-    out, taken = [], {}
-    for c in dec.budget_candidates(im, om, budget, formats=tuple(formats), per_format=max(1, n_bt)):
-        limit = n_bt if c["format"] == "BT" else 1
-        if taken.get(c["format"], 0) < limit:
-            taken[c["format"]] = taken.get(c["format"], 0) + 1
-            out.append(_task(c, role, budget))
+    """Tasks for the formats closest to ``budget``: ``bt_choices`` BT candidates, one of each other format.
+
+    The selection is btcore's (budget_candidates). The fits are not left to dec.compare_formats: it
+    returns no fitted matrices (the page draws reconstructions and exports factors), fits each budget on
+    its own (the page fits a candidate shared by several budgets once, and reuses the session's fit
+    cache), and reports progress per format, not over the whole run.
+    """
+    out = []
+    for fmt in formats:
+        per = int(bt_choices) if fmt == "BT" else 1
+        for c in dec.budget_candidates(im, om, budget, formats=(fmt,), per_format=per):
+            out.append({"format": fmt, "ranks": tuple(c["ranks"]), "blocks": c["blocks"], "params": c["params"],
+                        "role": role, "budget": budget,
+                        "label": _describe(fmt, im, om, c["ranks"], c["blocks"])})
     return out
-
-
-def _task(c: dict, role: str, budget: int) -> dict:
-    fmt = c["format"]
-    if fmt == "TT":
-        label = f"ranks {','.join(map(str, c['ranks'][1:-1]))}"
-    elif fmt == "CP":
-        label = f"rank {c['blocks']}"
-    else:
-        rk = c["ranks"]
-        label = f"R={rank_text(rk[0] if len(set(rk)) == 1 else rk)}" + (f", N={c['blocks']}" if fmt == "BT" else "")
-    return {"format": fmt, "ranks": tuple(c["ranks"]), "blocks": c["blocks"], "params": c["params"], "role": role,
-            "budget": budget, "label": label}
 
 
 spec = None
@@ -534,7 +538,7 @@ if spec is not None:
     I, J = btcore.shapes.prod(spec["in_modes"]), btcore.shapes.prod(spec["out_modes"])
     n_main = sum(t["role"] == "main" for t in spec["tasks"])
     st.caption(f"Target {I:,} x {J:,} = {I * J:,} entries ({btcore.format_bytes(8 * I * J)} in float64); the fits "
-               f"need about {btcore.format_bytes(ca.fit_bytes(I, J, len(formats)))} of the "
+               f"need about {btcore.format_bytes(spec['peak_bytes'])} of the "
                f"{btcore.format_bytes(btcore.available_memory())} free. {n_main} fits at your size, "
                f"up to {len(spec['tasks']) - n_main} more (repeats are fitted once) for the sweep over budgets "
                f"{', '.join(f'{b:,}' for b in spec['budgets']) or '(off)'}.")
@@ -549,10 +553,21 @@ def _cache() -> OrderedDict:
 
 
 def _fit_cache() -> dict:
-    c = st.session_state.setdefault(K + "fit_cache", {})
+    """Single fits kept across runs: (target, format, ranks, blocks, effort, seed) -> (M, info).
+
+    Read and written in the script thread only: a worker gets a copy and returns its new fits.
+    """
+    return st.session_state.setdefault(K + "fit_cache", {})
+
+
+def _merge_fits(new_fits: dict) -> None:
+    """Add a run's new fits to the fit cache (newest last) and drop the oldest beyond FIT_CACHE_SIZE."""
+    c = _fit_cache()
+    for k, v in new_fits.items():
+        c.pop(k, None)
+        c[k] = v
     while len(c) > FIT_CACHE_SIZE:
         c.pop(next(iter(c)))
-    return c
 
 
 def harvest() -> bool:
@@ -567,6 +582,7 @@ def harvest() -> bool:
         return True
     res = snap["result"]
     if res:
+        _merge_fits(res.pop("new_fits", {}))  # fits of a stopped or partly failed run are still good
         if not res["stopped"] and not res["failures"]:
             cache = _cache()
             cache[res["key"]] = res
@@ -593,7 +609,7 @@ if c1.button("Fit", type="primary", icon=":material/play_arrow:", key=K + "fit",
         st.session_state[K + "shown"] = cached
         st.session_state[K + "from_cache"] = True
     else:
-        job = start_job(JOB_KEY, make_worker(spec, W_given, _fit_cache()), name="approximation")
+        job = start_job(JOB_KEY, make_worker(spec, W_given, dict(_fit_cache())), name="approximation")
         st.session_state[K + "job"] = job  # the registry's job; tests join it
         running = True
 if c2.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not running):
@@ -653,7 +669,8 @@ def draw_results(res: dict) -> None:
                 for n in notes:
                     st.caption(n)
         if any(r["at_precision"] for r in rows):
-            st.caption("Errors below 1e-8 are at numerical precision (float64): they do not rank the formats.")
+            below = f"{dec.AT_PRECISION:.0e}".replace("e-0", "e-")
+            st.caption(f"Errors below {below} are at numerical precision (float64): they do not rank the formats.")
     c_chart, c_text = st.columns([3, 2], gap="large")
     with c_chart:
         if res["sweep"]:
@@ -664,12 +681,12 @@ def draw_results(res: dict) -> None:
                     icon=":material/show_chart:")
     with c_text:
         st.markdown("#### What these numbers show")
-        st.markdown(ca.explain(rows, res["sweep"], res["target"], res["shape"]))
+        st.markdown(ca.explain(rows, res["sweep"], res["target"], res["shape"], noise=res["noise"]))
     if res["recons"]:
         st.markdown("#### Target and reconstructions")
         shown = res["target_small"].shape != res["shape"]
         st.plotly_chart(ca.heatmaps(res["target_small"], res["recons"], shape=res["shape"],
-                                    errors={r["format"]: r["rel_error"] for r in rows}),
+                                    errors={r["format"]: r["error_text"] for r in rows}),
                         width="stretch", key=K + "heatmaps")
         if shown:
             st.caption(f"Drawn as block means ({res['target_small'].shape[0]} x {res['target_small'].shape[1]} cells) of "

@@ -21,6 +21,9 @@ def test_default_fit_and_chart(app_page):
     chart.locator(".main-svg").first.wait_for(timeout=30_000)
     pg.wait_for_timeout(800)  # plotly's first layout pass
     assert pg.get_by_text("What these numbers show").first.is_visible()
+    # the default target (exact BT + noise 0.01): the text states that noise and the measured verdict
+    assert pg.get_by_text("plus noise of relative size 0.01").first.is_visible()
+    assert pg.get_by_text("BT wins here, as expected").first.is_visible()
     chart.screenshot(path=str(screenshot(pg, "approximation").with_name("approximation_chart.png")))
     pg.locator(".st-key-approx_heatmaps").screenshot(
         path=str(screenshot(pg, "approximation").with_name("approximation_heatmaps.png")))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from app import charts_approx as ca
+from btcore import decompose as dec
 
 
 # -- pure helpers ----------------------------------------------------------------------------------
@@ -61,43 +62,88 @@ def test_downsample_block_means_and_ragged():
         ca.downsample(np.zeros(4))
 
 
-def test_fit_bytes():
-    assert ca.fit_bytes(256, 256, 4) == 8 * 65536 * 11
-    assert ca.fit_bytes(10, 10, 0) == 8 * 100 * 5
+def test_fit_bytes_is_btcores_estimate_of_the_largest_fit():
+    im = om = (4, 4, 4, 4)
+    sizes = (16,) * 4
+    tt = {"format": "TT", "ranks": (1, 4, 4, 4, 1), "blocks": None}
+    small = {"format": "BT", "ranks": (2,) * 4, "blocks": 2}
+    big_cp = {"format": "CP", "ranks": (1,) * 4, "blocks": 300}
+    three_dense = 8 * 3 * 65536
+    assert ca.fit_bytes(im, om, [tt]) == three_dense  # TT-SVD, and the page's target + reconstruction + residual
+    assert ca.fit_bytes(im, om, []) == three_dense
+    # the fits need at least what fit_bt checks before allocating, for each of them
+    for t in (small, big_cp):
+        assert ca.fit_bytes(im, om, [tt, small, big_cp]) >= dec._memory_estimate(sizes, t["ranks"], t["blocks"])
+    assert ca.fit_bytes(im, om, [tt, small, big_cp]) == dec._memory_estimate(sizes, (1,) * 4, 300) > three_dense
+    assert ca.fit_bytes(im, om, [big_cp]) > ca.fit_bytes(im, om, [small])  # the Gram work arrays grow as N^2
 
 
 # -- teaching text ---------------------------------------------------------------------------------
-ROWS = [{"format": "BT", "params": 1024, "rel_error": 0.0099}, {"format": "TT", "params": 960, "rel_error": 0.41},
-        {"format": "Tucker", "params": 945, "rel_error": 0.0101}, {"format": "CP", "params": 975, "rel_error": 0.2}]
-SWEEP = [{"budget": b, "format": f, "params": b, "rel_error": e}
+def _r(fmt: str, params: int, err: float, **extra) -> dict:
+    """A result row as the page makes it: error text and precision flag from the fit's FitInfo."""
+    info = dec.FitInfo(format=fmt, method="ALS", relative_error=err, at_precision=err < dec.AT_PRECISION,
+                       params=params)
+    return {"format": fmt, "params": params, "rel_error": err, "error_text": info.error_text,
+            "at_precision": info.at_precision, **extra}
+
+
+ROWS = [_r("BT", 1024, 0.0099), _r("TT", 960, 0.41), _r("Tucker", 945, 0.0101), _r("CP", 975, 0.2)]
+SWEEP = [_r(f, b, e, budget=b)
          for b, errs in ((500, {"BT": 0.3, "TT": 0.6, "Tucker": 0.4, "CP": 0.35}),
                          (1000, {"BT": 0.01, "TT": 0.41, "Tucker": 0.0101, "CP": 0.2}))
          for f, e in errs.items()]
 
 
 def test_explain_names_the_winner_ties_and_worst():
-    text = ca.explain(ROWS, SWEEP, "bt", (256, 256))
-    assert "lowest error is **BT**" in text
+    text = ca.explain(ROWS, SWEEP, "bt", (256, 256), noise=0.01)
+    assert "lowest error is **BT**: 0.0099 with 1,024 parameters" in text
     assert "Tucker ties" in text
-    assert "TT is worst" in text
+    assert "TT is worst at 0.41" in text
     assert "BT 2 of 2" in text
-    assert "Why BT wins here" in text
     assert "Pareto front" in text
+    # the expectation at this noise level, and the measured winner agrees with it
+    assert "plus noise of relative size 0.01" in text and "noise floor (≈ 0.01)" in text
+    assert "**Measured: BT wins here, as expected** (0.0099; Tucker ties with it), at the noise floor." in text
+
+
+def test_explain_structured_targets_follow_the_noise_and_the_measured_winner():
+    # a larger noise: the text states it and its floor, never the default 1%
+    rows = [_r("BT", 1024, 0.29), _r("TT", 960, 0.5)]
+    loud = ca.explain(rows, [], "bt", (256, 256), noise=0.3)
+    assert "relative size 0.3" in loud and f"≈ {ca.noise_floor(0.3):.2g}" in loud and "≈ 0.29" in loud
+    assert "1%" not in loud and "0.01" not in loud
+    assert "BT wins here, as expected" in loud and "at the noise floor" in loud
+    # the measured winner is not the built-in format: the text says so instead of claiming a win
+    tt_wins = ca.explain([_r("BT", 1024, 0.2), _r("TT", 960, 0.0101)], [], "bt", (256, 256), noise=0.01)
+    assert "**Measured: TT beats BT here** (0.0101 against 0.2), unlike the expectation" in tt_wins
+    assert "BT wins" not in tt_wins and "as expected" not in tt_wins
+    bt_wins_tt = ca.explain([_r("BT", 1024, 0.0101), _r("TT", 960, 0.3)], [], "tt", (256, 256), noise=0.01)
+    assert "exact TT-matrix (ranks 4)" in bt_wins_tt and "BT beats TT here" in bt_wins_tt
+    # winner as expected but above the floor: the text says it did not get there
+    short = ca.explain([_r("BT", 100, 0.2), _r("TT", 100, 0.4)], [], "bt", (256, 256), noise=0.01)
+    assert "BT wins here, as expected" in short and "above the noise floor" in short
+    # no noise: exact to numerical precision is the expectation
+    exact = ca.explain([_r("TT", 960, 1e-13), _r("Tucker", 945, 0.3)], [], "tt", (256, 256), noise=0.0)
+    assert "with no noise" in exact and "TT wins here, as expected" in exact and "at numerical precision." in exact
+    # a tie for the lowest error, and a run without the built-in format
+    tie = ca.explain([_r("Tucker", 945, 0.0100), _r("BT", 1024, 0.0102)], [], "bt", (256, 256), noise=0.01)
+    assert "BT ties for the lowest error, as expected" in tie
+    assert "BT was not fitted" in ca.explain([_r("TT", 960, 0.4)], [], "bt", (256, 256), noise=0.01)
+    assert ca.noise_floor(0.01) == pytest.approx(0.01, rel=1e-4) and ca.noise_floor(0.0) == 0.0
 
 
 def test_explain_random_and_tall_and_precision():
     text = ca.explain(ROWS, [], "gaussian", (4096, 256))
     assert "random matrix" in text and "√(1 − P/IJ)" in text
     assert "keeping 1,024 of the 1,048,576 entries exactly gives 1.000" in text  # BT, the best row
+    assert "BT, reaches 0.0099" in text
     assert "tall" in text
-    prec = ca.explain([{"format": "TT", "params": 10, "rel_error": 1e-12},
-                       {"format": "BT", "params": 10, "rel_error": 3e-12}], [], "kernel", (256, 256))
-    assert "numerical precision" in prec and "tie" in prec
+    prec = ca.explain([_r("TT", 10, 1e-12), _r("BT", 10, 3e-12)], [], "kernel", (256, 256))
+    assert "1.0e-12 (at numerical precision)" in prec and "BT ties" in prec and "float64 precision" in prec
     assert ca.explain([], [], "upload", (4, 4)).startswith("**Your matrix")
     assert "stored in BT format" in ca.explain([], [], "trained_bt", (48, 24))
     assert "random matrix" in ca.explain([], [], "trained_dense", (48, 24))
-    far = ca.explain([{"format": "TT", "params": 10, "rel_error": 1e-6},
-                      {"format": "CP", "params": 10, "rel_error": 0.1}], [], "tt", (4, 4))
+    far = ca.explain([_r("TT", 10, 1e-6), _r("CP", 10, 0.1)], [], "tt", (4, 4), noise=0.0)
     assert "over 1,000x the error" in far
 
 
@@ -131,7 +177,7 @@ def test_error_vs_params_reference_precision_band_and_zero():
 
 def test_heatmaps_share_one_scale():
     T = np.arange(12.0).reshape(3, 4)
-    fig = ca.heatmaps(T, {"BT": T * 0.5, "TT": T + 1}, shape=(300, 400), errors={"BT": 0.5, "TT": 0.1}).to_dict()
+    fig = ca.heatmaps(T, {"BT": T * 0.5, "TT": T + 1}, shape=(300, 400), errors={"BT": "0.5", "TT": "0.1"}).to_dict()
     hm = [t for t in fig["data"] if t["type"] == "heatmap"]
     assert len(hm) == 3
     assert len({t["zmin"] for t in hm}) == 1 and len({t["zmax"] for t in hm}) == 1

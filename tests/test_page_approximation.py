@@ -71,7 +71,8 @@ def test_default_fit_charts_text_and_downloads(fitted):
     heat = next(s for s in specs if s["layout"].get("title", {}).get("text") is None)
     assert sum(t["type"] == "heatmap" for t in heat["data"]) == 5  # target + 4 reconstructions
     text = " ".join(m.value for m in at.markdown)
-    assert "lowest error is **BT**" in text and "Why BT wins here" in text
+    assert "lowest error is **BT**" in text
+    assert "plus noise of relative size 0.01" in text and "BT wins here, as expected" in text
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Results (CSV)", "Fitted factors (.pt)"]
     res = at.session_state["approx_shown"]
@@ -91,6 +92,32 @@ def test_same_configuration_comes_from_the_cache(fitted):
     assert at.session_state["approx_job"] is job  # nothing refitted
     assert any("from the cache" in c.value for c in at.caption)
     assert len(at.dataframe) == 1
+
+
+def test_fits_are_cached_by_the_page_and_reused(fitted):
+    """The worker gets a copy of the fit cache and returns its new fits; the page merges them, and a run
+    that needs only known fits reuses the very same objects. The worker leaves torch's threads alone."""
+    at = fitted
+    cache = at.session_state["approx_fit_cache"]
+    res = at.session_state["approx_shown"]
+    assert "new_fits" not in res  # merged into the cache, not kept with the run
+    n_tasks = len({t[:3] for t in res["key"][4]})  # the run's (format, ranks, blocks, role) tasks
+    assert len(cache) == n_tasks  # every distinct fit of the default run, once
+    by_obj = {id(v[0]): k for k, v in cache.items()}
+    assert all(id(M) in by_obj for M, _ in res["fits"].values())
+    assert "approx_threads" not in [w.key for w in at.number_input]
+    threads = torch.get_num_threads()
+    job = at.session_state["approx_job"]
+    at.slider(key="approx_sweep").set_value(3).run()  # budgets 250, 1000, 4000: all fitted already
+    at = _fit(at)
+    assert at.session_state["approx_job"] is not job
+    assert torch.get_num_threads() == threads
+    again = at.session_state["approx_shown"]
+    assert again is not res and len(again["sweep"]) == 3 * 4
+    assert at.session_state["approx_fit_cache"] is cache and len(cache) == n_tasks  # nothing new to fit
+    for fmt, (M, _) in again["fits"].items():
+        assert M is res["fits"][fmt][0]  # the cached fit itself
+    at.slider(key="approx_sweep").set_value(5).run()
 
 
 def test_bad_modes_show_an_error_and_keep_results(fitted):
@@ -138,9 +165,28 @@ def test_explicit_ranks_fit_without_sweep():
     table = at.dataframe[0].value
     err = dict(zip(table["format"], table["relative error"]))
     assert err["TT"] < 0.02 and err["Tucker"] > 5 * err["TT"]  # TT-structured target: TT wins
-    assert table.set_index("format").loc["TT", "ranks"] == "1,4,4,4,1"
+    assert table.set_index("format").loc["TT", "ranks"] == "ranks 1-4-4-4-1"  # btcore.formats.describe
+    assert table.set_index("format").loc["BT", "ranks"] == "R=3, N=2"
     assert not any(s["layout"].get("title", {}).get("text") == "Error vs parameters" for s in plotly_specs(at))
     assert any("Sweep off" in i.value for i in at.info)
+
+
+def test_teaching_text_follows_the_noise_and_the_measured_winner():
+    at = open_page("approximation")
+    at.select_slider(key="approx_noise").set_value(0.3).run()
+    at.slider(key="approx_sweep").set_value(0).run()
+    at = _fit(at)
+    assert not _errors(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "plus noise of relative size 0.3" in text and "1%" not in text and "0.01" not in text
+    table = at.dataframe[0].value.sort_values("relative error")
+    best, bt = table.iloc[0], table.set_index("format").loc["BT"]
+    if best["format"] == "BT":
+        assert "BT wins here, as expected" in text
+    elif bt["relative error"] <= 1.05 * best["relative error"]:
+        assert "BT ties for the lowest error, as expected" in text
+    else:
+        assert f"{best['format']} beats BT here" in text and "as expected" not in text
 
 
 def test_broken_and_mismatched_uploads():
@@ -150,8 +196,7 @@ def test_broken_and_mismatched_uploads():
     assert at.button(key="approx_fit").disabled
     at.file_uploader(key="approx_upload").upload("w.npy", b"not a numpy file").run()
     assert not at.exception
-    # (btcore.targets calls any non-.npy bytes "pickled": np.load falls back to pickle on unknown magic)
-    assert any("w.npy" in e and ("not a valid .npy" in e or "pickled" in e) for e in _errors(at))
+    assert any("w.npy is not a .npy file" in e and "np.save" in e for e in _errors(at))
     at.file_uploader(key="approx_upload").upload("w.pt", b"\x00garbage").run()
     assert not at.exception
     assert any("w.pt" in e and "cannot be loaded" in e for e in _errors(at))
@@ -177,25 +222,32 @@ def test_shapes_page_modes_are_used_when_small():
     assert any("too large to fit here" in c.value for c in big.caption)
 
 
-class _FakeJob:
-    running = False
+def _training_job(monkeypatch, runs):
+    """A finished job of the Training page holding ``runs``, found where that page keeps it: the
+    session's job registry under its JOB_KEY ("training")."""
+    import app.jobs
 
-    def __init__(self, result):
-        self.result = result
+    job = app.jobs.Job(lambda _job: runs, name="training").start()
+    assert job.join(10)
+    registry_get = app.jobs.get_job
+    monkeypatch.setattr(app.jobs, "get_job", lambda key: job if key == "training" else registry_get(key))
+    return job
 
 
-class _FakeRun:
-    def __init__(self, name, model, config):
-        self.name, self.model, self.config = name, model, config
+class _Run:
+    def __init__(self, name, mc):
+        self.name, self.model = name, btcore.SequenceClassifier(mc)
+        self.config = type("C", (), {"model": mc})()
 
 
-def test_trained_weights_offered_only_when_available():
-    at = open_page("approximation")
-    assert "trained" not in at.selectbox(key="approx_target").options
+def test_trained_weights_offered_only_when_available(monkeypatch):
     mc = btcore.ClassifierConfig(kind="dense", cell="lstm", in_modes=(4, 4, 3), hidden_modes=(2, 2, 2), classes=3)
-    model = btcore.SequenceClassifier(mc)
-    run = _FakeRun("LSTM", model, type("C", (), {"model": mc})())
-    at = open_page("approximation", state={"train_job": _FakeJob([run])})
+    run = _Run("LSTM", mc)
+    # a job only in session_state (not the Training page's registry) is not read
+    at = open_page("approximation", state={"train_job": type("J", (), {"running": False, "result": [run]})()})
+    assert "trained" not in at.selectbox(key="approx_target").options
+    _training_job(monkeypatch, [run])
+    at = open_page("approximation")
     options = at.selectbox(key="approx_target").options
     assert "Trained model: input-to-hidden weights" in options
     at.selectbox(key="approx_target").set_value("trained").run()
@@ -203,6 +255,36 @@ def test_trained_weights_offered_only_when_available():
     assert at.text_input(key="approx_in_modes").value == "4x4x3"
     assert at.text_input(key="approx_out_modes").value == "8x2x2"  # 4 gates folded into the first mode
     assert not _errors(at)
+    at.slider(key="approx_sweep").set_value(0).run()
+    at = _fit(at)
+    assert not _errors(at)
+    W = run.model.rnn.cell.input_map.weight.detach().T.double().numpy()  # the model's (48 x 32) input map
+    res = at.session_state["approx_shown"]
+    assert res["shape"] == (48, 32)
+    for _, row in at.dataframe[0].value.iterrows():
+        assert row["relative error"] == pytest.approx(relative_error(W, res["fits"][row["format"]][0]), rel=1e-9)
+
+
+def test_trained_model_too_large_is_listed_without_forming_its_matrix(monkeypatch):
+    small = _Run("LSTM", btcore.ClassifierConfig(kind="dense", cell="lstm", in_modes=(4, 4, 3),
+                                                 hidden_modes=(2, 2, 2), classes=3))
+    big = _Run("BT-LSTM", btcore.ClassifierConfig(kind="bt", cell="lstm", in_modes=(8, 20, 20, 18),
+                                                  hidden_modes=(4, 4, 4, 4), classes=3))
+    formed = []
+    imap = big.model.rnn.cell.input_map
+    weight_matrix = imap.weight_matrix
+    imap.weight_matrix = lambda: formed.append(1) or weight_matrix()
+    _training_job(monkeypatch, [small, big])
+    at = open_page("approximation")
+    at.selectbox(key="approx_target").set_value("trained").run()
+    assert at.selectbox(key="approx_trained").options == ["LSTM", "BT-LSTM"]
+    assert not formed  # listing reads the configurations only
+    at.selectbox(key="approx_trained").set_value("BT-LSTM").run()
+    assert not at.exception
+    assert at.text_input(key="approx_in_modes").value == "8x20x20x18"
+    assert any("57,600 x 1,024" in e and "above this page's limit" in e for e in _errors(at))
+    assert at.button(key="approx_fit").disabled
+    assert not formed  # too large: never formed
 
 
 def test_fit_that_would_not_fit_in_memory(monkeypatch):

@@ -11,6 +11,7 @@ import math
 import plotly.graph_objects as go
 
 from app.charts import FORMAT_COLORS
+from btcore.rnn import PAPER_UCF11_ACCURACY
 
 __all__ = ["run_color", "loss_figure", "accuracy_figure", "metrics_rows", "paper_rows", "EXTRA_COLORS"]
 
@@ -133,9 +134,7 @@ def metrics_rows(events: list[dict]) -> list[dict]:
     return rows
 
 
-#: The paper's reported UCF11 top-1 accuracies (Ye et al. 2018, Table 2). Also in app/learn_data.py:
-#: both should read one constant in btcore.rnn, next to ucf11_config.
-PAPER_ACCURACY = {"dense": 0.697, "tt": 0.796, "bt": 0.853}
+PAPER_ACCURACY = PAPER_UCF11_ACCURACY
 
 
 def paper_rows(configs: dict[str, object]) -> list[dict]:

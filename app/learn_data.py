@@ -212,7 +212,8 @@ def ucf11_example() -> dict:
         "ratio_bt_n2": dense / bt2, "ratio_tt": dense / tt,
         # hidden-to-hidden map of the LSTM: 4 gates, hidden 256 -> 256 x 1,024
         "recurrent": btcore.dense_params(hidden, cfg.out_size), "hidden": hidden,
-        "accuracy": {"LSTM": 0.697, "TT-LSTM": 0.796, "BT-LSTM": 0.853},
+        "accuracy": {f"{prefix}LSTM": btcore.rnn.PAPER_UCF11_ACCURACY[kind]
+                     for kind, prefix in (("dense", ""), ("tt", "TT-"), ("bt", "BT-"))},
     }
 
 

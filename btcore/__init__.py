@@ -24,7 +24,7 @@ from .tensors import BTMatrix, TTMatrix, available_memory, check_allocation
 from .layers import BTLinear, TTLinear
 from .rnn import GRU, LSTM, ClassifierConfig, GRUCell, LSTMCell, SequenceClassifier, build_classifier, ucf11_config
 from .decompose import (
-    FitInfo, budget_candidates, compare_formats, fit_bt, fit_cp, fit_tt, fit_tucker, relative_error,
+    FitInfo, budget_candidates, compare_formats, fit_bt, fit_cp, fit_tt, fit_tucker, interleave, relative_error,
 )
 from . import targets
 from .data import ACTION_NAMES, ClipSet, SyntheticActions, load_clip_folder

@@ -121,6 +121,7 @@ def test_upload_npy_and_pt_accepted():
     assert np.array_equal(load_uploaded("model.pt", _pt(state), key="fc.weight"), np.ones((2, 2)))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch notes the protocol before refusing
 def test_upload_rejects_pickled_arrays():
     with pytest.raises(ValueError, match="pickled"):
         load_uploaded("w.npy", _npy(np.array([{"a": 1}, None], dtype=object), allow_pickle=True))

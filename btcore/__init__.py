@@ -16,7 +16,7 @@ Public API (see each module for details):
 from .shapes import MAX_MODE, check_modes, factorize, nearest_factorizable, prime_factors
 from .formats import (
     BTSpec, DenseSpec, TTSpec, bt_params, cp_params, cp_spec, dense_params, dtype_bytes, format_bytes,
-    tt_params, tucker_params, tucker_spec, describe, summary_row, param_sweep, max_uniform_rank,
+    tt_params, tucker_params, tucker_spec, describe, summary_row, param_sweep, max_uniform_rank, tt_rank_caps,
 )
 from .contract import ContractionPlan, Step, matmul, plan_matmul, plan_reconstruct
 from .tensors import BTMatrix, TTMatrix, available_memory, check_allocation

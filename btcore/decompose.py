@@ -44,7 +44,7 @@ import numpy as np
 import opt_einsum
 import torch
 
-from .formats import BTSpec, TTSpec
+from .formats import BTSpec, TTSpec, tt_rank_caps
 from .shapes import check_modes, check_positive_int, prod
 from .tensors import BTMatrix, TTMatrix, check_allocation
 
@@ -316,11 +316,6 @@ def cap_bt_ranks(in_modes, out_modes, rank) -> tuple[tuple[int, ...], list[str]]
     return tuple(ranks), notes
 
 
-def _tt_caps(in_modes, out_modes) -> tuple[int, ...]:
-    sizes = [a * b for a, b in zip(in_modes, out_modes)]
-    return tuple(min(prod(sizes[: k + 1]), prod(sizes[k + 1:])) for k in range(len(sizes) - 1))
-
-
 def cap_tt_ranks(in_modes, out_modes, ranks) -> tuple[tuple[int, ...], list[str]]:
     """All d+1 TT ranks (r_0 = r_d = 1) with each inner rank capped at min(prod left M, prod right M).
 
@@ -329,7 +324,7 @@ def cap_tt_ranks(in_modes, out_modes, ranks) -> tuple[tuple[int, ...], list[str]
     i = check_modes(in_modes, "in_modes")
     o = check_modes(out_modes, "out_modes")
     inner = _rank_request(ranks, len(i), tt=True)
-    caps = _tt_caps(i, o)
+    caps = tt_rank_caps(i, o)
     out = tuple(min(r, c) for r, c in zip(inner, caps))
     notes = [f"TT rank {k + 1} capped from {r} to {c}, the largest useful rank between cores {k + 1} and {k + 2}"
              for k, (r, c) in enumerate(zip(inner, caps)) if r > c]
@@ -1078,7 +1073,7 @@ def budget_candidates(in_modes, out_modes, budget: int, *, formats=("BT", "TT", 
         if spec.params > 2 * budget:
             break
     if len(im) > 1:
-        caps = _tt_caps(im, om)
+        caps = tt_rank_caps(im, om)
         seen = set()
         for r in range(1, max(caps) + 1):
             full, _ = cap_tt_ranks(im, om, r)

@@ -44,6 +44,7 @@ __all__ = [
     "describe",
     "summary_row",
     "max_uniform_rank",
+    "tt_rank_caps",
     "param_sweep",
 ]
 
@@ -122,6 +123,15 @@ def _check_bytes(entries: int, what: str, fix: str, max_bytes: int | None) -> No
             f"{what} has {entries:,} entries ({format_bytes(entries * 4)} in float32), above the limit of "
             f"{format_bytes(max_bytes)}; {fix}"
         )
+
+
+def tt_rank_caps(in_modes, out_modes) -> tuple[int, ...]:
+    """Largest useful TT rank at each of the d-1 bonds: min(prod_{i<=k} I_i J_i, prod_{i>k} I_i J_i).
+
+    A larger rank adds parameters and no expressive power (it exceeds the rank of the unfolding).
+    """
+    sizes = [i * j for i, j in zip(in_modes, out_modes)]
+    return tuple(min(prod(sizes[: k + 1]), prod(sizes[k + 1 :])) for k in range(len(sizes) - 1))
 
 
 class _Spec:
@@ -261,9 +271,7 @@ class TTSpec(_Spec):
                     f"(or one int for all of them)"
                 )
             inner = tuple(rk)
-        sizes = [i * j for i, j in zip(self.in_modes, self.out_modes)]
-        for k, r in enumerate(inner):
-            cap = min(prod(sizes[: k + 1]), prod(sizes[k + 1 :]))
+        for k, (r, cap) in enumerate(zip(inner, tt_rank_caps(self.in_modes, self.out_modes))):
             if r > cap:
                 raise ValueError(
                     f"ranks[{k}] = {r} is above the largest useful TT rank {cap} between cores {k + 1} and {k + 2} "
@@ -484,11 +492,9 @@ def summary_row(spec, batch: int = 1, dtype: torch.dtype | str = torch.float32) 
 
 def max_uniform_rank(in_modes, out_modes, kind: str) -> int:
     """Largest rank valid on every mode (BT) or bond (TT) for a uniform-rank sweep."""
-    sizes = [i * j for i, j in zip(in_modes, out_modes)]
     if kind == "bt":
-        return min(sizes)
-    caps = [min(prod(sizes[: k + 1]), prod(sizes[k + 1 :])) for k in range(len(sizes) - 1)]
-    return min(caps) if caps else 1
+        return min(i * j for i, j in zip(in_modes, out_modes))
+    return min(tt_rank_caps(in_modes, out_modes), default=1)
 
 
 def param_sweep(in_modes, out_modes, ranks: Sequence[int], blocks: Sequence[int] = (1, 2, 4, 8)) -> list[dict]:

@@ -40,7 +40,7 @@ from torch import nn
 from . import decompose
 from .contract import matmul
 from .decompose import FitInfo, interleave
-from .formats import BTSpec, TTSpec
+from .formats import BTSpec, TTSpec, tt_rank_caps
 from .tensors import BTMatrix, TTMatrix, bt_init_std, tt_init_std
 
 __all__ = ["BTLinear", "TTLinear", "linear_init_std"]
@@ -487,7 +487,7 @@ class TTLinear(_FactorizedLinear):
         w = _check_weight(weight, spec_modes.in_size, spec_modes.out_size, cls.__name__)
         _want_bias(bias, spec_modes.out_size)  # reject a bad bias before fitting
         if ranks is None:
-            ranks = decompose._tt_caps(spec_modes.in_modes, spec_modes.out_modes)  # full: TT-SVD is exact
+            ranks = tt_rank_caps(spec_modes.in_modes, spec_modes.out_modes)  # full: TT-SVD is exact
         spec = TTSpec(in_modes, out_modes, ranks)  # valid ranks (never capped by the fit) within the size limit
         M, info = decompose.fit_tt(w, spec.in_modes, spec.out_modes, spec.ranks, **({"warn": False} | fit_kwargs))
         layer = cls.from_matrix(M.to(dtype=w.dtype, device=w.device), bias=bias)

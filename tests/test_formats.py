@@ -93,3 +93,12 @@ def test_summary_row_and_sweep():
     assert {"format": "BT", "blocks": 3, "rank": 2, "params": btcore.bt_params((4, 4), (4, 4), 2, 3)} in rows
     assert not any(r["rank"] == 17 for r in rows)  # above every mode size: skipped
     assert btcore.format_bytes(3 * 1024**2) == "3.0 MiB"
+
+
+def test_tt_rank_caps_bound_every_bond():
+    caps = btcore.tt_rank_caps((2, 3, 4), (5, 6, 7))
+    assert caps == (10, 28)  # min(10, 18*28), min(10*18, 28)
+    TTSpec((2, 3, 4), (5, 6, 7), caps)  # the caps themselves are valid
+    with pytest.raises(ValueError, match=r"ranks\[1\] = 29 is above the largest useful TT rank 28"):
+        TTSpec((2, 3, 4), (5, 6, 7), (10, 29))
+    assert btcore.tt_rank_caps((6,), (5,)) == ()

@@ -6,7 +6,7 @@ import math
 
 import plotly.graph_objects as go
 
-__all__ = ["FORMAT_COLORS", "params_vs_rank", "bt_heatmap", "format_bars"]
+__all__ = ["FORMAT_COLORS", "params_vs_rank", "bt_heatmap"]
 
 FORMAT_COLORS = {"Dense": "#636363", "TT": "#1f77b4", "BT": "#d62728", "Tucker": "#ff7f0e", "CP": "#2ca02c"}
 
@@ -67,13 +67,3 @@ def bt_heatmap(ranks: list[int], blocks: list[int], values: list[list[float]], *
                       margin={"t": 40, "b": 10})
     return fig
 
-
-def format_bars(rows: list[dict], key: str, title: str) -> go.Figure:
-    """Bars of ``row[key]`` per format on a log axis (rows as from :func:`btcore.summary_row`)."""
-    fig = go.Figure(go.Bar(
-        x=[f"{r['format']} ({r['ranks']})" for r in rows], y=[r[key] for r in rows],
-        marker_color=[FORMAT_COLORS.get(r["format"], "#999") for r in rows],
-        text=[f"{r[key]:,.0f}" for r in rows], textposition="outside",
-    ))
-    fig.update_layout(title=title, yaxis_type="log", height=360, margin={"t": 40, "b": 10})
-    return fig

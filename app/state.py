@@ -7,7 +7,7 @@ not on the current page).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import streamlit as st
 
@@ -64,9 +64,6 @@ class LabConfig:
     def specs(self) -> list:
         """Dense, TT, BT, Tucker and CP specs in table order (raises ValueError when invalid)."""
         return [self.dense_spec(), self.tt_spec(), self.bt_spec(), self.tucker_spec(), self.cp_spec()]
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 #: Named configurations. The UCF11 ones are the paper's (REFERENCE.md section 2): 57,600 inputs as

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -144,10 +144,6 @@ class ClipSet:
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         return self.x[idx], self.y[idx]
 
-    def subset(self, indices) -> "ClipSet":
-        x, y = self.get(indices)
-        return ClipSet(x, y, self.frame_shape, self.class_names, self.source)
-
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=self.classes)
         return {n: int(c) for n, c in zip(self.class_names, counts)}
@@ -231,9 +227,6 @@ class SyntheticActions:
     def splits(self) -> tuple["SyntheticSplit", "SyntheticSplit"]:
         """(train, validation)."""
         return self.split("train"), self.split("val")
-
-    def with_(self, **changes) -> "SyntheticActions":
-        return replace(self, **changes)
 
 
 class SyntheticSplit:
@@ -319,10 +312,6 @@ class SyntheticSplit:
             self.prepare()
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         return self._cache[0][idx], self._cache[1][idx]
-
-    def to_clipset(self) -> ClipSet:
-        x, y = self.get(np.arange(self.size))
-        return ClipSet(x, y, self.frame_shape, self.class_names, "synthetic")
 
 
 def _shape_rho(kind: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -175,9 +175,6 @@ class _Cell(nn.Module):
             raise ValueError(f"{type(self).__name__}: input's last dimension is {tuple(x.shape)[-1:] or '()'}, "
                              f"expected input_size = {self.input_size}")
 
-    def _zeros(self, ref: torch.Tensor) -> torch.Tensor:
-        return ref.new_zeros(ref.shape[:-1] + (self.hidden_size,))
-
     def _check_state(self, t: torch.Tensor, ref: torch.Tensor, name: str) -> None:
         want = tuple(ref.shape[:-1]) + (self.hidden_size,)
         if tuple(t.shape) != want:

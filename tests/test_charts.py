@@ -20,12 +20,6 @@ def test_heatmap_values_and_marker():
     assert len(fig.layout.shapes) == 1 and fig.layout.shapes[0].x0 == 0.5
 
 
-def test_format_bars():
-    rows = [btcore.summary_row(s) for s in (btcore.DenseSpec(16, 16), btcore.BTSpec((4, 4), (4, 4), 2, 2))]
-    fig = charts.format_bars(rows, "params", "parameters")
-    assert list(fig.data[0].y) == [256, rows[1]["params"]]
-
-
 def test_dense_label_sits_on_the_dense_line():
     import math
 

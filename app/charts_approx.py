@@ -119,9 +119,8 @@ def fit_bytes(in_modes, out_modes, tasks: Sequence[dict]) -> int:
     dense matrices (TT-SVD's working set; the page's target, one reconstruction and its residual).
     """
     sizes = tuple(i * j for i, j in zip(in_modes, out_modes))
-    # _memory_estimate is private to btcore.decompose; it is called here so the page refuses exactly
-    # what fit_bt would refuse, before the worker starts, instead of keeping a second formula.
-    als = [dec._memory_estimate(sizes, tuple(t["ranks"]), int(t["blocks"])) for t in tasks if t["format"] != "TT"]
+    # The same estimate fit_bt checks, so the page refuses exactly what fit_bt would, before the worker starts.
+    als = [dec.als_memory_bytes(sizes, tuple(t["ranks"]), int(t["blocks"])) for t in tasks if t["format"] != "TT"]
     return max([8 * 3 * prod(sizes)] + als)
 
 

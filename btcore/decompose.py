@@ -61,6 +61,7 @@ __all__ = [
     "budget_candidates",
     "compare_formats",
     "AT_PRECISION",
+    "als_memory_bytes",
 ]
 
 #: Relative errors below this are "at numerical precision" (float64): differences between formats
@@ -635,7 +636,7 @@ def _hosvd_start(T: torch.Tensor, N: int, ranks, gen: torch.Generator) -> list:
     return U
 
 
-def _memory_estimate(sizes, ranks, N) -> int:
+def als_memory_bytes(sizes, ranks, N) -> int:
     """Bytes of the largest float64 tensors a BT fit holds at once: the float64 copy of W, the
     interleaved T, a reconstruction for exact errors, the first projection of a half-sweep (and
     copies made by einsum), the direct core system and the Gram work arrays."""
@@ -732,7 +733,7 @@ def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, seed: int | None = 
     spec = BTSpec(im, om, ranks, N, max_bytes=None)  # the capped format (validated; names its kind)
     sizes = tuple(i * j for i, j in zip(im, om))
     device = Wt.device
-    check_allocation(_memory_estimate(sizes, ranks, N),
+    check_allocation(als_memory_bytes(sizes, ranks, N),
                      f"fitting BT (N={N}, R={ranks}) to a {Wt.shape[0]:,} x {Wt.shape[1]:,} matrix",
                      "use fewer blocks, a lower rank or a smaller matrix", device)
     fmt = spec.kind

@@ -73,8 +73,8 @@ def test_fit_bytes_is_btcores_estimate_of_the_largest_fit():
     assert ca.fit_bytes(im, om, []) == three_dense
     # the fits need at least what fit_bt checks before allocating, for each of them
     for t in (small, big_cp):
-        assert ca.fit_bytes(im, om, [tt, small, big_cp]) >= dec._memory_estimate(sizes, t["ranks"], t["blocks"])
-    assert ca.fit_bytes(im, om, [tt, small, big_cp]) == dec._memory_estimate(sizes, (1,) * 4, 300) > three_dense
+        assert ca.fit_bytes(im, om, [tt, small, big_cp]) >= dec.als_memory_bytes(sizes, t["ranks"], t["blocks"])
+    assert ca.fit_bytes(im, om, [tt, small, big_cp]) == dec.als_memory_bytes(sizes, (1,) * 4, 300) > three_dense
     assert ca.fit_bytes(im, om, [big_cp]) > ca.fit_bytes(im, om, [small])  # the Gram work arrays grow as N^2
 
 

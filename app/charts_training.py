@@ -134,9 +134,6 @@ def metrics_rows(events: list[dict]) -> list[dict]:
     return rows
 
 
-PAPER_ACCURACY = PAPER_UCF11_ACCURACY
-
-
 def paper_rows(configs: dict[str, object]) -> list[dict]:
     """Rows comparing the paper's UCF11 architectures from their :class:`ClassifierConfig` s."""
     dense = configs["dense"].input_map_params()
@@ -146,5 +143,5 @@ def paper_rows(configs: dict[str, object]) -> list[dict]:
         rows.append({"model": cfg.describe(), "input modes": "x".join(map(str, cfg.in_modes)),
                      "output modes": "x".join(map(str, cfg.out_modes)), "input-map parameters": p,
                      "compression": dense / p, "all parameters": cfg.num_params(),
-                     "paper's UCF11 accuracy": PAPER_ACCURACY[kind]})
+                     "paper's UCF11 accuracy": PAPER_UCF11_ACCURACY[kind]})
     return rows

@@ -198,13 +198,13 @@ def growth_rows(in_size: int, out_size: int, blocks: int, ranks, orders, own=Non
 
 def ucf11_example() -> dict:
     """The paper's UCF11 input-to-hidden numbers, computed by btcore from the app's presets."""
-    from app.state import PRESETS
+    from app.state import PRESETS, UCF11_LSTM_PRESET
 
-    cfg = PRESETS["UCF11 BT-LSTM (paper)"]
+    cfg = PRESETS[UCF11_LSTM_PRESET]
     dense = cfg.dense_spec().params
     bt1 = btcore.bt_params(cfg.in_modes, cfg.out_modes, cfg.bt_rank, 1)
     bt2 = btcore.bt_params(cfg.in_modes, cfg.out_modes, cfg.bt_rank, 2)
-    tt = btcore.tt_params(cfg.in_modes, cfg.out_modes, (1, 4, 4, 4, 1))
+    tt = btcore.tt_params(cfg.in_modes, cfg.out_modes, cfg.tt_ranks)
     hidden = cfg.out_size // 4
     return {
         "in_modes": cfg.in_modes, "out_modes": cfg.out_modes, "rank": cfg.bt_rank,

@@ -11,6 +11,7 @@ import streamlit as st
 import torch
 
 import btcore
+from app.state import PRESETS, UCF11_LSTM_PRESET
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES_DIR = ROOT / "pages"
@@ -30,7 +31,7 @@ PAGES = [
 
 
 def home() -> None:
-    ucf11 = btcore.BTSpec((8, 20, 20, 18), (16, 4, 4, 4), 4, 2)
+    ucf11 = PRESETS[UCF11_LSTM_PRESET].bt_spec()
     st.title("BT Lab")
     st.markdown(
         "BT Lab lets you explore **Block-Term (BT) tensor decomposition for compact layers and RNNs** "

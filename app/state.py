@@ -12,21 +12,25 @@ from dataclasses import dataclass, replace
 import streamlit as st
 
 import btcore
+from btcore.rnn import (GATES, UCF11_BLOCKS, UCF11_HIDDEN_MODES, UCF11_IN_MODES, UCF11_RANK, UCF11_TT_RANKS,
+                        folded_out_modes)
 
-__all__ = ["LabConfig", "PRESETS", "get_config", "set_config", "CONFIG_KEY"]
+__all__ = ["LabConfig", "PRESETS", "UCF11_LSTM_PRESET", "get_config", "set_config", "CONFIG_KEY"]
 
 CONFIG_KEY = "btlab_config"
+#: The default preset's name: the paper's UCF11 LSTM input map.
+UCF11_LSTM_PRESET = "UCF11 LSTM (paper: BT-LSTM and TT-LSTM)"
 
 
 @dataclass(frozen=True)
 class LabConfig:
     """Shapes and ranks chosen in the app. Ranks: an int for all modes/bonds, or a tuple."""
 
-    in_modes: tuple[int, ...] = (8, 20, 20, 18)
-    out_modes: tuple[int, ...] = (16, 4, 4, 4)
-    bt_rank: int | tuple[int, ...] = 4
-    blocks: int = 2
-    tt_ranks: int | tuple[int, ...] = 4
+    in_modes: tuple[int, ...] = UCF11_IN_MODES
+    out_modes: tuple[int, ...] = folded_out_modes(UCF11_HIDDEN_MODES, GATES["lstm"])
+    bt_rank: int | tuple[int, ...] = UCF11_RANK
+    blocks: int = UCF11_BLOCKS
+    tt_ranks: int | tuple[int, ...] = UCF11_TT_RANKS
     batch: int = 16
 
     @property
@@ -66,12 +70,14 @@ class LabConfig:
         return [self.dense_spec(), self.tt_spec(), self.bt_spec(), self.tucker_spec(), self.cp_spec()]
 
 
-#: Named configurations. The UCF11 ones are the paper's (REFERENCE.md section 2): 57,600 inputs as
-#: 8x20x20x18, the four LSTM gates (three GRU gates) folded into the first output mode.
+#: Named configurations. The UCF11 ones are the paper's (docs/reference.md, "The paper's UCF11
+#: setting"): 57,600 inputs as 8x20x20x18, the four LSTM gates (three GRU gates) folded into the first
+#: output mode. One configuration holds the BT (R=4, N=2) and the TT (ranks 4) choice at once, so the
+#: paper's BT-LSTM and TT-LSTM are the same preset.
 PRESETS: dict[str, LabConfig] = {
-    "UCF11 BT-LSTM (paper)": LabConfig((8, 20, 20, 18), (16, 4, 4, 4), 4, 2, 4),
-    "UCF11 TT-LSTM (paper)": LabConfig((8, 20, 20, 18), (16, 4, 4, 4), 4, 2, 4),
-    "UCF11 BT-GRU (paper shapes)": LabConfig((8, 20, 20, 18), (12, 4, 4, 4), 4, 2, 4),
+    UCF11_LSTM_PRESET: LabConfig(),
+    "UCF11 GRU (paper shapes: BT-GRU and TT-GRU)": LabConfig(out_modes=folded_out_modes(UCF11_HIDDEN_MODES,
+                                                                                       GATES["gru"])),
     "Small square 1024 x 1024": LabConfig((4, 8, 8, 4), (4, 8, 8, 4), 3, 2, 4),
     "Teaching example 16 x 16": LabConfig((4, 4), (4, 4), 2, 2, 2),
 }

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from btcore.data import SyntheticActions
-from btcore.rnn import build_classifier, ucf11_config
+from btcore.rnn import SequenceClassifier, ucf11_config
 from btcore.train import TrainConfig, compare, model_config
 
 
@@ -73,7 +73,7 @@ def part2(args) -> None:
     models = {}
     for kind in ("dense", "tt", "bt"):
         cfg = ucf11_config(kind, "lstm", dropout=0.0)
-        m = build_classifier(cfg)
+        m = SequenceClassifier(cfg)
         models[kind] = (cfg, m, torch.optim.Adam(m.parameters(), 1e-4))
 
     def step(kind):

@@ -22,7 +22,7 @@ from .contract import ContractionPlan, Step, matmul, plan_matmul, plan_reconstru
 from .tensors import BTMatrix, TTMatrix, available_memory, check_allocation
 
 from .layers import BTLinear, TTLinear
-from .rnn import GRU, LSTM, ClassifierConfig, GRUCell, LSTMCell, SequenceClassifier, build_classifier, ucf11_config
+from .rnn import GRU, LSTM, ClassifierConfig, GRUCell, LSTMCell, SequenceClassifier, ucf11_config
 from .decompose import (
     FitInfo, budget_candidates, compare_formats, fit_bt, fit_cp, fit_tt, fit_tucker, interleave, relative_error,
 )

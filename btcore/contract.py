@@ -13,6 +13,7 @@ tensors meet, the result's shape, multiply-adds, elements) that the app displays
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -20,7 +21,7 @@ import opt_einsum
 import torch
 
 from .formats import DenseSpec, Network
-from .shapes import check_positive_int
+from .shapes import check_choice, check_positive_int
 
 __all__ = ["Step", "ContractionPlan", "plan_matmul", "plan_reconstruct", "tune_plan", "matmul", "reconstruct",
            "CONTRACT_SLOWDOWN", "CHUNK_ELEMENTS", "chunk_rows"]
@@ -187,8 +188,7 @@ def plan_matmul(spec, batch: int, method: str = "contract") -> ContractionPlan:
         dearer than a GEMM's.
     """
     batch = check_positive_int(batch, "batch")
-    if method not in ("contract", "dense", "auto"):
-        raise ValueError(f"method must be 'contract', 'dense' or 'auto', got {method!r}")
+    check_choice(method, ("contract", "dense", "auto"), "method")
     net = spec.network()
     if isinstance(spec, DenseSpec):
         names, terms, shapes = _network_with_batch(net, batch)
@@ -273,7 +273,9 @@ def reconstruct(M) -> torch.Tensor:
     return full.reshape(spec.in_size, spec.out_size)
 
 
-_TUNED: dict = {}
+#: Timed plans by (spec, batch, dtype, device), oldest dropped past :data:`_TUNED_MAX` entries.
+_TUNED: "OrderedDict" = OrderedDict()
+_TUNED_MAX = 256
 
 
 def tune_plan(M, batch: int, *, slack: float = 1.5, max_candidates: int = 6, repeats: int = 3) -> ContractionPlan:
@@ -289,6 +291,7 @@ def tune_plan(M, batch: int, *, slack: float = 1.5, max_candidates: int = 6, rep
     spec = M.spec
     key = (spec, batch, M.dtype, str(M.device))
     if key in _TUNED:
+        _TUNED.move_to_end(key)
         return _TUNED[key]
     net = spec.network()
     names, terms, shapes = _network_with_batch(net, batch)
@@ -317,6 +320,8 @@ def tune_plan(M, batch: int, *, slack: float = 1.5, max_candidates: int = 6, rep
         best = candidates[min(range(len(candidates)), key=timings.__getitem__)]
     plan = ContractionPlan("contract", batch, best[2], best[1] + " (timed)", net.output)
     _TUNED[key] = plan
+    while len(_TUNED) > _TUNED_MAX:
+        _TUNED.popitem(last=False)
     return plan
 
 

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .shapes import check_positive_int
+from .shapes import check_choice, check_positive_int, parse_ints
 
 __all__ = [
     "ACTION_NAMES",
@@ -82,10 +82,10 @@ _SPLITS = {"train": 0, "val": 1, "test": 2}
 def parse_frame_shape(value) -> tuple[int, int, int]:
     """``(C, H, W)`` from ``"3x32x32"``, ``(3, 32, 32)``, ``"32x32"`` (grey) or ``32`` (3 x 32 x 32)."""
     if isinstance(value, str):
-        parts = [p for p in re.split(r"[x×*,;\s]+", value.strip()) if p]
-        if not parts or not all(p.isdigit() for p in parts):
-            raise ValueError(f"frame shape: write channels x height x width, e.g. 3x32x32, got {value!r}")
-        value = tuple(int(p) for p in parts)
+        try:
+            value = parse_ints(value, "frame shape")
+        except ValueError:
+            raise ValueError(f"frame shape: write channels x height x width, e.g. 3x32x32, got {value!r}") from None
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (3, int(value), int(value))
     value = tuple(value)
@@ -219,8 +219,7 @@ class SyntheticActions:
 
     def split(self, name: str = "train") -> "SyntheticSplit":
         """The ``"train"``, ``"val"`` or ``"test"`` split (``test`` has ``val_size`` clips)."""
-        if name not in _SPLITS:
-            raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {name!r}")
+        check_choice(name, sorted(_SPLITS), "split")
         n = self.train_size if name == "train" else self.val_size
         return SyntheticSplit(self, name, n)
 

@@ -44,8 +44,8 @@ import numpy as np
 import opt_einsum
 import torch
 
-from .formats import BTSpec, TTSpec, tt_rank_caps
-from .shapes import check_modes, check_positive_int, prod
+from .formats import BTSpec, TTSpec, normalize_ranks, tt_rank_caps
+from .shapes import check_choice, check_modes, check_positive_int, pair_modes, prod
 from .tensors import BTMatrix, TTMatrix, check_allocation
 
 __all__ = [
@@ -194,16 +194,7 @@ def _out_dtype(W, dtype) -> torch.dtype:
 
 
 def _modes(W: torch.Tensor, in_modes, out_modes) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    if isinstance(in_modes, int):
-        in_modes = (in_modes,)
-    if isinstance(out_modes, int):
-        out_modes = (out_modes,)
-    i = check_modes(in_modes, "in_modes")
-    o = check_modes(out_modes, "out_modes")
-    if len(i) != len(o):
-        raise ValueError(f"in_modes has {len(i)} modes but out_modes has {len(o)}; both need the same order d")
-    if len(i) > len(_M):
-        raise ValueError(f"order d = {len(i)} is above the supported maximum {len(_M)}")
+    i, o = pair_modes(in_modes, out_modes)
     if tuple(W.shape) != (prod(i), prod(o)):
         raise ValueError(
             f"W has shape {tuple(W.shape)} but the modes give {prod(i):,} x {prod(o):,} "
@@ -264,31 +255,6 @@ def relative_error(W, M) -> float:
 # Rank capping
 # ----------------------------------------------------------------------------------------------
 
-def _rank_request(rank, d: int, tt: bool = False) -> tuple[int, ...]:
-    """The ranks asked for, normalised but not capped: d per-mode ranks (BT), or d-1 inner ranks (TT).
-
-    Accepts what :class:`~btcore.formats.BTSpec` / :class:`~btcore.formats.TTSpec` accept (one int,
-    or a sequence; for TT the d-1 inner ranks or all d+1 with r_0 = r_d = 1). The specs themselves
-    also reject ranks above the caps, so they validate the *capped* ranks instead.
-    """
-    name, n = ("ranks", d - 1) if tt else ("rank", d)
-    if isinstance(rank, (int, np.integer, float)) and not isinstance(rank, bool):
-        return (check_positive_int(rank, name),) * n
-    if isinstance(rank, (str, bytes)) or not hasattr(rank, "__len__"):
-        raise ValueError(f"{name} must be an int or a sequence of {'d-1' if tt else 'd'} = {n} ints, got {rank!r}")
-    rk = [check_positive_int(r, f"{name}[{k}]") for k, r in enumerate(rank)]
-    if tt and len(rk) == d + 1:
-        if rk[0] != 1 or rk[-1] != 1:
-            raise ValueError(f"ranks: with d+1 = {d + 1} ranks the first and last must be 1, got {tuple(rk)}")
-        rk = rk[1:-1]
-    if len(rk) != n:
-        if tt:
-            raise ValueError(f"ranks has {len(rk)} entries; a TT-matrix of order d = {d} needs d-1 = {n} inner "
-                             "ranks (or one int for all of them)")
-        raise ValueError(f"rank has {len(rk)} entries; give one int or one rank per mode (d = {d})")
-    return tuple(rk)
-
-
 def cap_bt_ranks(in_modes, out_modes, rank) -> tuple[tuple[int, ...], list[str]]:
     """Per-mode Tucker ranks capped at the mode size I_k J_k and at the product of the other ranks.
 
@@ -298,7 +264,7 @@ def cap_bt_ranks(in_modes, out_modes, rank) -> tuple[tuple[int, ...], list[str]]
     i = check_modes(in_modes, "in_modes")
     o = check_modes(out_modes, "out_modes")
     sizes = [a * b for a, b in zip(i, o)]
-    req = _rank_request(rank, len(sizes))
+    req = normalize_ranks(rank, len(sizes))
     ranks = [min(r, m) for r, m in zip(req, sizes)]
     notes = [
         f"rank of mode {k + 1} capped from {r} to its size I_{k + 1}*J_{k + 1} = {m}"
@@ -324,7 +290,7 @@ def cap_tt_ranks(in_modes, out_modes, ranks) -> tuple[tuple[int, ...], list[str]
     """
     i = check_modes(in_modes, "in_modes")
     o = check_modes(out_modes, "out_modes")
-    inner = _rank_request(ranks, len(i), tt=True)
+    inner = normalize_ranks(ranks, len(i), tt=True)
     caps = tt_rank_caps(i, o)
     out = tuple(min(r, c) for r, c in zip(inner, caps))
     notes = [f"TT rank {k + 1} capped from {r} to {c}, the largest useful rank between cores {k + 1} and {k + 2}"
@@ -458,8 +424,8 @@ class _ALS:
         self._maybe_exact()
 
     # -- helpers ------------------------------------------------------------------------------
-    def _rank_labels(self, first: bool = True) -> str:
-        return (_R if first else _S)[: self.d]
+    def _rank_labels(self) -> str:
+        return _R[: self.d]
 
     def _to_core_layout(self, X, lab) -> torch.Tensor:
         out = _N1 + self._rank_labels()
@@ -724,9 +690,8 @@ def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, seed: int | None = 
     restarts = check_positive_int(restarts, "restarts")
     max_iter = max(0, int(max_iter))
     screen_iter = max(1, int(screen_iter))
-    if init not in ("auto", "random", "hosvd"):
-        raise ValueError(f"init must be 'auto', 'random' or 'hosvd', got {init!r}")
-    requested = _rank_request(rank, len(im))
+    check_choice(init, ("auto", "random", "hosvd"), "init")
+    requested = normalize_ranks(rank, len(im))
     ranks, notes = cap_bt_ranks(im, om, requested)
     if notes and warn:
         warnings.warn("; ".join(notes), UserWarning, stacklevel=2)
@@ -967,7 +932,7 @@ def fit_tt(W, in_modes, out_modes, ranks, *, dtype=None, warn: bool = True) -> t
     Wt = _as_matrix(W)
     im, om = _modes(Wt, in_modes, out_modes)
     d = len(im)
-    requested = (1,) + _rank_request(ranks, d, tt=True) + (1,)
+    requested = (1,) + normalize_ranks(ranks, d, tt=True) + (1,)
     rk, notes = cap_tt_ranks(im, om, ranks)
     if notes and warn:
         warnings.warn("; ".join(notes), UserWarning, stacklevel=2)
@@ -1010,10 +975,9 @@ def fit_tt(W, in_modes, out_modes, ranks, *, dtype=None, warn: bool = True) -> t
 # Budgets and comparisons
 # ----------------------------------------------------------------------------------------------
 
-def _bt_candidates(im, om, budget, R_max=None) -> list[BTSpec]:
+def _bt_candidates(im, om, budget) -> list[BTSpec]:
     """BT specs (uniform requested rank R, capped per mode) with N blocks around ``budget``."""
-    sizes = [a * b for a, b in zip(im, om)]
-    top = max(sizes) if R_max is None else R_max
+    top = max(a * b for a, b in zip(im, om))
     seen = set()
     out = []
     for R in range(1, top + 1):

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from .shapes import check_modes, check_positive_int, prod
+from .shapes import MAX_ORDER, check_positive_int, pair_modes, prod
 
 __all__ = [
     "MAX_ORDER",
@@ -44,12 +44,11 @@ __all__ = [
     "describe",
     "summary_row",
     "max_uniform_rank",
+    "normalize_ranks",
     "tt_rank_caps",
     "param_sweep",
 ]
 
-#: Largest tensor order supported (einsum index letters are finite, and d > 8 is never useful here).
-MAX_ORDER = 8
 #: Default limit on the bytes of a format's parameters (float32), checked on construction.
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
@@ -100,21 +99,29 @@ class Network:
         return _BATCH + self.out_indices
 
 
-def _pair_modes(in_modes, out_modes, in_size=None, out_size=None):
-    if isinstance(in_modes, Integral) and not isinstance(in_modes, bool):
-        in_modes = (in_modes,)
-    if isinstance(out_modes, Integral) and not isinstance(out_modes, bool):
-        out_modes = (out_modes,)
-    i = check_modes(in_modes, "in_modes", in_size)
-    o = check_modes(out_modes, "out_modes", out_size)
-    if len(i) != len(o):
-        raise ValueError(
-            f"in_modes has {len(i)} modes but out_modes has {len(o)}; both need the same order d "
-            "(pad the shorter one with modes of size 1)"
-        )
-    if len(i) > MAX_ORDER:
-        raise ValueError(f"order d = {len(i)} is above the supported maximum {MAX_ORDER}; use fewer, larger modes")
-    return i, o
+def normalize_ranks(rank, d: int, *, tt: bool = False) -> tuple[int, ...]:
+    """The ranks asked for, validated and normalised but not capped.
+
+    BT (``tt=False``): one int for every mode or d per-mode ranks; returns d ranks. TT (``tt=True``):
+    one int for every bond, the d-1 inner ranks, or all d+1 ranks with r_0 = r_d = 1; returns the
+    d-1 inner ranks. Raises ``ValueError`` naming ``rank`` / ``ranks`` and the fix.
+    """
+    name, n = ("ranks", d - 1) if tt else ("rank", d)
+    if isinstance(rank, (Integral, float)) and not isinstance(rank, bool):
+        return (check_positive_int(rank, name),) * n
+    if isinstance(rank, (str, bytes)) or not hasattr(rank, "__len__"):
+        raise ValueError(f"{name} must be an int or a sequence of {'d-1' if tt else 'd'} = {n} ints, got {rank!r}")
+    rk = [check_positive_int(r, f"{name}[{k}]") for k, r in enumerate(rank)]
+    if tt and len(rk) == d + 1:
+        if rk[0] != 1 or rk[-1] != 1:
+            raise ValueError(f"ranks: with d+1 = {d + 1} ranks the first and last must be 1, got {tuple(rk)}")
+        rk = rk[1:-1]
+    if len(rk) != n:
+        if tt:
+            raise ValueError(f"ranks has {len(rk)} entries; a TT-matrix of order d = {d} needs d-1 = {n} inner "
+                             "ranks (or one int for all of them)")
+        raise ValueError(f"rank has {len(rk)} entries; give one int or one rank per mode (d = {d})")
+    return tuple(rk)
 
 
 def _check_bytes(entries: int, what: str, fix: str, max_bytes: int | None) -> None:
@@ -203,7 +210,7 @@ class DenseSpec(_Spec):
     kind = "Dense"
 
     def __init__(self, in_modes, out_modes, *, in_size: int | None = None, out_size: int | None = None):
-        self.in_modes, self.out_modes = _pair_modes(in_modes, out_modes, in_size, out_size)
+        self.in_modes, self.out_modes = pair_modes(in_modes, out_modes, in_size, out_size)
 
     @property
     def params(self) -> int:
@@ -253,24 +260,8 @@ class TTSpec(_Spec):
     kind = "TT"
 
     def __init__(self, in_modes, out_modes, ranks, *, in_size=None, out_size=None, max_bytes=DEFAULT_MAX_BYTES):
-        self.in_modes, self.out_modes = _pair_modes(in_modes, out_modes, in_size, out_size)
-        d = self.d
-        if isinstance(ranks, Integral) or isinstance(ranks, float):
-            inner = (check_positive_int(ranks, "ranks"),) * (d - 1)
-        else:
-            if isinstance(ranks, (str, bytes)) or not hasattr(ranks, "__len__"):
-                raise ValueError(f"ranks must be an int or a sequence of d-1 = {d - 1} ints, got {ranks!r}")
-            rk = [check_positive_int(r, f"ranks[{k}]") for k, r in enumerate(ranks)]
-            if len(rk) == d + 1:
-                if rk[0] != 1 or rk[-1] != 1:
-                    raise ValueError(f"ranks: with d+1 = {d + 1} ranks the first and last must be 1, got {tuple(rk)}")
-                rk = rk[1:-1]
-            if len(rk) != d - 1:
-                raise ValueError(
-                    f"ranks has {len(rk)} entries; a TT-matrix of order d = {d} needs d-1 = {d - 1} inner ranks "
-                    f"(or one int for all of them)"
-                )
-            inner = tuple(rk)
+        self.in_modes, self.out_modes = pair_modes(in_modes, out_modes, in_size, out_size)
+        inner = normalize_ranks(ranks, self.d, tt=True)
         for k, (r, cap) in enumerate(zip(inner, tt_rank_caps(self.in_modes, self.out_modes))):
             if r > cap:
                 raise ValueError(
@@ -344,16 +335,8 @@ class BTSpec(_Spec):
 
     def __init__(self, in_modes, out_modes, rank, blocks=1, *, in_size=None, out_size=None,
                  max_bytes=DEFAULT_MAX_BYTES):
-        self.in_modes, self.out_modes = _pair_modes(in_modes, out_modes, in_size, out_size)
-        d = self.d
-        if isinstance(rank, Integral) or isinstance(rank, float):
-            ranks = (check_positive_int(rank, "rank"),) * d
-        else:
-            if isinstance(rank, (str, bytes)) or not hasattr(rank, "__len__"):
-                raise ValueError(f"rank must be an int or a sequence of d = {d} ints, got {rank!r}")
-            if len(rank) != d:
-                raise ValueError(f"rank has {len(rank)} entries; give one int or one rank per mode (d = {d})")
-            ranks = tuple(check_positive_int(r, f"rank[{k}]") for k, r in enumerate(rank))
+        self.in_modes, self.out_modes = pair_modes(in_modes, out_modes, in_size, out_size)
+        ranks = normalize_ranks(rank, self.d)
         self.blocks = check_positive_int(blocks, "blocks")
         for k, r in enumerate(ranks):
             size = self.in_modes[k] * self.out_modes[k]

@@ -41,6 +41,7 @@ from . import decompose
 from .contract import matmul
 from .decompose import FitInfo, interleave
 from .formats import BTSpec, TTSpec, tt_rank_caps
+from .shapes import check_choice
 from .tensors import BTMatrix, TTMatrix, bt_init_std, tt_init_std
 
 __all__ = ["BTLinear", "TTLinear", "linear_init_std"]
@@ -248,9 +249,7 @@ class _FactorizedLinear(nn.Module):
 
 
 def _check_method(method: str) -> str:
-    if method not in ("contract", "dense", "auto"):
-        raise ValueError(f"method must be 'contract', 'dense' or 'auto', got {method!r}")
-    return method
+    return check_choice(method, ("contract", "dense", "auto"), "method")
 
 
 class BTLinear(_FactorizedLinear):

@@ -37,7 +37,7 @@ from torch import nn
 
 from .formats import BTSpec, DenseSpec, TTSpec
 from .layers import BTLinear, TTLinear
-from .shapes import check_modes, check_positive_int, prod
+from .shapes import check_choice, check_modes, check_positive_int, prod
 
 __all__ = [
     "KINDS",
@@ -51,11 +51,30 @@ __all__ = [
     "GRU",
     "ClassifierConfig",
     "SequenceClassifier",
-    "build_classifier",
+    "UCF11_FRAME",
+    "UCF11_IN_MODES",
+    "UCF11_HIDDEN_MODES",
+    "UCF11_RANK",
+    "UCF11_BLOCKS",
+    "UCF11_TT_RANKS",
+    "UCF11_CLASSES",
+    "PAPER_UCF11_ACCURACY",
     "ucf11_config",
 ]
 
 KINDS = ("dense", "tt", "bt")
+
+# The paper's UCF11 setting (Ye et al. 2018; docs/reference.md, "The paper's UCF11 setting"): the one
+# source of these numbers for the presets, the home page, the Training page and the CLI.
+#: Frames of 3 x 120 x 160 = 57,600 inputs, tensorized as 8x20x20x18.
+UCF11_FRAME = (3, 120, 160)
+UCF11_IN_MODES = (8, 20, 20, 18)
+#: Hidden size 256 = 4x4x4x4 (the gates fold into the first output mode: 16x4x4x4 for the LSTM).
+UCF11_HIDDEN_MODES = (4, 4, 4, 4)
+UCF11_RANK, UCF11_BLOCKS, UCF11_TT_RANKS = 4, 2, 4
+UCF11_CLASSES = 11
+#: The paper's reported UCF11 top-1 accuracies of the LSTM classifiers, by input-map kind.
+PAPER_UCF11_ACCURACY = {"dense": 0.697, "tt": 0.796, "bt": 0.853}
 CELLS = ("lstm", "gru")
 GATES = {"lstm": 4, "gru": 3}
 READOUTS = ("last", "mean")
@@ -66,12 +85,6 @@ def _modes(value, field_name: str) -> tuple[int, ...]:
     if isinstance(value, Integral) and not isinstance(value, bool):
         value = (value,)
     return check_modes(value, field_name)
-
-
-def _check_kind(kind) -> str:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
-    return kind
 
 
 def folded_out_modes(hidden_modes, gates: int) -> tuple[int, ...]:
@@ -87,7 +100,7 @@ def make_input_map(kind: str, in_modes, hidden_modes, gates: int, *, rank=4, blo
     All three are initialised like ``nn.Linear`` (entry std 1/sqrt(3 I)), the factorized ones
     through their matched-variance init.
     """
-    kind = _check_kind(kind)
+    kind = check_choice(kind, KINDS, "kind")
     i = _modes(in_modes, "in_modes")
     h = _modes(hidden_modes, "hidden_modes")
     out = folded_out_modes(h, gates)
@@ -108,18 +121,15 @@ class _Cell(nn.Module):
     """Shared machinery of :class:`LSTMCell` and :class:`GRUCell`."""
 
     gates: int = 0
-    cell_type: str = ""
 
     def __init__(self, in_modes, hidden_modes, kind: str = "bt", *, rank=4, blocks: int = 1, tt_ranks=4,
                  bias: bool = True, recurrent_init: str = "uniform", input_map: nn.Module | None = None,
                  device=None, dtype=None):
         super().__init__()
-        self.kind = _check_kind(kind)
+        self.kind = check_choice(kind, KINDS, "kind")
         self.in_modes = _modes(in_modes, "in_modes")
         self.hidden_modes = _modes(hidden_modes, "hidden_modes")
-        if recurrent_init not in RECURRENT_INITS:
-            raise ValueError(f"recurrent_init must be one of {RECURRENT_INITS}, got {recurrent_init!r}")
-        self.recurrent_init = recurrent_init
+        self.recurrent_init = check_choice(recurrent_init, RECURRENT_INITS, "recurrent_init")
         self.input_size = prod(self.in_modes)
         self.hidden_size = prod(self.hidden_modes)
         g, hs = self.gates, self.hidden_size
@@ -191,7 +201,7 @@ class _Cell(nn.Module):
         torch_type = nn.LSTMCell if cls.gates == 4 else nn.GRUCell
         if not isinstance(cell, torch_type):
             raise ValueError(f"cell must be an nn.{torch_type.__name__}, got {type(cell).__name__}")
-        kind = _check_kind(kind)
+        kind = check_choice(kind, KINDS, "kind")
         in_modes = _modes(in_modes, "in_modes")
         hidden_modes = _modes(hidden_modes, "hidden_modes")
         if prod(in_modes) != cell.input_size:
@@ -249,7 +259,6 @@ class LSTMCell(_Cell):
     """
 
     gates = 4
-    cell_type = "lstm"
 
     def step(self, gx: torch.Tensor, state=None, h_mask: torch.Tensor | None = None):
         """One step from precomputed input gates ``gx = input_map(x)`` (shape (..., 4H)).
@@ -285,7 +294,6 @@ class GRUCell(_Cell):
     """
 
     gates = 3
-    cell_type = "gru"
 
     def step(self, gx: torch.Tensor, h: torch.Tensor | None = None, h_mask: torch.Tensor | None = None):
         """One step from precomputed input gates ``gx = input_map(x)`` (shape (..., 3H))."""
@@ -489,11 +497,11 @@ class ClassifierConfig:
 
     kind: str = "bt"
     cell: str = "lstm"
-    in_modes: tuple = (8, 20, 20, 18)
-    hidden_modes: tuple = (4, 4, 4, 4)
-    rank: Any = 4
-    blocks: int = 2
-    tt_ranks: Any = 4
+    in_modes: tuple = UCF11_IN_MODES
+    hidden_modes: tuple = UCF11_HIDDEN_MODES
+    rank: Any = UCF11_RANK
+    blocks: int = UCF11_BLOCKS
+    tt_ranks: Any = UCF11_TT_RANKS
     classes: int = 11
     dropout: float = 0.25
     readout: str = "last"
@@ -504,15 +512,10 @@ class ClassifierConfig:
 
     def validate(self) -> "ClassifierConfig":
         """Check every field (normalising lists to tuples); raise ``ValueError`` naming the bad field."""
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {self.kind!r}")
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(map(repr, CELLS))}, got {self.cell!r}")
-        if self.readout not in READOUTS:
-            raise ValueError(f"readout must be one of {', '.join(map(repr, READOUTS))}, got {self.readout!r}")
-        if self.recurrent_init not in RECURRENT_INITS:
-            raise ValueError(f"recurrent_init must be one of {', '.join(map(repr, RECURRENT_INITS))}, "
-                             f"got {self.recurrent_init!r}")
+        check_choice(self.kind, KINDS, "kind")
+        check_choice(self.cell, CELLS, "cell")
+        check_choice(self.readout, READOUTS, "readout")
+        check_choice(self.recurrent_init, RECURRENT_INITS, "recurrent_init")
         self.in_modes = _modes(self.in_modes, "in_modes")
         self.hidden_modes = _modes(self.hidden_modes, "hidden_modes")
         self.classes = check_positive_int(self.classes, "classes")
@@ -647,22 +650,14 @@ class SequenceClassifier(nn.Module):
         return self.head(h)
 
 
-def build_classifier(config: ClassifierConfig | dict) -> SequenceClassifier:
-    """A :class:`SequenceClassifier` for ``config`` (a ClassifierConfig or its dict)."""
-    return SequenceClassifier(config)
-
-
-#: The paper's reported UCF11 top-1 accuracies of the LSTM classifiers (Ye et al. 2018), by input-map kind.
-PAPER_UCF11_ACCURACY = {"dense": 0.697, "tt": 0.796, "bt": 0.853}
-
-
 def ucf11_config(kind: str = "bt", cell: str = "lstm", **overrides) -> ClassifierConfig:
     """The UCF11 setting of Ye et al. 2018: frames 8x20x20x18 = 57,600, hidden 4x4x4x4 = 256,
     BT R=4, N=2 (3,392 input-map parameters for LSTM), TT ranks 4 (3,360), 11 classes, dropout 0.25.
 
     The input map's output modes are 16x4x4x4 (LSTM) or 12x4x4x4 (GRU). ``overrides`` replace fields.
     """
-    base = dict(kind=kind, cell=cell, in_modes=(8, 20, 20, 18), hidden_modes=(4, 4, 4, 4), rank=4, blocks=2,
-                tt_ranks=4, classes=11, dropout=0.25, readout="last", recurrent_init="orthogonal")
+    base = dict(kind=kind, cell=cell, in_modes=UCF11_IN_MODES, hidden_modes=UCF11_HIDDEN_MODES, rank=UCF11_RANK,
+                blocks=UCF11_BLOCKS, tt_ranks=UCF11_TT_RANKS, classes=UCF11_CLASSES, dropout=0.25, readout="last",
+                recurrent_init="orthogonal")
     base.update(overrides)
     return ClassifierConfig(**base)

@@ -7,11 +7,19 @@ The functions here choose and validate those modes.
 from __future__ import annotations
 
 import math
+import re
 from numbers import Integral
 from typing import Iterable, Sequence
 
 __all__ = [
     "MAX_MODE",
+    "MAX_ORDER",
+    "check_choice",
+    "format_ints",
+    "pair_modes",
+    "parse_ints",
+    "parse_rank",
+    "rank_text",
     "factorize",
     "prime_factors",
     "check_modes",
@@ -23,6 +31,8 @@ __all__ = [
 #: Default largest mode size :func:`factorize` accepts. A mode of size m costs m * J_k * R parameters
 #: per block; past a few hundred the "tensorized" layer is essentially a dense one.
 MAX_MODE = 256
+#: Largest tensor order supported (einsum index letters are finite, and d > 8 is never useful here).
+MAX_ORDER = 8
 
 
 def prod(values: Iterable[int]) -> int:
@@ -81,6 +91,71 @@ def check_modes(modes: Sequence[int], field: str = "modes", size: int | None = N
                 f"choose modes whose product is {size:,} (for example {' x '.join(map(str, factorize(size, len(out), max_mode=None)))})"
             )
     return out
+
+
+def pair_modes(in_modes, out_modes, in_size: int | None = None, out_size: int | None = None):
+    """Validate input and output modes of one tensorized matrix and return them as two tuples.
+
+    A bare int is one mode. Both sides need the same order d (at most :data:`MAX_ORDER`); with
+    ``in_size`` / ``out_size`` the products must equal them.
+    """
+    if isinstance(in_modes, Integral) and not isinstance(in_modes, bool):
+        in_modes = (in_modes,)
+    if isinstance(out_modes, Integral) and not isinstance(out_modes, bool):
+        out_modes = (out_modes,)
+    i = check_modes(in_modes, "in_modes", in_size)
+    o = check_modes(out_modes, "out_modes", out_size)
+    if len(i) != len(o):
+        raise ValueError(
+            f"in_modes has {len(i)} modes but out_modes has {len(o)}; both need the same order d "
+            "(pad the shorter one with modes of size 1)"
+        )
+    if len(i) > MAX_ORDER:
+        raise ValueError(f"order d = {len(i)} is above the supported maximum {MAX_ORDER}; use fewer, larger modes")
+    return i, o
+
+
+def check_choice(value, choices: Sequence, field: str):
+    """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` naming ``field``."""
+    if value not in tuple(choices):
+        raise ValueError(f"{field} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def parse_ints(text: str, field: str) -> tuple[int, ...]:
+    """Parse ``"8x20x20x18"``, ``"8, 20, 20, 18"`` or ``"8 20 20 18"`` into a tuple of positive ints.
+
+    Raises ``ValueError`` naming ``field`` for anything that is not a list of positive integers.
+    """
+    parts = [p for p in re.split(r"[x×*,;\s]+", str(text).strip()) if p]
+    if not parts:
+        raise ValueError(f"{field}: enter at least one positive integer, e.g. 8x20x20x18")
+    out = []
+    for p in parts:
+        try:
+            v = int(p)
+        except ValueError:
+            raise ValueError(f"{field}: {p!r} is not a positive integer; write the sizes like 8x20x20x18") from None
+        if v < 1:
+            raise ValueError(f"{field}: every entry must be at least 1, got {v}")
+        out.append(v)
+    return tuple(out)
+
+
+def parse_rank(text: str, field: str) -> int | tuple[int, ...]:
+    """One int (all modes) or a list of ints (per mode / per bond), parsed as :func:`parse_ints`."""
+    vals = parse_ints(text, field)
+    return vals[0] if len(vals) == 1 else vals
+
+
+def format_ints(values, sep: str = "x") -> str:
+    """``(8, 20, 20, 18)`` -> ``"8x20x20x18"`` (the inverse of :func:`parse_ints`)."""
+    return sep.join(str(v) for v in values)
+
+
+def rank_text(rank) -> str:
+    """A rank as the user types it: ``4`` or ``4,3,2,2`` (the inverse of :func:`parse_rank`)."""
+    return str(rank) if isinstance(rank, Integral) else format_ints(rank, ",")
 
 
 def prime_factors(n: int) -> list[int]:

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import io
 import os
-import struct
-import zlib
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .shapes import check_modes, check_positive_int, prod
 
@@ -45,7 +44,6 @@ __all__ = [
     "load_image",
     "resize",
     "trained_weights",
-    "find_weight_matrices",
     "load_uploaded",
     "read_png",
     "write_png",
@@ -195,11 +193,6 @@ def _matrices(state) -> dict[str, torch.Tensor]:
 
     walk(state, "")
     return out
-
-
-def find_weight_matrices(state) -> dict[str, tuple[int, int]]:
-    """The 2-D floating-point tensors of a state dict (nested dicts allowed): dotted name -> shape."""
-    return {k: tuple(v.shape) for k, v in _matrices(state).items()}
 
 
 def _pick_matrix(state, name, expected_shape, source: str) -> np.ndarray:
@@ -373,11 +366,11 @@ def make_target(kind: str, in_modes, out_modes, seed: int = 0, **kwargs) -> np.n
 
 
 # ----------------------------------------------------------------------------------------------
-# Minimal PNG codec (zlib only; 8-bit, non-interlaced) so no imaging library is needed
+# PNG images (Pillow)
 # ----------------------------------------------------------------------------------------------
 
-def _chunk(tag: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", zlib.crc32(tag + payload) & 0xFFFFFFFF)
+#: ITU-R 601 luma weights, used to turn RGB images into one grayscale matrix.
+_LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def write_png(img: np.ndarray) -> bytes:
@@ -385,67 +378,25 @@ def write_png(img: np.ndarray) -> bytes:
     a = np.asarray(img, dtype=np.float64)
     if a.ndim != 2:
         raise ValueError(f"write_png needs a 2-D array, got shape {a.shape}")
-    u8 = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
-    h, w = u8.shape
-    raw = b"".join(b"\x00" + u8[r].tobytes() for r in range(h))
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b"")
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8), mode="L").save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def read_png(data: bytes) -> np.ndarray:
-    """Decode an 8-bit non-interlaced PNG (gray, gray+alpha, RGB, RGBA) to float64 grayscale in [0, 1]."""
+    """Decode PNG bytes to a float64 grayscale array in [0, 1] (RGB by luma weights, alpha dropped)."""
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError("not a PNG file")
-    pos, idat, hdr = 8, [], None
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        tag = data[pos + 4:pos + 8]
-        payload = data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-        if tag == b"IHDR":
-            hdr = struct.unpack(">IIBBBBB", payload)
-        elif tag == b"IDAT":
-            idat.append(payload)
-        elif tag == b"IEND":
-            break
-    if hdr is None:
-        raise ValueError("PNG without IHDR")
-    w, h, depth, ctype, _, _, interlace = hdr
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
-    if depth != 8 or channels is None or interlace:
-        raise ValueError(f"unsupported PNG (bit depth {depth}, colour type {ctype}, interlace {interlace}); "
-                         "use 8-bit gray or RGB")
-    raw = zlib.decompress(b"".join(idat))
-    bpp, stride = channels, w * channels
-    out = np.zeros((h, stride), dtype=np.uint8)
-    prev = np.zeros(stride, dtype=np.int32)
-    for r in range(h):
-        f = raw[r * (stride + 1)]
-        line = np.frombuffer(raw, dtype=np.uint8, count=stride, offset=r * (stride + 1) + 1).astype(np.int32)
-        cur = np.zeros(stride, dtype=np.int32)
-        if f == 0:
-            cur = line
-        elif f == 2:
-            cur = (line + prev) & 0xFF
-        else:  # 1 sub, 3 average, 4 paeth: sequential in the pixel index
-            for x in range(stride):
-                a = cur[x - bpp] if x >= bpp else 0
-                b = prev[x]
-                c = prev[x - bpp] if x >= bpp else 0
-                if f == 1:
-                    pred = a
-                elif f == 3:
-                    pred = (a + b) // 2
-                elif f == 4:
-                    p = a + b - c
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                else:
-                    raise ValueError(f"bad PNG filter type {f}")
-                cur[x] = (line[x] + pred) & 0xFF
-        out[r] = cur
-        prev = cur
-    px = out.reshape(h, w, channels).astype(np.float64) / 255.0
-    if channels in (1, 2):
-        return px[..., 0].copy()
-    return px[..., :3] @ np.array([0.299, 0.587, 0.114])
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.mode in ("L", "LA", "1"):
+                px = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
+            elif im.mode.startswith("I"):
+                px = np.asarray(im, dtype=np.float64)
+                px = px / (65535.0 if px.max() > 255 else 255.0)
+            else:
+                px = (np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0) @ _LUMA
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"could not decode the PNG file: {exc}") from None
+    return np.ascontiguousarray(px)

@@ -51,8 +51,8 @@ import torch
 from torch import nn
 
 from .data import SyntheticActions, load_clip_folder, parse_frame_shape
-from .rnn import ClassifierConfig, build_classifier
-from .shapes import check_modes, check_positive_int, factorize
+from .rnn import ClassifierConfig, SequenceClassifier
+from .shapes import check_choice, check_positive_int, factorize, parse_ints, parse_rank
 
 __all__ = [
     "OPTIMIZERS",
@@ -191,8 +191,7 @@ class TrainConfig:
             self.model = ClassifierConfig.from_dict(self.model)
         if not isinstance(self.model, ClassifierConfig):
             raise ValueError(f"model must be a ClassifierConfig, got {type(self.model).__name__}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
@@ -447,7 +446,7 @@ def _seeded_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
         if device.type == "cuda":
             with torch.cuda.device(device):
                 torch.cuda.manual_seed(cfg.seed)
-        model = build_classifier(cfg.model)
+        model = SequenceClassifier(cfg.model)
     return model.to(device)
 
 
@@ -720,7 +719,7 @@ def load_checkpoint(path, device="cpu") -> tuple[nn.Module, TrainConfig, list[di
     if not isinstance(blob, dict) or blob.get("format") != "btlab-checkpoint-1":
         raise ValueError(f"{path} is not a BT Lab checkpoint")
     cfg = TrainConfig.from_dict(blob["train_config"])
-    model = build_classifier(cfg.model)
+    model = SequenceClassifier(cfg.model)
     model.load_state_dict(blob["state_dict"])
     return model.to(device), cfg, blob.get("history", [])
 
@@ -801,28 +800,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_ints(text: str, flag: str) -> tuple[int, ...]:
-    """``"4,4,2,2"`` / ``"8x8x8x6"`` -> ints, validated by :func:`~btcore.shapes.check_modes`; errors name ``flag``."""
-    values = []
-    for part in str(text).replace("x", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            values.append(int(part))
-        except ValueError:
-            raise ValueError(f"{flag}: {part!r} is not an integer; write e.g. 4 or 4,4,2,2 (modes: 8x8x8x6)") from None
-    return check_modes(values, flag)
-
-
-def _parse_rank(text: str, flag: str):
-    """One int (all modes) or a per-mode / per-bond tuple."""
-    parts = _parse_ints(text, flag)
-    return parts[0] if len(parts) == 1 else parts
-
-
 def _parse_modes(text, flag: str):
-    return None if text is None else _parse_ints(text, flag)
+    return None if text is None else parse_ints(text, flag)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -865,8 +844,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configs = []
         for kind in kinds:
             mc = model_config(kind, args.cell, frame_shape=frame, hidden=args.hidden, d=args.d,
-                              rank=_parse_rank(args.rank, "--rank"), blocks=args.blocks,
-                              tt_ranks=_parse_rank(args.tt_ranks, "--tt-ranks"), classes=classes,
+                              rank=parse_rank(args.rank, "--rank"), blocks=args.blocks,
+                              tt_ranks=parse_rank(args.tt_ranks, "--tt-ranks"), classes=classes,
                               dropout=args.dropout, readout=args.readout,
                               in_modes=_parse_modes(args.in_modes, "--in-modes"),
                               hidden_modes=_parse_modes(args.hidden_modes, "--hidden-modes"))

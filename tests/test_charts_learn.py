@@ -7,9 +7,9 @@ import pytest
 import btcore
 from app import charts_learn as cl
 from app import learn_data as ld
-from app.state import LabConfig, PRESETS
+from app.state import LabConfig, PRESETS, UCF11_LSTM_PRESET
 
-UCF = PRESETS["UCF11 BT-LSTM (paper)"]
+UCF = PRESETS[UCF11_LSTM_PRESET]
 
 
 # ------------------------------------------------------------------ diagrams

@@ -34,7 +34,7 @@ def test_default_is_the_paper_preset_and_shows_btcore_numbers():
     bt_row = table[table["format"] == "BT"].iloc[0]
     assert bt_row["parameters"] == 3_392
     assert bt_row["multiply-adds / sample"] == pytest.approx(spec.macs(16))
-    assert at.selectbox(key="shapes_preset").value == "UCF11 BT-LSTM (paper)"
+    assert at.selectbox(key="shapes_preset").value == "UCF11 LSTM (paper: BT-LSTM and TT-LSTM)"
     figs = plotly_specs(at)
     assert len(figs) == 2
     stars = [t for t in figs[0]["data"] if t.get("name") == "your BT"]
@@ -89,13 +89,14 @@ def test_page_uses_the_shared_config():
     assert metrics(at)["BT (R=2, N=3) parameters"] == f"{btcore.bt_params((4, 4), (4, 4), 2, 3):,}"
 
 
-def test_tt_preset_name_survives_a_page_switch():
+def test_gru_preset_name_survives_a_page_switch():
+    name = "UCF11 GRU (paper shapes: BT-GRU and TT-GRU)"
     at = open_page("shapes")
-    at.selectbox(key="shapes_preset").set_value("UCF11 TT-LSTM (paper)").run()
+    at.selectbox(key="shapes_preset").set_value(name).run()
     at.switch_page(str(ROOT / "pages" / "learn.py")).run()
     at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
-    assert at.selectbox(key="shapes_preset").value == "UCF11 TT-LSTM (paper)"
-    assert metrics(at)["TT (ranks 1-4-4-4-1) parameters"] == "3,360"
+    assert at.selectbox(key="shapes_preset").value == name
+    assert metrics(at)["TT (ranks 1-4-4-4-1) parameters"] == "3,232"  # the paper's TT-GRU
 
 
 def test_error_text_keeps_products_literal():

@@ -9,7 +9,7 @@ from torch import nn
 
 from btcore import BTLinear, TTLinear
 from btcore.rnn import (
-    GRU, LSTM, ClassifierConfig, GRUCell, LSTMCell, SequenceClassifier, build_classifier, folded_out_modes,
+    GRU, LSTM, ClassifierConfig, GRUCell, LSTMCell, SequenceClassifier, folded_out_modes,
     make_input_map, ucf11_config,
 )
 
@@ -235,7 +235,7 @@ def test_ucf11_parameter_counts():
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_ucf11_models_build_with_matching_counts(kind, cell):
     cfg = ucf11_config(kind, cell)
-    model = build_classifier(cfg)
+    model = SequenceClassifier(cfg)
     assert model.num_params == cfg.num_params()
     imap = model.rnn.cell.input_map
     assert imap.num_params - imap.bias.numel() == cfg.input_map_params()
@@ -246,7 +246,7 @@ def test_ucf11_models_build_with_matching_counts(kind, cell):
 
 def test_config_num_params_dense_small():
     cfg = ClassifierConfig(kind="dense", cell="gru", in_modes=(4, 3), hidden_modes=(2, 3), classes=5)
-    assert build_classifier(cfg).num_params == cfg.num_params()
+    assert SequenceClassifier(cfg).num_params == cfg.num_params()
     assert cfg.input_map_params() == 12 * 18
 
 
@@ -302,7 +302,7 @@ SMALL = dict(in_modes=(4, 3), hidden_modes=(2, 3), rank=2, blocks=2, tt_ranks=2,
 @pytest.mark.parametrize("readout", ["last", "mean"])
 def test_classifier_forward_backward(kind, cell, readout):
     torch.manual_seed(0)
-    model = build_classifier(ClassifierConfig(kind=kind, cell=cell, readout=readout, **SMALL))
+    model = SequenceClassifier(ClassifierConfig(kind=kind, cell=cell, readout=readout, **SMALL))
     x = torch.randn(3, 4, 12)
     logits = model(x)
     assert logits.shape == (3, 5)
@@ -317,14 +317,14 @@ def test_classifier_forward_backward(kind, cell, readout):
 def test_classifier_readouts_and_lengths():
     torch.manual_seed(0)
     cfg = ClassifierConfig(kind="bt", readout="mean", dropout=0.0, **SMALL)
-    model = build_classifier(cfg).eval()
+    model = SequenceClassifier(cfg).eval()
     x = torch.randn(2, 5, 12)
     full = model(x)
     short = model(x[:, :3])
     masked = model(x, lengths=torch.tensor([3, 3]))
     torch.testing.assert_close(masked, short)
     assert not torch.allclose(full, short)
-    last = build_classifier(dataclasses.replace(cfg, readout="last"))
+    last = SequenceClassifier(dataclasses.replace(cfg, readout="last"))
     last.load_state_dict(model.state_dict())
     last.eval()
     out, (h, _) = last.rnn(x)
@@ -344,4 +344,4 @@ def test_sizes_are_ints_and_callable():
     assert cfg.input_size == 57_600 and cfg.hidden_size == 256
     assert isinstance(cfg.input_size, int) and cfg.input_size * 2 == 115_200
     assert json.dumps({"n": cfg.hidden_size}) == '{"n": 256}'
-    assert build_classifier(ClassifierConfig(**SMALL)).input_map.spec.blocks == 2
+    assert SequenceClassifier(ClassifierConfig(**SMALL)).input_map.spec.blocks == 2

@@ -276,7 +276,7 @@ def test_cli_help_and_errors(capsys):
     assert main(["--model", "bt", "--rank", "99", *CLI_SMALL]) == 2
     err = capsys.readouterr().err
     assert "rank" in err and "Traceback" not in err
-    for flag, value, says in (("--rank", "4,a", "'a' is not an integer"), ("--tt-ranks", "0", "at least 1"),
+    for flag, value, says in (("--rank", "4,a", "'a' is not a positive integer"), ("--tt-ranks", "0", "at least 1"),
                               ("--in-modes", "8x0x8x6", "at least 1"), ("--hidden-modes", "4x-", "'-' is not")):
         assert main(["--model", "bt", flag, value, *CLI_SMALL]) == 2
         err = capsys.readouterr().err

@@ -18,7 +18,7 @@ PAGES_DIR = ROOT / "pages"
 
 st.set_page_config(page_title="BT Lab", page_icon="🧊", layout="wide")
 # Set once for the whole process: workers of several sessions share torch's thread pool, and on small
-# shared machines few threads per op are faster than torch's default (REFERENCE.md section 6).
+# shared machines few threads per op are faster than torch's default (docs/reference.md, "Threads and the app").
 torch.set_num_threads(max(1, min(4, (os.cpu_count() or 2) // 2)))
 
 # (file in pages/, title, url path, icon). Each page issue adds its own line.

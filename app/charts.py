@@ -6,9 +6,36 @@ import math
 
 import plotly.graph_objects as go
 
-__all__ = ["FORMAT_COLORS", "params_vs_rank", "bt_heatmap"]
+__all__ = ["FORMAT_COLORS", "YOUR_MARKERS", "value_axis", "params_vs_rank", "bt_heatmap"]
 
 FORMAT_COLORS = {"Dense": "#636363", "TT": "#1f77b4", "BT": "#d62728", "Tucker": "#ff7f0e", "CP": "#2ca02c"}
+#: Marker of "your" configuration per format: distinct shapes and sizes, drawn largest first, so
+#: two choices at nearly the same point stay visible (an open ring around a star).
+YOUR_MARKERS = {"TT": {"symbol": "circle-open", "size": 24, "line": {"width": 3}},
+                "BT": {"symbol": "star", "size": 15, "line": {"width": 1, "color": "black"}},
+                "Tucker": {"symbol": "diamond", "size": 13, "line": {"width": 1, "color": "black"}},
+                "CP": {"symbol": "square", "size": 11, "line": {"width": 1, "color": "black"}}}
+#: At most this many tick labels on a value axis.
+MAX_TICKS = 8
+
+
+def value_axis(values, *, log_ok: bool = True) -> dict:
+    """Axis settings for positive ``values`` that always give readable tick labels.
+
+    Below a decade of span the axis is linear with at most :data:`MAX_TICKS` ticks (a log axis
+    with ``dtick=1`` would show no label at all there); above, a log axis whose decade step keeps
+    the labels at most :data:`MAX_TICKS`.
+    """
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v)) and float(v) > 0]
+    if not vals:
+        return {"type": "linear", "nticks": MAX_TICKS}
+    lo, hi = min(vals), max(vals)
+    decades = math.log10(hi) - math.log10(lo)
+    if not log_ok or decades < 1:
+        return {"type": "linear", "nticks": MAX_TICKS, "exponentformat": "SI" if hi >= 1e4 else "none"}
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    step = max(1, math.ceil((last - first) / (MAX_TICKS - 1)))
+    return {"type": "log", "dtick": step, "tick0": first, "exponentformat": "power" if last - first > 6 else "SI"}
 
 
 def params_vs_rank(rows: list[dict], dense_params: int, current: dict | None = None) -> go.Figure:
@@ -34,11 +61,12 @@ def params_vs_rank(rows: list[dict], dense_params: int, current: dict | None = N
     # Annotations on a log axis take log10 coordinates.
     fig.add_annotation(y=math.log10(dense_params), x=1, xref="paper", xanchor="right", yanchor="bottom",
                        text=f"dense {dense_params:,}", showarrow=False)
-    for name, (rank, params) in (current or {}).items():
-        fig.add_scatter(x=[rank], y=[params], mode="markers", name=f"your {name}",
-                        marker={"symbol": "star", "size": 16, "color": FORMAT_COLORS[name], "line": {"width": 1, "color": "black"}},
+    for name, (rank, params) in sorted((current or {}).items(), key=lambda kv: -YOUR_MARKERS[kv[0]]["size"]):
+        fig.add_scatter(x=[rank], y=[params], mode="markers", name=f"your {name}", showlegend=True,
+                        marker={**YOUR_MARKERS[name], "color": FORMAT_COLORS[name]},
                         hovertemplate=f"your {name}: rank %{{x}}<br>%{{y:,}} params<extra></extra>")
-    fig.update_yaxes(type="log", dtick=1, exponentformat="SI")
+    ys = [r["params"] for r in rows] + [dense_params]
+    fig.update_yaxes(**value_axis(ys))
     fig.update_layout(xaxis_title="rank (R for BT, r for TT)", yaxis_title="parameters",
                       legend={"orientation": "h", "y": -0.2}, margin={"t": 30, "b": 10}, height=420)
     return fig
@@ -63,6 +91,10 @@ def bt_heatmap(ranks: list[int], blocks: list[int], values: list[list[float]], *
         fig.add_shape(type="rect", x0=ranks.index(current[0]) - 0.5, x1=ranks.index(current[0]) + 0.5,
                       y0=blocks.index(current[1]) - 0.5, y1=blocks.index(current[1]) + 0.5,
                       line={"color": "white", "width": 3})
+    # Category axes: the labels "1", "2", .. would otherwise be read as numbers, and the box, placed
+    # by list index, would sit one cell off.
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category")
     fig.update_layout(title=title, xaxis_title="Tucker rank R", yaxis_title="blocks N", height=380,
                       margin={"t": 40, "b": 10})
     return fig

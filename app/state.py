@@ -12,12 +12,15 @@ from dataclasses import dataclass, replace
 import streamlit as st
 
 import btcore
+from btcore.shapes import format_ints, parse_ints, parse_rank, rank_text
 from btcore.rnn import (GATES, UCF11_BLOCKS, UCF11_HIDDEN_MODES, UCF11_IN_MODES, UCF11_RANK, UCF11_TT_RANKS,
                         folded_out_modes)
 
-__all__ = ["LabConfig", "PRESETS", "UCF11_LSTM_PRESET", "get_config", "set_config", "CONFIG_KEY"]
+__all__ = ["LabConfig", "PRESETS", "UCF11_LSTM_PRESET", "get_config", "set_config", "CONFIG_KEY", "config_query",
+           "config_from_query", "pop_config_warnings"]
 
 CONFIG_KEY = "btlab_config"
+CONFIG_WARNINGS_KEY = "btlab_config_warnings"
 #: The default preset's name: the paper's UCF11 LSTM input map.
 UCF11_LSTM_PRESET = "UCF11 LSTM (paper: BT-LSTM and TT-LSTM)"
 
@@ -83,10 +86,57 @@ PRESETS: dict[str, LabConfig] = {
 }
 
 
+#: URL query names of the configuration's fields.
+CONFIG_PARAMS = {"in_modes": "in", "out_modes": "out", "bt_rank": "R", "blocks": "N", "tt_ranks": "tt",
+                 "batch": "batch"}
+
+
+def config_query(cfg: LabConfig) -> dict[str, str]:
+    """The configuration as URL query values (``in=8x20x20x18&out=16x4x4x4&R=4&N=2&tt=4&batch=16``)."""
+    return {"in": format_ints(cfg.in_modes), "out": format_ints(cfg.out_modes), "R": rank_text(cfg.bt_rank),
+            "N": str(cfg.blocks), "tt": rank_text(cfg.tt_ranks), "batch": str(cfg.batch)}
+
+
+def config_from_query(params) -> tuple[LabConfig, list[str]]:
+    """The configuration a URL query describes, and warnings for what could not be used.
+
+    Missing fields keep the default; an invalid value (or a configuration no format accepts) falls
+    back to the default, with a warning that names the query field.
+    """
+    default = LabConfig()
+    if not any(name in params for name in CONFIG_PARAMS.values()):
+        return default, []
+    parsers = {"in": parse_ints, "out": parse_ints, "R": parse_rank, "tt": parse_rank,
+               "N": lambda t, f: int(parse_ints(t, f)[0]), "batch": lambda t, f: int(parse_ints(t, f)[0])}
+    changes, warnings = {}, []
+    for attr, name in CONFIG_PARAMS.items():
+        if name in params:
+            try:
+                changes[attr] = parsers[name](params[name], name)
+            except ValueError as exc:
+                warnings.append(f"The link's `{name}` was not used: {exc}")
+    cfg = replace(default, **changes)
+    try:
+        cfg.specs()
+    except ValueError as exc:
+        return default, warnings + [f"The link's configuration was not used ({exc}); showing the default."]
+    return cfg, warnings
+
+
 def get_config() -> LabConfig:
-    """The session's configuration (the UCF11 BT-LSTM preset until the user changes it)."""
+    """The session's configuration: the URL's on a session's first page, else the UCF11 LSTM preset."""
     cfg = st.session_state.get(CONFIG_KEY)
-    return cfg if isinstance(cfg, LabConfig) else LabConfig()
+    if isinstance(cfg, LabConfig):
+        return cfg
+    cfg, warnings = config_from_query(st.query_params)
+    st.session_state[CONFIG_KEY] = cfg
+    st.session_state[CONFIG_WARNINGS_KEY] = warnings
+    return cfg
+
+
+def pop_config_warnings() -> list[str]:
+    """Warnings about the URL's configuration, once (the page that first read it shows them)."""
+    return st.session_state.pop(CONFIG_WARNINGS_KEY, None) or []
 
 
 def set_config(cfg: LabConfig, **changes) -> LabConfig:

@@ -5,60 +5,96 @@ import streamlit as st
 
 import btcore
 from app import charts
-from app.state import PRESETS, LabConfig, get_config, set_config
-from app.widgets import format_ints, parse_ints, parse_rank, rank_text, show_error
+from app import shapes_inputs as si
+from app.page_state import lesson_mode, page_inputs, show_link, write_url
+from app.snippets import shapes_snippet
+from app.state import PRESETS, config_query, get_config, pop_config_warnings, set_config
+from app.widgets import format_ints, show_error
 
 K = "shapes_"  # widget key prefix
-PRESET_KEY = "btlab_preset"  # the last preset chosen; widget state is dropped when the page is left
+ORIGIN_KEY = "btlab_shapes_mode_origin"  # where each side's modes came from (outside any widget)
+LAST_VALID_KEY = "btlab_shapes_last_valid"
+SUGGEST_KEY = "btlab_shapes_suggestion"  # side -> modes offered for a size the typed modes do not fit
+SIZE = {"in": "I", "out": "J"}
+SIZE_KEY = {"in": "in_size", "out": "out_size"}
 
 
-def _load_widgets(cfg: LabConfig, preset: str | None = None) -> None:
-    st.session_state[K + "in_size"] = cfg.in_size
-    st.session_state[K + "out_size"] = cfg.out_size
-    st.session_state[K + "d"] = cfg.d
-    st.session_state[K + "in_modes"] = format_ints(cfg.in_modes)
-    st.session_state[K + "out_modes"] = format_ints(cfg.out_modes)
-    st.session_state[K + "bt_rank"] = rank_text(cfg.bt_rank)
-    st.session_state[K + "blocks"] = cfg.blocks
-    st.session_state[K + "tt_ranks"] = rank_text(cfg.tt_ranks)
-    st.session_state[K + "batch"] = cfg.batch
-    if preset is not None:
-        st.session_state[K + "preset"] = preset
+def _origin() -> si.ModeOrigin:
+    if not isinstance(st.session_state.get(ORIGIN_KEY), si.ModeOrigin):
+        origin = si.ModeOrigin()
+        for side in ("in", "out"):
+            try:
+                origin.remembered[side] = btcore.shapes.parse_ints(st.session_state.get(K + side + "_modes", ""), side)
+            except ValueError:
+                pass
+        st.session_state[ORIGIN_KEY] = origin
+    return st.session_state[ORIGIN_KEY]
+
+
+def _load(cfg, preset: str) -> None:
+    inputs = st.session_state["btlab_inputs_shapes"]
+    for name, value in si.defaults_for(cfg, preset).items():
+        inputs.set(name, value)
+    origin = _origin()
+    origin.auto = {"in": True, "out": True}
+    origin.remembered = {"in": cfg.in_modes, "out": cfg.out_modes}
+    st.session_state.pop(SUGGEST_KEY, None)
 
 
 def _apply_preset() -> None:
     name = st.session_state[K + "preset"]
-    st.session_state[PRESET_KEY] = name
     if name in PRESETS:
-        _load_widgets(PRESETS[name])
-
-
-def _suggest_modes() -> None:
-    """Refill the mode boxes with balanced factorizations of the sizes (on size or d change)."""
-    _mark_custom()
-    st.session_state.pop(K + "suggest_error", None)
-    d = st.session_state[K + "d"]
-    for side in ("in", "out"):
-        try:
-            st.session_state[K + f"{side}_modes"] = format_ints(btcore.factorize(st.session_state[K + f"{side}_size"], d))
-        except ValueError as exc:
-            st.session_state[K + "suggest_error"] = f"{side}put size: {exc}"
+        _load(PRESETS[name], name)
 
 
 def _mark_custom() -> None:
-    st.session_state[K + "preset"] = st.session_state[PRESET_KEY] = "Custom"
+    st.session_state[K + "preset"] = "Custom"
 
 
-def _preset_name(cfg: LabConfig) -> str:
-    """The preset last chosen if the configuration still is it, else the first that matches."""
-    last = st.session_state.get(PRESET_KEY)
-    if last in PRESETS and PRESETS[last] == cfg:
-        return last
-    return next((n for n, c in PRESETS.items() if c == cfg), "Custom")
+def _refill(sides) -> None:
+    """After a size or d change: refill modes the app set; offer a suggestion for modes the user typed."""
+    _mark_custom()
+    origin, offers = _origin(), {}
+    st.session_state.pop(K + "suggest_error", None)
+    for side in sides:
+        try:
+            n = si.check_number(SIZE[side], st.session_state[K + SIZE_KEY[side]])
+            d = si.check_number("d", st.session_state[K + "d"])
+            modes = si.suggest_modes(n, d, origin.remembered.get(side))
+        except ValueError as exc:
+            st.session_state[K + "suggest_error"] = f"{side}put size: {exc}"
+            continue
+        if origin.auto[side]:
+            st.session_state[K + side + "_modes"] = format_ints(modes)
+        elif format_ints(modes) != st.session_state[K + side + "_modes"]:
+            offers[side] = modes
+    st.session_state[SUGGEST_KEY] = offers
 
 
-if K + "in_modes" not in st.session_state:
-    _load_widgets(get_config(), preset=_preset_name(get_config()))
+def _typed(side: str) -> None:
+    _mark_custom()
+    origin = _origin()
+    origin.auto[side] = False
+    try:
+        origin.remembered[side] = btcore.shapes.parse_ints(st.session_state[K + side + "_modes"], side)
+    except ValueError:
+        pass
+    st.session_state.get(SUGGEST_KEY, {}).pop(side, None)
+
+
+def _take_suggestion() -> None:
+    for side, modes in st.session_state.pop(SUGGEST_KEY, {}).items():
+        st.session_state[K + side + "_modes"] = format_ints(modes)
+        _origin().auto[side] = True
+
+
+start = get_config()
+inputs = page_inputs("shapes", si.FIELDS, prefix=K,
+                     defaults=si.defaults_for(start, si.preset_name(start, st.session_state.get(K + "preset"))))
+for warning in inputs.warnings + pop_config_warnings():
+    st.warning(warning, icon=":material/link_off:")
+lesson = lesson_mode()
+_origin()  # remember the modes the page opened with
 
 st.title("Shapes & parameters")
 st.caption("Tensorize a weight matrix W (I x J) and compare how many parameters and multiply-adds each "
@@ -69,42 +105,50 @@ with left:
     st.selectbox("Preset", ["Custom", *PRESETS], key=K + "preset", on_change=_apply_preset,
                  help="The UCF11 presets are the paper's input-to-hidden map: 57,600 pixels in, 4 gates x 256 out.")
     c1, c2, c3 = st.columns(3)
-    c1.number_input("Input size I", min_value=1, max_value=10**9, step=1, key=K + "in_size", on_change=_suggest_modes)
-    c2.number_input("Output size J", min_value=1, max_value=10**9, step=1, key=K + "out_size", on_change=_suggest_modes)
-    c3.number_input("Order d", min_value=1, max_value=btcore.formats.MAX_ORDER, step=1, key=K + "d",
-                    on_change=_suggest_modes, help="Number of modes each side is split into.")
+    c1.number_input("Input size I", step=1, key=K + "in_size", on_change=_refill, args=(("in",),),
+                    help="1 to 1,000,000,000.")
+    c2.number_input("Output size J", step=1, key=K + "out_size", on_change=_refill, args=(("out",),),
+                    help="1 to 1,000,000,000.")
+    c3.number_input("Order d", step=1, key=K + "d", on_change=_refill, args=(("in", "out"),),
+                    help=f"Number of modes each side is split into: 1 to {btcore.formats.MAX_ORDER}.")
     c1, c2 = st.columns(2)
-    c1.text_input("Input modes I₁x..xI_d", key=K + "in_modes", on_change=_mark_custom,
-                  help="Filled with a balanced factorization of I when you change I or d; edit freely.")
-    c2.text_input("Output modes J₁x..xJ_d", key=K + "out_modes", on_change=_mark_custom)
+    c1.text_input("Input modes I₁x..xI_d", key=K + "in_modes", on_change=_typed, args=("in",),
+                  help="A balanced factorization of I is filled in when you change I or d, unless you typed "
+                       "your own modes: those are kept, and the suggestion is offered.")
+    c2.text_input("Output modes J₁x..xJ_d", key=K + "out_modes", on_change=_typed, args=("out",))
     if K + "suggest_error" in st.session_state:
         st.warning(st.session_state[K + "suggest_error"], icon=":material/warning:")
+    offers = st.session_state.get(SUGGEST_KEY) or {}
+    if offers:
+        text = "; ".join(f"{side}put modes {format_ints(m)}" for side, m in offers.items())
+        st.button(f"Use suggested {text}", key=K + "use_suggestion", on_click=_take_suggestion,
+                  icon=":material/auto_fix_high:")
 with right:
     c1, c2 = st.columns(2)
     c1.text_input("BT rank R", key=K + "bt_rank", on_change=_mark_custom,
                   help="One rank for all modes, or one per mode: 4 or 4,4,2,2. N=1 is Tucker, R=1 is CP.")
-    c2.number_input("BT blocks N", min_value=1, max_value=64, step=1, key=K + "blocks", on_change=_mark_custom)
+    c2.number_input("BT blocks N", step=1, key=K + "blocks", on_change=_mark_custom, help="1 to 64.")
     c1, c2 = st.columns(2)
     c1.text_input("TT ranks", key=K + "tt_ranks", on_change=_mark_custom,
                   help="One rank for every bond, or the d-1 inner ranks: 4 or 4,8,4.")
-    c2.number_input("Batch size", min_value=1, max_value=65536, step=1, key=K + "batch",
-                    help="The fastest contraction order depends on the batch size; multiply-adds are per sample.")
+    if not lesson:
+        c2.number_input("Batch size", step=1, key=K + "batch", help="1 to 65,536. The fastest contraction order "
+                        "depends on the batch size; multiply-adds are per sample.")
 
 try:
-    in_modes = parse_ints(st.session_state[K + "in_modes"], "input modes")
-    out_modes = parse_ints(st.session_state[K + "out_modes"], "output modes")
-    btcore.check_modes(in_modes, "input modes", int(st.session_state[K + "in_size"]))
-    btcore.check_modes(out_modes, "output modes", int(st.session_state[K + "out_size"]))
-    cfg = LabConfig(in_modes, out_modes, parse_rank(st.session_state[K + "bt_rank"], "BT rank"),
-                    int(st.session_state[K + "blocks"]), parse_rank(st.session_state[K + "tt_ranks"], "TT ranks"),
-                    int(st.session_state[K + "batch"]))
-    specs = cfg.specs()
-    rows = [btcore.summary_row(s, cfg.batch) for s in specs]
+    cfg = si.config_from_inputs(inputs.values)
+    st.session_state[LAST_VALID_KEY] = cfg
+    set_config(cfg)
 except ValueError as exc:
     show_error(exc, "Check the configuration")
-    st.stop()
+    cfg = st.session_state.get(LAST_VALID_KEY) or get_config()
+    st.warning(f"The results below are for the last valid configuration ({format_ints(cfg.in_modes)} -> "
+               f"{format_ints(cfg.out_modes)}, R = {cfg.bt_rank}, N = {cfg.blocks}), not for the inputs above.",
+               icon=":material/history:")
+query = write_url(config_query(cfg), inputs.query())
 
-set_config(cfg)
+specs = cfg.specs()
+rows = [btcore.summary_row(s, cfg.batch) for s in specs]
 dense, tt, bt, tucker, cp = rows
 
 st.divider()
@@ -125,8 +169,12 @@ st.dataframe(table, hide_index=True, width="stretch", column_config={
     "compression vs dense": st.column_config.NumberColumn(format="%.1f x"),
     "multiply-adds / sample": st.column_config.NumberColumn(format="localized"),
 })
-st.download_button("Download table (CSV)", table.to_csv(index=False).encode(), "btlab_formats.csv", "text/csv",
-                   icon=":material/download:")
+c1, c2 = st.columns([1, 1])
+if not lesson:
+    c1.download_button("Download table (CSV)", table.to_csv(index=False).encode(), "btlab_formats.csv", "text/csv",
+                       icon=":material/download:")
+with c2:
+    show_link(query, key=K + "link")
 st.caption(f"CP is shown at rank {cfg.cp_rank()}, the rank whose size is closest to BT's. Multiply-adds follow "
            f"the contraction order `btcore.matmul` uses at batch {cfg.batch} (BT: {bt['macs_per_sample'] / dense['macs_per_sample']:.2%} "
            f"of dense). Memory: parameters in float32, and the largest intermediate of one forward pass.")
@@ -134,21 +182,16 @@ st.caption(f"CP is shown at rank {cfg.cp_rank()}, the rank whose size is closest
 st.subheader("How the counts grow")
 c1, c2 = st.columns(2)
 bt_spec, tt_spec = specs[2], specs[1]
-max_rank = min(32, max(btcore.max_uniform_rank(in_modes, out_modes, "bt"), btcore.max_uniform_rank(in_modes, out_modes, "tt")))
-ranks = list(range(1, max_rank + 1))
-blocks = sorted({1, 2, 4, 8, cfg.blocks})
 current = {}
-if tt_spec.inner_ranks and len(set(tt_spec.inner_ranks)) == 1:
-    current["TT"] = (tt_spec.inner_ranks[0], tt_spec.params)
 if isinstance(bt_spec.rank, int):
     current["BT"] = (bt_spec.rank, bt_spec.params)
+if tt_spec.inner_ranks and len(set(tt_spec.inner_ranks)) == 1:
+    current["TT"] = (tt_spec.inner_ranks[0], tt_spec.params)
 with c1:
-    st.plotly_chart(charts.params_vs_rank(btcore.param_sweep(in_modes, out_modes, ranks, blocks), dense["params"], current),
-                    width="stretch", key="shapes_params_chart")
+    sweep = btcore.param_sweep(cfg.in_modes, cfg.out_modes, si.sweep_ranks(cfg), sorted({1, 2, 4, 8, cfg.blocks}))
+    st.plotly_chart(charts.params_vs_rank(sweep, dense["params"], current), width="stretch", key="shapes_params_chart")
 with c2:
-    hm_ranks = [r for r in ranks if r <= btcore.max_uniform_rank(in_modes, out_modes, "bt")][:8]
-    hm_blocks = list(range(1, 9))
-    values = [[dense["params"] / btcore.bt_params(in_modes, out_modes, r, n) for r in hm_ranks] for n in hm_blocks]
+    hm_ranks, hm_blocks, values = si.heatmap_grid(cfg)
     st.plotly_chart(charts.bt_heatmap(hm_ranks, hm_blocks, values,
                                       current=(bt_spec.rank, cfg.blocks) if isinstance(bt_spec.rank, int) else None),
                     width="stretch", key="shapes_heatmap")
@@ -160,16 +203,22 @@ def tex_int(n: int) -> str:
     return f"{n:,}".replace(",", "{,}")
 
 
-terms = " + ".join(f"{i}\\cdot{j}\\cdot{r}" for i, j, r in zip(in_modes, out_modes, bt_spec.ranks))
+terms = " + ".join(f"{i}\\cdot{j}\\cdot{r}" for i, j, r in zip(cfg.in_modes, cfg.out_modes, bt_spec.ranks))
 core = "\\cdot".join(map(str, bt_spec.ranks))
-st.latex(r"P_{\mathrm{BT}} = N\Big(\sum_{k=1}^{d} I_k J_k R_k + \prod_{k=1}^{d} R_k\Big) = "
-         + f"{bt_spec.blocks}\\,({terms} + {core}) = {tex_int(bt_spec.params)}")
+# Long sums wrap onto a second line (aligned), so the result is never clipped at large d.
+split = " \\\\ &= " if cfg.d > 4 else " = "
+st.latex(r"\begin{aligned} P_{\mathrm{BT}} &= N\Big(\sum_{k=1}^{d} I_k J_k R_k + \prod_{k=1}^{d} R_k\Big)" + split
+         + f"{bt_spec.blocks}\\,({terms} + {core}) \\\\ &= {tex_int(bt_spec.params)} \\end{{aligned}}")
 r = tt_spec.ranks
-tt_terms = " + ".join(f"{r[k]}\\cdot{i}\\cdot{j}\\cdot{r[k + 1]}" for k, (i, j) in enumerate(zip(in_modes, out_modes)))
-st.latex(r"P_{\mathrm{TT}} = \sum_{k=1}^{d} r_{k-1} I_k J_k r_k = " + f"{tt_terms} = {tex_int(tt_spec.params)}")
+tt_terms = " + ".join(f"{r[k]}\\cdot{i}\\cdot{j}\\cdot{r[k + 1]}" for k, (i, j) in enumerate(zip(cfg.in_modes, cfg.out_modes)))
+st.latex(r"\begin{aligned} P_{\mathrm{TT}} &= \sum_{k=1}^{d} r_{k-1} I_k J_k r_k" + split + f"{tt_terms} \\\\ &= "
+         + f"{tex_int(tt_spec.params)} \\end{{aligned}}")
 st.latex(r"P_{\mathrm{dense}} = I \cdot J = " + f"{tex_int(cfg.in_size)} \\cdot {tex_int(cfg.out_size)} = {tex_int(dense['params'])}")
 st.markdown(
     f"With one block (N = 1) BT is the **Tucker** format; with R = 1 it is **CP** of rank N. "
     f"The core alone has R^d = {btcore.shapes.prod(bt_spec.ranks):,} entries per block: it grows "
     "exponentially with d, so BT is used with small R. The other pages use this configuration."
 )
+if not lesson:
+    with st.expander("The code for these numbers", icon=":material/code:"):
+        st.code(shapes_snippet(cfg), language="python")

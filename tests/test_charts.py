@@ -1,3 +1,5 @@
+import pytest
+
 import btcore
 from app import charts
 
@@ -6,7 +8,11 @@ def test_params_vs_rank_marks_the_choice():
     rows = btcore.param_sweep((8, 20, 20, 18), (16, 4, 4, 4), range(1, 9), [1, 2])
     fig = charts.params_vs_rank(rows, 58_982_400, {"BT": (4, 3_392), "TT": (4, 3_360)})
     names = [t.name for t in fig.data]
-    assert names == ["TT", "BT, N=1", "BT, N=2", "your BT", "your TT"]
+    # the larger open ring (TT) is drawn before the star (BT), so a star at nearly the same point stays visible
+    assert names == ["TT", "BT, N=1", "BT, N=2", "your TT", "your BT"]
+    ring, star = fig.data[3].marker, fig.data[4].marker
+    assert ring.symbol == "circle-open" and star.symbol == "star" and ring.size > star.size
+    assert fig.data[3].showlegend and fig.data[4].showlegend
     bt2 = fig.data[2]
     assert list(bt2.x) == list(range(1, 9)) and bt2.y[3] == 3_392
     assert fig.layout.yaxis.type == "log"
@@ -26,3 +32,38 @@ def test_dense_label_sits_on_the_dense_line():
     fig = charts.params_vs_rank(btcore.param_sweep((4, 4), (4, 4), [1, 2]), 256)
     (note,) = fig.layout.annotations
     assert note.y == math.log10(256) and "dense 256" in note.text
+
+
+def test_heatmap_marks_the_chosen_cell_on_category_axes():
+    """The UCF11 preset (R=4, N=2) on ranks 1..8: the box is on the R=4, N=2 cell, not one off."""
+    import json
+
+    ranks, blocks = list(range(1, 9)), list(range(1, 9))
+    values = [[float(r * n) for r in ranks] for n in blocks]
+    spec = json.loads(charts.bt_heatmap(ranks, blocks, values, current=(4, 2)).to_json())
+    assert spec["layout"]["xaxis"]["type"] == "category" and spec["layout"]["yaxis"]["type"] == "category"
+    box = spec["layout"]["shapes"][0]
+    x_labels, y_labels = spec["data"][0]["x"], spec["data"][0]["y"]
+    # on a category axis, position k is the k-th label
+    assert x_labels[round((box["x0"] + box["x1"]) / 2)] == "4"
+    assert y_labels[round((box["y0"] + box["y1"]) / 2)] == "2"
+
+
+@pytest.mark.parametrize("values, kind, most", [
+    ([0.2, 0.25, 0.31], "linear", 8),            # under a decade: linear, labelled
+    ([1e-18, 1.0], "log", 8),                    # 18 decades: at most 8 labels
+    ([100, 58_982_400], "log", 8),
+])
+def test_value_axis_is_readable_at_any_span(values, kind, most):
+    import math
+
+    import plotly.graph_objects as go
+
+    axis = charts.value_axis(values)
+    assert axis["type"] == kind
+    if kind == "log":
+        lo, hi = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+        assert (hi - lo) / axis["dtick"] + 1 <= most
+    fig = go.Figure(go.Scatter(x=[0, 1, 2][: len(values)], y=values))
+    fig.update_yaxes(**axis)
+    assert fig.layout.yaxis.type == kind

@@ -103,3 +103,115 @@ def test_error_text_keeps_products_literal():
     at = open_page("shapes")
     at.text_input(key="shapes_bt_rank").set_value("129").run()
     assert any(r"I\*J = 8\*16 = 128" in e.proto.body for e in at.error)
+
+
+# -- state that outlives widgets, and links ------------------------------------------------------
+
+def _switch_away_and_back(at, away: str = "learn"):
+    at.switch_page(str(ROOT / "pages" / f"{away}.py")).run()
+    at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
+    return at
+
+
+def test_every_input_survives_a_page_switch():
+    at = open_page("shapes")
+    at.selectbox(key="shapes_preset").set_value("Small square 1024 x 1024").run()
+    at.text_input(key="shapes_bt_rank").set_value("2,3,3,2").run()
+    at.number_input(key="shapes_blocks").set_value(5).run()
+    at.text_input(key="shapes_tt_ranks").set_value("3,5,3").run()
+    at.number_input(key="shapes_batch").set_value(64).run()
+    before = {k: at.session_state[k] for k in ("shapes_in_modes", "shapes_out_modes", "shapes_bt_rank",
+                                               "shapes_blocks", "shapes_tt_ranks", "shapes_batch", "shapes_preset")}
+    _switch_away_and_back(at)
+    assert not at.exception
+    after = {k: at.session_state[k] for k in before}
+    assert after == before
+    assert metrics(at)["BT (R=(2,3,3,2), N=5) parameters"] == f"{btcore.bt_params((4, 8, 8, 4), (4, 8, 8, 4), (2, 3, 3, 2), 5):,}"
+
+
+def test_a_link_opens_the_same_state_in_a_fresh_session():
+    from streamlit.testing.v1 import AppTest
+
+    at = open_page("shapes")
+    at.selectbox(key="shapes_preset").set_value("Teaching example 16 x 16").run()
+    at.number_input(key="shapes_blocks").set_value(3).run()
+    query = dict(at.query_params)
+    assert query["in"] == "4x4" and query["N"] == "3"
+    fresh = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    fresh.query_params.update(query)
+    fresh.switch_page(str(ROOT / "pages" / "shapes.py")).run()
+    assert not fresh.exception and not fresh.error
+    assert metrics(fresh) == metrics(at)
+    assert fresh.text_input(key="shapes_in_modes").value == "4x4"
+
+
+@pytest.mark.parametrize("query", [
+    {"in": "8x0x20x18"}, {"N": "-3"}, {"batch": "lots"}, {"d": "99"}, {"R": "999"}, {"preset": "no such preset"},
+    {"in": "x" * 2000}, {"I": "1e400", "J": "nan"},
+])
+def test_bad_query_values_fall_back_with_a_warning(query):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params.update(query)
+    at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
+    assert not at.exception
+    assert at.warning or at.error  # said, not silently replaced
+    assert len(at.dataframe) == 1  # the table is shown (for valid or last valid inputs)
+
+
+def test_typed_modes_are_never_overwritten_and_the_suggestion_is_offered():
+    at = open_page("shapes")
+    at.text_input(key="shapes_out_modes").set_value("4x16x4x4").run()
+    at.number_input(key="shapes_out_size").set_value(2048).run()
+    assert at.text_input(key="shapes_out_modes").value == "4x16x4x4"  # what the user typed stays
+    (use,) = [b for b in at.button if b.key == "shapes_use_suggestion"]
+    assert "8x8x8x4" in use.label
+    use.click().run()
+    assert at.text_input(key="shapes_out_modes").value == "8x8x8x4" and not at.error
+
+
+def test_a_size_round_trip_returns_to_the_preset_modes():
+    at = open_page("shapes")
+    at.number_input(key="shapes_in_size").set_value(57601).run()
+    assert at.text_input(key="shapes_out_modes").value == "16x4x4x4"  # the other side is untouched
+    at.number_input(key="shapes_in_size").set_value(57600).run()
+    assert at.text_input(key="shapes_in_modes").value == "8x20x20x18"
+    assert not at.error
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("shapes_d", 0, "Order d must be from 1 to 8, got 0"),
+    ("shapes_blocks", -3, "BT blocks N must be from 1 to 64, got -3"),
+    ("shapes_batch", 999999999, "Batch size must be from 1 to 65,536, got 999,999,999"),
+    ("shapes_in_size", 0, "Input size I must be from 1 to 1,000,000,000, got 0"),
+])
+def test_out_of_range_numbers_are_named_and_the_last_results_stay(key, value, says):
+    at = open_page("shapes")
+    at.number_input(key=key).set_value(value).run()
+    assert not at.exception
+    assert any(says in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]
+    assert any("last valid configuration" in w.value for w in at.warning)
+    assert len(at.dataframe) == 1 and metrics(at)["BT (R=4, N=2) parameters"] == "3,392"
+
+
+def test_lesson_flag_hides_the_advanced_controls():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params["lesson"] = "1"
+    at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
+    assert not at.exception
+    assert "shapes_batch" not in [n.key for n in at.number_input]
+    assert not at.get("download_button")
+    assert at.query_params.get("lesson") == "1"
+    plain = open_page("shapes")
+    assert "shapes_batch" in [n.key for n in plain.number_input] and plain.get("download_button")
+
+
+def test_the_code_shown_runs_and_gives_the_page_numbers(capsys):
+    at = open_page("shapes")
+    (code,) = [c for c in at.code if "btcore.BTSpec" in c.value]
+    exec(compile(code.value, "<shapes snippet>", "exec"), {})
+    out = capsys.readouterr().out
+    assert "3392" in out and "3360" in out and "58982400" in out

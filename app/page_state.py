@@ -1,0 +1,192 @@
+"""Page inputs that outlive their widgets and round-trip through the URL.
+
+Streamlit drops the state of every widget that is not on the current page, so a page that keeps
+its inputs only in widgets loses them on a page switch. Here each page declares its inputs as
+:class:`Field` s; :func:`page_inputs` keeps their values in one session-level store per page
+(outside the widget keys), puts them back into the widgets when the user returns, and mirrors them,
+with the shared configuration, into the URL query, so a copied link opens the same page in the same
+state in a fresh session. Invalid or partial query values fall back to the defaults with a warning.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+from urllib.parse import urlencode
+
+import streamlit as st
+
+__all__ = ["Field", "PageInputs", "page_inputs", "lesson_mode", "share_link", "LESSON_PARAM"]
+
+#: Query parameter of the lesson view (advanced controls hidden, for projecting a page in class).
+LESSON_PARAM = "lesson"
+_LESSON_KEY = "btlab_lesson"
+_STORE_PREFIX = "btlab_inputs_"
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input of a page.
+
+    Parameters
+    ----------
+    name : str
+        The store key and the URL query parameter.
+    default : object
+        The value when neither the session nor the URL gives one.
+    kind : {"text", "int", "float", "choice", "bool"}
+        How the value is read from the URL. ``text`` keeps what was typed (a mode list is parsed by
+        the page, so an invalid entry is kept and explained, never replaced).
+    lo, hi : float, optional
+        The range of ``int`` / ``float`` values taken from the URL.
+    choices : tuple
+        The allowed values of a ``choice``; a callable returning them is allowed too.
+    widget : str, optional
+        The widget key after the page's prefix, when it differs from ``name``.
+    """
+
+    name: str
+    default: Any
+    kind: str = "text"
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple | Callable[[], Sequence] = ()
+    widget: str | None = None
+
+    def options(self) -> tuple:
+        return tuple(self.choices() if callable(self.choices) else self.choices)
+
+    def parse(self, text: str):
+        """The value of query text ``text``; raises ``ValueError`` saying what is accepted."""
+        if self.kind == "text":
+            return str(text)[:500]
+        if self.kind == "bool":
+            low = str(text).strip().lower()
+            if low not in _TRUE + ("0", "false", "no", "off"):
+                raise ValueError("expected 1 or 0")
+            return low in _TRUE
+        if self.kind == "choice":
+            opts = self.options()
+            if text not in opts:
+                raise ValueError("expected one of " + ", ".join(map(str, opts)))
+            return text
+        try:
+            value = int(text) if self.kind == "int" else float(text)
+        except ValueError:
+            raise ValueError(f"expected {'an integer' if self.kind == 'int' else 'a number'}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
+            raise ValueError(f"expected a value from {self.lo:g} to {self.hi:g}")
+        return value
+
+    def format(self, value) -> str:
+        if self.kind == "bool":
+            return "1" if value else "0"
+        return str(value)
+
+
+@dataclass
+class PageInputs:
+    """The stored inputs of one page; ``values`` maps field names to what the user last entered."""
+
+    page: str
+    prefix: str
+    fields: tuple[Field, ...]
+    values: dict = field(default_factory=dict)
+    #: Messages about query values that could not be used (shown once, on the first run).
+    warnings: list = field(default_factory=list)
+
+    def key(self, name: str) -> str:
+        """The widget key of field ``name``."""
+        f = next(f for f in self.fields if f.name == name)
+        return self.prefix + (f.widget or f.name)
+
+    def __getitem__(self, name: str):
+        return self.values[name]
+
+    def set(self, name: str, value) -> None:
+        """Change a value from code (a preset, a suggestion); the widget shows it on this run."""
+        self.values[name] = value
+        st.session_state[self.key(name)] = value
+
+    def query(self) -> dict[str, str]:
+        return {f.name: f.format(self.values[f.name]) for f in self.fields}
+
+
+def _from_query(fields: Sequence[Field], defaults: dict) -> tuple[dict, list]:
+    values, warnings = dict(defaults), []
+    params = st.query_params
+    for f in fields:
+        if f.name not in params:
+            continue
+        try:
+            values[f.name] = f.parse(params[f.name])
+        except ValueError as exc:
+            warnings.append(f"The link's `{f.name}={params[f.name]}` was not used ({exc}); "
+                            f"using {f.format(values[f.name])!r}.")
+    return values, warnings
+
+
+def page_inputs(page: str, fields: Sequence[Field], *, prefix: str | None = None,
+                defaults: dict | None = None) -> PageInputs:
+    """The inputs of ``page``, restored into their widgets; call before drawing the widgets.
+
+    The first call of a session reads the URL query (falling back to ``defaults``, else each field's
+    default). Later calls take the values the widgets report, and put stored values back into
+    widgets Streamlit dropped while the user was on another page.
+    """
+    fields = tuple(fields)
+    store_key = _STORE_PREFIX + page
+    inputs = st.session_state.get(store_key)
+    if not isinstance(inputs, PageInputs) or inputs.fields != fields:
+        base = {f.name: f.default for f in fields} | dict(defaults or {})
+        values, warnings = _from_query(fields, base)
+        inputs = PageInputs(page, page + "_" if prefix is None else prefix, fields, values, warnings)
+        st.session_state[store_key] = inputs
+    else:
+        inputs.warnings = []
+    for f in fields:
+        key = inputs.key(f.name)
+        if key in st.session_state:
+            inputs.values[f.name] = st.session_state[key]
+        else:
+            st.session_state[key] = inputs.values[f.name]
+    return inputs
+
+
+def lesson_mode() -> bool:
+    """True in the lesson view (``?lesson=1``): pages hide their advanced controls."""
+    if _LESSON_KEY not in st.session_state:
+        st.session_state[_LESSON_KEY] = str(st.query_params.get(LESSON_PARAM, "")).lower() in _TRUE
+    return bool(st.session_state[_LESSON_KEY])
+
+
+def write_url(*parts: dict[str, str]) -> dict[str, str]:
+    """Replace the URL query with the merged ``parts`` (later parts win) and the lesson flag."""
+    query: dict[str, str] = {}
+    for part in parts:
+        query.update(part)
+    if lesson_mode():
+        query[LESSON_PARAM] = "1"
+    if dict(st.query_params.to_dict()) != query:
+        st.query_params.from_dict(query)
+    return query
+
+
+def share_link(query: dict[str, str]) -> str:
+    """The URL that opens this page with ``query`` (relative when the browser URL is unknown)."""
+    try:
+        base = st.context.url or ""
+    except Exception:  # no browser context (AppTest, bare mode)
+        base = ""
+    return f"{base}?{urlencode(query)}"
+
+
+def show_link(query: dict[str, str], *, key: str) -> None:
+    """A "Copy link" popover holding the page's shareable URL in a code box (with a copy button)."""
+    with st.popover("Copy link", icon=":material/link:", key=key):
+        st.caption("This link opens the page in the state you see, in a fresh session.")
+        st.code(share_link(query), language=None, wrap_lines=True)

@@ -1,0 +1,115 @@
+"""The Shapes page's inputs: fields, range checks, mode suggestions, and the data behind its charts.
+
+Everything here is plain Python on values (no widgets), so it is unit-tested directly; the page
+reads widgets, calls these, and draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import btcore
+from app.page_state import Field
+from app.state import PRESETS, LabConfig
+from btcore.shapes import MAX_ORDER, format_ints, parse_ints, parse_rank, rank_text
+
+__all__ = ["FIELDS", "RANGES", "ModeOrigin", "check_number", "config_from_inputs", "defaults_for",
+           "preset_name", "suggest_modes", "heatmap_grid", "sweep_ranks"]
+
+#: Allowed ranges of the numeric inputs: (label, lowest, highest).
+RANGES = {
+    "I": ("Input size I", 1, 10**9),
+    "J": ("Output size J", 1, 10**9),
+    "d": ("Order d", 1, MAX_ORDER),
+    "N": ("BT blocks N", 1, 64),
+    "batch": ("Batch size", 1, 65536),
+}
+
+FIELDS = (
+    Field("preset", "Custom", "choice", choices=lambda: ("Custom", *PRESETS)),
+    Field("I", 57600, "int", *RANGES["I"][1:], widget="in_size"),
+    Field("J", 1024, "int", *RANGES["J"][1:], widget="out_size"),
+    Field("d", 4, "int", *RANGES["d"][1:]),
+    Field("in", "8x20x20x18", widget="in_modes"),
+    Field("out", "16x4x4x4", widget="out_modes"),
+    Field("R", "4", widget="bt_rank"),
+    Field("N", 2, "int", *RANGES["N"][1:], widget="blocks"),
+    Field("tt", "4", widget="tt_ranks"),
+    Field("batch", 16, "int", *RANGES["batch"][1:]),
+)
+
+
+def check_number(name: str, value) -> int:
+    """``value`` of numeric field ``name`` as an int in its range, or a ``ValueError`` naming the range."""
+    label, lo, hi = RANGES[name]
+    if value is None:
+        raise ValueError(f"{label}: enter a whole number from {lo:,} to {hi:,}")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{label}: {value:g} is not a whole number; enter one from {lo:,} to {hi:,}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{label} must be from {lo:,} to {hi:,}, got {value:,}")
+    return int(value)
+
+
+def preset_name(cfg: LabConfig, last: str | None = None) -> str:
+    """The preset last chosen if the configuration still is it, else the first that matches, else Custom."""
+    if last in PRESETS and PRESETS[last] == cfg:
+        return last
+    return next((n for n, c in PRESETS.items() if c == cfg), "Custom")
+
+
+def defaults_for(cfg: LabConfig, preset: str = "Custom") -> dict:
+    """The field values that show ``cfg``."""
+    return {"preset": preset, "I": cfg.in_size, "J": cfg.out_size, "d": cfg.d, "in": format_ints(cfg.in_modes),
+            "out": format_ints(cfg.out_modes), "R": rank_text(cfg.bt_rank), "N": cfg.blocks,
+            "tt": rank_text(cfg.tt_ranks), "batch": cfg.batch}
+
+
+def config_from_inputs(values: dict) -> LabConfig:
+    """The configuration the inputs describe; ``ValueError`` naming the first bad field."""
+    sizes = {name: check_number(name, values[name]) for name in ("I", "J", "d", "N", "batch")}
+    in_modes = parse_ints(values["in"], "input modes")
+    out_modes = parse_ints(values["out"], "output modes")
+    btcore.check_modes(in_modes, "input modes", sizes["I"])
+    btcore.check_modes(out_modes, "output modes", sizes["J"])
+    cfg = LabConfig(in_modes, out_modes, parse_rank(values["R"], "BT rank"), sizes["N"],
+                    parse_rank(values["tt"], "TT ranks"), sizes["batch"])
+    cfg.specs()  # every format must accept it
+    return cfg
+
+
+@dataclass
+class ModeOrigin:
+    """Where each side's mode list came from, so a size change never overwrites what the user typed.
+
+    ``auto[side]`` is True while the modes were set by the app (a preset or a suggestion);
+    ``remembered[side]`` is the last mode list set by a preset or typed validly, offered again when
+    its size comes back (57,600 -> 57,601 -> 57,600 returns to 8x20x20x18, not a fresh factorization).
+    """
+
+    auto: dict = field(default_factory=lambda: {"in": True, "out": True})
+    remembered: dict = field(default_factory=dict)
+
+
+def suggest_modes(n: int, d: int, remembered: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """Modes for size ``n`` and order ``d``: the remembered list when it still fits, else balanced."""
+    if remembered and len(remembered) == d and btcore.shapes.prod(remembered) == n:
+        return tuple(remembered)
+    return btcore.factorize(n, d)
+
+
+def sweep_ranks(cfg: LabConfig) -> list[int]:
+    """The uniform ranks the parameters-vs-rank chart sweeps (up to 32, within both formats' caps)."""
+    top = max(btcore.max_uniform_rank(cfg.in_modes, cfg.out_modes, "bt"),
+              btcore.max_uniform_rank(cfg.in_modes, cfg.out_modes, "tt"))
+    return list(range(1, min(32, top) + 1))
+
+
+def heatmap_grid(cfg: LabConfig) -> tuple[list[int], list[int], list[list[float]]]:
+    """Ranks (up to 8), blocks 1..8 and the compression vs dense of BT at each (R, N)."""
+    cap = btcore.max_uniform_rank(cfg.in_modes, cfg.out_modes, "bt")
+    ranks = [r for r in sweep_ranks(cfg) if r <= cap][:8]
+    blocks = list(range(1, 9))
+    dense = btcore.dense_params(cfg.in_modes, cfg.out_modes)
+    values = [[dense / btcore.bt_params(cfg.in_modes, cfg.out_modes, r, n) for r in ranks] for n in blocks]
+    return ranks, blocks, values

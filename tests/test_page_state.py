@@ -1,0 +1,36 @@
+"""Tests for app.page_state: field parsing from URL text (the AppTest round trips are in the page tests)."""
+
+import pytest
+
+from app.page_state import Field
+
+
+@pytest.mark.parametrize("field, text, value", [
+    (Field("n", 1, "int", 1, 10), "7", 7),
+    (Field("x", 0.5, "float", 0, 1), "0.25", 0.25),
+    (Field("b", False, "bool"), "1", True),
+    (Field("b", True, "bool"), "off", False),
+    (Field("c", "a", "choice", choices=("a", "b")), "b", "b"),
+    (Field("c", "a", "choice", choices=lambda: ("a", "z")), "z", "z"),
+    (Field("t", ""), "8x20x20x18", "8x20x20x18"),
+])
+def test_parse_accepts_valid_text(field, text, value):
+    assert field.parse(text) == value
+    assert field.parse(field.format(value)) == value  # round trip
+
+
+@pytest.mark.parametrize("field, text, says", [
+    (Field("n", 1, "int", 1, 10), "11", "from 1 to 10"),
+    (Field("n", 1, "int", 1, 10), "2.5", "an integer"),
+    (Field("x", 0.5, "float", 0, 1), "nan", "finite"),
+    (Field("x", 0.5, "float", 0, 1), "1e400", "finite"),
+    (Field("b", False, "bool"), "maybe", "1 or 0"),
+    (Field("c", "a", "choice", choices=("a", "b")), "q", "one of a, b"),
+])
+def test_parse_refuses_invalid_text_saying_what_is_accepted(field, text, says):
+    with pytest.raises(ValueError, match=says):
+        field.parse(text)
+
+
+def test_text_is_capped_so_a_huge_link_cannot_bloat_the_session():
+    assert len(Field("t", "").parse("x" * 10_000)) == 500

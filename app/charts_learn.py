@@ -146,42 +146,50 @@ def _shown_blocks(n: int, max_blocks: int) -> list[int | None]:
     return list(range(1, max_blocks)) + [None, n]
 
 
-def bt_diagram(spec, max_blocks: int = 4) -> go.Figure:
+def bt_diagram(spec, max_blocks: int = 4, per_row: int | None = None) -> go.Figure:
     """BT: N Tucker blocks summed, each a core C_n (R_1..R_d) joined to d factors A_n^(k) (I_k, J_k, R_k).
 
-    With more than ``max_blocks`` blocks the middle ones are elided ("⋯"); every drawn block has
-    d + 1 nodes.
+    With more than ``max_blocks`` blocks the middle ones are elided ("⋯ k more"); every drawn block
+    has d + 1 nodes. Blocks wrap onto rows of ``per_row`` (default: 3 for d <= 3, else 2), so that
+    each block keeps a legible size at any N and d (up to 8 and 6 in the app).
     """
     net = _Net()
     d = spec.d
-    radius = 1.25 if d <= 4 else 1.6
-    leg_len = 0.75
-    width = 2 * (radius + leg_len) + 1.6
-    font = 11 if d <= 4 else 9
-    x = 0.0
+    radius = 1.25 if d <= 4 else 1.7
+    leg_len = 0.75 if d <= 4 else 0.6
+    width = 2 * (radius + leg_len) + 1.8
+    row_height = 2 * (radius + leg_len) + 1.2
+    font = 11 if d <= 4 else 10
+    per_row = per_row or (3 if d <= 3 else 2)
     shown = _shown_blocks(spec.blocks, max_blocks)
+    slot = 0
     for pos, n in enumerate(shown):
-        if pos:
-            net.text(x - width / 2, 0, "+", 26, "#333")
+        x, y = (slot % per_row) * width, -(slot // per_row) * row_height
+        if pos:  # the "+" sits left of every block after the first, also at the start of a wrapped row
+            net.text(x - width / 2, y, "+", 26, "#333")
         if n is None:
-            net.text(x - width / 4, 0, f"⋯<br>{spec.blocks - max_blocks + 1} more", 14, "#333")
-            x += width / 2
+            net.text(x, y, f"⋯<br>{spec.blocks - max_blocks + 1} more", 14, "#333")
+            slot += 1
             continue
         for k in range(d):
             ang = 90 + 360 * k / d + (180 / d if d > 2 else 0)
             a = math.radians(ang)
-            fx, fy = x + radius * math.cos(a), radius * math.sin(a)
-            net.bond(x, 0, fx, fy, f"R{sub(k + 1)} = {spec.ranks[k]}", font)
-            net.leg(fx, fy, ang + 28, leg_len, f"i{sub(k + 1)} = {_fmt(spec.in_modes[k])}", _LEG, font)
-            net.leg(fx, fy, ang - 28, leg_len, f"j{sub(k + 1)} = {_fmt(spec.out_modes[k])}", _LEG_OUT, font)
+            fx, fy = x + radius * math.cos(a), y + radius * math.sin(a)
+            # the rank label sits nearer the factor than the core, so it never covers the core's name
+            net.line(x, y, fx, fy, _BOND, 3)
+            net.text(x + 0.62 * radius * math.cos(a), y + 0.62 * radius * math.sin(a), f"R{sub(k + 1)} = {spec.ranks[k]}",
+                     font, _BOND)
+            net.leg(fx, fy, ang + 30, leg_len, f"i{sub(k + 1)} = {_fmt(spec.in_modes[k])}", _LEG, font)
+            net.leg(fx, fy, ang - 30, leg_len, f"j{sub(k + 1)} = {_fmt(spec.out_modes[k])}", _LEG_OUT, font)
             net.node(fx, fy, f"A{sub(n)}<sup>({k + 1})</sup>", "factor",
                      (spec.in_modes[k], spec.out_modes[k], spec.ranks[k]), f"block {n}, factor {k + 1}")
-        net.node(x, 0, f"C{sub(n)}", "core", spec.ranks, f"core of block {n} (R^d entries)")
-        x += width
+        net.node(x, y, f"C{sub(n)}", "core", spec.ranks, f"core of block {n} (R^d entries)")
+        slot += 1
+    rows = (slot + per_row - 1) // per_row
     b = bt_breakdown_text(spec)
     what = f"{spec.blocks} Tucker blocks summed" if spec.blocks > 1 else "N = 1, a single Tucker block"
     title = f"Block-Term: {what}, {b}"
-    return net.figure(title, 380 if d <= 4 else 440)
+    return net.figure(title, (360 if d <= 4 else 420) * rows + 40)
 
 
 def bt_breakdown_text(spec) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import btcore
+from app.page_state import Field
 from btcore.shapes import prod
 
 __all__ = [
     "FORMATS", "build_specs", "index_meanings", "uses_x", "walkthrough_rows", "step_sentence", "shape_text",
-    "bt_breakdown", "budget_pairs", "growth_rows", "ucf11_example", "TensorizationGrid", "tensorization_grid",
+    "SECTIONS", "SPECIAL_CASES", "section_title", "examples_for", "page_fields", "bt_breakdown", "budget_pairs", "growth_rows", "ucf11_example", "TensorizationGrid", "tensorization_grid",
     "TEACHING_EXAMPLES", "sub",
 ]
 
@@ -194,6 +195,52 @@ def growth_rows(in_size: int, out_size: int, blocks: int, ranks, orders, own=Non
             rows.append({"d": d, "in_modes": im, "out_modes": om, "R": r, **b,
                          "core_per_block": prod(spec.ranks)})
     return rows
+
+
+def examples_for(cfg) -> dict:
+    """The small matrices section 1 can draw: the user's own W first when it has at most 4,096 entries."""
+    examples = dict(TEACHING_EXAMPLES)
+    if cfg.in_size * cfg.out_size <= 4096 and cfg.d >= 2:
+        examples = {f"your configuration ({cfg.in_size} x {cfg.out_size})": (cfg.in_modes, cfg.out_modes), **examples}
+    return examples
+
+
+def page_fields(cfg, specs: dict, examples: dict) -> tuple:
+    """The Learn page's inputs (kept across page switches and in the link), with defaults from ``cfg``."""
+    return (
+        Field("example", next(iter(examples)), "choice", choices=tuple(examples)),
+        Field("grow_d", min(max(cfg.d, 2), 6), "int", 2, 6),
+        Field("grow_r", min(cfg.bt_rank if isinstance(cfg.bt_rank, int) else 4, 16), "int", 1, 16),
+        Field("grow_n", min(cfg.blocks, 8), "int", 1, 8),
+        Field("budget", specs["BT"].params if "BT" in specs else 10_000, "int", 1, 10**9),
+        *(Field(f"step_{name}", 1, "int", 1, 64) for name in FORMATS),
+    )
+
+
+#: The Learn page's sections: (anchor, title), for its headers and its table of contents.
+SECTIONS = (
+    ("tensor", "1. From a matrix to a tensor"),
+    ("diagrams", "2. Three tensor networks for the same W"),
+    ("steps", "3. Computing y = x W step by step"),
+    ("sizes", "4. How the sizes grow"),
+    ("cases", "5. Special cases, and what the paper keeps dense"),
+)
+
+
+def section_title(anchor: str) -> str:
+    return dict(SECTIONS)[anchor]
+
+
+#: The bullets of the special-cases section (Markdown with LaTeX), one string per bullet.
+SPECIAL_CASES = (
+    "**Tucker** is BT with one block (N = 1): one core and d factors.",
+    r"**CP** (canonical polyadic) of rank N is BT with R = 1: every core is a single number $c_n$, so W is a "
+    r"weighted sum of N Kronecker products of d small $I_k \times J_k$ matrices: "
+    r"$W = \sum_n c_n\, a_n^{(1)} \otimes \dots \otimes a_n^{(d)}$.",
+    "BT sits between them: for a fixed budget, choose many small blocks or few richer ones.",
+    r"A Tucker rank larger than its mode's size $I_k J_k$ adds parameters and no expressive power; `btcore` "
+    "rejects it.",
+)
 
 
 def ucf11_example() -> dict:

@@ -21,12 +21,16 @@ st.set_page_config(page_title="BT Lab", page_icon="🧊", layout="wide")
 # shared machines few threads per op are faster than torch's default (docs/reference.md, "Threads and the app").
 torch.set_num_threads(max(1, min(4, (os.cpu_count() or 2) // 2)))
 
-# (file in pages/, title, url path, icon). Each page issue adds its own line.
+# (file in pages/, title, url path, icon, the question the page answers), in the order to follow.
 PAGES = [
-    ("shapes.py", "Shapes & parameters", "shapes", ":material/straighten:"),
-    ("learn.py", "Learn: BT and TT", "learn", ":material/school:"),
-    ("approximation.py", "Approximation", "approximation", ":material/compare:"),
-    ("training.py", "Training", "training", ":material/model_training:"),
+    ("shapes.py", "Shapes & parameters", "shapes", ":material/straighten:",
+     "How many parameters and multiply-adds do BT, TT and dense need for my layer?"),
+    ("learn.py", "Learn: BT and TT", "learn", ":material/school:",
+     "What are these formats, and how is y = x W computed without forming W?"),
+    ("approximation.py", "Approximation", "approximation", ":material/compare:",
+     "How well does each format fit a given matrix at the same parameter budget?"),
+    ("training.py", "Training", "training", ":material/model_training:",
+     "How do dense, TT and BT recurrent classifiers train against each other?"),
 ]
 
 
@@ -41,14 +45,21 @@ def home() -> None:
         "matrix the reference. On the paper's UCF11 input layer, BT (R = 4, N = 2) uses about "
         f"**{int(ucf11.compression):,}x** fewer parameters than the dense LSTM."
     )
-    st.image(str(ROOT / "assets" / "bt_diagram.svg"), caption="y = x W in BT format: N Tucker blocks, "
-             "each a core joined to d factors", width=560)
-    st.subheader("Pages")
-    for file, title, url, icon in PAGES:
-        st.page_link(pages[url], label=title, icon=icon)
-    st.caption("Everything runs locally: data is generated or shipped with the app; nothing is downloaded.")
+    st.image(str(ROOT / "assets" / "bt_diagram.svg"), caption="W in BT format: a sum of N Tucker blocks, "
+             "each a core joined to d factors", width=700)
+    st.subheader("Start here")
+    st.caption("The pages build on each other; follow them in this order. They share one configuration (modes, "
+               "ranks, blocks), chosen on the first page, and every page's state is in its link.")
+    for step, (file, title, url, icon, question) in enumerate(PAGES, start=1):
+        c1, c2 = st.columns([1, 3], vertical_alignment="center")
+        with c1:
+            st.page_link(pages[url], label=f"{step}. {title}", icon=icon)
+        c2.markdown(question)
+    st.caption("Everything runs locally: data is generated or shipped with the app; nothing is downloaded. "
+               "Add `?lesson=1` to a page's link to hide its advanced controls (for projecting in class).")
 
 
 home_page = st.Page(home, title="Home", icon=":material/home:", default=True, url_path="home")
-pages = {url: st.Page(str(PAGES_DIR / file), title=title, url_path=url, icon=icon) for file, title, url, icon in PAGES}
+pages = {url: st.Page(str(PAGES_DIR / file), title=title, url_path=url, icon=icon)
+         for file, title, url, icon, _ in PAGES}
 st.navigation([home_page, *pages.values()]).run()

@@ -141,13 +141,13 @@ def page_inputs(page: str, fields: Sequence[Field], *, prefix: str | None = None
     fields = tuple(fields)
     store_key = _STORE_PREFIX + page
     inputs = st.session_state.get(store_key)
-    if not isinstance(inputs, PageInputs) or inputs.fields != fields:
+    if not isinstance(inputs, PageInputs) or [f.name for f in inputs.fields] != [f.name for f in fields]:
         base = {f.name: f.default for f in fields} | dict(defaults or {})
         values, warnings = _from_query(fields, base)
         inputs = PageInputs(page, page + "_" if prefix is None else prefix, fields, values, warnings)
         st.session_state[store_key] = inputs
-    else:
-        inputs.warnings = []
+    else:  # same inputs; defaults and choices may follow the configuration, the values stay
+        inputs.fields, inputs.warnings = fields, []
     for f in fields:
         key = inputs.key(f.name)
         if key in st.session_state:

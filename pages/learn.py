@@ -9,8 +9,10 @@ import btcore
 from app import charts_learn as cl
 from app import learn_data as ld
 from app.charts import FORMAT_COLORS
-from app.state import get_config
-from app.widgets import format_ints, show_error
+from app.page_state import lesson_mode, page_inputs, show_link, write_url
+from app.snippets import learn_snippet
+from app.state import config_query, get_config, pop_config_warnings
+from app.widgets import format_ints, rank_text, show_error
 
 K = "learn_"  # widget key prefix
 PAGES_DIR = Path(__file__).resolve().parent
@@ -33,17 +35,30 @@ def _link_to_shapes(label: str = "Change the configuration on the Shapes & param
 
 
 cfg = get_config()
+specs, errors = ld.build_specs(cfg)
+examples = ld.examples_for(cfg)
+FIELDS = ld.page_fields(cfg, specs, examples)
+inputs = page_inputs("learn", FIELDS, prefix=K)
+for warning in inputs.warnings + pop_config_warnings():
+    st.warning(warning, icon=":material/link_off:")
+if inputs["example"] not in examples:  # the configuration changed under a stored choice
+    inputs.set("example", next(iter(examples)))
+query = write_url(config_query(cfg), inputs.query())
+lesson = lesson_mode()
+
 st.title("Learn: BT and TT")
 st.caption("What the Block-Term and Tensor-Train formats are, drawn and counted for **your** configuration "
            "(the one chosen on the Shapes & parameters page). Every number on this page comes from `btcore`.")
-
-specs, errors = ld.build_specs(cfg)
 st.markdown(
     f"**Your configuration:** W is {cfg.in_size:,} × {cfg.out_size:,}, tensorized as rows "
     f"{format_ints(cfg.in_modes)} and columns {format_ints(cfg.out_modes)} (order d = {cfg.d}); "
-    f"BT with Tucker rank R = {cfg.bt_rank} and N = {cfg.blocks} block{'s' if cfg.blocks != 1 else ''}; "
-    f"TT ranks {cfg.tt_ranks}; batch {cfg.batch}."
+    f"BT with Tucker rank R = {rank_text(cfg.bt_rank)} and N = {cfg.blocks} block{'s' if cfg.blocks != 1 else ''}; "
+    f"TT ranks {rank_text(cfg.tt_ranks)}; batch {cfg.batch}."
 )
+c1, c2 = st.columns([4, 1])
+c1.markdown("**On this page:** " + " · ".join(f"[{title}](#{anchor})" for anchor, title in ld.SECTIONS))
+with c2:
+    show_link(query, key=K + "link")
 for name, msg in errors.items():
     # btcore's messages contain products like "I*J = 4*4", which Markdown would turn into italics
     show_error(ValueError(msg), f"{name} cannot be built from this configuration")
@@ -60,7 +75,7 @@ dense = specs["Dense"]
 bt, tt = specs.get("BT"), specs.get("TT")
 
 # ---------------------------------------------------------------- 1. tensorization
-st.header("1. From a matrix to a tensor")
+st.header(ld.section_title("tensor"), anchor="tensor")
 st.markdown(
     r"A layer computes **y = x W** with W of shape I × J. Write each row index i as a tuple $(i_1, \dots, i_d)$ "
     r"with $i_k < I_k$, row-major, so $I = I_1 \cdots I_d$; do the same for the columns with $J = J_1 \cdots J_d$. "
@@ -68,9 +83,6 @@ st.markdown(
     r"BT and TT then **pair** each row mode with its column mode, $(i_k, j_k)$, and compress the tensor "
     r"with d modes of sizes $I_k J_k$."
 )
-examples = dict(ld.TEACHING_EXAMPLES)
-if cfg.in_size * cfg.out_size <= 4096 and cfg.d >= 2:
-    examples = {f"your configuration ({cfg.in_size} x {cfg.out_size})": (cfg.in_modes, cfg.out_modes), **examples}
 choice = st.selectbox("Example matrix", list(examples), key=K + "example",
                       help="Your own W is drawn here when it has at most 4,096 entries; otherwise pick a small one.")
 grid = ld.tensorization_grid(*examples[choice])
@@ -86,7 +98,7 @@ st.caption(
 )
 
 # ---------------------------------------------------------------- 2. diagrams
-st.header("2. Three tensor networks for the same W")
+st.header(ld.section_title("diagrams"), anchor="diagrams")
 st.markdown(
     "In a tensor-network diagram a **node** is a tensor and each **leg** one of its indices; a line joining "
     "two nodes is an index they share and that is summed over. Legs are labelled with your mode sizes; "
@@ -102,7 +114,7 @@ with st.container(key=K + "diagrams"):
         else:
             st.info("The TT diagram needs a valid TT configuration (see the error above).")
     if bt is not None:
-        st.plotly_chart(cl.bt_diagram(bt), width="stretch", key=K + "diagram_bt")
+        st.plotly_chart(cl.bt_diagram(bt), width="stretch", key=K + "diagram_bt")  # wraps rows: legible at any N
     else:
         st.info("The BT diagram needs a valid BT configuration (see the error above).")
 st.latex(r"\text{dense: } y_{j} = \sum_{i} x_{i}\, W_{ij}, \qquad P_{\mathrm{dense}} = IJ = " + _latex_int(dense.params))
@@ -121,10 +133,11 @@ st.markdown(
     "linearly in R."
 )
 if bt is not None and bt.blocks > 4:
-    st.caption(f"{bt.blocks} blocks are too many to draw legibly: the middle ones are shown as ⋯; all are identical in shape.")
+    st.caption(f"{bt.blocks} blocks are too many to draw legibly: blocks 4 to {bt.blocks - 1} are shown as ⋯; all "
+               "are identical in shape.")
 
 # ---------------------------------------------------------------- 3. walkthrough
-st.header("3. Computing y = x W step by step")
+st.header(ld.section_title("steps"), anchor="steps")
 st.markdown(
     f"W is never formed. x (batch × I) is reshaped to batch × I₁ × … × I_d and contracted with the "
     f"format's tensors **two at a time**, in the order `btcore.matmul` actually uses for a batch of "
@@ -151,7 +164,9 @@ for tab, name in zip(st.tabs([labels[n] for n in names]), names):
                     "such as the paper's 57,600 × 1,024; for small ones `btcore.matmul(..., method=\"auto\")` "
                     "can form W once and do one matrix product instead.", icon=":material/info:")
         if len(rows) > 1:
-            k = st.slider("Step", 1, len(rows), 1, key=K + f"step_{name}",
+            if st.session_state[K + f"step_{name}"] > len(rows):  # a stored step of a longer plan
+                inputs.set(f"step_{name}", len(rows))
+            k = st.slider("Step", 1, len(rows), key=K + f"step_{name}",
                           help="Move through the contraction order btcore uses.")
         else:
             k = 1
@@ -186,7 +201,7 @@ if bt is not None and tt is not None:
     )
 
 # ---------------------------------------------------------------- 4. feel the sizes
-st.header("4. How the sizes grow")
+st.header(ld.section_title("sizes"), anchor="sizes")
 st.subheader("The Rᵈ core")
 st.markdown(
     f"Keep your W ({cfg.in_size:,} × {cfg.out_size:,}) and split it into d modes: "
@@ -197,10 +212,9 @@ st.markdown(
     "small R (the paper: R = 4, d = 4)."
 )
 c1, c2, c3 = st.columns(3)
-d_pick = c1.slider("Order d", 2, 6, min(max(cfg.d, 2), 6), key=K + "grow_d")
-r_pick = c2.slider("Tucker rank R", 1, 16, min(cfg.bt_rank if isinstance(cfg.bt_rank, int) else 4, 16),
-                   key=K + "grow_r")
-n_pick = c3.slider("Blocks N", 1, 8, min(cfg.blocks, 8), key=K + "grow_n")
+d_pick = c1.slider("Order d", 2, 6, key=K + "grow_d")
+r_pick = c2.slider("Tucker rank R", 1, 16, key=K + "grow_r")
+n_pick = c3.slider("Blocks N", 1, 8, key=K + "grow_n")
 g_rows = ld.growth_rows(cfg.in_size, cfg.out_size, n_pick, range(1, 17), range(2, 7),
                         own=(cfg.in_modes, cfg.out_modes))
 pick = next((r for r in g_rows if (r["d"], r["R"]) == (d_pick, r_pick)), None)
@@ -219,9 +233,8 @@ else:
 st.plotly_chart(cl.growth_chart(g_rows, current=(d_pick, r_pick)), width="stretch", key=K + "growth")
 
 st.subheader("N or R at a fixed budget")
-default_budget = bt.params if bt is not None else 10_000
-budget = st.number_input("Parameter budget", min_value=1, max_value=10**9, value=int(default_budget), step=100,
-                         key=K + "budget", help="Defaults to your BT format's parameter count.")
+budget = st.number_input("Parameter budget", min_value=1, max_value=10**9, step=100, key=K + "budget",
+                         help="Starts at your BT format's parameter count.")
 if bt is not None:
     b_modes = (bt.in_modes, bt.out_modes)
     b_ranks = range(1, min(btcore.max_uniform_rank(*b_modes, "bt"), 24) + 1)
@@ -261,16 +274,8 @@ st.markdown(
 )
 
 # ---------------------------------------------------------------- 5. special cases, the paper
-st.header("5. Special cases, and what the paper keeps dense")
-st.markdown(
-    "- **Tucker** is BT with one block (N = 1): one core and d factors.\n"
-    r"- **CP** (canonical polyadic) of rank N is BT with R = 1: every core is a single number $c_n$, so W is a "
-    r"weighted sum of N Kronecker products of d small $I_k \times J_k$ matrices: "
-    r"$W = \sum_n c_n\, a_n^{(1)} \otimes \dots \otimes a_n^{(d)}$.\n"
-    "- BT sits between them: for a fixed budget, choose many small blocks or few richer ones.\n"
-    r"- A Tucker rank larger than its mode's size $I_k J_k$ adds parameters and no expressive power; `btcore` "
-    "rejects it."
-)
+st.header(ld.section_title("cases"), anchor="cases")
+st.markdown("\n".join("- " + item for item in ld.SPECIAL_CASES))
 st.latex(r"\text{Tucker: } N = 1, \qquad \text{CP: } R_1 = \dots = R_d = 1 \;\Rightarrow\; "
          r"W[(i),(j)] = \sum_{n=1}^{N} c_n \prod_{k=1}^{d} a_n^{(k)}[i_k, j_k]")
 st.markdown(
@@ -285,3 +290,6 @@ st.markdown("**Try it.** Change the modes, ranks and blocks on the Shapes & para
 _link_to_shapes("Shapes & parameters: choose modes, ranks and blocks")
 _link("approximation.py", "Approximation: fit BT, TT, Tucker and CP to a matrix", ":material/compare:")
 _link("training.py", "Training: dense vs TT vs BT recurrent classifiers", ":material/model_training:")
+if not lesson:
+    with st.expander("The code for this page", icon=":material/code:"):
+        st.code(learn_snippet(cfg), language="python")

@@ -143,3 +143,47 @@ def test_invalid_configurations_are_explained(cfg, bad):
         valid = [n for n in ("BT", "TT", "Dense") if n not in bad]
         tables = _walk_tables(at, valid)
         assert list(tables["Dense"]["multiply-adds"]) == [btcore.plan_matmul(cfg.dense_spec(), cfg.batch).macs]
+
+
+def test_inputs_survive_a_page_switch_and_open_from_a_link():
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    at = open_page("learn")
+    at.slider(key="learn_grow_d").set_value(3).run()
+    at.slider(key="learn_grow_n").set_value(6).run()
+    at.number_input(key="learn_budget").set_value(5000).run()
+    at.slider(key="learn_step_BT").set_value(2).run()
+    at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
+    at.switch_page(str(ROOT / "pages" / "learn.py")).run()
+    assert not at.exception
+    kept = {k: at.session_state[k] for k in ("learn_grow_d", "learn_grow_n", "learn_budget", "learn_step_BT")}
+    assert kept == {"learn_grow_d": 3, "learn_grow_n": 6, "learn_budget": 5000, "learn_step_BT": 2}
+    query = dict(at.query_params)
+    fresh = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    fresh.query_params.update(query)
+    fresh.switch_page(str(ROOT / "pages" / "learn.py")).run()
+    assert not fresh.exception
+    assert {k: fresh.session_state[k] for k in kept} == kept
+
+
+def test_text_has_a_table_of_contents_real_bullets_and_typed_ranks():
+    cfg = LabConfig((2, 4, 4, 4, 2), (2, 4, 4, 4, 2), (2, 3, 3, 2, 2), 2, (2, 3, 3, 2), 4)
+    at = open_page("learn", state={CONFIG_KEY: cfg})
+    assert not at.exception
+    text = [m.value for m in at.markdown]
+    toc = next(t for t in text if t.startswith("**On this page:**"))
+    assert toc.count("](#") == 5
+    assert not any("\\n-" in t for t in text)  # no literal backslash-n in the special cases
+    cases = next(t for t in text if "**Tucker** is BT with one block" in t)
+    assert cases.count("\n- ") == 3  # four separate bullets
+    mine = next(t for t in text if t.startswith("**Your configuration:**"))
+    assert "R = 2,3,3,2,2" in mine and "TT ranks 2,3,3,2" in mine and "(" not in mine.split("d = 5")[1]
+
+
+def test_the_code_shown_runs(capsys):
+    at = open_page("learn", state={CONFIG_KEY: LabConfig((4, 4), (4, 4), 2, 2, 2, 8)})
+    (code,) = [c for c in at.code if "BTLinear" in c.value]
+    exec(compile(code.value, "<learn snippet>", "exec"), {})
+    assert "multiply-adds" in capsys.readouterr().out

@@ -215,3 +215,12 @@ def test_the_code_shown_runs_and_gives_the_page_numbers(capsys):
     exec(compile(code.value, "<shapes snippet>", "exec"), {})
     out = capsys.readouterr().out
     assert "3392" in out and "3360" in out and "58982400" in out
+
+
+def test_home_has_a_start_here_path_in_page_order():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120).run()
+    labels = [p.label for p in at.get("page_link")]
+    assert labels == ["1. Shapes & parameters", "2. Learn: BT and TT", "3. Approximation", "4. Training"]
+    assert any("Start here" in h.value for h in at.subheader)

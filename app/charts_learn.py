@@ -254,12 +254,11 @@ def tensorization_figure(grid: TensorizationGrid, show_text: bool | None = None)
                              name="regrouped", **common), 1, 2)
     # Block boundaries on W: rows with the same i1, columns with the same j1.
     bi, bj = I // im[0], J // om[0]
-    for a in range(1, im[0]):
-        fig.add_shape(type="line", x0=-0.5, x1=J - 0.5, y0=a * bi - 0.5, y1=a * bi - 0.5,
-                      line={"color": "black", "width": 2}, row=1, col=1)
-    for b in range(1, om[0]):
-        fig.add_shape(type="line", y0=-0.5, y1=I - 0.5, x0=b * bj - 0.5, x1=b * bj - 0.5,
-                      line={"color": "black", "width": 2}, row=1, col=1)
+    edge = {"type": "line", "xref": "x", "yref": "y", "line": {"color": "black", "width": 2}}
+    fig.update_layout(shapes=[{**edge, "x0": -0.5, "x1": J - 0.5, "y0": a * bi - 0.5, "y1": a * bi - 0.5}
+                              for a in range(1, im[0])]
+                      + [{**edge, "y0": -0.5, "y1": I - 0.5, "x0": b * bj - 0.5, "x1": b * bj - 0.5}
+                         for b in range(1, om[0])])
     fig.update_yaxes(tickmode="array", tickvals=[a * bi + (bi - 1) / 2 for a in range(im[0])],
                      ticktext=[f"i₁={a}" for a in range(im[0])], row=1, col=1)
     fig.update_xaxes(side="top", tickmode="array", tickvals=[b * bj + (bj - 1) / 2 for b in range(om[0])],
@@ -427,11 +426,13 @@ def contraction_tree(steps, selected: int | None = None, title: str = "contracti
     sel = steps[selected - 1] if selected and 0 < selected <= len(steps) else None
     hot = {sel.left, sel.right, sel.result} if sel else set()
     fig = go.Figure()
+    lines = []  # one layout update for all edges: add_shape per edge costs plotly a validation each
     for s in steps:
         for c in (s.left, s.right):
             on = sel is not None and s.result == sel.result
-            fig.add_shape(type="line", x0=pos[c][0], y0=pos[c][1], x1=pos[s.result][0], y1=pos[s.result][1],
-                          layer="below", line={"color": "#d62728" if on else "#999", "width": 4 if on else 2})
+            lines.append({"type": "line", "x0": pos[c][0], "y0": pos[c][1], "x1": pos[s.result][0],
+                          "y1": pos[s.result][1], "layer": "below",
+                          "line": {"color": "#d62728" if on else "#999", "width": 4 if on else 2}})
     names = list(pos)
     kinds = ["input" if n == "x" else ("step" if n in produced else "tensor") for n in names]
     color = {"input": "#c7e9c0", "tensor": "#fdd0a2", "step": "#deebf7"}
@@ -447,7 +448,7 @@ def contraction_tree(steps, selected: int | None = None, title: str = "contracti
                          "color": ["#d62728" if n in hot else "#555" for n in names]}},
     )
     fig.update_layout(title=title, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10}, plot_bgcolor="white",
-                      dragmode=False,
+                      dragmode=False, shapes=lines,
                       xaxis={"visible": False, "range": [-0.7, max(len(order) - 0.3, 0.7)], "fixedrange": True},
                       yaxis={"title": "step", "range": [-0.6, len(steps) + 0.6], "dtick": 1, "fixedrange": True,
                              "showgrid": False, "zeroline": False})

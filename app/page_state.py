@@ -112,6 +112,19 @@ class PageInputs:
         self.values[name] = value
         st.session_state[self.key(name)] = value
 
+    def sync(self) -> None:
+        """Take the values the widgets report; put stored values back into widgets Streamlit dropped.
+
+        :func:`page_inputs` calls it; a fragment whose widgets changed calls it again, since only
+        the fragment reruns.
+        """
+        for f in self.fields:
+            key = self.key(f.name)
+            if key in st.session_state:
+                self.values[f.name] = st.session_state[key]
+            else:
+                st.session_state[key] = self.values[f.name]
+
     def query(self) -> dict[str, str]:
         return {f.name: f.format(self.values[f.name]) for f in self.fields}
 
@@ -148,12 +161,7 @@ def page_inputs(page: str, fields: Sequence[Field], *, prefix: str | None = None
         st.session_state[store_key] = inputs
     else:  # same inputs; defaults and choices may follow the configuration, the values stay
         inputs.fields, inputs.warnings = fields, []
-    for f in fields:
-        key = inputs.key(f.name)
-        if key in st.session_state:
-            inputs.values[f.name] = st.session_state[key]
-        else:
-            st.session_state[key] = inputs.values[f.name]
+    inputs.sync()
     return inputs
 
 

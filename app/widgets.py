@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import streamlit as st
 
 from btcore.shapes import format_ints, parse_ints, parse_rank, rank_text
 
-__all__ = ["parse_ints", "format_ints", "rank_text", "parse_rank", "escape_markdown", "show_error"]
+__all__ = ["parse_ints", "format_ints", "rank_text", "parse_rank", "escape_markdown", "show_error", "page_link"]
+
+PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
 
 
 def escape_markdown(text: str) -> str:
@@ -20,3 +23,11 @@ def show_error(exc: Exception, context: str | None = None) -> None:
     """Show a library error as ``st.error`` (its message names the field and the fix)."""
     msg = escape_markdown(str(exc) or type(exc).__name__)
     st.error(f"**{context}:** {msg}" if context else msg, icon=":material/error:")
+
+
+def page_link(page: str, label: str, icon: str) -> None:
+    """A link to ``pages/<page>``; plain text if that page is not registered (a page run on its own)."""
+    try:
+        st.page_link(str(PAGES_DIR / page), label=label, icon=icon)
+    except Exception:  # not registered in this app (Streamlit raises its own exception types here)
+        st.caption(label + " (see the sidebar).")

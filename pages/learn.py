@@ -1,7 +1,5 @@
 """Learn: what BT and TT are and how ``y = x W`` is contracted, for the user's own configuration."""
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
@@ -12,26 +10,17 @@ from app.charts import FORMAT_COLORS
 from app.page_state import lesson_mode, page_inputs, show_link, write_url
 from app.snippets import learn_snippet
 from app.state import config_query, get_config, pop_config_warnings
-from app.widgets import format_ints, rank_text, show_error
+from app.widgets import format_ints, page_link, rank_text, show_error
 
 K = "learn_"  # widget key prefix
-PAGES_DIR = Path(__file__).resolve().parent
 
 
 def _latex_int(n) -> str:
     return f"{int(n):,}".replace(",", "{,}")
 
 
-def _link(page: str, label: str, icon: str) -> None:
-    """A link to another page of the app; plain text if that page is not registered."""
-    try:
-        st.page_link(str(PAGES_DIR / page), label=label, icon=icon)
-    except Exception:  # not registered in this app (Streamlit raises its own exception types here)
-        st.caption(label + " (see the sidebar).")
-
-
 def _link_to_shapes(label: str = "Change the configuration on the Shapes & parameters page") -> None:
-    _link("shapes.py", label, ":material/straighten:")
+    page_link("shapes.py", label, ":material/straighten:")
 
 
 cfg = get_config()
@@ -45,6 +34,12 @@ if inputs["example"] not in examples:  # the configuration changed under a store
     inputs.set("example", next(iter(examples)))
 query = write_url(config_query(cfg), inputs.query())
 lesson = lesson_mode()
+
+
+def _sync() -> None:
+    """Inside a fragment: store what its widgets report and keep the link current."""
+    inputs.sync()
+    write_url(config_query(cfg), inputs.query())
 
 st.title("Learn: BT and TT")
 st.caption("What the Block-Term and Tensor-Train formats are, drawn and counted for **your** configuration "
@@ -83,19 +78,27 @@ st.markdown(
     r"BT and TT then **pair** each row mode with its column mode, $(i_k, j_k)$, and compress the tensor "
     r"with d modes of sizes $I_k J_k$."
 )
-choice = st.selectbox("Example matrix", list(examples), key=K + "example",
-                      help="Your own W is drawn here when it has at most 4,096 entries; otherwise pick a small one.")
-grid = ld.tensorization_grid(*examples[choice])
-st.plotly_chart(cl.tensorization_figure(grid), width="stretch", key=K + "tensorization")
-im0, om0 = grid.in_modes, grid.out_modes
-st.caption(
-    f"Colour = the pair (i₁, j₁): W splits into an {im0[0]} × {om0[0]} grid of blocks, one per pair. "
-    "Number = the position of the remaining pairs (i₂, j₂, …) inside the block. On the right every block of W "
-    r"has become one row: this regrouped (interleaved) tensor, with modes of size $I_k J_k$, is what the formats "
-    "factorize. Hover an entry to see its indices."
-    + ("" if cfg.in_size * cfg.out_size <= 4096 else
-       f" Your W has {cfg.in_size * cfg.out_size:,} entries, too many to draw, so a small example stands in for it.")
-)
+
+@st.fragment
+def tensorization_section() -> None:
+    """Reruns alone when its own widgets change (the rest of the page stays as drawn)."""
+    _sync()
+    choice = st.selectbox("Example matrix", list(examples), key=K + "example",
+                          help="Your own W is drawn here when it has at most 4,096 entries; otherwise pick a small one.")
+    grid = ld.tensorization_grid(*examples[choice])
+    st.plotly_chart(cl.tensorization_figure(grid), width="stretch", key=K + "tensorization")
+    im0, om0 = grid.in_modes, grid.out_modes
+    st.caption(
+        f"Colour = the pair (i₁, j₁): W splits into an {im0[0]} × {om0[0]} grid of blocks, one per pair. "
+        "Number = the position of the remaining pairs (i₂, j₂, …) inside the block. On the right every block of W "
+        r"has become one row: this regrouped (interleaved) tensor, with modes of size $I_k J_k$, is what the formats "
+        "factorize. Hover an entry to see its indices."
+        + ("" if cfg.in_size * cfg.out_size <= 4096 else
+           f" Your W has {cfg.in_size * cfg.out_size:,} entries, too many to draw, so a small example stands in for it.")
+    )
+
+
+tensorization_section()
 
 # ---------------------------------------------------------------- 2. diagrams
 st.header(ld.section_title("diagrams"), anchor="diagrams")
@@ -145,60 +148,68 @@ st.markdown(
     "joins tensors with index sizes s₁, s₂, … over all the indices they carry costs s₁·s₂·⋯ multiply-adds. "
     "The order matters a lot: a bad one can cost many times more."
 )
-walk = {name: ld.walkthrough_rows(spec, cfg.batch) for name, spec in specs.items()}
-dense_per_sample = sum(r["multiply-adds / sample"] for r in walk["Dense"])
-st.plotly_chart(cl.format_cost_stack(walk), width="stretch", key=K + "cost_stack")
-labels = {"BT": "Block-Term", "TT": "Tensor-Train", "Dense": "Dense (for comparison)"}
-names = [n for n in ld.FORMATS if n in specs]
-for tab, name in zip(st.tabs([labels[n] for n in names]), names):
-    with tab:
-        spec, rows = specs[name], walk[name]
-        plan = btcore.plan_matmul(spec, cfg.batch)
-        meanings = ld.index_meanings(spec, cfg.batch)
-        total = plan.macs
-        st.markdown(f"**{len(rows)} step{'s' if len(rows) != 1 else ''}, {total:,} multiply-adds for the batch "
-                    f"= {total / cfg.batch:,.0f} per sample** ({total / cfg.batch / dense_per_sample:.2%} of dense).")
-        if name != "Dense" and total / cfg.batch >= dense_per_sample:
-            st.info(f"Here {labels[name]} needs at least as many multiply-adds as the dense matrix: with a W this "
-                    "small the saved parameters do not save work. The factorized formats pay off on large layers "
-                    "such as the paper's 57,600 × 1,024; for small ones `btcore.matmul(..., method=\"auto\")` "
-                    "can form W once and do one matrix product instead.", icon=":material/info:")
-        if len(rows) > 1:
-            if st.session_state[K + f"step_{name}"] > len(rows):  # a stored step of a longer plan
-                inputs.set(f"step_{name}", len(rows))
-            k = st.slider("Step", 1, len(rows), key=K + f"step_{name}",
-                          help="Move through the contraction order btcore uses.")
-        else:
-            k = 1
-        c1, c2 = st.columns([3, 2])
-        with c1:
-            st.markdown(f"**Step {k} of {len(rows)}.** "
-                        + ld.step_sentence(plan.steps[k - 1], meanings, rows[k - 1]["involves x"]))
-            st.caption("Index letters: " + ", ".join(f"`{c}` = {m} ({s:,})" for c, (m, s) in meanings.items()))
-        with c2:
-            st.plotly_chart(cl.contraction_tree(plan.steps, k, title="the order: each step joins two tensors"),
-                            width="stretch", key=K + f"tree_{name}")
-        st.plotly_chart(cl.step_bars(rows, color=FORMAT_COLORS[name],
-                                     dense_per_sample=None if name == "Dense" else dense_per_sample, selected=k,
-                                     title=f"{labels[name]}: multiply-adds per sample, by step"),
-                        width="stretch", key=K + f"bars_{name}")
-        table = pd.DataFrame(rows)[["step", "tensors that meet", "result shape", "multiply-adds",
-                                    "multiply-adds / sample", "result memory", "summed over", "einsum", "result",
-                                    "involves x"]]
-        st.dataframe(table, hide_index=True, width="stretch", key=K + f"table_{name}", column_config={
-            "multiply-adds": st.column_config.NumberColumn(format="localized"),
-            "multiply-adds / sample": st.column_config.NumberColumn(format="localized"),
-        })
-        st.caption(f"Multiply-adds per sample summed over the steps: {total / cfg.batch:,.0f}, the figure the "
-                   "Shapes page lists. Result memory: float32 bytes of each intermediate for the whole batch "
-                   f"of {cfg.batch}. On a CPU `btcore.matmul` runs the steps that involve x in row blocks so the "
-                   "intermediates stay in cache: same multiply-adds, less memory traffic.")
-if bt is not None and tt is not None:
-    st.markdown(
-        "Each TT step is one matrix product (a GEMM). BT steps carry more indices at once (the block index n "
-        "and several ranks), so they are smaller, batched contractions: fewer multiply-adds do not always mean "
-        "less time; `btcore.matmul(..., tune=True)` times a few candidate orders and keeps the fastest."
-    )
+
+@st.fragment
+def steps_section() -> None:
+    """Reruns alone when its own widgets change (the rest of the page stays as drawn)."""
+    _sync()
+    walk = {name: ld.walkthrough_rows(spec, cfg.batch) for name, spec in specs.items()}
+    dense_per_sample = sum(r["multiply-adds / sample"] for r in walk["Dense"])
+    st.plotly_chart(cl.format_cost_stack(walk), width="stretch", key=K + "cost_stack")
+    labels = {"BT": "Block-Term", "TT": "Tensor-Train", "Dense": "Dense (for comparison)"}
+    names = [n for n in ld.FORMATS if n in specs]
+    for tab, name in zip(st.tabs([labels[n] for n in names]), names):
+        with tab:
+            spec, rows = specs[name], walk[name]
+            plan = btcore.plan_matmul(spec, cfg.batch)
+            meanings = ld.index_meanings(spec, cfg.batch)
+            total = plan.macs
+            st.markdown(f"**{len(rows)} step{'s' if len(rows) != 1 else ''}, {total:,} multiply-adds for the batch "
+                        f"= {total / cfg.batch:,.0f} per sample** ({total / cfg.batch / dense_per_sample:.2%} of dense).")
+            if name != "Dense" and total / cfg.batch >= dense_per_sample:
+                st.info(f"Here {labels[name]} needs at least as many multiply-adds as the dense matrix: with a W this "
+                        "small the saved parameters do not save work. The factorized formats pay off on large layers "
+                        "such as the paper's 57,600 × 1,024; for small ones `btcore.matmul(..., method=\"auto\")` "
+                        "can form W once and do one matrix product instead.", icon=":material/info:")
+            if len(rows) > 1:
+                if st.session_state[K + f"step_{name}"] > len(rows):  # a stored step of a longer plan
+                    inputs.set(f"step_{name}", len(rows))
+                k = st.slider("Step", 1, len(rows), key=K + f"step_{name}",
+                              help="Move through the contraction order btcore uses.")
+            else:
+                k = 1
+            c1, c2 = st.columns([3, 2])
+            with c1:
+                st.markdown(f"**Step {k} of {len(rows)}.** "
+                            + ld.step_sentence(plan.steps[k - 1], meanings, rows[k - 1]["involves x"]))
+                st.caption("Index letters: " + ", ".join(f"`{c}` = {m} ({s:,})" for c, (m, s) in meanings.items()))
+            with c2:
+                st.plotly_chart(cl.contraction_tree(plan.steps, k, title="the order: each step joins two tensors"),
+                                width="stretch", key=K + f"tree_{name}")
+            st.plotly_chart(cl.step_bars(rows, color=FORMAT_COLORS[name],
+                                         dense_per_sample=None if name == "Dense" else dense_per_sample, selected=k,
+                                         title=f"{labels[name]}: multiply-adds per sample, by step"),
+                            width="stretch", key=K + f"bars_{name}")
+            table = pd.DataFrame(rows)[["step", "tensors that meet", "result shape", "multiply-adds",
+                                        "multiply-adds / sample", "result memory", "summed over", "einsum", "result",
+                                        "involves x"]]
+            st.dataframe(table, hide_index=True, width="stretch", key=K + f"table_{name}", column_config={
+                "multiply-adds": st.column_config.NumberColumn(format="localized"),
+                "multiply-adds / sample": st.column_config.NumberColumn(format="localized"),
+            })
+            st.caption(f"Multiply-adds per sample summed over the steps: {total / cfg.batch:,.0f}, the figure the "
+                       "Shapes page lists. Result memory: float32 bytes of each intermediate for the whole batch "
+                       f"of {cfg.batch}. On a CPU `btcore.matmul` runs the steps that involve x in row blocks so the "
+                       "intermediates stay in cache: same multiply-adds, less memory traffic.")
+    if bt is not None and tt is not None:
+        st.markdown(
+            "Each TT step is one matrix product (a GEMM). BT steps carry more indices at once (the block index n "
+            "and several ranks), so they are smaller, batched contractions: fewer multiply-adds do not always mean "
+            "less time; `btcore.matmul(..., tune=True)` times a few candidate orders and keeps the fastest."
+        )
+
+
+steps_section()
 
 # ---------------------------------------------------------------- 4. feel the sizes
 st.header(ld.section_title("sizes"), anchor="sizes")
@@ -211,85 +222,71 @@ st.markdown(
     r"has $R^d$ entries per block: as R and d grow it soon outweighs the factors, which is why BT is used with "
     "small R (the paper: R = 4, d = 4)."
 )
-c1, c2, c3 = st.columns(3)
-d_pick = c1.slider("Order d", 2, 6, key=K + "grow_d")
-r_pick = c2.slider("Tucker rank R", 1, 16, key=K + "grow_r")
-n_pick = c3.slider("Blocks N", 1, 8, key=K + "grow_n")
-g_rows = ld.growth_rows(cfg.in_size, cfg.out_size, n_pick, range(1, 17), range(2, 7),
-                        own=(cfg.in_modes, cfg.out_modes))
-pick = next((r for r in g_rows if (r["d"], r["R"]) == (d_pick, r_pick)), None)
-if pick is None:
-    st.info(f"R = {r_pick} with d = {d_pick} is not a valid choice for this W: either the size cannot be split "
-            f"into {d_pick} modes of at most {btcore.MAX_MODE}, or R is above a mode's size I_k·J_k.",
-            icon=":material/info:")
-else:
-    st.markdown(f"d = {d_pick}: rows {format_ints(pick['in_modes'])}, columns {format_ints(pick['out_modes'])}; "
-                f"R = {r_pick}, N = {n_pick}.")
-    m2, m3, m4 = st.columns(3)
-    m2.metric("core entries per block (R^d)", f"{pick['core_per_block']:,}")
-    m3.metric("BT parameters", f"{pick['params']:,}", delta=f"{dense.params / pick['params']:,.0f}x fewer than dense",
-              delta_color="off")
-    m4.metric("share in the cores", f"{pick['core'] / pick['params']:.1%}")
-st.plotly_chart(cl.growth_chart(g_rows, current=(d_pick, r_pick)), width="stretch", key=K + "growth")
 
-st.subheader("N or R at a fixed budget")
-budget = st.number_input("Parameter budget", min_value=1, max_value=10**9, step=100, key=K + "budget",
-                         help="Starts at your BT format's parameter count.")
-if bt is not None:
-    b_modes = (bt.in_modes, bt.out_modes)
-    b_ranks = range(1, min(btcore.max_uniform_rank(*b_modes, "bt"), 24) + 1)
-    b_rows = ld.budget_pairs(*b_modes, budget, b_ranks)
-    if b_rows:
-        st.plotly_chart(cl.budget_chart(b_rows, budget, current=(bt.rank, bt.blocks) if isinstance(bt.rank, int) else None),
-                        width="stretch", key=K + "budget_chart")
-        st.caption("Same budget, different shapes: many blocks of low rank (towards CP) or few blocks of high rank "
-                   "(towards Tucker). A higher R captures more interaction between modes per block; more blocks add "
-                   "independent terms. Which wins depends on the matrix: the Approximation page measures it.")
+@st.fragment
+def sizes_section() -> None:
+    """Reruns alone when its own widgets change (the rest of the page stays as drawn)."""
+    _sync()
+    c1, c2, c3 = st.columns(3)
+    d_pick = c1.slider("Order d", 2, 6, key=K + "grow_d")
+    r_pick = c2.slider("Tucker rank R", 1, 16, key=K + "grow_r")
+    n_pick = c3.slider("Blocks N", 1, 8, key=K + "grow_n")
+    g_rows = ld.growth_rows(cfg.in_size, cfg.out_size, n_pick, range(1, 17), range(2, 7),
+                            own=(cfg.in_modes, cfg.out_modes))
+    pick = next((r for r in g_rows if (r["d"], r["R"]) == (d_pick, r_pick)), None)
+    if pick is None:
+        st.info(f"R = {r_pick} with d = {d_pick} is not a valid choice for this W: either the size cannot be split "
+                f"into {d_pick} modes of at most {btcore.MAX_MODE}, or R is above a mode's size I_k·J_k.",
+                icon=":material/info:")
     else:
-        st.info("Even one block of rank 1 exceeds this budget; raise it.", icon=":material/info:")
+        st.markdown(f"d = {d_pick}: rows {format_ints(pick['in_modes'])}, columns {format_ints(pick['out_modes'])}; "
+                    f"R = {r_pick}, N = {n_pick}.")
+        m2, m3, m4 = st.columns(3)
+        m2.metric("core entries per block (R^d)", f"{pick['core_per_block']:,}")
+        m3.metric("BT parameters", f"{pick['params']:,}", delta=f"{dense.params / pick['params']:,.0f}x fewer than dense",
+                  delta_color="off")
+        m4.metric("share in the cores", f"{pick['core'] / pick['params']:.1%}")
+    st.plotly_chart(cl.growth_chart(g_rows, current=(d_pick, r_pick)), width="stretch", key=K + "growth")
+
+    st.subheader("N or R at a fixed budget")
+    budget = st.number_input("Parameter budget", min_value=1, max_value=10**9, step=100, key=K + "budget",
+                             help="Starts at your BT format's parameter count.")
+    if bt is not None:
+        b_modes = (bt.in_modes, bt.out_modes)
+        b_ranks = range(1, min(btcore.max_uniform_rank(*b_modes, "bt"), 24) + 1)
+        b_rows = ld.budget_pairs(*b_modes, budget, b_ranks)
+        if b_rows:
+            st.plotly_chart(cl.budget_chart(b_rows, budget, current=(bt.rank, bt.blocks) if isinstance(bt.rank, int) else None),
+                            width="stretch", key=K + "budget_chart")
+            st.caption("Same budget, different shapes: many blocks of low rank (towards CP) or few blocks of high rank "
+                       "(towards Tucker). A higher R captures more interaction between modes per block; more blocks add "
+                       "independent terms. Which wins depends on the matrix: the Approximation page measures it.")
+        else:
+            st.info("Even one block of rank 1 exceeds this budget; raise it.", icon=":material/info:")
+
+
+sizes_section()
 
 st.subheader("Worked example: the paper's UCF11 layer")
 u = ld.ucf11_example()
-st.markdown(
-    f"Ye et al. (CVPR 2018) classify UCF11 videos with an LSTM whose input is a raw 160 × 120 × 3 frame: "
-    f"57,600 inputs, tensorized as {format_ints(u['in_modes'])}. The four gates are stacked into one "
-    f"57,600 × 1,024 input-to-hidden matrix, with the factor 4 folded into the first output mode: "
-    f"{format_ints(u['out_modes'])}."
-)
-st.dataframe(pd.DataFrame([
-    {"format": "dense LSTM input map", "setting": "57,600 × 1,024", "parameters": u["dense"], "fewer than dense": "1x"},
-    {"format": "TT-LSTM", "setting": "ranks 1-4-4-4-1", "parameters": u["tt"], "fewer than dense": f"{u['ratio_tt']:,.1f}x"},
-    {"format": "BT-LSTM", "setting": f"R = {u['rank']}, N = 1", "parameters": u["bt_n1"],
-     "fewer than dense": f"{u['dense'] / u['bt_n1']:,.1f}x"},
-    {"format": "BT-LSTM", "setting": f"R = {u['rank']}, N = 2", "parameters": u["bt_n2"],
-     "fewer than dense": f"{u['ratio_bt_n2']:,.1f}x"},
-]), hide_index=True, width="stretch", key=K + "ucf11", column_config={
-    "parameters": st.column_config.NumberColumn(format="localized"),
-})
-acc = u["accuracy"]
-st.markdown(
-    f"{u['dense']:,} / {u['bt_n2']:,} = {u['ratio_bt_n2']:,.1f}: the paper's “17,388 times fewer parameters” "
-    f"(N = 2 is inferred from that ratio). Reported top-1 accuracy on UCF11: LSTM {acc['LSTM']}, TT-LSTM "
-    f"{acc['TT-LSTM']}, BT-LSTM {acc['BT-LSTM']}; these are the paper's numbers, not reproduced here."
-)
+intro, outro = ld.ucf11_text(u)
+st.markdown(intro)
+st.dataframe(pd.DataFrame(ld.ucf11_rows(u)), hide_index=True, width="stretch", key=K + "ucf11",
+             column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+st.markdown(outro)
 
 # ---------------------------------------------------------------- 5. special cases, the paper
 st.header(ld.section_title("cases"), anchor="cases")
 st.markdown("\n".join("- " + item for item in ld.SPECIAL_CASES))
 st.latex(r"\text{Tucker: } N = 1, \qquad \text{CP: } R_1 = \dots = R_d = 1 \;\Rightarrow\; "
          r"W[(i),(j)] = \sum_{n=1}^{N} c_n \prod_{k=1}^{d} a_n^{(k)}[i_k, j_k]")
-st.markdown(
-    f"**Why the recurrent weights stay dense.** An LSTM computes its gates from $x_t W + h_{{t-1}} U$. In the "
-    f"paper's setting W is {u['dense']:,} numbers, while U maps the {u['hidden']} hidden units to the 4 gates: "
-    f"{u['hidden']} × {u['hidden'] * 4:,} = {u['recurrent']:,}, only {u['recurrent'] / u['dense']:.2%} of W. Almost all the "
-    "parameters are in the input map, so both the BT-RNN and the TT-RNN papers decompose only W and keep U dense."
-)
+st.markdown(ld.recurrent_text(u))
 st.markdown("**Try it.** Change the modes, ranks and blocks on the Shapes & parameters page: this page follows. "
             "Then see how well each format approximates a given matrix at the same budget, and how BT and TT "
             "recurrent classifiers train against a dense one.")
 _link_to_shapes("Shapes & parameters: choose modes, ranks and blocks")
-_link("approximation.py", "Approximation: fit BT, TT, Tucker and CP to a matrix", ":material/compare:")
-_link("training.py", "Training: dense vs TT vs BT recurrent classifiers", ":material/model_training:")
+page_link("approximation.py", "Approximation: fit BT, TT, Tucker and CP to a matrix", ":material/compare:")
+page_link("training.py", "Training: dense vs TT vs BT recurrent classifiers", ":material/model_training:")
 if not lesson:
     with st.expander("The code for this page", icon=":material/code:"):
         st.code(learn_snippet(cfg), language="python")

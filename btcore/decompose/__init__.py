@@ -9,7 +9,7 @@ One module per family: :mod:`.common` (the :class:`FitInfo` record, :func:`inter
 
 from .als import als_memory_bytes
 from .bt import cap_bt_ranks, fit_bt
-from .budget import BudgetFit, FitTask, budget_candidates, budget_tasks, compare_formats, fit_task
+from .budget import FORMATS, BudgetFit, FitTask, budget_candidates, budget_tasks, compare_formats, fit_task
 from .common import AT_PRECISION, FitInfo, interleave, relative_error
 from .tt import cap_tt_ranks, fit_tt
 from .tucker_cp import fit_cp, fit_tucker
@@ -31,5 +31,6 @@ __all__ = [
     "BudgetFit",
     "compare_formats",
     "AT_PRECISION",
+    "FORMATS",
     "als_memory_bytes",
 ]

@@ -96,8 +96,8 @@ class _null:
 def bench_case(name, W, im, om, R, N, repeats):
     budget = bt_params(im, om, R, N)
     cands = budget_candidates(im, om, budget, formats=("Tucker", "TT"), per_format=1)
-    tucker_rank = next(c["rank"] for c in cands if c["format"] == "Tucker")
-    tt_ranks = next(c["ranks"] for c in cands if c["format"] == "TT")
+    tucker_rank = next(c.rank for c in cands if c.format == "Tucker")
+    tt_ranks = next(c.ranks for c in cands if c.format == "TT")
     rows = []
     sec, (M, info) = _median_time(lambda: fit_bt(W, im, om, R, N, seed=0), repeats)
     rows.append(("btcore fit_bt (ALS)", f"N={N}, R={R}", M.num_params, info.relative_error, sec, CPU["last"],

@@ -47,7 +47,7 @@ def test_default_fit_table_matches_relative_error(fitted):
     W = targets.make_target("bt", *DEFAULT_MODES, 0, noise=0.01)
     res = at.session_state["approx_shown"]
     for _, row in table.iterrows():
-        M, info = res["fits"][row["format"]]
+        M, info = res.fits[row["format"]]
         assert M.num_params == row["parameters"]
         assert row["relative error"] == pytest.approx(relative_error(W, M), rel=1e-9)
         assert row["compression"] == pytest.approx(W.size / row["parameters"])
@@ -76,7 +76,7 @@ def test_default_fit_charts_text_and_downloads(fitted):
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Results (CSV)", "Fitted factors (.pt)"]
     res = at.session_state["approx_shown"]
-    saved = torch.load(io.BytesIO(res["pt"]), weights_only=True)
+    saved = torch.load(io.BytesIO(res.pt), weights_only=True)
     W = targets.make_target("bt", *DEFAULT_MODES, 0, noise=0.01)
     M = btcore.BTMatrix(saved["BT"]["factors"], saved["BT"]["core"])
     assert relative_error(W, M) == pytest.approx(saved["BT"]["relative_error"], rel=1e-6)
@@ -100,11 +100,11 @@ def test_fits_are_cached_by_the_page_and_reused(fitted):
     at = fitted
     cache = at.session_state["approx_fit_cache"]
     res = at.session_state["approx_shown"]
-    assert "new_fits" not in res  # merged into the cache, not kept with the run
-    n_tasks = len({t[:3] for t in res["key"][4]})  # the run's (format, ranks, blocks, role) tasks
+    assert not res.new_fits  # merged into the cache, not kept with the run
+    n_tasks = len({t[:3] for t in res.key[4]})  # the run's (format, ranks, blocks, role) tasks
     assert len(cache) == n_tasks  # every distinct fit of the default run, once
     by_obj = {id(v[0]): k for k, v in cache.items()}
-    assert all(id(M) in by_obj for M, _ in res["fits"].values())
+    assert all(id(M) in by_obj for M, _ in res.fits.values())
     assert "approx_threads" not in [w.key for w in at.number_input]
     threads = torch.get_num_threads()
     job = at.session_state["approx_job"]
@@ -113,10 +113,10 @@ def test_fits_are_cached_by_the_page_and_reused(fitted):
     assert at.session_state["approx_job"] is not job
     assert torch.get_num_threads() == threads
     again = at.session_state["approx_shown"]
-    assert again is not res and len(again["sweep"]) == 3 * 4
+    assert again is not res and len(again.sweep) == 3 * 4
     assert at.session_state["approx_fit_cache"] is cache and len(cache) == n_tasks  # nothing new to fit
-    for fmt, (M, _) in again["fits"].items():
-        assert M is res["fits"][fmt][0]  # the cached fit itself
+    for fmt, (M, _) in again.fits.items():
+        assert M is res.fits[fmt][0]  # the cached fit itself
     at.slider(key="approx_sweep").set_value(5).run()
 
 
@@ -260,9 +260,9 @@ def test_trained_weights_offered_only_when_available(monkeypatch):
     assert not _errors(at)
     W = run.model.rnn.cell.input_map.weight.detach().T.double().numpy()  # the model's (48 x 32) input map
     res = at.session_state["approx_shown"]
-    assert res["shape"] == (48, 32)
+    assert res.shape == (48, 32)
     for _, row in at.dataframe[0].value.iterrows():
-        assert row["relative error"] == pytest.approx(relative_error(W, res["fits"][row["format"]][0]), rel=1e-9)
+        assert row["relative error"] == pytest.approx(relative_error(W, res.fits[row["format"]][0]), rel=1e-9)
 
 
 def test_trained_model_too_large_is_listed_without_forming_its_matrix(monkeypatch):
@@ -314,12 +314,12 @@ def test_stop_keeps_partial_results_out_of_the_cache():
 
 
 def test_failed_fits_and_failed_jobs_are_errors(monkeypatch):
-    from btcore import decompose
+    from btcore.decompose import budget
 
     def no_memory(*args, **kwargs):
         raise ValueError("fitting BT needs 9.0 GiB, more than 50% of the 1.0 GiB free on cpu; use fewer blocks")
 
-    monkeypatch.setattr(decompose, "fit_bt", no_memory)
+    monkeypatch.setattr(budget, "fit_bt", no_memory)  # what fit_task calls
     at = open_page("approximation")
     at.slider(key="approx_sweep").set_value(0).run()
     at = _fit(at)

@@ -1,0 +1,240 @@
+"""The Approximation page's session state: defaults, widget callbacks, trained runs, uploads,
+the two caches and the harvest of a finished job.
+
+Everything here reads or writes ``st.session_state`` (under the prefix :data:`K`); the fitting
+itself is :mod:`app.approximation.run`, run in a background job (:mod:`app.jobs`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+import numpy as np
+import streamlit as st
+import torch
+
+import btcore
+from app import jobs
+from app.state import CONFIG_KEY, get_config
+from btcore import targets as tg
+from btcore.shapes import format_ints, parse_ints, prod, rank_text
+
+from .plan import MAX_ENTRIES, RunSpec
+from .run import RunResult, make_worker
+
+K = "approx_"  # widget and state key prefix
+JOB_KEY = "approximation"
+TRAIN_JOB_KEY = "training"  # the Training page's job in the session's registry (pages/training.py's JOB_KEY)
+#: Largest upload read (bytes): a float64 matrix of MAX_ENTRIES plus file overhead.
+MAX_UPLOAD = 2 * 8 * MAX_ENTRIES
+CACHE_SIZE = 6          # finished runs kept per session
+FIT_CACHE_SIZE = 400    # single fits kept per session (factors only)
+SHAPES = {
+    "256 x 256 (4x4x4x4 -> 4x4x4x4)": ((4, 4, 4, 4), (4, 4, 4, 4)),
+    "1,024 x 1,024 (4x8x8x4 -> 4x8x8x4)": ((4, 8, 8, 4), (4, 8, 8, 4)),
+    "4,096 x 256, tall (8x8x8x8 -> 4x4x4x4)": ((8, 8, 8, 8), (4, 4, 4, 4)),
+    "576 x 64, tall (4x12x12 -> 4x4x4)": ((4, 12, 12), (4, 4, 4)),
+}
+DEFAULT_SHAPE = next(iter(SHAPES))
+SHAPES_PAGE = "Shapes page's modes"
+CUSTOM = "Custom"
+
+
+# -- modes and defaults ------------------------------------------------------------------------
+def shapes_page_config():
+    """The Shapes page's modes when the user set them and they are small enough to fit here."""
+    if CONFIG_KEY not in st.session_state:
+        return None
+    cfg = get_config()
+    if len(cfg.in_modes) != len(cfg.out_modes) or prod(cfg.in_modes) * prod(cfg.out_modes) > MAX_ENTRIES:
+        return None
+    return cfg
+
+
+def set_modes(im, om) -> None:
+    st.session_state[K + "in_modes"] = format_ints(im)
+    st.session_state[K + "out_modes"] = format_ints(om)
+
+
+def on_shape() -> None:
+    name = st.session_state[K + "shape"]
+    cfg = shapes_page_config()
+    if name in SHAPES:
+        set_modes(*SHAPES[name])
+    elif name == SHAPES_PAGE and cfg is not None:
+        set_modes(cfg.in_modes, cfg.out_modes)
+
+
+def mark_custom() -> None:
+    st.session_state[K + "shape"] = CUSTOM
+
+
+def suggest_for(shape) -> None:
+    """Modes that fit a given matrix's shape (same order as typed, else 2)."""
+    try:
+        d = len(parse_ints(st.session_state.get(K + "in_modes", ""), "input modes"))
+    except ValueError:
+        d = 4
+    try:
+        set_modes(btcore.factorize(shape[0], d), btcore.factorize(shape[1], d))
+    except ValueError:
+        set_modes(btcore.factorize(shape[0], 2, max_mode=None), btcore.factorize(shape[1], 2, max_mode=None))
+    st.session_state[K + "shape"] = CUSTOM
+
+
+def init_defaults() -> None:
+    """First visit: the Shapes page's modes when small, else the default shape; ranks from the config."""
+    if K + "in_modes" in st.session_state:
+        return
+    cfg = get_config()
+    small = shapes_page_config()
+    if small is not None:
+        st.session_state[K + "shape"] = SHAPES_PAGE
+        set_modes(small.in_modes, small.out_modes)
+    else:
+        st.session_state[K + "shape"] = DEFAULT_SHAPE
+        set_modes(*SHAPES[DEFAULT_SHAPE])
+    st.session_state[K + "bt_rank"] = rank_text(cfg.bt_rank)
+    st.session_state[K + "blocks"] = int(cfg.blocks)
+    st.session_state[K + "tt_ranks"] = rank_text(cfg.tt_ranks)
+    st.session_state[K + "tucker_rank"] = rank_text(cfg.bt_rank)
+    st.session_state[K + "cp_rank"] = 8
+
+
+# -- given matrices: trained runs and uploads ------------------------------------------------------
+def trained_runs() -> dict:
+    """The models the Training page left: run name -> (shape, in_modes, out_modes, kind).
+
+    Read from each run's configuration; no matrix is formed here (see :func:`trained_matrix`).
+    """
+    job = jobs.get_job(TRAIN_JOB_KEY)
+    if job is None or job.running:
+        return {}
+    out = {}
+    for r in getattr(job, "result", None) or []:
+        if getattr(r, "model", None) is None:
+            continue
+        try:
+            mc = r.config.model
+            shape = (int(mc.input_size), int(mc.gates * mc.hidden_size))
+            im, om = tuple(mc.in_modes), tuple(mc.out_modes)
+            if len(om) != len(im) or prod(om) != shape[1]:  # a dense map of another order
+                om = btcore.factorize(shape[1], len(im))
+            if prod(im) != shape[0]:
+                im = btcore.factorize(shape[0], len(om))
+        except Exception:  # noqa: BLE001 - a model we cannot read is simply not offered
+            continue
+        out[str(r.name)] = (shape, im, om, str(getattr(mc, "kind", "dense")))
+    return out
+
+
+def trained_matrix(name: str) -> tuple[np.ndarray, tuple]:
+    """The input-to-hidden matrix (I x J, float64) of one trained run, formed once per run and job,
+    and what identifies it (for the caches)."""
+    job = jobs.get_job(TRAIN_JOB_KEY)
+    extra = ("trained", name, id(job), job.started_at)
+    memo = st.session_state.get(K + "trained_memo")
+    if memo is not None and memo[0] is job and memo[1] == name:
+        return memo[2], extra
+    run = next(r for r in job.result if str(r.name) == name)
+    imap = run.model.rnn.cell.input_map
+    with torch.no_grad():
+        W = imap.weight.T if isinstance(imap, torch.nn.Linear) else imap.weight_matrix()
+    W = W.detach().to("cpu", torch.float64).numpy().copy()
+    st.session_state[K + "trained_memo"] = (job, name, W)
+    return W, extra
+
+
+def on_trained() -> None:
+    runs = trained_runs()
+    name = st.session_state.get(K + "trained")
+    if name not in runs and runs:
+        name = next(iter(runs))
+    if st.session_state.get(K + "target") == "trained" and name in runs:
+        set_modes(runs[name][1], runs[name][2])
+        st.session_state[K + "shape"] = CUSTOM
+
+
+def read_upload(name: str, data: bytes) -> tuple[np.ndarray, tuple]:
+    """The uploaded matrix (read once per content) and what identifies it; ValueError if unreadable."""
+    sha = hashlib.sha256(data).hexdigest()
+    memo = st.session_state.get(K + "upload_memo")
+    if memo is None or memo[0] != sha:
+        try:
+            memo = (sha, tg.load_uploaded(name, data, max_bytes=MAX_UPLOAD), None)
+        except ValueError as exc:
+            memo = (sha, None, str(exc))
+        st.session_state[K + "upload_memo"] = memo
+    if memo[2] is not None:
+        raise ValueError(memo[2])
+    return memo[1], ("upload", sha)
+
+
+# -- caches, runs and harvest ----------------------------------------------------------------------
+def result_cache() -> OrderedDict:
+    """Finished runs (not stopped, nothing failed): spec key -> :class:`RunResult`, newest last."""
+    c = st.session_state.get(K + "cache")
+    if not isinstance(c, OrderedDict):
+        c = st.session_state[K + "cache"] = OrderedDict()
+    return c
+
+
+def fit_cache() -> dict:
+    """Single fits kept across runs: (target, format, ranks, blocks, effort, seed) -> (M, info).
+
+    Read and written in the script thread only: a worker gets a copy and returns its new fits.
+    """
+    return st.session_state.setdefault(K + "fit_cache", {})
+
+
+def merge_fits(new_fits: dict) -> None:
+    """Add a run's new fits to the fit cache (newest last) and drop the oldest beyond FIT_CACHE_SIZE."""
+    c = fit_cache()
+    for k, v in new_fits.items():
+        c.pop(k, None)
+        c[k] = v
+    while len(c) > FIT_CACHE_SIZE:
+        c.pop(next(iter(c)))
+
+
+def start(spec: RunSpec, W_given) -> bool:
+    """Show the cached result of ``spec``, or start a job that computes it (then True)."""
+    st.session_state.pop(K + "job_error", None)
+    st.session_state.pop(K + "job_note", None)
+    cached = result_cache().get(spec.key)
+    if cached is not None:
+        result_cache().move_to_end(spec.key)
+        st.session_state[K + "shown"] = cached
+        st.session_state[K + "from_cache"] = True
+        return False
+    job = jobs.start_job(JOB_KEY, make_worker(spec, W_given, dict(fit_cache())), name="approximation")
+    st.session_state[K + "job"] = job  # the registry's job; tests join it
+    return True
+
+
+def harvest() -> bool:
+    """Move a finished job's result into the cache and onto the screen (once). True when it did."""
+    job = st.session_state.get(K + "job")
+    if job is None or job.running or st.session_state.get(K + "harvested") is job:
+        return False
+    st.session_state[K + "harvested"] = job
+    snap = job.snapshot()
+    if snap["error"]:
+        st.session_state[K + "job_error"] = snap["error"]
+        return True
+    res: RunResult | None = snap["result"]
+    if res:
+        merge_fits(res.new_fits)  # fits of a stopped or partly failed run are still good
+        res.new_fits = {}
+        if not res.stopped and not res.failures:
+            cache = result_cache()
+            cache[res.key] = res
+            while len(cache) > CACHE_SIZE:
+                cache.popitem(last=False)
+        if res.main or res.sweep:
+            st.session_state[K + "shown"] = res
+        elif res.stopped:
+            st.session_state[K + "job_note"] = "Stopped before any fit finished; the results below (if any) are older."
+        st.session_state[K + "from_cache"] = False
+    return True

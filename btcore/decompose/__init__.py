@@ -1,0 +1,36 @@
+"""Fitting factorized formats to a given matrix: BT (joint ALS), TT (TT-SVD), Tucker and CP.
+
+One module per family: :mod:`.common` (the :class:`FitInfo` record, :func:`interleave`,
+:func:`relative_error`), :mod:`.bt` (:func:`fit_bt`, its driver; :mod:`.als` its ALS engine),
+:mod:`.tt` (:func:`fit_tt`), :mod:`.tucker_cp` (:func:`fit_tucker`, :func:`fit_cp`) and
+:mod:`.budget` (fits at parameter budgets: :class:`FitTask`, :func:`budget_candidates`,
+:func:`compare_formats`).
+"""
+
+from .als import als_memory_bytes
+from .bt import cap_bt_ranks, fit_bt
+from .budget import FORMATS, BudgetFit, FitTask, budget_candidates, budget_tasks, compare_formats, fit_task
+from .common import AT_PRECISION, FitInfo, interleave, relative_error
+from .tt import cap_tt_ranks, fit_tt
+from .tucker_cp import fit_cp, fit_tucker
+
+__all__ = [
+    "FitInfo",
+    "interleave",
+    "fit_bt",
+    "fit_tucker",
+    "fit_cp",
+    "fit_tt",
+    "relative_error",
+    "cap_bt_ranks",
+    "cap_tt_ranks",
+    "budget_candidates",
+    "budget_tasks",
+    "fit_task",
+    "FitTask",
+    "BudgetFit",
+    "compare_formats",
+    "AT_PRECISION",
+    "FORMATS",
+    "als_memory_bytes",
+]

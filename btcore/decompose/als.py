@@ -1,0 +1,391 @@
+"""The joint ALS engine of the Block-Term fit: contractions, the run state, starts and sketches.
+
+:class:`_ALS` holds one run: orthonormal factors U[k] (N, M_k, R_k), cores C (N, R_1..R_d) and the
+cross-Grams P[k]; :meth:`_ALS.sweep` is one sweep of joint ALS over all blocks (see
+:mod:`btcore.decompose.bt` for the algorithm). The driver that screens starts, compresses and
+refines is :func:`btcore.decompose.bt.fit_bt`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from ..shapes import prod
+from .common import _EXACT_BELOW, _einsum
+
+__all__ = ["als_memory_bytes"]
+
+#: Largest N * prod(R) for which the joint core system is solved directly (else CG).
+_DIRECT_CORE_MAX = 768
+
+_M = "abcdefgh"   # mode letters M_k
+_R = "qrstuvwx"   # rank letters R_k (first block)
+_S = "ijklmnop"   # rank letters R_k (second block, Grams)
+_N1, _N2 = "z", "y"  # block letters
+
+
+# ----------------------------------------------------------------------------------------------
+# Contractions
+# ----------------------------------------------------------------------------------------------
+
+def _first_contract(T: torch.Tensor, U: torch.Tensor, j: int) -> tuple[torch.Tensor, str]:
+    """T (no block axis) contracted over mode j with all blocks' factors U (N, M_j, R_j) in one GEMM."""
+    d = T.dim()
+    shape = tuple(T.shape)
+    n, m, r = U.shape
+    a, b = prod(shape[:j]), prod(shape[j + 1:])
+    ucat = U.permute(1, 0, 2).reshape(m, n * r)
+    if b == 1:
+        x = (T.reshape(a, m) @ ucat).reshape(shape[:j] + (n, r))
+    elif a == 1:
+        x = (ucat.T @ T.reshape(m, b)).reshape((n, r) + shape[j + 1:])
+    else:
+        x = torch.matmul(ucat.T, T.reshape(a, m, b)).reshape(shape[:j] + (n, r) + shape[j + 1:])
+    labels = _M[:j] + _N1 + _R[j] + _M[j + 1:d]
+    return x, labels
+
+
+def _contract_more(X: torch.Tensor, labels: str, U: torch.Tensor, j: int) -> tuple[torch.Tensor, str]:
+    """Contract mode j of X (labels) with each block's own factor U (N, M_j, R_j)."""
+    out = labels.replace(_M[j], _R[j])
+    if _N1 not in out:
+        out = _N1 + out
+    return torch.einsum(f"{labels},{_N1}{_M[j]}{_R[j]}->{out}", X, U), out
+
+
+def _contract(T: torch.Tensor, U: list, modes: Sequence[int]) -> tuple[torch.Tensor, str]:
+    """T contracted over ``modes`` with each block's factors; the first step is one GEMM."""
+    d = T.dim()
+    modes = list(modes)
+    if not modes:
+        return T, _M[:d]
+    if d - 1 in modes:
+        first = d - 1
+    elif 0 in modes:
+        first = 0
+    else:
+        first = max(modes, key=lambda j: T.shape[j] / U[j].shape[2])
+    X, lab = _first_contract(T, U[first], first)
+    rest = sorted((j for j in modes if j != first), key=lambda j: -T.shape[j] / U[j].shape[2])
+    for j in rest:
+        X, lab = _contract_more(X, lab, U[j], j)
+    return X, lab
+
+
+def _mode_products(P: list, C: torch.Tensor, skip: int = -1) -> torch.Tensor:
+    """D[n, m] = C_m x_j P[j][n, m] for every mode j != skip: shape (N, N, R_1..R_d).
+
+    Cyclic mode products: each step is one batched GEMM over the N^2 block pairs, (R_j x R_j) times
+    (R_j x prod of the other ranks), followed by moving that mode to the back.
+    """
+    N = C.shape[0]
+    ranks = tuple(C.shape[1:])
+    NN = N * N
+    D = None
+    for j, r in enumerate(ranks):
+        if D is None:
+            if j == skip:
+                D = C.unsqueeze(0).expand((N,) + tuple(C.shape)).reshape(NN, r, -1)
+            else:
+                D = torch.matmul(P[j], C.reshape(1, N, r, -1)).reshape(NN, r, -1)
+        elif j != skip:
+            D = torch.bmm(P[j].reshape(NN, r, r), D.reshape(NN, r, -1))
+        D = D.reshape(NN, r, -1).transpose(1, 2).contiguous()
+    return D.reshape((N, N) + ranks)
+
+
+def _cross_gram(Q: torch.Tensor) -> torch.Tensor:
+    """P[n, m] = Q_n^T Q_m for Q (N, M, R): shape (N, N, R, R)."""
+    n, m, r = Q.shape
+    q = Q.permute(1, 0, 2).reshape(m, n * r)
+    return (q.T @ q).reshape(n, r, n, r).permute(0, 2, 1, 3).contiguous()
+
+
+
+class _ALS:
+    """State of one ALS run: orthonormal factors U[k] (N, M_k, R_k), cores C (N, R...), Grams P[k]."""
+
+    def __init__(self, T: torch.Tensor, U: list, ridge: float, cg_iter: int, C: torch.Tensor | None = None,
+                 tnorm2: float = 1.0, offset2: float = 0.0, exact_below: float = _EXACT_BELOW):
+        self.T = T
+        self.exact_below = exact_below
+        self.d = T.dim()
+        self.U = U
+        self.N = U[0].shape[0]
+        self.ranks = tuple(u.shape[2] for u in U)
+        self.ridge = ridge
+        self.cg_iter = cg_iter
+        # ||T||^2, and the energy of the full tensor outside T (T is a compressed core) so that
+        # errors are those of the full normalised tensor: e^2 = offset2 + ||T - model||^2
+        self.tnorm2 = tnorm2
+        self.offset2 = offset2
+        self.P = [_cross_gram(u) for u in U]
+        h = (self.d + 1) // 2
+        self.groups = [g for g in (list(range(h)), list(range(h, self.d))) if g]
+        X, lab = _contract(T, U, range(self.d))
+        B = self._to_core_layout(X, lab)
+        if C is None:
+            C = torch.zeros((self.N,) + self.ranks, dtype=T.dtype, device=T.device)
+            self.C, AC = self._solve_core(B, C)
+        else:
+            self.C, AC = C, self._apply(C)
+        self.error = self._error(B, AC)
+        self.exact = False
+        self._maybe_exact()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _rank_labels(self) -> str:
+        return _R[: self.d]
+
+    def _to_core_layout(self, X, lab) -> torch.Tensor:
+        out = _N1 + self._rank_labels()
+        if lab == out:
+            return X
+        return torch.einsum(f"{lab}->{out}", X).contiguous()
+
+    def _apply(self, C: torch.Tensor) -> torch.Tensor:
+        """sum_m C_m x_1 P_nm^(1) .. x_d P_nm^(d), plus nothing else (no ridge)."""
+        if self.N == 1:
+            return C  # orthonormal factors: P_11 = I
+        return _mode_products(self.P, C).sum(1)
+
+    def _solve_core(self, B: torch.Tensor, C0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cores minimising the error for fixed factors, and A(cores) (reused by the error)."""
+        if self.N == 1:
+            return B.clone(), B  # orthonormal factors: the system is the identity
+        size = B.numel()
+        lam = self.ridge  # the diagonal blocks of the system are identities (orthonormal factors)
+        if size <= _DIRECT_CORE_MAX:
+            d = self.d
+            terms = [f"{_N1}{_N2}{_R[j]}{_S[j]}" for j in range(d)]
+            eq = ",".join(terms) + f"->{_N1}{_R[:d]}{_N2}{_S[:d]}"
+            K = _einsum(eq, *self.P).reshape(size, size)
+            x = _spd_solve(K + lam * torch.eye(size, dtype=K.dtype, device=K.device), B.reshape(size, 1))
+            return x.reshape(B.shape), (K @ x).reshape(B.shape)
+        # conjugate gradients, warm-started: each iterate lowers the (quadratic) fit error
+        x = C0.clone()
+        Ax = self._apply(x)
+        r = B - Ax - lam * x
+        bnorm = float(torch.linalg.norm(B))
+        if bnorm == 0.0:
+            return torch.zeros_like(B), torch.zeros_like(B)
+        p = r.clone()
+        rs = float((r * r).sum())
+        tol2 = (1e-13 * bnorm) ** 2
+        for _ in range(self.cg_iter):
+            if rs <= tol2:
+                break
+            Ap0 = self._apply(p)
+            Ap = Ap0 + lam * p
+            pAp = float((p * Ap).sum())
+            if pAp <= 0:
+                break
+            alpha = rs / pAp
+            x = x + alpha * p
+            Ax = Ax + alpha * Ap0
+            r = r - alpha * Ap
+            rs_new = float((r * r).sum())
+            p = r + (rs_new / rs) * p
+            rs = rs_new
+        return x, Ax
+
+    def _error(self, B: torch.Tensor, AC: torch.Tensor) -> float:
+        """Relative error from Grams (the full tensor is normalised to norm 1); AC = A(C)."""
+        e2 = self.offset2 + self.tnorm2 - 2.0 * float((B * self.C).sum()) + float((self.C * AC).sum())
+        return math.sqrt(max(e2, 0.0))
+
+    def dense(self) -> torch.Tensor:
+        d = self.d
+        eq = f"{_N1}{_R[:d]}," + ",".join(f"{_N1}{_M[k]}{_R[k]}" for k in range(d)) + f"->{_M[:d]}"
+        return _einsum(eq, self.C, *self.U)
+
+    def exact_error(self) -> float:
+        return math.sqrt(self.offset2 + float(torch.linalg.norm(self.T - self.dense())) ** 2)
+
+    def _maybe_exact(self) -> None:
+        if self.error < self.exact_below:
+            self.error = self.exact_error()
+            self.exact = True
+        else:
+            self.exact = False
+
+    def snapshot(self):
+        return ([u.clone() for u in self.U], self.C.clone(), [p.clone() for p in self.P], self.error, self.exact)
+
+    def restore(self, snap) -> None:
+        U, C, P, err, exact = snap
+        self.U, self.C, self.P, self.error, self.exact = U, C, P, err, exact
+
+    # -- one sweep ----------------------------------------------------------------------------
+    def _update_mode(self, k: int, Xk: torch.Tensor, lab: str) -> None:
+        d, N = self.d, self.N
+        Rk = self.ranks[k]
+        Mk = self.T.shape[k]
+        # right-hand side: T_(k) Z for all blocks, (N, M_k, R_k)
+        core_lab = _N1 + _R[:k] + _S[k] + _R[k + 1:d]
+        F = _einsum(f"{lab},{core_lab}->{_N1}{_M[k]}{_S[k]}", Xk, self.C)
+        # Gram Z^T Z (N R_k x N R_k) from the cross-Grams of the other modes and the cores
+        D = _mode_products(self.P, self.C, skip=k)  # (N, N, R..): D[n, m] = C_m x_{j!=k} P_nm^(j)
+        a, b = prod(self.ranks[:k]), prod(self.ranks[k + 1:])
+        G = torch.einsum("narb,nmasb->nrms", self.C.reshape(N, a, Rk, b), D.reshape(N, N, a, Rk, b))
+        G = G.reshape(N * Rk, N * Rk)
+        G = 0.5 * (G + G.T)
+        lam = self.ridge * max(float(torch.diagonal(G).mean()), 1e-300)
+        G = G + lam * torch.eye(N * Rk, dtype=G.dtype, device=G.device)
+        Fcat = F.permute(1, 0, 2).reshape(Mk, N * Rk)
+        Unew = _spd_solve(G, Fcat.T).T  # (M_k, N R_k)
+        Unew = Unew.reshape(Mk, N, Rk).permute(1, 0, 2)
+        Q, Rt = torch.linalg.qr(Unew)  # (N, M_k, R_k), (N, R_k, R_k)
+        # fold the triangle into the cores: C x_k Rt
+        cl = _N1 + _R[:d]
+        src = cl.replace(_R[k], _S[k])
+        self.C = torch.einsum(f"{_N1}{_R[k]}{_S[k]},{src}->{cl}", Rt, self.C)
+        self.U[k] = Q.contiguous()
+        self.P[k] = _cross_gram(self.U[k])
+
+    def sweep(self) -> None:
+        last = None
+        for g, group in enumerate(self.groups):
+            comp = [j for j in range(self.d) if j not in group]
+            X, lab = _contract(self.T, self.U, comp)
+            for k in group:
+                Xk, labk = X, lab
+                for j in sorted((j for j in group if j != k), key=lambda j: -self.T.shape[j] / self.ranks[j]):
+                    Xk, labk = _contract_more(Xk, labk, self.U[j], j)
+                self._update_mode(k, Xk, labk)
+                last = (k, Xk, labk)
+        k, Xk, labk = last
+        X, lab = _contract_more(Xk, labk, self.U[k], k)
+        B = self._to_core_layout(X, lab)
+        self.C, AC = self._solve_core(B, self.C)
+        self.error = self._error(B, AC)
+        self._maybe_exact()
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Starts, compression, memory
+# ----------------------------------------------------------------------------------------------
+
+def _spd_solve(G: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Solve G X = rhs for symmetric positive (semi)definite G; falls back to lstsq."""
+    L, info = torch.linalg.cholesky_ex(G)
+    if int(info) == 0:
+        return torch.cholesky_solve(rhs, L)
+    return torch.linalg.lstsq(G, rhs, driver="gelsd" if G.device.type == "cpu" else None).solution
+
+
+def _random_orthonormal(shape, gen: torch.Generator, dtype, device) -> torch.Tensor:
+    n, m, r = shape
+    A = torch.randn((n, m, r), generator=gen, dtype=dtype)
+    Q, _ = torch.linalg.qr(A)
+    return Q.to(device)
+
+
+def _mode_gram(T: torch.Tensor, k: int) -> torch.Tensor:
+    shape = tuple(T.shape)
+    a, m, b = prod(shape[:k]), shape[k], prod(shape[k + 1:])
+    if a == 1:
+        X = T.reshape(m, b)
+        return X @ X.T
+    if b == 1:
+        X = T.reshape(a, m)
+        return X.T @ X
+    X = T.reshape(a, m, b)
+    return torch.einsum("amb,anb->mn", X, X)
+
+
+def _hosvd_start(T: torch.Tensor, N: int, ranks, gen: torch.Generator) -> list:
+    """Block n takes singular vectors n R_k .. (n+1) R_k - 1 of each unfolding (random when exhausted)."""
+    U = []
+    for k, r in enumerate(ranks):
+        m = T.shape[k]
+        G = _mode_gram(T, k)
+        _, vecs = torch.linalg.eigh(G)
+        vecs = vecs.flip(1)  # descending
+        blocks = []
+        for n in range(N):
+            lo, hi = n * r, (n + 1) * r
+            if hi <= m:
+                blocks.append(vecs[:, lo:hi])
+            else:
+                A = torch.randn((m, r), generator=gen, dtype=T.dtype).to(T.device)
+                if lo < m:
+                    A[:, : m - lo] = vecs[:, lo:m]
+                blocks.append(torch.linalg.qr(A)[0])
+        U.append(torch.stack(blocks).contiguous())
+    return U
+
+
+def als_memory_bytes(sizes, ranks, N) -> int:
+    """Bytes of the largest float64 tensors a BT fit holds at once: the float64 copy of W, the
+    interleaved T, a reconstruction for exact errors, the first projection of a half-sweep (and
+    copies made by einsum), the direct core system and the Gram work arrays."""
+    t = prod(sizes)
+    first = max(t // m * N * r for m, r in zip(sizes, ranks)) if len(sizes) > 1 else t * N
+    core = N * prod(ranks)
+    direct = core * core if core <= _DIRECT_CORE_MAX else 0
+    gram = N * N * prod(ranks) * max(ranks)
+    return 8 * (3 * t + 3 * first + direct + 4 * gram)
+
+
+def _mode_order(sizes) -> list[int]:
+    """Internal mode order: the two largest modes at the ends, where the first contraction of each
+    half-sweep is one GEMM with the largest reduction."""
+    d = len(sizes)
+    if d <= 2:
+        return list(range(d))
+    idx = sorted(range(d), key=lambda k: (-sizes[k], k))
+    return [idx[0]] + sorted(idx[2:]) + [idx[1]]
+
+
+def _unfold_labels(X: torch.Tensor, lab: str, k: int) -> torch.Tensor:
+    """X (labels ``lab``) as a matrix with mode k's letter as rows."""
+    rest = "".join(c for c in lab if c != _M[k])
+    return torch.einsum(f"{lab}->{_M[k]}{rest}", X).reshape(X.shape[lab.index(_M[k])], -1)
+
+
+def _sketch_bases(T: torch.Tensor, c, gen: torch.Generator, oversample: int = 10) -> list:
+    """Orthonormal V_k (M_k x c_k) spanning the dominant columns of each unfolding of T, from
+    Kronecker-structured Gaussian sketches T x_{j!=k} Omega_j (two large contractions in all)."""
+    d = T.dim()
+    sizes = tuple(T.shape)
+    need = max(c) + oversample
+    q = [min(sizes[j], max(2, math.ceil(need ** (1.0 / (d - 1))))) for j in range(d)]
+    omega = [torch.randn((1, sizes[j], q[j]), generator=gen, dtype=T.dtype).to(T.device) for j in range(d)]
+    h = (d + 1) // 2
+    V = [None] * d
+    for group in (list(range(h)), list(range(h, d))):
+        todo = [k for k in group if c[k] < sizes[k]]
+        for k in group:
+            if c[k] >= sizes[k]:
+                V[k] = torch.eye(sizes[k], dtype=T.dtype, device=T.device)
+        if not todo:
+            continue
+        X, lab = _contract(T, omega, [j for j in range(d) if j not in group])
+        for k in todo:
+            Xk, labk = X, lab
+            for j in group:
+                if j != k:
+                    Xk, labk = _contract_more(Xk, labk, omega[j], j)
+            Y = _unfold_labels(Xk, labk, k)
+            Uy, S, _ = torch.linalg.svd(Y, full_matrices=False)
+            keep = min(c[k], int((S > S[0] * 1e-14).sum()) if S.numel() and S[0] > 0 else 0)
+            B = Uy[:, :keep]
+            if keep < c[k]:
+                extra = torch.randn((sizes[k], c[k] - keep), generator=gen, dtype=T.dtype).to(T.device)
+                extra = extra - B @ (B.T @ extra)
+                B = torch.cat([B, torch.linalg.qr(extra)[0]], dim=1)
+                B = torch.linalg.qr(B)[0]
+            V[k] = B.contiguous()
+    return V
+
+
+def _project_all(T: torch.Tensor, V: list) -> torch.Tensor:
+    """T x_k V_k^T over all modes: the compressed core (c_1..c_d)."""
+    d = T.dim()
+    X, lab = _contract(T, [v.unsqueeze(0) for v in V], range(d))
+    return torch.einsum(f"{lab}->{_N1}{_R[:d]}", X).reshape([v.shape[1] for v in V]).contiguous()

@@ -1,0 +1,270 @@
+"""Fits at parameter budgets: which formats come closest to a budget, and fitting them.
+
+:class:`FitTask` is one planned fit (a format at capped ranks, chosen for a budget or given
+explicitly); :func:`fit_task` runs one; :class:`BudgetFit` is its result row. The Approximation page
+and :func:`compare_formats` both plan with :func:`budget_tasks` and fit with :func:`fit_task`, so
+there is one implementation of "fit at a budget".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..formats import BTSpec, TTSpec, describe, tt_rank_caps
+from ..shapes import check_modes, check_positive_int
+from .bt import cap_bt_ranks, fit_bt
+from .common import FitInfo, _as_matrix
+from .tt import cap_tt_ranks, fit_tt
+
+__all__ = ["FORMATS", "FitTask", "BudgetFit", "budget_candidates", "budget_tasks", "fit_task", "compare_formats"]
+
+#: The formats a budget can be spent on.
+FORMATS = ("BT", "TT", "Tucker", "CP")
+
+
+@dataclass(frozen=True)
+class FitTask:
+    """One planned fit.
+
+    Attributes
+    ----------
+    format : str
+        "BT", "TT", "Tucker" or "CP".
+    ranks : tuple of int
+        Per-mode ranks (capped), or all d+1 TT ranks.
+    blocks : int or None
+        Blocks N (CP: the CP rank); None for TT.
+    params : int
+        Parameters of the format.
+    rank : int, tuple or None
+        The one knob the format was chosen by: R (BT, Tucker; per mode when not uniform), the CP rank
+        or the uniform TT rank r; None for a task given by explicit ranks.
+    compression : float
+        I * J / params.
+    budget : int or None
+        The budget this task is a candidate for (None: explicit ranks).
+    """
+
+    format: str
+    ranks: tuple
+    blocks: int | None
+    params: int
+    rank: int | tuple | None = None
+    compression: float = 0.0
+    budget: int | None = None
+
+    @classmethod
+    def from_spec(cls, spec, budget: int | None = None, rank=None) -> "FitTask":
+        """The task of a BT/Tucker/CP or TT spec (``rank``: the TT rank it was chosen by)."""
+        if isinstance(spec, TTSpec):
+            blocks = None
+        else:
+            blocks = spec.blocks
+            rank = spec.blocks if spec.kind == "CP" else spec.rank
+        return cls(spec.kind, tuple(spec.ranks), blocks, spec.params, rank, spec.compression, budget)
+
+    @property
+    def diff(self) -> int:
+        """params - budget (0 without a budget)."""
+        return 0 if self.budget is None else self.params - self.budget
+
+    @property
+    def key(self) -> tuple:
+        """What identifies the fit: (format, ranks, blocks)."""
+        return (self.format, self.ranks, self.blocks)
+
+    def spec(self, in_modes, out_modes):
+        """The task's format as a spec (no memory limit)."""
+        if self.format == "TT":
+            return TTSpec(in_modes, out_modes, self.ranks, max_bytes=None)
+        return BTSpec(in_modes, out_modes, self.ranks, self.blocks, max_bytes=None)
+
+    def label(self, in_modes, out_modes) -> str:
+        """The ranks as :func:`btcore.formats.describe` writes them ("R=3, N=2", "ranks 1-4-4-4-1")."""
+        return describe(self.spec(in_modes, out_modes))
+
+
+@dataclass
+class BudgetFit:
+    """One row of :func:`compare_formats`: the task, the fitted matrix and its :class:`FitInfo`.
+
+    ``info`` and ``matrix`` are None for a skipped task; ``skipped`` then says why.
+    """
+
+    task: FitTask
+    info: FitInfo | None = None
+    matrix: object = None
+    skipped: str = ""
+
+    @property
+    def format(self) -> str:
+        return self.task.format
+
+    @property
+    def params(self) -> int:
+        return self.task.params if self.info is None else self.info.params
+
+    @property
+    def ranks(self) -> tuple:
+        return self.task.ranks if self.info is None else self.info.ranks
+
+    @property
+    def blocks(self) -> int | None:
+        return self.task.blocks if self.info is None else self.info.blocks
+
+    @property
+    def rank(self):
+        return self.task.rank
+
+    @property
+    def compression(self) -> float:
+        return self.task.compression
+
+    @property
+    def rel_error(self) -> float | None:
+        return None if self.info is None else self.info.relative_error
+
+    @property
+    def seconds(self) -> float:
+        return 0.0 if self.info is None else self.info.seconds
+
+    @property
+    def at_precision(self) -> bool:
+        return self.info is not None and self.info.at_precision
+
+    @property
+    def error_text(self) -> str:
+        return self.skipped if self.info is None else self.info.error_text
+
+
+def _bt_candidates(im, om, budget) -> list[BTSpec]:
+    """BT specs (uniform requested rank R, capped per mode) with N blocks around ``budget``."""
+    top = max(a * b for a, b in zip(im, om))
+    seen = set()
+    out = []
+    for R in range(1, top + 1):
+        ranks, _ = cap_bt_ranks(im, om, R)
+        if ranks in seen:
+            continue
+        seen.add(ranks)
+        per = BTSpec(im, om, ranks, 1, max_bytes=None).params  # parameters of one block
+        n_lo = max(1, budget // per)
+        for N in sorted({n_lo, n_lo + 1}):
+            out.append(BTSpec(im, om, ranks, N, max_bytes=None))
+        if per > 2 * budget:
+            break
+    return out
+
+
+
+def budget_candidates(in_modes, out_modes, budget: int, *, formats=FORMATS,
+                      per_format: int = 5) -> list[FitTask]:
+    """The formats whose parameter counts come closest to ``budget``, for comparisons at equal size.
+
+    For each requested format, up to ``per_format`` candidates sorted by ``|params - budget|``:
+
+    * "BT": all (R, N) pairs with R >= 2 and N >= 2 (ranks capped per mode),
+    * "Tucker": N = 1, "CP": R = 1 (rank = N),
+    * "TT": one inner rank r for every bond (capped where a bond allows less).
+
+    Each :class:`FitTask` has ``format``, ``params``, ``rank`` (R, CP rank or TT rank), ``ranks``
+    (per-mode ranks, or all d+1 TT ranks), ``blocks`` (None for TT), ``compression``, ``budget`` and
+    ``diff`` (params - budget).
+    """
+    im = check_modes(in_modes, "in_modes")
+    om = check_modes(out_modes, "out_modes")
+    if len(im) != len(om):
+        raise ValueError(f"in_modes has {len(im)} modes but out_modes has {len(om)}")
+    budget = check_positive_int(budget, "budget")
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"formats: unknown {bad}; choose from {sorted(FORMATS)}")
+    rows = [FitTask.from_spec(spec, budget) for spec in _bt_candidates(im, om, budget)]
+    # Tucker alone at every rank (N = 1), not only near-budget N
+    sizes = [a * b for a, b in zip(im, om)]
+    for R in range(1, max(sizes) + 1):
+        spec = BTSpec(im, om, cap_bt_ranks(im, om, R)[0], 1, max_bytes=None)
+        if spec.kind != "Tucker":
+            continue
+        rows.append(FitTask.from_spec(spec, budget))
+        if spec.params > 2 * budget:
+            break
+    if len(im) > 1:
+        caps = tt_rank_caps(im, om)
+        seen = set()
+        for r in range(1, max(caps) + 1):
+            full, _ = cap_tt_ranks(im, om, r)
+            if full in seen:
+                continue
+            seen.add(full)
+            spec = TTSpec(im, om, full, max_bytes=None)
+            rows.append(FitTask.from_spec(spec, budget, rank=r))
+            if spec.params > 2 * budget:
+                break
+    out = []
+    for fmt in formats:
+        mine = {}
+        for row in rows:
+            if row.format == fmt:
+                mine[(row.ranks, row.blocks)] = row
+        # ties: fewer blocks (larger ranks) first, as in the paper's settings
+        out.extend(sorted(mine.values(), key=lambda r: (abs(r.diff), r.blocks or 0, r.params))[:per_format])
+    return out
+
+
+def budget_tasks(in_modes, out_modes, budget: int, *, formats=FORMATS, bt_choices: int = 1) -> list[FitTask]:
+    """The fits to run at ``budget``: the ``bt_choices`` BT candidates closest to it and the closest
+    one of each other format, in the order of ``formats``."""
+    bt_choices = check_positive_int(bt_choices, "bt_choices")
+    cands = budget_candidates(in_modes, out_modes, budget, formats=formats, per_format=bt_choices)
+    out, taken = [], {f: 0 for f in formats}
+    for c in cands:
+        if taken[c.format] < (bt_choices if c.format == "BT" else 1):
+            taken[c.format] += 1
+            out.append(c)
+    return out
+
+
+def fit_task(W, in_modes, out_modes, task: FitTask, *, seed: int = 0, fit_kwargs: dict | None = None,
+             progress: Callable[[int, float], None] | None = None,
+             should_stop: Callable[[], bool] | None = None):
+    """Fit ``task`` to W: TT by TT-SVD, BT/Tucker/CP by :func:`~btcore.decompose.bt.fit_bt`.
+
+    ``fit_kwargs`` go to the ALS fits (one start for Tucker unless they set ``restarts``: the HOSVD
+    start suffices); ``seed``, ``progress`` and ``should_stop`` too. Rank caps are not warned about
+    (the task's ranks are capped already). Returns ``(matrix, FitInfo)``.
+    """
+    if task.format == "TT":
+        return fit_tt(W, in_modes, out_modes, task.ranks, warn=False)
+    kw = ({"restarts": 1} if task.format == "Tucker" else {}) | dict(fit_kwargs or {})
+    return fit_bt(W, in_modes, out_modes, task.ranks, task.blocks, seed=seed, progress=progress,
+                  should_stop=should_stop, warn=False, **kw)
+
+
+def compare_formats(W, in_modes, out_modes, budget: int, *, formats=FORMATS,
+                    seed: int = 0, bt_choices: int = 1, max_cp_rank: int = 2000, fit_kwargs: dict | None = None,
+                    progress: Callable[[str, int, float], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> list[BudgetFit]:
+    """Fit each format at the parameter count closest to ``budget`` and tabulate the results.
+
+    Returns one :class:`BudgetFit` per fit (``format``, ``params``, ``compression``, ``rel_error``,
+    ``seconds``, ``rank``, ``ranks``, ``blocks``, ``at_precision``, ``error_text``, ``info``,
+    ``matrix``). ``bt_choices`` BT candidates (closest budgets first) are fitted.
+    ``progress(format, iteration, rel_error)`` is called during the ALS fits; ``should_stop`` is passed
+    on. CP ranks above ``max_cp_rank`` are skipped with a row whose ``rel_error`` is None.
+    """
+    tasks = budget_tasks(in_modes, out_modes, budget, formats=formats, bt_choices=max(1, bt_choices))
+    Wt = _as_matrix(W)
+    rows = []
+    for task in tasks:
+        if should_stop is not None and should_stop():
+            break
+        if task.format == "CP" and task.blocks > max_cp_rank:
+            rows.append(BudgetFit(task, skipped=f"skipped: CP rank {task.blocks} > {max_cp_rank}"))
+            continue
+        cb = None if progress is None else (lambda it, e, _f=task.format: progress(_f, it, e))
+        M, info = fit_task(Wt, in_modes, out_modes, task, seed=seed, fit_kwargs=fit_kwargs, progress=cb,
+                           should_stop=should_stop)
+        rows.append(BudgetFit(task, info, M))
+    return rows

@@ -1,0 +1,77 @@
+"""Unit tests of app/approximation/run.py: the worker, its records and exports, without AppTest."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+import btcore
+from app.approximation import plan, run
+from btcore import decompose as dec
+from btcore import targets as tg
+
+
+def test_downsample_block_means_and_ragged():
+    A = np.arange(16, dtype=float).reshape(4, 4)
+    assert np.array_equal(run.downsample(A, 4), A)
+    B = run.downsample(A, 2)
+    assert B.shape == (2, 2)
+    assert B[0, 0] == pytest.approx(np.mean([0, 1, 4, 5]))
+    R = np.ones((5, 300))
+    D = run.downsample(R, 128)
+    assert D.shape == (5, 100) and np.allclose(D, 1.0)  # ragged groups averaged over what they hold
+    E = run.downsample(np.arange(5.0)[:, None], 2)
+    assert E.ravel().tolist() == [1.0, 3.5]  # groups of 3: (0,1,2), (3,4)
+    with pytest.raises(ValueError):
+        run.downsample(np.zeros(4))
+
+
+class _Job:
+    """What the worker uses of app.jobs.Job: progress updates and the stop flag."""
+
+    should_stop = False
+    progress = 0.0
+
+    def update(self, progress=None, message=None):
+        if progress is not None:
+            self.progress = progress
+
+
+def test_worker_fits_each_task_once_keeps_the_best_candidate_and_reconstructs():
+    spec = plan.build_spec(plan.SpecInputs("2x4x4x2", "4x4x4x2", budget=300, sweep_points=3))
+    res = run.make_worker(spec, None, {})(_Job())
+    assert isinstance(res, run.RunResult) and not res.failures and not res.stopped
+    W = tg.make_target("bt", (2, 4, 4, 2), (4, 4, 4, 2), 0, noise=0.01)
+    assert [r.format for r in res.main] == ["BT", "TT", "Tucker", "CP"]
+    assert len(res.new_fits) == len({spec.fit_key(t.task) for t in spec.tasks})  # repeats fitted once
+    bt = [res.new_fits[spec.fit_key(t.task)][1] for t in spec.main if t.task.format == "BT"]
+    assert res.fits["BT"][1] is min(bt, key=lambda i: i.relative_error)  # best of the two BT candidates
+    for r in res.main:
+        M, info = res.fits[r.format]
+        assert r.rel_error == pytest.approx(dec.relative_error(W, M), rel=1e-12)
+        assert r.ranks == btcore.formats.describe(info.spec) and r.history == info.errors
+    assert any("best of" in n for n in res.main[0].notes)
+    assert len(res.sweep) == 3 * 4 and all(isinstance(p, run.SweepPoint) for p in res.sweep)
+    # a second run with those fits known fits nothing and returns the very same objects
+    again = run.make_worker(spec, None, dict(res.new_fits))(_Job())
+    assert again.new_fits == {} and all(again.fits[f][0] is res.fits[f][0] for f in res.fits)
+    csv = run.results_csv(res).decode().splitlines()
+    assert "stopped on" in csv[0] and len(csv) == 1 + 4 + 12
+    saved = torch.load(io.BytesIO(res.pt), weights_only=True)
+    assert saved["BT"]["relative_error"] == pytest.approx(res.fits["BT"][1].relative_error)
+
+
+def test_worker_reports_failed_fits_and_keeps_the_others(monkeypatch):
+    from btcore.decompose import budget
+
+    def no_memory(*args, **kwargs):
+        raise ValueError("fitting BT needs 9.0 GiB")
+
+    monkeypatch.setattr(budget, "fit_bt", no_memory)
+    spec = plan.build_spec(plan.SpecInputs("2x4x4x2", "4x4x4x2", budget=300, sweep_points=0))
+    res = run.make_worker(spec, None, {})(_Job())
+    assert len(res.failures) == 4 and all("9.0 GiB" in f for f in res.failures)
+    assert [r.format for r in res.main] == ["TT"]

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -131,16 +132,25 @@ def checkpoint_bytes(model: nn.Module, config: TrainConfig, history: list[dict] 
 def _read_checkpoint(src, name: str, device) -> dict:
     """The checkpoint's dict, read with ``weights_only=True``; every failure as a ValueError naming the file."""
     try:
-        blob = torch.load(src, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a foreign file it then refuses
+            warnings.simplefilter("ignore", UserWarning)
+            blob = torch.load(src, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise
     except EOFError:
         raise ValueError(f"checkpoint {name}: the file is empty or cut short; save it again") from None
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower():  # torch refused an object that only code could rebuild
+        # torch's weights-only unpickler wraps what it refused in advice lines; keep the line that says what
+        text = str(exc)
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        said = [ln.removeprefix("WeightsUnpickler error:").strip() for ln in lines[1:]
+                if not ln.startswith(("Please file an issue", "Check the documentation"))]
+        detail = next((ln for ln in said if ln), lines[0] if lines else type(exc).__name__)
+        if "GLOBAL" in text.upper():  # a class or function to import: code
             raise ValueError(f"checkpoint {name}: refused, it holds objects other than tensors and plain data "
-                             "(a BT Lab checkpoint never does; do not load files from untrusted sources)") from None
-        raise ValueError(f"checkpoint {name}: not a torch file ({exc})") from None
+                             f"({detail}); a BT Lab checkpoint never does, so the file was made elsewhere or "
+                             "tampered with") from None
+        raise ValueError(f"checkpoint {name}: not a torch file, or a damaged one ({detail})") from None
     except (RuntimeError, OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         # torch reports a truncated or foreign zip archive as a RuntimeError from its stream reader
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -192,7 +202,7 @@ def load_checkpoint(path, device="cpu") -> tuple[nn.Module, TrainConfig, list[di
         weights missing, unexpected or of the wrong shape for that configuration.
     """
     src = path if hasattr(path, "read") else Path(path)
-    name = str(getattr(path, "name", None) or ("the uploaded file" if hasattr(path, "read") else path))
+    name = str(getattr(path, "name", None) or "the uploaded file") if hasattr(path, "read") else str(path)
     if isinstance(src, Path) and src.is_dir():
         raise ValueError(f"checkpoint {name}: is a folder; give the .pt file")
     blob = _read_checkpoint(src, name, device)

@@ -1,4 +1,4 @@
-"""Plotly figures and tables for the Training page: pure functions of the trainer's events.
+"""Plotly figures of the Training page: pure functions of the trainer's events (the tables: app.training.tables).
 
 Events are the dicts :func:`btcore.train.train` reports (``"step"``, ``"eval"``, ``"start"``,
 ``"end"``); every figure here can be rebuilt from a saved history.
@@ -11,9 +11,9 @@ import math
 import plotly.graph_objects as go
 
 from app.charts import FORMAT_COLORS
-from btcore.rnn import PAPER_UCF11_ACCURACY
+from app.training.tables import run_names
 
-__all__ = ["run_color", "loss_figure", "accuracy_figure", "metrics_rows", "paper_rows", "EXTRA_COLORS"]
+__all__ = ["run_color", "loss_figure", "accuracy_figure", "EXTRA_COLORS"]
 
 EXTRA_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _KIND_LABEL = {"dense": "Dense", "tt": "TT", "bt": "BT"}
@@ -21,11 +21,6 @@ _KIND_LABEL = {"dense": "Dense", "tt": "TT", "bt": "BT"}
 
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
-
-
-def _runs(events: list[dict]) -> list[str]:
-    """Run names in the order they appear."""
-    return list(dict.fromkeys(e["run"] for e in events if "run" in e))
 
 
 def _kinds(events: list[dict]) -> dict[str, str]:
@@ -48,7 +43,7 @@ def _colors(events):
     kinds = _kinds(events)
     seen_kinds: dict[str, int] = {}
     colors = {}
-    for i, run in enumerate(_runs(events)):
+    for i, run in enumerate(run_names(events)):
         k = kinds.get(run)
         n = seen_kinds.get(k, 0)
         seen_kinds[k] = n + 1
@@ -64,7 +59,7 @@ def _series(events, run, event, key):
 def _figure(events: list[dict], train_key: str, val_key: str, title: str, y_title: str, *, smooth_steps: bool) -> go.Figure:
     fig = go.Figure()
     colors = _colors(events)
-    for run in _runs(events):
+    for run in run_names(events):
         c = colors[run]
         if smooth_steps:
             x, y = _series(events, run, "step", train_key)
@@ -102,46 +97,3 @@ def accuracy_figure(events: list[dict], chance: float | None = None) -> go.Figur
                       annotation_position="bottom right")
     fig.update_yaxes(range=[0, 1.02])
     return fig
-
-
-def metrics_rows(events: list[dict]) -> list[dict]:
-    """One row per run with its latest metrics and status (for the live table)."""
-    rows = []
-    for run in _runs(events):
-        evs = [e for e in events if e.get("run") == run]
-        start = next((e for e in evs if e.get("event") == "start"), {})
-        steps = [e for e in evs if e.get("event") == "step"]
-        evals = [e for e in evs if e.get("event") == "eval"]
-        end = next((e for e in evs if e.get("event") == "end"), None)
-        last = steps[-1] if steps else {}
-        ev = evals[-1] if evals else {}
-        speeds = sorted(e["examples_per_s"] for e in steps[-20:] if _finite(e.get("examples_per_s")))
-        rows.append({
-            "run": run,
-            "status": end["status"] if end else ("running" if steps or start else "waiting"),
-            "parameters": start.get("params"),
-            "input-map parameters": start.get("input_map_params"),
-            "step": last.get("step", 0),
-            "of steps": start.get("total_steps"),
-            "epoch": round(last.get("epoch", 0.0), 2),
-            "train loss": last.get("train_loss"),
-            "val loss": ev.get("val_loss"),
-            "val accuracy": ev.get("val_acc"),
-            "examples/s": speeds[len(speeds) // 2] if speeds else None,
-            "ms / step": 1000 * last["step_time"] if _finite(last.get("step_time")) else None,
-            "note": end["reason"] if end and end["status"] != "done" else "",
-        })
-    return rows
-
-
-def paper_rows(configs: dict[str, object]) -> list[dict]:
-    """Rows comparing the paper's UCF11 architectures from their :class:`ClassifierConfig` s."""
-    dense = configs["dense"].input_map_params()
-    rows = []
-    for kind, cfg in configs.items():
-        p = cfg.input_map_params()
-        rows.append({"model": cfg.describe(), "input modes": "x".join(map(str, cfg.in_modes)),
-                     "output modes": "x".join(map(str, cfg.out_modes)), "input-map parameters": p,
-                     "compression": dense / p, "all parameters": cfg.num_params(),
-                     "paper's UCF11 accuracy": PAPER_UCF11_ACCURACY[kind]})
-    return rows

@@ -1,4 +1,4 @@
-"""Benchmark: training speed of dense, TT and BT LSTM classifiers (issue 4's speed targets).
+"""Benchmark: training speed of dense, TT and BT LSTM classifiers against their speed targets.
 
 Part 1, the default synthetic task on CPU (3x32x32 frames, 8 per clip, the defaults of
 ``python -m btcore.train``): trains the three default models one after another with

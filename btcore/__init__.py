@@ -10,7 +10,7 @@ Public API (see each module for details):
 * layers: :class:`BTLinear`, :class:`TTLinear`; rnn: LSTM/GRU cells and layers, :class:`SequenceClassifier`
 * decompose: :func:`fit_bt`, :func:`fit_tt`, :func:`fit_tucker`, :func:`fit_cp`, :func:`relative_error`
 * targets (module): target matrices and safe upload loading; data: synthetic action clips
-* train (module, ``python -m btcore.train``): trainer, comparisons, CLI, DDP
+* train (package, ``python -m btcore.train``): trainer, comparisons, checkpoints, CLI, DDP
 """
 
 from .shapes import MAX_MODE, check_modes, factorize, nearest_factorizable, prime_factors
@@ -29,7 +29,6 @@ from .decompose import (
 from . import targets
 from .data import ACTION_NAMES, ClipSet, SyntheticActions, load_clip_folder
 
-# btcore.train is not imported here: `python -m btcore.train` would warn that the module was already
-# imported, and a function named `train` would shadow the submodule. Use `from btcore import train`.
+from . import train
 
 __version__ = "0.1.0"

@@ -62,6 +62,7 @@ __all__ = [
     "parse_frame_shape",
     "load_clip_folder",
     "mean_frame_features",
+    "resolve_data_path",
 ]
 
 #: Names of the synthetic classes, in label order.
@@ -668,3 +669,32 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
     train = ClipSet(x[~mask], y[~mask], shape, names, src)
     val = ClipSet(x[mask], y[mask], shape, names, src)
     return train, val
+
+
+def resolve_data_path(path, root) -> Path:
+    """``path`` (relative to ``root``, or absolute) as a resolved folder inside ``root``; else a ValueError.
+
+    For callers that must not read outside one data root (the app serves whoever opens it): the
+    path and the root are resolved first (symlinks followed, ``.`` and ``..`` folded), so neither a
+    ``..`` nor a symlink can lead out. A path with a ``..`` part is refused outright.
+
+    Raises
+    ------
+    ValueError
+        When the root is not a folder, the path has a ``..`` part, resolves outside the root, or is
+        not an existing folder.
+    """
+    root_path = Path(root).expanduser()
+    if not root_path.is_dir():
+        raise ValueError(f"data root {root}: not a folder; create it, or point it at the folder holding the data")
+    base = root_path.resolve()
+    raw = Path(path).expanduser()
+    if ".." in raw.parts:
+        raise ValueError(f"data path {path}: '..' is not allowed; name a folder inside the data root {base}")
+    full = (raw if raw.is_absolute() else base / raw).resolve()
+    if not full.is_relative_to(base):
+        raise ValueError(f"data path {path}: leads to {full}, outside the data root {base} (a symlink or an "
+                         "absolute path); put the data inside the data root")
+    if not full.is_dir():
+        raise ValueError(f"data path {path}: no such folder in the data root {base}")
+    return full

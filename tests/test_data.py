@@ -171,3 +171,43 @@ def test_clip_folder_errors(tmp_path, clip_root):
     np.save(bad / "0001.npy", np.zeros((2, 2, 2, 2, 2)))
     with pytest.raises(ValueError, match="frame must be"):
         load_clip_folder(clip_root)
+
+
+# -- resolve_data_path: paths confined to a data root ------------------------------------------------
+
+def test_resolve_data_path_inside_the_root(tmp_path):
+    from btcore.data import resolve_data_path
+
+    root = tmp_path / "data"
+    (root / "ucf" / "clap").mkdir(parents=True)
+    assert resolve_data_path("ucf", root) == (root / "ucf").resolve()
+    assert resolve_data_path(root / "ucf", root) == (root / "ucf").resolve()  # absolute, inside
+    assert resolve_data_path("ucf/./clap", root) == (root / "ucf" / "clap").resolve()
+    (root / "alias").symlink_to(root / "ucf")  # a symlink that stays inside is fine
+    assert resolve_data_path("alias", root) == (root / "ucf").resolve()
+    with pytest.raises(ValueError, match="no such folder in the data root"):
+        resolve_data_path("missing", root)
+    with pytest.raises(ValueError, match="data root .*not a folder"):
+        resolve_data_path("ucf", tmp_path / "nowhere")
+
+
+def test_resolve_data_path_refuses_dotdot_and_escaping_symlinks(tmp_path):
+    from btcore.data import resolve_data_path
+
+    root = tmp_path / "data"
+    (root / "ucf").mkdir(parents=True)
+    secret = tmp_path / "secret"
+    (secret / "cls").mkdir(parents=True)
+    for bad in ("../secret", "ucf/../../secret", "ucf/.."):
+        with pytest.raises(ValueError, match="'..' is not allowed"):
+            resolve_data_path(bad, root)
+    with pytest.raises(ValueError, match="outside the data root"):
+        resolve_data_path(secret, root)  # an absolute path elsewhere
+    with pytest.raises(ValueError, match="outside the data root"):
+        resolve_data_path("/", root)
+    (root / "link").symlink_to(secret)
+    with pytest.raises(ValueError, match=r"leads to .*secret, outside the data root"):
+        resolve_data_path("link", root)
+    (root / "ucf" / "deep").symlink_to(tmp_path)
+    with pytest.raises(ValueError, match="outside the data root"):
+        resolve_data_path("ucf/deep/secret", root)

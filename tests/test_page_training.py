@@ -172,15 +172,22 @@ def test_leaving_the_page_stops_the_worker():
 # checks isolation with two real browser sessions.
 
 
-def test_clip_folder_task(tmp_path):
-    root = tmp_path / "clips"
-    for k, name in enumerate(("clap", "wave", "run")):
+def _clip_folder(root, classes=("clap", "wave", "run")):
+    for k, name in enumerate(classes):
         (root / name).mkdir(parents=True)
         for i in range(4):
             arr = np.random.default_rng(10 * k + i).integers(0, 255, (5, 20, 20, 3), dtype=np.uint8)
             np.save(root / name / f"clip{i}.npy", arr)
+    return root
+
+
+def test_clip_folder_task(tmp_path, monkeypatch):
+    monkeypatch.setenv("BTLAB_DATA_ROOT", str(tmp_path))
+    _clip_folder(tmp_path / "clips")
     at = open_page("training")
-    at.text_input(key="train_folder").set_value(str(root)).run()
+    assert "train_folder" not in [t.key for t in at.text_input]  # no free path: only the data root's datasets
+    assert at.selectbox(key="train_dataset").options == ["Synthetic motions (built in)", "clips"]
+    at.selectbox(key="train_dataset").set_value("clips").run()
     assert any("3 class folders" in c.value for c in at.caption)
     at = _small(at, kinds=["BT"])
     at.button(key="train_start").click().run()
@@ -189,8 +196,26 @@ def test_clip_folder_task(tmp_path):
     assert "9 training / 3 validation clips, 3 classes" == job.data_info
     at.run()
     assert not at.exception
-    at.text_input(key="train_folder").set_value(str(tmp_path / "nowhere")).run()
-    assert at.error and not at.exception
+
+
+def test_datasets_outside_the_data_root_are_not_offered(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    _clip_folder(root / "inside")
+    outside = _clip_folder(tmp_path / "secret")
+    (root / "escape").symlink_to(outside)  # a symlink out of the root
+    (root / "one_class" / "clap").mkdir(parents=True)  # not a dataset: a single class
+    monkeypatch.setenv("BTLAB_DATA_ROOT", str(root))
+    at = open_page("training")
+    assert not at.exception
+    assert at.selectbox(key="train_dataset").options == ["Synthetic motions (built in)", "inside"]
+
+
+def test_empty_data_root_offers_the_synthetic_task(tmp_path, monkeypatch):
+    monkeypatch.setenv("BTLAB_DATA_ROOT", str(tmp_path / "none_yet"))
+    at = open_page("training")
+    assert not at.exception
+    assert at.selectbox(key="train_dataset").options == ["Synthetic motions (built in)"]
+    assert any("No clip folders in the data root" in c.value and "BTLAB_DATA_ROOT" in c.value for c in at.caption)
 
 
 def test_unreadable_clip_folder_is_an_error_not_a_traceback(tmp_path, monkeypatch):
@@ -198,13 +223,13 @@ def test_unreadable_clip_folder_is_an_error_not_a_traceback(tmp_path, monkeypatc
 
     root = tmp_path / "locked"
     (root / "clap").mkdir(parents=True)
+    monkeypatch.setenv("BTLAB_DATA_ROOT", str(root))
 
     def denied(self):
         raise PermissionError(13, "Permission denied", str(self))
 
     monkeypatch.setattr(pathlib.Path, "iterdir", denied)
     at = open_page("training")
-    at.text_input(key="train_folder").set_value(str(root)).run()
     assert not at.exception
     assert any("Cannot read the clip folder" in e.value and "Permission denied" in e.value for e in at.error)
 
@@ -222,46 +247,3 @@ def test_paper_architectures_at_reduced_frame_size():
         model = e["config"]["model"]
         assert tuple(model["hidden_modes"]) == (4, 4, 4, 4) and model["dropout"] == 0.25
     assert [e["input_map_params"] for e in starts][0] == 768 * 1024
-
-
-# -- the chart builders (pure functions of the trainer's events) ----------------------------------
-
-def _events():
-    start = {"event": "start", "run": "BT", "params": 100, "input_map_params": 10, "total_steps": 4,
-             "config": {"model": {"kind": "bt"}}}
-    steps = [{"event": "step", "run": "BT", "step": i, "epoch": i / 2, "train_loss": 2.0 - 0.1 * i, "train_acc": 0.5,
-              "step_time": 0.01, "examples_per_s": 3200.0} for i in (1, 2, 3)]
-    ev = {"event": "eval", "run": "BT", "step": 2, "epoch": 1.0, "train_loss": 1.85, "train_acc": 0.4,
-          "val_loss": 1.9, "val_acc": 0.3}
-    dense = [{"event": "start", "run": "LSTM", "params": 1000, "total_steps": 4, "config": {"model": {"kind": "dense"}}},
-             {"event": "step", "run": "LSTM", "step": 1, "train_loss": float("nan"), "step_time": 0.02,
-              "examples_per_s": 1600.0},
-             {"event": "end", "run": "LSTM", "status": "diverged", "reason": "non-finite loss"}]
-    return [start, *steps, ev, *dense]
-
-
-def test_chart_builders():
-    from app import charts_training as ct
-    from app.charts import FORMAT_COLORS
-
-    events = _events()
-    loss = ct.loss_figure(events)
-    names = [t.name for t in loss.data]
-    assert names == ["BT train", "BT validation"]  # the NaN step of LSTM draws nothing
-    assert list(loss.data[0].x) == [1, 2, 3] and loss.data[0].line.color == FORMAT_COLORS["BT"]
-    acc = ct.accuracy_figure(events, chance=0.25)
-    assert [t.name for t in acc.data] == ["BT train", "BT validation"] and list(acc.data[1].y) == [0.3]
-    rows = ct.metrics_rows(events)
-    assert [r["run"] for r in rows] == ["BT", "LSTM"]
-    assert rows[0]["status"] == "running" and rows[0]["step"] == 3 and rows[0]["val accuracy"] == 0.3
-    assert rows[1]["status"] == "diverged" and rows[1]["note"] == "non-finite loss"
-    assert ct.run_color("x", "tt", 0) == FORMAT_COLORS["TT"]
-
-
-def test_paper_rows():
-    from app import charts_training as ct
-    from btcore.rnn import ucf11_config
-
-    rows = ct.paper_rows({k: ucf11_config(k) for k in ("dense", "tt", "bt")})
-    assert [r["input-map parameters"] for r in rows] == [58_982_400, 3_360, 3_392]
-    assert int(rows[2]["compression"]) == 17_388  # the paper's "17,388 times fewer"

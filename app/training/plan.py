@@ -1,0 +1,107 @@
+"""Model configurations and training runs from the Training page's choices (no Streamlit here).
+
+The page reads its widgets into a :class:`Choices`, calls :func:`plan_models` (a :class:`ModelPlan`,
+or a ValueError naming the field and the fix) and :func:`make_runs`, and draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from btcore.data import parse_frame_shape
+from btcore.rnn import GATES, ClassifierConfig
+from btcore.shapes import format_ints, parse_rank, prod
+from btcore.train import TrainConfig, fit_model_config
+
+__all__ = ["FRAME_SIZES", "KIND_LABELS", "Choices", "ModelPlan", "plan_models", "make_runs", "paper_models",
+           "shared_hidden_modes"]
+
+FRAME_SIZES = {"3x16x16 (768 inputs)": "3x16x16", "3x32x32 (3,072 inputs)": "3x32x32",
+               "3x48x64 (9,216 inputs)": "3x48x64", "3x120x160 (57,600: the paper's UCF11 frames)": "3x120x160"}
+KIND_LABELS = {"Dense": "dense", "TT": "tt", "BT": "bt"}
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The page's model and optimiser widgets, as read."""
+
+    kinds: tuple[str, ...]  # labels of KIND_LABELS
+    cell: str
+    hidden: int
+    d: int
+    blocks: int
+    bt_rank_text: str
+    tt_rank_text: str
+    dropout: float
+    frame_label: str
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    batch: int = 32
+    epochs: int = 8
+    seed: int = 0
+    clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """The models to train, with what was adjusted to fit and the modes they took from the Shapes page."""
+
+    frame_shape: tuple[int, int, int]
+    models: tuple[ClassifierConfig, ...]
+    notes: tuple[str, ...]
+    shared_in: tuple[int, ...] | None
+    shared_hidden: tuple[int, ...] | None
+
+    def summary(self, hidden: int) -> str:
+        """The "before launch" line: how frames and the hidden state are tensorized (Markdown)."""
+        last = self.models[-1]
+
+        def mine(modes, shared) -> str:
+            return " (the Shapes page's)" if tuple(modes) == tuple(shared or ()) else ""
+
+        return (f"**Before launch:** frames of {format_ints(self.frame_shape)} = {prod(self.frame_shape):,} inputs "
+                f"are tensorized as **{format_ints(last.in_modes)}**{mine(last.in_modes, self.shared_in)}, hidden "
+                f"{int(hidden)} as **{format_ints(last.hidden_modes)}**{mine(last.hidden_modes, self.shared_hidden)}.")
+
+
+def shared_hidden_modes(out_modes, cell: str) -> tuple[int, ...] | None:
+    """The hidden modes in the Shapes page's output modes (gates folded into the first), when they divide."""
+    gates = GATES[cell]
+    if out_modes[0] % gates:
+        return None
+    return (out_modes[0] // gates,) + tuple(out_modes[1:])
+
+
+def plan_models(ch: Choices, shared, classes: int | None) -> ModelPlan:
+    """The models of ``ch`` for ``classes`` classes, using the shared configuration's modes when they fit.
+
+    Raises ``ValueError`` naming the field: no model chosen, a rank that does not parse, a frame size.
+    """
+    frame_shape = parse_frame_shape(FRAME_SIZES[ch.frame_label])
+    if not ch.kinds:
+        raise ValueError("choose at least one model to train")
+    bt_rank = parse_rank(ch.bt_rank_text, "BT rank")
+    tt_ranks = parse_rank(ch.tt_rank_text, "TT ranks")
+    hidden_modes = shared_hidden_modes(shared.out_modes, ch.cell)
+    models, notes = [], []
+    for label in ch.kinds:
+        mc, note = fit_model_config(KIND_LABELS[label], ch.cell, frame_shape=frame_shape, hidden=int(ch.hidden),
+                                    d=int(ch.d), rank=bt_rank, blocks=int(ch.blocks), tt_ranks=tt_ranks,
+                                    classes=classes or 2, dropout=float(ch.dropout), in_modes=shared.in_modes,
+                                    hidden_modes=hidden_modes)
+        models.append(mc)
+        notes += note
+    return ModelPlan(frame_shape, tuple(models), tuple(notes), tuple(shared.in_modes), hidden_modes)
+
+
+def make_runs(models, ch: Choices) -> list[TrainConfig]:
+    """One training run per model with the optimiser choices of ``ch`` (clip 0: no clipping)."""
+    return [TrainConfig(m, optimizer=ch.optimizer, lr=float(ch.lr), batch_size=int(ch.batch), epochs=int(ch.epochs),
+                        seed=int(ch.seed), grad_clip=float(ch.clip) if ch.clip > 0 else None, eval_every=0)
+            for m in models]
+
+
+def paper_models(frame_shape, classes: int | None) -> list[ClassifierConfig]:
+    """The paper's dense, TT and BT LSTMs (hidden 256, R=4, N=2, TT ranks 4, dropout 0.25) at ``frame_shape``."""
+    return [fit_model_config(kind, "lstm", frame_shape=frame_shape, hidden=256, d=4, rank=4, blocks=2, tt_ranks=4,
+                             classes=classes or 2, dropout=0.25)[0] for kind in ("dense", "tt", "bt")]

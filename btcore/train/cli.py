@@ -1,0 +1,334 @@
+"""The command line: ``python -m btcore.train`` (and ``torchrun -m btcore.train`` for DistributedDataParallel).
+
+Every flag is checked before any work (no data loaded, nothing trained): a bad value or combination
+prints one line, ``error: --flag ...: what is wrong and the fix``, on stderr and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.distributed as tdist
+
+from ..data import ACTION_NAMES, SyntheticActions, load_clip_folder, parse_frame_shape
+from ..shapes import check_choice, factorize, parse_ints, parse_rank, prod
+from .config import OPTIMIZERS, TrainConfig, check_device, model_config, set_cpu_threads
+from .io import _clean, _json_default, check_out_dir, save_results, summary
+from .loop import compare
+
+__all__ = ["main", "KINDS"]
+
+KINDS = ("dense", "tt", "bt")
+#: Flags of the synthetic task and of a clip folder: each is refused with the other kind of data.
+SYNTHETIC_FLAGS = {"classes": "--classes", "train_size": "--train-size", "val_size": "--val-size", "noise": "--noise"}
+FOLDER_FLAGS = {"val_fraction": "--val-fraction"}
+
+
+class CliError(ValueError):
+    """A flag's value or a combination of flags that the CLI refuses (one line, exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print the usage and exit; main prints one line instead
+        raise CliError(message.removeprefix("argument "))
+
+
+def _int(lo: int, hi: int | None = None):
+    """An argparse type: an integer in [lo, hi]."""
+    def conv(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give an integer of at least {lo}") \
+                from None
+        if v < lo or (hi is not None and v > hi):
+            span = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+            raise argparse.ArgumentTypeError(f"must be {span}, got {v}")
+        return v
+
+    conv.__name__ = "int"
+    return conv
+
+
+def _float(lo: float, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False):
+    """An argparse type: a finite number in the interval from lo to hi (open ends as flagged)."""
+    def conv(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = None
+        if v is None or not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if (v < lo or (lo_open and v == lo)) or (hi is not None and (v > hi or (hi_open and v == hi))):
+            left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+            raise argparse.ArgumentTypeError(f"must be in {left}{lo:g}, {'inf' if hi is None else f'{hi:g}'}"
+                                             f"{right if hi is not None else ')'}, got {v:g}")
+        return v
+
+    conv.__name__ = "float"
+    return conv
+
+
+def _parser() -> argparse.ArgumentParser:
+    task = SyntheticActions()  # the defaults of the synthetic task
+    run = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    p = _Parser(
+        prog="python -m btcore.train",
+        description="Train dense / TT / BT recurrent classifiers on synthetic action clips (or a UCF11-style clip "
+                    "folder) and print one JSON line of metrics per epoch, then a summary line. Runs under "
+                    "`torchrun --nproc_per_node=K` with DistributedDataParallel (NCCL on GPUs, gloo on CPU).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="bt", help="input-map format(s): dense, tt or bt; a comma list (dense,tt,bt) "
+                   "trains them one after another for a comparison")
+    g.add_argument("--cell", default="lstm", choices=("lstm", "gru"), help="recurrent cell")
+    g.add_argument("--hidden", type=_int(1), default=64, help="hidden size (factorized into --d modes, 64 -> 4x4x2x2)")
+    g.add_argument("--d", type=_int(1), default=4, help="tensor order: number of input and hidden modes")
+    g.add_argument("--in-modes", default=None, help="input modes, e.g. 8x8x8x6 (default: factorize(C*H*W, d))")
+    g.add_argument("--hidden-modes", default=None, help="hidden modes, e.g. 4x4x4x4 (default: factorize(hidden, d))")
+    g.add_argument("--rank", default="4", help="BT Tucker rank R (one int, or per-mode 4,4,2,2)")
+    g.add_argument("--blocks", type=_int(1), default=2, help="BT blocks N")
+    g.add_argument("--tt-ranks", default="4", help="TT ranks (one int, or the d-1 inner ranks 4,4,4)")
+    g.add_argument("--dropout", type=_float(0, 1, hi_open=True), default=0.0,
+                   help="dropout on the input and the recurrent state, in [0, 1)")
+    g.add_argument("--readout", default="last", choices=("last", "mean"), help="classify the last or the mean hidden state")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="synthetic", help="'synthetic', or a clip folder in the UCF11 layout "
+                   "(root/<class>/<clip>, clips as frame folders, .npy/.npz arrays or animated .gif)")
+    g.add_argument("--frame", default="x".join(map(str, task.frame_shape)), help="frame size CxHxW (the paper: 3x120x160 = 57,600 inputs)")
+    g.add_argument("--frames", type=_int(1), default=task.frames, help="frames per clip (sequence length T)")
+    g.add_argument("--classes", type=_int(2, len(ACTION_NAMES)), default=None,
+                   help=f"synthetic task: number of motion classes, 2..{len(ACTION_NAMES)} (default {task.classes})")
+    g.add_argument("--train-size", type=_int(1), default=None, help=f"synthetic task: training clips (default {task.train_size})")
+    g.add_argument("--val-size", type=_int(1), default=None, help=f"synthetic task: validation clips (default {task.val_size})")
+    g.add_argument("--noise", type=_float(0, 1), default=None, help=f"synthetic task: per-frame pixel noise std (default {task.noise})")
+    g.add_argument("--val-fraction", type=_float(0, 1, lo_open=True, hi_open=True), default=None,
+                   help="clip folder: share of each class's clips held out (default 0.25)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optimiser")
+    g.add_argument("--lr", type=_float(0, lo_open=True), default=run["lr"], help="learning rate")
+    g.add_argument("--weight-decay", type=_float(0), default=0.0, help="weight decay")
+    g.add_argument("--batch", type=_int(1), default=run["batch_size"], help="global batch size (split across DDP processes)")
+    g.add_argument("--epochs", type=_int(1), default=run["epochs"], help="epochs")
+    g.add_argument("--max-steps", type=_int(1), default=None, help="stop each run after this many steps")
+    g.add_argument("--eval-every", type=_int(0), default=0, help="also evaluate every N steps (0: per epoch only)")
+    g.add_argument("--clip", type=_float(0), default=1.0, help="gradient-norm clipping (0 disables)")
+    g.add_argument("--seed", type=_int(0), default=0, help="seed of the data, the init and the batch order")
+    g = p.add_argument_group("system")
+    g.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:K")
+    g.add_argument("--threads", type=_int(1), default=None, help="CPU threads per process (default: cores / processes)")
+    g.add_argument("--out", default=None, help="folder for history.csv, history.json and summary.json (new, or "
+                   "without earlier results unless --overwrite)")
+    g.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
+    g.add_argument("--checkpoint", action="store_true", help="also save each model as <out>/<run>.pt")
+    g.add_argument("--steps", action="store_true", help="print a JSON line per step too (default: per epoch)")
+    return p
+
+
+@dataclass
+class _Plan:
+    """The checked command: what to load and what to train."""
+
+    args: argparse.Namespace
+    frame: tuple[int, int, int]
+    kinds: list[str]
+    device: str
+    world: int
+
+
+def _flag(flag: str, fn, *args, **kw):
+    """``fn(*args, **kw)`` with a ValueError's message prefixed by ``flag`` (unless it names it already)."""
+    try:
+        return fn(*args, **kw)
+    except ValueError as exc:
+        msg = str(exc)
+        raise CliError(msg if msg.startswith(flag) else f"{flag}: {msg}") from None
+
+
+def _check_combinations(args, synthetic: bool) -> None:
+    if args.checkpoint and not args.out:
+        raise CliError("--checkpoint: needs --out, the folder the <run>.pt files go in")
+    if args.overwrite and not args.out:
+        raise CliError("--overwrite: needs --out, the folder whose results it replaces")
+    wrong = FOLDER_FLAGS if synthetic else SYNTHETIC_FLAGS
+    for dest, flag in wrong.items():
+        if getattr(args, dest) is not None:
+            what = "a clip folder (--data PATH)" if synthetic else "the synthetic task (--data synthetic)"
+            raise CliError(f"{flag}: applies to {what} only; drop it"
+                           + ("" if synthetic else " (a clip folder's classes are its sub-folders)"))
+    if synthetic and args.frames < 3:
+        raise CliError(f"--frames: synthetic clips need at least 3 frames to show a motion, got {args.frames}")
+
+
+def _check_model(args, kind: str, frame) -> None:
+    """Build ``kind``'s model configuration once, naming the flag behind any error."""
+    in_modes = _flag("--in-modes", parse_ints, args.in_modes, "--in-modes") if args.in_modes else None
+    hidden_modes = _flag("--hidden-modes", parse_ints, args.hidden_modes, "--hidden-modes") if args.hidden_modes else None
+    if in_modes is not None and prod(in_modes) != prod(frame):
+        raise CliError(f"--in-modes: {args.in_modes} multiply to {prod(in_modes):,}, but frames of {args.frame} have "
+                       f"{prod(frame):,} inputs; give modes whose product is {prod(frame):,}")
+    if hidden_modes is not None and prod(hidden_modes) != args.hidden:
+        raise CliError(f"--hidden-modes: {args.hidden_modes} multiply to {prod(hidden_modes):,}, not --hidden "
+                       f"{args.hidden}; give modes whose product is the hidden size")
+    for modes, flag in ((in_modes, "--in-modes"), (hidden_modes, "--hidden-modes")):
+        if modes is not None and len(modes) != args.d:
+            raise CliError(f"{flag}: {len(modes)} modes but --d {args.d}; give {args.d} modes or set --d {len(modes)}")
+    if in_modes is None:
+        _flag("--d", factorize, prod(frame), args.d)
+    if hidden_modes is None:
+        _flag("--hidden", factorize, args.hidden, args.d)
+    flag = {"bt": "--rank/--blocks", "tt": "--tt-ranks"}.get(kind, f"--model {kind}")
+    _flag(flag, model_config, kind, args.cell, frame_shape=frame, hidden=args.hidden, d=args.d,
+          rank=parse_rank(args.rank, "--rank"), blocks=args.blocks, tt_ranks=parse_rank(args.tt_ranks, "--tt-ranks"),
+          classes=len(ACTION_NAMES), dropout=args.dropout, readout=args.readout, in_modes=in_modes,
+          hidden_modes=hidden_modes)
+
+
+def _check(argv) -> _Plan:
+    """Parse and check every flag; raise :class:`CliError` for the first bad one. Loads nothing."""
+    args = _parser().parse_args(argv)
+    synthetic = args.data == "synthetic"
+    _check_combinations(args, synthetic)
+    frame = _flag("--frame", parse_frame_shape, args.frame)
+    kinds = [k.strip().lower() for k in args.model.split(",") if k.strip()]
+    if not kinds:
+        raise CliError("--model: give at least one of dense, tt, bt (a comma list compares them)")
+    for k in kinds:
+        _flag("--model", check_choice, k, KINDS, "--model")
+    parse_rank(args.rank, "--rank"), parse_rank(args.tt_ranks, "--tt-ranks")
+    for k in dict.fromkeys(kinds):
+        _check_model(args, k, frame)
+    device = str(_flag("--device", check_device, args.device, "--device"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and synthetic and min(args.batch, args.train_size or SyntheticActions().train_size) % world:
+        raise CliError(f"--batch: {args.batch} must be divisible by the {world} processes of torchrun")
+    if not synthetic:
+        root = Path(args.data).expanduser()
+        if not root.is_dir():
+            raise CliError(f"--data: {args.data} is not a folder; give 'synthetic' or a clip folder "
+                           "root/<class>/<clip>")
+    if args.out:
+        _flag("--out", check_out_dir, args.out, overwrite=args.overwrite, field="--out")
+    return _Plan(args, frame, kinds, device, world)
+
+
+def _data(plan: _Plan):
+    """``(train_set, val_set, classes)`` of the checked command."""
+    a = plan.args
+    if a.data == "synthetic":
+        d = SyntheticActions()
+        task = SyntheticActions(frame_shape=plan.frame, frames=a.frames, seed=a.seed,
+                                classes=d.classes if a.classes is None else a.classes,
+                                train_size=d.train_size if a.train_size is None else a.train_size,
+                                val_size=d.val_size if a.val_size is None else a.val_size,
+                                noise=d.noise if a.noise is None else a.noise)
+        train_set, val_set = task.splits()
+        return train_set, val_set, task.classes
+    train_set, val_set = _flag("--data", load_clip_folder, a.data, plan.frame, a.frames,
+                               val_fraction=0.25 if a.val_fraction is None else a.val_fraction, seed=a.seed)
+    return train_set, val_set, train_set.classes
+
+
+def _configs(plan: _Plan, classes: int, device: str) -> list[TrainConfig]:
+    a = plan.args
+    in_modes = parse_ints(a.in_modes, "--in-modes") if a.in_modes else None
+    hidden_modes = parse_ints(a.hidden_modes, "--hidden-modes") if a.hidden_modes else None
+    return [TrainConfig(model_config(kind, a.cell, frame_shape=plan.frame, hidden=a.hidden, d=a.d,
+                                     rank=parse_rank(a.rank, "--rank"), blocks=a.blocks,
+                                     tt_ranks=parse_rank(a.tt_ranks, "--tt-ranks"), classes=classes,
+                                     dropout=a.dropout, readout=a.readout, in_modes=in_modes,
+                                     hidden_modes=hidden_modes),
+                        optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay, batch_size=a.batch,
+                        epochs=a.epochs, seed=a.seed, device=device, grad_clip=a.clip if a.clip > 0 else None,
+                        eval_every=a.eval_every, max_steps=a.max_steps)
+            for kind in plan.kinds]
+
+
+def _say_error(exc: BaseException, rank: int) -> None:
+    if rank == 0:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+
+
+def _start_processes(plan: _Plan):
+    """Join torchrun's process group (when there is one) and set the CPU threads; ``(dist, rank, device)``."""
+    a = plan.args
+    want_cuda = plan.device.startswith("cuda")
+    distributed = plan.world > 1
+    if distributed and not tdist.is_initialized():
+        if want_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        tdist.init_process_group("nccl" if want_cuda else "gloo")
+    rank = tdist.get_rank() if distributed else 0
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", plan.world))
+    if not want_cuda:  # the CLI owns its process: set torch's thread count once, before any run
+        set_cpu_threads(a.threads, share=local_world if distributed else 1)
+    device = a.device
+    if distributed and want_cuda:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return (tdist if distributed else None), rank, device
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; 0 when every run finished, 1 when one stopped or diverged, 2 for a bad command."""
+    try:
+        plan = _check(argv)
+    except ValueError as exc:  # CliError, or a library check (parse_rank, check_device) naming the flag
+        _say_error(exc, int(os.environ.get("RANK", "0")))
+        return 2
+    dist, rank, device = _start_processes(plan)
+    a = plan.args
+
+    def out(obj):
+        if rank == 0:
+            print(json.dumps(_clean(obj), default=_json_default), flush=True)
+
+    try:
+        train_set, val_set, classes = _data(plan)
+        configs = _configs(plan, classes, device)
+    except (ValueError, OSError) as exc:
+        _say_error(exc, rank)
+        if dist is not None:
+            dist.destroy_process_group()
+        return 2
+
+    def cb(ev):
+        kind = ev["event"]
+        if kind in ("eval", "end") or (a.steps and kind == "step"):
+            out(ev)
+        elif kind == "start":
+            out({k: v for k, v in ev.items() if k != "config"})
+
+    try:
+        results = compare(configs, train_set, val_set, callback=cb)
+    except ValueError as exc:  # the trainer's checks of the data against the model, before the first step
+        _say_error(exc, rank)
+        if dist is not None:
+            dist.destroy_process_group()
+        return 2
+    rows = summary(results)
+    if dist is not None:
+        sums = [None] * plan.world
+        dist.all_gather_object(sums, [r.final["checksum"] for r in results])
+        for i, row in enumerate(rows):
+            row["rank_checksums"] = [s[i] for s in sums]
+    out({"summary": rows, "world_size": plan.world, "data": a.data})
+    status = 0 if all(r.status == "done" for r in results) else 1
+    if a.out and rank == 0:
+        try:
+            save_results(results, a.out, checkpoints=a.checkpoint)
+        except OSError as exc:
+            _say_error(f"--out {a.out}: could not write the results ({exc})", rank)
+            status = 1
+    if dist is not None:
+        dist.barrier()
+        dist.destroy_process_group()
+    return status

@@ -1,0 +1,50 @@
+"""app.training.worker: the training job on the synthetic task and on a clip folder, and stops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.jobs import Job
+from app.training.worker import DataSpec, end_unstarted, make_target
+from btcore.train import TrainConfig, model_config
+
+FRAME = (3, 16, 16)
+
+
+def _runs(*kinds):
+    return [TrainConfig(model_config(k, frame_shape=FRAME, hidden=16, classes=4), epochs=1, batch_size=16)
+            for k in kinds]
+
+
+def test_synthetic_job_trains_every_run():
+    spec = DataSpec(FRAME, 4, 0, classes=4, train_size=32, val_size=16, noise=0.05)
+    assert spec.source == "synthetic"
+    job = Job(make_target(_runs("tt", "tt"), spec), name="t").start()
+    assert job.join(120) and job.status == "done", job.error
+    ends = [e for e in job.events if e["event"] == "end"]
+    assert [e["run"] for e in ends] == ["TT-LSTM (ranks 4)", "TT-LSTM (ranks 4) #2"]
+    assert job.data_info == "32 training / 16 validation clips, 4 classes" and job.chance == 0.25
+
+
+def test_clip_folder_job(tmp_path):
+    for k, name in enumerate(("clap", "wave")):
+        (tmp_path / name).mkdir()
+        for i in range(4):
+            np.save(tmp_path / name / f"c{i}.npy", np.random.default_rng(k * 10 + i).random((5, 16, 16, 3)))
+    spec = DataSpec(FRAME, 4, 0, folder=tmp_path)
+    assert spec.source == "folder"
+    job = Job(make_target(_runs("bt"), spec), name="t").start()
+    assert job.join(120) and job.status == "done", job.error
+    assert job.data_info == "6 training / 2 validation clips, 2 classes"
+
+
+def test_stop_before_training_ends_every_planned_run():
+    spec = DataSpec(FRAME, 4, 0, classes=4, train_size=32, val_size=16)
+    job = Job(make_target(_runs("dense", "bt"), spec), name="t")
+    job.stop()  # stopped before it starts: the clips are never generated
+    job.start()
+    assert job.join(60) and job.status == "stopped"
+    ends = [e for e in job.events if e["event"] == "end"]
+    assert [e["status"] for e in ends] == ["stopped", "stopped"] and job.message == "stopped by request"
+    end_unstarted(job, _runs("dense"))  # runs that already ended get no second end event
+    assert len([e for e in job.events if e["event"] == "end"]) == 2

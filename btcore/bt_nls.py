@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["NLSResult", "nls_refine", "random_start", "bt_dense", "NLS_STATUSES"]
+__all__ = ["NLSResult", "nls_refine", "nls_fit", "algebraic_start", "random_start", "bt_dense", "NLS_STATUSES"]
 
 NLS_STATUSES = ("converged", "stalled", "max_iter", "stopped")
 
@@ -495,3 +495,188 @@ def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, m
     hist[-1] = min(hist[-1], math.sqrt(2 * f))
     return NLSResult([u.contiguous() for u in U], (C * tn).contiguous(), [float(h) for h in hist], status,
                      it, gnorm, float(hist[-1]), accepted, cg_total)
+
+
+# ----------------------------------------------------------------------------------------------
+# Algebraic start (exact BT structure, N R_k <= M_k in at least two modes)
+# ----------------------------------------------------------------------------------------------
+
+def _unfold(X: torch.Tensor, k: int) -> torch.Tensor:
+    return X.movedim(k, 0).reshape(X.shape[k], -1)
+
+
+def _leading_basis(X: torch.Tensor, k: int, r: int) -> torch.Tensor:
+    """Orthonormal basis of the r dominant left singular vectors of the mode-k unfolding."""
+    A = _unfold(X, k)
+    if A.shape[1] < 4 * A.shape[0]:
+        Uk = torch.linalg.svd(A, full_matrices=False)[0]
+    else:
+        _, vecs = torch.linalg.eigh(A @ A.T)
+        Uk = vecs.flip(1)
+    return Uk[:, :r].contiguous()
+
+
+def algebraic_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0):
+    """Factors and cores of an exact BT model of T computed algebraically, or None.
+
+    Needs N R_k <= M_k (and equal ranks) in two modes k, l. T is compressed by a truncated HOSVD to
+    multilinear rank min(M_j, N R_j); in the compressed core the mode-k and mode-l factor matrices
+    A^(k), A^(l) are square, and every slice combination ``S_a = G x_{j != k,l} a_j`` equals
+    ``A^(k) blockdiag(X_an) A^(l)T``. The eigenvectors of ``S_1 S_2^-1`` are then grouped per block
+    (the connected components of the pattern of ``E^-1 S_3 S_2^-1 E``), giving each block's mode-k
+    subspace; ``G x_k E^-1`` splits into N separate Tucker tensors whose HOSVDs give the other modes'
+    factors and the cores. Exact for generic exact BT targets; an approximation (to be refined) for
+    noisy ones. Returns ``(U, C)`` or None when the structure does not allow it or grouping fails.
+    """
+    T = T.detach().to(torch.float64)
+    d = T.dim()
+    ranks = tuple(int(r) for r in ranks)
+    sizes = tuple(T.shape)
+    good = [k for k in range(d) if N * ranks[k] <= sizes[k]]
+    if len(good) < 2 or N < 2:
+        return None
+    good.sort(key=lambda k: -sizes[k] / (N * ranks[k]))
+    k, l = None, None
+    for a in good:
+        for b in good:
+            if a != b and ranks[a] == ranks[b] and k is None:
+                k, l = a, b
+    if k is None:
+        return None
+    gen = torch.Generator().manual_seed(int(seed))
+    comp = [min(m, N * r) for m, r in zip(sizes, ranks)]
+    V = [_leading_basis(T, j, comp[j]) for j in range(d)]
+    G = T
+    for j in range(d):
+        G = torch.movedim(torch.tensordot(G, V[j], dims=([j], [0])), -1, j)
+    others = [j for j in range(d) if j not in (k, l)]
+
+    def slice_combo():
+        S = G
+        for j in sorted(others, reverse=True):
+            a = torch.randn(G.shape[j], generator=gen, dtype=G.dtype)
+            S = torch.tensordot(S, a, dims=([j], [0]))
+        return S if k < l else S.T  # (n_k, n_l)
+
+    R = ranks[k]
+    S1, S2, S3 = slice_combo(), slice_combo(), slice_combo()
+    try:
+        X = torch.linalg.solve(S2.T, S1.T).T  # S1 S2^-1
+        Y = torch.linalg.solve(S2.T, S3.T).T  # S3 S2^-1
+        ev, E = torch.linalg.eig(X)
+        Wm = torch.linalg.solve(E, Y.to(E.dtype) @ E)
+    except RuntimeError:
+        return None
+    n = E.shape[0]
+    A = Wm.abs()
+    A = A / A.max()
+    # components of the pattern graph, with the threshold the largest that still gives blocks of R
+    # eigenvectors of complex-conjugate eigenvalues belong together (real bases)
+    conj = torch.zeros((n, n), dtype=torch.bool)
+    scale_ev = float(ev.abs().max()) + 1e-300
+    for i in range(n):
+        if abs(float(ev[i].imag)) > 1e-10 * scale_ev:
+            j = int(torch.argmin((ev - ev[i].conj()).abs()))
+            conj[i, j] = conj[j, i] = True
+    groups = None
+    for thr in (1e-10, 1e-8, 1e-6, 1e-4, 1e-3):
+        adj = (A > thr) | (A.T > thr) | conj
+        seen, comps = [False] * n, []
+        for s in range(n):
+            if seen[s]:
+                continue
+            stack, comp_ = [s], []
+            seen[s] = True
+            while stack:
+                i = stack.pop()
+                comp_.append(i)
+                for j in torch.nonzero(adj[i]).flatten().tolist():
+                    if not seen[j]:
+                        seen[j] = True
+                        stack.append(j)
+            comps.append(sorted(comp_))
+        if max(map(len, comps)) > R:
+            continue
+        # components smaller than R (blocks whose pencil splits further) are packed into N groups
+        bins = [[] for _ in range(N)]
+        for c in sorted(comps, key=len, reverse=True):
+            fit = [b for b in bins if len(b) + len(c) <= R]
+            if not fit:
+                break
+            max(fit, key=len).extend(c)
+        else:
+            if all(len(b) == R for b in bins):
+                groups = bins
+                break
+    if groups is None:
+        return None
+    # real basis of each block's mode-k subspace (real and imaginary parts of its eigenvectors)
+    Ek = []
+    for g in groups:
+        Z = E[:, g]
+        Bm = torch.cat([Z.real, Z.imag], dim=1)
+        Ub, s, _ = torch.linalg.svd(Bm, full_matrices=False)
+        Ek.append(Ub[:, :R])
+    Ecat = torch.cat(Ek, dim=1)  # (n, N R)
+    try:
+        H = torch.movedim(torch.tensordot(G, torch.linalg.inv(Ecat).T, dims=([k], [0])), -1, k)
+    except RuntimeError:
+        return None
+    U = [[None] * N for _ in range(d)]
+    cores = []
+    for b in range(N):
+        Hb = H.narrow(k, b * R, R)
+        Ub = {}
+        Cb = Hb
+        for j in range(d):
+            if j == k:
+                continue
+            Ub[j] = _leading_basis(Hb, j, ranks[j])
+            Cb = torch.movedim(torch.tensordot(Cb, Ub[j], dims=([j], [0])), -1, j)
+        for j in range(d):
+            U[j][b] = V[j] @ (Ek[b] if j == k else Ub[j])
+        cores.append(Cb)
+    Uout = [torch.stack(U[j]).contiguous() for j in range(d)]
+    Cout = torch.stack(cores).contiguous()
+    return _orthonormalize(Uout, Cout)
+
+
+def nls_fit(T: torch.Tensor, ranks, N: int, *, starts: int = 4, seed: int = 0, screen_iter: int = 30,
+            max_iter: int = 200, tol: float = 1e-12, good_enough: float = 1e-10,
+            progress: Callable[[float], None] | None = None,
+            should_stop: Callable[[], bool] | None = None, **kwargs) -> tuple[NLSResult, str]:
+    """BT fit of T by NLS from several starts; returns ``(result, start_kind)``.
+
+    The algebraic start (:func:`algebraic_start`, when the ranks allow it) is tried first and kept if
+    its refinement reaches ``good_enough``; otherwise ``starts`` random starts are refined for
+    ``screen_iter`` iterations each, and the best (also against the algebraic run) is continued up to
+    ``max_iter``. ``kwargs`` go to :func:`nls_refine`.
+    """
+    T = T.detach().to(torch.float64)
+    ranks = tuple(int(r) for r in ranks)
+    scale = float(torch.linalg.norm(T))
+    runs = []
+    alg = algebraic_start(T, ranks, N, seed=seed)
+    if alg is not None:
+        res = nls_refine(T, alg[0], alg[1], max_iter=max_iter, tol=tol, progress=progress,
+                         should_stop=should_stop, **kwargs)
+        if res.rel_error <= good_enough or res.status == "stopped":
+            return res, "algebraic"
+        runs.append((res, "algebraic"))
+    for s in range(starts):
+        if should_stop is not None and should_stop():
+            break
+        U, C = random_start(T.shape, ranks, N, seed=seed * 1000 + s, scale=scale)
+        res = nls_refine(T, U, C, max_iter=screen_iter, tol=tol, progress=progress, should_stop=should_stop,
+                         **kwargs)
+        runs.append((res, "random"))
+        if res.rel_error <= good_enough:
+            break
+    best, kind = min(runs, key=lambda x: x[0].rel_error)
+    if best.status == "max_iter" and not (should_stop is not None and should_stop()):
+        more = nls_refine(T, best.factors, best.cores, max_iter=max(0, max_iter - best.iterations), tol=tol,
+                          progress=progress, should_stop=should_stop, **kwargs)
+        more.history = best.history[:-1] + more.history
+        more.iterations += best.iterations
+        best = more
+    return best, kind

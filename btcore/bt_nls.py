@@ -651,6 +651,10 @@ def nls_fit(T: torch.Tensor, ranks, N: int, *, starts: int = 4, seed: int = 0, s
     its refinement reaches ``good_enough``; otherwise ``starts`` random starts are refined for
     ``screen_iter`` iterations each, and the best (also against the algebraic run) is continued up to
     ``max_iter``. ``kwargs`` go to :func:`nls_refine`.
+
+    Limitation: with fewer than two modes of size M_k >= N R_k there is no algebraic start, and
+    local NLS from random starts (like ALS) often ends in a local minimum or a degenerate swamp
+    (diverging, cancelling cores) on exact targets.
     """
     T = T.detach().to(torch.float64)
     ranks = tuple(int(r) for r in ranks)

@@ -1,0 +1,140 @@
+"""ALS (fit_bt) next to ALS-start + NLS and nls_fit (algebraic start + NLS) on exact BT targets.
+
+    python bench/nls.py [--seeds 30] [--quick]
+
+One thread. Suites (exact targets ``BTMatrix.random(..., seed=s)``, float64):
+
+* swamp: in_modes = out_modes = (4, 4, 4), N = 3, R = 4 (ALS stays at ~0.2 on most seeds), seeds 0..n-1;
+* mixed: the 30 random small shapes of tests/test_nls.py (d = 3..5, R = 2..4, N = 2..4, at least two
+  modes with M_k >= N R);
+* hard: random small shapes with fewer than two modes of size >= N R (no algebraic start).
+
+Columns: fits with relative error < 1e-6 out of the suite, median and max seconds per fit. "ALS+NLS"
+is 5 sweeps of decompose's joint ALS from a random orthonormal start, then ``nls_refine``
+(max_iter 100). Finally one large case: 1024 x 1024 (modes 4x8x8x4 -> 4x8x8x4), exact N=4 R=8.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import argparse
+import math
+import random
+import statistics
+import time
+
+import sys
+
+import torch
+
+torch.set_num_threads(1)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # this checkout's btcore
+
+from btcore import BTMatrix
+from btcore.bt_nls import nls_fit, nls_refine
+from btcore.decompose import _ALS, _random_orthonormal, fit_bt, interleave
+
+
+def _cases(n, seed, hard):
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        d, R, N = rng.choice([3, 4, 5]), rng.choice([2, 3, 4]), rng.choice([2, 3, 4])
+        im = tuple(rng.choice([2, 3, 4]) for _ in range(d))
+        om = tuple(rng.choice([2, 3, 4]) for _ in range(d))
+        M = [a * b for a, b in zip(im, om)]
+        good = sum(m >= N * R for m in M)
+        if min(M) < R or math.prod(M) > 3e5 or (good < 2) != hard:
+            continue
+        out.append((im, om, R, N, len(out)))
+    return out
+
+
+def _als(W, T, im, om, R, N, s):
+    _, info = fit_bt(W, im, om, R, N, warn=False)
+    return info.relative_error
+
+
+def _als_nls(W, T, im, om, R, N, s, sweeps=5):
+    Tn = T / T.norm()
+    g = torch.Generator().manual_seed(100 + s)
+    U = [_random_orthonormal((N, m, R), g, T.dtype, "cpu") for m in T.shape]
+    als = _ALS(Tn, U, 1e-12, 6)
+    for _ in range(sweeps):
+        als.sweep()
+    return nls_refine(Tn, als.U, als.C, max_iter=100).rel_error
+
+
+def _nls_fit(W, T, im, om, R, N, s):
+    return nls_fit(T, (R,) * len(im), N, seed=s, max_iter=100)[0].rel_error
+
+
+METHODS = {"ALS (fit_bt)": _als, "ALS+NLS": _als_nls, "nls_fit": _nls_fit}
+
+
+def _suite(name, cases, methods):
+    rows = []
+    for mname in methods:
+        fn = METHODS[mname]
+        ok, times = 0, []
+        for im, om, R, N, s in cases:
+            W = BTMatrix.random(im, om, R, N, seed=s, dtype=torch.float64).to_dense()
+            T = interleave(W, im, om)
+            t = time.perf_counter()
+            err = fn(W, T, im, om, R, N, s)
+            times.append(time.perf_counter() - t)
+            ok += err < 1e-6
+        rows.append(f"| {name} | {mname} | {ok}/{len(cases)} | {statistics.median(times):.2f} | {max(times):.2f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=30)
+    ap.add_argument("--quick", action="store_true", help="10 cases per suite, no ALS+NLS on 'hard'")
+    ap.add_argument("--no-large", action="store_true")
+    args = ap.parse_args()
+    n = 10 if args.quick else args.seeds
+    print("| suite | method | recovered (< 1e-6) | median s | max s |")
+    print("|---|---|---|---|---|")
+    swamp = [((4, 4, 4), (4, 4, 4), 4, 3, s) for s in range(n)]
+    _suite("swamp (4,4,4)^2 N=3 R=4", swamp, list(METHODS))
+    _suite("mixed (tests' 30 shapes)", _cases(n, 0, hard=False), list(METHODS))
+    _suite("hard (< 2 modes >= NR)", _cases(n, 1, hard=True),
+           ["ALS (fit_bt)", "nls_fit"] if args.quick else list(METHODS))
+    if not args.no_large:
+        im = om = (4, 8, 8, 4)
+        W = BTMatrix.random(im, om, 8, 4, seed=0, dtype=torch.float64).to_dense()
+        T = interleave(W, im, om)
+        print()
+        print("| 1024 x 1024, 4x8x8x4 -> 4x8x8x4, exact N=4 R=8 | rel. error | seconds | status |")
+        print("|---|---|---|---|")
+        t = time.perf_counter()
+        _, info = fit_bt(W, im, om, 8, 4, warn=False)
+        print(f"| ALS (fit_bt) | {info.relative_error:.1e} | {time.perf_counter() - t:.1f} | {info.reason} |", flush=True)
+        t = time.perf_counter()
+        res, kind = nls_fit(T, (8,) * 4, 4, seed=0)
+        print(f"| nls_fit ({kind} start) | {res.rel_error:.1e} | {time.perf_counter() - t:.1f} | {res.status} |",
+              flush=True)
+        t = time.perf_counter()
+        Tn = T / T.norm()
+        g = torch.Generator().manual_seed(100)
+        U = [_random_orthonormal((4, m, 8), g, T.dtype, "cpu") for m in T.shape]
+        als = _ALS(Tn, U, 1e-12, 6)
+        for _ in range(5):
+            als.sweep()
+        t1 = time.perf_counter()
+        res = nls_refine(Tn, als.U, als.C, max_iter=20)
+        t2 = time.perf_counter()
+        print(f"| 5 ALS sweeps + nls_refine (max_iter 20, {res.iterations} its, "
+              f"{(t2 - t1) / max(res.iterations, 1):.2f} s/it) | {res.rel_error:.1e} | {t2 - t:.1f} | {res.status} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

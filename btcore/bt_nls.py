@@ -1,0 +1,686 @@
+"""Nonlinear least squares (Gauss-Newton / Levenberg-Marquardt) refinement of a Block-Term model.
+
+Minimises ``f = 0.5 ||T - sum_n C_n x_1 U_n^(1) .. x_d U_n^(d)||^2`` over all factors and cores at
+once, as Tensorlab's ``btd_nls`` (Sorber, Van Barel, De Lathauwer, SIAM J. Optim. 23(2), 2013):
+
+* The Jacobian J is never formed. The gradient ``J^T r`` comes from contractions of the residual
+  with the factors; the Gramian-vector product ``(J^T J) v`` only from the R x R cross-Grams
+  ``U_n^(k)T U_m^(k)``, ``U_n^(k)T dU_m^(k)`` and the cores (each mode product chain is evaluated once
+  in "dual numbers": value and first-order perturbation together), so its cost does not depend on
+  the size of T.
+* The step solves ``(J^T J + lam I) p = -g``: directly (the Gramian assembled from batched products)
+  when the number of parameters is small, else by preconditioned CG with a block-Jacobi
+  preconditioner (one block per mode holding all blocks' factors, ``Gram (x) I_{M_k}``, and the core
+  blocks, which are identities because the factors are kept orthonormal).
+* Levenberg-Marquardt damping (Nielsen's update): a step that does not decrease f is rejected and
+  the damping raised, so the recorded error never increases.
+* Between iterations every factor is QR-orthonormalised and the triangle folded into its core (the
+  model is unchanged; this fixes most of the Tucker gauge freedom and keeps the problem well scaled).
+
+Layout (as ``btcore.decompose._ALS``): factors ``U[k]`` of shape (N, M_k, R_k), cores ``C`` of shape
+(N, R_1, .., R_d), T of shape (M_1, .., M_d). Everything runs in float64.
+
+Self-contained on purpose: imports only torch and numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["NLSResult", "nls_refine", "nls_fit", "algebraic_start", "random_start", "bt_dense", "NLS_STATUSES"]
+
+NLS_STATUSES = ("converged", "stalled", "max_iter", "stopped")
+
+_M = "abcdefgh"   # mode letters
+_R = "qrstuvwx"   # rank letters
+_S = "ijklmnop"   # second rank letters
+_N1, _N2 = "z", "y"
+
+#: Largest parameter count for which the damped Gramian is assembled and solved directly.
+DENSE_MAX = 1200
+
+
+@dataclass
+class NLSResult:
+    """Outcome of :func:`nls_refine`.
+
+    Attributes
+    ----------
+    factors : list of tensors (N, M_k, R_k), orthonormal columns per block.
+    cores : tensor (N, R_1, .., R_d), in the units of T.
+    history : relative errors ||T - model|| / ||T||, the start first; never increases.
+    status : "converged" (relative gradient norm or relative step below tol), "stalled" (the error
+        stopped decreasing while the gradient is not small), "max_iter" or "stopped".
+    iterations : Gauss-Newton iterations done (accepted or rejected).
+    grad_norm : ||J^T r|| / ||T||^2 at the returned point.
+    rel_error : history[-1].
+    """
+
+    factors: list
+    cores: torch.Tensor
+    history: list = field(default_factory=list)
+    status: str = "max_iter"
+    iterations: int = 0
+    grad_norm: float = math.inf
+    rel_error: float = math.inf
+    accepted: int = 0
+    cg_iterations: int = 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Dense model and contractions
+# ----------------------------------------------------------------------------------------------
+
+def bt_dense(U: Sequence[torch.Tensor], C: torch.Tensor) -> torch.Tensor:
+    """sum_n C_n x_1 U_n^(1) .. x_d U_n^(d): shape (M_1, .., M_d)."""
+    d = len(U)
+    X, lab = C, _N1 + _R[:d]
+    for k in range(d):
+        out = lab.replace(_R[k], _M[k])
+        if k == d - 1:
+            out = out.replace(_N1, "")
+        X = torch.einsum(f"{lab},{_N1}{_M[k]}{_R[k]}->{out}", X, U[k])
+        lab = out
+    return X
+
+
+def _project(X: torch.Tensor, lab: str, U, modes) -> tuple[torch.Tensor, str]:
+    """Contract the mode letters ``modes`` of X (labels ``lab``) with each block's factor U[j]^T."""
+    for j in modes:
+        out = lab.replace(_M[j], _R[j])
+        if _N1 not in out:
+            out = _N1 + out
+        X = torch.einsum(f"{lab},{_N1}{_M[j]}{_R[j]}->{out}", X, U[j])
+        lab = out
+    return X, lab
+
+
+def _gradient(Rt: torch.Tensor, U, C) -> tuple[list, torch.Tensor]:
+    """J^T r for the residual Rt = model - T: factor parts (N, M_k, R_k) and core part (N, R..).
+
+    Two-level dimension tree: the residual is contracted once over each half of the modes.
+    """
+    d = Rt.dim()
+    h = (d + 1) // 2
+    groups = [g for g in (list(range(h)), list(range(h, d))) if g]
+    gU = [None] * d
+    gC = None
+    core_lab = _N1 + _R[:d]
+    for group in groups:
+        other = [j for j in range(d) if j not in group]
+        # the mode with the largest reduction first (one GEMM over all blocks)
+        other.sort(key=lambda j: -Rt.shape[j] / U[j].shape[2])
+        X, lab = _project(Rt, _M[:d], U, other)
+        for k in group:
+            Xk, labk = _project(X, lab, U, [j for j in group if j != k])
+            src = core_lab.replace(_R[k], _S[k])
+            gU[k] = torch.einsum(f"{labk},{src}->{_N1}{_M[k]}{_S[k]}", Xk, C)
+            if gC is None:
+                Xc, labc = _project(Xk, labk, U, [k])
+                gC = torch.einsum(f"{labc}->{core_lab}", Xc)
+    if gC is None:  # pragma: no cover - d >= 1 always sets it
+        raise RuntimeError("no modes")
+    return gU, gC
+
+
+def _cross_gram(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """P[..., n, m] = A_n^T B_m for A (N, M, R), B (..., N, M, R): shape (..., N, N, R, R)."""
+    return torch.einsum("nar,...mas->...nmrs", A, B)
+
+
+def _orthonormalize(U, C):
+    """QR every factor per block and fold the triangles into the cores (the model is unchanged)."""
+    d = len(U)
+    Un = []
+    for k in range(d):
+        Q, Rt = torch.linalg.qr(U[k])
+        # sign convention: positive diagonal (continuity between iterations)
+        s = torch.sign(torch.diagonal(Rt, dim1=-2, dim2=-1))
+        s = torch.where(s == 0, torch.ones_like(s), s)
+        Q = Q * s.unsqueeze(-2)
+        Rt = Rt * s.unsqueeze(-1)
+        cl = _N1 + _R[:d]
+        C = torch.einsum(f"{_N1}{_S[k]}{_R[k]},{cl}->{cl.replace(_R[k], _S[k])}", Rt, C)
+        Un.append(Q.contiguous())
+    return Un, C.contiguous()
+
+
+# ----------------------------------------------------------------------------------------------
+# The Gauss-Newton operator at a fixed point
+# ----------------------------------------------------------------------------------------------
+
+class _GN:
+    """(J^T J) v at fixed factors U and cores C, from Grams only; v may carry a leading batch axis."""
+
+    def __init__(self, U, C):
+        self.U = U
+        self.C = C
+        self.d = len(U)
+        self.N = C.shape[0]
+        self.ranks = tuple(C.shape[1:])
+        self.sizes = tuple(u.shape[1] for u in U)
+        self.P = [_cross_gram(u, u) for u in U]  # (N, N, R, R)
+        self.shapes = [(self.N, m, r) for m, r in zip(self.sizes, self.ranks)] + [tuple(C.shape)]
+        self.numels = [math.prod(s) for s in self.shapes]
+        self.n_params = sum(self.numels)
+        # Real parts of the mode-product chains C_m x_{j != skip} P_nm^(j), kept at every step
+        # (the dual parts need them); skip = d means "no mode skipped".
+        self.chains = {}
+        for skip in list(range(self.d)) + [self.d]:
+            self.chains[skip] = self._real_chain(skip)
+        # G[k][n, m] (R_k x R_k): (C_m x_{j!=k} P_nm)_(k) C_n(k)^T; the factor-factor blocks of J^T J
+        # within one mode are G[k][n, m]^T (x) I_{M_k}... (see _apply)
+        self.G = []
+        for k in range(self.d):
+            D = self.chains[k][-1]  # (N, N, R..)
+            self.G.append(self._rank_contract(D, k))
+
+    # -- chains ---------------------------------------------------------------------------------
+    def _real_chain(self, skip):
+        """States of the real chain before each mode step j (cyclic layout), and the final value."""
+        N, ranks = self.N, self.ranks
+        NN = N * N
+        D = self.C.unsqueeze(0).expand((N,) + tuple(self.C.shape)).reshape(NN, ranks[0], -1)
+        states = []
+        for j, r in enumerate(ranks):
+            D = D.reshape(NN, r, -1)
+            states.append(D)
+            if j != skip:
+                D = torch.matmul(self.P[j].reshape(NN, r, r), D)
+            D = D.transpose(1, 2).contiguous()
+        states.append(D.reshape((N, N) + ranks))
+        return states
+
+    def _dual_chain(self, Q, dC, skip):
+        """First-order part of (C_m + e dC_m) x_{j != skip} (P_nm^(j) + e Q_nm^(j)): (B, N, N, R..)."""
+        N, ranks = self.N, self.ranks
+        NN = N * N
+        B = dC.shape[0]
+        states = self.chains[skip]
+        E = dC.unsqueeze(1).expand((B, N) + tuple(dC.shape[1:])).reshape(B, NN, ranks[0], -1)
+        for j, r in enumerate(ranks):
+            E = E.reshape(B, NN, r, -1)
+            if j != skip:
+                E = torch.matmul(self.P[j].reshape(1, NN, r, r), E) + torch.matmul(Q[j].reshape(B, NN, r, r), states[j])
+            E = E.transpose(2, 3).contiguous()
+        return E.reshape((B, N, N) + ranks)
+
+    def _rank_contract(self, X, k):
+        """A[..., n, m] = X[..., n, m]_(k) C_n(k)^T: contracts all rank modes but k with block n's core.
+
+        X (..., N, N, R..) -> (..., N, N, R_k(m), R_k(n)).
+        """
+        N, ranks = self.N, self.ranks
+        a, b = math.prod(ranks[:k]), math.prod(ranks[k + 1:])
+        lead = X.shape[: X.dim() - self.d - 2]
+        Xr = X.reshape(lead + (N, N, a, ranks[k], b))
+        Cr = self.C.reshape(N, a, ranks[k], b)
+        return torch.einsum("...nmaxc,nayc->...nmxy", Xr, Cr)
+
+    # -- vectors --------------------------------------------------------------------------------
+    def split(self, v: torch.Tensor):
+        """(B, P) -> list of d factor parts (B, N, M_k, R_k) and the core part (B, N, R..)."""
+        B = v.shape[0]
+        parts, o = [], 0
+        for s, n in zip(self.shapes, self.numels):
+            parts.append(v[:, o:o + n].reshape((B,) + s))
+            o += n
+        return parts[:-1], parts[-1]
+
+    @staticmethod
+    def join(dU, dC) -> torch.Tensor:
+        B = dC.shape[0]
+        return torch.cat([x.reshape(B, -1) for x in list(dU) + [dC]], dim=1)
+
+    # -- the product ----------------------------------------------------------------------------
+    def apply(self, v: torch.Tensor) -> torch.Tensor:
+        """(J^T J) v for v of shape (B, P)."""
+        dU, dC = self.split(v)
+        d = self.d
+        Q = [_cross_gram(self.U[k], dU[k]) for k in range(d)]  # (B, N, N, R, R): U_n^T dU_m
+        E = self._dual_chain(Q, dC, d)  # (B, N, N, R..)
+        hC = E.sum(2)
+        hU = []
+        for k in range(d):
+            Ek = self._dual_chain(Q, dC, k)
+            A = self._rank_contract(Ek, k)  # (B, N, N, R_k(m), R_k(n))
+            h = torch.einsum("mar,bnmrs->bnas", self.U[k], A)
+            h = h + torch.einsum("bmar,nmrs->bnas", dU[k], self.G[k])
+            hU.append(h)
+        return self.join(hU, hC)
+
+    def dense(self, chunk: int = 256) -> torch.Tensor:
+        """The Gramian J^T J (P x P), assembled from batched products."""
+        P = self.n_params
+        eye = torch.eye(P, dtype=self.C.dtype)
+        cols = [self.apply(eye[i:i + chunk]) for i in range(0, P, chunk)]
+        H = torch.cat(cols, dim=0)
+        return 0.5 * (H + H.T)
+
+    # -- block-Jacobi preconditioner --------------------------------------------------------------
+    def preconditioner(self, lam: float):
+        """Returns z = M^-1 r for r (1, P): per mode, (Gcat^(k) + lam I)^-1 applied to all blocks'
+        factors at once (Gcat the N R_k x N R_k Gram of the factor-factor blocks within mode k);
+        the core blocks are identities (orthonormal factors) plus lam."""
+        N, d = self.N, self.d
+        chol = []
+        for k in range(d):
+            r = self.ranks[k]
+            # block (m, n) of the mode-k Gramian acting on (dU_m) is G[k][n, m]; arrange as (m r, n s)
+            Gc = self.G[k].permute(1, 2, 0, 3).reshape(N * r, N * r)
+            Gc = 0.5 * (Gc + Gc.T) + lam * torch.eye(N * r, dtype=Gc.dtype)
+            L, info = torch.linalg.cholesky_ex(Gc)
+            if int(info) != 0:
+                ev = torch.linalg.eigvalsh(Gc)
+                Gc = Gc + (abs(float(ev[0])) + 1e-12 * float(ev[-1]) + 1e-300) * torch.eye(N * r, dtype=Gc.dtype)
+                L = torch.linalg.cholesky(Gc)
+            chol.append(L)
+        cdiag = torch.stack([torch.diagonal(self.P[j], dim1=0, dim2=1) for j in range(d)])  # unused: P_nn = I
+
+        def apply(rv: torch.Tensor) -> torch.Tensor:
+            rU, rC = self.split(rv)
+            zU = []
+            for k in range(d):
+                B, _, m, r = rU[k].shape
+                # x (B, N, M, R) -> rows (m r) per a: solve X Gc = R  (right multiply)
+                Xr = rU[k].permute(0, 2, 1, 3).reshape(B * m, N * r)  # (B M, N R)
+                Z = torch.cholesky_solve(Xr.T, chol[k]).T
+                zU.append(Z.reshape(B, m, N, r).permute(0, 2, 1, 3))
+            zC = rC / (1.0 + lam)
+            return self.join(zU, zC)
+
+        del cdiag
+        return apply
+
+
+def _pcg(op, b: torch.Tensor, precond, tol: float, max_iter: int) -> tuple[torch.Tensor, int]:
+    """Preconditioned CG for op(x) = b from x = 0 (each iterate lowers the quadratic model)."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    z = precond(r)
+    p = z.clone()
+    rz = float((r * z).sum())
+    bnorm = float(torch.linalg.norm(b))
+    it = 0
+    if bnorm == 0:
+        return x, 0
+    for it in range(1, max_iter + 1):
+        Ap = op(p)
+        pAp = float((p * Ap).sum())
+        if pAp <= 0:
+            break
+        alpha = rz / pAp
+        x = x + alpha * p
+        r = r - alpha * Ap
+        if float(torch.linalg.norm(r)) <= tol * bnorm:
+            break
+        z = precond(r)
+        rz_new = float((r * z).sum())
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x, it
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------
+
+def random_start(sizes, ranks, N: int, *, seed: int = 0, dtype=torch.float64, scale: float = 1.0):
+    """Random orthonormal factors (N, M_k, R_k) and Gaussian cores (N, R..) with a model of norm ~scale."""
+    g = torch.Generator().manual_seed(int(seed))
+    U = [torch.linalg.qr(torch.randn((N, m, r), generator=g, dtype=dtype))[0] for m, r in zip(sizes, ranks)]
+    C = torch.randn((N,) + tuple(ranks), generator=g, dtype=dtype)
+    C = C * (scale / max(float(torch.linalg.norm(C)), 1e-300))
+    return U, C
+
+
+def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, max_iter: int = 200,
+               tol: float = 1e-12, tol_step: float | None = None, damping: float = 1e-3,
+               cg_max_iter: int = 25, cg_tol: float = 1e-6, dense_max: int = DENSE_MAX,
+               stall_iter: int = 25,
+               progress: Callable[[float], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> NLSResult:
+    """Refine a BT model of T by Gauss-Newton with Levenberg-Marquardt damping.
+
+    Parameters
+    ----------
+    T : tensor (M_1, .., M_d)
+        The target (any float dtype; the work is in float64).
+    U : sequence of d tensors (N, M_k, R_k)
+        Start factors (any scaling; they are orthonormalised, the model kept).
+    C : tensor (N, R_1, .., R_d)
+        Start cores.
+    max_iter : int
+        Gauss-Newton iterations (accepted and rejected steps).
+    tol : float
+        First-order tolerance: stop "converged" when ||J^T r|| / ||T||^2 < tol, or when an accepted
+        step has ||p|| / ||x|| < ``tol_step`` (default: tol).
+    damping : float
+        Initial Levenberg-Marquardt damping, relative to the largest diagonal entry of J^T J.
+    cg_max_iter, cg_tol : int, float
+        Cap and relative residual tolerance of the preconditioned CG solves.
+    dense_max : int
+        Up to this many parameters the damped Gramian is assembled and solved directly.
+    stall_iter : int
+        Consecutive iterations without a relative decrease of f above 1e-14 after which the fit is
+        "stalled" (when the gradient is not below tol).
+    progress : callable(rel_error), optional
+        Called once per iteration with the current relative error.
+    should_stop : callable() -> bool, optional
+        Polled before each iteration; True ends the fit with status "stopped".
+    """
+    tol_step = tol if tol_step is None else tol_step
+    T = T.detach().to(torch.float64)
+    d = T.dim()
+    if len(U) != d:
+        raise ValueError(f"need d = {d} factors, got {len(U)}")
+    N = C.shape[0]
+    ranks = tuple(C.shape[1:])
+    for k in range(d):
+        if tuple(U[k].shape) != (N, T.shape[k], ranks[k]):
+            raise ValueError(f"U[{k}] has shape {tuple(U[k].shape)}, expected {(N, T.shape[k], ranks[k])}")
+    tn = float(torch.linalg.norm(T))
+    if tn == 0.0:
+        Uo, Co = _orthonormalize([u.detach().to(torch.float64) for u in U], torch.zeros_like(C, dtype=torch.float64))
+        return NLSResult(Uo, Co, [0.0], "converged", 0, 0.0, 0.0)
+    Tn = T / tn
+    U, C = _orthonormalize([u.detach().to(torch.float64) for u in U], C.detach().to(torch.float64) / tn)
+    Rt = bt_dense(U, C) - Tn
+    f = 0.5 * float((Rt * Rt).sum())
+    hist = [math.sqrt(2 * f)]
+    lam = None
+    nu = 2.0
+    status = "max_iter"
+    it = 0
+    accepted = 0
+    cg_total = 0
+    no_progress = 0
+    gnorm = math.inf
+    need_grad = True
+    gvec = op = None
+    Hd = None
+    for it in range(1, max_iter + 1):
+        if need_grad:
+            op = _GN(U, C)
+            gU, gC = _gradient(Rt, U, C)
+            gvec = op.join([g.unsqueeze(0) for g in gU], gC.unsqueeze(0))
+            gnorm = float(torch.linalg.norm(gvec))
+            Hd = op.dense() if op.n_params <= dense_max else None
+            need_grad = False
+            if gnorm < tol:
+                status = "converged"
+                it -= 1
+                break
+            if lam is None:
+                diag_max = max(max(float(torch.diagonal(g_, dim1=-2, dim2=-1).max()) for g_ in
+                                   [op.G[k][torch.arange(N), torch.arange(N)] for k in range(d)]), 1.0)
+                lam = damping * diag_max
+        if should_stop is not None and should_stop():
+            status = "stopped"
+            it -= 1
+            break
+        # damped Gauss-Newton step
+        if Hd is not None:
+            A = Hd + lam * torch.eye(Hd.shape[0], dtype=Hd.dtype)
+            L, info = torch.linalg.cholesky_ex(A)
+            if int(info) == 0:
+                pvec = -torch.cholesky_solve(gvec.T, L).T
+            else:
+                pvec = -torch.linalg.lstsq(A, gvec.T).solution.T
+            Hp = pvec @ Hd
+        else:
+            pre = op.preconditioner(lam)
+            pvec, nit = _pcg(lambda v: op.apply(v) + lam * v, -gvec, pre, cg_tol, cg_max_iter)
+            cg_total += nit
+            Hp = op.apply(pvec)
+        pred = -(float((gvec * pvec).sum()) + 0.5 * float((pvec * Hp).sum()))
+        dU, dC = op.split(pvec)
+        U_new = [U[k] + dU[k][0] for k in range(d)]
+        C_new = C + dC[0]
+        R_new = bt_dense(U_new, C_new) - Tn
+        f_new = 0.5 * float((R_new * R_new).sum())
+        rho = (f - f_new) / pred if pred > 0 else -1.0
+        xnorm = math.sqrt(sum(float((u * u).sum()) for u in U) + float((C * C).sum()))
+        pnorm = float(torch.linalg.norm(pvec))
+        if f_new < f and rho > 1e-8 and math.isfinite(f_new):
+            rel_dec = (f - f_new) / f if f > 0 else 0.0
+            no_progress = no_progress + 1 if rel_dec < 1e-14 else 0
+            accepted += 1
+            U, C = _orthonormalize(U_new, C_new)
+            Rt = bt_dense(U, C) - Tn
+            f = 0.5 * float((Rt * Rt).sum())
+            f = min(f, f_new) if f > f_new else f
+            lam = lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+            nu = 2.0
+            need_grad = True
+            hist.append(min(math.sqrt(2 * f), hist[-1]))
+            if progress is not None:
+                progress(hist[-1])
+            if pnorm < tol_step * xnorm:
+                # first-order: the gradient at the new point decides; a tiny accepted step with a
+                # large gradient is not convergence
+                op = _GN(U, C)
+                gU, gC = _gradient(Rt, U, C)
+                gvec = op.join([g.unsqueeze(0) for g in gU], gC.unsqueeze(0))
+                gnorm = float(torch.linalg.norm(gvec))
+                status = "converged"
+                break
+        else:
+            no_progress += 1
+            lam = lam * nu
+            nu = nu * 2.0
+            hist.append(hist[-1])
+            if progress is not None:
+                progress(hist[-1])
+        if no_progress >= stall_iter or not math.isfinite(lam) or lam > 1e30:
+            status = "stalled"
+            break
+    else:
+        it = max_iter
+    if status != "converged" and status != "stopped":
+        # the gradient at the returned point (it may have become small on the last step)
+        if need_grad:
+            op = _GN(U, C)
+            gU, gC = _gradient(Rt, U, C)
+            gvec = op.join([g.unsqueeze(0) for g in gU], gC.unsqueeze(0))
+            gnorm = float(torch.linalg.norm(gvec))
+        if status == "stalled" and gnorm < tol:
+            status = "converged"
+    # the last entry is exact for the returned model
+    hist[-1] = min(hist[-1], math.sqrt(2 * f))
+    return NLSResult([u.contiguous() for u in U], (C * tn).contiguous(), [float(h) for h in hist], status,
+                     it, gnorm, float(hist[-1]), accepted, cg_total)
+
+
+# ----------------------------------------------------------------------------------------------
+# Algebraic start (exact BT structure, N R_k <= M_k in at least two modes)
+# ----------------------------------------------------------------------------------------------
+
+def _unfold(X: torch.Tensor, k: int) -> torch.Tensor:
+    return X.movedim(k, 0).reshape(X.shape[k], -1)
+
+
+def _leading_basis(X: torch.Tensor, k: int, r: int) -> torch.Tensor:
+    """Orthonormal basis of the r dominant left singular vectors of the mode-k unfolding."""
+    A = _unfold(X, k)
+    if A.shape[1] < 4 * A.shape[0]:
+        Uk = torch.linalg.svd(A, full_matrices=False)[0]
+    else:
+        _, vecs = torch.linalg.eigh(A @ A.T)
+        Uk = vecs.flip(1)
+    return Uk[:, :r].contiguous()
+
+
+def algebraic_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0):
+    """Factors and cores of an exact BT model of T computed algebraically, or None.
+
+    Needs N R_k <= M_k (and equal ranks) in two modes k, l. T is compressed by a truncated HOSVD to
+    multilinear rank min(M_j, N R_j); in the compressed core the mode-k and mode-l factor matrices
+    A^(k), A^(l) are square, and every slice combination ``S_a = G x_{j != k,l} a_j`` equals
+    ``A^(k) blockdiag(X_an) A^(l)T``. The eigenvectors of ``S_1 S_2^-1`` are then grouped per block
+    (the connected components of the pattern of ``E^-1 S_3 S_2^-1 E``), giving each block's mode-k
+    subspace; ``G x_k E^-1`` splits into N separate Tucker tensors whose HOSVDs give the other modes'
+    factors and the cores. Exact for generic exact BT targets; an approximation (to be refined) for
+    noisy ones. Returns ``(U, C)`` or None when the structure does not allow it or grouping fails.
+    """
+    T = T.detach().to(torch.float64)
+    d = T.dim()
+    ranks = tuple(int(r) for r in ranks)
+    sizes = tuple(T.shape)
+    good = [k for k in range(d) if N * ranks[k] <= sizes[k]]
+    if len(good) < 2 or N < 2:
+        return None
+    good.sort(key=lambda k: -sizes[k] / (N * ranks[k]))
+    k, l = None, None
+    for a in good:
+        for b in good:
+            if a != b and ranks[a] == ranks[b] and k is None:
+                k, l = a, b
+    if k is None:
+        return None
+    gen = torch.Generator().manual_seed(int(seed))
+    comp = [min(m, N * r) for m, r in zip(sizes, ranks)]
+    V = [_leading_basis(T, j, comp[j]) for j in range(d)]
+    G = T
+    for j in range(d):
+        G = torch.movedim(torch.tensordot(G, V[j], dims=([j], [0])), -1, j)
+    others = [j for j in range(d) if j not in (k, l)]
+
+    def slice_combo():
+        S = G
+        for j in sorted(others, reverse=True):
+            a = torch.randn(G.shape[j], generator=gen, dtype=G.dtype)
+            S = torch.tensordot(S, a, dims=([j], [0]))
+        return S if k < l else S.T  # (n_k, n_l)
+
+    R = ranks[k]
+    S1, S2, S3 = slice_combo(), slice_combo(), slice_combo()
+    try:
+        X = torch.linalg.solve(S2.T, S1.T).T  # S1 S2^-1
+        Y = torch.linalg.solve(S2.T, S3.T).T  # S3 S2^-1
+        ev, E = torch.linalg.eig(X)
+        Wm = torch.linalg.solve(E, Y.to(E.dtype) @ E)
+    except RuntimeError:
+        return None
+    n = E.shape[0]
+    A = Wm.abs()
+    A = A / A.max()
+    # components of the pattern graph, with the threshold the largest that still gives blocks of R
+    # eigenvectors of complex-conjugate eigenvalues belong together (real bases)
+    conj = torch.zeros((n, n), dtype=torch.bool)
+    scale_ev = float(ev.abs().max()) + 1e-300
+    for i in range(n):
+        if abs(float(ev[i].imag)) > 1e-10 * scale_ev:
+            j = int(torch.argmin((ev - ev[i].conj()).abs()))
+            conj[i, j] = conj[j, i] = True
+    groups = None
+    for thr in (1e-10, 1e-8, 1e-6, 1e-4, 1e-3):
+        adj = (A > thr) | (A.T > thr) | conj
+        seen, comps = [False] * n, []
+        for s in range(n):
+            if seen[s]:
+                continue
+            stack, comp_ = [s], []
+            seen[s] = True
+            while stack:
+                i = stack.pop()
+                comp_.append(i)
+                for j in torch.nonzero(adj[i]).flatten().tolist():
+                    if not seen[j]:
+                        seen[j] = True
+                        stack.append(j)
+            comps.append(sorted(comp_))
+        if max(map(len, comps)) > R:
+            continue
+        # components smaller than R (blocks whose pencil splits further) are packed into N groups
+        bins = [[] for _ in range(N)]
+        for c in sorted(comps, key=len, reverse=True):
+            fit = [b for b in bins if len(b) + len(c) <= R]
+            if not fit:
+                break
+            max(fit, key=len).extend(c)
+        else:
+            if all(len(b) == R for b in bins):
+                groups = bins
+                break
+    if groups is None:
+        return None
+    # real basis of each block's mode-k subspace (real and imaginary parts of its eigenvectors)
+    Ek = []
+    for g in groups:
+        Z = E[:, g]
+        Bm = torch.cat([Z.real, Z.imag], dim=1)
+        Ub, s, _ = torch.linalg.svd(Bm, full_matrices=False)
+        Ek.append(Ub[:, :R])
+    Ecat = torch.cat(Ek, dim=1)  # (n, N R)
+    try:
+        H = torch.movedim(torch.tensordot(G, torch.linalg.inv(Ecat).T, dims=([k], [0])), -1, k)
+    except RuntimeError:
+        return None
+    U = [[None] * N for _ in range(d)]
+    cores = []
+    for b in range(N):
+        Hb = H.narrow(k, b * R, R)
+        Ub = {}
+        Cb = Hb
+        for j in range(d):
+            if j == k:
+                continue
+            Ub[j] = _leading_basis(Hb, j, ranks[j])
+            Cb = torch.movedim(torch.tensordot(Cb, Ub[j], dims=([j], [0])), -1, j)
+        for j in range(d):
+            U[j][b] = V[j] @ (Ek[b] if j == k else Ub[j])
+        cores.append(Cb)
+    Uout = [torch.stack(U[j]).contiguous() for j in range(d)]
+    Cout = torch.stack(cores).contiguous()
+    return _orthonormalize(Uout, Cout)
+
+
+def nls_fit(T: torch.Tensor, ranks, N: int, *, starts: int = 4, seed: int = 0, screen_iter: int = 30,
+            max_iter: int = 200, tol: float = 1e-12, good_enough: float = 1e-10,
+            progress: Callable[[float], None] | None = None,
+            should_stop: Callable[[], bool] | None = None, **kwargs) -> tuple[NLSResult, str]:
+    """BT fit of T by NLS from several starts; returns ``(result, start_kind)``.
+
+    The algebraic start (:func:`algebraic_start`, when the ranks allow it) is tried first and kept if
+    its refinement reaches ``good_enough``; otherwise ``starts`` random starts are refined for
+    ``screen_iter`` iterations each, and the best (also against the algebraic run) is continued up to
+    ``max_iter``. ``kwargs`` go to :func:`nls_refine`.
+
+    Limitation: with fewer than two modes of size M_k >= N R_k there is no algebraic start, and
+    local NLS from random starts (like ALS) often ends in a local minimum or a degenerate swamp
+    (diverging, cancelling cores) on exact targets.
+    """
+    T = T.detach().to(torch.float64)
+    ranks = tuple(int(r) for r in ranks)
+    scale = float(torch.linalg.norm(T))
+    runs = []
+    alg = algebraic_start(T, ranks, N, seed=seed)
+    if alg is not None:
+        res = nls_refine(T, alg[0], alg[1], max_iter=max_iter, tol=tol, progress=progress,
+                         should_stop=should_stop, **kwargs)
+        if res.rel_error <= good_enough or res.status == "stopped":
+            return res, "algebraic"
+        runs.append((res, "algebraic"))
+    for s in range(starts):
+        if should_stop is not None and should_stop():
+            break
+        U, C = random_start(T.shape, ranks, N, seed=seed * 1000 + s, scale=scale)
+        res = nls_refine(T, U, C, max_iter=screen_iter, tol=tol, progress=progress, should_stop=should_stop,
+                         **kwargs)
+        runs.append((res, "random"))
+        if res.rel_error <= good_enough:
+            break
+    best, kind = min(runs, key=lambda x: x[0].rel_error)
+    if best.status == "max_iter" and not (should_stop is not None and should_stop()):
+        more = nls_refine(T, best.factors, best.cores, max_iter=max(0, max_iter - best.iterations), tol=tol,
+                          progress=progress, should_stop=should_stop, **kwargs)
+        more.history = best.history[:-1] + more.history
+        more.iterations += best.iterations
+        best = more
+    return best, kind

@@ -25,6 +25,7 @@ with which output mode; TT does. Tensorizations are de-duplicated accordingly.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from dataclasses import dataclass
@@ -263,17 +264,33 @@ def _bt_cp_candidates(t: _Tensor, cap: int, formats) -> list[_Candidate]:
 # The search
 # ----------------------------------------------------------------------------------------------
 
-def _front_error(known: list[_Candidate], params: int) -> float:
-    """The lowest error among ``known`` with at most ``params`` parameters (inf if none)."""
-    errs = [c.error for c in known if c.error is not None and c.params <= params]
-    return min(errs, default=math.inf)
+class _Front:
+    """The best error known at each size: ``at(p)`` is the lowest error with at most p parameters."""
+
+    def __init__(self, known: list[_Candidate]):
+        pts = sorted((c.params, c.error) for c in known if c.error is not None)
+        self.params = [p for p, _ in pts]
+        self.best = list(np.minimum.accumulate([e for _, e in pts])) if pts else []
+
+    def at(self, params: int) -> float:
+        i = bisect.bisect_right(self.params, params)
+        return self.best[i - 1] if i else math.inf
+
+
+def _score(t_cands: list[_Candidate], lo: int, hi: int) -> float:
+    """How well a tensorization compresses: the mean log error of its own front over sizes lo..hi."""
+    front = _Front(t_cands)
+    grid = np.geomspace(max(1, lo), max(lo + 1, hi), 16)
+    return float(np.mean([math.log(max(min(front.at(int(p)), 1.0), AT_PRECISION)) for p in grid]))
 
 
 class _Advisor:
     """One call of :func:`suggest_formats`: the tensors, the candidates and the phases that evaluate them."""
 
-    def __init__(self, W, cap, formats, seed, progress, should_stop, max_screen, max_full, fit_kwargs):
+    def __init__(self, W, cap, formats, seed, progress, should_stop, max_screen, max_full, fit_kwargs,
+                 n_extra: int = 0, top: int = 4):
         self.W, self.cap, self.formats, self.seed = W, cap, formats, seed
+        self.n_extra, self.top = n_extra, top
         self.progress, self.should_stop = progress, should_stop
         self.max_screen, self.max_full, self.fit_kwargs = max_screen, max_full, fit_kwargs
         self.done: list[_Candidate] = []
@@ -306,10 +323,26 @@ class _Advisor:
                     c.error, c.stage = t.hosvd_error(c.ranks), "HOSVD"
                     self.done.append(c)
         self.report(0.3, "screening BT and CP")
-        pool = [c for t in tensors for c in _bt_cp_candidates(t, self.cap, self.formats)]
+        pool = [c for t in self.best_tensors(tensors) for c in _bt_cp_candidates(t, self.cap, self.formats)]
         self.screen(pool)
         self.refine()
         return self.done
+
+    def best_tensors(self, tensors: list[_Tensor]) -> list[_Tensor]:
+        """The given tensorizations and the ``top`` others whose TT and Tucker fronts are lowest.
+
+        BT and CP are screened on these only: their lower bounds vanish on tensorizations with small
+        modes (N R above the mode size), so they cannot rank tensorizations themselves.
+        """
+        by = {}
+        for c in self.done:
+            by.setdefault(_canonical(c.in_modes, c.out_modes, True), []).append(c)
+        lo = min((c.params for c in self.done), default=1)
+        keyed = [(_score(by.get(_canonical(t.im, t.om, True), []), lo, self.cap), n, t)
+                 for n, t in enumerate(tensors)]
+        given = [t for s, n, t in keyed if n < self.n_extra]
+        rest = sorted((k for k in keyed if k[1] >= self.n_extra), key=lambda k: (k[0], k[1]))
+        return given + [t for _, _, t in rest[: self.top]]
 
     def fit(self, c: _Candidate, settings: dict, stage: str) -> None:
         """Fit candidate ``c`` (TT: TT-SVD; else ALS with ``settings``); keep the better error."""
@@ -341,11 +374,12 @@ class _Advisor:
         n = 0
         while pool and n < self.max_screen and not self.stop_now():
             # promise: how far the lower bound lies below the best error known at that size
-            pool = [c for c in pool if c.bound < _front_error(self.done, c.params)]
+            front = _Front(self.done)
+            pool = [c for c in pool if c.bound < front.at(c.params)]
             if not pool:
                 break
-            pool.sort(key=lambda c: (c.bound / _front_error(self.done, c.params)
-                                     if math.isfinite(_front_error(self.done, c.params)) else -1.0, c.params))
+            pool.sort(key=lambda c: (c.bound / front.at(c.params) if math.isfinite(front.at(c.params)) else -1.0,
+                                     c.params))
             c = pool.pop(0)
             self.report(0.3 + 0.4 * n / self.max_screen, f"screening {c.format} {_text(c.in_modes, c.out_modes)} "
                         f"({n + 1} of at most {self.max_screen})")
@@ -356,8 +390,9 @@ class _Advisor:
     def refine(self) -> None:
         """Full fits of the ALS candidates on or near the front (error within 30% of the best at their size)."""
         als = [c for c in self.done if c.format != "TT"]
-        near = [c for c in als if c.error <= 1.3 * _front_error(self.done, c.params) + 1e-15]
-        near.sort(key=lambda c: c.error / max(_front_error(self.done, c.params), 1e-300))
+        front = _Front(self.done)
+        near = [c for c in als if c.error <= 1.3 * front.at(c.params) + 1e-15]
+        near.sort(key=lambda c: c.error / max(front.at(c.params), 1e-300))
         picked = near[: self.max_full]
         for n, c in enumerate(picked):
             if self.stop_now():
@@ -532,7 +567,9 @@ def suggest_formats(W, budget: int | None = None, target_error: float | None = N
     shapes = search_tensorizations((I, J), max_order, extra)
     norm = float(torch.linalg.norm(Wt))
     Wn = Wt / norm if norm > 0 else Wt  # scale-free: Gram formulas stay far from overflow
-    adv = _Advisor(Wn, cap, fmts, seed, progress, should_stop, max_screen, max_full, fit_kwargs or {})
+    plain = _canonical((I, 1), (1, J), True)
+    n_extra = sum(_canonical(i, o, True) != plain for i, o in search_tensorizations((I, J), 1, extra)[:len(extra)])
+    adv = _Advisor(Wn, cap, fmts, seed, progress, should_stop, max_screen, max_full, fit_kwargs or {}, n_extra)
     cands = adv.run(shapes)
     df = _table(cands, I * J)
     idx, rule = _recommend(df, budget, target_error, rtol)

@@ -95,7 +95,7 @@ def config_for(row, cfg: LabConfig) -> LabConfig | None:
     """The shared configuration with the recommended modes and ranks, or None when it cannot hold them.
 
     A LabConfig holds one BT (R, N) and one TT rank choice; Tucker is BT with N = 1 and CP BT with R = 1.
-    The other format's ranks are kept when still valid on the new modes, else set to 1-free defaults.
+    The other format's ranks are kept when still valid on the new modes, else set to small defaults (TT 4, BT R 2).
     """
     im, om = tuple(row.in_modes), tuple(row.out_modes)
     ranks = tuple(row.ranks)

@@ -3,6 +3,7 @@
 * :func:`error_vs_params` - log-log error vs parameters, one curve per format, Pareto front marked.
 * :func:`heatmaps` / :func:`residual_heatmap` - target and reconstructions side by side; a residual.
 * :func:`convergence` - relative error per ALS sweep (TT-SVD: one direct point).
+* :func:`advice_front` - every candidate of :func:`btcore.suggest_formats`, its front and the suggestion.
 
 The analysis behind them (Pareto front, teaching text) is :mod:`app.approximation.analysis`.
 """
@@ -18,13 +19,15 @@ from plotly.subplots import make_subplots
 from btcore import decompose as dec
 
 from .approximation.analysis import pareto_front
-from .charts import FORMAT_COLORS
+from .charts import FORMAT_COLORS, YOUR_MARKERS, value_axis
 
-__all__ = ["error_vs_params", "heatmaps", "residual_heatmap", "convergence", "PARETO_TRACE"]
+__all__ = ["error_vs_params", "heatmaps", "residual_heatmap", "convergence", "advice_front", "PARETO_TRACE",
+           "SUGGESTED_TRACE"]
 
 #: Floor for plotting errors on a log axis (an exact 0 is drawn here).
 _FLOOR = 1e-16
 PARETO_TRACE = "Pareto front"
+SUGGESTED_TRACE = "suggested"
 _MARKERS = {"BT": "circle", "TT": "square", "Tucker": "diamond", "CP": "triangle-up"}
 
 
@@ -76,13 +79,13 @@ def error_vs_params(sweep: list, *, main: list | None = None, dense: int | None 
                         marker={"size": 17, "color": "rgba(0,0,0,0)", "line": {"color": "black", "width": 2}},
                         customdata=[[p.format] for p in fp],
                         hovertemplate="Pareto: %{customdata[0]}<br>%{x:,} parameters, error %{y:.3g}<extra></extra>")
-    for r in main or []:
-        if r.rel_error is None:
-            continue
+    # "your size" markers: distinct shapes drawn largest first, so near-equal points stay visible
+    for r in sorted((r for r in main or [] if r.rel_error is not None),
+                    key=lambda r: -YOUR_MARKERS.get(r.format, {"size": 12})["size"]):
+        style = YOUR_MARKERS.get(r.format, {"symbol": "star", "size": 12})
         fig.add_scatter(x=[r.params], y=[_clip(r.rel_error)], mode="markers", name=f"your {r.format}",
-                        showlegend=False,
-                        marker={"symbol": "star", "size": 15, "color": FORMAT_COLORS.get(r.format, "#999"),
-                                "line": {"width": 1, "color": "black"}},
+                        showlegend=True, legendgroup="yours",
+                        marker={**style, "color": FORMAT_COLORS.get(r.format, "#999")},
                         hovertemplate=f"your {r.format}<br>%{{x:,}} parameters<br>error %{{y:.3g}}<extra></extra>")
     if reference and dense and pts:
         lo = min(p.params for p in pts)
@@ -98,8 +101,8 @@ def error_vs_params(sweep: list, *, main: list | None = None, dense: int | None 
     ticks = _ticks_125(min(xs_all), max(xs_all)) if xs_all else []
     fig.update_xaxes(type="log", title="parameters" + (f" (dense: {dense:,})" if dense else ""),
                      tickvals=ticks, ticktext=[_si(t) for t in ticks], showgrid=True)
-    fig.update_yaxes(type="log", title="relative error ‖W − Ŵ‖ / ‖W‖", dtick=1, exponentformat="power",
-                     minor={"showgrid": True, "gridcolor": "#f0f0f0"})
+    ys = [_clip(p.rel_error) for p in pts] + [_clip(r.rel_error) for r in (main or []) if r.rel_error is not None]
+    fig.update_yaxes(title="relative error ‖W − Ŵ‖ / ‖W‖", **value_axis(ys))
     fig.update_layout(title="Error vs parameters", height=height, margin={"t": 40, "b": 10, "l": 10, "r": 10},
                       legend={"orientation": "h", "y": -0.18})
     return fig
@@ -206,4 +209,47 @@ def convergence(histories: dict[str, list[float]], *, height: int = 330) -> go.F
     fig.update_xaxes(title="ALS sweep (kept start)")
     fig.update_layout(title="ALS convergence", height=height, margin={"t": 40, "b": 10, "l": 10, "r": 10},
                       legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def advice_front(df, *, height: int = 420) -> go.Figure:
+    """Every candidate of :func:`btcore.suggest_formats` (faint, by format), the Pareto front (a step
+    line) and the suggested one (``df.attrs["recommended"]``, a large ringed star): log-x parameters,
+    errors on :func:`~app.charts.value_axis`."""
+    fig = go.Figure()
+    text = lambda r: (f"{r.format} {'x'.join(map(str, r.in_modes))} → {'x'.join(map(str, r.out_modes))}, "  # noqa: E731
+                      f"ranks {'-'.join(map(str, r.ranks))}" + ("" if r.blocks is None else f", N={r.blocks}"))
+    for fmt in [f for f in dec.FORMATS if (df["format"] == f).any()]:
+        mine = df[df["format"] == fmt]
+        fig.add_scatter(x=list(mine["params"]), y=[_clip(e) for e in mine["error"]], mode="markers", name=fmt,
+                        marker={"symbol": _MARKERS.get(fmt, "circle"), "size": 7, "opacity": 0.45,
+                                "color": FORMAT_COLORS.get(fmt, "#999")},
+                        customdata=[[text(r)] for r in mine.itertuples()],
+                        hovertemplate="%{customdata[0]}<br>%{x:,} parameters, error %{y:.4g}<extra></extra>")
+    front = df[df["pareto"]]
+    if len(front):
+        xs, ys = [], []
+        for k, (p, e) in enumerate(zip(front["params"], front["error"])):
+            if k:
+                xs.append(p)
+                ys.append(ys[-1])
+            xs.append(p)
+            ys.append(_clip(e))
+        fig.add_scatter(x=xs, y=ys, mode="lines", name=PARETO_TRACE, hoverinfo="skip",
+                        line={"color": "black", "dash": "dash", "width": 1.5})
+    idx = df.attrs.get("recommended")
+    if idx is not None:
+        r = df.loc[idx]
+        fig.add_scatter(x=[int(r["params"])], y=[_clip(r["error"])], mode="markers", name=SUGGESTED_TRACE,
+                        marker={"symbol": "star", "size": 22, "color": FORMAT_COLORS.get(r["format"], "#999"),
+                                "line": {"width": 2, "color": "black"}},
+                        hovertemplate=f"suggested: {text(r)}<br>%{{x:,}} parameters, error %{{y:.4g}}<extra></extra>")
+    xs_all = list(df["params"])
+    ticks = _ticks_125(min(xs_all), max(xs_all)) if xs_all else []
+    budget = df.attrs.get("budget")
+    fig.update_xaxes(type="log", title="parameters" + (f" (budget {budget:,})" if budget else ""), tickvals=ticks,
+                     ticktext=[_si(t) for t in ticks], showgrid=True)
+    fig.update_yaxes(title="relative error", **value_axis([_clip(e) for e in df["error"]]))
+    fig.update_layout(title="Suggest: every candidate and the front", height=height,
+                      margin={"t": 40, "b": 10, "l": 10, "r": 10}, legend={"orientation": "h", "y": -0.18})
     return fig

@@ -6,7 +6,7 @@ every snippet, so what the app offers to copy always runs.
 
 from __future__ import annotations
 
-__all__ = ["shapes_snippet", "learn_snippet"]
+__all__ = ["shapes_snippet", "learn_snippet", "approximation_snippet"]
 
 
 def _modes(modes) -> str:
@@ -41,3 +41,34 @@ def learn_snippet(cfg) -> str:
         f"for step in btcore.plan_matmul(layer.spec, {cfg.batch}).steps:\n"
         "    print(step.left, \"x\", step.right, \"->\", step.result_shape, f\"{step.macs:,} multiply-adds\")\n"
     )
+
+
+def approximation_snippet(spec, *, budget: int, uploaded: bool = False) -> str:
+    """The target, the page's main fits at their ranks and the advisor at ``budget`` for a RunSpec.
+
+    ``uploaded``: the matrix came from a file or a trained model; the snippet loads ``matrix.npy``
+    (the user saves theirs there) instead of building a target.
+    """
+    i, o = _modes(spec.in_modes), _modes(spec.out_modes)
+    kwargs = "".join(f", {k}={v!r}" for k, v in sorted(spec.target_kwargs.items()))
+    lines = ["import btcore"]
+    if uploaded:
+        lines += ["import numpy as np", "", "W = np.load(\"matrix.npy\")  # your matrix, saved with np.save"]
+    else:
+        lines += ["from btcore import targets", "", f"W = targets.make_target({spec.target!r}, {i}, {o}, {spec.seed}{kwargs})"]
+    calls = {"TT": "btcore.fit_tt(W, {i}, {o}, ranks={r})", "Tucker": "btcore.fit_tucker(W, {i}, {o}, rank={r}, seed={s})",
+             "CP": "btcore.fit_cp(W, {i}, {o}, rank={n}, seed={s})",
+             "BT": "btcore.fit_bt(W, {i}, {o}, rank={r}, blocks={n}, seed={s})"}
+    for t in spec.main:
+        task = t.task
+        r = _rank(task.ranks[0] if len(set(task.ranks)) == 1 else tuple(task.ranks))
+        if task.format == "TT":
+            r = _modes(tuple(task.ranks))
+        call = calls[task.format].format(i=i, o=o, r=r, n=task.blocks, s=spec.seed)
+        lines += [f"M, info = {call}", f"print({task.format!r}, info.params, info.relative_error)"]
+    fmts = tuple(dict.fromkeys(t.task.format.lower() for t in spec.main))
+    lines += ["", f"df = btcore.suggest_formats(W, budget={budget}, formats={fmts!r}, seed={spec.seed},",
+              f"                            tensorizations=[({i}, {o})])",
+              "print(df[df.pareto])  # the Pareto front of every candidate",
+              "print(btcore.recommended(df))  # the suggestion"]
+    return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """Benchmark of the decompositions: btcore's BT ALS next to tensorly's Tucker and TT-SVD.
 
-    python bench/decompose.py [--repeats 3] [--quick]
+    python bench/decompose.py [--repeats 3] [--quick] [--advise]
 
 One thread everywhere (set before numpy/torch are imported). Two targets from the issue:
 
@@ -12,6 +12,10 @@ parameter count is closest to the BT one, tensorly ``tucker`` (HOOI, SVD init) a
 tensorly ``tensor_train_matrix`` at the TT rank closest to the BT budget. Times are medians of
 ``--repeats`` runs, wall clock and process CPU time (on a shared, loaded machine the CPU time is
 the fairer figure for one-thread code); errors are ||W - M|| / ||W|| in float64.
+
+``--advise`` runs the format advisor instead: ``suggest_formats`` on the Approximation page's
+default target (exact BT N=2, R=3 + 1% noise, 256 x 256 as 4x4x4x4 -> 4x4x4x4) at a budget of
+2,000 parameters, and prints its time, its recommendation and the Pareto front as a Markdown table.
 """
 
 from __future__ import annotations
@@ -118,11 +122,38 @@ def bench_case(name, W, im, om, R, N, repeats):
     return rows
 
 
+def bench_advise(budget: int = 2000) -> None:
+    """suggest_formats on the page's default target: time, recommendation, Pareto front (Markdown)."""
+    from btcore.decompose import recommended, suggest_formats
+
+    im = om = (4, 4, 4, 4)
+    W = bt_structured(im, om, seed=0, rank=3, blocks=2, noise=0.01)
+    c0, t0 = time.process_time(), time.perf_counter()
+    df = suggest_formats(W, budget=budget)
+    sec, cpu = time.perf_counter() - t0, time.process_time() - c0
+    best = recommended(df)
+    print(f"\n### Advisor: exact BT (N=2, R=3) + 1% noise, 256 x 256, budget {budget:,}\n")
+    print(f"{len(df)} candidates over {len(df.attrs['tensorizations'])} tensorizations in {sec:.1f} s "
+          f"({cpu:.1f} s CPU); by stage: " + ", ".join(f"{k} {v}" for k, v in df["stage"].value_counts().items()))
+    print(f"Recommended ({df.attrs['rule']}): {best.format} {best.in_modes} -> {best.out_modes}, ranks "
+          f"{best.ranks}, N={best.blocks}, {best.params:,} parameters, error {best.error:.4g}\n")
+    print("| format | in modes | out modes | ranks | N | params | error | stage |")
+    print("|---|---|---|---|---|---|---|---|")
+    for _, r in df[df["pareto"]].iterrows():
+        x = lambda t: "x".join(map(str, t))  # noqa: E731
+        print(f"| {r.format} | {x(r.in_modes)} | {x(r.out_modes)} | {'-'.join(map(str, r.ranks))} | "
+              f"{'' if r.blocks is None else r.blocks} | {r.params:,} | {r.error:.4g} | {r.stage} |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="one repeat, case A only")
+    ap.add_argument("--advise", action="store_true", help="the format advisor on the page's default target only")
     args = ap.parse_args(argv)
+    if args.advise:
+        bench_advise()
+        return
     reps = 1 if args.quick else args.repeats
     im = om = (4, 8, 8, 4)
     W = bt_structured(im, om, seed=0, rank=3, blocks=2, noise=0.01)

@@ -8,7 +8,8 @@ Public API (see each module for details):
 * tensors: :class:`BTMatrix`, :class:`TTMatrix`
 * contract: :func:`matmul`, :func:`plan_matmul`, :func:`plan_reconstruct`
 * layers: :class:`BTLinear`, :class:`TTLinear`; rnn: LSTM/GRU cells and layers, :class:`SequenceClassifier`
-* decompose: :func:`fit_bt`, :func:`fit_tt`, :func:`fit_tucker`, :func:`fit_cp`, :func:`relative_error`
+* decompose: :func:`fit_bt`, :func:`fit_tt`, :func:`fit_tucker`, :func:`fit_cp`, :func:`relative_error`;
+  :func:`suggest_formats` (format and rank advisor) and :func:`recommended`
 * targets (module): target matrices and safe upload loading; data: synthetic action clips
 * train (package, ``python -m btcore.train``): trainer, comparisons, checkpoints, CLI, DDP
 """
@@ -24,7 +25,8 @@ from .tensors import BTMatrix, TTMatrix, available_memory, check_allocation
 from .layers import BTLinear, TTLinear
 from .rnn import GRU, LSTM, ClassifierConfig, GRUCell, LSTMCell, SequenceClassifier, ucf11_config
 from .decompose import (
-    FitInfo, budget_candidates, compare_formats, fit_bt, fit_cp, fit_tt, fit_tucker, interleave, relative_error,
+    FitInfo, budget_candidates, compare_formats, fit_bt, fit_cp, fit_tt, fit_tucker, interleave, recommended,
+    relative_error, suggest_formats,
 )
 from . import targets
 from .data import ACTION_NAMES, ClipSet, SyntheticActions, load_clip_folder

@@ -41,3 +41,20 @@ def test_default_fit_and_chart(app_page):
     pg.locator("[data-testid=stAlertContentError]").first.wait_for(timeout=30_000)
     assert table.is_visible() and chart.is_visible()
     screenshot(pg, "approximation_bad_input")
+
+
+def test_suggest_flow(app_page):
+    pg = app_page("approximation")
+    pg.get_by_text("Formats and size").first.wait_for(timeout=60_000)
+    pg.locator(".st-key-approx_suggest button").first.click()
+    chart = pg.locator(".st-key-approx_advice_chart")
+    chart.wait_for(timeout=180_000)  # the search runs in a worker; the fragment redraws the page when done
+    wait_idle(pg)
+    chart.locator(".main-svg").first.wait_for(timeout=30_000)
+    pg.wait_for_timeout(800)
+    chart.screenshot(path=str(screenshot(pg, "approximation_suggest").with_name("approximation_suggest_chart.png")))
+    pg.locator(".st-key-approx_apply button").first.click()
+    wait_idle(pg)
+    assert pg.get_by_text("Applied").first.is_visible()
+    assert pg.locator(".st-key-approx_mode").get_by_text("explicit ranks").first.is_visible()
+    screenshot(pg, "approximation_suggest_applied")

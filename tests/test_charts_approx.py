@@ -63,3 +63,55 @@ def test_residual_is_symmetric_and_convergence():
     assert names == ["BT", "TT (direct, TT-SVD)"]
     assert conv["layout"]["yaxis"]["type"] == "log"
     assert list(conv["data"][0]["x"]) == [0, 1, 2]
+
+
+def test_error_vs_params_your_markers_and_ticks_below_a_decade():
+    """Errors within one decade: a linear axis with at most 8 ticks (a log axis would show no label);
+    "your" markers in the legend, distinct per format, at the fitted (params, error)."""
+    from app.charts import MAX_TICKS, YOUR_MARKERS
+
+    sweep = [_r("BT", 500, 0.02, 500), _r("BT", 1000, 0.0101, 1000), _r("TT", 480, 0.05, 500), _r("TT", 990, 0.03, 1000)]
+    fig = ca.error_vs_params(sweep, main=ROWS[:1] + [_r("TT", 960, 0.0102)]).to_dict()
+    y = fig["layout"]["yaxis"]
+    assert y["type"] == "linear" and y["nticks"] == MAX_TICKS
+    yours = {t["name"]: t for t in fig["data"] if t["name"].startswith("your ")}
+    assert set(yours) == {"your BT", "your TT"}
+    assert yours["your BT"]["x"] == [1024] and yours["your BT"]["y"] == [0.0099]
+    assert yours["your TT"]["x"] == [960] and yours["your TT"]["y"] == [0.0102]
+    assert all(t["showlegend"] for t in yours.values())
+    assert yours["your TT"]["marker"]["symbol"] == YOUR_MARKERS["TT"]["symbol"] != yours["your BT"]["marker"]["symbol"]
+    names = [t["name"] for t in fig["data"]]
+    assert names.index("your TT") < names.index("your BT")  # the larger ring first, the star on top
+
+
+def test_error_vs_params_many_decades_has_at_most_eight_labels():
+    """A smooth kernel's errors span 1e-15..1: decade steps so at most 8 labels, not 16."""
+    from app.charts import MAX_TICKS, value_axis
+
+    sweep = [_r("BT", 10 * 2**k, 10.0 ** -k, 10 * 2**k) for k in range(16)]
+    fig = ca.error_vs_params(sweep).to_dict()
+    y = fig["layout"]["yaxis"]
+    assert y["type"] == "log" and {k: y[k] for k in ("dtick", "tick0")} == \
+        {k: value_axis([p.rel_error for p in sweep])[k] for k in ("dtick", "tick0")}
+    lo, hi = -15, 0
+    assert (hi - lo) / y["dtick"] + 1 <= MAX_TICKS
+
+
+def test_advice_front_marks_the_suggestion():
+    import btcore
+    from app.charts import value_axis
+
+    W = btcore.targets.make_target("bt", (4, 4), (4, 4), 0, rank=2, blocks=1, noise=0.01)
+    df = btcore.suggest_formats(W, budget=120, max_order=2)
+    fig = ca.advice_front(df).to_dict()
+    best = btcore.recommended(df)
+    star = next(t for t in fig["data"] if t["name"] == ca.SUGGESTED_TRACE)
+    assert star["x"] == [best.params] and star["y"] == [pytest.approx(best.error)]
+    total = sum(len(t["x"]) for t in fig["data"] if t["name"] in ("BT", "TT", "Tucker", "CP"))
+    assert total == len(df)  # every candidate drawn
+    front = next(t for t in fig["data"] if t["name"] == ca.PARETO_TRACE)
+    assert set(front["x"]) == set(df[df["pareto"]]["params"])
+    y = fig["layout"]["yaxis"]
+    expect = value_axis([max(e, 1e-16) for e in df["error"]])
+    assert {k: y.get(k) for k in expect} == expect
+    assert fig["layout"]["xaxis"]["type"] == "log" and "budget 120" in fig["layout"]["xaxis"]["title"]["text"]

@@ -339,3 +339,139 @@ def test_failed_fits_and_failed_jobs_are_errors(monkeypatch):
     assert not at.exception
     assert any("The fit failed" in e and "boom" in e for e in _errors(at))
     assert list(at.dataframe[0].value["format"]) == ["TT"]  # earlier results stay
+
+
+# -- page state: store, page switch, links, lesson view ---------------------------------------------
+def _state(at) -> dict:
+    keys = ["approx_shape", "approx_in_modes", "approx_out_modes", "approx_noise", "approx_mode", "approx_budget",
+            "approx_sweep", "approx_seed", "approx_formats", "approx_effort"]
+    return {k: at.session_state[k] for k in keys}
+
+
+def _set_some_inputs(at):
+    at.selectbox(key="approx_shape").set_value("1,024 x 1,024 (4x8x8x4 -> 4x8x8x4)").run()
+    at.select_slider(key="approx_noise").set_value(0.05).run()
+    at.number_input(key="approx_budget").set_value(2500).run()
+    at.slider(key="approx_sweep").set_value(3).run()
+    at.number_input(key="approx_seed").set_value(7).run()
+    at.multiselect(key="approx_formats").unselect("CP").run()
+    at.radio(key="approx_effort").set_value("thorough").run()
+    assert not at.exception and not _errors(at)
+    return at
+
+
+def test_inputs_survive_a_page_switch():
+    from conftest import ROOT
+
+    at = _set_some_inputs(open_page("approximation"))
+    before = _state(at)
+    assert before["approx_in_modes"] == "4x8x8x4" and before["approx_formats"] == ["BT", "TT", "Tucker"]
+    for away in ("shapes", "learn"):
+        at.switch_page(str(ROOT / "pages" / f"{away}.py")).run()
+        at.switch_page(str(ROOT / "pages" / "approximation.py")).run()
+        assert not at.exception
+        assert _state(at) == before
+        assert at.selectbox(key="approx_shape").value.startswith("1,024 x 1,024")
+
+
+def test_a_link_opens_the_same_state_in_a_fresh_session():
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    at = _set_some_inputs(open_page("approximation"))
+    query = dict(at.query_params)
+    assert query["a_in"] == "4x8x8x4" and query["noise"] == "0.05" and query["formats"] == "BT,TT,Tucker"
+    assert query["in"] == "8x20x20x18"  # the shared configuration travels beside the page's inputs
+    fresh = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    fresh.query_params.update(query)
+    fresh.switch_page(str(ROOT / "pages" / "approximation.py")).run()
+    assert not fresh.exception and not fresh.warning and not _errors(fresh)
+    assert _state(fresh) == _state(at)
+
+
+@pytest.mark.parametrize("query", [
+    {"noise": "0.02"}, {"params": "-5"}, {"formats": "BT,HT"}, {"target": "nope"}, {"sweep": "lots"},
+    {"a_in": "4x4x4"}, {"shape": "huge"}, {"seed": "1e400"}, {"a_in": "x" * 2000}, {"ls": "nan"},
+])
+def test_bad_query_values_warn_and_never_raise(query):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params.update(query)
+    at.switch_page(str(ROOT / "pages" / "approximation.py")).run()
+    assert not at.exception
+    assert at.warning or at.error  # said, not silently replaced
+
+
+def test_lesson_view_hides_advanced_controls():
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params["lesson"] = "1"
+    at.switch_page(str(ROOT / "pages" / "approximation.py")).run()
+    assert not at.exception
+    keys = {w.key for w in at.number_input} | {w.key for w in at.radio}
+    assert "approx_seed" not in keys and "approx_effort" not in keys and "approx_bt_choices" not in keys
+    assert not any(e.label.startswith("The code") for e in at.expander)
+    assert at.query_params.get("lesson") == "1"
+    at.slider(key="approx_sweep").set_value(0).run()
+    at = _fit(at)
+    assert not at.get("download_button")
+
+
+# -- Suggest ---------------------------------------------------------------------------------------
+def _suggest(at, timeout=180):
+    at.button(key="approx_suggest").click().run()
+    assert not at.exception
+    job = at.session_state["approx_suggest_job"]
+    assert job.join(timeout) and job.status == "done", job.error
+    return at.run()
+
+
+def test_suggest_draws_the_front_and_applies_the_recommendation():
+    at = open_page("approximation")
+    at = _suggest(at)
+    assert not at.exception and not _errors(at)
+    advice = at.session_state["approx_advice"]
+    df, best = advice.table, advice.best
+    assert (df["params"] <= 1000).all() and best.params <= 1000
+    assert best.error < 0.012  # the default target's noise floor is 0.01
+    spec = next(s for s in plotly_specs(at) if s["layout"]["title"]["text"].startswith("Suggest"))
+    star = next(t for t in spec["data"] if t["name"] == "suggested")
+    assert star["x"] == [best.params] and star["y"][0] == pytest.approx(best.error)
+    at.button(key="approx_apply").click().run()
+    assert not at.exception and not _errors(at)
+    assert at.text_input(key="approx_in_modes").value == "x".join(map(str, best.in_modes))
+    assert at.text_input(key="approx_out_modes").value == "x".join(map(str, best.out_modes))
+    assert at.radio(key="approx_mode").value == "explicit ranks"
+    cfg = at.session_state[CONFIG_KEY]
+    assert cfg.in_modes == tuple(best.in_modes) and cfg.out_modes == tuple(best.out_modes)
+    if best.format == "BT":
+        assert (cfg.blocks, at.number_input(key="approx_blocks").value) == (best.blocks, best.blocks)
+    at.slider(key="approx_sweep").set_value(0).run()
+    at = _fit(at)
+    table = next(d.value for d in at.dataframe if "parameters" in d.value.columns).set_index("format")
+    assert table.loc[best.format, "parameters"] == best.params  # the suggested format at its size
+    assert table.loc[best.format, "relative error"] < 0.012
+    assert any("Applied" in c.value for c in at.caption)
+
+
+def test_suggest_on_an_upload():
+    at = open_page("approximation")
+    at.selectbox(key="approx_target").set_value("upload").run()
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((48, 3)) @ rng.standard_normal((3, 36))  # rank 3: the truncated SVD is exact
+    buf = io.BytesIO()
+    np.save(buf, W)
+    at.file_uploader(key="approx_upload").upload("m.npy", buf.getvalue()).run()
+    at.button(key="approx_fix_modes").click().run()
+    at.number_input(key="approx_budget").set_value(300).run()
+    assert not _errors(at)
+    at = _suggest(at)
+    best = at.session_state["approx_advice"].best
+    assert best.params <= 300 and best.error < 1e-8  # low rank found at its size: 3 * (48 + 36) (+ 9)

@@ -18,8 +18,9 @@ import btcore
 from app import jobs
 from app.state import CONFIG_KEY, get_config
 from btcore import targets as tg
-from btcore.shapes import format_ints, parse_ints, prod, rank_text
+from btcore.shapes import format_ints, parse_ints, prod
 
+from .inputs import CUSTOM, DEFAULT_SHAPE, SHAPES, SHAPES_PAGE  # noqa: F401 - the page reads them here
 from .plan import MAX_ENTRIES, RunSpec
 from .run import RunResult, make_worker
 
@@ -30,15 +31,6 @@ TRAIN_JOB_KEY = "training"  # the Training page's job in the session's registry 
 MAX_UPLOAD = 2 * 8 * MAX_ENTRIES
 CACHE_SIZE = 6          # finished runs kept per session
 FIT_CACHE_SIZE = 400    # single fits kept per session (factors only)
-SHAPES = {
-    "256 x 256 (4x4x4x4 -> 4x4x4x4)": ((4, 4, 4, 4), (4, 4, 4, 4)),
-    "1,024 x 1,024 (4x8x8x4 -> 4x8x8x4)": ((4, 8, 8, 4), (4, 8, 8, 4)),
-    "4,096 x 256, tall (8x8x8x8 -> 4x4x4x4)": ((8, 8, 8, 8), (4, 4, 4, 4)),
-    "576 x 64, tall (4x12x12 -> 4x4x4)": ((4, 12, 12), (4, 4, 4)),
-}
-DEFAULT_SHAPE = next(iter(SHAPES))
-SHAPES_PAGE = "Shapes page's modes"
-CUSTOM = "Custom"
 
 
 # -- modes and defaults ------------------------------------------------------------------------
@@ -81,25 +73,6 @@ def suggest_for(shape) -> None:
     except ValueError:
         set_modes(btcore.factorize(shape[0], 2, max_mode=None), btcore.factorize(shape[1], 2, max_mode=None))
     st.session_state[K + "shape"] = CUSTOM
-
-
-def init_defaults() -> None:
-    """First visit: the Shapes page's modes when small, else the default shape; ranks from the config."""
-    if K + "in_modes" in st.session_state:
-        return
-    cfg = get_config()
-    small = shapes_page_config()
-    if small is not None:
-        st.session_state[K + "shape"] = SHAPES_PAGE
-        set_modes(small.in_modes, small.out_modes)
-    else:
-        st.session_state[K + "shape"] = DEFAULT_SHAPE
-        set_modes(*SHAPES[DEFAULT_SHAPE])
-    st.session_state[K + "bt_rank"] = rank_text(cfg.bt_rank)
-    st.session_state[K + "blocks"] = int(cfg.blocks)
-    st.session_state[K + "tt_ranks"] = rank_text(cfg.tt_ranks)
-    st.session_state[K + "tucker_rank"] = rank_text(cfg.bt_rank)
-    st.session_state[K + "cp_rank"] = 8
 
 
 # -- given matrices: trained runs and uploads ------------------------------------------------------

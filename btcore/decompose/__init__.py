@@ -4,9 +4,11 @@ One module per family: :mod:`.common` (the :class:`FitInfo` record, :func:`inter
 :func:`relative_error`), :mod:`.bt` (:func:`fit_bt`, its driver; :mod:`.als` its ALS engine),
 :mod:`.tt` (:func:`fit_tt`), :mod:`.tucker_cp` (:func:`fit_tucker`, :func:`fit_cp`) and
 :mod:`.budget` (fits at parameter budgets: :class:`FitTask`, :func:`budget_candidates`,
-:func:`compare_formats`).
+:func:`compare_formats`) and :mod:`.advise` (which format, tensorization and ranks:
+:func:`suggest_formats`, :func:`recommended`).
 """
 
+from .advise import recommended, search_tensorizations, suggest_formats
 from .als import als_memory_bytes
 from .bt import cap_bt_ranks, fit_bt
 from .budget import FORMATS, BudgetFit, FitTask, budget_candidates, budget_tasks, compare_formats, fit_task
@@ -33,4 +35,7 @@ __all__ = [
     "AT_PRECISION",
     "FORMATS",
     "als_memory_bytes",
+    "suggest_formats",
+    "recommended",
+    "search_tensorizations",
 ]

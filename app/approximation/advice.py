@@ -1,0 +1,145 @@
+"""The page's "Suggest" action: :func:`btcore.suggest_formats` in a background job, and applying its
+recommendation to the page's inputs (and to the shared configuration when it can hold it).
+
+The worker (:func:`make_worker`) never calls ``st.*``; :func:`start`, :func:`harvest` and
+:func:`apply` run in the script thread (``apply`` as a button callback).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import pandas as pd
+import streamlit as st
+
+import btcore
+from app import jobs
+from app.state import LabConfig, get_config, set_config
+from btcore import targets as tg
+from btcore.shapes import format_ints, rank_text
+
+from .inputs import CUSTOM, MODES
+
+__all__ = ["Advice", "make_worker", "start", "harvest", "apply", "config_for", "advice_budget", "JOB_KEY"]
+
+K = "approx_"
+JOB_KEY = "approximation_suggest"
+#: Session keys: the running job, the advice on screen, the job harvested last, a failure, what was applied.
+JOB, SHOWN, HARVESTED, ERROR, APPLIED = (K + s for s in ("suggest_job", "advice", "suggest_harvested",
+                                                         "suggest_error", "applied"))
+
+
+@dataclass
+class Advice:
+    """One finished (or stopped) search: the table, what it was asked, and the inputs it belongs to."""
+
+    table: pd.DataFrame
+    key: tuple
+    budget: int
+    formats: tuple
+    seed: int
+    stopped: bool
+    seconds: float
+
+    @property
+    def best(self):
+        """The recommended row (None when nothing was evaluated)."""
+        return None if self.table.attrs.get("recommended") is None else btcore.recommended(self.table)
+
+
+def advice_budget(spec) -> int:
+    """The budget the search is given: the page's budget, or the largest main fit's size (explicit ranks)."""
+    budgets = [t.task.budget for t in spec.main if t.task.budget is not None]
+    return int(max(budgets) if budgets else max(t.task.params for t in spec.main))
+
+
+def make_worker(spec, W_given, budget: int):
+    """The job's function: build the target as the fits do, then search (progress and stop wired up)."""
+    im, om = spec.in_modes, spec.out_modes
+    formats = tuple(t.task.format.lower() for t in spec.main)
+
+    def target(job) -> Advice:
+        t0 = time.perf_counter()
+        job.update(message="building the target")
+        W = W_given if W_given is not None else tg.make_target(spec.target, im, om, spec.seed, **spec.target_kwargs)
+        df = btcore.suggest_formats(W, budget=budget, formats=tuple(dict.fromkeys(formats)), seed=spec.seed,
+                                    tensorizations=[(im, om)], progress=lambda f, m: job.update(progress=f, message=m),
+                                    should_stop=lambda: job.should_stop)
+        return Advice(df, (spec.target_key, budget, formats), budget, formats, spec.seed, bool(df.attrs["stopped"]),
+                      time.perf_counter() - t0)
+
+    return target
+
+
+def start(spec, W_given) -> None:
+    st.session_state.pop(ERROR, None)
+    st.session_state[JOB] = jobs.start_job(JOB_KEY, make_worker(spec, W_given, advice_budget(spec)), name="suggest")
+
+
+def harvest() -> bool:
+    """Put a finished search on the screen (once); True when it did."""
+    job = st.session_state.get(JOB)
+    if job is None or job.running or st.session_state.get(HARVESTED) is job:
+        return False
+    st.session_state[HARVESTED] = job
+    snap = job.snapshot()
+    if snap["error"]:
+        st.session_state[ERROR] = snap["error"]
+    elif snap["result"] is not None:
+        st.session_state[SHOWN] = snap["result"]
+    return True
+
+
+def config_for(row, cfg: LabConfig) -> LabConfig | None:
+    """The shared configuration with the recommended modes and ranks, or None when it cannot hold them.
+
+    A LabConfig holds one BT (R, N) and one TT rank choice; Tucker is BT with N = 1 and CP BT with R = 1.
+    The other format's ranks are kept when still valid on the new modes, else set to small defaults (TT 4, BT R 2).
+    """
+    im, om = tuple(row.in_modes), tuple(row.out_modes)
+    ranks = tuple(row.ranks)
+    if row.format == "TT":
+        inner = ranks[1:-1]
+        change = {"tt_ranks": inner[0] if len(set(inner)) == 1 else inner}
+    else:
+        change = {"bt_rank": ranks[0] if len(set(ranks)) == 1 else ranks, "blocks": int(row.blocks)}
+    for keep in ({}, {"tt_ranks": 4, "bt_rank": 2} | change):
+        try:
+            new = replace(cfg, in_modes=im, out_modes=om, **(keep or change))
+            new.specs()
+            return new
+        except ValueError:
+            continue
+    return None
+
+
+def apply(inputs) -> None:
+    """Button callback: the recommendation into the page's inputs (explicit ranks) and the shared config."""
+    advice: Advice | None = st.session_state.get(SHOWN)
+    row = None if advice is None else advice.best
+    if row is None:
+        return
+    inputs.set("shape", CUSTOM)
+    inputs.set("a_in", format_ints(row.in_modes))
+    inputs.set("a_out", format_ints(row.out_modes))
+    inputs.set("size_by", MODES[1])
+    ranks = tuple(row.ranks)
+    for name in ("bt_R", "tt_r", "tucker_R"):  # per-mode ranks of the old order would not fit the new one
+        if "," in str(inputs[name]):
+            inputs.set(name, "2")
+    if row.format == "TT":
+        inputs.set("tt_r", rank_text(ranks[1:-1] if len(set(ranks[1:-1])) > 1 else ranks[1]))
+    elif row.format == "CP":
+        inputs.set("cp_R", int(row.blocks))
+    elif row.format == "Tucker":
+        inputs.set("tucker_R", rank_text(ranks if len(set(ranks)) > 1 else ranks[0]))
+    else:
+        inputs.set("bt_R", rank_text(ranks if len(set(ranks)) > 1 else ranks[0]))
+        inputs.set("bt_N", int(row.blocks))
+    if row.format not in inputs["formats"]:
+        inputs.set("formats", list(inputs["formats"]) + [row.format])
+    cfg = config_for(row, get_config())
+    if cfg is not None:
+        set_config(cfg)
+    st.session_state[APPLIED] = (row.format, cfg is not None)

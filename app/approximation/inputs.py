@@ -1,0 +1,100 @@
+"""The Approximation page's inputs as :class:`~app.page_state.Field` s (session store and URL query).
+
+Every widget of the page has a field here; the URL names differ from the shared configuration's
+(``in``, ``out``, ``R``, ``N``, ``tt``, ``batch``) and from the other pages' fields, so one link holds
+the configuration and this page's state side by side. The upload itself is not a field (a file
+cannot travel in a link).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.page_state import Field
+from btcore import decompose as dec
+from btcore.shapes import format_ints, rank_text
+
+from .plan import EFFORT, MAX_CP_RANK, TARGETS
+
+__all__ = ["FIELDS", "NOISES", "LENGTH_SCALES", "ListField", "OptionField", "defaults", "SHAPES", "SHAPES_PAGE",
+           "CUSTOM", "DEFAULT_SHAPE", "MODES"]
+
+NOISES = (0.0, 0.001, 0.01, 0.05, 0.1, 0.3)
+LENGTH_SCALES = (0.02, 0.05, 0.1, 0.2, 0.5)
+MODES = ("parameter budget", "explicit ranks")
+SHAPES = {
+    "256 x 256 (4x4x4x4 -> 4x4x4x4)": ((4, 4, 4, 4), (4, 4, 4, 4)),
+    "1,024 x 1,024 (4x8x8x4 -> 4x8x8x4)": ((4, 8, 8, 4), (4, 8, 8, 4)),
+    "4,096 x 256, tall (8x8x8x8 -> 4x4x4x4)": ((8, 8, 8, 8), (4, 4, 4, 4)),
+    "576 x 64, tall (4x12x12 -> 4x4x4)": ((4, 12, 12), (4, 4, 4)),
+}
+DEFAULT_SHAPE = next(iter(SHAPES))
+SHAPES_PAGE = "Shapes page's modes"
+CUSTOM = "Custom"
+
+
+@dataclass(frozen=True)
+class ListField(Field):
+    """A multiselect: a list of ``choices``, written ``BT,TT`` in the URL."""
+
+    def parse(self, text: str):
+        items = [t.strip() for t in str(text).split(",") if t.strip()]
+        bad = [t for t in items if t not in self.options()]
+        if bad or not items:
+            raise ValueError("expected a comma-separated list of " + ", ".join(self.options()))
+        return items
+
+    def format(self, value) -> str:
+        return ",".join(value)
+
+
+@dataclass(frozen=True)
+class OptionField(Field):
+    """A number from a fixed list (a select slider): the URL value must be one of ``choices``."""
+
+    def parse(self, text: str):
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if value not in self.options():
+            raise ValueError("expected one of " + ", ".join(f"{v:g}" for v in self.options()))
+        return value
+
+    def format(self, value) -> str:
+        return f"{value:g}"
+
+
+FIELDS = (
+    Field("target", "bt", "choice", choices=tuple(TARGETS)),
+    OptionField("noise", 0.01, choices=NOISES),
+    OptionField("ls", 0.1, choices=LENGTH_SCALES, widget="length_scale"),
+    Field("image", ""),
+    Field("trained", ""),
+    Field("seed", 0, "int", 0, 2**31 - 1),
+    Field("shape", DEFAULT_SHAPE, "choice", choices=tuple(SHAPES) + (SHAPES_PAGE, CUSTOM)),
+    Field("a_in", "4x4x4x4", widget="in_modes"),
+    Field("a_out", "4x4x4x4", widget="out_modes"),
+    ListField("formats", list(dec.FORMATS), choices=tuple(dec.FORMATS)),
+    Field("size_by", MODES[0], "choice", choices=MODES, widget="mode"),
+    Field("params", 1000, "int", 8, 10**9, widget="budget"),
+    Field("bt_R", "3", widget="bt_rank"),
+    Field("bt_N", 2, "int", 1, 64, widget="blocks"),
+    Field("tt_r", "4", widget="tt_ranks"),
+    Field("tucker_R", "3", widget="tucker_rank"),
+    Field("cp_R", 8, "int", 1, MAX_CP_RANK, widget="cp_rank"),
+    Field("sweep", 5, "int", 0, 7),
+    Field("effort", "quick", "choice", choices=tuple(EFFORT)),
+    Field("bt_cands", 2, "int", 1, 4, widget="bt_choices"),
+)
+
+
+def defaults(cfg, small_cfg) -> dict:
+    """First-visit values: the Shapes page's modes when small enough (``small_cfg``), else the default
+    shape; ranks from the shared configuration ``cfg``."""
+    if small_cfg is not None:
+        shape, (im, om) = SHAPES_PAGE, (small_cfg.in_modes, small_cfg.out_modes)
+    else:
+        shape, (im, om) = DEFAULT_SHAPE, SHAPES[DEFAULT_SHAPE]
+    return {"shape": shape, "a_in": format_ints(im), "a_out": format_ints(om), "bt_R": rank_text(cfg.bt_rank),
+            "bt_N": int(cfg.blocks), "tt_r": rank_text(cfg.tt_ranks), "tucker_R": rank_text(cfg.bt_rank)}

@@ -1,0 +1,596 @@
+"""Which format, tensorization and ranks to use for a given matrix: :func:`suggest_formats`.
+
+The advisor searches tensorizations of W (factorizations of I and J into d modes, their pairings and
+orders) and, on each, TT, Tucker, BT and CP ranks, and returns every candidate it evaluated with its
+parameter count and relative error, the Pareto front marked, and one recommendation
+(:func:`recommended`). What is cheap is done for every candidate, what is expensive only for the
+promising ones:
+
+* **Free bounds.** The singular values of the unfoldings of the interleaved tensor T bound every
+  format: a Tucker or BT model whose mode-k rank is at most r_k leaves at least the tail
+  ``sum_{i > r_k} s_i^2`` of the mode-k unfolding (a lower bound on its error), TT-SVD leaves at most
+  the sum of the bond unfoldings' tails (Oseledets 2011, Thm 2.2), truncated HOSVD at most the sum of
+  the mode unfoldings' tails. Ranks are chosen from these spectra (epsilon truncation at several
+  tolerances, as TT-SVD does, plus uniform ranks), so non-uniform ranks are searched too.
+* **Direct fits.** TT-SVD is direct and cheap: every TT candidate is fitted. Tucker is screened by
+  its truncated HOSVD (an achievable error, computed exactly from the projected core).
+* **Short fits.** BT and CP candidates whose lower bound could still beat the front found so far are
+  screened by a short ALS fit (few sweeps, few starts), most promising first.
+* **Full fits.** The candidates on or near the screened front are refitted with the full ALS settings
+  (:func:`~btcore.decompose.bt.fit_bt`, several starts), and Tucker by HOOI.
+
+Tucker, BT and CP do not depend on the order of the merged modes, only on which input mode is paired
+with which output mode; TT does. Tensorizations are de-duplicated accordingly.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..formats import BTSpec, TTSpec
+from ..shapes import MAX_ORDER, check_choice, check_modes, check_positive_int, factorize, prod
+from .bt import cap_bt_ranks, fit_bt
+from .common import AT_PRECISION, _as_matrix, interleave
+from .tt import cap_tt_ranks, fit_tt
+
+__all__ = ["suggest_formats", "recommended", "search_tensorizations", "ADVISOR_FORMATS", "ADVISOR_COLUMNS"]
+
+#: Format names accepted by :func:`suggest_formats` (any case) and the names its table uses.
+ADVISOR_FORMATS = {"bt": "BT", "tt": "TT", "tucker": "Tucker", "cp": "CP"}
+#: The columns of the table :func:`suggest_formats` returns, in order.
+ADVISOR_COLUMNS = ["format", "in_modes", "out_modes", "ranks", "blocks", "params", "error", "pareto", "d",
+                   "stage", "compression", "seconds"]
+#: Tolerances of the epsilon truncations that propose ranks from the unfolding spectra.
+_EPS = tuple(float(e) for e in np.geomspace(0.7, 1e-4, 14))
+#: Short-fit and full-fit settings of the ALS formats.
+_SCREEN = {"restarts": 2, "screen_iter": 4, "max_iter": 12, "refine_iter": 2}
+_FULL = {"restarts": 3, "max_iter": 60}
+
+
+@dataclass
+class _Candidate:
+    format: str
+    in_modes: tuple
+    out_modes: tuple
+    ranks: tuple
+    blocks: int | None
+    params: int
+    bound: float = 0.0          # lower bound on the error (0: none known)
+    error: float | None = None
+    stage: str = ""             # "direct", "HOSVD", "screen" or "full"
+    seconds: float = 0.0
+
+    @property
+    def key(self) -> tuple:
+        return (self.format, self.in_modes, self.out_modes, self.ranks, self.blocks)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tensorizations
+# ----------------------------------------------------------------------------------------------
+
+def _splits(n: int, d: int, limit: int = 2) -> list[tuple[int, ...]]:
+    """Up to ``limit`` factorizations of n into d factors, most balanced first (largest factor first)."""
+    best = factorize(n, d, max_mode=None)
+    out = [best]
+    if limit > 1:
+        found = []
+
+        def walk(rest, k, lo, acc):
+            if len(found) > 200:
+                return
+            if k == 1:
+                if rest >= lo:
+                    found.append(acc + (rest,))
+                return
+            f = lo
+            while f ** k <= rest:
+                if rest % f == 0:
+                    walk(rest // f, k - 1, f, acc + (f,))
+                f += 1
+
+        walk(n, d, 2, ())
+        found.sort(key=lambda s: (max(s), sum(math.log(f) ** 2 for f in s)))
+        out += [tuple(sorted(s, reverse=True)) for s in found if tuple(sorted(s, reverse=True)) != best]
+    return out[:limit]
+
+
+def _canonical(im, om, ordered: bool) -> tuple:
+    pairs = [(i, j) for i, j in zip(im, om) if i * j > 1]
+    if not ordered:
+        return tuple(sorted(pairs))
+    return min(tuple(pairs), tuple(pairs[::-1]))
+
+
+def search_tensorizations(shape: tuple[int, int], max_order: int = 6, extra: Sequence = ()) -> list[tuple[tuple, tuple]]:
+    """The (in_modes, out_modes) pairs :func:`suggest_formats` searches for a matrix of ``shape``.
+
+    For each order d = 2..``max_order``: the two most balanced factorizations of I and of J, paired
+    largest with largest and largest with smallest; the plain matrix ((I, 1), (1, J)), whose TT is
+    the truncated SVD; and the pairs in ``extra``. Modes with I_k = J_k = 1 are dropped and pairs
+    that describe the same tensor are kept once.
+    """
+    I, J = (check_positive_int(s, "shape") for s in shape)
+    out, seen = [], set()
+
+    def add(im, om):
+        pairs = [(i, j) for i, j in zip(im, om) if i * j > 1] or [(im[0], om[0])]
+        im2, om2 = tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+        key = _canonical(im2, om2, True)
+        if len(im2) >= 2 and key not in seen:
+            seen.add(key)
+            out.append((im2, om2))
+
+    for im, om in extra:
+        add(check_modes(im, "tensorizations (in_modes)", I), check_modes(om, "tensorizations (out_modes)", J))
+    add((I, 1), (1, J))
+    for d in range(2, max_order + 1):
+        for im in _splits(I, d):
+            for om in _splits(J, d):
+                add(im, om)
+                add(im, om[::-1])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Spectra and rank proposals
+# ----------------------------------------------------------------------------------------------
+
+def _gram_spectrum(A: torch.Tensor, vectors: bool = False):
+    """Squared singular values (descending) of A (and its left singular vectors) via the smaller Gram."""
+    left = A.shape[0] <= A.shape[1]
+    G = A @ A.T if left else A.T @ A
+    if vectors and left:
+        w, V = torch.linalg.eigh(G)
+        return w.flip(0).clamp_min(0), V.flip(1)
+    w = torch.linalg.eigvalsh(G).flip(0).clamp_min(0)
+    if vectors:  # tall unfolding: left vectors from the right ones
+        _, V = torch.linalg.eigh(G)
+        U = A @ V.flip(1)
+        U = U / U.norm(dim=0).clamp_min(1e-300)
+        return w, U
+    return w
+
+
+def _tails(s2: torch.Tensor) -> np.ndarray:
+    """tails[r] = sum of s2[r:] (what a rank-r truncation leaves), r = 0..len."""
+    s = s2.double().numpy()[::-1].cumsum()[::-1]
+    return np.append(s, 0.0)
+
+
+def _rank_for(tails: np.ndarray, allowed: float) -> int:
+    """The smallest rank r >= 1 whose tail is at most ``allowed``."""
+    ok = np.nonzero(tails <= allowed)[0]
+    return max(1, int(ok[0]) if len(ok) else len(tails) - 1)
+
+
+class _Tensor:
+    """The interleaved tensor of one tensorization and its unfolding spectra (computed once)."""
+
+    def __init__(self, W: torch.Tensor, im, om):
+        self.im, self.om = tuple(im), tuple(om)
+        self.sizes = [i * j for i, j in zip(im, om)]
+        self.T = interleave(W, self.im, self.om)
+        self.norm2 = float((self.T ** 2).sum())
+        self.mode = []    # (tails, U) of the mode-k unfoldings
+        d = len(self.sizes)
+        for k in range(d):
+            A = self.T.movedim(k, 0).reshape(self.sizes[k], -1)
+            s2, U = _gram_spectrum(A, vectors=True)
+            self.mode.append((_tails(s2), U))
+        self.bond = [_tails(_gram_spectrum(self.T.reshape(prod(self.sizes[:k + 1]), -1))) for k in range(d - 1)]
+
+    def mode_bound(self, ranks) -> float:
+        """Lower bound on the relative error of any model whose mode-k rank is at most ranks[k]."""
+        worst = max(t[min(r, len(t) - 1)] for (t, _), r in zip(self.mode, ranks))
+        return math.sqrt(max(0.0, worst) / self.norm2) if self.norm2 else 0.0
+
+    def hosvd_error(self, ranks) -> float:
+        """Relative error of the truncated HOSVD at ``ranks`` (exact: ||T||^2 - ||core||^2)."""
+        core = self.T
+        for k, ((_, U), r) in enumerate(zip(self.mode, ranks)):
+            core = torch.tensordot(core, U[:, :r], dims=([0], [0]))  # contracted mode moves to the back
+        left = self.norm2 - float((core ** 2).sum())
+        return math.sqrt(max(0.0, left) / self.norm2) if self.norm2 else 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Candidates per format
+# ----------------------------------------------------------------------------------------------
+
+def _tt_candidates(t: _Tensor, cap: int) -> list[_Candidate]:
+    d = len(t.sizes)
+    ranks = set()
+    for eps in _EPS:
+        allowed = eps ** 2 * t.norm2 / max(1, d - 1)
+        ranks.add(tuple(_rank_for(b, allowed) for b in t.bond))
+    for r in range(1, 65):
+        ranks.add(tuple(min(r, len(b) - 1) for b in t.bond))
+    out = {}
+    for inner in ranks:
+        full = cap_tt_ranks(t.im, t.om, inner)[0]
+        spec = TTSpec(t.im, t.om, full, max_bytes=None)
+        if spec.params <= cap:
+            out[full] = _Candidate("TT", t.im, t.om, full, None, spec.params)
+    return list(out.values())
+
+
+def _tucker_candidates(t: _Tensor, cap: int) -> list[_Candidate]:
+    d = len(t.sizes)
+    ranks = set()
+    for eps in _EPS:
+        allowed = eps ** 2 * t.norm2 / d
+        ranks.add(tuple(_rank_for(tl, allowed) for tl, _ in t.mode))
+    for r in range(1, max(t.sizes) + 1):
+        ranks.add((r,) * d)
+    out = {}
+    for req in ranks:
+        rk = cap_bt_ranks(t.im, t.om, req)[0]
+        spec = BTSpec(t.im, t.om, rk, 1, max_bytes=None)
+        if spec.params <= cap and rk not in out:
+            out[rk] = _Candidate("Tucker", t.im, t.om, rk, 1, spec.params, bound=t.mode_bound(rk))
+    return list(out.values())
+
+
+def _bt_cp_candidates(t: _Tensor, cap: int, formats) -> list[_Candidate]:
+    """BT (uniform R >= 2, N >= 2) and CP (R = 1) candidates within ``cap`` with their lower bounds."""
+    out = {}
+    blocks = sorted({int(round(x)) for x in np.geomspace(2, 4096, 24)} | {2, 3, 4, 5, 6})
+    for R in range(1 if "CP" in formats else 2, 17 if "BT" in formats else 2):
+        rk = cap_bt_ranks(t.im, t.om, R)[0]
+        if R > 1 and max(rk) < R:
+            break  # capped everywhere: larger R repeats this one
+        for N in blocks if R > 1 else [1] + blocks:
+            fmt = "CP" if R == 1 else "BT"
+            if fmt not in formats or (fmt == "CP" and N < 1) or (fmt == "BT" and N < 2):
+                continue
+            spec = BTSpec(t.im, t.om, rk, N, max_bytes=None)
+            if spec.params > cap:
+                break
+            bound = t.mode_bound([min(N * r, m) for r, m in zip(rk, t.sizes)])
+            out[(rk, N)] = _Candidate(fmt, t.im, t.om, rk, N, spec.params, bound=bound)
+    return list(out.values())
+
+
+# ----------------------------------------------------------------------------------------------
+# The search
+# ----------------------------------------------------------------------------------------------
+
+class _Front:
+    """The best error known at each size: ``at(p)`` is the lowest error with at most p parameters."""
+
+    def __init__(self, known: list[_Candidate]):
+        pts = sorted((c.params, c.error) for c in known if c.error is not None)
+        self.params = [p for p, _ in pts]
+        self.best = list(np.minimum.accumulate([e for _, e in pts])) if pts else []
+
+    def at(self, params: int) -> float:
+        i = bisect.bisect_right(self.params, params)
+        return self.best[i - 1] if i else math.inf
+
+
+def _score(t_cands: list[_Candidate], lo: int, hi: int) -> float:
+    """How well a tensorization compresses: the mean log error of its own front over sizes lo..hi."""
+    front = _Front(t_cands)
+    grid = np.geomspace(max(1, lo), max(lo + 1, hi), 16)
+    return float(np.mean([math.log(max(min(front.at(int(p)), 1.0), AT_PRECISION)) for p in grid]))
+
+
+class _Advisor:
+    """One call of :func:`suggest_formats`: the tensors, the candidates and the phases that evaluate them."""
+
+    def __init__(self, W, cap, formats, seed, progress, should_stop, max_screen, max_full, fit_kwargs,
+                 n_extra: int = 0, top: int = 4):
+        self.W, self.cap, self.formats, self.seed = W, cap, formats, seed
+        self.n_extra, self.top = n_extra, top
+        self.progress, self.should_stop = progress, should_stop
+        self.max_screen, self.max_full, self.fit_kwargs = max_screen, max_full, fit_kwargs
+        self.done: list[_Candidate] = []
+        self.stopped = False
+        self.fraction = 0.0
+
+    def report(self, fraction: float, message: str) -> None:
+        self.fraction = max(self.fraction, min(1.0, fraction))
+        if self.progress is not None:
+            self.progress(self.fraction, message)
+
+    def stop_now(self) -> bool:
+        if not self.stopped and self.should_stop is not None and self.should_stop():
+            self.stopped = True
+        return self.stopped
+
+    def run(self, shapes) -> list[_Candidate]:
+        tensors = []
+        for n, (im, om) in enumerate(shapes):
+            if self.stop_now():
+                return self.done
+            self.report(0.1 * n / len(shapes), f"unfolding spectra of {_text(im, om)}")
+            tensors.append(_Tensor(self.W, im, om))
+        if "TT" in self.formats:
+            tt = [c for t in tensors if len(t.sizes) >= 2 for c in _tt_candidates(t, self.cap)]
+            self.fit_all(tt, 0.1, 0.25, "direct")
+        if "Tucker" in self.formats:
+            for t in tensors:
+                for c in _tucker_candidates(t, self.cap):
+                    c.error, c.stage = t.hosvd_error(c.ranks), "HOSVD"
+                    self.done.append(c)
+        self.report(0.3, "screening BT and CP")
+        pool = [c for t in self.best_tensors(tensors) for c in _bt_cp_candidates(t, self.cap, self.formats)]
+        self.screen(pool)
+        self.refine()
+        return self.done
+
+    def best_tensors(self, tensors: list[_Tensor]) -> list[_Tensor]:
+        """The given tensorizations and the ``top`` others whose TT and Tucker fronts are lowest.
+
+        BT and CP are screened on these only: their lower bounds vanish on tensorizations with small
+        modes (N R above the mode size), so they cannot rank tensorizations themselves.
+        """
+        by = {}
+        for c in self.done:
+            by.setdefault(_canonical(c.in_modes, c.out_modes, True), []).append(c)
+        lo = min((c.params for c in self.done), default=1)
+        keyed = [(_score(by.get(_canonical(t.im, t.om, True), []), lo, self.cap), n, t)
+                 for n, t in enumerate(tensors)]
+        given = [t for s, n, t in keyed if n < self.n_extra]
+        rest = sorted((k for k in keyed if k[1] >= self.n_extra), key=lambda k: (k[0], k[1]))
+        return given + [t for _, _, t in rest[: self.top]]
+
+    def fit(self, c: _Candidate, settings: dict, stage: str) -> None:
+        """Fit candidate ``c`` (TT: TT-SVD; else ALS with ``settings``); keep the better error."""
+        t0 = time.perf_counter()
+        if c.format == "TT":
+            _, info = fit_tt(self.W, c.in_modes, c.out_modes, c.ranks, warn=False)
+        else:
+            kw = dict(settings) | dict(self.fit_kwargs)
+            if c.blocks == 1:
+                kw["restarts"] = 1  # Tucker: the HOSVD start
+            _, info = fit_bt(self.W, c.in_modes, c.out_modes, c.ranks, c.blocks, seed=self.seed, warn=False,
+                             should_stop=self.stop_now, **kw)
+        c.seconds += time.perf_counter() - t0
+        if c.error is None or info.relative_error < c.error:
+            c.error = float(info.relative_error)
+        c.stage = stage
+
+    def fit_all(self, cands: list[_Candidate], lo: float, hi: float, stage: str) -> None:
+        for n, c in enumerate(cands):
+            if self.stop_now():
+                return
+            self.report(lo + (hi - lo) * n / max(1, len(cands)), f"{c.format} {_text(c.in_modes, c.out_modes)}"
+                        f" ({n + 1} of {len(cands)})")
+            self.fit(c, {}, stage)
+            self.done.append(c)
+
+    def screen(self, pool: list[_Candidate]) -> None:
+        """Short ALS fits of BT/CP candidates that could still reach the front, most promising first."""
+        n = 0
+        while pool and n < self.max_screen and not self.stop_now():
+            # promise: how far the lower bound lies below the best error known at that size
+            front = _Front(self.done)
+            pool = [c for c in pool if c.bound < front.at(c.params)]
+            if not pool:
+                break
+            pool.sort(key=lambda c: (c.bound / front.at(c.params) if math.isfinite(front.at(c.params)) else -1.0,
+                                     c.params))
+            c = pool.pop(0)
+            self.report(0.3 + 0.4 * n / self.max_screen, f"screening {c.format} {_text(c.in_modes, c.out_modes)} "
+                        f"({n + 1} of at most {self.max_screen})")
+            self.fit(c, _SCREEN, "screen")
+            self.done.append(c)
+            n += 1
+
+    def refine(self) -> None:
+        """Full fits of the ALS candidates on or near the front (error within 30% of the best at their size)."""
+        als = [c for c in self.done if c.format != "TT"]
+        front = _Front(self.done)
+        near = [c for c in als if c.error <= 1.3 * front.at(c.params) + 1e-15]
+        near.sort(key=lambda c: c.error / max(front.at(c.params), 1e-300))
+        picked = near[: self.max_full]
+        for n, c in enumerate(picked):
+            if self.stop_now():
+                return
+            self.report(0.7 + 0.3 * n / max(1, len(picked)), f"full fit of {c.format} {_text(c.in_modes, c.out_modes)} "
+                        f"({n + 1} of {len(picked)})")
+            self.fit(c, _FULL, "full")
+
+
+def _text(im, om) -> str:
+    return "x".join(map(str, im)) + " -> " + "x".join(map(str, om))
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------
+
+def _pareto(params: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """Non-dominated flags of (params, error) points (errors below AT_PRECISION count as equal)."""
+    e = np.where(errors < AT_PRECISION, 0.0, errors)
+    flags = np.zeros(len(e), dtype=bool)
+    for i in range(len(e)):
+        better = (params <= params[i]) & (e <= e[i]) & ((params < params[i]) | (e < e[i]))
+        flags[i] = not better.any()
+    return flags
+
+
+def _recommend(df: pd.DataFrame, budget, target_error, rtol: float = 0.0) -> tuple[int | None, str]:
+    if df.empty:
+        return None, "no candidate"
+    e = np.where(df["error"].to_numpy() < AT_PRECISION, 0.0, df["error"].to_numpy())
+    if rtol > 0 and e.min() > 0:  # near-ties: within rtol of the lowest error counts as the lowest
+        e = np.where(e <= e.min() * (1 + rtol), e.min(), e)
+    p = df["params"].to_numpy()
+    if target_error is not None:
+        ok = np.nonzero(df["error"].to_numpy() <= target_error)[0]
+        if len(ok):
+            best = min(ok, key=lambda i: (p[i], e[i]))
+            return int(df.index[best]), f"fewest parameters reaching error {target_error:g}"
+        rule = f"no candidate reaches error {target_error:g}: lowest error"
+    else:
+        rule = "lowest error" + (f" (ties within {rtol:.0%}: fewest parameters)" if rtol else "") \
+            + (" within the budget" if budget is not None else "")
+    if budget is not None or target_error is not None:
+        best = min(range(len(e)), key=lambda i: (e[i], p[i]))
+        return int(df.index[best]), rule + (f" of {budget:,} parameters" if budget is not None and target_error is None
+                                            else "")
+    # neither: the corner of the front in log-log coordinates (closest to the lower left)
+    front = np.nonzero(df["pareto"].to_numpy())[0]
+    lp, le = np.log10(p[front]), np.log10(np.maximum(e[front], AT_PRECISION))
+    span = lambda v: (v - v.min()) / (v.max() - v.min()) if v.max() > v.min() else v * 0  # noqa: E731
+    best = front[int(np.argmin(span(lp) ** 2 + span(le) ** 2))]
+    return int(df.index[best]), "the corner of the Pareto front (no budget or target error given)"
+
+
+def recommended(df: pd.DataFrame) -> pd.Series:
+    """The recommended row of a table from :func:`suggest_formats` (``df.attrs["recommended"]``)."""
+    idx = getattr(df, "attrs", {}).get("recommended")
+    if idx is None:
+        raise ValueError("df has no recommendation: pass the table suggest_formats returned (filtering or "
+                         "copying a DataFrame can drop its attrs), or one where some candidate was evaluated")
+    return df.loc[idx]
+
+
+def _check_args(W, budget, target_error, formats, max_order, seed, progress, should_stop, max_screen, max_full,
+                rtol):
+    Wt = _as_matrix(W)
+    if budget is not None:
+        budget = check_positive_int(budget, "budget")
+    if target_error is not None:
+        if isinstance(target_error, bool) or not isinstance(target_error, (int, float)) \
+                or not math.isfinite(target_error) or target_error <= 0:
+            raise ValueError(f"target_error must be a positive number (a relative error, e.g. 0.01), got "
+                             f"{target_error!r}")
+        target_error = float(target_error)
+    if isinstance(formats, str) or not hasattr(formats, "__iter__"):
+        raise ValueError(f"formats must be a sequence of format names such as ('bt', 'tt'), got {formats!r}")
+    names = [check_choice(str(f).lower(), tuple(ADVISOR_FORMATS), "formats entry") for f in formats]
+    if not names:
+        raise ValueError("formats is empty: give at least one of " + ", ".join(ADVISOR_FORMATS))
+    max_order = check_positive_int(max_order, "max_order")
+    if not 2 <= max_order <= MAX_ORDER:
+        raise ValueError(f"max_order must be from 2 to {MAX_ORDER}, got {max_order}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    for name, fn in (("progress", progress), ("should_stop", should_stop)):
+        if fn is not None and not callable(fn):
+            raise ValueError(f"{name} must be a callable or None, got {type(fn).__name__}")
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 <= rtol < 1:
+        raise ValueError(f"rtol must be a number from 0 to below 1 (a relative tie tolerance), got {rtol!r}")
+    max_screen = check_positive_int(max_screen, "max_screen")
+    max_full = check_positive_int(max_full, "max_full")
+    return Wt, budget, target_error, tuple(ADVISOR_FORMATS[n] for n in dict.fromkeys(names)), max_order
+
+
+def suggest_formats(W, budget: int | None = None, target_error: float | None = None,
+                    formats: Sequence[str] = ("bt", "tt", "tucker", "cp"), *, max_order: int = 6,
+                    seed: int | None = 0, progress: Callable[[float, str], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None, tensorizations: Sequence = (),
+                    max_params: int | None = None, max_screen: int = 60, max_full: int = 8,
+                    rtol: float = 0.02, fit_kwargs: dict | None = None) -> pd.DataFrame:
+    """Search formats, tensorizations and ranks for W and recommend one (see the module docstring).
+
+    Parameters
+    ----------
+    W : numpy array or torch tensor, shape (I, J)
+        The matrix (finite, real).
+    budget : int, optional
+        Largest parameter count: every candidate has at most this many parameters, and the
+        recommendation is the lowest-error one (errors below 1e-8, or within ``rtol`` of the lowest,
+        tie; of tied rows the fewest parameters wins).
+    target_error : float, optional
+        Relative error to reach: the recommendation is the fewest-parameter candidate reaching it
+        (within ``budget`` when both are given), else the lowest-error one.
+        With neither, candidates go up to ``max_params`` and the recommendation is the corner of the
+        Pareto front (closest to the lower left in log-log coordinates).
+    formats : sequence of {"bt", "tt", "tucker", "cp"}
+        The formats searched (any case).
+    max_order : int
+        Largest order d of the tensorizations (2 to 8).
+    seed : int or None
+        Seeds the ALS starts; equal seeds give equal tables.
+    progress : callable(fraction, message), optional
+        Called as the search goes (fraction from 0 to 1, never decreasing).
+    should_stop : callable() -> bool, optional
+        Polled between and during fits; when True, the candidates evaluated so far are returned
+        (``df.attrs["stopped"]`` is True).
+    tensorizations : sequence of (in_modes, out_modes), optional
+        Tensorizations searched in addition to the generated ones (e.g. the modes a page shows).
+    max_params : int, optional
+        Largest parameter count without a budget (default: a tenth of I*J).
+    max_screen, max_full : int
+        Most short ALS fits (BT, CP) and most full ALS refits.
+    rtol : float
+        Relative tie tolerance of the budget rule (0: strictly the lowest error). Differences of a
+        few percent at the noise floor are noise; the smaller model is the better advice.
+    fit_kwargs : dict, optional
+        Extra settings for every ALS fit (:func:`~btcore.decompose.bt.fit_bt`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per evaluated candidate, sorted by params: ``format`` ("BT", "TT", "Tucker", "CP"),
+        ``in_modes``, ``out_modes``, ``ranks`` (per mode; TT: all d+1), ``blocks`` (None for TT),
+        ``params``, ``error`` (relative), ``pareto`` (non-dominated in (params, error)), ``d``,
+        ``stage`` ("direct": TT-SVD, "HOSVD": truncated HOSVD, "screen": short ALS, "full": full ALS),
+        ``compression`` (I*J / params) and ``seconds``. ``df.attrs``: ``recommended`` (the index of
+        the recommended row; :func:`recommended` returns the row), ``rule`` (why), ``stopped``,
+        ``seconds``, ``budget``, ``target_error``, ``shape``, ``tensorizations``.
+
+    Raises
+    ------
+    ValueError
+        For a bad argument (the message names it).
+    """
+    t0 = time.perf_counter()
+    Wt, budget, target_error, fmts, max_order = _check_args(W, budget, target_error, formats, max_order, seed,
+                                                            progress, should_stop, max_screen, max_full, rtol)
+    I, J = Wt.shape
+    if max_params is not None:
+        max_params = check_positive_int(max_params, "max_params")
+    cap = budget if budget is not None else (max_params or max(8, I * J // 10))
+    if isinstance(tensorizations, (str, bytes)) or not hasattr(tensorizations, "__iter__"):
+        raise ValueError(f"tensorizations must be a sequence of (in_modes, out_modes) pairs, got {tensorizations!r}")
+    extra = []
+    for pair in tensorizations:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"tensorizations: expected (in_modes, out_modes) pairs, got {pair!r}")
+        extra.append(pair)
+    if fit_kwargs is not None and not isinstance(fit_kwargs, dict):
+        raise ValueError(f"fit_kwargs must be a dict of fit_bt settings, got {type(fit_kwargs).__name__}")
+    shapes = search_tensorizations((I, J), max_order, extra)
+    norm = float(torch.linalg.norm(Wt))
+    Wn = Wt / norm if norm > 0 else Wt  # scale-free: Gram formulas stay far from overflow
+    plain = _canonical((I, 1), (1, J), True)
+    n_extra = sum(_canonical(i, o, True) != plain for i, o in search_tensorizations((I, J), 1, extra)[:len(extra)])
+    adv = _Advisor(Wn, cap, fmts, seed, progress, should_stop, max_screen, max_full, fit_kwargs or {}, n_extra)
+    cands = adv.run(shapes)
+    df = _table(cands, I * J)
+    idx, rule = _recommend(df, budget, target_error, rtol)
+    df.attrs.update(recommended=idx, rule=rule, stopped=adv.stopped, seconds=time.perf_counter() - t0, budget=budget,
+                    target_error=target_error, shape=(I, J), tensorizations=shapes)
+    adv.report(1.0, "done" if not adv.stopped else "stopped")
+    return df
+
+
+def _table(cands: list[_Candidate], dense: int) -> pd.DataFrame:
+    rows = {}
+    for c in cands:
+        if c.error is not None and (c.key not in rows or c.error < rows[c.key].error):
+            rows[c.key] = c
+    recs = [{"format": c.format, "in_modes": c.in_modes, "out_modes": c.out_modes, "ranks": tuple(c.ranks),
+             "blocks": c.blocks, "params": int(c.params), "error": float(c.error), "pareto": False,
+             "d": len(c.in_modes), "stage": c.stage, "compression": dense / c.params, "seconds": c.seconds}
+            for c in rows.values()]
+    df = pd.DataFrame(recs, columns=ADVISOR_COLUMNS)
+    df["blocks"] = pd.Series([r["blocks"] for r in recs], dtype=object, index=df.index)  # None for TT, not NaN
+    df = df.sort_values(["params", "error"], kind="stable").reset_index(drop=True)
+    if not df.empty:
+        df["pareto"] = _pareto(df["params"].to_numpy(), df["error"].to_numpy())
+    return df

@@ -28,7 +28,7 @@ from .schemes import CHUNK_ELEMENTS, chunk_rows, reconstruct_tensors
 
 __all__ = ["Step", "ContractionPlan", "plan_matmul", "plan_reconstruct", "tune_plan", "matmul", "reconstruct",
            "CHUNK_ELEMENTS", "chunk_rows", "split_steps", "uses_x", "Rates", "rates", "set_rates", "ranked_plans",
-           "PlannedMatmul", "keep_memory", "METHODS", "DIRECTIONS"]
+           "PlannedMatmul", "keep_memory", "METHODS", "DIRECTIONS", "AUTO_TUNE_S"]
 
 #: ``method`` values: "contract" never forms W (paths and folds), "dense" reconstructs W, "auto"
 #: considers all, "path" only the opt_einsum paths (the FLOP-optimal order).
@@ -108,7 +108,12 @@ def _check_memory(plan: ContractionPlan, x: torch.Tensor) -> None:
                          "use a smaller batch (split x into row blocks) or a smaller rank", x.device)
 
 
-def matmul(x: torch.Tensor, M, *, method: str = "contract", tune: bool = False) -> torch.Tensor:
+#: ``matmul(..., tune=None)`` times the best candidates (once per shape) when the model's cheapest
+#: costs more than this many seconds: below it, timing would cost more than it could save.
+AUTO_TUNE_S = 2e-3
+
+
+def matmul(x: torch.Tensor, M, *, method: str = "contract", tune: bool | None = None) -> torch.Tensor:
     """``x @ M.to_dense()`` for x of shape (..., I), computed without forming the dense matrix.
 
     Parameters
@@ -121,9 +126,11 @@ def matmul(x: torch.Tensor, M, *, method: str = "contract", tune: bool = False) 
         through :class:`PlannedMatmul`, whose backward is planned too).
     method : {"contract", "dense", "auto", "path"}
         See :func:`plan_matmul`. The default never forms W.
-    tune : bool
-        Time the few best candidates once per shape (:func:`tune_plan`) instead of trusting the
-        cost model alone. The first call per shape pays for the timing.
+    tune : bool or None
+        True: time the few best candidates once per shape (:func:`tune_plan`) instead of trusting
+        the cost model alone (the first call per shape pays for the timing). False: the model's
+        choice. None (default): time only where the model's cheapest costs over
+        :data:`AUTO_TUNE_S`.
 
     Returns
     -------
@@ -138,10 +145,9 @@ def matmul(x: torch.Tensor, M, *, method: str = "contract", tune: bool = False) 
     tensors = M.tensors()
     train = torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in tensors))
     direction = "train" if train else "forward"
-    if tune:
+    plan = plan_matmul(spec, batch, method, device=x.device, dtype=x.dtype, direction=direction)
+    if tune or (tune is None and plan.cost_s > AUTO_TUNE_S and not isinstance(spec, DenseSpec)):
         plan = tune_plan(M, batch, method=method, direction=direction)
-    else:
-        plan = plan_matmul(spec, batch, method, device=x.device, dtype=x.dtype, direction=direction)
     _check_memory(plan, x)
     x2 = x.reshape(batch, spec.in_size)
     if isinstance(spec, DenseSpec):

@@ -87,11 +87,11 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the loaded-machine setting)")
     ap.add_argument("--repeats", type=int, default=9, help="timed repeats per method (medians reported)")
     ap.add_argument("--skip", type=float, default=4.0, help="skip schemes the model prices above this x cheapest")
-    ap.add_argument("--quick", action="store_true", help="app size and UCF11 batch 16 only, 3 repeats")
+    ap.add_argument("--quick", action="store_true", help="app size and UCF11 batch 16 only, at most 5 repeats")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     keep_memory()
-    repeats = 3 if args.quick else args.repeats
+    repeats = min(args.repeats, 5) if args.quick else args.repeats
     print(f"# BT R=4, N=2, float32, {args.threads} thread(s), median of {repeats}, times in ms, "
           f"torch {torch.__version__}")
     print("| size | batch | direction | dense | schemes (ms) | chosen | chosen ms | dense/chosen "

@@ -42,10 +42,11 @@ def test_every_scheme_matches_dense_forward_and_gradients(in_modes, out_modes, r
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
     d = len(in_modes)
-    assert {"path", "dense"} <= kinds and sum(k.startswith("fold") for k in kinds) == 2 * (d - 1)
+    assert "dense" in kinds and any(k.startswith("path") for k in kinds)
+    assert sum(k.startswith("fold") for k in kinds) == 2 * (d - 1)
 
 
-@pytest.mark.parametrize("pick", ["path", "fold 2-3", "fold 1-2", "fold 3", "fold 1", "dense"])
+@pytest.mark.parametrize("pick", ["path dp", "fold 2-3", "fold 1-2", "fold 3", "fold 1", "dense"])
 def test_gradcheck_each_scheme(pick):
     M = BTMatrix.random((2, 3, 2), (2, 2, 3), 2, 2, seed=4, dtype=torch.float64)
     (plan,) = [p for p in _all_plans(M.spec, 3) if p.name == pick][:1]

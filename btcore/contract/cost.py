@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import torch
 
 from .paths import ContractionPlan, split_steps
-from .schemes import chunk_rows, dense_plan, fold_plans, fold_single, path_plans, plan_reconstruct
+from ..formats import DenseSpec
+from .schemes import chunk_rows, dense_plan, fold_plans, fold_single, path_plans
 
-__all__ = ["Rates", "rates", "set_rates", "plan_cost", "candidates", "choose"]
+__all__ = ["Rates", "rates", "set_rates", "plan_cost", "candidates", "choose", "ranked"]
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,14 @@ def _gemm(r: Rates, batch: float, m: float, n: float, k: float) -> float:
     return batch * m * n * k / (r.peak * eff) + r.call_s
 
 
-def _einsum_cost(step, r: Rates, rows_scale: float = 1.0) -> float:
+def _einsum_cost(step, r: Rates) -> float:
     """One pairwise einsum: a batched GEMM plus a copy of each operand and of the result."""
     size = dict(zip(step.left_indices, step.left_shape)) | dict(zip(step.right_indices, step.right_shape))
     lt, rt, ot = set(step.left_indices), set(step.right_indices), set(step.result_indices)
     p = lambda cs: math.prod(size[c] for c in cs)  # noqa: E731
     bt, m, n, k = p(lt & rt & ot), p((lt & ot) - rt), p((rt & ot) - lt), p((lt & rt) - ot)
     elems = math.prod(step.left_shape) + math.prod(step.right_shape) + step.result_elements
-    return _gemm(r, bt * rows_scale, m, n, k) + elems * rows_scale * r.itemsize / r.copy_bps
+    return _gemm(r, bt, m, n, k) + elems * r.itemsize / r.copy_bps
 
 
 def _path_cost(plan: ContractionPlan, r: Rates, device_type: str) -> tuple[float, float]:
@@ -115,7 +116,7 @@ def _path_cost(plan: ContractionPlan, r: Rates, device_type: str) -> tuple[float
     blocks = math.ceil(plan.batch / chunk_rows(plan, device_type))
     x = sum(_einsum_cost(s, r) for s in x_steps) + (blocks - 1) * len(x_steps) * r.call_s
     if blocks > 1:
-        x += plan.batch * plan.steps[-1].result_elements / plan.batch * r.itemsize / r.copy_bps  # torch.cat
+        x += plan.steps[-1].result_elements * r.itemsize / r.copy_bps  # torch.cat of the row blocks
     # backward: each einsum step's two gradient einsums; the weight-only steps likewise
     return w + x, 2 * (w + x)
 
@@ -167,11 +168,11 @@ def plan_cost(plan: ContractionPlan, r: Rates, device_type: str = "cpu", directi
 def candidates(spec, batch: int, method: str) -> list[ContractionPlan]:
     """The schemes ``method`` allows: "contract" (W never formed: paths and folds), "dense", "auto" (all),
     "path" (the opt_einsum paths only)."""
+    if isinstance(spec, DenseSpec):  # one GEMM whatever the method
+        return path_plans(spec, batch)
     if method == "dense":
-        return [dense_plan(spec, batch)] if plan_reconstruct(spec).steps or spec.kind != "dense" else path_plans(spec, batch)
+        return [dense_plan(spec, batch)]
     out = path_plans(spec, batch)
-    if out and out[0].scheme == "dense":  # a DenseSpec: one GEMM whatever the method
-        return out
     if method in ("contract", "auto"):
         out += fold_plans(spec, batch)
     if method == "auto":
@@ -196,6 +197,4 @@ def ranked(spec, batch: int, method: str, device_type: str, dtype: torch.dtype, 
 
 
 def _with_cost(plan: ContractionPlan, cost: float) -> ContractionPlan:
-    from dataclasses import replace
-
     return replace(plan, cost_s=float(cost))

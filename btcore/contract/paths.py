@@ -94,10 +94,13 @@ class ContractionPlan:
 
     @property
     def name(self) -> str:
-        """A short label: ``path``, ``dense``, ``fold 2-4`` (1-based modes folded into G)."""
+        """A short label: ``path dp`` (with the opt_einsum strategy), ``dense``, ``fold 2-4`` (1-based
+        modes folded into G)."""
         if self.scheme == "fold":
             lo, hi = self.folded[0] + 1, self.folded[-1] + 1
             return f"fold {lo}" if lo == hi else f"fold {lo}-{hi}"
+        if self.scheme == "path":
+            return "path " + self.strategy.replace(" (timed)", "")
         return self.scheme
 
 
@@ -190,8 +193,6 @@ def split_steps(steps):
     """(steps that involve only the format's tensors, steps that involve x), keeping order."""
     flags = uses_x(steps)
     return [s for s, f in zip(steps, flags) if not f], [s for s, f in zip(steps, flags) if f]
-
-
 
 
 def uses_x(steps) -> list[bool]:

@@ -81,22 +81,12 @@ def index_meanings(spec, batch: int) -> dict[str, tuple[str, int]]:
     return out
 
 
-def uses_x(steps) -> list[bool]:
-    """For each step, whether it involves the input x (directly or through an earlier result).
-
-    Steps that join only the format's own tensors are the same for every input.
-    """
-    from_x, out = {"x"}, []
-    for s in steps:
-        hit = s.left in from_x or s.right in from_x
-        if hit:
-            from_x.add(s.result)
-        out.append(hit)
-    return out
+#: For each step, whether it involves the input x (one home: btcore.contract).
+uses_x = btcore.contract.uses_x
 
 
 def walkthrough_rows(spec, batch: int, dtype_bytes: int | None = None) -> list[dict]:
-    """One row per step of the plan ``btcore.plan_matmul(spec, batch)`` (the path ``matmul`` uses).
+    """One row per step of the plan ``btcore.plan_matmul(spec, batch)`` (the scheme ``matmul`` runs).
 
     ``result shape`` is ``Step.result_shape`` as text, ``multiply-adds`` is ``Step.macs`` (for the
     whole batch), ``result memory`` the float32 bytes of the step's result.

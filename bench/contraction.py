@@ -1,14 +1,19 @@
-"""Benchmark: y = x W for the UCF11 input map (57,600 -> 1,024) in BT format vs dense.
+"""Benchmark: y = x W in BT format vs dense, every contraction scheme side by side.
 
-Prints, for BT R=4 and N = 1, 2 at batch 16 and 64, the median time of
-  * ``btcore.matmul`` along the fewest-multiply-adds path,
-  * ``btcore.matmul(..., tune=True)`` (fastest measured path),
-  * dense ``x @ W``, and reconstruct-then-matmul ``x @ M.to_dense()``,
-forward and forward+backward, with ratios measured in the same run (methods interleaved per
-repeat, so machine noise hits all of them alike). Also reports how far BT's time is from the time
-its multiply-add count would take at the dense matmul's measured rate.
+Sizes: the UCF11 input map (57,600 -> 1,024, 8x20x20x18 -> 16x4x4x4) at batch 16, 64, 256 and the
+app's default training size (3,072 -> 256, 8x8x8x6 -> 16x4x2x2) at 256 rows; BT R=4, N=2.
+For each, forward and forward+backward (gradients of x and of the factors), the median time of
 
-Usage: python bench/contraction.py [--threads 1] [--repeats 15] [--markdown]
+* dense ``x @ W`` (an ``nn.Linear``-like GEMM),
+* every scheme btcore's planner considers (the FLOP-optimal path, each GEMM-shaped fold, dense
+  reconstruction), skipping those the model prices above ``--skip`` times the cheapest,
+* ``btcore.matmul`` as it runs by default (the chosen scheme, timed once per shape where that pays).
+
+Methods are interleaved per repeat (machine load hits all alike); 1 thread by default. Columns:
+chosen/dense speed-up, chosen vs the best measured scheme, and BT time / (its multiply-adds at the
+dense GEMM's measured rate).
+
+Usage: python bench/contraction.py [--threads 1] [--repeats 9] [--skip 4] [--quick]
 """
 
 from __future__ import annotations
@@ -20,99 +25,89 @@ import time
 import torch
 
 import btcore
+from btcore.contract import PlannedMatmul, keep_memory, ranked_plans, schemes
 
-IN, OUT = (8, 20, 20, 18), (16, 4, 4, 4)
-
-
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+SIZES = {  # name: (in_modes, out_modes, batches)
+    "UCF11": ((8, 20, 20, 18), (16, 4, 4, 4), (16, 64, 256)),
+    "app": ((8, 8, 8, 6), (16, 4, 2, 2), (256,)),
+}
 
 
-def bench_case(blocks: int, batch: int, repeats: int, rec_repeats: int) -> dict:
-    torch.manual_seed(0)
-    M = btcore.BTMatrix.random(IN, OUT, 4, blocks, seed=0, std=(3 * 57_600) ** -0.5)
-    W = M.to_dense().detach().clone()
-    x = torch.randn(batch, 57_600)
-    for t in M.factors + [M.core]:
-        t.requires_grad_(True)
-    Wg = W.clone().requires_grad_(True)
-
-    def fwd_bt():
-        with torch.no_grad():
-            btcore.matmul(x, M)
-
-    def fwd_tuned():
-        with torch.no_grad():
-            btcore.matmul(x, M, tune=True)
-
-    def fwd_dense():
-        with torch.no_grad():
-            x @ W
-
-    def fwd_rec():
-        with torch.no_grad():
-            x @ M.to_dense()
-
-    def bwd_bt():
-        btcore.matmul(x, M).sum().backward()
-
-    def bwd_tuned():
-        btcore.matmul(x, M, tune=True).sum().backward()
-
-    def bwd_dense():
-        (x @ Wg).sum().backward()
-
-    def bwd_rec():
-        (x @ M.to_dense()).sum().backward()
-
-    fns = {"bt": fwd_bt, "bt_tuned": fwd_tuned, "dense": fwd_dense, "bt_fb": bwd_bt, "bt_tuned_fb": bwd_tuned,
-           "dense_fb": bwd_dense}
-    for fn in fns.values():  # warm-up (and path tuning) before timing
+def _median_times(fns: dict, repeats: int) -> dict:
+    for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            times[k].append(timed(fn))
-    rec = {"rec": [], "rec_fb": []}
-    fwd_rec()
-    for _ in range(rec_repeats):
-        rec["rec"].append(timed(fwd_rec))
-        rec["rec_fb"].append(timed(bwd_rec))
-    med = {k: statistics.median(v) * 1e3 for k, v in (times | rec).items()}
-    plan = btcore.plan_matmul(M.spec, batch)
-    tuned = btcore.contract.tune_plan(M, batch)
-    dense_rate = batch * 57_600 * 1_024 / (med["dense"] / 1e3)  # MAC/s
-    med["flop_time"] = plan.macs / dense_rate * 1e3
-    med["tuned_flop_time"] = tuned.macs / dense_rate * 1e3
-    med["macs"] = plan.macs / batch
-    med["tuned_path"] = tuned.strategy
-    return med
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
-def main() -> None:
+def bench_case(in_modes, out_modes, batch: int, direction: str, repeats: int, skip: float) -> dict:
+    torch.manual_seed(0)
+    spec = btcore.BTSpec(in_modes, out_modes, 4, 2)
+    M = btcore.BTMatrix.random(in_modes, out_modes, 4, 2, seed=0, std=(3 * spec.in_size) ** -0.5)
+    W = M.to_dense().detach().clone()
+    x = torch.randn(batch, spec.in_size)
+    train = direction == "train"
+    leaves = [t.detach().clone().requires_grad_(train) for t in M.tensors()]
+    Mg = btcore.BTMatrix([f.detach().clone().requires_grad_(train) for f in M.factors],
+                         M.core.detach().clone().requires_grad_(train))
+    Wg = W.clone().requires_grad_(train)
+    xg = x.clone().requires_grad_(train)
+    plans = ranked_plans(spec, batch, "auto", direction=direction)
+    plans = [p for p in plans if p.cost_s <= skip * plans[0].cost_s]
+    fns = {}
+    if train:
+        fns["dense"] = lambda: (xg @ Wg).sum().backward()
+        fns["chosen"] = lambda: btcore.matmul(xg, Mg).sum().backward()
+        for p in plans:
+            fns[p.name] = lambda p=p: PlannedMatmul.apply(p, spec, xg, *leaves).sum().backward()
+    else:
+        fns["dense"] = lambda: x @ W
+        fns["chosen"] = lambda: btcore.matmul(x, M)
+        for p in plans:
+            fns[p.name] = lambda p=p: schemes.run(p, spec, x, M.tensors())
+    with torch.set_grad_enabled(train):
+        fns["chosen"]()  # plan (and, where it pays, time candidates) before measuring
+        med = _median_times(fns, repeats)
+    chosen = btcore.plan_matmul(spec, batch, direction=direction)
+    if chosen.cost_s > btcore.contract.AUTO_TUNE_S:  # matmul timed the candidates: its cached pick
+        chosen = btcore.contract.tune_plan(M, batch, direction=direction)
+    dense_rate = batch * spec.in_size * spec.out_size / med["dense"]  # MAC per ms
+    best = min((k for k in med if k not in ("dense", "chosen")), key=med.get)
+    return {"med": med, "chosen": chosen.name, "best": best, "flop_ratio": med["chosen"] / (chosen.macs / dense_rate),
+            "skipped": len(ranked_plans(spec, batch, "auto", direction=direction)) - len(plans)}
+
+
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is often fastest on shared cores)")
-    ap.add_argument("--repeats", type=int, default=15, help="timed repeats per method (medians reported)")
-    ap.add_argument("--rec-repeats", type=int, default=3, help="repeats of the slow reconstruct-then-matmul path")
-    args = ap.parse_args()
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the loaded-machine setting)")
+    ap.add_argument("--repeats", type=int, default=9, help="timed repeats per method (medians reported)")
+    ap.add_argument("--skip", type=float, default=4.0, help="skip schemes the model prices above this x cheapest")
+    ap.add_argument("--quick", action="store_true", help="app size and UCF11 batch 16 only, at most 5 repeats")
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"# 57,600 -> 1,024 (8x20x20x18 -> 16x4x4x4), BT R=4, float32, {args.threads} thread(s), "
-          f"median of {args.repeats} (reconstruct: {args.rec_repeats}); times in ms; torch {torch.__version__}")
-    print("| N | batch | dense fwd | BT fwd | BT tuned fwd | reconstruct fwd | dense/BT fwd | dense/BT tuned fwd "
-          "| BT vs its FLOP-time at dense rate | dense f+b | BT f+b | BT tuned f+b | reconstruct f+b | dense/BT f+b "
-          "| dense/BT tuned f+b |")
-    print("|" + "---|" * 16)
-    for blocks in (1, 2):
-        for batch in (16, 64):
-            m = bench_case(blocks, batch, args.repeats, args.rec_repeats)
-            best_fwd = min(m["bt"], m["bt_tuned"])
-            best_flop = m["flop_time"] if m["bt"] <= m["bt_tuned"] else m["tuned_flop_time"]
-            print(f"| {blocks} | {batch} | {m['dense']:.1f} | {m['bt']:.2f} | {m['bt_tuned']:.2f} | {m['rec']:.0f} "
-                  f"| {m['dense'] / m['bt']:.1f}x | {m['dense'] / m['bt_tuned']:.1f}x | {best_fwd / best_flop:.2f}x "
-                  f"| {m['dense_fb']:.1f} | {m['bt_fb']:.2f} | {m['bt_tuned_fb']:.2f} | {m['rec_fb']:.0f} "
-                  f"| {m['dense_fb'] / m['bt_fb']:.1f}x | {m['dense_fb'] / m['bt_tuned_fb']:.1f}x |", flush=True)
+    keep_memory()
+    repeats = min(args.repeats, 5) if args.quick else args.repeats
+    print(f"# BT R=4, N=2, float32, {args.threads} thread(s), median of {repeats}, times in ms, "
+          f"torch {torch.__version__}")
+    print("| size | batch | direction | dense | schemes (ms) | chosen | chosen ms | dense/chosen "
+          "| chosen/best scheme | BT / (MACs at dense rate) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, (i, o, batches) in SIZES.items():
+        for batch in (batches[:1] if args.quick else batches):
+            for direction in ("forward", "train"):
+                r = bench_case(i, o, batch, direction, repeats, args.skip)
+                med = r["med"]
+                sch = ", ".join(f"{k} {v:.2f}" for k, v in med.items() if k not in ("dense", "chosen"))
+                if r["skipped"]:
+                    sch += f" ({r['skipped']} priced > {args.skip:g}x skipped)"
+                print(f"| {name} | {batch} | {'fwd' if direction == 'forward' else 'fwd+bwd'} | {med['dense']:.2f} "
+                      f"| {sch} | {r['chosen']} | {med['chosen']:.2f} | {med['dense'] / med['chosen']:.2f}x "
+                      f"| {med['chosen'] / med[r['best']]:.2f} ({r['best']}) | {r['flop_ratio']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

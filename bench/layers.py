@@ -1,7 +1,8 @@
-"""Benchmark: BTLinear / TTLinear / dense nn.Linear on the UCF11 input-to-hidden map, and one recurrent step.
+"""Benchmark: BTLinear / TTLinear / dense nn.Linear on the UCF11 map and the app's size, and one recurrent step.
 
 The UCF11 map of Ye et al. 2018: 57,600 -> 1,024 (frames 8x20x20x18, four LSTM gates of hidden
-4x4x4x4 folded into the output modes 16x4x4x4). Times forward (no grad) and forward+backward
+4x4x4x4 folded into the output modes 16x4x4x4), at batch 16, 64, 256; the app's default training
+size 3,072 -> 256 (8x8x8x6 -> 16x4x2x2) at 256 rows. Times forward (no grad) and forward+backward
 (gradients for the layer's parameters; the input is data and needs none) at each batch size, on one
 thread, and prints medians and ratios against dense in one markdown table. Layers are timed
 round-robin (one repeat of each in turn) so that machine load drifts hit all of them alike.
@@ -16,15 +17,16 @@ Reference layers, besides ``nn.Linear``:
 Then one full recurrent step (input map + recurrent map + gates) of the dense, TT and BT LSTM and
 GRU cells of the UCF11 configuration.
 
-Usage: ``python bench/layers.py [--repeats 15] [--batches 16 64] [--threads 1] [--no-cells]``.
-This is not a test: it asserts nothing. Targets (issue 3): BTLinear (R=4, N=2) forward+backward at
-least 5x faster than dense at batch 16.
+Usage: ``python bench/layers.py [--repeats 15] [--batches 16 64 256] [--threads 1] [--no-cells]``.
+This is not a test: it asserts nothing. Targets: BTLinear (R=4, N=2) forward at least 7x faster
+than dense at UCF11 batch 16 and 5x at 256; forward+backward at least 1.2x at the app size.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import math
 import os
 import platform
 import statistics
@@ -38,14 +40,12 @@ from torch import nn
 from btcore import BTLinear, TTLinear, plan_matmul
 from btcore.rnn import GRUCell, LSTMCell, ucf11_config
 
-try:  # the measured-path option of btcore.matmul (newer contract.py)
-    from btcore.contract import tune_plan
-    TUNE = True
-except ImportError:  # pragma: no cover
-    TUNE = False
+from btcore.contract import keep_memory, tune_plan
 
+TUNE = True
 IN_MODES = (8, 20, 20, 18)
 OUT_MODES = (16, 4, 4, 4)
+APP_IN, APP_OUT = (8, 8, 8, 6), (16, 4, 2, 2)
 
 
 class EinsumFactorized(nn.Module):
@@ -103,19 +103,26 @@ def _einsum_macs(spec, batch):
     return int(info.opt_cost) // 2  # opt_einsum counts a multiply-add as 2 flops
 
 
-def bench_layers(batches, repeats):
+def _chosen_macs(layer, b):
+    """Multiply-adds of the scheme the layer runs by default (timed pick where matmul times)."""
+    plan = plan_matmul(layer.spec, b)
+    return tune_plan(layer.to_matrix(), b).macs if plan.cost_s > 2e-3 else plan.macs
+
+
+def bench_layers(batches, repeats, in_modes=IN_MODES, out_modes=OUT_MODES):
     torch.manual_seed(0)
-    dense = nn.Linear(57_600, 1_024)
-    bt = BTLinear(IN_MODES, OUT_MODES, rank=4, blocks=2)
-    tt = TTLinear(IN_MODES, OUT_MODES, ranks=4)
+    n_in, n_out = math.prod(in_modes), math.prod(out_modes)
+    dense = nn.Linear(n_in, n_out)
+    bt = BTLinear(in_modes, out_modes, rank=4, blocks=2)
+    tt = TTLinear(in_modes, out_modes, ranks=4)
     layers = {
         "dense nn.Linear": dense,
         "BTLinear (R=4, N=2)": bt,
         "TTLinear (ranks 4)": tt,
     }
     if TUNE:
-        bt_t = BTLinear(IN_MODES, OUT_MODES, rank=4, blocks=2, tune=True)
-        tt_t = TTLinear(IN_MODES, OUT_MODES, ranks=4, tune=True)
+        bt_t = BTLinear(in_modes, out_modes, rank=4, blocks=2, tune=True)
+        tt_t = TTLinear(in_modes, out_modes, ranks=4, tune=True)
         bt_t.load_state_dict(bt.state_dict())
         tt_t.load_state_dict(tt.state_dict())
         layers["BTLinear tune=True"] = bt_t
@@ -130,11 +137,11 @@ def bench_layers(batches, repeats):
     macs = {}
     rows = []
     for b in batches:
-        x = torch.randn(b, 57_600)
+        x = torch.randn(b, n_in)
         macs[b] = {
-            "dense nn.Linear": 57_600 * 1_024 * b,
-            "BTLinear (R=4, N=2)": plan_matmul(bt.spec, b).macs,
-            "TTLinear (ranks 4)": plan_matmul(tt.spec, b).macs,
+            "dense nn.Linear": n_in * n_out * b,
+            "BTLinear (R=4, N=2)": _chosen_macs(bt, b),
+            "TTLinear (ranks 4)": _chosen_macs(tt, b),
             "einsum BT (R=4, N=2)": _einsum_macs(bt.spec, b),
             "einsum TT (ranks 4)": _einsum_macs(tt.spec, b),
         }
@@ -194,24 +201,35 @@ def bench_cells(batch, repeats):
     return rows
 
 
+def _print_rows(rows, header=False):
+    if header:
+        print("| batch | layer | params | MMACs (scheme run) | fwd ms | fwd+bwd ms | fwd speed-up vs dense | "
+              "fwd+bwd speed-up vs dense | fwd GMAC/s |")
+        print("|---|---|---|---|---|---|---|---|---|")
+    for b, name, p, m, tf, tfb, rf, rfb in rows:
+        print(f"| {b} | {name} | {p:,} | {m / 1e6:,.1f} | {tf * 1e3:.2f} | {tfb * 1e3:.2f} | {rf:.1f}x | {rfb:.1f}x | "
+              f"{m / tf / 1e9:.1f} |", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--batches", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256], help="UCF11 batch sizes")
+    ap.add_argument("--app-batch", type=int, default=256, help="rows at the app size (0: skip)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-cells", action="store_true", help="skip the recurrent-step benchmark")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    keep_memory()
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"threads={torch.get_num_threads()}, float32, median of {args.repeats} (fwd) / "
           f"{max(3, args.repeats // 2)} (fwd+bwd) round-robin repeats\n")
     print("### Input-to-hidden map 57,600 -> 1,024 (UCF11, LSTM gates folded: out modes 16x4x4x4)\n")
-    print("| batch | layer | params | MMACs (path) | fwd ms | fwd+bwd ms | fwd speed-up vs dense | "
-          "fwd+bwd speed-up vs dense | fwd GMAC/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for b, name, p, m, tf, tfb, rf, rfb in bench_layers(args.batches, args.repeats):
-        print(f"| {b} | {name} | {p:,} | {m / 1e6:,.1f} | {tf * 1e3:.2f} | {tfb * 1e3:.2f} | {rf:.1f}x | {rfb:.1f}x | "
-              f"{m / tf / 1e9:.1f} |")
+    _print_rows([], header=True)
+    _print_rows(bench_layers(args.batches, args.repeats))
+    if args.app_batch:
+        print("\n### App default size 3,072 -> 256 (8x8x8x6 -> 16x4x2x2)\n")
+        _print_rows(bench_layers([args.app_batch], args.repeats, APP_IN, APP_OUT), header=True)
     if not args.no_cells:
         b = args.batches[0]
         print(f"\n### One recurrent step (input map + recurrent map + gates), UCF11 cells, batch {b}\n")

@@ -186,8 +186,10 @@ class _FactorizedLinear(nn.Module):
                 f"{type(self).__name__}: input's last dimension is {tuple(x.shape)[-1:] or '()'}, "
                 f"expected in_features = {self.in_features}"
             )
-        # tune=True: the fastest measured path (btcore.contract.tune_plan), timed once per shape
-        y = matmul(x, self.to_matrix(), method=self.method, tune=self.tune)
+        # tune=True: always the fastest measured scheme (btcore.contract.tune_plan, timed once per
+        # shape); otherwise the planner times candidates only where that pays (matmul's tune=None).
+        # matmul runs btcore.contract.PlannedMatmul, whose backward is planned with the forward.
+        y = matmul(x, self.to_matrix(), method=self.method, tune=True if self.tune else None)
         if self.bias is not None:
             y = y + self.bias
         return y

@@ -1,0 +1,146 @@
+"""Every scheme of btcore.contract against the dense product (float64, forward and gradients), the planner."""
+
+import pytest
+import torch
+
+import btcore
+from btcore import BTMatrix, TTMatrix, matmul
+from btcore.contract import PlannedMatmul, cost, ranked_plans, schemes
+
+CASES = [  # (in_modes, out_modes, rank, blocks)
+    ((3, 4), (2, 5), 2, 1),
+    ((2, 3, 2), (3, 2, 2), 2, 2),
+    ((2, 2, 3, 2), (2, 3, 2, 2), (2, 1, 2, 2), 3),
+]
+
+
+def _all_plans(spec, batch):
+    return cost.candidates(spec, batch, "auto")
+
+
+def _leaves(M):
+    return [t.detach().clone().requires_grad_(True) for t in M.tensors()]
+
+
+@pytest.mark.parametrize("in_modes, out_modes, rank, blocks", CASES)
+def test_every_scheme_matches_dense_forward_and_gradients(in_modes, out_modes, rank, blocks):
+    M = BTMatrix.random(in_modes, out_modes, rank, blocks, seed=3, dtype=torch.float64)
+    W = M.to_dense()
+    x = torch.randn(7, W.shape[0], dtype=torch.float64)
+    gy = torch.randn(7, W.shape[1], dtype=torch.float64)
+    kinds = set()
+    for plan in _all_plans(M.spec, 7):
+        kinds.add(plan.name)
+        with torch.no_grad():
+            torch.testing.assert_close(schemes.run(plan, M.spec, x, M.tensors()), x @ W, rtol=1e-10, atol=1e-12)
+        ts, xl = _leaves(M), x.clone().requires_grad_(True)
+        y = PlannedMatmul.apply(plan, M.spec, xl, *ts)
+        torch.testing.assert_close(y, x @ W, rtol=1e-10, atol=1e-12)
+        got = torch.autograd.grad(y, [xl] + ts, gy)
+        ts2, xl2 = _leaves(M), x.clone().requires_grad_(True)
+        want = torch.autograd.grad(xl2 @ schemes.reconstruct_tensors(M.spec, ts2), [xl2] + ts2, gy)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    d = len(in_modes)
+    assert "dense" in kinds and any(k.startswith("path") for k in kinds)
+    assert sum(k.startswith("fold") for k in kinds) == 2 * (d - 1)
+
+
+@pytest.mark.parametrize("pick", ["path dp", "fold 2-3", "fold 1-2", "fold 3", "fold 1", "dense"])
+def test_gradcheck_each_scheme(pick):
+    M = BTMatrix.random((2, 3, 2), (2, 2, 3), 2, 2, seed=4, dtype=torch.float64)
+    (plan,) = [p for p in _all_plans(M.spec, 3) if p.name == pick][:1]
+    x = torch.randn(3, 12, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda x, *ts: PlannedMatmul.apply(plan, M.spec, x, *ts), (x, *_leaves(M)))
+
+
+def test_single_fold_backward_skips_the_input_gradient_when_not_needed():
+    M = BTMatrix.random((2, 3, 2), (2, 2, 3), 2, 2, seed=5, dtype=torch.float64)
+    (plan,) = [p for p in _all_plans(M.spec, 4) if p.name == "fold 2-3"]
+    assert schemes.fold_single(plan)
+    ts = _leaves(M)
+    x = torch.randn(4, 12, dtype=torch.float64)
+    y = PlannedMatmul.apply(plan, M.spec, x, *ts)
+    grads = torch.autograd.grad(y.square().sum(), ts)
+    want = torch.autograd.grad((x @ schemes.reconstruct_tensors(M.spec, ts)).square().sum(), ts)
+    for a, b in zip(grads, want):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_fold_steps_are_consistent_pairwise_contractions():
+    spec = btcore.BTSpec((8, 8, 8, 6), (16, 4, 2, 2), 4, 2)
+    for plan in btcore.contract.schemes.fold_plans(spec, 256):
+        names = {"x", "A1", "A2", "A3", "A4", "C"}
+        for step in plan.steps:
+            assert step.left in names and step.right in names
+            names -= {step.left, step.right}
+            names.add(step.result)
+        assert names == {"y"} and plan.steps[-1].result_shape == (256, 16, 4, 2, 2)
+        big = next(s for s in plan.steps if s.left == "x")
+        assert big.right == "G" and set(big.summed) == {"ABCD"[k] for k in plan.folded}
+    # The app-size fold of modes 2..4 is the GEMM (2048 x 384) @ (384 x 128).
+    (f24,) = [p for p in schemes.fold_plans(spec, 256) if p.name == "fold 2-4"]
+    big = next(s for s in f24.steps if s.left == "x")
+    assert big.macs == 2048 * 384 * 128
+
+
+@pytest.mark.parametrize("spec", [btcore.BTSpec((8, 8, 8, 6), (16, 4, 2, 2), 4, 2),
+                                  btcore.BTSpec((8, 20, 20, 18), (16, 4, 4, 4), 4, 2),
+                                  btcore.TTSpec((8, 20, 20, 18), (16, 4, 4, 4), 4)])
+@pytest.mark.parametrize("method", ["contract", "auto", "path"])
+@pytest.mark.parametrize("direction", ["forward", "train"])
+def test_planner_picks_the_cheapest_by_its_model(spec, method, direction):
+    for batch in (16, 256):
+        chosen = btcore.plan_matmul(spec, batch, method, direction=direction)
+        r = cost.rates("cpu", torch.float32)
+        costs = [cost.plan_cost(p, r, "cpu", direction) for p in cost.candidates(spec, batch, method)]
+        assert chosen.cost_s == pytest.approx(min(costs))
+        assert chosen is btcore.plan_matmul(spec, batch, method, direction=direction)  # cached
+        if method == "path":
+            assert chosen.scheme == "path"
+        if method == "contract":
+            assert chosen.method == "contract"
+        ranked = ranked_plans(spec, batch, method, direction=direction)
+        assert [p.cost_s for p in ranked] == sorted(p.cost_s for p in ranked)
+
+
+def test_dtype_and_device_mismatch_are_refused_clearly():
+    M = BTMatrix.random((2, 3), (2, 2), 2, 2, seed=0)
+    with pytest.raises(ValueError, match=r"x has dtype torch.float64 but the matrix's tensors are torch.float32"):
+        matmul(torch.zeros(3, 6, dtype=torch.float64), M)
+    if torch.cuda.is_available():  # pragma: no cover - GPU machines only
+        with pytest.raises(ValueError, match="x is on cuda"):
+            matmul(torch.zeros(3, 6, device="cuda"), M)
+
+
+def test_memory_is_checked_before_a_big_contraction(monkeypatch):
+    M = BTMatrix.random((8, 20, 20, 18), (16, 4, 4, 4), 4, 2, seed=0)
+    monkeypatch.setattr(btcore.tensors, "available_memory", lambda device=None: 1 << 20)
+    with pytest.raises(ValueError, match=r"largest intermediate of x @ W \(dense scheme.*smaller batch"):
+        matmul(torch.zeros(1, 57_600), M, method="dense")
+
+
+def test_tt_schemes_and_tuned_train_plan():
+    T = TTMatrix.random((2, 3, 2), (2, 2, 3), 2, seed=6, dtype=torch.float64)
+    W = T.to_dense()
+    x = torch.randn(5, 12, dtype=torch.float64)
+    for method in ("contract", "dense", "auto", "path"):
+        torch.testing.assert_close(matmul(x, T, method=method), x @ W, rtol=1e-10, atol=1e-12)
+    plan = btcore.contract.tune_plan(T, 5, direction="train")
+    assert plan.strategy.endswith("(timed)")
+    cores = [c.clone().requires_grad_(True) for c in T.cores]
+    y = matmul(x, TTMatrix(cores), tune=True)
+    torch.testing.assert_close(y, x @ W, rtol=1e-10, atol=1e-12)
+
+
+def test_row_blocked_fold_equals_whole(monkeypatch):
+    M = BTMatrix.random((2, 3, 4), (2, 2, 3), 2, 2, seed=8, dtype=torch.float64)
+    (plan,) = [p for p in _all_plans(M.spec, 13) if p.name == "fold 2-3"]
+    x = torch.randn(13, 24, dtype=torch.float64)
+    gm, am = schemes.fold_weights(plan, M.spec, M.tensors())
+    whole, _ = schemes.fold_forward(plan, M.spec, x, gm, am)
+    monkeypatch.setattr(schemes, "CHUNK_ELEMENTS", 16)
+    assert schemes.chunk_rows(plan) < 13
+    blocked, _ = schemes.fold_forward(plan, M.spec, x, gm, am)
+    torch.testing.assert_close(blocked, whole, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(blocked, x @ M.to_dense(), rtol=1e-10, atol=1e-12)

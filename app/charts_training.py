@@ -13,7 +13,10 @@ import plotly.graph_objects as go
 from app.charts import FORMAT_COLORS
 from app.training.tables import run_names
 
-__all__ = ["run_color", "loss_figure", "accuracy_figure", "EXTRA_COLORS"]
+__all__ = ["run_color", "loss_figure", "accuracy_figure", "sweep_figure", "sweep_heatmap", "EXTRA_COLORS", "X_AXES"]
+
+#: The x axes of the live charts: event field -> axis title.
+X_AXES = {"step": "step", "examples": "examples seen", "run_s": "seconds of the model's own training"}
 
 EXTRA_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _KIND_LABEL = {"dense": "Dense", "tt": "TT", "bt": "BT"}
@@ -51,49 +54,98 @@ def _colors(events):
     return colors
 
 
-def _series(events, run, event, key):
-    pts = [(e["step"], e[key]) for e in events if e.get("run") == run and e.get("event") == event and _finite(e.get(key))]
+def _series(events, run, event, key, x_key="step"):
+    pts = [(e.get(x_key, e["step"]), e[key]) for e in events
+           if e.get("run") == run and e.get("event") == event and _finite(e.get(key))]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def _figure(events: list[dict], train_key: str, val_key: str, title: str, y_title: str, *, smooth_steps: bool) -> go.Figure:
+def _figure(events: list[dict], train_key: str, val_key: str, title: str, y_title: str, *, smooth_steps: bool,
+            x: str = "step") -> go.Figure:
+    if x not in X_AXES:
+        raise ValueError(f"x must be one of {', '.join(X_AXES)}, got {x!r}")
+    xt, xk = X_AXES[x], x
     fig = go.Figure()
     colors = _colors(events)
     for run in run_names(events):
         c = colors[run]
         if smooth_steps:
-            x, y = _series(events, run, "step", train_key)
+            x, y = _series(events, run, "step", train_key, xk)
             if x:
                 fig.add_scatter(x=x, y=y, mode="lines", name=f"{run} train", legendgroup=run, opacity=0.45,
                                 line={"color": c, "width": 1},
-                                hovertemplate=f"{run}<br>step %{{x}}<br>train {y_title} %{{y:.3f}}<extra></extra>")
+                                hovertemplate=f"{run}<br>{xt} %{{x:,.4~g}}<br>train {y_title} %{{y:.3f}}<extra></extra>")
         else:
-            x, y = _series(events, run, "eval", train_key)
+            x, y = _series(events, run, "eval", train_key, xk)
             if x:
                 fig.add_scatter(x=x, y=y, mode="lines+markers", name=f"{run} train", legendgroup=run,
                                 line={"color": c, "dash": "dot"}, marker={"size": 5},
-                                hovertemplate=f"{run}<br>step %{{x}}<br>train {y_title} %{{y:.3f}}<extra></extra>")
-        x, y = _series(events, run, "eval", val_key)
+                                hovertemplate=f"{run}<br>{xt} %{{x:,.4~g}}<br>train {y_title} %{{y:.3f}}<extra></extra>")
+        x, y = _series(events, run, "eval", val_key, xk)
         if x:
             fig.add_scatter(x=x, y=y, mode="lines+markers", name=f"{run} validation", legendgroup=run,
                             line={"color": c, "width": 3}, marker={"size": 7},
-                            hovertemplate=f"{run}<br>step %{{x}}<br>validation {y_title} %{{y:.3f}}<extra></extra>")
-    fig.update_layout(title=title, xaxis_title="step", yaxis_title=y_title, height=380,
+                            hovertemplate=f"{run}<br>{xt} %{{x:,.4~g}}<br>validation {y_title} %{{y:.3f}}<extra></extra>")
+    fig.update_layout(title=title, xaxis_title=xt, yaxis_title=y_title, height=380,
                       legend={"orientation": "h", "y": -0.25}, margin={"t": 40, "b": 10},
                       uirevision="training")  # keep zoom while the chart updates
     return fig
 
 
-def loss_figure(events: list[dict]) -> go.Figure:
-    """Training loss per step (thin) and validation loss per evaluation (thick), every run on one chart."""
-    return _figure(events, "train_loss", "val_loss", "Loss", "cross-entropy", smooth_steps=True)
+def loss_figure(events: list[dict], x: str = "step") -> go.Figure:
+    """Training loss per step (thin) and validation loss per evaluation (thick), every run on one chart.
+
+    ``x``: one of :data:`X_AXES` (steps, examples seen, the model's own training seconds).
+    """
+    return _figure(events, "train_loss", "val_loss", "Loss", "cross-entropy", smooth_steps=True, x=x)
 
 
-def accuracy_figure(events: list[dict], chance: float | None = None) -> go.Figure:
+def accuracy_figure(events: list[dict], chance: float | None = None, x: str = "step") -> go.Figure:
     """Training accuracy (epoch means, dotted) and validation accuracy per evaluation, all runs."""
-    fig = _figure(events, "train_acc", "val_acc", "Accuracy", "accuracy", smooth_steps=False)
+    fig = _figure(events, "train_acc", "val_acc", "Accuracy", "accuracy", smooth_steps=False, x=x)
     if chance:
         fig.add_hline(y=chance, line={"color": "#999", "dash": "dash"}, annotation_text="chance",
                       annotation_position="bottom right")
     fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def sweep_figure(rows: list[dict], chance: float | None = None) -> go.Figure:
+    """Final validation accuracy against input-map parameters: one BT marker per (R, N), TT and dense as lines."""
+    fig = go.Figure()
+    bt = [r for r in rows if r.get("kind") == "bt" and _finite(r.get("val_acc"))]
+    if bt:
+        fig.add_scatter(x=[r["input_map_params"] for r in bt], y=[r["val_acc"] for r in bt], mode="markers+text",
+                        name="BT (R, N)", marker={"color": FORMAT_COLORS["BT"], "size": 11},
+                        text=[f"R={r['rank']}, N={r['blocks']}" for r in bt], textposition="top center",
+                        hovertemplate="%{text}<br>%{x:,} input-map parameters<br>val accuracy %{y:.1%}<extra></extra>")
+    for kind, label in (("tt", "TT"), ("dense", "Dense")):
+        for r in rows:
+            if r.get("kind") == kind and _finite(r.get("val_acc")):
+                fig.add_hline(y=r["val_acc"], line={"color": FORMAT_COLORS[label], "dash": "dash"},
+                              annotation_text=f"{label} ({r['input_map_params']:,} params): {r['val_acc']:.1%}",
+                              annotation_position="bottom right")
+    if chance:
+        fig.add_hline(y=chance, line={"color": "#999", "dash": "dot"}, annotation_text="chance",
+                      annotation_position="bottom left")
+    fig.update_layout(title="Final validation accuracy vs input-map parameters", xaxis_title="input-map parameters",
+                      yaxis_title="validation accuracy", height=400, margin={"t": 40, "b": 10}, xaxis_type="log")
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def sweep_heatmap(rows: list[dict]) -> go.Figure:
+    """Final validation accuracy of each BT (R, N) as an R x N heatmap (category axes; empty: not trained)."""
+    bt = [r for r in rows if r.get("kind") == "bt"]
+    ranks = sorted({r["rank"] for r in bt if isinstance(r.get("rank"), int)})
+    blocks = sorted({r["blocks"] for r in bt if r.get("blocks") is not None})
+    acc = {(r["rank"], r["blocks"]): r.get("val_acc") for r in bt}
+    z = [[acc.get((rk, n)) if _finite(acc.get((rk, n))) else None for n in blocks] for rk in ranks]
+    text = [["" if v is None else f"{v:.0%}" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(z=z, x=[f"N={n}" for n in blocks], y=[f"R={rk}" for rk in ranks], text=text,
+                               texttemplate="%{text}", zmin=0, zmax=1, colorscale="Reds",
+                               colorbar={"title": "val acc"},
+                               hovertemplate="%{y}, %{x}<br>val accuracy %{z:.1%}<extra></extra>"))
+    fig.update_layout(title="BT sensitivity: validation accuracy by rank R and blocks N", height=400,
+                      margin={"t": 40, "b": 10}, xaxis={"type": "category"}, yaxis={"type": "category"})
     return fig

@@ -1,12 +1,19 @@
-"""Background jobs for the app: long fits and training runs in a worker thread.
+"""Background jobs for the app: long fits and training runs in a worker thread, through one queue.
 
 The worker never calls ``st.*``: it reads its stop flag and writes progress, events and its result
 into the job under a lock. Pages keep jobs in a session-scoped registry (released, and the workers
 stopped, when the browser session ends) and poll them from a fragment with ``run_every``.
+
+One server serves many sessions, and every job is CPU-bound: jobs of all sessions (training and the
+Approximation page's fits) go through one process-wide first-come-first-served queue
+(:data:`QUEUE`) that lets at most :func:`job_slots` of them run at once (half the cores, at least 1;
+``BTLAB_MAX_JOBS`` overrides). A queued job has status "queued" and a :meth:`Job.position`; it starts
+by itself when a slot frees, and a stop (or the end of its session) takes it out of the line.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -14,7 +21,63 @@ from typing import Any, Callable
 
 import streamlit as st
 
-__all__ = ["Job", "session_jobs", "start_job", "get_job", "stop_all"]
+__all__ = ["Job", "JobQueue", "QUEUE", "job_slots", "session_jobs", "start_job", "get_job", "stop_all"]
+
+
+def job_slots() -> int:
+    """How many jobs may run at once: ``$BTLAB_MAX_JOBS``, else half the usable cores (at least 1)."""
+    env = os.environ.get("BTLAB_MAX_JOBS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // 2)
+
+
+class JobQueue:
+    """First come, first served, at most ``slots`` jobs running; waiting jobs block in :meth:`acquire`."""
+
+    def __init__(self, slots: int):
+        self.slots = max(1, int(slots))
+        self._cond = threading.Condition()
+        self._waiting: list = []
+        self._running: set = set()
+
+    def acquire(self, job: "Job") -> bool:
+        """Wait for ``job``'s turn; True when it may run, False when it was stopped while waiting."""
+        with self._cond:
+            self._waiting.append(job)
+            try:
+                while not (len(self._running) < self.slots and self._waiting[0] is job):
+                    if job.should_stop:
+                        return False
+                    self._cond.wait(0.2)  # also wakes to see a stop
+                self._running.add(job)
+                return True
+            finally:
+                self._waiting.remove(job)
+                self._cond.notify_all()
+
+    def release(self, job: "Job") -> None:
+        with self._cond:
+            self._running.discard(job)
+            self._cond.notify_all()
+
+    def position(self, job: "Job") -> int | None:
+        """1 for the next job to start, 2 after it, ...; None when ``job`` is not waiting."""
+        with self._cond:
+            return self._waiting.index(job) + 1 if job in self._waiting else None
+
+    def counts(self) -> tuple[int, int]:
+        """``(running, waiting)``."""
+        with self._cond:
+            return len(self._running), len(self._waiting)
+
+
+#: The one queue of this server process.
+QUEUE = JobQueue(job_slots())
 
 
 class Job:
@@ -25,13 +88,15 @@ class Job:
     in :attr:`error` (as text, with the traceback in :attr:`error_detail`), never raised into a page.
     """
 
-    def __init__(self, target: Callable[["Job"], Any], *, name: str = "job"):
+    def __init__(self, target: Callable[["Job"], Any], *, name: str = "job", queue: JobQueue | None = None):
         self.name = name
+        self.queue = QUEUE if queue is None else queue
         self._target = target
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"btlab-{name}", daemon=True)
-        self.status = "pending"  # pending, running, done, stopped, failed
+        self.status = "pending"  # pending, queued, running, done, stopped, failed
+        self.queued_at: float | None = None
         self.progress = 0.0
         self.message = ""
         self.events: list[dict] = []
@@ -43,6 +108,12 @@ class Job:
 
     # -- worker side -------------------------------------------------------------------------
     def _main(self) -> None:
+        if not self.queue.acquire(self):
+            with self._lock:
+                self.status, self.message, self.finished_at = "stopped", "stopped while waiting in the queue", time.time()
+            return
+        with self._lock:
+            self.status, self.started_at = "running", time.time()  # the clock starts when the work does
         try:
             result = self._target(self)
         except Exception as exc:  # reported to the page, which shows st.error
@@ -57,6 +128,7 @@ class Job:
                 if self.status == "done":
                     self.progress = 1.0
         finally:
+            self.queue.release(self)
             with self._lock:
                 self.finished_at = time.time()
 
@@ -77,11 +149,16 @@ class Job:
 
     # -- page side ---------------------------------------------------------------------------
     def start(self) -> "Job":
+        """Queue the job; it runs when the queue gives it a slot (at once when one is free)."""
         with self._lock:
-            self.status = "running"
-            self.started_at = time.time()
+            self.status = "queued"
+            self.queued_at = time.time()
         self._thread.start()
         return self
+
+    def position(self) -> int | None:
+        """The job's place in the queue (1: next), or None when it is not waiting."""
+        return self.queue.position(self)
 
     def stop(self) -> None:
         self._stop.set()
@@ -104,8 +181,11 @@ class Job:
 
     def eta(self) -> float | None:
         """Seconds left, extrapolated from progress so far (None before any progress)."""
+        measured = getattr(self, "eta_s", None)  # a worker that knows its step times sets eta_s
+        if self.running and isinstance(measured, (int, float)):
+            return max(0.0, float(measured))
         p = self.progress
-        if not self.running or p <= 0:
+        if not self.running or p <= 0 or self.status != "running":
             return None
         return self.elapsed * (1 - p) / p
 
@@ -115,7 +195,7 @@ class Job:
             return {
                 "name": self.name, "status": self.status, "progress": self.progress, "message": self.message,
                 "events": list(self.events), "result": self.result, "error": self.error,
-                "elapsed": self.elapsed,
+                "elapsed": self.elapsed, "position": self.queue.position(self) if self.status == "queued" else None,
             }
 
 

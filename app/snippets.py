@@ -6,7 +6,7 @@ every snippet, so what the app offers to copy always runs.
 
 from __future__ import annotations
 
-__all__ = ["shapes_snippet", "learn_snippet", "approximation_snippet"]
+__all__ = ["shapes_snippet", "learn_snippet", "approximation_snippet", "training_command"]
 
 
 def _modes(modes) -> str:
@@ -72,3 +72,35 @@ def approximation_snippet(spec, *, budget: int, uploaded: bool = False) -> str:
               "print(df[df.pareto])  # the Pareto front of every candidate",
               "print(btcore.recommended(df))  # the suggestion"]
     return "\n".join(lines) + "\n"
+
+
+def _list(value) -> str:
+    return str(value) if isinstance(value, int) else ",".join(map(str, value))
+
+
+def training_command(runs, spec, *, sweep: tuple | None = None) -> str:
+    """The ``python -m btcore.train`` command that trains the page's comparison ``runs`` on ``spec`` (a DataSpec).
+
+    ``runs`` are :class:`btcore.train.TrainConfig` s sharing one optimiser setup (as the page makes
+    them); ``sweep`` is ``(ranks, blocks)`` for a sensitivity study.
+    """
+    first = runs[0]
+    m = first.model
+    kinds = ",".join(dict.fromkeys(r.model.kind for r in runs))
+    bt = next((r.model for r in runs if r.model.kind == "bt"), m)
+    tt = next((r.model for r in runs if r.model.kind == "tt"), m)
+    parts = ["python -m btcore.train", f"--model {kinds}", f"--cell {m.cell}", f"--hidden {m.hidden_size}",
+             f"--d {len(m.in_modes)}", f"--in-modes {'x'.join(map(str, m.in_modes))}",
+             f"--hidden-modes {'x'.join(map(str, m.hidden_modes))}",
+             f"--rank {_list(bt.rank)}", f"--blocks {bt.blocks}", f"--tt-ranks {_list(tt.tt_ranks)}",
+             f"--dropout {m.dropout:g}", f"--frame {'x'.join(map(str, spec.frame_shape))}", f"--frames {spec.frames}"]
+    if spec.folder is None:
+        parts += [f"--classes {spec.classes}", f"--train-size {spec.train_size}", f"--val-size {spec.val_size}",
+                  f"--noise {spec.noise:g}"]
+    else:
+        parts += [f"--data {spec.folder}"]
+    parts += [f"--optimizer {first.optimizer}", f"--lr {first.lr:g}", f"--batch {first.batch_size}",
+              f"--epochs {first.epochs}", f"--clip {first.grad_clip or 0:g}", f"--seed {first.seed}"]
+    if sweep is not None:
+        parts += [f"--sweep-ranks {_list(list(sweep[0]))}", f"--sweep-blocks {_list(list(sweep[1]))}"]
+    return " \\\n    ".join(parts) + "\n"

@@ -52,12 +52,12 @@ def linear_init_std(fan_in: int) -> float:
     return 1.0 / math.sqrt(3.0 * fan_in)
 
 
-def _semi_orthogonal(m: int, r: int, std: float) -> torch.Tensor:
+def _semi_orthogonal(m: int, r: int, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """An (m, r) float64 matrix with entry RMS exactly ``std`` and orthogonal columns (m >= r) or rows.
 
-    Drawn from the global torch RNG (so ``torch.manual_seed`` makes it reproducible).
+    Drawn from ``generator`` (default: the global torch RNG, so ``torch.manual_seed`` makes it reproducible).
     """
-    g = torch.randn(max(m, r), min(m, r), dtype=torch.float64)
+    g = torch.randn(max(m, r), min(m, r), dtype=torch.float64, generator=generator)
     q, rr = torch.linalg.qr(g)
     q = q * torch.where(torch.diagonal(rr) < 0, -1.0, 1.0)  # sign fix: Haar-distributed
     if m < r:
@@ -65,9 +65,9 @@ def _semi_orthogonal(m: int, r: int, std: float) -> torch.Tensor:
     return q * (std * math.sqrt(m * r / min(m, r)))
 
 
-def _rms_gaussian(shape, std: float) -> torch.Tensor:
+def _rms_gaussian(shape, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """A Gaussian draw rescaled so its entry RMS is exactly ``std`` (float64)."""
-    g = torch.randn(shape, dtype=torch.float64)
+    g = torch.randn(shape, dtype=torch.float64, generator=generator)
     rms = g.pow(2).mean().sqrt()
     return g * (std / rms) if rms > 0 else g
 
@@ -167,11 +167,11 @@ class _FactorizedLinear(nn.Module):
         """Entry std of W at init: that of ``nn.Linear`` with the same fan-in."""
         return linear_init_std(self.in_features)
 
-    def _reset_bias(self) -> None:
+    def _reset_bias(self, generator: torch.Generator | None = None) -> None:
         if self.bias is not None:
             bound = 1.0 / math.sqrt(self.in_features)
             with torch.no_grad():
-                self.bias.uniform_(-bound, bound)
+                self.bias.uniform_(-bound, bound, generator=generator)
 
     def to_matrix(self):  # pragma: no cover - overridden
         raise NotImplementedError
@@ -317,8 +317,10 @@ class BTLinear(_FactorizedLinear):
     def blocks(self) -> int:
         return self.spec.blocks
 
-    def reset_parameters(self, std: float | None = None) -> None:
+    def reset_parameters(self, std: float | None = None, generator: torch.Generator | None = None) -> None:
         """Re-initialise so W has entry std ``std`` (default: ``nn.Linear``'s, 1/sqrt(3 I)); bias as ``nn.Linear``.
+
+        Draws from ``generator`` (default: the global torch RNG).
 
         Every factor and core has entry RMS ``bt_init_std(spec, std)``; factors are semi-orthogonal
         (jointly over blocks where N R_k <= I_k J_k) and cores are rescaled Gaussians, so the
@@ -334,12 +336,12 @@ class BTLinear(_FactorizedLinear):
             for k, (i, j, r) in enumerate(zip(spec.in_modes, spec.out_modes, spec.ranks)):
                 m = i * j
                 if n * r <= m:
-                    q = _semi_orthogonal(m, n * r, s).reshape(m, n, r).permute(1, 0, 2)
+                    q = _semi_orthogonal(m, n * r, s, generator).reshape(m, n, r).permute(1, 0, 2)
                 else:
-                    q = torch.stack([_semi_orthogonal(m, r, s) for _ in range(n)])
+                    q = torch.stack([_semi_orthogonal(m, r, s, generator) for _ in range(n)])
                 self.factors[k].copy_(q.reshape(n, i, j, r))
-            self.core.copy_(torch.stack([_rms_gaussian(spec.ranks, s) for _ in range(n)]))
-        self._reset_bias()
+            self.core.copy_(torch.stack([_rms_gaussian(spec.ranks, s, generator) for _ in range(n)]))
+        self._reset_bias(generator)
 
     def to_matrix(self) -> BTMatrix:
         """The layer's W as a :class:`BTMatrix` over its parameters (differentiable)."""
@@ -435,8 +437,10 @@ class TTLinear(_FactorizedLinear):
     def ranks(self) -> tuple[int, ...]:
         return self.spec.ranks
 
-    def reset_parameters(self, std: float | None = None) -> None:
+    def reset_parameters(self, std: float | None = None, generator: torch.Generator | None = None) -> None:
         """Re-initialise so W has entry std ``std`` (default: ``nn.Linear``'s, 1/sqrt(3 I)); bias as ``nn.Linear``.
+
+        Draws from ``generator`` (default: the global torch RNG).
 
         Every core has entry RMS ``tt_init_std(spec, std)``; cores 1..d-1 are left-orthogonal and
         the last one a rescaled Gaussian, so the realized ``||W||_F`` matches the target.
@@ -450,11 +454,11 @@ class TTLinear(_FactorizedLinear):
             for k, shape in enumerate(spec.core_shapes()):
                 r0, i, j, r1 = shape
                 if k < spec.d - 1:
-                    c = _semi_orthogonal(r0 * i * j, r1, s)
+                    c = _semi_orthogonal(r0 * i * j, r1, s, generator)
                 else:
-                    c = _rms_gaussian(shape, s)
+                    c = _rms_gaussian(shape, s, generator)
                 self.cores[k].copy_(c.reshape(shape))
-        self._reset_bias()
+        self._reset_bias(generator)
 
     def to_matrix(self) -> TTMatrix:
         """The layer's W as a :class:`TTMatrix` over its parameters (differentiable)."""

@@ -117,6 +117,15 @@ def make_input_map(kind: str, in_modes, hidden_modes, gates: int, *, rank=4, blo
     return BTLinear(i, out, rank, blocks, bias=bias, **factory)
 
 
+def _reset_linear(layer: nn.Linear, generator: torch.Generator | None = None) -> None:
+    """``layer.reset_parameters()`` (PyTorch's default init) drawing from ``generator``."""
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+        if layer.bias is not None:
+            bound = 1.0 / math.sqrt(layer.in_features) if layer.in_features > 0 else 0.0
+            layer.bias.uniform_(-bound, bound, generator=generator)
+
+
 class _Cell(nn.Module):
     """Shared machinery of :class:`LSTMCell` and :class:`GRUCell`."""
 
@@ -149,8 +158,8 @@ class _Cell(nn.Module):
         """Output modes of the stacked input map, (G * H_1, H_2, .., H_d)."""
         return folded_out_modes(self.hidden_modes, self.gates)
 
-    def reset_recurrent(self) -> None:
-        """Initialise the hidden-to-hidden map.
+    def reset_recurrent(self, generator: torch.Generator | None = None) -> None:
+        """Initialise the hidden-to-hidden map (drawing from ``generator``, default the global RNG).
 
         "uniform": as ``nn.LSTMCell``/``nn.GRUCell``, U(-1/sqrt(H), 1/sqrt(H)) for weight and bias.
         "orthogonal": each gate's (H, H) block orthogonal, bias as "uniform".
@@ -160,15 +169,19 @@ class _Cell(nn.Module):
         with torch.no_grad():
             if self.recurrent_init == "orthogonal":
                 for k in range(self.gates):
-                    nn.init.orthogonal_(self.hidden_map.weight[k * hs:(k + 1) * hs])
+                    nn.init.orthogonal_(self.hidden_map.weight[k * hs:(k + 1) * hs], generator=generator)
             else:
-                self.hidden_map.weight.uniform_(-bound, bound)
+                self.hidden_map.weight.uniform_(-bound, bound, generator=generator)
             if self.hidden_map.bias is not None:
-                self.hidden_map.bias.uniform_(-bound, bound)
+                self.hidden_map.bias.uniform_(-bound, bound, generator=generator)
 
-    def reset_parameters(self) -> None:
-        self.input_map.reset_parameters()
-        self.reset_recurrent()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Re-initialise the input and hidden maps, drawing from ``generator`` (default: the global RNG)."""
+        if isinstance(self.input_map, nn.Linear):
+            _reset_linear(self.input_map, generator)
+        else:
+            self.input_map.reset_parameters(generator=generator)
+        self.reset_recurrent(generator)
 
     @property
     def input_map_params(self) -> int:
@@ -338,6 +351,8 @@ class _Sequence(nn.Module):
         self.cell = cell
         self.input_dropout = _check_dropout(input_dropout, "input_dropout")
         self.state_dropout = _check_dropout(state_dropout, "state_dropout")
+        #: Where the dropout masks come from (a ``torch.Generator`` on the input's device); None: the global RNG.
+        self.dropout_generator: torch.Generator | None = None
 
     @classmethod
     def from_cell(cls, cell: _Cell, input_dropout: float = 0.0, state_dropout: float = 0.0):
@@ -383,12 +398,16 @@ class _Sequence(nn.Module):
                 raise ValueError(f"lengths must be between 1 and the sequence length {t}")
             mask = torch.arange(t, device=x.device)[None, :] < lengths[:, None]  # (B, T)
         if self.training and self.input_dropout > 0:
-            x = nn.functional.dropout(x, self.input_dropout, training=True)
+            if self.dropout_generator is None:
+                x = nn.functional.dropout(x, self.input_dropout, training=True)
+            else:  # the same masks as F.dropout, from this layer's own generator
+                keep = 1.0 - self.input_dropout
+                x = x * torch.bernoulli(torch.full_like(x, keep), generator=self.dropout_generator) / keep
         gx = self.cell.input_map(x.reshape(b * t, f)).reshape(b, t, -1)
         h_mask = None
         if self.training and self.state_dropout > 0:
             keep = 1.0 - self.state_dropout
-            h_mask = torch.bernoulli(gx.new_full((b, self.hidden_size), keep)) / keep
+            h_mask = torch.bernoulli(gx.new_full((b, self.hidden_size), keep), generator=self.dropout_generator) / keep
         state = self._initial(state, b, gx)
         outs = []
         for step in range(t):
@@ -607,9 +626,13 @@ class SequenceClassifier(nn.Module):
 
     Built from a :class:`ClassifierConfig`; ``forward(x, lengths=None)``. Frames with more than one
     feature axis, (B, T, *frame), are flattened when their size matches ``config.input_size``.
+
+    ``generator`` (a seeded CPU ``torch.Generator``): every initial weight is drawn from it instead of
+    the global RNG, so models built at the same time in several threads get the weights they would
+    get alone. ``model.rnn.dropout_generator`` does the same for the dropout masks.
     """
 
-    def __init__(self, config: ClassifierConfig):
+    def __init__(self, config: ClassifierConfig, *, generator: torch.Generator | None = None):
         super().__init__()
         if isinstance(config, dict):
             config = ClassifierConfig.from_dict(config)
@@ -621,6 +644,9 @@ class SequenceClassifier(nn.Module):
         self.rnn = layer(c.in_modes, c.hidden_modes, c.kind, rank=c.rank, blocks=c.blocks, tt_ranks=c.tt_ranks,
                          input_dropout=c.dropout, state_dropout=c.dropout, recurrent_init=c.recurrent_init)
         self.head = nn.Linear(c.hidden_size, c.classes)
+        if generator is not None:  # every initial weight from this model's own generator
+            self.rnn.cell.reset_parameters(generator)
+            _reset_linear(self.head, generator)
 
     @property
     def num_params(self) -> int:

@@ -17,12 +17,16 @@ from app.state import get_config
 from app.training import tables
 from app.training.datasets import DATA_ROOT_ENV, class_folders, data_root, dataset_path, list_datasets
 from app.training.plan import FRAME_SIZES, KIND_LABELS, Choices, make_runs, paper_models, plan_models
+from app.training import views
 from app.training.worker import HEARTBEAT_S, JOB_KEY, K, DataSpec, init_state, launch
-from app.widgets import show_error
+from app.snippets import training_command
+from app.widgets import escape_markdown, show_error
 from btcore.data import ACTION_NAMES, SyntheticActions, parse_frame_shape
 from btcore.rnn import ucf11_config
 from btcore.tensors import available_memory
-from btcore.train import OPTIMIZERS, TrainConfig, checkpoint_bytes, cpu_count, device_name, histories_csv, summary
+from btcore.shapes import parse_ints
+from btcore.train import (OPTIMIZERS, TrainConfig, checkpoint_bytes, cpu_count, device_name, histories_csv, summary,
+                          sweep_configs)
 
 SYNTHETIC = "Synthetic motions (built in)"
 TASK = SyntheticActions()  # defaults of the synthetic task (as the CLI's)
@@ -103,8 +107,9 @@ with c_opt:
     clip = c2.number_input("Gradient clip (0 = off)", 0.0, 100.0, 1.0, key=K + "clip")
     seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=K + "seed")
     # torch's thread count is process-wide: the app sets it once at startup, runs never change it.
+    nt = torch.get_num_threads()
     st.caption(f"Device: **{dev.split(' (')[0] if 'CPU' not in dev else f'CPU ({n_cpu} cores)'}**"
-               + (f" · {torch.get_num_threads()} threads per operation, set for the whole app" if 'CPU' in dev else ""))
+               + (f" · {nt} thread{'s' if nt != 1 else ''} per operation, set for the whole app" if 'CPU' in dev else ""))
 
 # -- configurations and sizes ----------------------------------------------------------------------
 choices = Choices(tuple(kinds), cell, int(hidden), int(d), int(blocks), bt_rank_text, tt_rank_text, float(dropout),
@@ -122,7 +127,7 @@ size_rows = tables.size_rows(list(plan.models), int(batch), int(frames), optimiz
 st.divider()
 st.markdown(plan.summary(int(hidden)))
 for note in plan.notes:
-    st.info(f"Adjusted to fit this frame size: {note}", icon=":material/tune:")
+    st.info(f"Adjusted to fit this frame size: {escape_markdown(note)}", icon=":material/tune:")
 st.dataframe(pd.DataFrame(size_rows).drop(columns="_bytes"), hide_index=True, width="stretch", key=K + "sizes",
              column_config={"input-map parameters": st.column_config.NumberColumn(format="localized"),
                             "all parameters": st.column_config.NumberColumn(format="localized")})
@@ -144,14 +149,23 @@ def data_spec(shape: tuple[int, int, int]) -> DataSpec:
                     val_size=int(val_size), noise=float(noise))
 
 
-c1, c2, _ = st.columns([1, 1, 4])
+c1, c2, c3 = st.columns([1, 1, 4])
 job = get_job(JOB_KEY)
 running = job is not None and job.running
+runs = make_runs(plan.models, choices)
+spec = data_spec(plan.frame_shape)
+n_train = int(train_size) if train_size is not None else 256  # a clip folder: its size is known once loaded
+try:
+    views.show_estimate(c3, views.estimate_runs(runs, n_train, int(val_size or 64), int(frames)))
+except (ValueError, RuntimeError) as exc:  # e.g. out of memory in the probe
+    c3.caption(f"No estimate: {exc}")
 if c1.button("Train", type="primary", icon=":material/play_arrow:", key=K + "start", disabled=running):
-    launch(make_runs(plan.models, choices), data_spec(plan.frame_shape))
+    launch(runs, spec)
     job, running = get_job(JOB_KEY), True
 if c2.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not running):
     job.stop()
+with st.expander("The same comparison from the command line", icon=":material/terminal:"):
+    st.code(training_command(runs, spec), language="bash")
 
 
 # -- live view -------------------------------------------------------------------------------------
@@ -159,8 +173,8 @@ if c2.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not runnin
 def live() -> None:
     job = get_job(JOB_KEY)
     if job is None:
-        st.info("Choose the models and press **Train**. Runs go one after another on the same data; each keeps "
-                f"its history. A run stops when you press Stop, close the tab, or leave this page (after about "
+        st.info("Choose the models and press **Train**. The models take turns, a step each, on the same batches, so "
+                f"their curves grow together; each keeps its history. A run stops when you press Stop, close the tab, or leave this page (after about "
                 f"{HEARTBEAT_S:.0f} s without a redraw).", icon=":material/model_training:")
         return
     job.update(heartbeat=time.time())
@@ -171,19 +185,24 @@ def live() -> None:
     label = {"running": snap["message"] or "starting", "done": "finished", "stopped": "stopped",
              "failed": "failed"}.get(status, status)
     text = f"{label} · {snap['elapsed']:.0f} s" + (f" · about {eta:.0f} s left" if eta is not None else "")
-    st.progress(min(1.0, max(0.0, snap["progress"])), text=text)
+    if not views.show_queue(snap):
+        st.progress(min(1.0, max(0.0, snap["progress"])), text=text)
     info = getattr(job, "data_info", None)
     st.caption(f"Device: **{getattr(job, 'device', dev)}**" + (f" · {info}" if info else ""))
     if snap["error"]:
         st.error(snap["error"], icon=":material/error:")
-    for ev in events:
-        if ev.get("event") == "end" and ev["status"] == "diverged":
-            st.warning(f"**{ev['run']}**: {ev['reason']}", icon=":material/warning:")
+    views.show_outcomes(events)
     if status == "stopped" and snap["message"].startswith("stopped"):
         st.info(snap["message"], icon=":material/stop_circle:")
+    x = st.radio("Plot against", list(ct.X_AXES), format_func=ct.X_AXES.get, horizontal=True, key=K + "x_axis",
+                 help="Seconds: each model's own training time (in a race the models take turns, so this is the "
+                      "time it would take alone).")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(ct.loss_figure(events), width="stretch", key=K + "loss_chart")
-    c2.plotly_chart(ct.accuracy_figure(events, getattr(job, "chance", None)), width="stretch", key=K + "acc_chart")
+    c1.plotly_chart(ct.loss_figure(events, x), width="stretch", key=K + "loss_chart")
+    c2.plotly_chart(ct.accuracy_figure(events, getattr(job, "chance", None), x), width="stretch",
+                    key=K + "acc_chart")
+    if views.is_sweep(events):
+        views.show_sweep(events, getattr(job, "chance", None), K)
     rows = tables.metrics_rows(events)
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key=K + "metrics", column_config={
@@ -196,6 +215,9 @@ def live() -> None:
             "examples/s": st.column_config.NumberColumn(format="%.0f"),
             "ms / step": st.column_config.NumberColumn(format="%.1f"),
         })
+        line = views.speed_line(rows)
+        if line:
+            st.caption(line)
     if not job.running and st.session_state.get(K + "was_running"):
         st.session_state[K + "was_running"] = False
         st.rerun()  # a full run turns the timer off and enables the buttons
@@ -238,4 +260,26 @@ reduced = st.selectbox("Train these three at a reduced frame size on the task ab
 if st.button("Train the paper's architectures", icon=":material/science:", key=K + "paper_start", disabled=running):
     fs = parse_frame_shape(FRAME_SIZES[reduced])
     launch(make_runs(paper_models(fs, classes), choices), data_spec(fs))
+    st.rerun()
+
+# -- sensitivity sweep -----------------------------------------------------------------------------
+st.divider()
+st.subheader("Sensitivity sweep: BT rank R x blocks N")
+st.caption("Trains a BT model for every (R, N) with the settings above, plus the dense and TT models as references; "
+           "the final validation accuracy against parameters and as an R x N heatmap appear above, under the charts.")
+c1, c2, c3 = st.columns([1, 1, 2])
+sweep_r = c1.text_input("Ranks R", "2,4,8", key=K + "sweep_ranks")
+sweep_n = c2.text_input("Blocks N", "1,2,4", key=K + "sweep_blocks")
+try:
+    bt_model = next(m for m in plan_models(dataclasses.replace(choices, kinds=("BT",)), shared, classes).models)
+    base = make_runs([bt_model], choices)[0]
+    grid = (parse_ints(sweep_r, "Ranks R"), parse_ints(sweep_n, "Blocks N"))
+    refs = make_runs(plan_models(dataclasses.replace(choices, kinds=("Dense", "TT")), shared, classes).models, choices)
+    sweep_runs = sweep_configs(base, *grid) + refs
+except ValueError as exc:
+    show_error(exc, "Check the sweep's ranks and blocks")
+    sweep_runs = []
+if c3.button(f"Train the sweep ({len(sweep_runs)} runs)", icon=":material/grid_on:", key=K + "sweep_start",
+             disabled=running or not sweep_runs):
+    launch(sweep_runs, spec)
     st.rerun()

@@ -29,3 +29,30 @@ def test_chart_builders():
     acc = ct.accuracy_figure(events, chance=0.25)
     assert [t.name for t in acc.data] == ["BT train", "BT validation"] and list(acc.data[1].y) == [0.3]
     assert ct.run_color("x", "tt", 0) == FORMAT_COLORS["TT"]
+
+
+def test_x_axes_steps_examples_seconds():
+    events = _events()
+    for e in events:
+        if e.get("event") in ("step", "eval"):
+            e["examples"], e["run_s"] = 32 * e["step"], 0.5 * e["step"]
+    assert list(ct.loss_figure(events, x="examples").data[0].x) == [32, 64, 96]
+    fig = ct.accuracy_figure(events, x="run_s")
+    assert list(fig.data[1].x) == [1.0] and fig.layout.xaxis.title.text == ct.X_AXES["run_s"]
+    import pytest
+
+    with pytest.raises(ValueError, match="x must be one of"):
+        ct.loss_figure(events, x="epochs")
+
+
+def test_sweep_figures():
+    rows = [{"kind": "bt", "rank": r, "blocks": n, "input_map_params": 100 * r * n, "val_acc": 0.1 * r + 0.05 * n}
+            for r in (2, 4) for n in (1, 2)]
+    rows += [{"kind": "tt", "rank": None, "blocks": None, "input_map_params": 500, "val_acc": 0.6},
+             {"kind": "dense", "rank": None, "blocks": None, "input_map_params": 9000, "val_acc": 0.7}]
+    fig = ct.sweep_figure(rows, chance=0.125)
+    assert len(fig.data) == 1 and list(fig.data[0].text)[0] == "R=2, N=1"
+    assert len(fig.layout.shapes) == 3  # TT, dense and chance lines
+    heat = ct.sweep_heatmap(rows)
+    assert list(heat.data[0].y) == ["R=2", "R=4"] and list(heat.data[0].x) == ["N=1", "N=2"]
+    assert heat.data[0].z[1][1] == rows[3]["val_acc"]

@@ -108,7 +108,8 @@ def test_launch_join_charts_table():
     assert all(len(t["x"]) > 0 for t in loss["data"])
     assert len(acc["data"]) == 6
     table = at.dataframe[1].value
-    assert list(table["status"]) == ["done"] * 3 and (table["step"] == 4).all()
+    # 4 steps on a few clips may not leave chance: such a run ends "stalled" (honestly), never "diverged"
+    assert set(table["status"]) <= {"done", "stalled"} and (table["step"] == 4).all()
     assert [b.label for b in at.get("download_button")][:2] == ["Histories (CSV)", "Summary (JSON)"]
     assert at.get("progress")[0].proto.value == 100
 
@@ -248,3 +249,34 @@ def test_paper_architectures_at_reduced_frame_size():
         model = e["config"]["model"]
         assert tuple(model["hidden_modes"]) == (4, 4, 4, 4) and model["dropout"] == 0.25
     assert [e["input_map_params"] for e in starts][0] == 768 * 1024
+
+
+def test_estimate_snippet_and_x_axis_selector():
+    at = _small(open_page("training"))
+    assert not at.exception
+    assert any("Estimated: about" in c.value for c in at.caption)
+    assert any("python -m btcore.train" in c.value and "--model dense,tt,bt" in c.value for c in at.code)
+    at.button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    assert _join(job, 180)
+    at.radio(key="train_x_axis").set_value("run_s").run()
+    assert not at.exception
+    loss = next(s for s in plotly_specs(at) if s["layout"]["title"]["text"] == "Loss")
+    assert loss["layout"]["xaxis"]["title"]["text"] == "seconds of the model's own training"
+    assert any("Measured examples/s" in c.value and "/learn#steps" in c.value for c in at.caption)
+
+
+def test_diverged_run_is_shown_plainly():
+    at = _small(open_page("training"), kinds=["TT"])
+    at.selectbox(key="train_optimizer").set_value("sgd").run()
+    at.number_input(key="train_lr").set_value(1.0).run()
+    at.number_input(key="train_clip").set_value(0.0).run()
+    at.button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    assert _join(job, 120)
+    at.run()
+    assert not at.exception
+    ends = [e for e in job.snapshot()["events"] if e.get("event") == "end"]
+    assert ends[0]["status"] in ("diverged", "stalled")
+    shown = [e.value for e in (at.error if ends[0]["status"] == "diverged" else at.warning)]
+    assert any(ends[0]["status"] in v and "learning rate" in v for v in shown)

@@ -1,7 +1,7 @@
 """Tests for app.snippets: every snippet the app offers to copy runs and computes the page's numbers."""
 
 import btcore
-from app.snippets import learn_snippet, shapes_snippet
+from app.snippets import learn_snippet, shapes_snippet, training_command
 from app.state import PRESETS, LabConfig
 
 
@@ -18,3 +18,22 @@ def test_learn_snippet_runs_and_prints_the_planned_steps(capsys):
     out = capsys.readouterr().out
     plan = btcore.plan_matmul(cfg.bt_spec(), 3)
     assert out.count("multiply-adds") == len(plan.steps)
+
+
+def test_training_command_runs_the_pages_comparison(capsys):
+    import json
+    import shlex
+
+    from app.training.worker import DataSpec
+    from btcore.train import TrainConfig, main, model_config
+
+    runs = [TrainConfig(model_config(k, frame_shape=(3, 16, 16), hidden=16, classes=4), epochs=1, batch_size=16,
+                        seed=3) for k in ("dense", "tt", "bt")]
+    spec = DataSpec((3, 16, 16), 4, 3, classes=4, train_size=32, val_size=16, noise=0.05)
+    cmd = training_command(runs, spec, sweep=([1, 2], [1]))
+    argv = shlex.split(cmd.replace("\\\n", " "))
+    assert argv[:3] == ["python", "-m", "btcore.train"]
+    assert main(argv[3:] + ["--threads", "1", "--stall-fraction", "0"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
+    assert [r["kind"] for r in summary] == ["dense", "tt", "bt", "bt"]
+    assert [(r["rank"], r["blocks"]) for r in summary][2:] == [(1, 1), (2, 1)]

@@ -210,3 +210,24 @@ def test_importing_btcore_train_has_no_side_effects():
     assert p.returncode == 0 and p.stdout == "" and p.stderr == "", p.stderr
     p = _run([sys.executable, "-W", "error::RuntimeWarning", "-m", "btcore.train", "--epochs", "0"])
     assert p.returncode == 2 and p.stderr == "error: --epochs: must be at least 1, got 0\n", p.stderr
+
+
+def test_cli_sweep_prints_a_line_per_run_with_rank_and_blocks(capsys):
+    assert main(["--model", "bt,tt", *CLI_SMALL, "--max-steps", "2", "--sweep-ranks", "1,2",
+                 "--sweep-blocks", "1,2"]) == 0
+    lines = _json_lines(capsys.readouterr().out)
+    ends = [ln for ln in lines if ln.get("event") == "end"]
+    assert [(e["rank"], e["blocks"]) for e in ends] == [(1, 1), (1, 2), (2, 1), (2, 2), (None, None)]
+    rows = lines[-1]["summary"]
+    assert [(r["rank"], r["blocks"]) for r in rows][:4] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert main(["--model", "tt", *CLI_SMALL, "--sweep-ranks", "2"]) == 2
+    assert "add bt to --model" in capsys.readouterr().err
+    assert main(["--model", "bt", *CLI_SMALL, "--sweep-ranks", "2,99"]) == 2
+    assert "(R=99, N=2) does not fit" in capsys.readouterr().err
+
+
+def test_cli_races_by_default_and_sequential_opts_out(capsys):
+    for extra, first_two in (([], ["LSTM", "TT-LSTM (ranks 4)"]), (["--sequential"], ["LSTM", "LSTM"])):
+        assert main(["--model", "dense,tt", *CLI_SMALL, "--steps", *extra]) == 0
+        steps = [ln["run"] for ln in _json_lines(capsys.readouterr().out) if ln.get("event") == "step"]
+        assert steps[:2] == first_two

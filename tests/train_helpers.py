@@ -12,7 +12,8 @@ FRAME = (3, 16, 16)
 # A task small enough for a few seconds per model: 4 translation classes (chance 25%).
 TASK = SyntheticActions(frame_shape=FRAME, frames=6, classes=4, train_size=512, val_size=128, noise=0.05, clutter=2)
 CLI_SMALL = ["--frame", "3x16x16", "--frames", "4", "--classes", "4", "--train-size", "64", "--val-size", "32",
-             "--hidden", "16", "--batch", "16", "--epochs", "2", "--threads", "1"]
+             "--hidden", "16", "--batch", "16", "--epochs", "2", "--threads", "1",
+             "--stall-fraction", "0"]  # runs this short may not leave chance: they test the CLI, not learning
 
 
 @pytest.fixture(scope="module")

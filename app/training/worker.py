@@ -109,7 +109,7 @@ def make_target(runs: list[TrainConfig], spec: DataSpec):
                            device=ev["device"])
             job.append(ev)
             if "overall_progress" in ev:
-                job.update(progress=ev["overall_progress"])
+                job.update(progress=ev["overall_progress"], eta_s=ev.get("overall_eta_s"))
 
         def should_stop():
             if not job.should_stop and time.time() - getattr(job, "heartbeat", time.time()) > HEARTBEAT_S:

@@ -38,7 +38,11 @@ from .config import (OPTIMIZERS, RunResult, TrainConfig, check_device, cpu_count
                      fit_model_config, model_config, pick_device, set_cpu_threads)
 from .io import (CHECKPOINT_FORMAT, HISTORY_COLUMNS, check_out_dir, checkpoint_bytes, histories_csv, history_rows,
                  load_checkpoint, save_checkpoint, save_results, summary)
-from .loop import compare, param_checksum, train, with_unique_names
+from .loop import param_checksum, seeded_model, train
+from .race import compare, with_unique_names
+from .estimate import SLOW_S, probe_seconds
+from .outcome import chance_level, stall_margin
+from .sweep import SWEEP_COLUMNS, sweep_configs, sweep_csv, sweep_rows
 from .cli import main
 
 __all__ = [
@@ -46,4 +50,6 @@ __all__ = [
     "device_name", "cpu_count", "set_cpu_threads", "estimate_memory", "train", "compare", "with_unique_names",
     "param_checksum", "HISTORY_COLUMNS", "CHECKPOINT_FORMAT", "history_rows", "histories_csv", "summary",
     "save_results", "check_out_dir", "save_checkpoint", "checkpoint_bytes", "load_checkpoint", "main",
+    "seeded_model", "probe_seconds", "SLOW_S", "chance_level", "stall_margin", "sweep_configs", "sweep_rows",
+    "sweep_csv", "SWEEP_COLUMNS",
 ]

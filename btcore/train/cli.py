@@ -23,7 +23,8 @@ from ..data import ACTION_NAMES, SyntheticActions, load_clip_folder, parse_frame
 from ..shapes import check_choice, factorize, parse_ints, parse_rank, prod
 from .config import OPTIMIZERS, TrainConfig, check_device, model_config, set_cpu_threads
 from .io import _clean, _json_default, check_out_dir, save_results, summary
-from .loop import compare
+from .race import compare
+from .sweep import sweep_configs
 
 __all__ = ["main", "KINDS"]
 
@@ -100,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--tt-ranks", default="4", help="TT ranks (one int, or the d-1 inner ranks 4,4,4)")
     g.add_argument("--dropout", type=_float(0, 1, hi_open=True), default=0.0,
                    help="dropout on the input and the recurrent state, in [0, 1)")
+    g.add_argument("--sweep-ranks", default=None, help="sensitivity study: train a BT model for every rank R in "
+                   "this comma list (e.g. 2,4,8) and every N of --sweep-blocks; other --model kinds train once as "
+                   "references")
+    g.add_argument("--sweep-blocks", default=None, help="sensitivity study: block counts N (e.g. 1,2,4); with "
+                   "--sweep-ranks (either alone varies one of R, N)")
     g.add_argument("--readout", default="last", choices=("last", "mean"), help="classify the last or the mean hidden state")
     g = p.add_argument_group("data")
     g.add_argument("--data", default="synthetic", help="'synthetic', or a clip folder in the UCF11 layout "
@@ -122,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-steps", type=_int(1), default=None, help="stop each run after this many steps")
     g.add_argument("--eval-every", type=_int(0), default=0, help="also evaluate every N steps (0: per epoch only)")
     g.add_argument("--clip", type=_float(0), default=1.0, help="gradient-norm clipping (0 disables)")
+    g.add_argument("--stall-fraction", type=_float(0, 1), default=run["stall_fraction"],
+                   help="end a run as 'stalled' when validation accuracy is still at chance after this share of "
+                        "its steps (0: never)")
     g.add_argument("--seed", type=_int(0), default=0, help="seed of the data, the init and the batch order")
     g = p.add_argument_group("system")
     g.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:K")
@@ -131,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     g.add_argument("--checkpoint", action="store_true", help="also save each model as <out>/<run>.pt")
     g.add_argument("--steps", action="store_true", help="print a JSON line per step too (default: per epoch)")
+    g.add_argument("--sequential", action="store_true", help="train the models one after another (default: in "
+                   "turns, a step each, on the same batches, so their curves grow together)")
     return p
 
 
@@ -193,6 +204,39 @@ def _check_model(args, kind: str, frame) -> None:
           hidden_modes=hidden_modes)
 
 
+def _sweep_grid(args) -> tuple[list[int], list[int]] | None:
+    """The (ranks, blocks) of the sweep flags, or None without a sweep."""
+    if args.sweep_ranks is None and args.sweep_blocks is None:
+        return None
+    ranks = list(parse_ints(args.sweep_ranks, "--sweep-ranks")) if args.sweep_ranks else None
+    blocks = list(parse_ints(args.sweep_blocks, "--sweep-blocks")) if args.sweep_blocks else [args.blocks]
+    if ranks is None:
+        rank = parse_rank(args.rank, "--rank")
+        if not isinstance(rank, int):
+            raise CliError("--sweep-blocks: with a per-mode --rank give --sweep-ranks too (one int per rank)")
+        ranks = [rank]
+    return ranks, blocks
+
+
+def _check_sweep(args, kinds, frame) -> None:
+    """Every (R, N) of the sweep must fit the modes; the sweep needs a BT model."""
+    grid = _flag("--sweep-ranks", _sweep_grid, args)
+    if grid is None:
+        return
+    if "bt" not in kinds:
+        raise CliError("--sweep-ranks/--sweep-blocks: vary a BT model's R and N; add bt to --model")
+    for r in grid[0]:
+        for n in grid[1]:
+            saved = args.rank, args.blocks
+            args.rank, args.blocks = str(r), n
+            try:
+                _check_model(args, "bt", frame)
+            except CliError as exc:
+                raise CliError(f"--sweep-ranks/--sweep-blocks: (R={r}, N={n}) does not fit: {exc}") from None
+            finally:
+                args.rank, args.blocks = saved
+
+
 def _check(argv) -> _Plan:
     """Parse and check every flag; raise :class:`CliError` for the first bad one. Loads nothing."""
     args = _parser().parse_args(argv)
@@ -207,6 +251,7 @@ def _check(argv) -> _Plan:
     parse_rank(args.rank, "--rank"), parse_rank(args.tt_ranks, "--tt-ranks")
     for k in dict.fromkeys(kinds):
         _check_model(args, k, frame)
+    _check_sweep(args, kinds, frame)
     device = str(_flag("--device", check_device, args.device, "--device"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and synthetic and min(args.batch, args.train_size or SyntheticActions().train_size) % world:
@@ -242,15 +287,22 @@ def _configs(plan: _Plan, classes: int, device: str) -> list[TrainConfig]:
     a = plan.args
     in_modes = parse_ints(a.in_modes, "--in-modes") if a.in_modes else None
     hidden_modes = parse_ints(a.hidden_modes, "--hidden-modes") if a.hidden_modes else None
-    return [TrainConfig(model_config(kind, a.cell, frame_shape=plan.frame, hidden=a.hidden, d=a.d,
+    runs = [TrainConfig(model_config(kind, a.cell, frame_shape=plan.frame, hidden=a.hidden, d=a.d,
                                      rank=parse_rank(a.rank, "--rank"), blocks=a.blocks,
                                      tt_ranks=parse_rank(a.tt_ranks, "--tt-ranks"), classes=classes,
                                      dropout=a.dropout, readout=a.readout, in_modes=in_modes,
                                      hidden_modes=hidden_modes),
                         optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay, batch_size=a.batch,
                         epochs=a.epochs, seed=a.seed, device=device, grad_clip=a.clip if a.clip > 0 else None,
-                        eval_every=a.eval_every, max_steps=a.max_steps)
+                        eval_every=a.eval_every, max_steps=a.max_steps, stall_fraction=a.stall_fraction or None)
             for kind in plan.kinds]
+    grid = _sweep_grid(a)
+    if grid is None:
+        return runs
+    out = []
+    for kind, run in zip(plan.kinds, runs):
+        out += sweep_configs(run, *grid) if kind == "bt" else [run]
+    return out
 
 
 def _say_error(exc: BaseException, rank: int) -> None:
@@ -308,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out({k: v for k, v in ev.items() if k != "config"})
 
     try:
-        results = compare(configs, train_set, val_set, callback=cb)
+        results = compare(configs, train_set, val_set, callback=cb, interleave=not a.sequential)
     except ValueError as exc:  # the trainer's checks of the data against the model, before the first step
         _say_error(exc, rank)
         if dist is not None:

@@ -103,6 +103,15 @@ class TrainConfig:
         trainers in worker threads (the app) leave it alone; the CLI sets it once with ``--threads``.
     name : str or None
         Label of the run (default: the model's description, e.g. "BT-LSTM (R=4, N=2)").
+    diverge_factor : float or None
+        The run ends "diverged" when a training (or validation) loss exceeds this many times the first
+        step's loss (None: only non-finite losses).
+    grad_factor : float or None
+        The run ends "diverged" when the gradient norm (before clipping) exceeds this many times the
+        first step's (None: only a non-finite gradient).
+    stall_fraction : float or None
+        The run ends "stalled" when validation accuracy is still at chance after this share of its
+        steps (None or 0: never).
     """
 
     model: ClassifierConfig
@@ -118,6 +127,9 @@ class TrainConfig:
     max_steps: int | None = None
     threads: int | None = None
     name: str | None = None
+    diverge_factor: float | None = 10.0
+    grad_factor: float | None = 1e4
+    stall_fraction: float | None = 0.5
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -127,8 +139,18 @@ class TrainConfig:
         check_choice(self.optimizer, OPTIMIZERS, "optimizer")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be 0 or more, got {self.weight_decay!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)
+                and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number of 0 or more (typical: 0 to 1e-2), got "
+                             f"{self.weight_decay!r}")
+        for name in ("diverge_factor", "grad_factor"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and v > 1):
+                raise ValueError(f"{name} must be a number above 1, or None to turn the check off, got {v!r}")
+        if self.stall_fraction is not None and not (isinstance(self.stall_fraction, (int, float))
+                                                    and 0 <= self.stall_fraction <= 1):
+            raise ValueError(f"stall_fraction must be between 0 and 1 (0 or None: never stall), got "
+                             f"{self.stall_fraction!r}")
         self.batch_size = check_positive_int(self.batch_size, "batch_size")
         self.epochs = check_positive_int(self.epochs, "epochs")
         if self.grad_clip is not None and not (self.grad_clip > 0):

@@ -104,8 +104,14 @@ def check_out_dir(out_dir, *, overwrite: bool = False, field: str = "out_dir") -
 
 
 def summary(results: Sequence[RunResult]) -> list[dict]:
-    return [{"run": r.name, "kind": r.config.model.kind, "cell": r.config.model.cell, "status": r.status,
-             "reason": r.reason, "device": r.device, **r.final} for r in results]
+    rows = []
+    for r in results:
+        m = r.config.model
+        bt = m.kind == "bt"
+        rows.append({"run": r.name, "kind": m.kind, "cell": m.cell, "status": r.status, "reason": r.reason,
+                     "device": r.device, "rank": (m.rank if isinstance(m.rank, int) else list(m.rank)) if bt else None,
+                     "blocks": m.blocks if bt else None, **r.final})
+    return rows
 
 
 def _checkpoint(model: nn.Module, config: TrainConfig, history: list[dict] | None) -> dict:

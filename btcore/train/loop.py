@@ -1,4 +1,4 @@
-"""The training loop: one optimiser step, one epoch, a run (:func:`train`) and several (:func:`compare`)."""
+"""The training loop: one optimiser step, a run as a generator of steps, :func:`train` (several: :mod:`.race`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import os
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -16,8 +16,9 @@ from torch import nn
 
 from ..rnn import ClassifierConfig, SequenceClassifier
 from .config import RunResult, TrainConfig, device_name, pick_device, set_cpu_threads
+from .outcome import Watch, chance_level
 
-__all__ = ["train", "compare", "with_unique_names", "param_checksum"]
+__all__ = ["train", "seeded_model", "param_checksum"]
 
 
 class _Dist:
@@ -99,65 +100,33 @@ def _never() -> bool:
     return False
 
 
-def train(config: TrainConfig, train_data, val_data, *, callback: Callable[[dict], Any] | None = None,
-          should_stop: Callable[[], bool] | None = None, run_index: int = 0, runs: int = 1,
-          keep_model: bool = True, apply_threads: bool = False) -> RunResult:
-    """Train one configuration; report through ``callback``; return a :class:`RunResult`.
-
-    ``train_data`` / ``val_data`` are :class:`btcore.data.ClipSet` or synthetic splits (anything
-    with ``len()`` and ``get(indices) -> (x, y)``). Under torch.distributed the model is wrapped in
-    DistributedDataParallel and each global batch is split across the processes.
-
-    ``apply_threads``: set torch's (process-wide) CPU thread count to ``config.threads`` for the run
-    and restore it afterwards. Only for a caller that owns the process; never from a worker thread
-    that shares the process with other torch work (the app), where it would race with them.
-
-    Randomness: the model init and dropout draw from torch's global RNG, seeded with ``config.seed``
-    inside ``torch.random.fork_rng`` (the caller's RNG state is restored afterwards); the seeding and
-    the model init hold a lock, so concurrent runs get the same initial weights as a run alone. The
-    batch order comes from a NumPy generator of its own. Dropout masks of runs training at the same
-    time in one process share the global RNG and are not reproducible.
-    """
-    cfg = config
-    callback = callback or (lambda e: None)
-    should_stop = should_stop or _never
-    _check_data(train_data, cfg.model, "training data")
-    _check_data(val_data, cfg.model, "validation data")
-    dist = _Dist()
-    device = pick_device(cfg.device)
-    if device.type == "cuda" and dist.on and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    old_threads = None
-    if apply_threads and device.type == "cpu" and cfg.threads is not None:
-        old_threads = set_cpu_threads(cfg.threads)
-    cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=cuda_devices):
-            return _train(cfg, train_data, val_data, callback, should_stop, dist, device, run_index, runs, keep_model)
-    finally:
-        if old_threads is not None:
-            torch.set_num_threads(old_threads)
-
-
-#: Held while a run seeds the global RNG and initialises its model (see :func:`train`).
+#: Held while a model is built: the constructors' default inits draw from the global RNG, which is
+#: forked (the caller's state restored) before the model is re-initialised from its own generator.
 _INIT_LOCK = threading.Lock()
 
 
-def _seeded_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
-    """The run's model, initialised from ``cfg.seed``; the global RNG stays seeded for dropout."""
-    with _INIT_LOCK:
-        torch.default_generator.manual_seed(cfg.seed)
-        if device.type == "cuda":
-            with torch.cuda.device(device):
-                torch.cuda.manual_seed(cfg.seed)
-        model = SequenceClassifier(cfg.model)
-    return model.to(device)
+def _stream_seed(seed: int, stream: int) -> int:
+    """An independent 63-bit seed for stream ``stream`` (0: init, 1: dropout) of run seed ``seed``."""
+    return int(np.random.SeedSequence([int(seed), stream]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def seeded_model(cfg: TrainConfig, device: torch.device | str = "cpu") -> nn.Module:
+    """The run's model: init and dropout each from a ``torch.Generator`` of its own, seeded from ``cfg.seed``.
+
+    Nothing is drawn from (or left changed in) the global RNG, so models training at the same time,
+    in turns or in threads, reproduce what each does alone.
+    """
+    device = torch.device(device)
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        model = SequenceClassifier(cfg.model, generator=torch.Generator().manual_seed(_stream_seed(cfg.seed, 0)))
+    model = model.to(device)
+    model.rnn.dropout_generator = torch.Generator(device=device).manual_seed(_stream_seed(cfg.seed, 1))
+    return model
 
 
 @dataclasses.dataclass
 class _Run:
-    """What the step and the epoch of one run share: the model, the data, the sizes and the progress."""
+    """What the steps of one run share: the model, the data, the sizes, the checks and the progress."""
 
     cfg: TrainConfig
     model: nn.Module  # the module itself (its parameters are clipped and hashed)
@@ -169,23 +138,51 @@ class _Run:
     dist: _Dist
     should_stop: Callable[[], bool]
     emit: Callable[[dict], None]
+    watch: Watch
     params: int
     gbatch: int  # the global batch
     local: int  # this process's share of it
     steps_per_epoch: int
     total: int
     eval_batch: int
-    t_start: float
+    t_start: float = 0.0
     step: int = 0
+    own_s: float = 0.0  # seconds spent in this run's own steps and evaluations
     status: str = "done"
     reason: str = ""
     last_eval: dict = dataclasses.field(default_factory=dict)
+    history: list = dataclasses.field(default_factory=list)
+    step_times: list = dataclasses.field(default_factory=list)
+    eval_times: list = dataclasses.field(default_factory=list)
+    estimated_s: float | None = None
 
     def stop(self, status: str, reason: str) -> None:
         self.status, self.reason = status, reason
 
     def stopped_by_request(self) -> None:
         self.stop("stopped", f"stopped by request at step {self.step}")
+
+    @property
+    def evals_left(self) -> int:
+        done = len(self.eval_times)
+        per_epoch = 1 + (self.steps_per_epoch - 1) // self.cfg.eval_every if self.cfg.eval_every else 1
+        planned = math.ceil(self.total / max(self.steps_per_epoch, 1)) * per_epoch
+        return max(0, planned - done)
+
+    def eta_s(self) -> float | None:
+        """Seconds this run still needs: its remaining steps at its recent median step time, plus its evaluations."""
+        if not self.step_times:
+            return self.estimated_s
+        step_s = float(np.median(self.step_times[-50:]))
+        eval_s = float(np.mean(self.eval_times)) if self.eval_times else step_s * len(self.val_data) / max(
+            self.eval_batch, 1) / 3  # a forward pass is about a third of a training step
+        return (self.total - self.step) * step_s + self.evals_left * eval_s
+
+    def base(self) -> dict:
+        """Fields every step and evaluation event carries."""
+        return {"step": self.step, "epoch": self.step / self.steps_per_epoch,
+                "examples": self.step * self.gbatch, "elapsed": time.perf_counter() - self.t_start,
+                "run_s": self.own_s, "progress": self.step / max(self.total, 1), "params": self.params}
 
 
 @dataclasses.dataclass
@@ -202,100 +199,123 @@ class _EpochSums:
                 "examples_per_s": self.n / self.time if self.time else float("nan")}
 
 
+def _diverged(run: _Run, reason: str | None) -> bool:
+    """Mark the run "diverged" with ``reason`` on every process when any process has one."""
+    bad = run.dist.any(reason is not None, run.device)
+    if bad:
+        run.stop("diverged", reason or f"stopped at step {run.step + 1}: another process diverged")
+    return bad
+
+
+def _grad_norm(params) -> float:
+    grads = [p.grad.detach() for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+
 def _step(run: _Run, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float, float] | None:
     """One optimiser step on this process's batch: ``(loss sum, correct, examples, seconds)`` over all processes.
 
-    Returns None, with the run marked "diverged", when the loss or the gradient is not finite on any
-    process; the optimiser then does not step, so the weights stay those of the last good step.
+    Returns None, with the run marked "diverged" and the cause in its reason, when the batch holds
+    non-finite inputs, or the loss or the gradient is non-finite or has exploded (see :class:`Watch`);
+    the optimiser then does not step, so the weights stay those of the last good step.
     """
-    cfg, dist, device = run.cfg, run.dist, run.device
+    cfg, device, watch, n = run.cfg, run.device, run.watch, run.step + 1
     t0 = time.perf_counter()
     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    if _diverged(run, watch.batch(x, n)):
+        return None
     logits = run.net(x)
     loss = nn.functional.cross_entropy(logits, y)
-    bad = not bool(torch.isfinite(loss))
-    if dist.any(bad, device):
-        run.stop("diverged", f"stopped at step {run.step + 1}: the training loss became non-finite "
-                 f"({float(loss.detach())}). Lower the learning rate (now {cfg.lr:g})"
-                 + (" or enable gradient clipping." if cfg.grad_clip is None else "."))
+    if _diverged(run, watch.loss(float(loss.detach()), n)):
         return None
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
-    params = run.model.parameters()
+    params = list(run.model.parameters())
     if cfg.grad_clip is not None:
         gnorm = float(nn.utils.clip_grad_norm_(params, cfg.grad_clip))
     else:
-        gnorm = float(sum(float(p.grad.pow(2).sum()) for p in params if p.grad is not None))
-    if dist.any(not math.isfinite(gnorm), device):
-        run.stop("diverged", f"stopped at step {run.step + 1}: the gradient became non-finite. Lower the learning "
-                 f"rate (now {cfg.lr:g}).")
+        gnorm = _grad_norm(params)
+    if _diverged(run, watch.gradient(gnorm, n)):
         return None
     run.opt.step()
+    if _diverged(run, watch.parameters(all(bool(torch.isfinite(p).all()) for p in params), n)):
+        return None
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     dt = time.perf_counter() - t0
     correct = int((logits.detach().argmax(1) == y).sum())
-    lsum, csum, nsum = dist.sum([float(loss.detach()) * y.numel(), correct, y.numel()], device)
+    lsum, csum, nsum = run.dist.sum([float(loss.detach()) * y.numel(), correct, y.numel()], device)
     return lsum, csum, nsum, dt
 
 
 def _eval(run: _Run, means: dict) -> bool:
-    """Evaluate on the validation data and report it with the epoch's ``means``; False when stopped meanwhile."""
+    """Evaluate on the validation data and report it with the epoch's ``means``; False when the run ends here."""
+    t0 = time.perf_counter()
     res = _evaluate(run.net, run.val_data, run.device, run.eval_batch, run.dist, run.should_stop)
     if res is None:
         run.stopped_by_request()
         return False
+    dt = time.perf_counter() - t0
+    run.own_s += dt
+    run.eval_times.append(dt)
     vl, va, _ = res
-    ev = {"event": "eval", "step": run.step, "epoch": run.step / run.steps_per_epoch, **means, "val_loss": vl,
-          "val_acc": va, "elapsed": time.perf_counter() - run.t_start, "progress": run.step / max(run.total, 1),
-          "params": run.params}
+    ev = {"event": "eval", **run.base(), **means, "val_loss": vl, "val_acc": va, "eta_s": run.eta_s()}
+    verdict = run.watch.validation(vl, va, run.step, run.total)
+    if verdict is not None and verdict[0] == "diverged":
+        run.stop(*verdict)  # the bad value is not reported as a metric
+        return False
     run.last_eval = {k: ev[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc") if k in ev}
     run.emit(ev)
+    if verdict is not None:
+        run.stop(*verdict)
+        return False
     return True
 
 
-def _epoch(run: _Run, epoch: int) -> bool:
-    """Train one epoch (the batches in this epoch's seeded order), then evaluate; True when another may follow.
+def _steps(run: _Run) -> Iterator[None]:
+    """The run as a generator: it yields after every step, so several runs can take turns.
 
-    The incomplete last batch is dropped, so every step sees a full global batch. With ``eval_every``
-    the run also evaluates every that many steps (not on the epoch's last step: the epoch's
-    evaluation follows it).
+    Each epoch takes its batches in its seeded order and ends with an evaluation. The incomplete
+    last batch is dropped, so every step sees a full global batch. With ``eval_every`` the run also
+    evaluates every that many steps (not on the epoch's last step: the epoch's evaluation follows).
+    The generator returns when the run ends; ``run.status`` / ``run.reason`` say how.
     """
     cfg, dist, spe = run.cfg, run.dist, run.steps_per_epoch
-    perm = np.random.default_rng([cfg.seed, epoch]).permutation(len(run.train_data))
-    sums = _EpochSums()
-    more = True
-    for b in range(spe):
-        if run.step >= run.total:
-            more = False
-            break
-        if run.should_stop():
-            run.stopped_by_request()
-            return False
-        gidx = perm[b * run.gbatch:(b + 1) * run.gbatch]
-        stats = _step(run, *run.train_data.get(gidx[dist.rank * run.local:(dist.rank + 1) * run.local]))
-        if stats is None:
-            return False
-        lsum, csum, nsum, dt = stats
-        run.step += 1
-        sums.loss += lsum
-        sums.correct += csum
-        sums.n += nsum
-        sums.time += dt
-        run.emit({"event": "step", "step": run.step, "epoch": epoch + (b + 1) / spe, "train_loss": lsum / nsum,
-                  "train_acc": csum / nsum, "step_time": dt, "examples_per_s": nsum / dt if dt > 0 else float("nan"),
-                  "elapsed": time.perf_counter() - run.t_start, "progress": run.step / max(run.total, 1),
-                  "params": run.params})
-        if cfg.eval_every and run.step % cfg.eval_every == 0 and (b + 1) != spe and not _eval(run, sums.means()):
-            return False
-    if sums.n == 0:
-        return False
-    return _eval(run, sums.means()) and more
+    for epoch in range(cfg.epochs):
+        perm = np.random.default_rng([cfg.seed, epoch]).permutation(len(run.train_data))
+        sums = _EpochSums()
+        for b in range(spe):
+            if run.step >= run.total:
+                break
+            if run.should_stop():
+                run.stopped_by_request()
+                return
+            gidx = perm[b * run.gbatch:(b + 1) * run.gbatch]
+            stats = _step(run, *run.train_data.get(gidx[dist.rank * run.local:(dist.rank + 1) * run.local]))
+            if stats is None:
+                return
+            lsum, csum, nsum, dt = stats
+            run.step += 1
+            run.own_s += dt
+            run.step_times.append(dt)
+            sums.loss, sums.correct, sums.n, sums.time = (sums.loss + lsum, sums.correct + csum, sums.n + nsum,
+                                                          sums.time + dt)
+            run.emit({"event": "step", **run.base(), "epoch": epoch + (b + 1) / spe, "train_loss": lsum / nsum,
+                      "train_acc": csum / nsum, "step_time": dt,
+                      "examples_per_s": nsum / dt if dt > 0 else float("nan"), "eta_s": run.eta_s()})
+            if cfg.eval_every and run.step % cfg.eval_every == 0 and (b + 1) != spe and not _eval(run, sums.means()):
+                return
+            yield
+        if sums.n == 0 or not _eval(run, sums.means()) or run.step >= run.total:
+            return
+        yield
 
 
 def _setup(cfg: TrainConfig, train_data, val_data, should_stop, dist: _Dist, device, emit) -> _Run:
-    """The run's seeded model (DDP-wrapped under torch.distributed), optimiser and batch sizes."""
-    model = _seeded_model(cfg, device)
+    """The run's seeded model (DDP-wrapped under torch.distributed), optimiser, batch sizes and checks."""
+    model = seeded_model(cfg, device)
     net: nn.Module = model
     if dist.on:
         from torch.nn.parallel import DistributedDataParallel
@@ -310,100 +330,110 @@ def _setup(cfg: TrainConfig, train_data, val_data, should_stop, dist: _Dist, dev
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
+    classes = getattr(train_data, "classes", None) or cfg.model.classes
+    watch = Watch(cfg.lr, cfg.weight_decay, cfg.grad_clip is not None, cfg.diverge_factor, cfg.grad_factor,
+                  cfg.stall_fraction, chance_level(classes), len(val_data))
     return _Run(cfg, model, net, _optimizer(cfg, model.parameters()), train_data, val_data, device, dist,
-                should_stop, emit, sum(p.numel() for p in model.parameters()), gbatch, local, steps_per_epoch,
-                total, max(local, 64), 0.0)
+                should_stop, emit, watch, sum(p.numel() for p in model.parameters()), gbatch, local,
+                steps_per_epoch, total, max(local, 64))
 
 
-def _train(cfg, train_data, val_data, callback, should_stop, dist, device, run_index, runs, keep_model) -> RunResult:
-    name = cfg.name
+def _open(cfg: TrainConfig, train_data, val_data, callback, should_stop, dist, device) -> _Run:
+    """A set-up run whose events go to ``callback`` (named, and kept in its history)."""
     history: list[dict] = []
 
     def emit(ev: dict) -> None:
-        ev = {"event": ev.pop("event"), "run": name, **ev}
+        ev = {"event": ev.pop("event"), "run": cfg.name, **ev}
         if ev["event"] in ("step", "eval"):
             history.append(ev)
         callback(ev)
 
     run = _setup(cfg, train_data, val_data, should_stop, dist, device, emit)
-    dev_name = device_name(device)
-    emit({"event": "start", "run_index": run_index, "runs": runs, "params": run.params,
-          "input_map_params": cfg.model.input_map_params(), "device": dev_name, "total_steps": run.total,
-          "steps_per_epoch": run.steps_per_epoch, "world_size": dist.world, "config": cfg.to_dict()})
-    run.t_start = time.perf_counter()
-    run.net.train()
-    for epoch in range(cfg.epochs):
-        if not _epoch(run, epoch):
-            break
+    run.history = history
+    return run
+
+
+def _model_fields(cfg: TrainConfig) -> dict:
+    """``kind``, ``rank`` and ``blocks`` of the run's model (rank and blocks None unless BT), for sweeps and tables."""
+    m = cfg.model
+    bt = m.kind == "bt"
+    return {"kind": m.kind, "rank": (m.rank if isinstance(m.rank, int) else list(m.rank)) if bt else None,
+            "blocks": m.blocks if bt else None}
+
+
+def _announce(run: _Run, run_index: int, runs: int, dev_name: str, **extra) -> None:
+    cfg = run.cfg
+    run.emit({"event": "start", "run_index": run_index, "runs": runs, "params": run.params,
+              "input_map_params": cfg.model.input_map_params(), "device": dev_name, "total_steps": run.total,
+              "steps_per_epoch": run.steps_per_epoch, "batch": run.gbatch, "world_size": run.dist.world,
+              "estimated_s": run.estimated_s, **_model_fields(cfg), **extra, "config": cfg.to_dict()})
+
+
+def _finish(run: _Run, callback, dev_name: str, keep_model: bool) -> RunResult:
+    """The run's end event and result."""
+    cfg, history = run.cfg, run.history
     elapsed = time.perf_counter() - run.t_start
     speeds = [e["examples_per_s"] for e in history if e["event"] == "step" and math.isfinite(e["examples_per_s"])]
-    step_times = [e["step_time"] for e in history if e["event"] == "step"]
     spe = run.steps_per_epoch
     final = {**run.last_eval, "steps": run.step, "epochs": run.step / spe if spe else 0.0,
              "examples_per_s": float(np.median(speeds)) if speeds else float("nan"),
-             "step_time": float(np.median(step_times)) if step_times else float("nan"), "elapsed": elapsed,
-             "params": run.params, "checksum": param_checksum(run.model)}
+             "step_time": float(np.median(run.step_times)) if run.step_times else float("nan"), "elapsed": elapsed,
+             "run_s": run.own_s, "estimated_s": run.estimated_s, "params": run.params,
+             "checksum": param_checksum(run.model), **_model_fields(cfg)}
     if run.status == "done" and not run.reason:
         run.reason = f"finished {run.step} steps"
-    callback({"event": "end", "run": name, "status": run.status, "reason": run.reason, **final})
-    return RunResult(name, cfg, run.status, run.reason, history, final, run.params, dev_name, elapsed,
+    callback({"event": "end", "run": cfg.name, "status": run.status, "reason": run.reason,
+              "progress": run.step / max(run.total, 1), **final})
+    return RunResult(cfg.name, cfg, run.status, run.reason, history, final, run.params, dev_name, elapsed,
                      run.model if keep_model else None)
 
 
-def with_unique_names(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
-    """Copies of ``configs`` whose names are unique (``"BT-LSTM"``, ``"BT-LSTM #2"``); the inputs are unchanged.
+def _device(cfg: TrainConfig, dist: _Dist) -> torch.device:
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and dist.on and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
 
-    Configurations whose names are already unique are returned as they are (as copies), so applying
-    this twice gives the same names.
+
+def train(config: TrainConfig, train_data, val_data, *, callback: Callable[[dict], Any] | None = None,
+          should_stop: Callable[[], bool] | None = None, run_index: int = 0, runs: int = 1,
+          keep_model: bool = True, apply_threads: bool = False, estimated_s: float | None = None) -> RunResult:
+    """Train one configuration; report through ``callback``; return a :class:`RunResult`.
+
+    ``train_data`` / ``val_data`` are :class:`btcore.data.ClipSet` or synthetic splits (anything
+    with ``len()`` and ``get(indices) -> (x, y)``). Under torch.distributed the model is wrapped in
+    DistributedDataParallel and each global batch is split across the processes.
+
+    ``apply_threads``: set torch's (process-wide) CPU thread count to ``config.threads`` for the run
+    and restore it afterwards. Only for a caller that owns the process; never from a worker thread
+    that shares the process with other torch work (the app), where it would race with them.
+    ``estimated_s`` (e.g. from :func:`btcore.train.probe_seconds`) goes into the start event.
+
+    Randomness: the model init and the dropout masks come from two ``torch.Generator`` s of the run,
+    seeded from ``config.seed`` (:func:`seeded_model`); the batch order from a NumPy generator of its
+    own. The global RNG is neither used nor changed, so runs training at the same time (in turns, as
+    :func:`compare` does, or in threads) reproduce their results alone.
     """
-    taken = {c.name for c in configs}
-    used: set[str] = set()
-    out = []
-    for c in configs:
-        name = c.name
-        if name in used:
-            k = 2
-            while f"{c.name} #{k}" in used or f"{c.name} #{k}" in taken:
-                k += 1
-            name = f"{c.name} #{k}"
-        used.add(name)
-        out.append(dataclasses.replace(c, name=name))
-    return out
-
-
-def compare(configs: Sequence[TrainConfig], train_data, val_data, *, callback: Callable[[dict], Any] | None = None,
-            should_stop: Callable[[], bool] | None = None, keep_models: bool = True,
-            apply_threads: bool = False) -> list[RunResult]:
-    """Train several configurations one after another (same data); a stop request ends them all.
-
-    Run names are made unique (``"BT-LSTM"``, ``"BT-LSTM #2"``, see :func:`with_unique_names`) on
-    copies: each result's ``config`` carries its run's name, the caller's configurations are not
-    changed. Each event also carries ``overall_progress`` over all runs' steps. ``apply_threads`` as
-    in :func:`train`.
-    """
-    configs = with_unique_names(configs)
-    if not configs:
-        raise ValueError("compare: give at least one configuration")
-    should_stop = should_stop or _never
+    cfg = config
     callback = callback or (lambda e: None)
-    totals: list[int] = []
-    for c in configs:
-        spe = len(train_data) // min(c.batch_size, len(train_data))
-        t = spe * c.epochs
-        totals.append(min(t, c.max_steps) if c.max_steps else t)
-    grand = max(sum(totals), 1)
-    results = []
-    for i, c in enumerate(configs):
-        before = sum(totals[:i])
-
-        def cb(ev, before=before, t=totals[i]):
-            ev["overall_progress"] = min(1.0, (before + ev.get("progress", 1.0 if ev["event"] == "end" else 0.0) * t)
-                                         / grand)
-            callback(ev)
-
-        res = train(c, train_data, val_data, callback=cb, should_stop=should_stop, run_index=i, runs=len(configs),
-                    keep_model=keep_models, apply_threads=apply_threads)
-        results.append(res)
-        if res.status == "stopped":
-            break
-    return results
+    should_stop = should_stop or _never
+    _check_data(train_data, cfg.model, "training data")
+    _check_data(val_data, cfg.model, "validation data")
+    dist = _Dist()
+    device = _device(cfg, dist)
+    old_threads = None
+    if apply_threads and device.type == "cpu" and cfg.threads is not None:
+        old_threads = set_cpu_threads(cfg.threads)
+    try:
+        run = _open(cfg, train_data, val_data, callback, should_stop, dist, device)
+        run.estimated_s = estimated_s
+        dev_name = device_name(device)
+        _announce(run, run_index, runs, dev_name)
+        run.t_start = time.perf_counter()
+        run.net.train()
+        for _ in _steps(run):
+            pass
+        return _finish(run, callback, dev_name, keep_model)
+    finally:
+        if old_threads is not None:
+            torch.set_num_threads(old_threads)

@@ -1,0 +1,94 @@
+"""Small drawn pieces of the Training page: run outcomes, the queue line, the speed line, the estimate, the sweep.
+
+These call ``st.*`` (unlike the rest of :mod:`app.training`); each takes plain values or the
+trainer's events, so the page stays a list of sections.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import charts_training as ct
+from app.widgets import escape_markdown
+from btcore.train import SLOW_S, probe_seconds, sweep_csv, sweep_rows
+
+__all__ = ["show_outcomes", "show_queue", "speed_line", "estimate_runs", "show_estimate", "show_sweep",
+           "is_sweep"]
+
+
+def show_outcomes(events: list[dict]) -> None:
+    """Each diverged run as an error and each stalled run as a warning, with the reason as the trainer gave it."""
+    for ev in events:
+        if ev.get("event") != "end":
+            continue
+        text = f"**{escape_markdown(ev['run'])}** {ev['status']}: {escape_markdown(ev['reason'])}"
+        if ev["status"] == "diverged":
+            st.error(text, icon=":material/trending_up:")
+        elif ev["status"] == "stalled":
+            st.warning(text, icon=":material/horizontal_rule:")
+
+
+def show_queue(snap: dict) -> bool:
+    """The queue line of a waiting job; True when it is waiting."""
+    if snap["status"] != "queued":
+        return False
+    pos = snap.get("position")
+    where = f"position {pos}" if pos else "starting"
+    st.info(f"Waiting for a free slot on this server ({where} in the queue): other sessions' jobs are running. "
+            "It starts by itself; Stop takes it out of the queue.", icon=":material/hourglass_top:")
+    return True
+
+
+def speed_line(rows: list[dict]) -> str:
+    """One line on why each model trains at its measured examples/s (Markdown, with a link to the Learn page)."""
+    speeds = {r["run"]: r["examples/s"] for r in rows if isinstance(r.get("examples/s"), (int, float))}
+    if len(speeds) < 2:
+        return ""
+    fastest = max(speeds, key=speeds.get)
+    parts = ", ".join(f"{escape_markdown(k)} {v:,.0f}" for k, v in speeds.items())
+    return (f"Measured examples/s: {parts}; fastest: {escape_markdown(fastest)}. At this size a factorized input map "
+            "saves multiply-adds only when its contraction steps are few and large: BT contracts its N blocks one "
+            "mode at a time, so with small modes its many small steps cost more than one dense matrix product "
+            "([how the contraction runs](/learn#steps)).")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _probe(config_dict: dict, n_train: int, n_val: int, frames: int) -> float:
+    from btcore.train import TrainConfig
+
+    return probe_seconds(TrainConfig.from_dict(config_dict), n_train, n_val, frames, steps=1)["estimated_s"]
+
+
+def estimate_runs(runs, n_train: int, n_val: int, frames: int) -> list[float]:
+    """Estimated seconds of each run (a timed probe on the real shapes, cached per configuration)."""
+    return [_probe(r.to_dict(), int(n_train), int(n_val), int(frames)) for r in runs]
+
+
+def show_estimate(where, seconds: list[float]) -> None:
+    """The total estimate next to Train; a warning above :data:`SLOW_S`."""
+    total = sum(seconds)
+    where.caption(f"Estimated: about **{total:,.0f} s** for all runs (a timed probe of each model here).")
+    if total > SLOW_S:
+        st.warning(f"This comparison is estimated at about {total / 60:,.0f} minutes on this machine; lower the frame "
+                   "size, the epochs or the number of clips for a quick look.", icon=":material/schedule:")
+
+
+def is_sweep(events: list[dict]) -> bool:
+    """Whether the events are of a sweep (more than one BT (R, N))."""
+    pairs = {(str(e.get("rank")), e.get("blocks")) for e in events if e.get("event") == "start" and e.get("kind") == "bt"}
+    return len(pairs) > 1
+
+
+def show_sweep(events: list[dict], chance: float | None, key: str) -> None:
+    """The sweep's charts (accuracy vs parameters, R x N heatmap) and its CSV, from the end events."""
+    starts = {e["run"]: e for e in events if e.get("event") == "start"}
+    rows = sweep_rows([{**e, "input_map_params": starts.get(e["run"], {}).get("input_map_params")}
+                       for e in events if e.get("event") == "end"])
+    if not rows:
+        st.caption("The sweep's charts appear as its runs finish.")
+        return
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(ct.sweep_figure(rows, chance), width="stretch", key=key + "sweep_scatter")
+    c2.plotly_chart(ct.sweep_heatmap(rows), width="stretch", key=key + "sweep_heat")
+    st.download_button("Sweep grid (CSV)", sweep_csv(rows), "btlab_sweep.csv", "text/csv",
+                       icon=":material/download:", key=key + "dl_sweep")

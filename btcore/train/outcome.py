@@ -1,0 +1,137 @@
+"""How a run ends, honestly: "diverged" and "stalled" with the likely cause, from what the run observed.
+
+A :class:`Watch` follows one run. The loop asks it about every batch (non-finite inputs), every loss
+(non-finite, or more than ``TrainConfig.diverge_factor`` times the first step's), every gradient norm
+(non-finite, or more than ``TrainConfig.grad_factor`` times the first step's), the parameters after
+a step (non-finite: the step itself blew up) and every evaluation (validation accuracy still at
+chance, over two evaluations or more or at the last one, once ``TrainConfig.stall_fraction`` of the
+steps are done). Each check returns None or the
+reason, a sentence that names the likely cause (the learning rate, the data, the weight decay) and
+the fix, so the page and the CLI can say it as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Watch", "chance_level", "stall_margin"]
+
+
+def chance_level(classes: int) -> float:
+    """Accuracy of guessing among ``classes`` balanced classes."""
+    return 1.0 / max(int(classes), 1)
+
+
+def stall_margin(chance: float, n_val: int) -> float:
+    """How far above chance an accuracy must be to count as learning: two binomial standard errors, at least 2 points."""
+    return max(0.02, 2.0 * math.sqrt(chance * (1.0 - chance) / max(int(n_val), 1)))
+
+
+def _g(v: float) -> str:
+    return f"{v:.3g}"
+
+
+@dataclass
+class Watch:
+    """The divergence and stall checks of one run (see the module docstring)."""
+
+    lr: float
+    weight_decay: float
+    clipped: bool
+    diverge_factor: float | None = 10.0
+    grad_factor: float | None = 1e4
+    stall_fraction: float | None = 0.5
+    chance: float = 0.0
+    n_val: int = 0
+    first_loss: float | None = None
+    first_grad: float | None = None
+    best_val_acc: float = -1.0
+    evals: int = 0
+
+    # -- causes ------------------------------------------------------------------------------------
+    def _too_fast(self) -> str:
+        """The step-size cause: weight decay when lr * weight_decay is large, else the learning rate."""
+        if self.weight_decay > 0 and self.lr * self.weight_decay >= 0.5:
+            return (f"the weight decay is too strong for this learning rate (weight_decay {_g(self.weight_decay)} x "
+                    f"lr {_g(self.lr)} = {_g(self.lr * self.weight_decay)}; a step scales the weights by 1 minus "
+                    "that, so above 2 they flip sign and grow): lower the weight decay")
+        fix = f"lower the learning rate (now {_g(self.lr)})"
+        return f"the learning rate is likely too high: {fix}" + ("" if self.clipped else " or enable gradient clipping")
+
+    # -- checks --------------------------------------------------------------------------------------
+    def batch(self, x: torch.Tensor, step: int) -> str | None:
+        """A reason when the batch of ``step`` has NaN or infinite inputs (a data problem, not an optimiser one)."""
+        if bool(torch.isfinite(x).all()):
+            return None
+        bad = int((~torch.isfinite(x)).sum())
+        return (f"stopped at step {step}: the training data has {bad:,} non-finite input value(s) (NaN or inf) in "
+                "this batch; the cause is the data, not the learning rate: check or clean the clips (e.g. with "
+                "torch.nan_to_num) before training")
+
+    def loss(self, value: float, step: int) -> str | None:
+        """A reason when the training loss is non-finite or has grown ``diverge_factor`` times its first value."""
+        if not math.isfinite(value):
+            return f"stopped at step {step}: the training loss became non-finite ({value}); {self._too_fast()}"
+        if self.first_loss is None:
+            self.first_loss = value
+            return None
+        f = self.diverge_factor
+        if f and value > f * max(self.first_loss, 1e-12):
+            return (f"stopped at step {step}: the training loss rose to {_g(value)}, more than {f:g} x its starting "
+                    f"value {_g(self.first_loss)}; {self._too_fast()}")
+        return None
+
+    def gradient(self, norm: float, step: int) -> str | None:
+        """A reason when the gradient norm (before clipping) is non-finite or ``grad_factor`` times its first value."""
+        if not math.isfinite(norm):
+            return f"stopped at step {step}: the gradient became non-finite; {self._too_fast()}"
+        if self.first_grad is None:
+            self.first_grad = norm
+            return None
+        f = self.grad_factor
+        if f and norm > f * max(self.first_grad, 1e-12):
+            return (f"stopped at step {step}: the gradient norm exploded to {_g(norm)}, more than {f:g} x its "
+                    f"starting value {_g(self.first_grad)}; {self._too_fast()}")
+        return None
+
+    def parameters(self, finite: bool, step: int) -> str | None:
+        """A reason when a step with a finite loss and gradient left non-finite weights."""
+        if finite:
+            return None
+        return f"stopped at step {step}: the weights became non-finite in the optimiser step; {self._too_fast()}"
+
+    def validation(self, val_loss: float, val_acc: float, step: int, total: int) -> tuple[str, str] | None:
+        """``(status, reason)`` when the evaluation shows divergence, or a stall past ``stall_fraction`` of the steps."""
+        if not math.isfinite(val_loss):
+            return "diverged", (f"stopped at step {step}: the validation loss is non-finite while training was "
+                                "finite; the validation data may hold NaN or inf values: check them")
+        f = self.diverge_factor
+        if f and self.first_loss is not None and val_loss > f * max(self.first_loss, 1e-12):
+            return "diverged", (f"stopped at step {step}: the validation loss rose to {_g(val_loss)}, more than "
+                                f"{f:g} x the starting loss {_g(self.first_loss)}; {self._too_fast()}")
+        self.best_val_acc = max(self.best_val_acc, val_acc)
+        self.evals += 1
+        sf = self.stall_fraction
+        # "stays" at chance: two evaluations or more past the fraction, or the run's last one
+        if not sf or not self.chance or step < sf * total or (self.evals < 2 and step < total):
+            return None
+        if self.best_val_acc > self.chance + stall_margin(self.chance, self.n_val):
+            return None
+        return "stalled", (f"stopped at step {step} of {total}: validation accuracy stayed at chance (best "
+                           f"{self.best_val_acc:.1%}, chance {self.chance:.1%}) through {sf:.0%} of the budget; "
+                           + self._stall_cause())
+
+    def _stall_cause(self) -> str:
+        if self.lr >= 0.1:
+            return (f"the learning rate (now {_g(self.lr)}) is likely too high: the steps jump past what the model "
+                    "could learn; lower it (Adam: about 1e-3 to 1e-2)")
+        if self.lr < 1e-4:
+            return f"the learning rate (now {_g(self.lr)}) is likely too low: raise it"
+        if self.weight_decay > 0 and self.lr * self.weight_decay > 1e-3:
+            return (f"the weight decay ({_g(self.weight_decay)}) may hold the weights near zero: lower it, or check "
+                    "that the labels match the clips")
+        return (f"the model learns nothing from this data at learning rate {_g(self.lr)}: check that the labels "
+                "match the clips, or try another learning rate")

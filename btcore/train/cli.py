@@ -330,7 +330,7 @@ def _start_processes(plan: _Plan):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; 0 when every run finished, 1 when one stopped or diverged, 2 for a bad command."""
+    """Run the command line; 0 when every run finished (done or stalled), 1 when one stopped or diverged, 2 for a bad command."""
     try:
         plan = _check(argv)
     except ValueError as exc:  # CliError, or a library check (parse_rank, check_device) naming the flag
@@ -373,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i, row in enumerate(rows):
             row["rank_checksums"] = [s[i] for s in sums]
     out({"summary": rows, "world_size": plan.world, "data": a.data})
-    status = 0 if all(r.status == "done" for r in results) else 1
+    status = 0 if all(r.status in ("done", "stalled") for r in results) else 1  # stalled: finished, learnt nothing
     if a.out and rank == 0:
         try:
             save_results(results, a.out, checkpoints=a.checkpoint)

@@ -102,7 +102,8 @@ def test_fit_bt_is_reproducible_for_a_seed():
 def test_fit_bt_starts_and_screening_recorded():
     im, om = (4, 4, 4), (4, 4, 2)
     W = np.random.default_rng(0).standard_normal((64, 32))
-    _, info = fit_bt(W, im, om, 2, 2, seed=0, restarts=4, init="random", screen_iter=3, max_iter=10)
+    _, info = fit_bt(W, im, om, 2, 2, method="als", seed=0, restarts=4, init="random", screen_iter=3,
+                     max_iter=10)
     assert info.start_kinds == ["random"] * 4 and len(info.start_errors) == 4
     assert info.start_errors[info.chosen_start] == min(info.start_errors)
     assert info.iterations <= 10 + 10  # kept run: max_iter compressed/direct + refinement

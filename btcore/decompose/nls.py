@@ -366,7 +366,7 @@ def _step(op, gvec, Hd, lam, cg_tol, cg_max_iter):
 def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, max_iter: int = 200,
                tol: float = 1e-12, tol_step: float | None = None, damping: float = 1e-3,
                cg_max_iter: int = 25, cg_tol: float = 1e-6, dense_max: int = DENSE_MAX,
-               stall_iter: int = 25, time_limit: float | None = None,
+               stall_iter: int = 25, slow_window: int = 0, time_limit: float | None = None,
                progress: Callable[[float], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> NLSResult:
     """Refine a BT model of T by Gauss-Newton with Levenberg-Marquardt damping.
@@ -394,6 +394,9 @@ def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, m
     stall_iter : int
         Consecutive iterations without a relative decrease of f above 1e-14 after which the fit is
         "stalled" (when the gradient is not below tol).
+    slow_window : int
+        When > 0: "stalled" once the error fell by less than 0.1% over the last ``slow_window``
+        iterations (a swamp inside Gauss-Newton; 0 disables the test).
     time_limit : float, optional
         Wall-clock seconds after which the run ends: "stalled" when the error fell by less than 1% over
         the last 10 iterations, else "max_iter".
@@ -476,7 +479,9 @@ def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, m
             hist.append(hist[-1])
             if progress is not None:
                 progress(hist[-1])
-        if no_progress >= stall_iter or not math.isfinite(lam) or lam > 1e30:
+        slow = slow_window > 0 and len(hist) > slow_window and \
+            hist[-1 - slow_window] - hist[-1] < 1e-3 * hist[-1 - slow_window]
+        if no_progress >= stall_iter or slow or not math.isfinite(lam) or lam > 1e30:
             status = "stalled"
             break
     else:

@@ -403,11 +403,11 @@ class _BTFit:
             best.reason = self.iterate(best, self.max_iter - (len(best.hist) - 1), self.tol_c)
 
     def _swamp(self, track: _Track) -> bool:
-        """An ALS swamp: the last sweep lowered the error by less than 0.1% (or ALS ended) while the error
-        is far above the floor the compression shows (the energy outside its subspace, a lower bound of
-        the noise)."""
+        """An ALS swamp: the last sweep lowered the error by less than 0.1% (or ALS ended on the tolerance)
+        while the error is far above
+        the floor the compression shows (the energy outside its subspace, a lower bound of the noise)."""
         h = track.hist
-        slow = len(h) < 2 or h[-2] - h[-1] < 1e-3 * h[-2] or track.reason not in ("",)
+        slow = len(h) < 2 or h[-2] - h[-1] < 1e-3 * h[-2] or track.reason != ""
         return slow and h[-1] ** 2 > 2.0 * self.offset2
 
     def nls_phase(self) -> None:

@@ -9,6 +9,7 @@ import torch
 import btcore
 from btcore import BTMatrix
 from btcore.decompose import AT_PRECISION, FitInfo, fit_bt, fit_tt, fit_tucker, relative_error
+from btcore.decompose.common import STATUSES
 from decompose_cases import bt_dense as _bt
 
 
@@ -79,3 +80,19 @@ def test_inputs_numpy_torch_and_dtypes():
     assert set(info.to_dict()) >= {"relative_error", "errors", "iterations", "seconds", "converged"}
     assert info.to_dict()["relative_error"] == info.relative_error
     assert not hasattr(info, "__getitem__") and not hasattr(info, "keys")  # attributes, not a dict
+
+
+@pytest.mark.parametrize("factor", [1e160, 1e-170, 1e300])
+def test_relative_error_is_scale_safe(factor):
+    g = np.random.default_rng(1)
+    W = g.standard_normal((8, 8))
+    M = W + 1e-3 * g.standard_normal((8, 8))
+    ref = relative_error(W, M)
+    assert relative_error(W * factor, M * factor) == pytest.approx(ref, rel=1e-12)
+
+
+def test_fit_info_status_fields_and_stalled_text():
+    info = FitInfo(format="BT", method="ALS", relative_error=0.2, status="stalled")
+    assert "stalled" in info.error_text and "restarts" in info.error_text
+    assert info.history is info.errors and info.phases == [] and math.isnan(info.grad_norm)
+    assert set(STATUSES) == {"converged", "stalled", "max_iter", "stopped"}

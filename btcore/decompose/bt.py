@@ -25,7 +25,7 @@ noise level on genuinely multi-block data.
 The fit is a small driver (:class:`_BTFit`) with named phases: validate the inputs, compress the
 tensor, screen the starts, refine the chosen one, finish (undo the internal mode order, build the
 record). The refine phase's local solver is :meth:`_BTFit.iterate` (ALS sweeps); another solver
-(a Gauss-Newton one in ``btcore.bt_nls``) can take the chosen run from there.
+(a Gauss-Newton one in ``btcore.decompose.nls``) can take the chosen run from there.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import time
 import warnings
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ..formats import BTSpec, normalize_ranks
@@ -43,7 +44,12 @@ from ..tensors import BTMatrix, check_allocation
 from .als import (
     _ALS, _hosvd_start, _mode_order, _project_all, _random_orthonormal, _sketch_bases, als_memory_bytes,
 )
-from .common import AT_PRECISION, _EXACT_BELOW, FitInfo, _as_matrix, _modes, _out_dtype, interleave
+from .algebraic import algebraic_applies, algebraic_start
+from .common import (
+    AT_PRECISION, _EXACT_BELOW, FitInfo, _as_matrix, _modes, _out_dtype, check_nonneg, check_seed, interleave,
+    scale_of,
+)
+from .nls import _gradient, nls_refine
 
 __all__ = ["fit_bt", "cap_bt_ranks", "als_memory_bytes"]
 
@@ -77,19 +83,19 @@ def cap_bt_ranks(in_modes, out_modes, rank) -> tuple[tuple[int, ...], list[str]]
 
 
 
-def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, seed: int | None = 0, restarts: int = 3,
-           init: str = "auto", screen_iter: int = 10, max_iter: int = 60, tol: float = 1e-6,
-           ridge: float = 1e-12, cg_iter: int = 6, compress: bool = True, oversample: float = 0.125,
-           refine_iter: int = 5, dtype=None,
-           progress: Callable[[int, float], None] | None = None,
+def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, method: str = "auto", seed: int | None = 0,
+           restarts: int = 3, init: str = "auto", screen_iter: int = 10, max_iter: int = 60, tol: float = 1e-6,
+           gtol: float = 1e-5, ridge: float = 1e-12, cg_iter: int = 6, compress: bool = True,
+           oversample: float = 0.125, refine_iter: int = 5, nls_iter: int = 100, time_limit: float = 2.0,
+           dtype=None, progress: Callable[[int, float], None] | None = None,
            should_stop: Callable[[], bool] | None = None,
            warn: bool = True) -> tuple[BTMatrix, FitInfo]:
-    """Fit a Block-Term matrix with N = ``blocks`` blocks of Tucker rank ``rank`` to W by joint ALS.
+    """Fit a Block-Term matrix with N = ``blocks`` blocks of Tucker rank ``rank`` to W.
 
     Parameters
     ----------
     W : numpy array or torch tensor, shape (I, J)
-        The matrix (y = x @ W). Must be finite.
+        The matrix (y = x @ W). Must be finite; any scale (the fit works on W / max|W|).
     in_modes, out_modes : sequence of int
         I = prod(in_modes), J = prod(out_modes), same order d.
     rank : int or sequence of int
@@ -97,82 +103,138 @@ def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, seed: int | None = 
         the other modes' ranks, are capped; ``info.notes`` says so (and a ``UserWarning`` if ``warn``).
     blocks : int
         Number of blocks N. ``blocks=1`` is Tucker (HOOI), ``rank=1`` is CP of rank N.
+    method : {"auto", "als", "nls"}
+        "als": joint ALS from ``restarts`` starts. "nls": Gauss-Newton (Levenberg-Marquardt) on all
+        factors and cores, from the algebraic start where it applies (N >= 2 and two modes with
+        N R_k <= I_k J_k), else from the best of ``restarts`` short ALS starts. "auto": ALS starts (the
+        last one algebraic where it applies); a run that ends without meeting the first-order test
+        (an ALS swamp: the error creeping down far from its optimum) is handed to Gauss-Newton, and
+        other starts are tried while that stalls and ``time_limit`` allows.
     seed : int or None
         Seeds the random starts; equal seeds give equal results.
     restarts : int
-        Number of starts screened: with ``init="auto"`` the first is HOSVD-based and the others random
+        Number of ALS starts screened: with ``init="auto"`` the first is HOSVD-based and the others random
         orthonormal (a single start is random unless N = 1); ``init="random"`` or ``"hosvd"`` forces the
         kind of the first start.
     screen_iter : int
-        Sweeps per start before the best start is chosen (only when ``restarts > 1``).
+        Sweeps per start before the best start is chosen (when there are several starts, or with "nls").
     max_iter : int
-        Largest number of sweeps of the kept run (screening included).
+        Largest number of ALS sweeps of the kept run (screening included).
     tol : float
-        Stop when a sweep lowers the relative error by less than ``tol`` times its value.
+        ALS ends a run when a sweep lowers the relative error by less than ``tol`` times its value. This
+        alone is not convergence (see ``gtol``).
+    gtol : float
+        First-order tolerance: the fit is "converged" when the gradient norm of 0.5 ||W - M||^2 is below
+        ``gtol * ||W||^2`` (or the error is at numerical precision); otherwise "stalled" or "max_iter".
     ridge : float
         Relative Tikhonov term of the least-squares systems (keeps near-singular systems solvable).
     cg_iter : int
-        Conjugate-gradient iterations per sweep of the joint core solve (used when N * prod R > 768;
-        warm-started, so the solve converges over the sweeps).
+        Conjugate-gradient iterations per sweep of the joint core solve (used when N * prod R > 768).
     compress : bool
         Fit on a Tucker compression of the tensor to ranks min(I_k J_k, (1 + oversample) N R_k)
         first (when that at least halves it), then refine on the full tensor for up to
-        ``refine_iter`` sweeps. The compressed sweeps are cheap; the refinement makes the result a
-        fit of W itself.
+        ``refine_iter`` ALS sweeps.
     oversample : float
         Extra compression rank, as a fraction of N R_k (at least 2).
     refine_iter : int
-        Sweeps on the full tensor after the compressed fit.
-    dtype : torch dtype, optional
+        ALS sweeps on the full tensor after the compressed fit (0 allowed).
+    nls_iter : int
+        Gauss-Newton iterations per NLS run.
+    time_limit : float
+        Seconds for all Gauss-Newton runs of the fit together ("auto": at most half the time ALS took,
+        at least 0.1 s); a run cut short reports "stalled" (no progress) or "max_iter".
+    dtype : torch dtype or "float32"/"float64", optional
         dtype of the returned tensors; default float32 for float32 input, else float64.
     progress : callable(iteration, rel_error), optional
-        Called after every sweep; ``iteration`` counts sweeps over all starts (screening included),
-        ``rel_error`` is the error of the run being iterated.
+        Called after every ALS sweep and Gauss-Newton iteration; ``iteration`` counts them over all
+        starts, ``rel_error`` is the error of the run being iterated.
     should_stop : callable() -> bool, optional
-        Polled before every sweep; when it returns True the best result so far is returned with
-        ``info.reason == "stopped"``.
+        Polled before every iteration; when it returns True the best result so far is returned with
+        ``info.status == "stopped"``.
 
     Returns
     -------
     (BTMatrix, FitInfo)
+        ``info.status`` / ``info.converged`` are honest (first-order test); ``info.phases`` says which
+        method made which part of ``info.errors``.
 
     Raises
     ------
     ValueError
-        For bad shapes or values, or when the fit's intermediates would not fit in memory.
+        For bad shapes or settings (the message names the field), or when the fit's intermediates
+        would not fit in memory.
     """
-    fit = _BTFit(seed=seed, restarts=restarts, init=init, screen_iter=screen_iter, max_iter=max_iter, tol=tol,
-                 ridge=ridge, cg_iter=cg_iter, compress=compress, oversample=oversample, refine_iter=refine_iter,
+    fit = _BTFit(method=method, seed=seed, restarts=restarts, init=init, screen_iter=screen_iter,
+                 max_iter=max_iter, tol=tol, gtol=gtol, ridge=ridge, cg_iter=cg_iter, compress=compress,
+                 oversample=oversample, refine_iter=refine_iter, nls_iter=nls_iter, time_limit=time_limit,
                  progress=progress, should_stop=should_stop, warn=warn)
     return fit.run(W, in_modes, out_modes, rank, blocks, dtype)
+
+
+class _Track:
+    """One start's run: the ALS state, its error history, why its last phase ended, and the phases
+    (method, index of its first entry in ``hist``)."""
+
+    def __init__(self, kind: str, run: _ALS):
+        self.kind, self.run, self.hist, self.reason, self.marks = kind, run, [run.error], "", [("ALS", 0)]
+
+    def mark(self, method: str) -> None:
+        if self.marks[-1][0] != method:
+            self.marks.append((method, len(self.hist) - 1))
+
+
+def _run_gradient(run: _ALS) -> float:
+    """||J^T r|| of 0.5 ||T - model||^2 for an ALS state (T normalised: relative to ||W||^2)."""
+    gU, gC = _gradient(run.dense() - run.T, run.U, run.C)
+    return math.sqrt(sum(float((g * g).sum()) for g in gU) + float((gC * gC).sum()))
 
 
 class _BTFit:
     """One call of :func:`fit_bt`: its settings, and the state its phases hand on to each other.
 
-    ``total`` counts sweeps over all starts; ``stopped`` is set once ``should_stop`` returned True.
+    ``total`` counts iterations over all starts; ``stopped`` is set once ``should_stop`` returned True.
     """
 
-    def __init__(self, *, seed, restarts, init, screen_iter, max_iter, tol, ridge, cg_iter, compress, oversample,
-                 refine_iter, progress, should_stop, warn):
-        self.seed, self.restarts, self.init = seed, restarts, init
-        self.screen_iter, self.max_iter, self.tol = screen_iter, max_iter, tol
-        self.ridge, self.cg_iter = ridge, cg_iter
-        self.compress_on, self.oversample, self.refine_iter = compress, oversample, refine_iter
+    def __init__(self, *, method, seed, restarts, init, screen_iter, max_iter, tol, gtol, ridge, cg_iter, compress,
+                 oversample, refine_iter, nls_iter, time_limit, progress, should_stop, warn):
+        self.method = check_choice(method, ("auto", "als", "nls"), "method")
+        self.init = check_choice(init, ("auto", "random", "hosvd"), "init")
+        self.seed = check_seed(seed)
+        self.restarts = check_positive_int(restarts, "restarts")
+        self.screen_iter = check_positive_int(screen_iter, "screen_iter")
+        self.max_iter = check_positive_int(max_iter, "max_iter")
+        self.nls_iter = check_positive_int(nls_iter, "nls_iter")
+        self.cg_iter = check_positive_int(cg_iter, "cg_iter")
+        self.refine_iter = 0 if refine_iter == 0 else check_positive_int(refine_iter, "refine_iter")
+        self.tol, self.gtol = check_nonneg(tol, "tol"), check_nonneg(gtol, "gtol")
+        self.ridge, self.oversample = check_nonneg(ridge, "ridge"), check_nonneg(oversample, "oversample")
+        self.time_limit = check_nonneg(time_limit, "time_limit")
+        if not isinstance(compress, (bool, np.bool_)):
+            raise ValueError(f"compress must be True or False, got {compress!r}")
+        for name, fn in (("progress", progress), ("should_stop", should_stop)):
+            if fn is not None and not callable(fn):
+                raise ValueError(f"{name} must be a callable or None, got {fn!r}")
+        self.compress_on = bool(compress)
         self.progress, self.should_stop, self.warn = progress, should_stop, warn
         self.total = 0
         self.stopped = False
-        self.start_errors, self.chosen = [], 0
+        self.tracks, self.chosen = [], 0
+        self.grad = math.nan
 
     def run(self, W, in_modes, out_modes, rank, blocks, dtype) -> tuple[BTMatrix, FitInfo]:
-        t0 = time.perf_counter()
+        t0 = self.t0 = time.perf_counter()
         self.validate(W, in_modes, out_modes, rank, blocks, dtype)
         self.compress()
         if self.norm == 0.0:
             self.zero_fit()
         else:
             self.screen()
-            self.refine()
+            if self.method != "nls":
+                self.refine()
+            if self.method != "als":
+                self.nls_phase()
+            if self.V is not None:
+                self._lift()
         return self.finish(t0)
 
     # -- phase 1: inputs ----------------------------------------------------------------------
@@ -182,10 +244,6 @@ class _BTFit:
         self.Wt = _as_matrix(W)
         self.im, self.om = _modes(self.Wt, in_modes, out_modes)
         self.N = check_positive_int(blocks, "blocks")
-        self.restarts = check_positive_int(self.restarts, "restarts")
-        self.max_iter = max(0, int(self.max_iter))
-        self.screen_iter = max(1, int(self.screen_iter))
-        check_choice(self.init, ("auto", "random", "hosvd"), "init")
         self.requested = normalize_ranks(rank, len(self.im))
         self.ranks, self.notes = cap_bt_ranks(self.im, self.om, self.requested)
         if self.notes and self.warn:
@@ -205,20 +263,24 @@ class _BTFit:
         """The normalised interleaved tensor T (internal mode order) and, where it pays, the core G of
         a Tucker compression of T that the starts are screened on.
 
-        Compression (Tensorlab-style): fit on the core of a Tucker(min(M_k, N R_k)) compression of T
-        found by Kronecker-structured random sketches, then refine on T itself.
+        W is divided by max|W| first, so that its norm neither overflows nor underflows. Compression
+        (Tensorlab-style): fit on the core of a Tucker(min(M_k, N R_k)) compression of T found by
+        Kronecker-structured random sketches, then refine on T itself.
         """
         N, d = self.N, len(self.im)
-        self.norm = float(torch.linalg.norm(self.Wt))
+        self.scale = scale_of(self.Wt)
+        Ws = self.Wt / self.scale if self.scale > 0 else self.Wt
+        del self.Wt
+        self.norm = float(torch.linalg.norm(Ws))
         self.order = _mode_order(self.sizes)
-        T = interleave(self.Wt, self.im, self.om, self.order)
-        del self.Wt  # T is the only copy the fit needs
+        T = interleave(Ws, self.im, self.om, self.order)
+        del Ws  # T is the only copy the fit needs
         if self.norm > 0:
             T = T / self.norm
         self.T = T
         self.iranks = tuple(self.ranks[k] for k in self.order)
         self.isizes = tuple(self.sizes[k] for k in self.order)
-        self.gen = torch.Generator().manual_seed(0 if self.seed is None else int(self.seed))
+        self.gen = torch.Generator().manual_seed(0 if self.seed is None else self.seed)
         comp = tuple(min(m, N * r + max(2, math.ceil(self.oversample * N * r)))
                      for m, r in zip(self.isizes, self.iranks))
         self.V = None
@@ -235,61 +297,88 @@ class _BTFit:
         # greedy-like start that stalls far above the noise on genuinely multi-block data
         hosvd_ok = self.init == "hosvd" or (self.init == "auto" and (N == 1 or self.restarts > 1)
                                             and self.G.numel() * sum(self.G.shape) <= 4e8)
-        self.kinds = ["hosvd" if s == 0 and hosvd_ok else "random" for s in range(self.restarts)]
+        kinds = ["hosvd" if s == 0 and hosvd_ok else "random" for s in range(self.restarts)]
+        if self.method != "als" and self.init == "auto" and algebraic_applies(self.G.shape, self.iranks, N):
+            if self.method == "nls":
+                kinds = ["algebraic"] + kinds
+            elif self.restarts > 1:
+                kinds[-1] = "algebraic"
+            else:
+                kinds.append("algebraic")  # tried only when the random start does not reach precision
+        self.kinds = kinds
 
     # -- phase 3: starts ------------------------------------------------------------------------
-    def _start(self, kind: str) -> _ALS:
-        G = self.G
+    def _start(self, kind: str) -> tuple[str, _ALS | None]:
+        """(kind, run) of one start; an algebraic start that fails (its grouping of eigenvectors, on
+        noisy data) is replaced by a random one, or skipped where it was an extra start."""
+        G, C = self.G, None
+        if kind == "algebraic":
+            start = algebraic_start(G, self.iranks, self.N, seed=0 if self.seed is None else self.seed)
+            if start is None:
+                if len(self.tracks) + 1 > self.restarts:
+                    return kind, None
+                kind, start = "random", None
+            else:
+                U, C = start
         if kind == "hosvd":
             U = _hosvd_start(G, self.N, self.iranks, self.gen)
-        else:
+        elif kind == "random":
             U = [_random_orthonormal((self.N, m, r), self.gen, G.dtype, self.device)
                  for m, r in zip(tuple(G.shape), self.iranks)]
-        return _ALS(G, U, self.ridge, self.cg_iter, tnorm2=self.tnorm2, offset2=self.offset2)
+        return kind, _ALS(G, U, self.ridge, self.cg_iter, C=C, tnorm2=self.tnorm2, offset2=self.offset2)
 
     def zero_fit(self) -> None:
         """W = 0: any cores of zero are exact; no sweep runs."""
         U = [_random_orthonormal((self.N, m, r), self.gen, self.T.dtype, self.device)
              for m, r in zip(self.isizes, self.iranks)]
-        self.best = _ALS(self.T, U, self.ridge, self.cg_iter)
-        self.best.error, self.best.exact = 0.0, True
-        self.hist, self.reason, self.start_errors = [0.0], "at numerical precision", [0.0]
+        run = _ALS(self.T, U, self.ridge, self.cg_iter)
+        run.error, run.exact = 0.0, True
+        self.best = _Track("random", run)
+        self.best.reason = "at numerical precision"
+        self.tracks = [self.best]
 
     def screen(self) -> None:
         """Run each start for a few sweeps (all of ``max_iter`` when there is one) and keep the best."""
-        runs = []
-        n_sweeps = min(self.screen_iter, self.max_iter) if self.restarts > 1 else self.max_iter
+        single = self.restarts == 1 and self.method != "nls"
+        n_sweeps = self.max_iter if single else min(self.screen_iter, self.max_iter)
         for kind in self.kinds:
             if self.stopped:
                 break
-            run = self._start(kind)
-            hist = [run.error]
+            kind, run = self._start(kind)
+            if run is None:
+                continue
+            track = _Track(kind, run)
             self._report(run.error)
-            reason = self.iterate(run, hist, n_sweeps, self.tol_c)
-            runs.append((run, hist, reason))
-            if reason == "at numerical precision" and run.error < AT_PRECISION:
+            track.reason = self.iterate(track, n_sweeps, self.tol_c)
+            self.tracks.append(track)
+            if track.reason == "at numerical precision" and run.error < AT_PRECISION:
                 break
-        self.start_errors = [r.error for r, _, _ in runs]
-        self.chosen = min(range(len(runs)), key=lambda i: runs[i][0].error)
-        self.best, self.hist, self.reason = runs[self.chosen]
+        self.chosen = min(range(len(self.tracks)), key=lambda i: self.tracks[i].run.error)
+        self.best = self.tracks[self.chosen]
 
     # -- phase 4: refinement --------------------------------------------------------------------
     def _report(self, err: float) -> None:
         if self.progress is not None:
             self.progress(self.total, err)
 
-    def iterate(self, run: _ALS, hist: list, n_sweeps: int, tol: float | None = None) -> str:
-        """Up to ``n_sweeps`` more ALS sweeps of ``run``, errors appended to ``hist``.
+    def _stop(self) -> bool:
+        if not self.stopped and self.should_stop is not None and self.should_stop():
+            self.stopped = True
+        return self.stopped
+
+    def iterate(self, track: _Track, n_sweeps: int, tol: float | None = None) -> str:
+        """Up to ``n_sweeps`` more ALS sweeps of ``track``, errors appended to its history.
 
         Returns the stop reason, or '' when the sweeps ran out. A sweep that would increase the error
-        is undone and ends the run, so ``hist`` never increases.
+        is undone and ends the run, so the history never increases.
         """
         tol = self.tol if tol is None else tol
+        run, hist = track.run, track.hist
+        track.mark("ALS")
         for _ in range(n_sweeps):
             if run.exact and run.error < AT_PRECISION * 1e-3:
                 return "at numerical precision"
-            if self.should_stop is not None and self.should_stop():
-                self.stopped = True
+            if self._stop():
                 return "stopped"
             snap = run.snapshot()
             prev = run.error
@@ -308,60 +397,133 @@ class _BTFit:
         return ""
 
     def refine(self) -> None:
-        """Continue the chosen start up to ``max_iter`` sweeps, then (after a compressed fit) lift it
-        to T and refine it there for up to ``refine_iter`` sweeps."""
-        if self.reason == "" and not self.stopped:
-            self.reason = self.iterate(self.best, self.hist, self.max_iter - (len(self.hist) - 1), self.tol_c)
-        if self.V is not None:
-            self._lift()
-        if self.stopped:
-            self.reason = "stopped"
-        elif self.reason == "":
-            self.reason = "max_iter"
+        """Continue the chosen start with ALS up to ``max_iter`` sweeps."""
+        best = self.best
+        if best.reason == "" and not self.stopped:
+            best.reason = self.iterate(best, self.max_iter - (len(best.hist) - 1), self.tol_c)
+
+    def _swamp(self, track: _Track) -> bool:
+        """An ALS swamp: the last sweep lowered the error by less than 0.1% (or ALS ended on the tolerance)
+        while the error is far above
+        the floor the compression shows (the energy outside its subspace, a lower bound of the noise)."""
+        h = track.hist
+        slow = len(h) < 2 or h[-2] - h[-1] < 1e-3 * h[-2] or track.reason != ""
+        return slow and h[-1] ** 2 > 2.0 * self.offset2
+
+    def nls_phase(self) -> None:
+        """Gauss-Newton on the kept run unless it meets the first-order test (with "auto": only in a
+        swamp); while that stalls, on the other starts (best first), all within the time limit."""
+        best = self.best
+        if self.stopped or best.run.error < AT_PRECISION or _run_gradient(best.run) <= self.gtol:
+            return
+        if self.method == "auto" and not self._swamp(best):
+            return
+        # "auto" spends on Gauss-Newton at most about half of what ALS took (at least 0.1 s): on targets
+        # without the structure (random matrices) it only finds a nearby local minimum
+        limit = self.time_limit
+        if self.method == "auto":
+            limit = min(limit, max(0.1, 0.5 * (time.perf_counter() - self.t0)))
+        deadline = time.perf_counter() + limit
+        for track in [best] + sorted((t for t in self.tracks if t is not best), key=lambda t: t.run.error):
+            left = deadline - time.perf_counter()
+            if left <= 0 or self._stop():
+                break
+            status = self._nls(track, left)
+            if track.run.error < self.best.run.error:
+                self.best = track
+            if status == "converged" or self.best.run.error < AT_PRECISION:
+                break
+        self.chosen = self.tracks.index(self.best)
+
+    def _nls(self, track: _Track, seconds: float) -> str:
+        """One Gauss-Newton run from ``track``'s state (on G); returns its status."""
+        run, hist = track.run, track.hist
+        track.mark("NLS")
+
+        def report(e_g):
+            self.total += 1
+            hist.append(math.sqrt(self.offset2 + self.tnorm2 * e_g * e_g))
+            self._report(hist[-1])
+
+        res = nls_refine(run.T, run.U, run.C, max_iter=self.nls_iter, tol=0.1 * self.gtol, time_limit=seconds,
+                         slow_window=10 if self.method == "auto" else 0, progress=report, should_stop=self._stop)
+        new = _ALS(run.T, [u.contiguous() for u in res.factors], self.ridge, self.cg_iter, C=res.cores,
+                   tnorm2=self.tnorm2, offset2=self.offset2)
+        if new.error <= run.error:
+            track.run = new
+        hist[-1] = track.run.error  # the kept model's own error (finish keeps the record non-increasing)
+        track.reason = {"converged": "first-order", "stopped": "stopped"}.get(res.status, res.status)
+        return res.status
 
     def _lift(self) -> None:
         """The compressed fit as a fit of T (same model), refined on T unless stopped."""
-        best, hist = self.best, self.hist
-        U = [(v @ u).contiguous() for v, u in zip(self.V, best.U)]  # orthonormal: V and u are
+        best = self.best
+        U = [(v @ u).contiguous() for v, u in zip(self.V, best.run.U)]  # orthonormal: V and u are
         # on a large T an exact error costs as much as half a sweep: only near precision
-        full = _ALS(self.T, U, self.ridge, self.cg_iter, C=best.C.clone(),
+        full = _ALS(self.T, U, self.ridge, self.cg_iter, C=best.run.C.clone(),
                     exact_below=_EXACT_BELOW if self.T.numel() <= 2**21 else 1e-6)
-        hist[-1] = full.error  # the same model, measured on T itself (no offset cancellation)
-        self.best = full
-        if self.stopped:
+        best.hist[-1] = full.error  # the same model, measured on T itself (no offset cancellation)
+        best.run = full
+        if self.stopped or self.refine_iter == 0:
             return
-        before = len(hist)
-        r2 = self.iterate(full, hist, self.refine_iter)
-        if r2 == "" and len(hist) >= 2 and len(hist) > before:
+        before = len(best.hist)
+        r2 = self.iterate(best, self.refine_iter)
+        if r2 == "" and len(best.hist) > before:
+            h = best.hist
             self.notes.append(f"refinement on the full matrix stopped after refine_iter = {self.refine_iter} sweeps "
-                              f"with the error still falling by {(hist[-2] - hist[-1]) / hist[-2]:.1e} per sweep; "
+                              f"with the error still falling by {(h[-2] - h[-1]) / h[-2]:.1e} per sweep; "
                               "raise refine_iter for a little more")
-        self.reason = r2 or (self.reason if self.reason else "max_iter")
+        if r2 not in ("converged", "no further decrease"):
+            best.reason = r2 or "max_iter"
 
     # -- phase 5: the result --------------------------------------------------------------------
+    def _status(self, err: float) -> tuple[str, str]:
+        """(status, reason) of the kept run: the first-order test decides "converged"."""
+        if self.stopped:
+            return "stopped", "stopped"
+        if err < AT_PRECISION:
+            return "converged", "at numerical precision"
+        self.grad = _run_gradient(self.best.run)
+        if self.grad <= self.gtol:
+            return "converged", "first-order"
+        if self.best.reason in ("", "max_iter"):
+            return "max_iter", "max_iter"
+        return "stalled", "stalled"
+
     def finish(self, t0: float) -> tuple[BTMatrix, FitInfo]:
         """The BTMatrix in the caller's mode order and dtype, and its :class:`FitInfo`."""
-        best, hist, N, d = self.best, self.hist, self.N, len(self.im)
-        err = best.error
-        if not best.exact and err < _EXACT_BELOW * 10:
-            err = best.exact_error()  # the reported error is always exact when small
+        best, N, d = self.best, self.N, len(self.im)
+        run, hist = best.run, best.hist
+        err = run.error
+        if not run.exact and err < _EXACT_BELOW * 10:
+            err = run.exact_error()  # the reported error is always exact when small
         # The last entry is the exact error. Earlier entries of sweeps on a large tensor are Gram-formula
         # values, accurate to ~1e-12 in the squared error; where that rounding would show an increase
         # the earlier entry is raised, so the record never increases.
         hist[-1] = err
         for i in range(len(hist) - 2, -1, -1):
             hist[i] = max(hist[i], hist[i + 1])
+        status, reason = self._status(err)
+        if status == "stalled":
+            self.notes.append(f"the fit stalled at relative error {err:.3g} without meeting the first-order test "
+                              f"(gradient {self.grad:.1e} > gtol = {self.gtol:g}): a swamp or a poor local "
+                              "minimum; more restarts (another seed) or method='nls' may lower it")
+        marks = best.marks + [("", len(hist) - 1)]
+        phases = [(m, a, b) for (m, a), (_, b) in zip(marks[:-1], marks[1:]) if b > a or len(marks) == 2]
+        used = {m for m, _, _ in phases}
         inv = [self.order.index(k) for k in range(d)]
-        factors = [best.U[inv[k]].reshape(N, self.im[k], self.om[k], self.ranks[k]).to(self.out_dtype)
+        factors = [run.U[inv[k]].reshape(N, self.im[k], self.om[k], self.ranks[k]).to(self.out_dtype)
                    for k in range(d)]
-        core = (best.C * self.norm).permute([0] + [1 + inv[k] for k in range(d)]).contiguous().to(self.out_dtype)
-        M = BTMatrix(factors, core)
+        # scale back in two steps (norm, then max|W|): each stays in range where their product might not
+        core = ((run.C * self.norm) * self.scale).permute([0] + [1 + inv[k] for k in range(d)]).contiguous()
+        M = BTMatrix(factors, core.to(self.out_dtype))
         info = FitInfo(
-            format=self.spec.kind, method="ALS", relative_error=float(err), errors=[float(e) for e in hist],
+            format=self.spec.kind, method="ALS+NLS" if used == {"ALS", "NLS"} else (used.pop() if used else "ALS"),
+            relative_error=float(err), errors=[float(e) for e in hist],
             iterations=len(hist) - 1, total_iterations=self.total, seconds=time.perf_counter() - t0,
-            converged=self.reason in ("converged", "no further decrease", "at numerical precision"),
-            reason=self.reason, at_precision=err < AT_PRECISION, ranks=self.ranks, blocks=N, params=M.num_params,
-            requested_ranks=self.requested, notes=self.notes, start_kinds=self.kinds[: len(self.start_errors)],
-            start_errors=[float(e) for e in self.start_errors], chosen_start=self.chosen, spec=self.spec,
+            converged=status == "converged", status=status, reason=reason, at_precision=err < AT_PRECISION,
+            ranks=self.ranks, blocks=N, params=M.num_params, requested_ranks=self.requested, notes=self.notes,
+            start_kinds=[t.kind for t in self.tracks], start_errors=[float(t.hist[-1]) for t in self.tracks],
+            chosen_start=self.chosen, spec=self.spec, phases=phases, grad_norm=float(self.grad),
         )
         return M, info

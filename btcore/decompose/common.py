@@ -18,8 +18,10 @@ import torch
 
 from ..shapes import pair_modes, prod
 
-__all__ = ["FitInfo", "AT_PRECISION", "interleave", "relative_error"]
+__all__ = ["FitInfo", "AT_PRECISION", "STATUSES", "interleave", "relative_error", "safe_norm"]
 
+#: Values of :attr:`FitInfo.status`.
+STATUSES = ("converged", "stalled", "max_iter", "stopped")
 #: Relative errors below this are "at numerical precision" (float64): differences between formats
 #: there mean nothing.
 AT_PRECISION = 1e-8
@@ -41,8 +43,8 @@ class FitInfo:
     format : str
         "BT", "Tucker", "CP" or "TT".
     method : str
-        "ALS", "TT-SVD" or "exact" (:meth:`btcore.BTLinear.from_dense` at full rank: identity factors,
-        no fit).
+        What ran: "ALS", "NLS", "ALS+NLS" (ALS starts handed over to Gauss-Newton), "TT-SVD" or "exact"
+        (:meth:`btcore.BTLinear.from_dense` at full rank: identity factors, no fit).
     relative_error : float
         Final ||W - M|| / ||W||, computed from the explicit residual when small.
     errors : list of float
@@ -57,11 +59,23 @@ class FitInfo:
     seconds : float
         Wall time of the whole fit.
     converged : bool
-        True when the fit stopped on the tolerance (or hit numerical precision), not on
-        ``max_iter`` or a stop request.
+        ``status == "converged"``: a first-order criterion holds at the result (the gradient norm of
+        0.5 ||W - M||^2 is below ``gtol`` ||W||^2, or the error is at numerical precision); direct
+        methods (TT-SVD) are converged by construction.
+    status : str
+        One of :data:`STATUSES`: "converged"; "stalled" (the error stopped falling while the gradient is
+        not small: a swamp or a poor local minimum; more restarts or ``method="nls"`` may help);
+        "max_iter" (an iteration or time cap ended the fit while it was still improving); "stopped"
+        (``should_stop``).
     reason : str
-        "converged", "no further decrease", "at numerical precision", "max_iter", "stopped" or
-        "direct" (TT-SVD, and the exact full-rank BT copy).
+        The detailed stop reason: "first-order", "at numerical precision", "stalled", "max_iter",
+        "stopped" or "direct" (TT-SVD, and the exact full-rank BT copy).
+    phases : list of (str, int, int)
+        (method, first, last) per phase of the kept run: ``errors[first..last]`` were made by
+        ``method`` ("ALS" or "NLS"), ``errors[first]`` being the phase's start.
+    grad_norm : float
+        ||gradient of 0.5 ||W - M||^2|| / ||W||^2 at the result (NaN when not computed: at numerical
+        precision, or a direct method).
     at_precision : bool
         ``relative_error`` < :data:`AT_PRECISION`: the fit is exact to float64 precision.
     ranks, blocks, params
@@ -88,6 +102,7 @@ class FitInfo:
     seconds: float = 0.0
     converged: bool = False
     reason: str = ""
+    status: str = "converged"
     at_precision: bool = False
     ranks: tuple = ()
     blocks: int | None = None
@@ -98,15 +113,24 @@ class FitInfo:
     start_errors: list = field(default_factory=list)
     chosen_start: int = 0
     spec: object = None
+    phases: list = field(default_factory=list)
+    grad_norm: float = math.nan
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def history(self) -> list:
+        """The error per iteration (an alias of :attr:`errors`, aligned with :attr:`phases`)."""
+        return self.errors
 
     @property
     def error_text(self) -> str:
         """The final error for display ("at numerical precision" when below :data:`AT_PRECISION`)."""
         if self.at_precision:
             return f"{self.relative_error:.1e} (at numerical precision)"
+        if self.status == "stalled":
+            return f"{self.relative_error:.4g} (stalled: more restarts may lower it)"
         return f"{self.relative_error:.4g}"
 
 
@@ -135,9 +159,8 @@ def _as_matrix(W, what: str = "W") -> torch.Tensor:
 
 
 def _out_dtype(W, dtype) -> torch.dtype:
+    dtype = check_dtype(dtype)
     if dtype is not None:
-        if isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
         return dtype
     if isinstance(W, torch.Tensor) and W.dtype == torch.float32:
         return torch.float32
@@ -197,8 +220,13 @@ def relative_error(W, M) -> float:
         Md = _as_matrix(M, "M").to(Wt.device)
     if tuple(Md.shape) != tuple(Wt.shape):
         raise ValueError(f"W has shape {tuple(Wt.shape)} but M has shape {tuple(Md.shape)}")
-    den = float(torch.linalg.norm(Wt))
-    num = float(torch.linalg.norm(Wt - Md))
+    # both scaled by the larger entry first: squared norms of entries above ~1e154 overflow float64
+    s = max(scale_of(Wt), scale_of(Md))
+    if s == 0.0:
+        return 0.0
+    Ws, Ms = Wt / s, Md / s
+    den = float(torch.linalg.norm(Ws))
+    num = float(torch.linalg.norm(Ws - Ms))
     if den == 0.0:
         return 0.0 if num == 0.0 else math.inf
     return num / den
@@ -224,3 +252,54 @@ def _einsum(eq: str, *ops: torch.Tensor) -> torch.Tensor:
         _EXPR_CACHE[key] = expr
     return expr(*ops, backend="torch")
 
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings and scale
+# ----------------------------------------------------------------------------------------------
+
+#: Output dtypes a fit can return.
+DTYPES = (torch.float32, torch.float64)
+
+
+def check_nonneg(value, field: str) -> float:
+    """``value`` as a finite float >= 0, or a ValueError naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{field} must be a finite number >= 0, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{field} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def check_seed(seed) -> int | None:
+    """``seed`` as an int in [0, 2**63) or None, or a ValueError naming ``seed``."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
+        raise ValueError(f"seed must be None or an integer in [0, 2**63), got {seed!r}")
+    return int(seed)
+
+
+def check_dtype(dtype):
+    """``dtype`` (None, a torch dtype or its name) as a supported torch dtype or None."""
+    if dtype is None:
+        return None
+    d = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if d not in DTYPES:
+        raise ValueError(f"dtype must be None, torch.float32 or torch.float64 (or 'float32'/'float64'), got {dtype!r}")
+    return d
+
+
+def scale_of(W: torch.Tensor) -> float:
+    """max |W| (0.0 for an empty or zero W): fits work on W / scale_of(W), whose squared norms neither
+    overflow (entries above ~1e154) nor underflow (below ~1e-163) in float64."""
+    return float(W.abs().max()) if W.numel() else 0.0
+
+
+def safe_norm(W: torch.Tensor) -> float:
+    """Frobenius norm without overflow or underflow: max|W| * ||W / max|W|||."""
+    s = scale_of(W)
+    if s == 0.0 or not math.isfinite(s):
+        return s
+    return s * float(torch.linalg.norm(W / s))

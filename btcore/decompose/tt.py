@@ -15,7 +15,7 @@ import torch
 from ..formats import TTSpec, normalize_ranks, tt_rank_caps
 from ..shapes import check_modes
 from ..tensors import TTMatrix, check_allocation
-from .common import _EXACT_BELOW, AT_PRECISION, FitInfo, _as_matrix, _modes, _out_dtype, interleave
+from .common import _EXACT_BELOW, AT_PRECISION, FitInfo, _as_matrix, _modes, _out_dtype, interleave, scale_of
 
 __all__ = ["fit_tt", "cap_tt_ranks"]
 
@@ -53,6 +53,10 @@ def fit_tt(W, in_modes, out_modes, ranks, *, dtype=None, warn: bool = True) -> t
         warnings.warn("; ".join(notes), UserWarning, stacklevel=2)
     check_allocation(8 * 3 * Wt.numel(), f"TT-SVD of a {Wt.shape[0]:,} x {Wt.shape[1]:,} matrix",
                      "use a smaller matrix", Wt.device)
+    # work on W / max|W|: squared norms of W itself overflow above ~1e154 and underflow below ~1e-163
+    scale = scale_of(Wt)
+    if scale > 0:
+        Wt = Wt / scale
     norm = float(torch.linalg.norm(Wt))
     T = interleave(Wt, im, om)
     sizes = [i * j for i, j in zip(im, om)]
@@ -71,7 +75,8 @@ def fit_tt(W, in_modes, out_modes, ranks, *, dtype=None, warn: bool = True) -> t
         actual.append(r)
     cores.append(rest.reshape(r_prev, im[-1], om[-1], 1))
     actual.append(1)
-    M = TTMatrix([c.to(out_dtype) for c in cores])
+    out = [c * scale if k == 0 and scale > 0 else c for k, c in enumerate(cores)]
+    M = TTMatrix([c.to(out_dtype) for c in out])
     if norm == 0:
         err = 0.0
     else:

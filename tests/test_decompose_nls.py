@@ -1,4 +1,4 @@
-"""Tests of btcore.bt_nls: structured gradient / Gramian products, monotone errors, recovery, statuses."""
+"""Tests of btcore.decompose.nls: structured gradient / Gramian products, monotone errors, recovery, statuses."""
 
 import math
 import random
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from btcore import BTMatrix
-from btcore.bt_nls import _GN, _gradient, bt_dense, nls_fit, nls_refine, random_start
+from btcore.decompose.nls import _GN, _gradient, bt_dense, nls_fit, nls_refine, random_start
 from btcore.decompose import interleave
 
 

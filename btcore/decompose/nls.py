@@ -20,19 +20,20 @@ once, as Tensorlab's ``btd_nls`` (Sorber, Van Barel, De Lathauwer, SIAM J. Optim
 Layout (as ``btcore.decompose._ALS``): factors ``U[k]`` of shape (N, M_k, R_k), cores ``C`` of shape
 (N, R_1, .., R_d), T of shape (M_1, .., M_d). Everything runs in float64.
 
-Self-contained on purpose: imports only torch and numpy.
+Imports only torch and numpy (the algebraic start is in :mod:`.algebraic`).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["NLSResult", "nls_refine", "nls_fit", "algebraic_start", "random_start", "bt_dense", "NLS_STATUSES"]
+__all__ = ["NLSResult", "nls_refine", "nls_fit", "random_start", "bt_dense", "NLS_STATUSES"]
 
 NLS_STATUSES = ("converged", "stalled", "max_iter", "stopped")
 
@@ -42,7 +43,7 @@ _S = "ijklmnop"   # second rank letters
 _N1, _N2 = "z", "y"
 
 #: Largest parameter count for which the damped Gramian is assembled and solved directly.
-DENSE_MAX = 1200
+DENSE_MAX = 400
 
 
 @dataclass
@@ -280,7 +281,6 @@ class _GN:
                 Gc = Gc + (abs(float(ev[0])) + 1e-12 * float(ev[-1]) + 1e-300) * torch.eye(N * r, dtype=Gc.dtype)
                 L = torch.linalg.cholesky(Gc)
             chol.append(L)
-        cdiag = torch.stack([torch.diagonal(self.P[j], dim1=0, dim2=1) for j in range(d)])  # unused: P_nn = I
 
         def apply(rv: torch.Tensor) -> torch.Tensor:
             rU, rC = self.split(rv)
@@ -294,7 +294,6 @@ class _GN:
             zC = rC / (1.0 + lam)
             return self.join(zU, zC)
 
-        del cdiag
         return apply
 
 
@@ -339,10 +338,35 @@ def random_start(sizes, ranks, N: int, *, seed: int = 0, dtype=torch.float64, sc
     return U, C
 
 
+def _linearize(Rt, U, C, dense_max):
+    """The Gauss-Newton operator at (U, C), the gradient J^T r as a (1, P) vector, its norm, and the
+    assembled Gramian when the parameter count is at most ``dense_max`` (else None)."""
+    op = _GN(U, C)
+    gU, gC = _gradient(Rt, U, C)
+    gvec = op.join([g.unsqueeze(0) for g in gU], gC.unsqueeze(0))
+    Hd = op.dense() if op.n_params <= dense_max else None
+    return op, gvec, float(torch.linalg.norm(gvec)), Hd
+
+
+def _step(op, gvec, Hd, lam, cg_tol, cg_max_iter):
+    """The damped step p solving (J^T J + lam I) p = -g, (J^T J) p, and the CG iterations used."""
+    if Hd is not None:
+        A = Hd + lam * torch.eye(Hd.shape[0], dtype=Hd.dtype)
+        L, info = torch.linalg.cholesky_ex(A)
+        if int(info) == 0:
+            pvec = -torch.cholesky_solve(gvec.T, L).T
+        else:
+            pvec = -torch.linalg.lstsq(A, gvec.T).solution.T
+        return pvec, pvec @ Hd, 0
+    pre = op.preconditioner(lam)
+    pvec, nit = _pcg(lambda v: op.apply(v) + lam * v, -gvec, pre, cg_tol, cg_max_iter)
+    return pvec, op.apply(pvec), nit
+
+
 def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, max_iter: int = 200,
                tol: float = 1e-12, tol_step: float | None = None, damping: float = 1e-3,
                cg_max_iter: int = 25, cg_tol: float = 1e-6, dense_max: int = DENSE_MAX,
-               stall_iter: int = 25,
+               stall_iter: int = 25, slow_window: int = 0, time_limit: float | None = None,
                progress: Callable[[float], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> NLSResult:
     """Refine a BT model of T by Gauss-Newton with Levenberg-Marquardt damping.
@@ -358,8 +382,9 @@ def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, m
     max_iter : int
         Gauss-Newton iterations (accepted and rejected steps).
     tol : float
-        First-order tolerance: stop "converged" when ||J^T r|| / ||T||^2 < tol, or when an accepted
-        step has ||p|| / ||x|| < ``tol_step`` (default: tol).
+        First-order tolerance: stop "converged" when ||J^T r|| / ||T||^2 < tol. An accepted step with
+        ||p|| / ||x|| < ``tol_step`` (default: tol) ends the run too, "converged" only when the gradient
+        there is below sqrt(tol) (a tiny step forced by a large damping is not convergence: "stalled").
     damping : float
         Initial Levenberg-Marquardt damping, relative to the largest diagonal entry of J^T J.
     cg_max_iter, cg_tol : int, float
@@ -369,11 +394,18 @@ def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, m
     stall_iter : int
         Consecutive iterations without a relative decrease of f above 1e-14 after which the fit is
         "stalled" (when the gradient is not below tol).
+    slow_window : int
+        When > 0: "stalled" once the error fell by less than 0.1% over the last ``slow_window``
+        iterations (a swamp inside Gauss-Newton; 0 disables the test).
+    time_limit : float, optional
+        Wall-clock seconds after which the run ends: "stalled" when the error fell by less than 1% over
+        the last 10 iterations, else "max_iter".
     progress : callable(rel_error), optional
         Called once per iteration with the current relative error.
     should_stop : callable() -> bool, optional
         Polled before each iteration; True ends the fit with status "stopped".
     """
+    t_end = None if time_limit is None else time.perf_counter() + float(time_limit)
     tol_step = tol if tol_step is None else tol_step
     T = T.detach().to(torch.float64)
     d = T.dim()
@@ -393,51 +425,28 @@ def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, m
     Rt = bt_dense(U, C) - Tn
     f = 0.5 * float((Rt * Rt).sum())
     hist = [math.sqrt(2 * f)]
-    lam = None
-    nu = 2.0
-    status = "max_iter"
-    it = 0
-    accepted = 0
-    cg_total = 0
-    no_progress = 0
-    gnorm = math.inf
-    need_grad = True
-    gvec = op = None
-    Hd = None
+    lam, nu, status, it, accepted, cg_total, no_progress = None, 2.0, "max_iter", 0, 0, 0, 0
+    gnorm, need_grad, op, gvec, Hd = math.inf, True, None, None, None
     for it in range(1, max_iter + 1):
         if need_grad:
-            op = _GN(U, C)
-            gU, gC = _gradient(Rt, U, C)
-            gvec = op.join([g.unsqueeze(0) for g in gU], gC.unsqueeze(0))
-            gnorm = float(torch.linalg.norm(gvec))
-            Hd = op.dense() if op.n_params <= dense_max else None
+            op, gvec, gnorm, Hd = _linearize(Rt, U, C, dense_max)
             need_grad = False
             if gnorm < tol:
-                status = "converged"
-                it -= 1
+                status, it = "converged", it - 1
                 break
             if lam is None:
-                diag_max = max(max(float(torch.diagonal(g_, dim1=-2, dim2=-1).max()) for g_ in
-                                   [op.G[k][torch.arange(N), torch.arange(N)] for k in range(d)]), 1.0)
+                diag_max = max(max(float(torch.diagonal(op.G[k][torch.arange(N), torch.arange(N)], dim1=-2,
+                                                        dim2=-1).max()) for k in range(d)), 1.0)
                 lam = damping * diag_max
         if should_stop is not None and should_stop():
-            status = "stopped"
-            it -= 1
+            status, it = "stopped", it - 1
             break
-        # damped Gauss-Newton step
-        if Hd is not None:
-            A = Hd + lam * torch.eye(Hd.shape[0], dtype=Hd.dtype)
-            L, info = torch.linalg.cholesky_ex(A)
-            if int(info) == 0:
-                pvec = -torch.cholesky_solve(gvec.T, L).T
-            else:
-                pvec = -torch.linalg.lstsq(A, gvec.T).solution.T
-            Hp = pvec @ Hd
-        else:
-            pre = op.preconditioner(lam)
-            pvec, nit = _pcg(lambda v: op.apply(v) + lam * v, -gvec, pre, cg_tol, cg_max_iter)
-            cg_total += nit
-            Hp = op.apply(pvec)
+        if t_end is not None and time.perf_counter() > t_end:
+            old = hist[max(0, len(hist) - 11)]
+            status, it = ("stalled" if old - hist[-1] < 0.01 * old else "max_iter"), it - 1
+            break
+        pvec, Hp, nit = _step(op, gvec, Hd, lam, cg_tol, cg_max_iter)
+        cg_total += nit
         pred = -(float((gvec * pvec).sum()) + 0.5 * float((pvec * Hp).sum()))
         dU, dC = op.split(pvec)
         U_new = [U[k] + dU[k][0] for k in range(d)]
@@ -453,192 +462,37 @@ def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, m
             accepted += 1
             U, C = _orthonormalize(U_new, C_new)
             Rt = bt_dense(U, C) - Tn
-            f = 0.5 * float((Rt * Rt).sum())
-            f = min(f, f_new) if f > f_new else f
+            f = min(0.5 * float((Rt * Rt).sum()), f)
             lam = lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
-            nu = 2.0
-            need_grad = True
+            nu, need_grad = 2.0, True
             hist.append(min(math.sqrt(2 * f), hist[-1]))
             if progress is not None:
                 progress(hist[-1])
             if pnorm < tol_step * xnorm:
-                # first-order: the gradient at the new point decides; a tiny accepted step with a
-                # large gradient is not convergence
-                op = _GN(U, C)
-                gU, gC = _gradient(Rt, U, C)
-                gvec = op.join([g.unsqueeze(0) for g in gU], gC.unsqueeze(0))
-                gnorm = float(torch.linalg.norm(gvec))
-                status = "converged"
+                op, gvec, gnorm, Hd = _linearize(Rt, U, C, 0)
+                need_grad = False
+                status = "converged" if gnorm < math.sqrt(tol) else "stalled"
                 break
         else:
             no_progress += 1
-            lam = lam * nu
-            nu = nu * 2.0
+            lam, nu = lam * nu, nu * 2.0
             hist.append(hist[-1])
             if progress is not None:
                 progress(hist[-1])
-        if no_progress >= stall_iter or not math.isfinite(lam) or lam > 1e30:
+        slow = slow_window > 0 and len(hist) > slow_window and \
+            hist[-1 - slow_window] - hist[-1] < 1e-3 * hist[-1 - slow_window]
+        if no_progress >= stall_iter or slow or not math.isfinite(lam) or lam > 1e30:
             status = "stalled"
             break
     else:
         it = max_iter
-    if status != "converged" and status != "stopped":
-        # the gradient at the returned point (it may have become small on the last step)
-        if need_grad:
-            op = _GN(U, C)
-            gU, gC = _gradient(Rt, U, C)
-            gvec = op.join([g.unsqueeze(0) for g in gU], gC.unsqueeze(0))
-            gnorm = float(torch.linalg.norm(gvec))
-        if status == "stalled" and gnorm < tol:
-            status = "converged"
-    # the last entry is exact for the returned model
-    hist[-1] = min(hist[-1], math.sqrt(2 * f))
+    if need_grad:  # the gradient at the returned point (it may have become small on the last step)
+        op, gvec, gnorm, Hd = _linearize(Rt, U, C, 0)
+    if status in ("stalled", "max_iter") and gnorm < tol:
+        status = "converged"
+    hist[-1] = min(hist[-1], math.sqrt(2 * f))  # the last entry is exact for the returned model
     return NLSResult([u.contiguous() for u in U], (C * tn).contiguous(), [float(h) for h in hist], status,
                      it, gnorm, float(hist[-1]), accepted, cg_total)
-
-
-# ----------------------------------------------------------------------------------------------
-# Algebraic start (exact BT structure, N R_k <= M_k in at least two modes)
-# ----------------------------------------------------------------------------------------------
-
-def _unfold(X: torch.Tensor, k: int) -> torch.Tensor:
-    return X.movedim(k, 0).reshape(X.shape[k], -1)
-
-
-def _leading_basis(X: torch.Tensor, k: int, r: int) -> torch.Tensor:
-    """Orthonormal basis of the r dominant left singular vectors of the mode-k unfolding."""
-    A = _unfold(X, k)
-    if A.shape[1] < 4 * A.shape[0]:
-        Uk = torch.linalg.svd(A, full_matrices=False)[0]
-    else:
-        _, vecs = torch.linalg.eigh(A @ A.T)
-        Uk = vecs.flip(1)
-    return Uk[:, :r].contiguous()
-
-
-def algebraic_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0):
-    """Factors and cores of an exact BT model of T computed algebraically, or None.
-
-    Needs N R_k <= M_k (and equal ranks) in two modes k, l. T is compressed by a truncated HOSVD to
-    multilinear rank min(M_j, N R_j); in the compressed core the mode-k and mode-l factor matrices
-    A^(k), A^(l) are square, and every slice combination ``S_a = G x_{j != k,l} a_j`` equals
-    ``A^(k) blockdiag(X_an) A^(l)T``. The eigenvectors of ``S_1 S_2^-1`` are then grouped per block
-    (the connected components of the pattern of ``E^-1 S_3 S_2^-1 E``), giving each block's mode-k
-    subspace; ``G x_k E^-1`` splits into N separate Tucker tensors whose HOSVDs give the other modes'
-    factors and the cores. Exact for generic exact BT targets; an approximation (to be refined) for
-    noisy ones. Returns ``(U, C)`` or None when the structure does not allow it or grouping fails.
-    """
-    T = T.detach().to(torch.float64)
-    d = T.dim()
-    ranks = tuple(int(r) for r in ranks)
-    sizes = tuple(T.shape)
-    good = [k for k in range(d) if N * ranks[k] <= sizes[k]]
-    if len(good) < 2 or N < 2:
-        return None
-    good.sort(key=lambda k: -sizes[k] / (N * ranks[k]))
-    k, l = None, None
-    for a in good:
-        for b in good:
-            if a != b and ranks[a] == ranks[b] and k is None:
-                k, l = a, b
-    if k is None:
-        return None
-    gen = torch.Generator().manual_seed(int(seed))
-    comp = [min(m, N * r) for m, r in zip(sizes, ranks)]
-    V = [_leading_basis(T, j, comp[j]) for j in range(d)]
-    G = T
-    for j in range(d):
-        G = torch.movedim(torch.tensordot(G, V[j], dims=([j], [0])), -1, j)
-    others = [j for j in range(d) if j not in (k, l)]
-
-    def slice_combo():
-        S = G
-        for j in sorted(others, reverse=True):
-            a = torch.randn(G.shape[j], generator=gen, dtype=G.dtype)
-            S = torch.tensordot(S, a, dims=([j], [0]))
-        return S if k < l else S.T  # (n_k, n_l)
-
-    R = ranks[k]
-    S1, S2, S3 = slice_combo(), slice_combo(), slice_combo()
-    try:
-        X = torch.linalg.solve(S2.T, S1.T).T  # S1 S2^-1
-        Y = torch.linalg.solve(S2.T, S3.T).T  # S3 S2^-1
-        ev, E = torch.linalg.eig(X)
-        Wm = torch.linalg.solve(E, Y.to(E.dtype) @ E)
-    except RuntimeError:
-        return None
-    n = E.shape[0]
-    A = Wm.abs()
-    A = A / A.max()
-    # components of the pattern graph, with the threshold the largest that still gives blocks of R
-    # eigenvectors of complex-conjugate eigenvalues belong together (real bases)
-    conj = torch.zeros((n, n), dtype=torch.bool)
-    scale_ev = float(ev.abs().max()) + 1e-300
-    for i in range(n):
-        if abs(float(ev[i].imag)) > 1e-10 * scale_ev:
-            j = int(torch.argmin((ev - ev[i].conj()).abs()))
-            conj[i, j] = conj[j, i] = True
-    groups = None
-    for thr in (1e-10, 1e-8, 1e-6, 1e-4, 1e-3):
-        adj = (A > thr) | (A.T > thr) | conj
-        seen, comps = [False] * n, []
-        for s in range(n):
-            if seen[s]:
-                continue
-            stack, comp_ = [s], []
-            seen[s] = True
-            while stack:
-                i = stack.pop()
-                comp_.append(i)
-                for j in torch.nonzero(adj[i]).flatten().tolist():
-                    if not seen[j]:
-                        seen[j] = True
-                        stack.append(j)
-            comps.append(sorted(comp_))
-        if max(map(len, comps)) > R:
-            continue
-        # components smaller than R (blocks whose pencil splits further) are packed into N groups
-        bins = [[] for _ in range(N)]
-        for c in sorted(comps, key=len, reverse=True):
-            fit = [b for b in bins if len(b) + len(c) <= R]
-            if not fit:
-                break
-            max(fit, key=len).extend(c)
-        else:
-            if all(len(b) == R for b in bins):
-                groups = bins
-                break
-    if groups is None:
-        return None
-    # real basis of each block's mode-k subspace (real and imaginary parts of its eigenvectors)
-    Ek = []
-    for g in groups:
-        Z = E[:, g]
-        Bm = torch.cat([Z.real, Z.imag], dim=1)
-        Ub, s, _ = torch.linalg.svd(Bm, full_matrices=False)
-        Ek.append(Ub[:, :R])
-    Ecat = torch.cat(Ek, dim=1)  # (n, N R)
-    try:
-        H = torch.movedim(torch.tensordot(G, torch.linalg.inv(Ecat).T, dims=([k], [0])), -1, k)
-    except RuntimeError:
-        return None
-    U = [[None] * N for _ in range(d)]
-    cores = []
-    for b in range(N):
-        Hb = H.narrow(k, b * R, R)
-        Ub = {}
-        Cb = Hb
-        for j in range(d):
-            if j == k:
-                continue
-            Ub[j] = _leading_basis(Hb, j, ranks[j])
-            Cb = torch.movedim(torch.tensordot(Cb, Ub[j], dims=([j], [0])), -1, j)
-        for j in range(d):
-            U[j][b] = V[j] @ (Ek[b] if j == k else Ub[j])
-        cores.append(Cb)
-    Uout = [torch.stack(U[j]).contiguous() for j in range(d)]
-    Cout = torch.stack(cores).contiguous()
-    return _orthonormalize(Uout, Cout)
 
 
 def nls_fit(T: torch.Tensor, ranks, N: int, *, starts: int = 4, seed: int = 0, screen_iter: int = 30,
@@ -660,6 +514,8 @@ def nls_fit(T: torch.Tensor, ranks, N: int, *, starts: int = 4, seed: int = 0, s
     ranks = tuple(int(r) for r in ranks)
     scale = float(torch.linalg.norm(T))
     runs = []
+    from .algebraic import algebraic_start  # (it imports this module)
+
     alg = algebraic_start(T, ranks, N, seed=seed)
     if alg is not None:
         res = nls_refine(T, alg[0], alg[1], max_iter=max_iter, tol=tol, progress=progress,

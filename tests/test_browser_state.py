@@ -1,0 +1,72 @@
+"""Browser tests of state that outlives widgets: a page-switch round trip, a copied link opened in a
+fresh browser session, and the lesson view. Screenshots: artifacts/screenshots/state_*.png.
+"""
+
+import pytest
+
+from conftest import ARTIFACTS, screenshot, wait_idle
+
+pytestmark = pytest.mark.browser
+
+T = 90_000  # ms
+
+
+def _fill(pg, key: str, value: str) -> None:
+    box = pg.locator(f".st-key-{key} input")
+    box.fill(value)
+    box.press("Enter")
+    wait_idle(pg, T)
+
+
+def test_shapes_inputs_survive_a_round_trip_through_the_sidebar(app_page):
+    pg = app_page("shapes")
+    _fill(pg, "shapes_bt_rank", "3,4,4,2")
+    _fill(pg, "shapes_blocks", "5")
+    _fill(pg, "shapes_tt_ranks", "2,6,2")
+    pg.get_by_text("BT (R=(3,4,4,2), N=5) parameters").wait_for(timeout=T)
+    pg.locator("[data-testid=stSidebarNav] a", has_text="Learn").click()
+    wait_idle(pg, T)
+    pg.get_by_text("Learn: BT and TT").first.wait_for(timeout=T)
+    assert "R = 3,4,4,2 and N = 5 blocks" in pg.locator("[data-testid=stMainBlockContainer]").inner_text()
+    pg.locator("[data-testid=stSidebarNav] a", has_text="Shapes").click()
+    wait_idle(pg, T)
+    assert pg.locator(".st-key-shapes_bt_rank input").input_value() == "3,4,4,2"
+    assert pg.locator(".st-key-shapes_blocks input").input_value() == "5"
+    assert pg.locator(".st-key-shapes_tt_ranks input").input_value() == "2,6,2"
+    assert "R=(3,4,4,2), N=5" in pg.locator("[data-testid=stMetric]").nth(2).inner_text()
+    screenshot(pg, "state_round_trip")
+
+
+def test_a_copied_link_opens_the_same_state_in_a_fresh_session(app_page, browser, streamlit_server):
+    pg = app_page("shapes")
+    _fill(pg, "shapes_blocks", "3")
+    pg.get_by_text("BT (R=4, N=3) parameters").wait_for(timeout=T)
+    pg.locator(".st-key-shapes_link button").click()
+    code = pg.locator("[data-testid=stPopoverBody] code, [data-testid=stPopoverBody] pre").first
+    code.wait_for(timeout=T)
+    link = code.inner_text().strip()
+    assert link.startswith(streamlit_server) and "N=3" in link
+    pg.locator("[data-testid=stPopoverBody]").screenshot(path=str(ARTIFACTS / "screenshots" / "state_link.png"))
+    ctx = browser.new_context(viewport={"width": 1400, "height": 2400})  # a fresh session: no shared state
+    try:
+        other = ctx.new_page()
+        other.goto(link, timeout=T)
+        wait_idle(other, T)
+        other.get_by_text("BT (R=4, N=3) parameters").wait_for(timeout=T)
+        assert other.locator(".st-key-shapes_blocks input").input_value() == "3"
+        assert other.locator("[data-testid=stException]").count() == 0
+        screenshot(other, "state_from_link")
+    finally:
+        ctx.close()
+
+
+def test_lesson_view_hides_the_advanced_controls(app_page):
+    pg = app_page("shapes?lesson=1")
+    pg.get_by_text("BT (R=4, N=2) parameters").wait_for(timeout=T)
+    assert pg.locator(".st-key-shapes_batch").count() == 0
+    assert pg.locator("[data-testid=stDownloadButton]").count() == 0
+    assert pg.locator(".st-key-shapes_blocks").count() == 1  # the lesson's own controls stay
+    screenshot(pg, "state_lesson")
+    pg.locator("[data-testid=stSidebarNav] a", has_text="Learn").click()  # the flag follows the user
+    wait_idle(pg, T)
+    assert "lesson=1" in pg.url

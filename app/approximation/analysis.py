@@ -205,10 +205,10 @@ def _about_target(target: str, ok: list, shape: tuple[int, int]) -> list[str]:
                      "spread evenly over all singular values of every unfolding, so a format with P parameters "
                      "captures little more than a fraction P/(I·J) of it. Keeping P entries exactly would give "
                      "an error of √(1 − P/IJ); every compact format stays close to that, and close to 1. At large "
-                     "budgets TT wins or ties (REFERENCE: BT 0.935, TT 0.940, Tucker 0.957 at 69k on 1024²)."),
+                     "budgets TT wins or ties (measured on 1024², 69k parameters: BT 0.935, TT 0.940, Tucker 0.957; docs/reference.md)."),
         "kernel": ("**A smooth kernel** has fast-decaying spectra in every unfolding, so every format fits it "
-                   "well. On tall matrices BT wins clearly (REFERENCE: 57,600 × 256 at ~7k parameters, BT 2.6e-5, "
-                   "Tucker 3.3e-4, TT 1.6e-3); on square ones TT ties or wins."),
+                   "well. On tall matrices BT wins clearly (measured on 57,600 × 256 at ~7k parameters: BT 2.6e-5, "
+                   "Tucker 3.3e-4, TT 1.6e-3; docs/reference.md); on square ones TT ties or wins."),
         "image": ("**A natural image** has a decaying spectrum but also edges and texture, so errors fall "
                   "slowly with the budget; which format wins depends on the image and the modes."),
         "trained_dense": ("**Trained dense weights** of a small model stay close to their random initialisation "
@@ -231,5 +231,5 @@ def _about_target(target: str, ok: list, shape: tuple[int, int]) -> list[str]:
                      f"format, {best.format}, reaches {best.error_text}.")
     if tall and target != "kernel":
         lines.append("This matrix is tall (one side ≥ 8x the other): the setting where BT wins most clearly in "
-                     "REFERENCE.md's comparisons.")
+                     "the equal-budget comparisons of docs/reference.md.")
     return lines

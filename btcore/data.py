@@ -87,7 +87,7 @@ def _number(value, field: str, lo: float, hi: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{field} must be a number, got {value!r}")
     if not lo <= float(value) <= hi:  # NaN fails this too
-        raise ValueError(f"{field} must be between {lo} and {hi}, got {value!r}")
+        raise ValueError(f"{field} must be between {lo:g} and {hi:g}, got {value!r}")
     return float(value)
 
 

@@ -35,9 +35,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .formats import BTSpec, DenseSpec, TTSpec
+from .formats import BTSpec, DenseSpec, TTSpec, dtype_bytes
 from .layers import BTLinear, TTLinear
 from .shapes import check_choice, check_modes, check_positive_int, prod
+from .tensors import check_allocation
 
 __all__ = [
     "KINDS",
@@ -133,6 +134,11 @@ class _Cell(nn.Module):
         self.input_size = prod(self.in_modes)
         self.hidden_size = prod(self.hidden_modes)
         g, hs = self.gates, self.hidden_size
+        # One memory budget before anything is allocated: the dense maps grow as I * G * H and G * H^2.
+        dense_in = self.input_size * g * hs if input_map is None and self.kind == "dense" else 0
+        size = dtype_bytes(dtype if dtype is not None else torch.get_default_dtype())
+        check_allocation((dense_in + g * hs * hs) * size, f"the dense maps of this {type(self).__name__}",
+                         "lower the hidden size or use a TT/BT input map")
         if input_map is None:
             input_map = make_input_map(kind, self.in_modes, self.hidden_modes, g, rank=rank, blocks=blocks,
                                        tt_ranks=tt_ranks, bias=bias, device=device, dtype=dtype)

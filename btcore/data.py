@@ -80,6 +80,18 @@ _ACCEPTED = ("frame folders of PNG/JPEG/BMP/GIF/TIFF/WebP or .npy frames, animat
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
+def _what(v) -> str:
+    return f"a {v.dtype} tensor" if isinstance(v, torch.Tensor) else type(v).__name__
+
+
+def _number(value, field: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{field} must be a number, got {value!r}")
+    if not lo <= float(value) <= hi:  # NaN fails this too
+        raise ValueError(f"{field} must be between {lo:g} and {hi:g}, got {value!r}")
+    return float(value)
+
+
 def parse_frame_shape(value) -> tuple[int, int, int]:
     """``(C, H, W)`` from ``"3x32x32"``, ``(3, 32, 32)``, ``"32x32"`` (grey) or ``32`` (3 x 32 x 32)."""
     if isinstance(value, str):
@@ -89,6 +101,8 @@ def parse_frame_shape(value) -> tuple[int, int, int]:
             raise ValueError(f"frame shape: write channels x height x width, e.g. 3x32x32, got {value!r}") from None
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (3, int(value), int(value))
+    if isinstance(value, (bytes, dict, set)) or not hasattr(value, "__len__"):
+        raise TypeError(f"frame shape must be (C, H, W), (H, W), an int or a string like 3x32x32, got {value!r}")
     value = tuple(value)
     if len(value) == 2:
         value = (1,) + value
@@ -97,8 +111,8 @@ def parse_frame_shape(value) -> tuple[int, int, int]:
     c, h, w = (check_positive_int(v, n) for v, n in zip(value, ("channels", "frame height", "frame width")))
     if c not in (1, 3):
         raise ValueError(f"frame shape: channels must be 1 (grey) or 3 (RGB), got {c}")
-    if min(h, w) < 8:
-        raise ValueError(f"frame shape: height and width must be at least 8 pixels, got {h}x{w}")
+    if min(h, w) < 8 or max(h, w) > 4096:
+        raise ValueError(f"frame shape: height and width must be at least 8 and at most 4096 pixels, got {h}x{w}")
     return c, h, w
 
 
@@ -118,9 +132,28 @@ class ClipSet:
     source: str = "memory"
 
     def __post_init__(self):
-        if self.x.dim() != 3 or self.x.shape[0] != self.y.shape[0]:
-            raise ValueError(f"ClipSet: x must be (N, T, F) with N = len(y); got x {tuple(self.x.shape)}, "
+        if not isinstance(self.x, torch.Tensor) or not self.x.is_floating_point():
+            raise TypeError(f"ClipSet: x must be a floating-point torch.Tensor, got {_what(self.x)}")
+        if not isinstance(self.y, torch.Tensor) or self.y.is_floating_point() or self.y.is_complex() \
+                or self.y.dtype == torch.bool:
+            raise TypeError(f"ClipSet: y must be an integer torch.Tensor of class labels, got {_what(self.y)}")
+        if self.x.dim() != 3 or self.y.dim() != 1 or self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"ClipSet: x must be (N, T, F) and y (N,) with N = len(y); got x {tuple(self.x.shape)}, "
                              f"y {tuple(self.y.shape)}")
+        self.frame_shape = parse_frame_shape(self.frame_shape)
+        if math.prod(self.frame_shape) != self.x.shape[2]:
+            raise ValueError(f"ClipSet: frame_shape {self.frame_shape} has {math.prod(self.frame_shape):,} features "
+                             f"but x has {self.x.shape[2]:,} per frame")
+        if isinstance(self.class_names, str) or not all(isinstance(n, str) for n in self.class_names):
+            raise TypeError(f"ClipSet: class_names must be a sequence of strings, got {self.class_names!r}")
+        self.class_names = tuple(self.class_names)
+        if len(self.class_names) < 1:
+            raise ValueError("ClipSet: class_names must name at least one class")
+        self.y = self.y.to(torch.int64)
+        if len(self.y) and (int(self.y.min()) < 0 or int(self.y.max()) >= len(self.class_names)):
+            raise ValueError(f"ClipSet: labels must be integers in [0, {len(self.class_names) - 1}] (one per class "
+                             f"name), got labels from {int(self.y.min())} to {int(self.y.max())}; fix y or add "
+                             "class names")
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -201,10 +234,16 @@ class SyntheticActions:
             raise ValueError(f"classes must be between 2 and {len(ACTION_NAMES)}, got {k}")
         check_positive_int(self.train_size, "train_size")
         check_positive_int(self.val_size, "val_size")
-        if not (0 <= float(self.noise) <= 1):
-            raise ValueError(f"noise must be between 0 and 1, got {self.noise}")
-        if int(self.clutter) < 0:
-            raise ValueError(f"clutter must be 0 or more, got {self.clutter}")
+        if isinstance(self.cache_bytes, bool) or not isinstance(self.cache_bytes, (int, np.integer)) \
+                or self.cache_bytes < 0:
+            raise ValueError(f"cache_bytes must be an integer >= 0 (0: never cache), got {self.cache_bytes!r}")
+        _number(self.noise, "noise", 0.0, 1.0)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if isinstance(self.clutter, bool) or not isinstance(self.clutter, (int, np.integer)) \
+                or not 0 <= self.clutter <= 64:
+            raise ValueError(f"clutter must be an integer from 0 to 64 (background objects per clip), "
+                             f"got {self.clutter!r}")
 
     @property
     def features(self) -> int:
@@ -616,8 +655,8 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
     """
     shape = parse_frame_shape(frame_shape)
     t_len = check_positive_int(frames, "frames")
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
     root = Path(root).expanduser()
     if not root.exists():
         raise ValueError(f"clip folder {root} does not exist")

@@ -34,15 +34,17 @@ for a bias-free source.
 from __future__ import annotations
 
 import math
+
+from numpy import bool_ as np_bool
 import torch
 from torch import nn
 
 from . import decompose
 from .contract import matmul
 from .decompose import FitInfo, interleave
-from .formats import BTSpec, TTSpec, tt_rank_caps
+from .formats import BTSpec, TTSpec, dtype_bytes, tt_rank_caps
 from .shapes import check_choice
-from .tensors import BTMatrix, TTMatrix, bt_init_std, tt_init_std
+from .tensors import BTMatrix, TTMatrix, bt_init_std, check_allocation, tt_init_std
 
 __all__ = ["BTLinear", "TTLinear", "linear_init_std"]
 
@@ -52,24 +54,53 @@ def linear_init_std(fan_in: int) -> float:
     return 1.0 / math.sqrt(3.0 * fan_in)
 
 
-def _semi_orthogonal(m: int, r: int, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """An (m, r) float64 matrix with entry RMS exactly ``std`` and orthogonal columns (m >= r) or rows.
+def _semi_orthogonal(m: int, r: int, std: float, batch: tuple[int, ...] = (),
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """``batch`` independent (m, r) float64 matrices with entry RMS exactly ``std`` and orthogonal
+    columns (m >= r) or rows, in one batched QR (so N blocks cost one call, not a Python loop).
 
     Drawn from ``generator`` (default: the global torch RNG, so ``torch.manual_seed`` makes it reproducible).
     """
-    g = torch.randn(max(m, r), min(m, r), dtype=torch.float64, generator=generator)
+    g = torch.randn(batch + (max(m, r), min(m, r)), dtype=torch.float64, generator=generator)
     q, rr = torch.linalg.qr(g)
-    q = q * torch.where(torch.diagonal(rr) < 0, -1.0, 1.0)  # sign fix: Haar-distributed
+    q = q * torch.where(torch.diagonal(rr, dim1=-2, dim2=-1) < 0, -1.0, 1.0)[..., None, :]  # Haar sign fix
     if m < r:
-        q = q.T
+        q = q.transpose(-2, -1)
     return q * (std * math.sqrt(m * r / min(m, r)))
 
 
-def _rms_gaussian(shape, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A Gaussian draw rescaled so its entry RMS is exactly ``std`` (float64)."""
-    g = torch.randn(shape, dtype=torch.float64, generator=generator)
-    rms = g.pow(2).mean().sqrt()
-    return g * (std / rms) if rms > 0 else g
+def _rms_gaussian(shape, std: float, batch: tuple[int, ...] = (),
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """``batch`` Gaussian draws of ``shape``, each rescaled so its entry RMS is exactly ``std`` (float64).
+
+    Drawn from ``generator`` (default: the global torch RNG).
+    """
+    g = torch.randn(batch + tuple(shape), dtype=torch.float64, generator=generator)
+    dims = tuple(range(len(batch), g.dim()))
+    rms = g.pow(2).mean(dim=dims, keepdim=True).sqrt() if dims else g.abs()
+    return torch.where(rms > 0, g * (std / torch.where(rms > 0, rms, 1.0)), g)
+
+
+def _check_init_std(std) -> float:
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std < 0:
+        raise ValueError(f"std must be a finite number >= 0 (or None for nn.Linear's), got {std!r}")
+    return float(std)
+
+
+def _check_flag(value, field: str) -> bool:
+    if not isinstance(value, (bool, np_bool)):
+        raise TypeError(f"{field} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_init_memory(spec, dtype) -> None:
+    """One budget (:func:`btcore.tensors.check_allocation`) for the parameters and the float64
+    draws of the initialisation (two copies of the largest tensor), before anything is allocated."""
+    shapes = spec.factor_shapes() + [spec.core_shape] if isinstance(spec, BTSpec) else spec.core_shapes()
+    largest = max(math.prod(s) for s in shapes)
+    size = dtype_bytes(dtype if dtype is not None else torch.get_default_dtype())
+    check_allocation(spec.params * size + 2 * 8 * largest, f"initialising this {spec.kind} layer",
+                     "lower the ranks or the number of blocks")
 
 
 def _check_weight(weight, in_size: int, out_size: int, what: str) -> torch.Tensor:
@@ -88,6 +119,10 @@ def _check_weight(weight, in_size: int, out_size: int, what: str) -> torch.Tenso
         )
     if not weight.is_floating_point():
         raise ValueError(f"weight must be a floating-point tensor, got {weight.dtype}")
+    bad = int((~torch.isfinite(weight)).sum())
+    if bad:
+        # Checked before any path, the exact full-rank copy included: NaN would come back as "exact".
+        raise ValueError(f"weight has {bad:,} NaN or infinite entries; replace them before converting")
     return weight.detach()
 
 
@@ -103,6 +138,8 @@ def _want_bias(bias, out_features: int) -> bool:
     if isinstance(bias, torch.Tensor):
         if tuple(bias.shape) != (out_features,):
             raise ValueError(f"bias must have shape ({out_features},), got {tuple(bias.shape)}")
+        if not bias.is_floating_point() or not bool(torch.isfinite(bias).all()):
+            raise ValueError("bias must be a floating-point tensor with finite entries")
         return True
     raise ValueError(f"bias must be a tensor of shape (out_features,), True (a zero bias), False or None, "
                      f"got {type(bias).__name__}")
@@ -297,7 +334,9 @@ class BTLinear(_FactorizedLinear):
         super().__init__()
         self.spec = BTSpec(in_modes, out_modes, rank, blocks)
         self.method = _check_method(method)
-        self.tune = bool(tune)
+        self.tune = _check_flag(tune, "tune")
+        bias = _check_flag(bias, "bias")
+        _check_init_memory(self.spec, dtype)
         factory = {"device": device, "dtype": dtype}
         self.factors = nn.ParameterList(
             [nn.Parameter(torch.empty(shape, **factory)) for shape in self.spec.factor_shapes()])
@@ -327,20 +366,18 @@ class BTLinear(_FactorizedLinear):
         realized ``||W||_F`` matches the target rather than only its expectation.
         """
         spec = self.spec
-        std = self.init_std if std is None else float(std)
-        if not std >= 0:
-            raise ValueError(f"std must be a non-negative number, got {std!r}")
+        std = self.init_std if std is None else _check_init_std(std)
         s = bt_init_std(spec, std)
         n = spec.blocks
         with torch.no_grad():
             for k, (i, j, r) in enumerate(zip(spec.in_modes, spec.out_modes, spec.ranks)):
                 m = i * j
                 if n * r <= m:
-                    q = _semi_orthogonal(m, n * r, s, generator).reshape(m, n, r).permute(1, 0, 2)
+                    q = _semi_orthogonal(m, n * r, s, generator=generator).reshape(m, n, r).permute(1, 0, 2)
                 else:
-                    q = torch.stack([_semi_orthogonal(m, r, s, generator) for _ in range(n)])
+                    q = _semi_orthogonal(m, r, s, (n,), generator)
                 self.factors[k].copy_(q.reshape(n, i, j, r))
-            self.core.copy_(torch.stack([_rms_gaussian(spec.ranks, s, generator) for _ in range(n)]))
+            self.core.copy_(_rms_gaussian(spec.ranks, s, (n,), generator))
         self._reset_bias(generator)
 
     def to_matrix(self) -> BTMatrix:
@@ -427,7 +464,9 @@ class TTLinear(_FactorizedLinear):
         super().__init__()
         self.spec = TTSpec(in_modes, out_modes, ranks)
         self.method = _check_method(method)
-        self.tune = bool(tune)
+        self.tune = _check_flag(tune, "tune")
+        bias = _check_flag(bias, "bias")
+        _check_init_memory(self.spec, dtype)
         factory = {"device": device, "dtype": dtype}
         self.cores = nn.ParameterList([nn.Parameter(torch.empty(s, **factory)) for s in self.spec.core_shapes()])
         self._init_bias(bias, factory)
@@ -446,17 +485,15 @@ class TTLinear(_FactorizedLinear):
         the last one a rescaled Gaussian, so the realized ``||W||_F`` matches the target.
         """
         spec = self.spec
-        std = self.init_std if std is None else float(std)
-        if not std >= 0:
-            raise ValueError(f"std must be a non-negative number, got {std!r}")
+        std = self.init_std if std is None else _check_init_std(std)
         s = tt_init_std(spec, std)
         with torch.no_grad():
             for k, shape in enumerate(spec.core_shapes()):
                 r0, i, j, r1 = shape
                 if k < spec.d - 1:
-                    c = _semi_orthogonal(r0 * i * j, r1, s, generator)
+                    c = _semi_orthogonal(r0 * i * j, r1, s, generator=generator)
                 else:
-                    c = _rms_gaussian(shape, s, generator)
+                    c = _rms_gaussian(shape, s, generator=generator)
                 self.cores[k].copy_(c.reshape(shape))
         self._reset_bias(generator)
 

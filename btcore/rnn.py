@@ -35,9 +35,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .formats import BTSpec, DenseSpec, TTSpec
+from .formats import BTSpec, DenseSpec, TTSpec, dtype_bytes
 from .layers import BTLinear, TTLinear
 from .shapes import check_choice, check_modes, check_positive_int, prod
+from .tensors import check_allocation
 
 __all__ = [
     "KINDS",
@@ -142,6 +143,11 @@ class _Cell(nn.Module):
         self.input_size = prod(self.in_modes)
         self.hidden_size = prod(self.hidden_modes)
         g, hs = self.gates, self.hidden_size
+        # One memory budget before anything is allocated: the dense maps grow as I * G * H and G * H^2.
+        dense_in = self.input_size * g * hs if input_map is None and self.kind == "dense" else 0
+        size = dtype_bytes(dtype if dtype is not None else torch.get_default_dtype())
+        check_allocation((dense_in + g * hs * hs) * size, f"the dense maps of this {type(self).__name__}",
+                         "lower the hidden size or use a TT/BT input map")
         if input_map is None:
             input_map = make_input_map(kind, self.in_modes, self.hidden_modes, g, rank=rank, blocks=blocks,
                                        tt_ranks=tt_ranks, bias=bias, device=device, dtype=dtype)
@@ -194,6 +200,7 @@ class _Cell(nn.Module):
                 f"input_map_params={self.input_map_params:,}")
 
     def _check_x(self, x: torch.Tensor) -> None:
+        _check_tensor(x, "x")
         if x.dim() < 1 or x.shape[-1] != self.input_size:
             raise ValueError(f"{type(self).__name__}: input's last dimension is {tuple(x.shape)[-1:] or '()'}, "
                              f"expected input_size = {self.input_size}")
@@ -328,6 +335,13 @@ class GRUCell(_Cell):
         return self.step(self.input_map(x), h)
 
 
+def _check_tensor(x, name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
 def _check_dropout(p, name: str) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not (0.0 <= float(p) < 1.0):
         raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
@@ -379,16 +393,20 @@ class _Sequence(nn.Module):
         return self.cell.step(gx, state, h_mask)
 
     def forward(self, x: torch.Tensor, state=None, lengths: torch.Tensor | None = None):
-        """Run over ``x`` of shape (B, T, F).
+        """Run over ``x`` of shape (B, T, F), T >= 1 (``ValueError`` for T = 0; B = 0 gives empty outputs).
 
         Returns ``(outputs, final_state)``: outputs (B, T, H) (zero after a sequence's length);
         final_state is (h, c) for LSTM, h for GRU, each (B, H), taken at each sequence's last valid
         step when ``lengths`` (B,) is given.
         """
+        _check_tensor(x, "x")
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise ValueError(f"{type(self).__name__}: x must have shape (batch, time, {self.input_size}), "
                              f"got {tuple(x.shape)}")
         b, t, f = x.shape
+        if t == 0:
+            raise ValueError(f"{type(self).__name__}: x has sequence length 0; every sequence needs at least one "
+                             "time step")
         mask = None
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=x.device)
@@ -397,6 +415,9 @@ class _Sequence(nn.Module):
             if bool((lengths < 1).any()) or bool((lengths > t).any()):
                 raise ValueError(f"lengths must be between 1 and the sequence length {t}")
             mask = torch.arange(t, device=x.device)[None, :] < lengths[:, None]  # (B, T)
+        if b == 0:  # an empty batch: correctly shaped empty outputs and state (zero gradients), no steps
+            zero = x.sum() * 0  # keeps the graph to x, so backward works and gives zero gradients
+            return x.new_zeros(0, t, self.hidden_size) + zero, self._initial(state, 0, x.new_zeros(0, 1) + zero)
         if self.training and self.input_dropout > 0:
             if self.dropout_generator is None:
                 x = nn.functional.dropout(x, self.input_dropout, training=True)
@@ -659,7 +680,9 @@ class SequenceClassifier(nn.Module):
         return self.rnn.cell.input_map
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, classes) of ``x`` (B, T, F) or (B, T, *frame); T >= 1, B = 0 gives (0, classes)."""
         c = self.config
+        _check_tensor(x, "x")
         if x.dim() > 3 and prod(x.shape[2:]) == c.input_size:
             x = x.flatten(2)
         if x.dim() != 3 or x.shape[-1] != c.input_size:

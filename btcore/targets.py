@@ -73,9 +73,24 @@ def _modes_required(in_modes, out_modes, what: str):
     return im, om
 
 
+def _finite(value, field: str, *, positive: bool = False) -> float:
+    """``value`` as a float; ``TypeError`` unless a real number, ``ValueError`` unless finite and >= 0 (> 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{field} must be a number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or v < 0 or (positive and v == 0):
+        raise ValueError(f"{field} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+    return v
+
+
+def _seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2^63), got {seed!r}")
+    return int(seed)
+
+
 def _add_noise(W: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    noise = _finite(noise, "noise")
     if noise == 0:
         return W
     E = rng.standard_normal(W.shape)
@@ -90,7 +105,7 @@ def gaussian(in_modes, out_modes, seed: int = 0, *, std: float = 1.0) -> np.ndar
     """I.i.d. Gaussian entries with standard deviation ``std``."""
     i, _ = _size(in_modes, "in_modes")
     j, _ = _size(out_modes, "out_modes")
-    return np.random.default_rng(seed).standard_normal((i, j)) * float(std)
+    return np.random.default_rng(_seed(seed)).standard_normal((i, j)) * _finite(std, "std", positive=True)
 
 
 def bt_structured(in_modes, out_modes, seed: int = 0, *, rank=3, blocks: int = 2,
@@ -128,8 +143,8 @@ def smooth_kernel(in_modes, out_modes, seed: int = 0, *, length_scale: float = 0
     """
     i, _ = _size(in_modes, "in_modes")
     j, _ = _size(out_modes, "out_modes")
-    if length_scale <= 0:
-        raise ValueError(f"length_scale must be > 0, got {length_scale}")
+    length_scale = _finite(length_scale, "length_scale", positive=True)
+    seed = _seed(seed)
     x = np.linspace(0.0, 1.0, i)
     shift = 0.0 if seed == 0 else np.random.default_rng(seed).uniform(-0.5, 0.5) / max(j - 1, 1)
     y = np.linspace(0.0, 1.0, j) + shift
@@ -172,7 +187,7 @@ def image(in_modes, out_modes, seed: int = 0, *, name: str | None = None) -> np.
     if not names:
         raise ValueError(f"no images found in {ASSET_DIR}")
     if name is None:
-        name = names[seed % len(names)]
+        name = names[_seed(seed) % len(names)]
     return np.clip(resize(load_image(name), (i, j)), 0.0, 1.0)
 
 
@@ -284,7 +299,15 @@ def load_uploaded(name: str, data: bytes, expected_shape: tuple[int, int] | None
     """
     from .formats import format_bytes
 
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"name must be the file name (a string), got {type(name).__name__}")
     fname = os.path.basename(str(name)) or "upload"
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+    if expected_shape is not None:
+        expected_shape = tuple(check_positive_int(v, "expected_shape") for v in expected_shape)
+        if len(expected_shape) != 2:
+            raise ValueError(f"expected_shape must be (I, J), got {expected_shape!r}")
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"{fname}: expected the file's bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -359,10 +382,22 @@ TARGETS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
 
 def make_target(kind: str, in_modes, out_modes, seed: int = 0, **kwargs) -> np.ndarray:
     """The target ``kind`` (a key of :data:`TARGETS`) of shape (prod(in_modes), prod(out_modes))."""
-    if kind not in TARGETS:
+    from .tensors import check_allocation
+
+    if not isinstance(kind, str) or kind not in TARGETS:
         raise ValueError(f"unknown target {kind!r}; choose from {', '.join(TARGETS)}")
-    W = TARGETS[kind][0](in_modes, out_modes, seed, **kwargs)
-    return np.ascontiguousarray(W, dtype=np.float64)
+    i, _ = _size(in_modes, "in_modes")
+    j, _ = _size(out_modes, "out_modes")
+    seed = _seed(seed)
+    # A few float64 copies of the (I, J) matrix exist while it is generated.
+    check_allocation(3 * 8 * i * j, f"the {i:,} x {j:,} target", "choose smaller modes")
+    try:
+        W = TARGETS[kind][0](in_modes, out_modes, seed, **kwargs)
+    except TypeError as exc:  # an unknown keyword for this generator
+        raise TypeError(f"target {kind!r}: {exc}") from None
+    W = np.ascontiguousarray(W, dtype=np.float64)
+    _check_matrix(W, f"target {kind!r}")  # never hand on NaN/inf as if it were a matrix
+    return W
 
 
 # ----------------------------------------------------------------------------------------------
@@ -385,6 +420,9 @@ def write_png(img: np.ndarray) -> bytes:
 
 def read_png(data: bytes) -> np.ndarray:
     """Decode PNG bytes to a float64 grayscale array in [0, 1] (RGB by luma weights, alpha dropped)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be the PNG file's bytes, got {type(data).__name__}")
+    data = bytes(data)
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError("not a PNG file")
     try:
@@ -397,6 +435,6 @@ def read_png(data: bytes) -> np.ndarray:
                 px = px / (65535.0 if px.max() > 255 else 255.0)
             else:
                 px = (np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0) @ _LUMA
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"could not decode the PNG file: {exc}") from None
     return np.ascontiguousarray(px)

@@ -6,6 +6,8 @@ built from them is differentiable and follows their device and dtype.
 
 from __future__ import annotations
 
+import math
+from numbers import Integral
 from typing import Sequence
 
 import torch
@@ -14,7 +16,7 @@ from .contract import matmul, plan_reconstruct, reconstruct
 from .formats import BTSpec, TTSpec, dtype_bytes, format_bytes
 from .shapes import prod
 
-__all__ = ["BTMatrix", "TTMatrix", "available_memory", "check_allocation", "bt_init_std", "tt_init_std"]
+__all__ = ["BTMatrix", "TTMatrix", "available_memory", "check_allocation", "check_std", "bt_init_std", "tt_init_std"]
 
 
 def available_memory(device: torch.device | str | None = None) -> int:
@@ -34,7 +36,15 @@ def available_memory(device: torch.device | str | None = None) -> int:
 
 
 def check_allocation(nbytes: int, what: str, fix: str, device=None, fraction: float = 0.5) -> None:
-    """Raise ``ValueError`` before allocating ``nbytes`` if it exceeds ``fraction`` of free memory."""
+    """Raise ``ValueError`` before allocating ``nbytes`` if it exceeds ``fraction`` of free memory.
+
+    The one memory budget of btcore: :meth:`BTMatrix.random`, :meth:`TTMatrix.random`, ``to_dense``
+    and the layers' constructors all ask it before allocating.
+    """
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, float)) or not nbytes >= 0:
+        raise ValueError(f"nbytes must be a non-negative number of bytes, got {nbytes!r}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
     free = available_memory(device)
     if nbytes > fraction * free:
         raise ValueError(
@@ -60,15 +70,42 @@ def tt_init_std(spec: TTSpec, std: float) -> float:
     return (std**2 / prod(spec.inner_ranks)) ** (1.0 / (2 * spec.d))
 
 
+def check_std(std, field: str = "std") -> float:
+    """``std`` as a float, or ``ValueError`` unless it is a finite number > 0."""
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std <= 0:
+        raise ValueError(f"{field} must be a finite number > 0, got {std!r}")
+    return float(std)
+
+
+def _check_dtype(dtype) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype.is_complex:
+        raise TypeError(f"dtype must be a real floating-point torch.dtype such as torch.float32, got {dtype!r}")
+    return dtype
+
+
+def _check_device(device):
+    try:
+        return torch.device(device) if device is not None else None
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from exc
+
+
 def _generator(seed, device):
     if seed is None:
         return None
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2^63) or None, got {seed!r}")
     g = torch.Generator(device=torch.device(device or "cpu"))
     g.manual_seed(int(seed))
     return g
 
 
 def _common(tensors, what):
+    for k, t in enumerate(tensors):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{what}: every factor and core must be a torch.Tensor, got {type(t).__name__} at {k}")
+        if not t.is_floating_point():
+            raise TypeError(f"{what}: tensors must be floating point, got {t.dtype}")
     dtypes = {t.dtype for t in tensors}
     devices = {t.device for t in tensors}
     if len(dtypes) > 1:
@@ -141,6 +178,7 @@ class BTMatrix(_Factorized):
         factors = list(factors)
         if not factors:
             raise ValueError("factors: need at least one factor (one per mode)")
+        _common(factors + [core], "BTMatrix")
         for k, f in enumerate(factors):
             if f.dim() != 4:
                 raise ValueError(f"factors[{k}] must have shape (N, I_k, J_k, R_k), got {tuple(f.shape)}")
@@ -163,6 +201,7 @@ class BTMatrix(_Factorized):
                dtype: torch.dtype = torch.float32, device=None) -> "BTMatrix":
         """Gaussian factors and cores scaled so the dense matrix has entry std ``std``."""
         spec = BTSpec(in_modes, out_modes, rank, blocks)
+        std, dtype, device = check_std(std), _check_dtype(dtype), _check_device(device)
         check_allocation(spec.params * dtype_bytes(dtype), "the BT tensors", "lower the rank or blocks", device)
         s = bt_init_std(spec, std)
         g = _generator(seed, device)
@@ -202,6 +241,7 @@ class TTMatrix(_Factorized):
         cores = list(cores)
         if not cores:
             raise ValueError("cores: need at least one core (one per mode)")
+        _common(cores, "TTMatrix")
         for k, c in enumerate(cores):
             if c.dim() != 4:
                 raise ValueError(f"cores[{k}] must have shape (r_{k}, I_{k + 1}, J_{k + 1}, r_{k + 1}), got {tuple(c.shape)}")
@@ -222,6 +262,7 @@ class TTMatrix(_Factorized):
                dtype: torch.dtype = torch.float32, device=None) -> "TTMatrix":
         """Gaussian cores scaled so the dense matrix has entry std ``std``."""
         spec = TTSpec(in_modes, out_modes, ranks)
+        std, dtype, device = check_std(std), _check_dtype(dtype), _check_device(device)
         check_allocation(spec.params * dtype_bytes(dtype), "the TT cores", "lower the ranks", device)
         s = tt_init_std(spec, std)
         g = _generator(seed, device)

@@ -211,3 +211,35 @@ def test_resolve_data_path_refuses_dotdot_and_escaping_symlinks(tmp_path):
     (root / "ucf" / "deep").symlink_to(tmp_path)
     with pytest.raises(ValueError, match="outside the data root"):
         resolve_data_path("ucf/deep/secret", root)
+
+
+@pytest.mark.parametrize("labels", [[0, 3], [-1, 0], [0, 1, 2, 5]])
+def test_clipset_refuses_labels_outside_the_classes(labels):
+    x = torch.zeros(len(labels), 2, 3 * 8 * 8)
+    with pytest.raises(ValueError, match=r"labels must be integers in \[0, 2\]"):
+        ClipSet(x, torch.tensor(labels), (3, 8, 8), ("a", "b", "c"))
+
+
+def test_clipset_refuses_bad_types_and_shapes():
+    x = torch.zeros(2, 2, 192)
+    with pytest.raises(TypeError, match="y must be an integer torch.Tensor"):
+        ClipSet(x, torch.tensor([0.0, 1.5]), (3, 8, 8), ("a", "b"))
+    with pytest.raises(TypeError, match="x must be a floating-point torch.Tensor"):
+        ClipSet(x.numpy(), torch.tensor([0, 1]), (3, 8, 8), ("a", "b"))
+    with pytest.raises(ValueError, match="has 64 features but x has 192"):
+        ClipSet(x, torch.tensor([0, 1]), (1, 8, 8), ("a", "b"))
+    ok = ClipSet(x, torch.tensor([0, 1], dtype=torch.int32), (3, 8, 8), ("a", "b"))
+    assert ok.y.dtype == torch.int64
+
+
+def test_synthetic_fields_are_checked():
+    with pytest.raises(ValueError, match="noise must be between 0 and 1"):
+        SyntheticActions(noise=float("nan"))
+    with pytest.raises(TypeError, match="noise must be a number"):
+        SyntheticActions(noise="0.1")
+    with pytest.raises(ValueError, match="clutter must be an integer from 0 to 64"):
+        SyntheticActions(clutter=2.5)
+    with pytest.raises(ValueError, match="at most 4096"):
+        parse_frame_shape((3, 10**6, 10**6))
+    with pytest.raises(TypeError, match="frame shape must be"):
+        parse_frame_shape(None)

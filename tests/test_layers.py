@@ -450,3 +450,44 @@ def test_tune_option_same_result(kind):
     b.load_state_dict(a.state_dict())
     x = torch.randn(4, 24, dtype=F64)
     torch.testing.assert_close(a(x), b(x))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("rank", [None, 1])
+def test_from_dense_refuses_non_finite_weights(bad, rank):
+    # At full rank the exact copy used to report error 0.0 and method "exact" with NaN weights.
+    w = torch.randn(6, 6, dtype=F64)
+    w[2, 3] = bad
+    with pytest.raises(ValueError, match="weight has 1 NaN or infinite entries"):
+        BTLinear.from_dense(w, (2, 3), (3, 2), rank)
+    with pytest.raises(ValueError, match="weight has 1 NaN or infinite entries"):
+        TTLinear.from_dense(w, (2, 3), (3, 2), rank)
+    with pytest.raises(ValueError, match="finite entries"):
+        BTLinear.from_dense(torch.randn(6, 6), (2, 3), (3, 2), bias=torch.full((6,), bad))
+
+
+def test_many_blocks_initialise_batched_and_exactly():
+    # N = 10^5 blocks took 31 s in a Python loop over blocks; one batched QR keeps the init exact.
+    layer = BTLinear((2, 3), (3, 2), 2, 2000, bias=False, dtype=F64)
+    W = layer.weight_matrix()
+    assert W.pow(2).mean().sqrt().item() == pytest.approx(layer.init_std, rel=0.3)
+    f = layer.factors[0].reshape(2000, 6, 2)
+    gram = f.transpose(1, 2) @ f  # each block's unfolded factor has orthogonal columns of equal norm
+    torch.testing.assert_close(gram, gram[:, :1, :1] * torch.eye(2, dtype=F64).expand(2000, 2, 2))
+
+
+def test_layer_init_has_a_memory_budget(monkeypatch):
+    monkeypatch.setattr(btcore.tensors, "available_memory", lambda device=None: 1024**2)
+    with pytest.raises(ValueError, match="initialising this CP layer needs"):
+        BTLinear((2, 3), (3, 2), 1, 10**5)
+    with pytest.raises(ValueError, match="initialising this TT layer needs"):
+        TTLinear((64, 64), (64, 64), 64)
+
+
+def test_constructor_flags_and_std_are_checked():
+    with pytest.raises(TypeError, match="bias must be True or False"):
+        _bt(bias="yes")
+    with pytest.raises(TypeError, match="tune must be True or False"):
+        _tt(tune=None)
+    with pytest.raises(ValueError, match="std must be a finite number >= 0"):
+        _bt().reset_parameters(float("nan"))

@@ -345,3 +345,21 @@ def test_sizes_are_ints_and_callable():
     assert isinstance(cfg.input_size, int) and cfg.input_size * 2 == 115_200
     assert json.dumps({"n": cfg.hidden_size}) == '{"n": 256}'
     assert SequenceClassifier(ClassifierConfig(**SMALL)).input_map.spec.blocks == 2
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_empty_sequences_and_batches(cell):
+    cfg = ClassifierConfig(kind="bt", cell=cell, in_modes=(2, 3), hidden_modes=(2, 2), rank=2, blocks=1,
+                           classes=3, readout="mean")
+    model = SequenceClassifier(cfg)
+    with pytest.raises(ValueError, match="sequence length 0"):
+        model(torch.zeros(2, 0, 6))
+    x = torch.zeros(0, 4, 6, requires_grad=True)  # batch 0: empty logits, zero gradients
+    y = model(x)
+    assert y.shape == (0, 3)
+    y.sum().backward()
+    assert x.grad.shape == (0, 4, 6)
+    out, state = model.rnn(torch.zeros(0, 4, 6))
+    assert out.shape == (0, 4, 4)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        model([[0.0] * 6])

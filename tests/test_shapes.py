@@ -65,3 +65,36 @@ def test_check_modes_messages():
 
 def test_public_names():
     assert btcore.factorize is factorize
+
+
+@pytest.mark.parametrize("n", [10**9, 10**12, 963_761_198_400, 999_999_999_989, 2 * 999_999_937])
+@pytest.mark.parametrize("d", range(1, 9))
+def test_factorize_large_sizes_by_factoring(n, d):
+    # Used to step through candidate sizes one at a time (factorize(10**9, 3) did not answer in 60 s).
+    f = factorize(n, d, max_mode=None)
+    assert math.prod(f) == n and len(f) == d and list(f) == sorted(f, reverse=True)
+    m = nearest_factorizable(n, d)
+    assert 1 <= m <= 10**12 and factorize(m, d, max_mode=None)[0] <= 256
+    try:
+        assert factorize(n, d) == f
+    except ValueError as e:
+        assert f"nearby size such as {m:,}" in str(e)
+
+
+def test_nearest_factorizable_regimes():
+    assert nearest_factorizable(10**9, 3) == 256**3  # above max_mode^d: the largest that splits
+    assert nearest_factorizable(4_294_036_031, 4) == 256**4  # sparse products near the limit
+    m = nearest_factorizable(123_456_789, 5)  # dense: found by the sieve next to n
+    assert abs(m - 123_456_789) < 100 and factorize(m, 5)[0] <= 256
+
+
+def test_factor_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"d = 9 is above the supported maximum order 8"):
+        factorize(64, 9)
+    with pytest.raises(ValueError, match=r"n = 1,000,000,000,001 is above 1,000,000,000,000"):
+        factorize(10**12 + 1, 2)
+    with pytest.raises(ValueError, match="max_mode must be at least 1"):
+        nearest_factorizable(100, 2, max_mode=0)
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        prime_factors("12")
+    assert prime_factors(999_999_999_989) == [999_999_999_989]

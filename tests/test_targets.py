@@ -200,3 +200,29 @@ def test_trained_weights_from_checkpoint(tmp_path):
 
 def test_asset_dir_points_into_the_repo():
     assert targets.ASSET_DIR.name == "targets" and targets.ASSET_DIR.parent.name == "assets"
+
+
+def test_make_target_checks_numbers_and_memory(monkeypatch):
+    with pytest.raises(ValueError, match="noise must be a finite number >= 0"):
+        targets.make_target("bt", (2, 3), (3, 2), noise=float("nan"))
+    with pytest.raises(ValueError, match="length_scale must be a finite number > 0"):
+        targets.make_target("kernel", 6, 6, length_scale=float("inf"))
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        targets.make_target("gaussian", 6, 6, seed=-3)
+    with pytest.raises(TypeError, match="target 'gaussian'"):
+        targets.make_target("gaussian", 6, 6, bogus=1)
+    with pytest.raises(ValueError, match="target 'gaussian': .* entries are not finite"):
+        with np.errstate(over="ignore"):
+            targets.make_target("gaussian", 30, 30, std=1e308)  # finite std, overflowing entries
+    monkeypatch.setattr("btcore.tensors.available_memory", lambda device=None: 1024)
+    with pytest.raises(ValueError, match="the 1,000 x 1,000 target needs"):
+        targets.make_target("gaussian", 1000, 1000)
+
+
+def test_load_uploaded_argument_types():
+    with pytest.raises(TypeError, match="name must be the file name"):
+        targets.load_uploaded(5, b"x")
+    with pytest.raises(ValueError, match="max_bytes must be a positive integer"):
+        targets.load_uploaded("w.npy", b"x", max_bytes=0)
+    with pytest.raises(TypeError, match="data must be the PNG file's bytes"):
+        targets.read_png(None)

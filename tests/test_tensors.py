@@ -55,3 +55,29 @@ def test_to_dense_refuses_what_does_not_fit(monkeypatch):
         M.to_dense()
     with pytest.raises(ValueError, match="the BT tensors needs"):
         BTMatrix.random((256,) * 3, (256,) * 3, 128, 1, seed=0)
+
+
+@pytest.mark.parametrize("std", [-1.0, 0.0, float("nan"), float("inf")])
+def test_random_refuses_bad_std(std):
+    with pytest.raises(ValueError, match="std must be a finite number > 0"):
+        BTMatrix.random((2, 3), (3, 2), 1, std=std)
+    with pytest.raises(ValueError, match="std must be a finite number > 0"):
+        TTMatrix.random((2, 3), (3, 2), 1, std=std)
+
+
+def test_random_refuses_bad_dtype_seed_device():
+    with pytest.raises(TypeError, match="dtype must be a real floating-point"):
+        BTMatrix.random((2, 3), (3, 2), 1, dtype=torch.int64)
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        TTMatrix.random((2, 3), (3, 2), 1, seed=-1)
+    with pytest.raises(ValueError, match="device must be a torch device"):
+        BTMatrix.random((2, 3), (3, 2), 1, device="nowhere")
+    with pytest.raises(TypeError, match="must be a torch.Tensor"):
+        TTMatrix([[1.0]])
+
+
+def test_check_allocation_arguments():
+    with pytest.raises(ValueError, match="nbytes must be a non-negative number"):
+        btcore.check_allocation(-1, "x", "y")
+    with pytest.raises(ValueError, match="fraction must be a number in"):
+        btcore.check_allocation(1, "x", "y", fraction=2.0)

@@ -337,4 +337,4 @@ def test_recovery_rate_over_a_random_suite():
         ok += info.relative_error < 1e-6
         false_converged += info.converged and info.relative_error > 1e-3
     assert false_converged == 0
-    assert ok >= 15  # measured 16/20 (bench/nls.py has the 30-case table)
+    assert ok >= 18  # measured 19/20 (bench/nls.py has the 30-case table)

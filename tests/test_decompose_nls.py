@@ -114,3 +114,40 @@ def test_noisy_target_reaches_noise_floor_first_order():
     assert res.status == "converged"
     assert res.grad_norm < 1e-9
     assert 0.008 < res.rel_error < 0.0101  # at (just below) the noise level
+
+
+# -- the subspace start (btcore.decompose.algebraic.subspace_start) ------------------------------
+
+@pytest.mark.parametrize("im, om, R, N", [
+    ((2, 3, 3, 2), (2, 4, 2, 2), 4, 2),        # one mode (12) >= N R = 8: no algebraic start
+    ((3, 4, 4, 2, 3), (2, 2, 4, 4, 3), 2, 3),  # sizes 6, 8, 16, 8, 9: a merged pair is used
+])
+def test_subspace_start_is_exact_on_exact_targets(im, om, R, N):
+    from btcore.decompose.algebraic import _subspace_plan, subspace_applies, subspace_start
+    T = _target(im, om, R, N, seed=3)
+    ranks = (R,) * len(im)
+    assert subspace_applies(T.shape, ranks, N)
+    U, C = subspace_start(T, ranks, N, seed=0)
+    assert [tuple(u.shape) for u in U] == [(N, m, R) for m in T.shape]
+    for u in U:  # orthonormal factors per block
+        assert torch.allclose(u.transpose(1, 2) @ u, torch.eye(R, dtype=u.dtype).expand(N, R, R), atol=1e-10)
+    err = float(torch.linalg.norm(bt_dense(U, C) - T) / torch.linalg.norm(T))
+    assert err < 1e-8, (err, _subspace_plan(T.shape, ranks, N))
+
+
+def test_subspace_start_refuses_shapes_without_a_plan():
+    from btcore.decompose.algebraic import subspace_applies, subspace_start
+    T = _target((3, 3, 3), (4, 4, 3), 4, 4, seed=0)  # sizes 12, 12, 9 < N R = 16, order 3: no group
+    assert not subspace_applies(T.shape, (4, 4, 4), 4)
+    assert subspace_start(T, (4, 4, 4), 4) is None
+    assert subspace_start(T, (4, 4, 4), 1) is None  # one block: nothing to separate
+
+
+def test_fit_bt_auto_uses_the_subspace_start_where_only_one_mode_is_large():
+    from btcore.decompose import fit_bt
+    im, om, R, N = (2, 3, 3, 2), (2, 4, 2, 2), 4, 2
+    W = BTMatrix.random(im, om, R, N, seed=11, dtype=torch.float64).to_dense()
+    M, info = fit_bt(W, im, om, R, N, warn=False)
+    assert "subspace" in info.start_kinds and "algebraic" not in info.start_kinds
+    assert info.relative_error < 1e-8 and info.status == "converged"
+    assert float(torch.linalg.norm(M.to_dense() - W) / torch.linalg.norm(W)) < 1e-8

@@ -7,11 +7,13 @@ eigenvectors per block); on noisy targets it is an approximation for ALS or Gaus
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .nls import _orthonormalize
 
-__all__ = ["algebraic_start", "algebraic_applies"]
+__all__ = ["algebraic_start", "algebraic_applies", "subspace_start", "subspace_applies"]
 
 
 def algebraic_applies(sizes, ranks, N: int) -> bool:
@@ -159,3 +161,148 @@ def algebraic_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0):
     Uout = [torch.stack(U[j]).contiguous() for j in range(d)]
     Cout = torch.stack(cores).contiguous()
     return _orthonormalize(Uout, Cout)
+
+
+# ----------------------------------------------------------------------------------------------
+# Subspace start: one (possibly merged) mode with N R_k <= M_k
+# ----------------------------------------------------------------------------------------------
+
+#: Largest tensor the subspace start works on (it forms each block's full tensor once).
+SUBSPACE_MAX = 2 ** 21
+
+
+def _subspace_plan(sizes, ranks, N: int):
+    """(group, j, rest) of the subspace start, or None.
+
+    ``group`` is one mode or two merged modes whose block rank ``r_g = min(prod R_group, prod R_other)``
+    satisfies ``N r_g <= prod M_group`` (the blocks' factor matrices of the group are then jointly of
+    full column rank); ``j`` is a mode outside it whose rank ``R_j`` is below the generic rank of a
+    slice (so low rank singles out one block); ``rest`` are the other modes. The plan with the largest
+    margin ``prod M_group / (N r_g)`` wins.
+    """
+    d = len(sizes)
+    if N < 2 or d < 3:
+        return None
+    best, best_key = None, None
+    groups = [(k,) for k in range(d)] + [(a, b) for a in range(d) for b in range(a + 1, d)]
+    for g in groups:
+        other = [k for k in range(d) if k not in g]
+        if len(other) < 2:
+            continue
+        mg = math.prod(sizes[k] for k in g)
+        rg = min(math.prod(ranks[k] for k in g), math.prod(ranks[k] for k in other))
+        if N * rg > mg:
+            continue
+        for j in other:
+            rest = [k for k in other if k != j]
+            mr = math.prod(sizes[k] for k in rest)
+            # a generic combination of the N blocks' slices has rank min(M_j, M_rest, N R_j)
+            if min(sizes[j], mr, N * ranks[j]) <= ranks[j]:
+                continue
+            # the combinations whose slice has its columns in a given R_j-dimensional space: the
+            # block's r_g, plus (generically) n + R_j M_rest - M_j M_rest others, which must not exist
+            if N * rg + ranks[j] * mr - sizes[j] * mr > rg:
+                continue
+            key = (mg / (N * rg), min(sizes[j], mr) / ranks[j])
+            if best_key is None or key > best_key:
+                best, best_key = (tuple(g), j, tuple(rest)), key
+    return best
+
+
+def subspace_applies(sizes, ranks, N: int) -> bool:
+    """True when :func:`subspace_start` has a plan for this shape (and the tensor is small enough)."""
+    return math.prod(sizes) <= SUBSPACE_MAX and _subspace_plan(tuple(sizes), tuple(ranks), N) is not None
+
+
+def _low_rank_member(B: torch.Tensor, r: int, c: torch.Tensor, iters: int) -> tuple[torch.Tensor, float]:
+    """Alternating projections between span{B_i} (B: n x p x q) and the rank-r matrices, from the
+    combination c. Returns (c, tail) with tail the relative energy of the combination beyond rank r."""
+    n = B.shape[0]
+    Bf = B.reshape(n, -1)
+    pinv = torch.linalg.pinv(Bf.T)  # (n, p q): least-squares coefficients of a matrix in the span
+    tail = 1.0
+    for _ in range(iters):
+        X = (c @ Bf).reshape(B.shape[1:])
+        Uu, s, Vh = torch.linalg.svd(X, full_matrices=False)
+        tail = float(s[r:].norm() / (s.norm() + 1e-300))
+        if tail < 1e-12:
+            break
+        Y = (Uu[:, :r] * s[:r]) @ Vh[:r]
+        c = pinv @ Y.reshape(-1)
+        c = c / (c.norm() + 1e-300)
+    return c, tail
+
+
+def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int = 300, tries: int = 4):
+    """Factors and cores of a BT model of T from one mode (or two merged modes) with N R_k <= M_k, or None.
+
+    Where :func:`algebraic_start` needs two such modes, this needs one group g (a mode, or two merged
+    modes of block rank r_g) with N r_g <= M_g. Compressed to N r_g in that group, the rows of the
+    group's unfolding span the direct sum of the N blocks' row spaces; reshaped as matrices
+    (mode j x the other modes), the rows of block n have rank <= R_j, a generic combination more.
+    Alternating projections (rank-R_j truncation, projection onto the span) from random combinations
+    find a low-rank member; the combinations whose matrix keeps its column space form that block's
+    subspace (a null space). With all N subspaces, the group's basis change separates the blocks
+    (as in :func:`algebraic_start`), and a truncated HOSVD of each block gives its factors and core.
+    Returns ``(U, C)`` or None (no plan, or the search did not separate N blocks).
+    """
+    T = T.detach().to(torch.float64)
+    sizes, ranks, d = tuple(T.shape), tuple(int(r) for r in ranks), T.dim()
+    plan = _subspace_plan(sizes, ranks, N)
+    if plan is None or T.numel() > SUBSPACE_MAX:
+        return None
+    g, j, rest = plan
+    perm = list(g) + [j] + list(rest)
+    mg, mj = math.prod(sizes[k] for k in g), sizes[j]
+    X = T.permute(perm).reshape(mg, mj, -1)
+    rg = min(math.prod(ranks[k] for k in g), math.prod(ranks[k] for k in range(d) if k not in g))
+    n, r = N * rg, ranks[j]
+    V = _leading_basis(X, 0, n)  # (mg, n)
+    G = torch.tensordot(V, X, dims=([0], [0]))  # (n, mj, mr)
+    gen = torch.Generator().manual_seed(int(seed))
+    Gf = G.reshape(n, -1)
+    found = []  # (n x rg) coefficient bases, one per block
+    for _ in range(tries * N):
+        if len(found) == N:
+            break
+        c = torch.randn(n, generator=gen, dtype=G.dtype)
+        if found:  # start away from the blocks already found
+            Q = torch.linalg.qr(torch.cat(found, dim=1))[0]
+            c = c - Q @ (Q.T @ c)
+        c, tail = _low_rank_member(G, r, c / c.norm(), iters)
+        if tail > 1e-6:
+            continue
+        P = torch.linalg.svd((c @ Gf).reshape(mj, -1), full_matrices=False)[0][:, :r]
+        L = (G - (P @ P.T) @ G).reshape(n, -1)  # the part of each G_i outside span(P)
+        sv, Ev = torch.linalg.svd(L.T, full_matrices=True)[1:]
+        En = Ev[-rg:].T  # (n, rg): the combinations whose matrix keeps the column space P
+        if sv.shape[0] >= n and float(sv[n - rg]) > 1e-6 * float(sv[0]):
+            continue  # not a clean rg-dimensional null space
+        if found:
+            Q = torch.linalg.qr(torch.cat(found, dim=1))[0]
+            if float(torch.linalg.svdvals(En - Q @ (Q.T @ En)).min()) < 0.1:
+                continue  # a block found before
+        found.append(En)
+    if len(found) < N:
+        return None
+    # E_n^T annihilates the group factors of every other block: E^T G separates the blocks' rows,
+    # and G = E^-T (E^T G)
+    Ecat = torch.cat(found, dim=1)
+    H = torch.tensordot(Ecat.T, G, dims=([1], [0]))  # (n, mj, mr)
+    try:
+        A = torch.linalg.inv(Ecat.T)  # (n, n): the group's factor columns, per block
+    except RuntimeError:
+        return None
+    inv = [perm.index(k) for k in range(d)]
+    U = [[None] * N for _ in range(d)]
+    cores = []
+    for b in range(N):
+        Xb = torch.tensordot(V @ A[:, b * rg:(b + 1) * rg], H[b * rg:(b + 1) * rg], dims=([1], [0]))
+        Xb = Xb.reshape([sizes[k] for k in perm]).permute(inv)
+        Cb = Xb
+        for k in range(d):
+            U[k][b] = _leading_basis(Xb, k, ranks[k])
+            Cb = torch.movedim(torch.tensordot(Cb, U[k][b], dims=([k], [0])), -1, k)
+        cores.append(Cb)
+    Uout = [torch.stack(U[k]).contiguous() for k in range(d)]
+    return _orthonormalize(Uout, torch.stack(cores).contiguous())

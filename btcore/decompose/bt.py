@@ -44,7 +44,7 @@ from ..tensors import BTMatrix, check_allocation
 from .als import (
     _ALS, _hosvd_start, _mode_order, _project_all, _random_orthonormal, _sketch_bases, als_memory_bytes,
 )
-from .algebraic import algebraic_applies, algebraic_start
+from .algebraic import algebraic_applies, algebraic_start, subspace_applies, subspace_start
 from .common import (
     AT_PRECISION, _EXACT_BELOW, FitInfo, _as_matrix, _modes, _out_dtype, check_nonneg, check_seed, interleave,
     scale_of,
@@ -52,6 +52,9 @@ from .common import (
 from .nls import _gradient, nls_refine
 
 __all__ = ["fit_bt", "cap_bt_ranks", "als_memory_bytes"]
+
+#: "auto" starts further random starts after a swamp only while the whole fit has taken less than this.
+AUTO_SECONDS = 3.5
 
 
 def cap_bt_ranks(in_modes, out_modes, rank) -> tuple[tuple[int, ...], list[str]]:
@@ -298,13 +301,19 @@ class _BTFit:
         hosvd_ok = self.init == "hosvd" or (self.init == "auto" and (N == 1 or self.restarts > 1)
                                             and self.G.numel() * sum(self.G.shape) <= 4e8)
         kinds = ["hosvd" if s == 0 and hosvd_ok else "random" for s in range(self.restarts)]
-        if self.method != "als" and self.init == "auto" and algebraic_applies(self.G.shape, self.iranks, N):
+        extra = None
+        if self.method != "als" and self.init == "auto":
+            if algebraic_applies(self.G.shape, self.iranks, N):
+                extra = "algebraic"
+            elif subspace_applies(self.G.shape, self.iranks, N):
+                extra = "subspace"  # one (merged) mode with N R_k <= M_k
+        if extra is not None:
             if self.method == "nls":
-                kinds = ["algebraic"] + kinds
+                kinds = [extra] + kinds
             elif self.restarts > 1:
-                kinds[-1] = "algebraic"
+                kinds[-1] = extra
             else:
-                kinds.append("algebraic")  # tried only when the random start does not reach precision
+                kinds.append(extra)  # tried only when the random start does not reach precision
         self.kinds = kinds
 
     # -- phase 3: starts ------------------------------------------------------------------------
@@ -312,8 +321,9 @@ class _BTFit:
         """(kind, run) of one start; an algebraic start that fails (its grouping of eigenvectors, on
         noisy data) is replaced by a random one, or skipped where it was an extra start."""
         G, C = self.G, None
-        if kind == "algebraic":
-            start = algebraic_start(G, self.iranks, self.N, seed=0 if self.seed is None else self.seed)
+        if kind in ("algebraic", "subspace"):
+            make = algebraic_start if kind == "algebraic" else subspace_start
+            start = make(G, self.iranks, self.N, seed=0 if self.seed is None else self.seed)
             if start is None:
                 if len(self.tracks) + 1 > self.restarts:
                     return kind, None
@@ -407,7 +417,7 @@ class _BTFit:
         while the error is far above
         the floor the compression shows (the energy outside its subspace, a lower bound of the noise)."""
         h = track.hist
-        slow = len(h) < 2 or h[-2] - h[-1] < 1e-3 * h[-2] or track.reason != ""
+        slow = len(h) < 2 or h[-2] - h[-1] < 1e-3 * h[-2] or track.reason != "" or len(h) > self.max_iter
         return slow and h[-1] ** 2 > 2.0 * self.offset2
 
     def nls_phase(self) -> None:
@@ -433,7 +443,29 @@ class _BTFit:
                 self.best = track
             if status == "converged" or self.best.run.error < AT_PRECISION:
                 break
+        if self.method == "auto":
+            self._more_starts()
         self.chosen = self.tracks.index(self.best)
+
+    def _more_starts(self) -> None:
+        """"auto" in a swamp that Gauss-Newton did not leave: further random starts (ALS, then Gauss-Newton
+        where that run also ends in a swamp) until one meets the first-order test or the fit has taken
+        ``AUTO_SECONDS``. A fit that reached its floor never gets here."""
+        while not self._stop() and time.perf_counter() - self.t0 < AUTO_SECONDS:
+            best = self.best
+            if best.run.error < AT_PRECISION or not self._swamp(best) or _run_gradient(best.run) <= self.gtol:
+                return
+            U = [_random_orthonormal((self.N, m, r), self.gen, self.G.dtype, self.device)
+                 for m, r in zip(tuple(self.G.shape), self.iranks)]
+            track = _Track("random", _ALS(self.G, U, self.ridge, self.cg_iter, tnorm2=self.tnorm2,
+                                          offset2=self.offset2))
+            self.tracks.append(track)
+            track.reason = self.iterate(track, self.max_iter, self.tol_c)
+            left = AUTO_SECONDS - (time.perf_counter() - self.t0)
+            if track.run.error >= AT_PRECISION and self._swamp(track) and left > 0:
+                self._nls(track, min(left, 0.5))
+            if track.run.error < self.best.run.error:
+                self.best = track
 
     def _nls(self, track: _Track, seconds: float) -> str:
         """One Gauss-Newton run from ``track``'s state (on G); returns its status."""

@@ -187,9 +187,26 @@ def residual_heatmap(residual: np.ndarray, fmt: str, *, shape: tuple[int, int] |
     return fig
 
 
-def convergence(histories: dict[str, list[float]], *, height: int = 330) -> go.Figure:
-    """Relative error per ALS sweep of the kept run, log y. A one-entry history (TT-SVD) is a marker."""
+#: How the convergence chart names the phases of a fit.
+PHASE_NAMES = {"ALS": "ALS sweeps", "NLS": "Gauss-Newton (NLS)"}
+_PHASE_FILL = {"NLS": "rgba(255, 127, 14, 0.13)"}
+
+
+def convergence(histories: dict[str, list[float]], *, phases: dict[str, list] | None = None,
+                height: int = 330) -> go.Figure:
+    """Relative error per iteration of the kept run, log y. A one-entry history (TT-SVD) is a marker.
+
+    ``phases`` (format -> FitInfo.phases, ``(method, first, last)``) shades the iterations a
+    non-ALS phase (Gauss-Newton) made, for the first format that has more than one phase, and
+    labels each shaded band with the phase's method.
+    """
     fig = go.Figure()
+    shaded = next((f for f, ph in (phases or {}).items() if len(ph) > 1 and histories.get(f)), None)
+    for method, first, last in (phases or {}).get(shaded, []):
+        if method in _PHASE_FILL:
+            fig.add_vrect(x0=first, x1=max(last, first + 0.5), fillcolor=_PHASE_FILL[method], line_width=0,
+                          layer="below", annotation_text=f"{shaded}: {PHASE_NAMES.get(method, method)}",
+                          annotation_position="top left", annotation_font_size=11)
     for fmt, errs in histories.items():
         if not errs:
             continue
@@ -206,8 +223,9 @@ def convergence(histories: dict[str, list[float]], *, height: int = 330) -> go.F
                             hovertemplate=f"{fmt}: sweep %{{x}}<br>error %{{y:.4g}}<extra></extra>")
     fig.update_yaxes(type="log", title="relative error", exponentformat="power", dtick=1,
                      minor={"showgrid": True, "gridcolor": "#f0f0f0"})
-    fig.update_xaxes(title="ALS sweep (kept start)")
-    fig.update_layout(title="ALS convergence", height=height, margin={"t": 40, "b": 10, "l": 10, "r": 10},
+    fig.update_xaxes(title="iteration of the kept start (ALS sweep or Gauss-Newton step)" if shaded else
+                     "ALS sweep (kept start)")
+    fig.update_layout(title="Convergence" if shaded else "ALS convergence", height=height, margin={"t": 40, "b": 10, "l": 10, "r": 10},
                       legend={"orientation": "h", "y": -0.25})
     return fig
 

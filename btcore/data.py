@@ -112,7 +112,7 @@ def parse_frame_shape(value) -> tuple[int, int, int]:
     if c not in (1, 3):
         raise ValueError(f"frame shape: channels must be 1 (grey) or 3 (RGB), got {c}")
     if min(h, w) < 8 or max(h, w) > 4096:
-        raise ValueError(f"frame shape: height and width must be at least 8 and at most 4096 pixels, got {h}x{w}")
+        raise ValueError(f"frame shape: height and width must be at least 8 pixels and at most 4096, got {h}x{w}")
     return c, h, w
 
 

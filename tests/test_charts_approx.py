@@ -115,3 +115,20 @@ def test_advice_front_marks_the_suggestion():
     expect = value_axis([max(e, 1e-16) for e in df["error"]])
     assert {k: y.get(k) for k in expect} == expect
     assert fig["layout"]["xaxis"]["type"] == "log" and "budget 120" in fig["layout"]["xaxis"]["title"]["text"]
+
+
+def test_convergence_shades_the_gauss_newton_phase_where_the_history_says():
+    import json
+
+    from app import charts_approx as ca
+
+    hist = [0.5, 0.3, 0.2, 0.19, 0.189, 1e-3, 1e-8, 1e-13]
+    phases = [("ALS", 0, 4), ("NLS", 4, 7)]
+    spec = json.loads(ca.convergence({"BT": hist, "TT": [0.4]}, phases={"BT": phases, "TT": []}).to_json())
+    (band,) = [s for s in spec["layout"]["shapes"] if s.get("type") == "rect"]
+    assert (band["x0"], band["x1"]) == (4, 7)
+    labels = [a["text"] for a in spec["layout"]["annotations"]]
+    assert labels == ["BT: Gauss-Newton (NLS)"]
+    assert spec["layout"]["title"]["text"] == "Convergence"
+    plain = json.loads(ca.convergence({"BT": hist}, phases={"BT": [("ALS", 0, 7)]}).to_json())
+    assert not plain["layout"].get("shapes") and plain["layout"]["title"]["text"] == "ALS convergence"

@@ -42,6 +42,10 @@ class MainRow:
     at_precision: bool
     notes: list = field(default_factory=list)
     history: list = field(default_factory=list)
+    #: (method, first, last) per phase of ``history`` (ALS sweeps, Gauss-Newton iterations).
+    phases: list = field(default_factory=list)
+    #: The fit's honest status: "converged", "stalled", "max_iter", "stopped" (see FitInfo).
+    status: str = ""
 
 
 @dataclass
@@ -192,7 +196,8 @@ def _main_row(fmt: str, M, info, err: float, dense: int, tried: list) -> MainRow
     return MainRow(format=fmt, ranks=btcore.formats.describe(info.spec), blocks=info.blocks, params=int(info.params),
                    compression=dense / info.params, rel_error=err, error_text=info.error_text, seconds=info.seconds,
                    sweeps=info.iterations, stop_reason=info.reason, at_precision=info.at_precision, notes=notes,
-                   history=list(info.errors))
+                   history=list(info.errors), phases=list(getattr(info, "phases", []) or []),
+                   status=getattr(info, "status", ""))
 
 
 def make_worker(spec: RunSpec, W_given, known_fits: dict):

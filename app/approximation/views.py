@@ -59,10 +59,17 @@ def draw_figures(res: RunResult) -> None:
         st.plotly_chart(ca.residual_heatmap(res.residuals[pick], pick, shape=res.shape),
                         width="stretch", key=K + "residual")
     with c2:
-        st.plotly_chart(ca.convergence({r.format: r.history for r in res.main}), width="stretch",
-                        key=K + "convergence")
-        st.caption("Error per ALS sweep of the start that was kept (the error never increases). TT-SVD is "
-                   "direct: one point.")
+        st.plotly_chart(ca.convergence({r.format: r.history for r in res.main},
+                                       phases={r.format: getattr(r, "phases", []) for r in res.main}),
+                        width="stretch", key=K + "convergence")
+        st.caption("Error per iteration of the start that was kept (the error never increases): ALS sweeps, and "
+                   "Gauss-Newton steps (shaded) where a fit left an ALS swamp. TT-SVD is direct: one point.")
+        stalled = [r for r in res.main if getattr(r, "status", "") == "stalled" and not r.at_precision]
+        if stalled:
+            st.warning(" ".join(f"The {r.format} fit stalled at {r.error_text} without meeting the first-order "
+                                "test (a swamp or a poor local minimum)." for r in stalled)
+                       + " More restarts (Fit settings), another seed, or the thorough effort may lower it.",
+                       icon=":material/trending_flat:")
 
 
 def draw_results(res: RunResult, spec, lesson: bool = False) -> None:

@@ -114,7 +114,7 @@ BAD_FLAGS = [
     (["--hidden", "0"], "--hidden", "at least 1"),
     (["--d", "0"], "--d", "at least 1"),
     (["--d", "1"], "--d", "cannot be split into 1 modes"),
-    (["--d", "9"], "--rank/--blocks", "order d = 9"),
+    (["--d", "9"], "--d", "d = 9 is above the supported maximum order 8"),
     (["--blocks", "0"], "--blocks", "at least 1"),
     (["--dropout", "1"], "--dropout", "must be in [0, 1)"),
     (["--rank", "99"], "--rank/--blocks", "Use rank <= 32"),

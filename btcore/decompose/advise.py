@@ -51,8 +51,8 @@ ADVISOR_COLUMNS = ["format", "in_modes", "out_modes", "ranks", "blocks", "params
 #: Tolerances of the epsilon truncations that propose ranks from the unfolding spectra.
 _EPS = tuple(float(e) for e in np.geomspace(0.7, 1e-4, 14))
 #: Short-fit and full-fit settings of the ALS formats.
-_SCREEN = {"restarts": 2, "screen_iter": 4, "max_iter": 12, "refine_iter": 2}
-_FULL = {"restarts": 3, "max_iter": 60}
+_SCREEN = {"restarts": 2, "screen_iter": 4, "max_iter": 12, "refine_iter": 2, "method": "als"}
+_FULL = {"restarts": 3, "max_iter": 60, "extra_seconds": 0.5}
 
 
 @dataclass

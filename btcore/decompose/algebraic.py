@@ -220,13 +220,17 @@ def _low_rank_member(B: torch.Tensor, r: int, c: torch.Tensor, iters: int) -> tu
     n = B.shape[0]
     Bf = B.reshape(n, -1)
     pinv = torch.linalg.pinv(Bf.T)  # (n, p q): least-squares coefficients of a matrix in the span
-    tail = 1.0
-    for _ in range(iters):
+    tail, checkpoint = 1.0, 1.0
+    for it in range(iters):
         X = (c @ Bf).reshape(B.shape[1:])
         Uu, s, Vh = torch.linalg.svd(X, full_matrices=False)
         tail = float(s[r:].norm() / (s.norm() + 1e-300))
         if tail < 1e-12:
             break
+        if it % 25 == 24:  # on a noisy target the tail stalls far from zero: stop early, it is no exact member
+            if tail > 0.5 * checkpoint:
+                break
+            checkpoint = tail
         Y = (Uu[:, :r] * s[:r]) @ Vh[:r]
         c = pinv @ Y.reshape(-1)
         c = c / (c.norm() + 1e-300)

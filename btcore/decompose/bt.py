@@ -90,6 +90,7 @@ def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, method: str = "auto
            restarts: int = 3, init: str = "auto", screen_iter: int = 10, max_iter: int = 60, tol: float = 1e-6,
            gtol: float = 1e-5, ridge: float = 1e-12, cg_iter: int = 6, compress: bool = True,
            oversample: float = 0.125, refine_iter: int = 5, nls_iter: int = 100, time_limit: float = 2.0,
+           extra_seconds: float = AUTO_SECONDS,
            dtype=None, progress: Callable[[int, float], None] | None = None,
            should_stop: Callable[[], bool] | None = None,
            warn: bool = True) -> tuple[BTMatrix, FitInfo]:
@@ -146,6 +147,10 @@ def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, method: str = "auto
     time_limit : float
         Seconds for all Gauss-Newton runs of the fit together ("auto": at most half the time ALS took,
         at least 0.1 s); a run cut short reports "stalled" (no progress) or "max_iter".
+    extra_seconds : float
+        "auto": how long (seconds since the fit began) further random starts may run while the best
+        run is still in a swamp after Gauss-Newton. It buys exact recoveries on hard shapes; callers
+        that fit many small candidates (the advisor, the app's quick effort) pass less.
     dtype : torch dtype or "float32"/"float64", optional
         dtype of the returned tensors; default float32 for float32 input, else float64.
     progress : callable(iteration, rel_error), optional
@@ -169,7 +174,7 @@ def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, method: str = "auto
     """
     fit = _BTFit(method=method, seed=seed, restarts=restarts, init=init, screen_iter=screen_iter,
                  max_iter=max_iter, tol=tol, gtol=gtol, ridge=ridge, cg_iter=cg_iter, compress=compress,
-                 oversample=oversample, refine_iter=refine_iter, nls_iter=nls_iter, time_limit=time_limit,
+                 oversample=oversample, refine_iter=refine_iter, nls_iter=nls_iter, time_limit=time_limit, extra_seconds=extra_seconds,
                  progress=progress, should_stop=should_stop, warn=warn)
     return fit.run(W, in_modes, out_modes, rank, blocks, dtype)
 
@@ -199,7 +204,7 @@ class _BTFit:
     """
 
     def __init__(self, *, method, seed, restarts, init, screen_iter, max_iter, tol, gtol, ridge, cg_iter, compress,
-                 oversample, refine_iter, nls_iter, time_limit, progress, should_stop, warn):
+                 oversample, refine_iter, nls_iter, time_limit, extra_seconds, progress, should_stop, warn):
         self.method = check_choice(method, ("auto", "als", "nls"), "method")
         self.init = check_choice(init, ("auto", "random", "hosvd"), "init")
         self.seed = check_seed(seed)
@@ -212,6 +217,7 @@ class _BTFit:
         self.tol, self.gtol = check_nonneg(tol, "tol"), check_nonneg(gtol, "gtol")
         self.ridge, self.oversample = check_nonneg(ridge, "ridge"), check_nonneg(oversample, "oversample")
         self.time_limit = check_nonneg(time_limit, "time_limit")
+        self.extra_seconds = check_nonneg(extra_seconds, "extra_seconds")
         if not isinstance(compress, (bool, np.bool_)):
             raise ValueError(f"compress must be True or False, got {compress!r}")
         for name, fn in (("progress", progress), ("should_stop", should_stop)):
@@ -450,8 +456,8 @@ class _BTFit:
     def _more_starts(self) -> None:
         """"auto" in a swamp that Gauss-Newton did not leave: further random starts (ALS, then Gauss-Newton
         where that run also ends in a swamp) until one meets the first-order test or the fit has taken
-        ``AUTO_SECONDS``. A fit that reached its floor never gets here."""
-        while not self._stop() and time.perf_counter() - self.t0 < AUTO_SECONDS:
+        ``extra_seconds``. A fit that reached its floor never gets here."""
+        while not self._stop() and time.perf_counter() - self.t0 < self.extra_seconds:
             best = self.best
             if best.run.error < AT_PRECISION or not self._swamp(best) or _run_gradient(best.run) <= self.gtol:
                 return
@@ -461,7 +467,7 @@ class _BTFit:
                                           offset2=self.offset2))
             self.tracks.append(track)
             track.reason = self.iterate(track, self.max_iter, self.tol_c)
-            left = AUTO_SECONDS - (time.perf_counter() - self.t0)
+            left = self.extra_seconds - (time.perf_counter() - self.t0)
             if track.run.error >= AT_PRECISION and self._swamp(track) and left > 0:
                 self._nls(track, min(left, 0.5))
             if track.run.error < self.best.run.error:

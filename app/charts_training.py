@@ -119,12 +119,13 @@ def sweep_figure(rows: list[dict], chance: float | None = None) -> go.Figure:
                         name="BT (R, N)", marker={"color": FORMAT_COLORS["BT"], "size": 11},
                         text=[f"R={r['rank']}, N={r['blocks']}" for r in bt], textposition="top center",
                         hovertemplate="%{text}<br>%{x:,} input-map parameters<br>val accuracy %{y:.1%}<extra></extra>")
-    for kind, label in (("tt", "TT"), ("dense", "Dense")):
+    # TT's label above its line, dense's below: equal accuracies (both at chance) stay readable
+    for kind, label, where in (("tt", "TT", "top right"), ("dense", "Dense", "bottom right")):
         for r in rows:
             if r.get("kind") == kind and _finite(r.get("val_acc")):
                 fig.add_hline(y=r["val_acc"], line={"color": FORMAT_COLORS[label], "dash": "dash"},
                               annotation_text=f"{label} ({r['input_map_params']:,} params): {r['val_acc']:.1%}",
-                              annotation_position="bottom right")
+                              annotation_position=where)
     if chance:
         fig.add_hline(y=chance, line={"color": "#999", "dash": "dot"}, annotation_text="chance",
                       annotation_position="bottom left")

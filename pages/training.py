@@ -218,7 +218,8 @@ def live() -> None:
     rows = tables.metrics_rows(events)
     if rows:
         st.dataframe(pd.DataFrame(tables.shown(rows, tables.METRIC_FORMATS)), hide_index=True, width="stretch",
-                     key=K + "metrics", column_config={"run": st.column_config.TextColumn(width="medium")})
+                     key=K + "metrics", column_config={"run": st.column_config.TextColumn(width="medium"),
+                                                       **views.number_text(tables.METRIC_FORMATS)})
         line = views.speed_line(rows)
         if line:
             st.caption(line)

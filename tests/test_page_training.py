@@ -443,3 +443,9 @@ def test_no_table_shows_none_or_nan():
     by_run = sweep.set_index("run")
     assert by_run.loc["LSTM", "R"] == "—" and by_run.loc["TT-LSTM (ranks 4)", "N"] == "—"
     assert by_run.loc["BT-LSTM (R=2, N=2)", "N"] == "2"
+    early = [e for e in job.events if e.get("event") == "end" and e["status"] in ("stalled", "diverged")]
+    if len(early) > 3:  # a sweep's early stops: one line per status, the reasons in an expander
+        lines = [a.value for a in list(at.warning) + list(at.error) if " runs stalled" in a.value
+                 or " runs diverged" in a.value]
+        assert sum(int(line.split(" runs ")[0]) for line in lines) == len(early)
+        assert any(x.label == "Why each run stopped early" for x in at.expander)

@@ -19,7 +19,7 @@ from app.widgets import escape_markdown
 from btcore.train import SLOW_S, checkpoint_bytes, histories_csv, probe_seconds, summary, sweep_csv, sweep_rows
 
 __all__ = ["show_outcomes", "show_queue", "speed_line", "estimate_runs", "show_estimate", "show_sweep",
-           "is_sweep", "show_adjustments", "show_changed", "show_downloads"]
+           "is_sweep", "show_adjustments", "number_text", "show_changed", "show_downloads"]
 
 
 def show_adjustments(plan, choices) -> None:
@@ -60,15 +60,31 @@ def show_downloads(events: list[dict], results, key: str) -> None:
 
 
 def show_outcomes(events: list[dict]) -> None:
-    """Each diverged run as an error and each stalled run as a warning, with the reason as the trainer gave it."""
-    for ev in events:
-        if ev.get("event") != "end":
-            continue
-        text = f"**{escape_markdown(ev['run'])}** {ev['status']}: {escape_markdown(ev['reason'])}"
-        if ev["status"] == "diverged":
-            st.error(text, icon=":material/trending_up:")
-        elif ev["status"] == "stalled":
-            st.warning(text, icon=":material/horizontal_rule:")
+    """Each diverged run as an error and each stalled run as a warning, with the reason as the trainer gave it.
+
+    More than three such runs (a sweep) are one line per status naming the runs, the reasons below it
+    in an expander, so the charts stay in view.
+    """
+    ends = [ev for ev in events if ev.get("event") == "end" and ev["status"] in ("diverged", "stalled")]
+    show = {"diverged": (st.error, ":material/trending_up:"), "stalled": (st.warning, ":material/horizontal_rule:")}
+    if len(ends) <= 3:
+        for ev in ends:
+            alert, icon = show[ev["status"]]
+            alert(f"**{escape_markdown(ev['run'])}** {ev['status']}: {escape_markdown(ev['reason'])}", icon=icon)
+        return
+    for status, (alert, icon) in show.items():
+        runs = [ev for ev in ends if ev["status"] == status]
+        if runs:
+            alert(f"{len(runs)} runs {status}: " + ", ".join(f"**{escape_markdown(ev['run'])}**" for ev in runs),
+                  icon=icon)
+    with st.expander("Why each run stopped early", icon=":material/info:"):
+        for ev in ends:
+            st.markdown(f"- **{escape_markdown(ev['run'])}** {ev['status']}: {escape_markdown(ev['reason'])}")
+
+
+def number_text(formats: dict[str, str]) -> dict:
+    """Column settings for the numbers :func:`app.training.tables.shown` wrote as text: right-aligned."""
+    return {col: st.column_config.TextColumn(alignment="right") for col in formats}
 
 
 def show_queue(snap: dict) -> bool:
@@ -133,7 +149,8 @@ def show_sweep(events: list[dict], chance: float | None, key: str, downloads: bo
     c1, c2 = st.columns(2)
     c1.plotly_chart(ct.sweep_figure(rows, chance), width="stretch", key=key + "sweep_scatter")
     c2.plotly_chart(ct.sweep_heatmap(rows), width="stretch", key=key + "sweep_heat")
-    st.dataframe(pd.DataFrame(tables.sweep_table(rows)), hide_index=True, width="stretch", key=key + "sweep_table")
+    st.dataframe(pd.DataFrame(tables.sweep_table(rows)), hide_index=True, width="stretch", key=key + "sweep_table",
+                 column_config=number_text(tables.SWEEP_FORMATS))
     if downloads:
         st.download_button("Sweep grid (CSV)", sweep_csv(rows), "btlab_sweep.csv", "text/csv",
                            icon=":material/download:", key=key + "dl_sweep")

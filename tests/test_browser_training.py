@@ -80,10 +80,6 @@ TRACES_WITH_POINTS = """([sel, n]) => Array.from(document.querySelectorAll(sel))
     .filter(p => (p.getAttribute('d') || '').split(/[ML]/).filter(s => s.trim()).length >= n).length"""
 
 
-def _traces(pg, min_points: int) -> int:
-    return pg.evaluate(TRACES_WITH_POINTS, [LOSS_POINTS, min_points])
-
-
 def _main_text(pg) -> str:
     return pg.locator("[data-testid=stMainBlockContainer]").inner_text()
 
@@ -95,8 +91,6 @@ def test_the_race_charts_grow_for_every_model(app_page):
     pg.locator(".st-key-train_start button").click()
     # each of the three models has its own training-loss trace, and each gets points while they race
     pg.wait_for_function(f"() => ({TRACES_WITH_POINTS})({[LOSS_POINTS, 2]!r}) >= 3".replace("'", '"'), timeout=T)
-    grown = _traces(pg, 2)
-    assert grown >= 3
     pg.wait_for_function(f"() => ({TRACES_WITH_POINTS})({[LOSS_POINTS, 6]!r}) >= 3".replace("'", '"'), timeout=T)
     screenshot(pg, "training_race")
     pg.wait_for_selector(".st-key-train_start button:not([disabled])", timeout=T)
@@ -105,7 +99,8 @@ def test_the_race_charts_grow_for_every_model(app_page):
 
 def test_a_diverged_run_says_so(app_page):
     pg = app_page(f"training?{TINY}&t_models=TT&t_opt=sgd&t_lr=1000&t_clip=0&t_epochs=3")
-    assert pg.locator(".st-key-train_lr input").input_value() in ("1000", "1e+03", "1000.0")
+    pg.locator(".st-key-train_lr input").wait_for(timeout=T)
+    pg.wait_for_function("() => document.querySelector('.st-key-train_lr input').value === '1000'", timeout=T)
     pg.locator(".st-key-train_start button").click()
     pg.get_by_text("diverged").first.wait_for(timeout=T)
     wait_idle(pg)

@@ -71,9 +71,9 @@ def _figure(events: list[dict], train_key: str, val_key: str, title: str, y_titl
         c = colors[run]
         if smooth_steps:
             x, y = _series(events, run, "step", train_key, xk)
-            if x:
-                fig.add_scatter(x=x, y=y, mode="lines", name=f"{run} train", legendgroup=run, opacity=0.45,
-                                line={"color": c, "width": 1},
+            if x:  # a run that stopped after a step or two still shows its points
+                fig.add_scatter(x=x, y=y, mode="lines" if len(x) > 2 else "lines+markers", name=f"{run} train",
+                                legendgroup=run, opacity=0.45, line={"color": c, "width": 1}, marker={"size": 6},
                                 hovertemplate=f"{run}<br>{xt} %{{x:,.4~g}}<br>train {y_title} %{{y:.3f}}<extra></extra>")
         else:
             x, y = _series(events, run, "eval", train_key, xk)

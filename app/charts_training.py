@@ -71,9 +71,9 @@ def _figure(events: list[dict], train_key: str, val_key: str, title: str, y_titl
         c = colors[run]
         if smooth_steps:
             x, y = _series(events, run, "step", train_key, xk)
-            if x:
-                fig.add_scatter(x=x, y=y, mode="lines", name=f"{run} train", legendgroup=run, opacity=0.45,
-                                line={"color": c, "width": 1},
+            if x:  # a run that stopped after a step or two still shows its points
+                fig.add_scatter(x=x, y=y, mode="lines" if len(x) > 2 else "lines+markers", name=f"{run} train",
+                                legendgroup=run, opacity=0.45, line={"color": c, "width": 1}, marker={"size": 6},
                                 hovertemplate=f"{run}<br>{xt} %{{x:,.4~g}}<br>train {y_title} %{{y:.3f}}<extra></extra>")
         else:
             x, y = _series(events, run, "eval", train_key, xk)
@@ -119,12 +119,13 @@ def sweep_figure(rows: list[dict], chance: float | None = None) -> go.Figure:
                         name="BT (R, N)", marker={"color": FORMAT_COLORS["BT"], "size": 11},
                         text=[f"R={r['rank']}, N={r['blocks']}" for r in bt], textposition="top center",
                         hovertemplate="%{text}<br>%{x:,} input-map parameters<br>val accuracy %{y:.1%}<extra></extra>")
-    for kind, label in (("tt", "TT"), ("dense", "Dense")):
+    # TT's label above its line, dense's below: equal accuracies (both at chance) stay readable
+    for kind, label, where in (("tt", "TT", "top right"), ("dense", "Dense", "bottom right")):
         for r in rows:
             if r.get("kind") == kind and _finite(r.get("val_acc")):
                 fig.add_hline(y=r["val_acc"], line={"color": FORMAT_COLORS[label], "dash": "dash"},
                               annotation_text=f"{label} ({r['input_map_params']:,} params): {r['val_acc']:.1%}",
-                              annotation_position="bottom right")
+                              annotation_position=where)
     if chance:
         fig.add_hline(y=chance, line={"color": "#999", "dash": "dot"}, annotation_text="chance",
                       annotation_position="bottom left")

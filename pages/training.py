@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 
 import pandas as pd
 import streamlit as st
@@ -13,27 +11,30 @@ import torch
 import btcore
 from app import charts_training as ct
 from app.jobs import get_job
-from app.state import get_config
+from app.page_state import lesson_mode, page_inputs, show_link, write_url
+from app.state import config_query, get_config, pop_config_warnings
+from app.training import inputs as fields
 from app.training import tables
 from app.training.datasets import DATA_ROOT_ENV, class_folders, data_root, dataset_path, list_datasets
+from app.training.inputs import HIDDEN_SIZES, SYNTHETIC
 from app.training.plan import FRAME_SIZES, KIND_LABELS, Choices, make_runs, paper_models, plan_models
 from app.training import views
-from app.training.worker import HEARTBEAT_S, JOB_KEY, K, DataSpec, init_state, launch
+from app.training.worker import JOB_KEY, K, DataSpec, launch
 from app.snippets import training_command
-from app.widgets import escape_markdown, show_error
-from btcore.data import ACTION_NAMES, SyntheticActions, parse_frame_shape
+from app.widgets import show_error
+from btcore.data import ACTION_NAMES, parse_frame_shape
 from btcore.rnn import ucf11_config
 from btcore.tensors import available_memory
 from btcore.shapes import parse_ints
-from btcore.train import (OPTIMIZERS, TrainConfig, checkpoint_bytes, cpu_count, device_name, histories_csv, summary,
-                          sweep_configs)
-
-SYNTHETIC = "Synthetic motions (built in)"
-TASK = SyntheticActions()  # defaults of the synthetic task (as the CLI's)
-RUN = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+from btcore.train import OPTIMIZERS, cpu_count, device_name, sweep_configs
 
 shared = get_config()
-init_state(shared)  # first visit: start from the Shapes page's choices
+# Every input lives in one store outside the widgets (restored after a page switch, read from a link).
+inputs = page_inputs("training", fields.FIELDS, prefix=K, defaults=fields.defaults(shared))
+for warning in inputs.warnings + pop_config_warnings():
+    st.warning(warning, icon=":material/link_off:")
+lesson = lesson_mode()
+query = write_url(config_query(shared), inputs.query())
 
 st.title("Training")
 st.caption("Train recurrent classifiers whose input-to-hidden map is dense, Tensor-Train or Block-Term on short "
@@ -48,11 +49,13 @@ with c_task:
     st.subheader("Task")
     root = data_root()
     try:
-        datasets = list_datasets(root)
+        datasets = [SYNTHETIC, *list_datasets(root)]
     except OSError as exc:  # e.g. no permission to list it
-        datasets = []
+        datasets = [SYNTHETIC]
         show_error(exc, f"Cannot read the clip folders in the data root `{root}`")
-    choice = st.selectbox("Clips", [SYNTHETIC, *datasets], key=K + "dataset",
+    if inputs["t_data"] not in datasets:  # a clip folder removed since it was chosen
+        inputs.set("t_data", SYNTHETIC)
+    choice = st.selectbox("Clips", datasets, key=K + "dataset",
                           help=f"The synthetic task, or a clip folder in the data root `{root}` (set "
                                f"{DATA_ROOT_ENV} to move it) in the UCF11 layout: one sub-folder per class, clips "
                                "as frame folders (PNG/JPEG), .npy/.npz arrays or animated GIFs.")
@@ -65,27 +68,27 @@ with c_task:
                        "validation. Frames are resized to the frame size below.")
         except (ValueError, OSError) as exc:
             show_error(exc, f"Cannot read the clip folder `{choice}`")
-    elif not datasets:
+    elif len(datasets) == 1:
         st.caption(f"No clip folders in the data root `{root}` yet: put one there (`<name>/<class>/<clips>`) or set "
                    f"{DATA_ROOT_ENV}.")
-    frame_label = st.selectbox("Frame size (C x H x W)", list(FRAME_SIZES), index=1, key=K + "frame")
-    frames = st.slider("Sequence length (frames per clip)", 4, 16, TASK.frames, key=K + "frames")
+    frame_label = st.selectbox("Frame size (C x H x W)", list(FRAME_SIZES), key=K + "frame")
+    frames = st.slider("Sequence length (frames per clip)", 4, 16, key=K + "frames")
     train_size = val_size = noise = None
     if choice == SYNTHETIC:
-        classes = st.slider("Classes (motions)", 2, len(ACTION_NAMES), TASK.classes, key=K + "classes",
+        classes = st.slider("Classes (motions)", 2, len(ACTION_NAMES), key=K + "classes",
                             help="Moves right/left/down/up, grow, shrink, rotate clockwise/anticlockwise: pairs that "
                                  "differ only by the direction of time.")
         c1, c2 = st.columns(2)
-        train_size = c1.number_input("Training clips", 32, 20_000, TASK.train_size, step=32, key=K + "train_size")
-        val_size = c2.number_input("Validation clips", 16, 5_000, TASK.val_size, step=16, key=K + "val_size")
-        noise = st.slider("Pixel noise", 0.0, 0.5, TASK.noise, 0.01, key=K + "noise")
+        train_size = c1.number_input("Training clips", 32, 20_000, step=32, key=K + "train_size")
+        val_size = c2.number_input("Validation clips", 16, 5_000, step=16, key=K + "val_size")
+        noise = st.slider("Pixel noise", 0.0, 0.5, step=0.01, key=K + "noise")
 
 # -- models ----------------------------------------------------------------------------------------
 with c_model:
     st.subheader("Models")
-    kinds = st.multiselect("Compare", list(KIND_LABELS), default=list(KIND_LABELS), key=K + "kinds")
+    kinds = st.multiselect("Compare", list(KIND_LABELS), key=K + "kinds")
     cell = st.radio("Cell", ["lstm", "gru"], format_func=str.upper, horizontal=True, key=K + "cell")
-    hidden = st.select_slider("Hidden size", [16, 64, 256], value=64, key=K + "hidden",
+    hidden = st.select_slider("Hidden size", HIDDEN_SIZES, key=K + "hidden",
                               help="Factorized into d modes: 64 = 4x4x2x2, 256 = 4x4x4x4 (the paper's).")
     c1, c2 = st.columns(2)
     d = c1.number_input("Order d", 2, 6, step=1, key=K + "d")
@@ -93,19 +96,22 @@ with c_model:
     c1, c2 = st.columns(2)
     bt_rank_text = c1.text_input("BT rank R", key=K + "bt_rank")
     tt_rank_text = c2.text_input("TT ranks", key=K + "tt_ranks")
-    dropout = st.slider("Dropout (input and state)", 0.0, 0.5, 0.0, 0.05, key=K + "dropout")
+    dropout = st.slider("Dropout (input and state)", 0.0, 0.5, step=0.05, key=K + "dropout")
 
 # -- optimiser -------------------------------------------------------------------------------------
 with c_opt:
     st.subheader("Optimiser")
-    optimizer = st.selectbox("Optimiser", list(OPTIMIZERS), key=K + "optimizer")
     c1, c2 = st.columns(2)
-    lr = c1.number_input("Learning rate", 1e-5, 1.0, RUN["lr"], format="%.4f", key=K + "lr")
-    batch = c2.number_input("Batch", 1, 1024, RUN["batch_size"], key=K + "batch")
-    c1, c2 = st.columns(2)
-    epochs = c1.number_input("Epochs", 1, 500, RUN["epochs"], key=K + "epochs")
-    clip = c2.number_input("Gradient clip (0 = off)", 0.0, 100.0, 1.0, key=K + "clip")
-    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=K + "seed")
+    batch = c1.number_input("Batch", 1, 1024, key=K + "batch")
+    epochs = c2.number_input("Epochs", 1, 500, key=K + "epochs")
+    optimizer, lr, clip, seed = (inputs[n] for n in ("t_opt", "t_lr", "t_clip", "t_seed"))
+    if not lesson:  # the lesson view trains with the stored (default) optimiser settings
+        optimizer = st.selectbox("Optimiser", list(OPTIMIZERS), key=K + "optimizer")
+        c1, c2 = st.columns(2)
+        lr = c1.number_input("Learning rate", 1e-5, 1000.0, format="%.4g", key=K + "lr",
+                             help="Up to 1,000, to see a run diverge (SGD, no clipping).")
+        clip = c2.number_input("Gradient clip (0 = off)", 0.0, 100.0, key=K + "clip")
+        seed = st.number_input("Seed", 0, 2**31 - 1, key=K + "seed")
     # torch's thread count is process-wide: the app sets it once at startup, runs never change it.
     nt = torch.get_num_threads()
     st.caption(f"Device: **{dev.split(' (')[0] if 'CPU' not in dev else f'CPU ({n_cpu} cores)'}**"
@@ -126,8 +132,7 @@ free = available_memory("cuda" if torch.cuda.is_available() else "cpu")
 size_rows = tables.size_rows(list(plan.models), int(batch), int(frames), optimizer)
 st.divider()
 st.markdown(plan.summary(int(hidden)))
-for note in plan.notes:
-    st.info(f"Adjusted to fit this frame size: {escape_markdown(note)}", icon=":material/tune:")
+views.show_adjustments(plan, choices)
 st.dataframe(pd.DataFrame(size_rows).drop(columns="_bytes"), hide_index=True, width="stretch", key=K + "sizes",
              column_config={"input-map parameters": st.column_config.NumberColumn(format="localized"),
                             "all parameters": st.column_config.NumberColumn(format="localized")})
@@ -149,7 +154,7 @@ def data_spec(shape: tuple[int, int, int]) -> DataSpec:
                     val_size=int(val_size), noise=float(noise))
 
 
-c1, c2, c3 = st.columns([1, 1, 4])
+c1, c2, c_link, c3 = st.columns([1, 1, 1, 3])
 job = get_job(JOB_KEY)
 running = job is not None and job.running
 runs = make_runs(plan.models, choices)
@@ -160,24 +165,30 @@ try:
 except (ValueError, RuntimeError) as exc:  # e.g. out of memory in the probe
     c3.caption(f"No estimate: {exc}")
 if c1.button("Train", type="primary", icon=":material/play_arrow:", key=K + "start", disabled=running):
-    launch(runs, spec)
+    launch(runs, spec, inputs.query())
     job, running = get_job(JOB_KEY), True
 if c2.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not running):
     job.stop()
-with st.expander("The same comparison from the command line", icon=":material/terminal:"):
-    st.code(training_command(runs, spec), language="bash")
+with c_link:
+    show_link(query, key=K + "link")
+if not lesson:
+    with st.expander("The same comparison from the command line", icon=":material/terminal:"):
+        st.code(training_command(runs, spec), language="bash")
 
 
 # -- live view -------------------------------------------------------------------------------------
 @st.fragment(run_every=0.5 if running else None)
 def live() -> None:
+    inputs.sync()  # only the fragment reruns when its x-axis radio changes
+    now = inputs.query()
+    write_url(config_query(shared), now)
     job = get_job(JOB_KEY)
     if job is None:
         st.info("Choose the models and press **Train**. The models take turns, a step each, on the same batches, so "
-                f"their curves grow together; each keeps its history. A run stops when you press Stop, close the tab, or leave this page (after about "
-                f"{HEARTBEAT_S:.0f} s without a redraw).", icon=":material/model_training:")
+                "their curves grow together; each keeps its history. A run keeps going while you visit other pages "
+                "and shows here on return; it stops when you press Stop or close the tab.",
+                icon=":material/model_training:")
         return
-    job.update(heartbeat=time.time())
     snap = job.snapshot()
     events = snap["events"]
     status = snap["status"]
@@ -191,6 +202,7 @@ def live() -> None:
     st.caption(f"Device: **{getattr(job, 'device', dev)}**" + (f" · {info}" if info else ""))
     if snap["error"]:
         st.error(snap["error"], icon=":material/error:")
+    views.show_changed(getattr(job, "made_with", None), now)
     views.show_outcomes(events)
     if status == "stopped" and snap["message"].startswith("stopped"):
         st.info(snap["message"], icon=":material/stop_circle:")
@@ -202,41 +214,20 @@ def live() -> None:
     c2.plotly_chart(ct.accuracy_figure(events, getattr(job, "chance", None), x), width="stretch",
                     key=K + "acc_chart")
     if views.is_sweep(events):
-        views.show_sweep(events, getattr(job, "chance", None), K)
+        views.show_sweep(events, getattr(job, "chance", None), K, downloads=not lesson)
     rows = tables.metrics_rows(events)
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key=K + "metrics", column_config={
-            "run": st.column_config.TextColumn(width="medium"),
-            "parameters": st.column_config.NumberColumn(format="localized"),
-            "input-map parameters": st.column_config.NumberColumn(format="localized"),
-            "train loss": st.column_config.NumberColumn(format="%.3f"),
-            "val loss": st.column_config.NumberColumn(format="%.3f"),
-            "val accuracy": st.column_config.NumberColumn(format="percent"),
-            "examples/s": st.column_config.NumberColumn(format="%.0f"),
-            "ms / step": st.column_config.NumberColumn(format="%.1f"),
-        })
+        st.dataframe(pd.DataFrame(tables.shown(rows, tables.METRIC_FORMATS)), hide_index=True, width="stretch",
+                     key=K + "metrics", column_config={"run": st.column_config.TextColumn(width="medium"),
+                                                       **views.number_text(tables.METRIC_FORMATS)})
         line = views.speed_line(rows)
         if line:
             st.caption(line)
     if not job.running and st.session_state.get(K + "was_running"):
         st.session_state[K + "was_running"] = False
         st.rerun()  # a full run turns the timer off and enables the buttons
-    if not job.running and snap["result"]:
-        results = snap["result"]
-        c1, c2, c3 = st.columns(3)
-        c1.download_button("Histories (CSV)", histories_csv(events), "btlab_training.csv", "text/csv",
-                           icon=":material/download:", key=K + "dl_csv")
-        c2.download_button("Summary (JSON)", json.dumps(summary(results), default=str, indent=1),
-                           "btlab_training_summary.json", "application/json", icon=":material/download:",
-                           key=K + "dl_json")
-        names = [r.name for r in results if r.model is not None]
-        if names:
-            pick = c3.selectbox("Checkpoint of", names, key=K + "ckpt_run", label_visibility="collapsed")
-            res = next(r for r in results if r.name == pick)
-            c3.download_button(f"Checkpoint of {pick} (.pt)",  # made only when the download is clicked
-                               lambda: checkpoint_bytes(res.model, res.config, res.history), "btlab_model.pt",
-                               "application/octet-stream", icon=":material/download:", key=K + "dl_ckpt",
-                               help="Weights and configuration; load with btcore.train.load_checkpoint.")
+    if not job.running and snap["result"] and not lesson:
+        views.show_downloads(events, snap["result"], K)
         st.caption("PNG of a chart: the camera icon in the chart's toolbar.")
 
 
@@ -255,21 +246,23 @@ st.dataframe(pd.DataFrame(prow), hide_index=True, width="stretch", key=K + "pape
 })
 st.caption("Frames of 160x120x3 = 57,600 inputs, hidden 256 = 4x4x4x4, the four gates folded into the first output "
            "mode (16x4x4x4). Accuracies are the paper's, on the real UCF11 videos, which BT Lab does not ship.")
-reduced = st.selectbox("Train these three at a reduced frame size on the task above", list(FRAME_SIZES)[:3], index=1,
+reduced = st.selectbox("Train these three at a reduced frame size on the task above", list(FRAME_SIZES)[:3],
                        key=K + "paper_frame")
 if st.button("Train the paper's architectures", icon=":material/science:", key=K + "paper_start", disabled=running):
     fs = parse_frame_shape(FRAME_SIZES[reduced])
-    launch(make_runs(paper_models(fs, classes), choices), data_spec(fs))
+    launch(make_runs(paper_models(fs, classes), choices), data_spec(fs), inputs.query())
     st.rerun()
 
 # -- sensitivity sweep -----------------------------------------------------------------------------
+if lesson:
+    st.stop()  # the lesson view has no sweep
 st.divider()
 st.subheader("Sensitivity sweep: BT rank R x blocks N")
 st.caption("Trains a BT model for every (R, N) with the settings above, plus the dense and TT models as references; "
            "the final validation accuracy against parameters and as an R x N heatmap appear above, under the charts.")
 c1, c2, c3 = st.columns([1, 1, 2])
-sweep_r = c1.text_input("Ranks R", "2,4,8", key=K + "sweep_ranks")
-sweep_n = c2.text_input("Blocks N", "1,2,4", key=K + "sweep_blocks")
+sweep_r = c1.text_input("Ranks R", key=K + "sweep_ranks")
+sweep_n = c2.text_input("Blocks N", key=K + "sweep_blocks")
 try:
     bt_model = next(m for m in plan_models(dataclasses.replace(choices, kinds=("BT",)), shared, classes).models)
     base = make_runs([bt_model], choices)[0]
@@ -281,5 +274,5 @@ except ValueError as exc:
     sweep_runs = []
 if c3.button(f"Train the sweep ({len(sweep_runs)} runs)", icon=":material/grid_on:", key=K + "sweep_start",
              disabled=running or not sweep_runs):
-    launch(sweep_runs, spec)
+    launch(sweep_runs, spec, inputs.query())
     st.rerun()

@@ -69,3 +69,107 @@ def test_two_sessions_keep_their_own_runs(app_page):
     a.locator(".st-key-train_stop button").click()
     a.wait_for_selector(".st-key-train_start button:not([disabled])", timeout=30_000)
     assert b.locator(".st-key-train_loss_chart").count() == 0
+
+
+# -- the race, outcomes, estimate, sweep, and state --------------------------------------------------
+
+T = 120_000  # ms
+#: A tiny task: a few small clips, so every model's first points come within seconds.
+TINY = ("t_frame=3x16x16&t_frames=4&t_classes=4&t_clips=64&t_val=32&t_hidden=16&t_batch=16")
+TRACES_WITH_POINTS = """([sel, n]) => Array.from(document.querySelectorAll(sel))
+    .filter(p => (p.getAttribute('d') || '').split(/[ML]/).filter(s => s.trim()).length >= n).length"""
+
+
+def _main_text(pg) -> str:
+    return pg.locator("[data-testid=stMainBlockContainer]").inner_text()
+
+
+def test_the_race_charts_grow_for_every_model(app_page):
+    pg = app_page(f"training?{TINY}&t_epochs=6")
+    assert "Estimated: about" in pg.locator(".st-key-train_start").locator("xpath=../../..").inner_text() \
+        or "Estimated: about" in _main_text(pg)  # the estimate is next to Train
+    pg.locator(".st-key-train_start button").click()
+    # each of the three models has its own training-loss trace, and each gets points while they race
+    pg.wait_for_function(f"() => ({TRACES_WITH_POINTS})({[LOSS_POINTS, 2]!r}) >= 3".replace("'", '"'), timeout=T)
+    pg.wait_for_function(f"() => ({TRACES_WITH_POINTS})({[LOSS_POINTS, 6]!r}) >= 3".replace("'", '"'), timeout=T)
+    screenshot(pg, "training_race")
+    pg.wait_for_selector(".st-key-train_start button:not([disabled])", timeout=T)
+    assert "Traceback" not in pg.inner_text("body")
+
+
+def test_a_diverged_run_says_so(app_page):
+    pg = app_page(f"training?{TINY}&t_models=TT&t_opt=sgd&t_lr=1000&t_clip=0&t_epochs=3")
+    pg.locator(".st-key-train_lr input").wait_for(timeout=T)
+    pg.wait_for_function("() => document.querySelector('.st-key-train_lr input').value === '1000'", timeout=T)
+    pg.locator(".st-key-train_start button").click()
+    pg.get_by_text("diverged").first.wait_for(timeout=T)
+    wait_idle(pg)
+    alert = pg.locator("[data-testid=stAlertContentError]", has_text="diverged").first.inner_text()
+    assert "TT-LSTM" in alert and "learning rate" in alert
+    screenshot(pg, "training_diverged")
+
+
+def test_a_tiny_sweep_draws_its_charts(app_page):
+    pg = app_page(f"training?{TINY}&t_epochs=1&t_sweep_r=2,3&t_sweep_n=1,2")
+    button = pg.locator(".st-key-train_sweep_start button")
+    assert "6 runs" in button.inner_text()  # 2 x 2 BT runs and the dense and TT references
+    button.click()
+    pg.wait_for_selector(".st-key-train_sweep_heat .heatmaplayer", timeout=T)
+    pg.wait_for_selector(".st-key-train_start button:not([disabled])", timeout=T)
+    wait_idle(pg)
+    pg.wait_for_selector(".st-key-train_sweep_scatter .scatterlayer .trace", timeout=T)
+    pg.get_by_text("Sweep grid (CSV)").wait_for(timeout=T)  # under the sweep's table
+    pg.locator(".st-key-train_sweep_scatter").scroll_into_view_if_needed()
+    screenshot(pg, "training_sweep")
+    assert "Traceback" not in pg.inner_text("body")
+
+
+def _fill(pg, key: str, value: str) -> None:
+    box = pg.locator(f".st-key-{key} input")
+    box.fill(value)
+    box.press("Enter")
+    wait_idle(pg, T)
+
+
+TYPED = {"train_train_size": "256", "train_epochs": "4", "train_seed": "7", "train_bt_rank": "3"}
+
+
+def _typed_values(pg) -> dict:
+    return {k: pg.locator(f".st-key-{k} input").input_value() for k in TYPED}
+
+
+def test_inputs_survive_a_round_trip_through_the_sidebar(app_page):
+    pg = app_page("training")
+    for key, value in TYPED.items():
+        _fill(pg, key, value)
+    assert _typed_values(pg) == TYPED
+    pg.locator("[data-testid=stSidebarNav] a", has_text="Shapes").click()
+    wait_idle(pg, T)
+    pg.get_by_text("Dense parameters").wait_for(timeout=T)
+    pg.locator("[data-testid=stSidebarNav] a", has_text="Training").click()
+    wait_idle(pg, T)
+    pg.locator(".st-key-train_epochs input").wait_for(timeout=T)
+    assert _typed_values(pg) == TYPED
+    screenshot(pg, "training_round_trip")
+
+
+def test_a_copied_link_opens_the_same_page_in_a_fresh_session(app_page, browser, streamlit_server):
+    pg = app_page("training")
+    for key, value in TYPED.items():
+        _fill(pg, key, value)
+    pg.locator(".st-key-train_link button").click()
+    code = pg.locator("[data-testid=stPopoverBody] code, [data-testid=stPopoverBody] pre").first
+    code.wait_for(timeout=T)
+    link = code.inner_text().strip()
+    assert link.startswith(streamlit_server) and "t_epochs=4" in link and "t_seed=7" in link
+    ctx = browser.new_context(viewport={"width": 1400, "height": 2400})  # a fresh session: no shared state
+    try:
+        other = ctx.new_page()
+        other.goto(link, timeout=T)
+        wait_idle(other, T)
+        other.locator(".st-key-train_epochs input").wait_for(timeout=T)
+        assert _typed_values(other) == TYPED
+        assert other.locator("[data-testid=stException]").count() == 0
+        screenshot(other, "training_from_link")
+    finally:
+        ctx.close()

@@ -56,3 +56,12 @@ def test_sweep_figures():
     heat = ct.sweep_heatmap(rows)
     assert list(heat.data[0].y) == ["R=2", "R=4"] and list(heat.data[0].x) == ["N=1", "N=2"]
     assert heat.data[0].z[1][1] == rows[3]["val_acc"]
+
+
+def test_a_run_with_one_or_two_steps_shows_markers():
+    events = [{"event": "start", "run": "TT", "config": {"model": {"kind": "tt"}}},
+              {"event": "step", "run": "TT", "step": 1, "train_loss": 1.45}]
+    (trace,) = ct.loss_figure(events).data
+    assert "markers" in trace.mode and list(trace.y) == [1.45]
+    many = events + [{"event": "step", "run": "TT", "step": s, "train_loss": 1.4} for s in (2, 3)]
+    assert ct.loss_figure(many).data[0].mode == "lines"

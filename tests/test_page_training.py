@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from app.state import CONFIG_KEY, LabConfig
-from conftest import open_page, plotly_specs
+from conftest import ROOT, open_page, plotly_specs
 
 
 def _small(at, *, epochs=2, kinds=None, frames=4):
@@ -25,13 +26,8 @@ def _small(at, *, epochs=2, kinds=None, frames=4):
 
 
 def _join(job, timeout=180):
-    """Wait for the worker, refreshing its heartbeat as the page's timer does in a browser."""
-    end = time.time() + timeout
-    while time.time() < end:
-        job.update(heartbeat=time.time())
-        if job.join(0.5):
-            return True
-    return False
+    """Wait for the worker."""
+    return job.join(timeout)
 
 
 def test_sizes_before_launch_follow_the_shared_config():
@@ -64,12 +60,25 @@ def test_paper_frame_size_uses_the_shapes_page_modes():
     assert any("(the Shapes page's)" in m.value for m in at.markdown)
 
 
-def test_rank_that_does_not_fit_is_replaced_with_a_note():
+def test_rank_that_does_not_fit_is_replaced_with_a_warning():
     at = open_page("training")
     at.text_input(key="train_bt_rank").set_value("40").run()
     assert not at.exception
-    assert any("rank" in i.value for i in at.info)
+    assert any("rank" in w.value for w in at.warning)
     assert "R=4" in at.dataframe[0].value["model"].iloc[-1]
+
+
+def test_a_rank_of_99_says_which_field_what_is_used_and_why():
+    at = open_page("training")
+    at.text_input(key="train_bt_rank").set_value("99").run()
+    at.text_input(key="train_tt_ranks").set_value("99").run()
+    assert not at.exception
+    shown = [w.value.replace("\\", "") for w in at.warning]
+    bt = next(w for w in shown if w.startswith("BT: BT rank R = 99"))
+    assert "so 4 is used instead" in bt and "above mode 2's size" in bt
+    tt = next(w for w in shown if w.startswith("TT: TT ranks = 99"))
+    assert "so 4 is used instead" in tt and "largest useful TT rank" in tt
+    assert list(at.dataframe[0].value["model"])[1:] == ["TT-LSTM (ranks 4)", "BT-LSTM (R=4, N=2)"]
 
 
 def test_memory_warning(monkeypatch):
@@ -93,7 +102,6 @@ def test_launch_join_charts_table():
     seen = set()
     end = time.time() + 180
     while not job.join(0.05) and time.time() < end:
-        job.update(heartbeat=time.time())
         seen.add(torch.get_num_threads())
     assert job.status == "done", job.error
     assert seen <= {threads} and torch.get_num_threads() == threads  # the worker never changed it
@@ -159,14 +167,19 @@ def test_stop_while_the_data_are_prepared(monkeypatch):
     assert "before training" in table["note"].iloc[0]
 
 
-def test_leaving_the_page_stops_the_worker():
-    """No redraw of the page for HEARTBEAT_S seconds (the user went to another page) stops the run."""
+def test_a_run_keeps_going_on_another_page_and_shows_on_return():
     at = _small(open_page("training"), epochs=500, kinds=["TT"])
     at.button(key="train_start").click().run()
     job = at.session_state["train_job"]
-    job.update(heartbeat=time.time() - 3600)
-    assert job.join(30)
-    assert job.status == "stopped" and "page was left" in job.message
+    at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
+    time.sleep(3)  # no redraw of the Training page meanwhile
+    assert job.running and not job.should_stop
+    at.switch_page(str(ROOT / "pages" / "training.py")).run()
+    assert not at.exception
+    assert at.button(key="train_stop").disabled is False and at.dataframe[1].value["run"].tolist() == [
+        "TT-LSTM (ranks 4)"]
+    at.button(key="train_stop").click().run()
+    assert _join(job, 30) and job.status == "stopped"
 
 
 # Two sessions training at once: AppTest gives every instance the same session id ("test session
@@ -280,3 +293,159 @@ def test_diverged_run_is_shown_plainly():
     assert ends[0]["status"] in ("diverged", "stalled")
     shown = [e.value for e in (at.error if ends[0]["status"] == "diverged" else at.warning)]
     assert any(ends[0]["status"] in v and "learning rate" in v for v in shown)
+
+
+# -- state that outlives widgets, links, the lesson view -------------------------------------------
+
+#: Widget key -> a value other than the default, for every input drawn before a run.
+EDITS = {"train_frame": "3x16x16 (768 inputs)", "train_frames": 5, "train_classes": 3, "train_train_size": 256,
+         "train_val_size": 48, "train_noise": 0.2, "train_kinds": ["TT", "BT"], "train_cell": "gru",
+         "train_hidden": 16, "train_d": 3, "train_blocks": 3, "train_bt_rank": "2", "train_tt_ranks": "3",
+         "train_dropout": 0.1, "train_optimizer": "sgd", "train_lr": 0.05, "train_batch": 16, "train_epochs": 4,
+         "train_clip": 2.5, "train_seed": 7, "train_paper_frame": "3x16x16 (768 inputs)",
+         "train_sweep_ranks": "2,3", "train_sweep_blocks": "1"}
+
+
+def _widget(at, key):
+    for kind in ("selectbox", "slider", "number_input", "multiselect", "radio", "select_slider", "text_input"):
+        found = [w for w in getattr(at, kind) if w.key == key]
+        if found:
+            return found[0]
+    raise KeyError(key)
+
+
+def _edit_all(at):
+    for key, value in EDITS.items():
+        _widget(at, key).set_value(value).run()
+        assert not at.exception, key
+    return at
+
+
+def _values(at):
+    return {key: _widget(at, key).value for key in EDITS}
+
+
+def test_every_input_survives_a_switch_to_shapes_and_back():
+    at = _edit_all(open_page("training"))
+    assert _values(at) == EDITS
+    at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
+    at.switch_page(str(ROOT / "pages" / "training.py")).run()
+    assert not at.exception
+    assert _values(at) == EDITS
+    assert at.dataframe[0].value["model"].tolist() == ["TT-GRU (ranks 3)", "BT-GRU (R=2, N=3)"]
+
+
+def test_results_stay_tied_to_the_inputs_that_made_them():
+    at = _small(open_page("training"), kinds=["TT"])
+    at.number_input(key="train_seed").set_value(7).run()
+    at.button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    assert _join(job)
+    at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
+    at.switch_page(str(ROOT / "pages" / "training.py")).run()
+    assert at.number_input(key="train_seed").value == 7 and at.number_input(key="train_epochs").value == 2
+    assert not any("changed since" in i.value for i in at.info)  # the shown run is of these inputs
+    at.radio(key="train_x_axis").set_value("examples").run()  # a view choice: the run is still of these inputs
+    assert not any("changed since" in i.value for i in at.info)
+    at.number_input(key="train_epochs").set_value(3).run()
+    note = next(i.value for i in at.info if "changed since" in i.value)
+    assert "epochs: 2 -> 3" in note and "seed" not in note
+    assert at.dataframe[1].value["run"].tolist() == ["TT-LSTM (ranks 4)"]  # still the run that was made
+
+
+def test_a_link_opens_the_same_state_in_a_fresh_session():
+    from streamlit.testing.v1 import AppTest
+
+    at = _edit_all(open_page("training"))
+    query = dict(at.query_params)
+    assert query["t_epochs"] == "4" and query["t_clips"] == "256" and query["t_seed"] == "7"
+    assert query["t_frame"] == "3x16x16" and query["t_models"] == "TT,BT" and query["in"] == "8x20x20x18"
+    fresh = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    fresh.query_params.update(query)
+    fresh.switch_page(str(ROOT / "pages" / "training.py")).run()
+    assert not fresh.exception and not [w for w in fresh.warning if "was not used" in w.value]
+    assert _values(fresh) == EDITS
+    assert fresh.dataframe[0].value.equals(at.dataframe[0].value)
+    assert any("?" in c.value and "t_epochs=4" in c.value for c in fresh.code)  # the "Copy link" box
+
+
+@pytest.mark.parametrize("query, field, kept", [
+    ({"t_epochs": "-3"}, "t_epochs", ("train_epochs", 8)),
+    ({"t_lr": "fast"}, "t_lr", ("train_lr", 0.003)),
+    ({"t_opt": "adamax"}, "t_opt", ("train_optimizer", "adam")),
+    ({"t_clips": "1000000000"}, "t_clips", ("train_train_size", 1024)),
+    ({"t_frame": "3x999x999"}, "t_frame", ("train_frame", "3x32x32 (3,072 inputs)")),
+    ({"t_models": "Dense,LSTM9"}, "t_models", ("train_kinds", ["Dense", "TT", "BT"])),
+    ({"t_hidden": "65"}, "t_hidden", ("train_hidden", 64)),
+    ({"t_lr": "nan", "t_seed": "1e400"}, "t_lr", ("train_seed", 0)),
+    ({"t_x": "minutes"}, "t_x", None),
+    ({"t_data": "../secret"}, "t_data", ("train_dataset", "Synthetic motions (built in)")),
+])
+def test_bad_query_values_warn_and_fall_back(query, field, kept):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params.update(query)
+    at.switch_page(str(ROOT / "pages" / "training.py")).run()
+    assert not at.exception
+    assert any(f"`{field}=" in w.value and "was not used" in w.value for w in at.warning), [w.value for w in at.warning]
+    if kept:
+        assert _widget(at, kept[0]).value == kept[1]
+    assert at.dataframe[0].value.shape[0] >= 1  # the page still works
+
+
+def test_text_in_a_rank_from_a_link_is_kept_and_explained():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params.update({"t_rank": "four"})
+    at.switch_page(str(ROOT / "pages" / "training.py")).run()
+    assert not at.exception
+    assert at.text_input(key="train_bt_rank").value == "four"
+    assert any("BT rank" in e.value for e in at.error)
+
+
+def test_lesson_view_hides_the_advanced_controls():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params.update({"lesson": "1", "t_epochs": "2"})
+    at.switch_page(str(ROOT / "pages" / "training.py")).run()
+    assert not at.exception
+    keys = {w.key for kind in ("selectbox", "number_input", "text_input", "button") for w in getattr(at, kind)}
+    assert {"train_optimizer", "train_lr", "train_clip", "train_seed", "train_sweep_ranks", "train_sweep_blocks",
+            "train_sweep_start"}.isdisjoint(keys)
+    assert {"train_start", "train_epochs", "train_batch", "train_bt_rank"} <= keys
+    assert not any("python -m btcore.train" in c.value for c in at.code)  # no CLI command
+    assert at.query_params["lesson"] == "1" and at.number_input(key="train_epochs").value == 2
+    plain = open_page("training")
+    assert {"train_optimizer", "train_sweep_start"} <= {w.key for w in plain.selectbox} | {b.key for b in plain.button}
+
+
+def _no_missing_text(at):
+    for df in at.dataframe:
+        cells = df.value.astype(str).to_numpy().ravel().tolist()
+        assert not {"None", "nan", "NaN", "<NA>"} & set(cells), df.value
+
+
+def test_no_table_shows_none_or_nan():
+    at = _small(open_page("training"), epochs=1)
+    at.text_input(key="train_sweep_ranks").set_value("2").run()
+    at.text_input(key="train_sweep_blocks").set_value("1,2").run()
+    at.button(key="train_sweep_start").click().run()
+    job = at.session_state["train_job"]
+    _no_missing_text(at)  # while waiting: rows without numbers yet
+    assert _join(job) and job.status == "done", job.error
+    at.run()
+    assert not at.exception
+    _no_missing_text(at)
+    sweep = next(df.value for df in at.dataframe if "R" in df.value.columns)
+    by_run = sweep.set_index("run")
+    assert by_run.loc["LSTM", "R"] == "—" and by_run.loc["TT-LSTM (ranks 4)", "N"] == "—"
+    assert by_run.loc["BT-LSTM (R=2, N=2)", "N"] == "2"
+    early = [e for e in job.events if e.get("event") == "end" and e["status"] in ("stalled", "diverged")]
+    if len(early) > 3:  # a sweep's early stops: one line per status, the reasons in an expander
+        lines = [a.value for a in list(at.warning) + list(at.error) if " runs stalled" in a.value
+                 or " runs diverged" in a.value]
+        assert sum(int(line.split(" runs ")[0]) for line in lines) == len(early)
+        assert any(x.label == "Why each run stopped early" for x in at.expander)

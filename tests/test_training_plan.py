@@ -49,3 +49,16 @@ def test_runs_and_paper_models():
     paper = paper_models((3, 16, 16), 5)
     assert [m.hidden_modes for m in paper] == [(4, 4, 4, 4)] * 3 and {m.dropout for m in paper} == {0.25}
     assert paper[0].input_map_params() == 768 * 1024 and {m.classes for m in paper} == {5}
+
+
+def test_a_rank_that_does_not_fit_names_the_field_the_value_used_and_why():
+    ch = _choices(bt_rank_text="99", tt_rank_text="99")
+    plan = plan_models(ch, LabConfig(), 4)
+    warnings = plan.warnings(ch)
+    assert len(warnings) == 2
+    tt, bt = warnings
+    assert tt.startswith("TT: TT ranks = 99 does not fit, so 4 is used instead: ") and "largest useful TT rank" in tt
+    assert bt.startswith("BT: BT rank R = 99 does not fit, so 4 is used instead: ") and "mode 2's size" in bt
+    assert " -> using" not in bt  # the reason, not btcore's internal field names
+    fitting = _choices()
+    assert plan_models(fitting, LabConfig(), 4).warnings(fitting) == []

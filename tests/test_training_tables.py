@@ -33,3 +33,25 @@ def test_size_rows_and_the_memory_warning():
     small, big = sorted(rows, key=lambda r: r["_bytes"])
     assert tables.too_big(rows, 10**15) == []
     assert tables.too_big(rows, 2 * small["_bytes"] + 2) == [big["model"]]  # above half of the free memory
+
+
+def test_shown_writes_missing_values_as_a_dash():
+    rows = tables.shown(tables.metrics_rows(_events()), tables.METRIC_FORMATS)
+    cells = [v for r in rows for v in r.values()]
+    assert None not in cells and not any(str(v) in ("None", "nan") for v in cells)
+    assert rows[0]["val accuracy"] == "30.0%"
+    assert tables.shown([{"a": None, "b": float("nan"), "c": 1234567, "d": "x"}], {"a": ",", "b": ".3f", "c": ","}) \
+        == [{"a": "—", "b": "—", "c": "1,234,567", "d": "x"}]
+
+
+def test_sweep_table_has_rank_and_blocks_only_for_bt():
+    rows = [{"run": "LSTM", "kind": "dense", "rank": None, "blocks": None, "params": 100, "input_map_params": 60,
+             "status": "done", "val_acc": 0.5, "val_loss": 1.2, "steps": 4, "run_s": 0.25},
+            {"run": "TT", "kind": "tt", "rank": None, "blocks": None, "params": 50, "input_map_params": 10,
+             "status": None, "val_acc": None, "val_loss": float("nan"), "steps": 4, "run_s": None},
+            {"run": "BT", "kind": "bt", "rank": (2, 3), "blocks": 2, "params": 40, "input_map_params": 8,
+             "status": "stalled", "val_acc": 0.25, "val_loss": 1.4, "steps": 4, "run_s": 1.0}]
+    table = tables.sweep_table(rows)
+    assert [(r["R"], r["N"]) for r in table] == [("—", "—"), ("—", "—"), ("2,3", "2")]
+    assert table[1]["val accuracy"] == "—" and table[1]["val loss"] == "—" and table[1]["status"] == "—"
+    assert table[0]["val accuracy"] == "50.0%" and table[2]["seconds"] == "1.0"

@@ -2,7 +2,9 @@
 
 * :mod:`.datasets`: the data root (``BTLAB_DATA_ROOT``, default ``data/`` of the repository) and the
   class-folder datasets in it; the page never reads a path outside it.
+* :mod:`.inputs`: the page's inputs as fields (one session store, ``t_*`` in the URL).
 * :mod:`.plan`: model configurations from the page's choices, the training runs, the paper's models.
 * :mod:`.tables`: rows of the size, metrics and paper tables (pure functions).
-* :mod:`.worker`: the background training job and the page's session state.
+* :mod:`.views`: small drawn pieces (outcomes, estimate, sweep, downloads).
+* :mod:`.worker`: the background training job.
 """

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from btcore.data import parse_frame_shape
 from btcore.rnn import GATES, ClassifierConfig
-from btcore.shapes import format_ints, parse_rank, prod
+from btcore.shapes import format_ints, parse_rank, prod, rank_text
 from btcore.train import TrainConfig, fit_model_config
 
 __all__ = ["FRAME_SIZES", "KIND_LABELS", "Choices", "ModelPlan", "plan_models", "make_runs", "paper_models",
-           "shared_hidden_modes"]
+           "shared_hidden_modes", "replaced"]
 
 FRAME_SIZES = {"3x16x16 (768 inputs)": "3x16x16", "3x32x32 (3,072 inputs)": "3x32x32",
                "3x48x64 (9,216 inputs)": "3x48x64", "3x120x160 (57,600: the paper's UCF11 frames)": "3x120x160"}
@@ -51,6 +51,11 @@ class ModelPlan:
     notes: tuple[str, ...]
     shared_in: tuple[int, ...] | None
     shared_hidden: tuple[int, ...] | None
+    model_notes: tuple[str, ...] = ()  # per model: fit_model_config's note ("" when it took every choice)
+
+    def warnings(self, ch: "Choices") -> list[str]:
+        """One warning per chosen value a model could not use: the field, the value used, and why."""
+        return [w for m, note in zip(self.models, self.model_notes) for w in replaced(ch, m, note)]
 
     def summary(self, hidden: int) -> str:
         """The "before launch" line: how frames and the hidden state are tensorized (Markdown)."""
@@ -83,7 +88,7 @@ def plan_models(ch: Choices, shared, classes: int | None) -> ModelPlan:
     bt_rank = parse_rank(ch.bt_rank_text, "BT rank")
     tt_ranks = parse_rank(ch.tt_rank_text, "TT ranks")
     hidden_modes = shared_hidden_modes(shared.out_modes, ch.cell)
-    models, notes = [], []
+    models, notes, per_model = [], [], []
     for label in ch.kinds:
         mc, note = fit_model_config(KIND_LABELS[label], ch.cell, frame_shape=frame_shape, hidden=int(ch.hidden),
                                     d=int(ch.d), rank=bt_rank, blocks=int(ch.blocks), tt_ranks=tt_ranks,
@@ -91,7 +96,29 @@ def plan_models(ch: Choices, shared, classes: int | None) -> ModelPlan:
                                     hidden_modes=hidden_modes)
         models.append(mc)
         notes += note
-    return ModelPlan(frame_shape, tuple(models), tuple(notes), tuple(shared.in_modes), hidden_modes)
+        per_model.append(" ".join(note))
+    return ModelPlan(frame_shape, tuple(models), tuple(notes), tuple(shared.in_modes), hidden_modes,
+                     tuple(per_model))
+
+
+def replaced(ch: Choices, model: ClassifierConfig, note: str) -> list[str]:
+    """Warnings for the choices of ``ch`` that ``model`` does not use (``note``: why, as the fit gave it).
+
+    Each names the field, the value asked for, the value used, and the reason; none when the model
+    took every choice. A change of modes alone (the Shapes page's modes do not fit) is a note, not here.
+    """
+    if not note:
+        return []
+    name = {"dense": "Dense", "tt": "TT", "bt": "BT"}[model.kind]
+    fields = [("Order d", int(ch.d), len(model.in_modes))]
+    if model.kind == "bt":
+        fields += [("BT rank R", parse_rank(ch.bt_rank_text, "BT rank"), model.rank),
+                   ("BT blocks N", int(ch.blocks), model.blocks)]
+    if model.kind == "tt":
+        fields.append(("TT ranks", parse_rank(ch.tt_rank_text, "TT ranks"), model.tt_ranks))
+    why = note.split(": ", 1)[-1].rsplit(" -> using", 1)[0]
+    return [f"{name}: {label} = {rank_text(asked)} does not fit, so {rank_text(used)} is used instead: {why}."
+            for label, asked, used in fields if asked != used and model.kind != "dense"]
 
 
 def make_runs(models, ch: Choices) -> list[TrainConfig]:

@@ -10,14 +10,56 @@ import math
 
 from btcore.formats import format_bytes
 from btcore.rnn import PAPER_UCF11_ACCURACY, ClassifierConfig
-from btcore.shapes import format_ints
+from btcore.shapes import format_ints, rank_text
 from btcore.train import estimate_memory
 
-__all__ = ["size_rows", "too_big", "metrics_rows", "paper_rows", "run_names"]
+__all__ = ["size_rows", "too_big", "metrics_rows", "paper_rows", "run_names", "sweep_table", "shown", "MISSING",
+           "METRIC_FORMATS"]
+
+#: What a table cell shows for a value a run does not have (a TT model's blocks, a loss before the
+#: first evaluation): never "None" or "nan".
+MISSING = "—"
+#: How the live table writes its numbers (``{:...}`` specs; "%" a percentage).
+METRIC_FORMATS = {"parameters": ",", "input-map parameters": ",", "of steps": ",", "train loss": ".3f",
+                  "val loss": ".3f", "val accuracy": "%", "examples/s": ",.0f", "ms / step": ".1f"}
+SWEEP_FORMATS = {"R": "", "N": "", "parameters": ",", "input-map parameters": ",", "val accuracy": "%",
+                 "val loss": ".3f", "steps": ",", "seconds": ".1f"}
 
 
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _cell(value, spec: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return MISSING
+    if spec == "%":
+        return f"{value:.1%}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return str(value)
+
+
+def shown(rows: list[dict], formats: dict[str, str]) -> list[dict]:
+    """``rows`` with the columns of ``formats`` written as text: numbers in their format, missing as :data:`MISSING`.
+
+    Text cells, so a column with a missing value never shows "None" or "nan" (Streamlit writes a
+    missing number as "None").
+    """
+    return [{k: (_cell(v, formats[k]) if k in formats else v) for k, v in row.items()} for row in rows]
+
+
+def _rank(row: dict):
+    return None if row.get("rank") is None else rank_text(row["rank"])
+
+
+def sweep_table(rows: list[dict]) -> list[dict]:
+    """The sweep's rows (:func:`btcore.train.sweep_rows`) as table rows: R and N only where a run has them."""
+    return shown([{"run": r["run"], "R": _rank(r) if r.get("kind") == "bt" else None,
+                   "N": r.get("blocks") if r.get("kind") == "bt" else None, "parameters": r.get("params"),
+                   "input-map parameters": r.get("input_map_params"), "status": r.get("status") or MISSING,
+                   "val accuracy": r.get("val_acc"), "val loss": r.get("val_loss"), "steps": r.get("steps"),
+                   "seconds": r.get("run_s")} for r in rows], SWEEP_FORMATS)
 
 
 def run_names(events: list[dict]) -> list[str]:

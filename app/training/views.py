@@ -6,26 +6,85 @@ trainer's events, so the page stays a list of sections.
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import streamlit as st
 
 from app import charts_training as ct
+from app.training import tables
+from app.training.inputs import changed_since
+from app.training.plan import replaced
 from app.widgets import escape_markdown
-from btcore.train import SLOW_S, probe_seconds, sweep_csv, sweep_rows
+from btcore.train import SLOW_S, checkpoint_bytes, histories_csv, probe_seconds, summary, sweep_csv, sweep_rows
 
 __all__ = ["show_outcomes", "show_queue", "speed_line", "estimate_runs", "show_estimate", "show_sweep",
-           "is_sweep"]
+           "is_sweep", "show_adjustments", "number_text", "show_changed", "show_downloads"]
+
+
+def show_adjustments(plan, choices) -> None:
+    """A warning for each chosen value a model does not use (field, value used, why); other fits as notes."""
+    for model, note in zip(plan.models, plan.model_notes):
+        warnings = replaced(choices, model, note)
+        for w in warnings:
+            st.warning(escape_markdown(w), icon=":material/tune:")
+        if note and not warnings:
+            st.info(f"Adjusted to fit this frame size: {escape_markdown(note)}", icon=":material/tune:")
+
+
+def show_changed(made_with: dict | None, now: dict[str, str]) -> None:
+    """Say so when the page's inputs changed since the run shown (its results are of the inputs it started with)."""
+    changes = changed_since(made_with or {}, now)
+    if changes:
+        st.info("These results are of the inputs the run started with; changed since: "
+                + escape_markdown("; ".join(changes)) + ". Press **Train** to run the inputs above.",
+                icon=":material/edit:")
+
+
+def show_downloads(events: list[dict], results, key: str) -> None:
+    """The histories (CSV), the summary (JSON) and one run's checkpoint, after a job has finished."""
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Histories (CSV)", histories_csv(events), "btlab_training.csv", "text/csv",
+                       icon=":material/download:", key=key + "dl_csv")
+    c2.download_button("Summary (JSON)", json.dumps(summary(results), default=str, indent=1),
+                       "btlab_training_summary.json", "application/json", icon=":material/download:",
+                       key=key + "dl_json")
+    names = [r.name for r in results if r.model is not None]
+    if names:
+        pick = c3.selectbox("Checkpoint of", names, key=key + "ckpt_run", label_visibility="collapsed")
+        res = next(r for r in results if r.name == pick)
+        c3.download_button(f"Checkpoint of {pick} (.pt)",  # made only when the download is clicked
+                           lambda: checkpoint_bytes(res.model, res.config, res.history), "btlab_model.pt",
+                           "application/octet-stream", icon=":material/download:", key=key + "dl_ckpt",
+                           help="Weights and configuration; load with btcore.train.load_checkpoint.")
 
 
 def show_outcomes(events: list[dict]) -> None:
-    """Each diverged run as an error and each stalled run as a warning, with the reason as the trainer gave it."""
-    for ev in events:
-        if ev.get("event") != "end":
-            continue
-        text = f"**{escape_markdown(ev['run'])}** {ev['status']}: {escape_markdown(ev['reason'])}"
-        if ev["status"] == "diverged":
-            st.error(text, icon=":material/trending_up:")
-        elif ev["status"] == "stalled":
-            st.warning(text, icon=":material/horizontal_rule:")
+    """Each diverged run as an error and each stalled run as a warning, with the reason as the trainer gave it.
+
+    More than three such runs (a sweep) are one line per status naming the runs, the reasons below it
+    in an expander, so the charts stay in view.
+    """
+    ends = [ev for ev in events if ev.get("event") == "end" and ev["status"] in ("diverged", "stalled")]
+    show = {"diverged": (st.error, ":material/trending_up:"), "stalled": (st.warning, ":material/horizontal_rule:")}
+    if len(ends) <= 3:
+        for ev in ends:
+            alert, icon = show[ev["status"]]
+            alert(f"**{escape_markdown(ev['run'])}** {ev['status']}: {escape_markdown(ev['reason'])}", icon=icon)
+        return
+    for status, (alert, icon) in show.items():
+        runs = [ev for ev in ends if ev["status"] == status]
+        if runs:
+            alert(f"{len(runs)} runs {status}: " + ", ".join(f"**{escape_markdown(ev['run'])}**" for ev in runs),
+                  icon=icon)
+    with st.expander("Why each run stopped early", icon=":material/info:"):
+        for ev in ends:
+            st.markdown(f"- **{escape_markdown(ev['run'])}** {ev['status']}: {escape_markdown(ev['reason'])}")
+
+
+def number_text(formats: dict[str, str]) -> dict:
+    """Column settings for the numbers :func:`app.training.tables.shown` wrote as text: right-aligned."""
+    return {col: st.column_config.TextColumn(alignment="right") for col in formats}
 
 
 def show_queue(snap: dict) -> bool:
@@ -79,8 +138,8 @@ def is_sweep(events: list[dict]) -> bool:
     return len(pairs) > 1
 
 
-def show_sweep(events: list[dict], chance: float | None, key: str) -> None:
-    """The sweep's charts (accuracy vs parameters, R x N heatmap) and its CSV, from the end events."""
+def show_sweep(events: list[dict], chance: float | None, key: str, downloads: bool = True) -> None:
+    """The sweep's charts (accuracy vs parameters, R x N heatmap), its table and CSV, from the end events."""
     starts = {e["run"]: e for e in events if e.get("event") == "start"}
     rows = sweep_rows([{**e, "input_map_params": starts.get(e["run"], {}).get("input_map_params")}
                        for e in events if e.get("event") == "end"])
@@ -90,5 +149,8 @@ def show_sweep(events: list[dict], chance: float | None, key: str) -> None:
     c1, c2 = st.columns(2)
     c1.plotly_chart(ct.sweep_figure(rows, chance), width="stretch", key=key + "sweep_scatter")
     c2.plotly_chart(ct.sweep_heatmap(rows), width="stretch", key=key + "sweep_heat")
-    st.download_button("Sweep grid (CSV)", sweep_csv(rows), "btlab_sweep.csv", "text/csv",
-                       icon=":material/download:", key=key + "dl_sweep")
+    st.dataframe(pd.DataFrame(tables.sweep_table(rows)), hide_index=True, width="stretch", key=key + "sweep_table",
+                 column_config=number_text(tables.SWEEP_FORMATS))
+    if downloads:
+        st.download_button("Sweep grid (CSV)", sweep_csv(rows), "btlab_sweep.csv", "text/csv",
+                           icon=":material/download:", key=key + "dl_sweep")

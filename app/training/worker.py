@@ -1,31 +1,27 @@
 """The Training page's background job and session state: the data, the runs, the stop rules.
 
 The worker is pure btcore (no ``st.*``): it builds the data, trains the runs with
-:func:`btcore.train.compare` and reports through the job. Only :func:`launch` and
-:func:`init_state` touch ``st.session_state``.
+:func:`btcore.train.compare` and reports through the job. Only :func:`launch` touches
+``st.session_state``.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
 from app.jobs import start_job
-from app.widgets import rank_text
 from btcore.data import SyntheticActions, load_clip_folder
 from btcore.train import TrainConfig, compare, with_unique_names
 
-__all__ = ["K", "JOB_KEY", "HEARTBEAT_S", "DataSpec", "init_state", "end_unstarted", "make_target", "launch"]
+__all__ = ["K", "JOB_KEY", "DataSpec", "end_unstarted", "make_target", "launch"]
 
 K = "train_"  # widget key prefix
+#: The session's training job. A run keeps going while the user visits other pages (it shows again on
+#: return); it stops on Stop, or when the browser session ends (its job registry's release stops it).
 JOB_KEY = "training"
-#: A run stops when the page has not redrawn for this long: the user went to another page (closing the
-#: tab ends the session, whose release stops the worker at once). Generous, because browsers slow
-#: the timers of background tabs down to about once a minute.
-HEARTBEAT_S = 90.0
 
 
 @dataclass(frozen=True)
@@ -44,15 +40,6 @@ class DataSpec:
     @property
     def source(self) -> str:
         return "synthetic" if self.folder is None else "folder"
-
-
-def init_state(shared) -> None:
-    """On the first visit, start the rank widgets from the Shapes page's choices (``shared``)."""
-    if K + "bt_rank" not in st.session_state:
-        st.session_state[K + "bt_rank"] = rank_text(shared.bt_rank)
-        st.session_state[K + "blocks"] = shared.blocks
-        st.session_state[K + "tt_ranks"] = rank_text(shared.tt_ranks)
-        st.session_state[K + "d"] = shared.d
 
 
 def end_unstarted(job, runs: list[TrainConfig]) -> None:
@@ -94,7 +81,7 @@ def make_target(runs: list[TrainConfig], spec: DataSpec):
     runs = with_unique_names(runs)  # the names compare() gives the runs
 
     def target(job):
-        job.update(message="preparing the data", heartbeat=time.time())
+        job.update(message="preparing the data")
         data = _load(job, spec)
         if data is None:
             _stopped(job, runs)
@@ -111,13 +98,7 @@ def make_target(runs: list[TrainConfig], spec: DataSpec):
             if "overall_progress" in ev:
                 job.update(progress=ev["overall_progress"], eta_s=ev.get("overall_eta_s"))
 
-        def should_stop():
-            if not job.should_stop and time.time() - getattr(job, "heartbeat", time.time()) > HEARTBEAT_S:
-                job.update(message=f"stopped: the page was left (no redraw for {HEARTBEAT_S:.0f} s)")
-                job.stop()
-            return job.should_stop
-
-        results = compare(runs, train_set, val_set, callback=cb, should_stop=should_stop)
+        results = compare(runs, train_set, val_set, callback=cb, should_stop=lambda: job.should_stop)
         if job.should_stop:
             _stopped(job, runs)
         return results
@@ -125,10 +106,14 @@ def make_target(runs: list[TrainConfig], spec: DataSpec):
     return target
 
 
-def launch(runs: list[TrainConfig], spec: DataSpec):
-    """Start the worker on ``spec`` in this session (stopping any earlier one); returns the job."""
+def launch(runs: list[TrainConfig], spec: DataSpec, made_with: dict[str, str] | None = None):
+    """Start the worker on ``spec`` in this session (stopping any earlier one); returns the job.
+
+    ``made_with``: the page's inputs (URL text) when it started, so the page can say when the inputs
+    changed since the run it shows.
+    """
     job = start_job(JOB_KEY, make_target(runs, spec), name="training")
-    job.update(heartbeat=time.time())
+    job.update(made_with=dict(made_with or {}))
     st.session_state[K + "was_running"] = True
     st.session_state[K + "job"] = job  # the same object as in the session's job registry (tests join it)
     return job

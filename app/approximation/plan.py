@@ -24,9 +24,10 @@ __all__ = ["MAX_ENTRIES", "MAX_CP_RANK", "EFFORT", "TARGETS", "SpecInputs", "Pla
 #: Largest target fitted here (entries): 4M entries = 32 MiB in float64; fits stay interactive.
 MAX_ENTRIES = 1 << 22
 MAX_CP_RANK = 2000
-#: fit_bt settings per effort; "quick" spends little on extra starts out of a swamp (sweeps fit many
-#: under-ranked candidates, whose slow ALS tails look like swamps), "thorough" the library's default.
-EFFORT = {"quick": {"restarts": 1, "max_iter": 30, "extra_seconds": 0.3},
+#: fit_bt settings per effort. "quick" caps Gauss-Newton at 0.1 s a fit and adds no further starts: a
+#: sweep fits many under-ranked candidates, whose slow ALS tails look like swamps and would each take
+#: the full time; "thorough" uses the library's defaults (more restarts, up to 2 s of Gauss-Newton).
+EFFORT = {"quick": {"restarts": 1, "max_iter": 30, "extra_seconds": 0.0, "time_limit": 0.1},
           "thorough": {"restarts": 3, "max_iter": 100}}
 TARGETS = {
     "bt": "Exact BT (N=2, R=3) + noise",

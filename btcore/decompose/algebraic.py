@@ -8,6 +8,7 @@ eigenvectors per block); on noisy targets it is an approximation for ALS or Gaus
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 
@@ -214,7 +215,8 @@ def subspace_applies(sizes, ranks, N: int) -> bool:
     return math.prod(sizes) <= SUBSPACE_MAX and _subspace_plan(tuple(sizes), tuple(ranks), N) is not None
 
 
-def _low_rank_member(B: torch.Tensor, r: int, c: torch.Tensor, iters: int) -> tuple[torch.Tensor, float]:
+def _low_rank_member(B: torch.Tensor, r: int, c: torch.Tensor, iters: int,
+                     deadline: float = math.inf) -> tuple[torch.Tensor, float]:
     """Alternating projections between span{B_i} (B: n x p x q) and the rank-r matrices, from the
     combination c. Returns (c, tail) with tail the relative energy of the combination beyond rank r."""
     n = B.shape[0]
@@ -228,7 +230,7 @@ def _low_rank_member(B: torch.Tensor, r: int, c: torch.Tensor, iters: int) -> tu
         if tail < 1e-12:
             break
         if it % 25 == 24:  # on a noisy target the tail stalls far from zero: stop early, it is no exact member
-            if tail > 0.5 * checkpoint:
+            if tail > 0.5 * checkpoint or time.perf_counter() > deadline:
                 break
             checkpoint = tail
         Y = (Uu[:, :r] * s[:r]) @ Vh[:r]
@@ -237,7 +239,8 @@ def _low_rank_member(B: torch.Tensor, r: int, c: torch.Tensor, iters: int) -> tu
     return c, tail
 
 
-def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int = 300, tries: int = 4):
+def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int = 300, tries: int = 4,
+                   max_seconds: float = 0.3):
     """Factors and cores of a BT model of T from one mode (or two merged modes) with N R_k <= M_k, or None.
 
     Where :func:`algebraic_start` needs two such modes, this needs one group g (a mode, or two merged
@@ -248,8 +251,10 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
     find a low-rank member; the combinations whose matrix keeps its column space form that block's
     subspace (a null space). With all N subspaces, the group's basis change separates the blocks
     (as in :func:`algebraic_start`), and a truncated HOSVD of each block gives its factors and core.
-    Returns ``(U, C)`` or None (no plan, or the search did not separate N blocks).
+    Returns ``(U, C)`` or None (no plan, the search did not separate N blocks, or it took longer
+    than ``max_seconds``: on a noisy target there is no exact low-rank member to find).
     """
+    deadline = time.perf_counter() + max_seconds
     T = T.detach().to(torch.float64)
     sizes, ranks, d = tuple(T.shape), tuple(int(r) for r in ranks), T.dim()
     plan = _subspace_plan(sizes, ranks, N)
@@ -267,13 +272,13 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
     Gf = G.reshape(n, -1)
     found = []  # (n x rg) coefficient bases, one per block
     for _ in range(tries * N):
-        if len(found) == N:
+        if len(found) == N or time.perf_counter() > deadline:
             break
         c = torch.randn(n, generator=gen, dtype=G.dtype)
         if found:  # start away from the blocks already found
             Q = torch.linalg.qr(torch.cat(found, dim=1))[0]
             c = c - Q @ (Q.T @ c)
-        c, tail = _low_rank_member(G, r, c / c.norm(), iters)
+        c, tail = _low_rank_member(G, r, c / c.norm(), iters, deadline)
         if tail > 1e-6:
             continue
         P = torch.linalg.svd((c @ Gf).reshape(mj, -1), full_matrices=False)[0][:, :r]

@@ -27,8 +27,10 @@ def _dense_grads(M, x, gy, with_x=True):
 
 @pytest.mark.parametrize("in_modes, out_modes, rank, blocks", CASES)
 @pytest.mark.parametrize("elements", [chain.CHAIN_ELEMENTS, 40])
-def test_chain_matches_dense_forward_and_gradients(in_modes, out_modes, rank, blocks, elements, monkeypatch):
+@pytest.mark.parametrize("keep", [True, False])
+def test_chain_matches_dense_forward_and_gradients(in_modes, out_modes, rank, blocks, elements, keep, monkeypatch):
     monkeypatch.setattr(chain, "CHAIN_ELEMENTS", elements)  # 40: many row blocks, a ragged last one
+    monkeypatch.setattr(chain, "KEEP_BYTES", chain.KEEP_BYTES if keep else 0)  # False: backward recomputes
     M = BTMatrix.random(in_modes, out_modes, rank, blocks, seed=3, dtype=torch.float64)
     W = M.to_dense()
     b = 11
@@ -67,9 +69,12 @@ def test_chain_steps_are_the_pairwise_contractions_that_run():
         names -= {step.left, step.right}
         names.add(step.result)
     assert names == {"y"} and plan.steps[-1].result_shape == (64, 16, 4, 4, 4)
-    assert [s.right for s in plan.steps] == ["A4", "A3", "A2", "C", "A1"]
-    # the first step is one GEMM over all blocks: (2*4*4 x 18) @ (18 x 64*8*20*20)
-    assert plan.steps[0].macs == 32 * 18 * 64 * 3200
+    # the core folded into mode 2's factor (weights only), then x meets modes 4, 3, G, 1
+    assert [(s.left, s.right) for s in plan.steps] == [("C", "A2"), ("x", "A4"), ("T1", "A3"), ("T2", "G"),
+                                                       ("Z", "A1")]
+    assert btcore.contract.uses_x(plan.steps) == [False, True, True, True, True]
+    # the first x step is one GEMM over all blocks: (2*4*4 x 18) @ (18 x 64*8*20*20)
+    assert plan.steps[1].macs == 32 * 18 * 64 * 3200
     # within 15% of the FLOP-optimal path, 11x fewer multiply-adds than the dense product
     best = min(p.macs for p in schemes.path_plans(spec, 64))
     assert best <= plan.macs <= 1.15 * best

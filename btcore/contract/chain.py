@@ -30,7 +30,11 @@ import torch
 from ..formats import _BLOCK, _IN, _OUT, _RANK, BTSpec
 from .paths import ContractionPlan, Step
 
-__all__ = ["CHAIN_ELEMENTS", "chain_plan", "chain_spec", "chain_rows", "chain_weights", "chain_forward", "chain_backward"]
+__all__ = ["CHAIN_ELEMENTS", "KEEP_BYTES", "kept_bytes", "chain_plan", "chain_spec", "chain_rows", "chain_weights", "chain_forward", "chain_backward"]
+
+#: The training forward keeps every step's input for the backward up to this many bytes (beyond,
+#: the backward recomputes each block's forward instead).
+KEEP_BYTES = 1 << 29
 
 #: Row blocks keep the largest per-block intermediate under this many elements (8 MiB in float32).
 #: Measured on the UCF11 map at batch 256 (N=2, 1 thread): blocks of 1, 4, 16, 64 rows (0.1, 0.4,
@@ -54,24 +58,26 @@ def chain_plan(spec, batch: int) -> list[ContractionPlan]:
     d, blk = spec.d, (_BLOCK if spec.blocks > 1 else "")
     sizes = dict(net.sizes) | {"b": batch}
     terms = dict(zip(net.names, net.terms))
-    steps, cur, cur_t = [], "x", terms["x"]
-    ranks, outs = "", ""
-    for k in range(d - 1, 0, -1):
+    others = "".join(_RANK[k] for k in range(d - 1, 1, -1))  # r_d..r_3: ranks applied before G
+    g_t = blk + others + _RANK[0] + _OUT[1] + _IN[1]
+    steps = [_step("C", "A2", "G", terms["C"], terms["A2"], g_t, sizes)]
+    cur, cur_t, ranks, outs = "x", terms["x"], "", ""
+    for k in range(d - 1, 1, -1):
         ranks += _RANK[k]
         outs = _OUT[k] + outs
         res = blk + ranks + outs + "b" + _IN[:k]
         name = f"T{d - k}"
         steps.append(_step(cur, f"A{k + 1}", name, cur_t, terms[f"A{k + 1}"], res, sizes))
         cur, cur_t = name, res
-    res = blk + _RANK[0] + outs + "b" + _IN[0]
-    steps.append(_step(cur, "C", "Z", cur_t, terms["C"], res, sizes))
+    res = blk + _RANK[0] + _OUT[1] + outs + "b" + _IN[0]
+    steps.append(_step(cur, "G", "Z", cur_t, g_t, res, sizes))
     steps.append(_step("Z", "A1", "y", res, terms["A1"], net.output, sizes))
     return [ContractionPlan("contract", batch, tuple(steps), "chain", net.output, scheme="chain")]
 
 
 def chain_spec(plan: ContractionPlan) -> BTSpec:
     """The BT spec a chain plan was made for, read back from its factor steps' shapes."""
-    facs = [plan.steps[-1].right_shape] + [s.right_shape for s in plan.steps[-3::-1]]
+    facs = [plan.steps[-1].right_shape, plan.steps[0].right_shape] + [s.right_shape for s in plan.steps[-3:0:-1]]
     blocks = facs[0][0] if len(facs[0]) == 4 else 1
     facs = [f[-3:] for f in facs]
     return BTSpec(tuple(f[0] for f in facs), tuple(f[1] for f in facs), tuple(f[2] for f in facs), blocks)
@@ -89,43 +95,52 @@ def chain_rows(spec: BTSpec, batch: int, device_type: str = "cpu") -> int:
 
 
 def chain_weights(spec: BTSpec, tensors):
-    """The chain's weight matrices from the format's tensors (differentiable): for modes d..2
-    ``(N, R_k J_k, I_k)``, the core ``(N, R_1, R_d..R_2)`` and mode 1 ``(N R_1, I_1, J_1)``."""
+    """The chain's weight matrices from the format's tensors (differentiable): for modes d..3
+    ``(N, R_k J_k, I_k)``; G, the core folded with mode 2's factor, ``(N, R_d..R_3, R_1 J_2, I_2)``;
+    mode 1's factor ``(N R_1, I_1, J_1)``."""
     d = spec.d
     facs = [t if spec.blocks > 1 else t.unsqueeze(0) for t in tensors[:d]]
     core = tensors[d] if spec.blocks > 1 else tensors[d].unsqueeze(0)
     n = core.shape[0]
-    mats = [facs[k].permute(0, 3, 2, 1).reshape(n, -1, spec.in_modes[k]).contiguous() for k in range(d - 1, 0, -1)]
-    cm = core.permute(0, 1, *range(d, 1, -1)).reshape(n, spec.ranks[0], -1).contiguous()
+    mats = [facs[k].permute(0, 3, 2, 1).reshape(n, -1, spec.in_modes[k]).contiguous() for k in range(d - 1, 1, -1)]
+    others = "".join(_RANK[k] for k in range(d - 1, 1, -1))
+    g = torch.einsum(f"n{_RANK[:d]},n{_IN[1]}{_OUT[1]}{_RANK[1]}->n{others}{_RANK[0]}{_OUT[1]}{_IN[1]}", core, facs[1])
+    g = g.reshape(n, -1, spec.ranks[0] * spec.out_modes[1], spec.in_modes[1]).contiguous()
     a1 = facs[0].permute(0, 3, 1, 2).reshape(n * spec.ranks[0], spec.in_modes[0], spec.out_modes[0]).contiguous()
-    return mats + [cm, a1]
+    return mats + [g, a1]
 
 
 def _block_forward(spec: BTSpec, xb: torch.Tensor, mats, saved: list | None):
     """(j_2..j_d, b, j_1) result of one row block; appends each step's input to ``saved`` if given."""
-    *steps, cm, a1 = mats
-    n = cm.shape[0]
+    *steps, g, a1 = mats
+    n = g.shape[0]
     x0 = xb.reshape(-1, spec.in_modes[-1])
-    t = torch.mm(steps[0].reshape(-1, x0.shape[1]), x0.T)  # (n r_d j_d, b i_1..i_{d-1})
+    first = steps[0] if steps else g
+    t = torch.mm(first.reshape(-1, x0.shape[1]), x0.T)  # (n r_d j_d, b i_1..i_{d-1}): one GEMM, all blocks
     if saved is not None:
         saved.append(x0)
     p = 1
-    for s, k in zip(steps[1:], range(spec.d - 2, 0, -1)):
+    for s, k in zip(steps[1:] + [g] if steps else [], range(spec.d - 2, 0, -1)):
         p *= spec.ranks[k + 1]
         tin = t.view(n, p, -1, spec.in_modes[k])
-        out = t.new_empty(n, p, s.shape[1], tin.shape[2])
-        for i in range(n):
-            for q in range(p):
-                torch.mm(s[i], tin[i, q].T, out=out[i, q])
         if saved is not None:
             saved.append(tin)
+        if k == 1:  # G sums over the ranks applied so far: p GEMMs accumulate into one output
+            out = t.new_empty(n, g.shape[2], tin.shape[2])
+            for i in range(n):
+                torch.mm(g[i, 0], tin[i, 0].T, out=out[i])
+                for q in range(1, p):
+                    out[i].addmm_(g[i, q], tin[i, q].T)
+        else:
+            out = t.new_empty(n, p, s.shape[1], tin.shape[2])
+            for i, (si, ti, oi) in enumerate(zip(s, tin, out)):
+                for tq, oq in zip(ti, oi):
+                    torch.mm(si, tq.T, out=oq)
         t = out
-    p *= spec.ranks[1]
-    t = t.view(n, p, -1)
-    z = torch.bmm(cm, t)  # (n, r_1, j_2..j_d b i_1)
+    z = t.view(a1.shape[0], -1, spec.in_modes[0])  # (n r_1, j_2..j_d b, i_1)
     if saved is not None:
-        saved += [t, z]
-    u = torch.bmm(z.view(a1.shape[0], -1, spec.in_modes[0]), a1)  # (n r_1, j_2..j_d b, j_1)
+        saved.append(z)
+    u = torch.bmm(z, a1)  # (n r_1, j_2..j_d b, j_1)
     return u.sum(0) if u.shape[0] > 1 else u[0]
 
 
@@ -134,50 +149,73 @@ def _write(spec, yb, yy):
     yb.view(nb, spec.out_modes[0], -1).copy_(yy.view(-1, nb, spec.out_modes[0]).permute(1, 2, 0))
 
 
-def chain_forward(spec: BTSpec, x2: torch.Tensor, mats, rows: int) -> torch.Tensor:
-    """y (b, J) for x2 (b, I) in blocks of ``rows`` rows written into one preallocated y."""
+def chain_forward(spec: BTSpec, x2: torch.Tensor, mats, rows: int, keep: bool = False):
+    """y (b, J) for x2 (b, I) in blocks of ``rows`` rows written into one preallocated y.
+
+    With ``keep``, returns (y, each block's saved step inputs) for :func:`chain_backward`.
+    """
     y = x2.new_empty(x2.shape[0], spec.out_size)
+    kept = []
     for r0 in range(0, x2.shape[0], rows):
-        _write(spec, y[r0: r0 + rows], _block_forward(spec, x2[r0: r0 + rows], mats, None))
-    return y
+        saved = [] if keep else None
+        _write(spec, y[r0: r0 + rows], _block_forward(spec, x2[r0: r0 + rows], mats, saved))
+        kept.append(saved)
+    return (y, kept) if keep else y
+
+
+def kept_bytes(spec: BTSpec, batch: int, itemsize: int) -> int:
+    """Bytes the forward keeps for the backward when it saves every step's input (x excluded)."""
+    steps = chain_plan(spec, 1)[0].steps
+    return batch * itemsize * sum(s.result_elements for s in steps[1:-1])
 
 
 def _block_backward(spec: BTSpec, gyb, saved, mats, grads, need_x: bool):
     """Accumulate the weight matrices' gradients into ``grads``; return the block's x gradient."""
-    *steps, cm, a1 = mats
-    n, nb = cm.shape[0], gyb.shape[0]
+    *steps, g, a1 = mats
+    n, nb = g.shape[0], gyb.shape[0]
     g_yy = gyb.reshape(nb, spec.out_modes[0], -1).permute(2, 0, 1).reshape(-1, spec.out_modes[0])
-    t, z = saved[-2], saved[-1]
-    zr = z.view(a1.shape[0], -1, spec.in_modes[0])
-    grads[-1] += torch.matmul(zr.transpose(1, 2), g_yy)           # (n r_1, i_1, j_1)
-    g_z = torch.matmul(g_yy, a1.transpose(1, 2)).view(n, spec.ranks[0], -1)
-    grads[-2] += torch.bmm(g_z, t.transpose(1, 2))               # (n, r_1, p)
-    g_t = torch.bmm(cm.transpose(1, 2), g_z)                      # (n, p, rest)
-    for j in range(len(steps) - 1, 0, -1):
-        s, tin = steps[j], saved[j]
-        p = tin.shape[1]
-        g_o = g_t.view(n, p, s.shape[1], -1)
+    z = saved[-1]
+    grads[-1] += torch.matmul(z.transpose(1, 2), g_yy)           # (n r_1, i_1, j_1)
+    g_t = torch.matmul(g_yy, a1.transpose(1, 2)).view(n, g.shape[2], -1)  # (n, r_1 j_2, rest)
+    if steps:
+        tin = saved[-2]
         g_in = tin.new_empty(tin.shape)
         for i in range(n):
-            for q in range(p):
+            for q in range(tin.shape[1]):
+                torch.mm(g_t[i].T, g[i, q], out=g_in[i, q])
+                grads[-2][i, q].addmm_(g_t[i], tin[i, q])
+        g_t = g_in
+    for j in range(len(steps) - 1, 0, -1):
+        s, tin = steps[j], saved[j]
+        g_o = g_t.view(n, tin.shape[1], s.shape[1], -1)
+        g_in = tin.new_empty(tin.shape)
+        for i in range(n):
+            for q in range(tin.shape[1]):
                 torch.mm(g_o[i, q].T, s[i], out=g_in[i, q])
                 grads[j][i].addmm_(g_o[i, q], tin[i, q])
         g_t = g_in
-    x0 = saved[0]
+    x0, first = saved[0], (steps[0] if steps else g)
     g_o = g_t.reshape(-1, x0.shape[0])                             # (n r_d j_d, b i_1..i_{d-1})
-    grads[0] += torch.mm(g_o, x0).view(grads[0].shape)
-    return torch.mm(g_o.T, steps[0].reshape(-1, x0.shape[1])).view(nb, -1) if need_x else None
+    gi = 0 if steps else len(mats) - 2
+    grads[gi] += torch.mm(g_o, x0).view(grads[gi].shape)
+    return torch.mm(g_o.T, first.reshape(-1, x0.shape[1])).view(nb, -1) if need_x else None
 
 
-def chain_backward(spec: BTSpec, gy: torch.Tensor, x2: torch.Tensor, mats, rows: int, need_x: bool):
-    """(x gradient or None, gradients of the weight matrices of :func:`chain_weights`), block by block:
-    each block's forward is recomputed (its intermediates stay in cache) and then differentiated."""
+def chain_backward(spec: BTSpec, gy: torch.Tensor, x2: torch.Tensor, mats, rows: int, need_x: bool, kept=None):
+    """(x gradient or None, gradients of the weight matrices of :func:`chain_weights`), block by block.
+
+    ``kept``: the blocks' step inputs saved by the forward (:func:`chain_forward` with ``keep``);
+    without it each block's forward is recomputed first (nothing of the batch's size is kept).
+    """
     grads = [torch.zeros_like(m) for m in mats]
     g_x = x2.new_empty(x2.shape) if need_x else None
     gy = gy.contiguous()
-    for r0 in range(0, x2.shape[0], rows):
-        saved: list = []
-        _block_forward(spec, x2[r0: r0 + rows], mats, saved)
+    for blk, r0 in enumerate(range(0, x2.shape[0], rows)):
+        if kept is not None:
+            saved = kept[blk]
+        else:
+            saved = []
+            _block_forward(spec, x2[r0: r0 + rows], mats, saved)
         gxb = _block_backward(spec, gy[r0: r0 + rows], saved, mats, grads, need_x)
         if need_x:
             g_x[r0: r0 + rows] = gxb

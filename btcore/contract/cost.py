@@ -22,7 +22,8 @@ import torch
 
 from .paths import ContractionPlan, split_steps
 from ..formats import DenseSpec
-from .chain import chain_plan, chain_rows, chain_spec
+from . import chain as chain_module
+from .chain import chain_plan, chain_rows, chain_spec, kept_bytes
 from .schemes import chunk_rows, dense_plan, fold_plans, fold_single, path_plans
 
 __all__ = ["Rates", "rates", "set_rates", "plan_cost", "candidates", "choose", "ranked"]
@@ -151,16 +152,19 @@ def _fold_cost(plan: ContractionPlan, r: Rates, device_type: str) -> tuple[float
 def _chain_block(spec, nb: int, r: Rates) -> float:
     """Seconds of one row block of ``nb`` rows of the chain scheme (each GEMM as it is called)."""
     n, d = spec.blocks, spec.d
-    ins, outs, rk = spec.in_modes, spec.out_modes, spec.ranks
+    ins, outs, rk = spec.in_modes, spec.out_modes, list(spec.ranks)
+    rows = [rk[k] * outs[k] for k in range(d)]
+    rows[1] = rk[0] * outs[1]  # mode 2's factor carries the folded core: rows (r_1, j_2)
     cols = nb * spec.in_size // ins[-1]  # (b, i_1..i_{d-1})
-    t = _gemm(r, 1, n * rk[-1] * outs[-1], cols, ins[-1])
-    p, e = rk[-1], outs[-1] * cols  # rank combinations applied, elements per (block, combination)
+    t = _gemm(r, 1, n * rows[-1], cols, ins[-1])
+    p, e = 1, outs[-1] * cols  # rank combinations applied, elements per (block, combination)
+    if d > 2:
+        p = rk[-1]
     for k in range(d - 2, 0, -1):
         x_k = e // ins[k]
-        # n*p GEMMs (R_k J_k x I_k) @ (I_k x X); each loop turn also builds two views
-        t += n * p * (_gemm(r, 1, rk[k] * outs[k], x_k, ins[k]) + 2 * r.call_s)
-        p, e = p * rk[k], outs[k] * x_k
-    t += _gemm(r, n, rk[0], e, p)
+        # n*p GEMMs (rows x I_k) @ (I_k x X); each loop turn also builds two views
+        t += n * p * (_gemm(r, 1, rows[k], x_k, ins[k]) + 2 * r.call_s)
+        p, e = (p * rk[k], outs[k] * x_k) if k > 1 else (1, outs[k] * x_k)
     jb = e // ins[0]
     t += _gemm(r, n * rk[0], jb, outs[0], ins[0])
     if n * rk[0] > 1:
@@ -173,8 +177,9 @@ def _chain_cost(plan: ContractionPlan, spec, r: Rates, device_type: str) -> tupl
     rows = chain_rows(spec, b, device_type)
     full, left = divmod(b, rows)
     fwd = full * _chain_block(spec, rows, r) + (_chain_block(spec, left, r) if left else 0.0)
-    # backward: recompute the block's forward, then two GEMMs per forward GEMM
-    return fwd, 3 * fwd
+    # backward: two GEMMs per forward GEMM, after recomputing the forward where it is not kept
+    kept = kept_bytes(spec, b, r.itemsize) <= chain_module.KEEP_BYTES
+    return fwd, (2 if kept else 3) * fwd
 
 
 def _dense_cost(plan: ContractionPlan, r: Rates) -> tuple[float, float]:

@@ -2,8 +2,8 @@
 
 Backward, by scheme:
 
-* chain: hand-written per row block (:func:`~btcore.contract.chain.chain_backward`: the block's
-  forward is recomputed, then every gradient is a GEMM on the same views);
+* chain: hand-written per row block (:func:`~btcore.contract.chain.chain_backward`: every gradient
+  a GEMM on the forward's views, kept by the forward up to ``chain.KEEP_BYTES``, else recomputed);
 * single-mode fold: hand-written, every gradient one GEMM or batched GEMM on views
   (x: dT @ G^T; G: x^T @ dT; last factor: dY @ T^T), then the small fold's own backward for the
   core and the folded factors;
@@ -39,6 +39,10 @@ class PlannedMatmul(torch.autograd.Function):
             ctx.rows = chain.chain_rows(spec, x2.shape[0], x2.device.type)
             ctx.save_for_backward(x2, *tensors)
             ctx.inner = "chain"
+            ctx.kept = None
+            if chain.kept_bytes(spec, x2.shape[0], x2.element_size()) <= chain.KEEP_BYTES:
+                y, ctx.kept = chain.chain_forward(spec, x2, mats, ctx.rows, keep=True)
+                return y
             return chain.chain_forward(spec, x2, mats, ctx.rows)
         if schemes.fold_single(plan):
             gm, am = schemes.fold_weights(plan, spec, [t.detach() for t in tensors])
@@ -84,7 +88,8 @@ def _chain_backward(ctx, gy, need):
     with torch.enable_grad():
         leaves = [v.detach().requires_grad_(n) for v, n in zip(tensors, need[1:])]
         mats = chain.chain_weights(ctx.spec, leaves)
-    g_x, g_mats = chain.chain_backward(ctx.spec, gy, x2, [m.detach() for m in mats], ctx.rows, need[0])
+    g_x, g_mats = chain.chain_backward(ctx.spec, gy, x2, [m.detach() for m in mats], ctx.rows, need[0], ctx.kept)
+    ctx.kept = None
     wanted = [v for v, n in zip(leaves, need[1:]) if n]
     got = iter(torch.autograd.grad(mats, wanted, g_mats, allow_unused=True)) if wanted else iter(())
     return (g_x,) + tuple(next(got) if n else None for n in need[1:])

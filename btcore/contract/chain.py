@@ -36,10 +36,10 @@ __all__ = ["CHAIN_ELEMENTS", "KEEP_BYTES", "kept_bytes", "chain_plan", "chain_sp
 #: the backward recomputes each block's forward instead).
 KEEP_BYTES = 1 << 29
 
-#: Row blocks keep the largest per-block intermediate under this many elements (8 MiB in float32).
-#: Measured on the UCF11 map at batch 256 (N=2, 1 thread): blocks of 1, 4, 16, 64 rows (0.1, 0.4,
-#: 1.6, 6.6 M elements) took 119, 65, 53, 80 ms: fewer GEMM calls until the blocks leave the caches.
-CHAIN_ELEMENTS = 1 << 21
+#: Row blocks keep the largest per-block intermediate under this many elements (4 MiB in float32).
+#: Measured on the UCF11 map at batch 256 (N=2, 1 thread, CPU time): blocks of 4, 8, 16 rows
+#: (0.4, 0.8, 1.6 M elements) took 63, 50, 58 ms: fewer GEMM calls until the blocks leave the caches.
+CHAIN_ELEMENTS = 1 << 20
 
 
 def _step(left, right, result, lt, rt, ot, sizes) -> Step:
@@ -125,17 +125,12 @@ def _block_forward(spec: BTSpec, xb: torch.Tensor, mats, saved: list | None):
         tin = t.view(n, p, -1, spec.in_modes[k])
         if saved is not None:
             saved.append(tin)
-        if k == 1:  # G sums over the ranks applied so far: p GEMMs accumulate into one output
+        if k == 1:  # G sums over the ranks applied so far: n*p GEMMs in one call, then a sum
             out = t.new_empty(n, g.shape[2], tin.shape[2])
-            for i in range(n):
-                torch.mm(g[i, 0], tin[i, 0].T, out=out[i])
-                for q in range(1, p):
-                    out[i].addmm_(g[i, q], tin[i, q].T)
+            torch.sum(torch.matmul(g, tin.transpose(-1, -2)), 1, out=out)
         else:
             out = t.new_empty(n, p, s.shape[1], tin.shape[2])
-            for i, (si, ti, oi) in enumerate(zip(s, tin, out)):
-                for tq, oq in zip(ti, oi):
-                    torch.mm(si, tq.T, out=oq)
+            torch.matmul(s.unsqueeze(1), tin.transpose(-1, -2), out=out)  # n*p GEMMs, one call
         t = out
     z = t.view(a1.shape[0], -1, spec.in_modes[0])  # (n r_1, j_2..j_d b, i_1)
     if saved is not None:
@@ -179,21 +174,13 @@ def _block_backward(spec: BTSpec, gyb, saved, mats, grads, need_x: bool):
     g_t = torch.matmul(g_yy, a1.transpose(1, 2)).view(n, g.shape[2], -1)  # (n, r_1 j_2, rest)
     if steps:
         tin = saved[-2]
-        g_in = tin.new_empty(tin.shape)
-        for i in range(n):
-            for q in range(tin.shape[1]):
-                torch.mm(g_t[i].T, g[i, q], out=g_in[i, q])
-                grads[-2][i, q].addmm_(g_t[i], tin[i, q])
-        g_t = g_in
+        grads[-2] += torch.matmul(g_t.unsqueeze(1), tin)          # (n, p, r_1 j_2, i_2)
+        g_t = torch.matmul(g_t.unsqueeze(1).transpose(-1, -2), g)  # (n, p, X, i_2)
     for j in range(len(steps) - 1, 0, -1):
         s, tin = steps[j], saved[j]
         g_o = g_t.view(n, tin.shape[1], s.shape[1], -1)
-        g_in = tin.new_empty(tin.shape)
-        for i in range(n):
-            for q in range(tin.shape[1]):
-                torch.mm(g_o[i, q].T, s[i], out=g_in[i, q])
-                grads[j][i].addmm_(g_o[i, q], tin[i, q])
-        g_t = g_in
+        grads[j] += torch.matmul(g_o, tin).sum(1)
+        g_t = torch.matmul(g_o.transpose(-1, -2), s.unsqueeze(1))  # (n, p, X, i_k)
     x0, first = saved[0], (steps[0] if steps else g)
     g_o = g_t.reshape(-1, x0.shape[0])                             # (n r_d j_d, b i_1..i_{d-1})
     gi = 0 if steps else len(mats) - 2

@@ -162,8 +162,10 @@ def _chain_block(spec, nb: int, r: Rates) -> float:
         p = rk[-1]
     for k in range(d - 2, 0, -1):
         x_k = e // ins[k]
-        # n*p GEMMs (rows x I_k) @ (I_k x X); each loop turn also builds two views
-        t += n * p * (_gemm(r, 1, rows[k], x_k, ins[k]) + 2 * r.call_s)
+        # n*p GEMMs (rows x I_k) @ (I_k x X) in one broadcast matmul; G's are summed over p after
+        t += _gemm(r, n * p, rows[k], x_k, ins[k])
+        if k == 1 and p > 1:
+            t += n * p * rows[k] * x_k * r.itemsize / r.copy_bps
         p, e = (p * rk[k], outs[k] * x_k) if k > 1 else (1, outs[k] * x_k)
     jb = e // ins[0]
     t += _gemm(r, n * rk[0], jb, outs[0], ins[0])

@@ -3,34 +3,39 @@
 The FLOP-optimal order applies the factors of modes d..2 one after another, then the core, then
 mode 1's factor. Run as einsums, each step permutes its operands (copies of multi-MB
 intermediates) and runs as a small batched GEMM. Here every intermediate is laid out so that the
-next step reads it as a plain (possibly transposed) matrix:
+next step reads it as a plain (possibly transposed) matrix, and the core is folded into mode 2's
+factor (the same multiply-adds when R_1 = R_2, and one step fewer):
 
 * x (b, I_1..I_d) is viewed as a matrix (b I_1..I_{d-1}, I_d); the first step is *one* GEMM with
   every block's factor of mode d stacked, written transposed so the new indices lead:
   ``T[n, r_d, j_d, (b, i_1..i_{d-1})] = A_d[n]^T @ x^T``. The block index N is a GEMM row dimension.
-* mode k (d-1 .. 2): the contracted input index is the last one again, so for every block and
+* mode k (d-1 .. 3): the contracted input index is the last one again, so for every block and
   every rank combination p of the modes already applied, ``T'[n, p, r_k, j_k, rest] =
   A_k[n] @ T[n, p]^T`` is one GEMM whose output is contiguous. Ranks gather in front
   (r_d, .., r_k) and output indices after them (j_k, .., j_d): never interleaved.
-* core: ``Z[n] = C[n](r_1, r_d..r_2) @ T[n](r_d..r_2, rest)``, one batched GEMM over n;
+* mode 2, with the core folded into its factor (G, weights only): ``Z[n] = sum_p G[n, p] @
+  T[n, p]^T``, all (n, p) GEMMs in one broadcast matmul, then a sum over p; Z is
+  (n, r_1, j_2..j_d, b, i_1);
 * mode 1: ``sum_{n, r_1} Z[n, r_1](j_2..j_d b, i_1) @ A_1[n, r_1](i_1, j_1)``, one batched GEMM and
   a sum; the result (j_2..j_d, b, j_1) is copied once into y (b, j_1..j_d), the only copy.
 
-The batch runs in row blocks so each block's intermediates stay in cache; the backward is
-hand-written (each gradient a GEMM on the same views) and recomputes a block's forward first, so
-nothing of size batch x intermediate is kept.
+The batch runs in row blocks so each block's intermediates stay in cache. The backward is
+hand-written (each gradient a GEMM on the same views); the training forward keeps each block's
+step inputs for it up to :data:`KEEP_BYTES`, beyond which the backward recomputes a block's forward.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 
 from ..formats import _BLOCK, _IN, _OUT, _RANK, BTSpec
 from .paths import ContractionPlan, Step
 
-__all__ = ["CHAIN_ELEMENTS", "KEEP_BYTES", "kept_bytes", "chain_plan", "chain_spec", "chain_rows", "chain_weights", "chain_forward", "chain_backward"]
+__all__ = ["CHAIN_ELEMENTS", "KEEP_BYTES", "kept_bytes", "chain_plan", "chain_spec", "chain_rows", "chain_weights",
+           "chain_forward", "chain_backward"]
 
 #: The training forward keeps every step's input for the backward up to this many bytes (beyond,
 #: the backward recomputes each block's forward instead).
@@ -75,6 +80,7 @@ def chain_plan(spec, batch: int) -> list[ContractionPlan]:
     return [ContractionPlan("contract", batch, tuple(steps), "chain", net.output, scheme="chain")]
 
 
+@lru_cache(maxsize=256)
 def chain_spec(plan: ContractionPlan) -> BTSpec:
     """The BT spec a chain plan was made for, read back from its factor steps' shapes."""
     facs = [plan.steps[-1].right_shape, plan.steps[0].right_shape] + [s.right_shape for s in plan.steps[-3:0:-1]]
@@ -85,11 +91,16 @@ def chain_spec(plan: ContractionPlan) -> BTSpec:
 
 def chain_rows(spec: BTSpec, batch: int, device_type: str = "cpu") -> int:
     """Rows of x per block (a power of two; the whole batch on GPUs)."""
+    return _rows(spec, batch, device_type, CHAIN_ELEMENTS)
+
+
+@lru_cache(maxsize=1024)
+def _rows(spec: BTSpec, batch: int, device_type: str, elements: int) -> int:
     if device_type != "cpu":
         return batch
     per_row = max(s.result_elements for s in chain_plan(spec, 1)[0].steps)
     rows = 1
-    while rows * 2 * per_row <= CHAIN_ELEMENTS and rows * 2 <= batch:
+    while rows * 2 * per_row <= elements and rows * 2 <= batch:
         rows *= 2
     return min(rows, batch)
 

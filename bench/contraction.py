@@ -9,7 +9,7 @@ For each, forward and forward+backward (gradients of x and of the factors), the 
   reconstruction), skipping those the model prices above ``--skip`` times the cheapest,
 * ``btcore.matmul`` as it runs by default (the chosen scheme, timed once per shape where that pays).
 
-Methods are interleaved per repeat (machine load hits all alike); 1 thread by default. Columns:
+Methods are interleaved per repeat, in a rotating order (machine load and cold caches hit all alike); 1 thread by default. Columns:
 chosen/dense speed-up, chosen vs the best measured scheme, and BT time / (its multiply-adds at the
 dense GEMM's measured rate).
 
@@ -40,10 +40,12 @@ def _median_times(fns: dict, repeats: int) -> dict:
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
+    keys = list(fns)
+    for rep in range(repeats):
+        # rotate the order: whichever runs right after the dense GEMM (which evicts the caches) pays for it
+        for k in keys[rep % len(keys):] + keys[: rep % len(keys)]:
             t0 = CLOCK()
-            fn()
+            fns[k]()
             times[k].append(CLOCK() - t0)
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 

@@ -9,7 +9,7 @@ For each, forward and forward+backward (gradients of x and of the factors), the 
   reconstruction), skipping those the model prices above ``--skip`` times the cheapest,
 * ``btcore.matmul`` as it runs by default (the chosen scheme, timed once per shape where that pays).
 
-Methods are interleaved per repeat, in a rotating order (machine load and cold caches hit all alike); 1 thread by default. Columns:
+Methods are interleaved per repeat, in a fresh random order (machine load and cold caches hit all alike); 1 thread by default. Columns:
 chosen/dense speed-up, chosen vs the best measured scheme, and BT time / (its multiply-adds at the
 dense GEMM's measured rate).
 
@@ -19,6 +19,7 @@ Usage: python bench/contraction.py [--threads 1] [--repeats 9] [--skip 4] [--clo
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
@@ -40,10 +41,12 @@ def _median_times(fns: dict, repeats: int) -> dict:
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
-    keys = list(fns)
-    for rep in range(repeats):
-        # rotate the order: whichever runs right after the dense GEMM (which evicts the caches) pays for it
-        for k in keys[rep % len(keys):] + keys[: rep % len(keys)]:
+    keys, order = list(fns), random.Random(0)
+    for _ in range(repeats):
+        # a fresh order per repeat: whichever runs right after the dense GEMM (which streams W through
+        # the caches) starts cold, so no method may always be the one that follows it
+        order.shuffle(keys)
+        for k in keys:
             t0 = CLOCK()
             fns[k]()
             times[k].append(CLOCK() - t0)

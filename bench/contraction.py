@@ -9,16 +9,17 @@ For each, forward and forward+backward (gradients of x and of the factors), the 
   reconstruction), skipping those the model prices above ``--skip`` times the cheapest,
 * ``btcore.matmul`` as it runs by default (the chosen scheme, timed once per shape where that pays).
 
-Methods are interleaved per repeat (machine load hits all alike); 1 thread by default. Columns:
+Methods are interleaved per repeat, in a fresh random order (machine load and cold caches hit all alike); 1 thread by default. Columns:
 chosen/dense speed-up, chosen vs the best measured scheme, and BT time / (its multiply-adds at the
 dense GEMM's measured rate).
 
-Usage: python bench/contraction.py [--threads 1] [--repeats 9] [--skip 4] [--quick]
+Usage: python bench/contraction.py [--threads 1] [--repeats 9] [--skip 4] [--clock wall|cpu] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
@@ -33,15 +34,22 @@ SIZES = {  # name: (in_modes, out_modes, batches)
 }
 
 
+CLOCK = time.perf_counter
+
+
 def _median_times(fns: dict, repeats: int) -> dict:
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
+    keys, order = list(fns), random.Random(0)
     for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
+        # a fresh order per repeat: whichever runs right after the dense GEMM (which streams W through
+        # the caches) starts cold, so no method may always be the one that follows it
+        order.shuffle(keys)
+        for k in keys:
+            t0 = CLOCK()
+            fns[k]()
+            times[k].append(CLOCK() - t0)
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
@@ -87,12 +95,19 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the loaded-machine setting)")
     ap.add_argument("--repeats", type=int, default=9, help="timed repeats per method (medians reported)")
     ap.add_argument("--skip", type=float, default=4.0, help="skip schemes the model prices above this x cheapest")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: elapsed time; cpu: this thread's CPU time (steadier on a shared machine)")
     ap.add_argument("--quick", action="store_true", help="app size and UCF11 batch 16 only, at most 5 repeats")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    global CLOCK
+    if args.clock == "cpu":
+        if args.threads != 1:
+            ap.error("--clock cpu measures one thread: use it with --threads 1")
+        CLOCK = time.thread_time
     keep_memory()
     repeats = min(args.repeats, 5) if args.quick else args.repeats
-    print(f"# BT R=4, N=2, float32, {args.threads} thread(s), median of {repeats}, times in ms, "
+    print(f"# BT R=4, N=2, float32, {args.threads} thread(s), median of {repeats}, {args.clock} times in ms, "
           f"torch {torch.__version__}")
     print("| size | batch | direction | dense | schemes (ms) | chosen | chosen ms | dense/chosen "
           "| chosen/best scheme | BT / (MACs at dense rate) |")

@@ -2,6 +2,7 @@
 
 Modules: :mod:`~btcore.contract.paths` (steps, plans, opt_einsum paths),
 :mod:`~btcore.contract.schemes` (the path, GEMM-shaped fold and dense schemes, how each runs),
+:mod:`~btcore.contract.chain` (the chain scheme: one mode at a time, every step a GEMM on views),
 :mod:`~btcore.contract.cost` (the cost model calibrated on this machine, the planner),
 :mod:`~btcore.contract.function` (the autograd Function with each scheme's backward, timing).
 
@@ -20,7 +21,7 @@ import torch
 
 from ..formats import DenseSpec
 from ..shapes import check_choice, check_positive_int
-from . import cost, schemes
+from . import chain, cost, schemes
 from .cost import Rates, rates, set_rates
 from .function import PlannedMatmul, keep_memory, tune_plan
 from .paths import ContractionPlan, Step, plan_reconstruct, split_steps, uses_x

@@ -22,6 +22,8 @@ import torch
 
 from .paths import ContractionPlan, split_steps
 from ..formats import DenseSpec
+from . import chain as chain_module
+from .chain import chain_plan, chain_rows, chain_spec, kept_bytes
 from .schemes import chunk_rows, dense_plan, fold_plans, fold_single, path_plans
 
 __all__ = ["Rates", "rates", "set_rates", "plan_cost", "candidates", "choose", "ranked"]
@@ -147,6 +149,41 @@ def _fold_cost(plan: ContractionPlan, r: Rates, device_type: str) -> tuple[float
     return fold + gemm + apply, 2 * (fold + gemm + apply)
 
 
+def _chain_block(spec, nb: int, r: Rates) -> float:
+    """Seconds of one row block of ``nb`` rows of the chain scheme (each GEMM as it is called)."""
+    n, d = spec.blocks, spec.d
+    ins, outs, rk = spec.in_modes, spec.out_modes, list(spec.ranks)
+    rows = [rk[k] * outs[k] for k in range(d)]
+    rows[1] = rk[0] * outs[1]  # mode 2's factor carries the folded core: rows (r_1, j_2)
+    cols = nb * spec.in_size // ins[-1]  # (b, i_1..i_{d-1})
+    t = _gemm(r, 1, n * rows[-1], cols, ins[-1])
+    p, e = 1, outs[-1] * cols  # rank combinations applied, elements per (block, combination)
+    if d > 2:
+        p = rk[-1]
+    for k in range(d - 2, 0, -1):
+        x_k = e // ins[k]
+        # n*p GEMMs (rows x I_k) @ (I_k x X) in one broadcast matmul; G's are summed over p after
+        t += _gemm(r, n * p, rows[k], x_k, ins[k])
+        if k == 1 and p > 1:
+            t += n * p * rows[k] * x_k * r.itemsize / r.copy_bps
+        p, e = (p * rk[k], outs[k] * x_k) if k > 1 else (1, outs[k] * x_k)
+    jb = e // ins[0]
+    t += _gemm(r, n * rk[0], jb, outs[0], ins[0])
+    if n * rk[0] > 1:
+        t += n * rk[0] * jb * outs[0] * r.itemsize / r.copy_bps  # the sum over (n, r_1)
+    return t + 2 * nb * spec.out_size * r.itemsize / r.copy_bps  # the one copy into y
+
+
+def _chain_cost(plan: ContractionPlan, spec, r: Rates, device_type: str) -> tuple[float, float]:
+    b = plan.batch
+    rows = chain_rows(spec, b, device_type)
+    full, left = divmod(b, rows)
+    fwd = full * _chain_block(spec, rows, r) + (_chain_block(spec, left, r) if left else 0.0)
+    # backward: two GEMMs per forward GEMM, after recomputing the forward where it is not kept
+    kept = kept_bytes(spec, b, r.itemsize) <= chain_module.KEEP_BYTES
+    return fwd, (2 if kept else 3) * fwd
+
+
 def _dense_cost(plan: ContractionPlan, r: Rates) -> tuple[float, float]:
     rec = sum(_einsum_cost(s, r) for s in plan.steps[:-1])
     g = plan.steps[-1]
@@ -156,7 +193,9 @@ def _dense_cost(plan: ContractionPlan, r: Rates) -> tuple[float, float]:
 
 def plan_cost(plan: ContractionPlan, r: Rates, device_type: str = "cpu", direction: str = "forward") -> float:
     """The model's seconds for ``plan``: forward, or forward + backward with ``direction="train"``."""
-    if plan.scheme == "dense":
+    if plan.scheme == "chain":
+        fwd, bwd = _chain_cost(plan, chain_spec(plan), r, device_type)
+    elif plan.scheme == "dense":
         fwd, bwd = _dense_cost(plan, r)
     elif plan.scheme == "fold":
         fwd, bwd = _fold_cost(plan, r, device_type)
@@ -166,7 +205,7 @@ def plan_cost(plan: ContractionPlan, r: Rates, device_type: str = "cpu", directi
 
 
 def candidates(spec, batch: int, method: str) -> list[ContractionPlan]:
-    """The schemes ``method`` allows: "contract" (W never formed: paths and folds), "dense", "auto" (all),
+    """The schemes ``method`` allows: "contract" (W never formed: paths, the chain, folds), "dense", "auto" (all),
     "path" (the opt_einsum paths only)."""
     if isinstance(spec, DenseSpec):  # one GEMM whatever the method
         return path_plans(spec, batch)
@@ -174,7 +213,7 @@ def candidates(spec, batch: int, method: str) -> list[ContractionPlan]:
         return [dense_plan(spec, batch)]
     out = path_plans(spec, batch)
     if method in ("contract", "auto"):
-        out += fold_plans(spec, batch)
+        out += chain_plan(spec, batch) + fold_plans(spec, batch)
     if method == "auto":
         out.append(dense_plan(spec, batch))
     return out

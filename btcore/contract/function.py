@@ -2,6 +2,8 @@
 
 Backward, by scheme:
 
+* chain: hand-written per row block (:func:`~btcore.contract.chain.chain_backward`: every gradient
+  a GEMM on the forward's views, kept by the forward up to ``chain.KEEP_BYTES``, else recomputed);
 * single-mode fold: hand-written, every gradient one GEMM or batched GEMM on views
   (x: dT @ G^T; G: x^T @ dT; last factor: dY @ T^T), then the small fold's own backward for the
   core and the folded factors;
@@ -19,7 +21,7 @@ from collections import OrderedDict
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import cost, schemes
+from . import chain, cost, schemes
 from .paths import ContractionPlan
 
 __all__ = ["PlannedMatmul", "tune_plan", "keep_memory"]
@@ -32,6 +34,16 @@ class PlannedMatmul(torch.autograd.Function):
     def forward(ctx, plan: ContractionPlan, spec, x2: torch.Tensor, *tensors):
         ctx.plan, ctx.spec = plan, spec
         need = ctx.needs_input_grad[2:]
+        if plan.scheme == "chain":
+            mats = chain.chain_weights(spec, [t.detach() for t in tensors])
+            ctx.rows = chain.chain_rows(spec, x2.shape[0], x2.device.type)
+            ctx.save_for_backward(x2, *tensors)
+            ctx.inner = "chain"
+            ctx.kept = None
+            if chain.kept_bytes(spec, x2.shape[0], x2.element_size()) <= chain.KEEP_BYTES:
+                y, ctx.kept = chain.chain_forward(spec, x2, mats, ctx.rows, keep=True)
+                return y
+            return chain.chain_forward(spec, x2, mats, ctx.rows)
         if schemes.fold_single(plan):
             gm, am = schemes.fold_weights(plan, spec, [t.detach() for t in tensors])
             y, t = schemes.fold_forward(plan, spec, x2, gm, am, keep=True)
@@ -48,6 +60,8 @@ class PlannedMatmul(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, gy):
         need = ctx.needs_input_grad[2:]
+        if ctx.inner == "chain":
+            return (None, None) + _chain_backward(ctx, gy, need)
         if ctx.inner is not None:
             y, leaves = ctx.inner
             wanted = [v for v, n in zip(leaves, need) if n]
@@ -66,6 +80,19 @@ class PlannedMatmul(torch.autograd.Function):
                 got = iter(torch.autograd.grad((gm2, am2), wanted, (g_gm, g_am), allow_unused=True))
             grads = [next(got) if n else None for n in need[1:]]
         return (None, None, g_x, *grads)
+
+
+def _chain_backward(ctx, gy, need):
+    """The chain's hand-written block backward, then the small weight reshuffle's own autograd."""
+    x2, *tensors = ctx.saved_tensors
+    with torch.enable_grad():
+        leaves = [v.detach().requires_grad_(n) for v, n in zip(tensors, need[1:])]
+        mats = chain.chain_weights(ctx.spec, leaves)
+    g_x, g_mats = chain.chain_backward(ctx.spec, gy, x2, [m.detach() for m in mats], ctx.rows, need[0], ctx.kept)
+    ctx.kept = None
+    wanted = [v for v, n in zip(leaves, need[1:]) if n]
+    got = iter(torch.autograd.grad(mats, wanted, g_mats, allow_unused=True)) if wanted else iter(())
+    return (g_x,) + tuple(next(got) if n else None for n in need[1:])
 
 
 #: Timed plans by (spec, batch, method, direction, dtype, device), oldest dropped past :data:`_TUNED_MAX`.

@@ -66,7 +66,8 @@ class ContractionPlan:
     output_indices : str
         Index letters of the result (batch then output modes).
     scheme : str
-        ``"path"`` (the FLOP-optimal pairwise path), ``"fold"`` (a GEMM-shaped order: the core and
+        ``"path"`` (the FLOP-optimal pairwise path), ``"chain"`` (one mode at a time, every step a GEMM
+        on views, see :mod:`btcore.contract.chain`), ``"fold"`` (a GEMM-shaped order: the core and
         the factors of :attr:`folded` modes form one matrix G, x meets G in one GEMM, the other
         modes' factors follow as batched GEMMs) or ``"dense"``.
     folded : tuple of int

@@ -9,6 +9,8 @@
   the other modes follow. With one mode left over, that last step is one (broadcast) GEMM that
   writes y in its final layout, so no operand is ever permuted. This costs more multiply-adds
   than the optimal path, but every one runs at the GEMM rate.
+* ``chain`` (:mod:`btcore.contract.chain`): the FLOP-optimal order of a BT matrix (one mode at a
+  time, then the core, then mode 1) with every step a GEMM on views of laid-out intermediates.
 * ``dense``: reconstruct W, then one GEMM.
 
 Each scheme is a :class:`~btcore.contract.paths.ContractionPlan` (its steps are pairwise
@@ -132,6 +134,10 @@ def _fold_plan(spec: BTSpec, batch: int, folded: tuple[int, ...]) -> Contraction
 
 def chunk_rows(plan: ContractionPlan, device_type: str = "cpu") -> int:
     """Rows of x per block when executing ``plan`` (the whole batch on GPUs)."""
+    if plan.scheme == "chain":
+        from .chain import chain_rows, chain_spec
+
+        return chain_rows(chain_spec(plan), plan.batch, device_type)
     if device_type != "cpu" or plan.batch <= 1 or plan.scheme == "dense":
         return plan.batch
     _, x_steps = split_steps(plan.steps)
@@ -229,6 +235,14 @@ def run(plan: ContractionPlan, spec, x2: torch.Tensor, tensors) -> torch.Tensor:
     row-blocked writes, which callers run without autograd)."""
     if plan.scheme == "dense":
         return x2 @ reconstruct_tensors(spec, tensors)
+    if plan.scheme == "chain":
+        from .chain import chain_forward, chain_rows, chain_weights
+
+        if torch.is_grad_enabled() and any(t.requires_grad for t in list(tensors) + [x2]):
+            from .function import PlannedMatmul
+
+            return PlannedMatmul.apply(plan, spec, x2, *tensors)
+        return chain_forward(spec, x2, chain_weights(spec, tensors), chain_rows(spec, x2.shape[0], x2.device.type))
     if plan.scheme == "fold":
         if fold_single(plan):
             if torch.is_grad_enabled() and any(t.requires_grad for t in list(tensors) + [x2]):

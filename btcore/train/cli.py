@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 import torch.distributed as tdist
 
+from ..contract import keep_memory
 from ..data import ACTION_NAMES, SyntheticActions, load_clip_folder, parse_frame_shape
 from ..shapes import check_choice, factorize, parse_ints, parse_rank, prod
 from .config import OPTIMIZERS, TrainConfig, check_device, model_config, set_cpu_threads
@@ -337,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say_error(exc, int(os.environ.get("RANK", "0")))
         return 2
     dist, rank, device = _start_processes(plan)
+    keep_memory()  # a process of its own: large freed host intermediates stay mapped between steps
     a = plan.args
 
     def out(obj):

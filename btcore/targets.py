@@ -380,6 +380,10 @@ TARGETS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
 }
 
 
+#: Most entries a generated target may have (2^25: 256 MiB in float64, e.g. 57,600 x 576).
+MAX_TARGET_ENTRIES = 2**25
+
+
 def make_target(kind: str, in_modes, out_modes, seed: int = 0, **kwargs) -> np.ndarray:
     """The target ``kind`` (a key of :data:`TARGETS`) of shape (prod(in_modes), prod(out_modes))."""
     from .tensors import check_allocation
@@ -389,6 +393,9 @@ def make_target(kind: str, in_modes, out_modes, seed: int = 0, **kwargs) -> np.n
     i, _ = _size(in_modes, "in_modes")
     j, _ = _size(out_modes, "out_modes")
     seed = _seed(seed)
+    if i * j > MAX_TARGET_ENTRIES:
+        raise ValueError(f"the {i:,} x {j:,} target has {i * j:,} entries, above the {MAX_TARGET_ENTRIES:,} a target "
+                         "may have (fits of larger matrices take minutes); choose smaller modes")
     # A few float64 copies of the (I, J) matrix exist while it is generated.
     check_allocation(3 * 8 * i * j, f"the {i:,} x {j:,} target", "choose smaller modes")
     try:

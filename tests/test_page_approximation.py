@@ -60,7 +60,7 @@ def test_default_fit_charts_text_and_downloads(fitted):
     at = fitted
     specs = plotly_specs(at)
     titles = [s["layout"].get("title", {}).get("text") for s in specs]
-    assert "Error vs parameters" in titles and "ALS convergence" in titles
+    assert "Error vs parameters" in titles and ("ALS convergence" in titles or "Convergence" in titles)  # "Convergence" when a fit left a swamp by Gauss-Newton
     assert any(t and t.startswith("Residual") for t in titles)
     pareto = specs[titles.index("Error vs parameters")]
     assert pareto["layout"]["xaxis"]["type"] == "log" and pareto["layout"]["yaxis"]["type"] == "log"

@@ -1,0 +1,237 @@
+"""Sequence classifiers built from the recurrent layers of :mod:`btcore.rnn`, and the paper's UCF11 setting.
+
+:class:`ClassifierConfig` holds everything that defines a model (validated on construction, JSON
+round trip); :class:`SequenceClassifier` is dropout on the input, a dense/TT/BT LSTM or GRU, and a
+linear head on the last or mean hidden state; :func:`ucf11_config` is the configuration of Ye et al.
+2018 (docs/reference.md, "The paper's UCF11 setting").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .formats import BTSpec, DenseSpec, TTSpec
+from .rnn import (CELLS, GATES, GRU, KINDS, LSTM, PAPER_UCF11_ACCURACY, READOUTS, RECURRENT_INITS, UCF11_BLOCKS,
+                  UCF11_CLASSES, UCF11_HIDDEN_MODES, UCF11_IN_MODES, UCF11_RANK, UCF11_TT_RANKS, _check_dropout,
+                  _check_tensor, _modes, _reset_linear, folded_out_modes)
+from .shapes import check_choice, check_positive_int, prod
+
+__all__ = ["ClassifierConfig", "SequenceClassifier", "ucf11_config", "PAPER_UCF11_ACCURACY"]
+
+def _rank_value(value, field_name: str):
+    """An int, or a tuple of ints (lists from JSON become tuples)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(check_positive_int(v, f"{field_name}[{k}]") for k, v in enumerate(value))
+    return check_positive_int(value, field_name)
+
+
+@dataclass
+class ClassifierConfig:
+    """Everything that defines a :class:`SequenceClassifier`; validated on construction.
+
+    Fields
+    ------
+    kind : "dense" | "tt" | "bt"
+        Format of the input-to-hidden map.
+    cell : "lstm" | "gru"
+    in_modes : tuple of int
+        Input modes; the frame feature size is their product.
+    hidden_modes : tuple of int
+        Hidden modes; hidden size is their product (4x4x4x4 = 256). For "tt"/"bt" the same order d
+        as ``in_modes``.
+    rank : int or tuple
+        BT Tucker rank R (or per-mode ranks), kind "bt".
+    blocks : int
+        BT blocks N, kind "bt".
+    tt_ranks : int or tuple
+        TT ranks, kind "tt".
+    classes : int
+        Number of classes.
+    dropout : float in [0, 1)
+        Dropout on the input and on the recurrent state (training only).
+    readout : "last" | "mean"
+        Classify the last hidden state or the mean over time steps.
+    recurrent_init : "orthogonal" | "uniform"
+        Init of the (dense) hidden-to-hidden weights; orthogonal as in TT-RNN.
+    """
+
+    kind: str = "bt"
+    cell: str = "lstm"
+    in_modes: tuple = UCF11_IN_MODES
+    hidden_modes: tuple = UCF11_HIDDEN_MODES
+    rank: Any = UCF11_RANK
+    blocks: int = UCF11_BLOCKS
+    tt_ranks: Any = UCF11_TT_RANKS
+    classes: int = 11
+    dropout: float = 0.25
+    readout: str = "last"
+    recurrent_init: str = "orthogonal"
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "ClassifierConfig":
+        """Check every field (normalising lists to tuples); raise ``ValueError`` naming the bad field."""
+        check_choice(self.kind, KINDS, "kind")
+        check_choice(self.cell, CELLS, "cell")
+        check_choice(self.readout, READOUTS, "readout")
+        check_choice(self.recurrent_init, RECURRENT_INITS, "recurrent_init")
+        self.in_modes = _modes(self.in_modes, "in_modes")
+        self.hidden_modes = _modes(self.hidden_modes, "hidden_modes")
+        self.classes = check_positive_int(self.classes, "classes")
+        self.dropout = _check_dropout(self.dropout, "dropout")
+        self.blocks = check_positive_int(self.blocks, "blocks")
+        self.rank = _rank_value(self.rank, "rank")
+        self.tt_ranks = _rank_value(self.tt_ranks, "tt_ranks")
+        if self.kind != "dense" and len(self.in_modes) != len(self.hidden_modes):
+            raise ValueError(
+                f"hidden_modes has {len(self.hidden_modes)} modes but in_modes has {len(self.in_modes)}; "
+                f"a {self.kind.upper()} input map needs the same order d for both"
+            )
+        if self.kind == "bt":
+            try:
+                BTSpec(self.in_modes, self.out_modes, self.rank, self.blocks)
+            except ValueError as e:  # BTSpec's messages name rank[k] / blocks / in_modes
+                raise ValueError(f"rank/blocks for the BT input map {self.in_modes} -> {self.out_modes}: {e}") from None
+        elif self.kind == "tt":
+            try:
+                TTSpec(self.in_modes, self.out_modes, self.tt_ranks)
+            except ValueError as e:
+                raise ValueError(f"tt_ranks for the TT input map {self.in_modes} -> {self.out_modes}: {e}") from None
+        return self
+
+    # -- derived sizes -------------------------------------------------------------------------
+    @property
+    def gates(self) -> int:
+        return GATES[self.cell]
+
+    @property
+    def input_size(self) -> int:
+        """Features per frame, prod(in_modes)."""
+        return prod(self.in_modes)
+
+    @property
+    def hidden_size(self) -> int:
+        """Hidden units, prod(hidden_modes)."""
+        return prod(self.hidden_modes)
+
+    @property
+    def out_modes(self) -> tuple[int, ...]:
+        """Output modes of the input-to-hidden map, (G * H_1, H_2, .., H_d)."""
+        return folded_out_modes(self.hidden_modes, self.gates)
+
+    def spec(self):
+        """The input-to-hidden map's format: ``DenseSpec``, ``TTSpec`` or ``BTSpec``."""
+        if self.kind == "bt":
+            return BTSpec(self.in_modes, self.out_modes, self.rank, self.blocks)
+        if self.kind == "tt":
+            return TTSpec(self.in_modes, self.out_modes, self.tt_ranks)
+        return DenseSpec(self.input_size, self.gates * self.hidden_size)
+
+    def input_map_params(self) -> int:
+        """Parameters of the input-to-hidden matrix, without bias (3,392 for the UCF11 BT-LSTM)."""
+        return self.spec().params
+
+    def num_params(self) -> int:
+        """All trainable parameters of the classifier (= ``sum(p.numel())`` of the built model)."""
+        g, h = self.gates, self.hidden_size
+        return (self.input_map_params() + g * h  # input map + b_ih
+                + g * h * h + g * h  # hidden map + b_hh
+                + h * self.classes + self.classes)  # head
+
+    def to_dict(self) -> dict:
+        """Plain-Python dict (JSON-friendly: tuples become lists when serialised)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClassifierConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(d) - names)
+        if extra:
+            raise ValueError(f"unknown ClassifierConfig field(s) {extra}; known: {sorted(names)}")
+        return cls(**d)
+
+    def describe(self) -> str:
+        """Short label such as ``'BT-LSTM (R=4, N=2)'``."""
+        name = f"{self.kind.upper() + '-' if self.kind != 'dense' else ''}{self.cell.upper()}"
+        if self.kind == "bt":
+            return f"{name} (R={self.rank}, N={self.blocks})"
+        if self.kind == "tt":
+            return f"{name} (ranks {self.tt_ranks})"
+        return name
+
+
+class SequenceClassifier(nn.Module):
+    """Recurrent layer over frames (B, T, F) -> last or mean hidden state -> linear head -> logits (B, classes).
+
+    Built from a :class:`ClassifierConfig`; ``forward(x, lengths=None)``. Frames with more than one
+    feature axis, (B, T, *frame), are flattened when their size matches ``config.input_size``.
+
+    ``generator`` (a seeded CPU ``torch.Generator``): every initial weight is drawn from it instead of
+    the global RNG, so models built at the same time in several threads get the weights they would
+    get alone. ``model.rnn.dropout_generator`` does the same for the dropout masks.
+    """
+
+    def __init__(self, config: ClassifierConfig, *, generator: torch.Generator | None = None):
+        super().__init__()
+        if isinstance(config, dict):
+            config = ClassifierConfig.from_dict(config)
+        if not isinstance(config, ClassifierConfig):
+            raise ValueError(f"config must be a ClassifierConfig, got {type(config).__name__}")
+        self.config = dataclasses.replace(config)  # a validated copy
+        c = self.config
+        layer = LSTM if c.cell == "lstm" else GRU
+        self.rnn = layer(c.in_modes, c.hidden_modes, c.kind, rank=c.rank, blocks=c.blocks, tt_ranks=c.tt_ranks,
+                         input_dropout=c.dropout, state_dropout=c.dropout, recurrent_init=c.recurrent_init)
+        self.head = nn.Linear(c.hidden_size, c.classes)
+        if generator is not None:  # every initial weight from this model's own generator
+            self.rnn.cell.reset_parameters(generator)
+            _reset_linear(self.head, generator)
+
+    @property
+    def num_params(self) -> int:
+        """Trainable parameters (equal to ``config.num_params()``)."""
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def input_map(self) -> nn.Module:
+        """The input-to-hidden map (``nn.Linear``, :class:`TTLinear` or :class:`BTLinear`)."""
+        return self.rnn.cell.input_map
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, classes) of ``x`` (B, T, F) or (B, T, *frame); T >= 1, B = 0 gives (0, classes)."""
+        c = self.config
+        _check_tensor(x, "x")
+        if x.dim() > 3 and prod(x.shape[2:]) == c.input_size:
+            x = x.flatten(2)
+        if x.dim() != 3 or x.shape[-1] != c.input_size:
+            raise ValueError(f"x must have shape (batch, time, {c.input_size}) (frames of "
+                             f"{' x '.join(map(str, c.in_modes))} features), got {tuple(x.shape)}")
+        outputs, state = self.rnn(x, lengths=lengths)
+        if c.readout == "last":
+            h = state[0] if c.cell == "lstm" else state
+        elif lengths is None:
+            h = outputs.mean(1)
+        else:
+            n = torch.as_tensor(lengths, device=x.device).to(outputs.dtype)
+            h = outputs.sum(1) / n[:, None]  # outputs are zero past each length
+        return self.head(h)
+
+
+def ucf11_config(kind: str = "bt", cell: str = "lstm", **overrides) -> ClassifierConfig:
+    """The UCF11 setting of Ye et al. 2018: frames 8x20x20x18 = 57,600, hidden 4x4x4x4 = 256,
+    BT R=4, N=2 (3,392 input-map parameters for LSTM), TT ranks 4 (3,360), 11 classes, dropout 0.25.
+
+    The input map's output modes are 16x4x4x4 (LSTM) or 12x4x4x4 (GRU). ``overrides`` replace fields.
+    """
+    base = dict(kind=kind, cell=cell, in_modes=UCF11_IN_MODES, hidden_modes=UCF11_HIDDEN_MODES, rank=UCF11_RANK,
+                blocks=UCF11_BLOCKS, tt_ranks=UCF11_TT_RANKS, classes=UCF11_CLASSES, dropout=0.25, readout="last",
+                recurrent_init="orthogonal")
+    base.update(overrides)
+    return ClassifierConfig(**base)

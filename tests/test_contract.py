@@ -122,7 +122,7 @@ def test_plan_steps_are_consistent():
         assert step.macs == math.prod(sizes[c] for c in set(step.left_indices + step.right_indices))
         assert step.result_shape == tuple(sizes[c] for c in step.result_indices)
     assert names == {"y"}
-    # The optimal path beats the greedy one (REFERENCE.md: greedy can be far from optimal for BT).
+    # The optimal path beats the greedy one (docs/reference.md: a greedy order can be far from optimal for BT).
     import opt_einsum
     net = spec.network()
     shapes = [(16,) + s[1:] if n == "x" else s for n, s in zip(net.names, net.shapes)]

@@ -8,7 +8,7 @@ UCF_IN, UCF_OUT, UCF_OUT_GRU = (8, 20, 20, 18), (16, 4, 4, 4), (12, 4, 4, 4)
 
 
 def test_paper_numbers():
-    """REFERENCE.md section 2: the UCF11 input-to-hidden map."""
+    """docs/reference.md, "The paper's UCF11 setting": the UCF11 input-to-hidden map."""
     assert btcore.dense_params(UCF_IN, UCF_OUT) == 58_982_400
     assert btcore.bt_params(UCF_IN, UCF_OUT, 4, 1) == 1_696
     assert btcore.bt_params(UCF_IN, UCF_OUT, 4, 2) == 3_392
@@ -66,10 +66,10 @@ def test_macs_follow_the_plan():
         plan = spec.plan(batch)
         assert spec.macs(batch) == plan.macs / batch == sum(s.macs for s in plan.steps) / batch
         assert plan.method == "contract"
-    # The contraction is far cheaper than the dense product (REFERENCE.md: first step ~40% of total).
+    # The contraction is far cheaper than the dense product (docs/reference.md: the first step is ~40% of the total).
     assert spec.macs(16) < 0.1 * DenseSpec(UCF_IN, UCF_OUT).macs(16)
     assert DenseSpec(UCF_IN, UCF_OUT).macs(16) == 57_600 * 1_024
-    # The first step that touches x costs I * min_k(J_k R) * N per sample (REFERENCE.md section 1).
+    # The first step that touches x costs I * min_k(J_k R) * N per sample (docs/reference.md, "y = x W without forming W").
     first_x = next(s for s in spec.plan(16).steps if "x" in (s.left, s.right))
     assert first_x.macs / 16 == min(j * 4 for j in UCF_OUT) * 57_600 * 2
 

@@ -197,7 +197,7 @@ def test_init_matches_dense_linear(kind, in_modes, out_modes, rank, blocks):
 
 
 def test_init_ucf11_output_not_vanishing_or_exploding():
-    """REFERENCE.md section 4: earlier BT layers gave output std 7e-6 or 126 where dense gives 0.58."""
+    """docs/reference.md, "Initialisation": earlier BT layers gave output std 7e-6 or 126 where dense gives 0.58."""
     torch.manual_seed(0)
     x = torch.randn(32, 57600)
     for layer in (BTLinear((8, 20, 20, 18), (16, 4, 4, 4), 4, 2), TTLinear((8, 20, 20, 18), (16, 4, 4, 4), 4)):

@@ -39,6 +39,55 @@ def _leading_basis(X: torch.Tensor, k: int, r: int) -> torch.Tensor:
     return Uk[:, :r].contiguous()
 
 
+def _group_eigenvectors(ev: torch.Tensor, Wm: torch.Tensor, R: int, N: int) -> list[list[int]] | None:
+    """Indices of the eigenvectors per block: the connected components of the pattern of ``Wm``
+    (``E^-1 S_3 S_2^-1 E``), at the largest threshold that still gives N groups of R (components
+    smaller than R, from a block whose pencil splits further, are packed together); None if none does.
+    """
+    n = Wm.shape[0]
+    A = Wm.abs()
+    A = A / A.max()
+    # components of the pattern graph, with the threshold the largest that still gives blocks of R
+    # eigenvectors of complex-conjugate eigenvalues belong together (real bases)
+    conj = torch.zeros((n, n), dtype=torch.bool)
+    scale_ev = float(ev.abs().max()) + 1e-300
+    for i in range(n):
+        if abs(float(ev[i].imag)) > 1e-10 * scale_ev:
+            j = int(torch.argmin((ev - ev[i].conj()).abs()))
+            conj[i, j] = conj[j, i] = True
+    groups = None
+    for thr in (1e-10, 1e-8, 1e-6, 1e-4, 1e-3):
+        adj = (A > thr) | (A.T > thr) | conj
+        seen, comps = [False] * n, []
+        for s in range(n):
+            if seen[s]:
+                continue
+            stack, comp_ = [s], []
+            seen[s] = True
+            while stack:
+                i = stack.pop()
+                comp_.append(i)
+                for j in torch.nonzero(adj[i]).flatten().tolist():
+                    if not seen[j]:
+                        seen[j] = True
+                        stack.append(j)
+            comps.append(sorted(comp_))
+        if max(map(len, comps)) > R:
+            continue
+        # components smaller than R (blocks whose pencil splits further) are packed into N groups
+        bins = [[] for _ in range(N)]
+        for c in sorted(comps, key=len, reverse=True):
+            fit = [b for b in bins if len(b) + len(c) <= R]
+            if not fit:
+                break
+            max(fit, key=len).extend(c)
+        else:
+            if all(len(b) == R for b in bins):
+                groups = bins
+                break
+    return groups
+
+
 def algebraic_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0):
     """Factors and cores of an exact BT model of T computed algebraically, or None.
 
@@ -90,47 +139,7 @@ def algebraic_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0):
         Wm = torch.linalg.solve(E, Y.to(E.dtype) @ E)
     except RuntimeError:
         return None
-    n = E.shape[0]
-    A = Wm.abs()
-    A = A / A.max()
-    # components of the pattern graph, with the threshold the largest that still gives blocks of R
-    # eigenvectors of complex-conjugate eigenvalues belong together (real bases)
-    conj = torch.zeros((n, n), dtype=torch.bool)
-    scale_ev = float(ev.abs().max()) + 1e-300
-    for i in range(n):
-        if abs(float(ev[i].imag)) > 1e-10 * scale_ev:
-            j = int(torch.argmin((ev - ev[i].conj()).abs()))
-            conj[i, j] = conj[j, i] = True
-    groups = None
-    for thr in (1e-10, 1e-8, 1e-6, 1e-4, 1e-3):
-        adj = (A > thr) | (A.T > thr) | conj
-        seen, comps = [False] * n, []
-        for s in range(n):
-            if seen[s]:
-                continue
-            stack, comp_ = [s], []
-            seen[s] = True
-            while stack:
-                i = stack.pop()
-                comp_.append(i)
-                for j in torch.nonzero(adj[i]).flatten().tolist():
-                    if not seen[j]:
-                        seen[j] = True
-                        stack.append(j)
-            comps.append(sorted(comp_))
-        if max(map(len, comps)) > R:
-            continue
-        # components smaller than R (blocks whose pencil splits further) are packed into N groups
-        bins = [[] for _ in range(N)]
-        for c in sorted(comps, key=len, reverse=True):
-            fit = [b for b in bins if len(b) + len(c) <= R]
-            if not fit:
-                break
-            max(fit, key=len).extend(c)
-        else:
-            if all(len(b) == R for b in bins):
-                groups = bins
-                break
+    groups = _group_eigenvectors(ev, Wm, R, N)
     if groups is None:
         return None
     # real basis of each block's mode-k subspace (real and imaginary parts of its eigenvectors)

@@ -13,7 +13,7 @@ from app.page_state import Field
 from btcore.shapes import prod
 
 __all__ = [
-    "FORMATS", "build_specs", "index_meanings", "uses_x", "walkthrough_rows", "step_sentence", "shape_text",
+    "FORMATS", "build_specs", "index_meanings", "indexed_shape", "uses_x", "walkthrough_rows", "step_sentence", "shape_text",
     "SECTIONS", "SPECIAL_CASES", "section_title", "examples_for", "page_fields", "bt_breakdown", "budget_pairs", "growth_rows", "ucf11_example", "ucf11_rows", "ucf11_text", "recurrent_text", "TensorizationGrid", "tensorization_grid",
     "TEACHING_EXAMPLES", "sub",
 ]
@@ -103,12 +103,18 @@ def walkthrough_rows(spec, batch: int, dtype_bytes: int | None = None) -> list[d
             "summed over": s.summed or "(none)",
             "result": s.result,
             "result shape": shape_text(s.result_shape),
+            "result indices": indexed_shape(s.result_indices, s.result_shape),
             "multiply-adds": s.macs,
             "multiply-adds / sample": s.macs / batch,
             "result memory": btcore.format_bytes(s.result_elements * size),
             "result bytes": s.result_elements * size,
         })
     return rows
+
+
+def indexed_shape(indices: str, shape) -> str:
+    """A shape with each size labelled by its index letter, ``b=16 × A=8 × ..`` (``b`` is the batch)."""
+    return " × ".join(f"{c}={n:,}" for c, n in zip(indices, shape))
 
 
 def step_sentence(step, meanings: dict[str, tuple[str, int]], involves_x: bool = True) -> str:
@@ -123,7 +129,8 @@ def step_sentence(step, meanings: dict[str, tuple[str, int]], involves_x: bool =
     return (
         f"**{step.left}** (shape {shape_text(step.left_shape)}) meets **{step.right}** "
         f"(shape {shape_text(step.right_shape)}). {summed}{shared}. The result **{step.result}** has shape "
-        f"**{shape_text(step.result_shape)}** ({step.result_elements:,} numbers, "
+        f"**{shape_text(step.result_shape)}**, index by index {indexed_shape(step.result_indices, step.result_shape)}"
+        f"{' (b is the batch)' if 'b' in step.result_indices else ''} ({step.result_elements:,} numbers, "
         f"{btcore.format_bytes(step.result_elements * btcore.dtype_bytes('float32'))} in float32), and the step costs "
         f"**{step.macs:,}** multiply-adds: the product of the sizes of every index involved."
         + ("" if involves_x else " This step joins only the format's own tensors, not x: its result is the same "

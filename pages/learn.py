@@ -192,7 +192,7 @@ def steps_section() -> None:
                                          dense_per_sample=None if name == "Dense" else dense_per_sample, selected=k,
                                          title=f"{labels[name]}: multiply-adds per sample, by step"),
                             width="stretch", key=K + f"bars_{name}")
-            table = pd.DataFrame(rows)[["step", "tensors that meet", "result shape", "multiply-adds",
+            table = pd.DataFrame(rows)[["step", "tensors that meet", "result indices", "result shape", "multiply-adds",
                                         "multiply-adds / sample", "result memory", "summed over", "einsum", "result",
                                         "involves x"]]
             st.dataframe(table, hide_index=True, width="stretch", key=K + f"table_{name}", column_config={

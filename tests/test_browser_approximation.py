@@ -55,6 +55,7 @@ def test_suggest_flow(app_page):
     chart.screenshot(path=str(screenshot(pg, "approximation_suggest").with_name("approximation_suggest_chart.png")))
     pg.locator(".st-key-approx_apply button").first.click()
     wait_idle(pg)
+    pg.get_by_text("Applied").first.wait_for(timeout=60_000)  # the rerun after the click may still be drawing
     assert pg.get_by_text("Applied").first.is_visible()
     assert pg.locator(".st-key-approx_mode").get_by_text("explicit ranks").first.is_visible()
     screenshot(pg, "approximation_suggest_applied")

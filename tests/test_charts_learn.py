@@ -257,3 +257,15 @@ def test_contraction_tree_has_every_operand_and_step(make):
     hot = {n for n, w in zip(tr.text, tr.marker.line.width) if w == 3}
     assert hot == {steps[0].left, steps[0].right, steps[0].result}
     assert len(fig.layout.shapes) == 2 * len(steps)
+
+
+def test_step_shapes_name_their_indices_with_b_for_the_batch():
+    from app import learn_data as ld
+
+    spec = UCF.bt_spec()
+    rows = ld.walkthrough_rows(spec, 16)
+    plan = btcore.plan_matmul(spec, 16)
+    for row, step in zip(rows, plan.steps):
+        assert row["result indices"] == " × ".join(f"{c}={n:,}" for c, n in zip(step.result_indices, step.result_shape))
+    assert any(r["result indices"].startswith("b=16") or " b=16" in r["result indices"] for r in rows[:-1])
+    assert ld.indexed_shape("bA", (16, 8)) == "b=16 × A=8"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -383,6 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _say_error(f"--out {a.out}: could not write the results ({exc})", rank)
             status = 1
     if dist is not None:
+        # DDP wrappers hold the process group's communication threads: free them (and everything that
+        # refers to them) before the group goes, or the process can abort at exit ("terminate called")
+        del results, rows
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
     return status

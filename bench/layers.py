@@ -109,6 +109,30 @@ def _chosen_macs(layer, b):
     return tune_plan(layer.to_matrix(), b).macs if plan.cost_s > 2e-3 else plan.macs
 
 
+def _peer_layers(in_modes, out_modes) -> dict:
+    """Other libraries' factorized layers at R=4 where installed (skipped, with a note, when not).
+
+    tensorly-torch's BlockTT (a TT-matrix) in its factorized implementation, and tednet's BT layer
+    (R=4, N=2). Neither is a dependency of BT Lab: install them yourself to compare.
+    """
+    peers = {}
+    try:
+        import tltorch
+
+        peers["tensorly-torch BlockTT (rank 4)"] = tltorch.FactorizedLinear(
+            in_tensorized_features=tuple(in_modes), out_tensorized_features=tuple(out_modes),
+            factorization="blocktt", rank=4, implementation="factorized")
+    except Exception as exc:  # not installed, or an API this script does not know
+        print(f"(tensorly-torch skipped: {type(exc).__name__}: {exc})")
+    try:
+        from tednet.tnn.block_term import BTTLinear
+
+        peers["tednet BT (R=4, N=2)"] = BTTLinear(list(in_modes), list(out_modes), [4] * len(in_modes), 2)
+    except Exception as exc:
+        print(f"(tednet skipped: {type(exc).__name__}: {exc})")
+    return peers
+
+
 def bench_layers(batches, repeats, in_modes=IN_MODES, out_modes=OUT_MODES):
     torch.manual_seed(0)
     n_in, n_out = math.prod(in_modes), math.prod(out_modes)
@@ -131,6 +155,7 @@ def bench_layers(batches, repeats, in_modes=IN_MODES, out_modes=OUT_MODES):
         "einsum BT (R=4, N=2)": EinsumFactorized(bt),
         "einsum TT (ranks 4)": EinsumFactorized(tt),
     }
+    layers |= _peer_layers(in_modes, out_modes)
     params = {name: sum(p.numel() for p in m.parameters()) for name, m in layers.items()}
     params["einsum BT (R=4, N=2)"] = params["BTLinear (R=4, N=2)"]
     params["einsum TT (ranks 4)"] = params["TTLinear (ranks 4)"]
@@ -156,7 +181,7 @@ def bench_layers(batches, repeats, in_modes=IN_MODES, out_modes=OUT_MODES):
         tf = _round_robin(fns_f, repeats)
         tfb = _round_robin(fns_fb, max(3, repeats // 2))
         for name in layers:
-            rows.append((b, name, params[name], macs[b][name], tf[name], tfb[name],
+            rows.append((b, name, params[name], macs[b].get(name, math.nan), tf[name], tfb[name],
                          tf["dense nn.Linear"] / tf[name], tfb["dense nn.Linear"] / tfb[name]))
     return rows
 

@@ -26,13 +26,12 @@ step inputs for it up to :data:`KEEP_BYTES`, beyond which the backward recompute
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import torch
 
 from ..formats import _BLOCK, _IN, _OUT, _RANK, BTSpec
-from .paths import ContractionPlan, Step
+from .paths import ContractionPlan, make_step
 
 __all__ = ["CHAIN_ELEMENTS", "KEEP_BYTES", "kept_bytes", "chain_plan", "chain_spec", "chain_rows", "chain_weights",
            "chain_forward", "chain_backward"]
@@ -47,14 +46,6 @@ KEEP_BYTES = 1 << 29
 CHAIN_ELEMENTS = 1 << 20
 
 
-def _step(left, right, result, lt, rt, ot, sizes) -> Step:
-    union = list(dict.fromkeys(lt + rt))
-    return Step(left=left, right=right, result=result, left_indices=lt, right_indices=rt, result_indices=ot,
-                left_shape=tuple(sizes[c] for c in lt), right_shape=tuple(sizes[c] for c in rt),
-                result_shape=tuple(sizes[c] for c in ot), summed="".join(c for c in union if c not in ot),
-                macs=math.prod(sizes[c] for c in union))
-
-
 def chain_plan(spec, batch: int) -> list[ContractionPlan]:
     """The chain scheme of a BT spec with d >= 2 (empty list otherwise), its steps in the layouts that run."""
     if not isinstance(spec, BTSpec) or spec.d < 2:
@@ -65,18 +56,18 @@ def chain_plan(spec, batch: int) -> list[ContractionPlan]:
     terms = dict(zip(net.names, net.terms))
     others = "".join(_RANK[k] for k in range(d - 1, 1, -1))  # r_d..r_3: ranks applied before G
     g_t = blk + others + _RANK[0] + _OUT[1] + _IN[1]
-    steps = [_step("C", "A2", "G", terms["C"], terms["A2"], g_t, sizes)]
+    steps = [make_step("C", "A2", "G", terms["C"], terms["A2"], g_t, sizes)]
     cur, cur_t, ranks, outs = "x", terms["x"], "", ""
     for k in range(d - 1, 1, -1):
         ranks += _RANK[k]
         outs = _OUT[k] + outs
         res = blk + ranks + outs + "b" + _IN[:k]
         name = f"T{d - k}"
-        steps.append(_step(cur, f"A{k + 1}", name, cur_t, terms[f"A{k + 1}"], res, sizes))
+        steps.append(make_step(cur, f"A{k + 1}", name, cur_t, terms[f"A{k + 1}"], res, sizes))
         cur, cur_t = name, res
     res = blk + _RANK[0] + _OUT[1] + outs + "b" + _IN[0]
-    steps.append(_step(cur, "G", "Z", cur_t, g_t, res, sizes))
-    steps.append(_step("Z", "A1", "y", res, terms["A1"], net.output, sizes))
+    steps.append(make_step(cur, "G", "Z", cur_t, g_t, res, sizes))
+    steps.append(make_step("Z", "A1", "y", res, terms["A1"], net.output, sizes))
     return [ContractionPlan("contract", batch, tuple(steps), "chain", net.output, scheme="chain")]
 
 

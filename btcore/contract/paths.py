@@ -49,6 +49,16 @@ class Step:
         return math.prod(self.result_shape)
 
 
+def make_step(left, right, result, lt, rt, ot, sizes) -> Step:
+    """The :class:`Step` joining ``left`` (indices ``lt``) and ``right`` (``rt``) into ``result`` (``ot``);
+    ``sizes`` maps index letters to sizes. Its cost is the product of every index involved."""
+    union = list(dict.fromkeys(lt + rt))
+    return Step(left=left, right=right, result=result, left_indices=lt, right_indices=rt, result_indices=ot,
+                left_shape=tuple(sizes[c] for c in lt), right_shape=tuple(sizes[c] for c in rt),
+                result_shape=tuple(sizes[c] for c in ot), summed="".join(c for c in union if c not in ot),
+                macs=math.prod(sizes[c] for c in union))
+
+
 @dataclass(frozen=True)
 class ContractionPlan:
     """A scheme for ``x @ W`` (or for W alone): its pairwise steps, in the order they run, and its cost.

@@ -25,7 +25,7 @@ import math
 import torch
 
 from ..formats import BTSpec, DenseSpec, Network
-from .paths import (ContractionPlan, Step, candidate_paths, network_with_batch, plan_reconstruct, split_steps,
+from .paths import (ContractionPlan, Step, candidate_paths, make_step, network_with_batch, plan_reconstruct, split_steps,
                     steps_for)
 
 __all__ = ["CHUNK_ELEMENTS", "chunk_rows", "path_plans", "fold_plans", "dense_plan", "run", "run_steps",
@@ -39,14 +39,6 @@ CHUNK_ELEMENTS = 1 << 20
 
 def _sizes(net: Network, batch: int) -> dict[str, int]:
     return dict(net.sizes) | {"b": batch}
-
-
-def _step(left, right, result, lt, rt, ot, sizes) -> Step:
-    union = list(dict.fromkeys(lt + rt))
-    return Step(left=left, right=right, result=result, left_indices=lt, right_indices=rt, result_indices=ot,
-                left_shape=tuple(sizes[c] for c in lt), right_shape=tuple(sizes[c] for c in rt),
-                result_shape=tuple(sizes[c] for c in ot), summed="".join(c for c in union if c not in ot),
-                macs=math.prod(sizes[c] for c in union))
 
 
 def path_plans(spec, batch: int, slack: float = 1.5, limit: int = 4) -> list[ContractionPlan]:
@@ -109,14 +101,13 @@ def _fold_plan(spec: BTSpec, batch: int, folded: tuple[int, ...]) -> Contraction
     steps, cur, cur_t = [], "C", terms["C"]
     for n, k in enumerate(folded, 1):
         a = f"A{k + 1}"
-        done = folded[:n]
         present = set(cur_t + terms[a])
         pending = "".join(terms[f"A{m + 1}"][-1] for m in folded[n:])  # ranks of modes still to fold
         keep = "".join(c for c in g_idx if c in present) + "".join(c for c in pending if c in present)
         name = "G" if n == len(folded) else f"F{n}"
-        steps.append(_step(cur, a, name, cur_t, terms[a], keep, sizes))
+        steps.append(make_step(cur, a, name, cur_t, terms[a], keep, sizes))
         cur, cur_t = name, keep
-    steps.append(_step("x", "G", "T", terms["x"], cur_t, t_idx, sizes))
+    steps.append(make_step("x", "G", "T", terms["x"], cur_t, t_idx, sizes))
     cur, cur_t = "T", t_idx
     for n, k in enumerate(order, 1):
         a = f"A{k + 1}"
@@ -127,7 +118,7 @@ def _fold_plan(spec: BTSpec, batch: int, folded: tuple[int, ...]) -> Contraction
             j_letters = "".join(c for c in net.out_indices if c in out)
             out = "".join(c for c in out if c not in j_letters) + j_letters
         name = "y" if last else f"T{n}"
-        steps.append(_step(cur, a, name, cur_t, terms[a], out, sizes))
+        steps.append(make_step(cur, a, name, cur_t, terms[a], out, sizes))
         cur, cur_t = name, out
     return ContractionPlan("contract", batch, tuple(steps), "fold", net.output, scheme="fold", folded=folded)
 

@@ -32,7 +32,7 @@ from numbers import Integral
 import torch
 from torch import nn
 
-from .formats import dtype_bytes
+from .formats import DEFAULT_MAX_BYTES, dtype_bytes, format_bytes
 from .layers import BTLinear, TTLinear
 from .shapes import check_choice, check_modes, check_positive_int, prod
 from .tensors import check_allocation
@@ -143,7 +143,12 @@ class _Cell(nn.Module):
         # One memory budget before anything is allocated: the dense maps grow as I * G * H and G * H^2.
         dense_in = self.input_size * g * hs if input_map is None and self.kind == "dense" else 0
         size = dtype_bytes(dtype if dtype is not None else torch.get_default_dtype())
-        check_allocation((dense_in + g * hs * hs) * size, f"the dense maps of this {type(self).__name__}",
+        nbytes = (dense_in + g * hs * hs) * size
+        if nbytes > DEFAULT_MAX_BYTES:  # the specs' limit on a format's parameters, for the dense maps too
+            raise ValueError(f"the dense maps of this {type(self).__name__} need {format_bytes(nbytes)}, above the "
+                             f"{format_bytes(DEFAULT_MAX_BYTES)} limit on a layer's parameters; lower the hidden size "
+                             "or use a TT/BT input map")
+        check_allocation(nbytes, f"the dense maps of this {type(self).__name__}",
                          "lower the hidden size or use a TT/BT input map")
         if input_map is None:
             input_map = make_input_map(kind, self.in_modes, self.hidden_modes, g, rank=rank, blocks=blocks,

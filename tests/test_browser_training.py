@@ -160,15 +160,20 @@ def test_a_copied_link_opens_the_same_page_in_a_fresh_session(app_page, browser,
     pg.locator(".st-key-train_link button").click()
     code = pg.locator("[data-testid=stPopoverBody] code, [data-testid=stPopoverBody] pre").first
     code.wait_for(timeout=T)
-    link = code.inner_text().strip()
-    assert link.startswith(streamlit_server) and "t_epochs=4" in link and "t_seed=7" in link
+    want = ("t_clips=256", "t_epochs=4", "t_seed=7", "t_rank=3")
+    for _ in range(40):  # the popover is drawn by the rerun after the last entry: wait for that run's link
+        link = code.inner_text().strip()
+        if all(w in link for w in want):
+            break
+        pg.wait_for_timeout(250)
+    assert link.startswith(streamlit_server) and all(w in link for w in want), link
     ctx = browser.new_context(viewport={"width": 1400, "height": 2400})  # a fresh session: no shared state
     try:
         other = ctx.new_page()
         other.goto(link, timeout=T)
         wait_idle(other, T)
         other.locator(".st-key-train_epochs input").wait_for(timeout=T)
-        assert _typed_values(other) == TYPED
+        assert _typed_values(other) == TYPED, link
         assert other.locator("[data-testid=stException]").count() == 0
         screenshot(other, "training_from_link")
     finally:

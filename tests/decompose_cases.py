@@ -21,3 +21,23 @@ def noisy(W, level, seed=1):
 
 def nonincreasing(errors):
     return all(b <= a for a, b in zip(errors, errors[1:]))
+
+
+def random_bt_cases(n: int, seed: int, *, algebraic_only: bool = False) -> list:
+    """``n`` random small exact-BT shapes ``(in_modes, out_modes, R, N, index)``, d = 3..5, R = 2..4,
+    N = 2..4; with ``algebraic_only``, only shapes with at least two modes of size >= N R (where the
+    algebraic start applies)."""
+    import math
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        d, R, N = rng.choice([3, 4, 5]), rng.choice([2, 3, 4]), rng.choice([2, 3, 4])
+        im = tuple(rng.choice([2, 3, 4]) for _ in range(d))
+        om = tuple(rng.choice([2, 3, 4]) for _ in range(d))
+        M = [a * b for a, b in zip(im, om)]
+        if min(M) < R or math.prod(M) > 3e5 or (algebraic_only and sum(m >= N * R for m in M) < 2):
+            continue
+        out.append((im, om, R, N, len(out)))
+    return out

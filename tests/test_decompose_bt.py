@@ -10,7 +10,7 @@ import torch
 import btcore
 from btcore import BTMatrix
 from btcore.decompose import FitInfo, cap_bt_ranks, cap_tt_ranks, fit_bt, fit_cp, fit_tt, fit_tucker, relative_error
-from decompose_cases import bt_dense as _bt, noisy as _noisy, nonincreasing as _nonincreasing
+from decompose_cases import bt_dense as _bt, noisy as _noisy, nonincreasing as _nonincreasing, random_bt_cases
 
 
 @pytest.mark.parametrize("im, om, rank, blocks", [
@@ -312,19 +312,7 @@ def test_every_bad_setting_names_its_field(field, value):
 
 def _random_cases(n, seed):
     """n random exact-BT cases, d = 3..5, R = 2..4, N = 2..4, drawn without restricting the regime."""
-    import random
-
-    rng = random.Random(seed)
-    out = []
-    while len(out) < n:
-        d, R, N = rng.choice([3, 4, 5]), rng.choice([2, 3, 4]), rng.choice([2, 3, 4])
-        im = tuple(rng.choice([2, 3, 4]) for _ in range(d))
-        om = tuple(rng.choice([2, 3, 4]) for _ in range(d))
-        M = [a * b for a, b in zip(im, om)]
-        if min(M) < R or math.prod(M) > 3e5:
-            continue
-        out.append((im, om, R, N, len(out)))
-    return out
+    return random_bt_cases(n, seed)
 
 
 @pytest.mark.slow

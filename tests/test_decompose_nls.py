@@ -1,7 +1,6 @@
 """Tests of btcore.decompose.nls: structured gradient / Gramian products, monotone errors, recovery, statuses."""
 
 import math
-import random
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ import torch
 from btcore import BTMatrix
 from btcore.decompose.nls import _GN, _gradient, bt_dense, nls_fit, nls_refine, random_start
 from btcore.decompose import interleave
+from decompose_cases import random_bt_cases
 
 
 def _tiny():
@@ -64,17 +64,7 @@ def test_error_history_never_increases(dense_max):
 def _cases(n=30, seed=0):
     """Random small exact-BT shapes with at least two modes of size >= N R (where the algebraic
     start applies; see the module notes for the other regime)."""
-    rng = random.Random(seed)
-    out = []
-    while len(out) < n:
-        d, R, N = rng.choice([3, 4, 5]), rng.choice([2, 3, 4]), rng.choice([2, 3, 4])
-        im = tuple(rng.choice([2, 3, 4]) for _ in range(d))
-        om = tuple(rng.choice([2, 3, 4]) for _ in range(d))
-        M = [a * b for a, b in zip(im, om)]
-        if min(M) < R or math.prod(M) > 3e5 or sum(m >= N * R for m in M) < 2:
-            continue
-        out.append((im, om, R, N, len(out)))
-    return out
+    return random_bt_cases(n, seed, algebraic_only=True)
 
 
 def test_recovery_suite():

@@ -13,7 +13,8 @@ tensorly ``tensor_train_matrix`` at the TT rank closest to the BT budget. Times 
 ``--repeats`` runs, wall clock and process CPU time (on a shared, loaded machine the CPU time is
 the fairer figure for one-thread code); errors are ||W - M|| / ||W|| in float64.
 
-``--advise`` runs the format advisor instead: ``suggest_formats`` on the Approximation page's
+``--page`` times the Approximation page's default job instead (its worker without Streamlit: the
+default target, budget 1,000 and the 5-budget sweep, quick effort). ``--advise`` runs the format advisor instead: ``suggest_formats`` on the Approximation page's
 default target (exact BT N=2, R=3 + 1% noise, 256 x 256 as 4x4x4x4 -> 4x4x4x4) at a budget of
 2,000 parameters, and prints its time, its recommendation and the Pareto front as a Markdown table.
 """
@@ -145,14 +146,48 @@ def bench_advise(budget: int = 2000) -> None:
               f"{'' if r.blocks is None else r.blocks} | {r.params:,} | {r.error:.4g} | {r.stage} |")
 
 
+def bench_page(repeats: int = 3) -> None:
+    """The Approximation page's default job (its worker, without Streamlit): median wall seconds and the
+    slowest fits of the last run."""
+    import sys
+    from types import SimpleNamespace
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "app"))
+    from approximation import plan
+    from approximation.run import make_worker
+
+    inputs = plan.SpecInputs("4x4x4x4", "4x4x4x4", target="bt", target_kwargs={"noise": 0.01})
+    spec = plan.build_spec(inputs)
+    times, cpus, res = [], [], None
+    for _ in range(repeats):
+        job = SimpleNamespace(should_stop=False, progress=0.0, update=lambda **kw: None)
+        c0, t0 = time.process_time(), time.perf_counter()
+        res = make_worker(spec, None, {})(job)
+        times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    print(f"\n### Approximation page, default job: {len(spec.tasks)} fits, median of {repeats}: "
+          f"{statistics.median(times):.2f} s ({statistics.median(cpus):.2f} s CPU)\n")
+    print("| format | params | error |")
+    print("|---|---|---|")
+    for row in res.main:
+        print(f"| {row.format} {row.ranks} | {row.params:,} | {row.rel_error:.4g} |")
+    slow = sorted(((info.seconds, f"{info.format} {info.ranks} N={info.blocks}", info.reason)
+                   for _, info in res.new_fits.values()), reverse=True)[:6]
+    print("\nslowest fits: " + "; ".join(f"{w} {s:.2f} s ({r})" for s, w, r in slow))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="one repeat, case A only")
     ap.add_argument("--advise", action="store_true", help="the format advisor on the page's default target only")
+    ap.add_argument("--page", action="store_true", help="the Approximation page's default job only")
     args = ap.parse_args(argv)
     if args.advise:
         bench_advise()
+        return
+    if args.page:
+        bench_page(args.repeats)
         return
     reps = 1 if args.quick else args.repeats
     im = om = (4, 8, 8, 4)

@@ -318,11 +318,11 @@ def _random_cases(n, seed):
 @pytest.mark.slow
 def test_recovery_rate_over_a_random_suite():
     ok = false_converged = 0
-    cases = _random_cases(20, 2)
+    cases = _random_cases(30, 2)  # the random suite of bench/nls.py
     for im, om, R, N, s in cases:
         W = BTMatrix.random(im, om, R, N, seed=s, dtype=torch.float64).to_dense()
         _, info = fit_bt(W, im, om, R, N, seed=0, warn=False)
         ok += info.relative_error < 1e-6
         false_converged += info.converged and info.relative_error > 1e-3
     assert false_converged == 0
-    assert ok >= 18  # measured 19/20 (bench/nls.py has the 30-case table)
+    assert ok >= 29  # measured 29/30; the miss (12x12x9, N=4, R=4: no mode of size N R) ends max_iter

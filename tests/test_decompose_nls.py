@@ -111,6 +111,7 @@ def test_noisy_target_reaches_noise_floor_first_order():
 @pytest.mark.parametrize("im, om, R, N", [
     ((2, 3, 3, 2), (2, 4, 2, 2), 4, 2),        # one mode (12) >= N R = 8: no algebraic start
     ((3, 4, 4, 2, 3), (2, 2, 4, 4, 3), 2, 3),  # sizes 6, 8, 16, 8, 9: a merged pair is used
+    ((2, 4, 3), (3, 3, 3), 3, 4),              # sizes 6, 12, 9: one block's basin takes most starts
 ])
 def test_subspace_start_is_exact_on_exact_targets(im, om, R, N):
     from btcore.decompose.algebraic import _subspace_plan, subspace_applies, subspace_start
@@ -123,6 +124,51 @@ def test_subspace_start_is_exact_on_exact_targets(im, om, R, N):
         assert torch.allclose(u.transpose(1, 2) @ u, torch.eye(R, dtype=u.dtype).expand(N, R, R), atol=1e-10)
     err = float(torch.linalg.norm(bt_dense(U, C) - T) / torch.linalg.norm(T))
     assert err < 1e-8, (err, _subspace_plan(T.shape, ranks, N))
+
+
+def test_low_rank_member_converges_in_a_few_steps_and_deflation_finds_every_block():
+    from btcore.decompose.algebraic import _leading_basis, _low_rank_member
+    N, R = 4, 3
+    T = _target((2, 4, 3), (3, 3, 3), R, N, seed=7)  # sizes 6, 12, 9: mode 1 has N R = 12
+    X = T.movedim(1, 0).reshape(12, 6, 9)
+    G = torch.tensordot(_leading_basis(X, 0, N * R), X, dims=([0], [0]))  # (12, 6, 9)
+    gen = torch.Generator().manual_seed(0)
+
+    def start():
+        c = torch.randn(N * R, generator=gen, dtype=G.dtype)
+        return c / c.norm()
+
+    def column_space(c):
+        return torch.linalg.svd(torch.tensordot(c, G, dims=1), full_matrices=False)[0][:, :R]
+
+    def same(P, Q):
+        return float(torch.linalg.svdvals(P.T @ Q).min()) > 1 - 1e-8
+
+    c, tail = _low_rank_member(G, R, start(), 15)  # Gauss-Newton: quadratic, a few steps
+    assert tail < 1e-12
+    assert float(torch.linalg.matrix_rank(torch.tensordot(c, G, dims=1))) == R
+    # plain restarts fall into the same block again and again; with the found blocks deflated, each
+    # search finds a new one
+    plain = [column_space(_low_rank_member(G, R, start(), 40)[0]) for _ in range(8)]
+    distinct = []
+    for P in plain:
+        if not any(same(P, Q) for Q in distinct):
+            distinct.append(P)
+    assert len(distinct) < N
+    found, spaces = [], []
+    for _ in range(N):
+        Q = torch.linalg.qr(torch.cat(found, dim=1))[0] if found else None
+        c0 = start()
+        if Q is not None:
+            c0 = c0 - Q @ (Q.T @ c0)
+        c, tail = _low_rank_member(G, R, c0 / c0.norm(), 40, avoid=Q)
+        assert tail < 1e-10
+        P = column_space(c)
+        assert not any(same(P, S) for S in spaces)
+        spaces.append(P)
+        L = (G - (P @ P.T) @ G).reshape(N * R, -1)
+        found.append(torch.linalg.svd(L.T, full_matrices=True)[2][-R:].T)  # that block's combinations
+    assert len(spaces) == N
 
 
 def test_subspace_start_refuses_shapes_without_a_plan():

@@ -224,31 +224,54 @@ def subspace_applies(sizes, ranks, N: int) -> bool:
     return math.prod(sizes) <= SUBSPACE_MAX and _subspace_plan(tuple(sizes), tuple(ranks), N) is not None
 
 
-def _low_rank_member(B: torch.Tensor, r: int, c: torch.Tensor, iters: int,
-                     deadline: float = math.inf) -> tuple[torch.Tensor, float]:
-    """Alternating projections between span{B_i} (B: n x p x q) and the rank-r matrices, from the
-    combination c. Returns (c, tail) with tail the relative energy of the combination beyond rank r."""
+def _low_rank_member(B: torch.Tensor, r: int, c: torch.Tensor, iters: int, deadline: float = math.inf,
+                     avoid: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """A combination ``c`` (unit norm) of the matrices B_i (B: n x p x q) of rank <= r, searched from ``c``.
+
+    Each step takes the rank-r column and row spaces (U, V) of the current combination and picks the
+    unit c that minimises the energy of ``(I - U U^T) (sum_i c_i B_i) (I - V V^T)`` (an n x n
+    eigenproblem, K). That energy is the combination's distance to the tangent space of the rank-r
+    matrices at its own truncation, so the step is a Gauss-Newton step on the rank-r manifold: it
+    converges quadratically near an exact member (a few steps), where alternating projections between
+    the span and the rank-r matrices converge linearly and take thousands.
+
+    ``avoid`` (n x k, orthonormal) deflates the blocks found before: the step minimises
+    ``c^T K c / |c outside span(avoid)|^2`` instead (a Schur complement of K), which is infinite on
+    those blocks and still zero on any other exact member. Without it most starts fall back into the
+    one block with the largest basin. Returns ``(c, tail)`` with ``tail`` the relative energy beyond
+    rank r of the best combination seen (1e-12 or less: exact).
+    """
     n = B.shape[0]
     Bf = B.reshape(n, -1)
-    pinv = torch.linalg.pinv(Bf.T)  # (n, p q): least-squares coefficients of a matrix in the span
-    tail, checkpoint = 1.0, 1.0
-    for it in range(iters):
+    if avoid is not None:
+        Z = torch.linalg.svd(avoid, full_matrices=True)[0][:, avoid.shape[1]:]  # the complement of avoid
+    best_c, best_tail = c, math.inf
+    for _ in range(iters):
         X = (c @ Bf).reshape(B.shape[1:])
         Uu, s, Vh = torch.linalg.svd(X, full_matrices=False)
         tail = float(s[r:].norm() / (s.norm() + 1e-300))
-        if tail < 1e-12:
+        if tail < best_tail:
+            best_c, best_tail = c, tail
+        if tail < 1e-12 or time.perf_counter() > deadline:
             break
-        if it % 25 == 24:  # on a noisy target the tail stalls far from zero: stop early, it is no exact member
-            if tail > 0.5 * checkpoint or time.perf_counter() > deadline:
-                break
-            checkpoint = tail
-        Y = (Uu[:, :r] * s[:r]) @ Vh[:r]
-        c = pinv @ Y.reshape(-1)
+        Ur, Vr = Uu[:, :r], Vh[:r].T
+        PB = B - Ur @ (Ur.T @ B)
+        PB = (PB - (PB @ Vr) @ Vr.T).reshape(n, -1)
+        K = PB @ PB.T
+        if avoid is None:
+            c = torch.linalg.eigh(K)[1][:, 0]
+            continue
+        # c = Z b - avoid F b: the avoid part chosen optimally for each b, then the best b
+        Kaa, Kab, Kbb = avoid.T @ K @ avoid, avoid.T @ K @ Z, Z.T @ K @ Z
+        F = torch.linalg.lstsq(Kaa, Kab).solution
+        S = Kbb - Kab.T @ F
+        b = torch.linalg.eigh(0.5 * (S + S.T))[1][:, 0]
+        c = Z @ b - avoid @ (F @ b)
         c = c / (c.norm() + 1e-300)
-    return c, tail
+    return best_c, best_tail
 
 
-def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int = 300, tries: int = 4,
+def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int = 40, tries: int = 4,
                    max_seconds: float = 0.3):
     """Factors and cores of a BT model of T from one mode (or two merged modes) with N R_k <= M_k, or None.
 
@@ -256,7 +279,7 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
     modes of block rank r_g) with N r_g <= M_g. Compressed to N r_g in that group, the rows of the
     group's unfolding span the direct sum of the N blocks' row spaces; reshaped as matrices
     (mode j x the other modes), the rows of block n have rank <= R_j, a generic combination more.
-    Alternating projections (rank-R_j truncation, projection onto the span) from random combinations
+    Gauss-Newton steps on the rank-R_j matrices (:func:`_low_rank_member`) from random combinations
     find a low-rank member; the combinations whose matrix keeps its column space form that block's
     subspace (a null space). With all N subspaces, the group's basis change separates the blocks
     (as in :func:`algebraic_start`), and a truncated HOSVD of each block gives its factors and core.
@@ -284,10 +307,11 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
         if len(found) == N or time.perf_counter() > deadline:
             break
         c = torch.randn(n, generator=gen, dtype=G.dtype)
-        if found:  # start away from the blocks already found
+        Q = None
+        if found:  # start away from the blocks already found, and deflate them
             Q = torch.linalg.qr(torch.cat(found, dim=1))[0]
             c = c - Q @ (Q.T @ c)
-        c, tail = _low_rank_member(G, r, c / c.norm(), iters, deadline)
+        c, tail = _low_rank_member(G, r, c / c.norm(), iters, deadline, avoid=Q)
         if tail > 1e-6:
             continue
         P = torch.linalg.svd((c @ Gf).reshape(mj, -1), full_matrices=False)[0][:, :r]
@@ -296,8 +320,7 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
         En = Ev[-rg:].T  # (n, rg): the combinations whose matrix keeps the column space P
         if sv.shape[0] >= n and float(sv[n - rg]) > 1e-6 * float(sv[0]):
             continue  # not a clean rg-dimensional null space
-        if found:
-            Q = torch.linalg.qr(torch.cat(found, dim=1))[0]
+        if Q is not None:
             if float(torch.linalg.svdvals(En - Q @ (Q.T @ En)).min()) < 0.1:
                 continue  # a block found before
         found.append(En)

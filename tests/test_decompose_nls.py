@@ -171,6 +171,24 @@ def test_low_rank_member_converges_in_a_few_steps_and_deflation_finds_every_bloc
     assert len(spaces) == N
 
 
+@pytest.mark.parametrize("im, om, R, N, searches", [
+    ((2, 3, 3, 2), (2, 4, 2, 2), 4, 2, 0),  # group of 12 > N r_g = 8: the unfolding's rank shows the noise
+    ((2, 4, 3), (3, 3, 3), 3, 4, 3),        # group of 12 = N r_g: three member searches stall, then it stops
+])
+def test_subspace_start_gives_up_early_on_noisy_targets(monkeypatch, im, om, R, N, searches):
+    import btcore.decompose.algebraic as algebraic
+    T = _target(im, om, R, N, seed=3, noise=0.01)
+    calls, search = [], algebraic._low_rank_member
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(algebraic, "_low_rank_member", counted)
+    assert algebraic.subspace_start(T, (R,) * len(im), N, seed=0) is None
+    assert len(calls) == searches  # rather than spending its time limit
+
+
 def test_subspace_start_refuses_shapes_without_a_plan():
     from btcore.decompose.algebraic import subspace_applies, subspace_start
     T = _target((3, 3, 3), (4, 4, 3), 4, 4, seed=0)  # sizes 12, 12, 9 < N R = 16, order 3: no group

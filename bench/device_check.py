@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 import btcore
+from btcore.contract.cost import median_time
 from btcore.rnn import GRUCell, LSTMCell
 
 SIZES = {"UCF11": ((8, 20, 20, 18), (16, 4, 4, 4), (16, 256)), "app": ((8, 8, 8, 6), (16, 4, 2, 2), (256,))}
@@ -101,16 +101,8 @@ def check_cli(device: str, torchrun: bool, failures: list) -> None:
 
 
 def _time(fn, sync, repeats: int) -> float:
-    fn()
-    sync()
-    ts = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e3
+    """Median milliseconds of fn() (the planner's own timer)."""
+    return median_time(fn, repeats, sync) * 1e3
 
 
 def _variants(layer, x, device):

@@ -25,8 +25,6 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXP
     os.environ[_v] = "1"
 
 import argparse
-import math
-import random
 import statistics
 import time
 
@@ -35,29 +33,21 @@ import sys
 import torch
 
 torch.set_num_threads(1)
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # this checkout's btcore
+_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, _ROOT)  # this checkout's btcore
+sys.path.insert(0, os.path.join(_ROOT, "tests"))  # the tests' case draws
 
 from btcore import BTMatrix
 from btcore.decompose import fit_bt, interleave
 from btcore.decompose.als import _ALS, _random_orthonormal
 from btcore.decompose.nls import nls_fit, nls_refine
+from decompose_cases import random_bt_cases
 
 
 def _cases(n, seed, hard):
     """``n`` random small shapes; ``hard`` True/False keeps only shapes without/with the algebraic regime,
-    None keeps every draw (the unrestricted suite)."""
-    rng = random.Random(seed)
-    out = []
-    while len(out) < n:
-        d, R, N = rng.choice([3, 4, 5]), rng.choice([2, 3, 4]), rng.choice([2, 3, 4])
-        im = tuple(rng.choice([2, 3, 4]) for _ in range(d))
-        om = tuple(rng.choice([2, 3, 4]) for _ in range(d))
-        M = [a * b for a, b in zip(im, om)]
-        good = sum(m >= N * R for m in M)
-        if min(M) < R or math.prod(M) > 3e5 or (hard is not None and (good < 2) != hard):
-            continue
-        out.append((im, om, R, N, len(out)))
-    return out
+    None keeps every draw (the unrestricted suite). The same draws as the tests' suites."""
+    return random_bt_cases(n, seed, regime={None: None, False: "algebraic", True: "hard"}[hard])
 
 
 def _als(W, T, im, om, R, N, s):

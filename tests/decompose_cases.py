@@ -23,13 +23,16 @@ def nonincreasing(errors):
     return all(b <= a for a, b in zip(errors, errors[1:]))
 
 
-def random_bt_cases(n: int, seed: int, *, algebraic_only: bool = False) -> list:
+def random_bt_cases(n: int, seed: int, *, regime: str | None = None) -> list:
     """``n`` random small exact-BT shapes ``(in_modes, out_modes, R, N, index)``, d = 3..5, R = 2..4,
-    N = 2..4; with ``algebraic_only``, only shapes with at least two modes of size >= N R (where the
-    algebraic start applies)."""
+    N = 2..4, drawn as they come (``regime=None``) or keeping only shapes with at least two modes of
+    size >= N R (``"algebraic"``: the eigenvalue start applies) or fewer (``"hard"``). bench/nls.py
+    draws its suites here too."""
     import math
     import random
 
+    if regime not in (None, "algebraic", "hard"):
+        raise ValueError(f"regime must be None, 'algebraic' or 'hard', got {regime!r}")
     rng = random.Random(seed)
     out = []
     while len(out) < n:
@@ -37,7 +40,9 @@ def random_bt_cases(n: int, seed: int, *, algebraic_only: bool = False) -> list:
         im = tuple(rng.choice([2, 3, 4]) for _ in range(d))
         om = tuple(rng.choice([2, 3, 4]) for _ in range(d))
         M = [a * b for a, b in zip(im, om)]
-        if min(M) < R or math.prod(M) > 3e5 or (algebraic_only and sum(m >= N * R for m in M) < 2):
+        if min(M) < R or math.prod(M) > 3e5:
+            continue
+        if regime is not None and (sum(m >= N * R for m in M) < 2) != (regime == "hard"):
             continue
         out.append((im, om, R, N, len(out)))
     return out

@@ -315,6 +315,18 @@ def _random_cases(n, seed):
     return random_bt_cases(n, seed)
 
 
+def test_auto_keeps_a_gauss_newton_run_going_while_it_converges_fast():
+    # 9x12x12x8, N=4, R=4 (no mode of size N R): only Gauss-Newton from a further start finds it, in 9
+    # iterations. Capped at 6 a run (as a time share on a loaded machine would), the run that was still
+    # converging goes on instead of being reported "first-order" at 1.6e-5.
+    im, om, R, N = (3, 4, 4, 2), (3, 3, 3, 4), 4, 4
+    W = BTMatrix.random(im, om, R, N, seed=5, dtype=torch.float64).to_dense()
+    _, info = fit_bt(W, im, om, R, N, nls_iter=6, warn=False)
+    assert info.relative_error < 1e-6 and info.converged
+    nls = [b - a for m, a, b in info.phases if m == "NLS"]
+    assert nls and nls[0] > 6
+
+
 @pytest.mark.slow
 def test_recovery_rate_over_a_random_suite():
     ok = false_converged = 0

@@ -64,7 +64,7 @@ def test_error_history_never_increases(dense_max):
 def _cases(n=30, seed=0):
     """Random small exact-BT shapes with at least two modes of size >= N R (where the algebraic
     start applies; see the module notes for the other regime)."""
-    return random_bt_cases(n, seed, algebraic_only=True)
+    return random_bt_cases(n, seed, regime="algebraic")
 
 
 def test_recovery_suite():

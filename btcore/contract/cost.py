@@ -26,7 +26,7 @@ from . import chain as chain_module
 from .chain import chain_plan, chain_rows, chain_spec, kept_bytes
 from .schemes import chunk_rows, dense_plan, fold_plans, fold_single, path_plans
 
-__all__ = ["Rates", "rates", "set_rates", "plan_cost", "candidates", "choose", "ranked"]
+__all__ = ["Rates", "rates", "set_rates", "plan_cost", "candidates", "choose", "ranked", "median_time"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ class Rates:
     itemsize: int
 
 
-def _median_time(fn, repeats: int, sync) -> float:
+def median_time(fn, repeats: int, sync=lambda: None) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` calls after one warm-up call; ``sync`` waits
+    for the device (``torch.cuda.synchronize`` on a GPU) before and after each timed call."""
     fn()
     ts = []
     for _ in range(repeats):
@@ -79,17 +81,17 @@ def _calibrate(device_type: str, dtype: torch.dtype) -> Rates:
     m, k, n = (4096, 4096, 4096) if dev.type == "cuda" else (1024, 512, 256)
     a = torch.randn(m, k, dtype=dtype, device=dev)
     bm = torch.randn(k, n, dtype=dtype, device=dev)
-    peak = m * k * n / _median_time(lambda: a @ bm, 3, sync)
+    peak = m * k * n / median_time(lambda: a @ bm, 3, sync)
     # Small batched GEMMs (16 x 16 x 32) show how fast efficiency falls with the dimension.
     s = torch.randn(256, 16, 32, dtype=dtype, device=dev)
     w = torch.randn(32, 16, dtype=dtype, device=dev)
-    t_small = _median_time(lambda: torch.matmul(s, w), 7, sync)
+    t_small = median_time(lambda: torch.matmul(s, w), 7, sync)
     tiny = torch.randn(2, 2, dtype=dtype, device=dev)
-    call = _median_time(lambda: tiny @ tiny, 9, sync)
+    call = median_time(lambda: tiny @ tiny, 9, sync)
     rate_small = 256 * 16 * 16 * 32 / max(t_small - call, 1e-9)
     half = max((peak / rate_small - 1.0) / (1 / 16 + 1 / 16 + 1 / 32), 0.0)
     c = torch.randn(128, 64, 128, dtype=dtype, device=dev)  # 4 MiB in float32, beyond L2
-    t_copy = _median_time(lambda: c.permute(2, 0, 1).contiguous(), 7, sync)
+    t_copy = median_time(lambda: c.permute(2, 0, 1).contiguous(), 7, sync)
     copy_bps = 2 * c.numel() * c.element_size() / max(t_copy - call, 1e-9)  # read + write
     return Rates(peak, half, copy_bps, call, c.element_size())
 

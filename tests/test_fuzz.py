@@ -12,7 +12,9 @@ from btcore.data import ClipSet, SyntheticActions, parse_frame_shape
 from btcore.rnn import ClassifierConfig
 from btcore.shapes import parse_ints
 
-FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+# No deadline: these check properties, not speed (a 7 x 971,629 image target took 2.3 s on a loaded
+# machine and failed a 2 s deadline); the size limits they exercise bound each example's work.
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 junk = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=True, allow_infinity=True),
                  st.integers(-10, 10**13), st.text(max_size=8), st.binary(max_size=8),

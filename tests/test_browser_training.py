@@ -138,6 +138,17 @@ def _typed_values(pg) -> dict:
     return {k: pg.locator(f".st-key-{k} input").input_value() for k in TYPED}
 
 
+def _settled_values(pg, want: dict, tries: int = 40) -> dict:
+    """The typed values once they show ``want`` (or after ~10 s): a loaded page can still be drawing
+    its first run's elements when it reports idle."""
+    for _ in range(tries):
+        got = _typed_values(pg)
+        if got == want:
+            break
+        pg.wait_for_timeout(250)
+    return got
+
+
 def test_inputs_survive_a_round_trip_through_the_sidebar(app_page):
     pg = app_page("training")
     for key, value in TYPED.items():
@@ -149,7 +160,7 @@ def test_inputs_survive_a_round_trip_through_the_sidebar(app_page):
     pg.locator("[data-testid=stSidebarNav] a", has_text="Training").click()
     wait_idle(pg, T)
     pg.locator(".st-key-train_epochs input").wait_for(timeout=T)
-    assert _typed_values(pg) == TYPED
+    assert _settled_values(pg, TYPED) == TYPED
     screenshot(pg, "training_round_trip")
 
 
@@ -173,7 +184,7 @@ def test_a_copied_link_opens_the_same_page_in_a_fresh_session(app_page, browser,
         other.goto(link, timeout=T)
         wait_idle(other, T)
         other.locator(".st-key-train_epochs input").wait_for(timeout=T)
-        assert _typed_values(other) == TYPED, link
+        assert _settled_values(other, TYPED) == TYPED, link
         assert other.locator("[data-testid=stException]").count() == 0
         screenshot(other, "training_from_link")
     finally:

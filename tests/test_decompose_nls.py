@@ -189,6 +189,28 @@ def test_subspace_start_gives_up_early_on_noisy_targets(monkeypatch, im, om, R, 
     assert len(calls) == searches  # rather than spending its time limit
 
 
+def test_subspace_plan_skips_a_mode_where_any_column_space_looks_like_a_block():
+    from btcore.decompose.algebraic import _leading_basis, _subspace_plan
+    sizes, R, N = (9, 4, 4, 6), 2, 4  # group (0, 1): r_g = 4, n = 16
+    gen = torch.Generator().manual_seed(0)
+    U = [torch.linalg.qr(torch.randn(N, m, R, generator=gen, dtype=torch.float64))[0] for m in sizes]
+    T = bt_dense(U, torch.randn((N,) + (R,) * 4, generator=gen, dtype=torch.float64))  # exact BT
+
+    def kept_by_a_random_column_space(j, rest):
+        X = T.permute([0, 1, j, rest]).reshape(36, sizes[j], sizes[rest])
+        G = torch.tensordot(_leading_basis(X, 0, 16), X, dims=([0], [0]))
+        P = torch.linalg.qr(torch.randn(sizes[j], R, generator=gen, dtype=torch.float64))[0]
+        L = (G - P @ (P.T @ G)).reshape(16, -1)  # a combination keeps P when its row of L is zero
+        s = torch.linalg.svdvals(L)
+        return int((s < 1e-10 * s[0]).sum()) + max(0, 16 - L.shape[1])
+
+    # mode 2 (4 x 6 slices): 16 - (4 - 2) * 6 = 4 = r_g, so every column space keeps 4 combinations
+    assert kept_by_a_random_column_space(2, 3) == 4
+    # mode 3 (6 x 4 slices): 16 - (6 - 2) * 4 = 0, only a block's own column space keeps any
+    assert kept_by_a_random_column_space(3, 2) == 0
+    assert _subspace_plan(sizes, (R,) * 4, N) == ((0, 1), 3, (2,))
+
+
 def test_subspace_start_refuses_shapes_without_a_plan():
     from btcore.decompose.algebraic import subspace_applies, subspace_start
     T = _target((3, 3, 3), (4, 4, 3), 4, 4, seed=0)  # sizes 12, 12, 9 < N R = 16, order 3: no group

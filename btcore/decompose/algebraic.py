@@ -209,9 +209,10 @@ def _subspace_plan(sizes, ranks, N: int):
             # a generic combination of the N blocks' slices has rank min(M_j, M_rest, N R_j)
             if min(sizes[j], mr, N * ranks[j]) <= ranks[j]:
                 continue
-            # the combinations whose slice has its columns in a given R_j-dimensional space: the
-            # block's r_g, plus (generically) n + R_j M_rest - M_j M_rest others, which must not exist
-            if N * rg + ranks[j] * mr - sizes[j] * mr > rg:
+            # a generic R_j-dimensional column space P keeps n - (M_j - R_j) M_rest combinations (the
+            # equations that put every column in P); a block's own P keeps its r_g. Only when the
+            # generic count is below r_g does keeping r_g single out a block
+            if N * rg + ranks[j] * mr - sizes[j] * mr >= rg:
                 continue
             key = (mg / (N * rg), min(sizes[j], mr) / ranks[j])
             if best_key is None or key > best_key:

@@ -28,15 +28,19 @@ def _unfold(X: torch.Tensor, k: int) -> torch.Tensor:
     return X.movedim(k, 0).reshape(X.shape[k], -1)
 
 
-def _leading_basis(X: torch.Tensor, k: int, r: int) -> torch.Tensor:
-    """Orthonormal basis of the r dominant left singular vectors of the mode-k unfolding."""
+def _left_singular(X: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left singular vectors and values (descending) of the mode-k unfolding, by the cheaper route."""
     A = _unfold(X, k)
     if A.shape[1] < 4 * A.shape[0]:
-        Uk = torch.linalg.svd(A, full_matrices=False)[0]
-    else:
-        _, vecs = torch.linalg.eigh(A @ A.T)
-        Uk = vecs.flip(1)
-    return Uk[:, :r].contiguous()
+        Uk, s, _ = torch.linalg.svd(A, full_matrices=False)
+        return Uk, s
+    vals, vecs = torch.linalg.eigh(A @ A.T)
+    return vecs.flip(1), vals.flip(0).clamp_min(0).sqrt()
+
+
+def _leading_basis(X: torch.Tensor, k: int, r: int) -> torch.Tensor:
+    """Orthonormal basis of the r dominant left singular vectors of the mode-k unfolding."""
+    return _left_singular(X, k)[0][:, :r].contiguous()
 
 
 def _group_eigenvectors(ev: torch.Tensor, Wm: torch.Tensor, R: int, N: int) -> list[list[int]] | None:
@@ -303,11 +307,12 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
     X = T.permute(perm).reshape(mg, mj, -1)
     rg = min(math.prod(ranks[k] for k in g), math.prod(ranks[k] for k in range(d) if k not in g))
     n, r = N * rg, ranks[j]
-    if n < mg:  # an exact target's group unfolding has rank n: a noisy one has no exact member to find
-        sv = torch.linalg.svdvals(X.reshape(mg, -1))
-        if sv.shape[0] > n and float(sv[n]) > 1e-8 * float(sv[0]):
-            return None
-    V = _leading_basis(X, 0, n)  # (mg, n)
+    Ug, sg = _left_singular(X, 0)
+    # an exact target's group unfolding has rank n: a noisy one has no exact member to find (1e-6:
+    # singular values from the eigenvalues of A A^T resolve about sqrt(eps) of the largest)
+    if sg.shape[0] > n and float(sg[n]) > 1e-6 * float(sg[0]):
+        return None
+    V = Ug[:, :n].contiguous()  # (mg, n)
     G = torch.tensordot(V, X, dims=([0], [0]))  # (n, mj, mr)
     gen = torch.Generator().manual_seed(int(seed))
     Gf = G.reshape(n, -1)

@@ -327,6 +327,15 @@ def test_auto_keeps_a_gauss_newton_run_going_while_it_converges_fast():
     assert nls and nls[0] > 6
 
 
+def test_gauss_newton_is_not_stopped_by_the_gradient_test_while_the_error_still_halves():
+    # 8x9x6x4, N=3, R=3: the Jacobian is ill-conditioned, and the relative gradient fell below tol at
+    # error 4.9e-6, while each Gauss-Newton step was still cutting the error manyfold
+    im, om, R, N = (2, 3, 3, 2), (4, 3, 2, 2), 3, 3
+    W = BTMatrix.random(im, om, R, N, seed=23, dtype=torch.float64).to_dense()
+    _, info = fit_bt(W, im, om, R, N, warn=False)
+    assert info.relative_error < 1e-8 and info.converged
+
+
 @pytest.mark.slow
 def test_recovery_rate_over_a_random_suite():
     ok = false_converged = 0

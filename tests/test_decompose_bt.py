@@ -336,6 +336,26 @@ def test_gauss_newton_is_not_stopped_by_the_gradient_test_while_the_error_still_
     assert info.relative_error < 1e-8 and info.converged
 
 
+def test_a_run_cut_off_while_its_error_still_falls_is_not_converged_whatever_its_gradient():
+    im = om = (4, 4, 4)
+    W = BTMatrix.random(im, om, 4, 3, seed=1, dtype=torch.float64).to_dense()
+    # gtol = 1: every gradient passes the first-order test, but 12 sweeps end with the error still
+    # falling (0.40 -> 0.24 over the last 10)
+    _, info = fit_bt(W, im, om, 4, 3, method="als", restarts=1, max_iter=12, gtol=1.0, warn=False)
+    assert info.errors[-11] - info.errors[-1] > 0.01 * info.errors[-11]
+    assert info.status == "max_iter" and not info.converged
+
+
+def test_nls_tries_its_other_starts_after_a_local_minimum():
+    # 6x6x6, N=2, R=4: Gauss-Newton from the best ALS start converges to a local minimum at 0.046
+    # (the gradient goes to 1e-10 there); the next start reaches the exact structure
+    im, om, R, N = (3, 3, 2), (2, 2, 3), 4, 2
+    W = BTMatrix.random(im, om, R, N, seed=5, dtype=torch.float64).to_dense()
+    _, info = fit_bt(W, im, om, R, N, method="nls", warn=False)
+    assert info.relative_error < 1e-8 and info.converged
+    assert min(info.start_errors) < 1e-8 < max(info.start_errors)
+
+
 @pytest.mark.slow
 def test_recovery_rate_over_a_random_suite():
     ok = false_converged = 0

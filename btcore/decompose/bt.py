@@ -428,7 +428,9 @@ class _BTFit:
 
     def nls_phase(self) -> None:
         """Gauss-Newton on the kept run unless it meets the first-order test (with "auto": only in a
-        swamp); while that stalls, on the other starts (best first), all within the time limit."""
+        swamp); while that stalls, on the other starts (best first), all within the time limit. With
+        "nls", a run that converged above numerical precision (a local minimum, possibly) does not end
+        the search either: the lowest error is kept."""
         best = self.best
         if self.stopped or best.run.error < AT_PRECISION or _run_gradient(best.run) <= self.gtol:
             return
@@ -447,7 +449,7 @@ class _BTFit:
             status = self._nls(track, left)
             if track.run.error < self.best.run.error:
                 self.best = track
-            if status == "converged" or self.best.run.error < AT_PRECISION:
+            if self.best.run.error < AT_PRECISION or (status == "converged" and self.method == "auto"):
                 break
         if self.method == "auto":
             self._keep_converging(self.best)
@@ -534,7 +536,12 @@ class _BTFit:
         if err < AT_PRECISION:
             return "converged", "at numerical precision"
         self.grad = _run_gradient(self.best.run)
-        if self.grad <= self.gtol:
+        # a run cut off by its sweep or time limit while its error still fell by more than 1% over its
+        # last 10 iterations has not converged, however small the gradient already is (a slow crawl
+        # through a swamp has a small gradient too)
+        h = self.best.hist
+        moving = self.best.reason in ("", "max_iter") and len(h) > 10 and h[-11] - h[-1] > 0.01 * h[-11]
+        if self.grad <= self.gtol and not moving:
             return "converged", "first-order"
         if self.best.reason in ("", "max_iter"):
             return "max_iter", "max_iter"

@@ -60,8 +60,10 @@ class FitInfo:
         Wall time of the whole fit.
     converged : bool
         ``status == "converged"``: a first-order criterion holds at the result (the gradient norm of
-        0.5 ||W - M||^2 is below ``gtol`` ||W||^2, or the error is at numerical precision); direct
-        methods (TT-SVD) are converged by construction.
+        0.5 ||W - M||^2 is below ``gtol`` ||W||^2, or the error is at numerical precision), and the
+        run was not cut off while its error still fell by more than 1% over its last 10 iterations;
+        direct methods (TT-SVD) are converged by construction. A first-order point can be a local
+        minimum: "converged" says the fit stopped for the right reason, not that no lower error exists.
     status : str
         One of :data:`STATUSES`: "converged"; "stalled" (the error stopped falling while the gradient is
         not small: a swamp or a poor local minimum; more restarts or ``method="nls"`` may help);

@@ -3,6 +3,7 @@ fresh browser session, and the lesson view. Screenshots: artifacts/screenshots/s
 """
 
 import pytest
+from playwright.sync_api import expect
 
 from conftest import ARTIFACTS, screenshot, wait_idle
 
@@ -29,11 +30,13 @@ def test_shapes_inputs_survive_a_round_trip_through_the_sidebar(app_page):
     pg.get_by_text("Learn: BT and TT").first.wait_for(timeout=T)
     assert "R = 3,4,4,2 and N = 5 blocks" in pg.locator("[data-testid=stMainBlockContainer]").inner_text()
     pg.locator("[data-testid=stSidebarNav] a", has_text="Shapes").click()
+    # expect polls: right after the click the script may not have started yet, and while it runs a
+    # text input is drawn empty for a moment before its value arrives (an idle check can land there)
+    expect(pg.locator(".st-key-shapes_bt_rank input")).to_have_value("3,4,4,2", timeout=T)
+    expect(pg.locator(".st-key-shapes_blocks input")).to_have_value("5", timeout=T)
+    expect(pg.locator(".st-key-shapes_tt_ranks input")).to_have_value("2,6,2", timeout=T)
+    expect(pg.locator("[data-testid=stMetric]").nth(2)).to_contain_text("R=(3,4,4,2), N=5", timeout=T)
     wait_idle(pg, T)
-    assert pg.locator(".st-key-shapes_bt_rank input").input_value() == "3,4,4,2"
-    assert pg.locator(".st-key-shapes_blocks input").input_value() == "5"
-    assert pg.locator(".st-key-shapes_tt_ranks input").input_value() == "2,6,2"
-    assert "R=(3,4,4,2), N=5" in pg.locator("[data-testid=stMetric]").nth(2).inner_text()
     screenshot(pg, "state_round_trip")
 
 
@@ -53,7 +56,7 @@ def test_a_copied_link_opens_the_same_state_in_a_fresh_session(app_page, browser
         other.goto(link, timeout=T)
         wait_idle(other, T)
         other.get_by_text("BT (R=4, N=3) parameters").wait_for(timeout=T)
-        assert other.locator(".st-key-shapes_blocks input").input_value() == "3"
+        expect(other.locator(".st-key-shapes_blocks input")).to_have_value("3", timeout=T)
         assert other.locator("[data-testid=stException]").count() == 0
         screenshot(other, "state_from_link")
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from conftest import screenshot, wait_idle
 
@@ -134,33 +135,24 @@ def _fill(pg, key: str, value: str) -> None:
 TYPED = {"train_train_size": "256", "train_epochs": "4", "train_seed": "7", "train_bt_rank": "3"}
 
 
-def _typed_values(pg) -> dict:
-    return {k: pg.locator(f".st-key-{k} input").input_value() for k in TYPED}
-
-
-def _settled_values(pg, want: dict, tries: int = 40) -> dict:
-    """The typed values once they show ``want`` (or after ~10 s): a loaded page can still be drawing
-    its first run's elements when it reports idle."""
-    for _ in range(tries):
-        got = _typed_values(pg)
-        if got == want:
-            break
-        pg.wait_for_timeout(250)
-    return got
+def _expect_typed(pg) -> None:
+    """Every typed value is shown (expect polls: a page can report idle before its run has started, and
+    a run draws an input empty for a moment before its value arrives)."""
+    for key, value in TYPED.items():
+        expect(pg.locator(f".st-key-{key} input")).to_have_value(value, timeout=T)
 
 
 def test_inputs_survive_a_round_trip_through_the_sidebar(app_page):
     pg = app_page("training")
     for key, value in TYPED.items():
         _fill(pg, key, value)
-    assert _typed_values(pg) == TYPED
+    _expect_typed(pg)
     pg.locator("[data-testid=stSidebarNav] a", has_text="Shapes").click()
     wait_idle(pg, T)
     pg.get_by_text("Dense parameters").wait_for(timeout=T)
     pg.locator("[data-testid=stSidebarNav] a", has_text="Training").click()
     wait_idle(pg, T)
-    pg.locator(".st-key-train_epochs input").wait_for(timeout=T)
-    assert _settled_values(pg, TYPED) == TYPED
+    _expect_typed(pg)
     screenshot(pg, "training_round_trip")
 
 
@@ -183,8 +175,7 @@ def test_a_copied_link_opens_the_same_page_in_a_fresh_session(app_page, browser,
         other = ctx.new_page()
         other.goto(link, timeout=T)
         wait_idle(other, T)
-        other.locator(".st-key-train_epochs input").wait_for(timeout=T)
-        assert _settled_values(other, TYPED) == TYPED, link
+        _expect_typed(other)
         assert other.locator("[data-testid=stException]").count() == 0
         screenshot(other, "training_from_link")
     finally:

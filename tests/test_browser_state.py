@@ -2,6 +2,8 @@
 fresh browser session, and the lesson view. Screenshots: artifacts/screenshots/state_*.png.
 """
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -28,7 +30,8 @@ def test_shapes_inputs_survive_a_round_trip_through_the_sidebar(app_page):
     pg.locator("[data-testid=stSidebarNav] a", has_text="Learn").click()
     wait_idle(pg, T)
     pg.get_by_text("Learn: BT and TT").first.wait_for(timeout=T)
-    assert "R = 3,4,4,2 and N = 5 blocks" in pg.locator("[data-testid=stMainBlockContainer]").inner_text()
+    expect(pg.locator("[data-testid=stMainBlockContainer]")).to_contain_text("R = 3,4,4,2 and N = 5 blocks",
+                                                                            timeout=T)
     pg.locator("[data-testid=stSidebarNav] a", has_text="Shapes").click()
     # expect polls: right after the click the script may not have started yet, and while it runs a
     # text input is drawn empty for a moment before its value arrives (an idle check can land there)
@@ -72,4 +75,4 @@ def test_lesson_view_hides_the_advanced_controls(app_page):
     screenshot(pg, "state_lesson")
     pg.locator("[data-testid=stSidebarNav] a", has_text="Learn").click()  # the flag follows the user
     wait_idle(pg, T)
-    assert "lesson=1" in pg.url
+    expect(pg).to_have_url(re.compile(r"[?&]lesson=1"), timeout=T)

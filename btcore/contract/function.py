@@ -15,7 +15,6 @@ Backward, by scheme:
 from __future__ import annotations
 
 import ctypes
-import time
 from collections import OrderedDict
 
 import torch
@@ -112,15 +111,7 @@ def _time_plan(plan, M, xt, direction: str, repeats: int) -> float:
             with torch.no_grad():
                 schemes.run(plan, spec, xt, tensors)
 
-    once()  # warm-up
-    ts = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        once()
-        sync()
-        ts.append(time.perf_counter() - t0)
-    return sorted(ts)[len(ts) // 2]
+    return cost.median_time(once, repeats, sync)
 
 
 def tune_plan(M, batch: int, *, method: str = "contract", direction: str = "forward", slack: float = 1.5,

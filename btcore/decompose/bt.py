@@ -49,7 +49,7 @@ from .common import (
     AT_PRECISION, _EXACT_BELOW, FitInfo, _as_matrix, _modes, _out_dtype, check_nonneg, check_seed, interleave,
     scale_of,
 )
-from .nls import _gradient, nls_refine
+from .nls import _gradient, error_fall, nls_refine
 
 __all__ = ["fit_bt", "cap_bt_ranks", "als_memory_bytes"]
 
@@ -460,10 +460,9 @@ class _BTFit:
         """"auto": a Gauss-Newton run whose share of time ran out while it was still converging fast (its
         error fell tenfold over its last 10 iterations, as on an exact structure) goes on within
         ``extra_seconds``: the outcome must not depend on how loaded the machine was."""
-        h = track.hist
         left = self.extra_seconds - (time.perf_counter() - self.t0)
-        if (track.reason == "max_iter" and track.run.error >= AT_PRECISION and len(h) > 10
-                and h[-1] < 0.1 * h[-11] and left > 0 and not self._stop()):
+        if (track.reason == "max_iter" and track.run.error >= AT_PRECISION and len(track.hist) > 10
+                and error_fall(track.hist) > 0.9 and left > 0 and not self._stop()):
             self._nls(track, left)
 
     def _more_starts(self) -> None:
@@ -539,8 +538,7 @@ class _BTFit:
         # a run cut off by its sweep or time limit while its error still fell by more than 1% over its
         # last 10 iterations has not converged, however small the gradient already is (a slow crawl
         # through a swamp has a small gradient too)
-        h = self.best.hist
-        moving = self.best.reason in ("", "max_iter") and len(h) > 10 and h[-11] - h[-1] > 0.01 * h[-11]
+        moving = self.best.reason in ("", "max_iter") and len(self.best.hist) > 10 and error_fall(self.best.hist) > 0.01
         if self.grad <= self.gtol and not moving:
             return "converged", "first-order"
         if self.best.reason in ("", "max_iter"):

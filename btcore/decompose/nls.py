@@ -362,6 +362,15 @@ def _step(op, gvec, Hd, lam, cg_tol, cg_max_iter):
     return pvec, op.apply(pvec), nit
 
 
+def error_fall(hist: Sequence[float], window: int = 10) -> float:
+    """The relative fall of an error history over its last ``window`` steps (over all of it when shorter):
+    ``(h[-1 - window] - h[-1]) / h[-1 - window]``; NaN for a zero start, so that every test on it is
+    False. The stop rules of the Gauss-Newton and ALS runs read it: a run still falling is not
+    converged, one that stopped falling has stalled."""
+    old = hist[max(0, len(hist) - 1 - window)]
+    return (old - hist[-1]) / old if old > 0 else math.nan
+
+
 def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, max_iter: int = 200,
                tol: float = 1e-12, tol_step: float | None = None, damping: float = 1e-3,
                cg_max_iter: int = 25, cg_tol: float = 1e-6, dense_max: int = DENSE_MAX,
@@ -444,8 +453,7 @@ def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, m
             status, it = "stopped", it - 1
             break
         if t_end is not None and time.perf_counter() > t_end:
-            old = hist[max(0, len(hist) - 11)]
-            status, it = ("stalled" if old - hist[-1] < 0.01 * old else "max_iter"), it - 1
+            status, it = ("stalled" if error_fall(hist) < 0.01 else "max_iter"), it - 1
             break
         pvec, Hp, nit = _step(op, gvec, Hd, lam, cg_tol, cg_max_iter)
         cg_total += nit
@@ -481,8 +489,7 @@ def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, m
             hist.append(hist[-1])
             if progress is not None:
                 progress(hist[-1])
-        slow = slow_window > 0 and len(hist) > slow_window and \
-            hist[-1 - slow_window] - hist[-1] < 1e-3 * hist[-1 - slow_window]
+        slow = slow_window > 0 and len(hist) > slow_window and error_fall(hist, slow_window) < 1e-3
         if no_progress >= stall_iter or slow or not math.isfinite(lam) or lam > 1e30:
             status = "stalled"
             break

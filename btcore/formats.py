@@ -2,10 +2,12 @@
 
 A spec holds shapes and ranks only (no tensors). It validates on construction, raising
 ``ValueError`` with a message that names the field and the fix, and it answers the questions the
-app asks: how many parameters, how many multiply-adds per sample along the contraction path that
-:func:`btcore.matmul` actually uses, and how many bytes.
+app asks: how many parameters, how many multiply-adds per sample along the FLOP-optimal
+contraction path, and how many bytes. These counts are pure functions of the spec (no timing);
+the scheme :func:`btcore.matmul` would run is the planner's business
+(:func:`btcore.contract.planner_choice`).
 
-Index conventions (shared with :mod:`btcore.contract`): W has shape (I, J) with
+Index conventions (the letters are :mod:`btcore.indices`, shared with :mod:`btcore.contract`): W has shape (I, J) with
 I = I_1 * ... * I_d and J = J_1 * ... * J_d, row-major, so ``x @ W`` for ``x`` of shape (B, I) is
 ``x.reshape(B, I_1, .., I_d)`` contracted with the format's tensors.
 
@@ -23,6 +25,9 @@ from typing import Sequence
 
 import torch
 
+from .indices import BATCH, BLOCK, IN, OUT, RANK
+from .memory import DEFAULT_MAX_BYTES, dtype_bytes, format_bytes
+from .plan import ContractionPlan, optimal_plan
 from .shapes import MAX_ORDER, check_positive_int, pair_modes, prod
 
 __all__ = [
@@ -39,8 +44,6 @@ __all__ = [
     "bt_params",
     "tucker_params",
     "cp_params",
-    "dtype_bytes",
-    "format_bytes",
     "describe",
     "summary_row",
     "max_uniform_rank",
@@ -48,36 +51,6 @@ __all__ = [
     "tt_rank_caps",
     "param_sweep",
 ]
-
-#: Default limit on the bytes of a format's parameters (float32), checked on construction.
-DEFAULT_MAX_BYTES = 2 * 1024**3
-
-# Einsum letters: batch, block, input modes, output modes, ranks.
-_BATCH, _BLOCK = "b", "n"
-_IN = "ABCDEFGH"
-_OUT = "IJKLMNOP"
-_RANK = "pqrstuvw"
-
-
-def dtype_bytes(dtype: torch.dtype | str = torch.float32) -> int:
-    """Bytes per element of a torch dtype (``"float32"`` or ``torch.float32``)."""
-    if isinstance(dtype, str):
-        dt = getattr(torch, dtype, None)
-        if not isinstance(dt, torch.dtype):
-            raise ValueError(f"dtype: unknown torch dtype {dtype!r}; use e.g. 'float32' or 'float64'")
-        dtype = dt
-    return torch.empty((), dtype=dtype).element_size()
-
-
-def format_bytes(n: float) -> str:
-    """Human-readable byte count: ``format_bytes(3 * 1024**2) == '3.0 MiB'``."""
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
 
 @dataclass(frozen=True)
 class Network:
@@ -96,7 +69,7 @@ class Network:
 
     @property
     def output(self) -> str:
-        return _BATCH + self.out_indices
+        return BATCH + self.out_indices
 
 
 def normalize_ranks(rank, d: int, *, tt: bool = False) -> tuple[int, ...]:
@@ -173,19 +146,21 @@ class _Spec:
         """Dense parameters divided by this format's parameters."""
         return self.in_size * self.out_size / self.params
 
-    def plan(self, batch: int = 1):
-        """The :class:`btcore.contract.ContractionPlan` that ``matmul`` uses for this batch size."""
-        from .contract import plan_matmul
+    def plan(self, batch: int = 1) -> ContractionPlan:
+        """The FLOP-optimal pairwise path of ``x @ W`` for ``batch`` rows (:func:`btcore.plan.optimal_plan`).
 
-        return plan_matmul(self, batch)
+        Deterministic: no rates are timed. The scheme ``matmul`` runs may differ (a GEMM-shaped
+        order with more multiply-adds can be faster): see :func:`btcore.contract.planner_choice`.
+        """
+        return optimal_plan(self, check_positive_int(batch, "batch"))
 
     def macs(self, batch: int = 1) -> float:
-        """Multiply-adds per sample of ``x @ W`` along the path used at this batch size."""
+        """Multiply-adds per sample of ``x @ W`` along the FLOP-optimal path at this batch size."""
         batch = check_positive_int(batch, "batch")
         return self.plan(batch).macs / batch
 
     def memory(self, dtype: torch.dtype | str = torch.float32, batch: int = 1) -> dict[str, int]:
-        """Bytes of the parameters and of the largest intermediate of the contraction path.
+        """Bytes of the parameters and of the largest intermediate of the FLOP-optimal path.
 
         Returns a dict with ``params``, ``largest_intermediate`` (both in bytes, for ``batch``
         samples) and ``total`` (their sum, a lower bound of the peak during a forward pass).
@@ -219,7 +194,7 @@ class DenseSpec(_Spec):
     def network(self) -> Network:
         return Network(
             names=("x", "W"),
-            terms=(_BATCH + "A", "AI"),
+            terms=(BATCH + "A", "AI"),
             shapes=((-1, self.in_size), (self.in_size, self.out_size)),
             in_indices="A",
             out_indices="I",
@@ -286,18 +261,18 @@ class TTSpec(_Spec):
 
     def network(self) -> Network:
         d = self.d
-        names, terms, shapes = ["x"], [_BATCH + _IN[:d]], [(-1,) + self.in_modes]
-        sizes = {c: m for c, m in zip(_IN, self.in_modes)} | {c: m for c, m in zip(_OUT, self.out_modes)}
+        names, terms, shapes = ["x"], [BATCH + IN[:d]], [(-1,) + self.in_modes]
+        sizes = {c: m for c, m in zip(IN, self.in_modes)} | {c: m for c, m in zip(OUT, self.out_modes)}
         for k in range(d):
-            term = (_RANK[k - 1] if k > 0 else "") + _IN[k] + _OUT[k] + (_RANK[k] if k < d - 1 else "")
+            term = (RANK[k - 1] if k > 0 else "") + IN[k] + OUT[k] + (RANK[k] if k < d - 1 else "")
             shape = ((self.ranks[k],) if k > 0 else ()) + (self.in_modes[k], self.out_modes[k])
             shape += (self.ranks[k + 1],) if k < d - 1 else ()
             if k < d - 1:
-                sizes[_RANK[k]] = self.ranks[k + 1]
+                sizes[RANK[k]] = self.ranks[k + 1]
             names.append(f"G{k + 1}")
             terms.append(term)
             shapes.append(shape)
-        return Network(tuple(names), tuple(terms), tuple(shapes), _IN[:d], _OUT[:d], tuple(sorted(sizes.items())))
+        return Network(tuple(names), tuple(terms), tuple(shapes), IN[:d], OUT[:d], tuple(sorted(sizes.items())))
 
     def __repr__(self) -> str:
         return f"TTSpec(in_modes={self.in_modes}, out_modes={self.out_modes}, ranks={self.ranks})"
@@ -379,21 +354,21 @@ class BTSpec(_Spec):
     def network(self) -> Network:
         # With one block the block index is dropped, so plans and traces show no axis of size 1.
         d = self.d
-        blk = _BLOCK if self.blocks > 1 else ""
+        blk = BLOCK if self.blocks > 1 else ""
         nb = (self.blocks,) if self.blocks > 1 else ()
-        names, terms, shapes = ["x"], [_BATCH + _IN[:d]], [(-1,) + self.in_modes]
-        sizes = {c: m for c, m in zip(_IN, self.in_modes)} | {c: m for c, m in zip(_OUT, self.out_modes)}
+        names, terms, shapes = ["x"], [BATCH + IN[:d]], [(-1,) + self.in_modes]
+        sizes = {c: m for c, m in zip(IN, self.in_modes)} | {c: m for c, m in zip(OUT, self.out_modes)}
         for k in range(d):
             names.append(f"A{k + 1}")
-            terms.append(blk + _IN[k] + _OUT[k] + _RANK[k])
+            terms.append(blk + IN[k] + OUT[k] + RANK[k])
             shapes.append(nb + (self.in_modes[k], self.out_modes[k], self.ranks[k]))
-            sizes[_RANK[k]] = self.ranks[k]
+            sizes[RANK[k]] = self.ranks[k]
         names.append("C")
-        terms.append(blk + _RANK[:d])
+        terms.append(blk + RANK[:d])
         shapes.append(nb + self.ranks)
         if blk:
-            sizes[_BLOCK] = self.blocks
-        return Network(tuple(names), tuple(terms), tuple(shapes), _IN[:d], _OUT[:d], tuple(sorted(sizes.items())))
+            sizes[BLOCK] = self.blocks
+        return Network(tuple(names), tuple(terms), tuple(shapes), IN[:d], OUT[:d], tuple(sorted(sizes.items())))
 
     def __repr__(self) -> str:
         return (f"BTSpec(in_modes={self.in_modes}, out_modes={self.out_modes}, rank={self.rank}, "
@@ -458,7 +433,7 @@ def describe(spec) -> str:
 def summary_row(spec, batch: int = 1, dtype: torch.dtype | str = torch.float32) -> dict:
     """One row of the formats table: parameters, compression, multiply-adds and memory.
 
-    ``macs_per_sample`` is for the contraction path used at ``batch``; memory is in bytes of
+    ``macs_per_sample`` is for the FLOP-optimal path at ``batch`` (a pure function of the spec); memory is in bytes of
     ``dtype`` (parameters, and the largest intermediate of a forward pass over ``batch`` rows).
     """
     mem = spec.memory(dtype, batch)

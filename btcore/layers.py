@@ -42,9 +42,10 @@ from torch import nn
 from . import decompose
 from .contract import matmul
 from .decompose import FitInfo, interleave
-from .formats import BTSpec, TTSpec, dtype_bytes, tt_rank_caps
+from .formats import BTSpec, TTSpec, tt_rank_caps
+from .matrices import BTMatrix, TTMatrix, bt_init_std, tt_init_std
+from .memory import check_allocation, dtype_bytes
 from .shapes import check_choice
-from .tensors import BTMatrix, TTMatrix, bt_init_std, check_allocation, tt_init_std
 
 __all__ = ["BTLinear", "TTLinear", "linear_init_std"]
 

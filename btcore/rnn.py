@@ -32,10 +32,9 @@ from numbers import Integral
 import torch
 from torch import nn
 
-from .formats import DEFAULT_MAX_BYTES, dtype_bytes, format_bytes
+from .memory import DEFAULT_MAX_BYTES, check_allocation, dtype_bytes, format_bytes
 from .layers import BTLinear, TTLinear
 from .shapes import check_choice, check_modes, check_positive_int, prod
-from .tensors import check_allocation
 
 __all__ = [
     "KINDS",

@@ -115,7 +115,7 @@ def bt_structured(in_modes, out_modes, seed: int = 0, *, rank=3, blocks: int = 2
     The noise is Gaussian with ``||E|| = noise * ||W_exact||``, so the best achievable relative
     error at the true ranks is about ``noise``.
     """
-    from .tensors import BTMatrix
+    from .matrices import BTMatrix
 
     im, om = _modes_required(in_modes, out_modes, "bt_structured")
     M = BTMatrix.random(im, om, rank, blocks, seed=seed, dtype=torch.float64)
@@ -126,7 +126,7 @@ def bt_structured(in_modes, out_modes, seed: int = 0, *, rank=3, blocks: int = 2
 def tt_structured(in_modes, out_modes, seed: int = 0, *, ranks=4, noise: float = 0.01) -> np.ndarray:
     """An exact TT-matrix with the given ranks plus noise of relative size ``noise``."""
     from .decompose import cap_tt_ranks
-    from .tensors import TTMatrix
+    from .matrices import TTMatrix
 
     im, om = _modes_required(in_modes, out_modes, "tt_structured")
     rk, _ = cap_tt_ranks(im, om, ranks)
@@ -297,7 +297,7 @@ def load_uploaded(name: str, data: bytes, expected_shape: tuple[int, int] | None
         or unreadable content, non-numeric or complex dtype, not 2-D, NaN/inf entries, or a shape
         other than ``expected_shape``.
     """
-    from .formats import format_bytes
+    from .memory import format_bytes
 
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"name must be the file name (a string), got {type(name).__name__}")
@@ -386,7 +386,7 @@ MAX_TARGET_ENTRIES = 2**25
 
 def make_target(kind: str, in_modes, out_modes, seed: int = 0, **kwargs) -> np.ndarray:
     """The target ``kind`` (a key of :data:`TARGETS`) of shape (prod(in_modes), prod(out_modes))."""
-    from .tensors import check_allocation
+    from .memory import check_allocation
 
     if not isinstance(kind, str) or kind not in TARGETS:
         raise ValueError(f"unknown target {kind!r}; choose from {', '.join(TARGETS)}")

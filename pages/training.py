@@ -24,7 +24,7 @@ from app.snippets import training_command
 from app.widgets import show_error
 from btcore.data import ACTION_NAMES, parse_frame_shape
 from btcore.rnn import ucf11_config
-from btcore.tensors import available_memory
+from btcore.memory import available_memory
 from btcore.shapes import parse_ints
 from btcore.train import OPTIMIZERS, cpu_count, device_name, sweep_configs
 

@@ -166,7 +166,7 @@ def test_row_blocks_give_the_same_result_and_gradient(monkeypatch):
     x = torch.randn(13, 24, dtype=torch.float64)
     whole = matmul(x, BTMatrix(ts[:-1], ts[-1]))
     g_whole = torch.autograd.grad(whole.square().sum(), ts)
-    monkeypatch.setattr(btcore.contract.schemes, "CHUNK_ELEMENTS", 64)
+    monkeypatch.setattr(btcore.contract.schemes.base, "CHUNK_ELEMENTS", 64)
     plan = btcore.plan_matmul(M.spec, 13)
     assert 1 <= btcore.contract.chunk_rows(plan) < 13
     assert btcore.contract.chunk_rows(plan, "cuda") == 13

@@ -5,7 +5,8 @@ import torch
 
 import btcore
 from btcore import BTMatrix, TTMatrix, matmul
-from btcore.contract import PlannedMatmul, cost, ranked_plans, schemes
+from btcore.contract import PlannedMatmul, calibration, planner, ranked_plans, run_plan, schemes
+from btcore.contract.schemes import base, fold
 
 CASES = [  # (in_modes, out_modes, rank, blocks)
     ((3, 4), (2, 5), 2, 1),
@@ -15,7 +16,7 @@ CASES = [  # (in_modes, out_modes, rank, blocks)
 
 
 def _all_plans(spec, batch):
-    return cost.candidates(spec, batch, "auto")
+    return schemes.candidates(spec, batch, "auto")
 
 
 def _leaves(M):
@@ -32,13 +33,13 @@ def test_every_scheme_matches_dense_forward_and_gradients(in_modes, out_modes, r
     for plan in _all_plans(M.spec, 7):
         kinds.add(plan.name)
         with torch.no_grad():
-            torch.testing.assert_close(schemes.run(plan, M.spec, x, M.tensors()), x @ W, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(run_plan(plan, x, M.tensors()), x @ W, rtol=1e-10, atol=1e-12)
         ts, xl = _leaves(M), x.clone().requires_grad_(True)
-        y = PlannedMatmul.apply(plan, M.spec, xl, *ts)
+        y = PlannedMatmul.apply(plan, xl, *ts)
         torch.testing.assert_close(y, x @ W, rtol=1e-10, atol=1e-12)
         got = torch.autograd.grad(y, [xl] + ts, gy)
         ts2, xl2 = _leaves(M), x.clone().requires_grad_(True)
-        want = torch.autograd.grad(xl2 @ schemes.reconstruct_tensors(M.spec, ts2), [xl2] + ts2, gy)
+        want = torch.autograd.grad(xl2 @ base.reconstruct_tensors(M.spec, ts2), [xl2] + ts2, gy)
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
     d = len(in_modes)
@@ -51,25 +52,25 @@ def test_gradcheck_each_scheme(pick):
     M = BTMatrix.random((2, 3, 2), (2, 2, 3), 2, 2, seed=4, dtype=torch.float64)
     (plan,) = [p for p in _all_plans(M.spec, 3) if p.name == pick][:1]
     x = torch.randn(3, 12, dtype=torch.float64, requires_grad=True)
-    torch.autograd.gradcheck(lambda x, *ts: PlannedMatmul.apply(plan, M.spec, x, *ts), (x, *_leaves(M)))
+    torch.autograd.gradcheck(lambda x, *ts: PlannedMatmul.apply(plan, x, *ts), (x, *_leaves(M)))
 
 
 def test_single_fold_backward_skips_the_input_gradient_when_not_needed():
     M = BTMatrix.random((2, 3, 2), (2, 2, 3), 2, 2, seed=5, dtype=torch.float64)
     (plan,) = [p for p in _all_plans(M.spec, 4) if p.name == "fold 2-3"]
-    assert schemes.fold_single(plan)
+    assert fold.fold_single(plan)
     ts = _leaves(M)
     x = torch.randn(4, 12, dtype=torch.float64)
-    y = PlannedMatmul.apply(plan, M.spec, x, *ts)
+    y = PlannedMatmul.apply(plan, x, *ts)
     grads = torch.autograd.grad(y.square().sum(), ts)
-    want = torch.autograd.grad((x @ schemes.reconstruct_tensors(M.spec, ts)).square().sum(), ts)
+    want = torch.autograd.grad((x @ base.reconstruct_tensors(M.spec, ts)).square().sum(), ts)
     for a, b in zip(grads, want):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
 def test_fold_steps_are_consistent_pairwise_contractions():
     spec = btcore.BTSpec((8, 8, 8, 6), (16, 4, 2, 2), 4, 2)
-    for plan in btcore.contract.schemes.fold_plans(spec, 256):
+    for plan in fold.FOLD.plans(spec, 256):
         names = {"x", "A1", "A2", "A3", "A4", "C"}
         for step in plan.steps:
             assert step.left in names and step.right in names
@@ -79,7 +80,7 @@ def test_fold_steps_are_consistent_pairwise_contractions():
         big = next(s for s in plan.steps if s.left == "x")
         assert big.right == "G" and set(big.summed) == {"ABCD"[k] for k in plan.folded}
     # The app-size fold of modes 2..4 is the GEMM (2048 x 384) @ (384 x 128).
-    (f24,) = [p for p in schemes.fold_plans(spec, 256) if p.name == "fold 2-4"]
+    (f24,) = [p for p in fold.FOLD.plans(spec, 256) if p.name == "fold 2-4"]
     big = next(s for s in f24.steps if s.left == "x")
     assert big.macs == 2048 * 384 * 128
 
@@ -92,8 +93,8 @@ def test_fold_steps_are_consistent_pairwise_contractions():
 def test_planner_picks_the_cheapest_by_its_model(spec, method, direction):
     for batch in (16, 256):
         chosen = btcore.plan_matmul(spec, batch, method, direction=direction)
-        r = cost.rates("cpu", torch.float32)
-        costs = [cost.plan_cost(p, r, "cpu", direction) for p in cost.candidates(spec, batch, method)]
+        r = calibration.rates("cpu", torch.float32)
+        costs = [planner.plan_cost(p, r, "cpu", direction) for p in schemes.candidates(spec, batch, method)]
         assert chosen.cost_s == pytest.approx(min(costs))
         assert chosen is btcore.plan_matmul(spec, batch, method, direction=direction)  # cached
         if method == "path":
@@ -115,7 +116,7 @@ def test_dtype_and_device_mismatch_are_refused_clearly():
 
 def test_memory_is_checked_before_a_big_contraction(monkeypatch):
     M = BTMatrix.random((8, 20, 20, 18), (16, 4, 4, 4), 4, 2, seed=0)
-    monkeypatch.setattr(btcore.tensors, "available_memory", lambda device=None: 1 << 20)
+    monkeypatch.setattr(btcore.memory, "available_memory", lambda device=None: 1 << 20)
     with pytest.raises(ValueError, match=r"largest intermediate of x @ W \(dense scheme.*smaller batch"):
         matmul(torch.zeros(1, 57_600), M, method="dense")
 
@@ -137,10 +138,10 @@ def test_row_blocked_fold_equals_whole(monkeypatch):
     M = BTMatrix.random((2, 3, 4), (2, 2, 3), 2, 2, seed=8, dtype=torch.float64)
     (plan,) = [p for p in _all_plans(M.spec, 13) if p.name == "fold 2-3"]
     x = torch.randn(13, 24, dtype=torch.float64)
-    gm, am = schemes.fold_weights(plan, M.spec, M.tensors())
-    whole, _ = schemes.fold_forward(plan, M.spec, x, gm, am)
-    monkeypatch.setattr(schemes, "CHUNK_ELEMENTS", 16)
-    assert schemes.chunk_rows(plan) < 13
-    blocked, _ = schemes.fold_forward(plan, M.spec, x, gm, am)
+    gm, am = fold.fold_weights(plan, M.tensors())
+    whole, _ = fold.fold_forward(plan, x, gm, am)
+    monkeypatch.setattr(base, "CHUNK_ELEMENTS", 16)
+    assert btcore.contract.chunk_rows(plan) < 13
+    blocked, _ = fold.fold_forward(plan, x, gm, am)
     torch.testing.assert_close(blocked, whole, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(blocked, x @ M.to_dense(), rtol=1e-10, atol=1e-12)

@@ -161,7 +161,7 @@ def test_should_stop_cancels_and_returns_best_so_far():
 
 
 def test_memory_estimate_raises_before_allocating(monkeypatch):
-    import btcore.tensors as tensors
+    import btcore.memory as tensors
 
     monkeypatch.setattr(tensors, "available_memory", lambda device=None: 10_000)
     with pytest.raises(ValueError, match="fewer blocks|lower rank|smaller"):

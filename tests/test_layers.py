@@ -477,7 +477,7 @@ def test_many_blocks_initialise_batched_and_exactly():
 
 
 def test_layer_init_has_a_memory_budget(monkeypatch):
-    monkeypatch.setattr(btcore.tensors, "available_memory", lambda device=None: 1024**2)
+    monkeypatch.setattr(btcore.memory, "available_memory", lambda device=None: 1024**2)
     with pytest.raises(ValueError, match="initialising this CP layer needs"):
         BTLinear((2, 3), (3, 2), 1, 10**5)
     with pytest.raises(ValueError, match="initialising this TT layer needs"):

@@ -288,9 +288,9 @@ def test_trained_model_too_large_is_listed_without_forming_its_matrix(monkeypatc
 
 
 def test_fit_that_would_not_fit_in_memory(monkeypatch):
-    import btcore.tensors
+    import btcore.memory
 
-    monkeypatch.setattr(btcore.tensors, "available_memory", lambda device=None: 2 * 1024**2)
+    monkeypatch.setattr(btcore.memory, "available_memory", lambda device=None: 2 * 1024**2)
     at = open_page("approximation")
     assert not at.exception
     assert any("more than 50%" in e and "choose smaller modes" in e for e in _errors(at))

@@ -82,10 +82,10 @@ def test_a_rank_of_99_says_which_field_what_is_used_and_why():
 
 
 def test_memory_warning(monkeypatch):
-    import btcore.tensors
+    import btcore.memory
 
     # 16 MiB: the default models' estimates are 12-21 MiB (BT's GEMM-shaped scheme keeps small intermediates)
-    monkeypatch.setattr(btcore.tensors, "available_memory", lambda device=None: 16 * 1024**2)
+    monkeypatch.setattr(btcore.memory, "available_memory", lambda device=None: 16 * 1024**2)
     at = open_page("training")
     assert any("free memory" in w.value for w in at.warning)
 

@@ -214,7 +214,7 @@ def test_make_target_checks_numbers_and_memory(monkeypatch):
     with pytest.raises(ValueError, match="target 'gaussian': .* entries are not finite"):
         with np.errstate(over="ignore"):
             targets.make_target("gaussian", 30, 30, std=1e308)  # finite std, overflowing entries
-    monkeypatch.setattr("btcore.tensors.available_memory", lambda device=None: 1024)
+    monkeypatch.setattr("btcore.memory.available_memory", lambda device=None: 1024)
     with pytest.raises(ValueError, match="the 1,000 x 1,000 target needs"):
         targets.make_target("gaussian", 1000, 1000)
 

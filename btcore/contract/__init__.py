@@ -1,85 +1,48 @@
 """``x @ W`` for factorized W without forming W, by the scheme a measured cost model picks.
 
-Modules: :mod:`~btcore.contract.paths` (steps, plans, opt_einsum paths),
-:mod:`~btcore.contract.schemes` (the path, GEMM-shaped fold and dense schemes, how each runs),
-:mod:`~btcore.contract.chain` (the chain scheme: one mode at a time, every step a GEMM on views),
-:mod:`~btcore.contract.cost` (the cost model calibrated on this machine, the planner),
-:mod:`~btcore.contract.function` (the autograd Function with each scheme's backward, timing).
+Modules: :mod:`~btcore.contract.schemes` (one module per scheme, each a
+:class:`~btcore.contract.schemes.base.Scheme` with plans, run, forward, backward and cost, and the
+registry :data:`~btcore.contract.schemes.SCHEMES`), :mod:`~btcore.contract.calibration` (the rates
+measured on this machine, GEMM and einsum time models), :mod:`~btcore.contract.planner` (the
+cheapest candidate by the model: :func:`plan_matmul`, :func:`planner_choice`),
+:mod:`~btcore.contract.autograd` (:class:`PlannedMatmul`, every scheme's backward through one
+interface), :mod:`~btcore.contract.tuning` (timing the best candidates once per shape). The plan
+type and the FLOP-optimal path are in :mod:`btcore.plan`, below the specs.
 
-``plan_matmul(spec, batch)`` returns the scheme ``matmul`` runs, with its pairwise steps (the app
-displays them). The planner picks per (spec, batch, method, device, dtype, direction) the scheme
-with the least modelled time; ``tune_plan`` (``matmul(..., tune=True)``) also times the few best
-candidates once per shape and keeps the fastest.
+``plan_matmul(spec, batch)`` returns the scheme ``matmul`` runs, with its pairwise steps. The
+planner picks per (spec, batch, method, device, dtype, direction) the scheme with the least
+modelled time; ``tune_plan`` (``matmul(..., tune=True)``) also times the few best candidates once
+per shape and keeps the fastest. The counts the specs report do not depend on either.
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import torch
 
 from ..formats import DenseSpec
-from ..shapes import check_choice, check_positive_int
-from . import chain, cost, schemes
-from .cost import Rates, rates, set_rates
-from .function import PlannedMatmul, keep_memory, tune_plan
-from .paths import ContractionPlan, Step, plan_reconstruct, split_steps, uses_x
-from .schemes import CHUNK_ELEMENTS, chunk_rows, reconstruct_tensors
+from ..memory import check_allocation
+from .autograd import PlannedMatmul, run_plan
+from .calibration import Rates, rates, set_rates
+from .planner import DIRECTIONS, METHODS, PlannerChoice, plan_matmul, planner_choice, ranked_plans
+from .schemes import scheme_of
+from .schemes.base import reconstruct_tensors
+from .tuning import tune_plan
 
-__all__ = ["Step", "ContractionPlan", "plan_matmul", "plan_reconstruct", "tune_plan", "matmul", "reconstruct",
-           "CHUNK_ELEMENTS", "chunk_rows", "split_steps", "uses_x", "Rates", "rates", "set_rates", "ranked_plans",
-           "PlannedMatmul", "keep_memory", "METHODS", "DIRECTIONS", "AUTO_TUNE_S"]
-
-#: ``method`` values: "contract" never forms W (paths and folds), "dense" reconstructs W, "auto"
-#: considers all, "path" only the opt_einsum paths (the FLOP-optimal order).
-METHODS = ("contract", "dense", "auto", "path")
-#: ``direction`` values: "forward" (inference) or "train" (forward + backward).
-DIRECTIONS = ("forward", "train")
-
-
-def _device_type(device) -> str:
-    return torch.device(device).type
-
-
-@lru_cache(maxsize=512)
-def _checked(batch, method, direction):
-    check_positive_int(batch, "batch")
-    check_choice(method, METHODS, "method")
-    check_choice(direction, DIRECTIONS, "direction")
-
-
-def plan_matmul(spec, batch: int, method: str = "contract", *, device="cpu", dtype=torch.float32,
-                direction: str = "forward") -> ContractionPlan:
-    """The scheme ``matmul`` runs for ``batch`` rows of x, with its steps; chosen by the cost model.
-
-    Parameters
-    ----------
-    spec : DenseSpec, TTSpec or BTSpec
-    batch : int
-        Rows of x (all leading dimensions flattened).
-    method : {"contract", "dense", "auto", "path"}
-        "contract" never forms W (the FLOP-optimal path or a GEMM-shaped fold); "dense" reconstructs
-        W and does one matmul; "auto" considers both; "path" is the FLOP-optimal path alone.
-    device, dtype
-        Whose calibrated rates the cost model uses (measured once per process on first use).
-    direction : {"forward", "train"}
-        Minimise the forward time, or forward + backward.
-    """
-    _checked(batch, method, direction)
-    return cost.choose(spec, int(batch), method, _device_type(device), dtype, direction)
-
-
-def ranked_plans(spec, batch: int, method: str = "auto", *, device="cpu", dtype=torch.float32,
-                 direction: str = "forward") -> list[ContractionPlan]:
-    """Every candidate scheme with its modelled ``cost_s``, cheapest first."""
-    _checked(batch, method, direction)
-    return cost.ranked(spec, int(batch), method, _device_type(device), dtype, direction)
+__all__ = ["plan_matmul", "planner_choice", "PlannerChoice", "ranked_plans", "tune_plan", "matmul", "reconstruct",
+           "run_plan", "chunk_rows", "Rates", "rates", "set_rates", "PlannedMatmul", "METHODS", "DIRECTIONS",
+           "AUTO_TUNE_S"]
 
 
 def reconstruct(M) -> torch.Tensor:
     """The dense (I, J) matrix of a :class:`BTMatrix` or :class:`TTMatrix`."""
     return reconstruct_tensors(M.spec, M.tensors())
+
+
+def chunk_rows(plan, device_type: str = "cpu") -> int:
+    """Rows of x per block when executing ``plan`` (the whole batch on GPUs)."""
+    return scheme_of(plan).rows(plan, device_type)
 
 
 def _check_operands(x: torch.Tensor, M) -> None:
@@ -96,17 +59,36 @@ def _check_operands(x: torch.Tensor, M) -> None:
                          f"(x.to('{M.device}') or M.to('{x.device}'))")
 
 
-def _check_memory(plan: ContractionPlan, x: torch.Tensor) -> None:
-    """Refuse, before running, a plan whose largest intermediate (per row block) would not fit."""
-    rows = chunk_rows(plan, x.device.type)
-    need = plan.largest_intermediate * rows // max(plan.batch, 1) * x.element_size()
-    if plan.scheme == "dense":
-        need = max(need, plan.steps[-1].right_shape[0] * plan.steps[-1].right_shape[1] * x.element_size())
-    if need > 1 << 26:  # reading free memory costs more than small contractions: only check big ones
-        from ..tensors import check_allocation
+#: Reading free memory costs more than small contractions: only allocations above this are checked.
+_CHECK_ABOVE = 1 << 26
 
+
+def _check_output(x: torch.Tensor, batch: int, spec) -> None:
+    """Refuse, before anything is allocated, an output y (batch, J) that alone would not fit."""
+    need = batch * spec.out_size * x.element_size()
+    if need > _CHECK_ABOVE:
+        check_allocation(need, f"the output of x @ W ({batch:,} x {spec.out_size:,})",
+                         "use a smaller batch (split x into row blocks)", x.device)
+
+
+def _check_memory(plan, x: torch.Tensor) -> None:
+    """Refuse, before running, a plan whose largest intermediate (per row block) would not fit."""
+    scheme = scheme_of(plan)
+    need = scheme.working_elements(plan, scheme.rows(plan, x.device.type)) * x.element_size()
+    if need > _CHECK_ABOVE:
         check_allocation(need, f"the largest intermediate of x @ W ({plan.name} scheme, batch {plan.batch})",
                          "use a smaller batch (split x into row blocks) or a smaller rank", x.device)
+
+
+def _empty_batch(x: torch.Tensor, tensors, lead, out_size: int) -> torch.Tensor:
+    """y with no rows, still joined to x and every tensor, so a backward gives zero gradients (as
+    ``nn.Linear`` does) instead of failing for want of a graph."""
+    y = x.new_zeros(*lead, out_size)
+    if torch.is_grad_enabled():
+        links = [t.sum() for t in [x, *tensors] if t.requires_grad]
+        if links:
+            y = y + 0 * sum(links)
+    return y
 
 
 #: ``matmul(..., tune=None)`` times the best candidates (once per shape) when the model's cheapest
@@ -135,15 +117,18 @@ def matmul(x: torch.Tensor, M, *, method: str = "contract", tune: bool | None = 
 
     Returns
     -------
-    torch.Tensor of shape (..., J).
+    torch.Tensor of shape (..., J). With no rows, an empty result whose backward gives zero
+    gradients. An output or an intermediate too large for free memory is refused (``ValueError``)
+    before it is allocated.
     """
     _check_operands(x, M)
     spec = M.spec
     lead = x.shape[:-1]
     batch = math.prod(lead)
-    if batch == 0:
-        return x.new_zeros(*lead, spec.out_size)
     tensors = M.tensors()
+    if batch == 0:
+        return _empty_batch(x, tensors, lead, spec.out_size)
+    _check_output(x, batch, spec)
     train = torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in tensors))
     direction = "train" if train else "forward"
     plan = plan_matmul(spec, batch, method, device=x.device, dtype=x.dtype, direction=direction)
@@ -153,9 +138,6 @@ def matmul(x: torch.Tensor, M, *, method: str = "contract", tune: bool | None = 
     x2 = x.reshape(batch, spec.in_size)
     if isinstance(spec, DenseSpec):
         y = x2 @ tensors[0]
-    elif train:
-        y = PlannedMatmul.apply(plan, spec, x2, *tensors)
     else:
-        with torch.no_grad():
-            y = schemes.run(plan, spec, x2, tensors)
+        y = run_plan(plan, x2, tensors)
     return y.reshape(*lead, spec.out_size)

@@ -40,7 +40,8 @@ import torch
 
 from ..formats import BTSpec, normalize_ranks
 from ..shapes import check_choice, check_modes, check_positive_int, prod
-from ..tensors import BTMatrix, check_allocation
+from ..matrices import BTMatrix
+from ..memory import check_allocation
 from .als import (
     _ALS, _hosvd_start, _mode_order, _project_all, _random_orthonormal, _sketch_bases, als_memory_bytes,
 )

@@ -14,7 +14,8 @@ import torch
 
 from ..formats import TTSpec, normalize_ranks, tt_rank_caps
 from ..shapes import check_modes
-from ..tensors import TTMatrix, check_allocation
+from ..matrices import TTMatrix
+from ..memory import check_allocation
 from .common import _EXACT_BELOW, AT_PRECISION, FitInfo, _as_matrix, _modes, _out_dtype, interleave, scale_of
 
 __all__ = ["fit_tt", "cap_tt_ranks"]

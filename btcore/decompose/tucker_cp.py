@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..shapes import check_positive_int
-from ..tensors import BTMatrix
+from ..matrices import BTMatrix
 from .bt import fit_bt
 from .common import FitInfo
 

@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 import torch.distributed as tdist
 
-from ..contract import keep_memory
+from ..memory import keep_memory
 from ..data import ACTION_NAMES, SyntheticActions, load_clip_folder, parse_frame_shape
 from ..shapes import check_choice, factorize, parse_ints, parse_rank, prod
 from .config import OPTIMIZERS, TrainConfig, check_device, model_config, set_cpu_threads

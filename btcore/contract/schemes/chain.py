@@ -26,15 +26,19 @@ step inputs for it up to :data:`KEEP_BYTES`, beyond which the backward recompute
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 
-from ..formats import _BLOCK, _IN, _OUT, _RANK, BTSpec
-from .paths import ContractionPlan, make_step
+from ...formats import BTSpec
+from ...indices import BLOCK, IN, OUT, RANK
+from ...plan import ContractionPlan, make_step
+from ..calibration import Rates, copy_seconds, gemm_seconds
+from .base import Scheme
 
-__all__ = ["CHAIN_ELEMENTS", "KEEP_BYTES", "kept_bytes", "chain_plan", "chain_spec", "chain_rows", "chain_weights",
-           "chain_forward", "chain_backward"]
+__all__ = ["CHAIN_ELEMENTS", "KEEP_BYTES", "ChainScheme", "CHAIN", "kept_bytes", "chain_plan", "chain_rows",
+           "chain_weights", "chain_forward", "chain_backward"]
 
 #: The training forward keeps every step's input for the backward up to this many bytes (beyond,
 #: the backward recomputes each block's forward instead).
@@ -51,33 +55,24 @@ def chain_plan(spec, batch: int) -> list[ContractionPlan]:
     if not isinstance(spec, BTSpec) or spec.d < 2:
         return []
     net = spec.network()
-    d, blk = spec.d, (_BLOCK if spec.blocks > 1 else "")
+    d, blk = spec.d, (BLOCK if spec.blocks > 1 else "")
     sizes = dict(net.sizes) | {"b": batch}
     terms = dict(zip(net.names, net.terms))
-    others = "".join(_RANK[k] for k in range(d - 1, 1, -1))  # r_d..r_3: ranks applied before G
-    g_t = blk + others + _RANK[0] + _OUT[1] + _IN[1]
+    others = "".join(RANK[k] for k in range(d - 1, 1, -1))  # r_d..r_3: ranks applied before G
+    g_t = blk + others + RANK[0] + OUT[1] + IN[1]
     steps = [make_step("C", "A2", "G", terms["C"], terms["A2"], g_t, sizes)]
     cur, cur_t, ranks, outs = "x", terms["x"], "", ""
     for k in range(d - 1, 1, -1):
-        ranks += _RANK[k]
-        outs = _OUT[k] + outs
-        res = blk + ranks + outs + "b" + _IN[:k]
+        ranks += RANK[k]
+        outs = OUT[k] + outs
+        res = blk + ranks + outs + "b" + IN[:k]
         name = f"T{d - k}"
         steps.append(make_step(cur, f"A{k + 1}", name, cur_t, terms[f"A{k + 1}"], res, sizes))
         cur, cur_t = name, res
-    res = blk + _RANK[0] + _OUT[1] + outs + "b" + _IN[0]
+    res = blk + RANK[0] + OUT[1] + outs + "b" + IN[0]
     steps.append(make_step(cur, "G", "Z", cur_t, g_t, res, sizes))
     steps.append(make_step("Z", "A1", "y", res, terms["A1"], net.output, sizes))
-    return [ContractionPlan("contract", batch, tuple(steps), "chain", net.output, scheme="chain")]
-
-
-@lru_cache(maxsize=256)
-def chain_spec(plan: ContractionPlan) -> BTSpec:
-    """The BT spec a chain plan was made for, read back from its factor steps' shapes."""
-    facs = [plan.steps[-1].right_shape, plan.steps[0].right_shape] + [s.right_shape for s in plan.steps[-3:0:-1]]
-    blocks = facs[0][0] if len(facs[0]) == 4 else 1
-    facs = [f[-3:] for f in facs]
-    return BTSpec(tuple(f[0] for f in facs), tuple(f[1] for f in facs), tuple(f[2] for f in facs), blocks)
+    return [ContractionPlan("contract", batch, tuple(steps), "chain", net.output, scheme="chain", spec=spec)]
 
 
 def chain_rows(spec: BTSpec, batch: int, device_type: str = "cpu") -> int:
@@ -105,8 +100,8 @@ def chain_weights(spec: BTSpec, tensors):
     core = tensors[d] if spec.blocks > 1 else tensors[d].unsqueeze(0)
     n = core.shape[0]
     mats = [facs[k].permute(0, 3, 2, 1).reshape(n, -1, spec.in_modes[k]).contiguous() for k in range(d - 1, 1, -1)]
-    others = "".join(_RANK[k] for k in range(d - 1, 1, -1))
-    g = torch.einsum(f"n{_RANK[:d]},n{_IN[1]}{_OUT[1]}{_RANK[1]}->n{others}{_RANK[0]}{_OUT[1]}{_IN[1]}", core, facs[1])
+    others = "".join(RANK[k] for k in range(d - 1, 1, -1))
+    g = torch.einsum(f"n{RANK[:d]},n{IN[1]}{OUT[1]}{RANK[1]}->n{others}{RANK[0]}{OUT[1]}{IN[1]}", core, facs[1])
     g = g.reshape(n, -1, spec.ranks[0] * spec.out_modes[1], spec.in_modes[1]).contiguous()
     a1 = facs[0].permute(0, 3, 1, 2).reshape(n * spec.ranks[0], spec.in_modes[0], spec.out_modes[0]).contiguous()
     return mats + [g, a1]
@@ -209,3 +204,96 @@ def chain_backward(spec: BTSpec, gy: torch.Tensor, x2: torch.Tensor, mats, rows:
         if need_x:
             g_x[r0: r0 + rows] = gxb
     return g_x, grads
+
+
+def _chain_block(spec, nb: int, r: Rates) -> float:
+    """Seconds of one row block of ``nb`` rows of the chain scheme (each GEMM as it is called)."""
+    n, d = spec.blocks, spec.d
+    ins, outs, rk = spec.in_modes, spec.out_modes, list(spec.ranks)
+    rows = [rk[k] * outs[k] for k in range(d)]
+    rows[1] = rk[0] * outs[1]  # mode 2's factor carries the folded core: rows (r_1, j_2)
+    cols = nb * spec.in_size // ins[-1]  # (b, i_1..i_{d-1})
+    t = gemm_seconds(r, 1, n * rows[-1], cols, ins[-1])
+    p, e = 1, outs[-1] * cols  # rank combinations applied, elements per (block, combination)
+    if d > 2:
+        p = rk[-1]
+    for k in range(d - 2, 0, -1):
+        x_k = e // ins[k]
+        # n*p GEMMs (rows x I_k) @ (I_k x X) in one broadcast matmul; G's are summed over p after
+        t += gemm_seconds(r, n * p, rows[k], x_k, ins[k])
+        if k == 1 and p > 1:
+            t += copy_seconds(r, n * p * rows[k] * x_k)
+        p, e = (p * rk[k], outs[k] * x_k) if k > 1 else (1, outs[k] * x_k)
+    jb = e // ins[0]
+    t += gemm_seconds(r, n * rk[0], jb, outs[0], ins[0])
+    if n * rk[0] > 1:
+        t += copy_seconds(r, n * rk[0] * jb * outs[0])  # the sum over (n, r_1)
+    return t + 2 * copy_seconds(r, nb * spec.out_size)  # the one copy into y
+
+
+def _chain_cost(plan: ContractionPlan, spec, r: Rates, device_type: str) -> tuple[float, float]:
+    b = plan.batch
+    rows = chain_rows(spec, b, device_type)
+    full, left = divmod(b, rows)
+    fwd = full * _chain_block(spec, rows, r) + (_chain_block(spec, left, r) if left else 0.0)
+    # backward: two GEMMs per forward GEMM, after recomputing the forward where it is not kept
+    kept = kept_bytes(spec, b, r.itemsize) <= KEEP_BYTES
+    return fwd, (2 if kept else 3) * fwd
+
+
+@dataclass
+class _Saved:
+    """What the chain's training forward keeps: x, the format's tensors, the row block size, and each
+    block's step inputs (None where the backward recomputes them)."""
+
+    x2: torch.Tensor
+    tensors: tuple
+    rows: int
+    kept: list | None
+
+
+class ChainScheme(Scheme):
+    """The chain of a BT spec with d >= 2: one mode at a time, every step a GEMM on views."""
+
+    name = "chain"
+    methods = frozenset({"contract", "auto"})
+
+    def plans(self, spec, batch: int) -> list[ContractionPlan]:
+        return chain_plan(spec, batch)
+
+    def rows(self, plan: ContractionPlan, device_type: str = "cpu") -> int:
+        return chain_rows(plan.spec, plan.batch, device_type)
+
+    def run(self, plan: ContractionPlan, x2: torch.Tensor, tensors) -> torch.Tensor:
+        """y (b, J) in row blocks written into one preallocated y (not differentiable: see :meth:`forward`)."""
+        spec = plan.spec
+        return chain_forward(spec, x2, chain_weights(spec, tensors), chain_rows(spec, x2.shape[0], x2.device.type))
+
+    def forward(self, plan, x2, tensors, need):
+        spec = plan.spec
+        mats = chain_weights(spec, [t.detach() for t in tensors])
+        rows = chain_rows(spec, x2.shape[0], x2.device.type)
+        if kept_bytes(spec, x2.shape[0], x2.element_size()) <= KEEP_BYTES:
+            y, kept = chain_forward(spec, x2, mats, rows, keep=True)
+        else:
+            y, kept = chain_forward(spec, x2, mats, rows), None
+        return y, _Saved(x2, tuple(tensors), rows, kept)
+
+    def backward(self, plan, state, gy, need):
+        """The hand-written block backward, then the small weight reshuffle's own autograd."""
+        with torch.enable_grad():
+            leaves = [v.detach().requires_grad_(n) for v, n in zip(state.tensors, need[1:])]
+            mats = chain_weights(plan.spec, leaves)
+        g_x, g_mats = chain_backward(plan.spec, gy, state.x2, [m.detach() for m in mats], state.rows, need[0],
+                                     state.kept)
+        state.kept = None
+        wanted = [v for v, n in zip(leaves, need[1:]) if n]
+        got = iter(torch.autograd.grad(mats, wanted, g_mats, allow_unused=True)) if wanted else iter(())
+        return (g_x,) + tuple(next(got) if n else None for n in need[1:])
+
+    def cost(self, plan: ContractionPlan, r: Rates, device_type: str) -> tuple[float, float]:
+        return _chain_cost(plan, plan.spec, r, device_type)
+
+
+#: The registered instance.
+CHAIN = ChainScheme()

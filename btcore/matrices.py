@@ -1,5 +1,8 @@
 """BT and TT matrix containers: the tensors of a factorized (I, J) matrix, as torch tensors.
 
+Above :mod:`btcore.contract` (``M.to_dense()`` and ``x @ M`` run its schemes); the memory budget
+they ask before allocating is :mod:`btcore.memory`.
+
 The containers hold plain tensors (or ``nn.Parameter``s, when a layer owns them), so everything
 built from them is differentiable and follows their device and dtype.
 """
@@ -12,45 +15,13 @@ from typing import Sequence
 
 import torch
 
-from .contract import matmul, plan_reconstruct, reconstruct
-from .formats import BTSpec, TTSpec, dtype_bytes, format_bytes
+from .contract import matmul, reconstruct
+from .formats import BTSpec, TTSpec
+from .memory import check_allocation, dtype_bytes
+from .plan import plan_reconstruct
 from .shapes import prod
 
-__all__ = ["BTMatrix", "TTMatrix", "available_memory", "check_allocation", "check_std", "bt_init_std", "tt_init_std"]
-
-
-def available_memory(device: torch.device | str | None = None) -> int:
-    """Bytes free for new tensors on ``device`` (CUDA: free device memory; CPU: MemAvailable)."""
-    device = torch.device(device or "cpu")
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 * 1024**3  # no /proc (macOS, Windows): assume a modest machine
-
-
-def check_allocation(nbytes: int, what: str, fix: str, device=None, fraction: float = 0.5) -> None:
-    """Raise ``ValueError`` before allocating ``nbytes`` if it exceeds ``fraction`` of free memory.
-
-    The one memory budget of btcore: :meth:`BTMatrix.random`, :meth:`TTMatrix.random`, ``to_dense``
-    and the layers' constructors all ask it before allocating.
-    """
-    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, float)) or not nbytes >= 0:
-        raise ValueError(f"nbytes must be a non-negative number of bytes, got {nbytes!r}")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
-    free = available_memory(device)
-    if nbytes > fraction * free:
-        raise ValueError(
-            f"{what} needs {format_bytes(nbytes)}, more than {fraction:.0%} of the {format_bytes(free)} free "
-            f"on {torch.device(device or 'cpu')}; {fix}"
-        )
+__all__ = ["BTMatrix", "TTMatrix", "check_std", "bt_init_std", "tt_init_std"]
 
 
 def bt_init_std(spec: BTSpec, std: float) -> float:
@@ -83,11 +54,22 @@ def _check_dtype(dtype) -> torch.dtype:
     return dtype
 
 
-def _check_device(device):
+def _check_device(device, field: str = "device") -> torch.device | None:
+    """``device`` as a ``torch.device`` (``None`` stays ``None``: the default device), or ``ValueError``
+    naming it when it is not a device or not usable here (``"cuda"`` on a machine without CUDA)."""
+    if device is None:
+        return None
     try:
-        return torch.device(device) if device is not None else None
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from exc
+        raise ValueError(f"{field} must be a torch device such as 'cpu' or 'cuda', got {device!r}") from exc
+    if dev.type != "cpu":
+        try:  # torch raises AssertionError or RuntimeError for a device type it was not built for
+            torch.empty(0, device=dev)
+        except (AssertionError, RuntimeError) as exc:
+            raise ValueError(f"{field} {str(dev)!r} is not available on this machine ({exc}); "
+                             "use device='cpu' or a device torch.cuda.is_available() reports") from exc
+    return dev
 
 
 def _generator(seed, device):

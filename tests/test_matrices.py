@@ -50,7 +50,7 @@ def test_constructor_errors():
 
 def test_to_dense_refuses_what_does_not_fit(monkeypatch):
     M = BTMatrix.random((8, 20, 20, 18), (16, 4, 4, 4), 4, 2, seed=0)
-    monkeypatch.setattr(btcore.tensors, "available_memory", lambda device=None: 100 * 1024**2)
+    monkeypatch.setattr(btcore.memory, "available_memory", lambda device=None: 100 * 1024**2)
     with pytest.raises(ValueError, match=r"the dense 57,600 x 1,024 matrix needs 225.0 MiB, more than 50% .* use btcore.matmul"):
         M.to_dense()
     with pytest.raises(ValueError, match="the BT tensors needs"):

@@ -1,13 +1,15 @@
-"""Plans as pairwise steps: :class:`Step`, :class:`ContractionPlan`, FLOP-optimal opt_einsum paths.
+"""Plans of ``x @ W`` as pairwise steps: :class:`Step`, :class:`ContractionPlan`, and the FLOP-optimal path.
 
-The format's spec describes a tensor network (:meth:`Network`); the input ``x`` is one more
-operand. The pairwise contraction order is searched with opt_einsum once per (spec, batch size)
+A format's spec describes a tensor network (``spec.network()``, a :class:`btcore.formats.Network`);
+the input ``x`` is one more operand. This module needs nothing but that network (it imports no
+other btcore module), so the specs count with it (:func:`optimal_plan`: parameters, multiply-adds
+and memory as pure functions of the spec) and the contraction schemes build on it. The pairwise contraction order is searched with opt_einsum once per (spec, batch size)
 and cached: several strategies are tried ("dp", "optimal" for small networks, "branch-2",
 "greedy") and the one with the fewest multiply-adds wins, ties broken by the smaller largest
 intermediate. opt_einsum's plain "greedy" can be several times worse for BT networks.
 
 Every scheme (see :mod:`btcore.contract.schemes`) is described by such steps, so the app can
-display the order that actually runs (which tensors meet, the result's shape, multiply-adds).
+display the order that runs (which tensors meet, the result's shape, multiply-adds).
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ from functools import lru_cache
 
 import opt_einsum
 
-from ..formats import DenseSpec, Network
-
-__all__ = ["Step", "ContractionPlan", "plan_reconstruct", "split_steps", "uses_x", "candidate_paths",
-           "network_with_batch", "steps_for"]
+__all__ = ["Step", "ContractionPlan", "make_step", "optimal_plan", "plan_reconstruct", "split_steps", "uses_x",
+           "candidate_paths", "network_with_batch", "steps_for"]
 
 
 @dataclass(frozen=True)
@@ -76,14 +76,16 @@ class ContractionPlan:
     output_indices : str
         Index letters of the result (batch then output modes).
     scheme : str
-        ``"path"`` (the FLOP-optimal pairwise path), ``"chain"`` (one mode at a time, every step a GEMM
-        on views, see :mod:`btcore.contract.chain`), ``"fold"`` (a GEMM-shaped order: the core and
-        the factors of :attr:`folded` modes form one matrix G, x meets G in one GEMM, the other
-        modes' factors follow as batched GEMMs) or ``"dense"``.
+        The name of the scheme that runs the plan, a key of the registry
+        :data:`btcore.contract.schemes.SCHEMES` (``"path"``, ``"chain"``, ``"fold"``, ``"dense"``).
     folded : tuple of int
-        For ``"fold"``: the 0-based modes folded into G (a prefix or a suffix of the modes).
+        For folds: the 0-based modes folded into one matrix G (a prefix or a suffix of the modes).
     cost_s : float
-        The cost model's estimate in seconds (0 where not estimated).
+        The planner's modelled seconds (0 where not estimated).
+    label : str
+        The short name shown to people (:attr:`name`), set by the scheme that made the plan.
+    spec : DenseSpec, TTSpec or BTSpec
+        The spec the plan is for.
     """
 
     method: str
@@ -94,6 +96,8 @@ class ContractionPlan:
     scheme: str = "path"
     folded: tuple[int, ...] = ()
     cost_s: float = 0.0
+    label: str = ""
+    spec: object = None
 
     @property
     def macs(self) -> int:
@@ -105,20 +109,15 @@ class ContractionPlan:
 
     @property
     def name(self) -> str:
-        """A short label: ``path dp`` (with the opt_einsum strategy), ``dense``, ``fold 2-4`` (1-based
-        modes folded into G)."""
-        if self.scheme == "fold":
-            lo, hi = self.folded[0] + 1, self.folded[-1] + 1
-            return f"fold {lo}" if lo == hi else f"fold {lo}-{hi}"
-        if self.scheme == "path":
-            return "path " + self.strategy.replace(" (timed)", "")
-        return self.scheme
+        """A short label: ``path dp`` (with the opt_einsum strategy), ``chain``, ``dense``, ``fold 2-4``."""
+        return self.label or self.scheme
 
 
 _STRATEGIES = ("dp", "optimal", "branch-2", "greedy")
 
 
 def steps_for(names, terms, shapes, output, path) -> tuple[Step, ...]:
+    """The :class:`Step` s of an opt_einsum ``path`` over the named operands."""
     sizes = {}
     for term, shape in zip(terms, shapes):
         for c, s in zip(term, shape):
@@ -178,26 +177,38 @@ def candidate_paths(names, terms, shapes, output):
     return tuple((path, label, steps) for path, (label, steps) in ranked)
 
 
-def _best_path(names, terms, shapes, output):
-    return candidate_paths(names, terms, shapes, output)[0]
-
-
-def network_with_batch(net: Network, batch: int):
+def network_with_batch(net, batch: int):
+    """(names, terms, shapes) of a spec's network with x's batch size filled in."""
     shapes = tuple((batch,) + s[1:] if n == "x" else s for n, s in zip(net.names, net.shapes))
     return net.names, net.terms, shapes
+
+
+@lru_cache(maxsize=1024)
+def optimal_plan(spec, batch: int) -> ContractionPlan:
+    """The FLOP-optimal pairwise path of ``x @ W`` for ``batch`` rows: a pure function of the spec.
+
+    The fewest multiply-adds over opt_einsum's "dp" and "optimal" (small networks) searches and a
+    few others, ties broken by the smaller largest intermediate; no timing is involved. A dense
+    spec's plan is its one GEMM (scheme ``"dense"``).
+    """
+    net = spec.network()
+    names, terms, shapes = network_with_batch(net, batch)
+    _, strategy, steps = candidate_paths(names, terms, shapes, net.output)[0]
+    if net.names == ("x", "W"):  # the dense matrix: one GEMM
+        return ContractionPlan("dense", batch, steps, "none", net.output, scheme="dense", spec=spec)
+    return ContractionPlan("contract", batch, steps, strategy, net.output, scheme="path",
+                           label=f"path {strategy}", spec=spec)
 
 
 @lru_cache(maxsize=512)
 def plan_reconstruct(spec) -> ContractionPlan:
     """The plan that forms the dense (I, J) matrix from the format's tensors."""
     net = spec.network()
-    if isinstance(spec, DenseSpec):
-        return ContractionPlan("dense", 0, (), "none", net.in_indices + net.out_indices, scheme="dense")
     output = net.in_indices + net.out_indices
-    if len(net.terms) == 2:  # a single tensor (TT with d = 1) is already the matrix
-        return ContractionPlan("dense", 0, (), "none", output, scheme="dense")
-    _, strategy, steps = _best_path(net.names[1:], net.terms[1:], net.shapes[1:], output)
-    return ContractionPlan("dense", 0, steps, strategy, output, scheme="dense")
+    if len(net.terms) == 2:  # a single tensor (dense W, TT with d = 1) is already the matrix
+        return ContractionPlan("dense", 0, (), "none", output, scheme="dense", spec=spec)
+    _, strategy, steps = candidate_paths(net.names[1:], net.terms[1:], net.shapes[1:], output)[0]
+    return ContractionPlan("dense", 0, steps, strategy, output, scheme="dense", spec=spec)
 
 
 def split_steps(steps):

@@ -81,18 +81,18 @@ def index_meanings(spec, batch: int) -> dict[str, tuple[str, int]]:
     return out
 
 
-#: For each step, whether it involves the input x (one home: btcore.contract).
-uses_x = btcore.contract.uses_x
+#: For each step, whether it involves the input x (one home: btcore.plan).
+uses_x = btcore.plan.uses_x
 
 
 def walkthrough_rows(spec, batch: int, dtype_bytes: int | None = None) -> list[dict]:
-    """One row per step of the plan ``btcore.plan_matmul(spec, batch)`` (the scheme ``matmul`` runs).
+    """One row per step of the FLOP-optimal plan ``spec.plan(batch)`` (the counts the Shapes page shows).
 
     ``result shape`` is ``Step.result_shape`` as text, ``multiply-adds`` is ``Step.macs`` (for the
     whole batch), ``result memory`` the float32 bytes of the step's result.
     """
     size = dtype_bytes or btcore.dtype_bytes("float32")
-    plan = btcore.plan_matmul(spec, batch)
+    plan = spec.plan(batch)
     rows = []
     for k, (s, with_x) in enumerate(zip(plan.steps, uses_x(plan.steps)), 1):
         rows.append({

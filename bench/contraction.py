@@ -26,7 +26,8 @@ import time
 import torch
 
 import btcore
-from btcore.contract import PlannedMatmul, keep_memory, ranked_plans, schemes
+from btcore.contract import PlannedMatmul, ranked_plans, run_plan
+from btcore.memory import keep_memory
 
 SIZES = {  # name: (in_modes, out_modes, batches)
     "UCF11": ((8, 20, 20, 18), (16, 4, 4, 4), (16, 64, 256)),
@@ -72,12 +73,12 @@ def bench_case(in_modes, out_modes, batch: int, direction: str, repeats: int, sk
         fns["dense"] = lambda: (xg @ Wg).sum().backward()
         fns["chosen"] = lambda: btcore.matmul(xg, Mg).sum().backward()
         for p in plans:
-            fns[p.name] = lambda p=p: PlannedMatmul.apply(p, spec, xg, *leaves).sum().backward()
+            fns[p.name] = lambda p=p: PlannedMatmul.apply(p, xg, *leaves).sum().backward()
     else:
         fns["dense"] = lambda: x @ W
         fns["chosen"] = lambda: btcore.matmul(x, M)
         for p in plans:
-            fns[p.name] = lambda p=p: schemes.run(p, spec, x, M.tensors())
+            fns[p.name] = lambda p=p: run_plan(p, x, M.tensors())
     with torch.set_grad_enabled(train):
         fns["chosen"]()  # plan (and, where it pays, time candidates) before measuring
         med = _median_times(fns, repeats)

@@ -40,7 +40,8 @@ from torch import nn
 from btcore import BTLinear, TTLinear, plan_matmul
 from btcore.rnn import GRUCell, LSTMCell, ucf11_config
 
-from btcore.contract import keep_memory, tune_plan
+from btcore.contract import tune_plan
+from btcore.memory import keep_memory
 
 TUNE = True
 IN_MODES = (8, 20, 20, 18)

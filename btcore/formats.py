@@ -31,8 +31,6 @@ from .plan import ContractionPlan, optimal_plan
 from .shapes import MAX_ORDER, check_positive_int, pair_modes, prod
 
 __all__ = [
-    "MAX_ORDER",
-    "DEFAULT_MAX_BYTES",
     "Network",
     "DenseSpec",
     "TTSpec",

@@ -161,13 +161,15 @@ def steps_section() -> None:
     for tab, name in zip(st.tabs([labels[n] for n in names]), names):
         with tab:
             spec, rows = specs[name], walk[name]
-            plan = btcore.plan_matmul(spec, cfg.batch)
+            plan = spec.plan(cfg.batch)
+            choice = btcore.planner_choice(spec, cfg.batch)
             meanings = ld.index_meanings(spec, cfg.batch)
             total = plan.macs
             st.markdown(f"**{len(rows)} step{'s' if len(rows) != 1 else ''}, {total:,} multiply-adds for the batch "
-                        f"= {total / cfg.batch:,.0f} per sample** ({total / cfg.batch / dense_per_sample:.2%} of dense). "
-                        f"Scheme: `{plan.name}`, the one btcore's cost model (calibrated on this machine) "
-                        "expects to run fastest here.")
+                        f"= {total / cfg.batch:,.0f} per sample** ({total / cfg.batch / dense_per_sample:.2%} of dense), "
+                        "along the FLOP-optimal path. Planner's choice: `btcore.matmul` would run "
+                        f"`{choice.scheme}` ({choice.macs_per_sample:,.0f} multiply-adds per sample), the scheme its "
+                        "cost model (timed on this machine) expects to run fastest here.")
             if name != "Dense" and total / cfg.batch >= dense_per_sample:
                 st.info(f"Here {labels[name]} needs at least as many multiply-adds as the dense matrix: with a W this "
                         "small the saved parameters do not save work. The factorized formats pay off on large layers "

@@ -176,7 +176,7 @@ if not lesson:
 with c2:
     show_link(query, key=K + "link")
 st.caption(f"CP is shown at rank {cfg.cp_rank()}, the rank whose size is closest to BT's. Multiply-adds follow "
-           f"the contraction order `btcore.matmul` uses at batch {cfg.batch} (BT: {bt['macs_per_sample'] / dense['macs_per_sample']:.2%} "
+           f"the FLOP-optimal contraction path at batch {cfg.batch} (BT: {bt['macs_per_sample'] / dense['macs_per_sample']:.2%} "
            f"of dense). Memory: parameters in float32, and the largest intermediate of one forward pass.")
 
 st.subheader("How the counts grow")

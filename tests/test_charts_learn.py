@@ -128,7 +128,7 @@ def test_tensorization_rejects_mismatched_orders():
 @pytest.mark.parametrize("make", [UCF.bt_spec, UCF.tt_spec, UCF.dense_spec])
 def test_walkthrough_rows_are_btcore_steps(make):
     spec = make()
-    plan = btcore.plan_matmul(spec, UCF.batch)
+    plan = spec.plan(UCF.batch)
     rows = ld.walkthrough_rows(spec, UCF.batch)
     assert len(rows) == len(plan.steps)
     for row, step in zip(rows, plan.steps):
@@ -140,7 +140,7 @@ def test_walkthrough_rows_are_btcore_steps(make):
 
 
 def test_uses_x_marks_weight_only_steps():
-    steps = btcore.plan_matmul(UCF.bt_spec(), UCF.batch).steps
+    steps = UCF.bt_spec().plan(UCF.batch).steps
     flags = ld.uses_x(steps)
     assert flags[-1] and any(flags)
     for s, f in zip(steps, flags):
@@ -148,7 +148,7 @@ def test_uses_x_marks_weight_only_steps():
             assert "x" not in (s.left, s.right) and "b" not in s.result_indices
     rows = ld.walkthrough_rows(UCF.bt_spec(), UCF.batch)
     assert [r["involves x"] for r in rows] == flags
-    assert all(ld.uses_x(btcore.plan_matmul(UCF.tt_spec(), 4).steps))
+    assert all(ld.uses_x(UCF.tt_spec().plan(4).steps))
 
 
 def test_index_meanings_cover_every_letter():
@@ -165,7 +165,7 @@ def test_index_meanings_cover_every_letter():
 
 def test_step_sentence_names_tensors_and_cost():
     spec = UCF.bt_spec()
-    step = btcore.plan_matmul(spec, 16).steps[1]
+    step = spec.plan(16).steps[1]
     text = ld.step_sentence(step, ld.index_meanings(spec, 16))
     assert step.left in text and step.right in text and f"{step.macs:,}" in text
     assert ld.shape_text(step.result_shape) in text
@@ -245,7 +245,7 @@ def test_growth_and_budget_charts():
 @pytest.mark.parametrize("make", [UCF.bt_spec, UCF.tt_spec, UCF.dense_spec])
 def test_contraction_tree_has_every_operand_and_step(make):
     spec = make()
-    steps = btcore.plan_matmul(spec, 16).steps
+    steps = spec.plan(16).steps
     fig = cl.contraction_tree(steps, selected=1)
     names = cl.node_names(fig, cl.PATH_TRACE)
     assert sorted(names) == sorted(set(spec.network().names) | {s.result for s in steps})
@@ -264,7 +264,7 @@ def test_step_shapes_name_their_indices_with_b_for_the_batch():
 
     spec = UCF.bt_spec()
     rows = ld.walkthrough_rows(spec, 16)
-    plan = btcore.plan_matmul(spec, 16)
+    plan = spec.plan(16)
     for row, step in zip(rows, plan.steps):
         assert row["result indices"] == " × ".join(f"{c}={n:,}" for c, n in zip(step.result_indices, step.result_shape))
     assert any(r["result indices"].startswith("b=16") or " b=16" in r["result indices"] for r in rows[:-1])

@@ -175,3 +175,36 @@ def test_row_blocks_give_the_same_result_and_gradient(monkeypatch):
     for a, b in zip(torch.autograd.grad(blocked.square().sum(), ts), g_whole):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(blocked, x @ bt_dense_reference(M), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", [lambda: BTMatrix.random((2, 3), (2, 2), 2, 2, seed=0, dtype=torch.float64),
+                                  lambda: TTMatrix.random((2, 3), (2, 2), 2, seed=0, dtype=torch.float64)])
+@pytest.mark.parametrize("lead", [(0,), (3, 0)])
+def test_an_empty_batch_gives_zero_gradients_like_nn_linear(make, lead):
+    M = make()
+    leaves = [t.detach().clone().requires_grad_(True) for t in (M.factors + [M.core] if hasattr(M, "core")
+                                                                 else M.cores)]
+    M2 = BTMatrix(leaves[:-1], leaves[-1]) if hasattr(M, "core") else TTMatrix(leaves)
+    x = torch.zeros(*lead, 6, dtype=torch.float64, requires_grad=True)
+    y = matmul(x, M2)
+    assert y.shape == (*lead, 4)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+    for t in leaves:
+        assert t.grad is not None and t.grad.shape == t.shape and not t.grad.any()
+    # the reference: a dense layer's weight gets an all-zero gradient from no rows too
+    lin = torch.nn.Linear(6, 4, bias=False).double()
+    lin(torch.zeros(*lead, 6, dtype=torch.float64)).sum().backward()
+    assert not lin.weight.grad.any()
+    with torch.no_grad():  # and without autograd, a plain empty result
+        assert matmul(torch.zeros(0, 6, dtype=torch.float64), M2).grad_fn is None
+
+
+def test_an_output_too_large_for_memory_is_refused_before_allocating():
+    M = TTMatrix.random((2, 2), (64, 64), 2, seed=0)
+    # 2^26 rows of an expanded (never allocated) x: y alone would be 2^26 * 4096 * 4 B = 1 TiB
+    x = torch.zeros(1, 4).expand(1 << 26, 4)
+    with pytest.raises(ValueError, match=r"the output of x @ W \(67,108,864 x 4,096\) needs 1.0 TiB.*smaller batch"):
+        matmul(x, M)
+    with pytest.raises(ValueError, match=r"the output of x @ W"):
+        matmul(x.reshape(1 << 13, 1 << 13, 4), M, method="dense")

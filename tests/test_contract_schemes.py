@@ -1,5 +1,7 @@
 """Every scheme of btcore.contract against the dense product (float64, forward and gradients), the planner."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -145,3 +147,42 @@ def test_row_blocked_fold_equals_whole(monkeypatch):
     blocked, _ = fold.fold_forward(plan, x, gm, am)
     torch.testing.assert_close(blocked, whole, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(blocked, x @ M.to_dense(), rtol=1e-10, atol=1e-12)
+
+
+def test_registry_lists_every_scheme_and_plans_know_their_spec():
+    spec = btcore.BTSpec((2, 3, 2), (2, 2, 3), 2, 2)
+    assert set(schemes.SCHEMES) == {"path", "chain", "fold", "dense"}
+    assert all(s.name == k and isinstance(s, base.Scheme) for k, s in schemes.SCHEMES.items())
+    for plan in _all_plans(spec, 5):
+        assert plan.spec == spec and schemes.scheme_of(plan) is schemes.SCHEMES[plan.scheme]
+    assert {p.scheme for p in schemes.candidates(spec, 5, "path")} == {"path"}
+    assert {p.scheme for p in schemes.candidates(spec, 5, "dense")} == {"dense"}
+
+
+def test_a_scheme_added_to_the_registry_is_planned_run_and_differentiated(monkeypatch):
+    from btcore.contract.schemes.dense import DenseScheme
+
+    class Free(DenseScheme):  # a new scheme: W formed, priced at nothing, so the planner must pick it
+        name = "free"
+        methods = frozenset({"auto"})
+
+        def plans(self, spec, batch):
+            return [replace(p, scheme=self.name, label=self.name) for p in super().plans(spec, batch)]
+
+        def cost(self, plan, r, device_type):
+            return 0.0, 0.0
+
+    monkeypatch.setitem(schemes.SCHEMES, "free", Free())
+    M = BTMatrix.random((2, 3, 2), (2, 2, 3), 2, 2, seed=1, dtype=torch.float64)
+    batch = 7919  # a batch size no other test plans, so no cached plan answers
+    assert btcore.plan_matmul(M.spec, batch, "auto").name == "free"
+    assert btcore.plan_matmul(M.spec, batch, "contract").name != "free"
+    ts = _leaves(M)
+    x = torch.randn(batch, 12, dtype=torch.float64)
+    y = matmul(x, BTMatrix(ts[:-1], ts[-1]), method="auto", tune=False)
+    torch.testing.assert_close(y, x @ M.to_dense(), rtol=1e-10, atol=1e-12)
+    got = torch.autograd.grad(y.sum(), ts)
+    ts2 = _leaves(M)
+    want = torch.autograd.grad((x @ base.reconstruct_tensors(M.spec, ts2)).sum(), ts2)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)

@@ -102,3 +102,54 @@ def test_tt_rank_caps_bound_every_bond():
     with pytest.raises(ValueError, match=r"ranks\[1\] = 29 is above the largest useful TT rank 28"):
         TTSpec((2, 3, 4), (5, 6, 7), (10, 29))
     assert btcore.tt_rank_caps((6,), (5,)) == ()
+
+
+def _brute_force_macs(spec, batch):
+    """The fewest multiply-adds over every pairwise contraction order of the spec's network."""
+    from btcore.plan import network_with_batch, steps_for
+
+    net = spec.network()
+    names, terms, shapes = network_with_batch(net, batch)
+
+    def orders(n):
+        if n == 1:
+            yield ()
+            return
+        for i in range(n):
+            for j in range(i + 1, n):
+                for rest in orders(n - 1):
+                    yield ((i, j),) + rest
+
+    return min(sum(s.macs for s in steps_for(names, terms, shapes, net.output, path)) for path in orders(len(terms)))
+
+
+@pytest.mark.parametrize("spec", [BTSpec((2, 3, 4), (3, 2, 2), 2, 2), BTSpec((4, 5), (3, 2), (2, 3), 3),
+                                  TTSpec((2, 3, 4), (3, 2, 2), 2), TTSpec((4, 5, 2, 3), (3, 2, 2, 2), (2, 3, 2)),
+                                  BTSpec((3, 2, 2, 2), (2, 2, 3, 2), 2, 1)])
+def test_macs_are_the_flop_optimal_count(spec):
+    for batch in (1, 5, 64):
+        assert spec.macs(batch) * batch == _brute_force_macs(spec, batch)
+
+
+def test_counts_do_not_depend_on_timed_rates():
+    from btcore.contract import Rates, set_rates
+
+    specs = [BTSpec(UCF_IN, UCF_OUT, 4, 2), TTSpec(UCF_IN, UCF_OUT, 4), DenseSpec(UCF_IN, UCF_OUT),
+             BTSpec((8, 8, 8, 6), (16, 4, 2, 2), 4, 2)]
+    # Two machines the planner sees very differently: copies nearly free, or GEMMs nearly free
+    fast_copy = Rates(peak=1e9, half_dim=64.0, copy_bps=1e13, call_s=1e-7, itemsize=4)
+    fast_gemm = Rates(peak=1e13, half_dim=0.5, copy_bps=1e8, call_s=1e-3, itemsize=4)
+    rows, choices = [], []
+    try:
+        for r in (fast_copy, fast_gemm):
+            set_rates("cpu", torch.float32, r)
+            rows.append([(btcore.summary_row(s, 16), s.memory(batch=16), btcore.describe(s)) for s in specs])
+            choices.append([btcore.planner_choice(s, 16, "auto") for s in specs])
+    finally:
+        set_rates("cpu", torch.float32, None)
+    assert rows[0] == rows[1]
+    assert [c.scheme for c in choices[0]] != [c.scheme for c in choices[1]]  # the planner's answer moved
+    for (row, _, _), a, b, s in zip(rows[0], choices[0], choices[1], specs):
+        # the planner's scheme never does less work than the FLOP-optimal path
+        assert min(a.macs_per_sample, b.macs_per_sample) >= row["macs_per_sample"] == s.macs(16)
+        assert a.plan.spec == s and a.modelled_s > 0

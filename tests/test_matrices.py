@@ -81,3 +81,14 @@ def test_check_allocation_arguments():
         btcore.check_allocation(-1, "x", "y")
     with pytest.raises(ValueError, match="fraction must be a number in"):
         btcore.check_allocation(1, "x", "y", fraction=2.0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("make", [lambda dev: BTMatrix.random((2, 3), (3, 2), 1, device=dev),
+                                  lambda dev: TTMatrix.random((2, 3), (3, 2), 1, device=dev)])
+def test_random_refuses_an_unavailable_device_by_name(make):
+    # torch itself ends in an AssertionError ("Torch not compiled with CUDA enabled") or a RuntimeError
+    for dev in ("cuda", "cuda:1"):
+        with pytest.raises(ValueError, match=f"device '{dev}' is not available on this machine"):
+            make(dev)
+    assert make("cpu").device == torch.device("cpu")

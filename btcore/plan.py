@@ -113,8 +113,6 @@ class ContractionPlan:
         return self.label or self.scheme
 
 
-_STRATEGIES = ("dp", "optimal", "branch-2", "greedy")
-
 
 def steps_for(names, terms, shapes, output, path) -> tuple[Step, ...]:
     """The :class:`Step` s of an opt_einsum ``path`` over the named operands."""

@@ -117,7 +117,7 @@ def digit_images(size: int = DEFAULT_IMAGE_SIZE) -> tuple[torch.Tensor, torch.Te
         If ``size`` is not an integer between 1 and 256.
     """
     images, labels = _images(_check_size(size))
-    return torch.tensor(images), torch.tensor(labels)
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.copy())
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,6 @@ def digits_split(size: int = DEFAULT_IMAGE_SIZE, modes=DEFAULT_IMAGE_MODES, *, t
                          f"digits are the validation set), got {train!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    tr, va, tr_labels, va_labels = (torch.tensor(a) for a in _split(size, int(train), int(seed)))
+    tr, va, tr_labels, va_labels = (torch.from_numpy(a.copy()) for a in _split(size, int(train), int(seed)))
     return DigitsSplit(train=tr, val=va, train_labels=tr_labels, val_labels=va_labels, size=size, modes=modes,
                        seed=int(seed))

@@ -322,10 +322,17 @@ class DrawModel(nn.Module):
         return x.to(self._ref())
 
     def _noise(self, batch: int, generator: torch.Generator | None) -> torch.Tensor:
-        """eps of shape (batch, T, latent); image i's noise is the i-th block of the draw."""
+        """eps of shape (batch, T, latent), drawn image by image.
+
+        One (T, latent) draw per image, because torch's CPU ``randn`` fills tensors of 16 or more
+        entries in a different order than smaller ones: so image i's noise does not depend on the
+        batch size, and ``sample(36, seed=s)[0]`` is ``sample(1, seed=s)[0]``.
+        """
         c, ref = self.config, self._ref()
-        eps = torch.randn((batch, c.steps, c.latent), generator=generator, dtype=torch.float64)
-        return eps.to(ref)
+        if batch == 0:
+            return torch.zeros((0, c.steps, c.latent), dtype=ref.dtype, device=ref.device)
+        eps = [torch.randn((c.steps, c.latent), generator=generator, dtype=torch.float64) for _ in range(batch)]
+        return torch.stack(eps).to(ref)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, *,
                 keep_canvases: bool = False) -> DrawOutput:

@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..contract import plan_reconstruct
 from ..formats import BTSpec, DenseSpec, TTSpec
 from ..rnn import GATES, KINDS, LSTMCell, make_input_map
 from ..shapes import check_choice, check_modes, check_positive_int, factorize, format_ints, prod
@@ -244,6 +245,27 @@ def _reset_map(layer: nn.Module, generator: torch.Generator | None) -> None:
         layer.reset_parameters(generator=generator)
 
 
+def _per_pass(layer: nn.Module, rows: int):
+    """``layer`` as a function for all T steps of one pass over ``rows`` = batch * T rows in total.
+
+    A factorized map whose contraction costs more multiply-adds per row than a dense product
+    (``spec.macs``, e.g. the BT write map 4x4x4x2 -> 4x7x4x7) is formed once per pass, since its
+    weights are the same at every step, and applied as a dense matrix; every other map runs as it is.
+    The decision counts multiply-adds only, so it is the same on every machine.
+    """
+    spec = getattr(layer, "spec", None)
+    if spec is None:
+        return layer
+    batch = max(1, rows)
+    formed = plan_reconstruct(spec).macs / batch + spec.in_size * spec.out_size
+    if spec.macs(batch) <= formed:
+        return layer
+    weight, bias = layer.weight_matrix(), layer.bias
+    if bias is None:
+        return lambda v: v @ weight
+    return lambda v: torch.addmm(bias, v, weight)
+
+
 def _generator(generator: torch.Generator | None = None, seed: int | None = None) -> torch.Generator | None:
     if generator is not None and seed is not None:
         raise ValueError("give a generator or a seed, not both")
@@ -348,9 +370,11 @@ class DrawModel(nn.Module):
         h_dec = x.new_zeros(b, c.hidden_size)
         enc_state = dec_state = None
         kls, canvases = [], []
+        read_map = _per_pass(self.encoder.input_map, b * c.steps)
+        write = _per_pass(self.write, b * c.steps)
         for t in range(c.steps):
             read = torch.cat([x, x - torch.sigmoid(canvas)], dim=1)
-            gx = self.encoder.input_map(read) + self.dec_to_enc(h_dec)
+            gx = read_map(read) + self.dec_to_enc(h_dec)
             enc_state = self.encoder.step(gx, enc_state)
             mu, log_sigma = self.latent_head(enc_state[0]).chunk(2, dim=-1)
             z = mu + torch.exp(log_sigma) * eps[:, t]
@@ -358,7 +382,7 @@ class DrawModel(nn.Module):
             kls.append(0.5 * (mu.square() + (torch.expm1(2 * log_sigma) - 2 * log_sigma)).sum(-1))
             dec_state = self.decoder(z, dec_state)
             h_dec = dec_state[0]
-            canvas = canvas + self.write(h_dec)
+            canvas = canvas + write(h_dec)
             if keep_canvases:
                 canvases.append(canvas)
         return DrawOutput(logits=canvas, kl=torch.stack(kls, 1),
@@ -383,9 +407,10 @@ class DrawModel(nn.Module):
         c = self.config
         canvas = z.new_zeros(z.shape[0], c.pixels)
         state, out = None, []
+        write = _per_pass(self.write, z.shape[0] * c.steps)
         for t in range(c.steps):
             state = self.decoder(z[:, t], state)
-            canvas = canvas + self.write(state[0])
+            canvas = canvas + write(state[0])
             out.append(canvas)
         return torch.stack(out, 0)
 
@@ -479,7 +504,7 @@ def train_epochs(model: DrawModel, train: torch.Tensor, val: torch.Tensor, epoch
             if clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
-            losses.append(float(loss) * min(batch, x.shape[0] - start))
+            losses.append(float(loss.detach()) * min(batch, x.shape[0] - start))
         seconds = time.perf_counter() - start_time
         history.append({"epoch": epoch, "train_loss": sum(losses) / x.shape[0], "val_nelbo": nelbo(model, val),
                         "seconds": seconds, "examples_per_s": x.shape[0] / seconds})

@@ -23,7 +23,6 @@ scores and training runs.
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import time
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from ..contract import plan_matmul, plan_reconstruct
@@ -39,6 +37,7 @@ from ..formats import BTSpec, DenseSpec, TTSpec
 from ..rnn import GATES, KINDS, LSTMCell, make_input_map
 from ..shapes import check_choice, check_modes, check_positive_int, factorize, format_ints, prod
 from .digits import DEFAULT_IMAGE_MODES, DEFAULT_IMAGE_SIZE, check_image_modes
+from .images import tile
 
 __all__ = [
     "GenerationConfig",
@@ -48,8 +47,6 @@ __all__ = [
     "train_epochs",
     "GenerationPreview",
     "preview",
-    "tile",
-    "grid_png_bytes",
 ]
 
 _LSTM_GATES = GATES["lstm"]
@@ -515,21 +512,6 @@ def train_epochs(model: DrawModel, train: torch.Tensor, val: torch.Tensor, epoch
 
 # -- previews -------------------------------------------------------------------------------------
 
-def tile(images, rows: int, cols: int) -> np.ndarray:
-    """Tile ``rows * cols`` square images (n, s, s) or flat (n, s * s) into one (rows * s, cols * s) array."""
-    a = np.asarray(images.detach().cpu() if isinstance(images, torch.Tensor) else images, dtype=np.float64)
-    rows, cols = check_positive_int(rows, "rows"), check_positive_int(cols, "cols")
-    if a.ndim == 2:
-        s = math.isqrt(a.shape[1])
-        if s * s != a.shape[1]:
-            raise ValueError(f"flat images of {a.shape[1]} pixels are not square; pass (n, side, side)")
-        a = a.reshape(len(a), s, s)
-    if a.ndim != 3 or a.shape[1] != a.shape[2] or a.shape[0] != rows * cols:
-        raise ValueError(f"tile needs {rows * cols} square images, got an array of shape {a.shape}")
-    s = a.shape[1]
-    return a.reshape(rows, cols, s, s).transpose(0, 2, 1, 3).reshape(rows * s, cols * s)
-
-
 @dataclass
 class GenerationPreview:
     """What the Training page draws for a generation model (all arrays float64 in [0, 1]).
@@ -581,18 +563,3 @@ def preview(model: DrawModel, val: torch.Tensor, *, seed: int = 0, grid: int = 6
                              reconstructions=tile(np.concatenate([orig_np, recon_np]), 2, digits),
                              originals=orig_np, reconstructed=recon_np,
                              canvas=canvas.cpu().double().numpy().reshape(-1, s, s))
-
-
-def grid_png_bytes(grid, scale: int = 1) -> bytes:
-    """A greyscale PNG (Pillow) of a 2-D array in [0, 1], each pixel ``scale`` x ``scale`` (nearest)."""
-    a = np.asarray(grid, dtype=np.float64)
-    scale = check_positive_int(scale, "scale")
-    if a.ndim != 2 or a.size == 0:
-        raise ValueError(f"grid must be a non-empty 2-D array, got shape {a.shape}")
-    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-        raise ValueError("grid values must be finite and in [0, 1]")
-    if scale > 1:
-        a = np.kron(a, np.ones((scale, scale)))
-    buf = io.BytesIO()
-    Image.fromarray(np.round(a * 255).astype(np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()

@@ -16,6 +16,13 @@ The loss is the negative ELBO per image in nats: the Bernoulli reconstruction te
 c_T on the grey levels, summed over pixels) plus sum_t KL(N(mu_t, sigma_t^2) || N(0, I)). Sampling
 runs the decoder on z_t from the prior.
 
+The weights are the same at all T steps of a pass, so a factorized map whose contraction costs more
+multiply-adds per row than the dense product (the BT write map by default) is formed once per pass
+and applied as a matrix; the others are contracted at every step (see ``_per_pass``).
+
+The loss is on grey levels (not binarized digits), so its values are not comparable with the
+binarized-MNIST nats of the DRAW paper: a grey pixel has a positive Bernoulli cross-entropy floor.
+
 Everything random takes a ``torch.Generator``, so a seed gives bit-identical samples, validation
 scores and training runs.
 """

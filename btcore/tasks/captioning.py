@@ -5,7 +5,7 @@ place of CNN features: at every step t the LSTM's gates are
 
     z_t = W_img x + b_ih  +  W_emb e(w_{t-1})  +  W_hh h_{t-1} + b_hh
 
-where x is the flattened image (3 x 32 x 32 = 3,072 = 8x8x8x6 features, scaled to [-1, 1]),
+where x is the flattened image (3 x 32 x 32 = 3,072 = 8x8x8x6 features in [0, 1]),
 ``W_img`` (3,072 x 4H) is the tensorized input-to-hidden map (``nn.Linear``, :class:`~btcore.layers.TTLinear`
 or :class:`~btcore.layers.BTLinear`, made by :func:`btcore.rnn.make_input_map` with 4 gates and
 computed once per image), ``e`` a word embedding and ``W_emb`` a dense (E x 4H) map. The hidden state
@@ -377,7 +377,7 @@ class Captioner(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.config.input_size:
             raise ValueError(f"images must have shape (batch, {', '.join(map(str, self.config.image_shape))}) or "
                              f"(batch, {self.config.input_size}), got {tuple(images.shape)}")
-        return self.image_map(x * 2.0 - 1.0)
+        return self.image_map(x)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Next-token logits (B, L-1, V) for tokens (B, L) that start with <bos> (teacher forcing)."""
@@ -568,7 +568,7 @@ def train_epochs(model: Captioner, train: CaptionSet, val: CaptionSet, epochs: i
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             seen += len(rows)
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "examples": seen,
                   "seconds": time.perf_counter() - t0, **evaluate(model, val)}

@@ -399,7 +399,7 @@ class Captioner(nn.Module):
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
-        """Greedy word ids (B, T <= max_len): the argmax word at each step, <pad> after each <eos>."""
+        """Greedy ids (B, T <= max_len): the likeliest word or <eos> at each step, <pad> after each <eos>."""
         steps = self.config.max_len if max_len is None else check_positive_int(max_len, "max_len")
         gx = self.image_gates(images)
         tok = torch.full((gx.shape[0],), BOS, dtype=torch.int64, device=gx.device)
@@ -407,7 +407,9 @@ class Captioner(nn.Module):
         state, out = None, []
         for _ in range(steps):
             state = self.cell.step(gx + self.word_map(self.embedding(tok)), state)
-            tok = torch.where(done, PAD, self.head(state[0]).argmax(-1))
+            logits = self.head(state[0])
+            logits[:, :BOS + 1] = -torch.inf  # <pad> and <bos> are never targets, so never emitted
+            tok = torch.where(done, PAD, logits.argmax(-1))
             out.append(tok)
             done = done | (tok == EOS)
             if bool(done.all()):

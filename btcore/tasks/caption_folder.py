@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from ..clips import resolve_data_path
+from ..formats import format_bytes
 from ..shapes import check_modes, check_positive_int, prod
 from .captioning import CaptionSet, Vocabulary, normalize_caption
 
@@ -245,8 +246,8 @@ def load_caption_folder(path, root, *, captions=None, images=None, image_shape=(
         raise ValueError(f"the captions file lists no captioned images; accepted: {_LAYOUTS}")
     need = len(names) * prod(shape) * 4
     if need > max_bytes:
-        raise ValueError(f"{len(names):,} images of {'x'.join(map(str, shape))} need {need / 1024**2:,.0f} MiB, above "
-                         f"the {max_bytes / 1024**2:,.0f} MiB limit; use max_images or a smaller image_shape")
+        raise ValueError(f"{len(names):,} images of {'x'.join(map(str, shape))} need {format_bytes(need)}, above the "
+                         f"{format_bytes(max_bytes)} limit; use max_images or a smaller image_shape")
     vocab = vocabulary if vocabulary is not None else Vocabulary.from_captions([c for n in names for c in by_image[n]])
     for n in names:
         for c in by_image[n]:

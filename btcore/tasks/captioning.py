@@ -35,7 +35,8 @@ from ..formats import BTSpec, DenseSpec, TTSpec
 from ..rnn import KINDS, LSTMCell, folded_out_modes, make_input_map
 from ..shapes import check_choice, check_modes, check_positive_int, prod
 
-__all__ = ["PAD", "BOS", "EOS", "SPECIALS", "Vocabulary", "normalize_caption", "CaptionSet", "CaptionConfig",
+__all__ = ["PAD", "BOS", "EOS", "SPECIALS", "Vocabulary", "normalize_caption", "CaptionSet", "DictRecord",
+           "CaptionConfig",
            "Captioner", "corpus_bleu", "evaluate", "CaptionPreview", "preview", "word_flags",
            "positional_unigram_caption", "train_epochs"]
 
@@ -189,8 +190,25 @@ def _rank_value(value, field_name: str):
     return check_positive_int(value, field_name)
 
 
+class DictRecord:
+    """``to_dict`` / ``from_dict`` (JSON round trip) for a validated configuration dataclass."""
+
+    def to_dict(self) -> dict:
+        """Plain-Python dict of the fields (tuples become lists when serialised to JSON)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(d) - names)
+        if extra:
+            raise ValueError(f"unknown {cls.__name__} field(s) {extra}; known: {sorted(names)}")
+        return cls(**d)
+
+
 @dataclass
-class CaptionConfig:
+class CaptionConfig(DictRecord):
     """Everything that defines a :class:`Captioner`; validated on construction, JSON round trip.
 
     Fields
@@ -297,18 +315,6 @@ class CaptionConfig:
                 + g * h * h + g * h  # W_hh + b_hh
                 + v * e + e * g * h  # embedding + W_emb
                 + h * v + v)  # head
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CaptionConfig":
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            raise ValueError(f"unknown CaptionConfig field(s) {extra}; known: {sorted(names)}")
-        return cls(**d)
 
     def describe(self) -> str:
         """Short label such as ``'BT-LSTM captioner (R=4, N=2)'``."""

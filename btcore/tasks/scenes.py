@@ -22,7 +22,6 @@ used, in order) and ``noise`` (std of Gaussian pixel noise, clipped to [0, 1]).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from ..shapes import check_positive_int
-from .captioning import CaptionConfig, CaptionSet, Vocabulary
+from .captioning import CaptionConfig, CaptionSet, DictRecord, Vocabulary
 
 __all__ = ["IMAGE_SHAPE", "IMAGE_MODES", "SHAPES", "COLOURS", "SIZES", "SceneConfig", "scene_vocabulary",
            "make_scenes", "caption_config"]
@@ -56,7 +55,7 @@ _SPLITS = {"train": 0, "val": 1}
 
 
 @dataclass(frozen=True)
-class SceneConfig:
+class SceneConfig(DictRecord):
     """What to generate: split sizes, difficulty and seed; validated on construction.
 
     Fields
@@ -110,18 +109,6 @@ class SceneConfig:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         object.__setattr__(self, "seed", int(self.seed))
         return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SceneConfig":
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            raise ValueError(f"unknown SceneConfig field(s) {extra}; known: {sorted(names)}")
-        return cls(**d)
 
 
 def scene_vocabulary(config: SceneConfig = SceneConfig()) -> Vocabulary:

@@ -50,7 +50,7 @@ _GRAMMAR = ("a", "on", "the", "at", "of") + tuple(p.split()[-1] for p in _POSITI
 _MARGIN, _GAP, _EDGE = 0.5, 1.5, 12.0  # px from the border; background between two objects; "near an edge"
 _SQUARE = 0.85  # a square's half side per unit of size, so its area is close to the circle's
 _ARM = 0.3  # a cross's arm half-width per unit of size
-_MAX_SCENES = 50_000
+_MAX_SCENES = 20_000
 _SPLITS = {"train": 0, "val": 1}
 
 
@@ -168,7 +168,7 @@ def _describe(size: np.ndarray, colour: np.ndarray, shape: np.ndarray) -> list[s
     return [f"{sizes[a]} {colours[b]} {SHAPES[c]}" for a, b, c in zip(size.tolist(), colour.tolist(), shape.tolist())]
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)  # at most 4 splits of <= 20,000 scenes (234 MiB each)
 def _generate(seed: int, split: int, n: int, max_objects: int, colours: int, shapes: int,
               noise: float) -> tuple[torch.Tensor, tuple[str, ...]]:
     rng = np.random.default_rng([seed, split, 7403])

@@ -196,6 +196,20 @@ def test_evaluate_matches_its_definitions():
     assert 0 <= m["val_token_acc"] <= 1
 
 
+def test_evaluate_with_several_references():
+    """A caption equal to any reference is exact; adding the model's own caption as a reference raises BLEU."""
+    model = _model("bt")
+    train, val = make_scenes(TINY_SCENES)
+    train_epochs(model, train, val, epochs=1, batch=32, lr=1e-2)  # so that every caption has words
+    hyps = model.caption(val.images)
+    refs = tuple((r[0], h) if k % 2 == 0 else r for k, (r, h) in enumerate(zip(val.captions, hyps)))
+    multi = CaptionSet(val.images, refs)
+    assert multi.pairs()[0].tolist() == [k for k in range(len(val)) for _ in range(2 if k % 2 == 0 else 1)]
+    one, two = evaluate(model, val), evaluate(model, multi)
+    assert two["val_exact"] == np.mean([h in r for h, r in zip(hyps, refs)]) >= 0.5
+    assert two["val_bleu"] > one["val_bleu"] + 20
+
+
 def test_preview_fixed_images_and_flags():
     model = _model("tt")
     _, val = make_scenes(TINY_SCENES)

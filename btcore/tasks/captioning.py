@@ -140,7 +140,7 @@ class Vocabulary:
         return " ".join(words)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors: compare the fields yourself
 class CaptionSet:
     """Images with their reference captions.
 
@@ -492,7 +492,7 @@ def word_flags(caption: str, truth: str) -> tuple[bool, ...]:
     return tuple(k < len(t) and w == t[k] for k, w in enumerate(caption.split()))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare the fields yourself
 class CaptionPreview:
     """One validation image with its first reference and the model's greedy caption.
 

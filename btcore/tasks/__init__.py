@@ -1,1 +1,1 @@
-"""The paper's tasks: data, models around dense/TT/BT input maps, losses, metrics and previews."""
+"""The paper's tasks: data, models around the dense/TT/BT input maps, losses, metrics and previews."""

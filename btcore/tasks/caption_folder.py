@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from ..clips import resolve_data_path
-from ..formats import format_bytes
+from ..memory import format_bytes
 from ..shapes import check_modes, check_positive_int, prod
 from .captioning import CaptionSet, Vocabulary, normalize_caption
 

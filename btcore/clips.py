@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .data import ClipSet, parse_frame_shape
 from .shapes import check_positive_int
@@ -63,15 +64,6 @@ def _find_clips(class_dir: Path) -> list[Path]:
     return clips
 
 
-def _pil():
-    try:
-        from PIL import Image  # Pillow comes with Streamlit; btcore itself only needs it for image files
-    except ImportError as exc:  # pragma: no cover - Pillow is installed with streamlit
-        raise ValueError("reading image frames needs Pillow (pip install pillow); .npy frames and clip arrays "
-                         "work without it") from exc
-    return Image
-
-
 def _to_chw(arr: np.ndarray, where: Path) -> np.ndarray:
     """One frame (H, W), (H, W, C) or (C, H, W) as float32 (C, H, W) in [0, 1]."""
     a = np.asarray(arr)
@@ -118,7 +110,6 @@ def _read_image(p: Path) -> np.ndarray:
             return np.load(p, allow_pickle=False)
         except Exception as exc:
             raise ValueError(f"{p}: not a readable .npy array ({exc})") from exc
-    Image = _pil()
     try:
         with Image.open(p) as im:
             im.load()
@@ -139,7 +130,6 @@ def _read_clip_frames(clip: Path) -> list[np.ndarray]:
             f"and point the loader at that tree. Accepted: {_ACCEPTED}"
         )
     if s == ".gif":
-        Image = _pil()
         try:
             frames = []
             with Image.open(clip) as im:

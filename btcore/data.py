@@ -1,4 +1,4 @@
-"""Action-recognition clips for training: a synthetic video task and a UCF11-style folder loader.
+"""Action-recognition clips for training: the clip container and a synthetic video task.
 
 Nothing here downloads anything.
 
@@ -30,10 +30,10 @@ is the same whatever else is generated, in any batch, in any process.
 
 Frames are float32, channels first (C, H, W), flattened per frame to ``C*H*W`` features, scaled
 to roughly [-1, 1]. The layout is (B, T, C*H*W), batch first, what
-:class:`btcore.rnn.SequenceClassifier` takes.
+:class:`btcore.classifier.SequenceClassifier` takes.
 
-Clip folders (:func:`load_clip_folder`)
----------------------------------------
+Clip folders (:func:`btcore.clips.load_clip_folder`)
+----------------------------------------------------
 The UCF11 layout: ``root/<class>/.../<clip>`` where a clip is a folder of frame images
 (PNG/JPEG/BMP/GIF/TIFF, read with Pillow, or ``.npy`` single frames), an animated GIF, or a
 ``.npy``/``.npz`` array of shape (T, H, W), (T, H, W, C) or (T, C, H, W). Video files
@@ -53,14 +53,10 @@ from .shapes import check_choice, check_positive_int, parse_ints
 
 __all__ = [
     "ACTION_NAMES",
-    "FRAME_EXTENSIONS",
-    "VIDEO_EXTENSIONS",
     "ClipSet",
     "SyntheticActions",
     "parse_frame_shape",
-    "load_clip_folder",
     "mean_frame_features",
-    "resolve_data_path",
 ]
 
 #: Names of the synthetic classes, in label order.
@@ -467,9 +463,3 @@ def _hsv_to_rgb(hh: float, s: float, v: float) -> np.ndarray:
 def mean_frame_features(x: torch.Tensor) -> torch.Tensor:
     """The mean frame of each clip, (B, T, F) -> (B, F): the input of the static baseline."""
     return x.mean(dim=1)
-
-
-
-
-# The clip-folder loader lives in btcore.clips; imported last, since it builds on ClipSet.
-from .clips import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, load_clip_folder, resolve_data_path  # noqa: E402

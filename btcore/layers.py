@@ -46,12 +46,29 @@ from .formats import BTSpec, TTSpec, dtype_bytes, tt_rank_caps
 from .shapes import check_choice
 from .tensors import BTMatrix, TTMatrix, bt_init_std, check_allocation, tt_init_std
 
-__all__ = ["BTLinear", "TTLinear", "linear_init_std"]
+__all__ = ["BTLinear", "TTLinear", "linear_init_std", "reset_linear"]
 
 
 def linear_init_std(fan_in: int) -> float:
     """Entry std of PyTorch's default ``nn.Linear`` weight init (kaiming_uniform, a=sqrt(5)): 1/sqrt(3 fan_in)."""
     return 1.0 / math.sqrt(3.0 * fan_in)
+
+
+def reset_linear(layer: nn.Linear, generator: torch.Generator | None = None) -> None:
+    """``layer.reset_parameters()`` (PyTorch's default init) drawing from ``generator``.
+
+    Parameters
+    ----------
+    layer : torch.nn.Linear
+        The layer, re-initialised in place.
+    generator : torch.Generator, optional
+        Source of the random draws (reproducible inits); the global one if None.
+    """
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+        if layer.bias is not None:
+            bound = 1.0 / math.sqrt(layer.in_features) if layer.in_features > 0 else 0.0
+            layer.bias.uniform_(-bound, bound, generator=generator)
 
 
 def _semi_orthogonal(m: int, r: int, std: float, batch: tuple[int, ...] = (),

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from btcore.data import ClipSet, load_clip_folder
+from btcore.clips import load_clip_folder, resolve_data_path
+from btcore.data import ClipSet
 
 # -- clip folders ----------------------------------------------------------------------------------
 
@@ -85,7 +86,6 @@ def test_clip_folder_errors(tmp_path, clip_root):
 # -- resolve_data_path: paths confined to a data root ------------------------------------------------
 
 def test_resolve_data_path_inside_the_root(tmp_path):
-    from btcore.data import resolve_data_path
 
     root = tmp_path / "data"
     (root / "ucf" / "clap").mkdir(parents=True)
@@ -101,7 +101,6 @@ def test_resolve_data_path_inside_the_root(tmp_path):
 
 
 def test_resolve_data_path_refuses_dotdot_and_escaping_symlinks(tmp_path):
-    from btcore.data import resolve_data_path
 
     root = tmp_path / "data"
     (root / "ucf").mkdir(parents=True)

@@ -6,10 +6,8 @@ import torch
 from torch import nn
 
 from btcore import BTLinear, TTLinear
-from btcore.rnn import (
-    GRU, LSTM, ClassifierConfig, GRUCell, LSTMCell, SequenceClassifier, folded_out_modes,
-    make_input_map,
-)
+from btcore.classifier import ClassifierConfig, SequenceClassifier
+from btcore.rnn import GRU, LSTM, GRUCell, LSTMCell, folded_out_modes, make_input_map
 
 F64 = torch.float64
 KINDS = ["dense", "tt", "bt"]

@@ -1,4 +1,4 @@
-"""Tests of btcore.targets: generators, shipped images, safe upload loading."""
+"""Tests of btcore.target_matrices (generators), btcore.images (shipped images, PNG) and btcore.uploads."""
 
 import io
 import pickle
@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from btcore import targets
-from btcore.targets import (
-    TARGETS, bt_structured, gaussian, image, list_images, load_image, load_uploaded, make_target, read_png,
-    resize, smooth_kernel, trained_weights, tt_structured, write_png,
-)
+from btcore import images, target_matrices, uploads
+from btcore.images import list_images, load_image, read_png, resize, write_png
+from btcore.target_matrices import TARGETS, bt_structured, gaussian, image, make_target, smooth_kernel, tt_structured
+from btcore.uploads import load_uploaded, trained_weights
 
 IM, OM = (2, 4, 4, 2), (4, 4, 2, 2)  # 64 x 64
 
@@ -199,30 +198,30 @@ def test_trained_weights_from_checkpoint(tmp_path):
 
 
 def test_asset_dir_points_into_the_repo():
-    assert targets.ASSET_DIR.name == "targets" and targets.ASSET_DIR.parent.name == "assets"
+    assert images.ASSET_DIR.name == "targets" and images.ASSET_DIR.parent.name == "assets"
 
 
 def test_make_target_checks_numbers_and_memory(monkeypatch):
     with pytest.raises(ValueError, match="noise must be a finite number >= 0"):
-        targets.make_target("bt", (2, 3), (3, 2), noise=float("nan"))
+        target_matrices.make_target("bt", (2, 3), (3, 2), noise=float("nan"))
     with pytest.raises(ValueError, match="length_scale must be a finite number > 0"):
-        targets.make_target("kernel", 6, 6, length_scale=float("inf"))
+        target_matrices.make_target("kernel", 6, 6, length_scale=float("inf"))
     with pytest.raises(ValueError, match="seed must be an integer"):
-        targets.make_target("gaussian", 6, 6, seed=-3)
+        target_matrices.make_target("gaussian", 6, 6, seed=-3)
     with pytest.raises(TypeError, match="target 'gaussian'"):
-        targets.make_target("gaussian", 6, 6, bogus=1)
+        target_matrices.make_target("gaussian", 6, 6, bogus=1)
     with pytest.raises(ValueError, match="target 'gaussian': .* entries are not finite"):
         with np.errstate(over="ignore"):
-            targets.make_target("gaussian", 30, 30, std=1e308)  # finite std, overflowing entries
+            target_matrices.make_target("gaussian", 30, 30, std=1e308)  # finite std, overflowing entries
     monkeypatch.setattr("btcore.tensors.available_memory", lambda device=None: 1024)
     with pytest.raises(ValueError, match="the 1,000 x 1,000 target needs"):
-        targets.make_target("gaussian", 1000, 1000)
+        target_matrices.make_target("gaussian", 1000, 1000)
 
 
 def test_load_uploaded_argument_types():
     with pytest.raises(TypeError, match="name must be the file name"):
-        targets.load_uploaded(5, b"x")
+        uploads.load_uploaded(5, b"x")
     with pytest.raises(ValueError, match="max_bytes must be a positive integer"):
-        targets.load_uploaded("w.npy", b"x", max_bytes=0)
+        uploads.load_uploaded("w.npy", b"x", max_bytes=0)
     with pytest.raises(TypeError, match="data must be the PNG file's bytes"):
-        targets.read_png(None)
+        images.read_png(None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["check_tensor", "check_dropout", "check_matrix"]
+__all__ = ["check_tensor", "check_dropout", "check_matrix", "check_device"]
 
 
 def check_tensor(x, name: str) -> None:
@@ -74,3 +74,42 @@ def check_matrix(W: np.ndarray, source: str, expected_shape=None) -> None:
         hint = " It looks transposed: save W.T." if tuple(W.shape) == e[::-1] else ""
         raise ValueError(f"{source}: shape {W.shape} does not match the chosen modes, which need {e} "
                          f"(I = prod(in_modes), J = prod(out_modes)).{hint} Or change the modes to fit the matrix")
+
+
+def check_device(device) -> torch.device | None:
+    """``device`` as a ``torch.device`` that can hold tensors here, or None; ``ValueError`` otherwise.
+
+    Torch answers a CUDA device on a machine without CUDA with an ``AssertionError`` from deep in the
+    allocator; this names the device and the fix before anything is built.
+
+    Parameters
+    ----------
+    device : str, torch.device, int or None
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... (None: torch's default).
+
+    Returns
+    -------
+    torch.device or None
+    """
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device; use 'cpu' or 'cuda' ({exc})") from None
+    if dev.type in ("cpu", "meta"):
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available on this machine (this torch "
+                             f"{'has no CUDA support' if torch.version.cuda is None else 'finds no GPU'}); "
+                             "use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"numbered 0..{torch.cuda.device_count() - 1}")
+    try:  # any other backend: one empty allocation says whether it is usable
+        torch.empty(0, device=dev)
+    except Exception as exc:  # noqa: BLE001 - torch raises several types for a missing backend
+        raise ValueError(f"device {device!r} is not available on this machine ({type(exc).__name__}); "
+                         "use device='cpu'") from None
+    return dev

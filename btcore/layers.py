@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from . import decompose
+from .checks import check_device
 from .contract import matmul
 from .decompose import FitInfo, interleave
 from .formats import BTSpec, TTSpec, dtype_bytes, tt_rank_caps
@@ -118,6 +119,21 @@ def _check_init_memory(spec, dtype) -> None:
     size = dtype_bytes(dtype if dtype is not None else torch.get_default_dtype())
     check_allocation(spec.params * size + 2 * 8 * largest, f"initialising this {spec.kind} layer",
                      "lower the ranks or the number of blocks")
+
+
+#: A factorized layer may have at most this many times the parameters of the dense matrix it
+#: replaces, unless ``allow_larger=True``: a larger one compresses nothing and is usually a typo.
+MAX_PARAMS_RATIO = 100
+
+
+def _check_size(spec, allow_larger) -> None:
+    """Refuse a layer with more than :data:`MAX_PARAMS_RATIO` times the dense matrix's parameters."""
+    dense = spec.in_size * spec.out_size
+    if not _check_flag(allow_larger, "allow_larger") and spec.params > MAX_PARAMS_RATIO * dense:
+        raise ValueError(
+            f"this {spec.kind} layer would have {spec.params:,} parameters, {spec.params / dense:,.0f}x the {dense:,} "
+            f"of the dense {spec.in_size:,} x {spec.out_size:,} matrix it replaces (at most {MAX_PARAMS_RATIO}x "
+            "without allow_larger=True); lower the ranks or the number of blocks, or pass allow_larger=True")
 
 
 def _check_weight(weight, in_size: int, out_size: int, what: str) -> torch.Tensor:
@@ -277,13 +293,14 @@ class _FactorizedLinear(nn.Module):
         """A layer holding copies of a factorized matrix's tensors.
 
         ``bias``: a tensor of shape (out_features,) is copied, ``True`` gives a zero bias, ``None`` or
-        ``False`` no bias (the default: a matrix has none). ``kwargs`` (method, tune, device, dtype)
-        go to the constructor; device and dtype default to the matrix's.
+        ``False`` no bias (the default: a matrix has none). ``kwargs`` (method, tune, device, dtype,
+        allow_larger) go to the constructor; device and dtype default to the matrix's, allow_larger to True.
         """
         if not isinstance(M, cls.matrix_type):
             raise ValueError(f"M must be a {cls.matrix_type.__name__}, got {type(M).__name__}")
         kwargs.setdefault("dtype", M.dtype)
         kwargs.setdefault("device", M.device)
+        kwargs.setdefault("allow_larger", True)  # the matrix, however large, exists already
         layer = cls._from_spec(M.spec, _want_bias(bias, M.spec.out_size), **kwargs)
         with torch.no_grad():
             for p, t in zip(layer._weights(), cls._matrix_weights(M)):
@@ -326,8 +343,11 @@ class BTLinear(_FactorizedLinear):
     tune : bool
         Passed to :func:`btcore.matmul`: use the fastest *measured* contraction path (timed once
         per batch size, on the first forward) instead of the one with the fewest multiply-adds.
+    allow_larger : bool
+        Allow more than :data:`MAX_PARAMS_RATIO` times the parameters of the dense (I, J) matrix
+        (refused by default with a ``ValueError``: such a layer compresses nothing).
     device, dtype : optional
-        As for ``nn.Linear``.
+        As for ``nn.Linear``; a device this machine does not have is a ``ValueError``.
 
     Attributes
     ----------
@@ -347,14 +367,15 @@ class BTLinear(_FactorizedLinear):
     matrix_type = BTMatrix
 
     def __init__(self, in_modes, out_modes, rank, blocks: int = 1, bias: bool = True, *, method: str = "contract",
-                 tune: bool = False, device=None, dtype=None):
+                 tune: bool = False, allow_larger: bool = False, device=None, dtype=None):
         super().__init__()
         self.spec = BTSpec(in_modes, out_modes, rank, blocks)
         self.method = _check_method(method)
         self.tune = _check_flag(tune, "tune")
         bias = _check_flag(bias, "bias")
         _check_init_memory(self.spec, dtype)
-        factory = {"device": device, "dtype": dtype}
+        _check_size(self.spec, allow_larger)
+        factory = {"device": check_device(device), "dtype": dtype}
         self.factors = nn.ParameterList(
             [nn.Parameter(torch.empty(shape, **factory)) for shape in self.spec.factor_shapes()])
         self.core = nn.Parameter(torch.empty(self.spec.core_shape, **factory))
@@ -465,7 +486,7 @@ class TTLinear(_FactorizedLinear):
         I_1..I_d and J_1..J_d.
     ranks : int or sequence of int
         One int for all d-1 inner ranks, the d-1 inner ranks, or all d+1 with r_0 = r_d = 1.
-    bias, method, tune, device, dtype
+    bias, method, tune, allow_larger, device, dtype
         As for :class:`BTLinear`.
 
     Attributes
@@ -477,14 +498,15 @@ class TTLinear(_FactorizedLinear):
     matrix_type = TTMatrix
 
     def __init__(self, in_modes, out_modes, ranks, bias: bool = True, *, method: str = "contract",
-                 tune: bool = False, device=None, dtype=None):
+                 tune: bool = False, allow_larger: bool = False, device=None, dtype=None):
         super().__init__()
         self.spec = TTSpec(in_modes, out_modes, ranks)
         self.method = _check_method(method)
         self.tune = _check_flag(tune, "tune")
         bias = _check_flag(bias, "bias")
         _check_init_memory(self.spec, dtype)
-        factory = {"device": device, "dtype": dtype}
+        _check_size(self.spec, allow_larger)
+        factory = {"device": check_device(device), "dtype": dtype}
         self.cores = nn.ParameterList([nn.Parameter(torch.empty(s, **factory)) for s in self.spec.core_shapes()])
         self._init_bias(bias, factory)
         self.reset_parameters()

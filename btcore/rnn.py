@@ -31,7 +31,7 @@ import math
 import torch
 from torch import nn
 
-from .checks import check_dropout, check_tensor
+from .checks import check_device, check_dropout, check_tensor
 from .formats import DEFAULT_MAX_BYTES, dtype_bytes, format_bytes
 from .layers import BTLinear, TTLinear, reset_linear
 from .shapes import as_modes, check_choice, check_positive_int, prod
@@ -93,7 +93,7 @@ def make_input_map(kind: str, in_modes, hidden_modes, gates: int, *, rank=4, blo
     i = as_modes(in_modes, "in_modes")
     h = as_modes(hidden_modes, "hidden_modes")
     out = folded_out_modes(h, gates)
-    factory = {"device": device, "dtype": dtype}
+    factory = {"device": check_device(device), "dtype": dtype}
     if kind == "dense":
         return nn.Linear(prod(i), prod(out), bias=bias, **factory)
     if len(i) != len(h):
@@ -119,6 +119,7 @@ class _Cell(nn.Module):
         self.in_modes = as_modes(in_modes, "in_modes")
         self.hidden_modes = as_modes(hidden_modes, "hidden_modes")
         self.recurrent_init = check_choice(recurrent_init, RECURRENT_INITS, "recurrent_init")
+        device = check_device(device)
         self.input_size = prod(self.in_modes)
         self.hidden_size = prod(self.hidden_modes)
         g, hs = self.gates, self.hidden_size

@@ -230,3 +230,11 @@ def test_empty_sequences_and_batches(cell):
     assert out.shape == (0, 4, 4)
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         model([[0.0] * 6])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_device_this_machine_lacks_is_a_value_error(kind, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
+    for make in (LSTMCell, GRU):
+        with pytest.raises(ValueError, match="device 'cuda': CUDA is not available"):
+            make((2, 3), (2, 2), kind, rank=2, tt_ranks=2, device="cuda")

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from .shapes import check_choice, check_positive_int, parse_ints
+from .tensors import check_allocation
 
 __all__ = [
     "ACTION_NAMES",
@@ -126,6 +127,10 @@ class ClipSet:
         if self.x.dim() != 3 or self.y.dim() != 1 or self.x.shape[0] != self.y.shape[0]:
             raise ValueError(f"ClipSet: x must be (N, T, F) and y (N,) with N = len(y); got x {tuple(self.x.shape)}, "
                              f"y {tuple(self.y.shape)}")
+        bad = int((~torch.isfinite(self.x)).sum())
+        if bad:  # NaN/inf frames would train to NaN weights without a word
+            raise ValueError(f"ClipSet: {bad:,} of the {self.x.numel():,} entries of x are NaN or infinite; "
+                             "replace or drop those clips")
         self.frame_shape = parse_frame_shape(self.frame_shape)
         if math.prod(self.frame_shape) != self.x.shape[2]:
             raise ValueError(f"ClipSet: frame_shape {self.frame_shape} has {math.prod(self.frame_shape):,} features "
@@ -220,6 +225,11 @@ class SyntheticActions:
             raise ValueError(f"classes must be between 2 and {len(ACTION_NAMES)}, got {k}")
         check_positive_int(self.train_size, "train_size")
         check_positive_int(self.val_size, "val_size")
+        # A split's labels are drawn as one permutation (about four int64 copies of its size) as
+        # soon as it is made; the clips themselves are rendered batch by batch when too large to keep.
+        for field in ("train_size", "val_size"):
+            n = getattr(self, field)
+            check_allocation(4 * 8 * int(n), f"the labels of {n:,} clips ({field})", f"lower {field}")
         if isinstance(self.cache_bytes, bool) or not isinstance(self.cache_bytes, (int, np.integer)) \
                 or self.cache_bytes < 0:
             raise ValueError(f"cache_bytes must be an integer >= 0 (0: never cache), got {self.cache_bytes!r}")

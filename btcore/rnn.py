@@ -382,6 +382,9 @@ class _Sequence(nn.Module):
         mask = None
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=x.device)
+            if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+                raise TypeError(f"lengths must be integers (the number of valid steps of each sequence), got "
+                                f"{lengths.dtype}")
             if lengths.shape != (b,):
                 raise ValueError(f"lengths must have shape ({b},), got {tuple(lengths.shape)}")
             if bool((lengths < 1).any()) or bool((lengths > t).any()):

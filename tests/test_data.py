@@ -129,3 +129,20 @@ def test_synthetic_fields_are_checked():
         parse_frame_shape((3, 10**6, 10**6))
     with pytest.raises(TypeError, match="frame shape must be"):
         parse_frame_shape(None)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_clipset_refuses_non_finite_clips(bad):
+    x = torch.zeros(3, 2, 192)
+    x[1, 1, 7] = bad
+    with pytest.raises(ValueError, match=r"ClipSet: 1 of the 1,152 entries of x are NaN or infinite"):
+        ClipSet(x, torch.tensor([0, 1, 0]), (3, 8, 8), ("a", "b"))
+
+
+def test_a_split_too_large_for_memory_is_refused_before_allocating(monkeypatch):
+    monkeypatch.setattr("btcore.tensors.available_memory", lambda device=None: 1024**3)  # 1 GiB free
+    with pytest.raises(ValueError, match=r"the labels of 1,000,000,000 clips \(train_size\) needs .*lower train_size"):
+        SyntheticActions(train_size=10**9)
+    with pytest.raises(ValueError, match="lower val_size"):
+        SyntheticActions(val_size=10**9)
+    assert len(SyntheticActions(train_size=10**6).split("train")) == 10**6  # 32 MB of label work: fine

@@ -238,3 +238,14 @@ def test_a_device_this_machine_lacks_is_a_value_error(kind, monkeypatch):
     for make in (LSTMCell, GRU):
         with pytest.raises(ValueError, match="device 'cuda': CUDA is not available"):
             make((2, 3), (2, 2), kind, rank=2, tt_ranks=2, device="cuda")
+
+
+@pytest.mark.parametrize("scls", [LSTM, GRU])
+@pytest.mark.parametrize("lengths", [torch.tensor([6.0, 3.0]), [6.0, 2.5], torch.tensor([True, True])])
+def test_lengths_must_be_integers(scls, lengths):
+    layer = scls(IN, HID, "bt", rank=2, blocks=2, dtype=F64)
+    x = torch.randn(2, 6, 12, dtype=F64)
+    with pytest.raises(TypeError, match="lengths must be integers"):
+        layer(x, lengths=lengths)
+    out, _ = layer(x, lengths=[6, 3])  # a list of ints is fine
+    assert torch.count_nonzero(out[1, 3:]) == 0

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .array_files import check_declared, npy_header
 from .checks import check_matrix
 from .formats import format_bytes
 from .shapes import check_positive_int, size_and_modes
 
-__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "load_uploaded", "trained_weights"]
+__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_MODEL_BYTES", "load_uploaded", "trained_weights"]
 
-#: Default size limit of an uploaded file (200 MiB: a 57,600 x 256 float64 matrix is 113 MiB).
+#: Default size limit of an uploaded file and of the data it expands to (200 MiB: a 57,600 x 256
+#: float64 matrix is 113 MiB).
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024**2
+#: Default limit on what a trained model's file expands to (the dense UCF11 LSTM is about 240 MB).
+DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3
 
 
 def _matrices(state) -> dict[str, torch.Tensor]:
@@ -40,7 +45,32 @@ def _matrices(state) -> dict[str, torch.Tensor]:
     return out
 
 
-def _pick_matrix(state, name, expected_shape, source: str) -> np.ndarray:
+def _check_tensor_size(t: torch.Tensor, budget: int, source: str) -> None:
+    """Refuse a tensor whose elements take more than ``budget`` bytes (a view can repeat a small storage)."""
+    nbytes = t.numel() * t.element_size()
+    if nbytes > budget:
+        raise ValueError(f"{source}: a tensor of shape {tuple(t.shape)} ({format_bytes(nbytes)} of {t.dtype}) is above "
+                         f"the {format_bytes(budget)} limit; save a smaller matrix")
+
+
+def _check_torch_archive(source, budget: int, where: str) -> None:
+    """Refuse a torch zip archive whose records would inflate above ``budget``, before any is inflated.
+
+    The sizes come from the zip's directory, which torch also allocates by; the legacy (non-zip)
+    format is never compressed, so its data is at most the file's size.
+    """
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError):
+        return
+    with archive:
+        total = sum(info.file_size for info in archive.infolist())
+    if total > budget:
+        raise ValueError(f"{where} expands to {format_bytes(total)} once read, above the {format_bytes(budget)} limit "
+                         "(a compressed archive is judged by what it holds); save a smaller matrix")
+
+
+def _pick_matrix(state, name, expected_shape, source: str, budget: int) -> np.ndarray:
     tensors = _matrices(state)
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if not found:
@@ -63,6 +93,7 @@ def _pick_matrix(state, name, expected_shape, source: str) -> np.ndarray:
             raise ValueError(f"{source} holds {len(found)} 2-D tensors; pick one by name: "
                              + ", ".join(f"{k} {v}" for k, v in found.items()))
         candidates = list(found)
+    _check_tensor_size(tensors[candidates[0]], budget, source)
     t = tensors[candidates[0]].detach().to("cpu", torch.float64)
     W = t.numpy().copy()
     if expected_shape is not None:
@@ -72,11 +103,13 @@ def _pick_matrix(state, name, expected_shape, source: str) -> np.ndarray:
     return W
 
 
-def trained_weights(path, in_modes=None, out_modes=None, seed: int = 0, *, name: str | None = None) -> np.ndarray:
+def trained_weights(path, in_modes=None, out_modes=None, seed: int = 0, *, name: str | None = None,
+                    max_bytes: int = DEFAULT_MAX_MODEL_BYTES) -> np.ndarray:
     """A weight matrix of a trained model saved with ``torch.save`` (loaded with ``weights_only=True``).
 
     With ``in_modes``/``out_modes`` the tensor of shape (I, J) or (J, I) is chosen (input-to-hidden
     weights preferred, transposed to (I, J)); else ``name`` or the only 2-D tensor. ``seed`` is unused.
+    A file that would expand to more than ``max_bytes`` is refused before it is read.
     """
     p = Path(path)
     if not p.is_file():
@@ -84,12 +117,13 @@ def trained_weights(path, in_modes=None, out_modes=None, seed: int = 0, *, name:
     expected = None
     if in_modes is not None and out_modes is not None:
         expected = (size_and_modes(in_modes, "in_modes")[0], size_and_modes(out_modes, "out_modes")[0])
+    _check_torch_archive(p, max_bytes, p.name)
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure gets the same clear message
         raise ValueError(f"{p.name}: cannot be read as a weights-only torch file ({type(exc).__name__}); "
                          "save tensors or a state dict with torch.save") from exc
-    W = _pick_matrix(state, name, expected, p.name)
+    W = _pick_matrix(state, name, expected, p.name, max_bytes)
     check_matrix(W, p.name, expected)
     return W
 
@@ -105,7 +139,8 @@ def load_uploaded(name: str, data: bytes, expected_shape: tuple[int, int] | None
     Raises
     ------
     ValueError
-        With a message naming the problem and the fix: file too large, unknown extension, pickled
+        With a message naming the problem and the fix: file too large (or declaring, or expanding
+        to, more than ``max_bytes`` of data: checked before it is read), unknown extension, pickled
         or unreadable content, non-numeric or complex dtype, not 2-D, NaN/inf entries, or a shape
         other than ``expected_shape``.
     """
@@ -132,6 +167,12 @@ def load_uploaded(name: str, data: bytes, expected_shape: tuple[int, int] | None
             # Without the magic bytes np.load would try (and refuse) pickle, and say so misleadingly.
             raise ValueError(f"{fname} is not a .npy file (it lacks the .npy header); save the matrix with np.save")
         try:
+            shape, dtype = npy_header(io.BytesIO(data))
+        except ValueError as exc:
+            raise ValueError(f"{fname} is not a valid .npy file ({exc}); save it with np.save") from None
+        if not dtype.hasobject:  # object arrays get the pickle message below
+            check_declared(shape, dtype, max_bytes, fname)
+        try:
             arr = np.load(io.BytesIO(data), allow_pickle=False)
         except ValueError as exc:
             msg = str(exc)
@@ -144,6 +185,7 @@ def load_uploaded(name: str, data: bytes, expected_shape: tuple[int, int] | None
         if not isinstance(arr, np.ndarray):
             raise ValueError(f"{fname} did not contain a single array; save one matrix with np.save")
     elif ext in (".pt", ".pth"):
+        _check_torch_archive(io.BytesIO(data), max_bytes, fname)
         try:
             obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
@@ -157,9 +199,10 @@ def load_uploaded(name: str, data: bytes, expected_shape: tuple[int, int] | None
             if not (t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
                                                          torch.uint8, torch.bool)):
                 raise ValueError(f"{fname}: tensor dtype {t.dtype} is not numeric")
+            _check_tensor_size(t, max_bytes, fname)
             arr = t.detach().to("cpu", torch.float64).numpy()
         elif isinstance(obj, dict):
-            arr = _pick_matrix(obj, key, expected_shape, fname)
+            arr = _pick_matrix(obj, key, expected_shape, fname, max_bytes)
         else:
             raise ValueError(f"{fname} holds a {type(obj).__name__}, not a tensor or a dict of tensors; "
                              "save the matrix with torch.save(W, path)")

@@ -116,3 +116,53 @@ def test_load_uploaded_argument_types():
         uploads.load_uploaded(5, b"x")
     with pytest.raises(ValueError, match="max_bytes must be a positive integer"):
         uploads.load_uploaded("w.npy", b"x", max_bytes=0)
+
+
+# -- decompression bombs: what a file declares or expands to is checked before it is read -----------
+
+def _deflated(data: bytes) -> bytes:
+    """The same torch archive with every record deflated (torch.load reads it just the same)."""
+    import zipfile
+
+    src, out = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in src.infolist():
+            z.writestr(info.filename, src.read(info.filename))
+    return out.getvalue()
+
+
+def test_a_small_compressed_pt_expanding_past_the_limit_is_refused_before_loading(monkeypatch, tmp_path):
+    bomb = _deflated(_pt(torch.zeros(4096, 4096)))  # 64 MiB of float32 in about 66 kB
+    assert len(bomb) < 200_000
+    assert torch.load(io.BytesIO(bomb), weights_only=True).shape == (4096, 4096)  # a real, loadable bomb
+    loads = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(1))
+    with pytest.raises(ValueError, match=r"w.pt expands to 64.0 MiB once read, above the 16.0 MiB limit"):
+        load_uploaded("w.pt", bomb, max_bytes=16 * 1024**2)
+    path = tmp_path / "model.pt"
+    path.write_bytes(bomb)
+    with pytest.raises(ValueError, match=r"model.pt expands to 64.0 MiB"):
+        trained_weights(path, max_bytes=16 * 1024**2)
+    assert not loads  # refused from the zip directory alone
+
+
+def test_a_tensor_view_repeating_a_tiny_storage_is_refused_before_it_is_materialised():
+    data = _pt(torch.zeros(1).expand(16384, 16384))  # one stored float, 16,384 x 16,384 (1 GiB) once copied
+    assert len(data) < 10_000
+    with pytest.raises(ValueError, match=r"a tensor of shape \(16384, 16384\) \(1.0 GiB of torch.float32\) is above"):
+        load_uploaded("w.pt", data)
+    with pytest.raises(ValueError, match="is above the"):
+        load_uploaded("w.pt", _pt({"layer.weight": torch.zeros(1).expand(16384, 16384)}))
+
+
+def test_a_npy_declaring_more_than_the_limit_is_refused_from_its_header():
+    from numpy.lib import format as npy_format
+
+    header = io.BytesIO()
+    npy_format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (16384, 16384)})
+    data = header.getvalue() + bytes(64)  # declares 2 GiB, holds 64 bytes
+    with pytest.raises(ValueError, match=r"w.npy declares a 16,384 x 16,384 array of float64 .2.0 GiB once read., "
+                                         r"above the 200.0 MiB limit"):
+        load_uploaded("w.npy", data)
+    ok = _npy(np.eye(3))
+    assert np.array_equal(load_uploaded("w.npy", ok, max_bytes=len(ok)), np.eye(3))  # at the limit: fine

@@ -15,7 +15,8 @@ Public API, each name re-exported here from its home module (see each module for
   target images and PNG I/O; uploads: :func:`load_uploaded`, safe loading of a user's ``.npy`` / ``.pt``
 * data: :class:`ClipSet`, :class:`SyntheticActions` (synthetic action clips); clips:
   :func:`load_clip_folder` (UCF11-style clip folders under a data root)
-* checks: argument checks shared by the modules above
+* checks: argument checks shared by the modules above (tensors, dropout, matrices, devices);
+  array_files: ``.npy`` / ``.npz`` reading with the declared size checked before the data
 * train (package, ``python -m btcore.train``): trainer, comparisons, checkpoints, CLI, DDP
 """
 

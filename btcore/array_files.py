@@ -79,6 +79,14 @@ def check_declared(shape, dtype: np.dtype, budget: int, where: str) -> int:
     return nbytes
 
 
+def _check_header(fp, budget: int, where: str) -> None:
+    try:
+        shape, dtype = npy_header(fp)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    check_declared(shape, dtype, budget, where)
+
+
 def load_npy(source, budget: int, where: str) -> np.ndarray:
     """The array of a ``.npy`` file (a path or its bytes), its declared size checked against ``budget`` first.
 
@@ -96,29 +104,15 @@ def load_npy(source, budget: int, where: str) -> np.ndarray:
     """
     data = isinstance(source, (bytes, bytearray, memoryview))
     with (io.BytesIO(bytes(source)) if data else open(source, "rb")) as fp:
-        try:
-            shape, dtype = npy_header(fp)
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
-        check_declared(shape, dtype, budget, where)
+        _check_header(fp, budget, where)
         fp.seek(0)
         return np.load(fp, allow_pickle=False)
 
 
 def load_npz(path: str | os.PathLike, budget: int, where: str) -> np.ndarray:
-    """The first array of a ``.npz`` archive, its declared size checked against ``budget`` before it is inflated.
+    """The first array of the ``.npz`` archive at ``path``, its declared size checked before it is inflated.
 
-    Parameters
-    ----------
-    path : path
-    budget : int
-        Most bytes the array may declare.
-    where : str
-        What is being read, to start messages.
-
-    Returns
-    -------
-    numpy.ndarray
+    ``budget`` and ``where`` as for :func:`load_npy`.
     """
     try:
         archive = zipfile.ZipFile(Path(path))
@@ -129,11 +123,7 @@ def load_npz(path: str | os.PathLike, budget: int, where: str) -> np.ndarray:
         if not members:
             raise ValueError(f"{where}: the .npz archive is empty")
         with archive.open(members[0]) as fp:
-            try:
-                shape, dtype = npy_header(fp)
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
-            check_declared(shape, dtype, budget, where)
+            _check_header(fp, budget, where)
         with archive.open(members[0]) as fp:
             # read_array streams the member in bounded chunks into an array of the checked size
             return npy_format.read_array(fp, allow_pickle=False)

@@ -230,6 +230,10 @@ class SyntheticActions:
         for field in ("train_size", "val_size"):
             n = getattr(self, field)
             check_allocation(4 * 8 * int(n), f"the labels of {n:,} clips ({field})", f"lower {field}")
+        # Rendering holds a clip's float32 frames, its noise and float64 per-pixel work arrays at once.
+        c, h, w = self.frame_shape
+        check_allocation(4 * self.bytes_per_clip(), f"rendering one clip of {self.frames:,} frames of {c}x{h}x{w}",
+                         "use fewer frames or a smaller frame size")
         if isinstance(self.cache_bytes, bool) or not isinstance(self.cache_bytes, (int, np.integer)) \
                 or self.cache_bytes < 0:
             raise ValueError(f"cache_bytes must be an integer >= 0 (0: never cache), got {self.cache_bytes!r}")

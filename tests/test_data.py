@@ -146,3 +146,13 @@ def test_a_split_too_large_for_memory_is_refused_before_allocating(monkeypatch):
     with pytest.raises(ValueError, match="lower val_size"):
         SyntheticActions(val_size=10**9)
     assert len(SyntheticActions(train_size=10**6).split("train")) == 10**6  # 32 MB of label work: fine
+
+
+def test_a_clip_too_large_to_render_is_refused_before_rendering(monkeypatch):
+    monkeypatch.setattr("btcore.tensors.available_memory", lambda device=None: 1024**3)  # 1 GiB free
+    with pytest.raises(ValueError, match=r"rendering one clip of 1,000,000 frames of 3x32x32 needs .*use fewer frames"):
+        SyntheticActions(frames=10**6)  # 12 GB of float32 frames per clip
+    with pytest.raises(ValueError, match=r"rendering one clip of 64 frames of 3x4096x4096"):
+        SyntheticActions(frames=64, frame_shape=(3, 4096, 4096))
+    task = SyntheticActions(frames=16, frame_shape=(3, 64, 64))  # 786 kB per clip: fine
+    assert task.split("val").generate([0])[0].shape == (1, 16, 3 * 64 * 64)

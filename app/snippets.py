@@ -55,7 +55,7 @@ def approximation_snippet(spec, *, budget: int, uploaded: bool = False) -> str:
     if uploaded:
         lines += ["import numpy as np", "", "W = np.load(\"matrix.npy\")  # your matrix, saved with np.save"]
     else:
-        lines += ["from btcore import targets", "", f"W = targets.make_target({spec.target!r}, {i}, {o}, {spec.seed}{kwargs})"]
+        lines += ["from btcore.target_matrices import make_target", "", f"W = make_target({spec.target!r}, {i}, {o}, {spec.seed}{kwargs})"]
     calls = {"TT": "btcore.fit_tt(W, {i}, {o}, ranks={r})", "Tucker": "btcore.fit_tucker(W, {i}, {o}, rank={r}, seed={s})",
              "CP": "btcore.fit_cp(W, {i}, {o}, rank={n}, seed={s})",
              "BT": "btcore.fit_bt(W, {i}, {o}, rank={r}, blocks={n}, seed={s})"}

@@ -37,7 +37,7 @@ torch.set_num_threads(1)
 
 from btcore import bt_params
 from btcore.decompose import budget_candidates, fit_bt, fit_tt, fit_tucker
-from btcore.targets import bt_structured, smooth_kernel
+from btcore.target_matrices import bt_structured, smooth_kernel
 
 
 CPU = {}

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 import btcore
-from btcore.contract.cost import median_time
+from btcore.contract.calibration import median_time
 from btcore.rnn import GRUCell, LSTMCell
 
 SIZES = {"UCF11": ((8, 20, 20, 18), (16, 4, 4, 4), (16, 256)), "app": ((8, 8, 8, 6), (16, 4, 2, 2), (256,))}

@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 from btcore import BTLinear, TTLinear, plan_matmul
-from btcore.rnn import GRUCell, LSTMCell, ucf11_config
+from btcore.classifier import ucf11_config
+from btcore.rnn import GRUCell, LSTMCell
 
 from btcore.contract import tune_plan
 from btcore.memory import keep_memory

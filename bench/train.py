@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from btcore.data import SyntheticActions
-from btcore.rnn import SequenceClassifier, ucf11_config
+from btcore.classifier import SequenceClassifier, ucf11_config
 from btcore.train import TrainConfig, compare, model_config, sweep_configs, sweep_rows, train
 
 

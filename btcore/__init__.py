@@ -1,8 +1,8 @@
 """btcore: Block-Term (BT) and Tensor-Train (TT) matrix formats for compact layers.
 
-Public API (see each module for details):
+Public API, each name re-exported here from its home module (see each module for details):
 
-* shapes: :func:`factorize`, :func:`check_modes`
+* shapes: :func:`factorize`, :func:`check_modes`, :func:`nearest_factorizable`, :func:`prime_factors`
 * formats: :class:`DenseSpec`, :class:`TTSpec`, :class:`BTSpec`, :func:`tucker_spec`, :func:`cp_spec`,
   :func:`dense_params`, :func:`tt_params`, :func:`bt_params`, :func:`tucker_params`, :func:`cp_params`
 * memory: :func:`dtype_bytes`, :func:`format_bytes`, :func:`available_memory`, :func:`check_allocation`;
@@ -10,10 +10,16 @@ Public API (see each module for details):
   (the FLOP-optimal path the specs count with)
 * matrices: :class:`BTMatrix`, :class:`TTMatrix`
 * contract: :func:`matmul`, :func:`plan_matmul` and :func:`planner_choice` (the scheme the timed planner runs)
-* layers: :class:`BTLinear`, :class:`TTLinear`; rnn: LSTM/GRU cells and layers, :class:`SequenceClassifier`
+* layers: :class:`BTLinear`, :class:`TTLinear`; rnn: LSTM/GRU cells and layers;
+  classifier: :class:`ClassifierConfig`, :class:`SequenceClassifier`, :func:`ucf11_config`
 * decompose: :func:`fit_bt`, :func:`fit_tt`, :func:`fit_tucker`, :func:`fit_cp`, :func:`relative_error`;
   :func:`suggest_formats` (format and rank advisor) and :func:`recommended`
-* targets (module): target matrices and safe upload loading; data: synthetic action clips
+* target_matrices: :func:`make_target` and the generators of target matrices; images: the shipped
+  target images and PNG I/O; uploads: :func:`load_uploaded`, safe loading of a user's ``.npy`` / ``.pt``
+* data: :class:`ClipSet`, :class:`SyntheticActions` (synthetic action clips); clips:
+  :func:`load_clip_folder` (UCF11-style clip folders under a data root)
+* checks: argument checks shared by the modules above (tensors, dropout, matrices, devices);
+  array_files: ``.npy`` / ``.npz`` reading with the declared size checked before the data
 * train (package, ``python -m btcore.train``): trainer, comparisons, checkpoints, CLI, DDP
 """
 
@@ -28,13 +34,16 @@ from .contract import PlannerChoice, matmul, plan_matmul, planner_choice
 from .matrices import BTMatrix, TTMatrix
 
 from .layers import BTLinear, TTLinear
-from .rnn import GRU, LSTM, ClassifierConfig, GRUCell, LSTMCell, SequenceClassifier, ucf11_config
+from .rnn import GRU, LSTM, GRUCell, LSTMCell
+from .classifier import ClassifierConfig, SequenceClassifier, ucf11_config
 from .decompose import (
     FitInfo, budget_candidates, compare_formats, fit_bt, fit_cp, fit_tt, fit_tucker, interleave, recommended,
     relative_error, suggest_formats,
 )
-from . import targets
-from .data import ACTION_NAMES, ClipSet, SyntheticActions, load_clip_folder
+from .target_matrices import TARGETS, make_target
+from .uploads import load_uploaded
+from .data import ACTION_NAMES, ClipSet, SyntheticActions
+from .clips import load_clip_folder
 
 from . import train
 

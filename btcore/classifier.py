@@ -15,13 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checks import check_dropout, check_tensor
 from .formats import BTSpec, DenseSpec, TTSpec
-from .rnn import (CELLS, GATES, GRU, KINDS, LSTM, PAPER_UCF11_ACCURACY, READOUTS, RECURRENT_INITS, UCF11_BLOCKS,
-                  UCF11_CLASSES, UCF11_HIDDEN_MODES, UCF11_IN_MODES, UCF11_RANK, UCF11_TT_RANKS, _check_dropout,
-                  _check_tensor, _modes, _reset_linear, folded_out_modes)
-from .shapes import check_choice, check_positive_int, prod
+from .layers import reset_linear
+from .rnn import (CELLS, GATES, GRU, KINDS, LSTM, READOUTS, RECURRENT_INITS, UCF11_BLOCKS, UCF11_CLASSES,
+                  UCF11_HIDDEN_MODES, UCF11_IN_MODES, UCF11_RANK, UCF11_TT_RANKS, folded_out_modes)
+from .shapes import as_modes, check_choice, check_positive_int, prod
 
-__all__ = ["ClassifierConfig", "SequenceClassifier", "ucf11_config", "PAPER_UCF11_ACCURACY"]
+__all__ = ["ClassifierConfig", "SequenceClassifier", "ucf11_config"]
 
 def _rank_value(value, field_name: str):
     """An int, or a tuple of ints (lists from JSON become tuples)."""
@@ -81,10 +82,10 @@ class ClassifierConfig:
         check_choice(self.cell, CELLS, "cell")
         check_choice(self.readout, READOUTS, "readout")
         check_choice(self.recurrent_init, RECURRENT_INITS, "recurrent_init")
-        self.in_modes = _modes(self.in_modes, "in_modes")
-        self.hidden_modes = _modes(self.hidden_modes, "hidden_modes")
+        self.in_modes = as_modes(self.in_modes, "in_modes")
+        self.hidden_modes = as_modes(self.hidden_modes, "hidden_modes")
         self.classes = check_positive_int(self.classes, "classes")
-        self.dropout = _check_dropout(self.dropout, "dropout")
+        self.dropout = check_dropout(self.dropout, "dropout")
         self.blocks = check_positive_int(self.blocks, "blocks")
         self.rank = _rank_value(self.rank, "rank")
         self.tt_ranks = _rank_value(self.tt_ranks, "tt_ranks")
@@ -192,7 +193,7 @@ class SequenceClassifier(nn.Module):
         self.head = nn.Linear(c.hidden_size, c.classes)
         if generator is not None:  # every initial weight from this model's own generator
             self.rnn.cell.reset_parameters(generator)
-            _reset_linear(self.head, generator)
+            reset_linear(self.head, generator)
 
     @property
     def num_params(self) -> int:
@@ -207,7 +208,7 @@ class SequenceClassifier(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, classes) of ``x`` (B, T, F) or (B, T, *frame); T >= 1, B = 0 gives (0, classes)."""
         c = self.config
-        _check_tensor(x, "x")
+        check_tensor(x, "x")
         if x.dim() > 3 and prod(x.shape[2:]) == c.input_size:
             x = x.flatten(2)
         if x.dim() != 3 or x.shape[-1] != c.input_size:

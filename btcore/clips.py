@@ -9,22 +9,32 @@ visitors are confined to a data root by :func:`resolve_data_path`.
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from .array_files import load_npy, load_npz
 from .data import ClipSet, parse_frame_shape
 from .shapes import check_positive_int
 
-__all__ = ["FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "load_clip_folder", "resolve_data_path"]
+__all__ = ["FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "MAX_CLIP_BYTES", "load_clip_folder", "resolve_data_path"]
 
 #: Image extensions accepted as single frames of a frame folder (Pillow) and ``.npy``.
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp", ".npy")
 #: Video containers recognised (and refused, with instructions, unless a decoder is installed).
 VIDEO_EXTENSIONS = (".avi", ".mpg", ".mpeg", ".mp4", ".mov", ".mkv", ".webm", ".wmv", ".flv", ".m4v", ".3gp")
 _ARRAY_EXTENSIONS = (".npy", ".npz")
+#: Most bytes one clip file or frame may declare (its array header, or its decoded pixels) before
+#: it is read: a 2 MB .npz can inflate to gigabytes. A UCF11 clip (180 frames, 240 x 320 RGB, uint8)
+#: is 41 MB.
+MAX_CLIP_BYTES = 512 * 1024**2
+#: Bounds of the walk of a clip folder (a backstop; link loops are detected on the way).
+MAX_DEPTH = 32
+MAX_ENTRIES = 2_000_000
 _ACCEPTED = ("frame folders of PNG/JPEG/BMP/GIF/TIFF/WebP or .npy frames, animated .gif files, or .npy/.npz clip "
              "arrays of shape (T, H, W), (T, H, W, C) or (T, C, H, W)")
 
@@ -33,43 +43,85 @@ _ACCEPTED = ("frame folders of PNG/JPEG/BMP/GIF/TIFF/WebP or .npy frames, animat
 # Clip folders (UCF11 layout)
 # ------------------------------------------------------------------------------------------------
 
-def _natural_key(p: Path):
-    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", p.name)]
+def _natural_key(name: str):
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", name)]
 
 
 def _is_clip_file(p: Path) -> bool:
     s = p.suffix.lower()
-    return p.is_file() and (s in _ARRAY_EXTENSIONS or s == ".gif" or s in VIDEO_EXTENSIONS)
+    return s in _ARRAY_EXTENSIONS or s == ".gif" or s in VIDEO_EXTENSIONS
 
 
-def _frame_files(d: Path) -> list[Path]:
-    return sorted((p for p in d.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS
-                   and not p.name.startswith(".")), key=_natural_key)
+class _Tree:
+    """The walk of one data root: every entry resolved, nothing outside the root, each folder once.
 
+    A folder or file that is a symlink leading outside the root (or a broken or looping link) is
+    skipped as if absent, so it is never listed, read or named in a message. A link back to a folder
+    already walked is not followed again, and the walk is bounded in depth and in entries.
+    """
 
-def _find_clips(class_dir: Path) -> list[Path]:
-    """Clips under a class folder: frame folders and clip files, searched recursively."""
-    clips: list[Path] = []
-    for p in sorted(class_dir.iterdir(), key=_natural_key):
-        if p.name.startswith("."):
-            continue
-        if p.is_dir():
-            if _frame_files(p):
-                clips.append(p)
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self.seen: set[Path] = set()  # the folders walked in the current class
+        self.entries = 0
+        self.strays: list[str] = []  # files that are not clips, for the "holds no clips" message
+
+    def listing(self, d: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
+        """(folders, files) of the resolved folder ``d`` as (entry name, resolved path), inside the root only."""
+        dirs, files = [], []
+        try:
+            with os.scandir(d) as it:
+                items = sorted(it, key=lambda e: _natural_key(e.name))
+        except OSError:
+            return dirs, files
+        for e in items:
+            self.entries += 1
+            if self.entries > MAX_ENTRIES:
+                raise ValueError(f"clip folder {self.root} has more than {MAX_ENTRIES:,} entries; point the loader "
+                                 "at a smaller tree")
+            if e.name.startswith("."):
+                continue
+            p = Path(e.path)
+            try:  # a plain entry of a resolved folder stays inside it; only links need resolving
+                r = p.resolve(strict=True) if e.is_symlink() else p
+                is_dir = r.is_dir()
+            except (OSError, RuntimeError):  # broken link, link loop
+                continue
+            if r == self.root or not r.is_relative_to(self.root):  # outside, or a link back to the root
+                continue
+            (dirs if is_dir else files).append((e.name, r))
+        return dirs, files
+
+    def frame_files(self, d: Path) -> list[Path]:
+        return [f for _, f in self.listing(d)[1] if f.suffix.lower() in FRAME_EXTENSIONS]
+
+    def class_clips(self, d: Path) -> list[Path]:
+        """The clips of the class folder ``d`` (each class is walked on its own: a clip may be linked into two)."""
+        self.seen, self.strays = set(), []
+        return self.find_clips(d)
+
+    def find_clips(self, d: Path, depth: int = 0) -> list[Path]:
+        """Clips under the resolved folder ``d``: frame folders and clip files, searched recursively."""
+        if depth > MAX_DEPTH:
+            raise ValueError(f"clip folder {self.root}: folders nest deeper than {MAX_DEPTH} levels under "
+                             f"{d.relative_to(self.root)}; flatten the tree")
+        self.seen.add(d)
+        clips: list[Path] = []
+        dirs, files = self.listing(d)
+        for _, sub in dirs:
+            if sub in self.seen:  # a link back to a folder already walked (a loop)
+                continue
+            if self.frame_files(sub):
+                self.seen.add(sub)
+                clips.append(sub)
             else:
-                clips.extend(_find_clips(p))
-        elif _is_clip_file(p):
-            clips.append(p)
-    return clips
-
-
-def _pil():
-    try:
-        from PIL import Image  # Pillow comes with Streamlit; btcore itself only needs it for image files
-    except ImportError as exc:  # pragma: no cover - Pillow is installed with streamlit
-        raise ValueError("reading image frames needs Pillow (pip install pillow); .npy frames and clip arrays "
-                         "work without it") from exc
-    return Image
+                clips.extend(self.find_clips(sub, depth + 1))
+        for name, f in files:
+            if _is_clip_file(f):
+                clips.append(f)
+            elif len(self.strays) < 3:
+                self.strays.append(name)
+        return clips
 
 
 def _to_chw(arr: np.ndarray, where: Path) -> np.ndarray:
@@ -112,25 +164,64 @@ def _resize(frame: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     return frame.astype(np.float32)
 
 
+def _check_pixels(im, frames: int, where: Path) -> None:
+    """Refuse an image whose decoded pixels (``frames`` of them) would exceed :data:`MAX_CLIP_BYTES`."""
+    w, h = im.size
+    nbytes = w * h * 4 * frames  # RGBA is the widest mode read here
+    if nbytes > MAX_CLIP_BYTES:
+        raise ValueError(f"{where}: {frames:,} frame(s) of {w:,} x {h:,} pixels would decode to "
+                         f"{nbytes / 1024**2:,.0f} MiB, above the {MAX_CLIP_BYTES / 1024**2:,.0f} MiB a clip may take; "
+                         "use smaller frames")
+
+
 def _read_image(p: Path) -> np.ndarray:
     if p.suffix.lower() == ".npy":
         try:
-            return np.load(p, allow_pickle=False)
+            return load_npy(p, MAX_CLIP_BYTES, str(p))
+        except ValueError:
+            raise
         except Exception as exc:
             raise ValueError(f"{p}: not a readable .npy array ({exc})") from exc
-    Image = _pil()
     try:
         with Image.open(p) as im:
+            _check_pixels(im, 1, p)  # the header is read, the pixels not yet
             im.load()
             return np.asarray(im.convert("RGB" if im.mode not in ("L", "I;16") else "L"))
+    except ValueError:
+        raise
     except Exception as exc:
         raise ValueError(f"{p}: not a readable image ({type(exc).__name__}: {exc}); accepted: {_ACCEPTED}") from exc
 
 
-def _read_clip_frames(clip: Path) -> list[np.ndarray]:
-    """All frames of a clip as (C, H, W) float arrays in [0, 1]."""
+def _sample(n: int, t_len: int) -> list[int]:
+    """``t_len`` frame indices evenly spaced over a clip of ``n`` frames (repeating when it is shorter)."""
+    return [int(round(p)) for p in np.linspace(0, n - 1, t_len)] if n else []
+
+
+def _read_gif(clip: Path, t_len: int) -> list[np.ndarray]:
+    try:
+        with Image.open(clip) as im:
+            n = getattr(im, "n_frames", 1)
+            _check_pixels(im, n, clip)  # seeking to a frame decodes the ones before it
+            frames = {}
+            for k in sorted(set(_sample(n, t_len))):
+                im.seek(k)
+                frames[k] = _to_chw(np.asarray(im.convert("RGB")), clip)
+        return [frames[k] for k in _sample(n, t_len)]
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{clip}: not a readable GIF ({exc})") from exc
+
+
+def _read_clip(clip: Path, t_len: int, tree: _Tree) -> list[np.ndarray]:
+    """``t_len`` frames of a clip, evenly spaced over it, as (C, H, W) float arrays in [0, 1].
+
+    Only the sampled frames are decoded; every array or image declares its size before it is read.
+    """
     if clip.is_dir():
-        return [_to_chw(_read_image(f), f) for f in _frame_files(clip)]
+        files = tree.frame_files(clip)
+        return [_to_chw(_read_image(files[k]), files[k]) for k in _sample(len(files), t_len)]
     s = clip.suffix.lower()
     if s in VIDEO_EXTENSIONS:
         raise ValueError(
@@ -139,39 +230,16 @@ def _read_clip_frames(clip: Path) -> list[np.ndarray]:
             f"and point the loader at that tree. Accepted: {_ACCEPTED}"
         )
     if s == ".gif":
-        Image = _pil()
-        try:
-            frames = []
-            with Image.open(clip) as im:
-                for k in range(getattr(im, "n_frames", 1)):
-                    im.seek(k)
-                    frames.append(_to_chw(np.asarray(im.convert("RGB")), clip))
-            return frames
-        except ValueError:
-            raise
-        except Exception as exc:
-            raise ValueError(f"{clip}: not a readable GIF ({exc})") from exc
+        return _read_gif(clip, t_len)
     try:
-        if s == ".npz":
-            with np.load(clip, allow_pickle=False) as z:
-                if not z.files:
-                    raise ValueError(f"{clip}: the .npz archive is empty")
-                arr = z[z.files[0]]
-        else:
-            arr = np.load(clip, allow_pickle=False)
+        arr = (load_npz if s == ".npz" else load_npy)(clip, MAX_CLIP_BYTES, str(clip))
     except ValueError:
         raise
     except Exception as exc:
         raise ValueError(f"{clip}: not a readable array ({exc})") from exc
     if arr.ndim not in (3, 4):
         raise ValueError(f"{clip}: a clip array must be (T, H, W), (T, H, W, C) or (T, C, H, W); got shape {arr.shape}")
-    return [_to_chw(f, clip) for f in arr]
-
-
-def _sample_frames(frames: list[np.ndarray], t_len: int) -> list[np.ndarray]:
-    """``t_len`` frames evenly spaced over the clip (frames repeat when the clip is shorter)."""
-    pos = np.linspace(0, len(frames) - 1, t_len)
-    return [frames[int(round(p))] for p in pos]
+    return [_to_chw(arr[k], clip) for k in _sample(len(arr), t_len)]
 
 
 def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_fraction: float = 0.25,
@@ -212,20 +280,22 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
         raise ValueError(f"clip folder {root} does not exist")
     if not root.is_dir():
         raise ValueError(f"clip folder {root} is not a folder; expected root/<class>/<clips> ({_ACCEPTED})")
-    class_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_natural_key)
+    tree = _Tree(root)
+    entries = tree.listing(tree.root)[0]
+    class_names, class_dirs = tuple(n for n, _ in entries), [d for _, d in entries]
     if not class_dirs:
         raise ValueError(f"clip folder {root} is empty: expected one sub-folder per class, each holding clips "
                          f"({_ACCEPTED})")
     if len(class_dirs) < 2:
-        raise ValueError(f"clip folder {root} has one class folder ({class_dirs[0].name}); classification needs "
+        raise ValueError(f"clip folder {root} has one class folder ({class_names[0]}); classification needs "
                          "at least two class sub-folders")
     per_class = []
-    for cdir in class_dirs:
-        clips = _find_clips(cdir)
+    for cname, cdir in zip(class_names, class_dirs):
+        clips = tree.class_clips(cdir)
         if not clips:
-            stray = [p.name for p in cdir.rglob("*") if p.is_file()][:3]
-            extra = f" (found files such as {', '.join(stray)})" if stray else ""
-            raise ValueError(f"class folder {cdir} holds no clips{extra}; accepted: {_ACCEPTED}")
+            extra = f" (found files such as {', '.join(tree.strays)})" if tree.strays else ""
+            raise ValueError(f"class folder {cname} of {tree.root} holds no clips{extra}; "
+                             f"accepted: {_ACCEPTED}")
         if max_clips_per_class is not None:
             clips = clips[: check_positive_int(max_clips_per_class, "max_clips_per_class")]
         per_class.append(clips)
@@ -243,17 +313,17 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
             n_val = min(max(n_val, 1), len(clips) - 1)
         val_set = set(rng.permutation(len(clips))[:n_val].tolist())
         for k, clip in enumerate(clips):
-            raw = _read_clip_frames(clip)
+            raw = _read_clip(clip, t_len, tree)
             if not raw:
                 raise ValueError(f"clip {clip} has no frames; accepted: {_ACCEPTED}")
-            sampled = [_resize(f, shape) for f in _sample_frames(raw, t_len)]
+            sampled = [_resize(f, shape) for f in raw]
             xs.append((np.stack(sampled) - 0.5) * 2.0)
             ys.append(label)
             is_val.append(k in val_set)
     x = torch.from_numpy(np.stack(xs).reshape(len(xs), t_len, -1).astype(np.float32))
     y = torch.tensor(ys, dtype=torch.int64)
     mask = torch.tensor(is_val)
-    names = tuple(c.name for c in class_dirs)
+    names = tuple(class_names)
     src = f"folder:{root}"
     train = ClipSet(x[~mask], y[~mask], shape, names, src)
     val = ClipSet(x[mask], y[mask], shape, names, src)
@@ -282,8 +352,9 @@ def resolve_data_path(path, root) -> Path:
         raise ValueError(f"data path {path}: '..' is not allowed; name a folder inside the data root {base}")
     full = (raw if raw.is_absolute() else base / raw).resolve()
     if not full.is_relative_to(base):
-        raise ValueError(f"data path {path}: leads to {full}, outside the data root {base} (a symlink or an "
-                         "absolute path); put the data inside the data root")
+        # The target is not named: what lies outside the root is none of the visitor's business.
+        raise ValueError(f"data path {path}: leads outside the data root {base} (a symlink or an absolute path); "
+                         "put the data inside the data root")
     if not full.is_dir():
         raise ValueError(f"data path {path}: no such folder in the data root {base}")
     return full

@@ -1,4 +1,4 @@
-"""Action-recognition clips for training: a synthetic video task and a UCF11-style folder loader.
+"""Action-recognition clips for training: the clip container and a synthetic video task.
 
 Nothing here downloads anything.
 
@@ -30,10 +30,10 @@ is the same whatever else is generated, in any batch, in any process.
 
 Frames are float32, channels first (C, H, W), flattened per frame to ``C*H*W`` features, scaled
 to roughly [-1, 1]. The layout is (B, T, C*H*W), batch first, what
-:class:`btcore.rnn.SequenceClassifier` takes.
+:class:`btcore.classifier.SequenceClassifier` takes.
 
-Clip folders (:func:`load_clip_folder`)
----------------------------------------
+Clip folders (:func:`btcore.clips.load_clip_folder`)
+----------------------------------------------------
 The UCF11 layout: ``root/<class>/.../<clip>`` where a clip is a folder of frame images
 (PNG/JPEG/BMP/GIF/TIFF, read with Pillow, or ``.npy`` single frames), an animated GIF, or a
 ``.npy``/``.npz`` array of shape (T, H, W), (T, H, W, C) or (T, C, H, W). Video files
@@ -50,17 +50,14 @@ import numpy as np
 import torch
 
 from .shapes import check_choice, check_positive_int, parse_ints
+from .memory import check_allocation
 
 __all__ = [
     "ACTION_NAMES",
-    "FRAME_EXTENSIONS",
-    "VIDEO_EXTENSIONS",
     "ClipSet",
     "SyntheticActions",
     "parse_frame_shape",
-    "load_clip_folder",
     "mean_frame_features",
-    "resolve_data_path",
 ]
 
 #: Names of the synthetic classes, in label order.
@@ -130,6 +127,10 @@ class ClipSet:
         if self.x.dim() != 3 or self.y.dim() != 1 or self.x.shape[0] != self.y.shape[0]:
             raise ValueError(f"ClipSet: x must be (N, T, F) and y (N,) with N = len(y); got x {tuple(self.x.shape)}, "
                              f"y {tuple(self.y.shape)}")
+        bad = int((~torch.isfinite(self.x)).sum())
+        if bad:  # NaN/inf frames would train to NaN weights without a word
+            raise ValueError(f"ClipSet: {bad:,} of the {self.x.numel():,} entries of x are NaN or infinite; "
+                             "replace or drop those clips")
         self.frame_shape = parse_frame_shape(self.frame_shape)
         if math.prod(self.frame_shape) != self.x.shape[2]:
             raise ValueError(f"ClipSet: frame_shape {self.frame_shape} has {math.prod(self.frame_shape):,} features "
@@ -224,6 +225,15 @@ class SyntheticActions:
             raise ValueError(f"classes must be between 2 and {len(ACTION_NAMES)}, got {k}")
         check_positive_int(self.train_size, "train_size")
         check_positive_int(self.val_size, "val_size")
+        # A split's labels are drawn as one permutation (about four int64 copies of its size) as
+        # soon as it is made; the clips themselves are rendered batch by batch when too large to keep.
+        for field in ("train_size", "val_size"):
+            n = getattr(self, field)
+            check_allocation(4 * 8 * int(n), f"the labels of {n:,} clips ({field})", f"lower {field}")
+        # Rendering holds a clip's float32 frames, its noise and float64 per-pixel work arrays at once.
+        c, h, w = self.frame_shape
+        check_allocation(4 * self.bytes_per_clip(), f"rendering one clip of {self.frames:,} frames of {c}x{h}x{w}",
+                         "use fewer frames or a smaller frame size")
         if isinstance(self.cache_bytes, bool) or not isinstance(self.cache_bytes, (int, np.integer)) \
                 or self.cache_bytes < 0:
             raise ValueError(f"cache_bytes must be an integer >= 0 (0: never cache), got {self.cache_bytes!r}")
@@ -467,9 +477,3 @@ def _hsv_to_rgb(hh: float, s: float, v: float) -> np.ndarray:
 def mean_frame_features(x: torch.Tensor) -> torch.Tensor:
     """The mean frame of each clip, (B, T, F) -> (B, F): the input of the static baseline."""
     return x.mean(dim=1)
-
-
-
-
-# The clip-folder loader lives in btcore.clips; imported last, since it builds on ClipSet.
-from .clips import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, load_clip_folder, resolve_data_path  # noqa: E402

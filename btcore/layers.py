@@ -12,7 +12,7 @@ Initialisation
 ``reset_parameters`` makes the reconstructed W have the entry variance of PyTorch's default
 ``nn.Linear`` init for the same fan-in, ``1 / (3 * in_features)`` (std ``1/sqrt(3 I)``), so the output
 of a unit-variance input has the same std as the dense layer's (about 0.58). Every factor and core
-gets the entry std of :func:`btcore.tensors.bt_init_std` / :func:`~btcore.tensors.tt_init_std`
+gets the entry std of :func:`btcore.matrices.bt_init_std` / :func:`~btcore.matrices.tt_init_std`
 (derived from the ranks, N and d, as t3f does for TT). Plain Gaussian draws have that variance only
 in expectation: with small ranks the realized ``||W||`` of one draw fluctuates by a factor of two or
 more (a rank-1 core is a single number). So the draws are made semi-orthogonal with exactly that
@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from . import decompose
+from .checks import check_device
 from .contract import matmul
 from .decompose import FitInfo, interleave
 from .formats import BTSpec, TTSpec, tt_rank_caps
@@ -47,12 +48,29 @@ from .matrices import BTMatrix, TTMatrix, bt_init_std, tt_init_std
 from .memory import check_allocation, dtype_bytes
 from .shapes import check_choice
 
-__all__ = ["BTLinear", "TTLinear", "linear_init_std"]
+__all__ = ["BTLinear", "TTLinear", "linear_init_std", "reset_linear"]
 
 
 def linear_init_std(fan_in: int) -> float:
     """Entry std of PyTorch's default ``nn.Linear`` weight init (kaiming_uniform, a=sqrt(5)): 1/sqrt(3 fan_in)."""
     return 1.0 / math.sqrt(3.0 * fan_in)
+
+
+def reset_linear(layer: nn.Linear, generator: torch.Generator | None = None) -> None:
+    """``layer.reset_parameters()`` (PyTorch's default init) drawing from ``generator``.
+
+    Parameters
+    ----------
+    layer : torch.nn.Linear
+        The layer, re-initialised in place.
+    generator : torch.Generator, optional
+        Source of the random draws (reproducible inits); the global one if None.
+    """
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+        if layer.bias is not None:
+            bound = 1.0 / math.sqrt(layer.in_features) if layer.in_features > 0 else 0.0
+            layer.bias.uniform_(-bound, bound, generator=generator)
 
 
 def _semi_orthogonal(m: int, r: int, std: float, batch: tuple[int, ...] = (),
@@ -95,13 +113,28 @@ def _check_flag(value, field: str) -> bool:
 
 
 def _check_init_memory(spec, dtype) -> None:
-    """One budget (:func:`btcore.tensors.check_allocation`) for the parameters and the float64
+    """One budget (:func:`btcore.memory.check_allocation`) for the parameters and the float64
     draws of the initialisation (two copies of the largest tensor), before anything is allocated."""
     shapes = spec.factor_shapes() + [spec.core_shape] if isinstance(spec, BTSpec) else spec.core_shapes()
     largest = max(math.prod(s) for s in shapes)
     size = dtype_bytes(dtype if dtype is not None else torch.get_default_dtype())
     check_allocation(spec.params * size + 2 * 8 * largest, f"initialising this {spec.kind} layer",
                      "lower the ranks or the number of blocks")
+
+
+#: A factorized layer may have at most this many times the parameters of the dense matrix it
+#: replaces, unless ``allow_larger=True``: a larger one compresses nothing and is usually a typo.
+MAX_PARAMS_RATIO = 100
+
+
+def _check_size(spec, allow_larger) -> None:
+    """Refuse a layer with more than :data:`MAX_PARAMS_RATIO` times the dense matrix's parameters."""
+    dense = spec.in_size * spec.out_size
+    if not _check_flag(allow_larger, "allow_larger") and spec.params > MAX_PARAMS_RATIO * dense:
+        raise ValueError(
+            f"this {spec.kind} layer would have {spec.params:,} parameters, {spec.params / dense:,.0f}x the {dense:,} "
+            f"of the dense {spec.in_size:,} x {spec.out_size:,} matrix it replaces (at most {MAX_PARAMS_RATIO}x "
+            "without allow_larger=True); lower the ranks or the number of blocks, or pass allow_larger=True")
 
 
 def _check_weight(weight, in_size: int, out_size: int, what: str) -> torch.Tensor:
@@ -261,13 +294,14 @@ class _FactorizedLinear(nn.Module):
         """A layer holding copies of a factorized matrix's tensors.
 
         ``bias``: a tensor of shape (out_features,) is copied, ``True`` gives a zero bias, ``None`` or
-        ``False`` no bias (the default: a matrix has none). ``kwargs`` (method, tune, device, dtype)
-        go to the constructor; device and dtype default to the matrix's.
+        ``False`` no bias (the default: a matrix has none). ``kwargs`` (method, tune, device, dtype,
+        allow_larger) go to the constructor; device and dtype default to the matrix's, allow_larger to True.
         """
         if not isinstance(M, cls.matrix_type):
             raise ValueError(f"M must be a {cls.matrix_type.__name__}, got {type(M).__name__}")
         kwargs.setdefault("dtype", M.dtype)
         kwargs.setdefault("device", M.device)
+        kwargs.setdefault("allow_larger", True)  # the matrix, however large, exists already
         layer = cls._from_spec(M.spec, _want_bias(bias, M.spec.out_size), **kwargs)
         with torch.no_grad():
             for p, t in zip(layer._weights(), cls._matrix_weights(M)):
@@ -310,8 +344,11 @@ class BTLinear(_FactorizedLinear):
     tune : bool
         Passed to :func:`btcore.matmul`: use the fastest *measured* contraction path (timed once
         per batch size, on the first forward) instead of the one with the fewest multiply-adds.
+    allow_larger : bool
+        Allow more than :data:`MAX_PARAMS_RATIO` times the parameters of the dense (I, J) matrix
+        (refused by default with a ``ValueError``: such a layer compresses nothing).
     device, dtype : optional
-        As for ``nn.Linear``.
+        As for ``nn.Linear``; a device this machine does not have is a ``ValueError``.
 
     Attributes
     ----------
@@ -331,14 +368,15 @@ class BTLinear(_FactorizedLinear):
     matrix_type = BTMatrix
 
     def __init__(self, in_modes, out_modes, rank, blocks: int = 1, bias: bool = True, *, method: str = "contract",
-                 tune: bool = False, device=None, dtype=None):
+                 tune: bool = False, allow_larger: bool = False, device=None, dtype=None):
         super().__init__()
         self.spec = BTSpec(in_modes, out_modes, rank, blocks)
         self.method = _check_method(method)
         self.tune = _check_flag(tune, "tune")
         bias = _check_flag(bias, "bias")
         _check_init_memory(self.spec, dtype)
-        factory = {"device": device, "dtype": dtype}
+        _check_size(self.spec, allow_larger)
+        factory = {"device": check_device(device), "dtype": dtype}
         self.factors = nn.ParameterList(
             [nn.Parameter(torch.empty(shape, **factory)) for shape in self.spec.factor_shapes()])
         self.core = nn.Parameter(torch.empty(self.spec.core_shape, **factory))
@@ -449,7 +487,7 @@ class TTLinear(_FactorizedLinear):
         I_1..I_d and J_1..J_d.
     ranks : int or sequence of int
         One int for all d-1 inner ranks, the d-1 inner ranks, or all d+1 with r_0 = r_d = 1.
-    bias, method, tune, device, dtype
+    bias, method, tune, allow_larger, device, dtype
         As for :class:`BTLinear`.
 
     Attributes
@@ -461,14 +499,15 @@ class TTLinear(_FactorizedLinear):
     matrix_type = TTMatrix
 
     def __init__(self, in_modes, out_modes, ranks, bias: bool = True, *, method: str = "contract",
-                 tune: bool = False, device=None, dtype=None):
+                 tune: bool = False, allow_larger: bool = False, device=None, dtype=None):
         super().__init__()
         self.spec = TTSpec(in_modes, out_modes, ranks)
         self.method = _check_method(method)
         self.tune = _check_flag(tune, "tune")
         bias = _check_flag(bias, "bias")
         _check_init_memory(self.spec, dtype)
-        factory = {"device": device, "dtype": dtype}
+        _check_size(self.spec, allow_larger)
+        factory = {"device": check_device(device), "dtype": dtype}
         self.cores = nn.ParameterList([nn.Parameter(torch.empty(s, **factory)) for s in self.spec.core_shapes()])
         self._init_bias(bias, factory)
         self.reset_parameters()

@@ -1,4 +1,4 @@
-"""LSTM and GRU cells, sequence layers and a sequence classifier with dense, TT or BT input maps.
+"""LSTM and GRU cells and sequence layers with dense, TT or BT input maps.
 
 The input-to-hidden map of a cell is one (I, G*H) matrix for all G gates (G = 4 for LSTM, 3 for
 GRU), as in Ye et al. 2018 / Yang et al. 2017: for a factorized map the gate factor is folded into
@@ -20,21 +20,21 @@ steps at once (one contraction for B*T rows), take an optional initial state and
 per-sequence lengths, and apply dropout to the input (every element) and to the state fed to the
 recurrent map (one mask per sequence, "variational", so memory is not erased at every step).
 
-:class:`SequenceClassifier` runs one of them over a (B, T, F) sequence of flat frame features and
-maps the last (or mean) hidden state to class logits; it is built from a :class:`ClassifierConfig`.
+:class:`btcore.classifier.SequenceClassifier` runs one of them over a (B, T, F) sequence of flat
+frame features and maps the last (or mean) hidden state to class logits.
 """
 
 from __future__ import annotations
 
 import math
-from numbers import Integral
 
 import torch
 from torch import nn
 
+from .checks import check_device, check_dropout, check_tensor
 from .memory import DEFAULT_MAX_BYTES, check_allocation, dtype_bytes, format_bytes
-from .layers import BTLinear, TTLinear
-from .shapes import check_choice, check_modes, check_positive_int, prod
+from .layers import BTLinear, TTLinear, reset_linear
+from .shapes import as_modes, check_choice, check_positive_int, prod
 
 __all__ = [
     "KINDS",
@@ -46,8 +46,6 @@ __all__ = [
     "GRUCell",
     "LSTM",
     "GRU",
-    "ClassifierConfig",
-    "SequenceClassifier",
     "UCF11_FRAME",
     "UCF11_IN_MODES",
     "UCF11_HIDDEN_MODES",
@@ -56,7 +54,6 @@ __all__ = [
     "UCF11_TT_RANKS",
     "UCF11_CLASSES",
     "PAPER_UCF11_ACCURACY",
-    "ucf11_config",
 ]
 
 KINDS = ("dense", "tt", "bt")
@@ -78,15 +75,9 @@ READOUTS = ("last", "mean")
 RECURRENT_INITS = ("orthogonal", "uniform")
 
 
-def _modes(value, field_name: str) -> tuple[int, ...]:
-    if isinstance(value, Integral) and not isinstance(value, bool):
-        value = (value,)
-    return check_modes(value, field_name)
-
-
 def folded_out_modes(hidden_modes, gates: int) -> tuple[int, ...]:
     """Output modes of the stacked input map: the gate factor folded into the first mode."""
-    h = _modes(hidden_modes, "hidden_modes")
+    h = as_modes(hidden_modes, "hidden_modes")
     return (check_positive_int(gates, "gates") * h[0],) + h[1:]
 
 
@@ -98,10 +89,10 @@ def make_input_map(kind: str, in_modes, hidden_modes, gates: int, *, rank=4, blo
     through their matched-variance init.
     """
     kind = check_choice(kind, KINDS, "kind")
-    i = _modes(in_modes, "in_modes")
-    h = _modes(hidden_modes, "hidden_modes")
+    i = as_modes(in_modes, "in_modes")
+    h = as_modes(hidden_modes, "hidden_modes")
     out = folded_out_modes(h, gates)
-    factory = {"device": device, "dtype": dtype}
+    factory = {"device": check_device(device), "dtype": dtype}
     if kind == "dense":
         return nn.Linear(prod(i), prod(out), bias=bias, **factory)
     if len(i) != len(h):
@@ -114,15 +105,6 @@ def make_input_map(kind: str, in_modes, hidden_modes, gates: int, *, rank=4, blo
     return BTLinear(i, out, rank, blocks, bias=bias, **factory)
 
 
-def _reset_linear(layer: nn.Linear, generator: torch.Generator | None = None) -> None:
-    """``layer.reset_parameters()`` (PyTorch's default init) drawing from ``generator``."""
-    with torch.no_grad():
-        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
-        if layer.bias is not None:
-            bound = 1.0 / math.sqrt(layer.in_features) if layer.in_features > 0 else 0.0
-            layer.bias.uniform_(-bound, bound, generator=generator)
-
-
 class _Cell(nn.Module):
     """Shared machinery of :class:`LSTMCell` and :class:`GRUCell`."""
 
@@ -133,9 +115,10 @@ class _Cell(nn.Module):
                  device=None, dtype=None):
         super().__init__()
         self.kind = check_choice(kind, KINDS, "kind")
-        self.in_modes = _modes(in_modes, "in_modes")
-        self.hidden_modes = _modes(hidden_modes, "hidden_modes")
+        self.in_modes = as_modes(in_modes, "in_modes")
+        self.hidden_modes = as_modes(hidden_modes, "hidden_modes")
         self.recurrent_init = check_choice(recurrent_init, RECURRENT_INITS, "recurrent_init")
+        device = check_device(device)
         self.input_size = prod(self.in_modes)
         self.hidden_size = prod(self.hidden_modes)
         g, hs = self.gates, self.hidden_size
@@ -185,7 +168,7 @@ class _Cell(nn.Module):
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Re-initialise the input and hidden maps, drawing from ``generator`` (default: the global RNG)."""
         if isinstance(self.input_map, nn.Linear):
-            _reset_linear(self.input_map, generator)
+            reset_linear(self.input_map, generator)
         else:
             self.input_map.reset_parameters(generator=generator)
         self.reset_recurrent(generator)
@@ -201,7 +184,7 @@ class _Cell(nn.Module):
                 f"input_map_params={self.input_map_params:,}")
 
     def _check_x(self, x: torch.Tensor) -> None:
-        _check_tensor(x, "x")
+        check_tensor(x, "x")
         if x.dim() < 1 or x.shape[-1] != self.input_size:
             raise ValueError(f"{type(self).__name__}: input's last dimension is {tuple(x.shape)[-1:] or '()'}, "
                              f"expected input_size = {self.input_size}")
@@ -223,8 +206,8 @@ class _Cell(nn.Module):
         if not isinstance(cell, torch_type):
             raise ValueError(f"cell must be an nn.{torch_type.__name__}, got {type(cell).__name__}")
         kind = check_choice(kind, KINDS, "kind")
-        in_modes = _modes(in_modes, "in_modes")
-        hidden_modes = _modes(hidden_modes, "hidden_modes")
+        in_modes = as_modes(in_modes, "in_modes")
+        hidden_modes = as_modes(hidden_modes, "hidden_modes")
         if prod(in_modes) != cell.input_size:
             raise ValueError(f"in_modes multiply to {prod(in_modes)}, but the cell's input_size is {cell.input_size}")
         if prod(hidden_modes) != cell.hidden_size:
@@ -336,19 +319,6 @@ class GRUCell(_Cell):
         return self.step(self.input_map(x), h)
 
 
-def _check_tensor(x, name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
-
-
-def _check_dropout(p, name: str) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not (0.0 <= float(p) < 1.0):
-        raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
-    return float(p)
-
-
 class _Sequence(nn.Module):
     """A batch-first recurrent layer over a cell; see :class:`LSTM` and :class:`GRU`."""
 
@@ -364,8 +334,8 @@ class _Sequence(nn.Module):
         elif not isinstance(cell, self.cell_class):
             raise ValueError(f"cell must be a {self.cell_class.__name__}, got {type(cell).__name__}")
         self.cell = cell
-        self.input_dropout = _check_dropout(input_dropout, "input_dropout")
-        self.state_dropout = _check_dropout(state_dropout, "state_dropout")
+        self.input_dropout = check_dropout(input_dropout, "input_dropout")
+        self.state_dropout = check_dropout(state_dropout, "state_dropout")
         #: Where the dropout masks come from (a ``torch.Generator`` on the input's device); None: the global RNG.
         self.dropout_generator: torch.Generator | None = None
 
@@ -400,7 +370,7 @@ class _Sequence(nn.Module):
         final_state is (h, c) for LSTM, h for GRU, each (B, H), taken at each sequence's last valid
         step when ``lengths`` (B,) is given.
         """
-        _check_tensor(x, "x")
+        check_tensor(x, "x")
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise ValueError(f"{type(self).__name__}: x must have shape (batch, time, {self.input_size}), "
                              f"got {tuple(x.shape)}")
@@ -411,6 +381,9 @@ class _Sequence(nn.Module):
         mask = None
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=x.device)
+            if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+                raise TypeError(f"lengths must be integers (the number of valid steps of each sequence), got "
+                                f"{lengths.dtype}")
             if lengths.shape != (b,):
                 raise ValueError(f"lengths must have shape ({b},), got {tuple(lengths.shape)}")
             if bool((lengths < 1).any()) or bool((lengths > t).any()):
@@ -497,9 +470,3 @@ class GRU(_Sequence):
     @staticmethod
     def _h(state):
         return state
-
-
-
-# The classifier and the UCF11 configuration live in btcore.classifier (built on the layers above);
-# imported last so that ``from btcore.rnn import ClassifierConfig`` keeps working.
-from .classifier import ClassifierConfig, SequenceClassifier, ucf11_config  # noqa: E402

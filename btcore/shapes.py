@@ -28,6 +28,8 @@ __all__ = [
     "factorize",
     "prime_factors",
     "check_modes",
+    "as_modes",
+    "size_and_modes",
     "check_positive_int",
     "nearest_factorizable",
     "prod",
@@ -96,6 +98,45 @@ def check_modes(modes: Sequence[int], field: str = "modes", size: int | None = N
                 f"choose modes whose product is {size:,} (for example {' x '.join(map(str, factorize(size, len(out), max_mode=None)))})"
             )
     return out
+
+
+def as_modes(value, field: str) -> tuple[int, ...]:
+    """Modes from one int (a single mode) or a sequence of ints, checked by :func:`check_modes`.
+
+    Parameters
+    ----------
+    value : int or sequence of int
+        ``256`` or ``(4, 4, 4, 4)``.
+    field : str
+        The argument's name, used in messages.
+
+    Returns
+    -------
+    tuple of int
+    """
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        value = (value,)
+    return check_modes(value, field)
+
+
+def size_and_modes(x, field: str) -> tuple[int, tuple[int, ...] | None]:
+    """(size, modes or None) of one side of a matrix, from an int or a sequence of modes.
+
+    Parameters
+    ----------
+    x : int or sequence of int
+        A size (``256``) or its modes (``(4, 4, 4, 4)``).
+    field : str
+        The argument's name, used in messages.
+
+    Returns
+    -------
+    (int, tuple of int or None)
+    """
+    if isinstance(x, Integral) and not isinstance(x, bool):
+        return check_positive_int(x, field), None
+    modes = check_modes(x, field)
+    return prod(modes), modes
 
 
 def pair_modes(in_modes, out_modes, in_size: int | None = None, out_size: int | None = None):

@@ -16,7 +16,7 @@ from app.snippets import approximation_snippet
 from app.state import CONFIG_KEY, config_query, get_config, pop_config_warnings
 from app.widgets import format_ints, show_error
 from btcore import decompose as dec
-from btcore import targets as tg
+from btcore.images import ASSET_DIR, list_images
 
 K = S.K
 #: Progress poll period (s). Faster polling slows the fits: the many small torch ops of an ALS sweep wait
@@ -57,13 +57,13 @@ with c_target:
                               help="Smaller: a sharper kernel, harder to compress.")
         target_kwargs = {"length_scale": float(ls)}
     elif kind == "image":
-        names = tg.list_images()
+        names = list_images()
         if names:
             if st.session_state.get(K + "image") not in names:
                 st.session_state[K + "image"] = names[0]
             target_kwargs = {"name": st.selectbox("Image", names, key=K + "image")}
         else:
-            errors.append(("Target", ValueError(f"no images found in {tg.ASSET_DIR}")))
+            errors.append(("Target", ValueError(f"no images found in {ASSET_DIR}")))
     elif kind == "trained":
         if st.session_state.get(K + "trained") not in trained:
             st.session_state[K + "trained"] = next(iter(trained))

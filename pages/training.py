@@ -23,7 +23,7 @@ from app.training.worker import JOB_KEY, K, DataSpec, launch
 from app.snippets import training_command
 from app.widgets import show_error
 from btcore.data import ACTION_NAMES, parse_frame_shape
-from btcore.rnn import ucf11_config
+from btcore.classifier import ucf11_config
 from btcore.memory import available_memory
 from btcore.shapes import parse_ints
 from btcore.train import OPTIMIZERS, cpu_count, device_name, sweep_configs

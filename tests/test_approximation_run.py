@@ -11,7 +11,7 @@ import torch
 import btcore
 from app.approximation import plan, run
 from btcore import decompose as dec
-from btcore import targets as tg
+from btcore.target_matrices import make_target
 
 
 def test_downsample_block_means_and_ragged():
@@ -44,7 +44,7 @@ def test_worker_fits_each_task_once_keeps_the_best_candidate_and_reconstructs():
     spec = plan.build_spec(plan.SpecInputs("2x4x4x2", "4x4x4x2", budget=300, sweep_points=3))
     res = run.make_worker(spec, None, {})(_Job())
     assert isinstance(res, run.RunResult) and not res.failures and not res.stopped
-    W = tg.make_target("bt", (2, 4, 4, 2), (4, 4, 4, 2), 0, noise=0.01)
+    W = make_target("bt", (2, 4, 4, 2), (4, 4, 4, 2), 0, noise=0.01)
     assert [r.format for r in res.main] == ["BT", "TT", "Tucker", "CP"]
     assert len(res.new_fits) == len({spec.fit_key(t.task) for t in spec.tasks})  # repeats fitted once
     bt = [res.new_fits[spec.fit_key(t.task)][1] for t in spec.main if t.task.format == "BT"]

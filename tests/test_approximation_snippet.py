@@ -22,7 +22,7 @@ def test_snippet_runs_and_reproduces_the_page_fits(mode, capsys):
     scope = {}
     exec(compile(code, "<snippet>", "exec"), scope)
     out = capsys.readouterr().out
-    W = btcore.targets.make_target("bt", spec.in_modes, spec.out_modes, 0, noise=0.01)
+    W = btcore.target_matrices.make_target("bt", spec.in_modes, spec.out_modes, 0, noise=0.01)
     assert np.array_equal(scope["W"], W)  # the page's target
     for t in spec.main:
         assert f"{t.task.format} {t.task.params} " in out  # each main fit at the page's size

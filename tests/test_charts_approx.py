@@ -101,7 +101,7 @@ def test_advice_front_marks_the_suggestion():
     import btcore
     from app.charts import value_axis
 
-    W = btcore.targets.make_target("bt", (4, 4), (4, 4), 0, rank=2, blocks=1, noise=0.01)
+    W = btcore.target_matrices.make_target("bt", (4, 4), (4, 4), 0, rank=2, blocks=1, noise=0.01)
     df = btcore.suggest_formats(W, budget=120, max_order=2)
     fig = ca.advice_front(df).to_dict()
     best = btcore.recommended(df)

@@ -129,3 +129,30 @@ def test_synthetic_fields_are_checked():
         parse_frame_shape((3, 10**6, 10**6))
     with pytest.raises(TypeError, match="frame shape must be"):
         parse_frame_shape(None)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_clipset_refuses_non_finite_clips(bad):
+    x = torch.zeros(3, 2, 192)
+    x[1, 1, 7] = bad
+    with pytest.raises(ValueError, match=r"ClipSet: 1 of the 1,152 entries of x are NaN or infinite"):
+        ClipSet(x, torch.tensor([0, 1, 0]), (3, 8, 8), ("a", "b"))
+
+
+def test_a_split_too_large_for_memory_is_refused_before_allocating(monkeypatch):
+    monkeypatch.setattr("btcore.memory.available_memory", lambda device=None: 1024**3)  # 1 GiB free
+    with pytest.raises(ValueError, match=r"the labels of 1,000,000,000 clips \(train_size\) needs .*lower train_size"):
+        SyntheticActions(train_size=10**9)
+    with pytest.raises(ValueError, match="lower val_size"):
+        SyntheticActions(val_size=10**9)
+    assert len(SyntheticActions(train_size=10**6).split("train")) == 10**6  # 32 MB of label work: fine
+
+
+def test_a_clip_too_large_to_render_is_refused_before_rendering(monkeypatch):
+    monkeypatch.setattr("btcore.memory.available_memory", lambda device=None: 1024**3)  # 1 GiB free
+    with pytest.raises(ValueError, match=r"rendering one clip of 1,000,000 frames of 3x32x32 needs .*use fewer frames"):
+        SyntheticActions(frames=10**6)  # 12 GB of float32 frames per clip
+    with pytest.raises(ValueError, match=r"rendering one clip of 64 frames of 3x4096x4096"):
+        SyntheticActions(frames=64, frame_shape=(3, 4096, 4096))
+    task = SyntheticActions(frames=16, frame_shape=(3, 64, 64))  # 786 kB per clip: fine
+    assert task.split("val").generate([0])[0].shape == (1, 16, 3 * 64 * 64)

@@ -14,7 +14,7 @@ from btcore.decompose.advise import ADVISOR_COLUMNS, recommended, search_tensori
 @pytest.fixture(scope="module")
 def noisy():
     """A 64 x 64 exact BT (N=2, R=2 on 4x4x4 -> 4x4x4) plus 1% noise, and its advice at a budget of 400."""
-    W = btcore.targets.make_target("bt", (4, 4, 4), (4, 4, 4), 1, rank=2, blocks=2, noise=0.01)
+    W = btcore.target_matrices.make_target("bt", (4, 4, 4), (4, 4, 4), 1, rank=2, blocks=2, noise=0.01)
     return W, suggest_formats(W, budget=400, max_order=3, rtol=0.0)
 
 
@@ -107,7 +107,7 @@ def test_tensorizations_are_distinct_and_cover_the_matrix():
 
 
 def test_progress_and_stop():
-    W = btcore.targets.make_target("tt", (4, 4, 4), (4, 4, 4), 0, ranks=2, noise=0.01)
+    W = btcore.target_matrices.make_target("tt", (4, 4, 4), (4, 4, 4), 0, ranks=2, noise=0.01)
     seen = []
     df = suggest_formats(W, budget=300, max_order=3, progress=lambda f, m: seen.append((f, m)))
     fr = [f for f, _ in seen]

@@ -7,9 +7,9 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import btcore
-from btcore import BTLinear, BTMatrix, BTSpec, GRUCell, LSTMCell, TTLinear, TTMatrix, TTSpec, targets
+from btcore import BTLinear, BTMatrix, BTSpec, GRUCell, LSTMCell, TTLinear, TTMatrix, TTSpec, target_matrices, uploads
 from btcore.data import ClipSet, SyntheticActions, parse_frame_shape
-from btcore.rnn import ClassifierConfig
+from btcore.classifier import ClassifierConfig
 from btcore.shapes import parse_ints
 
 # No deadline: these check properties, not speed (a 7 x 971,629 image target took 2.3 s on a loaded
@@ -98,9 +98,9 @@ def test_classifier_config(fields):
 
 
 @FUZZ
-@given(st.sampled_from(list(targets.TARGETS) + ["nope", 7]), modes, modes, small_ints)
+@given(st.sampled_from(list(target_matrices.TARGETS) + ["nope", 7]), modes, modes, small_ints)
 def test_make_target(kind, im, om, seed):
-    W = _clean(lambda: targets.make_target(kind, im, om, seed))
+    W = _clean(lambda: target_matrices.make_target(kind, im, om, seed))
     assert W is None or (W.ndim == 2 and bool(np.isfinite(W).all()))
 
 
@@ -110,7 +110,7 @@ def test_make_target(kind, im, om, seed):
 def test_load_uploaded(name, data, shape):
     if isinstance(data, bytes) and name == "w.npy" and data[:1] == b"x":  # also fuzz behind a valid header
         data = b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }" + data
-    W = _clean(lambda: targets.load_uploaded(name, data, shape))
+    W = _clean(lambda: uploads.load_uploaded(name, data, shape))
     assert W is None or (W.ndim == 2 and bool(np.isfinite(W).all()))
 
 

@@ -11,7 +11,7 @@ import torch
 
 import btcore
 from app.state import CONFIG_KEY, LabConfig
-from btcore import targets
+from btcore import target_matrices
 from btcore.decompose import relative_error
 from conftest import open_page, plotly_specs
 
@@ -44,7 +44,7 @@ def test_default_fit_table_matches_relative_error(fitted):
     assert not at.exception and not _errors(at)
     table = at.dataframe[0].value
     assert list(table["format"]) == ["BT", "TT", "Tucker", "CP"]
-    W = targets.make_target("bt", *DEFAULT_MODES, 0, noise=0.01)
+    W = target_matrices.make_target("bt", *DEFAULT_MODES, 0, noise=0.01)
     res = at.session_state["approx_shown"]
     for _, row in table.iterrows():
         M, info = res.fits[row["format"]]
@@ -77,7 +77,7 @@ def test_default_fit_charts_text_and_downloads(fitted):
     assert labels == ["Results (CSV)", "Fitted factors (.pt)"]
     res = at.session_state["approx_shown"]
     saved = torch.load(io.BytesIO(res.pt), weights_only=True)
-    W = targets.make_target("bt", *DEFAULT_MODES, 0, noise=0.01)
+    W = target_matrices.make_target("bt", *DEFAULT_MODES, 0, noise=0.01)
     M = btcore.BTMatrix(saved["BT"]["factors"], saved["BT"]["core"])
     assert relative_error(W, M) == pytest.approx(saved["BT"]["relative_error"], rel=1e-6)
     T = btcore.TTMatrix(saved["TT"]["cores"])
@@ -330,7 +330,7 @@ def test_failed_fits_and_failed_jobs_are_errors(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(targets, "make_target", broken)
+    monkeypatch.setattr(target_matrices, "make_target", broken)
     at.selectbox(key="approx_target").set_value("kernel").run()
     at.button(key="approx_fit").click().run()
     job = at.session_state["approx_job"]

@@ -6,10 +6,8 @@ import torch
 from torch import nn
 
 from btcore import BTLinear, TTLinear
-from btcore.rnn import (
-    GRU, LSTM, ClassifierConfig, GRUCell, LSTMCell, SequenceClassifier, folded_out_modes,
-    make_input_map,
-)
+from btcore.classifier import ClassifierConfig, SequenceClassifier
+from btcore.rnn import GRU, LSTM, GRUCell, LSTMCell, folded_out_modes, make_input_map
 
 F64 = torch.float64
 KINDS = ["dense", "tt", "bt"]
@@ -232,3 +230,22 @@ def test_empty_sequences_and_batches(cell):
     assert out.shape == (0, 4, 4)
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         model([[0.0] * 6])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_device_this_machine_lacks_is_a_value_error(kind, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
+    for make in (LSTMCell, GRU):
+        with pytest.raises(ValueError, match="device 'cuda': CUDA is not available"):
+            make((2, 3), (2, 2), kind, rank=2, tt_ranks=2, device="cuda")
+
+
+@pytest.mark.parametrize("scls", [LSTM, GRU])
+@pytest.mark.parametrize("lengths", [torch.tensor([6.0, 3.0]), [6.0, 2.5], torch.tensor([True, True])])
+def test_lengths_must_be_integers(scls, lengths):
+    layer = scls(IN, HID, "bt", rank=2, blocks=2, dtype=F64)
+    x = torch.randn(2, 6, 12, dtype=F64)
+    with pytest.raises(TypeError, match="lengths must be integers"):
+        layer(x, lengths=lengths)
+    out, _ = layer(x, lengths=[6, 3])  # a list of ints is fine
+    assert torch.count_nonzero(out[1, 3:]) == 0

@@ -16,7 +16,7 @@ import streamlit as st
 import btcore
 from app import jobs
 from app.state import LabConfig, get_config, set_config
-from btcore import targets as tg
+from btcore import target_matrices
 from btcore.shapes import format_ints, rank_text
 
 from .inputs import CUSTOM, MODES
@@ -62,7 +62,8 @@ def make_worker(spec, W_given, budget: int):
     def target(job) -> Advice:
         t0 = time.perf_counter()
         job.update(message="building the target")
-        W = W_given if W_given is not None else tg.make_target(spec.target, im, om, spec.seed, **spec.target_kwargs)
+        W = W_given if W_given is not None else target_matrices.make_target(
+            spec.target, im, om, spec.seed, **spec.target_kwargs)
         df = btcore.suggest_formats(W, budget=budget, formats=tuple(dict.fromkeys(formats)), seed=spec.seed,
                                     tensorizations=[(im, om)], progress=lambda f, m: job.update(progress=f, message=m),
                                     should_stop=lambda: job.should_stop)

@@ -18,7 +18,7 @@ import torch
 
 import btcore
 from btcore import decompose as dec
-from btcore import targets as tg
+from btcore import target_matrices
 
 from .plan import EFFORT, RunSpec, effort_kwargs
 
@@ -211,7 +211,8 @@ def make_worker(spec: RunSpec, W_given, known_fits: dict):
     def target(job) -> RunResult:
         t0 = time.perf_counter()
         job.update(message="building the target")
-        W = W_given if W_given is not None else tg.make_target(spec.target, im, om, spec.seed, **spec.target_kwargs)
+        W = W_given if W_given is not None else target_matrices.make_target(
+            spec.target, im, om, spec.seed, **spec.target_kwargs)
         done, new_fits, failures = _fit_all(job, spec, W, known_fits)
         job.update(message="reconstructions", progress=max(job.progress, 0.97))
         dense = W.shape[0] * W.shape[1]

@@ -17,7 +17,7 @@ import torch
 import btcore
 from app import jobs
 from app.state import CONFIG_KEY, get_config
-from btcore import targets as tg
+from btcore.uploads import load_uploaded
 from btcore.shapes import format_ints, parse_ints, prod
 
 from .inputs import CUSTOM, DEFAULT_SHAPE, SHAPES, SHAPES_PAGE  # noqa: F401 - the page reads them here
@@ -135,7 +135,7 @@ def read_upload(name: str, data: bytes) -> tuple[np.ndarray, tuple]:
     memo = st.session_state.get(K + "upload_memo")
     if memo is None or memo[0] != sha:
         try:
-            memo = (sha, tg.load_uploaded(name, data, max_bytes=MAX_UPLOAD), None)
+            memo = (sha, load_uploaded(name, data, max_bytes=MAX_UPLOAD), None)
         except ValueError as exc:
             memo = (sha, None, str(exc))
         st.session_state[K + "upload_memo"] = memo

@@ -2,7 +2,7 @@
 
 The app serves whoever opens it, so its Training page reads clips only from one folder, the data
 root: ``$BTLAB_DATA_ROOT``, or the git-ignored ``data/`` folder of the repository. Every path is
-resolved (symlinks too) by :func:`btcore.data.resolve_data_path` and refused outside the root. The
+resolved (symlinks too) by :func:`btcore.clips.resolve_data_path` and refused outside the root. The
 command line (``python -m btcore.train --data PATH``) is for a local user and takes any path.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from btcore.data import resolve_data_path
+from btcore.clips import resolve_data_path
 
 __all__ = ["DATA_ROOT_ENV", "DEFAULT_DATA_ROOT", "data_root", "class_folders", "list_datasets", "dataset_path"]
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from btcore.data import parse_frame_shape
-from btcore.rnn import GATES, ClassifierConfig
+from btcore.classifier import ClassifierConfig
+from btcore.rnn import GATES
 from btcore.shapes import format_ints, parse_rank, prod, rank_text
 from btcore.train import TrainConfig, fit_model_config
 

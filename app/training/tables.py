@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 
 from btcore.memory import format_bytes
-from btcore.rnn import PAPER_UCF11_ACCURACY, ClassifierConfig
+from btcore.classifier import ClassifierConfig
+from btcore.rnn import PAPER_UCF11_ACCURACY
 from btcore.shapes import format_ints, rank_text
 from btcore.train import estimate_memory
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import streamlit as st
 
 from app.jobs import start_job
-from btcore.data import SyntheticActions, load_clip_folder
+from btcore.clips import load_clip_folder
+from btcore.data import SyntheticActions
 from btcore.train import TrainConfig, compare, with_unique_names
 
 __all__ = ["K", "JOB_KEY", "DataSpec", "end_unstarted", "make_target", "launch"]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from btcore.targets import write_png
+from btcore.images import write_png
 
 OUT = Path(__file__).resolve().parent
 N = 256

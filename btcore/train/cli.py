@@ -21,7 +21,8 @@ import torch
 import torch.distributed as tdist
 
 from ..memory import keep_memory
-from ..data import ACTION_NAMES, SyntheticActions, load_clip_folder, parse_frame_shape
+from ..clips import load_clip_folder
+from ..data import ACTION_NAMES, SyntheticActions, parse_frame_shape
 from ..shapes import check_choice, factorize, parse_ints, parse_rank, prod
 from .config import OPTIMIZERS, TrainConfig, check_device, model_config, set_cpu_threads
 from .io import _clean, _json_default, check_out_dir, save_results, summary

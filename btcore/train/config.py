@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..data import parse_frame_shape
-from ..rnn import ClassifierConfig
+from ..classifier import ClassifierConfig
 from ..shapes import check_choice, check_positive_int, factorize
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "RunResult", "model_config", "fit_model_config", "check_device",
@@ -23,7 +23,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 def model_config(kind: str = "bt", cell: str = "lstm", *, frame_shape=(3, 32, 32), hidden: int = 64, d: int = 4,
                  rank=4, blocks: int = 2, tt_ranks=4, classes: int = 8, dropout: float = 0.0, readout: str = "last",
                  in_modes=None, hidden_modes=None, recurrent_init: str = "orthogonal") -> ClassifierConfig:
-    """A :class:`~btcore.rnn.ClassifierConfig` for frames of ``frame_shape``.
+    """A :class:`~btcore.classifier.ClassifierConfig` for frames of ``frame_shape``.
 
     Input modes default to ``factorize(C*H*W, d)`` (3x32x32 = 3,072 -> 8x8x8x6), hidden modes to
     ``factorize(hidden, d)`` (64 -> 4x4x2x2, 256 -> 4x4x4x4). Raises ``ValueError`` (from the

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..rnn import SequenceClassifier
+from ..classifier import SequenceClassifier
 from .config import RunResult, TrainConfig
 
 __all__ = ["HISTORY_COLUMNS", "CHECKPOINT_FORMAT", "RESULT_FILES", "history_rows", "histories_csv", "summary",

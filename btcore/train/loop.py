@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..rnn import ClassifierConfig, SequenceClassifier
+from ..classifier import ClassifierConfig, SequenceClassifier
 from .config import RunResult, TrainConfig, device_name, pick_device, set_cpu_threads
 from .outcome import Watch, chance_level
 

@@ -1,0 +1,50 @@
+"""Tests of btcore.images: the shipped target images and the PNG codec."""
+
+import io
+
+import numpy as np
+import pytest
+
+from btcore import images
+from btcore.images import list_images, load_image, read_png, resize, write_png
+from btcore.target_matrices import image
+
+
+def test_shipped_images_load_and_resize():
+    names = list_images()
+    assert len(names) >= 2
+    for n in names:
+        img = load_image(n)
+        assert img.ndim == 2 and img.min() >= 0 and img.max() <= 1 and img.std() > 0.01
+    W = image((8, 20, 20, 18), (4, 4, 4, 4), name=names[0])  # the paper's tall 57,600 x 256 shape
+    assert W.shape == (57600, 256) and W.min() >= 0 and W.max() <= 1
+    with pytest.raises(ValueError, match="not found"):
+        load_image("no-such-image")
+
+
+def test_png_codec_round_trip_and_other_writers():
+    a = np.random.default_rng(0).uniform(size=(9, 13))
+    b = read_png(write_png(a))
+    assert np.abs(a - b).max() <= 0.5 / 255 + 1e-12
+    with pytest.raises(ValueError, match="not a PNG"):
+        read_png(b"GIF89a")
+    PIL = pytest.importorskip("PIL.Image")  # a PNG written by another encoder (filters, RGB)
+    rgb = (np.random.default_rng(1).uniform(size=(7, 11, 3)) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    PIL.fromarray(rgb).save(buf, format="PNG", optimize=True)
+    gray = read_png(buf.getvalue())
+    assert np.allclose(gray, (rgb.astype(float) / 255) @ np.array([0.299, 0.587, 0.114]))
+
+
+def test_resize_preserves_constants_and_shapes():
+    out = resize(np.full((10, 10), 0.3), (40, 7))
+    assert out.shape == (40, 7) and np.allclose(out, 0.3)
+
+
+def test_asset_dir_points_into_the_repo():
+    assert images.ASSET_DIR.name == "targets" and images.ASSET_DIR.parent.name == "assets"
+
+
+def test_read_png_argument_type():
+    with pytest.raises(TypeError, match="data must be the PNG file's bytes"):
+        read_png(None)

@@ -519,7 +519,6 @@ def test_a_layer_far_larger_than_dense_is_refused_unless_allowed():
     assert BTLinear.from_matrix(big.to_matrix()).spec.params == big.spec.params  # an existing matrix is kept
 
 
-@pytest.mark.xfail(reason="btcore.matmul's 0-row path returns zeros detached from the factors", strict=False)
 @pytest.mark.parametrize("make", [lambda: BTLinear((2, 3), (3, 2), 2), lambda: TTLinear((2, 3), (3, 2), 2)])
 def test_an_empty_batch_gives_zero_gradients_like_nn_linear(make):
     layer = make()

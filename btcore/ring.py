@@ -36,7 +36,8 @@ from .tensors import check_allocation, check_std
 
 __all__ = [
     "TRSpec", "TRMatrix", "TRPlan", "tr_params", "tr_matmul", "normalize_tr_ranks", "tr_rank_caps",
-    "tr_universal_ranks", "tr_exact_ranks", "tr_max_uniform_rank", "tr_init_std", "tr_svd",
+    "tr_universal_ranks", "tr_exact_ranks", "tr_max_uniform_rank", "tr_init_std", "tr_svd", "check_dense",
+    "interleaved",
 ]
 
 # Einsum letters: batch, input modes, output modes, bonds.
@@ -452,17 +453,9 @@ class TRMatrix:
         """
         dtype = W.dtype if isinstance(W, torch.Tensor) and W.is_floating_point() else torch.float64
         device = W.device if isinstance(W, torch.Tensor) else None
-        a = W.detach().cpu().to(torch.float64).numpy() if isinstance(W, torch.Tensor) else np.asarray(W, dtype=np.float64)
         spec = TRSpec(in_modes, out_modes, ranks)
-        if a.ndim != 2 or a.shape != spec.shape:
-            raise ValueError(f"W has shape {a.shape} but the modes give (I, J) = {spec.shape}; choose modes whose "
-                             "products are the matrix's sizes")
-        if not np.isfinite(a).all():
-            raise ValueError(f"W: {int((~np.isfinite(a)).sum()):,} entries are NaN or infinite; clean them first")
-        T = np.transpose(a.reshape(spec.in_modes + spec.out_modes),
-                         [p for k in range(spec.d) for p in (k, spec.d + k)])
-        cores = tr_svd(np.ascontiguousarray(T).reshape([i * j for i, j in zip(spec.in_modes, spec.out_modes)]),
-                       spec.ranks)
+        T = interleaved(check_dense(W, spec.in_modes, spec.out_modes), spec.in_modes, spec.out_modes)
+        cores = tr_svd(T, spec.ranks)
         return cls([torch.from_numpy(c.reshape(c.shape[0], i, j, c.shape[2])).to(dtype=dtype, device=device)
                     for c, i, j in zip(cores, spec.in_modes, spec.out_modes)])
 
@@ -526,14 +519,46 @@ def tr_matmul(x: torch.Tensor, M: TRMatrix) -> torch.Tensor:
 # TR-SVD
 # ----------------------------------------------------------------------------------------------
 
-def tr_svd(T: np.ndarray, ranks) -> list[np.ndarray]:
+def check_dense(W, in_modes, out_modes) -> np.ndarray:
+    """``W`` (a torch tensor or array of shape (I, J), real and finite) as a float64 numpy array.
+
+    Raises ``ValueError`` naming ``W`` and the fix (wrong shape for the modes, complex, NaN or inf).
+    """
+    i, o = pair_modes(in_modes, out_modes)
+    if isinstance(W, torch.Tensor):
+        if W.is_complex():
+            raise ValueError("W: complex matrices are not supported; pass the real part")
+        a = W.detach().cpu().to(torch.float64).numpy()
+    else:
+        a = np.asarray(W)
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"W: expected a real numeric matrix, got dtype {a.dtype}")
+        a = a.astype(np.float64)
+    if a.shape != (prod(i), prod(o)):
+        raise ValueError(f"W has shape {a.shape} but the modes give (I, J) = ({prod(i):,}, {prod(o):,}) "
+                         f"({' x '.join(map(str, i))} -> {' x '.join(map(str, o))}); choose modes whose products "
+                         "are the matrix's sizes")
+    bad = int((~np.isfinite(a)).sum())
+    if bad:
+        raise ValueError(f"W: {bad:,} entries are NaN or infinite; clean or drop them before fitting")
+    return a
+
+
+def interleaved(a: np.ndarray, in_modes, out_modes) -> np.ndarray:
+    """The (I, J) array as the order-d tensor over merged modes I_k J_k (pair (i_k, j_k) -> i_k J_k + j_k)."""
+    d = len(in_modes)
+    t = np.transpose(a.reshape(tuple(in_modes) + tuple(out_modes)), [p for k in range(d) for p in (k, d + k)])
+    return np.ascontiguousarray(t).reshape([i * j for i, j in zip(in_modes, out_modes)])
+
+
+def tr_svd(T: np.ndarray, ranks, first: int | None = None) -> list[np.ndarray]:
     """TR-SVD of an order-d numpy tensor (tensorly's ``tensor_ring``, on numpy arrays).
 
-    ``ranks`` are the d bond ranks (bond k after core k, the last closing the ring). tensorly starts
-    at a core m whose two bonds satisfy r_{m-1} r_m <= the rank of the m-th unfolding; the first such
-    core is used (if none, core 1 with its trailing bond lowered to fit). Later bonds come out at
-    most at their requested rank (smaller when an unfolding is smaller). Returns d numpy cores of
-    shape (r_{k-1}, M_k, r_k).
+    ``ranks`` are the d bond ranks (bond k after core k, the last closing the ring). TR-SVD starts
+    at a core m (0-based ``first``) whose two bonds need r_{m-1} r_m <= the rank of the m-th
+    unfolding; by default the first core where that holds (if none, or if ``first``'s bonds do not
+    fit, its trailing bond is lowered to fit). Later bonds come out at most at their requested rank
+    (smaller when an unfolding is smaller). Returns d numpy cores of shape (r_{k-1}, M_k, r_k).
     """
     import tensorly as tl
     from tensorly.decomposition import tensor_ring
@@ -544,11 +569,10 @@ def tr_svd(T: np.ndarray, ranks) -> list[np.ndarray]:
     if d == 1:
         return [T.reshape(1, -1, 1).copy()]
     rho = [min(T.shape[m], T.size // T.shape[m]) for m in range(d)]
-    mode = next((m for m in range(d) if rk[m - 1] * rk[m] <= rho[m]), None)
-    if mode is None:
-        mode = 0
-        rk[-1] = min(rk[-1], rho[0])
-        rk[0] = max(1, min(rk[0], rho[0] // rk[-1]))
+    mode = next((m for m in range(d) if rk[m - 1] * rk[m] <= rho[m]), 0) if first is None else first % d
+    if rk[mode - 1] * rk[mode] > rho[mode]:
+        rk[mode - 1] = min(rk[mode - 1], rho[mode])
+        rk[mode] = max(1, min(rk[mode], rho[mode] // rk[mode - 1]))
     # Rotate by hand so core ``mode`` comes first: tensorly's own ``mode`` argument rotates its d+1
     # rank list as if it had d entries, which mixes up per-bond ranks.
     T = np.ascontiguousarray(np.transpose(T, [(mode + t) % d for t in range(d)]))

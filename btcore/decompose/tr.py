@@ -263,14 +263,14 @@ def fit_tr(W, in_modes, out_modes, ranks, *, max_iter: int = 200, tol: float = 1
     grad = math.nan if at_precision or it == 0 else _gradient_norm(Tt, best, norm)
     if it == 0 or at_precision or grad < gtol:
         status = "converged"
-        reason = "direct" if max_iter == 0 else ("at numerical precision" if at_precision else "first-order")
+        reason = "direct" if it == 0 else ("at numerical precision" if at_precision else "first-order")
     elif it >= max_iter and len(errors) > 10 and errors[-1] < 0.99 * errors[-11]:
         status = reason = "max_iter"
     else:
         status = reason = "stalled"
     out = [c * scale if k == 0 and scale > 0 else c for k, c in enumerate(best)]
     M = TRMatrix([c.reshape(c.shape[0], i, j, c.shape[2]).to(out_dtype) for c, i, j in zip(out, im, om)])
-    info = FitInfo(format="TR", method="TR-SVD+ALS" if max_iter else "TR-SVD", relative_error=err, errors=errors,
+    info = FitInfo(format="TR", method="TR-SVD+ALS" if total else "TR-SVD", relative_error=err, errors=errors,
                    iterations=it, total_iterations=total, seconds=time.perf_counter() - t0,
                    converged=status == "converged", reason=reason, status=status, at_precision=at_precision,
                    ranks=rk, blocks=None, params=M.num_params, requested_ranks=requested, notes=notes,

@@ -560,6 +560,7 @@ def tr_svd(T: np.ndarray, ranks, first: int | None = None) -> list[np.ndarray]:
     fit, its trailing bond is lowered to fit). Later bonds come out at most at their requested rank
     (smaller when an unfolding is smaller). Returns d numpy cores of shape (r_{k-1}, M_k, r_k).
     """
+    # imported here, not at the top: tensorly takes seconds to import and only TR-SVD needs it
     import tensorly as tl
     from tensorly.decomposition import tensor_ring
 

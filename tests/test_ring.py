@@ -151,6 +151,12 @@ def test_spec_validation_messages(args, match):
         TRSpec(*args)
 
 
+def test_spec_refuses_a_format_above_the_byte_limit():
+    with pytest.raises(ValueError, match=r"above the limit of 2\.0 GiB; lower the ranks"):
+        TRSpec((64, 64, 64), (64, 64, 64), 300)
+    assert TRSpec((64, 64, 64), (64, 64, 64), 300, max_bytes=None).params == 3 * 300 * 4096 * 300
+
+
 def test_bond_cap_rule_is_tight_at_a_reducible_bond():
     # merged modes of size 4 and 4: with the other bond at 1, bond 1 joins a 4 x 4 product (cap 4);
     # with the other bond at 4, bond 0 could go up to 4 * min(4, 4) = 16 before the rule bites

@@ -74,7 +74,7 @@ def test_from_dense_full_rank_is_exact():
     W = torch.randn(24, 12, dtype=F64, generator=torch.Generator().manual_seed(0))
     layer = TRLinear.from_dense(W, (2, 3, 4), (3, 2, 2))
     assert layer.ranks == tr_exact_ranks((2, 3, 4), (3, 2, 2)) and layer.bias is None
-    assert float(torch.linalg.norm(layer.weight_matrix() - W) / torch.linalg.norm(W)) < 1e-10
+    assert float(torch.linalg.norm(layer.weight_matrix().detach() - W) / torch.linalg.norm(W)) < 1e-10
     assert layer.fit_info.relative_error < 1e-10 and layer.fit_info.format == "TR"
 
 

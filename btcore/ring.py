@@ -37,7 +37,7 @@ from .tensors import check_allocation, check_std
 __all__ = [
     "TRSpec", "TRMatrix", "TRPlan", "tr_params", "tr_matmul", "normalize_tr_ranks", "tr_rank_caps",
     "tr_universal_ranks", "tr_exact_ranks", "tr_max_uniform_rank", "tr_init_std", "tr_svd", "check_dense",
-    "interleaved",
+    "interleaved", "grow_bonds",
 ]
 
 # Einsum letters: batch, input modes, output modes, bonds.
@@ -197,20 +197,12 @@ def tr_max_uniform_rank(in_modes, out_modes) -> int:
 
 @dataclass(frozen=True)
 class TRPlan:
-    """The contraction of ``y = x W`` for one batch size: opt_einsum's FLOP-optimal pairwise order.
+    """The contraction of ``y = x W`` at one batch size: opt_einsum's FLOP-optimal pairwise order.
 
-    Attributes
-    ----------
-    equation : str
-        The einsum of x and the cores (d = 1: x and the traced core).
-    path : tuple of (int, int)
-        Pairwise contraction order (opt_einsum's format).
-    macs : int
-        Multiply-adds for the whole batch: the sum over steps of the product of all index sizes
-        involved in the step.
-    largest_intermediate : int
-        Entries of the largest tensor a step produces (the output included).
-    batch : int
+    ``equation`` is the einsum of x and the cores (d = 1: the traced core), ``path`` the pairwise
+    order (opt_einsum's format), ``macs`` the multiply-adds for the whole batch (per step, the
+    product of all the index sizes it involves), ``largest_intermediate`` the entries of the largest
+    tensor a step produces (the output included).
     """
 
     equation: str
@@ -371,10 +363,6 @@ def _expression(spec: TRSpec, batch: int):
     return opt_einsum.contract_expression(spec.equation(), *spec.operand_shapes(batch), optimize=path)
 
 
-# ----------------------------------------------------------------------------------------------
-# Container
-# ----------------------------------------------------------------------------------------------
-
 def _check_cores(cores) -> list[torch.Tensor]:
     cores = list(cores)
     if not cores:
@@ -447,15 +435,15 @@ class TRMatrix:
     def from_dense(cls, W, in_modes, out_modes, ranks) -> "TRMatrix":
         """The TR-SVD of ``W`` (shape (I, J), y = x @ W) at most at ``ranks``, in W's dtype (float64 for numpy).
 
-        Runs :func:`tr_svd` (tensorly's ``tensor_ring``) on the interleaved tensor; a bond may come out
-        below its requested rank when an unfolding is smaller. Exact for every W at
+        Runs :func:`tr_svd` (tensorly's ``tensor_ring``) on the interleaved tensor; a bond that comes
+        out smaller (a smaller unfolding) gets zero slices up to its rank (:func:`grow_bonds`). Exact for every W at
         :func:`tr_exact_ranks`; :func:`btcore.decompose.tr.fit_tr` adds ALS and reports the error.
         """
         dtype = W.dtype if isinstance(W, torch.Tensor) and W.is_floating_point() else torch.float64
         device = W.device if isinstance(W, torch.Tensor) else None
         spec = TRSpec(in_modes, out_modes, ranks)
         T = interleaved(check_dense(W, spec.in_modes, spec.out_modes), spec.in_modes, spec.out_modes)
-        cores = tr_svd(T, spec.ranks)
+        cores = grow_bonds(tr_svd(T, spec.ranks), spec.ranks)
         return cls([torch.from_numpy(c.reshape(c.shape[0], i, j, c.shape[2])).to(dtype=dtype, device=device)
                     for c, i, j in zip(cores, spec.in_modes, spec.out_modes)])
 
@@ -514,10 +502,6 @@ def tr_matmul(x: torch.Tensor, M: TRMatrix) -> torch.Tensor:
     y = _expression(s, batch)(xb, *M.tensors(), backend="torch")
     return y.reshape(lead + (s.out_size,))
 
-
-# ----------------------------------------------------------------------------------------------
-# TR-SVD
-# ----------------------------------------------------------------------------------------------
 
 def check_dense(W, in_modes, out_modes) -> np.ndarray:
     """``W`` (a torch tensor or array of shape (I, J), real and finite) as a float64 numpy array.
@@ -589,3 +573,21 @@ def tr_svd(T: np.ndarray, ranks, first: int | None = None) -> list[np.ndarray]:
                 factors = tensor_ring(T, tl_rank).factors
     factors = [factors[(t - mode) % d] for t in range(d)]
     return [np.asarray(f, dtype=np.float64) for f in factors]
+
+
+def grow_bonds(cores: Sequence[np.ndarray], ranks, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Cores (r_{k-1}, M_k, r_k) grown to the bond ranks ``ranks`` without changing the tensor they give.
+
+    A smaller bond gets new slices that are zero on the core after it, and zero (``rng`` None) or
+    Gaussian at the core's scale on the core before it: every new term of the trace has a zero
+    factor, and an ALS sweep can still use the new slices.
+    """
+    out = [np.array(c, dtype=np.float64) for c in cores]
+    for k, want in enumerate(ranks):
+        have, nxt = out[k].shape[2], (k + 1) % len(out)
+        if have < want:
+            new = (0.0 if rng is None else rng.standard_normal(out[k].shape[:2] + (want - have,))
+                   * (float(np.abs(out[k]).max()) or 1.0))
+            out[k] = np.concatenate([out[k], np.broadcast_to(new, out[k].shape[:2] + (want - have,))], axis=2)
+            out[nxt] = np.concatenate([out[nxt], np.zeros((want - have,) + out[nxt].shape[1:])], axis=0)
+    return out

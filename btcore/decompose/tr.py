@@ -19,8 +19,8 @@ import numpy as np
 import opt_einsum
 import torch
 
-from ..ring import (TRMatrix, TRSpec, check_dense, interleaved, normalize_tr_ranks, tr_rank_caps, tr_svd,
-                    tr_universal_ranks)
+from ..ring import (TRMatrix, TRSpec, check_dense, grow_bonds, interleaved, normalize_tr_ranks, tr_rank_caps,
+                    tr_svd, tr_universal_ranks)
 from ..shapes import pair_modes
 from ..tensors import check_allocation
 from .common import AT_PRECISION, FitInfo, check_dtype, check_nonneg, check_seed
@@ -111,25 +111,6 @@ def _dense(cores: list[torch.Tensor]) -> torch.Tensor:
     return _expression(eq, tuple(tuple(c.shape) for c in cores))(*cores, backend="torch")
 
 
-def _pad(cores: list[np.ndarray], ranks, rng: np.random.Generator) -> list[torch.Tensor]:
-    """TR-SVD cores grown to the requested bond ranks without changing the tensor they give.
-
-    A bond that came out smaller gets new slices that are random on the core before it and zero on
-    the core after it: every new term of the trace has a zero factor, and ALS can use the new slices.
-    """
-    d = len(cores)
-    out = [torch.from_numpy(c.copy()) for c in cores]
-    for k in range(d):
-        have, want = out[k].shape[2], ranks[k]
-        if have < want:
-            nxt = (k + 1) % d
-            scale = float(out[k].abs().max()) or 1.0
-            extra = torch.from_numpy(rng.standard_normal(out[k].shape[:2] + (want - have,))) * scale
-            out[k] = torch.cat([out[k], extra], dim=2)
-            out[nxt] = torch.cat([out[nxt], out[nxt].new_zeros((want - have,) + out[nxt].shape[1:])], dim=0)
-    return out
-
-
 def _error(T: torch.Tensor, cores, norm: float) -> float:
     return float(torch.linalg.norm(T - _dense(cores))) / norm if norm > 0 else 0.0
 
@@ -177,7 +158,8 @@ def _starts(T: np.ndarray, ranks, restarts: int, rng: np.random.Generator, only_
     for m in range(1 if only_first else d):
         svd = tr_svd(T, ranks, first=None if m == 0 else m)
         grown = any(c.shape[2] < r for c, r in zip(svd, ranks))
-        out.append((f"tr-svd@{m + 1}" if m else "tr-svd", _pad(svd, ranks, rng), grown))
+        cores = [torch.from_numpy(c) for c in grow_bonds(svd, ranks, rng)]
+        out.append((f"tr-svd@{m + 1}" if m else "tr-svd", cores, grown))
     norm = float(np.linalg.norm(T))
     shapes = [(ranks[k - 1], T.shape[k], ranks[k]) for k in range(d)]
     out += [("random", _random_start(shapes, norm, rng), False) for _ in range(0 if only_first else restarts)]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from btcore.ring import (TRMatrix, TRSpec, interleaved, normalize_tr_ranks, tr_exact_ranks, tr_matmul,
-                         tr_max_uniform_rank, tr_params, tr_rank_caps, tr_universal_ranks)
+from btcore.ring import (TRMatrix, TRSpec, grow_bonds, interleaved, normalize_tr_ranks, tr_exact_ranks, tr_matmul,
+                         tr_max_uniform_rank, tr_params, tr_rank_caps, tr_svd, tr_universal_ranks)
 
 F64 = torch.float64
 
@@ -204,6 +204,21 @@ def test_from_dense_keeps_dtype_and_checks_input():
     W[0, 0] = float("nan")
     with pytest.raises(ValueError, match="1 entries are NaN"):
         TRMatrix.from_dense(W, (2, 3), (3, 2), 2)
+
+
+def test_from_dense_grows_smaller_bonds_to_the_asked_ranks_exactly():
+    # r_3 r_1 = 9 > 8, the rank of the first merged mode's unfolding: TR-SVD returns a smaller bond,
+    # which gets zero slices, so the matrix has the asked ranks and the same W as TR-SVD's
+    W = torch.randn(8, 9, dtype=F64, generator=torch.Generator().manual_seed(3))
+    M = TRMatrix.from_dense(W, (2, 2, 2), (1, 3, 3), (3, 3, 3))
+    raw = tr_svd(interleaved(W.numpy(), (2, 2, 2), (1, 3, 3)), (3, 3, 3))
+    assert M.spec.ranks == (3, 3, 3) and any(c.shape[2] < 3 for c in raw)
+    from tensorly.tr_tensor import tr_to_tensor
+
+    np.testing.assert_allclose(interleaved(M.to_dense().numpy(), (2, 2, 2), (1, 3, 3)), tr_to_tensor(raw),
+                               rtol=1e-12, atol=1e-12)
+    grown = grow_bonds(raw, (3, 3, 3), np.random.default_rng(0))
+    np.testing.assert_allclose(tr_to_tensor(grown), tr_to_tensor(raw), rtol=1e-12, atol=1e-12)
 
 
 def test_container_validation():

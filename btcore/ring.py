@@ -241,22 +241,9 @@ class TRSpec:
     def __init__(self, in_modes, out_modes, ranks, *, in_size=None, out_size=None, max_bytes=DEFAULT_MAX_BYTES):
         self.in_modes, self.out_modes = pair_modes(in_modes, out_modes, in_size, out_size)
         rk = normalize_tr_ranks(ranks, self.d)
-        for k, (r, cap) in enumerate(zip(rk, tr_rank_caps(self.in_modes, self.out_modes, rk))):
-            if r > cap:
-                where = "closing the ring (cores " + f"{self.d} and 1)" if k == self.d - 1 else \
-                    f"between cores {k + 1} and {k + 2}"
-                raise ValueError(
-                    f"ranks[{k}] = {r} is above the largest useful TR rank {cap} for the bond {where} given the "
-                    f"other ranks {rk}; a larger rank adds parameters and no expressive power. Use ranks[{k}] <= {cap}"
-                )
-        if self.d > 1:
-            u = _dominating(self.in_modes, self.out_modes, rk)
-            if u is not None:
-                raise ValueError(
-                    f"ranks {rk} are at least {u} at every bond; at ranks {u} a tensor ring already represents "
-                    f"every {self.in_size:,} x {self.out_size:,} matrix exactly, so larger ranks add parameters and no "
-                    f"expressive power. Use ranks {u} or lower ones"
-                )
+        problem = _rank_problem(self.in_modes, self.out_modes, rk)
+        if problem:
+            raise ValueError(problem)
         self.ranks = rk
         if max_bytes is not None and self.params * 4 > max_bytes:
             raise ValueError(f"this TR-matrix has {self.params:,} entries ({format_bytes(self.params * 4)} in "
@@ -323,6 +310,23 @@ class TRSpec:
 
     def __hash__(self) -> int:
         return hash(("tr", self.in_modes, self.out_modes, self.ranks))
+
+
+@functools.lru_cache(maxsize=1024)
+def _rank_problem(in_modes: tuple, out_modes: tuple, rk: tuple) -> str:
+    """What is wrong with these bond ranks ("" if nothing), cached: a layer builds its spec every forward."""
+    d = len(in_modes)
+    for k, (r, cap) in enumerate(zip(rk, tr_rank_caps(in_modes, out_modes, rk))):
+        if r > cap:
+            where = f"closing the ring (cores {d} and 1)" if k == d - 1 else f"between cores {k + 1} and {k + 2}"
+            return (f"ranks[{k}] = {r} is above the largest useful TR rank {cap} for the bond {where} given the "
+                    f"other ranks {rk}; a larger rank adds parameters and no expressive power. Use ranks[{k}] <= {cap}")
+    u = _dominating(in_modes, out_modes, rk) if d > 1 else None
+    if u is not None:
+        return (f"ranks {rk} are at least {u} at every bond; at ranks {u} a tensor ring already represents every "
+                f"{prod(in_modes):,} x {prod(out_modes):,} matrix exactly, so larger ranks add parameters and no "
+                f"expressive power. Use ranks {u} or lower ones")
+    return ""
 
 
 def tr_params(in_modes, out_modes, ranks) -> int:

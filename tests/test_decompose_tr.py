@@ -134,3 +134,24 @@ def test_fit_validates_the_matrix():
 def test_zero_matrix_fits_with_zero_error():
     M, info = fit_tr(np.zeros((6, 6)), (2, 3), (3, 2), 2)
     assert info.relative_error == 0.0 and float(M.to_dense().abs().max()) == 0.0
+
+
+def test_progress_counts_sweeps_and_should_stop_returns_the_best_so_far():
+    W = TRMatrix.random((2, 3, 4), (3, 2, 2), (2, 3, 2), seed=2, dtype=F64).to_dense()
+    seen = []
+    _, info = fit_tr(W, (2, 3, 4), (3, 2, 2), (2, 3, 2), progress=lambda it, e: seen.append((it, e)))
+    assert [it for it, _ in seen] == list(range(1, info.total_iterations + 1))
+    calls = []
+
+    def stop_after_five():
+        calls.append(1)
+        return len(calls) > 5
+
+    M, stopped = fit_tr(W, (2, 3, 4), (3, 2, 2), (2, 3, 2), should_stop=stop_after_five)
+    assert stopped.status == stopped.reason == "stopped" and not stopped.converged
+    assert stopped.iterations == stopped.total_iterations == 5 and stopped.start_kinds == ["tr-svd"]
+    assert stopped.relative_error == pytest.approx(relative_error(W, M), rel=1e-9)
+    # the same first five sweeps as the full fit's first start, cut short
+    assert stopped.errors[1:] == list(np.minimum.accumulate([stopped.errors[0]] + [e for _, e in seen[:5]]))[1:]
+    with pytest.raises(ValueError, match="progress must be a callable"):
+        fit_tr(W, (2, 3, 4), (3, 2, 2), 2, progress=3)

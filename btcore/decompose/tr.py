@@ -14,6 +14,7 @@ import math
 import time
 import warnings
 from numbers import Integral
+from typing import Callable
 
 import numpy as np
 import opt_einsum
@@ -126,11 +127,14 @@ def _gradient_norm(T: torch.Tensor, cores, norm: float) -> float:
     return math.sqrt(total) / norm**2 if norm > 0 else 0.0
 
 
-def _als(T, cores, norm, err, max_iter, tol):
-    """ALS sweeps from ``cores``; returns (best cores, errors per sweep (never increasing), sweeps run)."""
+def _als(T, cores, norm, err, max_iter, tol, hooks):
+    """ALS sweeps from ``cores``; returns (best cores, errors per sweep (never increasing), sweeps run,
+    stopped). ``hooks.stop()`` is polled before each sweep, ``hooks.done(error)`` called after it."""
     errors, best = [err], [c.clone() for c in cores]
     it = 0
     while it < max_iter and errors[-1] > 1e-13:
+        if hooks.stop():
+            return best, errors, it, True
         for k in range(len(cores)):
             cores[k] = _solve(_gram(cores, k), _project(T, cores, k))
         it += 1
@@ -138,9 +142,41 @@ def _als(T, cores, norm, err, max_iter, tol):
         if e < errors[-1]:
             best = [c.clone() for c in cores]
         errors.append(min(e, errors[-1]))
+        hooks.done(e)
         if errors[-2] - errors[-1] <= tol * errors[-2]:
             break
-    return best, errors, it
+    return best, errors, it, False
+
+
+class _Hooks:
+    """The caller's ``progress`` and ``should_stop``, with the sweep count over all starts."""
+
+    def __init__(self, progress, should_stop):
+        for name, fn in (("progress", progress), ("should_stop", should_stop)):
+            if fn is not None and not callable(fn):
+                raise ValueError(f"{name} must be a callable or None, got {fn!r}")
+        self.progress, self.should_stop, self.total = progress, should_stop, 0
+
+    def stop(self) -> bool:
+        return self.should_stop is not None and bool(self.should_stop())
+
+    def done(self, error: float) -> None:
+        self.total += 1
+        if self.progress is not None:
+            self.progress(self.total, error)
+
+
+def _run_starts(Tt, starts, norm, max_iter, tol, hooks):
+    """Every start in turn (until one is at numerical precision or ``should_stop``): kinds, final errors, runs."""
+    kinds, finals, runs = [], [], []
+    for kind, cores, grown in starts:
+        best, errors, it, stopped = _als(Tt, cores, norm, _error(Tt, cores, norm), max_iter, tol, hooks)
+        kinds.append(kind)
+        finals.append(errors[-1])
+        runs.append((best, errors, it, grown, stopped))
+        if finals[-1] < AT_PRECISION or stopped:
+            break
+    return kinds, finals, runs
 
 
 def _random_start(shapes, norm: float, rng: np.random.Generator) -> list[torch.Tensor]:
@@ -166,8 +202,10 @@ def _starts(T: np.ndarray, ranks, restarts: int, rng: np.random.Generator, only_
     return out
 
 
-def fit_tr(W, in_modes, out_modes, ranks, *, max_iter: int = 200, tol: float = 1e-9, gtol: float = 1e-6,
-           restarts: int = 3, seed: int | None = 0, dtype=None, warn: bool = True) -> tuple[TRMatrix, FitInfo]:
+def fit_tr(W, in_modes, out_modes, ranks, *, max_iter: int = 200, tol: float = 1e-6, gtol: float = 1e-5,
+           restarts: int = 3, seed: int | None = 0, dtype=None, warn: bool = True,
+           progress: Callable[[int, float], None] | None = None,
+           should_stop: Callable[[], bool] | None = None) -> tuple[TRMatrix, FitInfo]:
     """TR-matrix fit: TR-SVD of the interleaved tensor, then ALS sweeps over the cores, from several starts.
 
     ALS on a ring has poor local minima (a random rank-2 ring of 8 x 8 x 8 from one start stalls at
@@ -200,6 +238,11 @@ def fit_tr(W, in_modes, out_modes, ranks, *, max_iter: int = 200, tol: float = 1
         asked (zero on one side, so such a start's error is TR-SVD's).
     dtype : torch.dtype, optional
         Of the result; default float32 for a float32 W, else float64 (the fit runs in float64).
+    progress : callable(iteration, rel_error), optional
+        Called after every ALS sweep; ``iteration`` counts sweeps over all starts.
+    should_stop : callable() -> bool, optional
+        Polled before every sweep; when it returns True the best result so far is returned with
+        ``info.status == "stopped"``.
 
     Returns
     -------
@@ -226,24 +269,21 @@ def fit_tr(W, in_modes, out_modes, ranks, *, max_iter: int = 200, tol: float = 1
     scale = float(np.abs(a).max()) if a.size else 0.0
     T = interleaved(a / scale if scale > 0 else a, im, om)
     norm, Tt = float(np.linalg.norm(T)), torch.from_numpy(T)
-    kinds, finals, runs, total = [], [], [], 0
-    for kind, cores, grown in _starts(T, rk, restarts, np.random.default_rng(seed), max_iter == 0):
-        run = _als(Tt, cores, norm, _error(Tt, cores, norm), max_iter, tol)
-        kinds.append(kind)
-        finals.append(run[1][-1])
-        runs.append(run + (grown,))
-        total += run[2]
-        if finals[-1] < AT_PRECISION:
-            break
+    hooks = _Hooks(progress, should_stop)
+    starts = _starts(T, rk, restarts, np.random.default_rng(seed), max_iter == 0)
+    kinds, finals, runs = _run_starts(Tt, starts, norm, max_iter, tol, hooks)
+    total = hooks.total
     chosen = int(np.argmin(finals))
-    best, errors, it, grown = runs[chosen]
+    best, errors, it, grown, _ = runs[chosen]
     if grown:
         notes.append("TR-SVD returned smaller bonds than asked; the start was grown to the asked ranks with slices "
                      "that do not change it")
     err = errors[-1]
     at_precision = err < AT_PRECISION
     grad = math.nan if at_precision or it == 0 else _gradient_norm(Tt, best, norm)
-    if it == 0 or at_precision or grad < gtol:
+    if runs[-1][4] and not at_precision:
+        status = reason = "stopped"
+    elif it == 0 or at_precision or grad < gtol:
         status = "converged"
         reason = "direct" if it == 0 else ("at numerical precision" if at_precision else "first-order")
     elif it >= max_iter and len(errors) > 10 and errors[-1] < 0.99 * errors[-11]:

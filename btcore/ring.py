@@ -30,9 +30,9 @@ import numpy as np
 import opt_einsum
 import torch
 
-from .formats import DEFAULT_MAX_BYTES, dtype_bytes, format_bytes
+from .matrices import check_std
+from .memory import DEFAULT_MAX_BYTES, check_allocation, dtype_bytes, format_bytes
 from .shapes import check_positive_int, pair_modes, prod
-from .tensors import check_allocation, check_std
 
 __all__ = [
     "TRSpec", "TRMatrix", "TRPlan", "tr_params", "tr_matmul", "normalize_tr_ranks", "tr_rank_caps",

@@ -23,11 +23,10 @@ import torch
 from torch import nn
 
 from .decompose.tr import fit_tr
-from .formats import dtype_bytes
 from .layers import linear_init_std
 from .ring import TRMatrix, TRSpec, tr_exact_ranks, tr_init_std, tr_matmul
 from .shapes import check_choice
-from .tensors import check_allocation
+from .memory import check_allocation, dtype_bytes
 
 __all__ = ["TRLinear", "EXACT_NORM_ENTRIES", "tr_frobenius_norm"]
 

@@ -23,7 +23,7 @@ import torch
 from ..ring import (TRMatrix, TRSpec, check_dense, grow_bonds, interleaved, normalize_tr_ranks, tr_rank_caps,
                     tr_svd, tr_universal_ranks)
 from ..shapes import pair_modes
-from ..tensors import check_allocation
+from ..memory import check_allocation
 from .common import AT_PRECISION, FitInfo, check_dtype, check_nonneg, check_seed
 
 __all__ = ["fit_tr", "cap_tr_ranks"]

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..contract import plan_matmul, plan_reconstruct
+from ..plan import plan_reconstruct
 from ..formats import BTSpec, DenseSpec, TTSpec
 from ..rnn import GATES, KINDS, LSTMCell, make_input_map
 from ..shapes import check_choice, check_modes, check_positive_int, factorize, format_ints, prod
@@ -262,7 +262,7 @@ def _per_pass(layer: nn.Module, batch: int, steps: int):
     if spec is None:
         return layer
     batch = max(1, batch)
-    contracted = plan_matmul(spec, batch, "path").macs / batch
+    contracted = spec.macs(batch)  # per row, FLOP-optimal path at this batch
     formed = plan_reconstruct(spec).macs / (batch * steps) + spec.in_size * spec.out_size
     if contracted <= formed:
         return layer

@@ -56,7 +56,7 @@ def test_compare_history_and_checkpoint(data, tmp_path):
 @pytest.fixture(scope="module")
 def good_blob():
     """A real checkpoint of a small TT model, as bytes."""
-    from btcore.rnn import SequenceClassifier
+    from btcore.classifier import SequenceClassifier
 
     cfg = small_config("tt")
     torch.manual_seed(0)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from btcore.data import SyntheticActions
-from btcore.train import TrainConfig, model_config
+from btcore.tasks.action import model_config
+from btcore.train import TrainConfig
 
 FRAME = (3, 16, 16)
 # A task small enough for a few seconds per model: 4 translation classes (chance 25%).

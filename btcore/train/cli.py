@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import json
 import math
 import os
 import sys
@@ -21,10 +20,12 @@ import torch
 import torch.distributed as tdist
 
 from ..contract import keep_memory
-from ..data import ACTION_NAMES, SyntheticActions, load_clip_folder, parse_frame_shape
+from ..data import ACTION_NAMES, SyntheticActions, parse_frame_shape
 from ..shapes import check_choice, factorize, parse_ints, parse_rank, prod
-from .config import OPTIMIZERS, TrainConfig, check_device, model_config, set_cpu_threads
-from .io import _clean, _json_default, check_out_dir, save_results, summary
+from ..tasks import Task, make_task, task_names
+from .config import OPTIMIZERS, TrainConfig, check_device, set_cpu_threads
+from .io import check_out_dir, save_results, summary
+from .json_lines import json_line
 from .race import compare
 from .sweep import sweep_configs
 
@@ -90,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                     "folder) and print one JSON line of metrics per epoch, then a summary line. Runs under "
                     "`torchrun --nproc_per_node=K` with DistributedDataParallel (NCCL on GPUs, gloo on CPU).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--task", default=task_names()[0], choices=task_names(),
+                   help="what to train: action = recognise the motion in clips (synthetic or a clip folder)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="bt", help="input-map format(s): dense, tt or bt; a comma list (dense,tt,bt) "
                    "trains them one after another for a comparison")
@@ -152,6 +155,7 @@ class _Plan:
     """The checked command: what to load and what to train."""
 
     args: argparse.Namespace
+    task: Task
     frame: tuple[int, int, int]
     kinds: list[str]
     device: str
@@ -182,7 +186,7 @@ def _check_combinations(args, synthetic: bool) -> None:
         raise CliError(f"--frames: synthetic clips need at least 3 frames to show a motion, got {args.frames}")
 
 
-def _check_model(args, kind: str, frame) -> None:
+def _check_model(args, task: Task, kind: str, frame):
     """Build ``kind``'s model configuration once, naming the flag behind any error."""
     in_modes = _flag("--in-modes", parse_ints, args.in_modes, "--in-modes") if args.in_modes else None
     hidden_modes = _flag("--hidden-modes", parse_ints, args.hidden_modes, "--hidden-modes") if args.hidden_modes else None
@@ -200,10 +204,14 @@ def _check_model(args, kind: str, frame) -> None:
     if hidden_modes is None:
         _flag("--hidden", factorize, args.hidden, args.d)
     flag = {"bt": "--rank/--blocks", "tt": "--tt-ranks"}.get(kind, f"--model {kind}")
-    _flag(flag, model_config, kind, args.cell, frame_shape=frame, hidden=args.hidden, d=args.d,
-          rank=parse_rank(args.rank, "--rank"), blocks=args.blocks, tt_ranks=parse_rank(args.tt_ranks, "--tt-ranks"),
-          classes=len(ACTION_NAMES), dropout=args.dropout, readout=args.readout, in_modes=in_modes,
-          hidden_modes=hidden_modes)
+    return _flag(flag, task.model_config, kind, **_controls(args, in_modes, hidden_modes, len(ACTION_NAMES)))
+
+
+def _controls(args, in_modes, hidden_modes, classes: int) -> dict:
+    """The model controls shared by every task, from the flags."""
+    return dict(cell=args.cell, hidden=args.hidden, d=args.d, rank=parse_rank(args.rank, "--rank"),
+                blocks=args.blocks, tt_ranks=parse_rank(args.tt_ranks, "--tt-ranks"), classes=classes,
+                dropout=args.dropout, readout=args.readout, in_modes=in_modes, hidden_modes=hidden_modes)
 
 
 def _sweep_grid(args) -> tuple[list[int], list[int]] | None:
@@ -220,7 +228,7 @@ def _sweep_grid(args) -> tuple[list[int], list[int]] | None:
     return ranks, blocks
 
 
-def _check_sweep(args, kinds, frame) -> None:
+def _check_sweep(args, task: Task, kinds, frame) -> None:
     """Every (R, N) of the sweep must fit the modes; the sweep needs a BT model."""
     grid = _flag("--sweep-ranks", _sweep_grid, args)
     if grid is None:
@@ -232,7 +240,7 @@ def _check_sweep(args, kinds, frame) -> None:
             saved = args.rank, args.blocks
             args.rank, args.blocks = str(r), n
             try:
-                _check_model(args, "bt", frame)
+                _check_model(args, task, "bt", frame)
             except CliError as exc:
                 raise CliError(f"--sweep-ranks/--sweep-blocks: (R={r}, N={n}) does not fit: {exc}") from None
             finally:
@@ -245,6 +253,7 @@ def _check(argv) -> _Plan:
     synthetic = args.data == "synthetic"
     _check_combinations(args, synthetic)
     frame = _flag("--frame", parse_frame_shape, args.frame)
+    task = _task(args, frame)
     kinds = [k.strip().lower() for k in args.model.split(",") if k.strip()]
     if not kinds:
         raise CliError("--model: give at least one of dense, tt, bt (a comma list compares them)")
@@ -252,8 +261,8 @@ def _check(argv) -> _Plan:
         _flag("--model", check_choice, k, KINDS, "--model")
     parse_rank(args.rank, "--rank"), parse_rank(args.tt_ranks, "--tt-ranks")
     for k in dict.fromkeys(kinds):
-        _check_model(args, k, frame)
-    _check_sweep(args, kinds, frame)
+        _check_model(args, task, k, frame)
+    _check_sweep(args, task, kinds, frame)
     device = str(_flag("--device", check_device, args.device, "--device"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and synthetic and min(args.batch, args.train_size or SyntheticActions().train_size) % world:
@@ -265,23 +274,19 @@ def _check(argv) -> _Plan:
                            "root/<class>/<clip>")
     if args.out:
         _flag("--out", check_out_dir, args.out, overwrite=args.overwrite, field="--out")
-    return _Plan(args, frame, kinds, device, world)
+    return _Plan(args, task, frame, kinds, device, world)
+
+
+def _task(args, frame) -> Task:
+    """The task of ``--task`` with its data options from the flags."""
+    return make_task(args.task, data_source=args.data, frame_shape=frame, frames=args.frames, classes=args.classes,
+                     train_size=args.train_size, val_size=args.val_size, noise=args.noise,
+                     val_fraction=args.val_fraction)
 
 
 def _data(plan: _Plan):
     """``(train_set, val_set, classes)`` of the checked command."""
-    a = plan.args
-    if a.data == "synthetic":
-        d = SyntheticActions()
-        task = SyntheticActions(frame_shape=plan.frame, frames=a.frames, seed=a.seed,
-                                classes=d.classes if a.classes is None else a.classes,
-                                train_size=d.train_size if a.train_size is None else a.train_size,
-                                val_size=d.val_size if a.val_size is None else a.val_size,
-                                noise=d.noise if a.noise is None else a.noise)
-        train_set, val_set = task.splits()
-        return train_set, val_set, task.classes
-    train_set, val_set = _flag("--data", load_clip_folder, a.data, plan.frame, a.frames,
-                               val_fraction=0.25 if a.val_fraction is None else a.val_fraction, seed=a.seed)
+    train_set, val_set = _flag("--data", plan.task.data, plan.args.seed)
     return train_set, val_set, train_set.classes
 
 
@@ -289,14 +294,11 @@ def _configs(plan: _Plan, classes: int, device: str) -> list[TrainConfig]:
     a = plan.args
     in_modes = parse_ints(a.in_modes, "--in-modes") if a.in_modes else None
     hidden_modes = parse_ints(a.hidden_modes, "--hidden-modes") if a.hidden_modes else None
-    runs = [TrainConfig(model_config(kind, a.cell, frame_shape=plan.frame, hidden=a.hidden, d=a.d,
-                                     rank=parse_rank(a.rank, "--rank"), blocks=a.blocks,
-                                     tt_ranks=parse_rank(a.tt_ranks, "--tt-ranks"), classes=classes,
-                                     dropout=a.dropout, readout=a.readout, in_modes=in_modes,
-                                     hidden_modes=hidden_modes),
+    runs = [TrainConfig(plan.task.model_config(kind, **_controls(a, in_modes, hidden_modes, classes)),
                         optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay, batch_size=a.batch,
                         epochs=a.epochs, seed=a.seed, device=device, grad_clip=a.clip if a.clip > 0 else None,
-                        eval_every=a.eval_every, max_steps=a.max_steps, stall_fraction=a.stall_fraction or None)
+                        eval_every=a.eval_every, max_steps=a.max_steps, stall_fraction=a.stall_fraction or None,
+                        task=plan.task.name)
             for kind in plan.kinds]
     grid = _sweep_grid(a)
     if grid is None:
@@ -344,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def out(obj):
         if rank == 0:
-            print(json.dumps(_clean(obj), default=_json_default), flush=True)
+            print(json_line(obj), flush=True)
 
     try:
         train_set, val_set, classes = _data(plan)
@@ -363,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out({k: v for k, v in ev.items() if k != "config"})
 
     try:
-        results = compare(configs, train_set, val_set, callback=cb, interleave=not a.sequential)
+        results = compare(configs, train_set, val_set, callback=cb, interleave=not a.sequential, task=plan.task)
     except ValueError as exc:  # the trainer's checks of the data against the model, before the first step
         _say_error(exc, rank)
         if dist is not None:
@@ -375,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dist.all_gather_object(sums, [r.final["checksum"] for r in results])
         for i, row in enumerate(rows):
             row["rank_checksums"] = [s[i] for s in sums]
-    out({"summary": rows, "world_size": plan.world, "data": a.data})
+    out({"task": plan.task.name, "summary": rows, "world_size": plan.world, "data": a.data})
     status = 0 if all(r.status in ("done", "stalled") for r in results) else 1  # stalled: finished, learnt nothing
     if a.out and rank == 0:
         try:

@@ -5,19 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import pickle
 import warnings
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..rnn import SequenceClassifier
-from .config import RunResult, TrainConfig
+from .config import TrainConfig
+from .json_lines import json_default
+from .run import TrainResult, seeded_model
 
 __all__ = ["HISTORY_COLUMNS", "CHECKPOINT_FORMAT", "RESULT_FILES", "history_rows", "histories_csv", "summary",
            "save_results", "check_out_dir", "save_checkpoint", "checkpoint_bytes", "load_checkpoint"]
@@ -33,10 +32,10 @@ HISTORY_COLUMNS = ("run", "event", "step", "epoch", "train_loss", "train_acc", "
 
 
 def history_rows(results_or_events) -> list[dict]:
-    """Flat rows (``HISTORY_COLUMNS``) from a list of :class:`RunResult` or of step/eval events."""
+    """Flat rows (``HISTORY_COLUMNS``) from a list of :class:`TrainResult` or of step/eval events."""
     events = []
     for item in results_or_events:
-        if isinstance(item, RunResult):
+        if isinstance(item, TrainResult):
             events.extend(item.history)
         elif isinstance(item, dict) and item.get("event") in ("step", "eval"):
             events.append(item)
@@ -57,14 +56,14 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_").lower() or "run"
 
 
-def save_results(results: Sequence[RunResult], out_dir, *, checkpoints: bool = False) -> dict[str, str]:
+def save_results(results: Sequence[TrainResult], out_dir, *, checkpoints: bool = False) -> dict[str, str]:
     """Write ``history.csv``, ``history.json``, ``summary.json`` (and ``<run>.pt`` checkpoints) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": str(out / "history.csv"), "json": str(out / "history.json"), "summary": str(out / "summary.json")}
     (out / "history.csv").write_text(histories_csv(results))
-    (out / "history.json").write_text(json.dumps([r.to_dict() for r in results], default=_json_default))
-    (out / "summary.json").write_text(json.dumps(summary(results), default=_json_default, indent=1))
+    (out / "history.json").write_text(json.dumps([r.to_dict() for r in results], default=json_default))
+    (out / "summary.json").write_text(json.dumps(summary(results), default=json_default, indent=1))
     if checkpoints:
         for r in results:
             if r.model is not None:
@@ -103,7 +102,7 @@ def check_out_dir(out_dir, *, overwrite: bool = False, field: str = "out_dir") -
     return out
 
 
-def summary(results: Sequence[RunResult]) -> list[dict]:
+def summary(results: Sequence[TrainResult]) -> list[dict]:
     rows = []
     for r in results:
         m = r.config.model
@@ -217,33 +216,9 @@ def load_checkpoint(path, device="cpu") -> tuple[nn.Module, TrainConfig, list[di
     except (ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"checkpoint {name}: its training configuration is invalid ({exc})") from None
     try:
-        model = SequenceClassifier(cfg.model)
+        model = seeded_model(cfg, "cpu")
     except ValueError as exc:  # pragma: no cover - TrainConfig validated the model configuration
         raise ValueError(f"checkpoint {name}: its model configuration is invalid ({exc})") from None
     _check_state_dict(name, blob["state_dict"], model.state_dict())
     model.load_state_dict(blob["state_dict"])
     return model.to(device), cfg, blob.get("history", [])
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, tuple):
-        return list(o)
-    return str(o)
-
-
-def _clean(o):
-    """NaN/inf -> None so every line is strict JSON."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    return o
-
-
-#

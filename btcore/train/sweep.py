@@ -12,7 +12,8 @@ import dataclasses
 import io
 from typing import Iterable, Sequence
 
-from .config import RunResult, TrainConfig
+from .config import TrainConfig
+from .run import TrainResult
 
 __all__ = ["sweep_configs", "sweep_rows", "sweep_csv", "SWEEP_COLUMNS"]
 
@@ -38,11 +39,11 @@ def sweep_configs(base: TrainConfig, ranks: Iterable[int], blocks: Iterable[int]
     return out
 
 
-def sweep_rows(results: Sequence[RunResult | dict]) -> list[dict]:
-    """One row of :data:`SWEEP_COLUMNS` per run, from :class:`RunResult` s or the trainer's end events."""
+def sweep_rows(results: Sequence[TrainResult | dict]) -> list[dict]:
+    """One row of :data:`SWEEP_COLUMNS` per run, from :class:`TrainResult` s or the trainer's end events."""
     rows = []
     for r in results:
-        if isinstance(r, RunResult):
+        if isinstance(r, TrainResult):
             ev = {"run": r.name, "status": r.status, **r.final, "input_map_params": r.config.model.input_map_params()}
         else:
             ev = r

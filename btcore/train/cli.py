@@ -23,7 +23,7 @@ from ..contract import keep_memory
 from ..data import ACTION_NAMES, SyntheticActions, parse_frame_shape
 from ..shapes import check_choice, factorize, parse_ints, parse_rank, prod
 from ..tasks import Task, make_task, task_names
-from .config import OPTIMIZERS, TrainConfig, check_device, set_cpu_threads
+from .config import OPTIMIZERS, TrainConfig, check_device, pin_contraction_rates, set_cpu_threads
 from .io import check_out_dir, save_results, summary
 from .json_lines import json_line
 from .race import compare
@@ -327,6 +327,7 @@ def _start_processes(plan: _Plan):
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", plan.world))
     if not want_cuda:  # the CLI owns its process: set torch's thread count once, before any run
         set_cpu_threads(a.threads, share=local_world if distributed else 1)
+        pin_contraction_rates()  # schemes from the shapes, not from timings taken under this machine's load
     device = a.device
     if distributed and want_cuda:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import torch
 
 from ..classifier import ClassifierConfig
+from ..contract import Rates, set_rates
 from ..shapes import check_choice, check_positive_int
 from ..tasks import make_task, task_names
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "make_optimizer", "check_device", "pick_device", "device_name", "cpu_count",
-           "set_cpu_threads", "estimate_memory"]
+           "set_cpu_threads", "estimate_memory", "REFERENCE_RATES", "pin_contraction_rates"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
@@ -202,6 +203,21 @@ def set_cpu_threads(n: int | None = None, *, share: int = 1) -> int:
         n = max(1, cpu_count() // max(1, share))
     torch.set_num_threads(check_positive_int(n, "threads"))
     return old
+
+
+#: Fixed planner rates (a 2-core CPU's float32 GEMM, copy and call costs) for contraction schemes that
+#: depend on the shapes only: the rates the planner measures at first use vary with the machine's load,
+#: and a different scheme sums in a different order, so the weights would differ in the last bits.
+REFERENCE_RATES = Rates(peak=4e10, half_dim=2.0, copy_bps=3e9, call_s=2e-6, itemsize=4)
+
+
+def pin_contraction_rates() -> None:
+    """Make the contraction planner's CPU float32 choices a function of the shapes, not of timings (process-wide).
+
+    For a caller that owns the process (the CLI, a script): afterwards the same command trains the
+    same weights bit for bit on a quiet or a loaded machine.
+    """
+    set_rates("cpu", torch.float32, REFERENCE_RATES)
 
 
 def estimate_memory(config: ClassifierConfig, batch: int, frames: int, *, optimizer: str = "adam") -> dict[str, int]:

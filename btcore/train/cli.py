@@ -20,11 +20,14 @@ import torch
 import torch.distributed as tdist
 
 from ..contract import keep_memory
+from ..formats import DEFAULT_MAX_BYTES, format_bytes
+from ..tensors import available_memory
 from ..data import ACTION_NAMES, SyntheticActions, parse_frame_shape
 from ..shapes import check_choice, factorize, parse_ints, parse_rank, prod
 from ..tasks import Task, make_task, task_names
-from .config import OPTIMIZERS, TrainConfig, check_device, pin_contraction_rates, set_cpu_threads
-from .io import check_out_dir, save_results, summary
+from .config import (MAX_LR, OPTIMIZERS, TrainConfig, check_device, cpu_count, estimate_memory, pin_contraction_rates,
+                     set_cpu_threads)
+from .io import OutDir, check_out_dir, claim_out_dir, save_results, summary
 from .json_lines import json_line
 from .race import compare
 from .sweep import sweep_configs
@@ -35,6 +38,8 @@ KINDS = ("dense", "tt", "bt")
 #: Flags of the synthetic task and of a clip folder: each is refused with the other kind of data.
 SYNTHETIC_FLAGS = {"classes": "--classes", "train_size": "--train-size", "val_size": "--val-size", "noise": "--noise"}
 FOLDER_FLAGS = {"val_fraction": "--val-fraction"}
+#: Most clips per synthetic split: every clip is rendered again each epoch, so more would run for days.
+MAX_CLIPS = 10_000_000
 
 
 class CliError(ValueError):
@@ -55,7 +60,7 @@ def _int(lo: int, hi: int | None = None):
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give an integer of at least {lo}") \
                 from None
         if v < lo or (hi is not None and v > hi):
-            span = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+            span = f"at least {lo}" if hi is None else f"between {lo} and {hi}" + (f" (at least {lo})" if v < lo else "")
             raise argparse.ArgumentTypeError(f"must be {span}, got {v}")
         return v
 
@@ -119,15 +124,15 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--frames", type=_int(1), default=task.frames, help="frames per clip (sequence length T)")
     g.add_argument("--classes", type=_int(2, len(ACTION_NAMES)), default=None,
                    help=f"synthetic task: number of motion classes, 2..{len(ACTION_NAMES)} (default {task.classes})")
-    g.add_argument("--train-size", type=_int(1), default=None, help=f"synthetic task: training clips (default {task.train_size})")
-    g.add_argument("--val-size", type=_int(1), default=None, help=f"synthetic task: validation clips (default {task.val_size})")
+    g.add_argument("--train-size", type=_int(1, MAX_CLIPS), default=None, help=f"synthetic task: training clips (default {task.train_size})")
+    g.add_argument("--val-size", type=_int(1, MAX_CLIPS), default=None, help=f"synthetic task: validation clips (default {task.val_size})")
     g.add_argument("--noise", type=_float(0, 1), default=None, help=f"synthetic task: per-frame pixel noise std (default {task.noise})")
     g.add_argument("--val-fraction", type=_float(0, 1, lo_open=True, hi_open=True), default=None,
                    help="clip folder: share of each class's clips held out (default 0.25)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optimiser")
-    g.add_argument("--lr", type=_float(0, lo_open=True), default=run["lr"], help="learning rate")
-    g.add_argument("--weight-decay", type=_float(0), default=0.0, help="weight decay")
+    g.add_argument("--lr", type=_float(0, lo_open=True), default=run["lr"], help=f"learning rate, at most {MAX_LR:g}")
+    g.add_argument("--weight-decay", type=_float(0), default=0.0, help=f"weight decay, at most {MAX_LR:g}")
     g.add_argument("--batch", type=_int(1), default=run["batch_size"], help="global batch size (split across DDP processes)")
     g.add_argument("--epochs", type=_int(1), default=run["epochs"], help="epochs")
     g.add_argument("--max-steps", type=_int(1), default=None, help="stop each run after this many steps")
@@ -139,7 +144,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=_int(0), default=0, help="seed of the data, the init and the batch order")
     g = p.add_argument_group("system")
     g.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:K")
-    g.add_argument("--threads", type=_int(1), default=None, help="CPU threads per process (default: cores / processes)")
+    g.add_argument("--threads", type=_int(1, cpu_count()), default=None,
+                   help="CPU threads per process, at most this machine's cores (default: cores / processes)")
     g.add_argument("--out", default=None, help="folder for history.csv, history.json and summary.json (new, or "
                    "without earlier results unless --overwrite)")
     g.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
@@ -168,7 +174,7 @@ def _flag(flag: str, fn, *args, **kw):
         return fn(*args, **kw)
     except ValueError as exc:
         msg = str(exc)
-        raise CliError(msg if msg.startswith(flag) else f"{flag}: {msg}") from None
+        raise CliError(msg if msg.startswith("--") else f"{flag}: {msg}") from None  # already names its flag
 
 
 def _check_combinations(args, synthetic: bool) -> None:
@@ -182,6 +188,10 @@ def _check_combinations(args, synthetic: bool) -> None:
             what = "a clip folder (--data PATH)" if synthetic else "the synthetic task (--data synthetic)"
             raise CliError(f"{flag}: applies to {what} only; drop it"
                            + ("" if synthetic else " (a clip folder's classes are its sub-folders)"))
+    for flag, v in (("--lr", args.lr), ("--weight-decay", args.weight_decay)):
+        if v > MAX_LR:
+            raise CliError(f"{flag}: {v:g} is above {MAX_LR:g}, far past any value that trains (the weights would "
+                           "overflow in the first step); typical: 1e-4 to 1e-2")
     if synthetic and args.frames < 3:
         raise CliError(f"--frames: synthetic clips need at least 3 frames to show a motion, got {args.frames}")
 
@@ -247,6 +257,60 @@ def _check_sweep(args, task: Task, kinds, frame) -> None:
                 args.rank, args.blocks = saved
 
 
+#: The flags that set sizes, in the order a too-large estimate is blamed on them, with their defaults.
+SIZE_FLAGS = (("frame", "--frame"), ("frames", "--frames"), ("hidden", "--hidden"), ("batch", "--batch"),
+              ("train_size", "--train-size"), ("val_size", "--val-size"))
+
+
+def _size_need(args, kinds, sizes: dict) -> tuple[int, int]:
+    """``(bytes held at once, bytes of the largest model's weights)`` for the flag values in ``sizes`` (estimated)."""
+    frame, frames = sizes["frame"], sizes["frames"]
+    task = make_task(args.task, data_source=args.data, frame_shape=frame, frames=frames,
+                     train_size=sizes["train_size"], val_size=sizes["val_size"])
+    data = sum(task.data_bytes().values()) + 2 * max(sizes["batch"], 64) * 4 * frames * prod(frame)
+    step = weights = 0
+    for kind in dict.fromkeys(kinds):
+        cfg = task.model_config(kind, **_controls(args, None, None, len(ACTION_NAMES)) | {"hidden": sizes["hidden"]})
+        mem = estimate_memory(cfg, max(sizes["batch"], 64), frames, optimizer=args.optimizer)
+        step, weights = max(step, mem["training"]), max(weights, mem["params"])
+    return data + step, weights
+
+
+def _check_sizes(args, kinds, frame) -> None:
+    """Refuse, naming the flag to lower, a run whose data and training step would not fit in memory.
+
+    Nothing is allocated: the bytes are estimated from the sizes (the data held at once, one training
+    step with its optimiser state, one layer's weights against the 2 GiB limit of a format).
+    """
+    sizes = {"frame": frame, "frames": args.frames, "hidden": args.hidden, "batch": args.batch,
+             "train_size": args.train_size, "val_size": args.val_size}
+    budget = available_memory("cpu") // 2
+
+    def fits(values) -> bool:
+        try:
+            need, weights = _size_need(args, kinds, values)
+        except ValueError:  # the defaults of one flag may not fit the others' modes: not the culprit
+            return False
+        return need <= budget and weights <= DEFAULT_MAX_BYTES
+
+    if fits(sizes):
+        return
+    need, weights = _size_need(args, kinds, sizes)
+    defaults = {"frame": parse_frame_shape(SyntheticActions().frame_shape), "frames": SyntheticActions().frames,
+                "hidden": 64, "batch": 32, "train_size": None, "val_size": None}
+    culprit = next((flag for key, flag in SIZE_FLAGS if sizes[key] != defaults[key]
+                    and fits({**sizes, key: defaults[key]})), None)
+    named = culprit or "/".join(flag for key, flag in SIZE_FLAGS if sizes[key] != defaults[key]) or "--model"
+    value = {"--frame": args.frame}.get(named, getattr(args, named.removeprefix("--").replace("-", "_"), ""))
+    what = f"{named} {value}: " if culprit else f"{named}: "
+    if weights > DEFAULT_MAX_BYTES:
+        raise CliError(f"{what}the model's weights would need about {format_bytes(weights)}, above the "
+                       f"{format_bytes(DEFAULT_MAX_BYTES)} limit on a layer's parameters; lower it, or use a TT/BT "
+                       "input map")
+    raise CliError(f"{what}the data held at once and one training step would need about {format_bytes(need)}, more "
+                   f"than half of the {format_bytes(2 * budget)} of memory free; lower it")
+
+
 def _check(argv) -> _Plan:
     """Parse and check every flag; raise :class:`CliError` for the first bad one. Loads nothing."""
     args = _parser().parse_args(argv)
@@ -263,6 +327,7 @@ def _check(argv) -> _Plan:
     for k in dict.fromkeys(kinds):
         _check_model(args, task, k, frame)
     _check_sweep(args, task, kinds, frame)
+    _check_sizes(args, kinds, frame)
     device = str(_flag("--device", check_device, args.device, "--device"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and synthetic and min(args.batch, args.train_size or SyntheticActions().train_size) % world:
@@ -341,6 +406,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # CliError, or a library check (parse_rank, check_device) naming the flag
         _say_error(exc, int(os.environ.get("RANK", "0")))
         return 2
+    claim: OutDir | None = None
+    if plan.args.out and int(os.environ.get("RANK", "0")) == 0:
+        try:  # before any work: the folder is made, written to and locked against a second run
+            claim = claim_out_dir(plan.args.out, overwrite=plan.args.overwrite, field="--out")
+        except ValueError as exc:
+            _say_error(exc, 0)
+            return 2
+    try:
+        return _run(plan)
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _run(plan: _Plan) -> int:
+    """Train the checked command's runs, print their lines, write the results; the exit status."""
     dist, rank, device = _start_processes(plan)
     keep_memory()  # a process of its own: large freed host intermediates stay mapped between steps
     a = plan.args

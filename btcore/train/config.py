@@ -14,10 +14,13 @@ from ..contract import Rates, set_rates
 from ..shapes import check_choice, check_positive_int
 from ..tasks import make_task, task_names
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "make_optimizer", "check_device", "pick_device", "device_name", "cpu_count",
+__all__ = ["OPTIMIZERS", "MAX_LR", "TrainConfig", "make_optimizer", "check_device", "pick_device", "device_name", "cpu_count",
            "set_cpu_threads", "estimate_memory", "REFERENCE_RATES", "pin_contraction_rates"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+#: The largest learning rate and weight decay accepted: far past any that trains (runs diverge above
+#: about 1), and below the float32 range the optimisers hold them in (3.4e38).
+MAX_LR = 1e6
 
 
 @dataclass
@@ -89,11 +92,12 @@ class TrainConfig:
         if not task.is_model_config(self.model):
             raise ValueError(f"model must be the {self.task} task's model configuration, got {type(self.model).__name__}")
         check_choice(self.optimizer, OPTIMIZERS, "optimizer")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            raise ValueError(f"lr must be a positive number of at most {MAX_LR:g} (typical: 1e-4 to 1e-2), got "
+                             f"{self.lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)
-                and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a finite number of 0 or more (typical: 0 to 1e-2), got "
+                and 0 <= self.weight_decay <= MAX_LR):
+            raise ValueError(f"weight_decay must be a finite number from 0 to {MAX_LR:g} (typical: 0 to 1e-2), got "
                              f"{self.weight_decay!r}")
         for name in ("diverge_factor", "grad_factor"):
             v = getattr(self, name)

@@ -41,12 +41,12 @@ DistributedDataParallel (NCCL on GPUs, gloo on CPU): each global batch is split 
 processes, gradients are averaged, metrics are reduced, and only rank 0 prints and writes files.
 """
 
-from .config import (OPTIMIZERS, REFERENCE_RATES, TrainConfig, check_device, cpu_count, device_name, estimate_memory,
+from .config import (MAX_LR, OPTIMIZERS, REFERENCE_RATES, TrainConfig, check_device, cpu_count, device_name, estimate_memory,
                      make_optimizer, pick_device, pin_contraction_rates, set_cpu_threads)
 from .distributed import Processes, run_device
 from .run import Run, TrainResult, model_fields, never_stop, param_checksum, seeded_model
-from .io import (CHECKPOINT_FORMAT, HISTORY_COLUMNS, check_out_dir, checkpoint_bytes, histories_csv, history_rows,
-                 load_checkpoint, save_checkpoint, save_results, summary)
+from .io import (CHECKPOINT_FORMAT, HISTORY_COLUMNS, LOCK_FILE, OutDir, check_out_dir, checkpoint_bytes, claim_out_dir,
+                 histories_csv, history_rows, load_checkpoint, save_checkpoint, save_results, summary, write_new_file)
 from .json_lines import finite_or_null, json_default, json_line
 from .loop import train
 from .race import compare, with_unique_names
@@ -61,5 +61,5 @@ __all__ = [
     "history_rows", "histories_csv", "summary", "save_results", "check_out_dir", "save_checkpoint",
     "checkpoint_bytes", "load_checkpoint", "main", "seeded_model", "probe_seconds", "SLOW_S", "sweep_configs",
     "sweep_rows", "sweep_csv", "SWEEP_COLUMNS", "json_default", "finite_or_null", "json_line", "REFERENCE_RATES",
-    "pin_contraction_rates",
+    "pin_contraction_rates", "LOCK_FILE", "OutDir", "claim_out_dir", "write_new_file", "MAX_LR",
 ]

@@ -267,11 +267,14 @@ def _size_need(args, kinds, sizes: dict) -> tuple[int, int]:
     frame, frames = sizes["frame"], sizes["frames"]
     task = make_task(args.task, data_source=args.data, frame_shape=frame, frames=frames,
                      train_size=sizes["train_size"], val_size=sizes["val_size"])
-    data = sum(task.data_bytes().values()) + 2 * max(sizes["batch"], 64) * 4 * frames * prod(frame)
+    batch = sizes["batch"]
+    if task.synthetic:  # a batch is at most the training split
+        batch = min(batch, sizes["train_size"] or SyntheticActions().train_size)
+    data = sum(task.data_bytes().values()) + 2 * max(batch, 64) * 4 * frames * prod(frame)
     step = weights = 0
     for kind in dict.fromkeys(kinds):
         cfg = task.model_config(kind, **_controls(args, None, None, len(ACTION_NAMES)) | {"hidden": sizes["hidden"]})
-        mem = estimate_memory(cfg, max(sizes["batch"], 64), frames, optimizer=args.optimizer)
+        mem = estimate_memory(cfg, max(batch, 64), frames, optimizer=args.optimizer)
         step, weights = max(step, mem["training"]), max(weights, mem["params"])
     return data + step, weights
 

@@ -219,3 +219,28 @@ def test_checkpoint_keeps_the_task(tmp_path, data):
     model, cfg, _ = load_checkpoint(tmp_path / "m.pt")
     assert cfg.task == "action" and isinstance(model, SequenceClassifier)
     assert TrainConfig.from_dict({k: v for k, v in r.config.to_dict().items() if k != "task"}).task == "action"
+
+
+def test_cli_takes_the_task_from_the_registry_and_every_line_carries_it(capsys):
+    from btcore.train import main
+    from train_helpers import CLI_SMALL
+
+    assert main(["--task", "action", "--model", "dense,bt", *CLI_SMALL, "--max-steps", "2", "--steps"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
+    kinds = {ln.get("event", "summary") for ln in lines}
+    assert {"start", "step", "eval", "end", "summary"} <= kinds
+    assert all(ln["task"] == "action" for ln in lines)
+    assert main(["--task", "painting", *CLI_SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --task") and "invalid choice" in err and "action" in err
+
+
+def test_sweep_columns_follow_the_task(monkeypatch):
+    from btcore.train import SWEEP_COLUMNS, sweep_columns, sweep_csv, sweep_rows
+
+    assert sweep_columns("action") == SWEEP_COLUMNS and "val_acc" in SWEEP_COLUMNS
+    monkeypatch.setitem(tasks.TASKS, "line", _LineTask)
+    cols = sweep_columns(_LineTask())
+    assert "val_mse" in cols and "val_acc" not in cols
+    rows = sweep_rows([{"run": "a", "val_mse": 0.5, "status": "done"}], task="line")
+    assert rows[0]["val_mse"] == 0.5 and sweep_csv(rows, task="line").splitlines()[0] == ",".join(cols)

@@ -51,7 +51,7 @@ from .json_lines import finite_or_null, json_default, json_line
 from .loop import train
 from .race import compare, with_unique_names
 from .estimate import SLOW_S, probe_seconds
-from .sweep import SWEEP_COLUMNS, sweep_configs, sweep_csv, sweep_rows
+from .sweep import SWEEP_COLUMNS, sweep_columns, sweep_configs, sweep_csv, sweep_rows
 from .cli import main
 
 __all__ = [
@@ -60,6 +60,6 @@ __all__ = [
     "with_unique_names", "param_checksum", "model_fields", "never_stop", "HISTORY_COLUMNS", "CHECKPOINT_FORMAT",
     "history_rows", "histories_csv", "summary", "save_results", "check_out_dir", "save_checkpoint",
     "checkpoint_bytes", "load_checkpoint", "main", "seeded_model", "probe_seconds", "SLOW_S", "sweep_configs",
-    "sweep_rows", "sweep_csv", "SWEEP_COLUMNS", "json_default", "finite_or_null", "json_line", "REFERENCE_RATES",
+    "sweep_rows", "sweep_csv", "sweep_columns", "SWEEP_COLUMNS", "json_default", "finite_or_null", "json_line", "REFERENCE_RATES",
     "pin_contraction_rates", "LOCK_FILE", "OutDir", "claim_out_dir", "write_new_file", "MAX_LR",
 ]

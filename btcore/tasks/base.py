@@ -84,6 +84,10 @@ class Task(ABC):
         if len(data) == 0:
             raise ValueError(f"{what}: the data set is empty")
 
+    def data_bytes(self) -> dict[str, int]:
+        """Bytes the data hold in memory at once, keyed by the command-line flag that sets each (estimated; {}: small)."""
+        return {}
+
     @abstractmethod
     def example_batch(self, model_config, batch: int, frames: int | None) -> Batch:
         """A batch of random inputs of the model's shapes (for timing a model before its data exist)."""

@@ -35,8 +35,11 @@ between evaluation batches, so a run stops within one step), ``"diverged"`` (a n
 gradient: the run stops with a reason and the bad value is never reported as a metric) or
 ``"stalled"`` (the task's metric still at chance).
 
-CLI: ``python -m btcore.train --help``. One JSON line per epoch (and per evaluation) on stdout, then a
-summary line. Under ``torchrun --nproc_per_node=K`` the same command trains with
+CLI: ``python -m btcore.train --help`` (``--task action``, the default, of :func:`btcore.tasks.task_names`).
+One JSON line per epoch (and per evaluation) on stdout, then a summary line; every line carries ``"task"``.
+The folder of ``--out`` is taken before any work (:func:`claim_out_dir`), and the command pins the
+contraction planner's rates (:func:`pin_contraction_rates`) so that it trains the same weights bit
+for bit on a quiet or a loaded machine. Under ``torchrun --nproc_per_node=K`` the same command trains with
 DistributedDataParallel (NCCL on GPUs, gloo on CPU): each global batch is split across the K
 processes, gradients are averaged, metrics are reduced, and only rank 0 prints and writes files.
 """

@@ -268,7 +268,7 @@ def _size_need(args, kinds, sizes: dict) -> tuple[int, int]:
     task = make_task(args.task, data_source=args.data, frame_shape=frame, frames=frames,
                      train_size=sizes["train_size"], val_size=sizes["val_size"])
     batch = sizes["batch"]
-    if task.synthetic:  # a batch is at most the training split
+    if args.data == "synthetic":  # a batch is at most the training split
         batch = min(batch, sizes["train_size"] or SyntheticActions().train_size)
     data = sum(task.data_bytes().values()) + 2 * max(batch, 64) * 4 * frames * prod(frame)
     step = weights = 0

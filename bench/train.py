@@ -32,7 +32,8 @@ from torch import nn
 
 from btcore.data import SyntheticActions
 from btcore.classifier import SequenceClassifier, ucf11_config
-from btcore.train import TrainConfig, compare, model_config, sweep_configs, sweep_rows, train
+from btcore.tasks.action import model_config
+from btcore.train import TrainConfig, compare, sweep_configs, sweep_rows, train
 
 
 def _race(runs, train_set, val_set, **kw):

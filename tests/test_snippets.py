@@ -25,7 +25,8 @@ def test_training_command_runs_the_pages_comparison(capsys):
     import shlex
 
     from app.training.worker import DataSpec
-    from btcore.train import TrainConfig, main, model_config
+    from btcore.tasks.action import model_config
+    from btcore.train import TrainConfig, main
 
     runs = [TrainConfig(model_config(k, frame_shape=(3, 16, 16), hidden=16, classes=4), epochs=1, batch_size=16,
                         seed=3) for k in ("dense", "tt", "bt")]

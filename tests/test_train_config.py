@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from btcore.train import TrainConfig, estimate_memory, fit_model_config, model_config, train
+from btcore.tasks.action import fit_model_config, model_config
+from btcore.train import TrainConfig, estimate_memory, train
 from train_helpers import data  # noqa: F401 (a fixture)
 
 

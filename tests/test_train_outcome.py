@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from btcore.data import ClipSet
-from btcore.train import TrainConfig, chance_level, stall_margin, train
+from btcore.tasks.action import chance_level, stall_margin
+from btcore.train import TrainConfig, train
 from btcore.train.outcome import Watch
 from train_helpers import FRAME, data, small_config  # noqa: F401 (data is a fixture)
 

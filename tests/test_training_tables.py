@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.training import tables
 from btcore.classifier import ucf11_config
-from btcore.train import model_config
+from btcore.tasks.action import model_config
 from test_charts_training import _events
 
 

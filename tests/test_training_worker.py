@@ -6,7 +6,8 @@ import numpy as np
 
 from app.jobs import Job
 from app.training.worker import DataSpec, end_unstarted, make_target
-from btcore.train import TrainConfig, model_config
+from btcore.tasks.action import model_config
+from btcore.train import TrainConfig
 
 FRAME = (3, 16, 16)
 

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from btcore.data import SyntheticActions
-from btcore.train import TrainConfig, model_config
+from btcore.tasks.action import model_config
+from btcore.contract import set_rates
+from btcore.train import TrainConfig, pin_contraction_rates
 
 FRAME = (3, 16, 16)
 # A task small enough for a few seconds per model: 4 translation classes (chance 25%).
@@ -18,10 +20,14 @@ CLI_SMALL = ["--frame", "3x16x16", "--frames", "4", "--classes", "4", "--train-s
 
 @pytest.fixture(scope="module")
 def data():
+    """The task's splits; the contraction planner's rates pinned meanwhile (its schemes then follow the shapes
+    only, so bitwise comparisons hold on a loaded machine), forgotten afterwards."""
     torch.set_num_threads(1)
+    pin_contraction_rates()
     train_set, val_set = TASK.splits()
     train_set.get([0]), val_set.get([0])  # fill the caches once
-    return train_set, val_set
+    yield train_set, val_set
+    set_rates("cpu", torch.float32, None)
 
 
 def small_config(kind, **kw):

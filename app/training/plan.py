@@ -12,7 +12,8 @@ from btcore.data import parse_frame_shape
 from btcore.classifier import ClassifierConfig
 from btcore.rnn import GATES
 from btcore.shapes import format_ints, parse_rank, prod, rank_text
-from btcore.train import TrainConfig, fit_model_config
+from btcore.tasks.action import fit_model_config
+from btcore.train import TrainConfig
 
 __all__ = ["FRAME_SIZES", "KIND_LABELS", "Choices", "ModelPlan", "plan_models", "make_runs", "paper_models",
            "shared_hidden_modes", "replaced"]

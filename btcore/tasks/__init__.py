@@ -1,1 +1,30 @@
-"""The paper's tasks: data, models around the dense/TT/BT input maps, losses, metrics and previews."""
+"""Training tasks: one module per task, one interface (:class:`~btcore.tasks.base.Task`) for every trainer.
+
+The trainer, the race, the sweep and the CLI (``--task``) look tasks up here by name. A new task is
+a module with a :class:`Task` subclass, added to :data:`TASKS` below.
+
+* :mod:`~btcore.tasks.base`: :class:`Task`, :class:`Chance`;
+* :mod:`~btcore.tasks.action`: :class:`ActionTask` (action recognition, the default).
+"""
+
+from .base import Chance, Task, to_device
+from .action import ActionTask
+
+__all__ = ["Task", "Chance", "ActionTask", "TASKS", "task_names", "make_task", "to_device"]
+
+#: The registry: task name -> its class (instances take the task's data options as keywords).
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (ActionTask,)}
+
+
+def task_names() -> tuple[str, ...]:
+    """The registered task names, the default (``"action"``) first."""
+    return tuple(TASKS)
+
+
+def make_task(name: str | Task = "action", **options) -> Task:
+    """The task called ``name`` with its data ``options`` (a :class:`Task` is returned as it is)."""
+    if isinstance(name, Task):
+        return name
+    if name not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {name!r}")
+    return TASKS[name](**options)

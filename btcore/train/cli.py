@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import json
 import math
 import os
 import sys
@@ -20,12 +19,14 @@ from typing import Sequence
 import torch
 import torch.distributed as tdist
 
-from ..memory import keep_memory
-from ..clips import load_clip_folder
+from ..memory import DEFAULT_MAX_BYTES, available_memory, format_bytes, keep_memory
 from ..data import ACTION_NAMES, SyntheticActions, parse_frame_shape
 from ..shapes import check_choice, factorize, parse_ints, parse_rank, prod
-from .config import OPTIMIZERS, TrainConfig, check_device, model_config, set_cpu_threads
-from .io import _clean, _json_default, check_out_dir, save_results, summary
+from ..tasks import Task, make_task, task_names
+from .config import (MAX_LR, OPTIMIZERS, TrainConfig, check_device, cpu_count, estimate_memory, pin_contraction_rates,
+                     set_cpu_threads)
+from .io import OutDir, check_out_dir, claim_out_dir, save_results, summary
+from .json_lines import json_line
 from .race import compare
 from .sweep import sweep_configs
 
@@ -35,6 +36,8 @@ KINDS = ("dense", "tt", "bt")
 #: Flags of the synthetic task and of a clip folder: each is refused with the other kind of data.
 SYNTHETIC_FLAGS = {"classes": "--classes", "train_size": "--train-size", "val_size": "--val-size", "noise": "--noise"}
 FOLDER_FLAGS = {"val_fraction": "--val-fraction"}
+#: Most clips per synthetic split: every clip is rendered again each epoch, so more would run for days.
+MAX_CLIPS = 10_000_000
 
 
 class CliError(ValueError):
@@ -55,7 +58,7 @@ def _int(lo: int, hi: int | None = None):
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give an integer of at least {lo}") \
                 from None
         if v < lo or (hi is not None and v > hi):
-            span = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+            span = f"at least {lo}" if hi is None else f"between {lo} and {hi}" + (f" (at least {lo})" if v < lo else "")
             raise argparse.ArgumentTypeError(f"must be {span}, got {v}")
         return v
 
@@ -91,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
                     "folder) and print one JSON line of metrics per epoch, then a summary line. Runs under "
                     "`torchrun --nproc_per_node=K` with DistributedDataParallel (NCCL on GPUs, gloo on CPU).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--task", default=task_names()[0], choices=task_names(),
+                   help="what to train: action = recognise the motion in clips (synthetic or a clip folder)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="bt", help="input-map format(s): dense, tt or bt; a comma list (dense,tt,bt) "
                    "trains them one after another for a comparison")
@@ -117,15 +122,15 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--frames", type=_int(1), default=task.frames, help="frames per clip (sequence length T)")
     g.add_argument("--classes", type=_int(2, len(ACTION_NAMES)), default=None,
                    help=f"synthetic task: number of motion classes, 2..{len(ACTION_NAMES)} (default {task.classes})")
-    g.add_argument("--train-size", type=_int(1), default=None, help=f"synthetic task: training clips (default {task.train_size})")
-    g.add_argument("--val-size", type=_int(1), default=None, help=f"synthetic task: validation clips (default {task.val_size})")
+    g.add_argument("--train-size", type=_int(1, MAX_CLIPS), default=None, help=f"synthetic task: training clips (default {task.train_size})")
+    g.add_argument("--val-size", type=_int(1, MAX_CLIPS), default=None, help=f"synthetic task: validation clips (default {task.val_size})")
     g.add_argument("--noise", type=_float(0, 1), default=None, help=f"synthetic task: per-frame pixel noise std (default {task.noise})")
     g.add_argument("--val-fraction", type=_float(0, 1, lo_open=True, hi_open=True), default=None,
                    help="clip folder: share of each class's clips held out (default 0.25)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optimiser")
-    g.add_argument("--lr", type=_float(0, lo_open=True), default=run["lr"], help="learning rate")
-    g.add_argument("--weight-decay", type=_float(0), default=0.0, help="weight decay")
+    g.add_argument("--lr", type=_float(0, lo_open=True), default=run["lr"], help=f"learning rate, at most {MAX_LR:g}")
+    g.add_argument("--weight-decay", type=_float(0), default=0.0, help=f"weight decay, at most {MAX_LR:g}")
     g.add_argument("--batch", type=_int(1), default=run["batch_size"], help="global batch size (split across DDP processes)")
     g.add_argument("--epochs", type=_int(1), default=run["epochs"], help="epochs")
     g.add_argument("--max-steps", type=_int(1), default=None, help="stop each run after this many steps")
@@ -137,7 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=_int(0), default=0, help="seed of the data, the init and the batch order")
     g = p.add_argument_group("system")
     g.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:K")
-    g.add_argument("--threads", type=_int(1), default=None, help="CPU threads per process (default: cores / processes)")
+    g.add_argument("--threads", type=_int(1, cpu_count()), default=None,
+                   help="CPU threads per process, at most this machine's cores (default: cores / processes)")
     g.add_argument("--out", default=None, help="folder for history.csv, history.json and summary.json (new, or "
                    "without earlier results unless --overwrite)")
     g.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
@@ -153,6 +159,7 @@ class _Plan:
     """The checked command: what to load and what to train."""
 
     args: argparse.Namespace
+    task: Task
     frame: tuple[int, int, int]
     kinds: list[str]
     device: str
@@ -165,7 +172,7 @@ def _flag(flag: str, fn, *args, **kw):
         return fn(*args, **kw)
     except ValueError as exc:
         msg = str(exc)
-        raise CliError(msg if msg.startswith(flag) else f"{flag}: {msg}") from None
+        raise CliError(msg if msg.startswith("--") else f"{flag}: {msg}") from None  # already names its flag
 
 
 def _check_combinations(args, synthetic: bool) -> None:
@@ -179,11 +186,15 @@ def _check_combinations(args, synthetic: bool) -> None:
             what = "a clip folder (--data PATH)" if synthetic else "the synthetic task (--data synthetic)"
             raise CliError(f"{flag}: applies to {what} only; drop it"
                            + ("" if synthetic else " (a clip folder's classes are its sub-folders)"))
+    for flag, v in (("--lr", args.lr), ("--weight-decay", args.weight_decay)):
+        if v > MAX_LR:
+            raise CliError(f"{flag}: {v:g} is above {MAX_LR:g}, far past any value that trains (the weights would "
+                           "overflow in the first step); typical: 1e-4 to 1e-2")
     if synthetic and args.frames < 3:
         raise CliError(f"--frames: synthetic clips need at least 3 frames to show a motion, got {args.frames}")
 
 
-def _check_model(args, kind: str, frame) -> None:
+def _check_model(args, task: Task, kind: str, frame):
     """Build ``kind``'s model configuration once, naming the flag behind any error."""
     in_modes = _flag("--in-modes", parse_ints, args.in_modes, "--in-modes") if args.in_modes else None
     hidden_modes = _flag("--hidden-modes", parse_ints, args.hidden_modes, "--hidden-modes") if args.hidden_modes else None
@@ -201,10 +212,14 @@ def _check_model(args, kind: str, frame) -> None:
     if hidden_modes is None:
         _flag("--hidden", factorize, args.hidden, args.d)
     flag = {"bt": "--rank/--blocks", "tt": "--tt-ranks"}.get(kind, f"--model {kind}")
-    _flag(flag, model_config, kind, args.cell, frame_shape=frame, hidden=args.hidden, d=args.d,
-          rank=parse_rank(args.rank, "--rank"), blocks=args.blocks, tt_ranks=parse_rank(args.tt_ranks, "--tt-ranks"),
-          classes=len(ACTION_NAMES), dropout=args.dropout, readout=args.readout, in_modes=in_modes,
-          hidden_modes=hidden_modes)
+    return _flag(flag, task.model_config, kind, **_controls(args, in_modes, hidden_modes, len(ACTION_NAMES)))
+
+
+def _controls(args, in_modes, hidden_modes, classes: int) -> dict:
+    """The model controls shared by every task, from the flags."""
+    return dict(cell=args.cell, hidden=args.hidden, d=args.d, rank=parse_rank(args.rank, "--rank"),
+                blocks=args.blocks, tt_ranks=parse_rank(args.tt_ranks, "--tt-ranks"), classes=classes,
+                dropout=args.dropout, readout=args.readout, in_modes=in_modes, hidden_modes=hidden_modes)
 
 
 def _sweep_grid(args) -> tuple[list[int], list[int]] | None:
@@ -221,7 +236,7 @@ def _sweep_grid(args) -> tuple[list[int], list[int]] | None:
     return ranks, blocks
 
 
-def _check_sweep(args, kinds, frame) -> None:
+def _check_sweep(args, task: Task, kinds, frame) -> None:
     """Every (R, N) of the sweep must fit the modes; the sweep needs a BT model."""
     grid = _flag("--sweep-ranks", _sweep_grid, args)
     if grid is None:
@@ -233,11 +248,68 @@ def _check_sweep(args, kinds, frame) -> None:
             saved = args.rank, args.blocks
             args.rank, args.blocks = str(r), n
             try:
-                _check_model(args, "bt", frame)
+                _check_model(args, task, "bt", frame)
             except CliError as exc:
                 raise CliError(f"--sweep-ranks/--sweep-blocks: (R={r}, N={n}) does not fit: {exc}") from None
             finally:
                 args.rank, args.blocks = saved
+
+
+#: The flags that set sizes, in the order a too-large estimate is blamed on them, with their defaults.
+SIZE_FLAGS = (("frame", "--frame"), ("frames", "--frames"), ("hidden", "--hidden"), ("batch", "--batch"),
+              ("train_size", "--train-size"), ("val_size", "--val-size"))
+
+
+def _size_need(args, kinds, sizes: dict) -> tuple[int, int]:
+    """``(bytes held at once, bytes of the largest model's weights)`` for the flag values in ``sizes`` (estimated)."""
+    frame, frames = sizes["frame"], sizes["frames"]
+    task = make_task(args.task, data_source=args.data, frame_shape=frame, frames=frames,
+                     train_size=sizes["train_size"], val_size=sizes["val_size"])
+    batch = sizes["batch"]
+    if args.data == "synthetic":  # a batch is at most the training split
+        batch = min(batch, sizes["train_size"] or SyntheticActions().train_size)
+    data = sum(task.data_bytes().values()) + 2 * max(batch, 64) * 4 * frames * prod(frame)
+    step = weights = 0
+    for kind in dict.fromkeys(kinds):
+        cfg = task.model_config(kind, **_controls(args, None, None, len(ACTION_NAMES)) | {"hidden": sizes["hidden"]})
+        mem = estimate_memory(cfg, max(batch, 64), frames, optimizer=args.optimizer)
+        step, weights = max(step, mem["training"]), max(weights, mem["params"])
+    return data + step, weights
+
+
+def _check_sizes(args, kinds, frame) -> None:
+    """Refuse, naming the flag to lower, a run whose data and training step would not fit in memory.
+
+    Nothing is allocated: the bytes are estimated from the sizes (the data held at once, one training
+    step with its optimiser state, one layer's weights against the 2 GiB limit of a format).
+    """
+    sizes = {"frame": frame, "frames": args.frames, "hidden": args.hidden, "batch": args.batch,
+             "train_size": args.train_size, "val_size": args.val_size}
+    budget = available_memory("cpu") // 2
+
+    def fits(values) -> bool:
+        try:
+            need, weights = _size_need(args, kinds, values)
+        except ValueError:  # the defaults of one flag may not fit the others' modes: not the culprit
+            return False
+        return need <= budget and weights <= DEFAULT_MAX_BYTES
+
+    if fits(sizes):
+        return
+    need, weights = _size_need(args, kinds, sizes)
+    defaults = {"frame": parse_frame_shape(SyntheticActions().frame_shape), "frames": SyntheticActions().frames,
+                "hidden": 64, "batch": 32, "train_size": None, "val_size": None}
+    culprit = next((flag for key, flag in SIZE_FLAGS if sizes[key] != defaults[key]
+                    and fits({**sizes, key: defaults[key]})), None)
+    named = culprit or "/".join(flag for key, flag in SIZE_FLAGS if sizes[key] != defaults[key]) or "--model"
+    value = {"--frame": args.frame}.get(named, getattr(args, named.removeprefix("--").replace("-", "_"), ""))
+    what = f"{named} {value}: " if culprit else f"{named}: "
+    if weights > DEFAULT_MAX_BYTES:
+        raise CliError(f"{what}the model's weights would need about {format_bytes(weights)}, above the "
+                       f"{format_bytes(DEFAULT_MAX_BYTES)} limit on a layer's parameters; lower it, or use a TT/BT "
+                       "input map")
+    raise CliError(f"{what}the data held at once and one training step would need about {format_bytes(need)}, more "
+                   f"than half of the {format_bytes(2 * budget)} of memory free; lower it")
 
 
 def _check(argv) -> _Plan:
@@ -246,6 +318,7 @@ def _check(argv) -> _Plan:
     synthetic = args.data == "synthetic"
     _check_combinations(args, synthetic)
     frame = _flag("--frame", parse_frame_shape, args.frame)
+    task = _task(args, frame)
     kinds = [k.strip().lower() for k in args.model.split(",") if k.strip()]
     if not kinds:
         raise CliError("--model: give at least one of dense, tt, bt (a comma list compares them)")
@@ -253,8 +326,9 @@ def _check(argv) -> _Plan:
         _flag("--model", check_choice, k, KINDS, "--model")
     parse_rank(args.rank, "--rank"), parse_rank(args.tt_ranks, "--tt-ranks")
     for k in dict.fromkeys(kinds):
-        _check_model(args, k, frame)
-    _check_sweep(args, kinds, frame)
+        _check_model(args, task, k, frame)
+    _check_sweep(args, task, kinds, frame)
+    _check_sizes(args, kinds, frame)
     device = str(_flag("--device", check_device, args.device, "--device"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and synthetic and min(args.batch, args.train_size or SyntheticActions().train_size) % world:
@@ -266,23 +340,19 @@ def _check(argv) -> _Plan:
                            "root/<class>/<clip>")
     if args.out:
         _flag("--out", check_out_dir, args.out, overwrite=args.overwrite, field="--out")
-    return _Plan(args, frame, kinds, device, world)
+    return _Plan(args, task, frame, kinds, device, world)
+
+
+def _task(args, frame) -> Task:
+    """The task of ``--task`` with its data options from the flags."""
+    return make_task(args.task, data_source=args.data, frame_shape=frame, frames=args.frames, classes=args.classes,
+                     train_size=args.train_size, val_size=args.val_size, noise=args.noise,
+                     val_fraction=args.val_fraction)
 
 
 def _data(plan: _Plan):
     """``(train_set, val_set, classes)`` of the checked command."""
-    a = plan.args
-    if a.data == "synthetic":
-        d = SyntheticActions()
-        task = SyntheticActions(frame_shape=plan.frame, frames=a.frames, seed=a.seed,
-                                classes=d.classes if a.classes is None else a.classes,
-                                train_size=d.train_size if a.train_size is None else a.train_size,
-                                val_size=d.val_size if a.val_size is None else a.val_size,
-                                noise=d.noise if a.noise is None else a.noise)
-        train_set, val_set = task.splits()
-        return train_set, val_set, task.classes
-    train_set, val_set = _flag("--data", load_clip_folder, a.data, plan.frame, a.frames,
-                               val_fraction=0.25 if a.val_fraction is None else a.val_fraction, seed=a.seed)
+    train_set, val_set = _flag("--data", plan.task.data, plan.args.seed)
     return train_set, val_set, train_set.classes
 
 
@@ -290,14 +360,11 @@ def _configs(plan: _Plan, classes: int, device: str) -> list[TrainConfig]:
     a = plan.args
     in_modes = parse_ints(a.in_modes, "--in-modes") if a.in_modes else None
     hidden_modes = parse_ints(a.hidden_modes, "--hidden-modes") if a.hidden_modes else None
-    runs = [TrainConfig(model_config(kind, a.cell, frame_shape=plan.frame, hidden=a.hidden, d=a.d,
-                                     rank=parse_rank(a.rank, "--rank"), blocks=a.blocks,
-                                     tt_ranks=parse_rank(a.tt_ranks, "--tt-ranks"), classes=classes,
-                                     dropout=a.dropout, readout=a.readout, in_modes=in_modes,
-                                     hidden_modes=hidden_modes),
+    runs = [TrainConfig(plan.task.model_config(kind, **_controls(a, in_modes, hidden_modes, classes)),
                         optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay, batch_size=a.batch,
                         epochs=a.epochs, seed=a.seed, device=device, grad_clip=a.clip if a.clip > 0 else None,
-                        eval_every=a.eval_every, max_steps=a.max_steps, stall_fraction=a.stall_fraction or None)
+                        eval_every=a.eval_every, max_steps=a.max_steps, stall_fraction=a.stall_fraction or None,
+                        task=plan.task.name)
             for kind in plan.kinds]
     grid = _sweep_grid(a)
     if grid is None:
@@ -326,6 +393,7 @@ def _start_processes(plan: _Plan):
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", plan.world))
     if not want_cuda:  # the CLI owns its process: set torch's thread count once, before any run
         set_cpu_threads(a.threads, share=local_world if distributed else 1)
+        pin_contraction_rates()  # schemes from the shapes, not from timings taken under this machine's load
     device = a.device
     if distributed and want_cuda:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
@@ -339,13 +407,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # CliError, or a library check (parse_rank, check_device) naming the flag
         _say_error(exc, int(os.environ.get("RANK", "0")))
         return 2
+    claim: OutDir | None = None
+    if plan.args.out and int(os.environ.get("RANK", "0")) == 0:
+        try:  # before any work: the folder is made, written to and locked against a second run
+            claim = claim_out_dir(plan.args.out, overwrite=plan.args.overwrite, field="--out")
+        except ValueError as exc:
+            _say_error(exc, 0)
+            return 2
+    try:
+        return _run(plan)
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _run(plan: _Plan) -> int:
+    """Train the checked command's runs, print their lines, write the results; the exit status."""
     dist, rank, device = _start_processes(plan)
     keep_memory()  # a process of its own: large freed host intermediates stay mapped between steps
     a = plan.args
 
     def out(obj):
         if rank == 0:
-            print(json.dumps(_clean(obj), default=_json_default), flush=True)
+            print(json_line(obj), flush=True)
 
     try:
         train_set, val_set, classes = _data(plan)
@@ -364,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out({k: v for k, v in ev.items() if k != "config"})
 
     try:
-        results = compare(configs, train_set, val_set, callback=cb, interleave=not a.sequential)
+        results = compare(configs, train_set, val_set, callback=cb, interleave=not a.sequential, task=plan.task)
     except ValueError as exc:  # the trainer's checks of the data against the model, before the first step
         _say_error(exc, rank)
         if dist is not None:
@@ -376,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dist.all_gather_object(sums, [r.final["checksum"] for r in results])
         for i, row in enumerate(rows):
             row["rank_checksums"] = [s[i] for s in sums]
-    out({"summary": rows, "world_size": plan.world, "data": a.data})
+    out({"task": plan.task.name, "summary": rows, "world_size": plan.world, "data": a.data})
     status = 0 if all(r.status in ("done", "stalled") for r in results) else 1  # stalled: finished, learnt nothing
     if a.out and rank == 0:
         try:

@@ -1,78 +1,26 @@
-"""Run configuration: :class:`TrainConfig`, :class:`RunResult`, model configurations, devices and threads."""
+"""Run configuration: :class:`TrainConfig`, the optimiser it names, devices, threads and a memory estimate."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from ..data import parse_frame_shape
 from ..classifier import ClassifierConfig
-from ..shapes import check_choice, check_positive_int, factorize
+from ..contract import Rates, set_rates
+from ..shapes import check_choice, check_positive_int
+from ..tasks import make_task, task_names
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "RunResult", "model_config", "fit_model_config", "check_device",
-           "pick_device", "device_name", "cpu_count", "set_cpu_threads", "estimate_memory"]
+__all__ = ["OPTIMIZERS", "MAX_LR", "TrainConfig", "make_optimizer", "check_device", "pick_device", "device_name", "cpu_count",
+           "set_cpu_threads", "estimate_memory", "REFERENCE_RATES", "pin_contraction_rates"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-
-
-def model_config(kind: str = "bt", cell: str = "lstm", *, frame_shape=(3, 32, 32), hidden: int = 64, d: int = 4,
-                 rank=4, blocks: int = 2, tt_ranks=4, classes: int = 8, dropout: float = 0.0, readout: str = "last",
-                 in_modes=None, hidden_modes=None, recurrent_init: str = "orthogonal") -> ClassifierConfig:
-    """A :class:`~btcore.classifier.ClassifierConfig` for frames of ``frame_shape``.
-
-    Input modes default to ``factorize(C*H*W, d)`` (3x32x32 = 3,072 -> 8x8x8x6), hidden modes to
-    ``factorize(hidden, d)`` (64 -> 4x4x2x2, 256 -> 4x4x4x4). Raises ``ValueError`` (from the
-    config's validation) when a rank does not fit the modes.
-    """
-    c, h, w = parse_frame_shape(frame_shape)
-    d = check_positive_int(d, "d")
-    in_modes = tuple(in_modes) if in_modes is not None else factorize(c * h * w, d)
-    hidden_modes = tuple(hidden_modes) if hidden_modes is not None else factorize(check_positive_int(hidden, "hidden"), d)
-    return ClassifierConfig(kind=kind, cell=cell, in_modes=in_modes, hidden_modes=hidden_modes, rank=rank,
-                            blocks=blocks, tt_ranks=tt_ranks, classes=classes, dropout=dropout, readout=readout,
-                            recurrent_init=recurrent_init)
-
-
-def fit_model_config(kind: str, cell: str = "lstm", *, frame_shape=(3, 32, 32), hidden: int = 64, d: int = 4,
-                     rank=4, blocks: int = 2, tt_ranks=4, classes: int = 8, dropout: float = 0.0,
-                     readout: str = "last", in_modes=None, hidden_modes=None) -> tuple[ClassifierConfig, list[str]]:
-    """Like :func:`model_config`, falling back to defaults (d=4, R=4, N=2, TT ranks 4) for what does not fit.
-
-    ``in_modes`` / ``hidden_modes`` (e.g. the Shapes page's 8x20x20x18) are used when their product is
-    the frame size / hidden size and their order is ``d``; otherwise the sizes are factorized.
-    Returns ``(config, notes)``; each note says what was replaced and why.
-    """
-    c, h, w = parse_frame_shape(frame_shape)
-    if in_modes is not None and (math.prod(in_modes) != c * h * w or len(in_modes) != d):
-        in_modes = None
-    if hidden_modes is not None and (math.prod(hidden_modes) != hidden or len(hidden_modes) != d):
-        hidden_modes = None
-    notes: list[str] = []
-    tries = [dict(d=d, rank=rank, blocks=blocks, tt_ranks=tt_ranks, in_modes=in_modes, hidden_modes=hidden_modes)]
-    if in_modes is not None or hidden_modes is not None:
-        tries.append(dict(d=d, rank=rank, blocks=blocks, tt_ranks=tt_ranks, in_modes=None, hidden_modes=None))
-    if d != 4:
-        tries.append(dict(d=4, rank=rank, blocks=blocks, tt_ranks=tt_ranks))
-    tries += [dict(d=4, rank=4, blocks=blocks, tt_ranks=4), dict(d=4, rank=4, blocks=2, tt_ranks=4),
-              dict(d=4, rank=2, blocks=2, tt_ranks=2), dict(d=3, rank=2, blocks=1, tt_ranks=2)]
-    first_error = None
-    for t in tries:
-        try:
-            cfg = model_config(kind, cell, frame_shape=frame_shape, hidden=hidden, classes=classes, dropout=dropout,
-                               readout=readout, **t)
-        except ValueError as exc:
-            first_error = first_error or exc
-            continue
-        if t != tries[0]:
-            changed = ", ".join(f"{k}={t.get(k)}" for k in t if t.get(k) != tries[0].get(k) and t.get(k) is not None)
-            notes.append(f"{kind.upper()}: {first_error} -> using {changed or 'factorized modes'}")
-        return cfg, notes
-    raise first_error  # type: ignore[misc]
+#: The largest learning rate and weight decay accepted: far past any that trains (runs diverge above
+#: about 1), and below the float32 range the optimisers hold them in (3.4e38).
+MAX_LR = 1e6
 
 
 @dataclass
@@ -81,7 +29,8 @@ class TrainConfig:
 
     Parameters
     ----------
-    model : ClassifierConfig
+    model : the task's model configuration
+        A :class:`~btcore.classifier.ClassifierConfig` for the action task (see ``task``).
     optimizer : "adam" | "adamw" | "sgd" | "rmsprop"
     lr, weight_decay : float
     batch_size : int
@@ -112,6 +61,9 @@ class TrainConfig:
     stall_fraction : float or None
         The run ends "stalled" when validation accuracy is still at chance after this share of its
         steps (None or 0: never).
+    task : str
+        The task the run trains (a name of :func:`btcore.tasks.task_names`, default ``"action"``); it
+        gives the model, the loss, the metrics and what "stalled" means.
     """
 
     model: ClassifierConfig
@@ -130,18 +82,22 @@ class TrainConfig:
     diverge_factor: float | None = 10.0
     grad_factor: float | None = 1e4
     stall_fraction: float | None = 0.5
+    task: str = "action"
 
     def __post_init__(self):
+        check_choice(self.task, task_names(), "task")
+        task = make_task(self.task)
         if isinstance(self.model, dict):
-            self.model = ClassifierConfig.from_dict(self.model)
-        if not isinstance(self.model, ClassifierConfig):
-            raise ValueError(f"model must be a ClassifierConfig, got {type(self.model).__name__}")
+            self.model = task.config_from_dict(self.model)
+        if not task.is_model_config(self.model):
+            raise ValueError(f"model must be the {self.task} task's model configuration, got {type(self.model).__name__}")
         check_choice(self.optimizer, OPTIMIZERS, "optimizer")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            raise ValueError(f"lr must be a positive number of at most {MAX_LR:g} (typical: 1e-4 to 1e-2), got "
+                             f"{self.lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)
-                and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a finite number of 0 or more (typical: 0 to 1e-2), got "
+                and 0 <= self.weight_decay <= MAX_LR):
+            raise ValueError(f"weight_decay must be a finite number from 0 to {MAX_LR:g} (typical: 0 to 1e-2), got "
                              f"{self.weight_decay!r}")
         for name in ("diverge_factor", "grad_factor"):
             v = getattr(self, name)
@@ -172,29 +128,20 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         d = dict(d)
-        d["model"] = ClassifierConfig.from_dict(d["model"]) if isinstance(d.get("model"), dict) else d.get("model")
+        task = make_task(d.get("task", "action"))
+        d["model"] = task.config_from_dict(d["model"]) if isinstance(d.get("model"), dict) else d.get("model")
         return cls(**d)
 
 
-@dataclass
-class RunResult:
-    """What a run leaves: its events (``history``), final metrics, status and the trained model."""
-
-    name: str
-    config: TrainConfig
-    status: str
-    reason: str
-    history: list[dict]
-    final: dict
-    params: int
-    device: str
-    elapsed: float
-    model: nn.Module | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "config": self.config.to_dict(), "status": self.status, "reason": self.reason,
-                "final": self.final, "params": self.params, "device": self.device, "elapsed": self.elapsed,
-                "history": self.history}
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.optimizer`` over ``params`` with ``cfg``'s learning rate and weight decay (SGD: momentum 0.9)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -260,6 +207,21 @@ def set_cpu_threads(n: int | None = None, *, share: int = 1) -> int:
         n = max(1, cpu_count() // max(1, share))
     torch.set_num_threads(check_positive_int(n, "threads"))
     return old
+
+
+#: Fixed planner rates (a 2-core CPU's float32 GEMM, copy and call costs) for contraction schemes that
+#: depend on the shapes only: the rates the planner measures at first use vary with the machine's load,
+#: and a different scheme sums in a different order, so the weights would differ in the last bits.
+REFERENCE_RATES = Rates(peak=4e10, half_dim=2.0, copy_bps=3e9, call_s=2e-6, itemsize=4)
+
+
+def pin_contraction_rates() -> None:
+    """Make the contraction planner's CPU float32 choices a function of the shapes, not of timings (process-wide).
+
+    For a caller that owns the process (the CLI, a script): afterwards the same command trains the
+    same weights bit for bit on a quiet or a loaded machine.
+    """
+    set_rates("cpu", torch.float32, REFERENCE_RATES)
 
 
 def estimate_memory(config: ClassifierConfig, batch: int, frames: int, *, optimizer: str = "adam") -> dict[str, int]:

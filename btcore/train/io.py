@@ -5,27 +5,30 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import pickle
 import warnings
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..classifier import SequenceClassifier
-from .config import RunResult, TrainConfig
+from .config import TrainConfig
+from .json_lines import json_default
+from .run import TrainResult, seeded_model
 
-__all__ = ["HISTORY_COLUMNS", "CHECKPOINT_FORMAT", "RESULT_FILES", "history_rows", "histories_csv", "summary",
-           "save_results", "check_out_dir", "save_checkpoint", "checkpoint_bytes", "load_checkpoint"]
+__all__ = ["HISTORY_COLUMNS", "CHECKPOINT_FORMAT", "RESULT_FILES", "LOCK_FILE", "history_rows", "histories_csv",
+           "summary", "save_results", "check_out_dir", "claim_out_dir", "OutDir", "write_new_file", "save_checkpoint",
+           "checkpoint_bytes", "load_checkpoint"]
 
 #: The ``format`` entry of every checkpoint file.
 CHECKPOINT_FORMAT = "btlab-checkpoint-1"
 #: The files :func:`save_results` writes (besides one ``<run>.pt`` per run with checkpoints).
 RESULT_FILES = ("history.csv", "history.json", "summary.json")
+
+#: The file :func:`claim_out_dir` holds in a results folder while a run writes there.
+LOCK_FILE = ".btlab-run.lock"
 
 #: Columns of :func:`histories_csv`, in order.
 HISTORY_COLUMNS = ("run", "event", "step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "step_time",
@@ -33,10 +36,10 @@ HISTORY_COLUMNS = ("run", "event", "step", "epoch", "train_loss", "train_acc", "
 
 
 def history_rows(results_or_events) -> list[dict]:
-    """Flat rows (``HISTORY_COLUMNS``) from a list of :class:`RunResult` or of step/eval events."""
+    """Flat rows (``HISTORY_COLUMNS``) from a list of :class:`TrainResult` or of step/eval events."""
     events = []
     for item in results_or_events:
-        if isinstance(item, RunResult):
+        if isinstance(item, TrainResult):
             events.extend(item.history)
         elif isinstance(item, dict) and item.get("event") in ("step", "eval"):
             events.append(item)
@@ -57,21 +60,32 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_").lower() or "run"
 
 
-def save_results(results: Sequence[RunResult], out_dir, *, checkpoints: bool = False) -> dict[str, str]:
+def save_results(results: Sequence[TrainResult], out_dir, *, checkpoints: bool = False) -> dict[str, str]:
     """Write ``history.csv``, ``history.json``, ``summary.json`` (and ``<run>.pt`` checkpoints) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": str(out / "history.csv"), "json": str(out / "history.json"), "summary": str(out / "summary.json")}
-    (out / "history.csv").write_text(histories_csv(results))
-    (out / "history.json").write_text(json.dumps([r.to_dict() for r in results], default=_json_default))
-    (out / "summary.json").write_text(json.dumps(summary(results), default=_json_default, indent=1))
+    write_new_file(out / "history.csv", histories_csv(results).encode())
+    write_new_file(out / "history.json", json.dumps([r.to_dict() for r in results], default=json_default).encode())
+    write_new_file(out / "summary.json", json.dumps(summary(results), default=json_default, indent=1).encode())
     if checkpoints:
         for r in results:
             if r.model is not None:
                 p = out / f"{_slug(r.name)}.pt"
-                save_checkpoint(p, r.model, r.config, r.history)
+                write_new_file(p, checkpoint_bytes(r.model, r.config, r.history))
                 paths[r.name] = str(p)
     return paths
+
+
+def write_new_file(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` without following a link there (a link, even a dangling one, is refused).
+
+    Raises ``OSError`` (``ELOOP``) when ``path`` is a symbolic link, so a link planted in a results
+    folder cannot redirect a write to a file elsewhere.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def check_out_dir(out_dir, *, overwrite: bool = False, field: str = "out_dir") -> Path:
@@ -92,6 +106,10 @@ def check_out_dir(out_dir, *, overwrite: bool = False, field: str = "out_dir") -
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ValueError(f"{field} {out_dir}: {probe} is not writable by this user; choose a folder you can write to")
     if out.is_dir():
+        links = [f for f in RESULT_FILES if (out / f).is_symlink()]
+        if links:
+            raise ValueError(f"{field} {out_dir}: {links[0]} there is a symbolic link; results are never written "
+                             "through links (it could point outside the folder): remove it or choose another folder")
         clash = [f for f in RESULT_FILES if (out / f).is_dir()]
         if clash:
             raise ValueError(f"{field} {out_dir}: {clash[0]} there is a folder, so the results cannot be written; "
@@ -103,7 +121,74 @@ def check_out_dir(out_dir, *, overwrite: bool = False, field: str = "out_dir") -
     return out
 
 
-def summary(results: Sequence[RunResult]) -> list[dict]:
+class OutDir:
+    """A results folder taken by :func:`claim_out_dir`; :meth:`release` (or leaving the ``with``) frees it."""
+
+    def __init__(self, path: Path, lock: Path):
+        self.path, self.lock = path, lock
+
+    def release(self) -> None:
+        """Remove the lock file (once)."""
+        try:
+            os.unlink(self.lock)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> "OutDir":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def claim_out_dir(out_dir, *, overwrite: bool = False, field: str = "out_dir") -> OutDir:
+    """Take ``out_dir`` for one run before any work: make it, prove it writable, lock it against other runs.
+
+    After :func:`check_out_dir`, the folder is made (a new one with ``os.mkdir``, which only one
+    process can do) and the lock file :data:`LOCK_FILE` is created in it with ``O_EXCL`` and without
+    following links: creating it is the write probe, and a second run started with the same folder
+    finds it and is refused. Raises ``ValueError`` naming ``field`` when the folder cannot be made or
+    written, or another run holds it.
+    """
+    out = check_out_dir(out_dir, overwrite=overwrite, field=field)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(out)
+        except FileExistsError:
+            if not out.is_dir():
+                raise ValueError(f"{field} {out_dir}: is an existing file, not a folder; give a folder to write the "
+                                 "results in") from None
+    except OSError as exc:
+        raise ValueError(f"{field} {out_dir}: cannot make the folder ({exc.strerror or exc}); choose a folder you "
+                         "can write to") from None
+    lock = out / LOCK_FILE
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except FileExistsError:
+        raise ValueError(f"{field} {out_dir}: another run is writing its results there ({LOCK_FILE} exists); "
+                         f"choose another folder, or delete {lock} if no run is using it") from None
+    except OSError as exc:
+        raise ValueError(f"{field} {out_dir}: the folder cannot be written ({exc.strerror or exc}); choose a folder "
+                         "you can write to") from None
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError as exc:
+        os.close(fd)
+        OutDir(out, lock).release()
+        raise ValueError(f"{field} {out_dir}: writing there failed ({exc.strerror or exc}); choose another "
+                         "folder") from None
+    os.close(fd)
+    # a run that came between check_out_dir and the lock may have left results: check again, holding it
+    try:
+        check_out_dir(out, overwrite=overwrite, field=field)
+    except ValueError:
+        OutDir(out, lock).release()
+        raise
+    return OutDir(out, lock)
+
+
+def summary(results: Sequence[TrainResult]) -> list[dict]:
     rows = []
     for r in results:
         m = r.config.model
@@ -191,6 +276,11 @@ def _check_state_dict(name: str, got: dict, want: dict) -> None:
                              f"{tuple(w.shape)}")
         if not v.dtype.is_floating_point and w.dtype.is_floating_point:
             raise ValueError(f"checkpoint {name}: weight {k} has dtype {v.dtype}, expected a floating-point tensor")
+        if v.dtype.is_floating_point and not bool(torch.isfinite(v).all()):
+            bad = int((~torch.isfinite(v)).sum())
+            raise ValueError(f"checkpoint {name}: weight {k} holds {bad:,} non-finite value(s) (NaN or inf); a model "
+                             "with such weights computes nothing useful: save it again from a run that did not "
+                             "diverge")
 
 
 def load_checkpoint(path, device="cpu") -> tuple[nn.Module, TrainConfig, list[dict]]:
@@ -205,7 +295,7 @@ def load_checkpoint(path, device="cpu") -> tuple[nn.Module, TrainConfig, list[di
     ValueError
         Naming the file and what is wrong, for an empty, truncated or foreign file, one holding
         objects other than tensors and plain data, a configuration that is missing or invalid, and
-        weights missing, unexpected or of the wrong shape for that configuration.
+        weights missing, unexpected, of the wrong shape for that configuration, or not finite.
     """
     src = path if hasattr(path, "read") else Path(path)
     name = str(getattr(path, "name", None) or "the uploaded file") if hasattr(path, "read") else str(path)
@@ -217,33 +307,9 @@ def load_checkpoint(path, device="cpu") -> tuple[nn.Module, TrainConfig, list[di
     except (ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"checkpoint {name}: its training configuration is invalid ({exc})") from None
     try:
-        model = SequenceClassifier(cfg.model)
+        model = seeded_model(cfg, "cpu")
     except ValueError as exc:  # pragma: no cover - TrainConfig validated the model configuration
         raise ValueError(f"checkpoint {name}: its model configuration is invalid ({exc})") from None
     _check_state_dict(name, blob["state_dict"], model.state_dict())
     model.load_state_dict(blob["state_dict"])
     return model.to(device), cfg, blob.get("history", [])
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, tuple):
-        return list(o)
-    return str(o)
-
-
-def _clean(o):
-    """NaN/inf -> None so every line is strict JSON."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    return o
-
-
-#

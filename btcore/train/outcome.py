@@ -3,9 +3,9 @@
 A :class:`Watch` follows one run. The loop asks it about every batch (non-finite inputs), every loss
 (non-finite, or more than ``TrainConfig.diverge_factor`` times the first step's), every gradient norm
 (non-finite, or more than ``TrainConfig.grad_factor`` times the first step's), the parameters after
-a step (non-finite: the step itself blew up) and every evaluation (validation accuracy still at
-chance, over two evaluations or more or at the last one, once ``TrainConfig.stall_fraction`` of the
-steps are done). Each check returns None or the
+a step (non-finite: the step itself blew up) and every evaluation (the task's validation metric
+still at chance, see :class:`~btcore.tasks.Chance`, over two evaluations or more or at the last one,
+once ``TrainConfig.stall_fraction`` of the steps are done). Each check returns None or the
 reason, a sentence that names the likely cause (the learning rate, the data, the weight decay) and
 the fix, so the page and the CLI can say it as it is.
 """
@@ -14,20 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-__all__ = ["Watch", "chance_level", "stall_margin"]
+from ..tasks import Chance
 
-
-def chance_level(classes: int) -> float:
-    """Accuracy of guessing among ``classes`` balanced classes."""
-    return 1.0 / max(int(classes), 1)
-
-
-def stall_margin(chance: float, n_val: int) -> float:
-    """How far above chance an accuracy must be to count as learning: two binomial standard errors, at least 2 points."""
-    return max(0.02, 2.0 * math.sqrt(chance * (1.0 - chance) / max(int(n_val), 1)))
+__all__ = ["Watch"]
 
 
 def _g(v: float) -> str:
@@ -44,11 +37,13 @@ class Watch:
     diverge_factor: float | None = 10.0
     grad_factor: float | None = 1e4
     stall_fraction: float | None = 0.5
-    chance: float = 0.0
-    n_val: int = 0
+    chance: Chance | None = None
+    higher_is_better: bool = True
+    metric_label: str = "validation accuracy"
+    format_metric: Callable[[float], str] = "{:.1%}".format
     first_loss: float | None = None
     first_grad: float | None = None
-    best_val_acc: float = -1.0
+    best: float | None = None
     evals: int = 0
 
     # -- causes ------------------------------------------------------------------------------------
@@ -103,7 +98,7 @@ class Watch:
             return None
         return f"stopped at step {step}: the weights became non-finite in the optimiser step; {self._too_fast()}"
 
-    def validation(self, val_loss: float, val_acc: float, step: int, total: int) -> tuple[str, str] | None:
+    def validation(self, val_loss: float, metric: float, step: int, total: int) -> tuple[str, str] | None:
         """``(status, reason)`` when the evaluation shows divergence, or a stall past ``stall_fraction`` of the steps."""
         if not math.isfinite(val_loss):
             return "diverged", (f"stopped at step {step}: the validation loss is non-finite while training was "
@@ -112,17 +107,20 @@ class Watch:
         if f and self.first_loss is not None and val_loss > f * max(self.first_loss, 1e-12):
             return "diverged", (f"stopped at step {step}: the validation loss rose to {_g(val_loss)}, more than "
                                 f"{f:g} x the starting loss {_g(self.first_loss)}; {self._too_fast()}")
-        self.best_val_acc = max(self.best_val_acc, val_acc)
+        if math.isfinite(metric):
+            better = max if self.higher_is_better else min
+            self.best = metric if self.best is None else better(self.best, metric)
         self.evals += 1
         sf = self.stall_fraction
         # "stays" at chance: two evaluations or more past the fraction, or the run's last one
-        if not sf or not self.chance or step < sf * total or (self.evals < 2 and step < total):
+        if not sf or self.chance is None or step < sf * total or (self.evals < 2 and step < total):
             return None
-        if self.best_val_acc > self.chance + stall_margin(self.chance, self.n_val):
+        best = self.best if self.best is not None else float("nan")
+        if self.chance.learnt(best, self.higher_is_better):
             return None
-        return "stalled", (f"stopped at step {step} of {total}: validation accuracy stayed at chance (best "
-                           f"{self.best_val_acc:.1%}, chance {self.chance:.1%}) through {sf:.0%} of the budget; "
-                           + self._stall_cause())
+        return "stalled", (f"stopped at step {step} of {total}: {self.metric_label} stayed at chance (best "
+                           f"{self.format_metric(best)}, chance {self.format_metric(self.chance.value)}) through "
+                           f"{sf:.0%} of the budget; " + self._stall_cause())
 
     def _stall_cause(self) -> str:
         if self.lr >= 0.1:

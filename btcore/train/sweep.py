@@ -12,12 +12,22 @@ import dataclasses
 import io
 from typing import Iterable, Sequence
 
-from .config import RunResult, TrainConfig
+from ..tasks import Task, make_task
+from .config import TrainConfig
+from .run import TrainResult
 
-__all__ = ["sweep_configs", "sweep_rows", "sweep_csv", "SWEEP_COLUMNS"]
+__all__ = ["sweep_configs", "sweep_rows", "sweep_csv", "sweep_columns", "SWEEP_COLUMNS"]
 
-SWEEP_COLUMNS = ("run", "kind", "rank", "blocks", "params", "input_map_params", "status", "val_acc", "val_loss",
-                 "steps", "run_s")
+
+def sweep_columns(task: Task | str = "action") -> tuple[str, ...]:
+    """The grid's columns for ``task``: the run, its R and N, its size, status, the task's metric and loss, steps, seconds."""
+    metric = make_task(task).metric
+    return ("run", "kind", "rank", "blocks", "params", "input_map_params", "status", metric, "val_loss", "steps",
+            "run_s")
+
+
+#: The action task's grid columns (its metric is ``val_acc``).
+SWEEP_COLUMNS = sweep_columns("action")
 
 
 def sweep_configs(base: TrainConfig, ranks: Iterable[int], blocks: Iterable[int]) -> list[TrainConfig]:
@@ -38,23 +48,25 @@ def sweep_configs(base: TrainConfig, ranks: Iterable[int], blocks: Iterable[int]
     return out
 
 
-def sweep_rows(results: Sequence[RunResult | dict]) -> list[dict]:
-    """One row of :data:`SWEEP_COLUMNS` per run, from :class:`RunResult` s or the trainer's end events."""
+def sweep_rows(results: Sequence[TrainResult | dict], task: Task | str = "action") -> list[dict]:
+    """One row of :func:`sweep_columns` per run, from :class:`TrainResult` s or the trainer's end events."""
+    columns = sweep_columns(task)
     rows = []
     for r in results:
-        if isinstance(r, RunResult):
+        if isinstance(r, TrainResult):
             ev = {"run": r.name, "status": r.status, **r.final, "input_map_params": r.config.model.input_map_params()}
         else:
             ev = r
-        rows.append({k: ev.get(k) for k in SWEEP_COLUMNS})
+        rows.append({k: ev.get(k) for k in columns})
     return rows
 
 
-def sweep_csv(rows: Sequence[dict]) -> str:
+def sweep_csv(rows: Sequence[dict], task: Task | str = "action") -> str:
     """The grid as CSV text (empty cells for values a run does not have)."""
+    columns = sweep_columns(task)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=SWEEP_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for row in rows:
-        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in SWEEP_COLUMNS})
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
     return buf.getvalue()

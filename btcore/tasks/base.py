@@ -1,0 +1,186 @@
+"""What a training task is: the one interface the trainer, the race, the sweep and the CLI use.
+
+A task (action recognition, image generation, image captioning) says what its data are, which
+model it trains around a dense, TT or BT input map, what its loss and validation metrics are, what
+"learnt nothing" means for it (the level a stalled run stays at) and what a page draws beside
+the curves (:meth:`Task.preview`). The training loop knows nothing else about it: it moves the
+tensors of a batch to the device, calls :meth:`Task.loss`, sums what the task reports per batch
+(over steps and over processes) and asks the task for the means.
+
+Batches are tuples of tensors, ``data.get(indices)``; every sum a task reports per batch is a plain
+float keyed by name, with ``"n"`` (the examples in the batch) among them, so that sums add over
+batches and over DistributedDataParallel processes and the means are exact at any split.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["Chance", "Task", "Batch", "to_device"]
+
+#: A batch: the tensors ``data.get(indices)`` returns (for action: clips and labels).
+Batch = tuple
+
+
+@dataclass(frozen=True)
+class Chance:
+    """The validation metric of a model that learnt nothing, and how far from it counts as learning.
+
+    Parameters
+    ----------
+    value : float
+        The metric at chance (action: the accuracy of guessing among balanced classes).
+    margin : float
+        A best value within ``margin`` of ``value`` (on the wrong side) counts as "still at chance".
+    """
+
+    value: float
+    margin: float
+
+    def learnt(self, best: float, higher_is_better: bool) -> bool:
+        """Whether ``best`` is beyond chance by more than the margin, in the metric's good direction."""
+        if not math.isfinite(best):
+            return False
+        return best > self.value + self.margin if higher_is_better else best < self.value - self.margin
+
+
+class Task(ABC):
+    """One training task. Subclasses set the class attributes and implement the abstract methods.
+
+    Class attributes
+    ----------------
+    name : str
+        The task's key in the registry and on the command line (``"action"``).
+    metric : str
+        Key of the validation metric in :meth:`val_metrics` (``"val_acc"``); sweeps and tables rank by it.
+    higher_is_better : bool
+        Direction of ``metric``.
+    metric_label : str
+        How messages name the metric (``"validation accuracy"``).
+
+    Instances hold the task's data options (sizes, a folder); the methods the loop calls depend
+    only on their arguments, so one instance serves every run of a race.
+    """
+
+    name: str = ""
+    metric: str = ""
+    higher_is_better: bool = True
+    metric_label: str = ""
+
+    # -- data ----------------------------------------------------------------------------------------
+    @abstractmethod
+    def data(self, seed: int) -> tuple[Any, Any]:
+        """``(train, val)`` data for ``seed``: objects with ``len()`` and ``get(indices) -> Batch``; deterministic."""
+
+    def check_data(self, data, model_config, what: str) -> None:
+        """Raise ``ValueError`` (starting with ``what``) when ``data`` cannot train ``model_config``'s model."""
+        if len(data) == 0:
+            raise ValueError(f"{what}: the data set is empty")
+
+    def data_bytes(self) -> dict[str, int]:
+        """Bytes the data hold in memory at once, keyed by the command-line flag that sets each (estimated; {}: small)."""
+        return {}
+
+    @abstractmethod
+    def example_batch(self, model_config, batch: int, frames: int | None) -> Batch:
+        """A batch of random inputs of the model's shapes (for timing a model before its data exist)."""
+
+    # -- model ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def model_config(self, kind: str, **controls) -> Any:
+        """The model configuration for input-map ``kind`` ("dense", "tt", "bt") and the shared controls.
+
+        Controls are the same for every task: ``rank``, ``blocks`` (BT), ``tt_ranks`` (TT), ``d``,
+        ``in_modes``, ``hidden_modes``, ``hidden``, ``cell``, ``dropout``; a task may take more.
+        The configuration has ``kind``, ``rank``, ``blocks``, ``describe()``, ``input_map_params()``,
+        ``to_dict()`` and raises ``ValueError`` naming the field that does not fit.
+        """
+
+    @abstractmethod
+    def config_from_dict(self, d: dict) -> Any:
+        """The model configuration saved by its ``to_dict()`` (checkpoints, histories)."""
+
+    @abstractmethod
+    def is_model_config(self, config) -> bool:
+        """Whether ``config`` is this task's model configuration type."""
+
+    @abstractmethod
+    def build_model(self, config, *, init: torch.Generator) -> nn.Module:
+        """The model of ``config``, every initial weight drawn from ``init`` (on the CPU)."""
+
+    def seed_dropout(self, model: nn.Module, generator: torch.Generator) -> None:
+        """Give the model's dropout its own generator (on the model's device); no dropout: nothing to do."""
+
+    # -- loss and metrics ----------------------------------------------------------------------------
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """``(loss to minimise, sums)`` on a training batch; ``sums`` hold ``"n"`` and what :meth:`train_means` needs."""
+
+    @abstractmethod
+    def train_means(self, sums: dict[str, float]) -> dict[str, float]:
+        """Training metrics from summed :meth:`loss` sums; must hold ``"train_loss"``."""
+
+    @abstractmethod
+    def eval_sums(self, model: nn.Module, batch: Batch) -> dict[str, float]:
+        """Sums on a validation batch (under ``torch.no_grad``, model in eval mode); with ``"n"``."""
+
+    @abstractmethod
+    def val_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """Validation metrics from summed :meth:`eval_sums`; must hold ``"val_loss"`` and :attr:`metric`."""
+
+    def evaluate(self, model: nn.Module, val_data, *, batch: int = 64, indices: Sequence[int] | None = None,
+                 device: torch.device | str = "cpu", reduce: Callable[[list[float]], list[float]] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
+        """Validation metrics of ``model`` on ``val_data`` (or on its ``indices``); None when stopped.
+
+        ``reduce`` sums a list of floats over processes (DistributedDataParallel: each process
+        evaluates its share of the indices). The model is put back in training mode afterwards.
+        """
+        idx = np.arange(len(val_data)) if indices is None else np.asarray(indices, dtype=np.int64)
+        model.eval()
+        total: dict[str, float] = {}
+        try:
+            with torch.no_grad():
+                for s in range(0, len(idx), batch):
+                    if should_stop is not None and should_stop():
+                        return None
+                    sums = self.eval_sums(model, to_device(val_data.get(idx[s:s + batch]), device))
+                    for k, v in sums.items():
+                        total[k] = total.get(k, 0.0) + v
+        finally:
+            model.train()
+        keys = sorted(set(total) | {"n"})
+        values = [total.get(k, 0.0) for k in keys]
+        if reduce is not None:
+            values = reduce(values)
+        total = dict(zip(keys, values))
+        if total["n"] == 0:
+            return {k: float("nan") for k in self.val_metrics({**total, "n": 1.0})}
+        return self.val_metrics(total)
+
+    # -- outcomes ------------------------------------------------------------------------------------
+    @abstractmethod
+    def chance(self, train_data, val_data, model_config) -> Chance | None:
+        """What :attr:`metric` is for a model that learnt nothing (None: the run is never called stalled)."""
+
+    def format_metric(self, value: float) -> str:
+        """The metric as messages write it."""
+        return f"{value:.4g}"
+
+    # -- what a page draws beside the curves ---------------------------------------------------------
+    @abstractmethod
+    def preview(self, model: nn.Module, val_data, *, count: int = 8, device: torch.device | str = "cpu") -> dict:
+        """A JSON-able record of the model's output on the first ``count`` validation examples."""
+
+
+def to_device(batch: Batch, device) -> Batch:
+    """The batch's tensors on ``device`` (non-blocking where the copy allows)."""
+    return tuple(t.to(device, non_blocking=True) if isinstance(t, torch.Tensor) else t for t in batch)
+

@@ -24,7 +24,8 @@ from torch import nn
 
 from .decompose.tr import fit_tr
 from .layers import linear_init_std
-from .ring import TRMatrix, TRSpec, tr_exact_ranks, tr_init_std, tr_matmul
+from .formats import TRSpec, tr_exact_ranks
+from .ring import TRMatrix, tr_init_std, tr_matmul
 from .shapes import check_choice
 from .memory import check_allocation, dtype_bytes
 

@@ -35,7 +35,8 @@ from .contract import PlannerChoice, matmul, plan_matmul, planner_choice
 from .matrices import BTMatrix, TTMatrix
 from .ring import TRMatrix
 
-from .layers import BTLinear, TTLinear
+from .layers import BTLinear, TRLinear, TTLinear
+from .decompose.tr import fit_tr
 from .rnn import GRU, LSTM, GRUCell, LSTMCell
 from .classifier import ClassifierConfig, SequenceClassifier, ucf11_config
 from .decompose import (

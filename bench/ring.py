@@ -8,6 +8,8 @@ is nearest to BT's (ties: the most even ranks; TR bonds at least 2, or it would 
 reported, methods interleaved in a fresh random order per repeat. float32, 1 thread by default.
 
 * dense: ``x @ W`` with W formed once (an ``nn.Linear``-like GEMM),
+* TR one einsum: the whole ring as one opt_einsum expression (how the TR module ran it before the
+  planner), for comparison,
 * BT, TT, TR: :func:`btcore.matmul` (the planner's default, W never formed); the ``scheme`` column
   is the plan it ran (:func:`btcore.plan_matmul` for that batch and direction, by this machine's
   calibrated cost model), MMACs the FLOP-optimal count of :meth:`btcore.TRSpec.macs` and the others.
@@ -24,6 +26,7 @@ import random
 import statistics
 import time
 
+import opt_einsum
 import torch
 
 import btcore
@@ -76,6 +79,22 @@ def _runner(product, x, params, backward: bool):
     return run
 
 
+def one_einsum(M: TRMatrix):
+    """``x @ W`` as the TR module ran it before the planner: one opt_einsum expression over x and every core,
+    along opt_einsum's FLOP-optimal order (dynamic programming, outer products allowed), per batch size."""
+    spec, cache = M.spec, {}
+    eq = ",".join(spec.network().terms) + "->" + spec.network().output
+
+    def product(x):
+        b = x.shape[0]
+        if b not in cache:
+            shapes = [(b,) + spec.in_modes] + [tuple(c.shape) for c in M.cores]
+            opt = opt_einsum.paths.DynamicProgramming(minimize="flops", search_outer=True)
+            cache[b] = opt_einsum.contract_expression(eq, *shapes, optimize=opt)
+        return cache[b](x.reshape((b,) + spec.in_modes), *M.cores, backend="torch").reshape(b, spec.out_size)
+    return product
+
+
 def bench_size(name: str, in_modes, out_modes, batches, repeats: int) -> list[dict]:
     torch.manual_seed(0)
     bt_spec = btcore.BTSpec(in_modes, out_modes, 4, 2)
@@ -91,8 +110,9 @@ def bench_size(name: str, in_modes, out_modes, batches, repeats: int) -> list[di
         f"TT {'-'.join(map(str, (1,) + tt_ranks + (1,)))}": (lambda x, M=tt: btcore.matmul(x, M), tt.cores,
                                                            tt.num_params),
         f"TR {'-'.join(map(str, tr_ranks))}": (lambda x, M=tr: btcore.matmul(x, M), tr.cores, tr.num_params),
+        "TR one einsum": (one_einsum(tr), tr.cores, tr.num_params),
     }
-    specs = dict(zip(formats, (None, bt.spec, tt.spec, tr.spec)))  # forward multiply-adds: the planners' counts
+    specs = dict(zip(formats, (None, bt.spec, tt.spec, tr.spec, tr.spec)))  # forward multiply-adds: the planners' counts
     for _, tensors, _ in formats.values():
         for t in tensors:
             t.requires_grad_(True)
@@ -101,13 +121,14 @@ def bench_size(name: str, in_modes, out_modes, batches, repeats: int) -> list[di
         x = torch.randn(batch, bt_spec.in_size, requires_grad=True)
         # the products must agree before they are timed (TR against its own dense W)
         torch.testing.assert_close(btcore.matmul(x, tr), x @ W, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(formats["TR one einsum"][0](x), x @ W, rtol=1e-3, atol=1e-4)
         for direction in ("forward", "forward+backward"):
             fns = {k: _runner(p, x, ts, direction != "forward") for k, (p, ts, _) in formats.items()}
             med = _medians(fns, repeats)
             for k, (_, _, params) in formats.items():
                 spec = specs[k]
                 macs = batch * W.numel() if spec is None else spec.macs(batch) * batch
-                scheme = "gemm" if spec is None else btcore.plan_matmul(
+                scheme = "gemm" if spec is None else "opt_einsum" if k == "TR one einsum" else btcore.plan_matmul(
                     spec, batch, direction="train" if direction != "forward" else "forward").name
                 rows.append({"size": name, "batch": batch, "direction": direction, "format": k, "params": params,
                              "ms": med[k], "vs_dense": med["dense"] / med[k], "macs": macs, "scheme": scheme})

@@ -32,7 +32,7 @@ class Network:
     """A tensor network for ``x @ W``: named operands with einsum index strings and shapes.
 
     ``names[0]`` is the input ``x`` (indices ``b`` + input modes); the others are the format's
-    tensors in the order :meth:`BTMatrix.tensors` / :meth:`TTMatrix.tensors` return them.
+    tensors in the order the container's ``tensors()`` returns them (:class:`btcore.BTMatrix`, ...).
     """
 
     names: tuple[str, ...]

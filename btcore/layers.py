@@ -51,7 +51,7 @@ from .matrices import BTMatrix, TTMatrix, bt_init_std, tt_init_std
 from .memory import check_allocation, dtype_bytes
 from .ring import TRMatrix, tr_frobenius_norm, tr_init_std
 
-__all__ = ["FactorizedLinear", "BTLinear", "TTLinear", "TRLinear", "LAYERS", "CONTAINERS", "MAX_PARAMS_RATIO",
+__all__ = ["FactorizedLinear", "CoresLinear", "BTLinear", "TTLinear", "TRLinear", "LAYERS", "CONTAINERS", "MAX_PARAMS_RATIO",
            "EXACT_NORM_ENTRIES"]
 
 
@@ -378,7 +378,53 @@ class BTLinear(FactorizedLinear):
         return layer
 
 
-class TTLinear(FactorizedLinear):
+class CoresLinear(FactorizedLinear):
+    """What :class:`TTLinear` and :class:`TRLinear` share: W held as d cores (r_{k-1}, I_k, J_k, r_k).
+
+    A subclass sets :attr:`spec_type` (its spec class), :attr:`matrix_type` (its container) and
+    implements ``reset_parameters``.
+    """
+
+    spec_type: type = TTSpec
+
+    def __init__(self, in_modes, out_modes, ranks, bias: bool = True, *, method: str = "contract",
+                 tune: bool = False, allow_larger: bool = False, device=None, dtype=None):
+        super().__init__()
+        self.spec = self.spec_type(in_modes, out_modes, ranks)
+        self.method = check_method(method)
+        self.tune = check_flag(tune, "tune")
+        bias = check_flag(bias, "bias")
+        _check_init_memory(self.spec, dtype)
+        _check_size(self.spec, allow_larger)
+        factory = {"device": check_device(device), "dtype": dtype}
+        self.cores = nn.ParameterList([nn.Parameter(torch.empty(s, **factory)) for s in self.spec.core_shapes()])
+        self._init_bias(bias, factory)
+        self.reset_parameters()
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        return self.spec.ranks
+
+    def to_matrix(self):
+        """The layer's W as its container (:attr:`matrix_type`) over its parameters (differentiable)."""
+        return self.matrix_type(list(self.cores))
+
+    def _rank_repr(self) -> str:
+        return f"ranks={self.spec.ranks}"
+
+    @classmethod
+    def from_spec(cls, spec, bias: bool, **kwargs) -> "CoresLinear":
+        return cls(spec.in_modes, spec.out_modes, spec.ranks, bias=bias, **kwargs)
+
+    def _weights(self) -> list[nn.Parameter]:
+        return list(self.cores)
+
+    @staticmethod
+    def _matrix_weights(M) -> list[torch.Tensor]:
+        return list(M.cores)
+
+
+class TTLinear(CoresLinear):
     """``y = x @ W + b`` with W (I, J) a TT-matrix, never formed.
 
     Parameters
@@ -398,23 +444,7 @@ class TTLinear(FactorizedLinear):
 
     matrix_type = TTMatrix
 
-    def __init__(self, in_modes, out_modes, ranks, bias: bool = True, *, method: str = "contract",
-                 tune: bool = False, allow_larger: bool = False, device=None, dtype=None):
-        super().__init__()
-        self.spec = TTSpec(in_modes, out_modes, ranks)
-        self.method = check_method(method)
-        self.tune = check_flag(tune, "tune")
-        bias = check_flag(bias, "bias")
-        _check_init_memory(self.spec, dtype)
-        _check_size(self.spec, allow_larger)
-        factory = {"device": check_device(device), "dtype": dtype}
-        self.cores = nn.ParameterList([nn.Parameter(torch.empty(s, **factory)) for s in self.spec.core_shapes()])
-        self._init_bias(bias, factory)
-        self.reset_parameters()
-
-    @property
-    def ranks(self) -> tuple[int, ...]:
-        return self.spec.ranks
+    spec_type = TTSpec
 
     def reset_parameters(self, std: float | None = None, generator: torch.Generator | None = None) -> None:
         """Re-initialise so W has entry std ``std`` (default: ``nn.Linear``'s, 1/sqrt(3 I)); bias as ``nn.Linear``.
@@ -436,24 +466,6 @@ class TTLinear(FactorizedLinear):
                     c = rms_gaussian(shape, s, generator=generator)
                 self.cores[k].copy_(c.reshape(shape))
         self._reset_bias(generator)
-
-    def to_matrix(self) -> TTMatrix:
-        """The layer's W as a :class:`TTMatrix` over its parameters (differentiable)."""
-        return TTMatrix(list(self.cores))
-
-    def _rank_repr(self) -> str:
-        return f"ranks={self.spec.ranks}"
-
-    @classmethod
-    def from_spec(cls, spec: TTSpec, bias: bool, **kwargs) -> "TTLinear":
-        return cls(spec.in_modes, spec.out_modes, spec.ranks, bias=bias, **kwargs)
-
-    def _weights(self) -> list[nn.Parameter]:
-        return list(self.cores)
-
-    @staticmethod
-    def _matrix_weights(M: TTMatrix) -> list[torch.Tensor]:
-        return list(M.cores)
 
     @classmethod
     def from_dense(cls, weight: torch.Tensor, in_modes, out_modes, ranks=None, bias=None,
@@ -481,7 +493,7 @@ class TTLinear(FactorizedLinear):
 EXACT_NORM_ENTRIES = 2**22
 
 
-class TRLinear(FactorizedLinear):
+class TRLinear(CoresLinear):
     """``y = x @ W + b`` with W (I, J) a Tensor Ring matrix, never formed.
 
     Parameters
@@ -508,23 +520,7 @@ class TRLinear(FactorizedLinear):
 
     matrix_type = TRMatrix
 
-    def __init__(self, in_modes, out_modes, ranks, bias: bool = True, *, method: str = "contract",
-                 tune: bool = False, allow_larger: bool = False, device=None, dtype=None):
-        super().__init__()
-        self.spec = TRSpec(in_modes, out_modes, ranks)
-        self.method = check_method(method)
-        self.tune = check_flag(tune, "tune")
-        bias = check_flag(bias, "bias")
-        _check_init_memory(self.spec, dtype)
-        _check_size(self.spec, allow_larger)
-        factory = {"device": check_device(device), "dtype": dtype}
-        self.cores = nn.ParameterList([nn.Parameter(torch.empty(s, **factory)) for s in self.spec.core_shapes()])
-        self._init_bias(bias, factory)
-        self.reset_parameters()
-
-    @property
-    def ranks(self) -> tuple[int, ...]:
-        return self.spec.ranks
+    spec_type = TRSpec
 
     def reset_parameters(self, std: float | None = None, generator: torch.Generator | None = None) -> None:
         """Re-initialise so W has entry std ``std`` (default: ``nn.Linear``'s, 1/sqrt(3 I)); bias as ``nn.Linear``.
@@ -549,24 +545,6 @@ class TRLinear(FactorizedLinear):
             for p, c in zip(self.cores, cores):
                 p.copy_(c)
         self._reset_bias(generator)
-
-    def to_matrix(self) -> TRMatrix:
-        """The layer's W as a :class:`btcore.TRMatrix` over its parameters (differentiable)."""
-        return TRMatrix(list(self.cores))
-
-    def _rank_repr(self) -> str:
-        return f"ranks={self.spec.ranks}"
-
-    @classmethod
-    def from_spec(cls, spec: TRSpec, bias: bool, **kwargs) -> "TRLinear":
-        return cls(spec.in_modes, spec.out_modes, spec.ranks, bias=bias, **kwargs)
-
-    def _weights(self) -> list[nn.Parameter]:
-        return list(self.cores)
-
-    @staticmethod
-    def _matrix_weights(M: TRMatrix) -> list[torch.Tensor]:
-        return list(M.cores)
 
     @classmethod
     def from_dense(cls, weight: torch.Tensor, in_modes, out_modes, ranks=None, bias=None,

@@ -154,6 +154,19 @@ class FormatSpec:
     def network(self) -> Network:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def fields(self) -> dict:
+        """What defines the spec, by constructor argument name (its repr, equality and hash)."""
+        return {"in_modes": self.in_modes, "out_modes": self.out_modes, "ranks": self.ranks}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={v}" for k, v in self.fields().items()) + ")"
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.fields() == self.fields()
+
+    def __hash__(self) -> int:
+        return hash((self.key,) + tuple(self.fields().values()))
+
     def describe_ranks(self) -> str:  # pragma: no cover - overridden
         """Short human description of the ranks: ``'R=4, N=2'``, ``'ranks 1-4-4-4-1'``, ``'full'``."""
         raise NotImplementedError

@@ -102,16 +102,8 @@ class BTSpec(FormatSpec):
             sizes[BLOCK] = self.blocks
         return Network(tuple(names), tuple(terms), tuple(shapes), IN[:d], OUT[:d], tuple(sorted(sizes.items())))
 
-    def __repr__(self) -> str:
-        return (f"BTSpec(in_modes={self.in_modes}, out_modes={self.out_modes}, rank={self.rank}, "
-                f"blocks={self.blocks})")
-
-    def __eq__(self, other) -> bool:
-        return type(other) is BTSpec and (self.in_modes, self.out_modes, self.ranks, self.blocks) == (
-            other.in_modes, other.out_modes, other.ranks, other.blocks)
-
-    def __hash__(self) -> int:
-        return hash(("bt", self.in_modes, self.out_modes, self.ranks, self.blocks))
+    def fields(self) -> dict:
+        return {"in_modes": self.in_modes, "out_modes": self.out_modes, "rank": self.rank, "blocks": self.blocks}
 
 
     def describe_ranks(self) -> str:

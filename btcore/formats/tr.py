@@ -230,16 +230,6 @@ class TRSpec(FormatSpec):
         """The largest uniform rank this spec accepts (:func:`tr_max_uniform_rank`)."""
         return tr_max_uniform_rank(in_modes, out_modes)
 
-    def __repr__(self) -> str:
-        return f"TRSpec(in_modes={self.in_modes}, out_modes={self.out_modes}, ranks={self.ranks})"
-
-    def __eq__(self, other) -> bool:
-        return type(other) is TRSpec and (self.in_modes, self.out_modes, self.ranks) == (
-            other.in_modes, other.out_modes, other.ranks)
-
-    def __hash__(self) -> int:
-        return hash(("tr", self.in_modes, self.out_modes, self.ranks))
-
 
 @functools.lru_cache(maxsize=1024)
 def _rank_problem(in_modes: tuple, out_modes: tuple, rk: tuple) -> str:

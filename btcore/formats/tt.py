@@ -84,17 +84,6 @@ class TTSpec(FormatSpec):
             shapes.append(shape)
         return Network(tuple(names), tuple(terms), tuple(shapes), IN[:d], OUT[:d], tuple(sorted(sizes.items())))
 
-    def __repr__(self) -> str:
-        return f"TTSpec(in_modes={self.in_modes}, out_modes={self.out_modes}, ranks={self.ranks})"
-
-    def __eq__(self, other) -> bool:
-        return type(other) is TTSpec and (self.in_modes, self.out_modes, self.ranks) == (
-            other.in_modes, other.out_modes, other.ranks)
-
-    def __hash__(self) -> int:
-        return hash(("tt", self.in_modes, self.out_modes, self.ranks))
-
-
     def describe_ranks(self) -> str:
         return "ranks " + "-".join(map(str, self.ranks))
 

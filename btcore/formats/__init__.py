@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..memory import DEFAULT_MAX_BYTES
-from ..shapes import check_choice
+from ..shapes import MAX_ORDER, check_choice
 from .base import FormatSpec, Network, normalize_ranks
 from .bt import BTSpec, bt_params, cp_params, cp_spec, tucker_params, tucker_spec
 from .dense import DenseSpec, dense_params
@@ -28,7 +28,7 @@ from .tr import (TRSpec, normalize_tr_ranks, tr_exact_ranks, tr_max_uniform_rank
 from .tt import TTSpec, tt_params, tt_rank_caps
 
 __all__ = [
-    "Format", "FORMATS", "RANK_CONTROLS", "format_of", "spec_for",
+    "Format", "FORMATS", "RANK_CONTROLS", "MAX_ORDER", "format_of", "spec_for",
     "Network", "FormatSpec", "DenseSpec", "TTSpec", "BTSpec", "TRSpec", "tucker_spec", "cp_spec",
     "dense_params", "tt_params", "bt_params", "tucker_params", "cp_params", "tr_params",
     "describe", "summary_row", "max_uniform_rank", "normalize_ranks", "tt_rank_caps", "param_sweep",
@@ -85,6 +85,8 @@ class Format:
         """Largest uniform rank valid on every mode or bond (0 for the dense format, which has none)."""
         return self.spec.max_uniform_rank(in_modes, out_modes) if self.factorized else 0
 
+
+# MAX_ORDER (from btcore.shapes) is the largest order d every spec accepts; listed here with the formats.
 
 #: Every rank control a format may take, with the defaults layers and cells use.
 RANK_CONTROLS = {"rank": 4, "blocks": 1, "tt_ranks": 4, "tr_ranks": 4}

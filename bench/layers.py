@@ -39,7 +39,7 @@ from torch import nn
 
 from btcore import BTLinear, TTLinear, plan_matmul
 from btcore.classifier import ucf11_config
-from btcore.rnn import GRUCell, LSTMCell
+from btcore.rnn import KINDS, GRUCell, LSTMCell
 
 from btcore.contract import tune_plan
 from btcore.memory import keep_memory
@@ -193,11 +193,10 @@ def bench_cells(batch, repeats):
     x = torch.randn(batch, 57_600)
     for cell_type, cls in (("lstm", LSTMCell), ("gru", GRUCell)):
         cells = {}
-        for kind in ("dense", "tt", "bt"):
+        for kind in KINDS:  # every format of the registry
             cfg = ucf11_config(kind, cell_type)
             torch.manual_seed(0)
-            cells[cfg.describe()] = cls(cfg.in_modes, cfg.hidden_modes, kind, rank=cfg.rank, blocks=cfg.blocks,
-                                        tt_ranks=cfg.tt_ranks)
+            cells[cfg.describe()] = cls(cfg.in_modes, cfg.hidden_modes, kind, **cfg.controls())
         h = torch.randn(batch, 256)
         state = (h, torch.randn(batch, 256)) if cell_type == "lstm" else h
 

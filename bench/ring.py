@@ -8,8 +8,11 @@ is nearest to BT's (ties: the most even ranks; TR bonds at least 2, or it would 
 reported, methods interleaved in a fresh random order per repeat. float32, 1 thread by default.
 
 * dense: ``x @ W`` with W formed once (an ``nn.Linear``-like GEMM),
-* BT, TT: :func:`btcore.matmul` (the planner's default),
-* TR: :func:`btcore.ring.tr_matmul` (the FLOP-optimal opt_einsum path of :meth:`btcore.ring.TRSpec.plan`).
+* TR one einsum: the whole ring as one opt_einsum expression (how the TR module ran it before the
+  planner), for comparison,
+* BT, TT, TR: :func:`btcore.matmul` (the planner's default, W never formed); the ``scheme`` column
+  is the plan it ran (:func:`btcore.plan_matmul` for that batch and direction, by this machine's
+  calibrated cost model), MMACs the FLOP-optimal count of :meth:`btcore.TRSpec.macs` and the others.
 
 Usage: python bench/ring.py [--threads 1] [--repeats 7] [--quick]
 """
@@ -23,10 +26,11 @@ import random
 import statistics
 import time
 
+import opt_einsum
 import torch
 
 import btcore
-from btcore.ring import TRMatrix, tr_matmul
+from btcore.ring import TRMatrix
 
 SIZES = {  # name: (in_modes, out_modes, batches)
     "UCF11": ((8, 20, 20, 18), (16, 4, 4, 4), (16, 256)),
@@ -75,6 +79,22 @@ def _runner(product, x, params, backward: bool):
     return run
 
 
+def one_einsum(M: TRMatrix):
+    """``x @ W`` as the TR module ran it before the planner: one opt_einsum expression over x and every core,
+    along opt_einsum's FLOP-optimal order (dynamic programming, outer products allowed), per batch size."""
+    spec, cache = M.spec, {}
+    eq = ",".join(spec.network().terms) + "->" + spec.network().output
+
+    def product(x):
+        b = x.shape[0]
+        if b not in cache:
+            shapes = [(b,) + spec.in_modes] + [tuple(c.shape) for c in M.cores]
+            opt = opt_einsum.paths.DynamicProgramming(minimize="flops", search_outer=True)
+            cache[b] = opt_einsum.contract_expression(eq, *shapes, optimize=opt)
+        return cache[b](x.reshape((b,) + spec.in_modes), *M.cores, backend="torch").reshape(b, spec.out_size)
+    return product
+
+
 def bench_size(name: str, in_modes, out_modes, batches, repeats: int) -> list[dict]:
     torch.manual_seed(0)
     bt_spec = btcore.BTSpec(in_modes, out_modes, 4, 2)
@@ -89,9 +109,10 @@ def bench_size(name: str, in_modes, out_modes, batches, repeats: int) -> list[di
         "BT R=4 N=2": (lambda x, M=bt: btcore.matmul(x, M), bt.factors + [bt.core], bt.num_params),
         f"TT {'-'.join(map(str, (1,) + tt_ranks + (1,)))}": (lambda x, M=tt: btcore.matmul(x, M), tt.cores,
                                                            tt.num_params),
-        f"TR {'-'.join(map(str, tr_ranks))}": (lambda x, M=tr: tr_matmul(x, M), tr.cores, tr.num_params),
+        f"TR {'-'.join(map(str, tr_ranks))}": (lambda x, M=tr: btcore.matmul(x, M), tr.cores, tr.num_params),
+        "TR one einsum": (one_einsum(tr), tr.cores, tr.num_params),
     }
-    specs = dict(zip(formats, (None, bt.spec, tt.spec, tr.spec)))  # forward multiply-adds: the planners' counts
+    specs = dict(zip(formats, (None, bt.spec, tt.spec, tr.spec, tr.spec)))  # forward multiply-adds: the planners' counts
     for _, tensors, _ in formats.values():
         for t in tensors:
             t.requires_grad_(True)
@@ -99,15 +120,18 @@ def bench_size(name: str, in_modes, out_modes, batches, repeats: int) -> list[di
     for batch in batches:
         x = torch.randn(batch, bt_spec.in_size, requires_grad=True)
         # the products must agree before they are timed (TR against its own dense W)
-        torch.testing.assert_close(tr_matmul(x, tr), x @ W, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(btcore.matmul(x, tr), x @ W, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(formats["TR one einsum"][0](x), x @ W, rtol=1e-3, atol=1e-4)
         for direction in ("forward", "forward+backward"):
             fns = {k: _runner(p, x, ts, direction != "forward") for k, (p, ts, _) in formats.items()}
             med = _medians(fns, repeats)
             for k, (_, _, params) in formats.items():
                 spec = specs[k]
                 macs = batch * W.numel() if spec is None else spec.macs(batch) * batch
+                scheme = "gemm" if spec is None else "opt_einsum" if k == "TR one einsum" else btcore.plan_matmul(
+                    spec, batch, direction="train" if direction != "forward" else "forward").name
                 rows.append({"size": name, "batch": batch, "direction": direction, "format": k, "params": params,
-                             "ms": med[k], "vs_dense": med["dense"] / med[k], "macs": macs})
+                             "ms": med[k], "vs_dense": med["dense"] / med[k], "macs": macs, "scheme": scheme})
     return rows
 
 
@@ -122,10 +146,14 @@ def main(argv=None) -> None:
     sizes = {"app": SIZES["app"]} if args.quick else SIZES
     repeats = 3 if args.quick else args.repeats
     print(f"# float32, {args.threads} thread(s), median of {repeats}, ms; x = dense time / format time")
-    print(f"{'size':6} {'batch':>5} {'direction':17} {'format':18} {'params':>10} {'MMACs':>9} {'ms':>9} {'x':>7}")
+    print(f"# load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at the start")
+    print(f"{'size':6} {'batch':>5} {'direction':17} {'format':18} {'scheme':12} {'params':>10} {'MMACs':>9} {'ms':>9} "
+          f"{'x':>7}")
     for name, (im, om, batches) in sizes.items():
+        print(f"# load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} before {name}")
         for row in bench_size(name, im, om, batches, repeats):
-            print(f"{row['size']:6} {row['batch']:>5} {row['direction']:17} {row['format']:18} {row['params']:>10,} "
+            print(f"{row['size']:6} {row['batch']:>5} {row['direction']:17} {row['format']:18} {row['scheme']:12} "
+                  f"{row['params']:>10,} "
                   f"{row['macs'] / 1e6:>9.1f} {row['ms']:>9.3f} {row['vs_dense']:>7.2f}")
 
 

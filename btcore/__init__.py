@@ -1,14 +1,15 @@
-"""btcore: Block-Term (BT) and Tensor-Train (TT) matrix formats for compact layers.
+"""btcore: Block-Term (BT), Tensor-Train (TT) and Tensor Ring (TR) matrix formats for compact layers.
 
 Public API, each name re-exported here from its home module (see each module for details):
 
 * shapes: :func:`factorize`, :func:`check_modes`, :func:`nearest_factorizable`, :func:`prime_factors`
-* formats: :class:`DenseSpec`, :class:`TTSpec`, :class:`BTSpec`, :func:`tucker_spec`, :func:`cp_spec`,
-  :func:`dense_params`, :func:`tt_params`, :func:`bt_params`, :func:`tucker_params`, :func:`cp_params`
+* formats: the registry :data:`FORMATS`; :class:`DenseSpec`, :class:`TTSpec`, :class:`BTSpec`, :class:`TRSpec`,
+  :func:`tucker_spec`, :func:`cp_spec`, :func:`dense_params`, :func:`tt_params`, :func:`bt_params`,
+  :func:`tucker_params`, :func:`cp_params`, :func:`tr_params`
 * memory: :func:`dtype_bytes`, :func:`format_bytes`, :func:`available_memory`, :func:`check_allocation`;
   indices: the einsum index alphabet; plan: :class:`ContractionPlan`, :class:`Step`, :func:`plan_reconstruct`
   (the FLOP-optimal path the specs count with)
-* matrices: :class:`BTMatrix`, :class:`TTMatrix`
+* matrices: :class:`BTMatrix`, :class:`TTMatrix`; ring: :class:`TRMatrix` (and TR-SVD)
 * contract: :func:`matmul`, :func:`plan_matmul` and :func:`planner_choice` (the scheme the timed planner runs)
 * layers: :class:`BTLinear`, :class:`TTLinear`; rnn: LSTM/GRU cells and layers;
   classifier: :class:`ClassifierConfig`, :class:`SequenceClassifier`, :func:`ucf11_config`
@@ -25,15 +26,17 @@ Public API, each name re-exported here from its home module (see each module for
 
 from .shapes import MAX_MODE, check_modes, factorize, nearest_factorizable, prime_factors
 from .formats import (
-    BTSpec, DenseSpec, TTSpec, bt_params, cp_params, cp_spec, dense_params,
+    FORMATS, BTSpec, DenseSpec, TRSpec, TTSpec, bt_params, cp_params, cp_spec, dense_params, tr_params,
     tt_params, tucker_params, tucker_spec, describe, summary_row, param_sweep, max_uniform_rank, tt_rank_caps,
 )
 from .memory import available_memory, check_allocation, dtype_bytes, format_bytes
 from .plan import ContractionPlan, Step, plan_reconstruct
 from .contract import PlannerChoice, matmul, plan_matmul, planner_choice
 from .matrices import BTMatrix, TTMatrix
+from .ring import TRMatrix
 
-from .layers import BTLinear, TTLinear
+from .layers import BTLinear, TRLinear, TTLinear
+from .decompose.tr import fit_tr
 from .rnn import GRU, LSTM, GRUCell, LSTMCell
 from .classifier import ClassifierConfig, SequenceClassifier, ucf11_config
 from .decompose import (

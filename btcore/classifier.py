@@ -1,7 +1,7 @@
 """Sequence classifiers built from the recurrent layers of :mod:`btcore.rnn`, and the paper's UCF11 setting.
 
 :class:`ClassifierConfig` holds everything that defines a model (validated on construction, JSON
-round trip); :class:`SequenceClassifier` is dropout on the input, a dense/TT/BT LSTM or GRU, and a
+round trip); :class:`SequenceClassifier` is dropout on the input, a dense/TT/BT/TR LSTM or GRU, and a
 linear head on the last or mean hidden state; :func:`ucf11_config` is the configuration of Ye et al.
 2018 (docs/reference.md, "The paper's UCF11 setting").
 """
@@ -16,13 +16,17 @@ import torch
 from torch import nn
 
 from .checks import check_dropout, check_tensor
-from .formats import BTSpec, DenseSpec, TTSpec
-from .layers import reset_linear
+from .formats import FORMATS
+from .layer_init import reset_linear
 from .rnn import (CELLS, GATES, GRU, KINDS, LSTM, READOUTS, RECURRENT_INITS, UCF11_BLOCKS, UCF11_CLASSES,
                   UCF11_HIDDEN_MODES, UCF11_IN_MODES, UCF11_RANK, UCF11_TT_RANKS, folded_out_modes)
 from .shapes import as_modes, check_choice, check_positive_int, prod
 
 __all__ = ["ClassifierConfig", "SequenceClassifier", "ucf11_config"]
+
+#: How :meth:`ClassifierConfig.describe` shows each rank control.
+_CONTROL_TEXT = {"rank": "R={}", "blocks": "N={}", "tt_ranks": "ranks {}", "tr_ranks": "ranks {}"}
+
 
 def _rank_value(value, field_name: str):
     """An int, or a tuple of ints (lists from JSON become tuples)."""
@@ -37,13 +41,13 @@ class ClassifierConfig:
 
     Fields
     ------
-    kind : "dense" | "tt" | "bt"
-        Format of the input-to-hidden map.
+    kind : "dense" | "tt" | "bt" | "tr"
+        Format of the input-to-hidden map, a key of :data:`btcore.formats.FORMATS`.
     cell : "lstm" | "gru"
     in_modes : tuple of int
         Input modes; the frame feature size is their product.
     hidden_modes : tuple of int
-        Hidden modes; hidden size is their product (4x4x4x4 = 256). For "tt"/"bt" the same order d
+        Hidden modes; hidden size is their product (4x4x4x4 = 256). For a factorized kind the same order d
         as ``in_modes``.
     rank : int or tuple
         BT Tucker rank R (or per-mode ranks), kind "bt".
@@ -51,6 +55,8 @@ class ClassifierConfig:
         BT blocks N, kind "bt".
     tt_ranks : int or tuple
         TT ranks, kind "tt".
+    tr_ranks : int or tuple
+        TR bond ranks (the last closes the ring), kind "tr".
     classes : int
         Number of classes.
     dropout : float in [0, 1)
@@ -68,6 +74,7 @@ class ClassifierConfig:
     rank: Any = UCF11_RANK
     blocks: int = UCF11_BLOCKS
     tt_ranks: Any = UCF11_TT_RANKS
+    tr_ranks: Any = 4
     classes: int = 11
     dropout: float = 0.25
     readout: str = "last"
@@ -89,21 +96,19 @@ class ClassifierConfig:
         self.blocks = check_positive_int(self.blocks, "blocks")
         self.rank = _rank_value(self.rank, "rank")
         self.tt_ranks = _rank_value(self.tt_ranks, "tt_ranks")
-        if self.kind != "dense" and len(self.in_modes) != len(self.hidden_modes):
+        self.tr_ranks = _rank_value(self.tr_ranks, "tr_ranks")
+        fmt = FORMATS[self.kind]
+        if fmt.factorized and len(self.in_modes) != len(self.hidden_modes):
             raise ValueError(
                 f"hidden_modes has {len(self.hidden_modes)} modes but in_modes has {len(self.in_modes)}; "
-                f"a {self.kind.upper()} input map needs the same order d for both"
+                f"a {fmt.label} input map needs the same order d for both"
             )
-        if self.kind == "bt":
+        if fmt.factorized:
             try:
-                BTSpec(self.in_modes, self.out_modes, self.rank, self.blocks)
-            except ValueError as e:  # BTSpec's messages name rank[k] / blocks / in_modes
-                raise ValueError(f"rank/blocks for the BT input map {self.in_modes} -> {self.out_modes}: {e}") from None
-        elif self.kind == "tt":
-            try:
-                TTSpec(self.in_modes, self.out_modes, self.tt_ranks)
-            except ValueError as e:
-                raise ValueError(f"tt_ranks for the TT input map {self.in_modes} -> {self.out_modes}: {e}") from None
+                self.spec()
+            except ValueError as e:  # the spec's messages name the rank field and the fix
+                raise ValueError(f"{'/'.join(fmt.controls)} for the {fmt.label} input map {self.in_modes} -> "
+                                 f"{self.out_modes}: {e}") from None
         return self
 
     # -- derived sizes -------------------------------------------------------------------------
@@ -126,13 +131,16 @@ class ClassifierConfig:
         """Output modes of the input-to-hidden map, (G * H_1, H_2, .., H_d)."""
         return folded_out_modes(self.hidden_modes, self.gates)
 
+    def controls(self) -> dict:
+        """The rank controls of every format (:data:`btcore.formats.RANK_CONTROLS`), from this config."""
+        return {"rank": self.rank, "blocks": self.blocks, "tt_ranks": self.tt_ranks, "tr_ranks": self.tr_ranks}
+
     def spec(self):
-        """The input-to-hidden map's format: ``DenseSpec``, ``TTSpec`` or ``BTSpec``."""
-        if self.kind == "bt":
-            return BTSpec(self.in_modes, self.out_modes, self.rank, self.blocks)
-        if self.kind == "tt":
-            return TTSpec(self.in_modes, self.out_modes, self.tt_ranks)
-        return DenseSpec(self.input_size, self.gates * self.hidden_size)
+        """The input-to-hidden map's format spec (``DenseSpec``, ``TTSpec``, ``BTSpec`` or ``TRSpec``)."""
+        fmt = FORMATS[self.kind]
+        if not fmt.factorized:
+            return fmt.spec_for(self.input_size, self.gates * self.hidden_size)
+        return fmt.spec_for(self.in_modes, self.out_modes, **self.controls())
 
     def input_map_params(self) -> int:
         """Parameters of the input-to-hidden matrix, without bias (3,392 for the UCF11 BT-LSTM)."""
@@ -160,11 +168,12 @@ class ClassifierConfig:
 
     def describe(self) -> str:
         """Short label such as ``'BT-LSTM (R=4, N=2)'``."""
-        name = f"{self.kind.upper() + '-' if self.kind != 'dense' else ''}{self.cell.upper()}"
-        if self.kind == "bt":
-            return f"{name} (R={self.rank}, N={self.blocks})"
-        if self.kind == "tt":
-            return f"{name} (ranks {self.tt_ranks})"
+        fmt = FORMATS[self.kind]
+        name = f"{fmt.label + '-' if fmt.factorized else ''}{self.cell.upper()}"
+        controls = self.controls()
+        shown = [_CONTROL_TEXT[c].format(controls[c]) for c in FORMATS[self.kind].controls]
+        if shown:
+            return f"{name} ({', '.join(shown)})"
         return name
 
 
@@ -188,8 +197,8 @@ class SequenceClassifier(nn.Module):
         self.config = dataclasses.replace(config)  # a validated copy
         c = self.config
         layer = LSTM if c.cell == "lstm" else GRU
-        self.rnn = layer(c.in_modes, c.hidden_modes, c.kind, rank=c.rank, blocks=c.blocks, tt_ranks=c.tt_ranks,
-                         input_dropout=c.dropout, state_dropout=c.dropout, recurrent_init=c.recurrent_init)
+        self.rnn = layer(c.in_modes, c.hidden_modes, c.kind, **c.controls(), input_dropout=c.dropout,
+                         state_dropout=c.dropout, recurrent_init=c.recurrent_init)
         self.head = nn.Linear(c.hidden_size, c.classes)
         if generator is not None:  # every initial weight from this model's own generator
             self.rnn.cell.reset_parameters(generator)
@@ -202,7 +211,7 @@ class SequenceClassifier(nn.Module):
 
     @property
     def input_map(self) -> nn.Module:
-        """The input-to-hidden map (``nn.Linear``, :class:`TTLinear` or :class:`BTLinear`)."""
+        """The input-to-hidden map (``nn.Linear`` or the format's layer, :data:`btcore.layers.LAYERS`)."""
         return self.rnn.cell.input_map
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

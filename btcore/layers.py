@@ -1,6 +1,6 @@
-"""Factorized linear layers: :class:`BTLinear` (Block-Term) and :class:`TTLinear` (TT-matrix).
+"""Factorized linear layers: :class:`BTLinear` (Block-Term), :class:`TTLinear` (TT-matrix), :class:`TRLinear` (ring).
 
-Both are drop-in replacements for ``nn.Linear(in_features, out_features)`` whose weight is never
+All are drop-in replacements for ``nn.Linear(in_features, out_features)`` whose weight is never
 formed: ``forward`` is :func:`btcore.matmul` (the cached contraction path) plus a bias.
 
 Conventions (shared with the rest of ``btcore``): the layer's matrix W has shape (I, J) =
@@ -24,6 +24,7 @@ entry RMS:
   whenever some mode allows the joint draw.
 * TT: cores 1..d-1 are left-orthogonal (unfolding (r_{k-1} I_k J_k) x r_k with orthogonal columns),
   the last core a rescaled Gaussian; again ``||W||_F^2 = I * J * std^2`` exactly.
+* TR: Gaussian cores at :func:`btcore.ring.tr_init_std`, rescaled together to the exact ``||W||_F``.
 
 Bias: uniform(-1/sqrt(I), 1/sqrt(I)), as ``nn.Linear``. Layers made from existing weights
 (:meth:`~BTLinear.from_dense`, :meth:`~BTLinear.from_linear`, :meth:`~BTLinear.from_matrix`) have a bias
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import math
 
-from numpy import bool_ as np_bool
 import torch
 from torch import nn
 
@@ -43,73 +43,17 @@ from . import decompose
 from .checks import check_device
 from .contract import matmul
 from .decompose import FitInfo, interleave
-from .formats import BTSpec, TTSpec, tt_rank_caps
+from .formats import BTSpec, TRSpec, TTSpec, tr_exact_ranks, tt_rank_caps
+from .decompose.tr import fit_tr
+from .layer_init import (check_flag, check_init_std, check_method, check_weight, linear_init_std, rms_gaussian,
+                         semi_orthogonal, want_bias)
 from .matrices import BTMatrix, TTMatrix, bt_init_std, tt_init_std
 from .memory import check_allocation, dtype_bytes
-from .shapes import check_choice
+from .ring import TRMatrix, tr_frobenius_norm, tr_init_std
 
-__all__ = ["BTLinear", "TTLinear", "linear_init_std", "reset_linear"]
+__all__ = ["FactorizedLinear", "CoresLinear", "BTLinear", "TTLinear", "TRLinear", "LAYERS", "CONTAINERS", "MAX_PARAMS_RATIO",
+           "EXACT_NORM_ENTRIES"]
 
-
-def linear_init_std(fan_in: int) -> float:
-    """Entry std of PyTorch's default ``nn.Linear`` weight init (kaiming_uniform, a=sqrt(5)): 1/sqrt(3 fan_in)."""
-    return 1.0 / math.sqrt(3.0 * fan_in)
-
-
-def reset_linear(layer: nn.Linear, generator: torch.Generator | None = None) -> None:
-    """``layer.reset_parameters()`` (PyTorch's default init) drawing from ``generator``.
-
-    Parameters
-    ----------
-    layer : torch.nn.Linear
-        The layer, re-initialised in place.
-    generator : torch.Generator, optional
-        Source of the random draws (reproducible inits); the global one if None.
-    """
-    with torch.no_grad():
-        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
-        if layer.bias is not None:
-            bound = 1.0 / math.sqrt(layer.in_features) if layer.in_features > 0 else 0.0
-            layer.bias.uniform_(-bound, bound, generator=generator)
-
-
-def _semi_orthogonal(m: int, r: int, std: float, batch: tuple[int, ...] = (),
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """``batch`` independent (m, r) float64 matrices with entry RMS exactly ``std`` and orthogonal
-    columns (m >= r) or rows, in one batched QR (so N blocks cost one call, not a Python loop).
-
-    Drawn from ``generator`` (default: the global torch RNG, so ``torch.manual_seed`` makes it reproducible).
-    """
-    g = torch.randn(batch + (max(m, r), min(m, r)), dtype=torch.float64, generator=generator)
-    q, rr = torch.linalg.qr(g)
-    q = q * torch.where(torch.diagonal(rr, dim1=-2, dim2=-1) < 0, -1.0, 1.0)[..., None, :]  # Haar sign fix
-    if m < r:
-        q = q.transpose(-2, -1)
-    return q * (std * math.sqrt(m * r / min(m, r)))
-
-
-def _rms_gaussian(shape, std: float, batch: tuple[int, ...] = (),
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """``batch`` Gaussian draws of ``shape``, each rescaled so its entry RMS is exactly ``std`` (float64).
-
-    Drawn from ``generator`` (default: the global torch RNG).
-    """
-    g = torch.randn(batch + tuple(shape), dtype=torch.float64, generator=generator)
-    dims = tuple(range(len(batch), g.dim()))
-    rms = g.pow(2).mean(dim=dims, keepdim=True).sqrt() if dims else g.abs()
-    return torch.where(rms > 0, g * (std / torch.where(rms > 0, rms, 1.0)), g)
-
-
-def _check_init_std(std) -> float:
-    if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std < 0:
-        raise ValueError(f"std must be a finite number >= 0 (or None for nn.Linear's), got {std!r}")
-    return float(std)
-
-
-def _check_flag(value, field: str) -> bool:
-    if not isinstance(value, (bool, np_bool)):
-        raise TypeError(f"{field} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _check_init_memory(spec, dtype) -> None:
@@ -130,64 +74,24 @@ MAX_PARAMS_RATIO = 100
 def _check_size(spec, allow_larger) -> None:
     """Refuse a layer with more than :data:`MAX_PARAMS_RATIO` times the dense matrix's parameters."""
     dense = spec.in_size * spec.out_size
-    if not _check_flag(allow_larger, "allow_larger") and spec.params > MAX_PARAMS_RATIO * dense:
+    if not check_flag(allow_larger, "allow_larger") and spec.params > MAX_PARAMS_RATIO * dense:
         raise ValueError(
             f"this {spec.kind} layer would have {spec.params:,} parameters, {spec.params / dense:,.0f}x the {dense:,} "
             f"of the dense {spec.in_size:,} x {spec.out_size:,} matrix it replaces (at most {MAX_PARAMS_RATIO}x "
             "without allow_larger=True); lower the ranks or the number of blocks, or pass allow_larger=True")
 
 
-def _check_weight(weight, in_size: int, out_size: int, what: str) -> torch.Tensor:
-    if not isinstance(weight, torch.Tensor):
-        raise ValueError(f"weight must be a torch.Tensor of shape (I, J) = ({in_size}, {out_size}), "
-                         f"got {type(weight).__name__}")
-    if weight.dim() != 2:
-        raise ValueError(f"weight must be a 2-D (I, J) matrix, got shape {tuple(weight.shape)}")
-    if tuple(weight.shape) != (in_size, out_size):
-        hint = ""
-        if tuple(weight.shape) == (out_size, in_size):
-            hint = (" It looks transposed: btcore uses W of shape (in, out) with y = x @ W, while nn.Linear.weight "
-                    f"is (out, in); pass weight.T or use {what}.from_linear")
-        raise ValueError(
-            f"weight has shape {tuple(weight.shape)} but the modes give (I, J) = ({in_size}, {out_size}).{hint}"
-        )
-    if not weight.is_floating_point():
-        raise ValueError(f"weight must be a floating-point tensor, got {weight.dtype}")
-    bad = int((~torch.isfinite(weight)).sum())
-    if bad:
-        # Checked before any path, the exact full-rank copy included: NaN would come back as "exact".
-        raise ValueError(f"weight has {bad:,} NaN or infinite entries; replace them before converting")
-    return weight.detach()
 
+class FactorizedLinear(nn.Module):
+    """Shared behaviour of :class:`BTLinear`, :class:`TTLinear` and :class:`TRLinear`."""
 
-def _want_bias(bias, out_features: int) -> bool:
-    """Whether a layer made from existing weights gets a bias: a tensor or True yes, None or False no.
-
-    A tensor's shape is checked here, before any fitting.
-    """
-    if bias is None or bias is False:
-        return False
-    if bias is True:
-        return True
-    if isinstance(bias, torch.Tensor):
-        if tuple(bias.shape) != (out_features,):
-            raise ValueError(f"bias must have shape ({out_features},), got {tuple(bias.shape)}")
-        if not bias.is_floating_point() or not bool(torch.isfinite(bias).all()):
-            raise ValueError("bias must be a floating-point tensor with finite entries")
-        return True
-    raise ValueError(f"bias must be a tensor of shape (out_features,), True (a zero bias), False or None, "
-                     f"got {type(bias).__name__}")
-
-
-class _FactorizedLinear(nn.Module):
-    """Shared behaviour of :class:`BTLinear` and :class:`TTLinear`."""
-
-    spec: BTSpec | TTSpec
+    spec: BTSpec | TTSpec | TRSpec
     #: The matrix type :meth:`to_matrix` returns and :meth:`from_matrix` accepts.
     matrix_type: type = BTMatrix
 
     @classmethod
-    def _from_spec(cls, spec, bias: bool, **kwargs) -> "_FactorizedLinear":  # pragma: no cover - overridden
+    def from_spec(cls, spec, bias: bool, **kwargs) -> "FactorizedLinear":  # pragma: no cover - overridden
+        """A freshly initialised layer of ``spec``'s shape and ranks; ``kwargs`` go to the constructor."""
         raise NotImplementedError
 
     def _weights(self) -> list[nn.Parameter]:  # pragma: no cover - overridden
@@ -302,7 +206,7 @@ class _FactorizedLinear(nn.Module):
         kwargs.setdefault("dtype", M.dtype)
         kwargs.setdefault("device", M.device)
         kwargs.setdefault("allow_larger", True)  # the matrix, however large, exists already
-        layer = cls._from_spec(M.spec, _want_bias(bias, M.spec.out_size), **kwargs)
+        layer = cls.from_spec(M.spec, want_bias(bias, M.spec.out_size), **kwargs)
         with torch.no_grad():
             for p, t in zip(layer._weights(), cls._matrix_weights(M)):
                 p.copy_(t.detach())
@@ -322,11 +226,7 @@ class _FactorizedLinear(nn.Module):
         return cls.from_dense(linear.weight.detach().T, in_modes, out_modes, *args, **kwargs)
 
 
-def _check_method(method: str) -> str:
-    return check_choice(method, ("contract", "dense", "auto"), "method")
-
-
-class BTLinear(_FactorizedLinear):
+class BTLinear(FactorizedLinear):
     """``y = x @ W + b`` with W (I, J) a Block-Term matrix, never formed.
 
     Parameters
@@ -371,9 +271,9 @@ class BTLinear(_FactorizedLinear):
                  tune: bool = False, allow_larger: bool = False, device=None, dtype=None):
         super().__init__()
         self.spec = BTSpec(in_modes, out_modes, rank, blocks)
-        self.method = _check_method(method)
-        self.tune = _check_flag(tune, "tune")
-        bias = _check_flag(bias, "bias")
+        self.method = check_method(method)
+        self.tune = check_flag(tune, "tune")
+        bias = check_flag(bias, "bias")
         _check_init_memory(self.spec, dtype)
         _check_size(self.spec, allow_larger)
         factory = {"device": check_device(device), "dtype": dtype}
@@ -405,18 +305,18 @@ class BTLinear(_FactorizedLinear):
         realized ``||W||_F`` matches the target rather than only its expectation.
         """
         spec = self.spec
-        std = self.init_std if std is None else _check_init_std(std)
+        std = self.init_std if std is None else check_init_std(std)
         s = bt_init_std(spec, std)
         n = spec.blocks
         with torch.no_grad():
             for k, (i, j, r) in enumerate(zip(spec.in_modes, spec.out_modes, spec.ranks)):
                 m = i * j
                 if n * r <= m:
-                    q = _semi_orthogonal(m, n * r, s, generator=generator).reshape(m, n, r).permute(1, 0, 2)
+                    q = semi_orthogonal(m, n * r, s, generator=generator).reshape(m, n, r).permute(1, 0, 2)
                 else:
-                    q = _semi_orthogonal(m, r, s, (n,), generator)
+                    q = semi_orthogonal(m, r, s, (n,), generator)
                 self.factors[k].copy_(q.reshape(n, i, j, r))
-            self.core.copy_(_rms_gaussian(spec.ranks, s, (n,), generator))
+            self.core.copy_(rms_gaussian(spec.ranks, s, (n,), generator))
         self._reset_bias(generator)
 
     def to_matrix(self) -> BTMatrix:
@@ -427,7 +327,7 @@ class BTLinear(_FactorizedLinear):
         return f"rank={self.spec.rank}, blocks={self.spec.blocks}"
 
     @classmethod
-    def _from_spec(cls, spec: BTSpec, bias: bool, **kwargs) -> "BTLinear":
+    def from_spec(cls, spec: BTSpec, bias: bool, **kwargs) -> "BTLinear":
         return cls(spec.in_modes, spec.out_modes, spec.ranks, spec.blocks, bias=bias, **kwargs)
 
     def _weights(self) -> list[nn.Parameter]:
@@ -453,14 +353,14 @@ class BTLinear(_FactorizedLinear):
         ``None`` or ``False`` no bias (the default: a bare weight has none).
         """
         spec_modes = BTSpec(in_modes, out_modes, 1, blocks, max_bytes=None)
-        w = _check_weight(weight, spec_modes.in_size, spec_modes.out_size, cls.__name__)
-        want_bias = _want_bias(bias, spec_modes.out_size)
+        w = check_weight(weight, spec_modes.in_size, spec_modes.out_size, cls.__name__)
+        has_bias = want_bias(bias, spec_modes.out_size)
         full = tuple(i * j for i, j in zip(spec_modes.in_modes, spec_modes.out_modes))
         if rank is None:
             rank = full
         spec = BTSpec(in_modes, out_modes, rank, blocks)
         if spec.ranks == full:
-            layer = cls._from_spec(spec, want_bias, dtype=w.dtype, device=w.device)
+            layer = cls.from_spec(spec, has_bias, dtype=w.dtype, device=w.device)
             with torch.no_grad():
                 for k, (i, j) in enumerate(zip(spec.in_modes, spec.out_modes)):
                     layer.factors[k][0].copy_(torch.eye(i * j, dtype=w.dtype, device=w.device).reshape(i, j, i * j))
@@ -478,7 +378,53 @@ class BTLinear(_FactorizedLinear):
         return layer
 
 
-class TTLinear(_FactorizedLinear):
+class CoresLinear(FactorizedLinear):
+    """What :class:`TTLinear` and :class:`TRLinear` share: W held as d cores (r_{k-1}, I_k, J_k, r_k).
+
+    A subclass sets :attr:`spec_type` (its spec class), :attr:`matrix_type` (its container) and
+    implements ``reset_parameters``.
+    """
+
+    spec_type: type = TTSpec
+
+    def __init__(self, in_modes, out_modes, ranks, bias: bool = True, *, method: str = "contract",
+                 tune: bool = False, allow_larger: bool = False, device=None, dtype=None):
+        super().__init__()
+        self.spec = self.spec_type(in_modes, out_modes, ranks)
+        self.method = check_method(method)
+        self.tune = check_flag(tune, "tune")
+        bias = check_flag(bias, "bias")
+        _check_init_memory(self.spec, dtype)
+        _check_size(self.spec, allow_larger)
+        factory = {"device": check_device(device), "dtype": dtype}
+        self.cores = nn.ParameterList([nn.Parameter(torch.empty(s, **factory)) for s in self.spec.core_shapes()])
+        self._init_bias(bias, factory)
+        self.reset_parameters()
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        return self.spec.ranks
+
+    def to_matrix(self):
+        """The layer's W as its container (:attr:`matrix_type`) over its parameters (differentiable)."""
+        return self.matrix_type(list(self.cores))
+
+    def _rank_repr(self) -> str:
+        return f"ranks={self.spec.ranks}"
+
+    @classmethod
+    def from_spec(cls, spec, bias: bool, **kwargs) -> "CoresLinear":
+        return cls(spec.in_modes, spec.out_modes, spec.ranks, bias=bias, **kwargs)
+
+    def _weights(self) -> list[nn.Parameter]:
+        return list(self.cores)
+
+    @staticmethod
+    def _matrix_weights(M) -> list[torch.Tensor]:
+        return list(M.cores)
+
+
+class TTLinear(CoresLinear):
     """``y = x @ W + b`` with W (I, J) a TT-matrix, never formed.
 
     Parameters
@@ -498,23 +444,7 @@ class TTLinear(_FactorizedLinear):
 
     matrix_type = TTMatrix
 
-    def __init__(self, in_modes, out_modes, ranks, bias: bool = True, *, method: str = "contract",
-                 tune: bool = False, allow_larger: bool = False, device=None, dtype=None):
-        super().__init__()
-        self.spec = TTSpec(in_modes, out_modes, ranks)
-        self.method = _check_method(method)
-        self.tune = _check_flag(tune, "tune")
-        bias = _check_flag(bias, "bias")
-        _check_init_memory(self.spec, dtype)
-        _check_size(self.spec, allow_larger)
-        factory = {"device": check_device(device), "dtype": dtype}
-        self.cores = nn.ParameterList([nn.Parameter(torch.empty(s, **factory)) for s in self.spec.core_shapes()])
-        self._init_bias(bias, factory)
-        self.reset_parameters()
-
-    @property
-    def ranks(self) -> tuple[int, ...]:
-        return self.spec.ranks
+    spec_type = TTSpec
 
     def reset_parameters(self, std: float | None = None, generator: torch.Generator | None = None) -> None:
         """Re-initialise so W has entry std ``std`` (default: ``nn.Linear``'s, 1/sqrt(3 I)); bias as ``nn.Linear``.
@@ -525,35 +455,17 @@ class TTLinear(_FactorizedLinear):
         the last one a rescaled Gaussian, so the realized ``||W||_F`` matches the target.
         """
         spec = self.spec
-        std = self.init_std if std is None else _check_init_std(std)
+        std = self.init_std if std is None else check_init_std(std)
         s = tt_init_std(spec, std)
         with torch.no_grad():
             for k, shape in enumerate(spec.core_shapes()):
                 r0, i, j, r1 = shape
                 if k < spec.d - 1:
-                    c = _semi_orthogonal(r0 * i * j, r1, s, generator=generator)
+                    c = semi_orthogonal(r0 * i * j, r1, s, generator=generator)
                 else:
-                    c = _rms_gaussian(shape, s, generator=generator)
+                    c = rms_gaussian(shape, s, generator=generator)
                 self.cores[k].copy_(c.reshape(shape))
         self._reset_bias(generator)
-
-    def to_matrix(self) -> TTMatrix:
-        """The layer's W as a :class:`TTMatrix` over its parameters (differentiable)."""
-        return TTMatrix(list(self.cores))
-
-    def _rank_repr(self) -> str:
-        return f"ranks={self.spec.ranks}"
-
-    @classmethod
-    def _from_spec(cls, spec: TTSpec, bias: bool, **kwargs) -> "TTLinear":
-        return cls(spec.in_modes, spec.out_modes, spec.ranks, bias=bias, **kwargs)
-
-    def _weights(self) -> list[nn.Parameter]:
-        return list(self.cores)
-
-    @staticmethod
-    def _matrix_weights(M: TTMatrix) -> list[torch.Tensor]:
-        return list(M.cores)
 
     @classmethod
     def from_dense(cls, weight: torch.Tensor, in_modes, out_modes, ranks=None, bias=None,
@@ -566,8 +478,8 @@ class TTLinear(_FactorizedLinear):
         :meth:`BTLinear.from_dense`.
         """
         spec_modes = TTSpec(in_modes, out_modes, 1, max_bytes=None)
-        w = _check_weight(weight, spec_modes.in_size, spec_modes.out_size, cls.__name__)
-        _want_bias(bias, spec_modes.out_size)  # reject a bad bias before fitting
+        w = check_weight(weight, spec_modes.in_size, spec_modes.out_size, cls.__name__)
+        want_bias(bias, spec_modes.out_size)  # reject a bad bias before fitting
         if ranks is None:
             ranks = tt_rank_caps(spec_modes.in_modes, spec_modes.out_modes)  # full: TT-SVD is exact
         spec = TTSpec(in_modes, out_modes, ranks)  # valid ranks (never capped by the fit) within the size limit
@@ -575,3 +487,87 @@ class TTLinear(_FactorizedLinear):
         layer = cls.from_matrix(M.to(dtype=w.dtype, device=w.device), bias=bias)
         layer.fit_info = info
         return layer
+
+
+#: Largest transfer-matrix environment (entries) used to rescale a TR layer's initial draw to the exact norm.
+EXACT_NORM_ENTRIES = 2**22
+
+
+class TRLinear(CoresLinear):
+    """``y = x @ W + b`` with W (I, J) a Tensor Ring matrix, never formed.
+
+    Parameters
+    ----------
+    in_modes, out_modes : sequence of int
+        I_1..I_d and J_1..J_d.
+    ranks : int or sequence of int
+        One int for all d bonds, the d bond ranks (the last closes the ring), or d+1 with r_0 = r_d
+        (validated by :class:`btcore.TRSpec`).
+    bias, method, tune, allow_larger, device, dtype
+        As for :class:`BTLinear`.
+
+    Attributes
+    ----------
+    cores : nn.ParameterList
+        ``cores[k]`` of shape (r_{k-1}, I_k, J_k, r_k).
+
+    Examples
+    --------
+    >>> layer = TRLinear((8, 20, 20, 18), (16, 4, 4, 4), (2, 3, 4, 3), bias=False)
+    >>> layer.num_params
+    3072
+    """
+
+    matrix_type = TRMatrix
+
+    spec_type = TRSpec
+
+    def reset_parameters(self, std: float | None = None, generator: torch.Generator | None = None) -> None:
+        """Re-initialise so W has entry std ``std`` (default: ``nn.Linear``'s, 1/sqrt(3 I)); bias as ``nn.Linear``.
+
+        Cores are Gaussian with entry std :func:`btcore.ring.tr_init_std` (Var(W) = prod(r) s^(2d)),
+        drawn from ``generator`` (default: the global torch RNG). One draw has that variance only in
+        expectation (a ring of small ranks fluctuates by a factor of two or more), so the cores are
+        then rescaled together until the realized ``||W||_F`` is exactly ``sqrt(I J) std``; the norm
+        comes from transfer matrices (:func:`btcore.ring.tr_frobenius_norm`, W not formed), and where
+        that environment would exceed :data:`EXACT_NORM_ENTRIES` entries the draw is kept as it is.
+        """
+        spec = self.spec
+        std = self.init_std if std is None else check_init_std(std)
+        s = tr_init_std(spec, std) if std > 0 else 0.0
+        cores = [torch.randn(shape, dtype=torch.float64, generator=generator) * s for shape in spec.core_shapes()]
+        if std > 0 and (spec.ranks[-1] * max(spec.ranks)) ** 2 <= EXACT_NORM_ENTRIES:
+            got = float(tr_frobenius_norm(cores))
+            if got > 0:
+                factor = (math.sqrt(spec.in_size * spec.out_size) * std / got) ** (1.0 / spec.d)
+                cores = [c * factor for c in cores]
+        with torch.no_grad():
+            for p, c in zip(self.cores, cores):
+                p.copy_(c)
+        self._reset_bias(generator)
+
+    @classmethod
+    def from_dense(cls, weight: torch.Tensor, in_modes, out_modes, ranks=None, bias=None,
+                   **fit_kwargs) -> "TRLinear":
+        """A layer whose W approximates ``weight`` (shape (I, J), y = x @ W), by :func:`btcore.fit_tr`.
+
+        ``ranks=None`` means :func:`btcore.formats.tr_exact_ranks`, where TR-SVD is exact for every W.
+        ``fit_kwargs`` go to the fit; its report is in ``layer.fit_info``. ``bias`` as for
+        :meth:`BTLinear.from_dense`.
+        """
+        modes = TRSpec(in_modes, out_modes, 1, max_bytes=None)
+        w = check_weight(weight, modes.in_size, modes.out_size, cls.__name__)
+        want_bias(bias, modes.out_size)  # reject a bad bias before fitting
+        if ranks is None:
+            ranks = tr_exact_ranks(modes.in_modes, modes.out_modes)
+        spec = TRSpec(in_modes, out_modes, ranks)  # valid ranks within the size limit
+        M, info = fit_tr(w, spec.in_modes, spec.out_modes, spec.ranks, **({"warn": False} | fit_kwargs))
+        layer = cls.from_matrix(M.to(dtype=w.dtype, device=w.device), bias=bias)
+        layer.fit_info = info
+        return layer
+
+
+#: The layer of every format of :data:`btcore.formats.FORMATS`, by key (dense: ``nn.Linear``).
+LAYERS: dict[str, type] = {"dense": nn.Linear, "tt": TTLinear, "bt": BTLinear, "tr": TRLinear}
+#: The container of every factorized format of :data:`btcore.formats.FORMATS`, by key.
+CONTAINERS: dict[str, type] = {"tt": TTMatrix, "bt": BTMatrix, "tr": TRMatrix}

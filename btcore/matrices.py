@@ -1,4 +1,4 @@
-"""BT and TT matrix containers: the tensors of a factorized (I, J) matrix, as torch tensors.
+"""BT and TT matrix containers (TR's is :class:`btcore.ring.TRMatrix`, on the same base): the tensors of a factorized (I, J) matrix, as torch tensors.
 
 Above :mod:`btcore.contract` (``M.to_dense()`` and ``x @ M`` run its schemes); the memory budget
 they ask before allocating is :mod:`btcore.memory`.
@@ -21,7 +21,8 @@ from .memory import check_allocation, dtype_bytes
 from .plan import plan_reconstruct
 from .shapes import prod
 
-__all__ = ["BTMatrix", "TTMatrix", "check_std", "bt_init_std", "tt_init_std"]
+__all__ = ["FactorizedMatrix", "BTMatrix", "TTMatrix", "check_std", "check_dtype", "check_device", "seeded_generator",
+           "bt_init_std", "tt_init_std"]
 
 
 def bt_init_std(spec: BTSpec, std: float) -> float:
@@ -48,13 +49,14 @@ def check_std(std, field: str = "std") -> float:
     return float(std)
 
 
-def _check_dtype(dtype) -> torch.dtype:
+def check_dtype(dtype) -> torch.dtype:
+    """``dtype`` if it is a real floating-point torch dtype, else ``TypeError``."""
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype.is_complex:
         raise TypeError(f"dtype must be a real floating-point torch.dtype such as torch.float32, got {dtype!r}")
     return dtype
 
 
-def _check_device(device, field: str = "device") -> torch.device | None:
+def check_device(device, field: str = "device") -> torch.device | None:
     """``device`` as a ``torch.device`` (``None`` stays ``None``: the default device), or ``ValueError``
     naming it when it is not a device or not usable here (``"cuda"`` on a machine without CUDA)."""
     if device is None:
@@ -72,7 +74,8 @@ def _check_device(device, field: str = "device") -> torch.device | None:
     return dev
 
 
-def _generator(seed, device):
+def seeded_generator(seed, device) -> torch.Generator | None:
+    """A CPU/device generator seeded with ``seed`` (None: the global RNG); ``ValueError`` for a bad seed."""
     if seed is None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < 2**63:
@@ -96,8 +99,14 @@ def _common(tensors, what):
         raise ValueError(f"{what}: all tensors need one device, got {sorted(map(str, devices))}")
 
 
-class _Factorized:
-    spec: BTSpec | TTSpec
+class FactorizedMatrix:
+    """What the containers share: sizes from the spec, ``to_dense`` and ``x @ M`` through :mod:`btcore.contract`.
+
+    A subclass sets ``spec`` (a :class:`btcore.formats.FormatSpec`) and implements :meth:`tensors`
+    (the operands of ``spec.network()`` after x).
+    """
+
+    spec: object
 
     def tensors(self) -> list[torch.Tensor]:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -138,7 +147,7 @@ class _Factorized:
         return matmul(x, self)
 
 
-class BTMatrix(_Factorized):
+class BTMatrix(FactorizedMatrix):
     """A Block-Term matrix: ``W = sum_n C_n x_1 A_n^(1) .. x_d A_n^(d)`` over interleaved modes.
 
     Parameters
@@ -183,10 +192,10 @@ class BTMatrix(_Factorized):
                dtype: torch.dtype = torch.float32, device=None) -> "BTMatrix":
         """Gaussian factors and cores scaled so the dense matrix has entry std ``std``."""
         spec = BTSpec(in_modes, out_modes, rank, blocks)
-        std, dtype, device = check_std(std), _check_dtype(dtype), _check_device(device)
+        std, dtype, device = check_std(std), check_dtype(dtype), check_device(device)
         check_allocation(spec.params * dtype_bytes(dtype), "the BT tensors", "lower the rank or blocks", device)
         s = bt_init_std(spec, std)
-        g = _generator(seed, device)
+        g = seeded_generator(seed, device)
         factors = [torch.randn(shape, generator=g, dtype=dtype, device=device) * s for shape in spec.factor_shapes()]
         core = torch.randn(spec.core_shape, generator=g, dtype=dtype, device=device) * s
         return cls(factors, core)
@@ -210,7 +219,7 @@ class BTMatrix(_Factorized):
                 f"params={s.params:,}, dtype={self.dtype})")
 
 
-class TTMatrix(_Factorized):
+class TTMatrix(FactorizedMatrix):
     """A TT-matrix: ``W[(i_1..i_d), (j_1..j_d)] = G_1[i_1, j_1] .. G_d[i_d, j_d]``.
 
     Parameters
@@ -244,10 +253,10 @@ class TTMatrix(_Factorized):
                dtype: torch.dtype = torch.float32, device=None) -> "TTMatrix":
         """Gaussian cores scaled so the dense matrix has entry std ``std``."""
         spec = TTSpec(in_modes, out_modes, ranks)
-        std, dtype, device = check_std(std), _check_dtype(dtype), _check_device(device)
+        std, dtype, device = check_std(std), check_dtype(dtype), check_device(device)
         check_allocation(spec.params * dtype_bytes(dtype), "the TT cores", "lower the ranks", device)
         s = tt_init_std(spec, std)
-        g = _generator(seed, device)
+        g = seeded_generator(seed, device)
         return cls([torch.randn(shape, generator=g, dtype=dtype, device=device) * s for shape in spec.core_shapes()])
 
     def tensors(self) -> list[torch.Tensor]:

@@ -84,8 +84,8 @@ class ContractionPlan:
         The planner's modelled seconds (0 where not estimated).
     label : str
         The short name shown to people (:attr:`name`), set by the scheme that made the plan.
-    spec : DenseSpec, TTSpec or BTSpec
-        The spec the plan is for.
+    spec : FormatSpec
+        The spec the plan is for (any format of :data:`btcore.formats.FORMATS`).
     """
 
     method: str

@@ -1,4 +1,4 @@
-"""LSTM and GRU cells and sequence layers with dense, TT or BT input maps.
+"""LSTM and GRU cells and sequence layers with dense, TT, BT or TR input maps.
 
 The input-to-hidden map of a cell is one (I, G*H) matrix for all G gates (G = 4 for LSTM, 3 for
 GRU), as in Ye et al. 2018 / Yang et al. 2017: for a factorized map the gate factor is folded into
@@ -32,8 +32,10 @@ import torch
 from torch import nn
 
 from .checks import check_device, check_dropout, check_tensor
+from .formats import FORMATS
 from .memory import DEFAULT_MAX_BYTES, check_allocation, dtype_bytes, format_bytes
-from .layers import BTLinear, TTLinear, reset_linear
+from .layer_init import reset_linear
+from .layers import LAYERS
 from .shapes import as_modes, check_choice, check_positive_int, prod
 
 __all__ = [
@@ -56,7 +58,8 @@ __all__ = [
     "PAPER_UCF11_ACCURACY",
 ]
 
-KINDS = ("dense", "tt", "bt")
+#: The input-map kinds: every key of the registry of formats, :data:`btcore.formats.FORMATS`.
+KINDS = tuple(FORMATS)
 
 # The paper's UCF11 setting (Ye et al. 2018; docs/reference.md, "The paper's UCF11 setting"): the one
 # source of these numbers for the presets, the home page, the Training page and the CLI.
@@ -82,27 +85,29 @@ def folded_out_modes(hidden_modes, gates: int) -> tuple[int, ...]:
 
 
 def make_input_map(kind: str, in_modes, hidden_modes, gates: int, *, rank=4, blocks: int = 1, tt_ranks=4,
-                   bias: bool = True, device=None, dtype=None) -> nn.Module:
-    """The input-to-hidden map of ``gates`` stacked gates: ``nn.Linear``, :class:`TTLinear` or :class:`BTLinear`.
+                   tr_ranks=4, bias: bool = True, device=None, dtype=None) -> nn.Module:
+    """The input-to-hidden map of ``gates`` stacked gates: the layer of format ``kind`` (:data:`btcore.layers.LAYERS`).
 
-    All three are initialised like ``nn.Linear`` (entry std 1/sqrt(3 I)), the factorized ones
-    through their matched-variance init.
+    ``nn.Linear`` for "dense", else :class:`TTLinear` (``tt_ranks``), :class:`BTLinear` (``rank``,
+    ``blocks``) or :class:`TRLinear` (``tr_ranks``); each format takes its own controls from
+    :data:`btcore.formats.RANK_CONTROLS` and ignores the others'. All are initialised like
+    ``nn.Linear`` (entry std 1/sqrt(3 I)), the factorized ones through their matched-variance init.
     """
     kind = check_choice(kind, KINDS, "kind")
     i = as_modes(in_modes, "in_modes")
     h = as_modes(hidden_modes, "hidden_modes")
     out = folded_out_modes(h, gates)
     factory = {"device": check_device(device), "dtype": dtype}
-    if kind == "dense":
+    fmt = FORMATS[kind]
+    if not fmt.factorized:
         return nn.Linear(prod(i), prod(out), bias=bias, **factory)
     if len(i) != len(h):
         raise ValueError(
-            f"hidden_modes has {len(h)} modes but in_modes has {len(i)}; a {kind.upper()} input map needs the same "
+            f"hidden_modes has {len(h)} modes but in_modes has {len(i)}; a {fmt.label} input map needs the same "
             f"order d for both (e.g. hidden 256 as {'x'.join(['4'] * len(i)) if len(i) == 4 else '...'})"
         )
-    if kind == "tt":
-        return TTLinear(i, out, tt_ranks, bias=bias, **factory)
-    return BTLinear(i, out, rank, blocks, bias=bias, **factory)
+    spec = fmt.spec_for(i, out, rank=rank, blocks=blocks, tt_ranks=tt_ranks, tr_ranks=tr_ranks)
+    return LAYERS[kind].from_spec(spec, bias, **factory)
 
 
 class _Cell(nn.Module):
@@ -110,7 +115,7 @@ class _Cell(nn.Module):
 
     gates: int = 0
 
-    def __init__(self, in_modes, hidden_modes, kind: str = "bt", *, rank=4, blocks: int = 1, tt_ranks=4,
+    def __init__(self, in_modes, hidden_modes, kind: str = "bt", *, rank=4, blocks: int = 1, tt_ranks=4, tr_ranks=4,
                  bias: bool = True, recurrent_init: str = "uniform", input_map: nn.Module | None = None,
                  device=None, dtype=None):
         super().__init__()
@@ -123,18 +128,18 @@ class _Cell(nn.Module):
         self.hidden_size = prod(self.hidden_modes)
         g, hs = self.gates, self.hidden_size
         # One memory budget before anything is allocated: the dense maps grow as I * G * H and G * H^2.
-        dense_in = self.input_size * g * hs if input_map is None and self.kind == "dense" else 0
+        dense_in = self.input_size * g * hs if input_map is None and not FORMATS[self.kind].factorized else 0
         size = dtype_bytes(dtype if dtype is not None else torch.get_default_dtype())
         nbytes = (dense_in + g * hs * hs) * size
         if nbytes > DEFAULT_MAX_BYTES:  # the specs' limit on a format's parameters, for the dense maps too
             raise ValueError(f"the dense maps of this {type(self).__name__} need {format_bytes(nbytes)}, above the "
                              f"{format_bytes(DEFAULT_MAX_BYTES)} limit on a layer's parameters; lower the hidden size "
-                             "or use a TT/BT input map")
+                             "or use a factorized input map")
         check_allocation(nbytes, f"the dense maps of this {type(self).__name__}",
-                         "lower the hidden size or use a TT/BT input map")
+                         "lower the hidden size or use a factorized input map")
         if input_map is None:
             input_map = make_input_map(kind, self.in_modes, self.hidden_modes, g, rank=rank, blocks=blocks,
-                                       tt_ranks=tt_ranks, bias=bias, device=device, dtype=dtype)
+                                       tt_ranks=tt_ranks, tr_ranks=tr_ranks, bias=bias, device=device, dtype=dtype)
         else:
             shape = (getattr(input_map, "in_features", None), getattr(input_map, "out_features", None))
             if shape != (self.input_size, g * hs):
@@ -196,11 +201,12 @@ class _Cell(nn.Module):
 
     @classmethod
     def from_torch(cls, cell: nn.Module, in_modes, hidden_modes, kind: str = "bt", *, rank=None, blocks: int = 1,
-                   tt_ranks=None, **fit_kwargs):
+                   tt_ranks=None, tr_ranks=None, **fit_kwargs):
         """Convert a PyTorch ``nn.LSTMCell`` / ``nn.GRUCell`` (W_ih = cell.weight_ih.T, gate-major columns).
 
-        ``rank=None`` / ``tt_ranks=None`` mean full rank, where the conversion is exact; lower ranks
-        fit the weight with :mod:`btcore.decompose` (see :meth:`BTLinear.from_dense`).
+        ``rank=None`` / ``tt_ranks=None`` / ``tr_ranks=None`` mean full rank, where the conversion is
+        exact; lower ranks fit the weight with :mod:`btcore.decompose` (the format's layer's
+        ``from_dense``, e.g. :meth:`BTLinear.from_dense`).
         """
         torch_type = nn.LSTMCell if cls.gates == 4 else nn.GRUCell
         if not isinstance(cell, torch_type):
@@ -218,7 +224,7 @@ class _Cell(nn.Module):
         b = cell.bias_ih.detach() if has_bias else None
         out = folded_out_modes(hidden_modes, cls.gates)
         factory = {"dtype": w.dtype, "device": w.device}
-        if kind == "dense":
+        if not FORMATS[kind].factorized:
             imap = nn.Linear(w.shape[0], w.shape[1], bias=has_bias, **factory)
             with torch.no_grad():
                 imap.weight.copy_(cell.weight_ih)
@@ -227,12 +233,12 @@ class _Cell(nn.Module):
         else:
             if len(in_modes) != len(hidden_modes):
                 raise ValueError(f"hidden_modes has {len(hidden_modes)} modes but in_modes has {len(in_modes)}; "
-                                 f"a {kind.upper()} input map needs the same order d for both")
+                                 f"a {FORMATS[kind].label} input map needs the same order d for both")
             # b is None for a bias-free cell, and then the map has no bias either
-            if kind == "bt":
-                imap = BTLinear.from_dense(w, in_modes, out, rank, blocks, bias=b, **fit_kwargs)
-            else:
-                imap = TTLinear.from_dense(w, in_modes, out, tt_ranks, bias=b, **fit_kwargs)
+            controls = {"rank": rank, "blocks": blocks, "tt_ranks": tt_ranks, "tr_ranks": tr_ranks}
+            # each layer's from_dense takes its format's controls positionally, in the registry's order
+            args = [controls[c] for c in FORMATS[kind].controls]
+            imap = LAYERS[kind].from_dense(w, in_modes, out, *args, bias=b, **fit_kwargs)
         new = cls(in_modes, hidden_modes, kind, bias=has_bias, input_map=imap, **factory)
         with torch.no_grad():
             new.hidden_map.weight.copy_(cell.weight_hh)
@@ -251,9 +257,11 @@ class LSTMCell(_Cell):
     hidden_modes : int or sequence of int
         Hidden modes H_1..H_d; hidden_size = prod(hidden_modes). The input map's output modes are
         (4 H_1, H_2, .., H_d).
-    kind : {"dense", "tt", "bt"}
+    kind : {"dense", "tt", "bt", "tr"}
+        A key of :data:`btcore.formats.FORMATS`.
     rank, blocks : BT rank R (int or per-mode) and number of blocks N (kind "bt").
     tt_ranks : TT ranks (kind "tt").
+    tr_ranks : TR bond ranks (kind "tr").
     bias : bool
         Biases b_ih and b_hh, as PyTorch.
     recurrent_init : {"uniform", "orthogonal"}
@@ -324,13 +332,13 @@ class _Sequence(nn.Module):
 
     cell_class: type = _Cell
 
-    def __init__(self, in_modes, hidden_modes, kind: str = "bt", *, rank=4, blocks: int = 1, tt_ranks=4,
+    def __init__(self, in_modes, hidden_modes, kind: str = "bt", *, rank=4, blocks: int = 1, tt_ranks=4, tr_ranks=4,
                  bias: bool = True, input_dropout: float = 0.0, state_dropout: float = 0.0,
                  recurrent_init: str = "uniform", cell: _Cell | None = None, device=None, dtype=None):
         super().__init__()
         if cell is None:
             cell = self.cell_class(in_modes, hidden_modes, kind, rank=rank, blocks=blocks, tt_ranks=tt_ranks,
-                                   bias=bias, recurrent_init=recurrent_init, device=device, dtype=dtype)
+                                   tr_ranks=tr_ranks, bias=bias, recurrent_init=recurrent_init, device=device, dtype=dtype)
         elif not isinstance(cell, self.cell_class):
             raise ValueError(f"cell must be a {self.cell_class.__name__}, got {type(cell).__name__}")
         self.cell = cell
@@ -418,7 +426,7 @@ class _Sequence(nn.Module):
 
 
 class LSTM(_Sequence):
-    """Batch-first LSTM over (B, T, F) with a dense, TT or BT input map; see :class:`LSTMCell`.
+    """Batch-first LSTM over (B, T, F) with a dense, TT, BT or TR input map; see :class:`LSTMCell`.
 
     ``forward(x, state=None, lengths=None) -> (outputs (B, T, H), (h, c))``; dropout on the input
     (``input_dropout``) and on the state entering the recurrent map (``state_dropout``, one mask
@@ -448,7 +456,7 @@ class LSTM(_Sequence):
 
 
 class GRU(_Sequence):
-    """Batch-first GRU over (B, T, F) with a dense, TT or BT input map; see :class:`GRUCell` and :class:`LSTM`.
+    """Batch-first GRU over (B, T, F) with a dense, TT, BT or TR input map; see :class:`GRUCell` and :class:`LSTM`.
 
     ``forward(x, h=None, lengths=None) -> (outputs (B, T, H), h)``.
     """

@@ -8,8 +8,10 @@ import torch
 from torch import nn
 
 from btcore.classifier import ClassifierConfig, SequenceClassifier, ucf11_config
+from btcore.formats import FORMATS
 
-KINDS = ["dense", "tt", "bt"]
+#: Every format of the registry.
+KINDS = list(FORMATS)
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -25,7 +27,7 @@ def test_ucf11_parameter_counts():
     assert round(58_982_400 / bt.input_map_params(), 1) == 17388.7
 
 
-@pytest.mark.parametrize("kind", ["bt", "tt"])
+@pytest.mark.parametrize("kind", ["bt", "tt", "tr"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_ucf11_models_build_with_matching_counts(kind, cell):
     cfg = ucf11_config(kind, cell)
@@ -59,6 +61,9 @@ def test_config_num_params_dense_small():
     (dict(rank=(4, 4)), "rank"),
     (dict(kind="tt", tt_ranks=10_000), "tt_ranks"),
     (dict(kind="tt", tt_ranks=(4, 4)), "tt_ranks"),
+    (dict(kind="tr", tr_ranks=(4, 4)), "tr_ranks"),
+    (dict(kind="tr", tr_ranks=0), "tr_ranks"),
+    (dict(kind="tr", tr_ranks=(4, 4, 4, 10_000)), "tr_ranks"),
     (dict(recurrent_init="zero"), "recurrent_init"),
 ])
 def test_config_validation_names_field(change, field):
@@ -86,9 +91,20 @@ def test_config_dict_round_trip():
     assert dataclasses.replace(cfg, kind="bt").describe() == "BT-GRU (R=4, N=2)"
 
 
+def test_tr_config_counts_round_trip_and_label():
+    cfg = ucf11_config("tr", tr_ranks=(2, 3, 4, 3))
+    # sum_k r_{k-1} I_k J_k r_k over the UCF11 map 8x20x20x18 -> 16x4x4x4, r_0 = r_4 = 3
+    assert cfg.input_map_params() == 3 * 8 * 16 * 2 + 2 * 20 * 4 * 3 + 3 * 20 * 4 * 4 + 4 * 18 * 4 * 3
+    assert cfg.spec().ranks == (2, 3, 4, 3) and cfg.spec().kind == "TR"
+    back = ClassifierConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg and back.tr_ranks == (2, 3, 4, 3)
+    assert cfg.describe() == "TR-LSTM (ranks (2, 3, 4, 3))"
+    assert ClassifierConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "tr_ranks"}).tr_ranks == 4
+
+
 # -- classifier -----------------------------------------------------------------------------------
 
-SMALL = dict(in_modes=(4, 3), hidden_modes=(2, 3), rank=2, blocks=2, tt_ranks=2, classes=5)
+SMALL = dict(in_modes=(4, 3), hidden_modes=(2, 3), rank=2, blocks=2, tt_ranks=2, tr_ranks=2, classes=5)
 
 
 @pytest.mark.parametrize("kind", KINDS)

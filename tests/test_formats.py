@@ -153,3 +153,44 @@ def test_counts_do_not_depend_on_timed_rates():
         # the planner's scheme never does less work than the FLOP-optimal path
         assert min(a.macs_per_sample, b.macs_per_sample) >= row["macs_per_sample"] == s.macs(16)
         assert a.plan.spec == s and a.modelled_s > 0
+
+
+# -- the registry ---------------------------------------------------------------------------------
+
+def test_the_registry_lists_every_format_with_its_spec_layer_and_container():
+    from btcore.formats import FORMATS, RANK_CONTROLS, spec_for
+    from btcore.layers import CONTAINERS, LAYERS
+
+    assert list(FORMATS) == ["dense", "tt", "bt", "tr"]
+    assert set(LAYERS) == set(FORMATS)
+    assert set(CONTAINERS) == {k for k, f in FORMATS.items() if f.factorized}
+    for key, fmt in FORMATS.items():
+        assert fmt.key == key and set(fmt.controls) <= set(RANK_CONTROLS)
+        spec = fmt.spec_for((4, 5), (3, 4), **(RANK_CONTROLS | {"rank": 2, "tt_ranks": 2, "tr_ranks": 2}))
+        assert type(spec) is fmt.spec and spec.key == key and spec.kind == btcore.summary_row(spec)["format"]
+        if fmt.factorized:
+            assert CONTAINERS[key].random((4, 5), (3, 4), 2, seed=0).spec.key == key
+    assert spec_for("tr", (4, 5), (3, 4), tr_ranks=(2, 3), rank=99) == btcore.TRSpec((4, 5), (3, 4), (2, 3))
+    assert FORMATS["bt"].params((4, 5), (3, 4), rank=2, blocks=3) == btcore.bt_params((4, 5), (3, 4), 2, 3)
+    with pytest.raises(ValueError, match="unknown rank control"):
+        spec_for("tt", (4, 5), (3, 4), ttranks=2)
+    with pytest.raises(ValueError, match="kind"):
+        spec_for("cp", (4, 5), (3, 4))
+
+
+def test_tr_in_the_tables_sweep_and_rank_caps():
+    spec = btcore.TRSpec(UCF_IN, UCF_OUT, 4)
+    row = btcore.summary_row(spec, batch=16)
+    assert row["format"] == "TR" and row["ranks"] == "ring ranks 4-4-4-4"
+    assert row["params"] == 16 * (8 * 16 + 20 * 4 + 20 * 4 + 18 * 4) and row["macs_per_sample"] == spec.macs(16)
+    cap = btcore.max_uniform_rank((4, 4), (4, 4), "tr")
+    rows = btcore.param_sweep((4, 4), (4, 4), [1, 2, cap, cap + 1, 16], blocks=[1])
+    tr = {r["rank"]: r["params"] for r in rows if r["format"] == "TR"}
+    assert sorted(tr) == [1, 2, cap]  # ranks the spec refuses are skipped
+    btcore.TRSpec((4, 4), (4, 4), cap)
+    with pytest.raises(ValueError):
+        btcore.TRSpec((4, 4), (4, 4), cap + 1)
+    assert tr[2] == btcore.tr_params((4, 4), (4, 4), 2) == 2 * 16 * 2 * 2
+    assert not any(r["format"] in ("TT", "TR") for r in btcore.param_sweep((4,), (4,), [1]))  # d = 1: no bond
+    with pytest.raises(ValueError, match="no rank"):
+        btcore.max_uniform_rank((4, 4), (4, 4), "dense")

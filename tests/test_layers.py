@@ -11,7 +11,7 @@ from torch.func import functional_call
 import btcore
 from btcore import BTLinear, BTMatrix, TTLinear, TTMatrix, bt_params, tt_params
 from btcore.decompose import FitInfo
-from btcore.layers import linear_init_std
+from btcore.layer_init import linear_init_std
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 F64 = torch.float64

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from btcore.ring import (TRMatrix, TRSpec, grow_bonds, interleaved, normalize_tr_ranks, tr_exact_ranks, tr_matmul,
-                         tr_max_uniform_rank, tr_params, tr_rank_caps, tr_svd, tr_universal_ranks)
+from btcore.formats import (TRSpec, normalize_tr_ranks, tr_exact_ranks, tr_max_uniform_rank, tr_params, tr_rank_caps,
+                            tr_universal_ranks)
+from btcore.ring import TRMatrix, grow_bonds, interleaved, tr_matmul, tr_svd
 
 F64 = torch.float64
 
@@ -236,9 +237,9 @@ def test_container_validation():
     with pytest.raises(ValueError, match="need at least one core"):
         TRMatrix([])
     M = TRMatrix([a, b])
-    with pytest.raises(ValueError, match=r"x must be a tensor of shape \(\.\.\., 6\)"):
+    with pytest.raises(ValueError, match=r"x: last dimension is \(5,\), expected I = 6"):
         tr_matmul(torch.zeros(2, 5, dtype=F64), M)
-    with pytest.raises(ValueError, match="convert one"):
+    with pytest.raises(ValueError, match="cast one to the other"):
         tr_matmul(torch.zeros(2, 6), M)
 
 
@@ -261,3 +262,52 @@ def test_peer_tensorly_tr_to_tensor_gives_the_same_tensor():
         factors = [c.reshape(c.shape[0], -1, c.shape[3]).numpy() for c in M.cores]
         ref = np.asarray(tr_to_tensor(factors))  # numpy input: no backend switch
         np.testing.assert_allclose(interleaved(M.to_dense().numpy(), im, om), ref, rtol=1e-12, atol=1e-12)
+
+
+# -- through the planner ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["contract", "path", "dense", "auto"])
+@pytest.mark.parametrize("in_modes, out_modes, ranks", [CONFIGS[3], CONFIGS[4], ((3,), (4,), 1)])
+def test_every_planner_method_gives_the_dense_product_and_its_gradients(method, in_modes, out_modes, ranks):
+    import btcore
+    from btcore.contract import plan_matmul
+    from btcore.contract.schemes import SCHEMES
+
+    M = TRMatrix.random(in_modes, out_modes, ranks, seed=8, dtype=F64)
+    plan = plan_matmul(M.spec, 6, method, dtype=F64, direction="train")
+    assert plan.scheme in SCHEMES and plan.spec == M.spec
+    if method in ("contract", "path"):
+        assert plan.method == "contract"  # W never formed
+    x = torch.randn(6, M.shape[0], dtype=F64, generator=torch.Generator().manual_seed(9), requires_grad=True)
+    cores = [c.clone().requires_grad_(True) for c in M.cores]
+    y = btcore.matmul(x, TRMatrix(cores), method=method)
+    torch.testing.assert_close(y, x.detach() @ M.to_dense(), rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    ref = [c.clone().requires_grad_(True) for c in M.cores]
+    xr = x.detach().clone().requires_grad_(True)
+    ((xr @ TRMatrix(ref).to_dense()) * g).sum().backward()
+    torch.testing.assert_close(x.grad, xr.grad, rtol=1e-11, atol=1e-11)
+    for a, b in zip(cores, ref):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-11, atol=1e-11)
+
+
+def test_gradcheck_through_matmul_with_the_dense_scheme():
+    import btcore
+
+    M = TRMatrix.random((2, 3), (2, 2), 2, seed=5, dtype=F64)
+    cores = [c.clone().requires_grad_(True) for c in M.cores]
+    x = torch.randn(3, 6, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, *cs: btcore.matmul(x, TRMatrix(list(cs)), method="dense"), (x, *cores))
+
+
+def test_the_spec_counts_with_the_shared_plan_and_network():
+    from btcore.plan import optimal_plan
+
+    s = TRSpec((2, 3, 4), (3, 2, 2), (2, 3, 1))
+    assert s.plan(5) is optimal_plan(s, 5)
+    net = s.network()
+    assert net.names == ("x", "G1", "G2", "G3")
+    assert net.terms[1:] == ("rAIp", "pBJq", "qCKr")  # the closing bond r joins core 3 and core 1
+    assert [tuple(sh) for sh in net.shapes[1:]] == s.core_shapes()
+    assert TRSpec((3,), (4,), 1).network().terms == ("bA", "AI")  # d = 1: the traced core

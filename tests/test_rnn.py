@@ -5,12 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from btcore import BTLinear, TTLinear
+from btcore.layers import LAYERS
 from btcore.classifier import ClassifierConfig, SequenceClassifier
-from btcore.rnn import GRU, LSTM, GRUCell, LSTMCell, folded_out_modes, make_input_map
+from btcore.rnn import GRU, KINDS as REGISTERED_KINDS, LSTM, GRUCell, LSTMCell, folded_out_modes, make_input_map
 
 F64 = torch.float64
-KINDS = ["dense", "tt", "bt"]
+#: Every format of the registry, so a new format runs every test below.
+KINDS = list(REGISTERED_KINDS)
+FACTORIZED = [k for k in KINDS if k != "dense"]
 # Small tensorized shapes: input 4x3 = 12, hidden 2x3 = 6.
 IN, HID = (4, 3), (2, 3)
 
@@ -35,7 +37,7 @@ def test_lstm_cell_matches_torch(kind, with_state):
     torch.testing.assert_close(h, h_ref, atol=1e-6, rtol=0)
     torch.testing.assert_close(c, c_ref, atol=1e-6, rtol=0)
     assert cell.out_modes == (8, 3)
-    assert isinstance(cell.input_map, {"dense": nn.Linear, "tt": TTLinear, "bt": BTLinear}[kind])
+    assert type(cell.input_map) is LAYERS[kind]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -50,7 +52,7 @@ def test_gru_cell_matches_torch(kind, with_state):
 
 
 @pytest.mark.parametrize("cell_type", ["lstm", "gru"])
-@pytest.mark.parametrize("kind", ["tt", "bt"])
+@pytest.mark.parametrize("kind", FACTORIZED)
 def test_cell_without_bias_matches_torch(cell_type, kind):
     ref = _torch_cell(cell_type, bias=False)
     cls = LSTMCell if cell_type == "lstm" else GRUCell
@@ -64,7 +66,7 @@ def test_cell_without_bias_matches_torch(cell_type, kind):
     torch.testing.assert_close(out, out_ref, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["tt", "bt"])
+@pytest.mark.parametrize("kind", FACTORIZED)
 @pytest.mark.parametrize("gate", range(4))
 def test_gate_order_is_gate_major(kind, gate):
     """Column j of the folded map is gate j // H: zeroing gate g's columns of the input map changes only
@@ -80,7 +82,7 @@ def test_gate_order_is_gate_major(kind, gate):
     with torch.no_grad():
         pre = cell.input_map(x) + cell.hidden_map(h)  # gate pre-activations, gate-major [i | f | g | o]
         # Gate g is the slice g*H1:(g+1)*H1 of the folded first output mode (4 H_1): zero it in the
-        # first factor (BT, every block) or first core (TT), i.e. in the format, not in a dense copy.
+        # first factor (BT, every block) or first core (TT, TR), i.e. in the format, not in a dense copy.
         first = cell.input_map.factors[0] if kind == "bt" else cell.input_map.cores[0]
         first[:, :, gate * H1:(gate + 1) * H1, :] = 0
         W0 = cell.input_map.weight_matrix()
@@ -167,10 +169,10 @@ def test_dropout_only_in_training(scls):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_sequence_shapes_and_dtypes(kind, dtype):
-    layer = LSTM(IN, HID, kind, rank=2, blocks=2, tt_ranks=2, dtype=dtype)
+    layer = LSTM(IN, HID, kind, rank=2, blocks=2, tt_ranks=2, tr_ranks=2, dtype=dtype)
     out, (h, c) = layer(torch.randn(3, 4, 12, dtype=dtype))
     assert out.shape == (3, 4, 6) and h.shape == c.shape == (3, 6) and out.dtype == dtype
-    g = GRU(IN, HID, kind, rank=2, blocks=2, tt_ranks=2, dtype=dtype)
+    g = GRU(IN, HID, kind, rank=2, blocks=2, tt_ranks=2, tr_ranks=2, dtype=dtype)
     out, h = g(torch.randn(3, 4, 12, dtype=dtype))
     assert out.shape == (3, 4, 6) and h.shape == (3, 6)
 
@@ -199,9 +201,22 @@ def test_cell_and_layer_errors():
 def test_make_input_map_kinds_and_init():
     torch.manual_seed(0)
     m = make_input_map("bt", (8, 6), (4, 4), 4, rank=3, blocks=2)
-    assert isinstance(m, BTLinear) and m.out_modes == (16, 4) and m.in_features == 48
-    assert isinstance(make_input_map("tt", (8, 6), (4, 4), 3, tt_ranks=2), TTLinear)
+    assert isinstance(m, LAYERS["bt"]) and m.out_modes == (16, 4) and m.in_features == 48
+    assert isinstance(make_input_map("tt", (8, 6), (4, 4), 3, tt_ranks=2), LAYERS["tt"])
     assert isinstance(make_input_map("dense", (8, 6), (4, 4), 3), nn.Linear)
+    tr = make_input_map("tr", (8, 6), (4, 4), 4, tr_ranks=(2, 3), rank=7, tt_ranks=9)  # other formats' controls ignored
+    assert type(tr) is LAYERS["tr"] and tr.ranks == (2, 3) and tr.out_modes == (16, 4)
+    assert tr.num_params == 2 * 8 * 16 * 3 + 3 * 6 * 4 * 2 + 64
+
+
+def test_tr_cell_input_map_has_the_dense_init_variance():
+    """The TR map's realized ||W||_F is that of nn.Linear's init for the same fan-in, sqrt(I J / (3 I))."""
+    for seed in range(3):
+        torch.manual_seed(seed)
+        cell = LSTMCell((8, 6), (4, 4), "tr", tr_ranks=(2, 3), dtype=F64)
+        W = cell.input_map.weight_matrix().detach()
+        assert W.shape == (48, 64)
+        assert float(W.pow(2).mean().sqrt()) == pytest.approx(1 / (3 * 48) ** 0.5, rel=1e-9)
 
 
 def test_recurrent_init_orthogonal():
@@ -237,7 +252,7 @@ def test_a_device_this_machine_lacks_is_a_value_error(kind, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
     for make in (LSTMCell, GRU):
         with pytest.raises(ValueError, match="device 'cuda': CUDA is not available"):
-            make((2, 3), (2, 2), kind, rank=2, tt_ranks=2, device="cuda")
+            make((2, 3), (2, 2), kind, rank=2, tt_ranks=2, tr_ranks=2, device="cuda")
 
 
 @pytest.mark.parametrize("scls", [LSTM, GRU])

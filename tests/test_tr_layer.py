@@ -1,4 +1,4 @@
-"""Tests of btcore.tr_layer: TRLinear."""
+"""Tests of TRLinear (btcore.layers)."""
 
 import math
 
@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from btcore.layers import linear_init_std
-from btcore.ring import TRMatrix, tr_exact_ranks, tr_params
-from btcore.tr_layer import TRLinear, tr_frobenius_norm
+from btcore.layer_init import linear_init_std
+from btcore.formats import tr_exact_ranks, tr_params
+from btcore.layers import TRLinear
+from btcore.ring import TRMatrix, tr_frobenius_norm
 
 F64 = torch.float64
 

@@ -36,7 +36,7 @@ __all__ = ["plan_matmul", "planner_choice", "PlannerChoice", "ranked_plans", "tu
 
 
 def reconstruct(M) -> torch.Tensor:
-    """The dense (I, J) matrix of a :class:`BTMatrix` or :class:`TTMatrix`."""
+    """The dense (I, J) matrix of a factorized container (:class:`BTMatrix`, :class:`TTMatrix`, :class:`TRMatrix`)."""
     return reconstruct_tensors(M.spec, M.tensors())
 
 
@@ -104,7 +104,7 @@ def matmul(x: torch.Tensor, M, *, method: str = "contract", tune: bool | None = 
     x : torch.Tensor
         Input of shape (..., I), of the same dtype and on the same device as ``M``'s tensors
         (otherwise ``ValueError`` naming both).
-    M : BTMatrix or TTMatrix
+    M : BTMatrix, TTMatrix or TRMatrix
         The factorized matrix (its tensors may be ``nn.Parameter``; the result is differentiable,
         through :class:`PlannedMatmul`, whose backward is planned too).
     method : {"contract", "dense", "auto", "path"}

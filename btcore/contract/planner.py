@@ -62,7 +62,7 @@ def plan_matmul(spec, batch: int, method: str = "contract", *, device="cpu", dty
 
     Parameters
     ----------
-    spec : DenseSpec, TTSpec or BTSpec
+    spec : a spec of :data:`btcore.formats.FORMATS` (DenseSpec, TTSpec, BTSpec, TRSpec)
     batch : int
         Rows of x (all leading dimensions flattened).
     method : {"contract", "dense", "auto", "path"}

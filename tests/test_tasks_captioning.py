@@ -62,7 +62,7 @@ def test_normalize_caption():
     (dict(words=()), "the vocabulary has 0 words"),
     (dict(image_modes=(8, 8, 8, 8)), "image_modes 8x8x8x8 multiply to 4,096 but an image of 3x32x32 has 3,072"),
     (dict(image_shape=(3, 32)), r"image_shape must be \(channels, height, width\)"),
-    (dict(kind="tr"), "kind must be one of"),
+    (dict(kind="xx"), "kind must be one of"),
     (dict(hidden_modes=(8, 16)), "hidden_modes has 2 modes but image_modes has 4"),
     (dict(rank=0), "rank must be at least 1"),
     (dict(tt_ranks=(2, 2)), "tt_ranks"),

@@ -74,7 +74,7 @@ def test_config_json_round_trip():
      r"hidden_modes 4x4x4x4 multiply to 256, not hidden_size = 128; .*for example"),
     ({"image_modes": (4, 7, 4, 8)}, r"image_modes 4x7x4x8 multiply to 896, but a 28 x 28 image has 784 pixels"),
     ({"image_size": 8}, r"a 8 x 8 image has 64 pixels; choose modes whose product is 64"),
-    ({"kind": "tr"}, r"kind must be one of 'dense', 'tt', 'bt', got 'tr'"),
+    ({"kind": "xx"}, r"kind must be one of 'dense', 'tt', 'bt', 'tr', got 'xx'"),
     ({"kind": "bt", "hidden_size": 16, "hidden_modes": (4, 4)}, r"hidden_modes has 2 modes but image_modes has 4"),
     ({"kind": "bt", "rank": 100}, r"rank/blocks for the BT read map 8x7x4x7 -> 8x2x2x2"),
     ({"kind": "tt", "tt_ranks": 999}, r"tt_ranks for the TT read map"),

@@ -83,7 +83,7 @@ def bench_case(in_modes, out_modes, batch: int, direction: str, repeats: int, sk
         fns["chosen"]()  # plan (and, where it pays, time candidates) before measuring
         med = _median_times(fns, repeats)
     chosen = btcore.plan_matmul(spec, batch, direction=direction)
-    if chosen.cost_s > btcore.contract.AUTO_TUNE_S:  # matmul timed the candidates: its cached pick
+    if btcore.contract.measuring() and chosen.cost_s > btcore.contract.AUTO_TUNE_S:  # matmul timed them: its pick
         chosen = btcore.contract.tune_plan(M, batch, direction=direction)
     dense_rate = batch * spec.in_size * spec.out_size / med["dense"]  # MAC per ms
     best = min((k for k in med if k not in ("dense", "chosen")), key=med.get)
@@ -99,8 +99,12 @@ def main(argv=None) -> None:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall: elapsed time; cpu: this thread's CPU time (steadier on a shared machine)")
     ap.add_argument("--quick", action="store_true", help="app size and UCF11 batch 16 only, at most 5 repeats")
+    ap.add_argument("--measured-rates", action="store_true",
+                    help="the planner with rates measured here (btcore.contract.measure_rates) instead of its fixed "
+                         "reference rates: faster schemes on other hardware, not reproducible")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    btcore.contract.measure_rates(args.measured_rates)
     global CLOCK
     if args.clock == "cpu":
         if args.threads != 1:

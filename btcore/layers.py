@@ -162,7 +162,7 @@ class FactorizedLinear(nn.Module):
                 f"expected in_features = {self.in_features}"
             )
         # tune=True: always the fastest measured scheme (btcore.contract.tune_plan, timed once per
-        # shape); otherwise the planner times candidates only where that pays (matmul's tune=None).
+        # shape; not reproducible); otherwise the planner's choice from the shapes (matmul's tune=None).
         # matmul runs btcore.contract.PlannedMatmul, whose backward is planned with the forward.
         y = matmul(x, self.to_matrix(), method=self.method, tune=True if self.tune else None)
         if self.bias is not None:

@@ -208,3 +208,36 @@ def test_an_output_too_large_for_memory_is_refused_before_allocating():
         matmul(x, M)
     with pytest.raises(ValueError, match=r"the output of x @ W"):
         matmul(x.reshape(1 << 13, 1 << 13, 4), M, method="dense")
+
+
+def test_the_planner_never_times_unless_the_process_opts_in(monkeypatch):
+    """Default plans come from the shapes and fixed reference rates, so a loaded machine picks the same scheme."""
+    from btcore.contract import calibration
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("the planner timed something")
+
+    calibration.measure_rates(False)
+    monkeypatch.setattr(calibration, "_calibrate", no_timing)
+    monkeypatch.setattr(btcore.contract, "tune_plan", no_timing)
+    assert not calibration.measuring()
+    assert calibration.rates("cpu", torch.float64) == calibration.reference_rates("cpu", torch.float64)
+    assert calibration.reference_rates("cpu", torch.float64).peak == calibration.reference_rates("cpu").peak / 2
+    M = btcore.BTMatrix.random((8, 20, 20, 18), (16, 4, 4, 4), 4, 2, seed=0, dtype=torch.float64)
+    x = torch.randn(16, 57600, dtype=torch.float64)
+    y = btcore.matmul(x, M)  # a costly shape: with measured rates it would time candidates here
+    assert btcore.plan_matmul(M.spec, 16, device="cpu", dtype=torch.float64).cost_s > btcore.contract.AUTO_TUNE_S
+    assert torch.allclose(y, x @ M.to_dense(), rtol=1e-10, atol=1e-9)
+
+
+def test_measured_rates_are_opt_in_and_reversible(monkeypatch):
+    from btcore.contract import calibration
+
+    measured = calibration.Rates(peak=1e9, half_dim=8.0, copy_bps=1e8, call_s=1e-5, itemsize=4)
+    monkeypatch.setattr(calibration, "_calibrate", lambda device_type, dtype: measured)
+    try:
+        calibration.measure_rates()
+        assert calibration.measuring() and calibration.rates("cpu", torch.float32) == measured
+    finally:
+        calibration.measure_rates(False)
+    assert calibration.rates("cpu", torch.float32) == calibration.reference_rates("cpu", torch.float32)

@@ -1,9 +1,9 @@
-"""``x @ W`` for factorized W without forming W, by the scheme a measured cost model picks.
+"""``x @ W`` for factorized W without forming W, by the scheme a cost model picks from the shapes.
 
 Modules: :mod:`~btcore.contract.schemes` (one module per scheme, each a
 :class:`~btcore.contract.schemes.base.Scheme` with plans, run, forward, backward and cost, and the
 registry :data:`~btcore.contract.schemes.SCHEMES`), :mod:`~btcore.contract.calibration` (the rates
-measured on this machine, GEMM and einsum time models), :mod:`~btcore.contract.planner` (the
+of the cost model, fixed by default, GEMM and einsum time models), :mod:`~btcore.contract.planner` (the
 cheapest candidate by the model: :func:`plan_matmul`, :func:`planner_choice`),
 :mod:`~btcore.contract.autograd` (:class:`PlannedMatmul`, every scheme's backward through one
 interface), :mod:`~btcore.contract.tuning` (timing the best candidates once per shape). The plan
@@ -11,8 +11,10 @@ type and the FLOP-optimal path are in :mod:`btcore.plan`, below the specs.
 
 ``plan_matmul(spec, batch)`` returns the scheme ``matmul`` runs, with its pairwise steps. The
 planner picks per (spec, batch, method, device, dtype, direction) the scheme with the least
-modelled time; ``tune_plan`` (``matmul(..., tune=True)``) also times the few best candidates once
-per shape and keeps the fastest. The counts the specs report do not depend on either.
+modelled time, with fixed reference rates unless the process called
+:func:`~btcore.contract.calibration.measure_rates`, so that results are reproducible bit for bit;
+``tune_plan`` (``matmul(..., tune=True)``) also times the few best candidates once per shape and
+keeps the fastest (not reproducible). The counts the specs report do not depend on either.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ import torch
 from ..formats import DenseSpec
 from ..memory import check_allocation
 from .autograd import PlannedMatmul, run_plan
-from .calibration import Rates, rates, set_rates
+from .calibration import Rates, measure_rates, measuring, rates, reference_rates, set_rates
 from .planner import DIRECTIONS, METHODS, PlannerChoice, plan_matmul, planner_choice, ranked_plans
 from .schemes import scheme_of
 from .schemes.base import reconstruct_tensors
 from .tuning import tune_plan
 
 __all__ = ["plan_matmul", "planner_choice", "PlannerChoice", "ranked_plans", "tune_plan", "matmul", "reconstruct",
-           "run_plan", "chunk_rows", "Rates", "rates", "set_rates", "PlannedMatmul", "METHODS", "DIRECTIONS",
+           "run_plan", "chunk_rows", "Rates", "rates", "set_rates", "reference_rates", "measure_rates", "measuring", "PlannedMatmul", "METHODS", "DIRECTIONS",
            "AUTO_TUNE_S"]
 
 
@@ -91,8 +93,9 @@ def _empty_batch(x: torch.Tensor, tensors, lead, out_size: int) -> torch.Tensor:
     return y
 
 
-#: ``matmul(..., tune=None)`` times the best candidates (once per shape) when the model's cheapest
-#: costs more than this many seconds: below it, timing would cost more than it could save.
+#: After :func:`measure_rates`, ``matmul(..., tune=None)`` times the best candidates (once per shape)
+#: when the model's cheapest costs more than this many seconds: below it, timing would cost more than
+#: it could save. Without it, ``tune=None`` never times (timings vary with the machine's load).
 AUTO_TUNE_S = 2e-3
 
 
@@ -111,8 +114,9 @@ def matmul(x: torch.Tensor, M, *, method: str = "contract", tune: bool | None = 
         See :func:`plan_matmul`. The default never forms W.
     tune : bool or None
         True: time the few best candidates once per shape (:func:`tune_plan`) instead of trusting
-        the cost model alone (the first call per shape pays for the timing). False: the model's
-        choice. None (default): time only where the model's cheapest costs over
+        the cost model alone (the first call per shape pays for the timing; not reproducible).
+        False: the model's choice. None (default): the model's choice, or, in a process that
+        called :func:`measure_rates`, timing where the model's cheapest costs over
         :data:`AUTO_TUNE_S`.
 
     Returns
@@ -132,7 +136,7 @@ def matmul(x: torch.Tensor, M, *, method: str = "contract", tune: bool | None = 
     train = torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in tensors))
     direction = "train" if train else "forward"
     plan = plan_matmul(spec, batch, method, device=x.device, dtype=x.dtype, direction=direction)
-    if tune or (tune is None and plan.cost_s > AUTO_TUNE_S and not isinstance(spec, DenseSpec)):
+    if tune or (tune is None and measuring() and plan.cost_s > AUTO_TUNE_S and not isinstance(spec, DenseSpec)):
         plan = tune_plan(M, batch, method=method, direction=direction)
     _check_memory(plan, x)
     x2 = x.reshape(batch, spec.in_size)

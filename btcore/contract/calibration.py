@@ -7,8 +7,15 @@ rate. So a GEMM of (batch x m x k) @ (k x n) is modelled as
     time = batch*m*n*k / (peak * eff) + call,   eff = 1 / (1 + h/m + h/n + h/k)
 
 (``h``: the dimension at which GEMM efficiency halves) plus, for each einsum step, one copy of
-each operand and of the result at the measured copy rate. ``peak``, ``h``, the copy rate and the
-per-call overhead are measured once per (device, dtype) on first use, in well under half a second.
+each operand and of the result at the copy rate.
+
+By default the planner uses fixed reference rates (:func:`reference_rates`, measured on BT Lab's
+2-core development machine), so the scheme it picks, and with it the order in which the sums are
+added, depends on the shapes alone: the same call gives bit-identical results on a quiet or a
+loaded machine. A process that prefers speed on its own hardware to reproducibility calls
+:func:`measure_rates`: ``peak``, ``h``, the copy rate and the per-call overhead are then measured
+once per (device, dtype) on first use (well under half a second), and ``matmul(tune=None)`` times
+the best candidates of costly shapes.
 Each scheme (:mod:`btcore.contract.schemes`) composes its cost from :func:`gemm_seconds`,
 :func:`einsum_seconds` and :func:`copy_seconds`; the planner (:mod:`btcore.contract.planner`) adds
 them up. Nothing here feeds the counts the specs report (those are FLOP counts, not times).
@@ -22,7 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Rates", "rates", "set_rates", "median_time", "gemm_seconds", "einsum_seconds", "copy_seconds"]
+__all__ = ["Rates", "rates", "set_rates", "reference_rates", "measure_rates", "measuring", "median_time", "gemm_seconds",
+           "einsum_seconds", "copy_seconds"]
 
 
 @dataclass(frozen=True)
@@ -52,20 +60,56 @@ def median_time(fn, repeats: int, sync=lambda: None) -> float:
 
 
 _RATES: dict = {}
+_MEASURING = [False]
+
+#: float32 rates per device type: the CPU's measured on BT Lab's 2-core development machine (a GEMM
+#: at 40 GMAC/s, copies at 3 GB/s), CUDA's of the order an H200 showed (bench/device_check.py).
+_REFERENCE = {
+    "cpu": Rates(peak=4e10, half_dim=2.0, copy_bps=3e9, call_s=2e-6, itemsize=4),
+    "cuda": Rates(peak=2e13, half_dim=64.0, copy_bps=2e12, call_s=1e-5, itemsize=4),
+}
+
+
+def reference_rates(device_type: str = "cpu", dtype: torch.dtype = torch.float32) -> Rates:
+    """The fixed rates the planner uses unless :func:`measure_rates` was called.
+
+    A wider element halves the GEMM and copy rates per element (float64 at half float32's peak).
+    """
+    base = _REFERENCE.get(device_type, _REFERENCE["cpu"])
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    scale = base.itemsize / itemsize
+    return Rates(base.peak * scale, base.half_dim, base.copy_bps, base.call_s, itemsize)
+
+
+def measure_rates(on: bool = True) -> None:
+    """Opt this process into rates measured on its own hardware (``on=False``: back to the reference).
+
+    Plans may then differ between a quiet and a loaded machine, and so may the last bits of the
+    results: use it for speed, never where results must be reproducible. Rates fixed with
+    :func:`set_rates` are forgotten either way.
+    """
+    _MEASURING[0] = bool(on)
+    _RATES.clear()
+
+
+def measuring() -> bool:
+    """Whether this process measures its rates (:func:`measure_rates`) instead of using the reference."""
+    return _MEASURING[0]
 
 
 def set_rates(device_type: str, dtype: torch.dtype, value: Rates | None) -> None:
-    """Fix (or with ``None`` forget) the rates of a (device type, dtype), e.g. for reproducible plans."""
+    """Fix (or with ``None`` forget) the rates of a (device type, dtype), e.g. to study the planner."""
     _RATES.pop((device_type, dtype), None)
     if value is not None:
         _RATES[(device_type, dtype)] = value
 
 
 def rates(device_type: str = "cpu", dtype: torch.dtype = torch.float32) -> Rates:
-    """The calibrated :class:`Rates` of this process for (device type, dtype), measured on first use."""
+    """The :class:`Rates` the planner uses for (device type, dtype): fixed ones (:func:`set_rates`), else
+    the reference (:func:`reference_rates`), or, after :func:`measure_rates`, measured on first use."""
     key = (device_type, dtype)
     if key not in _RATES:
-        _RATES[key] = _calibrate(device_type, dtype)
+        _RATES[key] = _calibrate(device_type, dtype) if _MEASURING[0] else reference_rates(device_type, dtype)
     return _RATES[key]
 
 

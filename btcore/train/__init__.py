@@ -44,7 +44,7 @@ DistributedDataParallel (NCCL on GPUs, gloo on CPU): each global batch is split 
 processes, gradients are averaged, metrics are reduced, and only rank 0 prints and writes files.
 """
 
-from .config import (MAX_LR, OPTIMIZERS, REFERENCE_RATES, TrainConfig, check_device, cpu_count, device_name, estimate_memory,
+from .config import (MAX_LR, OPTIMIZERS, TrainConfig, check_device, cpu_count, device_name, estimate_memory,
                      make_optimizer, pick_device, pin_contraction_rates, set_cpu_threads)
 from .distributed import Processes, run_device
 from .run import Run, TrainResult, model_fields, never_stop, param_checksum, seeded_model
@@ -63,6 +63,6 @@ __all__ = [
     "with_unique_names", "param_checksum", "model_fields", "never_stop", "HISTORY_COLUMNS", "CHECKPOINT_FORMAT",
     "history_rows", "histories_csv", "summary", "save_results", "check_out_dir", "save_checkpoint",
     "checkpoint_bytes", "load_checkpoint", "main", "seeded_model", "probe_seconds", "SLOW_S", "sweep_configs",
-    "sweep_rows", "sweep_csv", "sweep_columns", "SWEEP_COLUMNS", "json_default", "finite_or_null", "json_line", "REFERENCE_RATES",
+    "sweep_rows", "sweep_csv", "sweep_columns", "SWEEP_COLUMNS", "json_default", "finite_or_null", "json_line",
     "pin_contraction_rates", "LOCK_FILE", "OutDir", "claim_out_dir", "write_new_file", "MAX_LR",
 ]

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import torch
 
 from ..classifier import ClassifierConfig
-from ..contract import Rates, set_rates
+from ..contract import measure_rates
 from ..shapes import check_choice, check_positive_int
 from ..tasks import make_task, task_names
 
 __all__ = ["OPTIMIZERS", "MAX_LR", "TrainConfig", "make_optimizer", "check_device", "pick_device", "device_name", "cpu_count",
-           "set_cpu_threads", "estimate_memory", "REFERENCE_RATES", "pin_contraction_rates"]
+           "set_cpu_threads", "estimate_memory", "pin_contraction_rates"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 #: The largest learning rate and weight decay accepted: far past any that trains (runs diverge above
@@ -209,19 +209,14 @@ def set_cpu_threads(n: int | None = None, *, share: int = 1) -> int:
     return old
 
 
-#: Fixed planner rates (a 2-core CPU's float32 GEMM, copy and call costs) for contraction schemes that
-#: depend on the shapes only: the rates the planner measures at first use vary with the machine's load,
-#: and a different scheme sums in a different order, so the weights would differ in the last bits.
-REFERENCE_RATES = Rates(peak=4e10, half_dim=2.0, copy_bps=3e9, call_s=2e-6, itemsize=4)
-
-
 def pin_contraction_rates() -> None:
-    """Make the contraction planner's CPU float32 choices a function of the shapes, not of timings (process-wide).
+    """Make the contraction planner's choices a function of the shapes, not of timings (process-wide).
 
-    For a caller that owns the process (the CLI, a script): afterwards the same command trains the
-    same weights bit for bit on a quiet or a loaded machine.
+    The planner uses its reference rates unless a process opted into measured ones
+    (:func:`btcore.contract.measure_rates`); this undoes that, so that afterwards the same command
+    trains the same weights bit for bit on a quiet or a loaded machine.
     """
-    set_rates("cpu", torch.float32, REFERENCE_RATES)
+    measure_rates(False)
 
 
 def estimate_memory(config: ClassifierConfig, batch: int, frames: int, *, optimizer: str = "adam") -> dict[str, int]:

@@ -11,7 +11,7 @@ import streamlit as st
 import torch
 
 import btcore
-from app.state import PRESETS, UCF11_LSTM_PRESET
+from app.config import PRESETS, UCF11_LSTM_PRESET
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES_DIR = ROOT / "pages"

@@ -8,12 +8,12 @@ import btcore
 from app.approximation import advice as adv
 from app.approximation import inputs as fields
 from app.approximation import plan
-from app.approximation import state as S
+from app.approximation import session as S
 from app.approximation import views
 from app.approximation.plan import EFFORT, MAX_CP_RANK, MAX_ENTRIES, TARGETS
-from app.page_state import lesson_mode, page_inputs, show_link, write_url
+from app.frame import lesson_mode, page_inputs, show_link, write_url
 from app.snippets import approximation_snippet
-from app.state import CONFIG_KEY, config_query, get_config, pop_config_warnings
+from app.config import CONFIG_KEY, config_query, get_config, pop_config_warnings
 from app.widgets import format_ints, show_error
 from btcore import decompose as dec
 from btcore import targets as tg

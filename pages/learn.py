@@ -4,12 +4,12 @@ import pandas as pd
 import streamlit as st
 
 import btcore
-from app import charts_learn as cl
-from app import learn_data as ld
+from app.learn import charts as cl
+from app.learn import content as ld
 from app.charts import FORMAT_COLORS
-from app.page_state import lesson_mode, page_inputs, show_link, write_url
+from app.frame import lesson_mode, page_inputs, show_link, write_url
 from app.snippets import learn_snippet
-from app.state import config_query, get_config, pop_config_warnings
+from app.config import config_query, get_config, pop_config_warnings
 from app.widgets import format_ints, page_link, rank_text, show_error
 
 K = "learn_"  # widget key prefix

@@ -4,11 +4,11 @@ import pandas as pd
 import streamlit as st
 
 import btcore
-from app import charts
-from app import shapes_inputs as si
-from app.page_state import lesson_mode, page_inputs, show_link, write_url
+from app.shapes import charts
+from app.shapes import inputs as si
+from app.frame import lesson_mode, page_inputs, show_link, write_url
 from app.snippets import shapes_snippet
-from app.state import PRESETS, config_query, get_config, pop_config_warnings, set_config
+from app.config import PRESETS, config_query, get_config, pop_config_warnings, set_config
 from app.widgets import format_ints, show_error
 
 K = "shapes_"  # widget key prefix

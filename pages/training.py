@@ -9,10 +9,10 @@ import streamlit as st
 import torch
 
 import btcore
-from app import charts_training as ct
+from app.training import charts as ct
 from app.jobs import get_job
-from app.page_state import lesson_mode, page_inputs, show_link, write_url
-from app.state import config_query, get_config, pop_config_warnings
+from app.frame import lesson_mode, page_inputs, show_link, write_url
+from app.config import config_query, get_config, pop_config_warnings
 from app.training import inputs as fields
 from app.training import tables
 from app.training.datasets import DATA_ROOT_ENV, class_folders, data_root, dataset_path, list_datasets

@@ -1,7 +1,8 @@
 import pytest
 
 import btcore
-from app import charts
+from app import charts as shared
+from app.shapes import charts
 
 
 def test_params_vs_rank_marks_the_choice():
@@ -59,7 +60,7 @@ def test_value_axis_is_readable_at_any_span(values, kind, most):
 
     import plotly.graph_objects as go
 
-    axis = charts.value_axis(values)
+    axis = shared.value_axis(values)
     assert axis["type"] == kind
     if kind == "log":
         lo, hi = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))

@@ -5,9 +5,9 @@ import math
 import pytest
 
 import btcore
-from app import charts_learn as cl
-from app import learn_data as ld
-from app.state import LabConfig, PRESETS, UCF11_LSTM_PRESET
+from app.learn import charts as cl
+from app.learn import content as ld
+from app.config import LabConfig, PRESETS, UCF11_LSTM_PRESET
 
 UCF = PRESETS[UCF11_LSTM_PRESET]
 
@@ -260,7 +260,7 @@ def test_contraction_tree_has_every_operand_and_step(make):
 
 
 def test_step_shapes_name_their_indices_with_b_for_the_batch():
-    from app import learn_data as ld
+    from app.learn import content as ld
 
     spec = UCF.bt_spec()
     rows = ld.walkthrough_rows(spec, 16)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import btcore
-from app.state import CONFIG_KEY, LabConfig
+from app.config import CONFIG_KEY, LabConfig
 from btcore import targets
 from btcore.decompose import relative_error
 from conftest import open_page, plotly_specs

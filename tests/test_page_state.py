@@ -1,8 +1,8 @@
-"""Tests for app.page_state: field parsing from URL text (the AppTest round trips are in the page tests)."""
+"""Tests for app.frame: field parsing from URL text (the AppTest round trips are in the page tests)."""
 
 import pytest
 
-from app.page_state import Field
+from app.frame import Field
 
 
 @pytest.mark.parametrize("field, text, value", [

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from app.state import CONFIG_KEY, LabConfig
+from app.config import CONFIG_KEY, LabConfig
 from conftest import ROOT, open_page, plotly_specs
 
 

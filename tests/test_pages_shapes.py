@@ -3,7 +3,7 @@
 import pytest
 
 import btcore
-from app.state import CONFIG_KEY, LabConfig
+from app.config import CONFIG_KEY, LabConfig
 from conftest import ROOT, open_page, plotly_specs
 
 

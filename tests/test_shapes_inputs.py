@@ -1,10 +1,10 @@
-"""Tests for app.shapes_inputs: range checks, mode suggestions and the chart data, without a UI."""
+"""Tests for app.shapes.inputs: range checks, mode suggestions and the chart data, without a UI."""
 
 import pytest
 
 import btcore
-from app import shapes_inputs as si
-from app.state import PRESETS, UCF11_LSTM_PRESET, LabConfig
+from app.shapes import inputs as si
+from app.config import PRESETS, UCF11_LSTM_PRESET, LabConfig
 
 
 def test_defaults_round_trip_through_config_from_inputs():

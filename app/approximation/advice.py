@@ -15,7 +15,7 @@ import streamlit as st
 
 import btcore
 from app import jobs
-from app.state import LabConfig, get_config, set_config
+from app.config import LabConfig, get_config, set_config
 from btcore import targets as tg
 from btcore.shapes import format_ints, rank_text
 

@@ -204,7 +204,7 @@ def make_worker(spec: RunSpec, W_given, known_fits: dict):
     """Build the target, run the main fits and the sweep, and return the :class:`RunResult`.
 
     ``known_fits`` is the page's copy of its fit cache, only read here; the fits made by this run come
-    back in the result's ``new_fits`` for the page to merge (:func:`app.approximation.state.harvest`).
+    back in the result's ``new_fits`` for the page to merge (:func:`app.approximation.session.harvest`).
     """
     im, om = spec.in_modes, spec.out_modes
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import charts_approx as ca
+from app.approximation import charts as ca
 
 from . import advice as adv
 from . import analysis

@@ -11,12 +11,12 @@ import json
 import pandas as pd
 import streamlit as st
 
-from app import charts_training as ct
+from app.training import charts as ct
 from app.training import tables
 from app.training.inputs import changed_since
 from app.training.plan import replaced
 from app.widgets import escape_markdown
-from btcore.train import SLOW_S, checkpoint_bytes, histories_csv, probe_seconds, summary, sweep_csv, sweep_rows
+from btcore.train import SLOW_S, TrainConfig, checkpoint_bytes, histories_csv, probe_seconds, summary, sweep_csv, sweep_rows
 
 __all__ = ["show_outcomes", "show_queue", "speed_line", "estimate_runs", "show_estimate", "show_sweep",
            "is_sweep", "show_adjustments", "number_text", "show_changed", "show_downloads"]
@@ -113,8 +113,6 @@ def speed_line(rows: list[dict]) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _probe(config_dict: dict, n_train: int, n_val: int, frames: int) -> float:
-    from btcore.train import TrainConfig
-
     return probe_seconds(TrainConfig.from_dict(config_dict), n_train, n_val, frames, steps=1)["estimated_s"]
 
 

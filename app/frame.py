@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-__all__ = ["Field", "PageInputs", "page_inputs", "lesson_mode", "share_link", "LESSON_PARAM"]
+__all__ = ["Field", "ListField", "OptionField", "PageInputs", "page_inputs", "lesson_mode", "share_link", "LESSON_PARAM"]
 
 #: Query parameter of the lesson view (advanced controls hidden, for projecting a page in class).
 LESSON_PARAM = "lesson"
@@ -86,6 +86,38 @@ class Field:
         if self.kind == "bool":
             return "1" if value else "0"
         return str(value)
+
+
+@dataclass(frozen=True)
+class ListField(Field):
+    """A multiselect: a list of ``choices``, written ``BT,TT`` in the URL."""
+
+    def parse(self, text: str):
+        items = [t.strip() for t in str(text).split(",") if t.strip()]
+        bad = [t for t in items if t not in self.options()]
+        if bad or not items:
+            raise ValueError("expected a comma-separated list of " + ", ".join(self.options()))
+        return items
+
+    def format(self, value) -> str:
+        return ",".join(value)
+
+
+@dataclass(frozen=True)
+class OptionField(Field):
+    """A number from a fixed list (a select slider): the URL value must be one of ``choices``."""
+
+    def parse(self, text: str):
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if value not in self.options():
+            raise ValueError("expected one of " + ", ".join(f"{v:g}" for v in self.options()))
+        return value
+
+    def format(self, value) -> str:
+        return f"{value:g}"
 
 
 @dataclass

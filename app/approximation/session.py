@@ -16,7 +16,7 @@ import torch
 
 import btcore
 from app import jobs
-from app.state import CONFIG_KEY, get_config
+from app.config import CONFIG_KEY, get_config
 from btcore import targets as tg
 from btcore.shapes import format_ints, parse_ints, prod
 

@@ -16,8 +16,8 @@ from plotly.subplots import make_subplots
 
 from btcore.shapes import prod
 
-from .charts import FORMAT_COLORS
-from .learn_data import TensorizationGrid, shape_text, sub
+from app.charts import FORMAT_COLORS
+from .content import TensorizationGrid, shape_text, sub
 
 __all__ = [
     "NODE_TRACE", "PATH_TRACE", "dense_diagram", "tt_diagram", "bt_diagram", "tensorization_figure", "step_bars",
@@ -283,7 +283,7 @@ def tensorization_figure(grid: TensorizationGrid, show_text: bool | None = None)
 
 def step_bars(rows: list[dict], *, color: str, dense_per_sample: float | None = None,
               selected: int | None = None, title: str = "multiply-adds per sample, by step") -> go.Figure:
-    """Bars of ``multiply-adds / sample`` per step (rows from :func:`app.learn_data.walkthrough_rows`).
+    """Bars of ``multiply-adds / sample`` per step (rows from :func:`app.learn.content.walkthrough_rows`).
 
     ``selected`` (1-based) is drawn opaque, the others faded; dense's total is a dashed line.
     """
@@ -338,7 +338,7 @@ def format_cost_stack(per_format: dict[str, list[dict]]) -> go.Figure:
 def growth_chart(rows: list[dict], current: tuple[int, int] | None = None) -> go.Figure:
     """Left: BT parameters vs R for each order d; right: core entries per block, R^d (log scales).
 
-    ``rows`` from :func:`app.learn_data.growth_rows`; ``current`` = (d, R) is starred.
+    ``rows`` from :func:`app.learn.content.growth_rows`; ``current`` = (d, R) is starred.
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=("BT parameters (all N blocks)", "core entries per block = R^d"),
                         horizontal_spacing=0.1)
@@ -373,7 +373,7 @@ def _seq_colors(n: int) -> list[str]:
 def budget_chart(rows: list[dict], budget: int, current: tuple[int, int] | None = None) -> go.Figure:
     """For each R, the parameters of the largest N that fits the budget, split into factors and cores.
 
-    ``rows`` from :func:`app.learn_data.budget_pairs`; bars are labelled with N.
+    ``rows`` from :func:`app.learn.content.budget_pairs`; bars are labelled with N.
     """
     x = [str(r["R"]) for r in rows]
     fig = go.Figure()

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import btcore
-from app.page_state import Field
-from app.state import PRESETS, LabConfig
+from app.frame import Field
+from app.config import PRESETS, LabConfig
 from btcore.shapes import MAX_ORDER, format_ints, parse_ints, parse_rank, rank_text
 
 __all__ = ["FIELDS", "RANGES", "ModeOrigin", "check_number", "config_from_inputs", "defaults_for",

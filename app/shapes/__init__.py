@@ -1,0 +1,5 @@
+"""What the Shapes page needs beyond widgets.
+
+* :mod:`.inputs` - the page's inputs as fields and the typed modes and ranks as a configuration.
+* :mod:`.charts` - the parameters-vs-rank and BT heatmap figures.
+"""

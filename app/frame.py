@@ -16,8 +16,12 @@ from typing import Any, Callable, Sequence
 from urllib.parse import urlencode
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-__all__ = ["Field", "ListField", "OptionField", "PageInputs", "page_inputs", "lesson_mode", "share_link", "LESSON_PARAM"]
+from app.config import LabConfig, config_query, get_config, pop_config_warnings
+
+__all__ = ["Field", "ListField", "OptionField", "PageInputs", "page_inputs", "PageFrame", "page_setup", "lesson_mode",
+           "set_lesson_mode", "write_url", "share_link", "show_link", "LESSON_PARAM"]
 
 #: Query parameter of the lesson view (advanced controls hidden, for projecting a page in class).
 LESSON_PARAM = "lesson"
@@ -204,6 +208,11 @@ def lesson_mode() -> bool:
     return bool(st.session_state[_LESSON_KEY])
 
 
+def set_lesson_mode(on: bool) -> None:
+    """Enter or leave the lesson view (every page of the session follows, and so does the URL)."""
+    st.session_state[_LESSON_KEY] = bool(on)
+
+
 def write_url(*parts: dict[str, str]) -> dict[str, str]:
     """Replace the URL query with the merged ``parts`` (later parts win) and the lesson flag."""
     query: dict[str, str] = {}
@@ -230,3 +239,92 @@ def show_link(query: dict[str, str], *, key: str) -> None:
     with st.popover("Copy link", icon=":material/link:", key=key):
         st.caption("This link opens the page in the state you see, in a fresh session.")
         st.code(share_link(query), language=None, wrap_lines=True)
+
+
+@dataclass
+class PageFrame:
+    """What :func:`page_setup` set up for one page run: its inputs, the lesson flag, the URL and its link.
+
+    The URL holds the shared configuration and the page's inputs. :meth:`write_url` rewrites it (the
+    Shapes page calls it again once the typed configuration is known); :meth:`link` draws the Copy link
+    into a slot that :meth:`refresh` redraws, so a fragment whose widgets changed keeps both the URL
+    and the link current without a full rerun.
+    """
+
+    inputs: PageInputs
+    lesson: bool
+    link_key: str
+    config: LabConfig | None = None
+    query: dict = field(default_factory=dict)
+    _slot: Any = None
+
+    def write_url(self, config: LabConfig | None = None) -> dict[str, str]:
+        """Mirror ``config`` (default: the session's configuration) and the inputs into the URL."""
+        if config is not None:
+            self.config = config
+        self.query = write_url(config_query(self.config or get_config()), self.inputs.query())
+        return self.query
+
+    def link(self) -> None:
+        """Draw the Copy link here (in the current container); :meth:`refresh` keeps it current."""
+        self._slot = st.empty()
+        with self._slot.container():
+            show_link(self.query, key=self.link_key)
+
+    def refresh(self) -> dict[str, str]:
+        """Inside a fragment: take what its widgets report, rewrite the URL and redraw the Copy link.
+
+        Only the fragment reruns when its widgets change, so the page-level URL and link would
+        otherwise keep the values of the last full run.
+        """
+        self.inputs.sync()
+        query = self.write_url()
+        if self._slot is not None and _fragment_rerun():
+            # A fragment may redraw an element the full run placed outside it (st.empty replaces it).
+            with self._slot.container():
+                show_link(query, key=self.link_key)
+        return query
+
+
+def _fragment_rerun() -> bool:
+    """True while only fragments rerun (in a full run, the page draws the link itself)."""
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
+
+
+def _leave_lesson() -> None:
+    set_lesson_mode(False)
+
+
+def page_setup(page: str, fields: Sequence[Field], *, prefix: str, defaults: dict | None = None) -> PageFrame:
+    """The frame every page starts with, in one call.
+
+    Restores the page's inputs (:func:`page_inputs`), shows the warnings about link values that
+    could not be used (the page's and the shared configuration's), reads the lesson flag and shows
+    that the lesson view is on (with a way off), and mirrors the configuration and the inputs into
+    the URL. Draw the Copy link with :meth:`PageFrame.link`; call :meth:`PageFrame.refresh` at the
+    top of a fragment whose widgets are page inputs.
+
+    Parameters
+    ----------
+    page : str
+        The page's name (its store in the session).
+    fields : sequence of Field
+        The page's inputs.
+    prefix : str
+        The page's widget key prefix.
+    defaults : dict, optional
+        First-visit values that differ from the fields' defaults.
+    """
+    inputs = page_inputs(page, fields, prefix=prefix, defaults=defaults)
+    for warning in inputs.warnings + pop_config_warnings():
+        st.warning(warning, icon=":material/link_off:")
+    lesson = lesson_mode()
+    if lesson:
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
+        c1.info("**Lesson view:** advanced controls are hidden, for projecting in class.", icon=":material/school:")
+        c2.button("Leave the lesson view", key=prefix + "leave_lesson", on_click=_leave_lesson,
+                  icon=":material/close:")
+    frame = PageFrame(inputs, lesson, prefix + "link")
+    frame.write_url()
+    return frame

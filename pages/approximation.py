@@ -11,9 +11,9 @@ from app.approximation import plan
 from app.approximation import session as S
 from app.approximation import views
 from app.approximation.plan import EFFORT, MAX_CP_RANK, MAX_ENTRIES, TARGETS
-from app.frame import lesson_mode, page_inputs, show_link, write_url
+from app.frame import page_setup
 from app.snippets import approximation_snippet
-from app.config import CONFIG_KEY, config_query, get_config, pop_config_warnings
+from app.config import CONFIG_KEY, get_config
 from app.widgets import format_ints, show_error
 from btcore import decompose as dec
 from btcore import targets as tg
@@ -24,11 +24,9 @@ K = S.K
 #: 0.5 s polling, 6.1-6.9 s at 1 s, 5.5-5.8 s at 2 s.
 POLL_S = 1.0
 
-store = page_inputs("approximation", fields.FIELDS, prefix=K,
-                    defaults=fields.defaults(get_config(), S.shapes_page_config()))
-for warning in store.warnings + pop_config_warnings():
-    st.warning(warning, icon=":material/link_off:")
-lesson = lesson_mode()
+frame = page_setup("approximation", fields.FIELDS, prefix=K,
+                   defaults=fields.defaults(get_config(), S.shapes_page_config()))
+store, lesson = frame.inputs, frame.lesson
 st.title("Approximation")
 st.caption("Fit Block-Term, Tensor-Train, Tucker and CP formats to a matrix and compare their errors at equal "
            "parameter counts. Fits run in the background (BT/Tucker/CP by joint ALS, TT by TT-SVD).")
@@ -236,10 +234,10 @@ if shown is None:
 else:
     views.draw_results(shown, spec, lesson)
 
-query = write_url(config_query(get_config()), store.query())
+frame.write_url()
 c1, c2 = st.columns([1, 1])
 with c1:
-    show_link(query, key=K + "link")
+    frame.link()
 if spec is not None and not lesson:
     with c2.expander("The code for these results", icon=":material/code:"):
         st.code(approximation_snippet(spec, budget=adv.advice_budget(spec), uploaded=W_given is not None),

@@ -6,9 +6,9 @@ import streamlit as st
 import btcore
 from app.shapes import charts
 from app.shapes import inputs as si
-from app.frame import lesson_mode, page_inputs, show_link, write_url
+from app.frame import page_setup
 from app.snippets import shapes_snippet
-from app.config import PRESETS, config_query, get_config, pop_config_warnings, set_config
+from app.config import PRESETS, get_config, set_config
 from app.widgets import format_ints, show_error
 
 K = "shapes_"  # widget key prefix
@@ -89,11 +89,9 @@ def _take_suggestion() -> None:
 
 
 start = get_config()
-inputs = page_inputs("shapes", si.FIELDS, prefix=K,
-                     defaults=si.defaults_for(start, si.preset_name(start, st.session_state.get(K + "preset"))))
-for warning in inputs.warnings + pop_config_warnings():
-    st.warning(warning, icon=":material/link_off:")
-lesson = lesson_mode()
+frame = page_setup("shapes", si.FIELDS, prefix=K,
+                   defaults=si.defaults_for(start, si.preset_name(start, st.session_state.get(K + "preset"))))
+inputs, lesson = frame.inputs, frame.lesson
 _origin()  # remember the modes the page opened with
 
 st.title("Shapes & parameters")
@@ -145,7 +143,7 @@ except ValueError as exc:
     st.warning(f"The results below are for the last valid configuration ({format_ints(cfg.in_modes)} -> "
                f"{format_ints(cfg.out_modes)}, R = {cfg.bt_rank}, N = {cfg.blocks}), not for the inputs above.",
                icon=":material/history:")
-query = write_url(config_query(cfg), inputs.query())
+frame.write_url(cfg)
 
 specs = cfg.specs()
 rows = [btcore.summary_row(s, cfg.batch) for s in specs]
@@ -174,7 +172,7 @@ if not lesson:
     c1.download_button("Download table (CSV)", table.to_csv(index=False).encode(), "btlab_formats.csv", "text/csv",
                        icon=":material/download:")
 with c2:
-    show_link(query, key=K + "link")
+    frame.link()
 st.caption(f"CP is shown at rank {cfg.cp_rank()}, the rank whose size is closest to BT's. Multiply-adds follow "
            f"the contraction order `btcore.matmul` uses at batch {cfg.batch} (BT: {bt['macs_per_sample'] / dense['macs_per_sample']:.2%} "
            f"of dense). Memory: parameters in float32, and the largest intermediate of one forward pass.")

@@ -11,8 +11,8 @@ import torch
 import btcore
 from app.training import charts as ct
 from app.jobs import get_job
-from app.frame import lesson_mode, page_inputs, show_link, write_url
-from app.config import config_query, get_config, pop_config_warnings
+from app.frame import page_setup
+from app.config import get_config
 from app.training import inputs as fields
 from app.training import tables
 from app.training.datasets import DATA_ROOT_ENV, class_folders, data_root, dataset_path, list_datasets
@@ -30,11 +30,8 @@ from btcore.train import OPTIMIZERS, cpu_count, device_name, sweep_configs
 
 shared = get_config()
 # Every input lives in one store outside the widgets (restored after a page switch, read from a link).
-inputs = page_inputs("training", fields.FIELDS, prefix=K, defaults=fields.defaults(shared))
-for warning in inputs.warnings + pop_config_warnings():
-    st.warning(warning, icon=":material/link_off:")
-lesson = lesson_mode()
-query = write_url(config_query(shared), inputs.query())
+frame = page_setup("training", fields.FIELDS, prefix=K, defaults=fields.defaults(shared))
+inputs, lesson = frame.inputs, frame.lesson
 
 st.title("Training")
 st.caption("Train recurrent classifiers whose input-to-hidden map is dense, Tensor-Train or Block-Term on short "
@@ -170,7 +167,7 @@ if c1.button("Train", type="primary", icon=":material/play_arrow:", key=K + "sta
 if c2.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not running):
     job.stop()
 with c_link:
-    show_link(query, key=K + "link")
+    frame.link()
 if not lesson:
     with st.expander("The same comparison from the command line", icon=":material/terminal:"):
         st.code(training_command(runs, spec), language="bash")
@@ -179,9 +176,8 @@ if not lesson:
 # -- live view -------------------------------------------------------------------------------------
 @st.fragment(run_every=0.5 if running else None)
 def live() -> None:
-    inputs.sync()  # only the fragment reruns when its x-axis radio changes
+    frame.refresh()  # only the fragment reruns when its x-axis radio changes
     now = inputs.query()
-    write_url(config_query(shared), now)
     job = get_job(JOB_KEY)
     if job is None:
         st.info("Choose the models and press **Train**. The models take turns, a step each, on the same batches, so "

@@ -16,7 +16,6 @@ from typing import Any, Callable, Sequence
 from urllib.parse import urlencode
 
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from app.config import LabConfig, config_query, get_config, pop_config_warnings
 
@@ -265,31 +264,34 @@ class PageFrame:
         self.query = write_url(config_query(self.config or get_config()), self.inputs.query())
         return self.query
 
-    def link(self) -> None:
-        """Draw the Copy link here (in the current container); :meth:`refresh` keeps it current."""
-        self._slot = st.empty()
-        with self._slot.container():
-            show_link(self.query, key=self.link_key)
+    def link(self, *, by_fragments: bool = False) -> None:
+        """Reserve the Copy link's place here; draw it now unless ``by_fragments``.
 
-    def refresh(self) -> dict[str, str]:
-        """Inside a fragment: take what its widgets report, rewrite the URL and redraw the Copy link.
+        With ``by_fragments`` the fragments that follow draw it (:meth:`refresh`), so it follows
+        their widgets. The full run must then leave the slot to them: a slot written by both the
+        full run and a fragment leaves the Streamlit 1.67 front end waiting forever.
+        """
+        self._slot = st.empty()
+        if not by_fragments:
+            with self._slot.container():
+                show_link(self.query, key=self.link_key)
+
+    def refresh(self, name: str) -> dict[str, str]:
+        """At the top of fragment ``name``: take what its widgets report, rewrite the URL, redraw the link.
 
         Only the fragment reruns when its widgets change, so the page-level URL and link would
-        otherwise keep the values of the last full run.
+        otherwise keep the values of the last full run. The fragment draws the link into the slot of
+        :meth:`link` (created earlier in the full run) on every run: Streamlit gives a fragment a
+        stable place in an outside container only if it wrote there during the full run, and an
+        ``st.empty`` slot shows one link, whichever fragment wrote last. Each fragment's link has its
+        own key (``<page>_link_<name>``).
         """
         self.inputs.sync()
         query = self.write_url()
-        if self._slot is not None and _fragment_rerun():
-            # A fragment may redraw an element the full run placed outside it (st.empty replaces it).
+        if self._slot is not None:
             with self._slot.container():
-                show_link(query, key=self.link_key)
+                show_link(query, key=f"{self.link_key}_{name}")
         return query
-
-
-def _fragment_rerun() -> bool:
-    """True while only fragments rerun (in a full run, the page draws the link itself)."""
-    ctx = get_script_run_ctx()
-    return bool(ctx is not None and ctx.fragment_ids_this_run)
 
 
 def _leave_lesson() -> None:
@@ -303,7 +305,7 @@ def page_setup(page: str, fields: Sequence[Field], *, prefix: str, defaults: dic
     could not be used (the page's and the shared configuration's), reads the lesson flag and shows
     that the lesson view is on (with a way off), and mirrors the configuration and the inputs into
     the URL. Draw the Copy link with :meth:`PageFrame.link`; call :meth:`PageFrame.refresh` at the
-    top of a fragment whose widgets are page inputs.
+    top of each fragment (after the link is drawn).
 
     Parameters
     ----------

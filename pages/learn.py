@@ -45,7 +45,7 @@ st.markdown(
 c1, c2 = st.columns([4, 1])
 c1.markdown("**On this page:** " + " · ".join(f"[{title}](#{anchor})" for anchor, title in ld.SECTIONS))
 with c2:
-    frame.link()
+    frame.link(by_fragments=True)
 for name, msg in errors.items():
     # btcore's messages contain products like "I*J = 4*4", which Markdown would turn into italics
     show_error(ValueError(msg), f"{name} cannot be built from this configuration")
@@ -74,7 +74,7 @@ st.markdown(
 @st.fragment
 def tensorization_section() -> None:
     """Reruns alone when its own widgets change (the rest of the page stays as drawn)."""
-    frame.refresh()
+    frame.refresh("tensorization")
     choice = st.selectbox("Example matrix", list(examples), key=K + "example",
                           help="Your own W is drawn here when it has at most 4,096 entries; otherwise pick a small one.")
     grid = ld.tensorization_grid(*examples[choice])
@@ -144,7 +144,7 @@ st.markdown(
 @st.fragment
 def steps_section() -> None:
     """Reruns alone when its own widgets change (the rest of the page stays as drawn)."""
-    frame.refresh()
+    frame.refresh("steps")
     walk = {name: ld.walkthrough_rows(spec, cfg.batch) for name, spec in specs.items()}
     dense_per_sample = sum(r["multiply-adds / sample"] for r in walk["Dense"])
     st.plotly_chart(cl.format_cost_stack(walk), width="stretch", key=K + "cost_stack")
@@ -220,7 +220,7 @@ st.markdown(
 @st.fragment
 def sizes_section() -> None:
     """Reruns alone when its own widgets change (the rest of the page stays as drawn)."""
-    frame.refresh()
+    frame.refresh("sizes")
     c1, c2, c3 = st.columns(3)
     d_pick = c1.slider("Order d", 2, 6, key=K + "grow_d")
     r_pick = c2.slider("Tucker rank R", 1, 16, key=K + "grow_r")

@@ -167,7 +167,7 @@ if c1.button("Train", type="primary", icon=":material/play_arrow:", key=K + "sta
 if c2.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not running):
     job.stop()
 with c_link:
-    frame.link()
+    frame.link(by_fragments=True)
 if not lesson:
     with st.expander("The same comparison from the command line", icon=":material/terminal:"):
         st.code(training_command(runs, spec), language="bash")
@@ -176,7 +176,7 @@ if not lesson:
 # -- live view -------------------------------------------------------------------------------------
 @st.fragment(run_every=0.5 if running else None)
 def live() -> None:
-    frame.refresh()  # only the fragment reruns when its x-axis radio changes
+    frame.refresh("live")  # only the fragment reruns when its x-axis radio changes
     now = inputs.query()
     job = get_job(JOB_KEY)
     if job is None:

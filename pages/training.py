@@ -19,7 +19,7 @@ from app.training.datasets import DATA_ROOT_ENV, class_folders, data_root, datas
 from app.training.inputs import HIDDEN_SIZES, SYNTHETIC
 from app.training.plan import FRAME_SIZES, KIND_LABELS, Choices, make_runs, paper_models, plan_models
 from app.training import views
-from app.training.worker import JOB_KEY, K, DataSpec, launch
+from app.training.worker import JOB_KEY, K, DataSpec, RaceInfo, launch
 from app.snippets import training_command
 from app.widgets import show_error
 from btcore.data import ACTION_NAMES, parse_frame_shape
@@ -194,11 +194,11 @@ def live() -> None:
     text = f"{label} · {snap['elapsed']:.0f} s" + (f" · about {eta:.0f} s left" if eta is not None else "")
     if not views.show_queue(snap):
         st.progress(min(1.0, max(0.0, snap["progress"])), text=text)
-    info = getattr(job, "data_info", None)
-    st.caption(f"Device: **{getattr(job, 'device', dev)}**" + (f" · {info}" if info else ""))
+    info = job.info or RaceInfo()
+    st.caption(f"Device: **{info.device or dev}**" + (f" · {info.data}" if info.data else ""))
     if snap["error"]:
         st.error(snap["error"], icon=":material/error:")
-    views.show_changed(getattr(job, "made_with", None), now)
+    views.show_changed(info.made_with, now)
     views.show_outcomes(events)
     if status == "stopped" and snap["message"].startswith("stopped"):
         st.info(snap["message"], icon=":material/stop_circle:")
@@ -207,10 +207,10 @@ def live() -> None:
                       "time it would take alone).")
     c1, c2 = st.columns(2)
     c1.plotly_chart(ct.loss_figure(events, x), width="stretch", key=K + "loss_chart")
-    c2.plotly_chart(ct.accuracy_figure(events, getattr(job, "chance", None), x), width="stretch",
+    c2.plotly_chart(ct.accuracy_figure(events, info.chance, x), width="stretch",
                     key=K + "acc_chart")
     if views.is_sweep(events):
-        views.show_sweep(events, getattr(job, "chance", None), K, downloads=not lesson)
+        views.show_sweep(events, info.chance, K, downloads=not lesson)
     rows = tables.metrics_rows(events)
     if rows:
         st.dataframe(pd.DataFrame(tables.shown(rows, tables.METRIC_FORMATS)), hide_index=True, width="stretch",

@@ -85,7 +85,7 @@ def trained_runs() -> dict:
     if job is None or job.running:
         return {}
     out = {}
-    for r in getattr(job, "result", None) or []:
+    for r in job.result or []:
         if getattr(r, "model", None) is None:
             continue
         try:

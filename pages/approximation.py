@@ -23,6 +23,9 @@ K = S.K
 #: for the GIL while a fragment rerun holds it. Default fit in the browser, measured here: 8.8-16.3 s at
 #: 0.5 s polling, 6.1-6.9 s at 1 s, 5.5-5.8 s at 2 s.
 POLL_S = 1.0
+#: Widgets drawn only in some states (a target's own controls, the ranks of one sizing mode, the lesson view's
+#: hidden ones): Streamlit keeps their last value while they are not drawn, through a page switch too.
+PERSIST = "session"
 
 frame = page_setup("approximation", fields.FIELDS, prefix=K,
                    defaults=fields.defaults(get_config(), S.shapes_page_config()))
@@ -47,11 +50,11 @@ with c_target:
                         help="The structured targets show where each format wins; the random one why nothing "
                              "compact fits a matrix without structure.")
     if kind in ("bt", "tt"):
-        noise = st.select_slider("Noise (relative)", fields.NOISES, key=K + "noise",
+        noise = st.select_slider("Noise (relative)", fields.NOISES, key=K + "noise", persist_state=PERSIST,
                                  help="‖E‖ = noise · ‖W_exact‖: the best error any format can reach is about this.")
         target_kwargs = {"noise": float(noise)}
     elif kind == "kernel":
-        ls = st.select_slider("Length scale", fields.LENGTH_SCALES, key=K + "length_scale",
+        ls = st.select_slider("Length scale", fields.LENGTH_SCALES, key=K + "length_scale", persist_state=PERSIST,
                               help="Smaller: a sharper kernel, harder to compress.")
         target_kwargs = {"length_scale": float(ls)}
     elif kind == "image":
@@ -59,13 +62,13 @@ with c_target:
         if names:
             if st.session_state.get(K + "image") not in names:
                 st.session_state[K + "image"] = names[0]
-            target_kwargs = {"name": st.selectbox("Image", names, key=K + "image")}
+            target_kwargs = {"name": st.selectbox("Image", names, key=K + "image", persist_state=PERSIST)}
         else:
             errors.append(("Target", ValueError(f"no images found in {tg.ASSET_DIR}")))
     elif kind == "trained":
         if st.session_state.get(K + "trained") not in trained:
             st.session_state[K + "trained"] = next(iter(trained))
-        run = st.selectbox("Trained run", list(trained), key=K + "trained", on_change=S.on_trained,
+        run = st.selectbox("Trained run", list(trained), key=K + "trained", persist_state=PERSIST, on_change=S.on_trained,
                            help="Left by the Training page in this session.")
         if run in trained:
             (tI, tJ), t_im, t_om, t_kind = trained[run]
@@ -122,25 +125,25 @@ with c_size:
     inputs.formats = st.multiselect("Formats", list(dec.FORMATS), key=K + "formats")
     inputs.mode = st.radio("Size by", ["parameter budget", "explicit ranks"], horizontal=True, key=K + "mode")
     if inputs.mode == "parameter budget":
-        inputs.budget = st.number_input("Parameter budget", 8, 10**9, step=100, key=K + "budget",
+        inputs.budget = st.number_input("Parameter budget", 8, 10**9, step=100, key=K + "budget", persist_state=PERSIST,
                                         help="Each format is fitted at the ranks whose parameter count is closest.")
     else:
         c1, c2 = st.columns(2)
-        inputs.bt_rank = c1.text_input("BT rank R", key=K + "bt_rank", help="One rank, or one per mode: 3 or 3,3,2,2.")
-        inputs.blocks = c2.number_input("BT blocks N", 1, 64, step=1, key=K + "blocks")
+        inputs.bt_rank = c1.text_input("BT rank R", key=K + "bt_rank", persist_state=PERSIST, help="One rank, or one per mode: 3 or 3,3,2,2.")
+        inputs.blocks = c2.number_input("BT blocks N", 1, 64, step=1, key=K + "blocks", persist_state=PERSIST)
         c1, c2, c3 = st.columns(3)
-        inputs.tt_ranks = c1.text_input("TT ranks", key=K + "tt_ranks")
-        inputs.tucker_rank = c2.text_input("Tucker rank", key=K + "tucker_rank")
-        inputs.cp_rank = c3.number_input("CP rank", 1, MAX_CP_RANK, step=1, key=K + "cp_rank")
+        inputs.tt_ranks = c1.text_input("TT ranks", key=K + "tt_ranks", persist_state=PERSIST)
+        inputs.tucker_rank = c2.text_input("Tucker rank", key=K + "tucker_rank", persist_state=PERSIST)
+        inputs.cp_rank = c3.number_input("CP rank", 1, MAX_CP_RANK, step=1, key=K + "cp_rank", persist_state=PERSIST)
     inputs.sweep_points = st.slider("Sweep: budgets for the error-vs-parameters chart", 0, 7, key=K + "sweep",
                                     help="Geometric budgets from 1/4 to 4x your size, each fitted in every format. "
                                          "0: off.")
     if not lesson:
         with st.expander("Fit settings"):
-            st.radio("Effort", list(EFFORT), horizontal=True, key=K + "effort",
+            st.radio("Effort", list(EFFORT), horizontal=True, key=K + "effort", persist_state=PERSIST,
                      help="quick: one start, up to 30 ALS sweeps. thorough: an HOSVD start and two random ones, up to "
                           "100 sweeps (slower, sometimes lower errors).")
-            st.number_input("BT candidates per budget", 1, 4, key=K + "bt_choices",
+            st.number_input("BT candidates per budget", 1, 4, key=K + "bt_choices", persist_state=PERSIST,
                             help="BT has two knobs (R and N): the closest (R, N) pairs to each budget are all fitted "
                                  "and the best is kept.")
     inputs.effort, inputs.bt_choices = store["effort"], store["bt_cands"]

@@ -130,7 +130,8 @@ with right:
     c1.text_input("TT ranks", key=K + "tt_ranks", on_change=_mark_custom,
                   help="One rank for every bond, or the d-1 inner ranks: 4 or 4,8,4.")
     if not lesson:
-        c2.number_input("Batch size", step=1, key=K + "batch", help="1 to 65,536. The fastest contraction order "
+        c2.number_input("Batch size", step=1, key=K + "batch", persist_state="session",
+                        help="1 to 65,536. The fastest contraction order "
                         "depends on the batch size; multiply-adds are per sample.")
 
 try:

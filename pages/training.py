@@ -72,13 +72,14 @@ with c_task:
     frames = st.slider("Sequence length (frames per clip)", 4, 16, key=K + "frames")
     train_size = val_size = noise = None
     if choice == SYNTHETIC:
-        classes = st.slider("Classes (motions)", 2, len(ACTION_NAMES), key=K + "classes",
+        classes = st.slider("Classes (motions)", 2, len(ACTION_NAMES), key=K + "classes", persist_state="session",
                             help="Moves right/left/down/up, grow, shrink, rotate clockwise/anticlockwise: pairs that "
                                  "differ only by the direction of time.")
         c1, c2 = st.columns(2)
-        train_size = c1.number_input("Training clips", 32, 20_000, step=32, key=K + "train_size")
-        val_size = c2.number_input("Validation clips", 16, 5_000, step=16, key=K + "val_size")
-        noise = st.slider("Pixel noise", 0.0, 0.5, step=0.01, key=K + "noise")
+        train_size = c1.number_input("Training clips", 32, 20_000, step=32, key=K + "train_size",
+                                     persist_state="session")
+        val_size = c2.number_input("Validation clips", 16, 5_000, step=16, key=K + "val_size", persist_state="session")
+        noise = st.slider("Pixel noise", 0.0, 0.5, step=0.01, key=K + "noise", persist_state="session")
 
 # -- models ----------------------------------------------------------------------------------------
 with c_model:
@@ -103,12 +104,12 @@ with c_opt:
     epochs = c2.number_input("Epochs", 1, 500, key=K + "epochs")
     optimizer, lr, clip, seed = (inputs[n] for n in ("t_opt", "t_lr", "t_clip", "t_seed"))
     if not lesson:  # the lesson view trains with the stored (default) optimiser settings
-        optimizer = st.selectbox("Optimiser", list(OPTIMIZERS), key=K + "optimizer")
+        optimizer = st.selectbox("Optimiser", list(OPTIMIZERS), key=K + "optimizer", persist_state="session")
         c1, c2 = st.columns(2)
-        lr = c1.number_input("Learning rate", 1e-5, 1000.0, format="%.4g", key=K + "lr",
+        lr = c1.number_input("Learning rate", 1e-5, 1000.0, format="%.4g", key=K + "lr", persist_state="session",
                              help="Up to 1,000, to see a run diverge (SGD, no clipping).")
-        clip = c2.number_input("Gradient clip (0 = off)", 0.0, 100.0, key=K + "clip")
-        seed = st.number_input("Seed", 0, 2**31 - 1, key=K + "seed")
+        clip = c2.number_input("Gradient clip (0 = off)", 0.0, 100.0, key=K + "clip", persist_state="session")
+        seed = st.number_input("Seed", 0, 2**31 - 1, key=K + "seed", persist_state="session")
     # torch's thread count is process-wide: the app sets it once at startup, runs never change it.
     nt = torch.get_num_threads()
     st.caption(f"Device: **{dev.split(' (')[0] if 'CPU' not in dev else f'CPU ({n_cpu} cores)'}**"
@@ -203,6 +204,7 @@ def live() -> None:
     if status == "stopped" and snap["message"].startswith("stopped"):
         st.info(snap["message"], icon=":material/stop_circle:")
     x = st.radio("Plot against", list(ct.X_AXES), format_func=ct.X_AXES.get, horizontal=True, key=K + "x_axis",
+                 persist_state="session",
                  help="Seconds: each model's own training time (in a race the models take turns, so this is the "
                       "time it would take alone).")
     c1, c2 = st.columns(2)

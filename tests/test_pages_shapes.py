@@ -224,3 +224,37 @@ def test_home_has_a_start_here_path_in_page_order():
     labels = [p.label for p in at.get("page_link")]
     assert labels == ["1. Shapes & parameters", "2. Learn: BT and TT", "3. Approximation", "4. Training"]
     assert any("Start here" in h.value for h in at.subheader)
+
+
+@pytest.mark.parametrize("query, field, default", [
+    ({"batch": "999999"}, "batch", 16), ({"batch": str(10**15)}, "batch", 16), ({"N": "65"}, "blocks", 2),
+])
+def test_a_bad_link_value_falls_back_to_the_default_with_a_warning(query, field, default):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params.update(query)
+    at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
+    assert not at.exception
+    assert at.number_input(key=f"shapes_{field}").value == default
+    name, value = next(iter(query.items()))
+    warnings = " ".join(w.value for w in at.warning)
+    assert f"`{name}`" in warnings and f"'{value}'" not in warnings  # never "using the bad value"
+    assert at.query_params[name] == str(default)
+
+
+@pytest.mark.parametrize("page", ["shapes", "learn"])
+@pytest.mark.parametrize("query", [{"in": "256x256x256x256"}, {"in": "256x256x256x256", "out": "256x256x256x256"},
+                                   {"batch": str(10**15)}, {"out": "1000000x1000000"}])
+def test_huge_sizes_in_a_link_are_refused_clearly(page, query):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params.update(query)
+    at.switch_page(str(ROOT / "pages" / f"{page}.py")).run()
+    assert not at.exception
+    assert any("must be from 1 to" in w.value for w in at.warning) or at.error

@@ -10,20 +10,14 @@ from dataclasses import dataclass, field
 
 import btcore
 from app.frame import Field
-from app.config import PRESETS, LabConfig
+from app.config import LIMITS, PRESETS, LabConfig
 from btcore.shapes import MAX_ORDER, format_ints, parse_ints, parse_rank, rank_text
 
 __all__ = ["FIELDS", "RANGES", "ModeOrigin", "check_number", "config_from_inputs", "defaults_for",
            "preset_name", "suggest_modes", "heatmap_grid", "sweep_ranks"]
 
 #: Allowed ranges of the numeric inputs: (label, lowest, highest).
-RANGES = {
-    "I": ("Input size I", 1, 10**9),
-    "J": ("Output size J", 1, 10**9),
-    "d": ("Order d", 1, MAX_ORDER),
-    "N": ("BT blocks N", 1, 64),
-    "batch": ("Batch size", 1, 65536),
-}
+RANGES = {**LIMITS, "d": ("Order d", 1, MAX_ORDER)}
 
 FIELDS = (
     Field("preset", "Custom", "choice", choices=lambda: ("Custom", *PRESETS)),

@@ -19,7 +19,7 @@ import streamlit as st
 
 from app.config import LabConfig, config_query, get_config, pop_config_warnings
 
-__all__ = ["Field", "ListField", "OptionField", "PageInputs", "page_inputs", "PageFrame", "page_setup", "lesson_mode",
+__all__ = ["Field", "ListField", "OptionField", "PageInputs", "page_inputs", "stored_inputs", "PageFrame", "page_setup", "lesson_mode",
            "set_lesson_mode", "write_url", "share_link", "show_link", "LESSON_PARAM"]
 
 #: Query parameter of the lesson view (advanced controls hidden, for projecting a page in class).
@@ -198,6 +198,13 @@ def page_inputs(page: str, fields: Sequence[Field], *, prefix: str | None = None
         inputs.fields, inputs.warnings = fields, []
     inputs.sync()
     return inputs
+
+
+def stored_inputs(page: str) -> PageInputs | None:
+    """The stored inputs of ``page`` (None before its first run): for a widget callback, which runs
+    before the page's :func:`page_inputs` call."""
+    inputs = st.session_state.get(_STORE_PREFIX + page)
+    return inputs if isinstance(inputs, PageInputs) else None
 
 
 def lesson_mode() -> bool:

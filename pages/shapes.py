@@ -6,7 +6,7 @@ import streamlit as st
 import btcore
 from app.shapes import charts
 from app.shapes import inputs as si
-from app.frame import page_setup
+from app.frame import page_setup, stored_inputs
 from app.snippets import shapes_snippet
 from app.config import PRESETS, get_config, set_config
 from app.widgets import format_ints, show_error
@@ -32,7 +32,7 @@ def _origin() -> si.ModeOrigin:
 
 
 def _load(cfg, preset: str) -> None:
-    inputs = st.session_state["btlab_inputs_shapes"]
+    inputs = stored_inputs("shapes")
     for name, value in si.defaults_for(cfg, preset).items():
         inputs.set(name, value)
     origin = _origin()

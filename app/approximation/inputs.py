@@ -14,9 +14,11 @@ from btcore.shapes import format_ints, rank_text
 
 from .plan import EFFORT, MAX_CP_RANK, TARGETS
 
-__all__ = ["FIELDS", "NOISES", "LENGTH_SCALES", "defaults", "SHAPES", "SHAPES_PAGE",
+__all__ = ["K", "FIELDS", "NOISES", "LENGTH_SCALES", "defaults", "SHAPES", "SHAPES_PAGE",
            "CUSTOM", "DEFAULT_SHAPE", "MODES"]
 
+#: Widget and session key prefix of the Approximation page (its modules share it).
+K = "approx_"
 NOISES = (0.0, 0.001, 0.01, 0.05, 0.1, 0.3)
 LENGTH_SCALES = (0.02, 0.05, 0.1, 0.2, 0.5)
 MODES = ("parameter budget", "explicit ranks")

@@ -20,11 +20,10 @@ from app.config import CONFIG_KEY, get_config
 from btcore import targets as tg
 from btcore.shapes import format_ints, parse_ints, prod
 
-from .inputs import CUSTOM, DEFAULT_SHAPE, SHAPES, SHAPES_PAGE  # noqa: F401 - the page reads them here
+from .inputs import CUSTOM, DEFAULT_SHAPE, SHAPES, SHAPES_PAGE, K  # noqa: F401 - the page reads them here
 from .plan import MAX_ENTRIES, RunSpec
 from .run import RunResult, make_worker
 
-K = "approx_"  # widget and state key prefix
 JOB_KEY = "approximation"
 TRAIN_JOB_KEY = "training"  # the Training page's job in the session's registry (pages/training.py's JOB_KEY)
 #: Largest upload read (bytes): a float64 matrix of MAX_ENTRIES plus file overhead.

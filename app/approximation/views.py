@@ -13,11 +13,11 @@ from app.approximation import charts as ca
 
 from . import advice as adv
 from . import analysis
+from .inputs import K
 from .run import RunResult, results_csv
 
 __all__ = ["draw_table", "draw_figures", "draw_results", "draw_advice"]
 
-K = "approx_"
 
 
 def draw_table(rows: list) -> None:

@@ -43,12 +43,15 @@ def test_bt_diagram_has_n_blocks_of_d_plus_1_nodes(d, n):
     assert sum(t == "+" for t in labels) == n - 1
 
 
-def test_bt_diagram_elides_many_blocks():
-    spec = btcore.BTSpec((4, 4), (4, 4), 2, 9)
+@pytest.mark.parametrize("n, hidden", [(9, 5), (6, 2), (5, 1)])
+def test_bt_diagram_elides_many_blocks_and_counts_the_hidden_ones(n, hidden):
+    spec = btcore.BTSpec((4, 4), (4, 4), 2, n)
     fig = cl.bt_diagram(spec, max_blocks=4)
-    assert len(cl.node_names(fig)) == 4 * 3  # blocks 1, 2, 3 and 9
-    assert any("6 more" in t for t in cl.diagram_labels(fig))
-    assert any("C₉" == x for x in cl.node_names(fig))
+    cores = [x for x in cl.node_names(fig) if x.startswith("C")]
+    assert len(cl.node_names(fig)) == 4 * 3 and len(cores) == 4  # blocks 1, 2, 3 and n drawn, the rest elided
+    assert n - len(cores) == hidden
+    assert any(f"{hidden} more" in t for t in cl.diagram_labels(fig))
+    assert any(f"C{'₀₁₂₃₄₅₆₇₈₉'[n]}" == x for x in cl.node_names(fig))
 
 
 def test_diagram_hover_has_shape_and_params():

@@ -168,7 +168,7 @@ def bt_diagram(spec, max_blocks: int = 4, per_row: int | None = None) -> go.Figu
         if pos:  # the "+" sits left of every block after the first, also at the start of a wrapped row
             net.text(x - width / 2, y, "+", 26, "#333")
         if n is None:
-            net.text(x, y, f"⋯<br>{spec.blocks - max_blocks + 1} more", 14, "#333")
+            net.text(x, y, f"⋯<br>{spec.blocks - len(shown) + 1} more", 14, "#333")  # all but the drawn ones
             slot += 1
             continue
         for k in range(d):

@@ -218,7 +218,7 @@ def live() -> None:
         st.dataframe(pd.DataFrame(tables.shown(rows, tables.METRIC_FORMATS)), hide_index=True, width="stretch",
                      key=K + "metrics", column_config={"run": st.column_config.TextColumn(width="medium"),
                                                        **views.number_text(tables.METRIC_FORMATS)})
-        line = views.speed_line(rows)
+        line = views.speed_line(rows, events)
         if line:
             st.caption(line)
     if not job.running and st.session_state.get(K + "was_running"):

@@ -42,7 +42,7 @@ def draw_table(rows: list) -> None:
                    "rank the formats.")
 
 
-def draw_figures(res: RunResult) -> None:
+def draw_figures(res: RunResult, lesson: bool = False) -> None:
     st.markdown("#### Target and reconstructions")
     st.plotly_chart(ca.heatmaps(res.target_small, res.recons, shape=res.shape,
                                 errors={r.format: r.error_text for r in res.main}),
@@ -68,7 +68,9 @@ def draw_figures(res: RunResult) -> None:
         if stalled:
             st.warning(" ".join(f"The {r.format} fit stalled at {r.error_text} without meeting the first-order "
                                 "test (a swamp or a poor local minimum)." for r in stalled)
-                       + " More restarts (Fit settings), another seed, or the thorough effort may lower it.",
+                       + (" Another seed or the thorough effort may lower it (ask for them outside the lesson view)."
+                          if lesson else " The thorough effort (Fit settings: three starts, up to 100 sweeps) or "
+                          "another seed may lower it."),
                        icon=":material/trending_flat:")
 
 
@@ -96,7 +98,7 @@ def draw_results(res: RunResult, spec, lesson: bool = False) -> None:
         st.markdown("#### What these numbers show")
         st.markdown(analysis.explain(res.main, res.sweep, res.target, res.shape, noise=res.noise))
     if res.recons:
-        draw_figures(res)
+        draw_figures(res, lesson)
     if lesson:
         return
     c1, c2, _ = st.columns([1, 1, 3])

@@ -56,13 +56,21 @@ def _refill(sides) -> None:
     _mark_custom()
     origin, offers = _origin(), {}
     st.session_state.pop(K + "suggest_error", None)
+    try:
+        d = si.check_number("d", st.session_state[K + "d"])
+    except ValueError as exc:
+        st.session_state[K + "suggest_error"] = str(exc)  # the message names the order d
+        return
     for side in sides:
         try:
             n = si.check_number(SIZE[side], st.session_state[K + SIZE_KEY[side]])
-            d = si.check_number("d", st.session_state[K + "d"])
+        except ValueError as exc:
+            st.session_state[K + "suggest_error"] = str(exc)  # names the input or output size
+            continue
+        try:
             modes = si.suggest_modes(n, d, origin.remembered.get(side))
         except ValueError as exc:
-            st.session_state[K + "suggest_error"] = f"{side}put size: {exc}"
+            st.session_state[K + "suggest_error"] = f"{si.RANGES[SIZE[side]][0]} in order d = {d}: {exc}"
             continue
         if origin.auto[side]:
             st.session_state[K + side + "_modes"] = format_ints(modes)
@@ -80,6 +88,12 @@ def _typed(side: str) -> None:
     except ValueError:
         pass
     st.session_state.get(SUGGEST_KEY, {}).pop(side, None)
+    try:  # both sides typed with a new, equal count: the order d follows them
+        counts = {len(btcore.shapes.parse_ints(st.session_state[K + s + "_modes"], s)) for s in ("in", "out")}
+    except ValueError:
+        return
+    if len(counts) == 1:
+        st.session_state[K + "d"] = counts.pop()
 
 
 def _take_suggestion() -> None:

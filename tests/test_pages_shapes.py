@@ -258,3 +258,25 @@ def test_huge_sizes_in_a_link_are_refused_clearly(page, query):
     at.switch_page(str(ROOT / "pages" / f"{page}.py")).run()
     assert not at.exception
     assert any("must be from 1 to" in w.value for w in at.warning) or at.error
+
+
+def test_changing_d_under_typed_modes_never_shows_results_for_another_d():
+    at = open_page("shapes")
+    at.text_input(key="shapes_in_modes").set_value("8x20x360").run()
+    at.text_input(key="shapes_out_modes").set_value("16x8x8").run()
+    assert at.number_input(key="shapes_d").value == 3  # typed modes of one count set d
+    assert not at.error and "BT (R=4, N=2) parameters" in [m.label for m in at.metric]
+    at.number_input(key="shapes_d").set_value(4).run()  # the typed modes stay; the results must not claim d = 4
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "Order d is 4" in errors and "8x20x360" in errors
+    assert any("last valid configuration" in w.value for w in at.warning)
+    assert at.button(key="shapes_use_suggestion")  # the modes for d = 4 are offered
+
+
+def test_an_order_d_error_is_labelled_as_the_order():
+    at = open_page("shapes")
+    at.number_input(key="shapes_d").set_value(99).run()
+    assert not at.exception
+    text = " ".join(w.value for w in at.warning) + " ".join(e.value for e in at.error)
+    assert "Order d" in text and "put size" not in text

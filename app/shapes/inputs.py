@@ -69,6 +69,10 @@ def config_from_inputs(values: dict) -> LabConfig:
     cfg = LabConfig(in_modes, out_modes, parse_rank(values["R"], "BT rank"), sizes["N"],
                     parse_rank(values["tt"], "TT ranks"), sizes["batch"])
     cfg.specs()  # every format must accept it
+    for side, modes in (("input", in_modes), ("output", out_modes)):
+        if len(modes) != sizes["d"]:  # the results must be for the d shown
+            raise ValueError(f"Order d is {sizes['d']} but the {side} modes {format_ints(modes)} are {len(modes)}: "
+                             f"type {sizes['d']} {side} modes, use the suggested ones, or set d back to {len(modes)}")
     return cfg
 
 

@@ -28,6 +28,8 @@ def value_axis(values, *, log_ok: bool = True) -> dict:
     if not vals:
         return {"type": "linear", "nticks": MAX_TICKS}
     lo, hi = min(vals), max(vals)
+    if hi - lo <= 1e-9 * hi:  # equal values: plotly would zoom into rounding noise (20-digit ticks)
+        return {"type": "linear", "range": [0.0, 2.0 * hi], "nticks": MAX_TICKS, "tickformat": ".3~g"}
     decades = math.log10(hi) - math.log10(lo)
     if not log_ok or decades < 1:
         return {"type": "linear", "nticks": MAX_TICKS, "exponentformat": "SI" if hi >= 1e4 else "none"}

@@ -1,10 +1,9 @@
 """Shapes & parameters: pick modes, ranks and blocks; compare dense, TT, BT, Tucker and CP."""
 
-import pandas as pd
 import streamlit as st
 
 import btcore
-from app.shapes import charts
+from app.shapes import charts, tables
 from app.shapes import inputs as si
 from app.frame import page_setup, stored_inputs
 from app.snippets import shapes_snippet
@@ -172,19 +171,15 @@ for col, row, label in zip(cols[1:], (tt, bt, tucker, cp),
     col.metric(f"{label} parameters", f"{row['params']:,}", delta=f"{row['compression']:,.1f}x fewer",
                delta_color="off")
 
-table = pd.DataFrame([{
-    "format": r["format"], "ranks": r["ranks"], "parameters": r["params"], "compression vs dense": r["compression"],
-    "multiply-adds / sample": r["macs_per_sample"], "parameter memory (float32)": btcore.format_bytes(r["param_bytes"]),
-    f"largest intermediate (batch {cfg.batch})": btcore.format_bytes(r["intermediate_bytes"]),
-} for r in rows])
+table = tables.formats_table(rows, cfg.batch)
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "parameters": st.column_config.NumberColumn(format="localized"),
-    "compression vs dense": st.column_config.NumberColumn(format="%.1f x"),
-    "multiply-adds / sample": st.column_config.NumberColumn(format="localized"),
+    tables.COMPRESSION: st.column_config.NumberColumn(format="localized"),
+    tables.MACS: st.column_config.NumberColumn(format="localized"),
 })
 c1, c2 = st.columns([1, 1])
 if not lesson:
-    c1.download_button("Download table (CSV)", table.to_csv(index=False).encode(), "btlab_formats.csv", "text/csv",
+    c1.download_button("Download table (CSV)", tables.formats_csv(rows, cfg.batch), "btlab_formats.csv", "text/csv",
                        icon=":material/download:")
 with c2:
     frame.link()

@@ -68,3 +68,11 @@ def test_value_axis_is_readable_at_any_span(values, kind, most):
     fig = go.Figure(go.Scatter(x=[0, 1, 2][: len(values)], y=values))
     fig.update_yaxes(**axis)
     assert fig.layout.yaxis.type == kind
+
+
+def test_equal_values_get_a_readable_axis_not_rounding_noise():
+    value = 0.12345678901234568
+    axis = shared.value_axis([value, value * (1 + 1e-15), value])
+    assert axis["type"] == "linear" and axis["range"][0] <= value <= axis["range"][1]
+    assert axis["range"][1] - axis["range"][0] > 0.1 * value  # a span the ticks can label in 3 digits
+    assert axis["tickformat"] == ".3~g"

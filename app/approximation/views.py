@@ -24,7 +24,7 @@ def draw_table(rows: list) -> None:
     table = pd.DataFrame([{
         "format": r.format, "ranks": r.ranks, "blocks N": pd.NA if r.blocks is None else r.blocks,
         "parameters": r.params, "compression": r.compression, "relative error": r.rel_error,
-        "fit time (s)": r.seconds, "ALS sweeps": r.sweeps, "stopped on": r.stop_reason} for r in rows])
+        "fit time (s)": r.seconds, "ALS sweeps": r.sweeps, "stopped on": r.stop_reason or "—"} for r in rows])
     st.dataframe(table, hide_index=True, width="stretch", key=K + "table", column_config={
         "parameters": st.column_config.NumberColumn(format="localized"),
         "blocks N": st.column_config.NumberColumn(format="%d"),

@@ -20,7 +20,7 @@ import streamlit as st
 from app.config import LabConfig, config_query, get_config, pop_config_warnings
 
 __all__ = ["Field", "ListField", "OptionField", "PageInputs", "page_inputs", "stored_inputs", "PageFrame", "page_setup", "lesson_mode",
-           "set_lesson_mode", "write_url", "share_link", "show_link", "LESSON_PARAM"]
+           "set_lesson_mode", "lesson_banner", "write_url", "share_link", "show_link", "LESSON_PARAM"]
 
 #: Query parameter of the lesson view (advanced controls hidden, for projecting a page in class).
 LESSON_PARAM = "lesson"
@@ -305,6 +305,20 @@ def _leave_lesson() -> None:
     set_lesson_mode(False)
 
 
+def lesson_banner(prefix: str) -> bool:
+    """In the lesson view, say so and offer the way off (a button keyed ``<prefix>leave_lesson``).
+
+    Returns whether the lesson view is on.
+    """
+    lesson = lesson_mode()
+    if lesson:
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
+        c1.info("**Lesson view:** advanced controls are hidden, for projecting in class.", icon=":material/school:")
+        c2.button("Leave the lesson view", key=prefix + "leave_lesson", on_click=_leave_lesson,
+                  icon=":material/close:")
+    return lesson
+
+
 def page_setup(page: str, fields: Sequence[Field], *, prefix: str, defaults: dict | None = None) -> PageFrame:
     """The frame every page starts with, in one call.
 
@@ -328,12 +342,7 @@ def page_setup(page: str, fields: Sequence[Field], *, prefix: str, defaults: dic
     inputs = page_inputs(page, fields, prefix=prefix, defaults=defaults)
     for warning in inputs.warnings + pop_config_warnings():
         st.warning(warning, icon=":material/link_off:")
-    lesson = lesson_mode()
-    if lesson:
-        c1, c2 = st.columns([4, 1], vertical_alignment="center")
-        c1.info("**Lesson view:** advanced controls are hidden, for projecting in class.", icon=":material/school:")
-        c2.button("Leave the lesson view", key=prefix + "leave_lesson", on_click=_leave_lesson,
-                  icon=":material/close:")
+    lesson = lesson_banner(prefix)
     frame = PageFrame(inputs, lesson, prefix + "link")
     frame.write_url()
     return frame

@@ -272,3 +272,12 @@ def test_step_shapes_name_their_indices_with_b_for_the_batch():
         assert row["result indices"] == " × ".join(f"{c}={n:,}" for c, n in zip(step.result_indices, step.result_shape))
     assert any(r["result indices"].startswith("b=16") or " b=16" in r["result indices"] for r in rows[:-1])
     assert ld.indexed_shape("bA", (16, 8)) == "b=16 × A=8"
+
+
+@pytest.mark.parametrize("d, n", [(2, 2), (4, 2), (6, 3), (4, 9)])
+def test_every_diagram_label_is_at_least_12_px(d, n):
+    spec = btcore.BTSpec((2,) * d, (2,) * d, 2, n)
+    tt = btcore.TTSpec((2,) * d, (2,) * d, 2)
+    for fig in (cl.bt_diagram(spec), cl.tt_diagram(tt)):
+        sizes = [a.font.size for a in fig.layout.annotations]
+        assert sizes and min(sizes) >= 12

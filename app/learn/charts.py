@@ -29,6 +29,8 @@ PATH_TRACE = "path"
 _LEG = "#1f77b4"      # row (input) legs
 _LEG_OUT = "#2ca02c"  # column (output) legs
 _BOND = "#555555"
+#: Smallest label of a diagram (px): legible on a projector at 1,400 px wide.
+LABEL_PX = 12
 _STYLE = {
     "dense": {"symbol": "square", "size": 46, "color": "#bdbdbd", "line": "#636363"},
     "tt": {"symbol": "square", "size": 38, "color": "#9ecae1", "line": "#08519c"},
@@ -57,17 +59,18 @@ class _Net:
         self.shapes.append({"type": "line", "x0": x0, "y0": y0, "x1": x1, "y1": y1, "layer": "below",
                             "line": {"color": color, "width": width, **({"dash": dash} if dash else {})}})
 
-    def text(self, x, y, text, size=12, color="#333", **kw):
+    def text(self, x, y, text, size=LABEL_PX, color="#333", **kw):
+        size = max(size, LABEL_PX)
         self.notes.append({"x": x, "y": y, "text": text, "showarrow": False, "font": {"size": size, "color": color},
                            "bgcolor": "rgba(255,255,255,0.85)", **kw})
 
-    def leg(self, x, y, angle_deg, length, label, color, size=11):
+    def leg(self, x, y, angle_deg, length, label, color, size=LABEL_PX):
         a = math.radians(angle_deg)
         x1, y1 = x + length * math.cos(a), y + length * math.sin(a)
         self.line(x, y, x1, y1, color)
         self.text(x + (length + 0.22) * math.cos(a), y + (length + 0.22) * math.sin(a), label, size, color)
 
-    def bond(self, x0, y0, x1, y1, label, size=11):
+    def bond(self, x0, y0, x1, y1, label, size=LABEL_PX):
         self.line(x0, y0, x1, y1, _BOND, 3)
         self.text((x0 + x1) / 2, (y0 + y1) / 2, label, size, _BOND)
 
@@ -159,7 +162,7 @@ def bt_diagram(spec, max_blocks: int = 4, per_row: int | None = None) -> go.Figu
     leg_len = 0.75 if d <= 4 else 0.6
     width = 2 * (radius + leg_len) + 1.8
     row_height = 2 * (radius + leg_len) + 1.2
-    font = 11 if d <= 4 else 10
+    font = LABEL_PX
     per_row = per_row or (3 if d <= 3 else 2)
     shown = _shown_blocks(spec.blocks, max_blocks)
     slot = 0

@@ -479,7 +479,7 @@ def test_suggest_on_an_upload():
 
 def test_typed_ranks_survive_a_page_switch_and_a_change_of_sizing_mode():
     """Widgets drawn in one sizing mode only keep what was typed, through a page switch and back."""
-    from conftest import ROOT
+    from conftest import round_trip
 
     at = open_page("approximation")
     at.radio(key="approx_mode").set_value("explicit ranks").run()
@@ -489,8 +489,7 @@ def test_typed_ranks_survive_a_page_switch_and_a_change_of_sizing_mode():
     at.number_input(key="approx_cp_rank").set_value(11).run()
     typed = {"bt_R": "2", "bt_N": "3", "tucker_R": "5", "cp_R": "11"}
     for away in ("shapes", "learn"):
-        at.switch_page(str(ROOT / "pages" / f"{away}.py")).run()
-        at.switch_page(str(ROOT / "pages" / "approximation.py")).run()
+        round_trip(at, "approximation", away)
         assert not at.exception
         assert (at.text_input(key="approx_bt_rank").value, at.number_input(key="approx_blocks").value,
                 at.text_input(key="approx_tucker_rank").value, at.number_input(key="approx_cp_rank").value) == \

@@ -4,7 +4,7 @@ import pytest
 
 import btcore
 from app.config import CONFIG_KEY, LabConfig
-from conftest import ROOT, open_page, plotly_specs
+from conftest import ROOT, open_page, plotly_specs, round_trip
 
 
 def metrics(at) -> dict:
@@ -108,9 +108,7 @@ def test_error_text_keeps_products_literal():
 # -- state that outlives widgets, and links ------------------------------------------------------
 
 def _switch_away_and_back(at, away: str = "learn"):
-    at.switch_page(str(ROOT / "pages" / f"{away}.py")).run()
-    at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
-    return at
+    return round_trip(at, "shapes", away)
 
 
 def test_every_input_survives_a_page_switch():

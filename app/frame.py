@@ -278,10 +278,10 @@ class PageFrame:
         their widgets. The full run must then leave the slot to them: a slot written by both the
         full run and a fragment leaves the Streamlit 1.67 front end waiting forever.
         """
-        self._slot = st.empty()
-        if not by_fragments:
-            with self._slot.container():
-                show_link(self.query, key=self.link_key)
+        if by_fragments:
+            self._slot = st.empty()
+        else:  # drawn in place: an st.empty slot written only by the full run can keep showing an old link
+            show_link(self.query, key=self.link_key)
 
     def refresh(self, name: str) -> dict[str, str]:
         """At the top of fragment ``name``: take what its widgets report, rewrite the URL, redraw the link.

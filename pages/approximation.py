@@ -36,8 +36,8 @@ st.caption("Fit Block-Term, Tensor-Train, Tucker and CP formats to a matrix and 
 
 trained = S.trained_runs()
 target_keys = [k for k in TARGETS if k != "trained" or trained]
-if st.session_state.get(K + "target") not in target_keys:
-    st.session_state[K + "target"] = "bt"
+if store["target"] not in target_keys:
+    store.set("target", "bt")
 
 c_target, c_shape, c_size = st.columns([1, 1, 1.3], gap="large")
 errors: list[tuple[str, Exception]] = []
@@ -60,14 +60,14 @@ with c_target:
     elif kind == "image":
         names = tg.list_images()
         if names:
-            if st.session_state.get(K + "image") not in names:
-                st.session_state[K + "image"] = names[0]
+            if store["image"] not in names:
+                store.set("image", names[0])
             target_kwargs = {"name": st.selectbox("Image", names, key=K + "image", persist_state=PERSIST)}
         else:
             errors.append(("Target", ValueError(f"no images found in {tg.ASSET_DIR}")))
     elif kind == "trained":
-        if st.session_state.get(K + "trained") not in trained:
-            st.session_state[K + "trained"] = next(iter(trained))
+        if store["trained"] not in trained:
+            store.set("trained", next(iter(trained)))
         run = st.selectbox("Trained run", list(trained), key=K + "trained", persist_state=PERSIST, on_change=S.on_trained,
                            help="Left by the Training page in this session.")
         if run in trained:
@@ -105,8 +105,8 @@ with c_shape:
     st.subheader("Shape")
     small_cfg = S.shapes_page_config()
     shape_opts = list(S.SHAPES) + ([S.SHAPES_PAGE] if small_cfg is not None else []) + [S.CUSTOM]
-    if st.session_state.get(K + "shape") not in shape_opts:
-        st.session_state[K + "shape"] = S.CUSTOM
+    if store["shape"] not in shape_opts:
+        store.set("shape", S.CUSTOM)
     st.selectbox("Modes", shape_opts, key=K + "shape", on_change=S.on_shape,
                  format_func=lambda s: (f"{s}: {format_ints(small_cfg.in_modes)} -> {format_ints(small_cfg.out_modes)}"
                                         if s == S.SHAPES_PAGE and small_cfg is not None else s))
@@ -120,7 +120,7 @@ with c_shape:
 
 with c_size:
     st.subheader("Formats and size")
-    inputs = plan.SpecInputs(st.session_state[K + "in_modes"], st.session_state[K + "out_modes"], target=kind,
+    inputs = plan.SpecInputs(store["a_in"], store["a_out"], target=kind,
                              target_kwargs=target_kwargs, target_extra=target_extra, explain_as=explain_as)
     inputs.formats = st.multiselect("Formats", list(dec.FORMATS), key=K + "formats")
     inputs.mode = st.radio("Size by", ["parameter budget", "explicit ranks"], horizontal=True, key=K + "mode")

@@ -166,7 +166,7 @@ def steps_section() -> None:
                         "such as the paper's 57,600 × 1,024; for small ones `btcore.matmul(..., method=\"auto\")` "
                         "can form W once and do one matrix product instead.", icon=":material/info:")
             if len(rows) > 1:
-                if st.session_state[K + f"step_{name}"] > len(rows):  # a stored step of a longer plan
+                if inputs[f"step_{name}"] > len(rows):  # a stored step of a longer plan
                     inputs.set(f"step_{name}", len(rows))
                 k = st.slider("Step", 1, len(rows), key=K + f"step_{name}",
                               help="Move through the contraction order btcore uses.")

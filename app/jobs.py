@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import traceback
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import streamlit as st
@@ -80,31 +81,42 @@ class JobQueue:
 QUEUE = JobQueue(job_slots())
 
 
+@dataclass(eq=False)
 class Job:
     """A function run in a daemon thread with a stop flag and lock-guarded progress.
 
     ``target(job)`` does the work; it should call :meth:`update` / :meth:`append` to report and
     check :attr:`should_stop` often. Its return value becomes :attr:`result`; an exception is kept
     in :attr:`error` (as text, with the traceback in :attr:`error_detail`), never raised into a page.
+    Every field a worker or a page may set is declared here; :meth:`update` refuses any other.
     """
 
-    def __init__(self, target: Callable[["Job"], Any], *, name: str = "job", queue: JobQueue | None = None):
-        self.name = name
-        self.queue = QUEUE if queue is None else queue
-        self._target = target
+    target: Callable[["Job"], Any]
+    name: str = "job"
+    queue: JobQueue | None = None
+    status: str = field(default="pending", init=False)  # pending, queued, running, done, stopped, failed
+    queued_at: float | None = field(default=None, init=False)
+    progress: float = field(default=0.0, init=False)
+    message: str = field(default="", init=False)
+    #: Seconds left as the worker measured them (it knows its step times); None: extrapolate.
+    eta_s: float | None = field(default=None, init=False)
+    #: What the worker knows about its work beyond progress (a record of the page that started it).
+    info: Any = None
+    events: list = field(default_factory=list, init=False)
+    result: Any = field(default=None, init=False)
+    error: str | None = field(default=None, init=False)
+    error_detail: str | None = field(default=None, init=False)
+    started_at: float | None = field(default=None, init=False)
+    finished_at: float | None = field(default=None, init=False)
+
+    #: The fields :meth:`update` may set (the rest belong to the job's lifecycle).
+    REPORTED = ("progress", "message", "eta_s", "info")
+
+    def __post_init__(self) -> None:
+        self.queue = QUEUE if self.queue is None else self.queue
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._main, name=f"btlab-{name}", daemon=True)
-        self.status = "pending"  # pending, queued, running, done, stopped, failed
-        self.queued_at: float | None = None
-        self.progress = 0.0
-        self.message = ""
-        self.events: list[dict] = []
-        self.result: Any = None
-        self.error: str | None = None
-        self.error_detail: str | None = None
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
+        self._thread = threading.Thread(target=self._main, name=f"btlab-{self.name}", daemon=True)
 
     # -- worker side -------------------------------------------------------------------------
     def _main(self) -> None:
@@ -115,7 +127,7 @@ class Job:
         with self._lock:
             self.status, self.started_at = "running", time.time()  # the clock starts when the work does
         try:
-            result = self._target(self)
+            result = self.target(self)
         except Exception as exc:  # reported to the page, which shows st.error
             with self._lock:
                 self.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
@@ -137,7 +149,17 @@ class Job:
         return self._stop.is_set()
 
     def update(self, **fields) -> None:
-        """Set ``progress`` (0..1), ``message`` or other attributes, atomically."""
+        """Set ``progress`` (0..1), ``message``, ``eta_s`` or ``info``, atomically.
+
+        Raises
+        ------
+        TypeError
+            For any other name: a job's fields are declared, not invented by its worker.
+        """
+        unknown = sorted(set(fields) - set(self.REPORTED))
+        if unknown:
+            raise TypeError(f"Job.update() got undeclared field(s) {', '.join(unknown)}; "
+                            f"a worker reports {', '.join(self.REPORTED)}")
         with self._lock:
             for k, v in fields.items():
                 setattr(self, k, v)
@@ -181,7 +203,7 @@ class Job:
 
     def eta(self) -> float | None:
         """Seconds left, extrapolated from progress so far (None before any progress)."""
-        measured = getattr(self, "eta_s", None)  # a worker that knows its step times sets eta_s
+        measured = self.eta_s
         if self.running and isinstance(measured, (int, float)):
             return max(0.0, float(measured))
         p = self.progress
@@ -215,12 +237,12 @@ def get_job(key: str) -> Job | None:
     return session_jobs().get(key)
 
 
-def start_job(key: str, target: Callable[[Job], Any], *, name: str | None = None) -> Job:
-    """Stop any job under ``key`` and start ``target`` as a new one."""
+def start_job(key: str, target: Callable[[Job], Any], *, name: str | None = None, info: Any = None) -> Job:
+    """Stop any job under ``key`` and start ``target`` as a new one (``info``: its :attr:`Job.info` at start)."""
     jobs = session_jobs()
     old = jobs.get(key)
     if old is not None:
         old.stop()
-    job = Job(target, name=name or key)
+    job = Job(target, name=name or key, info=info)
     jobs[key] = job
     return job.start()

@@ -11,7 +11,8 @@ import streamlit as st
 import torch
 
 import btcore
-from app.state import PRESETS, UCF11_LSTM_PRESET
+from app.config import PRESETS, UCF11_LSTM_PRESET, config_query, get_config
+from app.frame import lesson_banner, write_url
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES_DIR = ROOT / "pages"
@@ -36,6 +37,8 @@ PAGES = [
 
 def home() -> None:
     ucf11 = PRESETS[UCF11_LSTM_PRESET].bt_spec()
+    lesson_banner("home_")
+    write_url(config_query(get_config()))  # the lesson flag and the configuration stay in the link
     st.title("BT Lab")
     st.markdown(
         "BT Lab lets you explore **Block-Term (BT) tensor decomposition for compact layers and RNNs** "

@@ -168,20 +168,21 @@ def check_choice(value, choices: Sequence, field: str):
     return value
 
 
-def parse_ints(text: str, field: str) -> tuple[int, ...]:
+def parse_ints(text: str, field: str, example: str = "write the sizes like 8x20x20x18") -> tuple[int, ...]:
     """Parse ``"8x20x20x18"``, ``"8, 20, 20, 18"`` or ``"8 20 20 18"`` into a tuple of positive ints.
 
-    Raises ``ValueError`` naming ``field`` for anything that is not a list of positive integers.
+    Raises ``ValueError`` naming ``field`` for anything that is not a list of positive integers;
+    ``example`` (how to write the field) ends the message.
     """
     parts = [p for p in re.split(r"[x×*,;\s]+", str(text).strip()) if p]
     if not parts:
-        raise ValueError(f"{field}: enter at least one positive integer, e.g. 8x20x20x18")
+        raise ValueError(f"{field}: enter at least one positive integer; {example}")
     out = []
     for p in parts:
         try:
             v = int(p)
         except ValueError:
-            raise ValueError(f"{field}: {p!r} is not a positive integer; write the sizes like 8x20x20x18") from None
+            raise ValueError(f"{field}: {p!r} is not a positive integer; {example}") from None
         if v < 1:
             raise ValueError(f"{field}: every entry must be at least 1, got {v}")
         out.append(v)
@@ -190,7 +191,7 @@ def parse_ints(text: str, field: str) -> tuple[int, ...]:
 
 def parse_rank(text: str, field: str) -> int | tuple[int, ...]:
     """One int (all modes) or a list of ints (per mode / per bond), parsed as :func:`parse_ints`."""
-    vals = parse_ints(text, field)
+    vals = parse_ints(text, field, "write one rank for all, like 4, or one per mode or bond, like 4,3,2,2")
     return vals[0] if len(vals) == 1 else vals
 
 

@@ -8,12 +8,12 @@ import btcore
 from app.approximation import advice as adv
 from app.approximation import inputs as fields
 from app.approximation import plan
-from app.approximation import state as S
+from app.approximation import session as S
 from app.approximation import views
 from app.approximation.plan import EFFORT, MAX_CP_RANK, MAX_ENTRIES, TARGETS
-from app.page_state import lesson_mode, page_inputs, show_link, write_url
+from app.frame import page_setup
 from app.snippets import approximation_snippet
-from app.state import CONFIG_KEY, config_query, get_config, pop_config_warnings
+from app.config import CONFIG_KEY, get_config
 from app.widgets import format_ints, show_error
 from btcore import decompose as dec
 from btcore.images import ASSET_DIR, list_images
@@ -23,20 +23,21 @@ K = S.K
 #: for the GIL while a fragment rerun holds it. Default fit in the browser, measured here: 8.8-16.3 s at
 #: 0.5 s polling, 6.1-6.9 s at 1 s, 5.5-5.8 s at 2 s.
 POLL_S = 1.0
+#: Widgets drawn only in some states (a target's own controls, the ranks of one sizing mode, the lesson view's
+#: hidden ones): Streamlit keeps their last value while they are not drawn, through a page switch too.
+PERSIST = "session"
 
-store = page_inputs("approximation", fields.FIELDS, prefix=K,
-                    defaults=fields.defaults(get_config(), S.shapes_page_config()))
-for warning in store.warnings + pop_config_warnings():
-    st.warning(warning, icon=":material/link_off:")
-lesson = lesson_mode()
+frame = page_setup("approximation", fields.FIELDS, prefix=K,
+                   defaults=fields.defaults(get_config(), S.shapes_page_config()))
+store, lesson = frame.inputs, frame.lesson
 st.title("Approximation")
 st.caption("Fit Block-Term, Tensor-Train, Tucker and CP formats to a matrix and compare their errors at equal "
            "parameter counts. Fits run in the background (BT/Tucker/CP by joint ALS, TT by TT-SVD).")
 
 trained = S.trained_runs()
 target_keys = [k for k in TARGETS if k != "trained" or trained]
-if st.session_state.get(K + "target") not in target_keys:
-    st.session_state[K + "target"] = "bt"
+if store["target"] not in target_keys:
+    store.set("target", "bt")
 
 c_target, c_shape, c_size = st.columns([1, 1, 1.3], gap="large")
 errors: list[tuple[str, Exception]] = []
@@ -49,25 +50,25 @@ with c_target:
                         help="The structured targets show where each format wins; the random one why nothing "
                              "compact fits a matrix without structure.")
     if kind in ("bt", "tt"):
-        noise = st.select_slider("Noise (relative)", fields.NOISES, key=K + "noise",
+        noise = st.select_slider("Noise (relative)", fields.NOISES, key=K + "noise", persist_state=PERSIST,
                                  help="‖E‖ = noise · ‖W_exact‖: the best error any format can reach is about this.")
         target_kwargs = {"noise": float(noise)}
     elif kind == "kernel":
-        ls = st.select_slider("Length scale", fields.LENGTH_SCALES, key=K + "length_scale",
+        ls = st.select_slider("Length scale", fields.LENGTH_SCALES, key=K + "length_scale", persist_state=PERSIST,
                               help="Smaller: a sharper kernel, harder to compress.")
         target_kwargs = {"length_scale": float(ls)}
     elif kind == "image":
         names = list_images()
         if names:
-            if st.session_state.get(K + "image") not in names:
-                st.session_state[K + "image"] = names[0]
-            target_kwargs = {"name": st.selectbox("Image", names, key=K + "image")}
+            if store["image"] not in names:
+                store.set("image", names[0])
+            target_kwargs = {"name": st.selectbox("Image", names, key=K + "image", persist_state=PERSIST)}
         else:
             errors.append(("Target", ValueError(f"no images found in {ASSET_DIR}")))
     elif kind == "trained":
-        if st.session_state.get(K + "trained") not in trained:
-            st.session_state[K + "trained"] = next(iter(trained))
-        run = st.selectbox("Trained run", list(trained), key=K + "trained", on_change=S.on_trained,
+        if store["trained"] not in trained:
+            store.set("trained", next(iter(trained)))
+        run = st.selectbox("Trained run", list(trained), key=K + "trained", persist_state=PERSIST, on_change=S.on_trained,
                            help="Left by the Training page in this session.")
         if run in trained:
             (tI, tJ), t_im, t_om, t_kind = trained[run]
@@ -104,8 +105,8 @@ with c_shape:
     st.subheader("Shape")
     small_cfg = S.shapes_page_config()
     shape_opts = list(S.SHAPES) + ([S.SHAPES_PAGE] if small_cfg is not None else []) + [S.CUSTOM]
-    if st.session_state.get(K + "shape") not in shape_opts:
-        st.session_state[K + "shape"] = S.CUSTOM
+    if store["shape"] not in shape_opts:
+        store.set("shape", S.CUSTOM)
     st.selectbox("Modes", shape_opts, key=K + "shape", on_change=S.on_shape,
                  format_func=lambda s: (f"{s}: {format_ints(small_cfg.in_modes)} -> {format_ints(small_cfg.out_modes)}"
                                         if s == S.SHAPES_PAGE and small_cfg is not None else s))
@@ -119,30 +120,30 @@ with c_shape:
 
 with c_size:
     st.subheader("Formats and size")
-    inputs = plan.SpecInputs(st.session_state[K + "in_modes"], st.session_state[K + "out_modes"], target=kind,
+    inputs = plan.SpecInputs(store["a_in"], store["a_out"], target=kind,
                              target_kwargs=target_kwargs, target_extra=target_extra, explain_as=explain_as)
     inputs.formats = st.multiselect("Formats", list(dec.FORMATS), key=K + "formats")
     inputs.mode = st.radio("Size by", ["parameter budget", "explicit ranks"], horizontal=True, key=K + "mode")
     if inputs.mode == "parameter budget":
-        inputs.budget = st.number_input("Parameter budget", 8, 10**9, step=100, key=K + "budget",
+        inputs.budget = st.number_input("Parameter budget", 8, 10**9, step=100, key=K + "budget", persist_state=PERSIST,
                                         help="Each format is fitted at the ranks whose parameter count is closest.")
     else:
         c1, c2 = st.columns(2)
-        inputs.bt_rank = c1.text_input("BT rank R", key=K + "bt_rank", help="One rank, or one per mode: 3 or 3,3,2,2.")
-        inputs.blocks = c2.number_input("BT blocks N", 1, 64, step=1, key=K + "blocks")
+        inputs.bt_rank = c1.text_input("BT rank R", key=K + "bt_rank", persist_state=PERSIST, help="One rank, or one per mode: 3 or 3,3,2,2.")
+        inputs.blocks = c2.number_input("BT blocks N", 1, 64, step=1, key=K + "blocks", persist_state=PERSIST)
         c1, c2, c3 = st.columns(3)
-        inputs.tt_ranks = c1.text_input("TT ranks", key=K + "tt_ranks")
-        inputs.tucker_rank = c2.text_input("Tucker rank", key=K + "tucker_rank")
-        inputs.cp_rank = c3.number_input("CP rank", 1, MAX_CP_RANK, step=1, key=K + "cp_rank")
+        inputs.tt_ranks = c1.text_input("TT ranks", key=K + "tt_ranks", persist_state=PERSIST)
+        inputs.tucker_rank = c2.text_input("Tucker rank", key=K + "tucker_rank", persist_state=PERSIST)
+        inputs.cp_rank = c3.number_input("CP rank", 1, MAX_CP_RANK, step=1, key=K + "cp_rank", persist_state=PERSIST)
     inputs.sweep_points = st.slider("Sweep: budgets for the error-vs-parameters chart", 0, 7, key=K + "sweep",
                                     help="Geometric budgets from 1/4 to 4x your size, each fitted in every format. "
                                          "0: off.")
     if not lesson:
         with st.expander("Fit settings"):
-            st.radio("Effort", list(EFFORT), horizontal=True, key=K + "effort",
+            st.radio("Effort", list(EFFORT), horizontal=True, key=K + "effort", persist_state=PERSIST,
                      help="quick: one start, up to 30 ALS sweeps. thorough: an HOSVD start and two random ones, up to "
                           "100 sweeps (slower, sometimes lower errors).")
-            st.number_input("BT candidates per budget", 1, 4, key=K + "bt_choices",
+            st.number_input("BT candidates per budget", 1, 4, key=K + "bt_choices", persist_state=PERSIST,
                             help="BT has two knobs (R and N): the closest (R, N) pairs to each budget are all fitted "
                                  "and the best is kept.")
     inputs.effort, inputs.bt_choices = store["effort"], store["bt_cands"]
@@ -236,10 +237,10 @@ if shown is None:
 else:
     views.draw_results(shown, spec, lesson)
 
-query = write_url(config_query(get_config()), store.query())
+frame.write_url()
 c1, c2 = st.columns([1, 1])
 with c1:
-    show_link(query, key=K + "link")
+    frame.link()
 if spec is not None and not lesson:
     with c2.expander("The code for these results", icon=":material/code:"):
         st.code(approximation_snippet(spec, budget=adv.advice_budget(spec), uploaded=W_given is not None),

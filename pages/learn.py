@@ -4,12 +4,12 @@ import pandas as pd
 import streamlit as st
 
 import btcore
-from app import charts_learn as cl
-from app import learn_data as ld
+from app.learn import charts as cl
+from app.learn import content as ld
 from app.charts import FORMAT_COLORS
-from app.page_state import lesson_mode, page_inputs, show_link, write_url
+from app.frame import page_setup
 from app.snippets import learn_snippet
-from app.state import config_query, get_config, pop_config_warnings
+from app.config import get_config
 from app.widgets import format_ints, page_link, rank_text, show_error
 
 K = "learn_"  # widget key prefix
@@ -27,19 +27,11 @@ cfg = get_config()
 specs, errors = ld.build_specs(cfg)
 examples = ld.examples_for(cfg)
 FIELDS = ld.page_fields(cfg, specs, examples)
-inputs = page_inputs("learn", FIELDS, prefix=K)
-for warning in inputs.warnings + pop_config_warnings():
-    st.warning(warning, icon=":material/link_off:")
+frame = page_setup("learn", FIELDS, prefix=K)
+inputs, lesson = frame.inputs, frame.lesson
 if inputs["example"] not in examples:  # the configuration changed under a stored choice
     inputs.set("example", next(iter(examples)))
-query = write_url(config_query(cfg), inputs.query())
-lesson = lesson_mode()
-
-
-def _sync() -> None:
-    """Inside a fragment: store what its widgets report and keep the link current."""
-    inputs.sync()
-    write_url(config_query(cfg), inputs.query())
+    frame.write_url()
 
 st.title("Learn: BT and TT")
 st.caption("What the Block-Term and Tensor-Train formats are, drawn and counted for **your** configuration "
@@ -53,7 +45,7 @@ st.markdown(
 c1, c2 = st.columns([4, 1])
 c1.markdown("**On this page:** " + " · ".join(f"[{title}](#{anchor})" for anchor, title in ld.SECTIONS))
 with c2:
-    show_link(query, key=K + "link")
+    frame.link(by_fragments=True)
 for name, msg in errors.items():
     # btcore's messages contain products like "I*J = 4*4", which Markdown would turn into italics
     show_error(ValueError(msg), f"{name} cannot be built from this configuration")
@@ -82,7 +74,7 @@ st.markdown(
 @st.fragment
 def tensorization_section() -> None:
     """Reruns alone when its own widgets change (the rest of the page stays as drawn)."""
-    _sync()
+    frame.refresh("tensorization")
     choice = st.selectbox("Example matrix", list(examples), key=K + "example",
                           help="Your own W is drawn here when it has at most 4,096 entries; otherwise pick a small one.")
     grid = ld.tensorization_grid(*examples[choice])
@@ -152,7 +144,7 @@ st.markdown(
 @st.fragment
 def steps_section() -> None:
     """Reruns alone when its own widgets change (the rest of the page stays as drawn)."""
-    _sync()
+    frame.refresh("steps")
     walk = {name: ld.walkthrough_rows(spec, cfg.batch) for name, spec in specs.items()}
     dense_per_sample = sum(r["multiply-adds / sample"] for r in walk["Dense"])
     st.plotly_chart(cl.format_cost_stack(walk), width="stretch", key=K + "cost_stack")
@@ -176,7 +168,7 @@ def steps_section() -> None:
                         "such as the paper's 57,600 × 1,024; for small ones `btcore.matmul(..., method=\"auto\")` "
                         "can form W once and do one matrix product instead.", icon=":material/info:")
             if len(rows) > 1:
-                if st.session_state[K + f"step_{name}"] > len(rows):  # a stored step of a longer plan
+                if inputs[f"step_{name}"] > len(rows):  # a stored step of a longer plan
                     inputs.set(f"step_{name}", len(rows))
                 k = st.slider("Step", 1, len(rows), key=K + f"step_{name}",
                               help="Move through the contraction order btcore uses.")
@@ -230,7 +222,7 @@ st.markdown(
 @st.fragment
 def sizes_section() -> None:
     """Reruns alone when its own widgets change (the rest of the page stays as drawn)."""
-    _sync()
+    frame.refresh("sizes")
     c1, c2, c3 = st.columns(3)
     d_pick = c1.slider("Order d", 2, 6, key=K + "grow_d")
     r_pick = c2.slider("Tucker rank R", 1, 16, key=K + "grow_r")

@@ -1,14 +1,13 @@
 """Shapes & parameters: pick modes, ranks and blocks; compare dense, TT, BT, Tucker and CP."""
 
-import pandas as pd
 import streamlit as st
 
 import btcore
-from app import charts
-from app import shapes_inputs as si
-from app.page_state import lesson_mode, page_inputs, show_link, write_url
+from app.shapes import charts, tables
+from app.shapes import inputs as si
+from app.frame import page_setup, stored_inputs
 from app.snippets import shapes_snippet
-from app.state import PRESETS, config_query, get_config, pop_config_warnings, set_config
+from app.config import PRESETS, get_config, set_config
 from app.widgets import format_ints, show_error
 
 K = "shapes_"  # widget key prefix
@@ -32,7 +31,7 @@ def _origin() -> si.ModeOrigin:
 
 
 def _load(cfg, preset: str) -> None:
-    inputs = st.session_state["btlab_inputs_shapes"]
+    inputs = stored_inputs("shapes")
     for name, value in si.defaults_for(cfg, preset).items():
         inputs.set(name, value)
     origin = _origin()
@@ -56,13 +55,21 @@ def _refill(sides) -> None:
     _mark_custom()
     origin, offers = _origin(), {}
     st.session_state.pop(K + "suggest_error", None)
+    try:
+        d = si.check_number("d", st.session_state[K + "d"])
+    except ValueError as exc:
+        st.session_state[K + "suggest_error"] = str(exc)  # the message names the order d
+        return
     for side in sides:
         try:
             n = si.check_number(SIZE[side], st.session_state[K + SIZE_KEY[side]])
-            d = si.check_number("d", st.session_state[K + "d"])
+        except ValueError as exc:
+            st.session_state[K + "suggest_error"] = str(exc)  # names the input or output size
+            continue
+        try:
             modes = si.suggest_modes(n, d, origin.remembered.get(side))
         except ValueError as exc:
-            st.session_state[K + "suggest_error"] = f"{side}put size: {exc}"
+            st.session_state[K + "suggest_error"] = f"{si.RANGES[SIZE[side]][0]} in order d = {d}: {exc}"
             continue
         if origin.auto[side]:
             st.session_state[K + side + "_modes"] = format_ints(modes)
@@ -80,6 +87,12 @@ def _typed(side: str) -> None:
     except ValueError:
         pass
     st.session_state.get(SUGGEST_KEY, {}).pop(side, None)
+    try:  # both sides typed with a new, equal count: the order d follows them
+        counts = {len(btcore.shapes.parse_ints(st.session_state[K + s + "_modes"], s)) for s in ("in", "out")}
+    except ValueError:
+        return
+    if len(counts) == 1:
+        st.session_state[K + "d"] = counts.pop()
 
 
 def _take_suggestion() -> None:
@@ -89,11 +102,9 @@ def _take_suggestion() -> None:
 
 
 start = get_config()
-inputs = page_inputs("shapes", si.FIELDS, prefix=K,
-                     defaults=si.defaults_for(start, si.preset_name(start, st.session_state.get(K + "preset"))))
-for warning in inputs.warnings + pop_config_warnings():
-    st.warning(warning, icon=":material/link_off:")
-lesson = lesson_mode()
+frame = page_setup("shapes", si.FIELDS, prefix=K,
+                   defaults=si.defaults_for(start, si.preset_name(start, st.session_state.get(K + "preset"))))
+inputs, lesson = frame.inputs, frame.lesson
 _origin()  # remember the modes the page opened with
 
 st.title("Shapes & parameters")
@@ -132,7 +143,8 @@ with right:
     c1.text_input("TT ranks", key=K + "tt_ranks", on_change=_mark_custom,
                   help="One rank for every bond, or the d-1 inner ranks: 4 or 4,8,4.")
     if not lesson:
-        c2.number_input("Batch size", step=1, key=K + "batch", help="1 to 65,536. The fastest contraction order "
+        c2.number_input("Batch size", step=1, key=K + "batch", persist_state="session",
+                        help="1 to 65,536. The fastest contraction order "
                         "depends on the batch size; multiply-adds are per sample.")
 
 try:
@@ -145,7 +157,7 @@ except ValueError as exc:
     st.warning(f"The results below are for the last valid configuration ({format_ints(cfg.in_modes)} -> "
                f"{format_ints(cfg.out_modes)}, R = {cfg.bt_rank}, N = {cfg.blocks}), not for the inputs above.",
                icon=":material/history:")
-query = write_url(config_query(cfg), inputs.query())
+frame.write_url(cfg)
 
 specs = cfg.specs()
 rows = [btcore.summary_row(s, cfg.batch) for s in specs]
@@ -159,22 +171,18 @@ for col, row, label in zip(cols[1:], (tt, bt, tucker, cp),
     col.metric(f"{label} parameters", f"{row['params']:,}", delta=f"{row['compression']:,.1f}x fewer",
                delta_color="off")
 
-table = pd.DataFrame([{
-    "format": r["format"], "ranks": r["ranks"], "parameters": r["params"], "compression vs dense": r["compression"],
-    "multiply-adds / sample": r["macs_per_sample"], "parameter memory (float32)": btcore.format_bytes(r["param_bytes"]),
-    f"largest intermediate (batch {cfg.batch})": btcore.format_bytes(r["intermediate_bytes"]),
-} for r in rows])
+table = tables.formats_table(rows, cfg.batch)
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "parameters": st.column_config.NumberColumn(format="localized"),
-    "compression vs dense": st.column_config.NumberColumn(format="%.1f x"),
-    "multiply-adds / sample": st.column_config.NumberColumn(format="localized"),
+    tables.COMPRESSION: st.column_config.NumberColumn(format="localized"),
+    tables.MACS: st.column_config.NumberColumn(format="localized"),
 })
 c1, c2 = st.columns([1, 1])
 if not lesson:
-    c1.download_button("Download table (CSV)", table.to_csv(index=False).encode(), "btlab_formats.csv", "text/csv",
+    c1.download_button("Download table (CSV)", tables.formats_csv(rows, cfg.batch), "btlab_formats.csv", "text/csv",
                        icon=":material/download:")
 with c2:
-    show_link(query, key=K + "link")
+    frame.link()
 st.caption(f"CP is shown at rank {cfg.cp_rank()}, the rank whose size is closest to BT's. Multiply-adds follow "
            f"the FLOP-optimal contraction path at batch {cfg.batch} (BT: {bt['macs_per_sample'] / dense['macs_per_sample']:.2%} "
            f"of dense). Memory: parameters in float32, and the largest intermediate of one forward pass.")

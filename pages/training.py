@@ -9,17 +9,17 @@ import streamlit as st
 import torch
 
 import btcore
-from app import charts_training as ct
+from app.training import charts as ct
 from app.jobs import get_job
-from app.page_state import lesson_mode, page_inputs, show_link, write_url
-from app.state import config_query, get_config, pop_config_warnings
+from app.frame import page_setup
+from app.config import get_config
 from app.training import inputs as fields
 from app.training import tables
 from app.training.datasets import DATA_ROOT_ENV, class_folders, data_root, dataset_path, list_datasets
 from app.training.inputs import HIDDEN_SIZES, SYNTHETIC
 from app.training.plan import FRAME_SIZES, KIND_LABELS, Choices, make_runs, paper_models, plan_models
 from app.training import views
-from app.training.worker import JOB_KEY, K, DataSpec, launch
+from app.training.worker import JOB_KEY, K, DataSpec, RaceInfo, launch
 from app.snippets import training_command
 from app.widgets import show_error
 from btcore.data import ACTION_NAMES, parse_frame_shape
@@ -30,11 +30,8 @@ from btcore.train import OPTIMIZERS, cpu_count, device_name, sweep_configs
 
 shared = get_config()
 # Every input lives in one store outside the widgets (restored after a page switch, read from a link).
-inputs = page_inputs("training", fields.FIELDS, prefix=K, defaults=fields.defaults(shared))
-for warning in inputs.warnings + pop_config_warnings():
-    st.warning(warning, icon=":material/link_off:")
-lesson = lesson_mode()
-query = write_url(config_query(shared), inputs.query())
+frame = page_setup("training", fields.FIELDS, prefix=K, defaults=fields.defaults(shared))
+inputs, lesson = frame.inputs, frame.lesson
 
 st.title("Training")
 st.caption("Train recurrent classifiers whose input-to-hidden map is dense, Tensor-Train or Block-Term on short "
@@ -75,13 +72,14 @@ with c_task:
     frames = st.slider("Sequence length (frames per clip)", 4, 16, key=K + "frames")
     train_size = val_size = noise = None
     if choice == SYNTHETIC:
-        classes = st.slider("Classes (motions)", 2, len(ACTION_NAMES), key=K + "classes",
+        classes = st.slider("Classes (motions)", 2, len(ACTION_NAMES), key=K + "classes", persist_state="session",
                             help="Moves right/left/down/up, grow, shrink, rotate clockwise/anticlockwise: pairs that "
                                  "differ only by the direction of time.")
         c1, c2 = st.columns(2)
-        train_size = c1.number_input("Training clips", 32, 20_000, step=32, key=K + "train_size")
-        val_size = c2.number_input("Validation clips", 16, 5_000, step=16, key=K + "val_size")
-        noise = st.slider("Pixel noise", 0.0, 0.5, step=0.01, key=K + "noise")
+        train_size = c1.number_input("Training clips", 32, 20_000, step=32, key=K + "train_size",
+                                     persist_state="session")
+        val_size = c2.number_input("Validation clips", 16, 5_000, step=16, key=K + "val_size", persist_state="session")
+        noise = st.slider("Pixel noise", 0.0, 0.5, step=0.01, key=K + "noise", persist_state="session")
 
 # -- models ----------------------------------------------------------------------------------------
 with c_model:
@@ -106,12 +104,12 @@ with c_opt:
     epochs = c2.number_input("Epochs", 1, 500, key=K + "epochs")
     optimizer, lr, clip, seed = (inputs[n] for n in ("t_opt", "t_lr", "t_clip", "t_seed"))
     if not lesson:  # the lesson view trains with the stored (default) optimiser settings
-        optimizer = st.selectbox("Optimiser", list(OPTIMIZERS), key=K + "optimizer")
+        optimizer = st.selectbox("Optimiser", list(OPTIMIZERS), key=K + "optimizer", persist_state="session")
         c1, c2 = st.columns(2)
-        lr = c1.number_input("Learning rate", 1e-5, 1000.0, format="%.4g", key=K + "lr",
+        lr = c1.number_input("Learning rate", 1e-5, 1000.0, format="%.4g", key=K + "lr", persist_state="session",
                              help="Up to 1,000, to see a run diverge (SGD, no clipping).")
-        clip = c2.number_input("Gradient clip (0 = off)", 0.0, 100.0, key=K + "clip")
-        seed = st.number_input("Seed", 0, 2**31 - 1, key=K + "seed")
+        clip = c2.number_input("Gradient clip (0 = off)", 0.0, 100.0, key=K + "clip", persist_state="session")
+        seed = st.number_input("Seed", 0, 2**31 - 1, key=K + "seed", persist_state="session")
     # torch's thread count is process-wide: the app sets it once at startup, runs never change it.
     nt = torch.get_num_threads()
     st.caption(f"Device: **{dev.split(' (')[0] if 'CPU' not in dev else f'CPU ({n_cpu} cores)'}**"
@@ -170,7 +168,7 @@ if c1.button("Train", type="primary", icon=":material/play_arrow:", key=K + "sta
 if c2.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not running):
     job.stop()
 with c_link:
-    show_link(query, key=K + "link")
+    frame.link(by_fragments=True)
 if not lesson:
     with st.expander("The same comparison from the command line", icon=":material/terminal:"):
         st.code(training_command(runs, spec), language="bash")
@@ -179,9 +177,8 @@ if not lesson:
 # -- live view -------------------------------------------------------------------------------------
 @st.fragment(run_every=0.5 if running else None)
 def live() -> None:
-    inputs.sync()  # only the fragment reruns when its x-axis radio changes
+    frame.refresh("live")  # only the fragment reruns when its x-axis radio changes
     now = inputs.query()
-    write_url(config_query(shared), now)
     job = get_job(JOB_KEY)
     if job is None:
         st.info("Choose the models and press **Train**. The models take turns, a step each, on the same batches, so "
@@ -198,29 +195,30 @@ def live() -> None:
     text = f"{label} · {snap['elapsed']:.0f} s" + (f" · about {eta:.0f} s left" if eta is not None else "")
     if not views.show_queue(snap):
         st.progress(min(1.0, max(0.0, snap["progress"])), text=text)
-    info = getattr(job, "data_info", None)
-    st.caption(f"Device: **{getattr(job, 'device', dev)}**" + (f" · {info}" if info else ""))
+    info = job.info or RaceInfo()
+    st.caption(f"Device: **{info.device or dev}**" + (f" · {info.data}" if info.data else ""))
     if snap["error"]:
         st.error(snap["error"], icon=":material/error:")
-    views.show_changed(getattr(job, "made_with", None), now)
+    views.show_changed(info.made_with, now)
     views.show_outcomes(events)
     if status == "stopped" and snap["message"].startswith("stopped"):
         st.info(snap["message"], icon=":material/stop_circle:")
     x = st.radio("Plot against", list(ct.X_AXES), format_func=ct.X_AXES.get, horizontal=True, key=K + "x_axis",
+                 persist_state="session",
                  help="Seconds: each model's own training time (in a race the models take turns, so this is the "
                       "time it would take alone).")
     c1, c2 = st.columns(2)
     c1.plotly_chart(ct.loss_figure(events, x), width="stretch", key=K + "loss_chart")
-    c2.plotly_chart(ct.accuracy_figure(events, getattr(job, "chance", None), x), width="stretch",
+    c2.plotly_chart(ct.accuracy_figure(events, info.chance, x), width="stretch",
                     key=K + "acc_chart")
     if views.is_sweep(events):
-        views.show_sweep(events, getattr(job, "chance", None), K, downloads=not lesson)
+        views.show_sweep(events, info.chance, K, downloads=not lesson)
     rows = tables.metrics_rows(events)
     if rows:
         st.dataframe(pd.DataFrame(tables.shown(rows, tables.METRIC_FORMATS)), hide_index=True, width="stretch",
                      key=K + "metrics", column_config={"run": st.column_config.TextColumn(width="medium"),
                                                        **views.number_text(tables.METRIC_FORMATS)})
-        line = views.speed_line(rows)
+        line = views.speed_line(rows, events)
         if line:
             st.caption(line)
     if not job.running and st.session_state.get(K + "was_running"):

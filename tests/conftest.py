@@ -33,6 +33,12 @@ def _one_torch_thread():
     torch.set_num_threads(n)
 
 
+def round_trip(at, page: str, away: str):
+    """Switch the AppTest ``at`` to ``pages/<away>.py`` and back to ``pages/<page>.py`` (a run each)."""
+    at.switch_page(str(ROOT / "pages" / f"{away}.py")).run()
+    return at.switch_page(str(ROOT / "pages" / f"{page}.py")).run()
+
+
 def open_page(page: str, *, timeout: float = 120, state: dict | None = None):
     """An AppTest of ``app/main.py`` switched to ``pages/<page>.py`` and run once.
 

@@ -75,3 +75,16 @@ def test_worker_reports_failed_fits_and_keeps_the_others(monkeypatch):
     res = run.make_worker(spec, None, {})(_Job())
     assert len(res.failures) == 4 and all("9.0 GiB" in f for f in res.failures)
     assert [r.format for r in res.main] == ["TT"]
+
+
+def test_fit_notes_name_their_format_and_the_page_controls_not_api_keywords():
+    stall = ("the fit stalled at relative error 0.1 without meeting the first-order test (gradient 1e-03 > gtol = "
+             "1e-06): a swamp or a poor local minimum; more restarts (another seed) or method='nls' may lower it")
+    refine = ("refinement on the full matrix stopped after refine_iter = 5 sweeps with the error still falling by "
+              "1.0e-03 per sweep; raise refine_iter for a little more")
+    for fmt, note in (("BT", stall), ("Tucker", refine), ("CP", "rank of mode 1 capped from 9 to 4")):
+        shown = run.page_note(fmt, note)
+        assert shown.startswith(f"{fmt}: ")
+        assert "refine_iter" not in shown and "method=" not in shown and "restarts" not in shown
+    assert run.page_note("BT", "BT: best of R=2, N=3 and R=3, N=2") == "BT: best of R=2, N=3 and R=3, N=2"
+    assert "thorough effort (Fit settings)" in run.page_note("BT", stall)

@@ -3,6 +3,7 @@ fresh browser session, and the lesson view. Screenshots: artifacts/screenshots/s
 """
 
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -76,3 +77,37 @@ def test_lesson_view_hides_the_advanced_controls(app_page):
     pg.locator("[data-testid=stSidebarNav] a", has_text="Learn").click()  # the flag follows the user
     wait_idle(pg, T)
     expect(pg).to_have_url(re.compile(r"[?&]lesson=1"), timeout=T)
+
+
+def test_learn_copy_link_follows_a_change_inside_a_fragment(app_page, browser):
+    pg = app_page("learn")
+    thumb = pg.locator(".st-key-learn_grow_n input[type=range]")
+    thumb.wait_for(state="attached", timeout=T)
+    after = str(int(thumb.input_value()) + 1)
+    thumb.focus()
+    thumb.press("ArrowRight")  # only the sizes fragment reruns
+    expect(thumb).to_have_value(after, timeout=T)
+    expect(pg).to_have_url(re.compile(rf"[?&]grow_n={after}(&|$)"), timeout=T)
+    wait_idle(pg, T)
+    pg.locator("[class*=st-key-learn_link] button").click()
+    code = pg.locator("[data-testid=stPopoverBody] code, [data-testid=stPopoverBody] pre").first
+    expect(code).to_contain_text(f"grow_n={after}", timeout=T)
+    link = code.inner_text().strip()
+    assert parse_qs(urlsplit(link).query)["grow_n"] == [after]
+    ctx = browser.new_context(viewport={"width": 1400, "height": 2400})  # a fresh session keeps the change
+    try:
+        other = ctx.new_page()
+        other.goto(link, timeout=T)
+        wait_idle(other, T)
+        expect(other.locator(".st-key-learn_grow_n input[type=range]")).to_have_value(after, timeout=T)
+    finally:
+        ctx.close()
+
+
+def test_lesson_view_is_shown_and_can_be_left(app_page):
+    pg = app_page("shapes?lesson=1")
+    expect(pg.locator("[data-testid=stMainBlockContainer]")).to_contain_text("Lesson view", timeout=T)
+    pg.locator(".st-key-shapes_leave_lesson button").click()
+    wait_idle(pg, T)
+    expect(pg).not_to_have_url(re.compile(r"[?&]lesson=1"), timeout=T)
+    expect(pg.locator(".st-key-shapes_batch")).to_have_count(1, timeout=T)  # the advanced controls are back

@@ -160,7 +160,7 @@ def test_a_copied_link_opens_the_same_page_in_a_fresh_session(app_page, browser,
     pg = app_page("training")
     for key, value in TYPED.items():
         _fill(pg, key, value)
-    pg.locator(".st-key-train_link button").click()
+    pg.locator("[class*=st-key-train_link] button").click()
     code = pg.locator("[data-testid=stPopoverBody] code, [data-testid=stPopoverBody] pre").first
     code.wait_for(timeout=T)
     want = ("t_clips=256", "t_epochs=4", "t_seed=7", "t_rank=3")

@@ -1,7 +1,8 @@
 import pytest
 
 import btcore
-from app import charts
+from app import charts as shared
+from app.shapes import charts
 
 
 def test_params_vs_rank_marks_the_choice():
@@ -59,7 +60,7 @@ def test_value_axis_is_readable_at_any_span(values, kind, most):
 
     import plotly.graph_objects as go
 
-    axis = charts.value_axis(values)
+    axis = shared.value_axis(values)
     assert axis["type"] == kind
     if kind == "log":
         lo, hi = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
@@ -67,3 +68,11 @@ def test_value_axis_is_readable_at_any_span(values, kind, most):
     fig = go.Figure(go.Scatter(x=[0, 1, 2][: len(values)], y=values))
     fig.update_yaxes(**axis)
     assert fig.layout.yaxis.type == kind
+
+
+def test_equal_values_get_a_readable_axis_not_rounding_noise():
+    value = 0.12345678901234568
+    axis = shared.value_axis([value, value * (1 + 1e-15), value])
+    assert axis["type"] == "linear" and axis["range"][0] <= value <= axis["range"][1]
+    assert axis["range"][1] - axis["range"][0] > 0.1 * value  # a span the ticks can label in 3 digits
+    assert axis["tickformat"] == ".3~g"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from app import charts_approx as ca
+from app.approximation import charts as ca
 from app.approximation.analysis import pareto_front
 from approx_cases import ROWS, SWEEP, point as _r
 
@@ -120,7 +120,7 @@ def test_advice_front_marks_the_suggestion():
 def test_convergence_shades_the_gauss_newton_phase_where_the_history_says():
     import json
 
-    from app import charts_approx as ca
+    from app.approximation import charts as ca
 
     hist = [0.5, 0.3, 0.2, 0.19, 0.189, 1e-3, 1e-8, 1e-13]
     phases = [("ALS", 0, 4), ("NLS", 4, 7)]

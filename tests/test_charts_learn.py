@@ -5,9 +5,9 @@ import math
 import pytest
 
 import btcore
-from app import charts_learn as cl
-from app import learn_data as ld
-from app.state import LabConfig, PRESETS, UCF11_LSTM_PRESET
+from app.learn import charts as cl
+from app.learn import content as ld
+from app.config import LabConfig, PRESETS, UCF11_LSTM_PRESET
 
 UCF = PRESETS[UCF11_LSTM_PRESET]
 
@@ -43,12 +43,15 @@ def test_bt_diagram_has_n_blocks_of_d_plus_1_nodes(d, n):
     assert sum(t == "+" for t in labels) == n - 1
 
 
-def test_bt_diagram_elides_many_blocks():
-    spec = btcore.BTSpec((4, 4), (4, 4), 2, 9)
+@pytest.mark.parametrize("n, hidden", [(9, 5), (6, 2), (5, 1)])
+def test_bt_diagram_elides_many_blocks_and_counts_the_hidden_ones(n, hidden):
+    spec = btcore.BTSpec((4, 4), (4, 4), 2, n)
     fig = cl.bt_diagram(spec, max_blocks=4)
-    assert len(cl.node_names(fig)) == 4 * 3  # blocks 1, 2, 3 and 9
-    assert any("6 more" in t for t in cl.diagram_labels(fig))
-    assert any("C₉" == x for x in cl.node_names(fig))
+    cores = [x for x in cl.node_names(fig) if x.startswith("C")]
+    assert len(cl.node_names(fig)) == 4 * 3 and len(cores) == 4  # blocks 1, 2, 3 and n drawn, the rest elided
+    assert n - len(cores) == hidden
+    assert any(f"{hidden} more" in t for t in cl.diagram_labels(fig))
+    assert any(f"C{'₀₁₂₃₄₅₆₇₈₉'[n]}" == x for x in cl.node_names(fig))
 
 
 def test_diagram_hover_has_shape_and_params():
@@ -260,7 +263,7 @@ def test_contraction_tree_has_every_operand_and_step(make):
 
 
 def test_step_shapes_name_their_indices_with_b_for_the_batch():
-    from app import learn_data as ld
+    from app.learn import content as ld
 
     spec = UCF.bt_spec()
     rows = ld.walkthrough_rows(spec, 16)
@@ -269,3 +272,12 @@ def test_step_shapes_name_their_indices_with_b_for_the_batch():
         assert row["result indices"] == " × ".join(f"{c}={n:,}" for c, n in zip(step.result_indices, step.result_shape))
     assert any(r["result indices"].startswith("b=16") or " b=16" in r["result indices"] for r in rows[:-1])
     assert ld.indexed_shape("bA", (16, 8)) == "b=16 × A=8"
+
+
+@pytest.mark.parametrize("d, n", [(2, 2), (4, 2), (6, 3), (4, 9)])
+def test_every_diagram_label_is_at_least_12_px(d, n):
+    spec = btcore.BTSpec((2,) * d, (2,) * d, 2, n)
+    tt = btcore.TTSpec((2,) * d, (2,) * d, 2)
+    for fig in (cl.bt_diagram(spec), cl.tt_diagram(tt)):
+        sizes = [a.font.size for a in fig.layout.annotations]
+        assert sizes and min(sizes) >= 12

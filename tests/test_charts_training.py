@@ -1,8 +1,8 @@
-"""app.charts_training: the loss and accuracy figures, pure functions of the trainer's events."""
+"""app.training.charts: the loss and accuracy figures, pure functions of the trainer's events."""
 
 from __future__ import annotations
 
-from app import charts_training as ct
+from app.training import charts as ct
 from app.charts import FORMAT_COLORS
 
 

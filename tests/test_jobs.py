@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from app.jobs import Job, JobQueue, job_slots
 
 
@@ -63,3 +65,14 @@ def test_measured_eta_is_used_when_the_worker_sets_it():
     assert job.eta() == 12.5
     gate.set()
     assert job.join(5)
+
+
+def test_a_job_reports_only_its_declared_fields():
+    job = Job(lambda j: None, name="declared")
+    job.update(progress=0.5, message="half", eta_s=3.0, info={"any": "record"})
+    assert (job.progress, job.message, job.eta_s, job.info) == (0.5, "half", 3.0, {"any": "record"})
+    with pytest.raises(TypeError, match="undeclared field.*chance"):
+        job.update(chance=0.25)
+    assert not hasattr(job, "chance")
+    with pytest.raises(TypeError, match="status"):
+        job.update(status="done")  # the lifecycle is the job's own

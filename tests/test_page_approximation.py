@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import btcore
-from app.state import CONFIG_KEY, LabConfig
+from app.config import CONFIG_KEY, LabConfig
 from btcore import target_matrices
 from btcore.decompose import relative_error
 from conftest import open_page, plotly_specs
@@ -475,3 +475,27 @@ def test_suggest_on_an_upload():
     at = _suggest(at)
     best = at.session_state["approx_advice"].best
     assert best.params <= 300 and best.error < 1e-8  # low rank found at its size: 3 * (48 + 36) (+ 9)
+
+
+def test_typed_ranks_survive_a_page_switch_and_a_change_of_sizing_mode():
+    """Widgets drawn in one sizing mode only keep what was typed, through a page switch and back."""
+    from conftest import round_trip
+
+    at = open_page("approximation")
+    at.radio(key="approx_mode").set_value("explicit ranks").run()
+    at.text_input(key="approx_bt_rank").set_value("2").run()
+    at.number_input(key="approx_blocks").set_value(3).run()
+    at.text_input(key="approx_tucker_rank").set_value("5").run()
+    at.number_input(key="approx_cp_rank").set_value(11).run()
+    typed = {"bt_R": "2", "bt_N": "3", "tucker_R": "5", "cp_R": "11"}
+    for away in ("shapes", "learn"):
+        round_trip(at, "approximation", away)
+        assert not at.exception
+        assert (at.text_input(key="approx_bt_rank").value, at.number_input(key="approx_blocks").value,
+                at.text_input(key="approx_tucker_rank").value, at.number_input(key="approx_cp_rank").value) == \
+            ("2", 3, "5", 11)
+        assert {k: at.query_params[k] for k in typed} == typed
+    at.radio(key="approx_mode").set_value("parameter budget").run()
+    assert at.number_input(key="approx_budget").value == 1000 and at.query_params["params"] == "1000"
+    at.radio(key="approx_mode").set_value("explicit ranks").run()
+    assert at.number_input(key="approx_blocks").value == 3 and at.query_params["bt_N"] == "3"

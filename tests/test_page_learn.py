@@ -3,7 +3,7 @@
 import pytest
 
 import btcore
-from app.state import CONFIG_KEY, LabConfig
+from app.config import CONFIG_KEY, LabConfig
 from conftest import open_page, plotly_specs
 
 CONFIGS = {

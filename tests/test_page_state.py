@@ -1,8 +1,8 @@
-"""Tests for app.page_state: field parsing from URL text (the AppTest round trips are in the page tests)."""
+"""Tests for app.frame: field parsing from URL text (the AppTest round trips are in the page tests)."""
 
 import pytest
 
-from app.page_state import Field
+from app.frame import Field
 
 
 @pytest.mark.parametrize("field, text, value", [
@@ -34,3 +34,18 @@ def test_parse_refuses_invalid_text_saying_what_is_accepted(field, text, says):
 
 def test_text_is_capped_so_a_huge_link_cannot_bloat_the_session():
     assert len(Field("t", "").parse("x" * 10_000)) == 500
+
+
+def test_home_keeps_the_lesson_flag_and_offers_the_way_off():
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params["lesson"] = "1"
+    at.run()
+    assert not at.exception
+    assert at.query_params["lesson"] == "1"
+    assert any("Lesson view" in i.value for i in at.info)
+    at.button(key="home_leave_lesson").click().run()
+    assert "lesson" not in at.query_params and not any("Lesson view" in i.value for i in at.info)

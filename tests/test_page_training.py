@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from app.state import CONFIG_KEY, LabConfig
+from app.config import CONFIG_KEY, LabConfig
 from conftest import ROOT, open_page, plotly_specs
 
 
@@ -208,7 +208,7 @@ def test_clip_folder_task(tmp_path, monkeypatch):
     at.button(key="train_start").click().run()
     job = at.session_state["train_job"]
     assert _join(job) and job.status == "done", job.error
-    assert "9 training / 3 validation clips, 3 classes" == job.data_info
+    assert "9 training / 3 validation clips, 3 classes" == job.info.data
     at.run()
     assert not at.exception
 

@@ -1,10 +1,10 @@
-"""Tests for app.shapes_inputs: range checks, mode suggestions and the chart data, without a UI."""
+"""Tests for app.shapes.inputs: range checks, mode suggestions and the chart data, without a UI."""
 
 import pytest
 
 import btcore
-from app import shapes_inputs as si
-from app.state import PRESETS, UCF11_LSTM_PRESET, LabConfig
+from app.shapes import inputs as si
+from app.config import PRESETS, UCF11_LSTM_PRESET, LabConfig
 
 
 def test_defaults_round_trip_through_config_from_inputs():
@@ -39,3 +39,12 @@ def test_heatmap_grid_is_compression_over_rank_and_blocks():
     ranks, blocks, values = si.heatmap_grid(cfg)
     assert ranks == list(range(1, 9)) and blocks == list(range(1, 9))
     assert values[1][3] == pytest.approx(58_982_400 / 3_392)  # N=2, R=4: the paper's 17,388x
+
+
+@pytest.mark.parametrize("field, text", [("R", "four"), ("tt", "4,a"), ("R", ""), ("tt", " ")])
+def test_a_bad_rank_is_explained_as_a_rank_not_as_sizes(field, text):
+    values = si.defaults_for(LabConfig()) | {field: text}
+    with pytest.raises(ValueError) as err:
+        si.config_from_inputs(values)
+    msg = str(err.value)
+    assert "rank" in msg.lower() and "4,3,2,2" in msg and "8x20x20x18" not in msg

@@ -2,7 +2,7 @@
 
 import btcore
 from app.snippets import learn_snippet, shapes_snippet, training_command
-from app.state import PRESETS, LabConfig
+from app.config import PRESETS, LabConfig
 
 
 def test_shapes_snippet_runs_for_every_preset(capsys):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.state import LabConfig
+from app.config import LabConfig
 from app.training import inputs as fields
 from app.training.plan import FRAME_SIZES, KIND_LABELS
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.state import LabConfig
+from app.config import LabConfig
 from app.training.plan import Choices, make_runs, paper_models, plan_models, shared_hidden_modes
 
 SMALL = "3x16x16 (768 inputs)"

@@ -24,7 +24,7 @@ def test_synthetic_job_trains_every_run():
     assert job.join(120) and job.status == "done", job.error
     ends = [e for e in job.events if e["event"] == "end"]
     assert [e["run"] for e in ends] == ["TT-LSTM (ranks 4)", "TT-LSTM (ranks 4) #2"]
-    assert job.data_info == "32 training / 16 validation clips, 4 classes" and job.chance == 0.25
+    assert job.info.data == "32 training / 16 validation clips, 4 classes" and job.info.chance == 0.25
 
 
 def test_clip_folder_job(tmp_path):
@@ -36,7 +36,7 @@ def test_clip_folder_job(tmp_path):
     assert spec.source == "folder"
     job = Job(make_target(_runs("bt"), spec), name="t").start()
     assert job.join(120) and job.status == "done", job.error
-    assert job.data_info == "6 training / 2 validation clips, 2 classes"
+    assert job.info.data == "6 training / 2 validation clips, 2 classes"
 
 
 def test_stop_before_training_ends_every_planned_run():

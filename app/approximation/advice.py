@@ -15,15 +15,14 @@ import streamlit as st
 
 import btcore
 from app import jobs
-from app.state import LabConfig, get_config, set_config
+from app.config import LabConfig, get_config, set_config
 from btcore import target_matrices
 from btcore.shapes import format_ints, rank_text
 
-from .inputs import CUSTOM, MODES
+from .inputs import CUSTOM, MODES, K
 
 __all__ = ["Advice", "make_worker", "start", "harvest", "apply", "config_for", "advice_budget", "JOB_KEY"]
 
-K = "approx_"
 JOB_KEY = "approximation_suggest"
 #: Session keys: the running job, the advice on screen, the job harvested last, a failure, what was applied.
 JOB, SHOWN, HARVESTED, ERROR, APPLIED = (K + s for s in ("suggest_job", "advice", "suggest_harvested",

@@ -1,4 +1,4 @@
-"""The Approximation page's inputs as :class:`~app.page_state.Field` s (session store and URL query).
+"""The Approximation page's inputs as :class:`~app.frame.Field` s (session store and URL query).
 
 Every widget of the page has a field here; the URL names differ from the shared configuration's
 (``in``, ``out``, ``R``, ``N``, ``tt``, ``batch``) and from the other pages' fields, so one link holds
@@ -8,17 +8,17 @@ cannot travel in a link).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from app.page_state import Field
+from app.frame import Field, ListField, OptionField
 from btcore import decompose as dec
 from btcore.shapes import format_ints, rank_text
 
 from .plan import EFFORT, MAX_CP_RANK, TARGETS
 
-__all__ = ["FIELDS", "NOISES", "LENGTH_SCALES", "ListField", "OptionField", "defaults", "SHAPES", "SHAPES_PAGE",
+__all__ = ["K", "FIELDS", "NOISES", "LENGTH_SCALES", "defaults", "SHAPES", "SHAPES_PAGE",
            "CUSTOM", "DEFAULT_SHAPE", "MODES"]
 
+#: Widget and session key prefix of the Approximation page (its modules share it).
+K = "approx_"
 NOISES = (0.0, 0.001, 0.01, 0.05, 0.1, 0.3)
 LENGTH_SCALES = (0.02, 0.05, 0.1, 0.2, 0.5)
 MODES = ("parameter budget", "explicit ranks")
@@ -31,38 +31,6 @@ SHAPES = {
 DEFAULT_SHAPE = next(iter(SHAPES))
 SHAPES_PAGE = "Shapes page's modes"
 CUSTOM = "Custom"
-
-
-@dataclass(frozen=True)
-class ListField(Field):
-    """A multiselect: a list of ``choices``, written ``BT,TT`` in the URL."""
-
-    def parse(self, text: str):
-        items = [t.strip() for t in str(text).split(",") if t.strip()]
-        bad = [t for t in items if t not in self.options()]
-        if bad or not items:
-            raise ValueError("expected a comma-separated list of " + ", ".join(self.options()))
-        return items
-
-    def format(self, value) -> str:
-        return ",".join(value)
-
-
-@dataclass(frozen=True)
-class OptionField(Field):
-    """A number from a fixed list (a select slider): the URL value must be one of ``choices``."""
-
-    def parse(self, text: str):
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError("expected a number") from None
-        if value not in self.options():
-            raise ValueError("expected one of " + ", ".join(f"{v:g}" for v in self.options()))
-        return value
-
-    def format(self, value) -> str:
-        return f"{value:g}"
 
 
 FIELDS = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -189,8 +190,24 @@ def best_per_group(spec: RunSpec, done: dict) -> dict:
     return groups
 
 
+#: The library's notes advise its API (keywords a caller passes); on this page the same advice names
+#: the page's controls. A stall is not repeated here: the results warn about it with its own advice.
+_API_ADVICE = ((re.compile(r"after refine_iter = (\d+) sweeps"), r"after \1 sweeps"),
+               (re.compile(r"; raise refine_iter for a little more$"),
+                "; the thorough effort (Fit settings) refines longer"),
+               (re.compile(r"; more restarts \(another seed\) or method='nls' may lower it$"),
+                "; the thorough effort (Fit settings) or another seed may lower it"))
+
+
+def page_note(fmt: str, note: str) -> str:
+    """A library fit note as the page shows it: which format it is about, advice in the page's controls."""
+    for pattern, text in _API_ADVICE:
+        note = pattern.sub(text, note)
+    return note if note.startswith(f"{fmt}:") else f"{fmt}: {note}"
+
+
 def _main_row(fmt: str, M, info, err: float, dense: int, tried: list) -> MainRow:
-    notes = list(info.notes)
+    notes = [page_note(fmt, n) for n in info.notes]
     if len(tried) > 1:
         notes.append(f"{fmt}: best of {' and '.join(tried)} (closest to the budget)")
     return MainRow(format=fmt, ranks=btcore.formats.describe(info.spec), blocks=info.blocks, params=int(info.params),
@@ -204,7 +221,7 @@ def make_worker(spec: RunSpec, W_given, known_fits: dict):
     """Build the target, run the main fits and the sweep, and return the :class:`RunResult`.
 
     ``known_fits`` is the page's copy of its fit cache, only read here; the fits made by this run come
-    back in the result's ``new_fits`` for the page to merge (:func:`app.approximation.state.harvest`).
+    back in the result's ``new_fits`` for the page to merge (:func:`app.approximation.session.harvest`).
     """
     im, om = spec.in_modes, spec.out_modes
 

@@ -9,22 +9,22 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import charts_approx as ca
+from app.approximation import charts as ca
 
 from . import advice as adv
 from . import analysis
+from .inputs import K
 from .run import RunResult, results_csv
 
 __all__ = ["draw_table", "draw_figures", "draw_results", "draw_advice"]
 
-K = "approx_"
 
 
 def draw_table(rows: list) -> None:
     table = pd.DataFrame([{
         "format": r.format, "ranks": r.ranks, "blocks N": pd.NA if r.blocks is None else r.blocks,
         "parameters": r.params, "compression": r.compression, "relative error": r.rel_error,
-        "fit time (s)": r.seconds, "ALS sweeps": r.sweeps, "stopped on": r.stop_reason} for r in rows])
+        "fit time (s)": r.seconds, "ALS sweeps": r.sweeps, "stopped on": r.stop_reason or "—"} for r in rows])
     st.dataframe(table, hide_index=True, width="stretch", key=K + "table", column_config={
         "parameters": st.column_config.NumberColumn(format="localized"),
         "blocks N": st.column_config.NumberColumn(format="%d"),
@@ -42,7 +42,7 @@ def draw_table(rows: list) -> None:
                    "rank the formats.")
 
 
-def draw_figures(res: RunResult) -> None:
+def draw_figures(res: RunResult, lesson: bool = False) -> None:
     st.markdown("#### Target and reconstructions")
     st.plotly_chart(ca.heatmaps(res.target_small, res.recons, shape=res.shape,
                                 errors={r.format: r.error_text for r in res.main}),
@@ -68,7 +68,9 @@ def draw_figures(res: RunResult) -> None:
         if stalled:
             st.warning(" ".join(f"The {r.format} fit stalled at {r.error_text} without meeting the first-order "
                                 "test (a swamp or a poor local minimum)." for r in stalled)
-                       + " More restarts (Fit settings), another seed, or the thorough effort may lower it.",
+                       + (" Another seed or the thorough effort may lower it (ask for them outside the lesson view)."
+                          if lesson else " The thorough effort (Fit settings: three starts, up to 100 sweeps) or "
+                          "another seed may lower it."),
                        icon=":material/trending_flat:")
 
 
@@ -96,7 +98,7 @@ def draw_results(res: RunResult, spec, lesson: bool = False) -> None:
         st.markdown("#### What these numbers show")
         st.markdown(analysis.explain(res.main, res.sweep, res.target, res.shape, noise=res.noise))
     if res.recons:
-        draw_figures(res)
+        draw_figures(res, lesson)
     if lesson:
         return
     c1, c2, _ = st.columns([1, 1, 3])

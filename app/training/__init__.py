@@ -7,4 +7,5 @@
 * :mod:`.tables`: rows of the size, metrics and paper tables (pure functions).
 * :mod:`.views`: small drawn pieces (outcomes, estimate, sweep, downloads).
 * :mod:`.worker`: the background training job.
+* :mod:`.charts`: loss, accuracy and sweep figures.
 """

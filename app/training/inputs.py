@@ -1,4 +1,4 @@
-"""The Training page's inputs as :class:`~app.page_state.Field` s (session store and URL query).
+"""The Training page's inputs as :class:`~app.frame.Field` s (session store and URL query).
 
 Every widget of the page has a field here, so a page switch or a copied link restores the page
 exactly. The URL names all start with ``t_``: they never collide with the shared configuration
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.approximation.inputs import ListField
-from app.charts_training import X_AXES
-from app.page_state import Field
+from app.frame import ListField
+from app.training.charts import X_AXES
+from app.frame import Field
 from btcore.data import ACTION_NAMES, SyntheticActions
 from btcore.shapes import rank_text
 from btcore.train import OPTIMIZERS

@@ -11,12 +11,12 @@ import json
 import pandas as pd
 import streamlit as st
 
-from app import charts_training as ct
+from app.training import charts as ct
 from app.training import tables
 from app.training.inputs import changed_since
 from app.training.plan import replaced
 from app.widgets import escape_markdown
-from btcore.train import SLOW_S, checkpoint_bytes, histories_csv, probe_seconds, summary, sweep_csv, sweep_rows
+from btcore.train import SLOW_S, TrainConfig, checkpoint_bytes, histories_csv, probe_seconds, summary, sweep_csv, sweep_rows
 
 __all__ = ["show_outcomes", "show_queue", "speed_line", "estimate_runs", "show_estimate", "show_sweep",
            "is_sweep", "show_adjustments", "number_text", "show_changed", "show_downloads"]
@@ -98,23 +98,35 @@ def show_queue(snap: dict) -> bool:
     return True
 
 
-def speed_line(rows: list[dict]) -> str:
-    """One line on why each model trains at its measured examples/s (Markdown, with a link to the Learn page)."""
+def speed_line(rows: list[dict], events: list[dict]) -> str:
+    """One line on the measured examples/s of each model (Markdown), with an explanation only where the
+    measurements support it: why BT was slower than dense, or that it was faster.
+
+    ``events`` give each run's format (its ``start`` event's ``kind``).
+    """
     speeds = {r["run"]: r["examples/s"] for r in rows if isinstance(r.get("examples/s"), (int, float))}
     if len(speeds) < 2:
         return ""
+    kinds = {e["run"]: e.get("kind") for e in events if e.get("event") == "start"}
     fastest = max(speeds, key=speeds.get)
     parts = ", ".join(f"{escape_markdown(k)} {v:,.0f}" for k, v in speeds.items())
-    return (f"Measured examples/s: {parts}; fastest: {escape_markdown(fastest)}. At this size a factorized input map "
-            "saves multiply-adds only when its contraction steps are few and large: BT contracts its N blocks one "
-            "mode at a time, so with small modes its many small steps cost more than one dense matrix product "
-            "([how the contraction runs](/learn#steps)).")
+    line = f"Measured examples/s: {parts}; fastest: {escape_markdown(fastest)}."
+    bt = [v for k, v in speeds.items() if kinds.get(k) == "bt"]
+    dense = [v for k, v in speeds.items() if kinds.get(k) == "dense"]
+    if not bt or not dense:
+        return line
+    how = " ([how the contraction runs](/learn#steps))"
+    if max(bt) < min(dense):
+        return line + (" BT was slower than dense here: it contracts its N blocks one mode at a time, and with small "
+                       "modes its many small steps cost more than one dense matrix product" + how + ".")
+    if min(bt) > max(dense):
+        return line + (" BT was faster than dense here: at this size its few contraction steps cost less than one "
+                       "dense matrix product" + how + ".")
+    return line
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _probe(config_dict: dict, n_train: int, n_val: int, frames: int) -> float:
-    from btcore.train import TrainConfig
-
     return probe_seconds(TrainConfig.from_dict(config_dict), n_train, n_val, frames, steps=1)["estimated_s"]
 
 

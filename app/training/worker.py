@@ -7,7 +7,7 @@ The worker is pure btcore (no ``st.*``): it builds the data, trains the runs wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import streamlit as st
@@ -17,7 +17,7 @@ from btcore.clips import load_clip_folder
 from btcore.data import SyntheticActions
 from btcore.train import TrainConfig, compare, with_unique_names
 
-__all__ = ["K", "JOB_KEY", "DataSpec", "end_unstarted", "make_target", "launch"]
+__all__ = ["K", "JOB_KEY", "DataSpec", "RaceInfo", "end_unstarted", "make_target", "launch"]
 
 K = "train_"  # widget key prefix
 #: The session's training job. A run keeps going while the user visits other pages (it shows again on
@@ -41,6 +41,17 @@ class DataSpec:
     @property
     def source(self) -> str:
         return "synthetic" if self.folder is None else "folder"
+
+
+@dataclass(frozen=True)
+class RaceInfo:
+    """What a training job knows beyond its progress (its :attr:`~app.jobs.Job.info`)."""
+
+    #: The page's inputs (URL text) when it started, so the page can say what changed since.
+    made_with: dict = field(default_factory=dict)
+    chance: float | None = None  # accuracy of guessing (1 / classes), once the data is built
+    data: str | None = None  # "N training / M validation clips, C classes"
+    device: str | None = None  # where the runs train
 
 
 def end_unstarted(job, runs: list[TrainConfig]) -> None:
@@ -88,13 +99,14 @@ def make_target(runs: list[TrainConfig], spec: DataSpec):
             _stopped(job, runs)
             return []
         train_set, val_set = data
-        job.update(chance=1.0 / train_set.classes, data_info=f"{len(train_set)} training / {len(val_set)} validation "
-                   f"clips, {train_set.classes} classes")
+        job.update(info=replace(job.info or RaceInfo(), chance=1.0 / train_set.classes,
+                                data=f"{len(train_set)} training / {len(val_set)} validation clips, "
+                                     f"{train_set.classes} classes"))
 
         def cb(ev):
             if ev["event"] == "start":
                 job.update(message=f"training {ev['run']} ({ev['run_index'] + 1} of {ev['runs']}) on {ev['device']}",
-                           device=ev["device"])
+                           info=replace(job.info or RaceInfo(), device=ev["device"]))
             job.append(ev)
             if "overall_progress" in ev:
                 job.update(progress=ev["overall_progress"], eta_s=ev.get("overall_eta_s"))
@@ -113,8 +125,7 @@ def launch(runs: list[TrainConfig], spec: DataSpec, made_with: dict[str, str] | 
     ``made_with``: the page's inputs (URL text) when it started, so the page can say when the inputs
     changed since the run it shows.
     """
-    job = start_job(JOB_KEY, make_target(runs, spec), name="training")
-    job.update(made_with=dict(made_with or {}))
+    job = start_job(JOB_KEY, make_target(runs, spec), name="training", info=RaceInfo(made_with=dict(made_with or {})))
     st.session_state[K + "was_running"] = True
     st.session_state[K + "job"] = job  # the same object as in the session's job registry (tests join it)
     return job

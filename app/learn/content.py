@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import btcore
-from app.page_state import Field
+from app.config import PRESETS, UCF11_LSTM_PRESET
+from app.frame import Field
 from btcore.shapes import prod
 
 __all__ = [
@@ -242,8 +243,6 @@ SPECIAL_CASES = (
 
 def ucf11_example() -> dict:
     """The paper's UCF11 input-to-hidden numbers, computed by btcore from the app's presets."""
-    from app.state import PRESETS, UCF11_LSTM_PRESET
-
     cfg = PRESETS[UCF11_LSTM_PRESET]
     dense = cfg.dense_spec().params
     bt1 = btcore.bt_params(cfg.in_modes, cfg.out_modes, cfg.bt_rank, 1)

@@ -18,8 +18,8 @@ from plotly.subplots import make_subplots
 
 from btcore import decompose as dec
 
-from .approximation.analysis import pareto_front
-from .charts import FORMAT_COLORS, YOUR_MARKERS, value_axis
+from .analysis import pareto_front
+from app.charts import FORMAT_COLORS, YOUR_MARKERS, value_axis
 
 __all__ = ["error_vs_params", "heatmaps", "residual_heatmap", "convergence", "advice_front", "PARETO_TRACE",
            "SUGGESTED_TRACE"]

@@ -16,15 +16,14 @@ import torch
 
 import btcore
 from app import jobs
-from app.state import CONFIG_KEY, get_config
+from app.config import CONFIG_KEY, get_config
 from btcore.uploads import load_uploaded
 from btcore.shapes import format_ints, parse_ints, prod
 
-from .inputs import CUSTOM, DEFAULT_SHAPE, SHAPES, SHAPES_PAGE  # noqa: F401 - the page reads them here
+from .inputs import CUSTOM, DEFAULT_SHAPE, SHAPES, SHAPES_PAGE, K  # noqa: F401 - the page reads them here
 from .plan import MAX_ENTRIES, RunSpec
 from .run import RunResult, make_worker
 
-K = "approx_"  # widget and state key prefix
 JOB_KEY = "approximation"
 TRAIN_JOB_KEY = "training"  # the Training page's job in the session's registry (pages/training.py's JOB_KEY)
 #: Largest upload read (bytes): a float64 matrix of MAX_ENTRIES plus file overhead.
@@ -85,7 +84,7 @@ def trained_runs() -> dict:
     if job is None or job.running:
         return {}
     out = {}
-    for r in getattr(job, "result", None) or []:
+    for r in job.result or []:
         if getattr(r, "model", None) is None:
             continue
         try:

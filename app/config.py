@@ -17,7 +17,7 @@ from btcore.rnn import (GATES, UCF11_BLOCKS, UCF11_HIDDEN_MODES, UCF11_IN_MODES,
                         folded_out_modes)
 
 __all__ = ["LabConfig", "PRESETS", "UCF11_LSTM_PRESET", "get_config", "set_config", "CONFIG_KEY", "config_query",
-           "config_from_query", "pop_config_warnings"]
+           "config_from_query", "pop_config_warnings", "LIMITS", "check_limit"]
 
 CONFIG_KEY = "btlab_config"
 CONFIG_WARNINGS_KEY = "btlab_config_warnings"
@@ -86,6 +86,24 @@ PRESETS: dict[str, LabConfig] = {
 }
 
 
+#: Limits of the configuration's numbers: (label, lowest, highest). A link's values are checked
+#: against them as the Shapes page checks what is typed (beyond them the tables would not fit int64).
+LIMITS = {
+    "I": ("Input size I", 1, 10**9),
+    "J": ("Output size J", 1, 10**9),
+    "N": ("BT blocks N", 1, 64),
+    "batch": ("Batch size", 1, 65536),
+}
+
+
+def check_limit(name: str, value: int) -> int:
+    """``value`` if it is within :data:`LIMITS` ``[name]``, else a ``ValueError`` naming the range."""
+    label, lo, hi = LIMITS[name]
+    if not lo <= value <= hi:
+        raise ValueError(f"{label} must be from {lo:,} to {hi:,}, got {value:,}")
+    return value
+
+
 #: URL query names of the configuration's fields.
 CONFIG_PARAMS = {"in_modes": "in", "out_modes": "out", "bt_rank": "R", "blocks": "N", "tt_ranks": "tt",
                  "batch": "batch"}
@@ -97,6 +115,18 @@ def config_query(cfg: LabConfig) -> dict[str, str]:
             "N": str(cfg.blocks), "tt": rank_text(cfg.tt_ranks), "batch": str(cfg.batch)}
 
 
+def _one_int(text: str, name: str) -> int:
+    values = parse_ints(text, name)
+    if len(values) != 1:
+        raise ValueError(f"{name}: expected one whole number, got {text!r}")
+    return int(values[0])
+
+
+def _sized(modes: tuple[int, ...], name: str) -> tuple[int, ...]:
+    check_limit(name, btcore.shapes.prod(modes))
+    return modes
+
+
 def config_from_query(params) -> tuple[LabConfig, list[str]]:
     """The configuration a URL query describes, and warnings for what could not be used.
 
@@ -106,8 +136,9 @@ def config_from_query(params) -> tuple[LabConfig, list[str]]:
     default = LabConfig()
     if not any(name in params for name in CONFIG_PARAMS.values()):
         return default, []
-    parsers = {"in": parse_ints, "out": parse_ints, "R": parse_rank, "tt": parse_rank,
-               "N": lambda t, f: int(parse_ints(t, f)[0]), "batch": lambda t, f: int(parse_ints(t, f)[0])}
+    parsers = {"in": lambda t, f: _sized(parse_ints(t, f), "I"), "out": lambda t, f: _sized(parse_ints(t, f), "J"),
+               "R": parse_rank, "tt": parse_rank,
+               "N": lambda t, f: check_limit("N", _one_int(t, f)), "batch": lambda t, f: check_limit("batch", _one_int(t, f))}
     changes, warnings = {}, []
     for attr, name in CONFIG_PARAMS.items():
         if name in params:

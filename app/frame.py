@@ -17,7 +17,10 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-__all__ = ["Field", "PageInputs", "page_inputs", "lesson_mode", "share_link", "LESSON_PARAM"]
+from app.config import LabConfig, config_query, get_config, pop_config_warnings
+
+__all__ = ["Field", "ListField", "OptionField", "PageInputs", "page_inputs", "stored_inputs", "PageFrame", "page_setup", "lesson_mode",
+           "set_lesson_mode", "lesson_banner", "write_url", "share_link", "show_link", "LESSON_PARAM"]
 
 #: Query parameter of the lesson view (advanced controls hidden, for projecting a page in class).
 LESSON_PARAM = "lesson"
@@ -86,6 +89,38 @@ class Field:
         if self.kind == "bool":
             return "1" if value else "0"
         return str(value)
+
+
+@dataclass(frozen=True)
+class ListField(Field):
+    """A multiselect: a list of ``choices``, written ``BT,TT`` in the URL."""
+
+    def parse(self, text: str):
+        items = [t.strip() for t in str(text).split(",") if t.strip()]
+        bad = [t for t in items if t not in self.options()]
+        if bad or not items:
+            raise ValueError("expected a comma-separated list of " + ", ".join(self.options()))
+        return items
+
+    def format(self, value) -> str:
+        return ",".join(value)
+
+
+@dataclass(frozen=True)
+class OptionField(Field):
+    """A number from a fixed list (a select slider): the URL value must be one of ``choices``."""
+
+    def parse(self, text: str):
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if value not in self.options():
+            raise ValueError("expected one of " + ", ".join(f"{v:g}" for v in self.options()))
+        return value
+
+    def format(self, value) -> str:
+        return f"{value:g}"
 
 
 @dataclass
@@ -165,11 +200,23 @@ def page_inputs(page: str, fields: Sequence[Field], *, prefix: str | None = None
     return inputs
 
 
+def stored_inputs(page: str) -> PageInputs | None:
+    """The stored inputs of ``page`` (None before its first run): for a widget callback, which runs
+    before the page's :func:`page_inputs` call."""
+    inputs = st.session_state.get(_STORE_PREFIX + page)
+    return inputs if isinstance(inputs, PageInputs) else None
+
+
 def lesson_mode() -> bool:
     """True in the lesson view (``?lesson=1``): pages hide their advanced controls."""
     if _LESSON_KEY not in st.session_state:
         st.session_state[_LESSON_KEY] = str(st.query_params.get(LESSON_PARAM, "")).lower() in _TRUE
     return bool(st.session_state[_LESSON_KEY])
+
+
+def set_lesson_mode(on: bool) -> None:
+    """Enter or leave the lesson view (every page of the session follows, and so does the URL)."""
+    st.session_state[_LESSON_KEY] = bool(on)
 
 
 def write_url(*parts: dict[str, str]) -> dict[str, str]:
@@ -198,3 +245,104 @@ def show_link(query: dict[str, str], *, key: str) -> None:
     with st.popover("Copy link", icon=":material/link:", key=key):
         st.caption("This link opens the page in the state you see, in a fresh session.")
         st.code(share_link(query), language=None, wrap_lines=True)
+
+
+@dataclass
+class PageFrame:
+    """What :func:`page_setup` set up for one page run: its inputs, the lesson flag, the URL and its link.
+
+    The URL holds the shared configuration and the page's inputs. :meth:`write_url` rewrites it (the
+    Shapes page calls it again once the typed configuration is known); :meth:`link` draws the Copy link
+    into a slot that :meth:`refresh` redraws, so a fragment whose widgets changed keeps both the URL
+    and the link current without a full rerun.
+    """
+
+    inputs: PageInputs
+    lesson: bool
+    link_key: str
+    config: LabConfig | None = None
+    query: dict = field(default_factory=dict)
+    _slot: Any = None
+
+    def write_url(self, config: LabConfig | None = None) -> dict[str, str]:
+        """Mirror ``config`` (default: the session's configuration) and the inputs into the URL."""
+        if config is not None:
+            self.config = config
+        self.query = write_url(config_query(self.config or get_config()), self.inputs.query())
+        return self.query
+
+    def link(self, *, by_fragments: bool = False) -> None:
+        """Reserve the Copy link's place here; draw it now unless ``by_fragments``.
+
+        With ``by_fragments`` the fragments that follow draw it (:meth:`refresh`), so it follows
+        their widgets. The full run must then leave the slot to them: a slot written by both the
+        full run and a fragment leaves the Streamlit 1.67 front end waiting forever.
+        """
+        if by_fragments:
+            self._slot = st.empty()
+        else:  # drawn in place: an st.empty slot written only by the full run can keep showing an old link
+            show_link(self.query, key=self.link_key)
+
+    def refresh(self, name: str) -> dict[str, str]:
+        """At the top of fragment ``name``: take what its widgets report, rewrite the URL, redraw the link.
+
+        Only the fragment reruns when its widgets change, so the page-level URL and link would
+        otherwise keep the values of the last full run. The fragment draws the link into the slot of
+        :meth:`link` (created earlier in the full run) on every run: Streamlit gives a fragment a
+        stable place in an outside container only if it wrote there during the full run, and an
+        ``st.empty`` slot shows one link, whichever fragment wrote last. Each fragment's link has its
+        own key (``<page>_link_<name>``).
+        """
+        self.inputs.sync()
+        query = self.write_url()
+        if self._slot is not None:
+            with self._slot.container():
+                show_link(query, key=f"{self.link_key}_{name}")
+        return query
+
+
+def _leave_lesson() -> None:
+    set_lesson_mode(False)
+
+
+def lesson_banner(prefix: str) -> bool:
+    """In the lesson view, say so and offer the way off (a button keyed ``<prefix>leave_lesson``).
+
+    Returns whether the lesson view is on.
+    """
+    lesson = lesson_mode()
+    if lesson:
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
+        c1.info("**Lesson view:** advanced controls are hidden, for projecting in class.", icon=":material/school:")
+        c2.button("Leave the lesson view", key=prefix + "leave_lesson", on_click=_leave_lesson,
+                  icon=":material/close:")
+    return lesson
+
+
+def page_setup(page: str, fields: Sequence[Field], *, prefix: str, defaults: dict | None = None) -> PageFrame:
+    """The frame every page starts with, in one call.
+
+    Restores the page's inputs (:func:`page_inputs`), shows the warnings about link values that
+    could not be used (the page's and the shared configuration's), reads the lesson flag and shows
+    that the lesson view is on (with a way off), and mirrors the configuration and the inputs into
+    the URL. Draw the Copy link with :meth:`PageFrame.link`; call :meth:`PageFrame.refresh` at the
+    top of each fragment (after the link is drawn).
+
+    Parameters
+    ----------
+    page : str
+        The page's name (its store in the session).
+    fields : sequence of Field
+        The page's inputs.
+    prefix : str
+        The page's widget key prefix.
+    defaults : dict, optional
+        First-visit values that differ from the fields' defaults.
+    """
+    inputs = page_inputs(page, fields, prefix=prefix, defaults=defaults)
+    for warning in inputs.warnings + pop_config_warnings():
+        st.warning(warning, icon=":material/link_off:")
+    lesson = lesson_banner(prefix)
+    frame = PageFrame(inputs, lesson, prefix + "link")
+    frame.write_url()
+    return frame

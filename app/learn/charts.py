@@ -16,8 +16,8 @@ from plotly.subplots import make_subplots
 
 from btcore.shapes import prod
 
-from .charts import FORMAT_COLORS
-from .learn_data import TensorizationGrid, shape_text, sub
+from app.charts import FORMAT_COLORS
+from .content import TensorizationGrid, shape_text, sub
 
 __all__ = [
     "NODE_TRACE", "PATH_TRACE", "dense_diagram", "tt_diagram", "bt_diagram", "tensorization_figure", "step_bars",
@@ -29,6 +29,8 @@ PATH_TRACE = "path"
 _LEG = "#1f77b4"      # row (input) legs
 _LEG_OUT = "#2ca02c"  # column (output) legs
 _BOND = "#555555"
+#: Smallest label of a diagram (px): legible on a projector at 1,400 px wide.
+LABEL_PX = 12
 _STYLE = {
     "dense": {"symbol": "square", "size": 46, "color": "#bdbdbd", "line": "#636363"},
     "tt": {"symbol": "square", "size": 38, "color": "#9ecae1", "line": "#08519c"},
@@ -57,17 +59,18 @@ class _Net:
         self.shapes.append({"type": "line", "x0": x0, "y0": y0, "x1": x1, "y1": y1, "layer": "below",
                             "line": {"color": color, "width": width, **({"dash": dash} if dash else {})}})
 
-    def text(self, x, y, text, size=12, color="#333", **kw):
+    def text(self, x, y, text, size=LABEL_PX, color="#333", **kw):
+        size = max(size, LABEL_PX)
         self.notes.append({"x": x, "y": y, "text": text, "showarrow": False, "font": {"size": size, "color": color},
                            "bgcolor": "rgba(255,255,255,0.85)", **kw})
 
-    def leg(self, x, y, angle_deg, length, label, color, size=11):
+    def leg(self, x, y, angle_deg, length, label, color, size=LABEL_PX):
         a = math.radians(angle_deg)
         x1, y1 = x + length * math.cos(a), y + length * math.sin(a)
         self.line(x, y, x1, y1, color)
         self.text(x + (length + 0.22) * math.cos(a), y + (length + 0.22) * math.sin(a), label, size, color)
 
-    def bond(self, x0, y0, x1, y1, label, size=11):
+    def bond(self, x0, y0, x1, y1, label, size=LABEL_PX):
         self.line(x0, y0, x1, y1, _BOND, 3)
         self.text((x0 + x1) / 2, (y0 + y1) / 2, label, size, _BOND)
 
@@ -159,7 +162,7 @@ def bt_diagram(spec, max_blocks: int = 4, per_row: int | None = None) -> go.Figu
     leg_len = 0.75 if d <= 4 else 0.6
     width = 2 * (radius + leg_len) + 1.8
     row_height = 2 * (radius + leg_len) + 1.2
-    font = 11 if d <= 4 else 10
+    font = LABEL_PX
     per_row = per_row or (3 if d <= 3 else 2)
     shown = _shown_blocks(spec.blocks, max_blocks)
     slot = 0
@@ -168,7 +171,7 @@ def bt_diagram(spec, max_blocks: int = 4, per_row: int | None = None) -> go.Figu
         if pos:  # the "+" sits left of every block after the first, also at the start of a wrapped row
             net.text(x - width / 2, y, "+", 26, "#333")
         if n is None:
-            net.text(x, y, f"⋯<br>{spec.blocks - max_blocks + 1} more", 14, "#333")
+            net.text(x, y, f"⋯<br>{spec.blocks - len(shown) + 1} more", 14, "#333")  # all but the drawn ones
             slot += 1
             continue
         for k in range(d):
@@ -283,7 +286,7 @@ def tensorization_figure(grid: TensorizationGrid, show_text: bool | None = None)
 
 def step_bars(rows: list[dict], *, color: str, dense_per_sample: float | None = None,
               selected: int | None = None, title: str = "multiply-adds per sample, by step") -> go.Figure:
-    """Bars of ``multiply-adds / sample`` per step (rows from :func:`app.learn_data.walkthrough_rows`).
+    """Bars of ``multiply-adds / sample`` per step (rows from :func:`app.learn.content.walkthrough_rows`).
 
     ``selected`` (1-based) is drawn opaque, the others faded; dense's total is a dashed line.
     """
@@ -338,7 +341,7 @@ def format_cost_stack(per_format: dict[str, list[dict]]) -> go.Figure:
 def growth_chart(rows: list[dict], current: tuple[int, int] | None = None) -> go.Figure:
     """Left: BT parameters vs R for each order d; right: core entries per block, R^d (log scales).
 
-    ``rows`` from :func:`app.learn_data.growth_rows`; ``current`` = (d, R) is starred.
+    ``rows`` from :func:`app.learn.content.growth_rows`; ``current`` = (d, R) is starred.
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=("BT parameters (all N blocks)", "core entries per block = R^d"),
                         horizontal_spacing=0.1)
@@ -373,7 +376,7 @@ def _seq_colors(n: int) -> list[str]:
 def budget_chart(rows: list[dict], budget: int, current: tuple[int, int] | None = None) -> go.Figure:
     """For each R, the parameters of the largest N that fits the budget, split into factors and cores.
 
-    ``rows`` from :func:`app.learn_data.budget_pairs`; bars are labelled with N.
+    ``rows`` from :func:`app.learn.content.budget_pairs`; bars are labelled with N.
     """
     x = [str(r["R"]) for r in rows]
     fig = go.Figure()

@@ -9,21 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import btcore
-from app.page_state import Field
-from app.state import PRESETS, LabConfig
+from app.frame import Field
+from app.config import LIMITS, PRESETS, LabConfig
 from btcore.shapes import MAX_ORDER, format_ints, parse_ints, parse_rank, rank_text
 
 __all__ = ["FIELDS", "RANGES", "ModeOrigin", "check_number", "config_from_inputs", "defaults_for",
            "preset_name", "suggest_modes", "heatmap_grid", "sweep_ranks"]
 
 #: Allowed ranges of the numeric inputs: (label, lowest, highest).
-RANGES = {
-    "I": ("Input size I", 1, 10**9),
-    "J": ("Output size J", 1, 10**9),
-    "d": ("Order d", 1, MAX_ORDER),
-    "N": ("BT blocks N", 1, 64),
-    "batch": ("Batch size", 1, 65536),
-}
+RANGES = {**LIMITS, "d": ("Order d", 1, MAX_ORDER)}
 
 FIELDS = (
     Field("preset", "Custom", "choice", choices=lambda: ("Custom", *PRESETS)),
@@ -75,6 +69,10 @@ def config_from_inputs(values: dict) -> LabConfig:
     cfg = LabConfig(in_modes, out_modes, parse_rank(values["R"], "BT rank"), sizes["N"],
                     parse_rank(values["tt"], "TT ranks"), sizes["batch"])
     cfg.specs()  # every format must accept it
+    for side, modes in (("input", in_modes), ("output", out_modes)):
+        if len(modes) != sizes["d"]:  # the results must be for the d shown
+            raise ValueError(f"Order d is {sizes['d']} but the {side} modes {format_ints(modes)} are {len(modes)}: "
+                             f"type {sizes['d']} {side} modes, use the suggested ones, or set d back to {len(modes)}")
     return cfg
 
 

@@ -1,0 +1,6 @@
+"""What the Shapes page needs beyond widgets.
+
+* :mod:`.inputs` - the page's inputs as fields and the typed modes and ranks as a configuration.
+* :mod:`.charts` - the parameters-vs-rank and BT heatmap figures.
+* :mod:`.tables` - the formats table as shown and as downloaded (CSV of numbers).
+"""

@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.join(_ROOT, "tests"))  # the tests' case draws
 
 from btcore import BTMatrix
 from btcore.decompose import fit_bt, interleave
-from btcore.decompose.als import _ALS, _random_orthonormal
+from btcore.decompose.als import ALSRun, random_orthonormal
 from btcore.decompose.nls import nls_fit, nls_refine
 from decompose_cases import random_bt_cases
 
@@ -68,8 +68,8 @@ def _nls_method(W, T, im, om, R, N, s):
 def _als_nls(W, T, im, om, R, N, s, sweeps=5):
     Tn = T / T.norm()
     g = torch.Generator().manual_seed(100 + s)
-    U = [_random_orthonormal((N, m, R), g, T.dtype, "cpu") for m in T.shape]
-    als = _ALS(Tn, U, 1e-12, 6)
+    U = [random_orthonormal((N, m, R), g, T.dtype, "cpu") for m in T.shape]
+    als = ALSRun(Tn, U, 1e-12, 6)
     for _ in range(sweeps):
         als.sweep()
     res = nls_refine(Tn, als.U, als.C, max_iter=100)
@@ -138,8 +138,8 @@ def main():
         t = time.perf_counter()
         Tn = T / T.norm()
         g = torch.Generator().manual_seed(100)
-        U = [_random_orthonormal((4, m, 8), g, T.dtype, "cpu") for m in T.shape]
-        als = _ALS(Tn, U, 1e-12, 6)
+        U = [random_orthonormal((4, m, 8), g, T.dtype, "cpu") for m in T.shape]
+        als = ALSRun(Tn, U, 1e-12, 6)
         for _ in range(5):
             als.sweep()
         t1 = time.perf_counter()

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from .nls import _orthonormalize
+from .btmodel import orthonormalize
 
 __all__ = ["algebraic_start", "algebraic_applies", "subspace_start", "subspace_applies"]
 
@@ -174,7 +174,7 @@ def algebraic_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0):
         cores.append(Cb)
     Uout = [torch.stack(U[j]).contiguous() for j in range(d)]
     Cout = torch.stack(cores).contiguous()
-    return _orthonormalize(Uout, Cout)
+    return orthonormalize(Uout, Cout)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,4 +362,4 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
             Cb = torch.movedim(torch.tensordot(Cb, U[k][b], dims=([k], [0])), -1, k)
         cores.append(Cb)
     Uout = [torch.stack(U[k]).contiguous() for k in range(d)]
-    return _orthonormalize(Uout, torch.stack(cores).contiguous())
+    return orthonormalize(Uout, torch.stack(cores).contiguous())

@@ -1,6 +1,6 @@
 """ALS (fit_bt) next to ALS-start + NLS and nls_fit (algebraic start + NLS) on exact BT targets.
 
-    python bench/nls.py [--seeds 30] [--quick]
+    python bench/nls.py [--seeds 30] [--quick [--hard]] [--no-large]
 
 One thread. Suites (exact targets ``BTMatrix.random(..., seed=s)``, float64):
 
@@ -109,6 +109,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=30)
     ap.add_argument("--quick", action="store_true", help="only the fit_bt methods, swamp and random suites")
+    ap.add_argument("--hard", action="store_true", help="with --quick: the hard suite too")
     ap.add_argument("--no-large", action="store_true")
     args = ap.parse_args()
     n = args.seeds
@@ -120,6 +121,7 @@ def main():
     _suite("random (d=3..5, R=2..4, N=2..4, unrestricted)", _cases(n, 2, hard=None), FAST)
     if not args.quick:
         _suite("mixed (tests' 30 shapes)", _cases(n, 0, hard=False), methods)
+    if not args.quick or args.hard:
         _suite("hard (< 2 modes >= NR)", _cases(n, 1, hard=True), FAST)
     if not args.no_large:
         im = om = (4, 8, 8, 4)

@@ -95,4 +95,4 @@ def test_fit_info_status_fields_and_stalled_text():
     info = FitInfo(format="BT", method="ALS", relative_error=0.2, status="stalled")
     assert "stalled" in info.error_text and "restarts" in info.error_text
     assert info.history is info.errors and info.phases == [] and math.isnan(info.grad_norm)
-    assert set(STATUSES) == {"converged", "stalled", "max_iter", "stopped"}
+    assert set(STATUSES) == {"converged", "stalled", "max_iter", "stopped", "time_limit"}

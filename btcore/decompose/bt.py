@@ -302,15 +302,19 @@ class _Runner:
     def __init__(self, s: FitSettings, ten: _Tensor, N: int, seed, progress, should_stop, t0: float):
         self.s, self.ten, self.N, self.seed = s, ten, N, seed
         self.progress, self.should_stop, self.t0 = progress, should_stop, t0
-        self.total, self.stopped = 0, False
+        self.deadline = None if s.time_limit is None else t0 + s.time_limit
+        self.total, self.stopped, self.timed_out = 0, False, False
 
     def report(self, err: float) -> None:
         if self.progress is not None:
             self.progress(self.total, err)
 
     def stop(self) -> bool:
+        """True once ``should_stop`` said so or the wall-clock safety cap (if any) passed."""
         if not self.stopped and self.should_stop is not None and self.should_stop():
             self.stopped = True
+        if not self.stopped and self.deadline is not None and time.perf_counter() > self.deadline:
+            self.stopped = self.timed_out = True
         return self.stopped
 
     def als(self, U, C=None) -> ALSRun:
@@ -352,8 +356,9 @@ class _Runner:
                 return "converged"
         return ""
 
-    def gauss_newton(self, track: _Track, seconds: float) -> str:
-        """One Gauss-Newton run from ``track``'s state (on G); returns its status."""
+    def gauss_newton(self, track: _Track, max_iter: int) -> tuple[str, int]:
+        """One Gauss-Newton run of up to ``max_iter`` iterations from ``track``'s state (on G); returns
+        its status and the iterations it did."""
         run, hist, ten = track.run, track.hist, self.ten
         track.mark("NLS")
 
@@ -362,7 +367,7 @@ class _Runner:
             hist.append(math.sqrt(ten.offset2 + ten.tnorm2 * e_g * e_g))
             self.report(hist[-1])
 
-        res = nls_refine(run.T, run.U, run.C, max_iter=self.s.nls_iter, tol=0.1 * self.s.gtol, time_limit=seconds,
+        res = nls_refine(run.T, run.U, run.C, max_iter=max_iter, tol=0.1 * self.s.gtol,
                          slow_window=STOPPING.window if self.s.method == "auto" else 0, progress=report,
                          should_stop=self.stop)
         new = self.als([u.contiguous() for u in res.factors], res.cores)
@@ -370,7 +375,7 @@ class _Runner:
             track.run = new
         hist[-1] = track.run.error  # the kept model's own error (finish keeps the record non-increasing)
         track.reason = {"converged": "first-order", "stopped": "stopped"}.get(res.status, res.status)
-        return res.status
+        return res.status, res.iterations
 
     def swamp(self, track: _Track) -> bool:
         """An ALS swamp: the last sweep lowered the error by less than ``swamp_step`` (or ALS ended on
@@ -444,25 +449,25 @@ def _refine(runner: _Runner, best: _Track) -> None:
 
 def _gauss_newton(runner: _Runner, tracks: list[_Track], chosen: int) -> int:
     """Gauss-Newton on the kept run unless it meets the first-order test (with "auto": only in a
-    swamp); while that stalls, on the other starts (best first), all within the time limit. With
-    "nls", a run that converged above numerical precision (a local minimum, possibly) does not end
-    the search either: the lowest error is kept. Returns the index of the kept track."""
+    swamp); while that stalls, on the other starts (best first), all within ``nls_budget``
+    iterations. With "nls", a run that converged above numerical precision (a local minimum,
+    possibly) does not end the search either: the lowest error is kept. Returns the index of the
+    kept track."""
     s, best = runner.s, tracks[chosen]
     if runner.stopped or best.run.error < AT_PRECISION or _run_gradient(best.run) <= s.gtol:
         return chosen
     if s.method == "auto" and not runner.swamp(best):
         return chosen
-    # "auto" spends on Gauss-Newton at most about half of what ALS took (at least 0.1 s): on targets
-    # without the structure (random matrices) it only finds a nearby local minimum
-    limit = s.time_limit
+    # "auto" spends on Gauss-Newton at most as many iterations as ALS did sweeps (at least one run's
+    # worth): on targets without the structure (random matrices) it only finds a nearby local minimum
+    left = s.nls_budget
     if s.method == "auto":
-        limit = min(limit, max(0.1, 0.5 * (time.perf_counter() - runner.t0)))
-    deadline = time.perf_counter() + limit
+        left = min(left, max(s.nls_iter, runner.total))
     for track in [best] + sorted((t for t in tracks if t is not best), key=lambda t: t.run.error):
-        left = deadline - time.perf_counter()
         if left <= 0 or runner.stop():
             break
-        status = runner.gauss_newton(track, left)
+        status, done = runner.gauss_newton(track, min(s.nls_iter, left))
+        left -= max(done, 1)
         if track.run.error < best.run.error:
             best = track
         if best.run.error < AT_PRECISION or (status == "converged" and s.method == "auto"):
@@ -474,29 +479,29 @@ def _gauss_newton(runner: _Runner, tracks: list[_Track], chosen: int) -> int:
 
 
 def _keep_converging(runner: _Runner, track: _Track) -> None:
-    """"auto": a Gauss-Newton run whose share of time ran out while it was still converging fast (its
-    error fell tenfold over its last 10 iterations, as on an exact structure) goes on within
-    ``extra_seconds``."""
-    left = runner.s.extra_seconds - (time.perf_counter() - runner.t0)
+    """"auto": a Gauss-Newton run whose budget ran out while it was still converging fast (its error
+    fell tenfold over its last 10 iterations, as on an exact structure) goes on for ``keep_iter``."""
+    keep = runner.s.keep_iter
     if (track.reason == "max_iter" and track.run.error >= AT_PRECISION and len(track.hist) > STOPPING.window
-            and error_fall(track.hist) > STOPPING.keep_converging_fall and left > 0 and not runner.stop()):
-        runner.gauss_newton(track, left)
+            and error_fall(track.hist) > STOPPING.keep_converging_fall and keep > 0 and not runner.stop()):
+        runner.gauss_newton(track, keep)
 
 
 def _more_starts(runner: _Runner, tracks: list[_Track], best: _Track) -> _Track:
     """"auto" in a swamp that Gauss-Newton did not leave: further random starts (ALS, then Gauss-Newton
-    where that run also ends in a swamp) until one meets the first-order test or the fit has taken
-    ``extra_seconds``. A fit that reached its floor never gets here. Returns the best track."""
+    where that run also ends in a swamp) until one meets the first-order test or ``extra_starts`` were
+    tried. A fit that reached its floor never gets here. Returns the best track."""
     s = runner.s
-    while not runner.stop() and time.perf_counter() - runner.t0 < s.extra_seconds:
+    for _ in range(s.extra_starts):
+        if runner.stop():
+            break
         if best.run.error < AT_PRECISION or not runner.swamp(best) or _run_gradient(best.run) <= s.gtol:
             return best
         track = _Track("random", runner.als(runner.random_factors(tuple(runner.ten.G.shape))))
         tracks.append(track)
         track.reason = runner.iterate(track, s.max_iter, runner.ten.tol_c)
-        left = s.extra_seconds - (time.perf_counter() - runner.t0)
-        if track.run.error >= AT_PRECISION and runner.swamp(track) and left > 0:
-            runner.gauss_newton(track, min(left, 0.5))
+        if track.run.error >= AT_PRECISION and runner.swamp(track) and s.extra_nls_iter > 0:
+            runner.gauss_newton(track, s.extra_nls_iter)
             _keep_converging(runner, track)
         if track.run.error < best.run.error:
             best = track
@@ -526,21 +531,26 @@ def _lift(runner: _Runner, best: _Track, notes: list) -> None:
 
 
 def _status(runner: _Runner, best: _Track, err: float) -> tuple[str, str, float]:
-    """(status, reason, gradient norm) of the kept run: the first-order test decides "converged"."""
+    """(status, reason, gradient norm) of the kept run.
+
+    "converged" needs the error at numerical precision, or the run's own stopping test (ALS: a sweep
+    gained less than ``tol``; Gauss-Newton: its first-order test with the error no longer falling, or
+    no progress) together with the first-order test. A run cut by a budget is "max_iter" however
+    small its gradient (a slow crawl through a swamp has a small gradient too).
+    """
+    if runner.timed_out:
+        return "time_limit", "time_limit", math.nan
     if runner.stopped:
         return "stopped", "stopped", math.nan
     if err < AT_PRECISION:
         return "converged", "at numerical precision", math.nan
     grad = _run_gradient(best.run)
-    # a run cut off by its sweep or time limit while its error still fell by more than 1% over its
-    # last 10 iterations has not converged, however small the gradient already is (a slow crawl
-    # through a swamp has a small gradient too)
-    moving = (best.reason in ("", "max_iter") and len(best.hist) > STOPPING.window
-              and error_fall(best.hist) > STOPPING.moving_fall)
-    if grad <= runner.s.gtol and not moving:
-        return "converged", "first-order", grad
     if best.reason in ("", "max_iter"):
         return "max_iter", "max_iter", grad
+    h = best.hist
+    flat = len(h) > 1 and h[-2] - h[-1] <= STOPPING.flat_fall * h[-2]
+    if grad <= runner.s.gtol and flat:
+        return "converged", "first-order", grad
     return "stalled", "stalled", grad
 
 
@@ -580,5 +590,6 @@ def _finish(runner: _Runner, prob: _Problem, tracks: list[_Track], chosen: int) 
         ranks=prob.ranks, blocks=N, params=M.num_params, requested_ranks=prob.requested, notes=notes,
         start_kinds=[t.kind for t in tracks], start_errors=[float(t.hist[-1]) for t in tracks],
         chosen_start=chosen, spec=prob.spec, phases=phases, grad_norm=float(grad),
+        reproducible=not runner.timed_out,
     )
     return M, info

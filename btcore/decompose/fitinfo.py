@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 __all__ = ["FitInfo", "AT_PRECISION", "STATUSES", "EXACT_BELOW"]
 
 #: Values of :attr:`FitInfo.status`.
-STATUSES = ("converged", "stalled", "max_iter", "stopped")
+STATUSES = ("converged", "stalled", "max_iter", "stopped", "time_limit")
 #: Relative errors below this are "at numerical precision" (float64): differences between formats
 #: there mean nothing.
 AT_PRECISION = 1e-8
@@ -51,19 +51,22 @@ class FitInfo:
     seconds : float
         Wall time of the whole fit.
     converged : bool
-        ``status == "converged"``: a first-order criterion holds at the result (the gradient norm of
-        0.5 ||W - M||^2 is below ``gtol`` ||W||^2, or the error is at numerical precision), and the
-        run was not cut off while its error still fell by more than 1% over its last 10 iterations;
-        direct methods (TT-SVD) are converged by construction. A first-order point can be a local
-        minimum: "converged" says the fit stopped for the right reason, not that no lower error exists.
+        ``status == "converged"``: the error is at numerical precision, or the run ended on its own
+        stopping test with the error no longer falling and the gradient norm of 0.5 ||W - M||^2 below
+        ``gtol`` ||W||^2. Never for a run cut by a budget (sweeps, iterations, time); direct methods
+        (TT-SVD) are converged by construction. A first-order point can be a local minimum:
+        "converged" says the fit stopped for the right reason, not that no lower error exists.
     status : str
         One of :data:`STATUSES`: "converged"; "stalled" (the error stopped falling while the gradient is
         not small: a swamp or a poor local minimum; more restarts or ``method="nls"`` may help);
-        "max_iter" (an iteration or time cap ended the fit while it was still improving); "stopped"
-        (``should_stop``).
+        "max_iter" (a budget of sweeps or iterations ended the fit before its stopping test passed);
+        "stopped" (``should_stop``); "time_limit" (the wall-clock safety cap ended it: not reproducible).
     reason : str
         The detailed stop reason: "first-order", "at numerical precision", "stalled", "max_iter",
-        "stopped" or "direct" (TT-SVD, and the exact full-rank BT copy).
+        "stopped", "time_limit" or "direct" (TT-SVD, and the exact full-rank BT copy).
+    reproducible : bool
+        Equal inputs and seed give a bit-identical result: False only for a fit cut by its
+        wall-clock ``time_limit``.
     phases : list of (str, int, int)
         (method, first, last) per phase of the kept run: ``errors[first..last]`` were made by
         ``method`` ("ALS" or "NLS"), ``errors[first]`` being the phase's start.
@@ -109,6 +112,7 @@ class FitInfo:
     spec: object = None
     phases: list = field(default_factory=list)
     grad_norm: float = math.nan
+    reproducible: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)

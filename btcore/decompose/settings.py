@@ -34,7 +34,7 @@ class FitSettings:
         N R_k <= I_k J_k), else from the best of ``restarts`` short ALS starts. "auto": ALS starts (the
         last one algebraic where it applies); a run that ends without meeting the first-order test
         (an ALS swamp: the error creeping down far from its optimum) is handed to Gauss-Newton, and
-        other starts are tried while that stalls and ``time_limit`` allows.
+        up to ``extra_starts`` other starts are tried while that stalls.
     restarts : int
         Number of ALS starts screened: with ``init="auto"`` the first is HOSVD-based and the others random
         orthonormal (a single start is random unless N = 1); ``init="random"`` or ``"hosvd"`` forces the
@@ -64,13 +64,22 @@ class FitSettings:
     refine_iter : int
         ALS sweeps on the full tensor after the compressed fit (0 allowed).
     nls_iter : int
-        Gauss-Newton iterations per NLS run.
-    time_limit : float
-        Seconds for all Gauss-Newton runs of the fit together ("auto": at most half the time ALS took,
-        at least 0.1 s); a run cut short reports "stalled" (no progress) or "max_iter".
-    extra_seconds : float
-        "auto": how long (seconds since the fit began) further random starts may run while the best
-        run is still in a swamp after Gauss-Newton.
+        Gauss-Newton iterations per Gauss-Newton run.
+    nls_budget : int
+        Gauss-Newton iterations of all runs from the screened starts together ("auto": at most as
+        many as the ALS sweeps done before, and at least ``nls_iter``).
+    keep_iter : int
+        "auto": further Gauss-Newton iterations for a run whose budget ran out while it was still
+        converging fast (its error fell tenfold over its last 10 iterations, as on an exact structure).
+    extra_starts : int
+        "auto": further random starts (ALS, then Gauss-Newton where that also ends in a swamp) while the
+        best run is still in a swamp after Gauss-Newton. They buy exact recoveries on hard shapes.
+    extra_nls_iter : int
+        Gauss-Newton iterations per further start.
+    time_limit : float or None
+        A wall-clock safety cap in seconds (default None: none). Every other budget counts work, so that
+        equal inputs and seeds give bit-identical fits on any machine; a fit cut by this cap ends with
+        status "time_limit" and ``info.reproducible`` False.
 
     Examples
     --------
@@ -91,8 +100,11 @@ class FitSettings:
     oversample: float = 0.125
     refine_iter: int = 5
     nls_iter: int = 100
-    time_limit: float = 2.0
-    extra_seconds: float = 3.5
+    nls_budget: int = 300
+    keep_iter: int = 200
+    extra_starts: int = 8
+    extra_nls_iter: int = 100
+    time_limit: float | None = None
 
     def __post_init__(self):
         put = object.__setattr__  # frozen: the checked values replace the given ones
@@ -100,10 +112,13 @@ class FitSettings:
         put(self, "init", check_choice(self.init, ("auto", "random", "hosvd"), "init"))
         for name in ("restarts", "screen_iter", "max_iter", "nls_iter", "cg_iter"):
             put(self, name, check_positive_int(getattr(self, name), name))
-        if self.refine_iter != 0:
-            put(self, "refine_iter", check_positive_int(self.refine_iter, "refine_iter"))
-        for name in ("tol", "gtol", "ridge", "oversample", "time_limit", "extra_seconds"):
+        for name in ("refine_iter", "nls_budget", "keep_iter", "extra_starts", "extra_nls_iter"):
+            if getattr(self, name) != 0:  # 0 allowed: none
+                put(self, name, check_positive_int(getattr(self, name), name))
+        for name in ("tol", "gtol", "ridge", "oversample"):
             put(self, name, check_nonneg(getattr(self, name), name))
+        if self.time_limit is not None:
+            put(self, "time_limit", check_nonneg(self.time_limit, "time_limit"))
         if not isinstance(self.compress, (bool, np.bool_)):
             raise ValueError(f"compress must be True or False, got {self.compress!r}")
         put(self, "compress", bool(self.compress))
@@ -132,8 +147,6 @@ class StoppingRules:
     ----------
     window : int
         Iterations over which "still falling" is measured (:func:`error_fall`).
-    moving_fall : float
-        A run cut by its budget whose error fell by more than this over ``window`` is not converged.
     keep_converging_fall : float
         "auto": a Gauss-Newton run cut by its budget while its error fell by more than this over
         ``window`` (tenfold: converging on an exact structure) goes on.
@@ -143,11 +156,13 @@ class StoppingRules:
         ...which is a swamp while the squared error is above this many times the compression floor.
     compressed_tol : float
         ALS tolerance on the compressed core (at least this): crawling to its floor is wasted work.
-    fast_fall : float
-        Gauss-Newton skips its gradient test while the last step still cut the error to below this
-        fraction (an ill-conditioned Jacobian on an exact structure meets it at errors of 1e-5).
-    fast_floor : float
-        ...unless the error is already below this.
+    flat_fall : float
+        "No longer falling": the last iteration lowered the error by less than this (relative). The
+        first-order tests count only then (with history: never at a run's first iteration), because
+        an ill-conditioned Jacobian on an exact structure meets them at errors of 1e-5 while
+        Gauss-Newton is still cutting the error manyfold.
+    flat_floor : float
+        ...or the error is below this (float64 rounding: it cannot fall further).
     min_gain_ratio : float
         A Gauss-Newton step is accepted when it lowers f and its gain ratio exceeds this.
     no_progress_decrease : float
@@ -156,25 +171,21 @@ class StoppingRules:
         Iterations in a row without progress after which Gauss-Newton has "stalled".
     slow_fall : float
         Gauss-Newton (with a slow window) has "stalled" once its error fell less than this over it.
-    time_stall_fall : float
-        A run cut by a time limit has "stalled" when its error fell less than this over ``window``.
     max_damping : float
         Levenberg-Marquardt damping above which Gauss-Newton has "stalled".
     """
 
     window: int = 10
-    moving_fall: float = 0.01
     keep_converging_fall: float = 0.9
     swamp_step: float = 1e-3
     swamp_floor: float = 2.0
     compressed_tol: float = 1e-4
-    fast_fall: float = 0.5
-    fast_floor: float = 1e-13
+    flat_fall: float = 1e-3
+    flat_floor: float = 1e-13
     min_gain_ratio: float = 1e-8
     no_progress_decrease: float = 1e-14
     stall_iter: int = 25
     slow_fall: float = 1e-3
-    time_stall_fall: float = 0.01
     max_damping: float = 1e30
 
 
@@ -198,13 +209,13 @@ def error_fall(hist: Sequence[float], window: int = STOPPING.window) -> float:
 #: The API's settings (:func:`~btcore.decompose.fit_bt` without keywords).
 DEFAULT = FitSettings()
 #: The efforts the Approximation page offers, by name (the first is its default). "quick" caps
-#: Gauss-Newton at 0.1 s a fit and adds no further starts: a sweep fits many under-ranked
+#: Gauss-Newton at 20 iterations a fit and adds no further starts: a sweep fits many under-ranked
 #: candidates, whose slow ALS tails look like swamps; "thorough" has more sweeps.
 EFFORTS = {
-    "quick": FitSettings(restarts=1, max_iter=30, extra_seconds=0.0, time_limit=0.1),
+    "quick": FitSettings(restarts=1, max_iter=30, nls_budget=20, keep_iter=0, extra_starts=0),
     "thorough": FitSettings(restarts=3, max_iter=100),
 }
 #: The advisor's short screening fits of BT and CP candidates.
 ADVISOR_SCREEN = FitSettings(restarts=2, screen_iter=4, max_iter=12, refine_iter=2, method="als")
 #: The advisor's full fits of its finalists.
-ADVISOR_FULL = FitSettings(restarts=3, max_iter=60, extra_seconds=0.5)
+ADVISOR_FULL = FitSettings(restarts=3, max_iter=60, keep_iter=50, extra_starts=1, extra_nls_iter=50)

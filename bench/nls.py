@@ -11,7 +11,8 @@ One thread. Suites (exact targets ``BTMatrix.random(..., seed=s)``, float64):
 * random: random small shapes drawn without any restriction (both regimes, as they come).
 
 Columns: fits with relative error < 1e-6 out of the suite, median and max seconds per fit, and fits
-that report "converged" with an error above 1e-3 (should be 0). "fit_bt als/auto/nls" are
+that report "converged" with an error above 1e-3 and above 1e-8 (both should be 0). Budgets are
+counted in work, so the recovered counts do not depend on the machine's load; the seconds do. "fit_bt als/auto/nls" are
 ``fit_bt(..., method=...)`` with defaults. "ALS+NLS"
 is 5 sweeps of decompose's joint ALS from a random orthonormal start, then ``nls_refine``
 (max_iter 100). Finally one large case: 1024 x 1024 (modes 4x8x8x4 -> 4x8x8x4), exact N=4 R=8.
@@ -90,7 +91,7 @@ def _suite(name, cases, methods):
     rows = []
     for mname in methods:
         fn = METHODS[mname]
-        ok, times, false_conv = 0, [], 0
+        ok, times, false_conv, conv8 = 0, [], 0, 0
         for im, om, R, N, s in cases:
             W = BTMatrix.random(im, om, R, N, seed=s, dtype=torch.float64).to_dense()
             T = interleave(W, im, om)
@@ -99,8 +100,9 @@ def _suite(name, cases, methods):
             times.append(time.perf_counter() - t)
             ok += err < 1e-6
             false_conv += bool(conv) and err > 1e-3  # "converged" far from the exact structure
+            conv8 += bool(conv) and err > 1e-8  # "converged" above float64 precision on an exact target
         rows.append(f"| {name} | {mname} | {ok}/{len(cases)} | {statistics.median(times):.2f} | {max(times):.2f} "
-                    f"| {false_conv} |")
+                    f"| {false_conv} | {conv8} |")
         print(rows[-1], flush=True)
     return rows
 
@@ -113,8 +115,8 @@ def main():
     ap.add_argument("--no-large", action="store_true")
     args = ap.parse_args()
     n = args.seeds
-    print("| suite | method | recovered (< 1e-6) | median s | max s | 'converged' with error > 1e-3 |")
-    print("|---|---|---|---|---|---|")
+    print("| suite | method | recovered (< 1e-6) | median s | max s | 'converged' with error > 1e-3 | > 1e-8 |")
+    print("|---|---|---|---|---|---|---|")
     swamp = [((4, 4, 4), (4, 4, 4), 4, 3, s) for s in range(n)]
     methods = FAST if args.quick else list(METHODS)
     _suite("swamp (4,4,4)^2 N=3 R=4", swamp, methods)

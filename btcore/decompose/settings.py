@@ -100,10 +100,10 @@ class FitSettings:
     oversample: float = 0.125
     refine_iter: int = 5
     nls_iter: int = 100
-    nls_budget: int = 300
-    keep_iter: int = 200
-    extra_starts: int = 8
-    extra_nls_iter: int = 100
+    nls_budget: int = 100
+    keep_iter: int = 100
+    extra_starts: int = 4
+    extra_nls_iter: int = 50
     time_limit: float | None = None
 
     def __post_init__(self):

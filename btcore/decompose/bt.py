@@ -52,7 +52,7 @@ from .algebraic import algebraic_applies, algebraic_start, subspace_applies, sub
 from .btmodel import bt_gradient
 from .fitinfo import AT_PRECISION, EXACT_BELOW, FitInfo
 from .inputs import as_matrix, check_seed, fit_modes, interleave, out_dtype, scale_of
-from .nls import nls_refine
+from .nls import gn_flat, nls_refine
 from .settings import DEFAULT, STOPPING, FitSettings, error_fall
 
 __all__ = ["fit_bt", "cap_bt_ranks", "als_memory_bytes"]
@@ -548,7 +548,10 @@ def _status(runner: _Runner, best: _Track, err: float) -> tuple[str, str, float]
     if best.reason in ("", "max_iter"):
         return "max_iter", "max_iter", grad
     h = best.hist
-    flat = len(h) > 1 and h[-2] - h[-1] <= STOPPING.flat_fall * h[-2]
+    if best.marks[-1][0] == "NLS":
+        flat = gn_flat(h)
+    else:  # ALS ended on its own tolerance (or an undone sweep)
+        flat = len(h) > 1 and h[-2] - h[-1] <= STOPPING.flat_fall * h[-2]
     if grad <= runner.s.gtol and flat:
         return "converged", "first-order", grad
     return "stalled", "stalled", grad

@@ -36,7 +36,7 @@ from .algebraic import algebraic_start
 from .btmodel import bt_dense, bt_gradient, orthonormalize
 from .settings import STOPPING, StoppingRules, error_fall
 
-__all__ = ["NLSResult", "nls_refine", "nls_fit", "random_start", "NLS_STATUSES"]
+__all__ = ["NLSResult", "nls_refine", "nls_fit", "random_start", "gn_flat", "NLS_STATUSES"]
 
 NLS_STATUSES = ("converged", "stalled", "max_iter", "stopped", "time_limit")
 
@@ -336,17 +336,21 @@ def _check_start(T: torch.Tensor, U, C) -> None:
             raise ValueError(f"U[{k}] has shape {tuple(U[k].shape)}, expected {(N, T.shape[k], ranks[k])}")
 
 
-def _flat(hist: list, rules: StoppingRules) -> bool:
-    """The error no longer falls: the last iteration gained less than ``rules.flat_fall`` (relative),
-    or the error is at the rounding floor. Never at a run's start (no history)."""
-    return len(hist) > 1 and (hist[-1] < rules.flat_floor or hist[-2] - hist[-1] <= rules.flat_fall * hist[-2])
+def gn_flat(hist: Sequence[float], rules: StoppingRules = STOPPING) -> bool:
+    """A Gauss-Newton error history no longer falls: the last iteration gained less than
+    ``rules.flat_fall`` and the last ``rules.window`` less than ``rules.window_fall`` (relative), or the
+    error is at the rounding floor. Never at a run's start (no history)."""
+    if len(hist) < 2:
+        return False
+    return hist[-1] < rules.flat_floor or (hist[-2] - hist[-1] <= rules.flat_fall * hist[-2]
+                                           and error_fall(hist, rules.window) <= rules.window_fall)
 
 
 def _first_order(run: _GNRun, tol: float, rules: StoppingRules) -> bool:
     """The gradient test, counted only once the error no longer falls: on an exact structure (zero
     residual) an ill-conditioned Jacobian meets it at errors of 1e-5 while Gauss-Newton is still
     cutting the error manyfold; at a noisy target's minimum the error no longer falls."""
-    return run.gnorm < tol and _flat(run.hist, rules)
+    return run.gnorm < tol and gn_flat(run.hist, rules)
 
 
 def _initial_damping(run: _GNRun, damping: float) -> float:
@@ -387,7 +391,7 @@ def _damped_step(run: _GNRun, tol: float, tol_step: float, cg_tol: float, cg_max
     run.lam = run.lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)  # Nielsen's update
     run.nu, run.need_grad = 2.0, True
     run.hist.append(min(math.sqrt(2 * run.f), run.hist[-1]))
-    if pnorm < tol_step * xnorm and _flat(run.hist, rules):
+    if pnorm < tol_step * xnorm and gn_flat(run.hist, rules):
         # a tiny step with the error no longer falling; forced by a large damping, it is not convergence
         run.linearize(0)
         return "converged" if run.gnorm < math.sqrt(tol) else "stalled"
@@ -483,7 +487,7 @@ def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, m
             break
     if run.need_grad:  # the gradient at the returned point (it may have become small on the last step)
         run.linearize(0)
-    if status == "stalled" and run.gnorm < tol and _flat(run.hist, rules):  # never for a budget cut
+    if status == "stalled" and run.gnorm < tol and gn_flat(run.hist, rules):  # never for a budget cut
         status = "converged"
     run.hist[-1] = min(run.hist[-1], math.sqrt(2 * run.f))  # the last entry is exact for the returned model
     return NLSResult([u.contiguous() for u in run.U], (run.C * tn).contiguous(), [float(h) for h in run.hist],

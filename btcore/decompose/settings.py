@@ -163,6 +163,9 @@ class StoppingRules:
         Gauss-Newton is still cutting the error manyfold.
     flat_floor : float
         ...or the error is below this (float64 rounding: it cannot fall further).
+    window_fall : float
+        Gauss-Newton's error no longer falls only when it also fell less than this over the last
+        ``window`` iterations: a crawl towards a local minimum has a small gradient too.
     min_gain_ratio : float
         A Gauss-Newton step is accepted when it lowers f and its gain ratio exceeds this.
     no_progress_decrease : float
@@ -182,6 +185,7 @@ class StoppingRules:
     compressed_tol: float = 1e-4
     flat_fall: float = 1e-3
     flat_floor: float = 1e-13
+    window_fall: float = 1e-4
     min_gain_ratio: float = 1e-8
     no_progress_decrease: float = 1e-14
     stall_iter: int = 25

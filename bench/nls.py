@@ -1,6 +1,6 @@
 """ALS (fit_bt) next to ALS-start + NLS and nls_fit (algebraic start + NLS) on exact BT targets.
 
-    python bench/nls.py [--seeds 30] [--quick]
+    python bench/nls.py [--seeds 30] [--quick [--hard]] [--no-large]
 
 One thread. Suites (exact targets ``BTMatrix.random(..., seed=s)``, float64):
 
@@ -11,7 +11,8 @@ One thread. Suites (exact targets ``BTMatrix.random(..., seed=s)``, float64):
 * random: random small shapes drawn without any restriction (both regimes, as they come).
 
 Columns: fits with relative error < 1e-6 out of the suite, median and max seconds per fit, and fits
-that report "converged" with an error above 1e-3 (should be 0). "fit_bt als/auto/nls" are
+that report "converged" with an error above 1e-3 and above 1e-8 (both should be 0). Budgets are
+counted in work, so the recovered counts do not depend on the machine's load; the seconds do. "fit_bt als/auto/nls" are
 ``fit_bt(..., method=...)`` with defaults. "ALS+NLS"
 is 5 sweeps of decompose's joint ALS from a random orthonormal start, then ``nls_refine``
 (max_iter 100). Finally one large case: 1024 x 1024 (modes 4x8x8x4 -> 4x8x8x4), exact N=4 R=8.
@@ -39,7 +40,7 @@ sys.path.insert(0, os.path.join(_ROOT, "tests"))  # the tests' case draws
 
 from btcore import BTMatrix
 from btcore.decompose import fit_bt, interleave
-from btcore.decompose.als import _ALS, _random_orthonormal
+from btcore.decompose.als import ALSRun, random_orthonormal
 from btcore.decompose.nls import nls_fit, nls_refine
 from decompose_cases import random_bt_cases
 
@@ -68,8 +69,8 @@ def _nls_method(W, T, im, om, R, N, s):
 def _als_nls(W, T, im, om, R, N, s, sweeps=5):
     Tn = T / T.norm()
     g = torch.Generator().manual_seed(100 + s)
-    U = [_random_orthonormal((N, m, R), g, T.dtype, "cpu") for m in T.shape]
-    als = _ALS(Tn, U, 1e-12, 6)
+    U = [random_orthonormal((N, m, R), g, T.dtype, "cpu") for m in T.shape]
+    als = ALSRun(Tn, U, 1e-12, 6)
     for _ in range(sweeps):
         als.sweep()
     res = nls_refine(Tn, als.U, als.C, max_iter=100)
@@ -90,7 +91,7 @@ def _suite(name, cases, methods):
     rows = []
     for mname in methods:
         fn = METHODS[mname]
-        ok, times, false_conv = 0, [], 0
+        ok, times, false_conv, conv8 = 0, [], 0, 0
         for im, om, R, N, s in cases:
             W = BTMatrix.random(im, om, R, N, seed=s, dtype=torch.float64).to_dense()
             T = interleave(W, im, om)
@@ -99,8 +100,9 @@ def _suite(name, cases, methods):
             times.append(time.perf_counter() - t)
             ok += err < 1e-6
             false_conv += bool(conv) and err > 1e-3  # "converged" far from the exact structure
+            conv8 += bool(conv) and err > 1e-8  # "converged" above float64 precision on an exact target
         rows.append(f"| {name} | {mname} | {ok}/{len(cases)} | {statistics.median(times):.2f} | {max(times):.2f} "
-                    f"| {false_conv} |")
+                    f"| {false_conv} | {conv8} |")
         print(rows[-1], flush=True)
     return rows
 
@@ -109,17 +111,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=30)
     ap.add_argument("--quick", action="store_true", help="only the fit_bt methods, swamp and random suites")
+    ap.add_argument("--hard", action="store_true", help="with --quick: the hard suite too")
     ap.add_argument("--no-large", action="store_true")
     args = ap.parse_args()
     n = args.seeds
-    print("| suite | method | recovered (< 1e-6) | median s | max s | 'converged' with error > 1e-3 |")
-    print("|---|---|---|---|---|---|")
+    print("| suite | method | recovered (< 1e-6) | median s | max s | 'converged' with error > 1e-3 | > 1e-8 |")
+    print("|---|---|---|---|---|---|---|")
     swamp = [((4, 4, 4), (4, 4, 4), 4, 3, s) for s in range(n)]
     methods = FAST if args.quick else list(METHODS)
     _suite("swamp (4,4,4)^2 N=3 R=4", swamp, methods)
     _suite("random (d=3..5, R=2..4, N=2..4, unrestricted)", _cases(n, 2, hard=None), FAST)
     if not args.quick:
         _suite("mixed (tests' 30 shapes)", _cases(n, 0, hard=False), methods)
+    if not args.quick or args.hard:
         _suite("hard (< 2 modes >= NR)", _cases(n, 1, hard=True), FAST)
     if not args.no_large:
         im = om = (4, 8, 8, 4)
@@ -138,8 +142,8 @@ def main():
         t = time.perf_counter()
         Tn = T / T.norm()
         g = torch.Generator().manual_seed(100)
-        U = [_random_orthonormal((4, m, 8), g, T.dtype, "cpu") for m in T.shape]
-        als = _ALS(Tn, U, 1e-12, 6)
+        U = [random_orthonormal((4, m, 8), g, T.dtype, "cpu") for m in T.shape]
+        als = ALSRun(Tn, U, 1e-12, 6)
         for _ in range(5):
             als.sweep()
         t1 = time.perf_counter()

@@ -78,5 +78,6 @@ def test_build_spec_refuses_bad_inputs(inp, shape, match):
 
 
 def test_effort_kwargs_keep_one_tucker_start():
-    assert plan.effort_kwargs("thorough", "BT") == {"restarts": 3, "max_iter": 100}
-    assert plan.effort_kwargs("thorough", "Tucker") == {"max_iter": 100}
+    assert plan.effort_kwargs("thorough", "BT") == {"settings": plan.EFFORT["thorough"]}
+    assert plan.effort_kwargs("thorough", "BT")["settings"].restarts == 3
+    assert plan.effort_kwargs("thorough", "Tucker")["settings"] == plan.EFFORT["thorough"].replace(restarts=1)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from btcore import BTMatrix
-from btcore.decompose.nls import _GN, _gradient, bt_dense, nls_fit, nls_refine, random_start
+from btcore.decompose.btmodel import bt_dense, bt_gradient as _gradient
+from btcore.decompose.nls import _GN, nls_fit, nls_refine, random_start
 from btcore.decompose import interleave
 from decompose_cases import random_bt_cases
 

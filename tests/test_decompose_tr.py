@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from btcore.decompose import relative_error
-from btcore.decompose.common import FitInfo
+from btcore.decompose.fitinfo import FitInfo
 from btcore.decompose.tr import cap_tr_ranks, fit_tr
 from btcore.ring import TRMatrix, TRSpec, interleaved
 

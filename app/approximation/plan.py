@@ -24,11 +24,8 @@ __all__ = ["MAX_ENTRIES", "MAX_CP_RANK", "EFFORT", "TARGETS", "SpecInputs", "Pla
 #: Largest target fitted here (entries): 4M entries = 32 MiB in float64; fits stay interactive.
 MAX_ENTRIES = 1 << 22
 MAX_CP_RANK = 2000
-#: fit_bt settings per effort. "quick" caps Gauss-Newton at 0.1 s a fit and adds no further starts: a
-#: sweep fits many under-ranked candidates, whose slow ALS tails look like swamps and would each take
-#: the full time; "thorough" uses the library's defaults (more restarts, up to 2 s of Gauss-Newton).
-EFFORT = {"quick": {"restarts": 1, "max_iter": 30, "extra_seconds": 0.0, "time_limit": 0.1},
-          "thorough": {"restarts": 3, "max_iter": 100}}
+#: The fit settings per effort (presets of :class:`btcore.decompose.FitSettings`, by name).
+EFFORT = dec.EFFORTS
 TARGETS = {
     "bt": "Exact BT (N=2, R=3) + noise",
     "tt": "Exact TT (ranks 4) + noise",
@@ -105,11 +102,9 @@ class RunSpec:
 
 
 def effort_kwargs(effort: str, fmt: str) -> dict:
-    """fit_bt settings of an effort; Tucker keeps its one (HOSVD) start at either effort."""
-    kw = dict(EFFORT[effort])
-    if fmt == "Tucker":
-        del kw["restarts"]
-    return kw
+    """fit_bt keywords of an effort; Tucker keeps its one (HOSVD) start at either effort."""
+    settings = EFFORT[effort]
+    return {"settings": settings.replace(restarts=1) if fmt == "Tucker" else settings}
 
 
 def sweep_budgets(center: int, dense: int, points: int = 5, span: float = 16.0) -> list[int]:

@@ -147,7 +147,7 @@ def _fit_all(job, spec: RunSpec, W, known_fits: dict) -> tuple[dict, dict, list]
     im, om, tasks = spec.in_modes, spec.out_modes, spec.tasks
     n = len(tasks)
     done, new, failures = {}, {}, []
-    expect = EFFORT[spec.effort]["max_iter"] + 10 * EFFORT[spec.effort]["restarts"] + 10
+    expect = EFFORT[spec.effort].max_iter + 10 * EFFORT[spec.effort].restarts + 10
     for i, planned in enumerate(tasks):
         if job.should_stop:
             break

@@ -38,7 +38,9 @@ import torch
 from ..formats import BTSpec, TTSpec
 from ..shapes import MAX_ORDER, check_choice, check_modes, check_positive_int, factorize, prod
 from .bt import cap_bt_ranks, fit_bt
-from .common import AT_PRECISION, _as_matrix, interleave
+from .fitinfo import AT_PRECISION
+from .inputs import as_matrix, interleave
+from .settings import ADVISOR_FULL, ADVISOR_SCREEN, DEFAULT, FitSettings
 from .tt import cap_tt_ranks, fit_tt
 
 __all__ = ["suggest_formats", "recommended", "search_tensorizations", "ADVISOR_FORMATS", "ADVISOR_COLUMNS"]
@@ -50,9 +52,6 @@ ADVISOR_COLUMNS = ["format", "in_modes", "out_modes", "ranks", "blocks", "params
                    "stage", "compression", "seconds"]
 #: Tolerances of the epsilon truncations that propose ranks from the unfolding spectra.
 _EPS = tuple(float(e) for e in np.geomspace(0.7, 1e-4, 14))
-#: Short-fit and full-fit settings of the ALS formats.
-_SCREEN = {"restarts": 2, "screen_iter": 4, "max_iter": 12, "refine_iter": 2, "method": "als"}
-_FULL = {"restarts": 3, "max_iter": 60, "extra_seconds": 0.5}
 
 
 @dataclass
@@ -344,17 +343,15 @@ class _Advisor:
         rest = sorted((k for k in keyed if k[1] >= self.n_extra), key=lambda k: (k[0], k[1]))
         return given + [t for _, _, t in rest[: self.top]]
 
-    def fit(self, c: _Candidate, settings: dict, stage: str) -> None:
+    def fit(self, c: _Candidate, settings: FitSettings, stage: str) -> None:
         """Fit candidate ``c`` (TT: TT-SVD; else ALS with ``settings``); keep the better error."""
         t0 = time.perf_counter()
         if c.format == "TT":
             _, info = fit_tt(self.W, c.in_modes, c.out_modes, c.ranks, warn=False)
         else:
-            kw = dict(settings) | dict(self.fit_kwargs)
-            if c.blocks == 1:
-                kw["restarts"] = 1  # Tucker: the HOSVD start
-            _, info = fit_bt(self.W, c.in_modes, c.out_modes, c.ranks, c.blocks, seed=self.seed, warn=False,
-                             should_stop=self.stop_now, **kw)
+            kw = dict(self.fit_kwargs) | ({"restarts": 1} if c.blocks == 1 else {})  # Tucker: the HOSVD start
+            _, info = fit_bt(self.W, c.in_modes, c.out_modes, c.ranks, c.blocks, settings=settings, seed=self.seed,
+                             warn=False, should_stop=self.stop_now, **kw)
         c.seconds += time.perf_counter() - t0
         if c.error is None or info.relative_error < c.error:
             c.error = float(info.relative_error)
@@ -366,7 +363,7 @@ class _Advisor:
                 return
             self.report(lo + (hi - lo) * n / max(1, len(cands)), f"{c.format} {_text(c.in_modes, c.out_modes)}"
                         f" ({n + 1} of {len(cands)})")
-            self.fit(c, {}, stage)
+            self.fit(c, DEFAULT, stage)
             self.done.append(c)
 
     def screen(self, pool: list[_Candidate]) -> None:
@@ -383,7 +380,7 @@ class _Advisor:
             c = pool.pop(0)
             self.report(0.3 + 0.4 * n / self.max_screen, f"screening {c.format} {_text(c.in_modes, c.out_modes)} "
                         f"({n + 1} of at most {self.max_screen})")
-            self.fit(c, _SCREEN, "screen")
+            self.fit(c, ADVISOR_SCREEN, "screen")
             self.done.append(c)
             n += 1
 
@@ -399,7 +396,7 @@ class _Advisor:
                 return
             self.report(0.7 + 0.3 * n / max(1, len(picked)), f"full fit of {c.format} {_text(c.in_modes, c.out_modes)} "
                         f"({n + 1} of {len(picked)})")
-            self.fit(c, _FULL, "full")
+            self.fit(c, ADVISOR_FULL, "full")
 
 
 def _text(im, om) -> str:
@@ -459,7 +456,7 @@ def recommended(df: pd.DataFrame) -> pd.Series:
 
 def _check_args(W, budget, target_error, formats, max_order, seed, progress, should_stop, max_screen, max_full,
                 rtol):
-    Wt = _as_matrix(W)
+    Wt = as_matrix(W)
     if budget is not None:
         budget = check_positive_int(budget, "budget")
     if target_error is not None:

@@ -8,11 +8,10 @@ eigenvectors per block); on noisy targets it is an approximation for ALS or Gaus
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 
-from .nls import _orthonormalize
+from .btmodel import orthonormalize
 
 __all__ = ["algebraic_start", "algebraic_applies", "subspace_start", "subspace_applies"]
 
@@ -174,7 +173,7 @@ def algebraic_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0):
         cores.append(Cb)
     Uout = [torch.stack(U[j]).contiguous() for j in range(d)]
     Cout = torch.stack(cores).contiguous()
-    return _orthonormalize(Uout, Cout)
+    return orthonormalize(Uout, Cout)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,7 +228,7 @@ def subspace_applies(sizes, ranks, N: int) -> bool:
     return math.prod(sizes) <= SUBSPACE_MAX and _subspace_plan(tuple(sizes), tuple(ranks), N) is not None
 
 
-def _low_rank_member(B: torch.Tensor, r: int, c: torch.Tensor, iters: int, deadline: float = math.inf,
+def _low_rank_member(B: torch.Tensor, r: int, c: torch.Tensor, iters: int,
                      avoid: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
     """A combination ``c`` (unit norm) of the matrices B_i (B: n x p x q) of rank <= r, searched from ``c``.
 
@@ -259,7 +258,7 @@ def _low_rank_member(B: torch.Tensor, r: int, c: torch.Tensor, iters: int, deadl
             best_c, best_tail = c, tail
         # on exact targets 97% of the searches that succeed are below 1e-3 within 10 steps; a noisy
         # target stalls at its noise level
-        if tail < 1e-12 or time.perf_counter() > deadline or (it >= 10 and best_tail > 1e-3):
+        if tail < 1e-12 or (it >= 10 and best_tail > 1e-3):
             break
         Ur, Vr = Uu[:, :r], Vh[:r].T
         PB = B - Ur @ (Ur.T @ B)
@@ -278,8 +277,7 @@ def _low_rank_member(B: torch.Tensor, r: int, c: torch.Tensor, iters: int, deadl
     return best_c, best_tail
 
 
-def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int = 40, tries: int = 4,
-                   max_seconds: float = 0.3):
+def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int = 40, tries: int = 4):
     """Factors and cores of a BT model of T from one mode (or two merged modes) with N R_k <= M_k, or None.
 
     Where :func:`algebraic_start` needs two such modes, this needs one group g (a mode, or two merged
@@ -291,11 +289,10 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
     subspace (a null space). With all N subspaces, the group's basis change separates the blocks
     (as in :func:`algebraic_start`), and a truncated HOSVD of each block gives its factors and core.
     Returns ``(U, C)`` or None: no plan; the group's unfolding has rank above N r_g; the search did
-    not separate N blocks; three searches in a row stalled far from a low-rank member; or it took
-    longer than ``max_seconds``. On a noisy target there is no exact low-rank member to find, and
+    not separate N blocks; or three searches in a row stalled far from a low-rank member. The work is
+    bounded by ``tries * N`` searches of at most ``iters`` steps (no wall clock). On a noisy target there is no exact low-rank member to find, and
     these give up early.
     """
-    deadline = time.perf_counter() + max_seconds
     T = T.detach().to(torch.float64)
     sizes, ranks, d = tuple(T.shape), tuple(int(r) for r in ranks), T.dim()
     plan = _subspace_plan(sizes, ranks, N)
@@ -319,14 +316,14 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
     found = []  # (n x rg) coefficient bases, one per block
     misses = 0  # searches in a row that ended nowhere near a low-rank member
     for _ in range(tries * N):
-        if len(found) == N or time.perf_counter() > deadline or misses == 3:
+        if len(found) == N or misses == 3:
             break
         c = torch.randn(n, generator=gen, dtype=G.dtype)
         Q = None
         if found:  # start away from the blocks already found, and deflate them
             Q = torch.linalg.qr(torch.cat(found, dim=1))[0]
             c = c - Q @ (Q.T @ c)
-        c, tail = _low_rank_member(G, r, c / c.norm(), iters, deadline, avoid=Q)
+        c, tail = _low_rank_member(G, r, c / c.norm(), iters, avoid=Q)
         misses = misses + 1 if tail > 1e-3 else 0
         if tail > 1e-6:
             continue
@@ -362,4 +359,4 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
             Cb = torch.movedim(torch.tensordot(Cb, U[k][b], dims=([k], [0])), -1, k)
         cores.append(Cb)
     Uout = [torch.stack(U[k]).contiguous() for k in range(d)]
-    return _orthonormalize(Uout, torch.stack(cores).contiguous())
+    return orthonormalize(Uout, torch.stack(cores).contiguous())

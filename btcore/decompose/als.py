@@ -1,7 +1,7 @@
 """The joint ALS engine of the Block-Term fit: contractions, the run state, starts and sketches.
 
-:class:`_ALS` holds one run: orthonormal factors U[k] (N, M_k, R_k), cores C (N, R_1..R_d) and the
-cross-Grams P[k]; :meth:`_ALS.sweep` is one sweep of joint ALS over all blocks (see
+:class:`ALSRun` holds one run: orthonormal factors U[k] (N, M_k, R_k), cores C (N, R_1..R_d) and the
+cross-Grams P[k]; :meth:`ALSRun.sweep` is one sweep of joint ALS over all blocks (see
 :mod:`btcore.decompose.bt` for the algorithm). The driver that screens starts, compresses and
 refines is :func:`btcore.decompose.bt.fit_bt`.
 """
@@ -14,9 +14,11 @@ from typing import Sequence
 import torch
 
 from ..shapes import prod
-from .common import _EXACT_BELOW, _einsum
+from .btmodel import cached_einsum
+from .fitinfo import EXACT_BELOW
 
-__all__ = ["als_memory_bytes"]
+__all__ = ["ALSRun", "als_memory_bytes", "hosvd_start", "mode_order", "project_all", "random_orthonormal",
+           "sketch_bases"]
 
 #: Largest N * prod(R) for which the joint core system is solved directly (else CG).
 _DIRECT_CORE_MAX = 768
@@ -105,11 +107,11 @@ def _cross_gram(Q: torch.Tensor) -> torch.Tensor:
 
 
 
-class _ALS:
+class ALSRun:
     """State of one ALS run: orthonormal factors U[k] (N, M_k, R_k), cores C (N, R...), Grams P[k]."""
 
     def __init__(self, T: torch.Tensor, U: list, ridge: float, cg_iter: int, C: torch.Tensor | None = None,
-                 tnorm2: float = 1.0, offset2: float = 0.0, exact_below: float = _EXACT_BELOW):
+                 tnorm2: float = 1.0, offset2: float = 0.0, exact_below: float = EXACT_BELOW):
         self.T = T
         self.exact_below = exact_below
         self.d = T.dim()
@@ -162,7 +164,7 @@ class _ALS:
             d = self.d
             terms = [f"{_N1}{_N2}{_R[j]}{_S[j]}" for j in range(d)]
             eq = ",".join(terms) + f"->{_N1}{_R[:d]}{_N2}{_S[:d]}"
-            K = _einsum(eq, *self.P).reshape(size, size)
+            K = cached_einsum(eq, *self.P).reshape(size, size)
             x = _spd_solve(K + lam * torch.eye(size, dtype=K.dtype, device=K.device), B.reshape(size, 1))
             return x.reshape(B.shape), (K @ x).reshape(B.shape)
         # conjugate gradients, warm-started: each iterate lowers the (quadratic) fit error
@@ -200,7 +202,7 @@ class _ALS:
     def dense(self) -> torch.Tensor:
         d = self.d
         eq = f"{_N1}{_R[:d]}," + ",".join(f"{_N1}{_M[k]}{_R[k]}" for k in range(d)) + f"->{_M[:d]}"
-        return _einsum(eq, self.C, *self.U)
+        return cached_einsum(eq, self.C, *self.U)
 
     def exact_error(self) -> float:
         return math.sqrt(self.offset2 + float(torch.linalg.norm(self.T - self.dense())) ** 2)
@@ -226,7 +228,7 @@ class _ALS:
         Mk = self.T.shape[k]
         # right-hand side: T_(k) Z for all blocks, (N, M_k, R_k)
         core_lab = _N1 + _R[:k] + _S[k] + _R[k + 1:d]
-        F = _einsum(f"{lab},{core_lab}->{_N1}{_M[k]}{_S[k]}", Xk, self.C)
+        F = cached_einsum(f"{lab},{core_lab}->{_N1}{_M[k]}{_S[k]}", Xk, self.C)
         # Gram Z^T Z (N R_k x N R_k) from the cross-Grams of the other modes and the cores
         D = _mode_products(self.P, self.C, skip=k)  # (N, N, R..): D[n, m] = C_m x_{j!=k} P_nm^(j)
         a, b = prod(self.ranks[:k]), prod(self.ranks[k + 1:])
@@ -278,7 +280,7 @@ def _spd_solve(G: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     return torch.linalg.lstsq(G, rhs, driver="gelsd" if G.device.type == "cpu" else None).solution
 
 
-def _random_orthonormal(shape, gen: torch.Generator, dtype, device) -> torch.Tensor:
+def random_orthonormal(shape, gen: torch.Generator, dtype, device) -> torch.Tensor:
     n, m, r = shape
     A = torch.randn((n, m, r), generator=gen, dtype=dtype)
     Q, _ = torch.linalg.qr(A)
@@ -298,7 +300,7 @@ def _mode_gram(T: torch.Tensor, k: int) -> torch.Tensor:
     return torch.einsum("amb,anb->mn", X, X)
 
 
-def _hosvd_start(T: torch.Tensor, N: int, ranks, gen: torch.Generator) -> list:
+def hosvd_start(T: torch.Tensor, N: int, ranks, gen: torch.Generator) -> list:
     """Block n takes singular vectors n R_k .. (n+1) R_k - 1 of each unfolding (random when exhausted)."""
     U = []
     for k, r in enumerate(ranks):
@@ -332,7 +334,7 @@ def als_memory_bytes(sizes, ranks, N) -> int:
     return 8 * (3 * t + 3 * first + direct + 4 * gram)
 
 
-def _mode_order(sizes) -> list[int]:
+def mode_order(sizes) -> list[int]:
     """Internal mode order: the two largest modes at the ends, where the first contraction of each
     half-sweep is one GEMM with the largest reduction."""
     d = len(sizes)
@@ -348,7 +350,7 @@ def _unfold_labels(X: torch.Tensor, lab: str, k: int) -> torch.Tensor:
     return torch.einsum(f"{lab}->{_M[k]}{rest}", X).reshape(X.shape[lab.index(_M[k])], -1)
 
 
-def _sketch_bases(T: torch.Tensor, c, gen: torch.Generator, oversample: int = 10) -> list:
+def sketch_bases(T: torch.Tensor, c, gen: torch.Generator, oversample: int = 10) -> list:
     """Orthonormal V_k (M_k x c_k) spanning the dominant columns of each unfolding of T, from
     Kronecker-structured Gaussian sketches T x_{j!=k} Omega_j (two large contractions in all)."""
     d = T.dim()
@@ -384,7 +386,7 @@ def _sketch_bases(T: torch.Tensor, c, gen: torch.Generator, oversample: int = 10
     return V
 
 
-def _project_all(T: torch.Tensor, V: list) -> torch.Tensor:
+def project_all(T: torch.Tensor, V: list) -> torch.Tensor:
     """T x_k V_k^T over all modes: the compressed core (c_1..c_d)."""
     d = T.dim()
     X, lab = _contract(T, [v.unsqueeze(0) for v in V], range(d))

@@ -14,7 +14,8 @@ from typing import Callable
 from ..formats import BTSpec, TTSpec, describe, tt_rank_caps
 from ..shapes import check_modes, check_positive_int
 from .bt import cap_bt_ranks, fit_bt
-from .common import FitInfo, _as_matrix
+from .fitinfo import FitInfo
+from .inputs import as_matrix
 from .tt import cap_tt_ranks, fit_tt
 
 __all__ = ["FORMATS", "FitTask", "BudgetFit", "budget_candidates", "budget_tasks", "fit_task", "compare_formats"]
@@ -255,7 +256,7 @@ def compare_formats(W, in_modes, out_modes, budget: int, *, formats=FORMATS,
     on. CP ranks above ``max_cp_rank`` are skipped with a row whose ``rel_error`` is None.
     """
     tasks = budget_tasks(in_modes, out_modes, budget, formats=formats, bt_choices=max(1, bt_choices))
-    Wt = _as_matrix(W)
+    Wt = as_matrix(W)
     rows = []
     for task in tasks:
         if should_stop is not None and should_stop():

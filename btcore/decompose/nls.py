@@ -20,7 +20,7 @@ once, as Tensorlab's ``btd_nls`` (Sorber, Van Barel, De Lathauwer, SIAM J. Optim
 Layout (as ``btcore.decompose._ALS``): factors ``U[k]`` of shape (N, M_k, R_k), cores ``C`` of shape
 (N, R_1, .., R_d), T of shape (M_1, .., M_d). Everything runs in float64.
 
-Imports only torch (the algebraic start is in :mod:`.algebraic`).
+The model helpers (dense model, gradient, orthonormalisation) are in :mod:`.btmodel`.
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ from typing import Callable, Sequence
 
 import torch
 
-__all__ = ["NLSResult", "nls_refine", "nls_fit", "random_start", "bt_dense", "NLS_STATUSES"]
+from .algebraic import algebraic_start
+from .btmodel import bt_dense, bt_gradient, orthonormalize
+from .settings import STOPPING, StoppingRules, error_fall
 
-NLS_STATUSES = ("converged", "stalled", "max_iter", "stopped")
+__all__ = ["NLSResult", "nls_refine", "nls_fit", "random_start", "gn_flat", "NLS_STATUSES"]
 
-_M = "abcdefgh"   # mode letters
-_R = "qrstuvwx"   # rank letters
-_S = "ijklmnop"   # second rank letters
-_N1, _N2 = "z", "y"
+NLS_STATUSES = ("converged", "stalled", "max_iter", "stopped", "time_limit")
+
 
 #: Largest parameter count for which the damped Gramian is assembled and solved directly.
 DENSE_MAX = 400
@@ -54,8 +54,9 @@ class NLSResult:
     factors : list of tensors (N, M_k, R_k), orthonormal columns per block.
     cores : tensor (N, R_1, .., R_d), in the units of T.
     history : relative errors ||T - model|| / ||T||, the start first; never increases.
-    status : "converged" (relative gradient norm or relative step below tol), "stalled" (the error
-        stopped decreasing while the gradient is not small), "max_iter" or "stopped".
+    status : "converged" (relative gradient norm or relative step below tol, with the error no longer
+        falling), "stalled" (the error stopped decreasing while the gradient is not small), "max_iter"
+        (the iteration budget ended the run), "stopped" or "time_limit".
     iterations : Gauss-Newton iterations done (accepted or rejected).
     grad_norm : ||J^T r|| / ||T||^2 at the returned point.
     rel_error : history[-1].
@@ -76,78 +77,9 @@ class NLSResult:
 # Dense model and contractions
 # ----------------------------------------------------------------------------------------------
 
-def bt_dense(U: Sequence[torch.Tensor], C: torch.Tensor) -> torch.Tensor:
-    """sum_n C_n x_1 U_n^(1) .. x_d U_n^(d): shape (M_1, .., M_d)."""
-    d = len(U)
-    X, lab = C, _N1 + _R[:d]
-    for k in range(d):
-        out = lab.replace(_R[k], _M[k])
-        if k == d - 1:
-            out = out.replace(_N1, "")
-        X = torch.einsum(f"{lab},{_N1}{_M[k]}{_R[k]}->{out}", X, U[k])
-        lab = out
-    return X
-
-
-def _project(X: torch.Tensor, lab: str, U, modes) -> tuple[torch.Tensor, str]:
-    """Contract the mode letters ``modes`` of X (labels ``lab``) with each block's factor U[j]^T."""
-    for j in modes:
-        out = lab.replace(_M[j], _R[j])
-        if _N1 not in out:
-            out = _N1 + out
-        X = torch.einsum(f"{lab},{_N1}{_M[j]}{_R[j]}->{out}", X, U[j])
-        lab = out
-    return X, lab
-
-
-def _gradient(Rt: torch.Tensor, U, C) -> tuple[list, torch.Tensor]:
-    """J^T r for the residual Rt = model - T: factor parts (N, M_k, R_k) and core part (N, R..).
-
-    Two-level dimension tree: the residual is contracted once over each half of the modes.
-    """
-    d = Rt.dim()
-    h = (d + 1) // 2
-    groups = [g for g in (list(range(h)), list(range(h, d))) if g]
-    gU = [None] * d
-    gC = None
-    core_lab = _N1 + _R[:d]
-    for group in groups:
-        other = [j for j in range(d) if j not in group]
-        # the mode with the largest reduction first (one GEMM over all blocks)
-        other.sort(key=lambda j: -Rt.shape[j] / U[j].shape[2])
-        X, lab = _project(Rt, _M[:d], U, other)
-        for k in group:
-            Xk, labk = _project(X, lab, U, [j for j in group if j != k])
-            src = core_lab.replace(_R[k], _S[k])
-            gU[k] = torch.einsum(f"{labk},{src}->{_N1}{_M[k]}{_S[k]}", Xk, C)
-            if gC is None:
-                Xc, labc = _project(Xk, labk, U, [k])
-                gC = torch.einsum(f"{labc}->{core_lab}", Xc)
-    if gC is None:  # pragma: no cover - d >= 1 always sets it
-        raise RuntimeError("no modes")
-    return gU, gC
-
-
 def _cross_gram(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """P[..., n, m] = A_n^T B_m for A (N, M, R), B (..., N, M, R): shape (..., N, N, R, R)."""
     return torch.einsum("nar,...mas->...nmrs", A, B)
-
-
-def _orthonormalize(U, C):
-    """QR every factor per block and fold the triangles into the cores (the model is unchanged)."""
-    d = len(U)
-    Un = []
-    for k in range(d):
-        Q, Rt = torch.linalg.qr(U[k])
-        # sign convention: positive diagonal (continuity between iterations)
-        s = torch.sign(torch.diagonal(Rt, dim1=-2, dim2=-1))
-        s = torch.where(s == 0, torch.ones_like(s), s)
-        Q = Q * s.unsqueeze(-2)
-        Rt = Rt * s.unsqueeze(-1)
-        cl = _N1 + _R[:d]
-        C = torch.einsum(f"{_N1}{_S[k]}{_R[k]},{cl}->{cl.replace(_R[k], _S[k])}", Rt, C)
-        Un.append(Q.contiguous())
-    return Un, C.contiguous()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -341,7 +273,7 @@ def _linearize(Rt, U, C, dense_max):
     """The Gauss-Newton operator at (U, C), the gradient J^T r as a (1, P) vector, its norm, and the
     assembled Gramian when the parameter count is at most ``dense_max`` (else None)."""
     op = _GN(U, C)
-    gU, gC = _gradient(Rt, U, C)
+    gU, gC = bt_gradient(Rt, U, C)
     gvec = op.join([g.unsqueeze(0) for g in gU], gC.unsqueeze(0))
     Hd = op.dense() if op.n_params <= dense_max else None
     return op, gvec, float(torch.linalg.norm(gvec)), Hd
@@ -362,21 +294,123 @@ def _step(op, gvec, Hd, lam, cg_tol, cg_max_iter):
     return pvec, op.apply(pvec), nit
 
 
-def error_fall(hist: Sequence[float], window: int = 10) -> float:
-    """The relative fall of an error history over its last ``window`` steps (over all of it when shorter):
-    ``(h[-1 - window] - h[-1]) / h[-1 - window]``; NaN for a zero start, so that every test on it is
-    False. The stop rules of the Gauss-Newton and ALS runs read it: a run still falling is not
-    converged, one that stopped falling has stalled."""
-    old = hist[max(0, len(hist) - 1 - window)]
-    return (old - hist[-1]) / old if old > 0 else math.nan
+@dataclass
+class _GNRun:
+    """The state of one Gauss-Newton run on the normalised target Tn: the model (U, C), its residual
+    Rt = model - Tn and f = 0.5 ||Rt||^2, the error history, the damping (lam, nu) and the
+    linearisation at the current point (op, gvec, gnorm, Hd; stale when ``need_grad``)."""
+
+    Tn: torch.Tensor
+    U: list
+    C: torch.Tensor
+    Rt: torch.Tensor
+    f: float
+    hist: list
+    lam: float | None = None
+    nu: float = 2.0
+    accepted: int = 0
+    cg_total: int = 0
+    no_progress: int = 0
+    gnorm: float = math.inf
+    need_grad: bool = True
+    op: object = None
+    gvec: torch.Tensor | None = None
+    Hd: torch.Tensor | None = None
+
+    def linearize(self, dense_max: int) -> None:
+        self.op, self.gvec, self.gnorm, self.Hd = _linearize(self.Rt, self.U, self.C, dense_max)
+        self.need_grad = False
+
+    def set_model(self, U, C) -> None:
+        self.U, self.C = orthonormalize(U, C)
+        self.Rt = bt_dense(self.U, self.C) - self.Tn
+
+
+def _check_start(T: torch.Tensor, U, C) -> None:
+    d = T.dim()
+    if len(U) != d:
+        raise ValueError(f"need d = {d} factors, got {len(U)}")
+    N, ranks = C.shape[0], tuple(C.shape[1:])
+    for k in range(d):
+        if tuple(U[k].shape) != (N, T.shape[k], ranks[k]):
+            raise ValueError(f"U[{k}] has shape {tuple(U[k].shape)}, expected {(N, T.shape[k], ranks[k])}")
+
+
+def gn_flat(hist: Sequence[float], rules: StoppingRules = STOPPING) -> bool:
+    """A Gauss-Newton error history no longer falls: the last iteration gained less than
+    ``rules.flat_fall`` and the last ``rules.window`` less than ``rules.window_fall`` (relative), or the
+    error is at the rounding floor. Never at a run's start (no history)."""
+    if len(hist) < 2:
+        return False
+    return hist[-1] < rules.flat_floor or (hist[-2] - hist[-1] <= rules.flat_fall * hist[-2]
+                                           and error_fall(hist, rules.window) <= rules.window_fall)
+
+
+def _first_order(run: _GNRun, tol: float, rules: StoppingRules) -> bool:
+    """The gradient test, counted only once the error no longer falls: on an exact structure (zero
+    residual) an ill-conditioned Jacobian meets it at errors of 1e-5 while Gauss-Newton is still
+    cutting the error manyfold; at a noisy target's minimum the error no longer falls."""
+    return run.gnorm < tol and gn_flat(run.hist, rules)
+
+
+def _initial_damping(run: _GNRun, damping: float) -> float:
+    """``damping`` times the largest diagonal entry of J^T J (at least 1)."""
+    op = run.op
+    idx = torch.arange(op.N)
+    diag_max = max(max(float(torch.diagonal(G[idx, idx], dim1=-2, dim2=-1).max()) for G in op.G), 1.0)
+    return damping * diag_max
+
+
+def _damped_step(run: _GNRun, tol: float, tol_step: float, cg_tol: float, cg_max_iter: int,
+                 rules: StoppingRules) -> str:
+    """One Levenberg-Marquardt step: accepted (the model moves, the damping falls) or rejected (the
+    damping rises); the history gets one entry either way. Returns the status when an accepted tiny
+    step ends the run ("converged" or "stalled"), else ''."""
+    op, gvec = run.op, run.gvec
+    pvec, Hp, nit = _step(op, gvec, run.Hd, run.lam, cg_tol, cg_max_iter)
+    run.cg_total += nit
+    pred = -(float((gvec * pvec).sum()) + 0.5 * float((pvec * Hp).sum()))
+    dU, dC = op.split(pvec)
+    U_new = [u + du[0] for u, du in zip(run.U, dU)]
+    C_new = run.C + dC[0]
+    R_new = bt_dense(U_new, C_new) - run.Tn
+    f, f_new = run.f, 0.5 * float((R_new * R_new).sum())
+    rho = (f - f_new) / pred if pred > 0 else -1.0
+    xnorm = math.sqrt(sum(float((u * u).sum()) for u in run.U) + float((run.C * run.C).sum()))
+    pnorm = float(torch.linalg.norm(pvec))
+    if not (f_new < f and rho > rules.min_gain_ratio and math.isfinite(f_new)):
+        run.no_progress += 1
+        run.lam, run.nu = run.lam * run.nu, run.nu * 2.0
+        run.hist.append(run.hist[-1])
+        return ""
+    rel_dec = (f - f_new) / f if f > 0 else 0.0
+    run.no_progress = run.no_progress + 1 if rel_dec < rules.no_progress_decrease else 0
+    run.accepted += 1
+    run.set_model(U_new, C_new)
+    run.f = min(0.5 * float((run.Rt * run.Rt).sum()), f)
+    run.lam = run.lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)  # Nielsen's update
+    run.nu, run.need_grad = 2.0, True
+    run.hist.append(min(math.sqrt(2 * run.f), run.hist[-1]))
+    if pnorm < tol_step * xnorm and gn_flat(run.hist, rules):
+        # a tiny step with the error no longer falling; forced by a large damping, it is not convergence
+        run.linearize(0)
+        return "converged" if run.gnorm < math.sqrt(tol) else "stalled"
+    return ""
+
+
+def _stalled(run: _GNRun, stall_iter: int, slow_window: int, rules: StoppingRules) -> bool:
+    """No progress for ``stall_iter`` iterations, a slow window, or a damping that exploded."""
+    h = run.hist
+    slow = slow_window > 0 and len(h) > slow_window and error_fall(h, slow_window) < rules.slow_fall
+    return run.no_progress >= stall_iter or slow or not math.isfinite(run.lam) or run.lam > rules.max_damping
 
 
 def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, max_iter: int = 200,
                tol: float = 1e-12, tol_step: float | None = None, damping: float = 1e-3,
                cg_max_iter: int = 25, cg_tol: float = 1e-6, dense_max: int = DENSE_MAX,
-               stall_iter: int = 25, slow_window: int = 0, time_limit: float | None = None,
+               stall_iter: int = STOPPING.stall_iter, slow_window: int = 0, time_limit: float | None = None,
                progress: Callable[[float], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> NLSResult:
+               should_stop: Callable[[], bool] | None = None, rules: StoppingRules = STOPPING) -> NLSResult:
     """Refine a BT model of T by Gauss-Newton with Levenberg-Marquardt damping.
 
     Parameters
@@ -391,8 +425,10 @@ def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, m
         Gauss-Newton iterations (accepted and rejected steps).
     tol : float
         First-order tolerance: stop "converged" when ||J^T r|| / ||T||^2 < tol. An accepted step with
-        ||p|| / ||x|| < ``tol_step`` (default: tol) ends the run too, "converged" only when the gradient
-        there is below sqrt(tol) (a tiny step forced by a large damping is not convergence: "stalled").
+        ||p|| / ||x|| < ``tol_step`` (default: tol) ends the run too once the error no longer falls,
+        "converged" only when the gradient there is below sqrt(tol) (a tiny step forced by a large
+        damping is not convergence: "stalled"). Both tests count only with the error no longer
+        falling (``rules.flat_fall``), so never at the first iteration.
     damping : float
         Initial Levenberg-Marquardt damping, relative to the largest diagonal entry of J^T J.
     cg_max_iter, cg_tol : int, float
@@ -400,108 +436,62 @@ def nls_refine(T: torch.Tensor, U: Sequence[torch.Tensor], C: torch.Tensor, *, m
     dense_max : int
         Up to this many parameters the damped Gramian is assembled and solved directly.
     stall_iter : int
-        Consecutive iterations without a relative decrease of f above 1e-14 after which the fit is
-        "stalled" (when the gradient is not below tol).
+        Consecutive iterations without a relative decrease of f above ``rules.no_progress_decrease``
+        after which the fit is "stalled" (when the gradient is not below tol).
     slow_window : int
-        When > 0: "stalled" once the error fell by less than 0.1% over the last ``slow_window``
-        iterations (a swamp inside Gauss-Newton; 0 disables the test).
+        When > 0: "stalled" once the error fell by less than ``rules.slow_fall`` over the last
+        ``slow_window`` iterations (a swamp inside Gauss-Newton; 0 disables the test).
     time_limit : float, optional
-        Wall-clock seconds after which the run ends: "stalled" when the error fell by less than 1% over
-        the last 10 iterations, else "max_iter".
+        A wall-clock safety cap in seconds: the run ends with status "time_limit" (not reproducible:
+        every other budget counts iterations).
     progress : callable(rel_error), optional
         Called once per iteration with the current relative error.
     should_stop : callable() -> bool, optional
         Polled before each iteration; True ends the fit with status "stopped".
+    rules : StoppingRules
+        The thresholds of the stopping tests.
     """
     t_end = None if time_limit is None else time.perf_counter() + float(time_limit)
     tol_step = tol if tol_step is None else tol_step
     T = T.detach().to(torch.float64)
-    d = T.dim()
-    if len(U) != d:
-        raise ValueError(f"need d = {d} factors, got {len(U)}")
-    N = C.shape[0]
-    ranks = tuple(C.shape[1:])
-    for k in range(d):
-        if tuple(U[k].shape) != (N, T.shape[k], ranks[k]):
-            raise ValueError(f"U[{k}] has shape {tuple(U[k].shape)}, expected {(N, T.shape[k], ranks[k])}")
+    _check_start(T, U, C)
     tn = float(torch.linalg.norm(T))
     if tn == 0.0:
-        Uo, Co = _orthonormalize([u.detach().to(torch.float64) for u in U], torch.zeros_like(C, dtype=torch.float64))
+        Uo, Co = orthonormalize([u.detach().to(torch.float64) for u in U], torch.zeros_like(C, dtype=torch.float64))
         return NLSResult(Uo, Co, [0.0], "converged", 0, 0.0, 0.0)
     Tn = T / tn
-    U, C = _orthonormalize([u.detach().to(torch.float64) for u in U], C.detach().to(torch.float64) / tn)
-    Rt = bt_dense(U, C) - Tn
-    f = 0.5 * float((Rt * Rt).sum())
-    hist = [math.sqrt(2 * f)]
-    lam, nu, status, it, accepted, cg_total, no_progress = None, 2.0, "max_iter", 0, 0, 0, 0
-    gnorm, need_grad, op, gvec, Hd = math.inf, True, None, None, None
-    for it in range(1, max_iter + 1):
-        if need_grad:
-            op, gvec, gnorm, Hd = _linearize(Rt, U, C, dense_max)
-            need_grad = False
-            # the gradient test, unless the last step still halved the error: on an exact structure
-            # (zero residual) an ill-conditioned Jacobian meets it at errors of 1e-5 while Gauss-Newton is
-            # converging fast; at a noisy target's minimum the error no longer falls
-            if gnorm < tol and not (len(hist) > 1 and 1e-13 < hist[-1] < 0.5 * hist[-2]):
-                status, it = "converged", it - 1
+    run = _GNRun(Tn, [], C, Tn, 0.0, [])
+    run.set_model([u.detach().to(torch.float64) for u in U], C.detach().to(torch.float64) / tn)
+    run.f = 0.5 * float((run.Rt * run.Rt).sum())
+    run.hist.append(math.sqrt(2 * run.f))
+    status, it = "max_iter", max_iter
+    for i in range(1, max_iter + 1):
+        if run.need_grad:
+            run.linearize(dense_max)
+            if _first_order(run, tol, rules):
+                status, it = "converged", i - 1
                 break
-            if lam is None:
-                diag_max = max(max(float(torch.diagonal(op.G[k][torch.arange(N), torch.arange(N)], dim1=-2,
-                                                        dim2=-1).max()) for k in range(d)), 1.0)
-                lam = damping * diag_max
+            if run.lam is None:
+                run.lam = _initial_damping(run, damping)
         if should_stop is not None and should_stop():
-            status, it = "stopped", it - 1
+            status, it = "stopped", i - 1
             break
         if t_end is not None and time.perf_counter() > t_end:
-            status, it = ("stalled" if error_fall(hist) < 0.01 else "max_iter"), it - 1
+            status, it = "time_limit", i - 1
             break
-        pvec, Hp, nit = _step(op, gvec, Hd, lam, cg_tol, cg_max_iter)
-        cg_total += nit
-        pred = -(float((gvec * pvec).sum()) + 0.5 * float((pvec * Hp).sum()))
-        dU, dC = op.split(pvec)
-        U_new = [U[k] + dU[k][0] for k in range(d)]
-        C_new = C + dC[0]
-        R_new = bt_dense(U_new, C_new) - Tn
-        f_new = 0.5 * float((R_new * R_new).sum())
-        rho = (f - f_new) / pred if pred > 0 else -1.0
-        xnorm = math.sqrt(sum(float((u * u).sum()) for u in U) + float((C * C).sum()))
-        pnorm = float(torch.linalg.norm(pvec))
-        if f_new < f and rho > 1e-8 and math.isfinite(f_new):
-            rel_dec = (f - f_new) / f if f > 0 else 0.0
-            no_progress = no_progress + 1 if rel_dec < 1e-14 else 0
-            accepted += 1
-            U, C = _orthonormalize(U_new, C_new)
-            Rt = bt_dense(U, C) - Tn
-            f = min(0.5 * float((Rt * Rt).sum()), f)
-            lam = lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
-            nu, need_grad = 2.0, True
-            hist.append(min(math.sqrt(2 * f), hist[-1]))
-            if progress is not None:
-                progress(hist[-1])
-            if pnorm < tol_step * xnorm:
-                op, gvec, gnorm, Hd = _linearize(Rt, U, C, 0)
-                need_grad = False
-                status = "converged" if gnorm < math.sqrt(tol) else "stalled"
-                break
-        else:
-            no_progress += 1
-            lam, nu = lam * nu, nu * 2.0
-            hist.append(hist[-1])
-            if progress is not None:
-                progress(hist[-1])
-        slow = slow_window > 0 and len(hist) > slow_window and error_fall(hist, slow_window) < 1e-3
-        if no_progress >= stall_iter or slow or not math.isfinite(lam) or lam > 1e30:
-            status = "stalled"
+        ended = _damped_step(run, tol, tol_step, cg_tol, cg_max_iter, rules)
+        if progress is not None:
+            progress(run.hist[-1])
+        if ended or _stalled(run, stall_iter, slow_window, rules):
+            status, it = ended or "stalled", i
             break
-    else:
-        it = max_iter
-    if need_grad:  # the gradient at the returned point (it may have become small on the last step)
-        op, gvec, gnorm, Hd = _linearize(Rt, U, C, 0)
-    if status in ("stalled", "max_iter") and gnorm < tol:
+    if run.need_grad:  # the gradient at the returned point (it may have become small on the last step)
+        run.linearize(0)
+    if status == "stalled" and run.gnorm < tol and gn_flat(run.hist, rules):  # never for a budget cut
         status = "converged"
-    hist[-1] = min(hist[-1], math.sqrt(2 * f))  # the last entry is exact for the returned model
-    return NLSResult([u.contiguous() for u in U], (C * tn).contiguous(), [float(h) for h in hist], status,
-                     it, gnorm, float(hist[-1]), accepted, cg_total)
+    run.hist[-1] = min(run.hist[-1], math.sqrt(2 * run.f))  # the last entry is exact for the returned model
+    return NLSResult([u.contiguous() for u in run.U], (run.C * tn).contiguous(), [float(h) for h in run.hist],
+                     status, it, run.gnorm, float(run.hist[-1]), run.accepted, run.cg_total)
 
 
 def nls_fit(T: torch.Tensor, ranks, N: int, *, starts: int = 4, seed: int = 0, screen_iter: int = 30,
@@ -523,8 +513,6 @@ def nls_fit(T: torch.Tensor, ranks, N: int, *, starts: int = 4, seed: int = 0, s
     ranks = tuple(int(r) for r in ranks)
     scale = float(torch.linalg.norm(T))
     runs = []
-    from .algebraic import algebraic_start  # (it imports this module)
-
     alg = algebraic_start(T, ranks, N, seed=seed)
     if alg is not None:
         res = nls_refine(T, alg[0], alg[1], max_iter=max_iter, tol=tol, progress=progress,

@@ -24,7 +24,8 @@ from ..ring import (TRMatrix, TRSpec, check_dense, grow_bonds, interleaved, norm
                     tr_svd, tr_universal_ranks)
 from ..shapes import pair_modes
 from ..memory import check_allocation
-from .common import AT_PRECISION, FitInfo, check_dtype, check_nonneg, check_seed
+from .fitinfo import AT_PRECISION, FitInfo
+from .inputs import check_dtype, check_nonneg, check_seed
 
 __all__ = ["fit_tr", "cap_tr_ranks"]
 

@@ -16,7 +16,8 @@ from ..formats import TTSpec, normalize_ranks, tt_rank_caps
 from ..shapes import check_modes
 from ..matrices import TTMatrix
 from ..memory import check_allocation
-from .common import _EXACT_BELOW, AT_PRECISION, FitInfo, _as_matrix, _modes, _out_dtype, interleave, scale_of
+from .fitinfo import AT_PRECISION, EXACT_BELOW, FitInfo
+from .inputs import as_matrix, fit_modes, interleave, out_dtype, scale_of
 
 __all__ = ["fit_tt", "cap_tt_ranks"]
 
@@ -44,9 +45,9 @@ def fit_tt(W, in_modes, out_modes, ranks, *, dtype=None, warn: bool = True) -> t
     (error at most sqrt(d-1) times the best TT error) and exact when W has TT structure.
     """
     t0 = time.perf_counter()
-    out_dtype = _out_dtype(W, dtype)
-    Wt = _as_matrix(W)
-    im, om = _modes(Wt, in_modes, out_modes)
+    odt = out_dtype(W, dtype)
+    Wt = as_matrix(W)
+    im, om = fit_modes(Wt, in_modes, out_modes)
     d = len(im)
     requested = (1,) + normalize_ranks(ranks, d, tt=True) + (1,)
     rk, notes = cap_tt_ranks(im, om, ranks)
@@ -77,12 +78,12 @@ def fit_tt(W, in_modes, out_modes, ranks, *, dtype=None, warn: bool = True) -> t
     cores.append(rest.reshape(r_prev, im[-1], om[-1], 1))
     actual.append(1)
     out = [c * scale if k == 0 and scale > 0 else c for k, c in enumerate(cores)]
-    M = TTMatrix([c.to(out_dtype) for c in out])
+    M = TTMatrix([c.to(odt) for c in out])
     if norm == 0:
         err = 0.0
     else:
         err = math.sqrt(discarded) / norm
-        if err < _EXACT_BELOW * 10:
+        if err < EXACT_BELOW * 10:
             dense = TTMatrix(cores).to_dense()
             err = float(torch.linalg.norm(Wt - dense)) / norm
     info = FitInfo(format="TT", method="TT-SVD", relative_error=err, errors=[err], iterations=0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..shapes import check_positive_int
 from ..matrices import BTMatrix
 from .bt import fit_bt
-from .common import FitInfo
+from .fitinfo import FitInfo
 
 __all__ = ["fit_tucker", "fit_cp"]
 

@@ -1,4 +1,4 @@
-"""Tests of btcore.decompose.common: FitInfo, interleave, relative_error, input checks, public names."""
+"""Tests of btcore.decompose.fitinfo and .inputs: FitInfo, interleave, relative_error, input checks, public names."""
 
 import math
 
@@ -9,7 +9,7 @@ import torch
 import btcore
 from btcore import BTMatrix
 from btcore.decompose import AT_PRECISION, FitInfo, fit_bt, fit_tt, fit_tucker, relative_error
-from btcore.decompose.common import STATUSES
+from btcore.decompose.fitinfo import STATUSES
 from decompose_cases import bt_dense as _bt
 
 
@@ -95,4 +95,4 @@ def test_fit_info_status_fields_and_stalled_text():
     info = FitInfo(format="BT", method="ALS", relative_error=0.2, status="stalled")
     assert "stalled" in info.error_text and "restarts" in info.error_text
     assert info.history is info.errors and info.phases == [] and math.isnan(info.grad_norm)
-    assert set(STATUSES) == {"converged", "stalled", "max_iter", "stopped"}
+    assert set(STATUSES) == {"converged", "stalled", "max_iter", "stopped", "time_limit"}

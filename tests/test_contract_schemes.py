@@ -1,5 +1,6 @@
 """Every scheme of btcore.contract against the dense product (float64, forward and gradients), the planner."""
 
+import sys
 from dataclasses import replace
 
 import pytest
@@ -186,3 +187,18 @@ def test_a_scheme_added_to_the_registry_is_planned_run_and_differentiated(monkey
     want = torch.autograd.grad((x @ base.reconstruct_tensors(M.spec, ts2)).sum(), ts2)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_a_new_scheme_is_one_new_module(tmp_path, monkeypatch):
+    """The registry collects every module of the schemes package: a scheme needs no other file."""
+    (tmp_path / "twin.py").write_text(
+        "from btcore.contract.schemes.path import PathScheme\n"
+        "class TwinScheme(PathScheme):\n"
+        "    name = 'twin'\n"
+        "    order = 50\n"
+        "TWIN = TwinScheme()\n")
+    monkeypatch.setattr(schemes, "__path__", list(schemes.__path__) + [str(tmp_path)])
+    found = schemes._discover()
+    assert list(found) == ["path", "chain", "fold", "dense", "twin"]  # by order: 0, 1, 2, 3, 50
+    assert type(found["twin"]).__name__ == "TwinScheme"
+    sys.modules.pop("btcore.contract.schemes.twin", None)

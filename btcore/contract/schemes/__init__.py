@@ -6,24 +6,35 @@
 * :mod:`~btcore.contract.schemes.dense`: reconstruct W, then one GEMM.
 
 Each module defines one :class:`~btcore.contract.schemes.base.Scheme` object (plans, run, forward,
-backward, cost). Adding a scheme is one new module here plus its entry in :data:`SCHEMES`; nothing
-else names a scheme (the planner, ``matmul`` and the autograd Function look schemes up here).
+backward, cost, and its ``order`` among the candidates). The registry collects every module of this
+package, so adding a scheme is one new module here; nothing else names a scheme (the planner,
+``matmul`` and the autograd Function look schemes up here).
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from ...formats import DenseSpec
 from ...plan import ContractionPlan, optimal_plan
 from .base import Scheme
-from .chain import CHAIN
-from .dense import DENSE
-from .fold import FOLD
-from .path import PATH
 
 __all__ = ["SCHEMES", "scheme_of", "candidates"]
 
+
+
+def _discover() -> dict[str, Scheme]:
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "base":
+            module = importlib.import_module(f"{__name__}.{info.name}")
+            found += [v for v in vars(module).values() if isinstance(v, Scheme)]
+    return {s.name: s for s in sorted(found, key=lambda s: (s.order, s.name))}
+
+
 #: The registry: every scheme by name, in the order the planner lists (and breaks ties among) candidates.
-SCHEMES: dict[str, Scheme] = {s.name: s for s in (PATH, CHAIN, FOLD, DENSE)}
+SCHEMES: dict[str, Scheme] = _discover()
 
 
 def scheme_of(plan: ContractionPlan) -> Scheme:

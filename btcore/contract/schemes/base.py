@@ -78,6 +78,9 @@ class Scheme:
     name: str = ""
     #: The ``matmul(method=...)`` values under which the planner considers this scheme.
     methods: frozenset = frozenset()
+    #: Position among the candidates: the planner lists schemes in this order and, at equal modelled
+    #: cost, keeps the first.
+    order: int = 100
 
     def plans(self, spec, batch: int) -> list[ContractionPlan]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -256,6 +256,7 @@ class ChainScheme(Scheme):
     """The chain of a BT spec with d >= 2: one mode at a time, every step a GEMM on views."""
 
     name = "chain"
+    order = 1
     methods = frozenset({"contract", "auto"})
 
     def plans(self, spec, batch: int) -> list[ContractionPlan]:

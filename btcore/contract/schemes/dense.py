@@ -19,6 +19,7 @@ class DenseScheme(Scheme):
     """Form W (the plan of :func:`btcore.plan.plan_reconstruct`), then one GEMM with x."""
 
     name = "dense"
+    order = 3
     methods = frozenset({"dense", "auto"})
 
     def plans(self, spec, batch: int) -> list[ContractionPlan]:

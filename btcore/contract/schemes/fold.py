@@ -161,6 +161,7 @@ class FoldScheme(Scheme):
     """Every GEMM-shaped fold of a BT spec with d >= 2: a suffix or a prefix of the modes folded into G."""
 
     name = "fold"
+    order = 2
     methods = frozenset({"contract", "auto"})
 
     def plans(self, spec, batch: int) -> list[ContractionPlan]:

@@ -22,6 +22,7 @@ class PathScheme(Scheme):
     """The opt_einsum candidate paths within ``slack`` times the fewest multiply-adds (at most ``limit``)."""
 
     name = "path"
+    order = 0
     methods = frozenset({"contract", "auto", "path"})
 
     def __init__(self, slack: float = 1.5, limit: int = 4):

@@ -215,8 +215,8 @@ class SequencesTask(ActionTask):
 
     Parameters
     ----------
-    data_source : path or bytes
-        The archive; a path is resolved inside ``root`` when ``root`` is given.
+    data_source : path or bytes, optional
+        The archive (None: no data yet, for reading configurations); a path is resolved inside ``root`` when ``root`` is given.
     root : path, optional
         The data root (the app's); None: the path is read as given (the command line).
     in_modes : tuple of int, optional
@@ -230,6 +230,7 @@ class SequencesTask(ActionTask):
     work; ``frames`` and ``features`` are the archive's T and D.
     """
 
+    data_source: object = None
     root: str | None = None
     in_modes: tuple | None = None
     max_bytes: int = MAX_SEQUENCE_BYTES
@@ -239,6 +240,8 @@ class SequencesTask(ActionTask):
 
     def __post_init__(self):
         source = self.data_source
+        if source is None:  # no data yet: the task still names its metric and reads model configurations
+            return
         if not isinstance(source, (bytes, bytearray, memoryview)):
             source = str(resolve_npz_path(source, self.root) if self.root is not None else Path(source).expanduser())
             object.__setattr__(self, "data_source", source)
@@ -267,6 +270,8 @@ class SequencesTask(ActionTask):
 
     def load(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         """``(X, y, classes)`` of the archive (:func:`load_sequences`)."""
+        if self.data_source is None:
+            raise ValueError("sequences: no data; give a .npz of X (n, T, D) and y (n,) as data_source")
         return load_sequences(self.data_source, max_bytes=self.max_bytes, where=self._where)
 
     def data(self, seed: int):
@@ -277,6 +282,8 @@ class SequencesTask(ActionTask):
 
     def data_bytes(self) -> dict[str, int]:
         """The bytes the sequences hold in memory (float32), keyed by ``--data``."""
+        if self.data_source is None:
+            return {}
         head = sequence_header(self.data_source, max_bytes=self.max_bytes, where=self._where)
         return {"--data": head.n * (4 * head.steps * head.features + 8)}
 

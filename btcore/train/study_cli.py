@@ -43,9 +43,13 @@ def _formats(args) -> list[str]:
 def _budgets(args) -> list[int]:
     if args.budgets is None:
         raise ValueError("--budgets: the study needs input-map parameter budgets, e.g. --budgets 1000,3000,10000")
-    budgets = list(parse_ints(args.budgets, "--budgets"))
-    if any(b < 1 for b in budgets):
-        raise ValueError(f"--budgets: every budget must be a positive number of parameters, got {args.budgets}")
+    try:
+        budgets = [int(t) for t in args.budgets.split(",")]
+    except ValueError:
+        budgets = []
+    if not budgets or any(b < 1 for b in budgets):
+        raise ValueError(f"--budgets: give a comma list of positive whole numbers of parameters (1000,3000,10000), "
+                         f"got {args.budgets!r}")
     return budgets
 
 

@@ -190,10 +190,11 @@ def recommend(rows: Sequence[StudyRow], budget: int | None, higher_is_better: bo
 def _format_config(task: Task, kind: str, controls: dict, r: int, blocks: int):
     dense = task.model_config("dense", **controls)
     ranks = format_ranks(kind, dense.in_modes, dense.out_modes, r)
+    uniform = (lambda rs: r if all(x == r for x in rs) else tuple(rs))  # noqa: E731  (names read "R=4", not "R=(4, 4)")
     if kind == "tt":
-        extra = {"tt_ranks": ranks[1:-1] if len(ranks) == len(dense.in_modes) + 1 else ranks}
+        extra = {"tt_ranks": uniform(ranks)}
     elif kind == "bt":
-        extra = {"rank": ranks, "blocks": blocks}
+        extra = {"rank": uniform(ranks), "blocks": blocks}
     else:  # a further format: one uniform rank for whichever rank control it reads
         extra = {"rank": r, "tt_ranks": r, "blocks": blocks}
     return task.model_config(kind, **{**controls, **extra})

@@ -22,6 +22,7 @@ import torch
 
 from ..array_files import check_declared, npy_header
 from ..clips import resolve_data_path
+from ..data import ClipSet
 from ..shapes import check_positive_int, factorize
 from .action import ActionTask, model_config
 from .base import Batch
@@ -43,38 +44,20 @@ class SequenceHeader:
     nbytes: int
 
 
-class SequenceSet:
-    """Sequences in memory: ``x`` (n, T, D) float32 and ``y`` (n,) int64; ``len()``, :meth:`get`, ``classes``."""
+class SequenceSet(ClipSet):
+    """Sequences in memory: a :class:`~btcore.data.ClipSet` whose frames are ``D`` features, not pictures.
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, classes: int, source: str = "memory"):
-        self.x, self.y, self._classes, self.source = x, y, int(classes), source
+    ``x`` (n, T, D) float32, ``y`` (n,) int64 (checked by :func:`load_sequences`); ``frame_shape``
+    is ``(1, 1, D)``, the classes are named ``"0"`` .. ``"K-1"``.
+    """
 
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
+    def __post_init__(self):  # a picture's frame-shape rules (sides of 8 to 4,096 pixels) do not apply
+        self.class_names = tuple(self.class_names)
 
-    @property
-    def frames(self) -> int:
-        return int(self.x.shape[1])
-
-    @property
-    def features(self) -> int:
-        return int(self.x.shape[2])
-
-    @property
-    def classes(self) -> int:
-        return self._classes
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return tuple(str(k) for k in range(self._classes))
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self.y.numpy()
-
-    def get(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
-        return self.x[idx], self.y[idx]
+    @classmethod
+    def of(cls, x: torch.Tensor, y: torch.Tensor, classes: int, source: str = "memory") -> "SequenceSet":
+        """The set of ``x`` and ``y`` with ``classes`` classes."""
+        return cls(x, y, (1, 1, int(x.shape[2])), tuple(str(k) for k in range(int(classes))), source)
 
 
 def resolve_npz_path(path, root) -> Path:
@@ -278,7 +261,7 @@ class SequencesTask(ActionTask):
         """``(train, val)`` :class:`SequenceSet` s: a stratified split drawn with ``seed``."""
         x, y, classes = self.load()
         tr, va = split_sequences(y, 0.25 if self.val_fraction is None else self.val_fraction, seed)
-        return (SequenceSet(x[tr], y[tr], classes, "train"), SequenceSet(x[va], y[va], classes, "val"))
+        return SequenceSet.of(x[tr], y[tr], classes, "train"), SequenceSet.of(x[va], y[va], classes, "val")
 
     def data_bytes(self) -> dict[str, int]:
         """The bytes the sequences hold in memory (float32), keyed by ``--data``."""

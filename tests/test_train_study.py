@@ -153,3 +153,22 @@ def test_torchrun_gathers_the_single_process_summary(capsys):
     assert d["world_size"] == 2 and s["world_size"] == 1
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]  # noqa: E731
     assert strip(d["summary"]) == strip(s["summary"]) and len(s["summary"]) >= 3
+
+
+def test_cli_compress_and_fine_tune(tmp_path, capsys):
+    dense = tmp_path / "dense"
+    assert main(["--model", "dense", *CLI, "--out", str(dense), "--checkpoint"]) == 0
+    ckpt = next(dense.glob("*.pt"))
+    capsys.readouterr()
+    out = tmp_path / "study"
+    assert main(["--study", "formats", "--budgets", "300", "--formats", "bt", "--sweep-blocks", "1", *CLI,
+                 "--compress-from", str(ckpt), "--finetune-epochs", "1", "--out", str(out)]) == 0
+    rows = _json(capsys.readouterr().out)[-1]["summary"]
+    assert [r["phase"] for r in rows] == ["trained", "trained", "compressed", "finetuned"]
+    assert all(r["params"] <= 300 for r in rows[1:]) and rows[2]["fit_error"] > 0
+    assert {p.name for p in out.iterdir()} >= {"study.json", "recommended.pt", "recommended.py"}
+    bt = tmp_path / "bt"
+    assert main(["--model", "bt", *CLI, "--out", str(bt), "--checkpoint"]) == 0
+    capsys.readouterr()
+    assert main(["--study", "formats", "--budgets", "300", *CLI, "--compress-from", str(next(bt.glob("*.pt")))]) == 2
+    assert "give a dense model" in capsys.readouterr().err

@@ -449,7 +449,10 @@ def _study(plan: _Plan) -> int:
     def base(classes):
         dense = dataclasses.replace(plan, kinds=["dense"], args=argparse.Namespace(**{**vars(a), "sweep_ranks": None,
                                                                                       "sweep_blocks": None}))
-        return _configs(dense, classes, plan.device)[0], \
+        device = plan.device  # under torchrun each rank trains its share on its own GPU
+        if plan.world > 1 and device in ("cuda", "auto") and torch.cuda.is_available():
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        return _configs(dense, classes, device)[0], \
             _controls(a, None, None, classes)
 
     try:

@@ -242,14 +242,16 @@ def plan_study(task: Task, budgets: Sequence[int], formats: Sequence[str] | None
     add("dense", "dense", None, "trained", task.model_config("dense", **controls))
     for b in sorted(set(budgets)):
         for f in formats:
+            fits = []
             for n in (bt_blocks if f == "bt" else [bt_blocks[0]]):
                 r = rank_for_budget(lambda k: _format_config(task, f, controls, k, n).input_map_params(), b)
+                fits.append(r is not None)
                 if r is None:
                     notes.append(f"{f.upper()}{f' N={n}' if f == 'bt' else ''}: no ranks fit {b:,} parameters")
                     continue
                 cfg = _format_config(task, f, controls, r, n)
                 add(f"{cfg.describe()} @{b:,}", f, b, "trained", cfg, n if f == "bt" else None)
-            if compress_from and f in COMPRESS_FORMATS:
+            if compress_from and f in COMPRESS_FORMATS and fits[0]:  # compressed at the first N, as trained
                 add(f"{f.upper()} compressed @{b:,}", f, b, "compressed", None, bt_blocks[0] if f == "bt" else None)
     return jobs, notes
 
@@ -275,12 +277,17 @@ def _row(job: StudyJob, phase: str, model_cfg, status: str, metrics: dict, task:
                     speed, float(seconds), status, job.index, fit_error=fit_error)
 
 
-def _dense_model(compress_from, task: Task) -> nn.Module:
+def _dense_model(compress_from) -> nn.Module:
+    """The dense model to compress: a module, a :class:`~btcore.train.TrainResult`'s, or a checkpoint's."""
+    if isinstance(getattr(compress_from, "model", None), nn.Module):
+        compress_from = compress_from.model  # a TrainResult
     if isinstance(compress_from, nn.Module):
-        return compress_from
-    model, cfg, _ = load_checkpoint(compress_from)
-    if cfg.model.kind != "dense":
-        raise ValueError(f"compress_from {compress_from}: holds a {cfg.model.kind.upper()} model; give a dense one")
+        model, where = compress_from, "compress_from"
+    else:
+        model, where = load_checkpoint(compress_from)[0], f"compress_from {compress_from}"
+    kind = getattr(getattr(model, "config", None), "kind", "dense")
+    if kind != "dense":
+        raise ValueError(f"{where}: holds a {kind.upper()} model; give a dense one")
     return model
 
 
@@ -318,7 +325,8 @@ def run_study(task: Task, jobs: Sequence[StudyJob], budgets: Sequence[int], *, t
     Trained jobs go through :func:`~btcore.train.compare` one after another on the same seeded
     batches; the trainer's events go to ``callback``; ``progress(done, total)`` after each job.
     ``should_stop`` ends the study: finished jobs are kept, the interrupted one is dropped and
-    ``stopped`` is set. ``compress_from``: a dense model or a checkpoint path, for "compressed" jobs.
+    ``stopped`` is set. ``compress_from``: a dense model, a :class:`~btcore.train.TrainResult` or a checkpoint path
+    (:func:`~btcore.train.save_checkpoint`), for the "compressed" jobs.
     """
     should_stop = should_stop or never_stop
     rank, world = share
@@ -326,7 +334,7 @@ def run_study(task: Task, jobs: Sequence[StudyJob], budgets: Sequence[int], *, t
     base = next(j.config for j in jobs if j.config is not None)
     if train_data is None:
         train_data, val_data = task.data(base.seed)
-    dense = _dense_model(compress_from, task) if any(j.phase == "compressed" for j in mine) else None
+    dense = _dense_model(compress_from) if any(j.phase == "compressed" for j in mine) else None
     rows: list[StudyRow] = []
     models, configs = {}, {}
     stopped = False

@@ -84,7 +84,7 @@ def test_study_runs_reproduces_and_exports(tmp_path):
     scope = {}
     exec(a.export_code(weights_file=str(tmp_path / "model.pt")), scope)
     x = torch.randn(2, 4, 64)
-    model = a.models[rec.run].eval()
+    model = a.models[rec.run].cpu().eval()  # trained on the default device
     torch.testing.assert_close(scope["model"].eval()(x), model(x))
     assert json.loads(json.dumps(a.to_dict()))["recommended"] == rec.run
 

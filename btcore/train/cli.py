@@ -345,9 +345,9 @@ def _check(argv) -> _Plan:
     _check_sizes(args, kinds, frame)
     device = str(_flag("--device", check_device, args.device, "--device"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and synthetic and min(args.batch, args.train_size or SyntheticActions().train_size) % world:
+    if world > 1 and synthetic and not args.study and min(args.batch, args.train_size or SyntheticActions().train_size) % world:
         raise CliError(f"--batch: {args.batch} must be divisible by the {world} processes of torchrun")
-    _flag("--study", check_study_flags, args, task, _controls(args, None, None, len(ACTION_NAMES)))
+    _flag("--study", check_study_flags, args, task, _study_controls(args, len(ACTION_NAMES)))
     if not synthetic and task.name != "sequences":
         root = Path(args.data).expanduser()
         if not root.is_dir():
@@ -438,6 +438,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             claim.release()
 
 
+def _study_controls(args, classes: int) -> dict:
+    """The model controls of a study's every run (its modes included), from the flags."""
+    in_modes = parse_ints(args.in_modes, "--in-modes") if args.in_modes else None
+    hidden_modes = parse_ints(args.hidden_modes, "--hidden-modes") if args.hidden_modes else None
+    return _controls(args, in_modes, hidden_modes, classes)
+
+
 def _study(plan: _Plan) -> int:
     """The format study of the checked command (:mod:`~btcore.train.study_cli`)."""
     a = plan.args
@@ -451,9 +458,8 @@ def _study(plan: _Plan) -> int:
                                                                                       "sweep_blocks": None}))
         device = plan.device  # under torchrun each rank trains its share on its own GPU
         if plan.world > 1 and device in ("cuda", "auto") and torch.cuda.is_available():
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        return _configs(dense, classes, device)[0], \
-            _controls(a, None, None, classes)
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+        return _configs(dense, classes, device)[0], _study_controls(a, classes)
 
     try:
         return study_main(a, plan.task, base, lambda obj: rank == 0 and print(json_line(obj), flush=True))

@@ -154,9 +154,10 @@ def _parser() -> argparse.ArgumentParser:
                    "turns, a step each, on the same batches, so their curves grow together)")
     g = p.add_argument_group("format study")
     g.add_argument("--study", default=None, choices=STUDIES, help="formats: dense once, then every factorized "
-                   "format (or --formats) at each of --budgets, ranks filling the budget (--sweep-blocks: BT's N grid)")
+                   "format (or --formats) at each of --budgets, ranks filling the budget (--sweep-blocks: BT's N grid); under "
+                   "torchrun the runs are split across the ranks and rank 0 prints the summary")
     g.add_argument("--budgets", default=None, help="input-map parameter budgets, e.g. 1000,3000,10000")
-    g.add_argument("--formats", default=None, help="factorized formats to compare, e.g. tt,bt (default: all)")
+    g.add_argument("--formats", default=None, help="factorized formats to compare, e.g. tt,bt; unset: all")
     g.add_argument("--compress-from", default=None, help="a dense model's checkpoint (.pt): also compress it at "
                    "each budget, evaluate it, and fine-tune it for --finetune-epochs")
     g.add_argument("--finetune-epochs", type=_int(0), default=None, help="epochs of fine-tuning after compression")

@@ -66,7 +66,40 @@ class StudyJob:
 
 @dataclass
 class StudyRow:
-    """One result: a model's format, ranks, size, metric and speed, and whether it is on the front / recommended."""
+    """One result: a model's format, ranks, size, metric and speed, and whether it is on the front / recommended.
+
+    Fields
+    ------
+    run : str
+        The model's name (unique in the study), e.g. ``"BT-LSTM (R=4, N=2) @3,000"``.
+    format : str
+        ``"dense"``, ``"tt"``, ``"bt"`` (or a further format of :data:`btcore.rnn.KINDS`).
+    phase : str
+        ``"trained"`` (trained in its format), ``"compressed"`` (the dense model fitted, not trained
+        since) or ``"finetuned"`` (compressed, then trained ``finetune_epochs``).
+    budget : int or None
+        The input-map parameter budget it was sized for (None: the dense model).
+    ranks : list of int or None
+        The format's ranks (TT: r_0..r_d with the boundary 1s; BT: the per-mode Tucker ranks).
+    blocks : int or None
+        BT's block count N.
+    params, total_params : int
+        Input-map parameters (bias excluded) / all of the model's parameters.
+    val_metric, val_loss : float
+        The task's metric (:attr:`StudyResult.metric`) and loss on the validation data, at the end.
+    examples_per_s : float or None
+        Median training examples per second (timing: differs between machines).
+    seconds : float
+        The run's own seconds (timing).
+    status : str
+        The run's end: "done", "stalled", "diverged".
+    job : int
+        The index of the job that made it (the torchrun assignment: job ``i`` on rank ``i % K``).
+    pareto, recommended : bool
+        On the front of metric vs params within its phase / the study's recommendation.
+    fit_error : float or None
+        Compressed rows: the largest relative Frobenius error of the fitted layers.
+    """
 
     run: str
     format: str

@@ -108,6 +108,8 @@ def _check_dense_checkpoint(path, task: Task, controls: dict) -> None:
 
 def _gather(result: StudyResult, world: int, rank: int) -> tuple[StudyResult | None, bytes | None]:
     """Rank 0's merged study and the recommended model's weights (from whichever rank trained it)."""
+    for model in result.models.values():
+        model.cpu()  # pickled for rank 0, which may not have this rank's device
     tdist.init_process_group("gloo", timeout=datetime.timedelta(hours=6))
     parts = [None] * world if rank == 0 else None
     tdist.gather_object(result, parts, dst=0)  # rows and model weights travel pickled, within the job

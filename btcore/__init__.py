@@ -12,7 +12,8 @@ Public API, each name re-exported here from its home module (see each module for
 * matrices: :class:`BTMatrix`, :class:`TTMatrix`; ring: :class:`TRMatrix` (and TR-SVD)
 * contract: :func:`matmul`, :func:`plan_matmul` and :func:`planner_choice` (the scheme the timed planner runs)
 * layers: :class:`BTLinear`, :class:`TTLinear`; rnn: LSTM/GRU cells and layers;
-  classifier: :class:`ClassifierConfig`, :class:`SequenceClassifier`, :func:`ucf11_config`
+  classifier: :class:`ClassifierConfig`, :class:`SequenceClassifier`, :func:`ucf11_config`;
+  compress: :func:`compress` (a trained model's dense maps refitted as TT/BT layers)
 * decompose: :func:`fit_bt`, :func:`fit_tt`, :func:`fit_tucker`, :func:`fit_cp`, :func:`relative_error`;
   :func:`suggest_formats` (format and rank advisor) and :func:`recommended`
 * target_matrices: :func:`make_target` and the generators of target matrices; images: the shipped
@@ -39,6 +40,7 @@ from .layers import BTLinear, TRLinear, TTLinear
 from .decompose.tr import fit_tr
 from .rnn import GRU, LSTM, GRUCell, LSTMCell
 from .classifier import ClassifierConfig, SequenceClassifier, ucf11_config
+from .compress import compress
 from .decompose import (
     FitInfo, budget_candidates, compare_formats, fit_bt, fit_cp, fit_tt, fit_tucker, interleave, recommended,
     relative_error, suggest_formats,

@@ -4,16 +4,18 @@ The trainer, the race, the sweep and the CLI (``--task``) look tasks up here by 
 a module with a :class:`Task` subclass, added to :data:`TASKS` below.
 
 * :mod:`~btcore.tasks.base`: :class:`Task`, :class:`Chance`;
-* :mod:`~btcore.tasks.action`: :class:`ActionTask` (action recognition, the default).
+* :mod:`~btcore.tasks.action`: :class:`ActionTask` (action recognition, the default);
+* :mod:`~btcore.tasks.sequences`: :class:`SequencesTask` (the user's ``.npz`` sequences).
 """
 
 from .base import Chance, Task, to_device
 from .action import ActionTask
+from .sequences import SequencesTask
 
-__all__ = ["Task", "Chance", "ActionTask", "TASKS", "task_names", "make_task", "to_device"]
+__all__ = ["Task", "Chance", "ActionTask", "SequencesTask", "TASKS", "task_names", "make_task", "to_device"]
 
 #: The registry: task name -> its class (instances take the task's data options as keywords).
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (ActionTask,)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (ActionTask, SequencesTask)}
 
 
 def task_names() -> tuple[str, ...]:

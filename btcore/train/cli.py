@@ -28,6 +28,7 @@ from .config import (MAX_LR, OPTIMIZERS, TrainConfig, check_device, cpu_count, e
 from .io import OutDir, check_out_dir, claim_out_dir, save_results, summary
 from .json_lines import json_line
 from .race import compare
+from .study_cli import STUDIES, check_study_flags, study_main
 from .sweep import sweep_configs
 
 __all__ = ["main", "KINDS"]
@@ -151,6 +152,15 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", action="store_true", help="print a JSON line per step too (default: per epoch)")
     g.add_argument("--sequential", action="store_true", help="train the models one after another (default: in "
                    "turns, a step each, on the same batches, so their curves grow together)")
+    g = p.add_argument_group("format study")
+    g.add_argument("--study", default=None, choices=STUDIES, help="formats: dense once, then every factorized "
+                   "format (or --formats) at each of --budgets, ranks filling the budget (--sweep-blocks: BT's N grid); under "
+                   "torchrun the runs are split across the ranks and rank 0 prints the summary")
+    g.add_argument("--budgets", default=None, help="input-map parameter budgets, e.g. 1000,3000,10000")
+    g.add_argument("--formats", default=None, help="factorized formats to compare, e.g. tt,bt; unset: all")
+    g.add_argument("--compress-from", default=None, help="a dense model's checkpoint (.pt): also compress it at "
+                   "each budget, evaluate it, and fine-tune it for --finetune-epochs")
+    g.add_argument("--finetune-epochs", type=_int(0), default=None, help="epochs of fine-tuning after compression")
     return p
 
 
@@ -315,10 +325,15 @@ def _check_sizes(args, kinds, frame) -> None:
 def _check(argv) -> _Plan:
     """Parse and check every flag; raise :class:`CliError` for the first bad one. Loads nothing."""
     args = _parser().parse_args(argv)
+    if args.data.lower().endswith(".npz"):  # the user's sequences: X (n, T, D), y (n,)
+        if args.task not in ("action", "sequences"):
+            raise CliError(f"--data: a .npz of sequences trains the sequences task, not --task {args.task}")
+        args.task = "sequences"
     synthetic = args.data == "synthetic"
     _check_combinations(args, synthetic)
     frame = _flag("--frame", parse_frame_shape, args.frame)
-    task = _task(args, frame)
+    task = _flag("--data", _task, args, frame)
+    frame = getattr(task, "frame_shape", frame) if task.name == "sequences" else frame
     kinds = [k.strip().lower() for k in args.model.split(",") if k.strip()]
     if not kinds:
         raise CliError("--model: give at least one of dense, tt, bt (a comma list compares them)")
@@ -331,9 +346,10 @@ def _check(argv) -> _Plan:
     _check_sizes(args, kinds, frame)
     device = str(_flag("--device", check_device, args.device, "--device"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and synthetic and min(args.batch, args.train_size or SyntheticActions().train_size) % world:
+    if world > 1 and synthetic and not args.study and min(args.batch, args.train_size or SyntheticActions().train_size) % world:
         raise CliError(f"--batch: {args.batch} must be divisible by the {world} processes of torchrun")
-    if not synthetic:
+    _flag("--study", check_study_flags, args, task, _study_controls(args, len(ACTION_NAMES)))
+    if not synthetic and task.name != "sequences":
         root = Path(args.data).expanduser()
         if not root.is_dir():
             raise CliError(f"--data: {args.data} is not a folder; give 'synthetic' or a clip folder "
@@ -415,10 +431,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             _say_error(exc, 0)
             return 2
     try:
+        if plan.args.study:
+            return _study(plan)
         return _run(plan)
     finally:
         if claim is not None:
             claim.release()
+
+
+def _study_controls(args, classes: int) -> dict:
+    """The model controls of a study's every run (its modes included), from the flags."""
+    in_modes = parse_ints(args.in_modes, "--in-modes") if args.in_modes else None
+    hidden_modes = parse_ints(args.hidden_modes, "--hidden-modes") if args.hidden_modes else None
+    return _controls(args, in_modes, hidden_modes, classes)
+
+
+def _study(plan: _Plan) -> int:
+    """The format study of the checked command (:mod:`~btcore.train.study_cli`)."""
+    a = plan.args
+    set_cpu_threads(a.threads, share=int(os.environ.get("LOCAL_WORLD_SIZE", plan.world)))
+    pin_contraction_rates()
+    keep_memory()
+    rank = int(os.environ.get("RANK", "0"))
+
+    def base(classes):
+        dense = dataclasses.replace(plan, kinds=["dense"], args=argparse.Namespace(**{**vars(a), "sweep_ranks": None,
+                                                                                      "sweep_blocks": None}))
+        device = plan.device  # under torchrun each rank trains its share on its own GPU
+        if plan.world > 1 and device in ("cuda", "auto") and torch.cuda.is_available():
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+        return _configs(dense, classes, device)[0], _study_controls(a, classes)
+
+    try:
+        return study_main(a, plan.task, base, lambda obj: rank == 0 and print(json_line(obj), flush=True))
+    except (ValueError, OSError) as exc:
+        _say_error(exc, rank)
+        return 2
 
 
 def _run(plan: _Plan) -> int:

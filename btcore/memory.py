@@ -75,7 +75,7 @@ def keep_memory(threshold_bytes: int = 1 << 30) -> bool:
     """Ask glibc to keep freed blocks up to ``threshold_bytes`` instead of returning them to the OS.
 
     Large intermediates are otherwise unmapped on free and page-faulted back on the next call
-    (docs/reference.md, "Speed, measured side by side": 137k minor faults per call, 11-22 ms spread
+    (docs/reference.md, "y = x W without forming W": 137k minor faults per call, 11-22 ms spread
     across processes). This changes the whole process's allocator, so it is opt-in: the
     benchmarks and the training CLI call it. Returns False where glibc's ``mallopt`` is missing.
     """

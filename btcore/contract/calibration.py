@@ -1,6 +1,6 @@
 """The rates the cost model is calibrated with on this machine, and its GEMM and einsum models.
 
-Multiply-adds alone do not predict time (docs/reference.md, "Speed, measured side by side"): a
+Multiply-adds alone do not predict time (docs/reference.md, "y = x W without forming W"): a
 pairwise einsum permutes its operands (memory copies), and small GEMMs run far below the large-GEMM
 rate. So a GEMM of (batch x m x k) @ (k x n) is modelled as
 

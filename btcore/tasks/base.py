@@ -167,17 +167,33 @@ class Task(ABC):
 
     # -- outcomes ------------------------------------------------------------------------------------
     @abstractmethod
-    def chance(self, train_data, val_data, model_config) -> Chance | None:
-        """What :attr:`metric` is for a model that learnt nothing (None: the run is never called stalled)."""
+    def chance(self, train_data, val_data, model_config, *, model: nn.Module | None = None,
+               device: torch.device | str = "cpu") -> Chance | None:
+        """What :attr:`metric` is for a model that learnt nothing (None: the run is never called stalled).
+
+        ``model`` is the run's model before its first step (on ``device``), for a task whose
+        "nothing learnt" level is the model's own score at initialisation.
+        """
 
     def format_metric(self, value: float) -> str:
         """The metric as messages write it."""
         return f"{value:.4g}"
 
+    def step_bytes(self, model_config, batch: int, optimizer: str = "adam") -> dict[str, int] | None:
+        """Estimated bytes ``{"params", "training"}`` of one training step on ``batch`` examples (None: the trainer's own estimate)."""
+        return None
+
+    #: Defaults of the run settings that differ by task (``epochs``, ``batch``, ``hidden``); the trainer's otherwise.
+    defaults: dict = {}
+
     # -- what a page draws beside the curves ---------------------------------------------------------
     @abstractmethod
     def preview(self, model: nn.Module, val_data, *, count: int = 8, device: torch.device | str = "cpu") -> dict:
         """A JSON-able record of the model's output on the first ``count`` validation examples."""
+
+    def result_files(self, model: nn.Module, val_data) -> dict[str, bytes]:
+        """Files a results folder gets for a trained model, by name (``"samples.png"``); written as ``<stem>_<run>.<ext>``."""
+        return {}
 
 
 def to_device(batch: Batch, device) -> Batch:

@@ -25,6 +25,8 @@ from ..shapes import check_choice, factorize, parse_ints, parse_rank, prod
 from ..tasks import Task, make_task, task_names
 from .config import (MAX_LR, OPTIMIZERS, TrainConfig, check_device, cpu_count, estimate_memory, pin_contraction_rates,
                      set_cpu_threads)
+from .cli_tasks import (RUN_DEFAULTS, TASK_HELP, add_task_flags, check_task_flags, make_cli_task, option_error,
+                        task_defaults, train_count)
 from .io import OutDir, check_out_dir, claim_out_dir, save_results, summary
 from .json_lines import json_line
 from .race import compare
@@ -94,13 +96,13 @@ def _parser() -> argparse.ArgumentParser:
                     "folder) and print one JSON line of metrics per epoch, then a summary line. Runs under "
                     "`torchrun --nproc_per_node=K` with DistributedDataParallel (NCCL on GPUs, gloo on CPU).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--task", default=task_names()[0], choices=task_names(),
-                   help="what to train: action = recognise the motion in clips (synthetic or a clip folder)")
+    p.add_argument("--task", default=task_names()[0], choices=task_names(), help=TASK_HELP)
     g = p.add_argument_group("model")
     g.add_argument("--model", default="bt", help="input-map format(s): dense, tt or bt; a comma list (dense,tt,bt) "
                    "trains them one after another for a comparison")
     g.add_argument("--cell", default="lstm", choices=("lstm", "gru"), help="recurrent cell")
-    g.add_argument("--hidden", type=_int(1), default=64, help="hidden size (factorized into --d modes, 64 -> 4x4x2x2)")
+    g.add_argument("--hidden", type=_int(1), default=None, help="hidden size (factorized into --d modes, 64 -> 4x4x2x2; "
+                   "default 64, generation and captioning 128)")
     g.add_argument("--d", type=_int(1), default=4, help="tensor order: number of input and hidden modes")
     g.add_argument("--in-modes", default=None, help="input modes, e.g. 8x8x8x6 (default: factorize(C*H*W, d))")
     g.add_argument("--hidden-modes", default=None, help="hidden modes, e.g. 4x4x4x4 (default: factorize(hidden, d))")
@@ -127,12 +129,15 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--noise", type=_float(0, 1), default=None, help=f"synthetic task: per-frame pixel noise std (default {task.noise})")
     g.add_argument("--val-fraction", type=_float(0, 1, lo_open=True, hi_open=True), default=None,
                    help="clip folder: share of each class's clips held out (default 0.25)")
+    add_task_flags(p, _int, _float)
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optimiser")
     g.add_argument("--lr", type=_float(0, lo_open=True), default=run["lr"], help=f"learning rate, at most {MAX_LR:g}")
     g.add_argument("--weight-decay", type=_float(0), default=0.0, help=f"weight decay, at most {MAX_LR:g}")
-    g.add_argument("--batch", type=_int(1), default=run["batch_size"], help="global batch size (split across DDP processes)")
-    g.add_argument("--epochs", type=_int(1), default=run["epochs"], help="epochs")
+    g.add_argument("--batch", type=_int(1), default=None, help=f"global batch size (split across DDP processes; default "
+                   f"{run['batch_size']}, generation 50)")
+    g.add_argument("--epochs", type=_int(1), default=None, help=f"epochs (default {run['epochs']}, generation 3, "
+                   "captioning 4)")
     g.add_argument("--max-steps", type=_int(1), default=None, help="stop each run after this many steps")
     g.add_argument("--eval-every", type=_int(0), default=0, help="also evaluate every N steps (0: per epoch only)")
     g.add_argument("--clip", type=_float(0), default=1.0, help="gradient-norm clipping (0 disables)")
@@ -199,7 +204,8 @@ def _check_model(args, task: Task, kind: str, frame):
     in_modes = _flag("--in-modes", parse_ints, args.in_modes, "--in-modes") if args.in_modes else None
     hidden_modes = _flag("--hidden-modes", parse_ints, args.hidden_modes, "--hidden-modes") if args.hidden_modes else None
     if in_modes is not None and prod(in_modes) != prod(frame):
-        raise CliError(f"--in-modes: {args.in_modes} multiply to {prod(in_modes):,}, but frames of {args.frame} have "
+        what = f"frames of {args.frame}" if args.task == "action" else f"{args.task} images of {'x'.join(map(str, frame))}"
+        raise CliError(f"--in-modes: {args.in_modes} multiply to {prod(in_modes):,}, but {what} have "
                        f"{prod(frame):,} inputs; give modes whose product is {prod(frame):,}")
     if hidden_modes is not None and prod(hidden_modes) != args.hidden:
         raise CliError(f"--hidden-modes: {args.hidden_modes} multiply to {prod(hidden_modes):,}, not --hidden "
@@ -208,7 +214,7 @@ def _check_model(args, task: Task, kind: str, frame):
         if modes is not None and len(modes) != args.d:
             raise CliError(f"{flag}: {len(modes)} modes but --d {args.d}; give {args.d} modes or set --d {len(modes)}")
     if in_modes is None:
-        _flag("--d", factorize, prod(frame), args.d)
+        _flag("--image-size" if args.image_size is not None else "--d", factorize, prod(frame), args.d)
     if hidden_modes is None:
         _flag("--hidden", factorize, args.hidden, args.d)
     flag = {"bt": "--rank/--blocks", "tt": "--tt-ranks"}.get(kind, f"--model {kind}")
@@ -263,16 +269,22 @@ SIZE_FLAGS = (("frame", "--frame"), ("frames", "--frames"), ("hidden", "--hidden
 def _size_need(args, kinds, sizes: dict) -> tuple[int, int]:
     """``(bytes held at once, bytes of the largest model's weights)`` for the flag values in ``sizes`` (estimated)."""
     frame, frames = sizes["frame"], sizes["frames"]
-    task = make_task(args.task, data_source=args.data, frame_shape=frame, frames=frames,
-                     train_size=sizes["train_size"], val_size=sizes["val_size"])
+    if args.task == "action":
+        task = make_task(args.task, data_source=args.data, frame_shape=frame, frames=frames,
+                         train_size=sizes["train_size"], val_size=sizes["val_size"])
+    else:
+        task = make_cli_task(args, frame, train_size=sizes["train_size"], val_size=sizes["val_size"])
     batch = sizes["batch"]
     if args.data == "synthetic":  # a batch is at most the training split
-        batch = min(batch, sizes["train_size"] or SyntheticActions().train_size)
-    data = sum(task.data_bytes().values()) + 2 * max(batch, 64) * 4 * frames * prod(frame)
+        batch = min(batch, train_count(task, sizes["train_size"]))
+    data = sum(task.data_bytes().values())
     step = weights = 0
     for kind in dict.fromkeys(kinds):
         cfg = task.model_config(kind, **_controls(args, None, None, len(ACTION_NAMES)) | {"hidden": sizes["hidden"]})
-        mem = estimate_memory(cfg, max(batch, 64), frames, optimizer=args.optimizer)
+        mem = task.step_bytes(cfg, max(batch, 64), args.optimizer)
+        if mem is None:  # the classifier's estimate, and the clips of a training and an evaluation batch
+            mem = estimate_memory(cfg, max(batch, 64), frames, optimizer=args.optimizer)
+            data = sum(task.data_bytes().values()) + 2 * max(batch, 64) * 4 * frames * prod(frame)
         step, weights = max(step, mem["training"]), max(weights, mem["params"])
     return data + step, weights
 
@@ -298,7 +310,10 @@ def _check_sizes(args, kinds, frame) -> None:
         return
     need, weights = _size_need(args, kinds, sizes)
     defaults = {"frame": parse_frame_shape(SyntheticActions().frame_shape), "frames": SyntheticActions().frames,
-                "hidden": 64, "batch": 32, "train_size": None, "val_size": None}
+                "train_size": None, "val_size": None, **{k: v for k, v in RUN_DEFAULTS.items() if k != "epochs"},
+                **{k: v for k, v in make_task(args.task).defaults.items() if k != "epochs"}}
+    if args.task != "action":
+        defaults["frame"] = frame
     culprit = next((flag for key, flag in SIZE_FLAGS if sizes[key] != defaults[key]
                     and fits({**sizes, key: defaults[key]})), None)
     named = culprit or "/".join(flag for key, flag in SIZE_FLAGS if sizes[key] != defaults[key]) or "--model"
@@ -315,10 +330,13 @@ def _check_sizes(args, kinds, frame) -> None:
 def _check(argv) -> _Plan:
     """Parse and check every flag; raise :class:`CliError` for the first bad one. Loads nothing."""
     args = _parser().parse_args(argv)
+    task_defaults(args)
+    check_task_flags(args, CliError)
     synthetic = args.data == "synthetic"
     _check_combinations(args, synthetic)
     frame = _flag("--frame", parse_frame_shape, args.frame)
     task = _task(args, frame)
+    frame = task.frame_shape
     kinds = [k.strip().lower() for k in args.model.split(",") if k.strip()]
     if not kinds:
         raise CliError("--model: give at least one of dense, tt, bt (a comma list compares them)")
@@ -331,7 +349,7 @@ def _check(argv) -> _Plan:
     _check_sizes(args, kinds, frame)
     device = str(_flag("--device", check_device, args.device, "--device"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and synthetic and min(args.batch, args.train_size or SyntheticActions().train_size) % world:
+    if world > 1 and synthetic and min(args.batch, train_count(task, args.train_size)) % world:
         raise CliError(f"--batch: {args.batch} must be divisible by the {world} processes of torchrun")
     if not synthetic:
         root = Path(args.data).expanduser()
@@ -344,16 +362,17 @@ def _check(argv) -> _Plan:
 
 
 def _task(args, frame) -> Task:
-    """The task of ``--task`` with its data options from the flags."""
-    return make_task(args.task, data_source=args.data, frame_shape=frame, frames=args.frames, classes=args.classes,
-                     train_size=args.train_size, val_size=args.val_size, noise=args.noise,
-                     val_fraction=args.val_fraction)
+    """The task of ``--task`` with its data options from the flags (an option's error names its flag)."""
+    try:
+        return make_cli_task(args, frame)
+    except ValueError as exc:
+        raise CliError(option_error(str(exc))) from None
 
 
 def _data(plan: _Plan):
     """``(train_set, val_set, classes)`` of the checked command."""
     train_set, val_set = _flag("--data", plan.task.data, plan.args.seed)
-    return train_set, val_set, train_set.classes
+    return train_set, val_set, getattr(train_set, "classes", None)
 
 
 def _configs(plan: _Plan, classes: int, device: str) -> list[TrainConfig]:
@@ -464,7 +483,7 @@ def _run(plan: _Plan) -> int:
     status = 0 if all(r.status in ("done", "stalled") for r in results) else 1  # stalled: finished, learnt nothing
     if a.out and rank == 0:
         try:
-            save_results(results, a.out, checkpoints=a.checkpoint)
+            save_results(results, a.out, checkpoints=a.checkpoint, task=plan.task, val_data=val_set)
         except OSError as exc:
             _say_error(f"--out {a.out}: could not write the results ({exc})", rank)
             status = 1

@@ -232,7 +232,8 @@ class GenerationTask(Task):
         """
         p = self._preview(model, val_data, count)
         return {"task": self.name, "kind": "images", "samples": rounded(p.samples), "originals": rounded(p.originals),
-                "reconstructions": rounded(p.reconstructed), "canvas": rounded(p.canvas), "size": self.image_size,
+                "reconstructions": rounded(p.reconstructed), "canvas": rounded(p.canvas),
+                "size": int(p.originals.shape[-1]),
                 "grid": PREVIEW_GRID}
 
     def result_files(self, model: nn.Module, val_data) -> dict[str, bytes]:

@@ -49,7 +49,7 @@ from .config import (MAX_LR, OPTIMIZERS, REFERENCE_RATES, TrainConfig, check_dev
 from .distributed import Processes, run_device
 from .run import Run, TrainResult, model_fields, never_stop, param_checksum, seeded_model
 from .io import (CHECKPOINT_FORMAT, HISTORY_COLUMNS, LOCK_FILE, OutDir, check_out_dir, checkpoint_bytes, claim_out_dir,
-                 histories_csv, history_rows, load_checkpoint, save_checkpoint, save_results, summary, write_new_file)
+                 histories_csv, history_columns, history_rows, load_checkpoint, save_checkpoint, save_results, summary, write_new_file)
 from .json_lines import finite_or_null, json_default, json_line
 from .loop import train
 from .race import compare, with_unique_names
@@ -61,7 +61,7 @@ __all__ = [
     "OPTIMIZERS", "TrainConfig", "TrainResult", "Run", "Processes", "run_device", "make_optimizer", "check_device",
     "pick_device", "device_name", "cpu_count", "set_cpu_threads", "estimate_memory", "train", "compare",
     "with_unique_names", "param_checksum", "model_fields", "never_stop", "HISTORY_COLUMNS", "CHECKPOINT_FORMAT",
-    "history_rows", "histories_csv", "summary", "save_results", "check_out_dir", "save_checkpoint",
+    "history_rows", "history_columns", "histories_csv", "summary", "save_results", "check_out_dir", "save_checkpoint",
     "checkpoint_bytes", "load_checkpoint", "main", "seeded_model", "probe_seconds", "SLOW_S", "sweep_configs",
     "sweep_rows", "sweep_csv", "sweep_columns", "SWEEP_COLUMNS", "json_default", "finite_or_null", "json_line", "REFERENCE_RATES",
     "pin_contraction_rates", "LOCK_FILE", "OutDir", "claim_out_dir", "write_new_file", "MAX_LR",

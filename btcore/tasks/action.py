@@ -202,7 +202,7 @@ class ActionTask(Task):
         return {"val_loss": sums["loss"] / sums["n"], "val_acc": sums["correct"] / sums["n"]}
 
     # -- outcomes --------------------------------------------------------------------------------------
-    def chance(self, train_data, val_data, model_config, *, model=None, device="cpu") -> Chance:
+    def chance(self, train_data, val_data, model_config) -> Chance:
         level = chance_level(getattr(train_data, "classes", None) or model_config.classes)
         return Chance(level, stall_margin(level, len(val_data)))
 

@@ -167,13 +167,17 @@ class Task(ABC):
 
     # -- outcomes ------------------------------------------------------------------------------------
     @abstractmethod
-    def chance(self, train_data, val_data, model_config, *, model: nn.Module | None = None,
-               device: torch.device | str = "cpu") -> Chance | None:
-        """What :attr:`metric` is for a model that learnt nothing (None: the run is never called stalled).
+    def chance(self, train_data, val_data, model_config) -> Chance | None:
+        """What :attr:`metric` is for a model that learnt nothing (None: the run is never called stalled)."""
 
-        ``model`` is the run's model before its first step (on ``device``), for a task whose
-        "nothing learnt" level is the model's own score at initialisation.
+    def run_chance(self, model: nn.Module, train_data, val_data, model_config,
+                   device: torch.device | str = "cpu") -> Chance | None:
+        """:meth:`chance` for a run whose ``model`` (on ``device``) has not taken a step yet; the trainer asks this.
+
+        A task whose "nothing learnt" level is the model's own score at initialisation overrides it;
+        by default it is :meth:`chance`.
         """
+        return self.chance(train_data, val_data, model_config)
 
     def format_metric(self, value: float) -> str:
         """The metric as messages write it."""

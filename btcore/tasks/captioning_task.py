@@ -262,7 +262,7 @@ class CaptioningTask(Task):
                 "val_token_acc": sums["right"] / t}
 
     # -- outcomes ------------------------------------------------------------------------------------
-    def chance(self, train_data, val_data, model_config, *, model=None, device="cpu") -> Chance | None:
+    def chance(self, train_data, val_data, model_config) -> Chance | None:
         """The BLEU-4 of the image-blind positional-unigram caption (:func:`~btcore.tasks.captioning.positional_unigram_caption`) on the validation set."""
         train, val = getattr(train_data, "set", None), getattr(val_data, "set", None)
         if train is None or val is None or len(val) == 0:

@@ -207,9 +207,13 @@ class GenerationTask(Task):
         return {"val_loss": nelbo, "val_nelbo": nelbo, "val_bce": sums["bce"] / n, "val_kl": sums["kl"] / n}
 
     # -- outcomes ------------------------------------------------------------------------------------
-    def chance(self, train_data, val_data, model_config, *, model=None, device="cpu") -> Chance | None:
+    def chance(self, train_data, val_data, model_config) -> None:
+        """None: without the run's model there is no level to compare with (see :meth:`run_chance`)."""
+        return None
+
+    def run_chance(self, model, train_data, val_data, model_config, device="cpu") -> Chance | None:
         """The validation nELBO of the run's model at initialisation; learning is falling 1 % (at least 1 nat) below it."""
-        if model is None or len(val_data) == 0:
+        if len(val_data) == 0:
             return None
         start = self.evaluate(model, val_data, batch=256, device=device)[self.metric]
         return Chance(start, max(1.0, 0.01 * abs(start)))

@@ -179,7 +179,7 @@ class Run:
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
         watch = Watch(cfg.lr, cfg.weight_decay, cfg.grad_clip is not None, cfg.diverge_factor, cfg.grad_factor,
-                      cfg.stall_fraction, task.chance(train_data, val_data, cfg.model, model=model, device=device),
+                      cfg.stall_fraction, task.run_chance(model, train_data, val_data, cfg.model, device),
                       higher_is_better=task.higher_is_better, metric_label=task.metric_label,
                       format_metric=task.format_metric)
         run = cls(cfg, task, model, processes.wrap(model, device), make_optimizer(cfg, model.parameters()),

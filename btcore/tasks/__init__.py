@@ -9,12 +9,12 @@ a module with a :class:`Task` subclass, added to :data:`TASKS` below.
 * :mod:`~btcore.tasks.captioning_task`: :class:`CaptioningTask` (captions of generated scenes).
 """
 
-from .base import Chance, Task, to_device
+from .base import Chance, DeferredChance, Task, to_device
 from .action import ActionTask
 from .generation_task import GenerationTask
 from .captioning_task import CaptioningTask
 
-__all__ = ["Task", "Chance", "ActionTask", "GenerationTask", "CaptioningTask", "TASKS", "task_names", "make_task", "to_device"]
+__all__ = ["Task", "Chance", "DeferredChance", "ActionTask", "GenerationTask", "CaptioningTask", "TASKS", "task_names", "make_task", "to_device"]
 
 #: The registry: task name -> its class (instances take the task's data options as keywords).
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (ActionTask, GenerationTask, CaptioningTask)}

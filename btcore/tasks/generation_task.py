@@ -15,6 +15,7 @@ same seed gives the same history and every evaluation scores the model on the sa
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from ..shapes import check_positive_int, factorize
-from .base import Batch, Chance, Task
+from .base import Batch, Chance, DeferredChance, Task
 from .digits import DEFAULT_IMAGE_MODES, DEFAULT_IMAGE_SIZE, DEFAULT_TRAIN, DIGITS_COUNT, MAX_IMAGE_SIZE, digits_split
 from .generation import NELBO_SEED, DrawModel, GenerationConfig, preview as draw_preview
 from .images import grid_png_bytes
@@ -211,12 +212,21 @@ class GenerationTask(Task):
         """None: without the run's model there is no level to compare with (see :meth:`run_chance`)."""
         return None
 
-    def run_chance(self, model, train_data, val_data, model_config, device="cpu") -> Chance | None:
-        """The validation nELBO of the run's model at initialisation; learning is falling 1 % (at least 1 nat) below it."""
+    def run_chance(self, model, train_data, val_data, model_config, device="cpu") -> DeferredChance | None:
+        """The validation nELBO of the run's model at initialisation; learning is falling 1 % (at least 1 nat) below it.
+
+        Evaluated on a copy of the initial weights when the stall check first asks for it, so the
+        run's first steps do not wait for a validation pass.
+        """
         if len(val_data) == 0:
             return None
-        start = self.evaluate(model, val_data, batch=256, device=device)[self.metric]
-        return Chance(start, max(1.0, 0.01 * abs(start)))
+        start = copy.deepcopy(getattr(model, "module", model))
+
+        def compute() -> Chance:
+            value = self.evaluate(start, val_data, batch=256, device=device)[self.metric]
+            return Chance(value, max(1.0, 0.01 * abs(value)))
+
+        return DeferredChance(compute)
 
     def format_metric(self, value: float) -> str:
         return f"{value:.1f} nats/image"

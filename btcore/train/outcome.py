@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from ..tasks import Chance
+from ..tasks import Chance, DeferredChance
 
 __all__ = ["Watch"]
 
@@ -37,7 +37,7 @@ class Watch:
     diverge_factor: float | None = 10.0
     grad_factor: float | None = 1e4
     stall_fraction: float | None = 0.5
-    chance: Chance | None = None
+    chance: Chance | DeferredChance | None = None
     higher_is_better: bool = True
     metric_label: str = "validation accuracy"
     format_metric: Callable[[float], str] = "{:.1%}".format

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Chance", "DeferredChance", "Task", "Batch", "to_device"]
+__all__ = ["Chance", "DeferredChance", "Task", "Batch", "to_device", "optimizer_states"]
 
 #: A batch: the tensors ``data.get(indices)`` returns (for action: clips and labels).
 Batch = tuple
@@ -232,6 +232,11 @@ class Task(ABC):
     def result_files(self, model: nn.Module, val_data) -> dict[str, bytes]:
         """Files a results folder gets for a trained model, by name (``"samples.png"``); written as ``<stem>_<run>.<ext>``."""
         return {}
+
+
+def optimizer_states(optimizer: str) -> int:
+    """Tensors of the parameters' size an optimiser keeps (Adam, AdamW: 2; RMSprop and SGD with momentum: 1)."""
+    return {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 1}.get(optimizer, 2)
 
 
 def to_device(batch: Batch, device) -> Batch:

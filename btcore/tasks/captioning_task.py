@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..shapes import check_positive_int, factorize, prod
-from .base import Batch, Chance, Task
+from .base import Batch, Chance, Task, optimizer_states
 from .bleu import BLEU_KEYS, bleu_from_stats, bleu_stats, corpus_bleu
 from .captioning import (BOS, EOS, PAD, CaptionConfig, Captioner, CaptionSet, Vocabulary, positional_unigram_caption,
                          preview as caption_preview)
@@ -215,7 +215,7 @@ class CaptioningTask(Task):
         """Parameters, optimiser state, the images and each step's gates, states and logits, doubled for backward."""
         c, b = model_config, int(batch)
         p = c.num_params()
-        state = {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 1}.get(optimizer, 2)
+        state = optimizer_states(optimizer)
         steps = c.max_len + 1
         act = b * c.input_size + b * steps * (12 * c.hidden_size + c.embed + 2 * c.vocab_size)
         return {"params": 4 * p, "training": 4 * p * (2 + state) + 8 * act}

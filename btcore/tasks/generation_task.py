@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..shapes import check_positive_int, factorize
-from .base import Batch, Chance, DeferredChance, Task
+from .base import Batch, Chance, DeferredChance, Task, optimizer_states
 from .digits import DEFAULT_IMAGE_MODES, DEFAULT_IMAGE_SIZE, DEFAULT_TRAIN, DIGITS_COUNT, MAX_IMAGE_SIZE, digits_split
 from .generation import NELBO_SEED, DrawModel, GenerationConfig, preview as draw_preview
 from .images import grid_png_bytes
@@ -185,7 +185,7 @@ class GenerationTask(Task):
         """Parameters, optimiser state and the T steps' activations (reads, gates, canvases), doubled for backward."""
         c, b = model_config, int(batch)
         p = c.num_params()
-        state = {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 1}.get(optimizer, 2)
+        state = optimizer_states(optimizer)
         act = b * c.pixels + b * c.steps * (4 * c.pixels + 16 * c.hidden_size + 4 * c.latent)
         return {"params": 4 * p, "training": 4 * p * (2 + state) + 8 * act}
 

@@ -5,7 +5,7 @@ Modules: :mod:`~btcore.train.config` (TrainConfig, optimisers, devices, threads)
 :mod:`~btcore.train.loop` (:func:`train`), :mod:`~btcore.train.race` (:func:`compare`),
 :mod:`~btcore.train.distributed` (the processes of a run), :mod:`~btcore.train.io` (histories,
 checkpoints), :mod:`~btcore.train.json_lines` (strict JSON) and :mod:`~btcore.train.cli`
-(``python -m btcore.train``). Their public names are re-exported here. What is trained (data, model,
+(``python -m btcore.train``) with :mod:`~btcore.train.cli_tasks` (its task flags). Their public names are re-exported here. What is trained (data, model,
 loss, metrics) is a task of :mod:`btcore.tasks` (``TrainConfig.task``, default ``"action"``).
 
 Library use::
@@ -35,7 +35,8 @@ between evaluation batches, so a run stops within one step), ``"diverged"`` (a n
 gradient: the run stops with a reason and the bad value is never reported as a metric) or
 ``"stalled"`` (the task's metric still at chance).
 
-CLI: ``python -m btcore.train --help`` (``--task action``, the default, of :func:`btcore.tasks.task_names`).
+CLI: ``python -m btcore.train --help`` (``--task action``, the default, ``generation`` or ``captioning``; the
+task flags are in :mod:`~btcore.train.cli_tasks`).
 One JSON line per epoch (and per evaluation) on stdout, then a summary line; every line carries ``"task"``.
 The folder of ``--out`` is taken before any work (:func:`claim_out_dir`), and the command pins the
 contraction planner's rates (:func:`pin_contraction_rates`) so that it trains the same weights bit

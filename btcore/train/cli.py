@@ -92,8 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     run = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     p = _Parser(
         prog="python -m btcore.train",
-        description="Train dense / TT / BT recurrent classifiers on synthetic action clips (or a UCF11-style clip "
-                    "folder) and print one JSON line of metrics per epoch, then a summary line. Runs under "
+        description="Train dense / TT / BT recurrent models on one of the paper's three tasks (--task: action "
+                    "recognition on synthetic clips or a UCF11-style clip folder, image generation on handwritten "
+                    "digits, captioning of generated scenes) and print one JSON line of metrics per epoch, then a "
+                    "summary line. Runs under "
                     "`torchrun --nproc_per_node=K` with DistributedDataParallel (NCCL on GPUs, gloo on CPU).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--task", default=task_names()[0], choices=task_names(), help=TASK_HELP)

@@ -70,6 +70,8 @@ def test_every_line_names_the_task_and_epochs_carry_its_metrics(capsys, tmp_path
     ("captioning", "--latent", "4", "generation"),
     ("captioning", "--dropout", "0.2", "dropout"),
     ("action", "--shapes", "2", "captioning"),
+    ("generation", "--frames", "4", "action"),
+    ("captioning", "--frame", "3x16x16", "action"),
 ])
 def test_bad_task_flags_are_refused_naming_the_flag(capsys, task, flag, value, says):
     args = [a for a in SMALL.get(task, COMMON)] if task != "action" else COMMON

@@ -122,8 +122,10 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--data", default="synthetic", help="'synthetic', or a clip folder in the UCF11 layout "
                    "(root/<class>/<clip>, clips as frame folders, .npy/.npz arrays or animated .gif)")
-    g.add_argument("--frame", default="x".join(map(str, task.frame_shape)), help="frame size CxHxW (the paper: 3x120x160 = 57,600 inputs)")
-    g.add_argument("--frames", type=_int(1), default=task.frames, help="frames per clip (sequence length T)")
+    g.add_argument("--frame", default=None, help=f"action task: frame size CxHxW (default "
+                   f"{'x'.join(map(str, task.frame_shape))}; the paper: 3x120x160 = 57,600 inputs)")
+    g.add_argument("--frames", type=_int(1), default=None, help=f"action task: frames per clip (sequence length T, "
+                   f"default {task.frames})")
     g.add_argument("--classes", type=_int(2, len(ACTION_NAMES)), default=None,
                    help=f"synthetic task: number of motion classes, 2..{len(ACTION_NAMES)} (default {task.classes})")
     g.add_argument("--train-size", type=_int(1, MAX_CLIPS), default=None, help=f"synthetic task: training clips (default {task.train_size})")
@@ -332,7 +334,7 @@ def _check_sizes(args, kinds, frame) -> None:
 def _check(argv) -> _Plan:
     """Parse and check every flag; raise :class:`CliError` for the first bad one. Loads nothing."""
     args = _parser().parse_args(argv)
-    task_defaults(args)
+    task_defaults(args, CliError)
     check_task_flags(args, CliError)
     synthetic = args.data == "synthetic"
     _check_combinations(args, synthetic)

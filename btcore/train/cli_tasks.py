@@ -45,12 +45,22 @@ def add_task_flags(p: argparse.ArgumentParser, int_type, float_type) -> None:
     g.add_argument("--shapes", type=int_type(1, 5), default=None, help="shape words used (default 3)")
 
 
-def task_defaults(args: argparse.Namespace) -> None:
-    """Fill ``--epochs``, ``--batch`` and ``--hidden`` left unset from the task's defaults."""
+def task_defaults(args: argparse.Namespace, error) -> None:
+    """Fill ``--epochs``, ``--batch`` and ``--hidden`` left unset from the task's defaults, ``--frame``/``--frames`` from the clips'.
+
+    ``--frame`` and ``--frames`` describe action clips: another task refuses them (``error(message)``).
+    """
     own = TASKS[args.task].defaults
     for key, fallback in RUN_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, own.get(key, fallback))
+    clips = SyntheticActions()
+    for dest, flag, default in (("frame", "--frame", "x".join(map(str, clips.frame_shape))),
+                                ("frames", "--frames", clips.frames)):
+        if getattr(args, dest) is not None and args.task != "action":
+            raise error(f"{flag}: applies to the action task's clips only, not {args.task}; drop it")
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
 
 
 def check_task_flags(args: argparse.Namespace, error) -> None:

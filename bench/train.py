@@ -176,14 +176,14 @@ def part4(args, name: str) -> None:
     results, wall, first = _race(runs, train_set, val_set, task=task)
     metric = task.metric
     print(f"| model | parameters | input-map params | examples/s (median) | ms/step | final {metric} | status | "
-          "first point (s) |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|")
+          "estimated s | own s | first point (s) |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
     speed = {}
     for r in results:
         speed[r.config.model.kind] = r.final["examples_per_s"]
         print(f"| {r.name} | {r.params:,} | {r.config.model.input_map_params():,} | {r.final['examples_per_s']:,.0f} | "
               f"{1000 * r.final['step_time']:.1f} | {r.final.get(metric, float('nan')):.2f} | {r.status} | "
-              f"{first.get(r.name, float('nan')):.2f} |")
+              f"{r.final['estimated_s']:.1f} | {r.final['run_s']:.1f} | {first.get(r.name, float('nan')):.2f} |")
     print(f"\nRace: all three in {wall:.1f} s wall, probe included (target < 90 s); first point of every model "
           f"after {max(first.values()):.2f} s (target < 3 s). Examples/s BT / dense = "
           f"{speed['bt'] / speed['dense']:.2f}, TT / dense = {speed['tt'] / speed['dense']:.2f}.\n")

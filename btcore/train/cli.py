@@ -21,6 +21,7 @@ import torch.distributed as tdist
 
 from ..memory import DEFAULT_MAX_BYTES, available_memory, format_bytes, keep_memory
 from ..data import ACTION_NAMES, SyntheticActions, parse_frame_shape
+from ..rnn import KINDS
 from ..shapes import check_choice, factorize, parse_ints, parse_rank, prod
 from ..tasks import Task, make_task, task_names
 from .config import (MAX_LR, OPTIMIZERS, TrainConfig, check_device, cpu_count, estimate_memory, pin_contraction_rates,
@@ -34,7 +35,6 @@ from .sweep import sweep_configs
 
 __all__ = ["main", "KINDS"]
 
-KINDS = ("dense", "tt", "bt")
 #: Flags of the synthetic task and of a clip folder: each is refused with the other kind of data.
 SYNTHETIC_FLAGS = {"classes": "--classes", "train_size": "--train-size", "val_size": "--val-size", "noise": "--noise"}
 FOLDER_FLAGS = {"val_fraction": "--val-fraction"}

@@ -221,6 +221,9 @@ class Task(ABC):
         """Estimated bytes ``{"params", "training"}`` of one training step on ``batch`` examples (None: the trainer's own estimate)."""
         return None
 
+    #: What a stall message asks the user to check in the data (after "the model learns nothing ...: ").
+    data_check: str = "check the data"
+
     #: Defaults of the run settings that differ by task (``epochs``, ``batch``, ``hidden``); the trainer's otherwise.
     defaults: dict = {}
 

@@ -128,6 +128,7 @@ class CaptioningTask(Task):
     metric = "val_bleu"
     higher_is_better = True
     metric_label = "validation BLEU-4"
+    data_check = "check that the captions describe their images"
     defaults = {"epochs": 4, "batch": 32, "hidden": 128}
 
     def __post_init__(self):

@@ -102,6 +102,7 @@ class GenerationTask(Task):
     metric = "val_nelbo"
     higher_is_better = False
     metric_label = "validation nELBO (nats/image)"
+    data_check = "check that the images are grey levels in [0, 1] (0 background)"
     defaults = {"epochs": 3, "batch": 50, "hidden": 128}
 
     def __post_init__(self):

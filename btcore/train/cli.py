@@ -146,7 +146,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-every", type=_int(0), default=0, help="also evaluate every N steps (0: per epoch only)")
     g.add_argument("--clip", type=_float(0), default=1.0, help="gradient-norm clipping (0 disables)")
     g.add_argument("--stall-fraction", type=_float(0, 1), default=run["stall_fraction"],
-                   help="end a run as 'stalled' when validation accuracy is still at chance after this share of "
+                   help="end a run as 'stalled' when the task's validation metric (accuracy, nELBO, BLEU-4) is still at "
+                        "the level of a model that learnt nothing after this share of "
                         "its steps (0: never)")
     g.add_argument("--seed", type=_int(0), default=0, help="seed of the data, the init and the batch order")
     g = p.add_argument_group("system")

@@ -41,6 +41,7 @@ class Watch:
     higher_is_better: bool = True
     metric_label: str = "validation accuracy"
     format_metric: Callable[[float], str] = "{:.1%}".format
+    data_check: str = "check that the labels match the clips"
     first_loss: float | None = None
     first_grad: float | None = None
     best: float | None = None
@@ -129,7 +130,7 @@ class Watch:
         if self.lr < 1e-4:
             return f"the learning rate (now {_g(self.lr)}) is likely too low: raise it"
         if self.weight_decay > 0 and self.lr * self.weight_decay > 1e-3:
-            return (f"the weight decay ({_g(self.weight_decay)}) may hold the weights near zero: lower it, or check "
-                    "that the labels match the clips")
-        return (f"the model learns nothing from this data at learning rate {_g(self.lr)}: check that the labels "
-                "match the clips, or try another learning rate")
+            return (f"the weight decay ({_g(self.weight_decay)}) may hold the weights near zero: lower it, or "
+                    f"{self.data_check}")
+        return (f"the model learns nothing from this data at learning rate {_g(self.lr)}: {self.data_check}, or "
+                "try another learning rate")

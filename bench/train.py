@@ -14,7 +14,14 @@ TT ranks 4): the time of one full training step (forward, backward, Adam update)
 classifier on random frames, timed round-robin (one step of each model in turn, so machine load
 drifts hit them alike), medians. Target: BT at least as fast per step as dense.
 
-Usage: ``python bench/train.py [--threads 1] [--repeats 7] [--batch 16] [--frames 8] [--skip-task]``.
+Part 4 (``--tasks generation,captioning``): the default race of each of the paper's other two tasks
+(``python -m btcore.train --task generation|captioning --model dense,tt,bt`` with its defaults):
+total wall time (target < 90 s), seconds to every model's first live point (target < 3 s), examples/s
+per model from the interleaved race (target: BT at least dense), the final validation nELBO / BLEU-4
+and the parameter counts. ``--epochs`` overrides the tasks' default epochs.
+
+Usage: ``python bench/train.py [--threads 1] [--repeats 7] [--batch 16] [--frames 8] [--skip-task]
+[--tasks generation,captioning [--only-tasks]]``.
 Not a test: it asserts nothing and prints markdown tables.
 """
 
@@ -32,8 +39,9 @@ from torch import nn
 
 from btcore.data import SyntheticActions
 from btcore.classifier import SequenceClassifier, ucf11_config
+from btcore.tasks import make_task
 from btcore.tasks.action import model_config
-from btcore.train import TrainConfig, compare, sweep_configs, sweep_rows, train
+from btcore.train import TrainConfig, compare, pin_contraction_rates, sweep_configs, sweep_rows, train
 
 
 def _race(runs, train_set, val_set, **kw):
@@ -152,6 +160,35 @@ def part2(args) -> None:
     print(f"\nBT step time / dense = {med['bt'] / med['dense']:.2f} ({verdict} the target: BT at least as fast as dense).\n")
 
 
+def part4(args, name: str) -> None:
+    """The default dense / TT / BT race of the ``name`` task (the CLI's defaults)."""
+    task = make_task(name)
+    t0 = time.perf_counter()
+    train_set, val_set = task.data(0)
+    gen = time.perf_counter() - t0
+    epochs = args.epochs or task.defaults["epochs"]
+    runs = [TrainConfig(task.model_config(k), epochs=epochs, batch_size=task.defaults["batch"], task=name, device="cpu")
+            for k in ("dense", "tt", "bt")]
+    print(f"## Default {name} race: {len(train_set):,} training / {len(val_set):,} validation examples; {epochs} "
+          f"epochs, batch {runs[0].batch_size}, Adam lr {runs[0].lr:g}, clip {runs[0].grad_clip:g}; "
+          f"{torch.get_num_threads()} thread(s); load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}\n")
+    print(f"Data (both splits, once): {gen:.2f} s\n")
+    results, wall, first = _race(runs, train_set, val_set, task=task)
+    metric = task.metric
+    print(f"| model | parameters | input-map params | examples/s (median) | ms/step | final {metric} | status | "
+          "estimated s | own s | first point (s) |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    speed = {}
+    for r in results:
+        speed[r.config.model.kind] = r.final["examples_per_s"]
+        print(f"| {r.name} | {r.params:,} | {r.config.model.input_map_params():,} | {r.final['examples_per_s']:,.0f} | "
+              f"{1000 * r.final['step_time']:.1f} | {r.final.get(metric, float('nan')):.2f} | {r.status} | "
+              f"{r.final['estimated_s']:.1f} | {r.final['run_s']:.1f} | {first.get(r.name, float('nan')):.2f} |")
+    print(f"\nRace: all three in {wall:.1f} s wall, probe included (target < 90 s); first point of every model "
+          f"after {max(first.values()):.2f} s (target < 3 s). Examples/s BT / dense = "
+          f"{speed['bt'] / speed['dense']:.2f}, TT / dense = {speed['tt'] / speed['dense']:.2f}.\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1)
@@ -162,8 +199,13 @@ def main() -> None:
     p.add_argument("--skip-paper", action="store_true", help="skip part 2 (paper frame size)")
     p.add_argument("--sweep", action="store_true", help="also part 3: the 3x3 BT sweep")
     p.add_argument("--compare-modes", action="store_true", help="part 1 also one after another and in threads")
+    p.add_argument("--tasks", default="", help="part 4: the default races of these tasks (generation,captioning)")
+    p.add_argument("--only-tasks", action="store_true", help="only part 4")
+    p.add_argument("--epochs", type=int, default=None, help="part 4: epochs (default: each task's)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.only_tasks:
+        args.skip_task = args.skip_paper = True
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs visible, {args.threads} thread(s)\n")
     if not args.skip_task:
@@ -172,6 +214,10 @@ def main() -> None:
         part2(args)
     if args.sweep:
         part3(args)
+    if args.tasks:
+        pin_contraction_rates()  # the CLI's schemes: a function of the shapes
+        for name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
+            part4(args, name)
 
 
 if __name__ == "__main__":

@@ -5,17 +5,22 @@ a module with a :class:`Task` subclass, added to :data:`TASKS` below.
 
 * :mod:`~btcore.tasks.base`: :class:`Task`, :class:`Chance`;
 * :mod:`~btcore.tasks.action`: :class:`ActionTask` (action recognition, the default);
+* :mod:`~btcore.tasks.generation_task`: :class:`GenerationTask` (DRAW on handwritten digits);
+* :mod:`~btcore.tasks.captioning_task`: :class:`CaptioningTask` (captions of generated scenes);
 * :mod:`~btcore.tasks.sequences`: :class:`SequencesTask` (the user's ``.npz`` sequences).
 """
 
-from .base import Chance, Task, to_device
+from .base import Chance, DeferredChance, Task, to_device
 from .action import ActionTask
 from .sequences import SequencesTask
+from .generation_task import GenerationTask
+from .captioning_task import CaptioningTask
 
-__all__ = ["Task", "Chance", "ActionTask", "SequencesTask", "TASKS", "task_names", "make_task", "to_device"]
+__all__ = ["Task", "Chance", "DeferredChance", "ActionTask", "GenerationTask", "CaptioningTask", "SequencesTask", "TASKS",
+           "task_names", "make_task", "to_device"]
 
 #: The registry: task name -> its class (instances take the task's data options as keywords).
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (ActionTask, SequencesTask)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (ActionTask, GenerationTask, CaptioningTask, SequencesTask)}
 
 
 def task_names() -> tuple[str, ...]:

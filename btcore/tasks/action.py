@@ -121,6 +121,7 @@ class ActionTask(Task):
     metric = "val_acc"
     higher_is_better = True
     metric_label = "validation accuracy"
+    data_check = "check that the labels match the clips"
 
     def __post_init__(self):
         object.__setattr__(self, "frame_shape", parse_frame_shape(self.frame_shape))

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Chance", "Task", "Batch", "to_device"]
+__all__ = ["Chance", "DeferredChance", "Task", "Batch", "to_device", "optimizer_states"]
 
 #: A batch: the tensors ``data.get(indices)`` returns (for action: clips and labels).
 Batch = tuple
@@ -49,6 +49,40 @@ class Chance:
         if not math.isfinite(best):
             return False
         return best > self.value + self.margin if higher_is_better else best < self.value - self.margin
+
+
+class DeferredChance:
+    """A :class:`Chance` worked out when first asked (None from ``compute``: the run is never called stalled).
+
+    For a level that costs work (a model's score at initialisation, evaluated on a copy of its
+    initial weights): a run that never reaches its stall check never pays it, and its first steps
+    come without waiting for it.
+    """
+
+    def __init__(self, compute: Callable[[], Chance | None]):
+        self._compute: Callable[[], Chance | None] | None = compute
+        self._chance: Chance | None = None
+
+    def resolve(self) -> Chance | None:
+        """The chance level (computed once)."""
+        if self._compute is not None:
+            self._chance, self._compute = self._compute(), None
+        return self._chance
+
+    @property
+    def value(self) -> float:
+        c = self.resolve()
+        return float("nan") if c is None else c.value
+
+    @property
+    def margin(self) -> float:
+        c = self.resolve()
+        return float("nan") if c is None else c.margin
+
+    def learnt(self, best: float, higher_is_better: bool) -> bool:
+        """:meth:`Chance.learnt` of the resolved level (True when there is none)."""
+        c = self.resolve()
+        return True if c is None else c.learnt(best, higher_is_better)
 
 
 class Task(ABC):
@@ -170,14 +204,42 @@ class Task(ABC):
     def chance(self, train_data, val_data, model_config) -> Chance | None:
         """What :attr:`metric` is for a model that learnt nothing (None: the run is never called stalled)."""
 
+    def run_chance(self, model: nn.Module, train_data, val_data, model_config,
+                   device: torch.device | str = "cpu") -> Chance | DeferredChance | None:
+        """:meth:`chance` for a run whose ``model`` (on ``device``) has not taken a step yet; the trainer asks this.
+
+        A task whose "nothing learnt" level is the model's own score at initialisation overrides it;
+        by default it is :meth:`chance`.
+        """
+        return self.chance(train_data, val_data, model_config)
+
     def format_metric(self, value: float) -> str:
         """The metric as messages write it."""
         return f"{value:.4g}"
+
+    def step_bytes(self, model_config, batch: int, optimizer: str = "adam") -> dict[str, int] | None:
+        """Estimated bytes ``{"params", "training"}`` of one training step on ``batch`` examples (None: the trainer's own estimate)."""
+        return None
+
+    #: What a stall message asks the user to check in the data (after "the model learns nothing ...: ").
+    data_check: str = "check the data"
+
+    #: Defaults of the run settings that differ by task (``epochs``, ``batch``, ``hidden``); the trainer's otherwise.
+    defaults: dict = {}
 
     # -- what a page draws beside the curves ---------------------------------------------------------
     @abstractmethod
     def preview(self, model: nn.Module, val_data, *, count: int = 8, device: torch.device | str = "cpu") -> dict:
         """A JSON-able record of the model's output on the first ``count`` validation examples."""
+
+    def result_files(self, model: nn.Module, val_data) -> dict[str, bytes]:
+        """Files a results folder gets for a trained model, by name (``"samples.png"``); written as ``<stem>_<run>.<ext>``."""
+        return {}
+
+
+def optimizer_states(optimizer: str) -> int:
+    """Tensors of the parameters' size an optimiser keeps (Adam, AdamW: 2; RMSprop and SGD with momentum: 1)."""
+    return {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 1}.get(optimizer, 2)
 
 
 def to_device(batch: Batch, device) -> Batch:

@@ -28,12 +28,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from sacrebleu.metrics import BLEU
 from torch import nn
 
 from ..formats import BTSpec, DenseSpec, TTSpec
 from ..rnn import KINDS, LSTMCell, folded_out_modes, make_input_map
 from ..shapes import check_choice, check_modes, check_positive_int, prod
+from .bleu import corpus_bleu
 
 __all__ = ["PAD", "BOS", "EOS", "SPECIALS", "Vocabulary", "normalize_caption", "CaptionSet", "DictRecord",
            "CaptionConfig",
@@ -308,6 +308,15 @@ class CaptionConfig(DictRecord):
         """Parameters of the image-to-hidden matrix W_img, bias excluded."""
         return self.spec().params
 
+    def input_map_params(self) -> int:
+        """The image map's parameters (the trainer's name for :meth:`image_map_params`)."""
+        return self.image_map_params()
+
+    @property
+    def cell(self) -> str:
+        """The recurrent cell (always ``"lstm"``)."""
+        return "lstm"
+
     def num_params(self) -> int:
         """All trainable parameters of the captioner (= ``sum(p.numel())`` of the built model)."""
         g, h, e, v = _GATES, self.hidden_size, self.embed, self.vocab_size
@@ -436,21 +445,6 @@ class Captioner(nn.Module):
 # ------------------------------------------------------------------------------------------------
 # Metrics and previews
 # ------------------------------------------------------------------------------------------------
-
-def corpus_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> float:
-    """Corpus BLEU-4 (0-100) by sacrebleu: whitespace tokens, exponential smoothing.
-
-    ``references[i]`` holds the reference captions of hypothesis i (any number >= 1).
-    """
-    refs = [tuple(r) if isinstance(r, (list, tuple)) else (r,) for r in references]
-    if len(refs) != len(hypotheses):
-        raise ValueError(f"{len(hypotheses)} hypotheses but {len(refs)} reference lists")
-    if not refs:
-        raise ValueError("BLEU needs at least one hypothesis")
-    width = max(len(r) for r in refs)
-    streams = [[r[k] if k < len(r) else None for r in refs] for k in range(width)]
-    return float(BLEU(tokenize="none").corpus_score(list(hypotheses), streams).score)
-
 
 def _batches(n: int, batch: int):
     for k in range(0, n, batch):

@@ -181,6 +181,15 @@ class GenerationConfig:
         """Weight parameters (bias excluded) of the image maps: ``{"read": n, "write": n}``."""
         return {name: self.spec(name).params for name in ("read", "write")}
 
+    def input_map_params(self) -> int:
+        """Weight parameters of both image maps together (what the trainer reports as the input maps' size)."""
+        return sum(self.image_map_params().values())
+
+    @property
+    def cell(self) -> str:
+        """The recurrent cell of the encoder and the decoder (always ``"lstm"``)."""
+        return "lstm"
+
     def num_params(self) -> int:
         """All trainable parameters of the model (= ``sum(p.numel())`` of the built :class:`DrawModel`)."""
         g, h, z, p = _LSTM_GATES, self.hidden_size, self.latent, self.pixels

@@ -5,7 +5,7 @@ Modules: :mod:`~btcore.train.config` (TrainConfig, optimisers, devices, threads)
 :mod:`~btcore.train.loop` (:func:`train`), :mod:`~btcore.train.race` (:func:`compare`),
 :mod:`~btcore.train.distributed` (the processes of a run), :mod:`~btcore.train.io` (histories,
 checkpoints), :mod:`~btcore.train.json_lines` (strict JSON) and :mod:`~btcore.train.cli`
-(``python -m btcore.train``). Their public names are re-exported here. What is trained (data, model,
+(``python -m btcore.train``) with :mod:`~btcore.train.cli_tasks` (its task flags). Their public names are re-exported here. What is trained (data, model,
 loss, metrics) is a task of :mod:`btcore.tasks` (``TrainConfig.task``, default ``"action"``).
 
 Library use::
@@ -35,7 +35,8 @@ between evaluation batches, so a run stops within one step), ``"diverged"`` (a n
 gradient: the run stops with a reason and the bad value is never reported as a metric) or
 ``"stalled"`` (the task's metric still at chance).
 
-CLI: ``python -m btcore.train --help`` (``--task action``, the default, of :func:`btcore.tasks.task_names`).
+CLI: ``python -m btcore.train --help`` (``--task action``, the default, ``generation`` or ``captioning``; the
+task flags are in :mod:`~btcore.train.cli_tasks`).
 One JSON line per epoch (and per evaluation) on stdout, then a summary line; every line carries ``"task"``.
 The folder of ``--out`` is taken before any work (:func:`claim_out_dir`), and the command pins the
 contraction planner's rates (:func:`pin_contraction_rates`) so that it trains the same weights bit
@@ -49,7 +50,7 @@ from .config import (MAX_LR, OPTIMIZERS, TrainConfig, check_device, cpu_count, d
 from .distributed import Processes, run_device
 from .run import Run, TrainResult, model_fields, never_stop, param_checksum, seeded_model
 from .io import (CHECKPOINT_FORMAT, HISTORY_COLUMNS, LOCK_FILE, OutDir, check_out_dir, checkpoint_bytes, claim_out_dir,
-                 histories_csv, history_rows, load_checkpoint, save_checkpoint, save_results, summary, write_new_file)
+                 histories_csv, history_columns, history_rows, load_checkpoint, save_checkpoint, save_results, summary, write_new_file)
 from .json_lines import finite_or_null, json_default, json_line
 from .loop import train
 from .race import compare, with_unique_names
@@ -61,7 +62,7 @@ __all__ = [
     "OPTIMIZERS", "TrainConfig", "TrainResult", "Run", "Processes", "run_device", "make_optimizer", "check_device",
     "pick_device", "device_name", "cpu_count", "set_cpu_threads", "estimate_memory", "train", "compare",
     "with_unique_names", "param_checksum", "model_fields", "never_stop", "HISTORY_COLUMNS", "CHECKPOINT_FORMAT",
-    "history_rows", "histories_csv", "summary", "save_results", "check_out_dir", "save_checkpoint",
+    "history_rows", "history_columns", "histories_csv", "summary", "save_results", "check_out_dir", "save_checkpoint",
     "checkpoint_bytes", "load_checkpoint", "main", "seeded_model", "probe_seconds", "SLOW_S", "sweep_configs",
     "sweep_rows", "sweep_csv", "sweep_columns", "SWEEP_COLUMNS", "json_default", "finite_or_null", "json_line",
     "pin_contraction_rates", "LOCK_FILE", "OutDir", "claim_out_dir", "write_new_file", "MAX_LR",

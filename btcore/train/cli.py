@@ -21,10 +21,13 @@ import torch.distributed as tdist
 
 from ..memory import DEFAULT_MAX_BYTES, available_memory, format_bytes, keep_memory
 from ..data import ACTION_NAMES, SyntheticActions, parse_frame_shape
+from ..rnn import KINDS
 from ..shapes import check_choice, factorize, parse_ints, parse_rank, prod
 from ..tasks import Task, make_task, task_names
 from .config import (MAX_LR, OPTIMIZERS, TrainConfig, check_device, cpu_count, estimate_memory, pin_contraction_rates,
                      set_cpu_threads)
+from .cli_tasks import (RUN_DEFAULTS, TASK_HELP, add_task_flags, check_task_flags, make_cli_task, option_error,
+                        task_defaults, train_count)
 from .io import OutDir, check_out_dir, claim_out_dir, save_results, summary
 from .json_lines import json_line
 from .race import compare
@@ -33,7 +36,6 @@ from .sweep import sweep_configs
 
 __all__ = ["main", "KINDS"]
 
-KINDS = ("dense", "tt", "bt")
 #: Flags of the synthetic task and of a clip folder: each is refused with the other kind of data.
 SYNTHETIC_FLAGS = {"classes": "--classes", "train_size": "--train-size", "val_size": "--val-size", "noise": "--noise"}
 FOLDER_FLAGS = {"val_fraction": "--val-fraction"}
@@ -91,17 +93,19 @@ def _parser() -> argparse.ArgumentParser:
     run = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     p = _Parser(
         prog="python -m btcore.train",
-        description="Train dense / TT / BT recurrent classifiers on synthetic action clips (or a UCF11-style clip "
-                    "folder) and print one JSON line of metrics per epoch, then a summary line. Runs under "
+        description="Train dense / TT / BT recurrent models on one of the paper's three tasks (--task: action "
+                    "recognition on synthetic clips or a UCF11-style clip folder, image generation on handwritten "
+                    "digits, captioning of generated scenes) and print one JSON line of metrics per epoch, then a "
+                    "summary line. Runs under "
                     "`torchrun --nproc_per_node=K` with DistributedDataParallel (NCCL on GPUs, gloo on CPU).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--task", default=task_names()[0], choices=task_names(),
-                   help="what to train: action = recognise the motion in clips (synthetic or a clip folder)")
+    p.add_argument("--task", default=task_names()[0], choices=task_names(), help=TASK_HELP)
     g = p.add_argument_group("model")
     g.add_argument("--model", default="bt", help="input-map format(s): dense, tt or bt; a comma list (dense,tt,bt) "
                    "trains them one after another for a comparison")
     g.add_argument("--cell", default="lstm", choices=("lstm", "gru"), help="recurrent cell")
-    g.add_argument("--hidden", type=_int(1), default=64, help="hidden size (factorized into --d modes, 64 -> 4x4x2x2)")
+    g.add_argument("--hidden", type=_int(1), default=None, help="hidden size (factorized into --d modes, 64 -> 4x4x2x2; "
+                   "default 64, generation and captioning 128)")
     g.add_argument("--d", type=_int(1), default=4, help="tensor order: number of input and hidden modes")
     g.add_argument("--in-modes", default=None, help="input modes, e.g. 8x8x8x6 (default: factorize(C*H*W, d))")
     g.add_argument("--hidden-modes", default=None, help="hidden modes, e.g. 4x4x4x4 (default: factorize(hidden, d))")
@@ -119,8 +123,10 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--data", default="synthetic", help="'synthetic', or a clip folder in the UCF11 layout "
                    "(root/<class>/<clip>, clips as frame folders, .npy/.npz arrays or animated .gif)")
-    g.add_argument("--frame", default="x".join(map(str, task.frame_shape)), help="frame size CxHxW (the paper: 3x120x160 = 57,600 inputs)")
-    g.add_argument("--frames", type=_int(1), default=task.frames, help="frames per clip (sequence length T)")
+    g.add_argument("--frame", default=None, help=f"action task: frame size CxHxW (default "
+                   f"{'x'.join(map(str, task.frame_shape))}; the paper: 3x120x160 = 57,600 inputs)")
+    g.add_argument("--frames", type=_int(1), default=None, help=f"action task: frames per clip (sequence length T, "
+                   f"default {task.frames})")
     g.add_argument("--classes", type=_int(2, len(ACTION_NAMES)), default=None,
                    help=f"synthetic task: number of motion classes, 2..{len(ACTION_NAMES)} (default {task.classes})")
     g.add_argument("--train-size", type=_int(1, MAX_CLIPS), default=None, help=f"synthetic task: training clips (default {task.train_size})")
@@ -128,17 +134,21 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--noise", type=_float(0, 1), default=None, help=f"synthetic task: per-frame pixel noise std (default {task.noise})")
     g.add_argument("--val-fraction", type=_float(0, 1, lo_open=True, hi_open=True), default=None,
                    help="clip folder: share of each class's clips held out (default 0.25)")
+    add_task_flags(p, _int, _float)
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optimiser")
     g.add_argument("--lr", type=_float(0, lo_open=True), default=run["lr"], help=f"learning rate, at most {MAX_LR:g}")
     g.add_argument("--weight-decay", type=_float(0), default=0.0, help=f"weight decay, at most {MAX_LR:g}")
-    g.add_argument("--batch", type=_int(1), default=run["batch_size"], help="global batch size (split across DDP processes)")
-    g.add_argument("--epochs", type=_int(1), default=run["epochs"], help="epochs")
+    g.add_argument("--batch", type=_int(1), default=None, help=f"global batch size (split across DDP processes; default "
+                   f"{run['batch_size']}, generation 50)")
+    g.add_argument("--epochs", type=_int(1), default=None, help=f"epochs (default {run['epochs']}, generation 3, "
+                   "captioning 4)")
     g.add_argument("--max-steps", type=_int(1), default=None, help="stop each run after this many steps")
     g.add_argument("--eval-every", type=_int(0), default=0, help="also evaluate every N steps (0: per epoch only)")
     g.add_argument("--clip", type=_float(0), default=1.0, help="gradient-norm clipping (0 disables)")
     g.add_argument("--stall-fraction", type=_float(0, 1), default=run["stall_fraction"],
-                   help="end a run as 'stalled' when validation accuracy is still at chance after this share of "
+                   help="end a run as 'stalled' when the task's validation metric (accuracy, nELBO, BLEU-4) is still at "
+                        "the level of a model that learnt nothing after this share of "
                         "its steps (0: never)")
     g.add_argument("--seed", type=_int(0), default=0, help="seed of the data, the init and the batch order")
     g = p.add_argument_group("system")
@@ -209,7 +219,8 @@ def _check_model(args, task: Task, kind: str, frame):
     in_modes = _flag("--in-modes", parse_ints, args.in_modes, "--in-modes") if args.in_modes else None
     hidden_modes = _flag("--hidden-modes", parse_ints, args.hidden_modes, "--hidden-modes") if args.hidden_modes else None
     if in_modes is not None and prod(in_modes) != prod(frame):
-        raise CliError(f"--in-modes: {args.in_modes} multiply to {prod(in_modes):,}, but frames of {args.frame} have "
+        what = f"frames of {args.frame}" if args.task == "action" else f"{args.task} images of {'x'.join(map(str, frame))}"
+        raise CliError(f"--in-modes: {args.in_modes} multiply to {prod(in_modes):,}, but {what} have "
                        f"{prod(frame):,} inputs; give modes whose product is {prod(frame):,}")
     if hidden_modes is not None and prod(hidden_modes) != args.hidden:
         raise CliError(f"--hidden-modes: {args.hidden_modes} multiply to {prod(hidden_modes):,}, not --hidden "
@@ -218,7 +229,7 @@ def _check_model(args, task: Task, kind: str, frame):
         if modes is not None and len(modes) != args.d:
             raise CliError(f"{flag}: {len(modes)} modes but --d {args.d}; give {args.d} modes or set --d {len(modes)}")
     if in_modes is None:
-        _flag("--d", factorize, prod(frame), args.d)
+        _flag("--image-size" if args.image_size is not None else "--d", factorize, prod(frame), args.d)
     if hidden_modes is None:
         _flag("--hidden", factorize, args.hidden, args.d)
     flag = {"bt": "--rank/--blocks", "tt": "--tt-ranks"}.get(kind, f"--model {kind}")
@@ -273,16 +284,22 @@ SIZE_FLAGS = (("frame", "--frame"), ("frames", "--frames"), ("hidden", "--hidden
 def _size_need(args, kinds, sizes: dict) -> tuple[int, int]:
     """``(bytes held at once, bytes of the largest model's weights)`` for the flag values in ``sizes`` (estimated)."""
     frame, frames = sizes["frame"], sizes["frames"]
-    task = make_task(args.task, data_source=args.data, frame_shape=frame, frames=frames,
-                     train_size=sizes["train_size"], val_size=sizes["val_size"])
+    if args.task == "action":
+        task = make_task(args.task, data_source=args.data, frame_shape=frame, frames=frames,
+                         train_size=sizes["train_size"], val_size=sizes["val_size"])
+    else:
+        task = make_cli_task(args, frame, train_size=sizes["train_size"], val_size=sizes["val_size"])
     batch = sizes["batch"]
     if args.data == "synthetic":  # a batch is at most the training split
-        batch = min(batch, sizes["train_size"] or SyntheticActions().train_size)
-    data = sum(task.data_bytes().values()) + 2 * max(batch, 64) * 4 * frames * prod(frame)
+        batch = min(batch, train_count(task, sizes["train_size"]))
+    data = sum(task.data_bytes().values())
     step = weights = 0
     for kind in dict.fromkeys(kinds):
         cfg = task.model_config(kind, **_controls(args, None, None, len(ACTION_NAMES)) | {"hidden": sizes["hidden"]})
-        mem = estimate_memory(cfg, max(batch, 64), frames, optimizer=args.optimizer)
+        mem = task.step_bytes(cfg, max(batch, 64), args.optimizer)
+        if mem is None:  # the classifier's estimate, and the clips of a training and an evaluation batch
+            mem = estimate_memory(cfg, max(batch, 64), frames, optimizer=args.optimizer)
+            data = sum(task.data_bytes().values()) + 2 * max(batch, 64) * 4 * frames * prod(frame)
         step, weights = max(step, mem["training"]), max(weights, mem["params"])
     return data + step, weights
 
@@ -308,7 +325,10 @@ def _check_sizes(args, kinds, frame) -> None:
         return
     need, weights = _size_need(args, kinds, sizes)
     defaults = {"frame": parse_frame_shape(SyntheticActions().frame_shape), "frames": SyntheticActions().frames,
-                "hidden": 64, "batch": 32, "train_size": None, "val_size": None}
+                "train_size": None, "val_size": None, **{k: v for k, v in RUN_DEFAULTS.items() if k != "epochs"},
+                **{k: v for k, v in make_task(args.task).defaults.items() if k != "epochs"}}
+    if args.task != "action":
+        defaults["frame"] = frame
     culprit = next((flag for key, flag in SIZE_FLAGS if sizes[key] != defaults[key]
                     and fits({**sizes, key: defaults[key]})), None)
     named = culprit or "/".join(flag for key, flag in SIZE_FLAGS if sizes[key] != defaults[key]) or "--model"
@@ -329,11 +349,13 @@ def _check(argv) -> _Plan:
         if args.task not in ("action", "sequences"):
             raise CliError(f"--data: a .npz of sequences trains the sequences task, not --task {args.task}")
         args.task = "sequences"
+    task_defaults(args, CliError)
+    check_task_flags(args, CliError)
     synthetic = args.data == "synthetic"
     _check_combinations(args, synthetic)
     frame = _flag("--frame", parse_frame_shape, args.frame)
-    task = _flag("--data", _task, args, frame)
-    frame = getattr(task, "frame_shape", frame) if task.name == "sequences" else frame
+    task = _task(args, frame)
+    frame = task.frame_shape
     kinds = [k.strip().lower() for k in args.model.split(",") if k.strip()]
     if not kinds:
         raise CliError("--model: give at least one of dense, tt, bt (a comma list compares them)")
@@ -346,7 +368,7 @@ def _check(argv) -> _Plan:
     _check_sizes(args, kinds, frame)
     device = str(_flag("--device", check_device, args.device, "--device"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and synthetic and not args.study and min(args.batch, args.train_size or SyntheticActions().train_size) % world:
+    if world > 1 and synthetic and not args.study and min(args.batch, train_count(task, args.train_size)) % world:
         raise CliError(f"--batch: {args.batch} must be divisible by the {world} processes of torchrun")
     _flag("--study", check_study_flags, args, task, _study_controls(args, len(ACTION_NAMES)))
     if not synthetic and task.name != "sequences":
@@ -360,16 +382,17 @@ def _check(argv) -> _Plan:
 
 
 def _task(args, frame) -> Task:
-    """The task of ``--task`` with its data options from the flags."""
-    return make_task(args.task, data_source=args.data, frame_shape=frame, frames=args.frames, classes=args.classes,
-                     train_size=args.train_size, val_size=args.val_size, noise=args.noise,
-                     val_fraction=args.val_fraction)
+    """The task of ``--task`` with its data options from the flags (an option's error names its flag)."""
+    try:
+        return make_cli_task(args, frame)
+    except ValueError as exc:
+        raise CliError(option_error(str(exc))) from None
 
 
 def _data(plan: _Plan):
     """``(train_set, val_set, classes)`` of the checked command."""
     train_set, val_set = _flag("--data", plan.task.data, plan.args.seed)
-    return train_set, val_set, train_set.classes
+    return train_set, val_set, getattr(train_set, "classes", None)
 
 
 def _configs(plan: _Plan, classes: int, device: str) -> list[TrainConfig]:
@@ -512,7 +535,7 @@ def _run(plan: _Plan) -> int:
     status = 0 if all(r.status in ("done", "stalled") for r in results) else 1  # stalled: finished, learnt nothing
     if a.out and rank == 0:
         try:
-            save_results(results, a.out, checkpoints=a.checkpoint)
+            save_results(results, a.out, checkpoints=a.checkpoint, task=plan.task, val_data=val_set)
         except OSError as exc:
             _say_error(f"--out {a.out}: could not write the results ({exc})", rank)
             status = 1

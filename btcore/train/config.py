@@ -13,6 +13,7 @@ from ..classifier import ClassifierConfig
 from ..contract import measure_rates
 from ..shapes import check_choice, check_positive_int
 from ..tasks import make_task, task_names
+from ..tasks.base import optimizer_states
 
 __all__ = ["OPTIMIZERS", "MAX_LR", "TrainConfig", "make_optimizer", "check_device", "pick_device", "device_name", "cpu_count",
            "set_cpu_threads", "estimate_memory", "pin_contraction_rates"]
@@ -226,7 +227,7 @@ def estimate_memory(config: ClassifierConfig, batch: int, frames: int, *, optimi
     per step, doubled for the backward pass. A lower bound good enough to warn before launching.
     """
     p = config.num_params()
-    state = {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 1}.get(optimizer, 2)
+    state = optimizer_states(optimizer)
     b, t = int(batch), int(frames)
     gates = config.gates * config.hidden_size
     act = b * t * (config.input_size + 2 * gates + 8 * config.hidden_size)

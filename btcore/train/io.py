@@ -14,11 +14,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..tasks import Task
 from .config import TrainConfig
 from .json_lines import json_default
 from .run import TrainResult, seeded_model
 
-__all__ = ["HISTORY_COLUMNS", "CHECKPOINT_FORMAT", "RESULT_FILES", "LOCK_FILE", "history_rows", "histories_csv",
+__all__ = ["HISTORY_COLUMNS", "CHECKPOINT_FORMAT", "RESULT_FILES", "RESULT_PATTERNS", "history_columns", "LOCK_FILE", "history_rows", "histories_csv",
            "summary", "save_results", "check_out_dir", "claim_out_dir", "OutDir", "write_new_file", "save_checkpoint",
            "checkpoint_bytes", "load_checkpoint"]
 
@@ -26,6 +27,9 @@ __all__ = ["HISTORY_COLUMNS", "CHECKPOINT_FORMAT", "RESULT_FILES", "LOCK_FILE", 
 CHECKPOINT_FORMAT = "btlab-checkpoint-1"
 #: The files :func:`save_results` writes (besides one ``<run>.pt`` per run with checkpoints).
 RESULT_FILES = ("history.csv", "history.json", "summary.json")
+
+#: Files of :func:`save_results` named after their run (sample grids, captions): earlier ones count as results.
+RESULT_PATTERNS = ("samples_*.png", "captions_*.json")
 
 #: The file :func:`claim_out_dir` holds in a results folder while a run writes there.
 LOCK_FILE = ".btlab-run.lock"
@@ -35,21 +39,36 @@ HISTORY_COLUMNS = ("run", "event", "step", "epoch", "train_loss", "train_acc", "
                    "examples_per_s", "elapsed", "params")
 
 
-def history_rows(results_or_events) -> list[dict]:
-    """Flat rows (``HISTORY_COLUMNS``) from a list of :class:`TrainResult` or of step/eval events."""
+def _events(results_or_events) -> list[dict]:
     events = []
     for item in results_or_events:
         if isinstance(item, TrainResult):
             events.extend(item.history)
         elif isinstance(item, dict) and item.get("event") in ("step", "eval"):
             events.append(item)
-    return [{c: ev.get(c) for c in HISTORY_COLUMNS} for ev in events]
+    return events
+
+
+def history_columns(results_or_events) -> tuple[str, ...]:
+    """:data:`HISTORY_COLUMNS`, then the other ``train_*`` / ``val_*`` metrics the events carry (a task's own, e.g. ``val_nelbo``)."""
+    extra: dict[str, None] = {}
+    for ev in _events(results_or_events):
+        for k in ev:
+            if k.startswith(("train_", "val_")) and k not in HISTORY_COLUMNS:
+                extra[k] = None
+    return HISTORY_COLUMNS + tuple(extra)
+
+
+def history_rows(results_or_events) -> list[dict]:
+    """Flat rows (:func:`history_columns`) from a list of :class:`TrainResult` or of step/eval events."""
+    columns = history_columns(results_or_events)
+    return [{c: ev.get(c) for c in columns} for ev in _events(results_or_events)]
 
 
 def histories_csv(results_or_events) -> str:
     """The histories as CSV text (one row per step and per evaluation, all runs)."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(HISTORY_COLUMNS))
+    w = csv.DictWriter(buf, fieldnames=list(history_columns(results_or_events)))
     w.writeheader()
     for row in history_rows(results_or_events):
         w.writerow({k: ("" if v is None else v) for k, v in row.items()})
@@ -60,8 +79,14 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_").lower() or "run"
 
 
-def save_results(results: Sequence[TrainResult], out_dir, *, checkpoints: bool = False) -> dict[str, str]:
-    """Write ``history.csv``, ``history.json``, ``summary.json`` (and ``<run>.pt`` checkpoints) into ``out_dir``."""
+def save_results(results: Sequence[TrainResult], out_dir, *, checkpoints: bool = False, task: Task | None = None,
+                 val_data=None) -> dict[str, str]:
+    """Write ``history.csv``, ``history.json``, ``summary.json`` (and ``<run>.pt`` checkpoints) into ``out_dir``.
+
+    With ``task`` and its ``val_data``, each trained model's :meth:`~btcore.tasks.Task.result_files`
+    too, as ``<stem>_<run>.<ext>`` (generation: ``samples_<run>.png``; captioning:
+    ``captions_<run>.json``).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": str(out / "history.csv"), "json": str(out / "history.json"), "summary": str(out / "summary.json")}
@@ -74,6 +99,15 @@ def save_results(results: Sequence[TrainResult], out_dir, *, checkpoints: bool =
                 p = out / f"{_slug(r.name)}.pt"
                 write_new_file(p, checkpoint_bytes(r.model, r.config, r.history))
                 paths[r.name] = str(p)
+    if task is not None and val_data is not None:
+        for r in results:
+            if r.model is None or r.status == "diverged":
+                continue
+            for name, data in task.result_files(r.model, val_data).items():
+                stem, _, ext = name.rpartition(".")
+                p = out / f"{stem}_{_slug(r.name)}.{ext}"
+                write_new_file(p, data)
+                paths[f"{r.name}:{name}"] = str(p)
     return paths
 
 
@@ -106,15 +140,16 @@ def check_out_dir(out_dir, *, overwrite: bool = False, field: str = "out_dir") -
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ValueError(f"{field} {out_dir}: {probe} is not writable by this user; choose a folder you can write to")
     if out.is_dir():
-        links = [f for f in RESULT_FILES if (out / f).is_symlink()]
+        named = list(RESULT_FILES) + sorted({p.name for pat in RESULT_PATTERNS for p in out.glob(pat)})
+        links = [f for f in named if (out / f).is_symlink()]
         if links:
             raise ValueError(f"{field} {out_dir}: {links[0]} there is a symbolic link; results are never written "
                              "through links (it could point outside the folder): remove it or choose another folder")
-        clash = [f for f in RESULT_FILES if (out / f).is_dir()]
+        clash = [f for f in named if (out / f).is_dir()]
         if clash:
             raise ValueError(f"{field} {out_dir}: {clash[0]} there is a folder, so the results cannot be written; "
                              "choose another folder")
-        old = [f for f in RESULT_FILES if (out / f).exists()]
+        old = [f for f in named if (out / f).exists()]
         if old and not overwrite:
             raise ValueError(f"{field} {out_dir}: already holds results ({', '.join(old)}); choose a new folder, or replace "
                              "them with overwrite=True (--overwrite on the command line)")

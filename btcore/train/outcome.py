@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from ..tasks import Chance
+from ..tasks import Chance, DeferredChance
 
 __all__ = ["Watch"]
 
@@ -37,10 +37,11 @@ class Watch:
     diverge_factor: float | None = 10.0
     grad_factor: float | None = 1e4
     stall_fraction: float | None = 0.5
-    chance: Chance | None = None
+    chance: Chance | DeferredChance | None = None
     higher_is_better: bool = True
     metric_label: str = "validation accuracy"
     format_metric: Callable[[float], str] = "{:.1%}".format
+    data_check: str = "check that the labels match the clips"
     first_loss: float | None = None
     first_grad: float | None = None
     best: float | None = None
@@ -129,7 +130,7 @@ class Watch:
         if self.lr < 1e-4:
             return f"the learning rate (now {_g(self.lr)}) is likely too low: raise it"
         if self.weight_decay > 0 and self.lr * self.weight_decay > 1e-3:
-            return (f"the weight decay ({_g(self.weight_decay)}) may hold the weights near zero: lower it, or check "
-                    "that the labels match the clips")
-        return (f"the model learns nothing from this data at learning rate {_g(self.lr)}: check that the labels "
-                "match the clips, or try another learning rate")
+            return (f"the weight decay ({_g(self.weight_decay)}) may hold the weights near zero: lower it, or "
+                    f"{self.data_check}")
+        return (f"the model learns nothing from this data at learning rate {_g(self.lr)}: {self.data_check}, or "
+                "try another learning rate")

@@ -24,9 +24,13 @@ def shapes_snippet(cfg) -> str:
         "import btcore\n\n"
         f"bt = btcore.BTSpec({i}, {o}, rank={_rank(cfg.bt_rank)}, blocks={cfg.blocks})\n"
         f"tt = btcore.TTSpec({i}, {o}, ranks={_rank(cfg.tt_ranks)})\n"
+        f"tr = btcore.TRSpec({i}, {o}, ranks={_rank(cfg.tr_ranks)})  # tensor ring: the last bond closes it\n"
         f"dense = btcore.DenseSpec({i}, {o})\n"
-        "for spec in (dense, tt, bt):\n"
-        f"    print(spec, spec.params, f\"{{spec.compression:,.1f}}x\", spec.macs(batch={cfg.batch}))\n"
+        "for spec in (dense, tt, bt, tr):\n"
+        "    # multiply-adds: the FLOP-optimal path; planner: the scheme btcore.matmul runs, and its modelled time\n"
+        f"    choice = btcore.planner_choice(spec, {cfg.batch})\n"
+        f"    print(spec, spec.params, f\"{{spec.compression:,.1f}}x\", spec.macs(batch={cfg.batch}),\n"
+        "          choice.scheme, f\"{choice.modelled_s * 1e3:.3f} ms\")\n"
     )
 
 

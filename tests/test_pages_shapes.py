@@ -29,7 +29,7 @@ def test_default_is_the_paper_preset_and_shows_btcore_numbers():
     bt_delta = next(x.delta for x in at.metric if x.label.startswith("BT"))
     assert bt_delta.startswith("17,388.7x")
     table = at.dataframe[0].value
-    assert list(table["format"]) == ["Dense", "TT", "BT", "Tucker", "CP"]
+    assert list(table["format"]) == ["Dense", "TT", "BT", "TR", "Tucker", "CP"]
     spec = btcore.BTSpec((8, 20, 20, 18), (16, 4, 4, 4), 4, 2)
     bt_row = table[table["format"] == "BT"].iloc[0]
     assert bt_row["parameters"] == 3_392

@@ -9,18 +9,35 @@ import pandas as pd
 
 import btcore
 
-__all__ = ["COMPRESSION", "MACS", "formats_table", "formats_csv"]
+__all__ = ["COMPRESSION", "MACS", "PLANNER", "PLANNER_MACS", "PLANNER_MS", "with_planner", "formats_table",
+           "formats_csv"]
 
-#: Column names shared by the table and its CSV.
+#: Column names shared by the table and its CSV. ``MACS`` is the FLOP-optimal path's count (a pure
+#: function of the shapes); the planner's columns say what ``btcore.matmul`` would run and what its
+#: time model expects, labelled as the planner's.
 COMPRESSION = "compression vs dense (x)"
 MACS = "multiply-adds / sample"
+PLANNER = "the scheme btcore.matmul runs here (planner)"
+PLANNER_MACS = "planner's multiply-adds / sample"
+PLANNER_MS = "planner's modelled time (ms)"
+
+
+def with_planner(row: dict, spec, batch: int) -> dict:
+    """``row`` (a :func:`btcore.summary_row`) with the planner's choice for ``spec`` at ``batch``."""
+    choice = btcore.planner_choice(spec, batch)
+    return row | {"planner_scheme": choice.scheme, "planner_macs_per_sample": choice.macs_per_sample,
+                  "planner_s": choice.modelled_s}
 
 
 def _common(r: dict) -> dict:
     # One decimal, as the metrics above the table show it; whole multiply-adds (a per-sample mean
     # of a batch plan can end in .5, a count of operations cannot be read that way).
-    return {"format": r["format"], "ranks": r["ranks"], "parameters": int(r["params"]),
-            COMPRESSION: round(float(r["compression"]), 1), MACS: int(round(r["macs_per_sample"]))}
+    out = {"format": r["format"], "ranks": r["ranks"], "parameters": int(r["params"]),
+           COMPRESSION: round(float(r["compression"]), 1), MACS: int(round(r["macs_per_sample"]))}
+    if "planner_scheme" in r:
+        out |= {PLANNER: r["planner_scheme"], PLANNER_MACS: int(round(r["planner_macs_per_sample"])),
+                PLANNER_MS: round(1e3 * float(r["planner_s"]), 3)}
+    return out
 
 
 def formats_table(rows: list[dict], batch: int) -> pd.DataFrame:

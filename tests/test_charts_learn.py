@@ -177,9 +177,9 @@ def test_step_sentence_names_tensors_and_cost():
 
 def test_build_specs_reports_invalid_formats():
     specs, errors = ld.build_specs(LabConfig((4, 4), (4, 4), 99, 2, 2))
-    assert set(specs) == {"TT", "Dense"} and "rank" in errors["BT"]
+    assert set(specs) == {"TT", "TR", "Dense"} and "rank" in errors["BT"]
     specs, errors = ld.build_specs(LabConfig((4, 4), (16,), 2, 2, 2))
-    assert specs == {} and set(errors) == {"BT", "TT", "Dense"}
+    assert specs == {} and set(errors) == {"BT", "TT", "TR", "Dense"}
 
 
 # ------------------------------------------------------------------ sizes, budget, UCF11
@@ -218,7 +218,7 @@ def test_growth_rows_core_is_r_to_the_d():
 
 # ------------------------------------------------------------------ cost charts
 def test_step_bars_and_stack():
-    walk = {n: ld.walkthrough_rows(getattr(UCF, m)(), UCF.batch) for n, m in ld.FORMATS.items()}
+    walk = {n: ld.walkthrough_rows(UCF.spec(key), UCF.batch) for n, key in ld.FORMATS.items()}
     fig = cl.step_bars(walk["BT"], color="#d62728", dense_per_sample=58_982_400, selected=2)
     (bar,) = fig.data
     assert list(bar.y) == [r["multiply-adds / sample"] for r in walk["BT"]]

@@ -16,8 +16,9 @@ def test_learn_snippet_runs_and_prints_the_planned_steps(capsys):
     cfg = LabConfig((4, 4), (4, 4), (2, 3), 2, 2, batch=3)
     exec(compile(learn_snippet(cfg), "<snippet>", "exec"), {})
     out = capsys.readouterr().out
-    plan = btcore.plan_matmul(cfg.bt_spec(), 3)
-    assert out.count("multiply-adds") == len(plan.steps)
+    plans = [btcore.plan_matmul(spec, 3, "path") for spec in (cfg.bt_spec(), cfg.tr_spec())]
+    assert out.count("multiply-adds") == sum(len(p.steps) for p in plans)
+    assert all(f"{s.macs:,} multiply-adds" in out for p in plans for s in p.steps)
 
 
 def test_training_command_runs_the_pages_comparison(capsys):

@@ -190,3 +190,46 @@ def test_the_code_shown_runs(capsys):
     (code,) = [c for c in at.code if "BTLinear" in c.value]
     exec(compile(code.value, "<learn snippet>", "exec"), {})
     assert "multiply-adds" in capsys.readouterr().out
+
+
+def test_tr_is_taught_with_the_librarys_numbers_and_its_link_restores_it():
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    cfg = LabConfig((4, 8, 8), (8, 4, 8), 3, 2, 4, 32, tr_ranks=(2, 5, 3))
+    at = open_page("learn", state={CONFIG_KEY: cfg})
+    assert not at.exception and not at.error
+    spec = btcore.TRSpec(cfg.in_modes, cfg.out_modes, (2, 5, 3))
+    ring = next(s for s in plotly_specs(at) if str(s["layout"].get("title", {}).get("text")).startswith("Tensor Ring"))
+    (nodes,) = [t for t in ring["data"] if t.get("name") == "tensors"]
+    assert len(nodes["x"]) == 3 and all(f"shape {' × '.join(map(str, s))}" in h
+                                        for h, s in zip(nodes["hovertext"], spec.core_shapes()))
+    assert any(r"P_{\mathrm{TR}}" in x.value and f"{spec.params:,}".replace(",", "{,}") in x.value for x in at.latex)
+    text = " ".join(m.value for m in at.markdown)
+    assert "TR ranks 2,5,3" in text
+    choice = btcore.planner_choice(spec, 32)
+    assert f"`{choice.scheme}`" in text and "(planner)" in text
+    at.slider(key="learn_step_TR").set_value(2).run()
+    step = spec.plan(32).steps[1]
+    assert any(m.value.startswith("**Step 2 of") and f"{step.macs:,}" in m.value for m in at.markdown)
+    query = dict(at.query_params)
+    assert query["tr"] == "2,5,3" and query["step_TR"] == "2"
+    fresh = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    fresh.query_params.update(query)
+    fresh.switch_page(str(ROOT / "pages" / "learn.py")).run()
+    assert not fresh.exception and not fresh.error
+    assert fresh.session_state[CONFIG_KEY].tr_ranks == (2, 5, 3) and fresh.session_state["learn_step_TR"] == 2
+
+
+def test_a_bad_tr_link_value_falls_back_with_a_warning_on_learn():
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params.update({"tr": "999"})
+    at.switch_page(str(ROOT / "pages" / "learn.py")).run()
+    assert not at.exception and not at.error
+    assert any("`tr`" in w.value and "using tr=4" in w.value for w in at.warning)
+    assert at.session_state[CONFIG_KEY] == LabConfig()

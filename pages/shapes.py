@@ -180,8 +180,9 @@ for start_at in range(0, len(rows), 3):  # rows of three, so the labels (with th
 
 table = tables.formats_table(rows, cfg.batch)
 st.dataframe(table, hide_index=True, width="stretch", column_config={
-    name: st.column_config.NumberColumn(format="localized")
-    for name in ("parameters", tables.COMPRESSION, tables.MACS, tables.PLANNER_MACS)})
+    name: st.column_config.NumberColumn(format="localized") for name in ("parameters", tables.COMPRESSION, tables.MACS)})
+st.dataframe(tables.planner_table(rows), hide_index=True, width="stretch", column_config={
+    tables.PLANNER_MACS: st.column_config.NumberColumn(format="localized")})
 c1, c2 = st.columns([1, 1])
 if not lesson:
     c1.download_button("Download table (CSV)", tables.formats_csv(rows, cfg.batch), "btlab_formats.csv", "text/csv",
@@ -190,7 +191,7 @@ with c2:
     frame.link()
 st.caption(f"CP is shown at rank {cfg.cp_rank()}, the rank whose size is closest to BT's. **Multiply-adds / sample** "
            f"follow the FLOP-optimal contraction path at batch {cfg.batch}, a count fixed by the shapes (BT: "
-           f"{bt['macs_per_sample'] / dense['macs_per_sample']:.2%} of dense). The **planner's** columns are what "
+           f"{bt['macs_per_sample'] / dense['macs_per_sample']:.2%} of dense). The **planner's** table under it says what "
            "`btcore.matmul` runs here: the scheme its time model expects to be fastest, that scheme's multiply-adds "
            "and its modelled time (a model with fixed reference rates, not a measurement). Memory: parameters in "
            "float32, and the largest intermediate of one forward pass.")

@@ -155,7 +155,7 @@ def test_bad_query_values_fall_back_with_a_warning(query):
     at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
     assert not at.exception
     assert at.warning or at.error  # said, not silently replaced
-    assert len(at.dataframe) == 1  # the table is shown (for valid or last valid inputs)
+    assert len(at.dataframe) == 2  # the tables are shown (for valid or last valid inputs)
 
 
 def test_typed_modes_are_never_overwritten_and_the_suggestion_is_offered():
@@ -190,7 +190,7 @@ def test_out_of_range_numbers_are_named_and_the_last_results_stay(key, value, sa
     assert not at.exception
     assert any(says in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]
     assert any("last valid configuration" in w.value for w in at.warning)
-    assert len(at.dataframe) == 1 and metrics(at)["BT (R=4, N=2) parameters"] == "3,392"
+    assert len(at.dataframe) == 2 and metrics(at)["BT (R=4, N=2) parameters"] == "3,392"
 
 
 def test_lesson_flag_hides_the_advanced_controls():
@@ -290,6 +290,7 @@ def test_tr_is_listed_with_the_librarys_counts_and_the_planners_scheme_beside():
     row = at.dataframe[0].value.set_index("format").loc["TR"]
     assert row["parameters"] == spec.params == 3_408  # 3*8*16*4 + 4*20*4*3 + 3*20*4*2 + 2*18*4*3
     assert row["multiply-adds / sample"] == round(spec.plan(16).macs / 16) == round(spec.macs(16))
+    row = at.dataframe[1].value.set_index("format").loc["TR"]  # the planner's table, right beside
     choice = btcore.planner_choice(spec, 16)
     assert row["the scheme btcore.matmul runs here (planner)"] == choice.scheme
     assert row["planner's modelled time (ms)"] == round(1e3 * choice.modelled_s, 3)

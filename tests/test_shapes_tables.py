@@ -42,5 +42,8 @@ def test_tr_is_a_row_and_the_planners_choice_stands_beside_the_fixed_count():
         assert csv.loc[spec.kind, tables.PLANNER] == choice.scheme
         assert csv.loc[spec.kind, tables.PLANNER_MACS] == round(choice.macs_per_sample)
         assert csv.loc[spec.kind, tables.PLANNER_MS] == round(1e3 * choice.modelled_s, 3)
+    shown = tables.planner_table(rows).set_index("format")
+    assert shown.loc["TR", tables.PLANNER] == btcore.planner_choice(tr, 5).scheme
+    assert list(tables.formats_table(rows, 5).columns).count(tables.PLANNER) == 0  # its own table, not a wider one
     numeric = [c for c in csv.columns if c not in ("ranks", tables.PLANNER)]
     assert all(pd.api.types.is_numeric_dtype(csv[c]) for c in numeric)

@@ -10,7 +10,7 @@ import pandas as pd
 import btcore
 
 __all__ = ["COMPRESSION", "MACS", "PLANNER", "PLANNER_MACS", "PLANNER_MS", "with_planner", "formats_table",
-           "formats_csv"]
+           "planner_table", "formats_csv"]
 
 #: Column names shared by the table and its CSV. ``MACS`` is the FLOP-optimal path's count (a pure
 #: function of the shapes); the planner's columns say what ``btcore.matmul`` would run and what its
@@ -29,15 +29,16 @@ def with_planner(row: dict, spec, batch: int) -> dict:
                   "planner_s": choice.modelled_s}
 
 
+def _planner(r: dict) -> dict:
+    return {PLANNER: r["planner_scheme"], PLANNER_MACS: int(round(r["planner_macs_per_sample"])),
+            PLANNER_MS: round(1e3 * float(r["planner_s"]), 3)}
+
+
 def _common(r: dict) -> dict:
     # One decimal, as the metrics above the table show it; whole multiply-adds (a per-sample mean
     # of a batch plan can end in .5, a count of operations cannot be read that way).
-    out = {"format": r["format"], "ranks": r["ranks"], "parameters": int(r["params"]),
-           COMPRESSION: round(float(r["compression"]), 1), MACS: int(round(r["macs_per_sample"]))}
-    if "planner_scheme" in r:
-        out |= {PLANNER: r["planner_scheme"], PLANNER_MACS: int(round(r["planner_macs_per_sample"])),
-                PLANNER_MS: round(1e3 * float(r["planner_s"]), 3)}
-    return out
+    return {"format": r["format"], "ranks": r["ranks"], "parameters": int(r["params"]),
+            COMPRESSION: round(float(r["compression"]), 1), MACS: int(round(r["macs_per_sample"]))}
 
 
 def formats_table(rows: list[dict], batch: int) -> pd.DataFrame:
@@ -48,9 +49,15 @@ def formats_table(rows: list[dict], batch: int) -> pd.DataFrame:
     } for r in rows])
 
 
+def planner_table(rows: list[dict]) -> pd.DataFrame:
+    """Beside the table: per format, what the planner picks (rows from :func:`with_planner`)."""
+    return pd.DataFrame([{"format": r["format"]} | _planner(r) for r in rows])
+
+
 def formats_csv(rows: list[dict], batch: int) -> bytes:
-    """The table as downloaded: every number a number (memory in bytes), for a spreadsheet."""
+    """The table as downloaded: every number a number (memory in bytes), for a spreadsheet; with the
+    planner's columns when the rows carry them (:func:`with_planner`)."""
     return pd.DataFrame([_common(r) | {
         "parameter memory float32 (bytes)": int(r["param_bytes"]),
         f"largest intermediate batch {batch} (bytes)": int(r["intermediate_bytes"]),
-    } for r in rows]).to_csv(index=False).encode()
+    } | (_planner(r) if "planner_scheme" in r else {}) for r in rows]).to_csv(index=False).encode()

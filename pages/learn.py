@@ -188,8 +188,9 @@ def steps_section() -> None:
                        "intermediates stay in cache: same multiply-adds, less memory traffic.")
     if bt is not None and tt is not None:
         st.markdown(
-            "Each TT step is one matrix product (a GEMM); a TR step is one too, but every core carries two bonds, "
-            "and the closing one stays open on the intermediates until the last core is joined. BT steps carry more indices at once (the block index n "
+            "Each TT step is one matrix product (a GEMM); so is each TR step, but every TR core carries two bonds, "
+            "so an intermediate holding one end of the ring's closing bond keeps it open until the core at the "
+            "other end is joined. BT steps carry more indices at once (the block index n "
             "and several ranks), so they are smaller, batched contractions: fewer multiply-adds do not always mean "
             "less time; `btcore.matmul(..., tune=True)` times a few candidate orders and keeps the fastest."
         )

@@ -6,10 +6,12 @@ import math
 
 __all__ = ["FORMAT_COLORS", "YOUR_MARKERS", "MAX_TICKS", "value_axis"]
 
-FORMAT_COLORS = {"Dense": "#636363", "TT": "#1f77b4", "BT": "#d62728", "Tucker": "#ff7f0e", "CP": "#2ca02c"}
+FORMAT_COLORS = {"Dense": "#636363", "TT": "#1f77b4", "BT": "#d62728", "Tucker": "#ff7f0e", "CP": "#2ca02c",
+                 "TR": "#9467bd"}
 #: Marker of "your" configuration per format: distinct shapes and sizes, drawn largest first, so
 #: two choices at nearly the same point stay visible (an open ring around a star).
 YOUR_MARKERS = {"TT": {"symbol": "circle-open", "size": 24, "line": {"width": 3}},
+                "TR": {"symbol": "square-open", "size": 19, "line": {"width": 3}},
                 "BT": {"symbol": "star", "size": 15, "line": {"width": 1, "color": "black"}},
                 "Tucker": {"symbol": "diamond", "size": 13, "line": {"width": 1, "color": "black"}},
                 "CP": {"symbol": "square", "size": 11, "line": {"width": 1, "color": "black"}}}

@@ -35,6 +35,7 @@ class LabConfig:
     blocks: int = UCF11_BLOCKS
     tt_ranks: int | tuple[int, ...] = UCF11_TT_RANKS
     batch: int = 16
+    tr_ranks: int | tuple[int, ...] = btcore.formats.RANK_CONTROLS["tr_ranks"]
 
     @property
     def d(self) -> int:
@@ -60,6 +61,17 @@ class LabConfig:
     def tt_spec(self) -> btcore.TTSpec:
         return btcore.TTSpec(self.in_modes, self.out_modes, self.tt_ranks)
 
+    def tr_spec(self) -> btcore.TRSpec:
+        return btcore.TRSpec(self.in_modes, self.out_modes, self.tr_ranks)
+
+    def controls(self) -> dict:
+        """The rank controls of :data:`btcore.formats.RANK_CONTROLS` this configuration sets."""
+        return {"rank": self.bt_rank, "blocks": self.blocks, "tt_ranks": self.tt_ranks, "tr_ranks": self.tr_ranks}
+
+    def spec(self, key: str):
+        """The spec of registry format ``key`` (:data:`btcore.formats.FORMATS`) for this configuration."""
+        return btcore.formats.spec_for(key, self.in_modes, self.out_modes, **self.controls())
+
     def cp_rank(self) -> int:
         """The CP rank whose parameter count is closest to the BT format's (at least 1)."""
         per_rank = btcore.cp_params(self.in_modes, self.out_modes, 1)
@@ -69,8 +81,9 @@ class LabConfig:
         return btcore.cp_spec(self.in_modes, self.out_modes, self.cp_rank())
 
     def specs(self) -> list:
-        """Dense, TT, BT, Tucker and CP specs in table order (raises ValueError when invalid)."""
-        return [self.dense_spec(), self.tt_spec(), self.bt_spec(), self.tucker_spec(), self.cp_spec()]
+        """Every registered format's spec (:data:`btcore.formats.FORMATS` order), then Tucker and CP, BT's
+        special cases (raises ValueError when one is invalid)."""
+        return [self.spec(key) for key in btcore.formats.FORMATS] + [self.tucker_spec(), self.cp_spec()]
 
 
 #: Named configurations. The UCF11 ones are the paper's (docs/reference.md, "The paper's UCF11
@@ -81,8 +94,8 @@ PRESETS: dict[str, LabConfig] = {
     UCF11_LSTM_PRESET: LabConfig(),
     "UCF11 GRU (paper shapes: BT-GRU and TT-GRU)": LabConfig(out_modes=folded_out_modes(UCF11_HIDDEN_MODES,
                                                                                        GATES["gru"])),
-    "Small square 1024 x 1024": LabConfig((4, 8, 8, 4), (4, 8, 8, 4), 3, 2, 4),
-    "Teaching example 16 x 16": LabConfig((4, 4), (4, 4), 2, 2, 2),
+    "Small square 1024 x 1024": LabConfig((4, 8, 8, 4), (4, 8, 8, 4), 3, 2, 4, tr_ranks=4),
+    "Teaching example 16 x 16": LabConfig((4, 4), (4, 4), 2, 2, 2, tr_ranks=2),
 }
 
 
@@ -106,13 +119,13 @@ def check_limit(name: str, value: int) -> int:
 
 #: URL query names of the configuration's fields.
 CONFIG_PARAMS = {"in_modes": "in", "out_modes": "out", "bt_rank": "R", "blocks": "N", "tt_ranks": "tt",
-                 "batch": "batch"}
+                 "batch": "batch", "tr_ranks": "tr"}
 
 
 def config_query(cfg: LabConfig) -> dict[str, str]:
-    """The configuration as URL query values (``in=8x20x20x18&out=16x4x4x4&R=4&N=2&tt=4&batch=16``)."""
+    """The configuration as URL query values (``in=8x20x20x18&out=16x4x4x4&R=4&N=2&tt=4&batch=16&tr=4``)."""
     return {"in": format_ints(cfg.in_modes), "out": format_ints(cfg.out_modes), "R": rank_text(cfg.bt_rank),
-            "N": str(cfg.blocks), "tt": rank_text(cfg.tt_ranks), "batch": str(cfg.batch)}
+            "N": str(cfg.blocks), "tt": rank_text(cfg.tt_ranks), "batch": str(cfg.batch), "tr": rank_text(cfg.tr_ranks)}
 
 
 def _one_int(text: str, name: str) -> int:
@@ -137,7 +150,7 @@ def config_from_query(params) -> tuple[LabConfig, list[str]]:
     if not any(name in params for name in CONFIG_PARAMS.values()):
         return default, []
     parsers = {"in": lambda t, f: _sized(parse_ints(t, f), "I"), "out": lambda t, f: _sized(parse_ints(t, f), "J"),
-               "R": parse_rank, "tt": parse_rank,
+               "R": parse_rank, "tt": parse_rank, "tr": parse_rank,
                "N": lambda t, f: check_limit("N", _one_int(t, f)), "batch": lambda t, f: check_limit("batch", _one_int(t, f))}
     changes, warnings = {}, []
     for attr, name in CONFIG_PARAMS.items():
@@ -146,12 +159,46 @@ def config_from_query(params) -> tuple[LabConfig, list[str]]:
                 changes[attr] = parsers[name](params[name], name)
             except ValueError as exc:
                 warnings.append(f"The link's `{name}` was not used: {exc}")
+    if "tr_ranks" not in changes and "in_modes" in changes and "out_modes" in changes:
+        # A link without TR ranks (written before TR was listed) keeps working on small modes: the
+        # default rank, capped at the largest uniform rank those modes allow.
+        try:
+            cap = btcore.max_uniform_rank(changes["in_modes"], changes["out_modes"], "tr")
+            changes["tr_ranks"] = max(1, min(default.tr_ranks, cap))
+        except ValueError:
+            pass  # the modes themselves are refused below, with their own message
     cfg = replace(default, **changes)
     try:
         cfg.specs()
     except ValueError as exc:
+        kept = _without_one_rank(cfg, changes)
+        if kept is not None:
+            name, fallback = kept
+            return fallback, warnings + [f"The link's `{name}` was not used ({exc}); using {name}="
+                                         f"{config_query(fallback)[name]}."]
         return default, warnings + [f"The link's configuration was not used ({exc}); showing the default."]
     return cfg, warnings
+
+
+def _without_one_rank(cfg: LabConfig, changes: dict) -> tuple[str, LabConfig] | None:
+    """The link's configuration with one rank field back at its default, if that alone makes it valid."""
+    default = LabConfig()
+    for attr in ("tr_ranks", "tt_ranks", "bt_rank", "blocks"):
+        if attr not in changes:
+            continue
+        value = getattr(default, attr)
+        if attr == "tr_ranks":
+            try:
+                value = max(1, min(value, btcore.max_uniform_rank(cfg.in_modes, cfg.out_modes, "tr")))
+            except ValueError:
+                continue
+        trial = replace(cfg, **{attr: value})
+        try:
+            trial.specs()
+        except ValueError:
+            continue
+        return CONFIG_PARAMS[attr], trial
+    return None
 
 
 def get_config() -> LabConfig:

@@ -24,22 +24,29 @@ def shapes_snippet(cfg) -> str:
         "import btcore\n\n"
         f"bt = btcore.BTSpec({i}, {o}, rank={_rank(cfg.bt_rank)}, blocks={cfg.blocks})\n"
         f"tt = btcore.TTSpec({i}, {o}, ranks={_rank(cfg.tt_ranks)})\n"
+        f"tr = btcore.TRSpec({i}, {o}, ranks={_rank(cfg.tr_ranks)})  # tensor ring: the last bond closes it\n"
         f"dense = btcore.DenseSpec({i}, {o})\n"
-        "for spec in (dense, tt, bt):\n"
-        f"    print(spec, spec.params, f\"{{spec.compression:,.1f}}x\", spec.macs(batch={cfg.batch}))\n"
+        "for spec in (dense, tt, bt, tr):\n"
+        "    # multiply-adds: the FLOP-optimal path; planner: the scheme btcore.matmul runs, and its modelled time\n"
+        f"    choice = btcore.planner_choice(spec, {cfg.batch})\n"
+        f"    print(spec, spec.params, f\"{{spec.compression:,.1f}}x\", spec.macs(batch={cfg.batch}),\n"
+        "          choice.scheme, f\"{choice.modelled_s * 1e3:.3f} ms\")\n"
     )
 
 
 def learn_snippet(cfg) -> str:
-    """A BT layer for ``cfg`` and ``y = x W`` along the planned contraction, step by step."""
+    """A BT and a TR layer for ``cfg`` and ``y = x W`` along each one's FLOP-optimal path, step by step."""
     i, o = _modes(cfg.in_modes), _modes(cfg.out_modes)
     return (
         "import torch\nimport btcore\n\n"
-        f"layer = btcore.BTLinear({i}, {o}, rank={_rank(cfg.bt_rank)}, blocks={cfg.blocks})\n"
+        f"bt = btcore.BTLinear({i}, {o}, rank={_rank(cfg.bt_rank)}, blocks={cfg.blocks})\n"
+        f"tr = btcore.TRLinear({i}, {o}, ranks={_rank(cfg.tr_ranks)})  # tensor ring: the last bond closes it\n"
         f"x = torch.randn({cfg.batch}, {cfg.in_size})\n"
-        "y = layer(x)  # never forms the dense W\n"
-        f"for step in btcore.plan_matmul(layer.spec, {cfg.batch}).steps:\n"
-        "    print(step.left, \"x\", step.right, \"->\", step.result_shape, f\"{step.macs:,} multiply-adds\")\n"
+        "for layer in (bt, tr):\n"
+        "    y = layer(x)  # never forms the dense W\n"
+        f"    print(layer.spec, \"planner:\", btcore.planner_choice(layer.spec, {cfg.batch}).scheme)\n"
+        f"    for step in layer.spec.plan({cfg.batch}).steps:  # the FLOP-optimal path\n"
+        "        print(step.left, \"x\", step.right, \"->\", step.result_shape, f\"{step.macs:,} multiply-adds\")\n"
     )
 
 

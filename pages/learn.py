@@ -1,4 +1,4 @@
-"""Learn: what BT and TT are and how ``y = x W`` is contracted, for the user's own configuration."""
+"""Learn: what BT, TT and TR are and how ``y = x W`` is contracted, for the user's own configuration."""
 
 import pandas as pd
 import streamlit as st
@@ -15,10 +15,6 @@ from app.widgets import format_ints, page_link, rank_text, show_error
 K = "learn_"  # widget key prefix
 
 
-def _latex_int(n) -> str:
-    return f"{int(n):,}".replace(",", "{,}")
-
-
 def _link_to_shapes(label: str = "Change the configuration on the Shapes & parameters page") -> None:
     page_link("shapes.py", label, ":material/straighten:")
 
@@ -33,14 +29,14 @@ if inputs["example"] not in examples:  # the configuration changed under a store
     inputs.set("example", next(iter(examples)))
     frame.write_url()
 
-st.title("Learn: BT and TT")
-st.caption("What the Block-Term and Tensor-Train formats are, drawn and counted for **your** configuration "
+st.title("Learn: BT, TT and TR")
+st.caption("What the Block-Term, Tensor-Train and Tensor Ring formats are, drawn and counted for **your** configuration "
            "(the one chosen on the Shapes & parameters page). Every number on this page comes from `btcore`.")
 st.markdown(
     f"**Your configuration:** W is {cfg.in_size:,} × {cfg.out_size:,}, tensorized as rows "
     f"{format_ints(cfg.in_modes)} and columns {format_ints(cfg.out_modes)} (order d = {cfg.d}); "
     f"BT with Tucker rank R = {rank_text(cfg.bt_rank)} and N = {cfg.blocks} block{'s' if cfg.blocks != 1 else ''}; "
-    f"TT ranks {rank_text(cfg.tt_ranks)}; batch {cfg.batch}."
+    f"TT ranks {rank_text(cfg.tt_ranks)}; TR ranks {rank_text(cfg.tr_ranks)}; batch {cfg.batch}."
 )
 c1, c2 = st.columns([4, 1])
 c1.markdown("**On this page:** " + " · ".join(f"[{title}](#{anchor})" for anchor, title in ld.SECTIONS))
@@ -59,7 +55,7 @@ if "Dense" not in specs:
     st.stop()
 
 dense = specs["Dense"]
-bt, tt = specs.get("BT"), specs.get("TT")
+bt, tt, tr = specs.get("BT"), specs.get("TT"), specs.get("TR")
 
 # ---------------------------------------------------------------- 1. tensorization
 st.header(ld.section_title("tensor"), anchor="tensor")
@@ -67,7 +63,7 @@ st.markdown(
     r"A layer computes **y = x W** with W of shape I × J. Write each row index i as a tuple $(i_1, \dots, i_d)$ "
     r"with $i_k < I_k$, row-major, so $I = I_1 \cdots I_d$; do the same for the columns with $J = J_1 \cdots J_d$. "
     "Nothing is computed: the same numbers are just indexed by 2d small indices instead of 2 large ones. "
-    r"BT and TT then **pair** each row mode with its column mode, $(i_k, j_k)$, and compress the tensor "
+    r"BT, TT and TR then **pair** each row mode with its column mode, $(i_k, j_k)$, and compress the tensor "
     r"with d modes of sizes $I_k J_k$."
 )
 
@@ -112,21 +108,13 @@ with st.container(key=K + "diagrams"):
         st.plotly_chart(cl.bt_diagram(bt), width="stretch", key=K + "diagram_bt")  # wraps rows: legible at any N
     else:
         st.info("The BT diagram needs a valid BT configuration (see the error above).")
-st.latex(r"\text{dense: } y_{j} = \sum_{i} x_{i}\, W_{ij}, \qquad P_{\mathrm{dense}} = IJ = " + _latex_int(dense.params))
-if tt is not None:
-    st.latex(r"\text{TT: } W[(i_1..i_d),(j_1..j_d)] = G_1[i_1,j_1]\,G_2[i_2,j_2]\cdots G_d[i_d,j_d], \qquad "
-             r"P_{\mathrm{TT}} = \sum_{k=1}^{d} r_{k-1} I_k J_k r_k = " + _latex_int(tt.params))
-if bt is not None:
-    st.latex(r"\text{BT: } W[(i_1..i_d),(j_1..j_d)] = \sum_{n=1}^{N} \sum_{r_1..r_d} C_n[r_1..r_d] "
-             r"\prod_{k=1}^{d} A_n^{(k)}[i_k, j_k, r_k], \qquad P_{\mathrm{BT}} = N\Big(\sum_{k=1}^{d} I_k J_k R_k + "
-             r"\prod_{k=1}^{d} R_k\Big) = " + _latex_int(bt.params))
-st.markdown(
-    r"**TT** is a chain: each core $G_k$ holds, for every pair $(i_k, j_k)$, an $r_{k-1} \times r_k$ matrix, and "
-    r"an entry of W is the product of those d small matrices ($r_0 = r_d = 1$, so the product is a number). "
-    r"**BT** is a sum of N **Tucker** blocks: in each block a small core $C_n$ ($R_1 \times \dots \times R_d$) is "
-    r"joined to d factors $A_n^{(k)}$ of size $(I_k J_k) \times R_k$. The core grows as $R^d$; the factors only "
-    "linearly in R."
-)
+    if tr is not None:
+        st.plotly_chart(cl.tr_diagram(tr), width="stretch", key=K + "diagram_tr")  # the ring grows with d
+    else:
+        st.info("The TR diagram needs a valid TR configuration (see the error above).")
+for tex in ld.diagram_formulas(specs):
+    st.latex(tex)
+st.markdown(ld.DIAGRAMS_TEXT)
 if bt is not None and bt.blocks > 4:
     st.caption(f"{bt.blocks} blocks are too many to draw legibly: blocks 4 to {bt.blocks - 1} are shown as ⋯; all "
                "are identical in shape.")
@@ -148,7 +136,7 @@ def steps_section() -> None:
     walk = {name: ld.walkthrough_rows(spec, cfg.batch) for name, spec in specs.items()}
     dense_per_sample = sum(r["multiply-adds / sample"] for r in walk["Dense"])
     st.plotly_chart(cl.format_cost_stack(walk), width="stretch", key=K + "cost_stack")
-    labels = {"BT": "Block-Term", "TT": "Tensor-Train", "Dense": "Dense (for comparison)"}
+    labels = ld.LABELS
     names = [n for n in ld.FORMATS if n in specs]
     for tab, name in zip(st.tabs([labels[n] for n in names]), names):
         with tab:
@@ -159,9 +147,10 @@ def steps_section() -> None:
             total = plan.macs
             st.markdown(f"**{len(rows)} step{'s' if len(rows) != 1 else ''}, {total:,} multiply-adds for the batch "
                         f"= {total / cfg.batch:,.0f} per sample** ({total / cfg.batch / dense_per_sample:.2%} of dense), "
-                        "along the FLOP-optimal path. Planner's choice: `btcore.matmul` would run "
-                        f"`{choice.scheme}` ({choice.macs_per_sample:,.0f} multiply-adds per sample), the scheme its "
-                        "cost model (timed on this machine) expects to run fastest here.")
+                        "along the FLOP-optimal path. The scheme `btcore.matmul` runs here (planner): "
+                        f"`{choice.scheme}` ({choice.macs_per_sample:,.0f} multiply-adds per sample, modelled "
+                        f"{choice.modelled_s * 1e3:,.3f} ms), the one its time model (fixed reference rates) expects "
+                        "to run fastest.")
             if name != "Dense" and total / cfg.batch >= dense_per_sample:
                 st.info(f"Here {labels[name]} needs at least as many multiply-adds as the dense matrix: with a W this "
                         "small the saved parameters do not save work. The factorized formats pay off on large layers "
@@ -199,7 +188,9 @@ def steps_section() -> None:
                        "intermediates stay in cache: same multiply-adds, less memory traffic.")
     if bt is not None and tt is not None:
         st.markdown(
-            "Each TT step is one matrix product (a GEMM). BT steps carry more indices at once (the block index n "
+            "Each TT step is one matrix product (a GEMM); so is each TR step, but every TR core carries two bonds, "
+            "so an intermediate holding one end of the ring's closing bond keeps it open until the core at the "
+            "other end is joined. BT steps carry more indices at once (the block index n "
             "and several ranks), so they are smaller, batched contractions: fewer multiply-adds do not always mean "
             "less time; `btcore.matmul(..., tune=True)` times a few candidate orders and keeps the fastest."
         )
@@ -263,6 +254,15 @@ def sizes_section() -> None:
 
 sizes_section()
 
+if tr is not None:
+    st.subheader("Tensor Ring: the ranks")
+    r_cap = min(btcore.max_uniform_rank(tr.in_modes, tr.out_modes, "tr"), 16)
+    ring = ld.ring_growth_rows(tr.in_modes, tr.out_modes, range(1, r_cap + 1))
+    own = set(tr.ranks)
+    st.plotly_chart(cl.ring_growth_chart(ring, current=own.pop() if len(own) == 1 else None), width="stretch",
+                    key=K + "ring_growth")
+    st.caption(ld.ring_growth_text(tr))
+
 st.subheader("Worked example: the paper's UCF11 layer")
 u = ld.ucf11_example()
 intro, outro = ld.ucf11_text(u)
@@ -281,8 +281,8 @@ st.markdown("**Try it.** Change the modes, ranks and blocks on the Shapes & para
             "Then see how well each format approximates a given matrix at the same budget, and how BT and TT "
             "recurrent classifiers train against a dense one.")
 _link_to_shapes("Shapes & parameters: choose modes, ranks and blocks")
-page_link("approximation.py", "Approximation: fit BT, TT, Tucker and CP to a matrix", ":material/compare:")
-page_link("training.py", "Training: dense vs TT vs BT recurrent classifiers", ":material/model_training:")
+page_link("approximation.py", "Approximation: fit BT, TT, TR, Tucker and CP to a matrix", ":material/compare:")
+page_link("training.py", "Training: dense vs factorized recurrent classifiers", ":material/model_training:")
 if not lesson:
     with st.expander("The code for this page", icon=":material/code:"):
         st.code(learn_snippet(cfg), language="python")

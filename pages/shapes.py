@@ -1,14 +1,15 @@
-"""Shapes & parameters: pick modes, ranks and blocks; compare dense, TT, BT, Tucker and CP."""
+"""Shapes & parameters: pick modes, ranks and blocks; compare dense and every registered format (TT, BT, TR),
+with Tucker and CP as BT's special cases."""
 
 import streamlit as st
 
 import btcore
-from app.shapes import charts, tables
+from app.shapes import charts, formulas, tables
 from app.shapes import inputs as si
 from app.frame import page_setup, stored_inputs
 from app.snippets import shapes_snippet
 from app.config import PRESETS, get_config, set_config
-from app.widgets import format_ints, show_error
+from app.widgets import format_ints, rank_text, show_error
 
 K = "shapes_"  # widget key prefix
 ORIGIN_KEY = "btlab_shapes_mode_origin"  # where each side's modes came from (outside any widget)
@@ -139,11 +140,14 @@ with right:
     c1.text_input("BT rank R", key=K + "bt_rank", on_change=_mark_custom,
                   help="One rank for all modes, or one per mode: 4 or 4,4,2,2. N=1 is Tucker, R=1 is CP.")
     c2.number_input("BT blocks N", step=1, key=K + "blocks", on_change=_mark_custom, help="1 to 64.")
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     c1.text_input("TT ranks", key=K + "tt_ranks", on_change=_mark_custom,
                   help="One rank for every bond, or the d-1 inner ranks: 4 or 4,8,4.")
+    c2.text_input("TR ranks", key=K + "tr_ranks", on_change=_mark_custom,
+                  help="Tensor Ring: one rank for every bond, or the d bonds r₁..r_d, the last closing the ring "
+                       "(r₀ = r_d): 4 or 4,3,2,3.")
     if not lesson:
-        c2.number_input("Batch size", step=1, key=K + "batch", persist_state="session",
+        c3.number_input("Batch size", step=1, key=K + "batch", persist_state="session",
                         help="1 to 65,536. The fastest contraction order "
                         "depends on the batch size; multiply-adds are per sample.")
 
@@ -155,73 +159,66 @@ except ValueError as exc:
     show_error(exc, "Check the configuration")
     cfg = st.session_state.get(LAST_VALID_KEY) or get_config()
     st.warning(f"The results below are for the last valid configuration ({format_ints(cfg.in_modes)} -> "
-               f"{format_ints(cfg.out_modes)}, R = {cfg.bt_rank}, N = {cfg.blocks}), not for the inputs above.",
+               f"{format_ints(cfg.out_modes)}, R = {cfg.bt_rank}, N = {cfg.blocks}, TT ranks {cfg.tt_ranks}, TR ranks "
+               f"{cfg.tr_ranks}), not for the inputs above.",
                icon=":material/history:")
 frame.write_url(cfg)
 
 specs = cfg.specs()
-rows = [btcore.summary_row(s, cfg.batch) for s in specs]
-dense, tt, bt, tucker, cp = rows
+rows = [tables.with_planner(btcore.summary_row(s, cfg.batch), s, cfg.batch) for s in specs]
+by_kind = {row["format"]: row for row in rows}
+dense, bt = by_kind["Dense"], by_kind["BT"]
 
 st.divider()
-cols = st.columns(5)
-cols[0].metric("Dense parameters", f"{dense['params']:,}")
-for col, row, label in zip(cols[1:], (tt, bt, tucker, cp),
-                           (f"TT ({tt['ranks']})", f"BT ({bt['ranks']})", f"Tucker ({tucker['ranks']})", f"CP ({cp['ranks']})")):
-    col.metric(f"{label} parameters", f"{row['params']:,}", delta=f"{row['compression']:,.1f}x fewer",
-               delta_color="off")
+for start_at in range(0, len(rows), 3):  # rows of three, so the labels (with their ranks) are never cut
+    for col, row in zip(st.columns(3), rows[start_at:start_at + 3]):
+        if row is dense:
+            col.metric("Dense parameters", f"{dense['params']:,}")
+        else:
+            col.metric(f"{row['format']} ({row['ranks']}) parameters", f"{row['params']:,}",
+                       delta=f"{row['compression']:,.1f}x fewer", delta_color="off")
 
 table = tables.formats_table(rows, cfg.batch)
 st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "parameters": st.column_config.NumberColumn(format="localized"),
-    tables.COMPRESSION: st.column_config.NumberColumn(format="localized"),
-    tables.MACS: st.column_config.NumberColumn(format="localized"),
-})
+    name: st.column_config.NumberColumn(format="localized") for name in ("parameters", tables.COMPRESSION, tables.MACS)})
+st.dataframe(tables.planner_table(rows), hide_index=True, width="stretch", column_config={
+    tables.PLANNER_MACS: st.column_config.NumberColumn(format="localized")})
 c1, c2 = st.columns([1, 1])
 if not lesson:
     c1.download_button("Download table (CSV)", tables.formats_csv(rows, cfg.batch), "btlab_formats.csv", "text/csv",
                        icon=":material/download:")
 with c2:
     frame.link()
-st.caption(f"CP is shown at rank {cfg.cp_rank()}, the rank whose size is closest to BT's. Multiply-adds follow "
-           f"the FLOP-optimal contraction path at batch {cfg.batch} (BT: {bt['macs_per_sample'] / dense['macs_per_sample']:.2%} "
-           f"of dense). Memory: parameters in float32, and the largest intermediate of one forward pass.")
+st.caption(f"CP is shown at rank {cfg.cp_rank()}, the rank whose size is closest to BT's. **Multiply-adds / sample** "
+           f"follow the FLOP-optimal contraction path at batch {cfg.batch}, a count fixed by the shapes (BT: "
+           f"{bt['macs_per_sample'] / dense['macs_per_sample']:.2%} of dense). The **planner's** table under it says what "
+           "`btcore.matmul` runs here: the scheme its time model expects to be fastest, that scheme's multiply-adds "
+           "and its modelled time (a model with fixed reference rates, not a measurement). Memory: parameters in "
+           "float32, and the largest intermediate of one forward pass.")
 
 st.subheader("How the counts grow")
 c1, c2 = st.columns(2)
-bt_spec, tt_spec = specs[2], specs[1]
-current = {}
-if isinstance(bt_spec.rank, int):
-    current["BT"] = (bt_spec.rank, bt_spec.params)
-if tt_spec.inner_ranks and len(set(tt_spec.inner_ranks)) == 1:
-    current["TT"] = (tt_spec.inner_ranks[0], tt_spec.params)
+by_spec = {spec.kind: spec for spec in specs}
+bt_spec = by_spec["BT"]
+current = si.uniform_marks(specs)
 with c1:
     sweep = btcore.param_sweep(cfg.in_modes, cfg.out_modes, si.sweep_ranks(cfg), sorted({1, 2, 4, 8, cfg.blocks}))
     st.plotly_chart(charts.params_vs_rank(sweep, dense["params"], current), width="stretch", key="shapes_params_chart")
 with c2:
     hm_ranks, hm_blocks, values = si.heatmap_grid(cfg)
-    st.plotly_chart(charts.bt_heatmap(hm_ranks, hm_blocks, values,
-                                      current=(bt_spec.rank, cfg.blocks) if isinstance(bt_spec.rank, int) else None),
+    uniform = "BT" in current
+    st.plotly_chart(charts.bt_heatmap(hm_ranks, hm_blocks, values, current=(current["BT"][0], cfg.blocks) if uniform else None),
                     width="stretch", key="shapes_heatmap")
+    if not uniform:
+        st.caption(f"Your BT ranks {rank_text(bt_spec.rank)} differ by mode, so they are no cell of this uniform-R "
+                   "grid and are not marked.")
+missing = [k for k in ("TT", "TR") if k not in current]
+if missing:
+    st.caption(f"Not marked on the parameters chart: your {' and '.join(missing)} ranks are not uniform.")
 
 st.subheader("The formulas, with your numbers")
-
-
-def tex_int(n: int) -> str:
-    return f"{n:,}".replace(",", "{,}")
-
-
-terms = " + ".join(f"{i}\\cdot{j}\\cdot{r}" for i, j, r in zip(cfg.in_modes, cfg.out_modes, bt_spec.ranks))
-core = "\\cdot".join(map(str, bt_spec.ranks))
-# Long sums wrap onto a second line (aligned), so the result is never clipped at large d.
-split = " \\\\ &= " if cfg.d > 4 else " = "
-st.latex(r"\begin{aligned} P_{\mathrm{BT}} &= N\Big(\sum_{k=1}^{d} I_k J_k R_k + \prod_{k=1}^{d} R_k\Big)" + split
-         + f"{bt_spec.blocks}\\,({terms} + {core}) \\\\ &= {tex_int(bt_spec.params)} \\end{{aligned}}")
-r = tt_spec.ranks
-tt_terms = " + ".join(f"{r[k]}\\cdot{i}\\cdot{j}\\cdot{r[k + 1]}" for k, (i, j) in enumerate(zip(cfg.in_modes, cfg.out_modes)))
-st.latex(r"\begin{aligned} P_{\mathrm{TT}} &= \sum_{k=1}^{d} r_{k-1} I_k J_k r_k" + split + f"{tt_terms} \\\\ &= "
-         + f"{tex_int(tt_spec.params)} \\end{{aligned}}")
-st.latex(r"P_{\mathrm{dense}} = I \cdot J = " + f"{tex_int(cfg.in_size)} \\cdot {tex_int(cfg.out_size)} = {tex_int(dense['params'])}")
+for tex in formulas.formulas(specs):
+    st.latex(tex)
 st.markdown(
     f"With one block (N = 1) BT is the **Tucker** format; with R = 1 it is **CP** of rank N. "
     f"The core alone has R^d = {btcore.shapes.prod(bt_spec.ranks):,} entries per block: it grows "

@@ -18,12 +18,12 @@ def test_learn_page_diagrams_and_walkthrough(app_page):
     assert pg.locator("[data-testid=stException]").count() == 0
     diagrams = pg.locator(".st-key-learn_diagrams")
     diagrams.wait_for(timeout=T)
-    # dense, TT and BT diagrams are plotly charts that finished drawing, with their node labels
+    # dense, TT, BT and TR diagrams are plotly charts that finished drawing, with their node labels
     pg.wait_for_function(
-        "document.querySelectorAll('.st-key-learn_diagrams .js-plotly-plot .main-svg').length >= 3", timeout=T)
+        "document.querySelectorAll('.st-key-learn_diagrams .js-plotly-plot .main-svg').length >= 4", timeout=T)
     pg.wait_for_timeout(500)
     text = diagrams.inner_text()
-    for label in ("57,600", "1,024", "Tensor-Train", "Block-Term", "r₁ = 4", "R₁ = 4"):
+    for label in ("57,600", "1,024", "Tensor-Train", "Block-Term", "Tensor Ring", "r₁ = 4", "R₁ = 4", "r₄ = 4 = r₀"):
         assert label in text, label
     # hovering a TT core shows its shape and parameter count
     core = pg.locator(".st-key-learn_diagram_tt .js-plotly-plot .scatterlayer .point").nth(1)
@@ -32,6 +32,13 @@ def test_learn_page_diagrams_and_walkthrough(app_page):
     hover.wait_for(timeout=T)
     tip = hover.text_content()  # SVG text: the <br> lines run together
     assert "TT core 2" in tip and "shape 4 × 20 × 4 × 4" in tip and "1,280 parameters" in tip
+    # and a TR core: the first one carries the ring's closing bond
+    ring = pg.locator(".st-key-learn_diagram_tr .js-plotly-plot .scatterlayer .point").first
+    ring.hover(force=True)
+    hover = pg.locator(".st-key-learn_diagram_tr .hoverlayer .hovertext")
+    hover.wait_for(timeout=T)
+    tip = hover.text_content()
+    assert "TR core 1" in tip and "shape 4 × 8 × 16 × 4" in tip and "2,048 parameters" in tip
     out = screenshot(pg, "learn_page")
     assert out.stat().st_size > 10_000
     shot = ARTIFACTS / "screenshots" / "learn_diagrams.png"

@@ -30,7 +30,7 @@ def test_shapes_inputs_survive_a_round_trip_through_the_sidebar(app_page):
     pg.get_by_text("BT (R=(3,4,4,2), N=5) parameters").wait_for(timeout=T)
     pg.locator("[data-testid=stSidebarNav] a", has_text="Learn").click()
     wait_idle(pg, T)
-    pg.get_by_text("Learn: BT and TT").first.wait_for(timeout=T)
+    pg.get_by_text("Learn: BT, TT and TR").first.wait_for(timeout=T)
     expect(pg.locator("[data-testid=stMainBlockContainer]")).to_contain_text("R = 3,4,4,2 and N = 5 blocks",
                                                                             timeout=T)
     pg.locator("[data-testid=stSidebarNav] a", has_text="Shapes").click()

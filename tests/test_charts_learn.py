@@ -177,9 +177,9 @@ def test_step_sentence_names_tensors_and_cost():
 
 def test_build_specs_reports_invalid_formats():
     specs, errors = ld.build_specs(LabConfig((4, 4), (4, 4), 99, 2, 2))
-    assert set(specs) == {"TT", "Dense"} and "rank" in errors["BT"]
+    assert set(specs) == {"TT", "TR", "Dense"} and "rank" in errors["BT"]
     specs, errors = ld.build_specs(LabConfig((4, 4), (16,), 2, 2, 2))
-    assert specs == {} and set(errors) == {"BT", "TT", "Dense"}
+    assert specs == {} and set(errors) == {"BT", "TT", "TR", "Dense"}
 
 
 # ------------------------------------------------------------------ sizes, budget, UCF11
@@ -218,7 +218,7 @@ def test_growth_rows_core_is_r_to_the_d():
 
 # ------------------------------------------------------------------ cost charts
 def test_step_bars_and_stack():
-    walk = {n: ld.walkthrough_rows(getattr(UCF, m)(), UCF.batch) for n, m in ld.FORMATS.items()}
+    walk = {n: ld.walkthrough_rows(UCF.spec(key), UCF.batch) for n, key in ld.FORMATS.items()}
     fig = cl.step_bars(walk["BT"], color="#d62728", dense_per_sample=58_982_400, selected=2)
     (bar,) = fig.data
     assert list(bar.y) == [r["multiply-adds / sample"] for r in walk["BT"]]
@@ -281,3 +281,66 @@ def test_every_diagram_label_is_at_least_12_px(d, n):
     for fig in (cl.bt_diagram(spec), cl.tt_diagram(tt)):
         sizes = [a.font.size for a in fig.layout.annotations]
         assert sizes and min(sizes) >= 12
+
+
+# ------------------------------------------------------------------ the ring
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 6, 8])
+def test_tr_diagram_has_d_cores_and_d_bonds_with_the_closing_one(d):
+    im, om = tuple(range(2, 2 + d)), tuple(range(3, 3 + d))
+    ranks = 1 if d == 1 else tuple(2 + k % 2 for k in range(d))
+    spec = btcore.TRSpec(im, om, ranks)
+    fig = cl.tr_diagram(spec)
+    names = cl.node_names(fig)
+    assert names == [f"G{ld.sub(k + 1)}" for k in range(d)]
+    labels = cl.diagram_labels(fig)
+    bonds = [t for t in labels if t.startswith("r")]
+    assert bonds == [f"r{ld.sub(k + 1)} = {spec.ranks[k]}" + (f" = r{ld.sub(0)}" if k == d - 1 else "") for k in range(d)]
+    for k in range(d):
+        assert f"i{ld.sub(k + 1)} = {im[k]}" in labels and f"j{ld.sub(k + 1)} = {om[k]}" in labels
+    # 2 legs per core + d bonds (the closing one dashed): line shapes, arcs or, for one core, a loop
+    assert len(fig.layout.shapes) == 3 * d
+    bond_shapes = [s for s in fig.layout.shapes if s.type in ("path", "circle")]
+    assert len(bond_shapes) == d and bond_shapes[-1].line.dash == "dash"
+    assert min(a.font.size for a in fig.layout.annotations) >= 12
+
+
+def test_tr_hover_gives_each_cores_shape_and_the_counts_sum_to_the_spec():
+    spec = btcore.TRSpec((8, 20, 20, 18), (16, 4, 4, 4), (4, 3, 2, 3))
+    (nodes,) = [t for t in cl.tr_diagram(spec).data if t.name == cl.NODE_TRACE]
+    total = 0
+    for hover, shape in zip(nodes.hovertext, spec.core_shapes()):
+        assert f"shape {ld.shape_text(shape)}" in hover
+        n = math.prod(shape)
+        assert f"{n:,} parameters" in hover
+        total += n
+    assert total == spec.params == btcore.tr_params(spec.in_modes, spec.out_modes, (4, 3, 2, 3))
+    assert "r₄ (= r₀" in nodes.hovertext[0]  # core 1's left bond is the ring's closing one
+
+
+def test_eight_cores_keep_their_labels_apart():
+    spec = btcore.TRSpec((2, 3, 2, 3, 2, 3, 2, 3), (3, 2, 3, 2, 3, 2, 3, 2), 2)
+    fig = cl.tr_diagram(spec)
+    # the figure is drawn at equal x/y scale; at its height every label centre stays >= 1 unit from the others,
+    # about 50 px at the app's width, more than a 12 px label's height
+    pts = [(a.x, a.y) for a in fig.layout.annotations]
+    gaps = [math.dist(p, q) for i, p in enumerate(pts) for q in pts[i + 1:]]
+    assert min(gaps) >= 1.0
+
+
+def test_tr_index_meanings_name_the_closing_bond():
+    spec = btcore.TRSpec((4, 4, 4), (2, 2, 2), (2, 3, 4))
+    meanings = ld.index_meanings(spec, 5)
+    net = spec.network()
+    assert set(meanings) == set("".join(net.terms))
+    closing = net.terms[-1][-1]
+    assert closing == net.terms[1][0] and "closing the ring" in meanings[closing][0] and meanings[closing][1] == 4
+
+
+def test_ring_growth_rows_are_the_librarys_counts():
+    im, om = (8, 20, 20, 18), (16, 4, 4, 4)
+    rows = ld.ring_growth_rows(im, om, range(1, 6))
+    assert [r["TR"] for r in rows] == [btcore.tr_params(im, om, r) for r in range(1, 6)]
+    assert [r["TT"] for r in rows] == [btcore.tt_params(im, om, r) for r in range(1, 6)]
+    assert rows[3]["TR"] == 5_760 and rows[0]["TR"] == rows[0]["TT"]  # rank 1: the ring is the chain
+    fig = cl.ring_growth_chart(rows, current=4)
+    assert [t.name for t in fig.data] == ["TT", "TR", "your TR"] and list(fig.data[2].y) == [5_760]

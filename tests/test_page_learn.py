@@ -14,8 +14,8 @@ CONFIGS = {
 }
 
 
-def _walk_tables(at, names=("BT", "TT", "Dense")) -> dict:
-    """The walkthrough tables by format: one tab per valid format, in the order BT, TT, Dense."""
+def _walk_tables(at, names=("BT", "TT", "TR", "Dense")) -> dict:
+    """The walkthrough tables by format: one tab per valid format, in the order BT, TT, TR, Dense."""
     tables = [df.value for df in at.dataframe if "tensors that meet" in df.value.columns]
     assert len(tables) == len(names)
     return dict(zip(names, tables))
@@ -28,8 +28,8 @@ def _nodes(at, trace: str = "tensors") -> list[int]:
 
 def _check_tables(at, cfg: LabConfig) -> None:
     tables = _walk_tables(at)
-    assert set(tables) == {"BT", "TT", "Dense"}
-    for name, spec in (("BT", cfg.bt_spec()), ("TT", cfg.tt_spec()), ("Dense", cfg.dense_spec())):
+    assert set(tables) == {"BT", "TT", "TR", "Dense"}
+    for name, spec in (("BT", cfg.bt_spec()), ("TT", cfg.tt_spec()), ("TR", cfg.tr_spec()), ("Dense", cfg.dense_spec())):
         # the walkthrough follows the FLOP-optimal path (spec.plan, counted without timing), so its
         # totals equal the Shapes page's; the timed planner's scheme is only named beside it
         plan = spec.plan(cfg.batch)
@@ -47,10 +47,10 @@ def test_default_configuration_renders():
     at = open_page("learn")
     assert not at.exception
     assert not at.error
-    assert at.title[0].value == "Learn: BT and TT"
+    assert at.title[0].value == "Learn: BT, TT and TR"
     cfg = LabConfig()
-    # dense: 1 node; TT: d cores; BT: N blocks of d + 1 nodes
-    assert _nodes(at) == [1, cfg.d, cfg.blocks * (cfg.d + 1)]
+    # dense: 1 node; TT: d cores; BT: N blocks of d + 1 nodes; TR: d cores in a ring
+    assert _nodes(at) == [1, cfg.d, cfg.blocks * (cfg.d + 1), cfg.d]
     _check_tables(at, cfg)
     text = " ".join(m.value for m in at.markdown)
     assert "17,388.7" in text and "Tucker" in text and "CP" in text and "recurrent" in text.lower()
@@ -67,16 +67,16 @@ def test_configurations_render_with_btcore_steps(name):
     at = open_page("learn", state={CONFIG_KEY: cfg})
     assert not at.exception, name
     assert not at.error, [e.value for e in at.error]
-    assert _nodes(at) == [1, cfg.d, cfg.blocks * (cfg.d + 1)]
+    assert _nodes(at) == [1, cfg.d, cfg.blocks * (cfg.d + 1), cfg.d]
     _check_tables(at, cfg)
     # one contraction tree per format: every operand plus one node per step
     assert _nodes(at, "path") == [2 * len(s.plan(cfg.batch).steps) + 1
-                                  for s in (cfg.bt_spec(), cfg.tt_spec(), cfg.dense_spec())]
-    slower = [n for n, sp in (("BT", cfg.bt_spec()), ("TT", cfg.tt_spec()))
+                                  for s in (cfg.bt_spec(), cfg.tt_spec(), cfg.tr_spec(), cfg.dense_spec())]
+    slower = [n for n, sp in (("BT", cfg.bt_spec()), ("TT", cfg.tt_spec()), ("TR", cfg.tr_spec()))
               if sp.macs(cfg.batch) >= cfg.dense_spec().macs(cfg.batch)]
     assert sum("as many multiply-adds as the dense matrix" in i.value for i in at.info) == len(slower)
     sliders = {s.key for s in at.slider}
-    assert "learn_step_BT" in sliders and "learn_step_TT" in sliders
+    assert {"learn_step_BT", "learn_step_TT", "learn_step_TR"} <= sliders
 
 
 def test_per_sample_sum_equals_the_shapes_page():
@@ -85,7 +85,7 @@ def test_per_sample_sum_equals_the_shapes_page():
     shapes = open_page("shapes", state={CONFIG_KEY: cfg})
     assert not shapes.exception
     table = shapes.dataframe[0].value.set_index("format")
-    for name in ("BT", "TT", "Dense"):
+    for name in ("BT", "TT", "TR", "Dense"):
         assert learn[name]["multiply-adds / sample"].sum() == pytest.approx(
             table.loc[name, "multiply-adds / sample"], rel=1e-12)
 
@@ -116,21 +116,22 @@ def test_many_blocks_are_elided_and_feel_widgets_respond():
 
 
 @pytest.mark.parametrize("cfg", [
-    LabConfig((57600,), (1024,), 4, 2, 4, 16),           # d = 1: one mode per side
+    LabConfig((57600,), (1024,), 4, 2, 4, 16, tr_ranks=1),  # d = 1: one mode per side (a one-core ring: rank 1)
     LabConfig((2,) * 8, (2,) * 8, 2, 64, 2, 1),           # d = 8, 64 blocks (elided in the diagram)
     LabConfig((4, 8, 8, 4), (4, 8, 8, 4), (3, 2, 2, 3), 2, (4, 8, 4), 256),  # per-mode ranks
 ])
 def test_edge_configurations_render(cfg):
     at = open_page("learn", state={CONFIG_KEY: cfg})
     assert not at.exception and not at.error
-    assert _nodes(at) == [1, cfg.d, min(cfg.blocks, 4) * (cfg.d + 1)]
+    assert _nodes(at) == [1, cfg.d, min(cfg.blocks, 4) * (cfg.d + 1), cfg.d]
     _check_tables(at, cfg)
 
 
 @pytest.mark.parametrize("cfg, bad", [
     (LabConfig((4, 4), (4, 4), 99, 2, 2, 8), {"BT"}),           # Tucker rank above the mode size
     (LabConfig((4, 4), (4, 4), 2, 2, 50, 8), {"TT"}),           # TT rank above the useful maximum
-    (LabConfig((4, 4), (16,), 2, 2, 2, 8), {"BT", "TT", "Dense"}),  # orders differ
+    (LabConfig((4, 4), (4, 4), 2, 2, 2, 8, tr_ranks=9), {"TR"}),  # TR rank above the useful maximum
+    (LabConfig((4, 4), (16,), 2, 2, 2, 8), {"BT", "TT", "TR", "Dense"}),  # orders differ
 ])
 def test_invalid_configurations_are_explained(cfg, bad):
     at = open_page("learn", state={CONFIG_KEY: cfg})
@@ -142,7 +143,7 @@ def test_invalid_configurations_are_explained(cfg, bad):
         assert r"I\*J = 4\*4 = 16" in errors
     assert at.info  # the explanation
     if "Dense" not in bad:  # the valid formats are still taught
-        valid = [n for n in ("BT", "TT", "Dense") if n not in bad]
+        valid = [n for n in ("BT", "TT", "TR", "Dense") if n not in bad]
         tables = _walk_tables(at, valid)
         assert list(tables["Dense"]["multiply-adds"]) == [cfg.dense_spec().plan(cfg.batch).macs]
 
@@ -189,3 +190,46 @@ def test_the_code_shown_runs(capsys):
     (code,) = [c for c in at.code if "BTLinear" in c.value]
     exec(compile(code.value, "<learn snippet>", "exec"), {})
     assert "multiply-adds" in capsys.readouterr().out
+
+
+def test_tr_is_taught_with_the_librarys_numbers_and_its_link_restores_it():
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    cfg = LabConfig((4, 8, 8), (8, 4, 8), 3, 2, 4, 32, tr_ranks=(2, 5, 3))
+    at = open_page("learn", state={CONFIG_KEY: cfg})
+    assert not at.exception and not at.error
+    spec = btcore.TRSpec(cfg.in_modes, cfg.out_modes, (2, 5, 3))
+    ring = next(s for s in plotly_specs(at) if str(s["layout"].get("title", {}).get("text")).startswith("Tensor Ring"))
+    (nodes,) = [t for t in ring["data"] if t.get("name") == "tensors"]
+    assert len(nodes["x"]) == 3 and all(f"shape {' × '.join(map(str, s))}" in h
+                                        for h, s in zip(nodes["hovertext"], spec.core_shapes()))
+    assert any(r"P_{\mathrm{TR}}" in x.value and f"{spec.params:,}".replace(",", "{,}") in x.value for x in at.latex)
+    text = " ".join(m.value for m in at.markdown)
+    assert "TR ranks 2,5,3" in text
+    choice = btcore.planner_choice(spec, 32)
+    assert f"`{choice.scheme}`" in text and "(planner)" in text
+    at.slider(key="learn_step_TR").set_value(2).run()
+    step = spec.plan(32).steps[1]
+    assert any(m.value.startswith("**Step 2 of") and f"{step.macs:,}" in m.value for m in at.markdown)
+    query = dict(at.query_params)
+    assert query["tr"] == "2,5,3" and query["step_TR"] == "2"
+    fresh = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    fresh.query_params.update(query)
+    fresh.switch_page(str(ROOT / "pages" / "learn.py")).run()
+    assert not fresh.exception and not fresh.error
+    assert fresh.session_state[CONFIG_KEY].tr_ranks == (2, 5, 3) and fresh.session_state["learn_step_TR"] == 2
+
+
+def test_a_bad_tr_link_value_falls_back_with_a_warning_on_learn():
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params.update({"tr": "999"})
+    at.switch_page(str(ROOT / "pages" / "learn.py")).run()
+    assert not at.exception and not at.error
+    assert any("`tr`" in w.value and "using tr=4" in w.value for w in at.warning)
+    assert at.session_state[CONFIG_KEY] == LabConfig()

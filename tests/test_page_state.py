@@ -49,3 +49,35 @@ def test_home_keeps_the_lesson_flag_and_offers_the_way_off():
     assert any("Lesson view" in i.value for i in at.info)
     at.button(key="home_leave_lesson").click().run()
     assert "lesson" not in at.query_params and not any("Lesson view" in i.value for i in at.info)
+
+
+# ------------------------------------------------------------------ the shared configuration's URL form
+@pytest.mark.parametrize("tr", [4, (4, 3, 2, 3), 1])
+def test_the_configurations_tr_ranks_round_trip_through_the_link(tr):
+    from app.config import LabConfig, config_from_query, config_query
+
+    cfg = LabConfig(tr_ranks=tr, blocks=3)
+    query = config_query(cfg)
+    assert query["tr"] == (str(tr) if isinstance(tr, int) else ",".join(map(str, tr)))
+    back, warnings = config_from_query(query)
+    assert back == cfg and warnings == []
+    assert back.tr_spec().params == __import__("btcore").tr_params(cfg.in_modes, cfg.out_modes, tr)
+
+
+@pytest.mark.parametrize("text, says", [("abc", "not a positive integer"), ("0", "at least 1"),
+                                        ("999", "no expressive power"), ("4,4", "")])
+def test_a_bad_tr_link_value_alone_falls_back_and_the_rest_is_kept(text, says):
+    from app.config import LabConfig, config_from_query
+
+    cfg, warnings = config_from_query({"tr": text, "N": "3"})
+    assert cfg == LabConfig(blocks=3)  # the link's N is kept, its tr is the default
+    assert len(warnings) == 1 and "`tr`" in warnings[0] and says in warnings[0]
+
+
+def test_an_old_link_without_tr_keeps_working_on_small_modes():
+    import btcore
+    from app.config import config_from_query
+
+    cfg, warnings = config_from_query({"in": "2x2", "out": "2x2", "R": "1", "tt": "2"})
+    assert warnings == [] and cfg.in_modes == (2, 2)
+    assert cfg.tr_ranks == min(4, btcore.max_uniform_rank((2, 2), (2, 2), "tr"))

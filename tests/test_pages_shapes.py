@@ -29,7 +29,7 @@ def test_default_is_the_paper_preset_and_shows_btcore_numbers():
     bt_delta = next(x.delta for x in at.metric if x.label.startswith("BT"))
     assert bt_delta.startswith("17,388.7x")
     table = at.dataframe[0].value
-    assert list(table["format"]) == ["Dense", "TT", "BT", "Tucker", "CP"]
+    assert list(table["format"]) == ["Dense", "TT", "BT", "TR", "Tucker", "CP"]
     spec = btcore.BTSpec((8, 20, 20, 18), (16, 4, 4, 4), 4, 2)
     bt_row = table[table["format"] == "BT"].iloc[0]
     assert bt_row["parameters"] == 3_392
@@ -155,7 +155,7 @@ def test_bad_query_values_fall_back_with_a_warning(query):
     at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
     assert not at.exception
     assert at.warning or at.error  # said, not silently replaced
-    assert len(at.dataframe) == 1  # the table is shown (for valid or last valid inputs)
+    assert len(at.dataframe) == 2  # the tables are shown (for valid or last valid inputs)
 
 
 def test_typed_modes_are_never_overwritten_and_the_suggestion_is_offered():
@@ -190,7 +190,7 @@ def test_out_of_range_numbers_are_named_and_the_last_results_stay(key, value, sa
     assert not at.exception
     assert any(says in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]
     assert any("last valid configuration" in w.value for w in at.warning)
-    assert len(at.dataframe) == 1 and metrics(at)["BT (R=4, N=2) parameters"] == "3,392"
+    assert len(at.dataframe) == 2 and metrics(at)["BT (R=4, N=2) parameters"] == "3,392"
 
 
 def test_lesson_flag_hides_the_advanced_controls():
@@ -278,3 +278,65 @@ def test_an_order_d_error_is_labelled_as_the_order():
     assert not at.exception
     text = " ".join(w.value for w in at.warning) + " ".join(e.value for e in at.error)
     assert "Order d" in text and "put size" not in text
+
+
+def test_tr_is_listed_with_the_librarys_counts_and_the_planners_scheme_beside():
+    at = open_page("shapes")
+    at.text_input(key="shapes_tr_ranks").set_value("4,3,2,3").run()
+    assert not at.exception and not at.error
+    modes = ((8, 20, 20, 18), (16, 4, 4, 4))
+    spec = btcore.TRSpec(*modes, (4, 3, 2, 3))
+    assert metrics(at)["TR (ring ranks 4-3-2-3) parameters"] == f"{btcore.tr_params(*modes, (4, 3, 2, 3)):,}"
+    row = at.dataframe[0].value.set_index("format").loc["TR"]
+    assert row["parameters"] == spec.params == 3_408  # 3*8*16*4 + 4*20*4*3 + 3*20*4*2 + 2*18*4*3
+    assert row["multiply-adds / sample"] == round(spec.plan(16).macs / 16) == round(spec.macs(16))
+    row = at.dataframe[1].value.set_index("format").loc["TR"]  # the planner's table, right beside
+    choice = btcore.planner_choice(spec, 16)
+    assert row["the scheme btcore.matmul runs here (planner)"] == choice.scheme
+    assert row["planner's modelled time (ms)"] == round(1e3 * choice.modelled_s, 3)
+    assert at.session_state[CONFIG_KEY].tr_ranks == (4, 3, 2, 3)
+    assert at.query_params["tr"] == "4,3,2,3"
+    assert any(r"P_{\mathrm{TR}}" in x.value and "3\\cdot8\\cdot16\\cdot4" in x.value and "3{,}408" in x.value
+               for x in at.latex)  # r_0 = r_d = 3 closes the ring in the first term
+
+
+def test_uniform_tr_is_a_line_and_your_mark_on_the_parameters_chart():
+    at = open_page("shapes")
+    fig = plotly_specs(at)[0]
+    line = next(t for t in fig["data"] if t.get("name") == "TR")
+    modes = ((8, 20, 20, 18), (16, 4, 4, 4))
+    assert line["y"] == [btcore.tr_params(*modes, r) for r in line["x"]]
+    mark = next(t for t in fig["data"] if t.get("name") == "your TR")
+    assert mark["x"] == [4] and mark["y"] == [btcore.tr_params(*modes, 4)] == [5_760]
+
+
+def test_a_tr_link_round_trips_into_a_fresh_session_and_a_bad_one_falls_back():
+    from streamlit.testing.v1 import AppTest
+
+    at = open_page("shapes")
+    at.text_input(key="shapes_tr_ranks").set_value("2,5,3,4").run()
+    fresh = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    fresh.query_params.update(dict(at.query_params))
+    fresh.switch_page(str(ROOT / "pages" / "shapes.py")).run()
+    assert not fresh.exception and not fresh.error
+    assert fresh.text_input(key="shapes_tr_ranks").value == "2,5,3,4"
+    assert metrics(fresh) == metrics(at)
+    for bad in ("abc", "0"):
+        at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+        at.query_params.update({"tr": bad})
+        at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
+        assert not at.exception and not at.error
+        assert at.text_input(key="shapes_tr_ranks").value == "4"  # the default, not the bad value
+        assert any("`tr" in w.value for w in at.warning)
+
+
+def test_a_rank_or_block_count_beyond_the_usual_heatmap_is_still_marked():
+    at = open_page("shapes")
+    at.text_input(key="shapes_bt_rank").set_value("12").run()
+    at.number_input(key="shapes_blocks").set_value(20).run()
+    assert not at.error
+    heat = plotly_specs(at)[1]
+    assert "12" in heat["data"][0]["x"] and "20" in heat["data"][0]["y"]
+    box = heat["layout"]["shapes"][0]
+    assert heat["data"][0]["x"][round(box["x0"] + 0.5)] == "12"
+    assert heat["data"][0]["y"][round(box["y0"] + 0.5)] == "20"

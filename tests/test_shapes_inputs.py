@@ -48,3 +48,34 @@ def test_a_bad_rank_is_explained_as_a_rank_not_as_sizes(field, text):
         si.config_from_inputs(values)
     msg = str(err.value)
     assert "rank" in msg.lower() and "4,3,2,2" in msg and "8x20x20x18" not in msg
+
+
+def test_tr_ranks_round_trip_and_reach_the_config():
+    cfg = LabConfig(tr_ranks=(4, 3, 2, 3))
+    values = si.defaults_for(cfg)
+    assert values["tr"] == "4,3,2,3"
+    assert si.config_from_inputs(values).tr_spec().params == btcore.tr_params(cfg.in_modes, cfg.out_modes, (4, 3, 2, 3))
+
+
+def test_a_rank_field_refuses_link_text_that_is_no_rank():
+    field = next(f for f in si.FIELDS if f.name == "tr")
+    assert field.parse("4,3,2,3") == "4,3,2,3"
+    for bad in ("abc", "0"):
+        with pytest.raises(ValueError, match="tr"):
+            field.parse(bad)
+
+
+def test_uniform_marks_are_the_one_rank_of_each_factorized_format():
+    specs = LabConfig(tt_ranks=(4, 3, 4), tr_ranks=2).specs()
+    marks = si.uniform_marks(specs)
+    assert set(marks) == {"BT", "TR"}  # TT's inner ranks differ
+    assert marks["TR"] == (2, btcore.tr_params((8, 20, 20, 18), (16, 4, 4, 4), 2))
+    assert si.sweep_ranks(LabConfig((4, 4), (4, 4), 2, 2, 2, tr_ranks=2))[-1] == max(
+        btcore.max_uniform_rank((4, 4), (4, 4), k) for k in ("bt", "tt", "tr"))
+
+
+def test_heatmap_axes_hold_the_configurations_own_rank_and_blocks():
+    ranks, blocks, values = si.heatmap_grid(LabConfig(bt_rank=12, blocks=20))
+    assert 12 in ranks and 20 in blocks and ranks == sorted(ranks) and blocks == sorted(blocks)
+    modes = ((8, 20, 20, 18), (16, 4, 4, 4))
+    assert values[blocks.index(20)][ranks.index(12)] == btcore.dense_params(*modes) / btcore.bt_params(*modes, 12, 20)

@@ -27,3 +27,23 @@ def test_the_csv_holds_numbers_and_the_table_whole_multiply_adds():
     assert list(shown[tables.MACS]) == [round(r["macs_per_sample"]) for r in rows]
     assert list(shown[tables.COMPRESSION]) == [round(r["compression"], 1) for r in rows]
     assert shown["parameter memory (float32)"].iloc[0] == btcore.format_bytes(rows[0]["param_bytes"])
+
+
+def test_tr_is_a_row_and_the_planners_choice_stands_beside_the_fixed_count():
+    cfg = LabConfig((4, 8, 8, 4), (4, 8, 8, 4), 3, 2, 4, tr_ranks=(2, 3, 4, 3), batch=5)
+    specs = cfg.specs()
+    rows = [tables.with_planner(btcore.summary_row(s, 5), s, 5) for s in specs]
+    csv = pd.read_csv(io.BytesIO(tables.formats_csv(rows, 5))).set_index("format")
+    tr = btcore.TRSpec(cfg.in_modes, cfg.out_modes, (2, 3, 4, 3))
+    assert csv.loc["TR", "parameters"] == tr.params == btcore.tr_params(cfg.in_modes, cfg.out_modes, (2, 3, 4, 3))
+    assert csv.loc["TR", tables.MACS] == round(tr.plan(5).macs / 5)
+    for spec in specs:
+        choice = btcore.planner_choice(spec, 5)
+        assert csv.loc[spec.kind, tables.PLANNER] == choice.scheme
+        assert csv.loc[spec.kind, tables.PLANNER_MACS] == round(choice.macs_per_sample)
+        assert csv.loc[spec.kind, tables.PLANNER_MS] == round(1e3 * choice.modelled_s, 3)
+    shown = tables.planner_table(rows).set_index("format")
+    assert shown.loc["TR", tables.PLANNER] == btcore.planner_choice(tr, 5).scheme
+    assert list(tables.formats_table(rows, 5).columns).count(tables.PLANNER) == 0  # its own table, not a wider one
+    numeric = [c for c in csv.columns if c not in ("ranks", tables.PLANNER)]
+    assert all(pd.api.types.is_numeric_dtype(csv[c]) for c in numeric)

@@ -16,8 +16,9 @@ def test_learn_snippet_runs_and_prints_the_planned_steps(capsys):
     cfg = LabConfig((4, 4), (4, 4), (2, 3), 2, 2, batch=3)
     exec(compile(learn_snippet(cfg), "<snippet>", "exec"), {})
     out = capsys.readouterr().out
-    plan = btcore.plan_matmul(cfg.bt_spec(), 3)
-    assert out.count("multiply-adds") == len(plan.steps)
+    plans = [btcore.plan_matmul(spec, 3, "path") for spec in (cfg.bt_spec(), cfg.tr_spec())]
+    assert out.count("multiply-adds") == sum(len(p.steps) for p in plans)
+    assert all(f"{s.macs:,} multiply-adds" in out for p in plans for s in p.steps)
 
 
 def test_training_command_runs_the_pages_comparison(capsys):
@@ -38,3 +39,12 @@ def test_training_command_runs_the_pages_comparison(capsys):
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
     assert [r["kind"] for r in summary] == ["dense", "tt", "bt", "bt"]
     assert [(r["rank"], r["blocks"]) for r in summary][2:] == [(1, 1), (2, 1)]
+
+
+def test_shapes_snippet_prints_tr_and_the_planners_scheme(capsys):
+    cfg = LabConfig((4, 4), (4, 4), 2, 2, 2, batch=3, tr_ranks=(2, 3))
+    exec(compile(shapes_snippet(cfg), "<snippet>", "exec"), {})
+    out = capsys.readouterr().out
+    tr = cfg.tr_spec()
+    line = next(x for x in out.splitlines() if x.startswith("TRSpec"))
+    assert f" {tr.params} " in line and str(tr.macs(3)) in line and btcore.planner_choice(tr, 3).scheme in line

@@ -16,11 +16,11 @@ from plotly.subplots import make_subplots
 
 from btcore.shapes import prod
 
-from app.charts import FORMAT_COLORS
+from app.charts import FORMAT_COLORS, value_axis
 from .content import TensorizationGrid, shape_text, sub
 
 __all__ = [
-    "NODE_TRACE", "PATH_TRACE", "dense_diagram", "tt_diagram", "bt_diagram", "tensorization_figure", "step_bars",
+    "NODE_TRACE", "PATH_TRACE", "dense_diagram", "tt_diagram", "tr_diagram", "ring_growth_chart", "bt_diagram", "tensorization_figure", "step_bars",
     "format_cost_stack", "growth_chart", "budget_chart", "node_names", "diagram_labels", "contraction_tree",
 ]
 
@@ -34,6 +34,7 @@ LABEL_PX = 12
 _STYLE = {
     "dense": {"symbol": "square", "size": 46, "color": "#bdbdbd", "line": "#636363"},
     "tt": {"symbol": "square", "size": 38, "color": "#9ecae1", "line": "#08519c"},
+    "tr": {"symbol": "square", "size": 38, "color": "#dadaeb", "line": "#54278f"},
     "factor": {"symbol": "square", "size": 32, "color": "#fdd0a2", "line": "#d94801"},
     "core": {"symbol": "circle", "size": 40, "color": "#d62728", "line": "#67000d"},
 }
@@ -140,6 +141,51 @@ def tt_diagram(spec) -> go.Figure:
     rk = "-".join(map(str, spec.ranks))
     cores = f"{spec.d} core{'s' if spec.d != 1 else ''}"
     return net.figure(f"Tensor-Train: {cores}, ranks {rk}, {_fmt(spec.params)} parameters", 300)
+
+
+def tr_diagram(spec) -> go.Figure:
+    """Tensor Ring: d cores G_k (r_{k-1}, I_k, J_k, r_k) around a circle, d rank-labelled bonds, the last
+    (r_d = r_0) closing the ring.
+
+    Legs point outwards, the circle grows with d to keep neighbouring cores, legs and bond labels apart
+    (legible up to d = 8 at 12 px); the closing bond is dashed.
+    """
+    net = _Net()
+    d = spec.d
+    radius = 0.0 if d == 1 else max(1.5, 0.45 * d)
+    leg_len = 0.9
+    half = 40.0  # a core's i and j legs at +-half from its outward direction
+    start = 180.0 if d == 2 else 90.0  # two cores side by side, their two bonds above and below
+    angles = [start - 360.0 * k / d for k in range(d)]
+    pos = [(radius * math.cos(math.radians(a)), radius * math.sin(math.radians(a))) for a in angles]
+    for k in range(d):
+        label = f"r{sub(k + 1)} = {spec.ranks[k]}" + (f" = r{sub(0)}" if k == d - 1 else "")
+        if d == 1:  # one core: its closing bond is a loop above it
+            net.shapes.append({"type": "circle", "x0": -0.45, "x1": 0.45, "y0": 0.0, "y1": 0.9, "layer": "below",
+                               "line": {"color": _BOND, "width": 3, "dash": "dash"}})
+            net.text(0, 1.15, label, LABEL_PX, _BOND)
+            continue
+        (x0, y0), (x1, y1) = pos[k], pos[(k + 1) % d]
+        mid = math.radians(angles[k] - 180.0 / d)  # the arc's midpoint on the circle
+        mx, my = radius * math.cos(mid), radius * math.sin(mid)
+        cx, cy = 2 * mx - (x0 + x1) / 2, 2 * my - (y0 + y1) / 2  # a quadratic curve through (mx, my)
+        net.shapes.append({"type": "path", "path": f"M {x0:.4f},{y0:.4f} Q {cx:.4f},{cy:.4f} {x1:.4f},{y1:.4f}",
+                           "layer": "below", "line": {"color": _BOND, "width": 3,
+                                                      **({"dash": "dash"} if k == d - 1 else {})}})
+        inner = radius - 0.4  # the label just inside its bond, clear of the legs outside
+        net.text(inner * math.cos(mid), inner * math.sin(mid), label, LABEL_PX, _BOND)
+    for k in range(d):
+        x, y = pos[k]
+        out = angles[k]
+        net.leg(x, y, out + half, leg_len, f"i{sub(k + 1)} = {_fmt(spec.in_modes[k])}", _LEG)
+        net.leg(x, y, out - half, leg_len, f"j{sub(k + 1)} = {_fmt(spec.out_modes[k])}", _LEG_OUT)
+    for k, shape in enumerate(spec.core_shapes()):
+        net.node(*pos[k], f"G{sub(k + 1)}", "tr", shape, f"TR core {k + 1}: bonds r{sub(k)}, r{sub(k + 1)}"
+                 if k else f"TR core 1: bonds r{sub(d)} (= r{sub(0)}, the ring's closing bond), r{sub(1)}")
+    rk = "-".join(map(str, spec.ranks))
+    cores = f"{d} core{'s' if d != 1 else ''}"
+    return net.figure(f"Tensor Ring: {cores} in a ring, bond ranks {rk} (the dashed bond closes it), "
+                      f"{_fmt(spec.params)} parameters", round(max(340, 110 * radius + 300)))
 
 
 def _shown_blocks(n: int, max_blocks: int) -> list[int | None]:
@@ -365,6 +411,27 @@ def growth_chart(rows: list[dict], current: tuple[int, int] | None = None) -> go
     fig.update_yaxes(type="log")
     fig.update_xaxes(title_text="Tucker rank R")
     fig.update_layout(height=380, margin={"t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def ring_growth_chart(rows: list[dict], current: int | None = None) -> go.Figure:
+    """TT and TR parameters vs a uniform rank r (rows from :func:`app.learn.content.ring_growth_rows`),
+    log y; ``current`` (the configuration's uniform TR rank) is marked on the TR line."""
+    fig = go.Figure()
+    for label in ("TT", "TR"):
+        pts = [r for r in rows if r[label] is not None]
+        fig.add_scatter(x=[r["rank"] for r in pts], y=[r[label] for r in pts], mode="lines+markers", name=label,
+                        line={"color": FORMAT_COLORS[label], "width": 3},
+                        hovertemplate=f"{label}, rank %{{x}}<br>%{{y:,}} parameters<extra></extra>")
+    mark = next((r for r in rows if r["rank"] == current and r["TR"] is not None), None)
+    if mark is not None:
+        fig.add_scatter(x=[mark["rank"]], y=[mark["TR"]], mode="markers", name="your TR",
+                        marker={"symbol": "star", "size": 16, "color": FORMAT_COLORS["TR"], "line": {"width": 1}},
+                        hovertemplate="your TR, rank %{x}<br>%{y:,} parameters<extra></extra>")
+    fig.update_yaxes(**value_axis([v for r in rows for v in (r["TT"], r["TR"])]))
+    fig.update_layout(title="parameters vs rank r: TR closes the chain, so every core carries two bonds",
+                      xaxis_title="rank r (every bond)", yaxis_title="parameters", height=360,
+                      margin={"t": 50, "b": 10}, legend={"orientation": "h", "y": -0.2})
     return fig
 
 

@@ -16,11 +16,17 @@ from btcore.shapes import prod
 __all__ = [
     "FORMATS", "build_specs", "index_meanings", "indexed_shape", "uses_x", "walkthrough_rows", "step_sentence", "shape_text",
     "SECTIONS", "SPECIAL_CASES", "section_title", "examples_for", "page_fields", "bt_breakdown", "budget_pairs", "growth_rows", "ucf11_example", "ucf11_rows", "ucf11_text", "recurrent_text", "TensorizationGrid", "tensorization_grid",
-    "TEACHING_EXAMPLES", "sub",
+    "TEACHING_EXAMPLES", "sub", "LABELS", "ring_growth_rows", "diagram_formulas", "ring_growth_text",
+    "DIAGRAMS_TEXT",
 ]
 
-#: The three formats of the walkthrough, in display order, with the LabConfig method building each.
-FORMATS = {"BT": "bt_spec", "TT": "tt_spec", "Dense": "dense_spec"}
+#: The formats of the walkthrough, in display order (the registry's factorized formats, BT first as the
+#: page's subject, then the dense reference), each with its registry key (:data:`btcore.formats.FORMATS`).
+FORMATS = {fmt.label: key for key, fmt in sorted(
+    btcore.formats.FORMATS.items(), key=lambda kv: (not kv[1].factorized, kv[0] != "bt"))}
+
+#: The formats' names in full.
+LABELS = {"BT": "Block-Term", "TT": "Tensor-Train", "TR": "Tensor Ring", "Dense": "Dense (for comparison)"}
 
 #: Small tensorizations for the colour-coded example (I modes, J modes).
 TEACHING_EXAMPLES = {
@@ -43,15 +49,15 @@ def shape_text(shape) -> str:
 
 
 def build_specs(cfg) -> tuple[dict, dict]:
-    """The BT, TT and dense specs of a LabConfig, each built separately.
+    """The spec of every format of :data:`FORMATS` for a LabConfig, each built separately.
 
     Returns ``(specs, errors)``: ``specs[name]`` is the spec or is missing, ``errors[name]`` the
     ``ValueError`` message of a format the configuration does not allow.
     """
     specs, errors = {}, {}
-    for name, method in FORMATS.items():
+    for name, key in FORMATS.items():
         try:
-            specs[name] = getattr(cfg, method)()
+            specs[name] = cfg.spec(key)
         except ValueError as exc:
             errors[name] = str(exc)
     return specs, errors
@@ -62,7 +68,8 @@ def index_meanings(spec, batch: int) -> dict[str, tuple[str, int]]:
 
     Read off the network: ``x``'s first index is the batch, its others the row modes i_k; the output
     modes are the column modes j_k; a BT factor's last index is its Tucker rank R_k and a leading
-    extra index the block n; a TT core's last index (all but the last core) is the bond r_k.
+    extra index the block n; a TT core's last index (all but the last core) is the bond r_k, and a
+    TR core's last index is the bond r_k, the last one r_d = r_0 closing the ring.
     """
     net = spec.network()
     sizes = dict(net.sizes)
@@ -79,6 +86,10 @@ def index_meanings(spec, batch: int) -> dict[str, tuple[str, int]]:
     elif isinstance(spec, btcore.TTSpec):
         for k, term in enumerate(net.terms[1:spec.d], 1):
             out[term[-1]] = (f"TT bond r{sub(k)}", sizes[term[-1]])
+    elif isinstance(spec, btcore.TRSpec):
+        for k, term in enumerate(net.terms[1:1 + spec.d], 1):
+            closing = f" = r{sub(0)}, closing the ring" if k == spec.d else ""
+            out[term[-1]] = (f"TR bond r{sub(k)}{closing}", sizes[term[-1]])
     return out
 
 
@@ -195,6 +206,72 @@ def growth_rows(in_size: int, out_size: int, blocks: int, ranks, orders, own=Non
     return rows
 
 
+def _tex_int(n) -> str:
+    return f"{int(n):,}".replace(",", "{,}")
+
+
+def diagram_formulas(specs: dict) -> list[str]:
+    """The LaTeX of each format's entry of W and its parameter count, for the specs built (by label)."""
+    tex = {
+        "Dense": r"\text{dense: } y_{j} = \sum_{i} x_{i}\, W_{ij}, \qquad P_{\mathrm{dense}} = IJ = ",
+        "TT": r"\text{TT: } W[(i_1..i_d),(j_1..j_d)] = G_1[i_1,j_1]\,G_2[i_2,j_2]\cdots G_d[i_d,j_d], \qquad "
+              r"P_{\mathrm{TT}} = \sum_{k=1}^{d} r_{k-1} I_k J_k r_k = ",
+        "BT": r"\text{BT: } W[(i_1..i_d),(j_1..j_d)] = \sum_{n=1}^{N} \sum_{r_1..r_d} C_n[r_1..r_d] "
+              r"\prod_{k=1}^{d} A_n^{(k)}[i_k, j_k, r_k], \qquad P_{\mathrm{BT}} = N\Big(\sum_{k=1}^{d} I_k J_k R_k + "
+              r"\prod_{k=1}^{d} R_k\Big) = ",
+        "TR": r"\text{TR: } W[(i_1..i_d),(j_1..j_d)] = \operatorname{tr}\big(G_1[i_1,j_1]\,G_2[i_2,j_2]\cdots "
+              r"G_d[i_d,j_d]\big)\ (r_0 = r_d), \qquad P_{\mathrm{TR}} = \sum_{k=1}^{d} r_{k-1} I_k J_k r_k = ",
+    }
+    return [tex[name] + _tex_int(specs[name].params) for name in ("Dense", "TT", "BT", "TR") if name in specs]
+
+
+#: How the diagrams read (Markdown with LaTeX), under the formulas.
+DIAGRAMS_TEXT = (
+    r"**TT** is a chain: each core $G_k$ holds, for every pair $(i_k, j_k)$, an $r_{k-1} \times r_k$ matrix, and "
+    r"an entry of W is the product of those d small matrices ($r_0 = r_d = 1$, so the product is a number). "
+    r"**TR** (Tensor Ring) closes the chain: the first and last bonds are one index $r_0 = r_d$, and the trace of "
+    r"the product of the d matrices is the entry; with $r_0 = r_d = 1$ it is TT. Every TR core carries two real "
+    r"bonds, so at the same rank a ring has more parameters than a chain, and no core is special. "
+    r"**BT** is a sum of N **Tucker** blocks: in each block a small core $C_n$ ($R_1 \times \dots \times R_d$) is "
+    r"joined to d factors $A_n^{(k)}$ of size $(I_k J_k) \times R_k$. The core grows as $R^d$; the factors only "
+    "linearly in R."
+)
+
+
+def ring_growth_rows(in_modes, out_modes, ranks) -> list[dict]:
+    """TT and TR parameters at each uniform rank r of ``ranks`` (a rank a format refuses is left out).
+
+    Rows ``{"rank", "TT", "TR", "largest TR core"}``; ``TT`` or ``TR`` is None where that format
+    refuses the rank. A TR core k holds r_{k-1} I_k J_k r_k numbers: quadratic in the rank.
+    """
+    rows = []
+    for r in ranks:
+        row = {"rank": r}
+        for label, key in (("TT", "tt"), ("TR", "tr")):
+            try:
+                spec = btcore.formats.spec_for(key, in_modes, out_modes, tt_ranks=r, tr_ranks=r, max_bytes=None)
+            except ValueError:
+                spec = None
+            row[label] = None if spec is None else spec.params
+            if label == "TR":
+                row["largest TR core"] = None if spec is None else max(prod(s) for s in spec.core_shapes())
+        if row["TT"] is not None or row["TR"] is not None:
+            rows.append(row)
+    return rows
+
+
+def ring_growth_text(spec) -> str:
+    """How a TR spec's size follows its ranks, with its own numbers (Markdown)."""
+    sizes = [prod(s) for s in spec.core_shapes()]
+    k = max(range(spec.d), key=sizes.__getitem__)
+    r0, r1 = spec.core_shapes()[k][0], spec.core_shapes()[k][-1]
+    return (f"A TR core G{sub(k + 1)} holds r{sub(k)} · I{sub(k + 1)} · J{sub(k + 1)} · r{sub(k + 1)} = "
+            f"{r0} · {spec.in_modes[k]} · {spec.out_modes[k]} · {r1} = {sizes[k]:,} numbers (your largest core): "
+            "quadratic in the ranks, so doubling every rank multiplies the parameters by four, while BT's core "
+            "grows as R^d. At the same rank a ring is larger than a chain (TT's end cores have a bond of size 1); "
+            f"your TR has {spec.params:,} parameters in all.")
+
+
 def examples_for(cfg) -> dict:
     """The small matrices section 1 can draw: the user's own W first when it has at most 4,096 entries."""
     examples = dict(TEACHING_EXAMPLES)
@@ -218,7 +295,7 @@ def page_fields(cfg, specs: dict, examples: dict) -> tuple:
 #: The Learn page's sections: (anchor, title), for its headers and its table of contents.
 SECTIONS = (
     ("tensor", "1. From a matrix to a tensor"),
-    ("diagrams", "2. Three tensor networks for the same W"),
+    ("diagrams", "2. Four tensor networks for the same W"),
     ("steps", "3. Computing y = x W step by step"),
     ("sizes", "4. How the sizes grow"),
     ("cases", "5. Special cases, and what the paper keeps dense"),

@@ -12,17 +12,19 @@ __all__ = ["params_vs_rank", "bt_heatmap"]
 
 
 def params_vs_rank(rows: list[dict], dense_params: int, current: dict | None = None) -> go.Figure:
-    """Parameters vs uniform rank, TT and BT at several N, log y; the current choice marked.
+    """Parameters vs uniform rank, one line per format of the sweep (BT: one per N), log y; the current
+    choice marked.
 
-    ``rows`` come from :func:`btcore.param_sweep`; ``current`` is ``{"TT": (rank, params),
-    "BT": (rank, params)}`` for the configuration being looked at (non-uniform ranks: omit).
+    ``rows`` come from :func:`btcore.param_sweep`; ``current`` is ``{label: (rank, params)}`` (e.g.
+    ``{"TT": (4, 3360), "BT": (4, 3392), "TR": (4, 5760)}``) for the configuration being looked at
+    (non-uniform ranks: omit).
     """
     fig = go.Figure()
-    tt = [r for r in rows if r["format"] == "TT"]
-    if tt:
-        fig.add_scatter(x=[r["rank"] for r in tt], y=[r["params"] for r in tt], mode="lines+markers", name="TT",
-                        line={"color": FORMAT_COLORS["TT"], "width": 3},
-                        hovertemplate="TT rank %{x}<br>%{y:,} params<extra></extra>")
+    for label in dict.fromkeys(r["format"] for r in rows if r["blocks"] is None):
+        pts = [r for r in rows if r["format"] == label]
+        fig.add_scatter(x=[r["rank"] for r in pts], y=[r["params"] for r in pts], mode="lines+markers", name=label,
+                        line={"color": FORMAT_COLORS[label], "width": 3},
+                        hovertemplate=f"{label} rank %{{x}}<br>%{{y:,}} params<extra></extra>")
     blocks = sorted({r["blocks"] for r in rows if r["format"] == "BT"})
     for i, n in enumerate(blocks):
         pts = [r for r in rows if r["format"] == "BT" and r["blocks"] == n]
@@ -40,7 +42,7 @@ def params_vs_rank(rows: list[dict], dense_params: int, current: dict | None = N
                         hovertemplate=f"your {name}: rank %{{x}}<br>%{{y:,}} params<extra></extra>")
     ys = [r["params"] for r in rows] + [dense_params]
     fig.update_yaxes(**value_axis(ys))
-    fig.update_layout(xaxis_title="rank (R for BT, r for TT)", yaxis_title="parameters",
+    fig.update_layout(xaxis_title="rank (R for BT, r for TT and TR)", yaxis_title="parameters",
                       legend={"orientation": "h", "y": -0.2}, margin={"t": 30, "b": 10}, height=420)
     return fig
 

@@ -13,11 +13,23 @@ from app.frame import Field
 from app.config import LIMITS, PRESETS, LabConfig
 from btcore.shapes import MAX_ORDER, format_ints, parse_ints, parse_rank, rank_text
 
-__all__ = ["FIELDS", "RANGES", "ModeOrigin", "check_number", "config_from_inputs", "defaults_for",
-           "preset_name", "suggest_modes", "heatmap_grid", "sweep_ranks"]
+__all__ = ["FIELDS", "RankField", "RANGES", "ModeOrigin", "check_number", "config_from_inputs", "defaults_for",
+           "preset_name", "suggest_modes", "heatmap_grid", "sweep_ranks",
+           "uniform_marks"]
 
 #: Allowed ranges of the numeric inputs: (label, lowest, highest).
 RANGES = {**LIMITS, "d": ("Order d", 1, MAX_ORDER)}
+
+@dataclass(frozen=True)
+class RankField(Field):
+    """A rank text (``4`` or ``4,3,2,3``): a link value that is no rank list falls back to the default
+    with a warning instead of landing in the field."""
+
+    def parse(self, text: str):
+        value = super().parse(text)
+        parse_rank(value, self.name)
+        return value
+
 
 FIELDS = (
     Field("preset", "Custom", "choice", choices=lambda: ("Custom", *PRESETS)),
@@ -26,10 +38,11 @@ FIELDS = (
     Field("d", 4, "int", *RANGES["d"][1:]),
     Field("in", "8x20x20x18", widget="in_modes"),
     Field("out", "16x4x4x4", widget="out_modes"),
-    Field("R", "4", widget="bt_rank"),
+    RankField("R", "4", widget="bt_rank"),
     Field("N", 2, "int", *RANGES["N"][1:], widget="blocks"),
-    Field("tt", "4", widget="tt_ranks"),
+    RankField("tt", "4", widget="tt_ranks"),
     Field("batch", 16, "int", *RANGES["batch"][1:]),
+    RankField("tr", "4", widget="tr_ranks"),
 )
 
 
@@ -56,7 +69,7 @@ def defaults_for(cfg: LabConfig, preset: str = "Custom") -> dict:
     """The field values that show ``cfg``."""
     return {"preset": preset, "I": cfg.in_size, "J": cfg.out_size, "d": cfg.d, "in": format_ints(cfg.in_modes),
             "out": format_ints(cfg.out_modes), "R": rank_text(cfg.bt_rank), "N": cfg.blocks,
-            "tt": rank_text(cfg.tt_ranks), "batch": cfg.batch}
+            "tt": rank_text(cfg.tt_ranks), "batch": cfg.batch, "tr": rank_text(cfg.tr_ranks)}
 
 
 def config_from_inputs(values: dict) -> LabConfig:
@@ -67,7 +80,7 @@ def config_from_inputs(values: dict) -> LabConfig:
     btcore.check_modes(in_modes, "input modes", sizes["I"])
     btcore.check_modes(out_modes, "output modes", sizes["J"])
     cfg = LabConfig(in_modes, out_modes, parse_rank(values["R"], "BT rank"), sizes["N"],
-                    parse_rank(values["tt"], "TT ranks"), sizes["batch"])
+                    parse_rank(values["tt"], "TT ranks"), sizes["batch"], parse_rank(values["tr"], "TR ranks"))
     cfg.specs()  # every format must accept it
     for side, modes in (("input", in_modes), ("output", out_modes)):
         if len(modes) != sizes["d"]:  # the results must be for the d shown
@@ -97,17 +110,39 @@ def suggest_modes(n: int, d: int, remembered: tuple[int, ...] | None = None) -> 
 
 
 def sweep_ranks(cfg: LabConfig) -> list[int]:
-    """The uniform ranks the parameters-vs-rank chart sweeps (up to 32, within both formats' caps)."""
-    top = max(btcore.max_uniform_rank(cfg.in_modes, cfg.out_modes, "bt"),
-              btcore.max_uniform_rank(cfg.in_modes, cfg.out_modes, "tt"))
+    """The uniform ranks the parameters-vs-rank chart sweeps (up to 32, within the largest of the
+    registered formats' caps; :func:`btcore.param_sweep` skips a rank above one format's cap)."""
+    top = max(btcore.max_uniform_rank(cfg.in_modes, cfg.out_modes, key)
+              for key, fmt in btcore.formats.FORMATS.items() if fmt.factorized)
     return list(range(1, min(32, top) + 1))
 
 
+def uniform_marks(specs) -> dict[str, tuple[int, int]]:
+    """``{label: (rank, params)}`` of the specs of registered factorized formats whose ranks are one value
+    (TT: its inner bonds), the points the parameters-vs-rank chart marks as "your" choice."""
+    labels = {fmt.label for fmt in btcore.formats.FORMATS.values() if fmt.factorized}
+    marks = {}
+    for spec in specs:
+        if spec.kind not in labels:
+            continue
+        ranks = set(spec.inner_ranks if isinstance(spec, btcore.TTSpec) else spec.ranks)
+        if len(ranks) == 1:
+            marks[spec.kind] = (ranks.pop(), spec.params)
+    return marks
+
+
 def heatmap_grid(cfg: LabConfig) -> tuple[list[int], list[int], list[list[float]]]:
-    """Ranks (up to 8), blocks 1..8 and the compression vs dense of BT at each (R, N)."""
+    """Ranks (up to 8), blocks 1..8 and the compression vs dense of BT at each (R, N).
+
+    The configuration's own uniform R and its N are always on the axes (a rank or block count
+    beyond the usual grid adds a column or row), so the chart can mark it.
+    """
     cap = btcore.max_uniform_rank(cfg.in_modes, cfg.out_modes, "bt")
     ranks = [r for r in sweep_ranks(cfg) if r <= cap][:8]
-    blocks = list(range(1, 9))
+    own = set(btcore.formats.normalize_ranks(cfg.bt_rank, cfg.d))
+    if len(own) == 1 and min(own) <= cap:
+        ranks = sorted(set(ranks) | own)
+    blocks = sorted(set(range(1, 9)) | {cfg.blocks})
     dense = btcore.dense_params(cfg.in_modes, cfg.out_modes)
     values = [[dense / btcore.bt_params(cfg.in_modes, cfg.out_modes, r, n) for r in ranks] for n in blocks]
     return ranks, blocks, values

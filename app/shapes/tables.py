@@ -9,11 +9,29 @@ import pandas as pd
 
 import btcore
 
-__all__ = ["COMPRESSION", "MACS", "formats_table", "formats_csv"]
+__all__ = ["COMPRESSION", "MACS", "PLANNER", "PLANNER_MACS", "PLANNER_MS", "with_planner", "formats_table",
+           "planner_table", "formats_csv"]
 
-#: Column names shared by the table and its CSV.
+#: Column names shared by the table and its CSV. ``MACS`` is the FLOP-optimal path's count (a pure
+#: function of the shapes); the planner's columns say what ``btcore.matmul`` would run and what its
+#: time model expects, labelled as the planner's.
 COMPRESSION = "compression vs dense (x)"
 MACS = "multiply-adds / sample"
+PLANNER = "the scheme btcore.matmul runs here (planner)"
+PLANNER_MACS = "planner's multiply-adds / sample"
+PLANNER_MS = "planner's modelled time (ms)"
+
+
+def with_planner(row: dict, spec, batch: int) -> dict:
+    """``row`` (a :func:`btcore.summary_row`) with the planner's choice for ``spec`` at ``batch``."""
+    choice = btcore.planner_choice(spec, batch)
+    return row | {"planner_scheme": choice.scheme, "planner_macs_per_sample": choice.macs_per_sample,
+                  "planner_s": choice.modelled_s}
+
+
+def _planner(r: dict) -> dict:
+    return {PLANNER: r["planner_scheme"], PLANNER_MACS: int(round(r["planner_macs_per_sample"])),
+            PLANNER_MS: round(1e3 * float(r["planner_s"]), 3)}
 
 
 def _common(r: dict) -> dict:
@@ -31,9 +49,15 @@ def formats_table(rows: list[dict], batch: int) -> pd.DataFrame:
     } for r in rows])
 
 
+def planner_table(rows: list[dict]) -> pd.DataFrame:
+    """Beside the table: per format, what the planner picks (rows from :func:`with_planner`)."""
+    return pd.DataFrame([{"format": r["format"]} | _planner(r) for r in rows])
+
+
 def formats_csv(rows: list[dict], batch: int) -> bytes:
-    """The table as downloaded: every number a number (memory in bytes), for a spreadsheet."""
+    """The table as downloaded: every number a number (memory in bytes), for a spreadsheet; with the
+    planner's columns when the rows carry them (:func:`with_planner`)."""
     return pd.DataFrame([_common(r) | {
         "parameter memory float32 (bytes)": int(r["param_bytes"]),
         f"largest intermediate batch {batch} (bytes)": int(r["intermediate_bytes"]),
-    } for r in rows]).to_csv(index=False).encode()
+    } | (_planner(r) if "planner_scheme" in r else {}) for r in rows]).to_csv(index=False).encode()

@@ -26,7 +26,7 @@ torch.set_num_threads(max(1, min(4, (os.cpu_count() or 2) // 2)))
 PAGES = [
     ("shapes.py", "Shapes & parameters", "shapes", ":material/straighten:",
      "How many parameters and multiply-adds do BT, TT and dense need for my layer?"),
-    ("learn.py", "Learn: BT and TT", "learn", ":material/school:",
+    ("learn.py", "Learn: BT, TT and TR", "learn", ":material/school:",
      "What are these formats, and how is y = x W computed without forming W?"),
     ("approximation.py", "Approximation", "approximation", ":material/compare:",
      "How well does each format fit a given matrix at the same parameter budget?"),

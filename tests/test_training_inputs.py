@@ -6,7 +6,7 @@ import pytest
 
 from app.config import LabConfig
 from app.training import inputs as fields
-from app.training.plan import FRAME_SIZES, KIND_LABELS
+from app.training.plan import DEFAULT_KINDS, FRAME_SIZES, KIND_LABELS
 
 
 def test_names_are_page_specific_and_every_widget_has_one():
@@ -35,7 +35,8 @@ def test_hidden_and_models_parse_only_their_choices():
         with pytest.raises(ValueError):
             hidden.parse(bad)
     models = next(f for f in fields.FIELDS if f.name == "t_models")
-    assert models.parse("TT,BT") == ["TT", "BT"] and models.format(list(KIND_LABELS)) == "Dense,TT,BT"
+    assert models.parse("TT,BT") == ["TT", "BT"] and models.format(list(DEFAULT_KINDS)) == "Dense,TT,BT"
+    assert models.parse("BT,TR") == ["BT", "TR"] and models.format(list(KIND_LABELS)) == "Dense,TT,BT,TR"
     with pytest.raises(ValueError):
         models.parse("Dense,RNN")
 

@@ -66,15 +66,18 @@ def _caption_preview(caption, correct, truth="a red circle left"):
                           "caption": caption, "correct": correct}]}
 
 
-def test_caption_html_marks_wrong_words_red_and_escapes_text():
-    html = pv.caption_html({"BT": _caption_preview("a blue circle left", [True, False, True, True]),
-                            "<TT>": _caption_preview("a <b>", [True, False])})
-    assert "#7" in html and "a red circle left" in html
-    assert "&lt;TT&gt;" in html and "&lt;b&gt;" in html and "<b>" not in html
+def test_caption_cells_mark_wrong_words_red_and_escape_text():
+    cells = pv.caption_cells({"BT": _caption_preview("a blue circle left", [True, False, True, True]),
+                              "<TT>": _caption_preview("a <b>", [True, False])})
+    assert len(cells) == 1 and cells[0]["index"] == 7 and np.asarray(cells[0]["image"]).shape == (4, 4, 3)
+    html = cells[0]["html"]
+    assert "true: a red circle left" in html
+    # the run name and the caption's "<b>" are text: the only tags are the two run names' bold
+    assert "<b>&lt;TT&gt;</b>" in html and "&lt;b&gt;" in html and html.count("<b>") == 2
     wrong = re.findall(r'<span style="color:#d62728[^"]*">(.*?)</span>', html)
     assert wrong == ["blue", "&lt;b&gt;"]
     assert html.count("#1a7f37") == 4  # a, circle, left; a
-    assert pv.caption_html({}) == ""
+    assert pv.caption_cells({}) == []
 
 
 def test_captions_json_leaves_the_images_out():

@@ -7,19 +7,22 @@ Events are the dicts :func:`btcore.train.train` reports (``"step"``, ``"eval"``,
 from __future__ import annotations
 
 import math
+import re
 
 import plotly.graph_objects as go
 
 from app.charts import FORMAT_COLORS
 from app.training.tables import run_names
 
-__all__ = ["run_color", "loss_figure", "accuracy_figure", "sweep_figure", "sweep_heatmap", "EXTRA_COLORS", "X_AXES"]
+__all__ = ["run_color", "loss_figure", "accuracy_figure", "metric_figure", "diverged_points", "sweep_figure", "sweep_heatmap", "EXTRA_COLORS", "X_AXES"]
 
 #: The x axes of the live charts: event field -> axis title.
 X_AXES = {"step": "step", "examples": "examples seen", "run_s": "seconds of the model's own training"}
 
 EXTRA_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
-_KIND_LABEL = {"dense": "Dense", "tt": "TT", "bt": "BT"}
+_KIND_LABEL = {"dense": "Dense", "tt": "TT", "bt": "BT", "tr": "TR"}
+#: How the trainer's outcome record words a divergence (btcore.train.outcome.Watch.loss).
+_DIVERGED = re.compile(r"stopped at step (\d+): the training loss (?:rose to ([-+0-9.eE]+)|became non-finite)")
 
 
 def _finite(v) -> bool:
@@ -92,21 +95,77 @@ def _figure(events: list[dict], train_key: str, val_key: str, title: str, y_titl
     return fig
 
 
-def loss_figure(events: list[dict], x: str = "step") -> go.Figure:
+def diverged_points(events: list[dict]) -> list[dict]:
+    """Where each diverged run stopped: ``{"run", "step", "loss", "examples", "run_s"}`` (loss None: non-finite).
+
+    The stopping step's loss is in the trainer's outcome record (the run's ``end`` reason), not in a
+    step event: the step that diverged is never reported as a step. ``examples`` and ``run_s`` place the
+    point on the other x axes (the batch times the step; the run's own seconds at its end).
+    """
+    starts = {e["run"]: e for e in events if e.get("event") == "start"}
+    out = []
+    for e in events:
+        if e.get("event") != "end" or e.get("status") != "diverged":
+            continue
+        m = _DIVERGED.search(str(e.get("reason", "")))
+        if m is None:
+            continue
+        step, loss = int(m.group(1)), (float(m.group(2)) if m.group(2) else None)
+        batch = starts.get(e["run"], {}).get("batch")
+        out.append({"run": e["run"], "step": step, "loss": loss if loss is not None and math.isfinite(loss) else None,
+                    "examples": step * batch if batch else None, "run_s": e.get("run_s")})
+    return out
+
+
+def loss_figure(events: list[dict], x: str = "step", y_title: str = "cross-entropy") -> go.Figure:
     """Training loss per step (thin) and validation loss per evaluation (thick), every run on one chart.
 
-    ``x``: one of :data:`X_AXES` (steps, examples seen, the model's own training seconds).
+    ``x``: one of :data:`X_AXES` (steps, examples seen, the model's own training seconds). A diverged
+    run's stopping point is drawn as an ``x`` marker at the loss it stopped at (non-finite: at the top,
+    labelled), joined to its last step, so the chart shows the loss the message names.
     """
-    return _figure(events, "train_loss", "val_loss", "Loss", "cross-entropy", smooth_steps=True, x=x)
+    fig = _figure(events, "train_loss", "val_loss", "Loss", y_title, smooth_steps=True, x=x)
+    colors = _colors(events)
+    for p in diverged_points(events):
+        px = p.get(x)
+        if px is None:
+            continue
+        lx, ly = _series(events, p["run"], "step", "train_loss", x)
+        finite = p["loss"] is not None
+        y = p["loss"] if finite else max([*ly, 1.0]) * 10
+        text = f"diverged: {p['loss']:.3g}" if finite else "diverged: non-finite"
+        head = 1 if lx else 0  # the run's last reported step, joined to where it stopped
+        fig.add_scatter(x=[*lx[-1:], px], y=[*ly[-1:], y], mode="lines+markers+text", legendgroup=p["run"],
+                        name=f"{p['run']} diverged", line={"color": colors.get(p["run"], "#000"), "dash": "dot"},
+                        marker={"symbol": ["circle"] * head + ["x"], "size": [6] * head + [14]},
+                        text=[""] * head + [text], textposition="top left",
+                        hovertemplate=f"{p['run']}<br>step %{{x}}<br>loss %{{y:.3g}}<extra></extra>")
+    if diverged_points(events):
+        fig.update_yaxes(type="log")  # a diverging loss is orders of magnitude above the others
+    return fig
 
 
 def accuracy_figure(events: list[dict], chance: float | None = None, x: str = "step") -> go.Figure:
     """Training accuracy (epoch means, dotted) and validation accuracy per evaluation, all runs."""
-    fig = _figure(events, "train_acc", "val_acc", "Accuracy", "accuracy", smooth_steps=False, x=x)
-    if chance:
+    return metric_figure(events, "val_acc", "validation accuracy", chance=chance, x=x)
+
+
+def metric_figure(events: list[dict], metric: str, label: str, *, chance: float | None = None,
+                  higher_is_better: bool = True, x: str = "step") -> go.Figure:
+    """A task's validation metric per evaluation (and its training counterpart, dotted, where reported).
+
+    ``metric``: the event key (``"val_acc"``, ``"val_nelbo"``, ``"val_bleu"``); ``label`` names it;
+    the title says which way is better. Accuracy keeps its [0, 1] axis and the chance line.
+    """
+    train_key = "train_" + metric[4:] if metric.startswith("val_") else metric
+    arrow = "higher is better" if higher_is_better else "lower is better"
+    title = "Accuracy" if metric == "val_acc" else f"{label[:1].upper()}{label[1:]} ({arrow})"
+    fig = _figure(events, train_key, metric, title, label.replace("validation ", ""), smooth_steps=False, x=x)
+    if chance is not None and math.isfinite(chance):
         fig.add_hline(y=chance, line={"color": "#999", "dash": "dash"}, annotation_text="chance",
                       annotation_position="bottom right")
-    fig.update_yaxes(range=[0, 1.02])
+    if metric == "val_acc":
+        fig.update_yaxes(range=[0, 1.02])
     return fig
 
 

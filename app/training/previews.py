@@ -22,7 +22,7 @@ import numpy as np
 
 from btcore.tasks.images import grid_png_bytes
 
-__all__ = ["latest_previews", "preview_kind", "to_pixels", "strip", "image_panels", "caption_html",
+__all__ = ["latest_previews", "preview_kind", "to_pixels", "strip", "image_panels", "caption_cells",
            "captions_json", "prediction_rows", "samples_png", "KINDS"]
 
 #: The preview kinds the page draws.
@@ -108,30 +108,25 @@ def _words(ex: dict) -> str:
     return " ".join(out) if out else '<span style="color:#888">(empty)</span>'
 
 
-def caption_html(previews: dict[str, dict]) -> str:
-    """One HTML table of the caption previews: a row per validation image (its index and the true caption),
-    a column per run with its caption, right words green, wrong words red and underlined.
+def caption_cells(previews: dict[str, dict]) -> list[dict]:
+    """One cell per validation image of the caption previews: ``{"index", "image", "html"}``.
 
-    ``previews``: run name -> a ``"captions"`` preview. Every text is HTML-escaped.
+    ``html`` is the true caption (italic) and, on a line each, every run's current caption with right
+    words green and wrong words red and underlined. ``previews``: run name -> a ``"captions"`` preview;
+    every text is HTML-escaped.
     """
     runs = [r for r, p in previews.items() if p.get("kind") == "captions"]
     if not runs:
-        return ""
-    first = previews[runs[0]]["examples"]
-    head = "".join(f"<th style='text-align:left;padding:4px 8px'>{html.escape(r)}</th>" for r in runs)
-    rows = []
-    for i, ex in enumerate(first):
-        cells = []
+        return []
+    cells = []
+    for i, ex in enumerate(previews[runs[0]]["examples"]):
+        lines = [f"<div style='font-style:italic;color:#444'>true: {html.escape(str(ex.get('truth', '')))}</div>"]
         for r in runs:
             exs = previews[r]["examples"]
-            cells.append(f"<td style='padding:4px 8px'>{_words(exs[i]) if i < len(exs) else ''}</td>")
-        rows.append(f"<tr><td style='padding:4px 8px'>#{int(ex.get('index', i))}</td>"
-                    f"<td style='padding:4px 8px;font-style:italic'>{html.escape(str(ex.get('truth', '')))}</td>"
-                    + "".join(cells) + "</tr>")
-    return ("<table style='border-collapse:collapse;font-size:1rem;width:100%'><thead><tr>"
-            "<th style='text-align:left;padding:4px 8px'>image</th>"
-            "<th style='text-align:left;padding:4px 8px'>true caption</th>" + head + "</tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+            if i < len(exs):
+                lines.append(f"<div><b>{html.escape(r)}</b>: {_words(exs[i])}</div>")
+        cells.append({"index": int(ex.get("index", i)), "image": ex.get("image"), "html": "".join(lines)})
+    return cells
 
 
 def captions_json(previews: dict[str, dict]) -> str:

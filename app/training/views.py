@@ -7,6 +7,7 @@ trainer's events, so the page stays a list of sections.
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 import streamlit as st
@@ -17,9 +18,11 @@ from app.training.inputs import changed_since
 from app.training.plan import replaced
 from app.widgets import escape_markdown
 from btcore.train import SLOW_S, TrainConfig, checkpoint_bytes, histories_csv, probe_seconds, summary, sweep_csv, sweep_rows
+from btcore.train.estimate import data_seconds, total_estimate
 
-__all__ = ["show_outcomes", "show_queue", "speed_line", "estimate_runs", "show_estimate", "show_sweep",
-           "is_sweep", "show_adjustments", "number_text", "show_changed", "show_downloads"]
+__all__ = ["show_outcomes", "show_queue", "speed_line", "estimate_runs", "show_estimate", "estimate_text", "eta_text",
+           "data_estimate", "show_sweep",
+           "is_sweep", "show_adjustments", "number_text", "table_columns", "show_changed", "show_downloads"]
 
 
 def show_adjustments(plan, choices) -> None:
@@ -87,6 +90,16 @@ def number_text(formats: dict[str, str]) -> dict:
     return {col: st.column_config.TextColumn(alignment="right") for col in formats}
 
 
+def table_columns(formats: dict[str, str]) -> dict:
+    """Column settings of the live table: narrow number columns (right-aligned text), the run's name and the note
+    of medium width, so the table fits the page width (a long note is cut; its full text is in the outcomes above).
+    """
+    return {col: st.column_config.TextColumn(alignment="right", width="small") for col in formats} | {
+        "run": st.column_config.TextColumn(width="medium"), "note": st.column_config.TextColumn(width="medium"),
+        "status": st.column_config.TextColumn(width="small"), "epoch": st.column_config.NumberColumn(width="small"),
+        "step": st.column_config.NumberColumn(width="small")}
+
+
 def show_queue(snap: dict) -> bool:
     """The queue line of a waiting job; True when it is waiting."""
     if snap["status"] != "queued":
@@ -126,22 +139,66 @@ def speed_line(rows: list[dict], events: list[dict]) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _probe(config_dict: dict, n_train: int, n_val: int, frames: int) -> float:
-    return probe_seconds(TrainConfig.from_dict(config_dict), n_train, n_val, frames, steps=1)["estimated_s"]
+def _probe(config_dict: dict, n_train: int, n_val: int, frames: int) -> dict:
+    return probe_seconds(TrainConfig.from_dict(config_dict), n_train, n_val, frames, steps=3)
 
 
-def estimate_runs(runs, n_train: int, n_val: int, frames: int) -> list[float]:
-    """Estimated seconds of each run (a timed probe on the real shapes, cached per configuration)."""
+def estimate_runs(runs, n_train: int, n_val: int, frames: int) -> list[dict]:
+    """Each run's timed probe (:func:`btcore.train.probe_seconds` on the real shapes, cached per configuration)."""
     return [_probe(r.to_dict(), int(n_train), int(n_val), int(frames)) for r in runs]
 
 
-def show_estimate(where, seconds: list[float]) -> None:
-    """The total estimate next to Train; a warning above :data:`SLOW_S`."""
-    total = sum(seconds)
-    where.caption(f"Estimated: about **{total:,.0f} s** for all runs (a timed probe of each model here).")
-    if total > SLOW_S:
-        st.warning(f"This comparison is estimated at about {total / 60:,.0f} minutes on this machine; lower the frame "
-                   "size, the epochs or the number of clips for a quick look.", icon=":material/schedule:")
+@st.cache_data(show_spinner=False, max_entries=32)
+def _data(spec) -> tuple[float, int, int]:
+    task = spec.make_task()
+    if spec.task == "action" and spec.folder is None:
+        return data_seconds(task, spec.seed), int(spec.train_size), int(spec.val_size)
+    if spec.task == "action":  # a clip folder: its sizes are known once it is read, in the run
+        return 0.0, 256, 64
+    t0 = time.perf_counter()
+    train, val = task.data(spec.seed)
+    return time.perf_counter() - t0, len(train), len(val)
+
+
+def data_estimate(spec) -> tuple[float, int, int]:
+    """``(seconds to build the data, training examples, validation examples)`` of ``spec`` (a DataSpec; cached).
+
+    Synthetic clips are timed on a sample; another task's data are built once and timed (and counted).
+    """
+    return _data(spec)
+
+
+def estimate_text(est: dict, what: str = "all runs") -> str:
+    """The estimate as one line (Markdown): the range when it is wide, and each phase."""
+    lo, mid, hi = est["low_s"], est["estimated_s"], est["high_s"]
+    span = f"**{lo:,.0f}-{hi:,.0f} s**" if hi > 1.25 * max(lo, 1.0) else f"about **{mid:,.0f} s**"
+    phases = [f"data {est['data_s']:,.1f} s", f"building {est['build_s']:,.1f} s", f"training {est['train_s']:,.1f} s",
+              f"evaluation {est['eval_s']:,.1f} s"]
+    return (f"Estimated: {span} for {what} ({', '.join(phases)}), from timed steps of each model here; the range "
+            "spans the fastest and slowest timed step and load from other sessions.")
+
+
+def show_estimate(where, est: dict, what: str = "all runs") -> None:
+    """The estimate (every phase, :func:`estimate_text`) next to Train; a warning above :data:`SLOW_S`."""
+    where.caption(estimate_text(est, what))
+    if est["estimated_s"] > SLOW_S:
+        st.warning(f"This comparison is estimated at about {est['estimated_s'] / 60:,.0f} minutes on this machine; "
+                   "lower the frame size, the epochs or the number of examples for a quick look.",
+                   icon=":material/schedule:")
+
+
+def eta_text(eta: float | None, elapsed: float, first_total: float | None) -> str:
+    """The time left; when the projected total (``elapsed + eta``) grew past the first projection
+    ``first_total`` (by over 10 % and 2 s) it says so and why, so time left never grows unexplained.
+    """
+    if eta is None:
+        return ""
+    text = f" · about {eta:,.0f} s left"
+    total = elapsed + eta
+    if first_total is not None and total > 1.1 * first_total + 2.0:
+        text += (f" (now about {total:,.0f} s in all, not {first_total:,.0f} s: the measured steps are slower than "
+                 "the estimate)")
+    return text
 
 
 def is_sweep(events: list[dict]) -> bool:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 from app.training.datasets import DATA_ROOT_ENV, class_folders, data_root, dataset_path, list_datasets
 from app.training.inputs import SYNTHETIC, option_fields
@@ -92,5 +91,6 @@ def task_option_controls(task: str, key: str) -> dict:
 
 def scroll_into_view(anchor: str) -> None:
     """Scroll the page so the element with id ``anchor`` (a header's anchor) is at the top, once."""
-    components.html(f"<script>const el = window.parent.document.getElementById({anchor!r});"
-                    "if (el) el.scrollIntoView({behavior: 'smooth', block: 'start'});</script>", height=0)
+    # an iframe of the app's origin may reach the page (same-origin access); the anchor is the page's own text
+    st.iframe(f"<script>const el = window.parent.document.getElementById({anchor!r});"
+              "if (el) el.scrollIntoView({behavior: 'smooth', block: 'start'});</script>", height=1)

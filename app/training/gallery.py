@@ -47,20 +47,22 @@ def _images(latest: dict[str, dict], events: list[dict]) -> None:
     st.markdown("**Samples from the prior** (the same seeds for every model, so the grids compare directly)")
     for row in _rows(runs):
         for run, col in row:
-            col.image(panels[run]["samples"], caption=f"{run} · {params.get(run, '')} · {_epoch(events, run)}")
+            col.image(panels[run]["samples"], caption=f"{run} · {params.get(run, '')} · {_epoch(events, run)}",
+                      output_format="PNG")
     first = panels[runs[0]]
     if "originals" in first:
         st.markdown("**Reconstructions** of 8 fixed validation digits")
-        st.image(first["originals"], caption="the validation digits")
+        st.image(first["originals"], caption="the validation digits", output_format="PNG")
         for run in runs:
             if "reconstructions" in panels[run]:
-                st.image(panels[run]["reconstructions"], caption=f"{run}'s reconstructions")
+                st.image(panels[run]["reconstructions"], caption=f"{run}'s reconstructions", output_format="PNG")
     if "canvas" in first:
         steps = len(latest[runs[0]]["canvas"])
         st.markdown(f"**The canvas step by step** (t = 1..{steps}) of one sample")
         for run in runs:
             if "canvas" in panels[run]:
-                st.image(panels[run]["canvas"], caption=f"{run}: t = 1..{len(latest[run]['canvas'])}")
+                st.image(panels[run]["canvas"], caption=f"{run}: t = 1..{len(latest[run]['canvas'])}",
+                         output_format="PNG")
 
 
 def _captions(latest: dict[str, dict]) -> None:
@@ -68,7 +70,7 @@ def _captions(latest: dict[str, dict]) -> None:
     st.markdown("**Captions of fixed validation images** (right words green, wrong words red and underlined)")
     cols = st.columns(max(len(cells), 1))
     for cell, col in zip(cells, cols):
-        col.image(pv.to_pixels(cell["image"], 4), caption=f"#{cell['index']}", width="stretch")
+        col.image(pv.to_pixels(cell["image"], 4), caption=f"#{cell['index']}", width="stretch", output_format="PNG")
         col.markdown(cell["html"], unsafe_allow_html=True)
 
 

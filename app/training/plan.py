@@ -133,7 +133,10 @@ def task_models(ch: Choices, options: dict) -> ModelPlan:
         kind = KIND_LABELS[label]
         mine = {k: (parse_rank(v, name) if isinstance(v, str) else v)
                 for k, (name, v) in rank_controls.items() if k in FORMATS[kind].controls}
-        models.append(task.model_config(kind, **controls, **mine))
+        try:
+            models.append(task.model_config(kind, **controls, **mine))
+        except TypeError as exc:  # a control this task's models do not take
+            raise ValueError(f"the {ch.task} task cannot build a {label} model with these controls: {exc}") from None
     return ModelPlan((), tuple(models), (), None, None, tuple("" for _ in models))
 
 

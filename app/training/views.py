@@ -169,9 +169,9 @@ def data_estimate(spec) -> tuple[float, int, int]:
 
 
 def estimate_text(est: dict, what: str = "all runs") -> str:
-    """The estimate as one line (Markdown): the range when it is wide, and each phase."""
+    """The estimate as one line (Markdown): its range (one number when both ends round alike), and each phase."""
     lo, mid, hi = est["low_s"], est["estimated_s"], est["high_s"]
-    span = f"**{lo:,.0f}-{hi:,.0f} s**" if hi > 1.25 * max(lo, 1.0) else f"about **{mid:,.0f} s**"
+    span = f"**{lo:,.0f}-{hi:,.0f} s**" if f"{lo:,.0f}" != f"{hi:,.0f}" else f"about **{mid:,.0f} s**"
     phases = [f"data {est['data_s']:,.1f} s", f"building {est['build_s']:,.1f} s", f"training {est['train_s']:,.1f} s",
               f"evaluation {est['eval_s']:,.1f} s"]
     return (f"Estimated: {span} for {what} ({', '.join(phases)}), from timed steps of each model here; the range "

@@ -210,7 +210,7 @@ def live() -> None:
     rows = tables.metrics_rows(events, info.metric, info.metric_label)
     if rows:
         formats = tables.metric_formats(info.metric, info.metric_label)
-        st.dataframe(pd.DataFrame(tables.shown(rows, formats)), hide_index=True, width="stretch", key=K + "metrics",
+        st.dataframe(pd.DataFrame(tables.live_table(rows, formats)), hide_index=True, width="stretch", key=K + "metrics",
                      column_config=views.table_columns(formats))
         line = views.speed_line(rows, events)
         if line:

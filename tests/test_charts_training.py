@@ -1,14 +1,77 @@
-"""The Training page's charts: the diverging point on the loss chart, the task's metric chart."""
+"""app.training.charts: the loss and accuracy figures, pure functions of the trainer's events."""
 
 from __future__ import annotations
 
 import math
 
 from app.training import charts as ct
+from app.charts import FORMAT_COLORS
 from btcore.train.outcome import Watch
 
 
-def _events(reason: str, batch: int = 4):
+def _events():
+    start = {"event": "start", "run": "BT", "params": 100, "input_map_params": 10, "total_steps": 4,
+             "config": {"model": {"kind": "bt"}}}
+    steps = [{"event": "step", "run": "BT", "step": i, "epoch": i / 2, "train_loss": 2.0 - 0.1 * i, "train_acc": 0.5,
+              "step_time": 0.01, "examples_per_s": 3200.0} for i in (1, 2, 3)]
+    ev = {"event": "eval", "run": "BT", "step": 2, "epoch": 1.0, "train_loss": 1.85, "train_acc": 0.4,
+          "val_loss": 1.9, "val_acc": 0.3}
+    dense = [{"event": "start", "run": "LSTM", "params": 1000, "total_steps": 4, "config": {"model": {"kind": "dense"}}},
+             {"event": "step", "run": "LSTM", "step": 1, "train_loss": float("nan"), "step_time": 0.02,
+              "examples_per_s": 1600.0},
+             {"event": "end", "run": "LSTM", "status": "diverged", "reason": "non-finite loss"}]
+    return [start, *steps, ev, *dense]
+
+
+def test_chart_builders():
+    events = _events()
+    loss = ct.loss_figure(events)
+    names = [t.name for t in loss.data]
+    assert names == ["BT train", "BT validation"]  # the NaN step of LSTM draws nothing
+    assert list(loss.data[0].x) == [1, 2, 3] and loss.data[0].line.color == FORMAT_COLORS["BT"]
+    acc = ct.accuracy_figure(events, chance=0.25)
+    assert [t.name for t in acc.data] == ["BT train", "BT validation"] and list(acc.data[1].y) == [0.3]
+    assert ct.run_color("x", "tt", 0) == FORMAT_COLORS["TT"]
+
+
+def test_x_axes_steps_examples_seconds():
+    events = _events()
+    for e in events:
+        if e.get("event") in ("step", "eval"):
+            e["examples"], e["run_s"] = 32 * e["step"], 0.5 * e["step"]
+    assert list(ct.loss_figure(events, x="examples").data[0].x) == [32, 64, 96]
+    fig = ct.accuracy_figure(events, x="run_s")
+    assert list(fig.data[1].x) == [1.0] and fig.layout.xaxis.title.text == ct.X_AXES["run_s"]
+    import pytest
+
+    with pytest.raises(ValueError, match="x must be one of"):
+        ct.loss_figure(events, x="epochs")
+
+
+def test_sweep_figures():
+    rows = [{"kind": "bt", "rank": r, "blocks": n, "input_map_params": 100 * r * n, "val_acc": 0.1 * r + 0.05 * n}
+            for r in (2, 4) for n in (1, 2)]
+    rows += [{"kind": "tt", "rank": None, "blocks": None, "input_map_params": 500, "val_acc": 0.6},
+             {"kind": "dense", "rank": None, "blocks": None, "input_map_params": 9000, "val_acc": 0.7}]
+    fig = ct.sweep_figure(rows, chance=0.125)
+    assert len(fig.data) == 1 and list(fig.data[0].text)[0] == "R=2, N=1"
+    assert len(fig.layout.shapes) == 3  # TT, dense and chance lines
+    heat = ct.sweep_heatmap(rows)
+    assert list(heat.data[0].y) == ["R=2", "R=4"] and list(heat.data[0].x) == ["N=1", "N=2"]
+    assert heat.data[0].z[1][1] == rows[3]["val_acc"]
+
+
+def test_a_run_with_one_or_two_steps_shows_markers():
+    events = [{"event": "start", "run": "TT", "config": {"model": {"kind": "tt"}}},
+              {"event": "step", "run": "TT", "step": 1, "train_loss": 1.45}]
+    (trace,) = ct.loss_figure(events).data
+    assert "markers" in trace.mode and list(trace.y) == [1.45]
+    many = events + [{"event": "step", "run": "TT", "step": s, "train_loss": 1.4} for s in (2, 3)]
+    assert ct.loss_figure(many).data[0].mode == "lines"
+
+
+# -- the diverging point, the task's metric ---------------------------------------------------------
+def _diverged_events(reason: str, batch: int = 4):
     return [{"event": "start", "run": "BT", "batch": batch, "config": {"model": {"kind": "bt"}}},
             {"event": "step", "run": "BT", "step": 1, "train_loss": 1.8, "examples": batch, "run_s": 0.05},
             {"event": "end", "run": "BT", "status": "diverged", "reason": reason, "run_s": 0.1}]
@@ -18,7 +81,7 @@ def test_the_diverging_point_is_drawn_at_the_loss_the_trainer_stopped_at():
     watch = Watch(lr=1000.0, weight_decay=0.0, clipped=False)
     assert watch.loss(1.8, 1) is None
     reason = watch.loss(2.95e4, 2)  # the trainer's own outcome record
-    events = _events(reason)
+    events = _diverged_events(reason)
     assert ct.diverged_points(events) == [{"run": "BT", "step": 2, "loss": 2.95e4, "examples": 8, "run_s": 0.1}]
     fig = ct.loss_figure(events)
     point = next(t for t in fig.data if t.name == "BT diverged")
@@ -32,14 +95,14 @@ def test_the_diverging_point_is_drawn_at_the_loss_the_trainer_stopped_at():
 def test_a_non_finite_loss_is_drawn_above_the_others():
     watch = Watch(lr=1000.0, weight_decay=0.0, clipped=False)
     reason = watch.loss(float("nan"), 3)
-    points = ct.diverged_points(_events(reason))
+    points = ct.diverged_points(_diverged_events(reason))
     assert points[0]["step"] == 3 and points[0]["loss"] is None
-    point = next(t for t in ct.loss_figure(_events(reason)).data if t.name == "BT diverged")
+    point = next(t for t in ct.loss_figure(_diverged_events(reason)).data if t.name == "BT diverged")
     assert point.y[-1] > 1.8 and math.isfinite(point.y[-1]) and point.text[-1] == "diverged: non-finite"
 
 
 def test_runs_that_did_not_diverge_have_no_stop_marker():
-    events = _events("finished 1 steps")
+    events = _diverged_events("finished 1 steps")
     events[-1]["status"] = "done"
     fig = ct.loss_figure(events)
     assert ct.diverged_points(events) == [] and not [t for t in fig.data if "diverged" in t.name]

@@ -14,7 +14,7 @@ from btcore.rnn import PAPER_UCF11_ACCURACY
 from btcore.shapes import format_ints, rank_text
 from btcore.train import estimate_memory
 
-__all__ = ["size_rows", "model_rows", "too_big", "metric_column", "metric_formats", "metrics_rows", "paper_rows", "run_names", "sweep_table", "shown", "MISSING",
+__all__ = ["size_rows", "model_rows", "too_big", "metric_column", "metric_formats", "live_table", "LIVE_HIDDEN", "metrics_rows", "paper_rows", "run_names", "sweep_table", "shown", "MISSING",
            "METRIC_FORMATS"]
 
 #: What a table cell shows for a value a run does not have (a TT model's blocks, a loss before the
@@ -89,6 +89,16 @@ def model_rows(models) -> list[dict]:
 def too_big(rows: list[dict], free: int) -> list[str]:
     """The models of :func:`size_rows` whose training may need more than half of ``free`` bytes."""
     return [r["model"] for r in rows if r["_bytes"] > 0.5 * free]
+
+
+#: Columns of :func:`metrics_rows` the live table leaves out, so it fits the page width: all parameters
+#: (in the sizes table above), the total steps and the epoch (the progress bar says how far).
+LIVE_HIDDEN = ("parameters", "of steps", "epoch")
+
+
+def live_table(rows: list[dict], formats: dict[str, str]) -> list[dict]:
+    """The live table's rows: :func:`shown` without the :data:`LIVE_HIDDEN` columns."""
+    return [{k: v for k, v in row.items() if k not in LIVE_HIDDEN} for row in shown(rows, formats)]
 
 
 def metric_column(metric_label: str) -> str:

@@ -7,7 +7,7 @@ exactly. The URL names all start with ``t_``: they never collide with the shared
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 from dataclasses import dataclass
 
 from app.frame import ListField
@@ -21,7 +21,7 @@ from btcore.train import OPTIMIZERS
 from .datasets import data_root, list_datasets
 from .plan import DEFAULT_KINDS, FRAME_SIZES, KIND_LABELS
 
-__all__ = ["FIELDS", "page_fields", "task_options", "option_fields", "SYNTHETIC", "HIDDEN_SIZES", "VIEW_FIELDS", "LABELS", "MapField", "IntOptionField", "defaults",
+__all__ = ["FIELDS", "page_fields", "option_fields", "SYNTHETIC", "HIDDEN_SIZES", "VIEW_FIELDS", "LABELS", "MapField", "IntOptionField", "defaults",
            "dataset_choices", "changed_since"]
 
 SYNTHETIC = "Synthetic motions (built in)"
@@ -120,30 +120,29 @@ _OPTION_KINDS = {int: "int", float: "float", bool: "bool"}
 
 
 def option_fields(task: str) -> tuple[Field, ...]:
-    """Fields of the numeric data options of ``task`` (the int / float / bool fields of its dataclass
-    with a default), named ``t_<task>_<option>``; none for action, whose options are the page's clip controls.
+    """Fields of the numeric data options of ``task``: the int / float / bool keyword parameters of its
+    constructor that have a default, named ``t_<task>_<option>``; none for action, whose options are the
+    page's clip controls.
     """
     cls = TASKS.get(task)
-    if task == "action" or cls is None or not dataclasses.is_dataclass(cls):
+    if task == "action" or cls is None:
+        return ()
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # no readable signature: the task has no options the page can offer
         return ()
     out = []
-    for f in dataclasses.fields(cls):
-        kind = _OPTION_KINDS.get(type(f.default)) if f.default is not dataclasses.MISSING else None
-        if kind is not None and f.init and not f.name.startswith("_"):
+    for p in params:
+        kind = _OPTION_KINDS.get(type(p.default))
+        if kind is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and not p.name.startswith("_"):
             lo, hi = (None, None) if kind == "bool" else (0, OPTION_MAX)
-            out.append(Field(f"t_{task}_{f.name}", f.default, kind, lo, hi, widget=f"opt_{task}_{f.name}"))
+            out.append(Field(f"t_{task}_{p.name}", p.default, kind, lo, hi, widget=f"opt_{task}_{p.name}"))
     return tuple(out)
 
 
 def page_fields() -> tuple[Field, ...]:
     """Every field of the page: :data:`FIELDS` and each registered task's options (the registry now)."""
     return FIELDS + tuple(f for name in task_names() for f in option_fields(name))
-
-
-def task_options(task: str, values) -> dict:
-    """``{option: value}`` of ``task`` from the store ``values`` (keyed by field name)."""
-    prefix = f"t_{task}_"
-    return {f.name[len(prefix):]: values[f.name] for f in option_fields(task)}
 
 
 def defaults(shared) -> dict:

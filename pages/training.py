@@ -186,16 +186,17 @@ def live() -> None:
     label = {"running": snap["message"] or "starting", "done": "finished", "stopped": "stopped",
              "failed": "failed"}.get(status, status)
     text = f"{label} · {snap['elapsed']:.0f} s" + views.eta_text(eta, snap["elapsed"], first and first[1])
-    if not views.show_queue(snap):
-        st.progress(min(1.0, max(0.0, snap["progress"])), text=text)
     info = job.info or RaceInfo()
-    st.caption(f"Device: **{info.device or dev}**" + (f" · {info.data}" if info.data else ""))
-    if snap["error"]:
-        st.error(snap["error"], icon=":material/error:")
-    views.show_changed(info.made_with, now)
-    views.show_outcomes(events)
-    if status == "stopped" and snap["message"].startswith("stopped"):
-        st.info(snap["message"], icon=":material/stop_circle:")
+    with st.container():  # lines that come and go: the charts below keep their place (no remount, no flicker)
+        if not views.show_queue(snap):
+            st.progress(min(1.0, max(0.0, snap["progress"])), text=text)
+        st.caption(f"Device: **{info.device or dev}**" + (f" · {info.data}" if info.data else ""))
+        if snap["error"]:
+            st.error(snap["error"], icon=":material/error:")
+        views.show_changed(info.made_with, now)
+        views.show_outcomes(events)
+        if status == "stopped" and snap["message"].startswith("stopped"):
+            st.info(snap["message"], icon=":material/stop_circle:")
     x = st.radio("Plot against", list(ct.X_AXES), format_func=ct.X_AXES.get, horizontal=True, key=K + "x_axis",
                  persist_state="session",
                  help="Seconds: each model's own training time (in a race the models take turns, so this is the "

@@ -86,10 +86,14 @@ def _race(task: str, kinds=("Dense", "BT")):
     at.number_input(key="train_epochs").set_value(1).run()
     at.button(key="train_start").click().run()
     assert not at.exception
+    # pressing Train scrolls the live area into view (once: the next run does not scroll again)
+    assert [el.proto.srcdoc for el in at.get("iframe") if "scrollIntoView" in el.proto.srcdoc]
     job = at.session_state["train_job"]
     assert job.join(180) and job.status == "done", job.error
     at.run()
     assert not at.exception
+    assert not [el for el in at.get("iframe") if "scrollIntoView" in el.proto.srcdoc]
+    assert any(h.proto.anchor == "training-live" for h in at.get("subheader"))  # the scroll's target
     return at, job
 
 

@@ -216,13 +216,13 @@ def live() -> None:
         line = views.speed_line(rows, events)
         if line:
             st.caption(line)
-    gallery.show_previews(events, K)
+    gallery.show_previews(info.previews, events, K)
     if not job.running and st.session_state.get(K + "was_running"):
         st.session_state[K + "was_running"] = False
         st.rerun()  # a full run turns the timer off and enables the buttons
     if not job.running and snap["result"] and not lesson:
         views.show_downloads(events, snap["result"], K)
-        gallery.preview_downloads(events, K)
+        gallery.preview_downloads(info.previews, K)
         st.caption("PNG of a chart: the camera icon in the chart's toolbar.")
 
 

@@ -85,15 +85,12 @@ def test_captions_json_leaves_the_images_out():
     assert out == {"BT": [{"index": 7, "truth": "a red circle left", "caption": "a red", "correct": [True, True]}]}
 
 
-def test_prediction_rows_and_latest_previews():
+def test_prediction_rows_and_the_kind_of_previews():
     p1 = {"kind": "predictions", "examples": [{"index": 0, "label": 1, "label_name": "left", "predicted": 0,
                                                 "predicted_name": "right", "probability": 0.6, "correct": False}]}
     p2 = {"kind": "predictions", "examples": [{**p1["examples"][0], "predicted": 1, "predicted_name": "left",
                                                 "probability": 0.9, "correct": True}]}
-    events = [{"event": "eval", "run": "BT", "preview": p1}, {"event": "step", "run": "BT"},
-              {"event": "eval", "run": "Dense", "preview": p1}, {"event": "eval", "run": "BT", "preview": p2}]
-    latest = pv.latest_previews(events)
-    assert list(latest) == ["BT", "Dense"] and latest["BT"] is p2
+    latest = {"BT": p2, "Dense": p1}
     assert pv.preview_kind(latest) == "predictions"
     assert pv.prediction_rows(latest) == [{"clip": "#0", "label": "left", "BT": "left (90%)", "Dense": "✗ right (60%)"}]
     assert pv.preview_kind({"a": {"kind": "images"}, "b": {"kind": "captions"}}) is None

@@ -122,6 +122,9 @@ def test_a_generation_race_draws_sample_grids_reconstructions_and_canvas(fake_ta
         assert any(c.startswith(run) and "input-map parameters" in c for c in captions), captions
         assert f"{run}'s reconstructions" in captions and f"{run}: t = 1..4" in captions
     assert "the validation digits" in captions
+    assert any(c.endswith("epoch 1") for c in captions)  # the preview of the latest evaluation
+    assert not [e for e in job.snapshot()["events"] if "preview" in e]  # one per run in the job's info, not per eval
+    assert set(job.info.previews) == {"LSTM", "BT-LSTM (R=4, N=2)"}
     metric = next(s for s in plotly_specs(at) if "nELBO" in s["layout"]["title"]["text"])
     assert "lower is better" in metric["layout"]["title"]["text"]
     assert {t["name"] for t in metric["data"]} >= {"LSTM validation", "BT-LSTM (R=4, N=2) validation"}

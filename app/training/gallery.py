@@ -29,9 +29,9 @@ def _params(events: list[dict]) -> dict[str, str]:
     return out
 
 
-def _epoch(events: list[dict], run: str) -> str:
-    ev = [e for e in events if e.get("event") == "eval" and e.get("run") == run and "preview" in e]
-    return f"epoch {ev[-1].get('epoch', 0):.0f}" if ev else ""
+def _epoch(preview: dict) -> str:
+    epoch = preview.get("epoch")
+    return f"epoch {epoch:.0f}" if isinstance(epoch, (int, float)) else ""
 
 
 def _rows(runs: list[str]):
@@ -47,7 +47,7 @@ def _images(latest: dict[str, dict], events: list[dict]) -> None:
     st.markdown("**Samples from the prior** (the same seeds for every model, so the grids compare directly)")
     for row in _rows(runs):
         for run, col in row:
-            col.image(panels[run]["samples"], caption=f"{run} · {params.get(run, '')} · {_epoch(events, run)}",
+            col.image(panels[run]["samples"], caption=f"{run} · {params.get(run, '')} · {_epoch(latest[run])}",
                       output_format="PNG")
     first = panels[runs[0]]
     if "originals" in first:
@@ -74,9 +74,11 @@ def _captions(latest: dict[str, dict]) -> None:
         col.markdown(cell["html"], unsafe_allow_html=True)
 
 
-def show_previews(events: list[dict], key: str) -> None:
-    """Each model's newest preview (from its latest evaluation), laid out by the preview's kind."""
-    latest = pv.latest_previews(events)
+def show_previews(latest: dict[str, dict], events: list[dict], key: str) -> None:
+    """Each model's newest preview (``latest``: run -> preview), laid out by the preview's kind.
+
+    ``events`` give each model's parameter counts (its ``start`` event).
+    """
     kind = pv.preview_kind(latest)
     if kind is None:
         return
@@ -91,9 +93,8 @@ def show_previews(events: list[dict], key: str) -> None:
             st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key=key + "predictions")
 
 
-def preview_downloads(events: list[dict], key: str) -> None:
-    """Downloads of the previews: each model's sample grid (PNG) or everyone's captions (JSON)."""
-    latest = pv.latest_previews(events)
+def preview_downloads(latest: dict[str, dict], key: str) -> None:
+    """Downloads of the previews (``latest``: run -> preview): each model's sample grid (PNG) or the captions (JSON)."""
     kind = pv.preview_kind(latest)
     if kind == "images":
         cols = st.columns(min(len(latest), _MAX_COLUMNS))

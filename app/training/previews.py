@@ -8,8 +8,8 @@ A task's :meth:`~btcore.tasks.base.Task.preview` is a JSON-able dict with a ``"k
   (one flag per caption word);
 * ``"predictions"`` (action): ``examples`` of label, prediction and its probability.
 
-The trainer puts one on every evaluation event (``previews=True``); :func:`latest_previews` picks each
-run's newest. Images are upscaled by whole factors (nearest neighbour: every pixel stays a sharp
+The trainer puts one on every evaluation event (``previews=True``); the page's job keeps each run's
+newest (:func:`app.training.worker.split_preview`). Images are upscaled by whole factors (nearest neighbour: every pixel stays a sharp
 square, as a projector must show them) and returned as ``uint8`` arrays that ``st.image`` draws as they are.
 """
 
@@ -22,21 +22,12 @@ import numpy as np
 
 from btcore.tasks.images import grid_png_bytes
 
-__all__ = ["latest_previews", "preview_kind", "to_pixels", "strip", "image_panels", "caption_cells",
+__all__ = ["preview_kind", "to_pixels", "strip", "image_panels", "caption_cells",
            "captions_json", "prediction_rows", "samples_png", "KINDS"]
 
 #: The preview kinds the page draws.
 KINDS = ("images", "captions", "predictions")
 _GAP = 2  # pixels between the images of a strip (at display scale), white
-
-
-def latest_previews(events: list[dict]) -> dict[str, dict]:
-    """Each run's newest preview (from its latest evaluation event that carries one), in run order."""
-    out: dict[str, dict] = {}
-    for e in events:
-        if e.get("event") == "eval" and isinstance(e.get("preview"), dict):
-            out[e["run"]] = e["preview"]
-    return out
 
 
 def preview_kind(previews: dict[str, dict]) -> str | None:

@@ -18,7 +18,7 @@ from btcore.data import SyntheticActions
 from btcore.tasks import Task, make_task
 from btcore.train import TrainConfig, compare, with_unique_names
 
-__all__ = ["K", "JOB_KEY", "DataSpec", "RaceInfo", "end_unstarted", "describe_data", "make_target", "launch"]
+__all__ = ["K", "JOB_KEY", "DataSpec", "RaceInfo", "end_unstarted", "split_preview", "describe_data", "make_target", "launch"]
 
 K = "train_"  # widget key prefix
 #: The session's training job. A run keeps going while the user visits other pages (it shows again on
@@ -71,6 +71,8 @@ class RaceInfo:
     higher_is_better: bool = True
     data: str | None = None  # "N training / M validation clips, C classes"
     device: str | None = None  # where the runs train
+    #: run -> its newest preview (the task's preview dict, with the "step" and "epoch" it was made at)
+    previews: dict = field(default_factory=dict)
 
 
 def end_unstarted(job, runs: list[TrainConfig]) -> None:
@@ -109,6 +111,19 @@ def _load(job, spec: DataSpec, task: Task):
     return train_set, val_set
 
 
+def split_preview(ev: dict, previews: dict[str, dict]) -> tuple[dict, dict[str, dict]]:
+    """``(ev without its preview, previews with it)``: the preview goes to its run's slot, tagged with the step and epoch.
+
+    A generation preview is ~50,000 numbers: the job keeps each run's newest only (in
+    :attr:`RaceInfo.previews`), not one per evaluation in its events.
+    """
+    if "preview" not in ev:
+        return ev, previews
+    ev = dict(ev)
+    preview = {**ev.pop("preview"), "step": ev.get("step"), "epoch": ev.get("epoch")}
+    return ev, {**previews, ev["run"]: preview}
+
+
 def describe_data(train_set, val_set) -> str:
     """``"N training / M validation examples"`` (clips, with their classes, for action)."""
     classes = getattr(train_set, "classes", None)
@@ -136,6 +151,10 @@ def make_target(runs: list[TrainConfig], spec: DataSpec):
                                 higher_is_better=task.higher_is_better, data=describe_data(train_set, val_set)))
 
         def cb(ev):
+            info = job.info or RaceInfo()
+            ev, previews = split_preview(ev, info.previews)
+            if previews is not info.previews:
+                job.update(info=replace(info, previews=previews))
             if ev["event"] == "start":
                 job.update(message=f"training {ev['run']} ({ev['run_index'] + 1} of {ev['runs']}) on {ev['device']}",
                            info=replace(job.info or RaceInfo(), device=ev["device"]))

@@ -207,7 +207,8 @@ def live() -> None:
     c2.plotly_chart(ct.metric_figure(events, info.metric, info.metric_label, chance=info.chance,
                                      higher_is_better=info.higher_is_better, x=x), width="stretch", key=K + "acc_chart")
     if views.is_sweep(events):
-        views.show_sweep(events, info.chance, K, downloads=not lesson)
+        views.show_sweep(events, info.chance, K, downloads=not lesson, task=info.task,
+                         metric=info.metric, metric_label=info.metric_label)
     rows = tables.metrics_rows(events, info.metric, info.metric_label)
     if rows:
         formats = tables.metric_formats(info.metric, info.metric_label)

@@ -118,3 +118,18 @@ def test_the_metric_chart_follows_the_task():
     assert fig.layout.yaxis.range is None  # only accuracy is pinned to [0, 1]
     acc = ct.accuracy_figure([], chance=0.25)
     assert acc.layout.title.text == "Accuracy" and list(acc.layout.yaxis.range) == [0, 1.02]
+
+
+def test_the_sweep_charts_follow_the_tasks_metric():
+    rows = [{"run": f"BT{r}", "kind": "bt", "rank": r, "blocks": 1, "input_map_params": 100 * r,
+             "val_nelbo": 200.0 - r} for r in (2, 4)] + [{"run": "TT", "kind": "tt", "input_map_params": 500,
+                                                          "val_nelbo": 190.25}]
+    fig = ct.sweep_figure(rows, None, "val_nelbo", "validation nELBO")
+    assert fig.layout.title.text == "Final validation nELBO vs input-map parameters"
+    assert list(fig.data[0].y) == [198.0, 196.0] and fig.layout.yaxis.range is None
+    assert fig.layout.annotations[0].text == "TT (500 params): 190.2"
+    heat = ct.sweep_heatmap(rows, "val_nelbo", "validation nELBO")
+    assert heat.data[0].z[0][0] == 198.0 and heat.data[0].text[1][0] == "196" and heat.data[0].zmax is None
+    from app.training import tables
+    table = tables.sweep_table(rows, "val_nelbo", "validation nELBO")
+    assert table[0]["val nELBO"] == "198" and "val accuracy" not in table[0]

@@ -169,43 +169,53 @@ def metric_figure(events: list[dict], metric: str, label: str, *, chance: float 
     return fig
 
 
-def sweep_figure(rows: list[dict], chance: float | None = None) -> go.Figure:
-    """Final validation accuracy against input-map parameters: one BT marker per (R, N), TT and dense as lines."""
+def _fmt(metric: str) -> tuple[str, str]:
+    """``(Python format, plotly d3 format)`` of a metric's values: accuracy as a percentage, others to 4 digits."""
+    return (".1%", ".1%") if metric == "val_acc" else (".4g", ".4g")
+
+
+def sweep_figure(rows: list[dict], chance: float | None = None, metric: str = "val_acc",
+                 label: str = "validation accuracy") -> go.Figure:
+    """Final ``metric`` (the task's) against input-map parameters: one BT marker per (R, N), TT and dense as lines."""
+    py, d3 = _fmt(metric)
     fig = go.Figure()
-    bt = [r for r in rows if r.get("kind") == "bt" and _finite(r.get("val_acc"))]
+    bt = [r for r in rows if r.get("kind") == "bt" and _finite(r.get(metric))]
     if bt:
-        fig.add_scatter(x=[r["input_map_params"] for r in bt], y=[r["val_acc"] for r in bt], mode="markers+text",
+        fig.add_scatter(x=[r["input_map_params"] for r in bt], y=[r[metric] for r in bt], mode="markers+text",
                         name="BT (R, N)", marker={"color": FORMAT_COLORS["BT"], "size": 11},
                         text=[f"R={r['rank']}, N={r['blocks']}" for r in bt], textposition="top center",
-                        hovertemplate="%{text}<br>%{x:,} input-map parameters<br>val accuracy %{y:.1%}<extra></extra>")
-    # TT's label above its line, dense's below: equal accuracies (both at chance) stay readable
-    for kind, label, where in (("tt", "TT", "top right"), ("dense", "Dense", "bottom right")):
+                        hovertemplate=f"%{{text}}<br>%{{x:,}} input-map parameters<br>{label} %{{y:{d3}}}<extra></extra>")
+    # TT's label above its line, dense's below: equal values (both at chance) stay readable
+    for kind, name, where in (("tt", "TT", "top right"), ("dense", "Dense", "bottom right")):
         for r in rows:
-            if r.get("kind") == kind and _finite(r.get("val_acc")):
-                fig.add_hline(y=r["val_acc"], line={"color": FORMAT_COLORS[label], "dash": "dash"},
-                              annotation_text=f"{label} ({r['input_map_params']:,} params): {r['val_acc']:.1%}",
+            if r.get("kind") == kind and _finite(r.get(metric)):
+                fig.add_hline(y=r[metric], line={"color": FORMAT_COLORS[name], "dash": "dash"},
+                              annotation_text=f"{name} ({r['input_map_params']:,} params): {format(r[metric], py)}",
                               annotation_position=where)
     if chance:
         fig.add_hline(y=chance, line={"color": "#999", "dash": "dot"}, annotation_text="chance",
                       annotation_position="bottom left")
-    fig.update_layout(title="Final validation accuracy vs input-map parameters", xaxis_title="input-map parameters",
-                      yaxis_title="validation accuracy", height=400, margin={"t": 40, "b": 10}, xaxis_type="log")
-    fig.update_yaxes(range=[0, 1.02])
+    fig.update_layout(title=f"Final {label} vs input-map parameters", xaxis_title="input-map parameters",
+                      yaxis_title=label, height=400, margin={"t": 40, "b": 10}, xaxis_type="log")
+    if metric == "val_acc":
+        fig.update_yaxes(range=[0, 1.02])
     return fig
 
 
-def sweep_heatmap(rows: list[dict]) -> go.Figure:
-    """Final validation accuracy of each BT (R, N) as an R x N heatmap (category axes; empty: not trained)."""
+def sweep_heatmap(rows: list[dict], metric: str = "val_acc", label: str = "validation accuracy") -> go.Figure:
+    """Final ``metric`` of each BT (R, N) as an R x N heatmap (category axes; empty: not trained)."""
+    py, d3 = _fmt(metric)
     bt = [r for r in rows if r.get("kind") == "bt"]
     ranks = sorted({r["rank"] for r in bt if isinstance(r.get("rank"), int)})
     blocks = sorted({r["blocks"] for r in bt if r.get("blocks") is not None})
-    acc = {(r["rank"], r["blocks"]): r.get("val_acc") for r in bt}
-    z = [[acc.get((rk, n)) if _finite(acc.get((rk, n))) else None for n in blocks] for rk in ranks]
-    text = [["" if v is None else f"{v:.0%}" for v in row] for row in z]
+    value = {(r["rank"], r["blocks"]): r.get(metric) for r in bt}
+    z = [[value.get((rk, n)) if _finite(value.get((rk, n))) else None for n in blocks] for rk in ranks]
+    text = [["" if v is None else format(v, ".0%" if metric == "val_acc" else ".4g") for v in row] for row in z]
+    scale = {"zmin": 0, "zmax": 1} if metric == "val_acc" else {}
+    short = label.replace("validation", "val")
     fig = go.Figure(go.Heatmap(z=z, x=[f"N={n}" for n in blocks], y=[f"R={rk}" for rk in ranks], text=text,
-                               texttemplate="%{text}", zmin=0, zmax=1, colorscale="Reds",
-                               colorbar={"title": "val acc"},
-                               hovertemplate="%{y}, %{x}<br>val accuracy %{z:.1%}<extra></extra>"))
-    fig.update_layout(title="BT sensitivity: validation accuracy by rank R and blocks N", height=400,
+                               texttemplate="%{text}", colorscale="Reds", colorbar={"title": short},
+                               hovertemplate=f"%{{y}}, %{{x}}<br>{label} %{{z:{d3}}}<extra></extra>", **scale))
+    fig.update_layout(title=f"BT sensitivity: {label} by rank R and blocks N", height=400,
                       margin={"t": 40, "b": 10}, xaxis={"type": "category"}, yaxis={"type": "category"})
     return fig

@@ -54,13 +54,19 @@ def _rank(row: dict):
     return None if row.get("rank") is None else rank_text(row["rank"])
 
 
-def sweep_table(rows: list[dict]) -> list[dict]:
-    """The sweep's rows (:func:`btcore.train.sweep_rows`) as table rows: R and N only where a run has them."""
+def sweep_table(rows: list[dict], metric: str = "val_acc", metric_label: str = "validation accuracy") -> list[dict]:
+    """The sweep's rows (:func:`btcore.train.sweep_rows`) as table rows: R and N only where a run has them.
+
+    ``metric``: the task's metric (its column named by :func:`metric_column`).
+    """
+    column = metric_column(metric_label)
+    formats = {k: v for k, v in SWEEP_FORMATS.items() if k != "val accuracy"}
+    formats[column] = "%" if metric == "val_acc" else ".4g"
     return shown([{"run": r["run"], "R": _rank(r) if r.get("kind") == "bt" else None,
                    "N": r.get("blocks") if r.get("kind") == "bt" else None, "parameters": r.get("params"),
                    "input-map parameters": r.get("input_map_params"), "status": r.get("status") or MISSING,
-                   "val accuracy": r.get("val_acc"), "val loss": r.get("val_loss"), "steps": r.get("steps"),
-                   "seconds": r.get("run_s")} for r in rows], SWEEP_FORMATS)
+                   column: r.get(metric), "val loss": r.get("val_loss"), "steps": r.get("steps"),
+                   "seconds": r.get("run_s")} for r in rows], formats)
 
 
 def run_names(events: list[dict]) -> list[str]:

@@ -207,19 +207,21 @@ def is_sweep(events: list[dict]) -> bool:
     return len(pairs) > 1
 
 
-def show_sweep(events: list[dict], chance: float | None, key: str, downloads: bool = True) -> None:
-    """The sweep's charts (accuracy vs parameters, R x N heatmap), its table and CSV, from the end events."""
+def show_sweep(events: list[dict], chance: float | None, key: str, downloads: bool = True, *, task: str = "action",
+               metric: str = "val_acc", metric_label: str = "validation accuracy") -> None:
+    """The sweep's charts (the task's ``metric`` vs parameters, R x N heatmap), its table and CSV, from the end events."""
     starts = {e["run"]: e for e in events if e.get("event") == "start"}
     rows = sweep_rows([{**e, "input_map_params": starts.get(e["run"], {}).get("input_map_params")}
-                       for e in events if e.get("event") == "end"])
+                       for e in events if e.get("event") == "end"], task)
     if not rows:
         st.caption("The sweep's charts appear as its runs finish.")
         return
     c1, c2 = st.columns(2)
-    c1.plotly_chart(ct.sweep_figure(rows, chance), width="stretch", key=key + "sweep_scatter")
-    c2.plotly_chart(ct.sweep_heatmap(rows), width="stretch", key=key + "sweep_heat")
-    st.dataframe(pd.DataFrame(tables.sweep_table(rows)), hide_index=True, width="stretch", key=key + "sweep_table",
-                 column_config=number_text(tables.SWEEP_FORMATS))
+    c1.plotly_chart(ct.sweep_figure(rows, chance, metric, metric_label), width="stretch", key=key + "sweep_scatter")
+    c2.plotly_chart(ct.sweep_heatmap(rows, metric, metric_label), width="stretch", key=key + "sweep_heat")
+    table = tables.sweep_table(rows, metric, metric_label)
+    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key=key + "sweep_table",
+                 column_config=number_text({k: "" for k in table[0] if k not in ("run", "status")}))
     if downloads:
-        st.download_button("Sweep grid (CSV)", sweep_csv(rows), "btlab_sweep.csv", "text/csv",
+        st.download_button("Sweep grid (CSV)", sweep_csv(rows, task), "btlab_sweep.csv", "text/csv",
                            icon=":material/download:", key=key + "dl_sweep")

@@ -66,6 +66,7 @@ class RaceInfo:
     #: The page's inputs (URL text) when it started, so the page can say what changed since.
     made_with: dict = field(default_factory=dict)
     chance: float | None = None  # the metric of a model that learnt nothing, once the data is built
+    task: str = "action"  # the task's name
     metric: str = "val_acc"  # the task's validation metric (event key), its label and direction
     metric_label: str = "validation accuracy"
     higher_is_better: bool = True
@@ -147,7 +148,7 @@ def make_target(runs: list[TrainConfig], spec: DataSpec):
         train_set, val_set = data
         chance = task.chance(train_set, val_set, runs[0].model) if runs else None
         job.update(info=replace(job.info or RaceInfo(), chance=None if chance is None else chance.value,
-                                metric=task.metric, metric_label=task.metric_label,
+                                task=task.name, metric=task.metric, metric_label=task.metric_label,
                                 higher_is_better=task.higher_is_better, data=describe_data(train_set, val_set)))
 
         def cb(ev):

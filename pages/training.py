@@ -257,7 +257,8 @@ if lesson:
 st.divider()
 st.subheader("Sensitivity sweep: BT rank R x blocks N")
 st.caption("Trains a BT model for every (R, N) with the settings above, plus the dense and TT models as references; "
-           "the final validation accuracy against parameters and as an R x N heatmap appear above, under the charts.")
+           f"the final {TASKS[task_name].metric_label} against parameters and as an R x N heatmap appear above, under "
+           "the charts.")
 c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
 sweep_r = c1.text_input("Ranks R", key=K + "sweep_ranks")
 sweep_n = c2.text_input("Blocks N", key=K + "sweep_blocks")
@@ -279,7 +280,7 @@ if c3.button(f"Train the sweep ({len(sweep_runs)} runs)", icon=":material/grid_o
     st.rerun()
 if sweep_runs:
     try:
-        views.show_estimate(c4, total_estimate(views.estimate_runs(sweep_runs, n_train, n_val, int(frames)), data_s),
-                            f"the sweep's {len(sweep_runs)} runs")
+        probes = views.sweep_probes(sweep_runs, lambda r: views.estimate_runs([r], n_train, n_val, int(frames))[0])
+        views.show_estimate(c4, total_estimate(probes, data_s), f"the sweep's {len(sweep_runs)} runs")
     except (ValueError, RuntimeError) as exc:
         c4.caption(f"No estimate: {exc}")

@@ -61,3 +61,24 @@ def test_time_left_that_grows_says_why():
     assert views.eta_text(8.0, 3.0, 10.0) == " · about 8 s left"  # within 10 % and 2 s: noise
     grown = views.eta_text(30.0, 5.0, 10.0)
     assert grown.startswith(" · about 30 s left") and "35 s in all, not 10 s" in grown and "slower" in grown
+
+
+def test_a_sweep_times_its_smallest_and_largest_bt_and_interpolates_the_rest():
+    from btcore.train import sweep_configs
+
+    base = TrainConfig(model_config("bt", frame_shape=(3, 8, 8), hidden=16, classes=2), epochs=1, batch_size=8)
+    dense = TrainConfig(model_config("dense", frame_shape=(3, 8, 8), hidden=16, classes=2), epochs=1, batch_size=8)
+    runs = sweep_configs(base, [1, 2, 3], [1, 2]) + [dense]
+    probed = []
+
+    def probe(run):
+        probed.append(run)
+        return _probe(step=run.model.input_map_params() * 1e-3, build=0.1)
+
+    probes = views.sweep_probes(runs, probe)
+    sizes = [r.model.input_map_params() for r in runs[:-1]]
+    assert len(probed) == 3 and probed[-1] is dense  # the two extremes of the grid and the reference
+    for r, p in zip(runs[:-1], probes):  # the step time here is linear in the size: interpolation is exact
+        assert p["step_s"] == pytest.approx(r.model.input_map_params() * 1e-3)
+        assert p["steps"] == 10
+    assert {probed[0].model.input_map_params(), probed[1].model.input_map_params()} == {min(sizes), max(sizes)}

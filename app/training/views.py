@@ -21,7 +21,7 @@ from btcore.train import SLOW_S, TrainConfig, checkpoint_bytes, histories_csv, p
 from btcore.train.estimate import data_seconds, total_estimate
 
 __all__ = ["show_outcomes", "show_queue", "speed_line", "estimate_runs", "show_estimate", "estimate_text", "eta_text",
-           "data_estimate", "show_sweep",
+           "data_estimate", "sweep_probes", "show_sweep",
            "is_sweep", "show_adjustments", "number_text", "table_columns", "show_changed", "show_downloads"]
 
 
@@ -146,6 +146,28 @@ def _probe(config_dict: dict, n_train: int, n_val: int, frames: int) -> dict:
 def estimate_runs(runs, n_train: int, n_val: int, frames: int) -> list[dict]:
     """Each run's timed probe (:func:`btcore.train.probe_seconds` on the real shapes, cached per configuration)."""
     return [_probe(r.to_dict(), int(n_train), int(n_val), int(frames)) for r in runs]
+
+
+def _between(lo: dict, hi: dict, t: float) -> dict:
+    return {k: (lo[k] + t * (hi[k] - lo[k]) if isinstance(lo[k], (int, float)) else lo[k]) for k in lo}
+
+
+def sweep_probes(runs, probe) -> list[dict]:
+    """Probes of a sweep's runs, timing only the smallest and the largest BT model of the grid.
+
+    ``probe(run) -> dict`` times one run (:func:`estimate_runs` on one); every other BT run's probe is
+    interpolated linearly in its input-map parameters between those two (its steps and evaluations
+    are the same: the grid shares the data and the optimiser), so a 3 x 3 grid costs two probes, not nine.
+    """
+    bt = [r for r in runs if r.model.kind == "bt"]
+    if len(bt) <= 2:
+        return [probe(r) for r in runs]
+    size = {id(r): r.model.input_map_params() for r in bt}
+    small, large = min(bt, key=lambda r: size[id(r)]), max(bt, key=lambda r: size[id(r)])
+    p_small, p_large = probe(small), probe(large)
+    span = max(size[id(large)] - size[id(small)], 1)
+    return [probe(r) if r.model.kind != "bt" else _between(p_small, p_large, (size[id(r)] - size[id(small)]) / span)
+            for r in runs]
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

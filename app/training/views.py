@@ -140,7 +140,7 @@ def speed_line(rows: list[dict], events: list[dict]) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _probe(config_dict: dict, n_train: int, n_val: int, frames: int) -> dict:
-    return probe_seconds(TrainConfig.from_dict(config_dict), n_train, n_val, frames, steps=3)
+    return probe_seconds(TrainConfig.from_dict(config_dict), n_train, n_val, frames, steps=2)
 
 
 def estimate_runs(runs, n_train: int, n_val: int, frames: int) -> list[dict]:

@@ -28,7 +28,7 @@ SLOW_S = 120.0
 LOAD_FACTOR = 1.5
 
 
-def data_seconds(task: Task, seed: int = 0, *, sample: int = 16) -> float:
+def data_seconds(task: Task, seed: int = 0, *, sample: int = 8) -> float:
     """Estimated seconds to build ``task``'s data for ``seed`` (0.0 for data that already exist, such as a folder's).
 
     The synthetic action clips are timed on ``sample`` clips per split and scaled to the task's sizes

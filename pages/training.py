@@ -1,4 +1,4 @@
-"""Training: compare dense, TT and BT recurrent classifiers on action clips, live."""
+"""Training: race models whose input maps are dense, TT, BT or TR on a task (action clips, digits, captions), live."""
 
 from __future__ import annotations
 
@@ -14,28 +14,30 @@ from app.jobs import get_job
 from app.frame import page_setup
 from app.config import get_config
 from app.training import inputs as fields
-from app.training import tables
-from app.training.datasets import DATA_ROOT_ENV, class_folders, data_root, dataset_path, list_datasets
+from app.training import gallery, tables
+from app.training.command import race_command
+from app.training.controls import action_controls, scroll_into_view, task_option_controls
 from app.training.inputs import HIDDEN_SIZES, SYNTHETIC
 from app.training.plan import FRAME_SIZES, KIND_LABELS, Choices, make_runs, paper_models, plan_models
 from app.training import views
 from app.training.worker import JOB_KEY, K, DataSpec, RaceInfo, launch
-from app.snippets import training_command
 from app.widgets import show_error
-from btcore.data import ACTION_NAMES, parse_frame_shape
+from btcore.data import parse_frame_shape
 from btcore.classifier import ucf11_config
 from btcore.memory import available_memory
 from btcore.shapes import parse_ints
+from btcore.tasks import TASKS, task_names
 from btcore.train import OPTIMIZERS, cpu_count, device_name, sweep_configs
+from btcore.train.estimate import total_estimate
 
 shared = get_config()
 # Every input lives in one store outside the widgets (restored after a page switch, read from a link).
-frame = page_setup("training", fields.FIELDS, prefix=K, defaults=fields.defaults(shared))
+frame = page_setup("training", fields.page_fields(), prefix=K, defaults=fields.defaults(shared))
 inputs, lesson = frame.inputs, frame.lesson
 
 st.title("Training")
-st.caption("Train recurrent classifiers whose input-to-hidden map is dense, Tensor-Train or Block-Term on short "
-           "action clips, side by side. Training runs in the background; the charts update live.")
+st.caption("Train recurrent models whose input maps are dense, Tensor-Train, Block-Term or Tensor-Ring on one task, "
+           "side by side on the same batches. Training runs in the background; the charts update live.")
 
 dev = device_name("auto")
 n_cpu = cpu_count()
@@ -44,42 +46,17 @@ n_cpu = cpu_count()
 c_task, c_model, c_opt = st.columns(3, gap="large")
 with c_task:
     st.subheader("Task")
-    root = data_root()
-    try:
-        datasets = [SYNTHETIC, *list_datasets(root)]
-    except OSError as exc:  # e.g. no permission to list it
-        datasets = [SYNTHETIC]
-        show_error(exc, f"Cannot read the clip folders in the data root `{root}`")
-    if inputs["t_data"] not in datasets:  # a clip folder removed since it was chosen
-        inputs.set("t_data", SYNTHETIC)
-    choice = st.selectbox("Clips", datasets, key=K + "dataset",
-                          help=f"The synthetic task, or a clip folder in the data root `{root}` (set "
-                               f"{DATA_ROOT_ENV} to move it) in the UCF11 layout: one sub-folder per class, clips "
-                               "as frame folders (PNG/JPEG), .npy/.npz arrays or animated GIFs.")
-    folder, classes = None, None
-    if choice != SYNTHETIC:
-        try:
-            folder = dataset_path(choice, root)
-            classes = len(class_folders(folder)) or None
-            st.caption(f"{classes} class folders in `{choice}`; a quarter of each class's clips is held out for "
-                       "validation. Frames are resized to the frame size below.")
-        except (ValueError, OSError) as exc:
-            show_error(exc, f"Cannot read the clip folder `{choice}`")
-    elif len(datasets) == 1:
-        st.caption(f"No clip folders in the data root `{root}` yet: put one there (`<name>/<class>/<clips>`) or set "
-                   f"{DATA_ROOT_ENV}.")
-    frame_label = st.selectbox("Frame size (C x H x W)", list(FRAME_SIZES), key=K + "frame")
-    frames = st.slider("Sequence length (frames per clip)", 4, 16, key=K + "frames")
-    train_size = val_size = noise = None
-    if choice == SYNTHETIC:
-        classes = st.slider("Classes (motions)", 2, len(ACTION_NAMES), key=K + "classes", persist_state="session",
-                            help="Moves right/left/down/up, grow, shrink, rotate clockwise/anticlockwise: pairs that "
-                                 "differ only by the direction of time.")
-        c1, c2 = st.columns(2)
-        train_size = c1.number_input("Training clips", 32, 20_000, step=32, key=K + "train_size",
-                                     persist_state="session")
-        val_size = c2.number_input("Validation clips", 16, 5_000, step=16, key=K + "val_size", persist_state="session")
-        noise = st.slider("Pixel noise", 0.0, 0.5, step=0.01, key=K + "noise", persist_state="session")
+    task_name = st.selectbox("Task", list(task_names()), key=K + "task",
+                             format_func=lambda n: f"{n} ({TASKS[n].metric_label})")
+    if task_name == "action":
+        act = action_controls(inputs, K)
+        choice, folder, classes, frames = act.choice, act.folder, act.classes, act.frames
+        frame_label, train_size, val_size, noise = act.frame_label, act.train_size, act.val_size, act.noise
+        options = {}
+    else:
+        options = task_option_controls(task_name, K)
+        choice, folder, classes, frames, noise = None, None, None, 1, None
+        frame_label, train_size, val_size = inputs["t_frame"], options.get("train_size"), options.get("val_size")
 
 # -- models ----------------------------------------------------------------------------------------
 with c_model:
@@ -91,9 +68,10 @@ with c_model:
     c1, c2 = st.columns(2)
     d = c1.number_input("Order d", 2, 6, step=1, key=K + "d")
     blocks = c2.number_input("BT blocks N", 1, 16, step=1, key=K + "blocks")
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     bt_rank_text = c1.text_input("BT rank R", key=K + "bt_rank")
     tt_rank_text = c2.text_input("TT ranks", key=K + "tt_ranks")
+    tr_rank_text = c3.text_input("TR ranks", key=K + "tr_ranks", help="The ring's ranks: one int, or d of them.")
     dropout = st.slider("Dropout (input and state)", 0.0, 0.5, step=0.05, key=K + "dropout")
 
 # -- optimiser -------------------------------------------------------------------------------------
@@ -117,19 +95,23 @@ with c_opt:
 
 # -- configurations and sizes ----------------------------------------------------------------------
 choices = Choices(tuple(kinds), cell, int(hidden), int(d), int(blocks), bt_rank_text, tt_rank_text, float(dropout),
-                  frame_label, optimizer, float(lr), int(batch), int(epochs), int(seed), float(clip))
+                  frame_label, optimizer, float(lr), int(batch), int(epochs), int(seed), float(clip), tr_rank_text,
+                  task_name)
 try:
-    if choice != SYNTHETIC and not classes:
+    if task_name == "action" and choice != SYNTHETIC and not classes:
         raise ValueError(f"the clip folder {choice!r} has no readable class sub-folders")
-    plan = plan_models(choices, shared, classes)
+    plan = plan_models(choices, shared, classes, options)
 except ValueError as exc:
     show_error(exc, "Check the settings")
     st.stop()
 
 free = available_memory("cuda" if torch.cuda.is_available() else "cpu")
-size_rows = tables.size_rows(list(plan.models), int(batch), int(frames), optimizer)
 st.divider()
-st.markdown(plan.summary(int(hidden)))
+if task_name == "action":
+    size_rows = tables.size_rows(list(plan.models), int(batch), int(frames), optimizer)
+    st.markdown(plan.summary(int(hidden)))
+else:
+    size_rows = tables.model_rows(list(plan.models))
 views.show_adjustments(plan, choices)
 st.dataframe(pd.DataFrame(size_rows).drop(columns="_bytes"), hide_index=True, width="stretch", key=K + "sizes",
              column_config={"input-map parameters": st.column_config.NumberColumn(format="localized"),
@@ -145,7 +127,9 @@ if choice == SYNTHETIC:
 
 
 def data_spec(shape: tuple[int, int, int]) -> DataSpec:
-    """The task above with frames of ``shape`` (C, H, W)."""
+    """The task above (for action: with frames of ``shape``, C x H x W)."""
+    if task_name != "action":
+        return DataSpec((), 1, int(seed), task=task_name, options=tuple(sorted(options.items())))
     if folder is not None:
         return DataSpec(shape, int(frames), int(seed), folder=folder)
     return DataSpec(shape, int(frames), int(seed), classes=int(classes), train_size=int(train_size),
@@ -157,24 +141,31 @@ job = get_job(JOB_KEY)
 running = job is not None and job.running
 runs = make_runs(plan.models, choices)
 spec = data_spec(plan.frame_shape)
-n_train = int(train_size) if train_size is not None else 256  # a clip folder: its size is known once loaded
+data_s, n_train, n_val = 0.0, int(train_size or 256), int(val_size or 64)
 try:
-    views.show_estimate(c3, views.estimate_runs(runs, n_train, int(val_size or 64), int(frames)))
-except (ValueError, RuntimeError) as exc:  # e.g. out of memory in the probe
+    data_s, n_train, n_val = views.data_estimate(spec)
+    views.show_estimate(c3, total_estimate(views.estimate_runs(runs, n_train, n_val, int(frames)), data_s))
+except (ValueError, RuntimeError, OSError) as exc:  # e.g. out of memory in the probe
     c3.caption(f"No estimate: {exc}")
 if c1.button("Train", type="primary", icon=":material/play_arrow:", key=K + "start", disabled=running):
     launch(runs, spec, inputs.query())
     job, running = get_job(JOB_KEY), True
+    st.session_state[K + "scroll"] = True  # the live charts come into view
 if c2.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not running):
     job.stop()
 with c_link:
     frame.link(by_fragments=True)
 if not lesson:
     with st.expander("The same comparison from the command line", icon=":material/terminal:"):
-        st.code(training_command(runs, spec), language="bash")
+        st.code(race_command(runs, spec), language="bash")
 
 
 # -- live view -------------------------------------------------------------------------------------
+st.subheader("Live", anchor="training-live")
+if st.session_state.pop(K + "scroll", False):
+    scroll_into_view("training-live")
+
+
 @st.fragment(run_every=0.5 if running else None)
 def live() -> None:
     frame.refresh("live")  # only the fragment reruns when its x-axis radio changes
@@ -189,67 +180,76 @@ def live() -> None:
     snap = job.snapshot()
     events = snap["events"]
     status = snap["status"]
-    eta = job.eta()
+    eta, first = job.eta(), st.session_state.get(K + "first_total")
+    if eta is not None and (first is None or first[0] is not job):
+        st.session_state[K + "first_total"] = first = (job, snap["elapsed"] + eta)  # the first projection
     label = {"running": snap["message"] or "starting", "done": "finished", "stopped": "stopped",
              "failed": "failed"}.get(status, status)
-    text = f"{label} · {snap['elapsed']:.0f} s" + (f" · about {eta:.0f} s left" if eta is not None else "")
-    if not views.show_queue(snap):
-        st.progress(min(1.0, max(0.0, snap["progress"])), text=text)
+    text = f"{label} · {snap['elapsed']:.0f} s" + views.eta_text(eta, snap["elapsed"], first and first[1])
     info = job.info or RaceInfo()
-    st.caption(f"Device: **{info.device or dev}**" + (f" · {info.data}" if info.data else ""))
-    if snap["error"]:
-        st.error(snap["error"], icon=":material/error:")
-    views.show_changed(info.made_with, now)
-    views.show_outcomes(events)
-    if status == "stopped" and snap["message"].startswith("stopped"):
-        st.info(snap["message"], icon=":material/stop_circle:")
+    with st.container():  # lines that come and go: the charts below keep their place (no remount, no flicker)
+        if not views.show_queue(snap):
+            st.progress(min(1.0, max(0.0, snap["progress"])), text=text)
+        st.caption(f"Device: **{info.device or dev}**" + (f" · {info.data}" if info.data else ""))
+        if snap["error"]:
+            st.error(snap["error"], icon=":material/error:")
+        views.show_changed(info.made_with, now)
+        views.show_outcomes(events)
+        if status == "stopped" and snap["message"].startswith("stopped"):
+            st.info(snap["message"], icon=":material/stop_circle:")
     x = st.radio("Plot against", list(ct.X_AXES), format_func=ct.X_AXES.get, horizontal=True, key=K + "x_axis",
                  persist_state="session",
                  help="Seconds: each model's own training time (in a race the models take turns, so this is the "
                       "time it would take alone).")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(ct.loss_figure(events, x), width="stretch", key=K + "loss_chart")
-    c2.plotly_chart(ct.accuracy_figure(events, info.chance, x), width="stretch",
-                    key=K + "acc_chart")
+    c1.plotly_chart(ct.loss_figure(events, x, "cross-entropy" if info.metric == "val_acc" else "loss"),
+                    width="stretch", key=K + "loss_chart")
+    c2.plotly_chart(ct.metric_figure(events, info.metric, info.metric_label, chance=info.chance,
+                                     higher_is_better=info.higher_is_better, x=x), width="stretch", key=K + "acc_chart")
     if views.is_sweep(events):
-        views.show_sweep(events, info.chance, K, downloads=not lesson)
-    rows = tables.metrics_rows(events)
+        views.show_sweep(events, info.chance, K, downloads=not lesson, task=info.task,
+                         metric=info.metric, metric_label=info.metric_label)
+    rows = tables.metrics_rows(events, info.metric, info.metric_label)
     if rows:
-        st.dataframe(pd.DataFrame(tables.shown(rows, tables.METRIC_FORMATS)), hide_index=True, width="stretch",
-                     key=K + "metrics", column_config={"run": st.column_config.TextColumn(width="medium"),
-                                                       **views.number_text(tables.METRIC_FORMATS)})
+        formats = tables.metric_formats(info.metric, info.metric_label)
+        st.dataframe(pd.DataFrame(tables.live_table(rows, formats)), hide_index=True, width="stretch", key=K + "metrics",
+                     column_config=views.table_columns(formats))
         line = views.speed_line(rows, events)
         if line:
             st.caption(line)
+    gallery.show_previews(info.previews, events, K)
     if not job.running and st.session_state.get(K + "was_running"):
         st.session_state[K + "was_running"] = False
         st.rerun()  # a full run turns the timer off and enables the buttons
     if not job.running and snap["result"] and not lesson:
         views.show_downloads(events, snap["result"], K)
+        gallery.preview_downloads(info.previews, K)
         st.caption("PNG of a chart: the camera icon in the chart's toolbar.")
 
 
 live()
 
 # -- the paper -------------------------------------------------------------------------------------
-st.divider()
-st.subheader("Paper: UCF11 (Ye et al. 2018)")
-paper = {k: ucf11_config(k, "lstm") for k in ("dense", "tt", "bt")}
-prow = tables.paper_rows(paper)
-st.dataframe(pd.DataFrame(prow), hide_index=True, width="stretch", key=K + "paper_table", column_config={
-    "input-map parameters": st.column_config.NumberColumn(format="localized"),
-    "all parameters": st.column_config.NumberColumn(format="localized"),
-    "compression": st.column_config.NumberColumn(format="%.0f x"),
-    "paper's UCF11 accuracy": st.column_config.NumberColumn(format="percent"),
-})
-st.caption("Frames of 160x120x3 = 57,600 inputs, hidden 256 = 4x4x4x4, the four gates folded into the first output "
-           "mode (16x4x4x4). Accuracies are the paper's, on the real UCF11 videos, which BT Lab does not ship.")
-reduced = st.selectbox("Train these three at a reduced frame size on the task above", list(FRAME_SIZES)[:3],
-                       key=K + "paper_frame")
-if st.button("Train the paper's architectures", icon=":material/science:", key=K + "paper_start", disabled=running):
-    fs = parse_frame_shape(FRAME_SIZES[reduced])
-    launch(make_runs(paper_models(fs, classes), choices), data_spec(fs), inputs.query())
-    st.rerun()
+if task_name == "action":  # the paper's UCF11 models are action classifiers
+    st.divider()
+    st.subheader("Paper: UCF11 (Ye et al. 2018)")
+    paper = {k: ucf11_config(k, "lstm") for k in ("dense", "tt", "bt")}
+    prow = tables.paper_rows(paper)
+    st.dataframe(pd.DataFrame(prow), hide_index=True, width="stretch", key=K + "paper_table", column_config={
+        "input-map parameters": st.column_config.NumberColumn(format="localized"),
+        "all parameters": st.column_config.NumberColumn(format="localized"),
+        "compression": st.column_config.NumberColumn(format="%.0f x"),
+        "paper's UCF11 accuracy": st.column_config.NumberColumn(format="percent"),
+    })
+    st.caption("Frames of 160x120x3 = 57,600 inputs, hidden 256 = 4x4x4x4, the four gates folded into the first output "
+               "mode (16x4x4x4). Accuracies are the paper's, on the real UCF11 videos, which BT Lab does not ship.")
+    reduced = st.selectbox("Train these three at a reduced frame size on the task above", list(FRAME_SIZES)[:3],
+                           key=K + "paper_frame")
+    if st.button("Train the paper's architectures", icon=":material/science:", key=K + "paper_start", disabled=running):
+        fs = parse_frame_shape(FRAME_SIZES[reduced])
+        launch(make_runs(paper_models(fs, classes), choices), data_spec(fs), inputs.query())
+        st.session_state[K + "scroll"] = True
+        st.rerun()
 
 # -- sensitivity sweep -----------------------------------------------------------------------------
 if lesson:
@@ -257,15 +257,18 @@ if lesson:
 st.divider()
 st.subheader("Sensitivity sweep: BT rank R x blocks N")
 st.caption("Trains a BT model for every (R, N) with the settings above, plus the dense and TT models as references; "
-           "the final validation accuracy against parameters and as an R x N heatmap appear above, under the charts.")
-c1, c2, c3 = st.columns([1, 1, 2])
+           f"the final {TASKS[task_name].metric_label} against parameters and as an R x N heatmap appear above, under "
+           "the charts.")
+c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
 sweep_r = c1.text_input("Ranks R", key=K + "sweep_ranks")
 sweep_n = c2.text_input("Blocks N", key=K + "sweep_blocks")
 try:
-    bt_model = next(m for m in plan_models(dataclasses.replace(choices, kinds=("BT",)), shared, classes).models)
+    bt_model = next(m for m in plan_models(dataclasses.replace(choices, kinds=("BT",)), shared, classes,
+                                           options).models)
     base = make_runs([bt_model], choices)[0]
     grid = (parse_ints(sweep_r, "Ranks R"), parse_ints(sweep_n, "Blocks N"))
-    refs = make_runs(plan_models(dataclasses.replace(choices, kinds=("Dense", "TT")), shared, classes).models, choices)
+    refs = make_runs(plan_models(dataclasses.replace(choices, kinds=("Dense", "TT")), shared, classes,
+                                 options).models, choices)
     sweep_runs = sweep_configs(base, *grid) + refs
 except ValueError as exc:
     show_error(exc, "Check the sweep's ranks and blocks")
@@ -273,4 +276,11 @@ except ValueError as exc:
 if c3.button(f"Train the sweep ({len(sweep_runs)} runs)", icon=":material/grid_on:", key=K + "sweep_start",
              disabled=running or not sweep_runs):
     launch(sweep_runs, spec, inputs.query())
+    st.session_state[K + "scroll"] = True
     st.rerun()
+if sweep_runs:
+    try:
+        probes = views.sweep_probes(sweep_runs, lambda r: views.estimate_runs([r], n_train, n_val, int(frames))[0])
+        views.show_estimate(c4, total_estimate(probes, data_s), f"the sweep's {len(sweep_runs)} runs")
+    except (ValueError, RuntimeError) as exc:
+        c4.caption(f"No estimate: {exc}")

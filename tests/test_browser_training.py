@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from btcore.tasks import task_names
 from conftest import screenshot, wait_idle
 
 pytestmark = pytest.mark.browser
@@ -87,8 +88,8 @@ def _main_text(pg) -> str:
 
 def test_the_race_charts_grow_for_every_model(app_page):
     pg = app_page(f"training?{TINY}&t_epochs=6")
-    assert "Estimated: about" in pg.locator(".st-key-train_start").locator("xpath=../../..").inner_text() \
-        or "Estimated: about" in _main_text(pg)  # the estimate is next to Train
+    assert "Estimated: " in pg.locator(".st-key-train_start").locator("xpath=../../..").inner_text() \
+        or "Estimated: " in _main_text(pg)  # the estimate (a range, each phase) is next to Train
     pg.locator(".st-key-train_start button").click()
     # each of the three models has its own training-loss trace, and each gets points while they race
     pg.wait_for_function(f"() => ({TRACES_WITH_POINTS})({[LOSS_POINTS, 2]!r}) >= 3".replace("'", '"'), timeout=T)
@@ -180,3 +181,24 @@ def test_a_copied_link_opens_the_same_page_in_a_fresh_session(app_page, browser,
         screenshot(other, "training_from_link")
     finally:
         ctx.close()
+
+
+IMAGES = "[data-testid=stImage] img, [data-testid=stFullScreenFrame] img"
+
+
+@pytest.mark.skipif("generation" not in task_names(),
+                    reason="the generation task is not registered in btcore.tasks yet (this test selects it)")
+def test_a_generation_race_shows_its_images(app_page):
+    pg = app_page("training?t_task=generation&t_models=Dense,TT,BT&t_epochs=1&t_hidden=16")
+    expect(pg.locator(".st-key-train_task")).to_contain_text("generation", timeout=T)
+    pg.locator(".st-key-train_start button").click()
+    # per model: samples, reconstructions, canvas; and the validation digits once: at least 10 images
+    pg.wait_for_function(f"() => Array.from(document.querySelectorAll({IMAGES!r}))"
+                         ".filter(i => i.complete && i.naturalWidth >= 28).length >= 10", timeout=4 * T)
+    widths = pg.evaluate(f"() => Array.from(document.querySelectorAll({IMAGES!r})).map(i => i.naturalWidth)")
+    assert min(widths) >= 28 * 2  # drawn upscaled: legible on a projector
+    main = _main_text(pg)
+    assert "Samples from the prior" in main and "Reconstructions" in main and "input-map parameters" in main
+    screenshot(pg, "training_generation")
+    pg.wait_for_selector(".st-key-train_start button:not([disabled])", timeout=4 * T)
+    assert "Traceback" not in pg.inner_text("body")

@@ -6,7 +6,7 @@ import pytest
 
 from app.config import LabConfig
 from app.training import inputs as fields
-from app.training.plan import FRAME_SIZES, KIND_LABELS
+from app.training.plan import DEFAULT_KINDS, FRAME_SIZES, KIND_LABELS
 
 
 def test_names_are_page_specific_and_every_widget_has_one():
@@ -35,7 +35,8 @@ def test_hidden_and_models_parse_only_their_choices():
         with pytest.raises(ValueError):
             hidden.parse(bad)
     models = next(f for f in fields.FIELDS if f.name == "t_models")
-    assert models.parse("TT,BT") == ["TT", "BT"] and models.format(list(KIND_LABELS)) == "Dense,TT,BT"
+    assert models.parse("TT,BT") == ["TT", "BT"] and models.format(list(DEFAULT_KINDS)) == "Dense,TT,BT"
+    assert models.parse("BT,TR") == ["BT", "TR"] and models.format(list(KIND_LABELS)) == "Dense,TT,BT,TR"
     with pytest.raises(ValueError):
         models.parse("Dense,RNN")
 
@@ -52,3 +53,26 @@ def test_changed_since_lists_what_computes_differently_not_the_view():
     assert fields.changed_since(then, dict(then, t_x="run_s")) == []
     assert fields.changed_since(then, dict(then, t_epochs="8", t_seed="0")) == ["epochs: 4 -> 8", "seed: 7 -> 0"]
     assert fields.changed_since({}, then) == []
+
+
+def test_a_tasks_numeric_constructor_options_become_fields(monkeypatch):
+    import btcore.tasks as tasks
+    from btcore.tasks.action import ActionTask
+
+    class Digits(ActionTask):
+        name = "digits_test"
+
+        def __init__(self, train_size: int = 1500, noise: float = 0.1, shuffle: bool = True, source: str = "x",
+                     size=None):
+            super().__init__()
+
+    monkeypatch.setitem(tasks.TASKS, "digits_test", Digits)
+    got = {f.name: (f.default, f.kind) for f in fields.option_fields("digits_test")}
+    assert got == {"t_digits_test_train_size": (1500, "int"), "t_digits_test_noise": (0.1, "float"),
+                   "t_digits_test_shuffle": (True, "bool")}  # text and untyped options are not offered
+    assert fields.option_fields("action") == ()  # action's are the page's clip controls
+    names = [f.name for f in fields.page_fields()]
+    assert "t_digits_test_train_size" in names and len(names) == len(set(names))
+    ints = next(f for f in fields.option_fields("digits_test") if f.kind == "int")
+    with pytest.raises(ValueError):
+        ints.parse(str(fields.OPTION_MAX + 1))  # a link cannot ask for a huge data set

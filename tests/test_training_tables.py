@@ -55,3 +55,15 @@ def test_sweep_table_has_rank_and_blocks_only_for_bt():
     assert [(r["R"], r["N"]) for r in table] == [("—", "—"), ("—", "—"), ("2,3", "2")]
     assert table[1]["val accuracy"] == "—" and table[1]["val loss"] == "—" and table[1]["status"] == "—"
     assert table[0]["val accuracy"] == "50.0%" and table[2]["seconds"] == "1.0"
+
+
+def test_the_live_table_leaves_out_what_is_shown_elsewhere_and_names_the_tasks_metric():
+    events = [{"event": "start", "run": "BT", "params": 10, "input_map_params": 4, "total_steps": 8},
+              {"event": "step", "run": "BT", "step": 2, "epoch": 0.25, "train_loss": 1.0},
+              {"event": "eval", "run": "BT", "step": 2, "val_loss": 1.1, "val_nelbo": 123.456}]
+    rows = tables.metrics_rows(events, "val_nelbo", "validation nELBO")
+    assert rows[0]["val nELBO"] == 123.456 and "val accuracy" not in rows[0]
+    live = tables.live_table(rows, tables.metric_formats("val_nelbo", "validation nELBO"))
+    assert live[0]["val nELBO"] == "123.5" and live[0]["input-map parameters"] == "4"
+    assert not set(tables.LIVE_HIDDEN) & set(live[0])
+    assert tables.metric_formats("val_acc", "validation accuracy")["val accuracy"] == "%"

@@ -49,3 +49,16 @@ def test_stop_before_training_ends_every_planned_run():
     assert [e["status"] for e in ends] == ["stopped", "stopped"] and job.message == "stopped by request"
     end_unstarted(job, _runs("dense"))  # runs that already ended get no second end event
     assert len([e for e in job.events if e["event"] == "end"]) == 2
+
+
+def test_the_job_keeps_each_runs_newest_preview_not_one_per_evaluation():
+    from app.training.worker import split_preview
+
+    first = {"event": "eval", "run": "BT", "step": 4, "epoch": 1.0, "val_loss": 1.0, "preview": {"kind": "images"}}
+    ev, previews = split_preview(first, {})
+    assert "preview" not in ev and ev["val_loss"] == 1.0 and "preview" in first  # the trainer's event is untouched
+    assert previews == {"BT": {"kind": "images", "step": 4, "epoch": 1.0}}
+    ev, previews = split_preview({**first, "step": 8, "epoch": 2.0, "preview": {"kind": "images", "v": 2}}, previews)
+    assert previews == {"BT": {"kind": "images", "v": 2, "step": 8, "epoch": 2.0}}
+    step = {"event": "step", "run": "BT", "step": 9}
+    assert split_preview(step, previews) == (step, previews)

@@ -7,5 +7,9 @@
 * :mod:`.tables`: rows of the size, metrics and paper tables (pure functions).
 * :mod:`.views`: small drawn pieces (outcomes, estimate, sweep, downloads).
 * :mod:`.worker`: the background training job.
-* :mod:`.charts`: loss, accuracy and sweep figures.
+* :mod:`.charts`: loss, metric and sweep figures (a diverged run's stopping point drawn).
+* :mod:`.previews`: a task's preview dict -> images, caption cells, prediction rows (pure).
+* :mod:`.gallery`: the previews laid out live (sample grids, reconstructions, canvas, captions).
+* :mod:`.controls`: the action task's clip controls, another task's own options, the scroll to the live area.
+* :mod:`.command`: the ``python -m btcore.train --task ...`` command of the page's race.
 """

@@ -7,19 +7,22 @@ Events are the dicts :func:`btcore.train.train` reports (``"step"``, ``"eval"``,
 from __future__ import annotations
 
 import math
+import re
 
 import plotly.graph_objects as go
 
 from app.charts import FORMAT_COLORS
 from app.training.tables import run_names
 
-__all__ = ["run_color", "loss_figure", "accuracy_figure", "sweep_figure", "sweep_heatmap", "EXTRA_COLORS", "X_AXES"]
+__all__ = ["run_color", "loss_figure", "accuracy_figure", "metric_figure", "diverged_points", "sweep_figure", "sweep_heatmap", "EXTRA_COLORS", "X_AXES"]
 
 #: The x axes of the live charts: event field -> axis title.
 X_AXES = {"step": "step", "examples": "examples seen", "run_s": "seconds of the model's own training"}
 
 EXTRA_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
-_KIND_LABEL = {"dense": "Dense", "tt": "TT", "bt": "BT"}
+_KIND_LABEL = {"dense": "Dense", "tt": "TT", "bt": "BT", "tr": "TR"}
+#: How the trainer's outcome record words a divergence (btcore.train.outcome.Watch.loss).
+_DIVERGED = re.compile(r"stopped at step (\d+): the training loss (?:rose to ([-+0-9.eE]+)|became non-finite)")
 
 
 def _finite(v) -> bool:
@@ -92,61 +95,127 @@ def _figure(events: list[dict], train_key: str, val_key: str, title: str, y_titl
     return fig
 
 
-def loss_figure(events: list[dict], x: str = "step") -> go.Figure:
+def diverged_points(events: list[dict]) -> list[dict]:
+    """Where each diverged run stopped: ``{"run", "step", "loss", "examples", "run_s"}`` (loss None: non-finite).
+
+    The stopping step's loss is in the trainer's outcome record (the run's ``end`` reason), not in a
+    step event: the step that diverged is never reported as a step. ``examples`` and ``run_s`` place the
+    point on the other x axes (the batch times the step; the run's own seconds at its end).
+    """
+    starts = {e["run"]: e for e in events if e.get("event") == "start"}
+    out = []
+    for e in events:
+        if e.get("event") != "end" or e.get("status") != "diverged":
+            continue
+        m = _DIVERGED.search(str(e.get("reason", "")))
+        if m is None:
+            continue
+        step, loss = int(m.group(1)), (float(m.group(2)) if m.group(2) else None)
+        batch = starts.get(e["run"], {}).get("batch")
+        out.append({"run": e["run"], "step": step, "loss": loss if loss is not None and math.isfinite(loss) else None,
+                    "examples": step * batch if batch else None, "run_s": e.get("run_s")})
+    return out
+
+
+def loss_figure(events: list[dict], x: str = "step", y_title: str = "cross-entropy") -> go.Figure:
     """Training loss per step (thin) and validation loss per evaluation (thick), every run on one chart.
 
-    ``x``: one of :data:`X_AXES` (steps, examples seen, the model's own training seconds).
+    ``x``: one of :data:`X_AXES` (steps, examples seen, the model's own training seconds). A diverged
+    run's stopping point is drawn as an ``x`` marker at the loss it stopped at (non-finite: at the top,
+    labelled), joined to its last step, so the chart shows the loss the message names.
     """
-    return _figure(events, "train_loss", "val_loss", "Loss", "cross-entropy", smooth_steps=True, x=x)
+    fig = _figure(events, "train_loss", "val_loss", "Loss", y_title, smooth_steps=True, x=x)
+    colors = _colors(events)
+    for p in diverged_points(events):
+        px = p.get(x)
+        if px is None:
+            continue
+        lx, ly = _series(events, p["run"], "step", "train_loss", x)
+        finite = p["loss"] is not None
+        y = p["loss"] if finite else max([*ly, 1.0]) * 10
+        text = f"diverged: {p['loss']:.3g}" if finite else "diverged: non-finite"
+        head = 1 if lx else 0  # the run's last reported step, joined to where it stopped
+        fig.add_scatter(x=[*lx[-1:], px], y=[*ly[-1:], y], mode="lines+markers+text", legendgroup=p["run"],
+                        name=f"{p['run']} diverged", line={"color": colors.get(p["run"], "#000"), "dash": "dot"},
+                        marker={"symbol": ["circle"] * head + ["x"], "size": [6] * head + [14]},
+                        text=[""] * head + [text], textposition="top left",
+                        hovertemplate=f"{p['run']}<br>step %{{x}}<br>loss %{{y:.3g}}<extra></extra>")
+    if diverged_points(events):
+        fig.update_yaxes(type="log")  # a diverging loss is orders of magnitude above the others
+    return fig
 
 
 def accuracy_figure(events: list[dict], chance: float | None = None, x: str = "step") -> go.Figure:
     """Training accuracy (epoch means, dotted) and validation accuracy per evaluation, all runs."""
-    fig = _figure(events, "train_acc", "val_acc", "Accuracy", "accuracy", smooth_steps=False, x=x)
-    if chance:
+    return metric_figure(events, "val_acc", "validation accuracy", chance=chance, x=x)
+
+
+def metric_figure(events: list[dict], metric: str, label: str, *, chance: float | None = None,
+                  higher_is_better: bool = True, x: str = "step") -> go.Figure:
+    """A task's validation metric per evaluation (and its training counterpart, dotted, where reported).
+
+    ``metric``: the event key (``"val_acc"``, ``"val_nelbo"``, ``"val_bleu"``); ``label`` names it;
+    the title says which way is better. Accuracy keeps its [0, 1] axis and the chance line.
+    """
+    train_key = "train_" + metric[4:] if metric.startswith("val_") else metric
+    arrow = "higher is better" if higher_is_better else "lower is better"
+    title = "Accuracy" if metric == "val_acc" else f"{label[:1].upper()}{label[1:]} ({arrow})"
+    fig = _figure(events, train_key, metric, title, label.replace("validation ", ""), smooth_steps=False, x=x)
+    if chance is not None and math.isfinite(chance):
         fig.add_hline(y=chance, line={"color": "#999", "dash": "dash"}, annotation_text="chance",
                       annotation_position="bottom right")
-    fig.update_yaxes(range=[0, 1.02])
+    if metric == "val_acc":
+        fig.update_yaxes(range=[0, 1.02])
     return fig
 
 
-def sweep_figure(rows: list[dict], chance: float | None = None) -> go.Figure:
-    """Final validation accuracy against input-map parameters: one BT marker per (R, N), TT and dense as lines."""
+def _fmt(metric: str) -> tuple[str, str]:
+    """``(Python format, plotly d3 format)`` of a metric's values: accuracy as a percentage, others to 4 digits."""
+    return (".1%", ".1%") if metric == "val_acc" else (".4g", ".4g")
+
+
+def sweep_figure(rows: list[dict], chance: float | None = None, metric: str = "val_acc",
+                 label: str = "validation accuracy") -> go.Figure:
+    """Final ``metric`` (the task's) against input-map parameters: one BT marker per (R, N), TT and dense as lines."""
+    py, d3 = _fmt(metric)
     fig = go.Figure()
-    bt = [r for r in rows if r.get("kind") == "bt" and _finite(r.get("val_acc"))]
+    bt = [r for r in rows if r.get("kind") == "bt" and _finite(r.get(metric))]
     if bt:
-        fig.add_scatter(x=[r["input_map_params"] for r in bt], y=[r["val_acc"] for r in bt], mode="markers+text",
+        fig.add_scatter(x=[r["input_map_params"] for r in bt], y=[r[metric] for r in bt], mode="markers+text",
                         name="BT (R, N)", marker={"color": FORMAT_COLORS["BT"], "size": 11},
                         text=[f"R={r['rank']}, N={r['blocks']}" for r in bt], textposition="top center",
-                        hovertemplate="%{text}<br>%{x:,} input-map parameters<br>val accuracy %{y:.1%}<extra></extra>")
-    # TT's label above its line, dense's below: equal accuracies (both at chance) stay readable
-    for kind, label, where in (("tt", "TT", "top right"), ("dense", "Dense", "bottom right")):
+                        hovertemplate=f"%{{text}}<br>%{{x:,}} input-map parameters<br>{label} %{{y:{d3}}}<extra></extra>")
+    # TT's label above its line, dense's below: equal values (both at chance) stay readable
+    for kind, name, where in (("tt", "TT", "top right"), ("dense", "Dense", "bottom right")):
         for r in rows:
-            if r.get("kind") == kind and _finite(r.get("val_acc")):
-                fig.add_hline(y=r["val_acc"], line={"color": FORMAT_COLORS[label], "dash": "dash"},
-                              annotation_text=f"{label} ({r['input_map_params']:,} params): {r['val_acc']:.1%}",
+            if r.get("kind") == kind and _finite(r.get(metric)):
+                fig.add_hline(y=r[metric], line={"color": FORMAT_COLORS[name], "dash": "dash"},
+                              annotation_text=f"{name} ({r['input_map_params']:,} params): {format(r[metric], py)}",
                               annotation_position=where)
     if chance:
         fig.add_hline(y=chance, line={"color": "#999", "dash": "dot"}, annotation_text="chance",
                       annotation_position="bottom left")
-    fig.update_layout(title="Final validation accuracy vs input-map parameters", xaxis_title="input-map parameters",
-                      yaxis_title="validation accuracy", height=400, margin={"t": 40, "b": 10}, xaxis_type="log")
-    fig.update_yaxes(range=[0, 1.02])
+    fig.update_layout(title=f"Final {label} vs input-map parameters", xaxis_title="input-map parameters",
+                      yaxis_title=label, height=400, margin={"t": 40, "b": 10}, xaxis_type="log")
+    if metric == "val_acc":
+        fig.update_yaxes(range=[0, 1.02])
     return fig
 
 
-def sweep_heatmap(rows: list[dict]) -> go.Figure:
-    """Final validation accuracy of each BT (R, N) as an R x N heatmap (category axes; empty: not trained)."""
+def sweep_heatmap(rows: list[dict], metric: str = "val_acc", label: str = "validation accuracy") -> go.Figure:
+    """Final ``metric`` of each BT (R, N) as an R x N heatmap (category axes; empty: not trained)."""
+    py, d3 = _fmt(metric)
     bt = [r for r in rows if r.get("kind") == "bt"]
     ranks = sorted({r["rank"] for r in bt if isinstance(r.get("rank"), int)})
     blocks = sorted({r["blocks"] for r in bt if r.get("blocks") is not None})
-    acc = {(r["rank"], r["blocks"]): r.get("val_acc") for r in bt}
-    z = [[acc.get((rk, n)) if _finite(acc.get((rk, n))) else None for n in blocks] for rk in ranks]
-    text = [["" if v is None else f"{v:.0%}" for v in row] for row in z]
+    value = {(r["rank"], r["blocks"]): r.get(metric) for r in bt}
+    z = [[value.get((rk, n)) if _finite(value.get((rk, n))) else None for n in blocks] for rk in ranks]
+    text = [["" if v is None else format(v, ".0%" if metric == "val_acc" else ".4g") for v in row] for row in z]
+    scale = {"zmin": 0, "zmax": 1} if metric == "val_acc" else {}
+    short = label.replace("validation", "val")
     fig = go.Figure(go.Heatmap(z=z, x=[f"N={n}" for n in blocks], y=[f"R={rk}" for rk in ranks], text=text,
-                               texttemplate="%{text}", zmin=0, zmax=1, colorscale="Reds",
-                               colorbar={"title": "val acc"},
-                               hovertemplate="%{y}, %{x}<br>val accuracy %{z:.1%}<extra></extra>"))
-    fig.update_layout(title="BT sensitivity: validation accuracy by rank R and blocks N", height=400,
+                               texttemplate="%{text}", colorscale="Reds", colorbar={"title": short},
+                               hovertemplate=f"%{{y}}, %{{x}}<br>{label} %{{z:{d3}}}<extra></extra>", **scale))
+    fig.update_layout(title=f"BT sensitivity: {label} by rank R and blocks N", height=400,
                       margin={"t": 40, "b": 10}, xaxis={"type": "category"}, yaxis={"type": "category"})
     return fig

@@ -6,21 +6,27 @@ or a ValueError naming the field and the fix) and :func:`make_runs`, and draws.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from btcore.data import parse_frame_shape
+from btcore.formats import FORMATS
 from btcore.classifier import ClassifierConfig
-from btcore.rnn import GATES
+from btcore.rnn import GATES, KINDS
 from btcore.shapes import format_ints, parse_rank, prod, rank_text
+from btcore.tasks import make_task
 from btcore.tasks.action import fit_model_config
 from btcore.train import TrainConfig
 
-__all__ = ["FRAME_SIZES", "KIND_LABELS", "Choices", "ModelPlan", "plan_models", "make_runs", "paper_models",
+__all__ = ["FRAME_SIZES", "KIND_LABELS", "DEFAULT_KINDS", "Choices", "ModelPlan", "plan_models", "task_models",
+           "make_runs", "paper_models",
            "shared_hidden_modes", "replaced"]
 
 FRAME_SIZES = {"3x16x16 (768 inputs)": "3x16x16", "3x32x32 (3,072 inputs)": "3x32x32",
                "3x48x64 (9,216 inputs)": "3x48x64", "3x120x160 (57,600: the paper's UCF11 frames)": "3x120x160"}
-KIND_LABELS = {"Dense": "dense", "TT": "tt", "BT": "bt"}
+#: Every registered format (dense, TT, BT, TR, ...): its label on the page -> its kind.
+KIND_LABELS = {FORMATS[k].label: k for k in KINDS}
+#: The race a first visit offers (the paper's three).
+DEFAULT_KINDS = ("Dense", "TT", "BT")
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class Choices:
     epochs: int = 8
     seed: int = 0
     clip: float = 1.0
+    tr_rank_text: str = "4"
+    task: str = "action"
 
 
 @dataclass(frozen=True)
@@ -79,16 +87,21 @@ def shared_hidden_modes(out_modes, cell: str) -> tuple[int, ...] | None:
     return (out_modes[0] // gates,) + tuple(out_modes[1:])
 
 
-def plan_models(ch: Choices, shared, classes: int | None) -> ModelPlan:
+def plan_models(ch: Choices, shared, classes: int | None, options: dict | None = None) -> ModelPlan:
     """The models of ``ch`` for ``classes`` classes, using the shared configuration's modes when they fit.
 
     Raises ``ValueError`` naming the field: no model chosen, a rank that does not parse, a frame size.
+    A task other than action builds its models with its own :meth:`~btcore.tasks.base.Task.model_config`
+    (:func:`task_models`).
     """
-    frame_shape = parse_frame_shape(FRAME_SIZES[ch.frame_label])
     if not ch.kinds:
         raise ValueError("choose at least one model to train")
+    if ch.task != "action":
+        return task_models(ch, options or {})
+    frame_shape = parse_frame_shape(FRAME_SIZES[ch.frame_label])
     bt_rank = parse_rank(ch.bt_rank_text, "BT rank")
     tt_ranks = parse_rank(ch.tt_rank_text, "TT ranks")
+    tr_ranks = parse_rank(ch.tr_rank_text, "TR ranks")
     hidden_modes = shared_hidden_modes(shared.out_modes, ch.cell)
     models, notes, per_model = [], [], []
     for label in ch.kinds:
@@ -96,11 +109,35 @@ def plan_models(ch: Choices, shared, classes: int | None) -> ModelPlan:
                                     d=int(ch.d), rank=bt_rank, blocks=int(ch.blocks), tt_ranks=tt_ranks,
                                     classes=classes or 2, dropout=float(ch.dropout), in_modes=shared.in_modes,
                                     hidden_modes=hidden_modes)
+        if mc.kind == "tr":  # the action fit has no TR control: set the ring's ranks on the fitted modes
+            mc = replace(mc, tr_ranks=tr_ranks)
         models.append(mc)
         notes += note
         per_model.append(" ".join(note))
     return ModelPlan(frame_shape, tuple(models), tuple(notes), tuple(shared.in_modes), hidden_modes,
                      tuple(per_model))
+
+
+def task_models(ch: Choices, options: dict) -> ModelPlan:
+    """The models of ``ch`` for a task other than action: its ``model_config`` with the shared controls.
+
+    ``options``: the task's data options (as its constructor takes them). Raises ``ValueError``
+    naming the field that does not fit (the task's own message).
+    """
+    task = make_task(ch.task, **options)
+    controls = {"cell": ch.cell, "hidden": int(ch.hidden), "d": int(ch.d), "dropout": float(ch.dropout)}
+    rank_controls = {"rank": ("BT rank", ch.bt_rank_text), "blocks": ("BT blocks N", int(ch.blocks)),
+                     "tt_ranks": ("TT ranks", ch.tt_rank_text), "tr_ranks": ("TR ranks", ch.tr_rank_text)}
+    models = []
+    for label in ch.kinds:
+        kind = KIND_LABELS[label]
+        mine = {k: (parse_rank(v, name) if isinstance(v, str) else v)
+                for k, (name, v) in rank_controls.items() if k in FORMATS[kind].controls}
+        try:
+            models.append(task.model_config(kind, **controls, **mine))
+        except TypeError as exc:  # a control this task's models do not take
+            raise ValueError(f"the {ch.task} task cannot build a {label} model with these controls: {exc}") from None
+    return ModelPlan((), tuple(models), (), None, None, tuple("" for _ in models))
 
 
 def replaced(ch: Choices, model: ClassifierConfig, note: str) -> list[str]:
@@ -111,13 +148,15 @@ def replaced(ch: Choices, model: ClassifierConfig, note: str) -> list[str]:
     """
     if not note:
         return []
-    name = {"dense": "Dense", "tt": "TT", "bt": "BT"}[model.kind]
+    name = FORMATS[model.kind].label
     fields = [("Order d", int(ch.d), len(model.in_modes))]
     if model.kind == "bt":
         fields += [("BT rank R", parse_rank(ch.bt_rank_text, "BT rank"), model.rank),
                    ("BT blocks N", int(ch.blocks), model.blocks)]
     if model.kind == "tt":
         fields.append(("TT ranks", parse_rank(ch.tt_rank_text, "TT ranks"), model.tt_ranks))
+    if model.kind == "tr":
+        fields.append(("TR ranks", parse_rank(ch.tr_rank_text, "TR ranks"), model.tr_ranks))
     why = note.split(": ", 1)[-1].rsplit(" -> using", 1)[0]
     return [f"{name}: {label} = {rank_text(asked)} does not fit, so {rank_text(used)} is used instead: {why}."
             for label, asked, used in fields if asked != used and model.kind != "dense"]
@@ -125,7 +164,7 @@ def replaced(ch: Choices, model: ClassifierConfig, note: str) -> list[str]:
 
 def make_runs(models, ch: Choices) -> list[TrainConfig]:
     """One training run per model with the optimiser choices of ``ch`` (clip 0: no clipping)."""
-    return [TrainConfig(m, optimizer=ch.optimizer, lr=float(ch.lr), batch_size=int(ch.batch), epochs=int(ch.epochs),
+    return [TrainConfig(m, task=ch.task, optimizer=ch.optimizer, lr=float(ch.lr), batch_size=int(ch.batch), epochs=int(ch.epochs),
                         seed=int(ch.seed), grad_clip=float(ch.clip) if ch.clip > 0 else None, eval_every=0)
             for m in models]
 

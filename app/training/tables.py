@@ -14,7 +14,7 @@ from btcore.rnn import PAPER_UCF11_ACCURACY
 from btcore.shapes import format_ints, rank_text
 from btcore.train import estimate_memory
 
-__all__ = ["size_rows", "too_big", "metrics_rows", "paper_rows", "run_names", "sweep_table", "shown", "MISSING",
+__all__ = ["size_rows", "model_rows", "too_big", "metric_column", "metric_formats", "live_table", "LIVE_HIDDEN", "metrics_rows", "paper_rows", "run_names", "sweep_table", "shown", "MISSING",
            "METRIC_FORMATS"]
 
 #: What a table cell shows for a value a run does not have (a TT model's blocks, a loss before the
@@ -54,13 +54,19 @@ def _rank(row: dict):
     return None if row.get("rank") is None else rank_text(row["rank"])
 
 
-def sweep_table(rows: list[dict]) -> list[dict]:
-    """The sweep's rows (:func:`btcore.train.sweep_rows`) as table rows: R and N only where a run has them."""
+def sweep_table(rows: list[dict], metric: str = "val_acc", metric_label: str = "validation accuracy") -> list[dict]:
+    """The sweep's rows (:func:`btcore.train.sweep_rows`) as table rows: R and N only where a run has them.
+
+    ``metric``: the task's metric (its column named by :func:`metric_column`).
+    """
+    column = metric_column(metric_label)
+    formats = {k: v for k, v in SWEEP_FORMATS.items() if k != "val accuracy"}
+    formats[column] = "%" if metric == "val_acc" else ".4g"
     return shown([{"run": r["run"], "R": _rank(r) if r.get("kind") == "bt" else None,
                    "N": r.get("blocks") if r.get("kind") == "bt" else None, "parameters": r.get("params"),
                    "input-map parameters": r.get("input_map_params"), "status": r.get("status") or MISSING,
-                   "val accuracy": r.get("val_acc"), "val loss": r.get("val_loss"), "steps": r.get("steps"),
-                   "seconds": r.get("run_s")} for r in rows], SWEEP_FORMATS)
+                   column: r.get(metric), "val loss": r.get("val_loss"), "steps": r.get("steps"),
+                   "seconds": r.get("run_s")} for r in rows], formats)
 
 
 def run_names(events: list[dict]) -> list[str]:
@@ -80,13 +86,41 @@ def size_rows(models: list[ClassifierConfig], batch: int, frames: int, optimizer
     return rows
 
 
+def model_rows(models) -> list[dict]:
+    """One row per model of a task other than action: its description and parameter counts (``_bytes``: 0, unknown)."""
+    return [{"model": m.describe(), "input-map parameters": int(m.input_map_params()),
+             "all parameters": int(m.num_params()) if hasattr(m, "num_params") else None, "_bytes": 0} for m in models]
+
+
 def too_big(rows: list[dict], free: int) -> list[str]:
     """The models of :func:`size_rows` whose training may need more than half of ``free`` bytes."""
     return [r["model"] for r in rows if r["_bytes"] > 0.5 * free]
 
 
-def metrics_rows(events: list[dict]) -> list[dict]:
-    """One row per run with its latest metrics and status (for the live table)."""
+#: Columns of :func:`metrics_rows` the live table leaves out, so it fits the page width: all parameters
+#: (in the sizes table above), the total steps and the epoch (the progress bar says how far).
+LIVE_HIDDEN = ("parameters", "of steps", "epoch")
+
+
+def live_table(rows: list[dict], formats: dict[str, str]) -> list[dict]:
+    """The live table's rows: :func:`shown` without the :data:`LIVE_HIDDEN` columns."""
+    return [{k: v for k, v in row.items() if k not in LIVE_HIDDEN} for row in shown(rows, formats)]
+
+
+def metric_column(metric_label: str) -> str:
+    """The live table's column of a task's metric (``"validation accuracy"`` -> ``"val accuracy"``)."""
+    return metric_label.replace("validation", "val")
+
+
+def metric_formats(metric: str, metric_label: str) -> dict[str, str]:
+    """:data:`METRIC_FORMATS` for a task's metric: accuracy as a percentage, any other to 4 digits."""
+    out = {k: v for k, v in METRIC_FORMATS.items() if k != "val accuracy"}
+    out[metric_column(metric_label)] = "%" if metric == "val_acc" else ".4g"
+    return out
+
+
+def metrics_rows(events: list[dict], metric: str = "val_acc", metric_label: str = "validation accuracy") -> list[dict]:
+    """One row per run with its latest metrics and status (for the live table); ``metric``: the task's."""
     rows = []
     for run in run_names(events):
         evs = [e for e in events if e.get("run") == run]
@@ -107,7 +141,7 @@ def metrics_rows(events: list[dict]) -> list[dict]:
             "epoch": round(last.get("epoch", 0.0), 2),
             "train loss": last.get("train_loss"),
             "val loss": ev.get("val_loss"),
-            "val accuracy": ev.get("val_acc"),
+            metric_column(metric_label): ev.get(metric),
             "examples/s": speeds[len(speeds) // 2] if speeds else None,
             "ms / step": 1000 * last["step_time"] if _finite(last.get("step_time")) else None,
             "note": end["reason"] if end and end["status"] != "done" else "",

@@ -7,6 +7,7 @@ trainer's events, so the page stays a list of sections.
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 import streamlit as st
@@ -17,9 +18,11 @@ from app.training.inputs import changed_since
 from app.training.plan import replaced
 from app.widgets import escape_markdown
 from btcore.train import SLOW_S, TrainConfig, checkpoint_bytes, histories_csv, probe_seconds, summary, sweep_csv, sweep_rows
+from btcore.train.estimate import data_seconds, total_estimate
 
-__all__ = ["show_outcomes", "show_queue", "speed_line", "estimate_runs", "show_estimate", "show_sweep",
-           "is_sweep", "show_adjustments", "number_text", "show_changed", "show_downloads"]
+__all__ = ["show_outcomes", "show_queue", "speed_line", "estimate_runs", "show_estimate", "estimate_text", "eta_text",
+           "data_estimate", "sweep_probes", "show_sweep",
+           "is_sweep", "show_adjustments", "number_text", "table_columns", "show_changed", "show_downloads"]
 
 
 def show_adjustments(plan, choices) -> None:
@@ -87,6 +90,16 @@ def number_text(formats: dict[str, str]) -> dict:
     return {col: st.column_config.TextColumn(alignment="right") for col in formats}
 
 
+def table_columns(formats: dict[str, str]) -> dict:
+    """Column settings of the live table: narrow number columns (right-aligned text), the run's name of medium
+    width, so the table fits the page width (a long note is cut; its full text is in the outcomes above).
+    """
+    return {col: st.column_config.TextColumn(alignment="right", width="small") for col in formats} | {
+        "run": st.column_config.TextColumn(width="medium"), "note": st.column_config.TextColumn(width="small"),
+        "status": st.column_config.TextColumn(width="small"), "epoch": st.column_config.NumberColumn(width="small"),
+        "step": st.column_config.NumberColumn(width="small")}
+
+
 def show_queue(snap: dict) -> bool:
     """The queue line of a waiting job; True when it is waiting."""
     if snap["status"] != "queued":
@@ -126,22 +139,88 @@ def speed_line(rows: list[dict], events: list[dict]) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _probe(config_dict: dict, n_train: int, n_val: int, frames: int) -> float:
-    return probe_seconds(TrainConfig.from_dict(config_dict), n_train, n_val, frames, steps=1)["estimated_s"]
+def _probe(config_dict: dict, n_train: int, n_val: int, frames: int) -> dict:
+    return probe_seconds(TrainConfig.from_dict(config_dict), n_train, n_val, frames, steps=2)
 
 
-def estimate_runs(runs, n_train: int, n_val: int, frames: int) -> list[float]:
-    """Estimated seconds of each run (a timed probe on the real shapes, cached per configuration)."""
+def estimate_runs(runs, n_train: int, n_val: int, frames: int) -> list[dict]:
+    """Each run's timed probe (:func:`btcore.train.probe_seconds` on the real shapes, cached per configuration)."""
     return [_probe(r.to_dict(), int(n_train), int(n_val), int(frames)) for r in runs]
 
 
-def show_estimate(where, seconds: list[float]) -> None:
-    """The total estimate next to Train; a warning above :data:`SLOW_S`."""
-    total = sum(seconds)
-    where.caption(f"Estimated: about **{total:,.0f} s** for all runs (a timed probe of each model here).")
-    if total > SLOW_S:
-        st.warning(f"This comparison is estimated at about {total / 60:,.0f} minutes on this machine; lower the frame "
-                   "size, the epochs or the number of clips for a quick look.", icon=":material/schedule:")
+def _between(lo: dict, hi: dict, t: float) -> dict:
+    return {k: (lo[k] + t * (hi[k] - lo[k]) if isinstance(lo[k], (int, float)) else lo[k]) for k in lo}
+
+
+def sweep_probes(runs, probe) -> list[dict]:
+    """Probes of a sweep's runs, timing only the smallest and the largest BT model of the grid.
+
+    ``probe(run) -> dict`` times one run (:func:`estimate_runs` on one); every other BT run's probe is
+    interpolated linearly in its input-map parameters between those two (its steps and evaluations
+    are the same: the grid shares the data and the optimiser), so a 3 x 3 grid costs two probes, not nine.
+    """
+    bt = [r for r in runs if r.model.kind == "bt"]
+    if len(bt) <= 2:
+        return [probe(r) for r in runs]
+    size = {id(r): r.model.input_map_params() for r in bt}
+    small, large = min(bt, key=lambda r: size[id(r)]), max(bt, key=lambda r: size[id(r)])
+    p_small, p_large = probe(small), probe(large)
+    span = max(size[id(large)] - size[id(small)], 1)
+    return [probe(r) if r.model.kind != "bt" else _between(p_small, p_large, (size[id(r)] - size[id(small)]) / span)
+            for r in runs]
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _data(spec) -> tuple[float, int, int]:
+    task = spec.make_task()
+    if spec.task == "action" and spec.folder is None:
+        return data_seconds(task, spec.seed), int(spec.train_size), int(spec.val_size)
+    if spec.task == "action":  # a clip folder: its sizes are known once it is read, in the run
+        return 0.0, 256, 64
+    t0 = time.perf_counter()
+    train, val = task.data(spec.seed)
+    return time.perf_counter() - t0, len(train), len(val)
+
+
+def data_estimate(spec) -> tuple[float, int, int]:
+    """``(seconds to build the data, training examples, validation examples)`` of ``spec`` (a DataSpec; cached).
+
+    Synthetic clips are timed on a sample; another task's data are built once and timed (and counted).
+    """
+    return _data(spec)
+
+
+def estimate_text(est: dict, what: str = "all runs") -> str:
+    """The estimate as one line (Markdown): its range (one number when both ends round alike), and each phase."""
+    lo, mid, hi = est["low_s"], est["estimated_s"], est["high_s"]
+    span = f"**{lo:,.0f}-{hi:,.0f} s**" if f"{lo:,.0f}" != f"{hi:,.0f}" else f"about **{mid:,.0f} s**"
+    phases = [f"data {est['data_s']:,.1f} s", f"building {est['build_s']:,.1f} s", f"training {est['train_s']:,.1f} s",
+              f"evaluation {est['eval_s']:,.1f} s"]
+    return (f"Estimated: {span} for {what} ({', '.join(phases)}), from timed steps of each model here; the range "
+            "spans the fastest and slowest timed step and load from other sessions.")
+
+
+def show_estimate(where, est: dict, what: str = "all runs") -> None:
+    """The estimate (every phase, :func:`estimate_text`) next to Train; a warning above :data:`SLOW_S`."""
+    where.caption(estimate_text(est, what))
+    if est["estimated_s"] > SLOW_S:
+        st.warning(f"This comparison is estimated at about {est['estimated_s'] / 60:,.0f} minutes on this machine; "
+                   "lower the frame size, the epochs or the number of examples for a quick look.",
+                   icon=":material/schedule:")
+
+
+def eta_text(eta: float | None, elapsed: float, first_total: float | None) -> str:
+    """The time left; when the projected total (``elapsed + eta``) grew past the first projection
+    ``first_total`` (by over 10 % and 2 s) it says so and why, so time left never grows unexplained.
+    """
+    if eta is None:
+        return ""
+    text = f" · about {eta:,.0f} s left"
+    total = elapsed + eta
+    if first_total is not None and total > 1.1 * first_total + 2.0:
+        text += (f" (now about {total:,.0f} s in all, not {first_total:,.0f} s: the measured steps are slower than "
+                 "the estimate)")
+    return text
 
 
 def is_sweep(events: list[dict]) -> bool:
@@ -150,19 +229,21 @@ def is_sweep(events: list[dict]) -> bool:
     return len(pairs) > 1
 
 
-def show_sweep(events: list[dict], chance: float | None, key: str, downloads: bool = True) -> None:
-    """The sweep's charts (accuracy vs parameters, R x N heatmap), its table and CSV, from the end events."""
+def show_sweep(events: list[dict], chance: float | None, key: str, downloads: bool = True, *, task: str = "action",
+               metric: str = "val_acc", metric_label: str = "validation accuracy") -> None:
+    """The sweep's charts (the task's ``metric`` vs parameters, R x N heatmap), its table and CSV, from the end events."""
     starts = {e["run"]: e for e in events if e.get("event") == "start"}
     rows = sweep_rows([{**e, "input_map_params": starts.get(e["run"], {}).get("input_map_params")}
-                       for e in events if e.get("event") == "end"])
+                       for e in events if e.get("event") == "end"], task)
     if not rows:
         st.caption("The sweep's charts appear as its runs finish.")
         return
     c1, c2 = st.columns(2)
-    c1.plotly_chart(ct.sweep_figure(rows, chance), width="stretch", key=key + "sweep_scatter")
-    c2.plotly_chart(ct.sweep_heatmap(rows), width="stretch", key=key + "sweep_heat")
-    st.dataframe(pd.DataFrame(tables.sweep_table(rows)), hide_index=True, width="stretch", key=key + "sweep_table",
-                 column_config=number_text(tables.SWEEP_FORMATS))
+    c1.plotly_chart(ct.sweep_figure(rows, chance, metric, metric_label), width="stretch", key=key + "sweep_scatter")
+    c2.plotly_chart(ct.sweep_heatmap(rows, metric, metric_label), width="stretch", key=key + "sweep_heat")
+    table = tables.sweep_table(rows, metric, metric_label)
+    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key=key + "sweep_table",
+                 column_config=number_text({k: "" for k in table[0] if k not in ("run", "status")}))
     if downloads:
-        st.download_button("Sweep grid (CSV)", sweep_csv(rows), "btlab_sweep.csv", "text/csv",
+        st.download_button("Sweep grid (CSV)", sweep_csv(rows, task), "btlab_sweep.csv", "text/csv",
                            icon=":material/download:", key=key + "dl_sweep")

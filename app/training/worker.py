@@ -15,9 +15,10 @@ import streamlit as st
 from app.jobs import start_job
 from btcore.clips import load_clip_folder
 from btcore.data import SyntheticActions
+from btcore.tasks import Task, make_task
 from btcore.train import TrainConfig, compare, with_unique_names
 
-__all__ = ["K", "JOB_KEY", "DataSpec", "RaceInfo", "end_unstarted", "make_target", "launch"]
+__all__ = ["K", "JOB_KEY", "DataSpec", "RaceInfo", "end_unstarted", "split_preview", "describe_data", "make_target", "launch"]
 
 K = "train_"  # widget key prefix
 #: The session's training job. A run keeps going while the user visits other pages (it shows again on
@@ -27,7 +28,9 @@ JOB_KEY = "training"
 
 @dataclass(frozen=True)
 class DataSpec:
-    """The task a job trains on: the synthetic motions, or a clip folder already resolved inside the data root."""
+    """The data a job trains on: for action, the synthetic motions or a clip folder already resolved inside
+    the data root; for another task, its name and data options (``options``: ``(name, value)`` pairs).
+    """
 
     frame_shape: tuple[int, int, int]
     frames: int
@@ -37,10 +40,23 @@ class DataSpec:
     train_size: int = 0
     val_size: int = 0
     noise: float = 0.0
+    task: str = "action"
+    options: tuple = ()
 
     @property
     def source(self) -> str:
+        if self.task != "action":
+            return self.task
         return "synthetic" if self.folder is None else "folder"
+
+    def make_task(self) -> Task:
+        """The task object of this spec (with its options)."""
+        if self.task == "action" and self.folder is not None:
+            return make_task("action", data_source=str(self.folder), frame_shape=self.frame_shape, frames=self.frames)
+        if self.task == "action":
+            return make_task("action", frame_shape=self.frame_shape, frames=self.frames, classes=self.classes,
+                             train_size=self.train_size, val_size=self.val_size, noise=self.noise)
+        return make_task(self.task, **dict(self.options))
 
 
 @dataclass(frozen=True)
@@ -49,9 +65,15 @@ class RaceInfo:
 
     #: The page's inputs (URL text) when it started, so the page can say what changed since.
     made_with: dict = field(default_factory=dict)
-    chance: float | None = None  # accuracy of guessing (1 / classes), once the data is built
+    chance: float | None = None  # the metric of a model that learnt nothing, once the data is built
+    task: str = "action"  # the task's name
+    metric: str = "val_acc"  # the task's validation metric (event key), its label and direction
+    metric_label: str = "validation accuracy"
+    higher_is_better: bool = True
     data: str | None = None  # "N training / M validation clips, C classes"
     device: str | None = None  # where the runs train
+    #: run -> its newest preview (the task's preview dict, with the "step" and "epoch" it was made at)
+    previews: dict = field(default_factory=dict)
 
 
 def end_unstarted(job, runs: list[TrainConfig]) -> None:
@@ -73,8 +95,10 @@ def _stopped(job, runs) -> None:
     end_unstarted(job, runs)
 
 
-def _load(job, spec: DataSpec):
+def _load(job, spec: DataSpec, task: Task):
     """``(train, validation)`` of ``spec``; None when a stop came while the synthetic clips were generated."""
+    if spec.task != "action":
+        return task.data(spec.seed)
     if spec.folder is not None:
         return load_clip_folder(spec.folder, spec.frame_shape, spec.frames, seed=spec.seed)
     task = SyntheticActions(frame_shape=spec.frame_shape, frames=spec.frames, classes=spec.classes,
@@ -88,22 +112,50 @@ def _load(job, spec: DataSpec):
     return train_set, val_set
 
 
+def split_preview(ev: dict, previews: dict[str, dict]) -> tuple[dict, dict[str, dict]]:
+    """``(ev without its preview, previews with it)``: the preview goes to its run's slot, tagged with the step and epoch.
+
+    A generation preview is ~50,000 numbers: the job keeps each run's newest only (in
+    :attr:`RaceInfo.previews`), not one per evaluation in its events.
+    """
+    if "preview" not in ev:
+        return ev, previews
+    ev = dict(ev)
+    preview = {**ev.pop("preview"), "step": ev.get("step"), "epoch": ev.get("epoch")}
+    return ev, {**previews, ev["run"]: preview}
+
+
+def describe_data(train_set, val_set) -> str:
+    """``"N training / M validation examples"`` (clips, with their classes, for action)."""
+    classes = getattr(train_set, "classes", None)
+    if isinstance(classes, int):
+        return f"{len(train_set)} training / {len(val_set)} validation clips, {classes} classes"
+    return f"{len(train_set)} training / {len(val_set)} validation examples"
+
+
 def make_target(runs: list[TrainConfig], spec: DataSpec):
     """A pure-btcore worker: build the data, train the runs, report through the job."""
     runs = with_unique_names(runs)  # the names compare() gives the runs
 
+    task = spec.make_task()
+
     def target(job):
         job.update(message="preparing the data")
-        data = _load(job, spec)
+        data = _load(job, spec, task)
         if data is None:
             _stopped(job, runs)
             return []
         train_set, val_set = data
-        job.update(info=replace(job.info or RaceInfo(), chance=1.0 / train_set.classes,
-                                data=f"{len(train_set)} training / {len(val_set)} validation clips, "
-                                     f"{train_set.classes} classes"))
+        chance = task.chance(train_set, val_set, runs[0].model) if runs else None
+        job.update(info=replace(job.info or RaceInfo(), chance=None if chance is None else chance.value,
+                                task=task.name, metric=task.metric, metric_label=task.metric_label,
+                                higher_is_better=task.higher_is_better, data=describe_data(train_set, val_set)))
 
         def cb(ev):
+            info = job.info or RaceInfo()
+            ev, previews = split_preview(ev, info.previews)
+            if previews is not info.previews:
+                job.update(info=replace(info, previews=previews))
             if ev["event"] == "start":
                 job.update(message=f"training {ev['run']} ({ev['run_index'] + 1} of {ev['runs']}) on {ev['device']}",
                            info=replace(job.info or RaceInfo(), device=ev["device"]))
@@ -111,7 +163,8 @@ def make_target(runs: list[TrainConfig], spec: DataSpec):
             if "overall_progress" in ev:
                 job.update(progress=ev["overall_progress"], eta_s=ev.get("overall_eta_s"))
 
-        results = compare(runs, train_set, val_set, callback=cb, should_stop=lambda: job.should_stop)
+        results = compare(runs, train_set, val_set, callback=cb, should_stop=lambda: job.should_stop, task=task,
+                          previews=True)
         if job.should_stop:
             _stopped(job, runs)
         return results

@@ -41,7 +41,7 @@ import numpy as np
 import streamlit as st
 
 __all__ = ["Job", "JobQueue", "QUEUE", "job_slots", "session_jobs", "start_job", "get_job", "stop_all",
-           "job_key", "SharedJobs", "SHARED", "KEEP_RESULTS"]
+           "job_key", "SharedJobs", "SHARED", "KEEP_RESULTS", "share_note"]
 
 
 def job_slots() -> int:
@@ -203,7 +203,7 @@ class Job:
                 if self.hub.leave(self.source) > 0:  # others still watch: the worker goes on for them
                     with self._lock:
                         self.status, self.finished_at = "stopped", time.time()
-                        self.message = "you stopped following this run; it goes on for the other sessions"
+                        self.message = "stopped following this run here; it goes on for the other sessions"
                     return
                 self.source.join()  # the last one: the worker stops; show how it ended
             time.sleep(self.FOLLOW_S)
@@ -436,3 +436,22 @@ class SharedJobs:
 
 #: The shared jobs of this server process.
 SHARED = SharedJobs()
+
+
+def _clock(t: float | None) -> str:
+    return time.strftime("%H:%M", time.localtime(t)) if t else "?"
+
+
+def share_note(job: Job | None) -> str | None:
+    """What a page says about a shared job: joined, shared with others, or the stored result (None: not shared)."""
+    if job is None or job.source is None:
+        return None
+    if job.share == "stored":
+        return (f"From the result computed at {_clock(job.finished_at)}: another session ran these exact inputs "
+                "on this server; the result is identical, so nothing was recomputed.")
+    n = job.shared_with()
+    others = f"shared with {n} other session{'s' if n != 1 else ''}"
+    if job.share == "joined":
+        return (f"Joined the identical run another session started at {_clock(job.started_at or job.queued_at)}"
+                + (f"; {others}" if n and job.running else "") + ": computed once, results identical.")
+    return f"This run is {others}: identical inputs, computed once." if n and job.running else None

@@ -162,3 +162,21 @@ def test_stop_ends_one_view_and_the_worker_only_with_the_last():
     assert c.share == "new" and runs == [1, 1]
     c.stop()
     c.join(5)
+
+
+def test_share_note_says_how_a_session_got_its_job():
+    from app.jobs import share_note
+
+    hub, gate, runs = SharedJobs(queue=JobQueue(4)), threading.Event(), []
+    a = hub.follow("k", _counting(gate, runs), "fit", None)
+    b = hub.follow("k", _counting(gate, runs), "fit", None)
+    assert _wait(lambda: a.status == b.status == "running")
+    assert share_note(a) == "This run is shared with 1 other session: identical inputs, computed once."
+    assert share_note(b).startswith("Joined the identical run") and "shared with 1 other session" in share_note(b)
+    gate.set()
+    a.join(5), b.join(5)
+    c = hub.follow("k", _counting(gate, runs), "fit", None)
+    c.join(5)
+    import time as _t
+    assert share_note(c).startswith(f"From the result computed at {_t.strftime('%H:%M', _t.localtime(a.finished_at))}")
+    assert share_note(Job(lambda j: 0)) is None and share_note(None) is None

@@ -76,7 +76,7 @@ def _stopped(job, runs) -> None:
 
 
 #: Synthetic data built once per configuration in this server process (the last few; read-only once built).
-_DATA: OrderedDict = OrderedDict()
+DATA_CACHE: OrderedDict = OrderedDict()
 _DATA_LOCK = threading.Lock()
 KEEP_DATA = 2
 
@@ -88,15 +88,15 @@ def _load(job, spec: DataSpec):
     if job.should_stop:
         return None
     with _DATA_LOCK:
-        if spec in _DATA:
-            _DATA.move_to_end(spec)
-            return _DATA[spec]
+        if spec in DATA_CACHE:
+            DATA_CACHE.move_to_end(spec)
+            return DATA_CACHE[spec]
     data = _generate(job, spec)
     if data is not None:
         with _DATA_LOCK:
-            _DATA[spec] = data
-            while len(_DATA) > KEEP_DATA:
-                _DATA.popitem(last=False)
+            DATA_CACHE[spec] = data
+            while len(DATA_CACHE) > KEEP_DATA:
+                DATA_CACHE.popitem(last=False)
     return data
 
 

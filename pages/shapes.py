@@ -160,7 +160,9 @@ except ValueError as exc:
 frame.write_url(cfg)
 
 specs = cfg.specs()
-rows = [btcore.summary_row(s, cfg.batch) for s in specs]
+# Pure functions of the configuration, shared by every session that opens the same link.
+rows = st.cache_data(lambda cfg: [btcore.summary_row(s, cfg.batch) for s in cfg.specs()], max_entries=256,
+                     show_spinner=False)(cfg)
 dense, tt, bt, tucker, cp = rows
 
 st.divider()
@@ -196,10 +198,11 @@ if isinstance(bt_spec.rank, int):
 if tt_spec.inner_ranks and len(set(tt_spec.inner_ranks)) == 1:
     current["TT"] = (tt_spec.inner_ranks[0], tt_spec.params)
 with c1:
-    sweep = btcore.param_sweep(cfg.in_modes, cfg.out_modes, si.sweep_ranks(cfg), sorted({1, 2, 4, 8, cfg.blocks}))
+    sweep = st.cache_data(btcore.param_sweep, max_entries=256, show_spinner=False)(
+        cfg.in_modes, cfg.out_modes, si.sweep_ranks(cfg), sorted({1, 2, 4, 8, cfg.blocks}))
     st.plotly_chart(charts.params_vs_rank(sweep, dense["params"], current), width="stretch", key="shapes_params_chart")
 with c2:
-    hm_ranks, hm_blocks, values = si.heatmap_grid(cfg)
+    hm_ranks, hm_blocks, values = st.cache_data(si.heatmap_grid, max_entries=256, show_spinner=False)(cfg)
     st.plotly_chart(charts.bt_heatmap(hm_ranks, hm_blocks, values,
                                       current=(bt_spec.rank, cfg.blocks) if isinstance(bt_spec.rank, int) else None),
                     width="stretch", key="shapes_heatmap")

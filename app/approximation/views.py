@@ -21,6 +21,13 @@ from .run import RunResult, results_csv
 __all__ = ["draw_table", "draw_figures", "draw_results", "draw_advice", "compression_text"]
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _explain(key: tuple, finished: str, _main: list, _sweep: list, target: str, shape: tuple, noise) -> str:
+    """The teaching text of one finished run, written once for every session showing it (a shared or stored
+    run has one key and one finish time; the records themselves, ``_``-named, are not hashed)."""
+    return analysis.explain(_main, _sweep, target, shape, noise=noise)
+
+
 def compression_text(ratio: float) -> str:
     """``ratio`` (dense entries / parameters) as the page writes it everywhere: "17,554.3x"."""
     return f"{ratio:,.1f}x"
@@ -109,7 +116,7 @@ def draw_results(res: RunResult, spec, lesson: bool = False) -> None:
                     icon=":material/show_chart:")
     with c_text:
         st.markdown("#### What these numbers show")
-        st.markdown(analysis.explain(res.main, res.sweep, res.target, res.shape, noise=res.noise))
+        st.markdown(_explain(res.key, res.finished, res.main, res.sweep, res.target, res.shape, res.noise))
     if res.recons:
         draw_figures(res, lesson)
     if lesson:

@@ -4,7 +4,8 @@ Starts ``streamlit run app/main.py`` headless on 127.0.0.1 (a free port from 850
 ``--sessions`` real browser sessions (one chromium, a context per session: each its own Streamlit
 session) with Playwright, all at once:
 
-1. **open**: every session opens the same link of each page; time until the page's main element is
+1. **open**: one session opens each page first (the lecturer; a cold server imports and caches), then
+   every session opens the same link of each page at once; time until the page's main element is
    drawn and Streamlit reports the script idle (page ready).
 2. **widget change**: on the Shapes page every session sets BT blocks N to 3 at once, then back to
    2; time until the new count is drawn and the script is idle.
@@ -140,6 +141,9 @@ async def run(url: str, n: int) -> None:
         contexts = [await browser.new_context(viewport={"width": 1400, "height": 1600}) for _ in range(n)]
         pages = [await c.new_page() for c in contexts]
         print("| phase | sessions ok | failed | median s | p95 s | max s | goal met |\n|---|---:|---:|---:|---:|---:|---|")
+        for page in ("shapes", "learn", "approximation", "training"):  # the lecturer opens the link first
+            t = await _timed(_open(pages[0], url, page))
+            print(_row(f"first visit of {page} (one session, cold server)", [t] if t else [], 0 if t else 1))
         for page in ("shapes", "learn", "approximation", "training"):
             ts = await asyncio.gather(*(_timed(_open(pg, url, page)) for pg in pages))
             ok = [t for t in ts if t is not None]

@@ -57,7 +57,9 @@ def _port() -> int:
     raise SystemExit("no free port in 8500-8599")
 
 
-def _server() -> tuple[subprocess.Popen, str]:
+def start_server() -> tuple[subprocess.Popen, str]:
+    """``streamlit run app/main.py`` headless on 127.0.0.1 (a free port from 8500-8599), once healthy:
+    ``(process, base URL)``. The caller stops the process."""
     port = _port()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
@@ -178,7 +180,7 @@ def main() -> None:
     a = ap.parse_args()
     if not 1 <= a.sessions <= 40:
         raise SystemExit("--sessions must be 1 to 40 (each is a browser context on this machine)")
-    proc, url = _server()
+    proc, url = start_server()
     try:
         asyncio.run(run(url, a.sessions))
     finally:

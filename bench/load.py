@@ -90,11 +90,16 @@ def _row(label: str, xs: list[float], failed: int, goal: float | None = None) ->
     return cells + ((" yes |" if p95 < goal and not failed else " no |") if goal else "")
 
 
+#: The first error of each kind a session met (printed after the tables, so a failed row says why).
+ERRORS: dict[str, str] = {}
+
+
 async def _timed(coro) -> float | None:
     t0 = time.perf_counter()
     try:
         await coro
-    except Exception:  # noqa: BLE001 - a timeout counts as a failed session, reported in the table
+    except Exception as exc:  # noqa: BLE001 - a timeout counts as a failed session, reported in the table
+        ERRORS.setdefault(type(exc).__name__, str(exc).splitlines()[0][:200])
         return None
     return time.perf_counter() - t0
 
@@ -171,6 +176,8 @@ async def run(url: str, n: int) -> None:
         for c in contexts:
             await c.close()
         await browser.close()
+    for kind, text in ERRORS.items():
+        print(f"First {kind}: {text}")
     print(f"Load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -57,7 +57,7 @@ def draw_table(rows: list) -> None:
 
 def draw_figures(res: RunResult, lesson: bool = False) -> None:
     st.markdown("#### Target and reconstructions")
-    errors = {r.format: r.error_text for r in res.main}
+    errors = {r.format: r.error_text.split(" (")[0] for r in res.main}  # the number; the table has the notes
     if getattr(res, "picture", False):
         st.plotly_chart(ca.grey_images(res.target_small, res.recons, shape=res.shape, errors=errors),
                         width="stretch", key=K + "heatmaps")

@@ -84,10 +84,10 @@ def _p95(xs: list[float]) -> float:
 
 def _row(label: str, xs: list[float], failed: int, goal: float | None = None) -> str:
     if not xs:
-        return f"| {label} | 0 | {failed} | - | - | - |" + (" no |" if goal else "")
+        return f"| {label} | 0 | {failed} | - | - | - |" + (" no |" if goal else " - |")
     p95 = _p95(xs)
     cells = f"| {label} | {len(xs)} | {failed} | {statistics.median(xs):.2f} | {p95:.2f} | {max(xs):.2f} |"
-    return cells + ((" yes |" if p95 < goal and not failed else " no |") if goal else "")
+    return cells + ((" yes |" if p95 < goal and not failed else " no |") if goal else " - |")
 
 
 #: The first error of each kind a session met (printed after the tables, so a failed row says why).

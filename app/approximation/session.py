@@ -13,7 +13,6 @@ import hashlib
 from collections import OrderedDict
 
 import numpy as np
-import streamlit as st
 import torch
 
 import btcore

@@ -9,20 +9,39 @@ Approximation page's fits) go through one process-wide first-come-first-served q
 (:data:`QUEUE`) that lets at most :func:`job_slots` of them run at once (half the cores, at least 1;
 ``BTLAB_MAX_JOBS`` overrides). A queued job has status "queued" and a :meth:`Job.position`; it starts
 by itself when a slot frees, and a stop (or the end of its session) takes it out of the line.
+
+Identical jobs are computed once (:data:`SHARED`). Fits and training runs are reproducible by
+construction (same inputs and seed give bit-identical results), so when sessions launch a job with
+the same inputs (``start_job(..., share=inputs)``; the key is :func:`job_key`, a SHA-256 of the inputs
+written as canonical JSON) one worker runs and every session follows it through its own *view*
+(a :class:`Job` whose :attr:`Job.source` is the shared one): the view mirrors the worker's progress,
+events and result. A session arriving later joins the running job live, or gets the stored result
+when it finished (the last :data:`KEEP_RESULTS` finished jobs of this server process are kept).
+Stop (or the end of a session) ends only that session's view; the shared worker stops when the
+last view following it stops.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import hashlib
+import json
+import math
 import os
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any, Callable
 
+import numpy as np
 import streamlit as st
 
-__all__ = ["Job", "JobQueue", "QUEUE", "job_slots", "session_jobs", "start_job", "get_job", "stop_all"]
+__all__ = ["Job", "JobQueue", "QUEUE", "job_slots", "session_jobs", "start_job", "get_job", "stop_all",
+           "job_key", "SharedJobs", "SHARED", "KEEP_RESULTS", "share_note"]
 
 
 def job_slots() -> int:
@@ -79,6 +98,8 @@ class JobQueue:
 
 #: The one queue of this server process.
 QUEUE = JobQueue(job_slots())
+#: Views of shared jobs take no slot (their worker has one): a queue they never wait in.
+_UNQUEUED = JobQueue(1 << 30)
 
 
 @dataclass(eq=False)
@@ -108,6 +129,15 @@ class Job:
     error_detail: str | None = field(default=None, init=False)
     started_at: float | None = field(default=None, init=False)
     finished_at: float | None = field(default=None, init=False)
+    #: The shared job this one is a view of (None: it runs ``target`` itself).
+    source: "Job | None" = None
+    #: How a view got its job: "new" (this session started it), "joined" (it was running) or
+    #: "stored" (it had finished; the result is the stored one). None for a job that is not shared.
+    share: str | None = None
+    #: The shared worker's key (:func:`job_key`), on the worker itself.
+    share_key: str | None = None
+    #: The :class:`SharedJobs` a shared worker or a view belongs to.
+    hub: "SharedJobs | None" = None
 
     #: The fields :meth:`update` may set (the rest belong to the job's lifecycle).
     REPORTED = ("progress", "message", "eta_s", "info")
@@ -116,7 +146,8 @@ class Job:
         self.queue = QUEUE if self.queue is None else self.queue
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._main, name=f"btlab-{self.name}", daemon=True)
+        run = self._main if self.source is None else self._follow
+        self._thread = threading.Thread(target=run, name=f"btlab-{self.name}", daemon=True)
 
     # -- worker side -------------------------------------------------------------------------
     def _main(self) -> None:
@@ -143,6 +174,42 @@ class Job:
             self.queue.release(self)
             with self._lock:
                 self.finished_at = time.time()
+            if self.hub is not None:
+                self.hub.finished(self)
+
+    #: What a view copies from its source, and how often it looks (s).
+    MIRRORED = ("status", "queued_at", "progress", "message", "eta_s", "info", "result", "error", "error_detail",
+                "started_at", "finished_at")
+    FOLLOW_S = 0.05
+
+    def _mirror(self, seen: int) -> tuple[int, bool]:
+        """Copy the source's state and its new events; ``(events seen, source finished)``."""
+        src = self.source
+        with src._lock:
+            state = {k: getattr(src, k) for k in self.MIRRORED}
+            new = src.events[seen:]
+            done = state["finished_at"] is not None
+        with self._lock:
+            for k, v in state.items():
+                setattr(self, k, v)
+            self.events.extend(new)
+        return seen + len(new), done
+
+    def _follow(self) -> None:
+        """A view's thread: mirror the shared job until it ends, or until this view is stopped."""
+        seen, done = self._mirror(0)
+        while not done:
+            if self._stop.is_set():
+                if self.hub.leave(self.source) > 0:  # others still watch: the worker goes on for them
+                    with self._lock:
+                        self.status, self.finished_at = "stopped", time.time()
+                        self.message = "stopped following this run here; it goes on for the other sessions"
+                    return
+                self.source.join()  # the last one: the worker stops; show how it ended
+            time.sleep(self.FOLLOW_S)
+            seen, done = self._mirror(seen)
+        if self.share != "stored" and not self._stop.is_set():
+            self.hub.leave(self.source)
 
     @property
     def should_stop(self) -> bool:
@@ -180,7 +247,11 @@ class Job:
 
     def position(self) -> int | None:
         """The job's place in the queue (1: next), or None when it is not waiting."""
-        return self.queue.position(self)
+        return self.queue.position(self if self.source is None else self.source)
+
+    def shared_with(self) -> int:
+        """How many other sessions follow the same shared job now (0 when not shared)."""
+        return 0 if self.source is None else max(0, self.hub.watchers(self.source) - (1 if self.running else 0))
 
     def stop(self) -> None:
         self._stop.set()
@@ -217,7 +288,7 @@ class Job:
             return {
                 "name": self.name, "status": self.status, "progress": self.progress, "message": self.message,
                 "events": list(self.events), "result": self.result, "error": self.error,
-                "elapsed": self.elapsed, "position": self.queue.position(self) if self.status == "queued" else None,
+                "elapsed": self.elapsed, "position": self.position() if self.status == "queued" else None,
             }
 
 
@@ -237,12 +308,150 @@ def get_job(key: str) -> Job | None:
     return session_jobs().get(key)
 
 
-def start_job(key: str, target: Callable[[Job], Any], *, name: str | None = None, info: Any = None) -> Job:
-    """Stop any job under ``key`` and start ``target`` as a new one (``info``: its :attr:`Job.info` at start)."""
+def start_job(key: str, target: Callable[[Job], Any], *, name: str | None = None, info: Any = None,
+              share: Any = None) -> Job:
+    """Stop any job under ``key`` and start ``target`` as a new one (``info``: its :attr:`Job.info` at start).
+
+    ``share``: the job's full inputs (anything :func:`job_key` can write). When given, the job is
+    shared with every session that starts the same inputs (:data:`SHARED`): this session gets a view
+    that follows one worker, started now, already running, or finished and stored.
+    """
     jobs = session_jobs()
     old = jobs.get(key)
     if old is not None:
         old.stop()
-    job = Job(target, name=name or key, info=info)
+    name = name or key
+    job = Job(target, name=name, info=info) if share is None else SHARED.follow(job_key(share), target, name, info)
     jobs[key] = job
-    return job.start()
+    return job if job.status != "pending" else job.start()
+
+
+# -- identical jobs, computed once ------------------------------------------------------------------
+def _canonical(x: Any) -> Any:
+    """``x`` as JSON-able data that names every value it holds (so equal inputs give equal text)."""
+    if x is None or isinstance(x, (bool, str, int)):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else repr(x)
+    if isinstance(x, enum.Enum):
+        return {"enum": type(x).__qualname__, "value": _canonical(x.value)}
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {"type": type(x).__qualname__,
+                **{f.name: _canonical(getattr(x, f.name)) for f in dataclasses.fields(x)}}
+    if isinstance(x, dict):
+        return {"dict": sorted(([json.dumps(_canonical(k), sort_keys=True), _canonical(v)] for k, v in x.items()))}
+    if isinstance(x, (list, tuple)):
+        return [_canonical(v) for v in x]
+    if isinstance(x, (set, frozenset)):
+        return {"set": sorted(json.dumps(_canonical(v), sort_keys=True) for v in x)}
+    if isinstance(x, PurePath):
+        return {"path": str(x)}
+    if isinstance(x, np.generic):
+        return _canonical(x.item())
+    if isinstance(x, np.ndarray):
+        a = np.ascontiguousarray(x)
+        return {"array": hashlib.sha256(a.tobytes()).hexdigest(), "shape": list(a.shape), "dtype": str(a.dtype)}
+    raise TypeError(f"job_key cannot write a {type(x).__name__} ({x!r:.60}); give the job's inputs as data")
+
+
+def job_key(inputs: Any) -> str:
+    """A stable key of a job's full inputs: SHA-256 of their canonical JSON (dataclasses by field,
+    dicts by sorted key, arrays by their bytes' SHA-256, shape and dtype).
+
+    The same inputs give the same key in every session and server process; any difference in any
+    value gives another. Raises TypeError for a value it cannot write (never a key that ignores it).
+    """
+    text = json.dumps(_canonical(inputs), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+#: How many finished shared jobs a server process keeps (least recently used dropped first).
+KEEP_RESULTS = 32
+
+
+class SharedJobs:
+    """The shared jobs of this server process: running ones by key (with how many views follow each)
+    and the last ``keep`` finished ones (status "done"; stopped or failed jobs are not kept)."""
+
+    def __init__(self, keep: int = KEEP_RESULTS, queue: JobQueue | None = None):
+        self.keep = int(keep)
+        self.queue = queue
+        self._lock = threading.Lock()
+        self._live: dict[str, Job] = {}
+        self._watchers: dict[int, int] = {}  # id(worker) -> views following it
+        self._done: OrderedDict[str, Job] = OrderedDict()
+
+    def follow(self, key: str, target: Callable[[Job], Any], name: str, info: Any) -> Job:
+        """A started view of the job ``key``: the stored result, the running job, or a new worker."""
+        with self._lock:
+            src, how = self._done.get(key), "stored"
+            if src is not None:
+                self._done.move_to_end(key)
+            else:
+                src, how = self._live.get(key), "joined"
+                if src is None or src.should_stop:  # a stopped worker winding down is not joined
+                    src, how = Job(target, name=name, queue=self.queue, info=info, share_key=key, hub=self), "new"
+                    self._live[key] = src
+                    src.start()
+                self._watchers[id(src)] = self._watchers.get(id(src), 0) + 1
+        return Job(None, name=name, queue=_UNQUEUED, info=info, source=src, share=how, hub=self).start()
+
+    def leave(self, src: Job) -> int:
+        """One view stops following ``src``; the last one stops it. Returns how many still follow."""
+        with self._lock:
+            left = max(0, self._watchers.get(id(src), 0) - 1)
+            if left:
+                self._watchers[id(src)] = left
+            else:
+                self._watchers.pop(id(src), None)
+        if left == 0:
+            src.stop()
+        return left
+
+    def watchers(self, src: Job) -> int:
+        with self._lock:
+            return self._watchers.get(id(src), 0)
+
+    def finished(self, src: Job) -> None:
+        """The worker ``src`` ended: keep it when it is done, forget it as a running job."""
+        with self._lock:
+            if self._live.get(src.share_key) is src:
+                del self._live[src.share_key]
+            if src.status == "done":
+                self._done[src.share_key] = src
+                self._done.move_to_end(src.share_key)
+                while len(self._done) > self.keep:
+                    self._done.popitem(last=False)
+
+    def counts(self) -> tuple[int, int]:
+        """``(running, stored)`` shared jobs."""
+        with self._lock:
+            return len(self._live), len(self._done)
+
+    def clear(self) -> None:
+        """Forget the stored results (running jobs go on)."""
+        with self._lock:
+            self._done.clear()
+
+
+#: The shared jobs of this server process.
+SHARED = SharedJobs()
+
+
+def _clock(t: float | None) -> str:
+    return time.strftime("%H:%M", time.localtime(t)) if t else "?"
+
+
+def share_note(job: Job | None) -> str | None:
+    """What a page says about a shared job: joined, shared with others, or the stored result (None: not shared)."""
+    if job is None or job.source is None:
+        return None
+    if job.share == "stored":
+        return (f"From the result computed at {_clock(job.finished_at)}: another session ran these exact inputs "
+                "on this server; the result is identical, so nothing was recomputed.")
+    n = job.shared_with()
+    others = f"shared with {n} other session{'s' if n != 1 else ''}"
+    if job.share == "joined":
+        return (f"Joined the identical run another session started at {_clock(job.started_at or job.queued_at)}"
+                + (f"; {others}" if n and job.running else "") + ": computed once, results identical.")
+    return f"This run is {others}: identical inputs, computed once." if n and job.running else None

@@ -1,9 +1,10 @@
 """One prepared check for a CUDA machine (under 5 minutes): correctness on the device, the CLI, DDP, speed.
 
-1. ``btcore.matmul`` (every method), ``BTLinear``, ``TTLinear`` and every recurrent cell
-   (``LSTMCell``/``GRUCell`` x dense/tt/bt) on the device against the same weights on the CPU,
+1. ``btcore.matmul`` (every method), ``BTLinear``, ``TTLinear``, ``TRLinear`` and every recurrent cell
+   (``LSTMCell``/``GRUCell`` x every format of ``btcore.rnn.KINDS``) on the device against the same weights on the CPU,
    float64: outputs and gradients.
-2. One epoch of each model through the CLI (``python -m btcore.train --device cuda --epochs 1``).
+2. One epoch of each model through the CLI (``python -m btcore.train --device cuda --epochs 1``), also of
+   the generation and captioning tasks.
 3. The same under ``torchrun --nproc_per_node=1`` (DDP, NCCL on CUDA).
 4. BT vs dense times (forward, forward+backward, one Adam step) at the UCF11 and app sizes, plain and,
    where available, with ``torch.compile`` and a captured CUDA graph (forward).
@@ -26,7 +27,7 @@ from torch import nn
 
 import btcore
 from btcore.contract.calibration import median_time
-from btcore.rnn import GRUCell, LSTMCell
+from btcore.rnn import KINDS, GRUCell, LSTMCell
 
 SIZES = {"UCF11": ((8, 20, 20, 18), (16, 4, 4, 4), (16, 256)), "app": ((8, 8, 8, 6), (16, 4, 2, 2), (256,))}
 QUICK = {"small": ((4, 4, 3), (4, 2, 2), (32,))}
@@ -46,13 +47,15 @@ def check_correctness(device: str, failures: list) -> None:
     print(f"1. correctness on {device} vs CPU, float64")
     d64 = torch.float64
     for kind, M in (("BT", btcore.BTMatrix.random((4, 5, 3), (3, 2, 4), 2, 2, seed=0, dtype=d64)),
-                    ("TT", btcore.TTMatrix.random((4, 5, 3), (3, 2, 4), 3, seed=0, dtype=d64))):
+                    ("TT", btcore.TTMatrix.random((4, 5, 3), (3, 2, 4), 3, seed=0, dtype=d64)),
+                    ("TR", btcore.TRMatrix.random((4, 5, 3), (3, 2, 4), 2, seed=0, dtype=d64))):
         x = torch.randn(9, 60, dtype=d64)
         ref = x @ M.to_dense()
         for method in btcore.contract.METHODS:
             _close(btcore.matmul(x.to(device), M.to(device), method=method), ref, f"matmul {kind} {method}", failures)
     for make in (lambda: btcore.BTLinear((4, 5, 3), (3, 2, 4), 2, 2, dtype=d64),
-                 lambda: btcore.TTLinear((4, 5, 3), (3, 2, 4), 3, dtype=d64)):
+                 lambda: btcore.TTLinear((4, 5, 3), (3, 2, 4), 3, dtype=d64),
+                 lambda: btcore.TRLinear((4, 5, 3), (3, 2, 4), 2, dtype=d64)):
         torch.manual_seed(0)
         cpu = make()
         dev = make().to(device)
@@ -64,10 +67,10 @@ def check_correctness(device: str, failures: list) -> None:
         for (n, p), q in zip(cpu.named_parameters(), dev.parameters()):
             _close(q.grad, p.grad, f"{type(cpu).__name__} grad {n}", failures)
     for cls in (LSTMCell, GRUCell):
-        for kind in ("dense", "tt", "bt"):
+        for kind in KINDS:
             torch.manual_seed(0)
-            cpu = cls((4, 5, 3), (2, 2, 2), kind, rank=2, blocks=2, tt_ranks=2).to(d64)
-            dev = cls((4, 5, 3), (2, 2, 2), kind, rank=2, blocks=2, tt_ranks=2).to(d64).to(device)
+            cpu = cls((4, 5, 3), (2, 2, 2), kind, rank=2, blocks=2, tt_ranks=2, tr_ranks=2).to(d64)
+            dev = cls((4, 5, 3), (2, 2, 2), kind, rank=2, blocks=2, tt_ranks=2, tr_ranks=2).to(d64).to(device)
             dev.load_state_dict(cpu.state_dict())
             x = torch.randn(5, 60, dtype=d64)
             out_c, out_d = cpu(x), dev(x.to(device))
@@ -79,13 +82,17 @@ def check_correctness(device: str, failures: list) -> None:
                 _close(q.grad, p.grad, f"{cls.__name__} {kind} grad {n}", failures)
 
 
-def check_cli(device: str, torchrun: bool, failures: list) -> None:
-    """Parts 2 and 3: one epoch of each model through the CLI, then under torchrun."""
-    args = ["--model", "dense,tt,bt", "--epochs", "1", "--device", device, "--frame", "3x16x16", "--frames", "4",
+def check_cli(device: str, full: bool, failures: list) -> None:
+    """Parts 2 and 3: one epoch of each model through the CLI (``full``: of each task too), then under torchrun."""
+    args = ["--model", ",".join(KINDS), "--epochs", "1", "--device", device, "--frame", "3x16x16", "--frames", "4",
             "--train-size", "32", "--val-size", "16", "--batch", "16", "--hidden", "16"]
     env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
     runs = [("2. CLI", [sys.executable, "-m", "btcore.train", *args])]
-    if torchrun:
+    for task, extra in () if not full else (("generation", ["--train-size", "64", "--batch", "32"]),
+                        ("captioning", ["--train-size", "64", "--val-size", "16", "--batch", "32"])):
+        runs.append((f"2. CLI --task {task}", [sys.executable, "-m", "btcore.train", "--task", task, "--model",
+                                                ",".join(KINDS), "--epochs", "1", "--device", device, *extra]))
+    if full:
         runs.append(("3. torchrun (DDP)", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1",
                                            "-m", "btcore.train", *args]))
     for label, cmd in runs:
@@ -138,7 +145,7 @@ def check_speed(device: str, sizes: dict, repeats: int) -> None:
         n_in, n_out = math.prod(i), math.prod(o)
         torch.manual_seed(0)
         layers = {"dense": nn.Linear(n_in, n_out), "BT": btcore.BTLinear(i, o, 4, 2),
-                  "TT": btcore.TTLinear(i, o, 4)}
+                  "TT": btcore.TTLinear(i, o, 4), "TR": btcore.TRLinear(i, o, 3)}
         for b in batches:
             x = torch.randn(b, n_in, device=device)
             res = {}
@@ -180,7 +187,7 @@ def main(argv=None) -> int:
         print(f"CUDA: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     failures: list = []
     check_correctness(args.device, failures)
-    check_cli(args.device, torchrun=not args.quick, failures=failures)
+    check_cli(args.device, full=not args.quick, failures=failures)
     check_speed(args.device, QUICK if args.quick else SIZES, 2 if args.quick else args.repeats)
     print("FAILED: " + ", ".join(failures) if failures else "all checks passed")
     return 1 if failures else 0

@@ -10,6 +10,9 @@ the tensorization (the structured ones) require mode tuples; the others accept p
 * :func:`smooth_kernel` - a Gaussian (RBF) kernel between two point sets on [0, 1]: smooth, so it
   compresses well.
 * :func:`image` - one of the grayscale images shipped in ``assets/targets/`` (:mod:`btcore.images`), resized.
+* :func:`photo` - a real photo bundled with scikit-image, in grey (:data:`btcore.images.PHOTOS`), at its
+  own size or resized.
+* :func:`digits` - scikit-learn's digits data matrix, 1,792 x 64 (one 8 x 8 image a row).
 
 :data:`TARGETS` maps the names the app shows to the generators; :func:`make_target` dispatches.
 A user's own matrix (an upload, a trained model's weight) is read by :mod:`btcore.uploads`.
@@ -24,7 +27,7 @@ import torch
 
 from .checks import check_matrix
 from .decompose import cap_tt_ranks
-from .images import ASSET_DIR, list_images, load_image, resize
+from .images import ASSET_DIR, DIGITS_SHAPE, PHOTOS, digits_matrix, list_images, load_image, load_photo, resize
 from .shapes import size_and_modes
 from .matrices import BTMatrix, TTMatrix
 from .memory import check_allocation
@@ -38,6 +41,10 @@ __all__ = [
     "tt_structured",
     "smooth_kernel",
     "image",
+    "photo",
+    "digits",
+    "IMAGE_TARGETS",
+    "natural_shape",
 ]
 
 
@@ -139,6 +146,42 @@ def image(in_modes, out_modes, seed: int = 0, *, name: str | None = None) -> np.
     return np.clip(resize(load_image(name), (i, j)), 0.0, 1.0)
 
 
+def photo(in_modes, out_modes, seed: int = 0, *, name: str = "camera") -> np.ndarray:
+    """A real photo (one of :data:`btcore.images.PHOTOS`) in grey, values in [0, 1].
+
+    At its own size (:func:`natural_shape`) the photo is returned as it is; any other (I, J) resizes it
+    (bilinear, antialiased when shrinking). ``seed`` is accepted for the common signature and unused.
+    """
+    i, _ = size_and_modes(in_modes, "in_modes")
+    j, _ = size_and_modes(out_modes, "out_modes")
+    img = load_photo(name)
+    return img if img.shape == (i, j) else np.clip(resize(img, (i, j)), 0.0, 1.0)
+
+
+def digits(in_modes, out_modes, seed: int = 0) -> np.ndarray:
+    """scikit-learn's digits data matrix: 1,792 images (rows) x 64 pixels, values in [0, 1].
+
+    The 1,797 images of the data set lose their last 5 so the rows factor well (1,792 = 2^8 * 7). A data
+    matrix is not resized: the modes must multiply to 1,792 and 64.
+    """
+    i, _ = size_and_modes(in_modes, "in_modes")
+    j, _ = size_and_modes(out_modes, "out_modes")
+    if (i, j) != DIGITS_SHAPE:
+        raise ValueError(f"the digits matrix is {DIGITS_SHAPE[0]:,} x {DIGITS_SHAPE[1]}, not {i:,} x {j:,}: choose "
+                         "input modes whose product is 1,792 (e.g. 7x16x16) and output modes whose product is 64 "
+                         "(e.g. 4x4x4)")
+    return digits_matrix()
+
+
+def natural_shape(kind: str, **kwargs) -> tuple[int, int] | None:
+    """The (I, J) a target has of its own (a photo's size, the digits matrix), None when it takes any."""
+    if kind == "photo":
+        return tuple(load_photo(kwargs.get("name", "camera")).shape)
+    if kind == "digits":
+        return DIGITS_SHAPE
+    return None
+
+
 # ----------------------------------------------------------------------------------------------
 # Registry
 # ----------------------------------------------------------------------------------------------
@@ -150,7 +193,12 @@ TARGETS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
     "tt": (tt_structured, "exact TT structure (ranks 4) + 1% noise: TT recovers it"),
     "kernel": (smooth_kernel, "smooth Gaussian kernel matrix: compresses well in every format"),
     "image": (image, "a grayscale image resized to the matrix shape"),
+    "photo": (photo, "a real photo bundled with scikit-image, in grey: " + ", ".join(PHOTOS)),
+    "digits": (digits, "scikit-learn's digits data matrix: 1,792 images of 8 x 8 pixels, one a row"),
 }
+
+#: The targets that are pictures (drawn as grey images, not heatmaps).
+IMAGE_TARGETS = ("image", "photo")
 
 
 #: Most entries a generated target may have (2^25: 256 MiB in float64, e.g. 57,600 x 576).

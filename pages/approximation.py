@@ -12,13 +12,14 @@ from app.approximation import session as S
 from app.approximation import views
 from app.approximation.plan import EFFORT, MAX_CP_RANK, MAX_ENTRIES, TARGETS
 from app.frame import page_setup
+from app.jobs import share_note
 from app.snippets import approximation_snippet
-from app.config import CONFIG_KEY, get_config
+from app.config import get_config
 from app.widgets import format_ints, show_error
 from btcore import decompose as dec
-from btcore.images import ASSET_DIR, list_images
+from btcore.images import ASSET_DIR, PHOTOS, list_images
 
-K = S.K
+K, STATE = S.K, S.STATE
 #: Progress poll period (s). Faster polling slows the fits: the many small torch ops of an ALS sweep wait
 #: for the GIL while a fragment rerun holds it. Default fit in the browser, measured here: 8.8-16.3 s at
 #: 0.5 s polling, 6.1-6.9 s at 1 s, 5.5-5.8 s at 2 s.
@@ -44,9 +45,10 @@ errors: list[tuple[str, Exception]] = []
 waiting = False  # an upload not chosen yet: no spec, no error
 W_given, target_kwargs, target_extra = None, {}, ()
 explain_as = None  # the kind of target the teaching text describes (default: the target itself)
+target_label = None  # what names the target in the results
 with c_target:
     st.subheader("Target")
-    kind = st.selectbox("Matrix", target_keys, format_func=TARGETS.get, key=K + "target", on_change=S.on_trained,
+    kind = st.selectbox("Matrix", target_keys, format_func=TARGETS.get, key=K + "target", on_change=S.on_target,
                         help="The structured targets show where each format wins; the random one why nothing "
                              "compact fits a matrix without structure.")
     if kind in ("bt", "tt"):
@@ -63,8 +65,18 @@ with c_target:
             if store["image"] not in names:
                 store.set("image", names[0])
             target_kwargs = {"name": st.selectbox("Image", names, key=K + "image", persist_state=PERSIST)}
+            target_label = target_kwargs["name"]
         else:
             errors.append(("Target", ValueError(f"no images found in {ASSET_DIR}")))
+    elif kind == "photo":
+        target_label = st.selectbox("Photo", list(PHOTOS), key=K + "photo", persist_state=PERSIST, on_change=S.on_target,
+                                    format_func=lambda n: f"{n}: {PHOTOS[n][1]}",
+                                    help="Bundled with scikit-image (no download), in grey. Choosing one sets modes for "
+                                         "its own size; other modes resize it.")
+        target_kwargs = {"name": target_label}
+    elif kind == "digits":
+        st.caption("1,792 handwritten digits (8 x 8 pixels, one a row) from scikit-learn; the data set's last 5 of "
+                   "1,797 are left out so the rows factor (1,792 = 7 x 16 x 16).")
     elif kind == "trained":
         if store["trained"] not in trained:
             store.set("trained", next(iter(trained)))
@@ -72,6 +84,7 @@ with c_target:
                            help="Left by the Training page in this session.")
         if run in trained:
             (tI, tJ), t_im, t_om, t_kind = trained[run]
+            target_label = run
             st.caption(f"{tI:,} x {tJ:,}; suggested modes {format_ints(t_im)} -> {format_ints(t_om)}")
             if tI * tJ > MAX_ENTRIES:
                 errors.append(("Trained run", ValueError(
@@ -94,6 +107,7 @@ with c_target:
         else:
             try:
                 W_given, target_extra = S.read_upload(up.name, up.getvalue())
+                target_label = up.name
                 st.caption(f"{up.name}: {W_given.shape[0]:,} x {W_given.shape[1]:,}")
             except ValueError as exc:
                 errors.append(("Upload", exc))
@@ -110,7 +124,7 @@ with c_shape:
     st.selectbox("Modes", shape_opts, key=K + "shape", on_change=S.on_shape,
                  format_func=lambda s: (f"{s}: {format_ints(small_cfg.in_modes)} -> {format_ints(small_cfg.out_modes)}"
                                         if s == S.SHAPES_PAGE and small_cfg is not None else s))
-    if small_cfg is None and CONFIG_KEY in st.session_state:
+    if small_cfg is None and STATE.config_set():
         cfg = get_config()
         st.caption(f"The Shapes page's {cfg.in_size:,} x {cfg.out_size:,} is too large to fit here "
                    f"(limit {MAX_ENTRIES:,} entries).")
@@ -121,7 +135,8 @@ with c_shape:
 with c_size:
     st.subheader("Formats and size")
     inputs = plan.SpecInputs(store["a_in"], store["a_out"], target=kind,
-                             target_kwargs=target_kwargs, target_extra=target_extra, explain_as=explain_as)
+                             target_kwargs=target_kwargs, target_extra=target_extra, explain_as=explain_as,
+                             target_label=target_label)
     inputs.formats = st.multiselect("Formats", list(dec.FORMATS), key=K + "formats")
     inputs.mode = st.radio("Size by", ["parameter budget", "explicit ranks"], horizontal=True, key=K + "mode")
     if inputs.mode == "parameter budget":
@@ -172,20 +187,22 @@ if spec is not None:
 # -- run -------------------------------------------------------------------------------------------
 S.harvest()
 adv.harvest()
-job = st.session_state.get(K + "job")
+job = STATE.get("job")
 running = job is not None and job.running
-sjob = st.session_state.get(adv.JOB)
+sjob = STATE.get(adv.JOB)
 suggesting = sjob is not None and sjob.running
 c1, c2, c3, _ = st.columns([1, 1, 1, 3])
 if c1.button("Fit", type="primary", icon=":material/play_arrow:", key=K + "fit", disabled=running or spec is None):
     if S.start(spec, W_given):
-        job, running = st.session_state[K + "job"], True
+        job, running = STATE["job"], True
 if c2.button("Suggest", icon=":material/auto_awesome:", key=K + "suggest", disabled=suggesting or spec is None,
              help="Search tensorizations, formats and ranks within the budget (btcore.suggest_formats) and "
                   "recommend one; the front of every candidate is drawn below."):
     adv.start(spec, W_given)
-    sjob, suggesting = st.session_state[adv.JOB], True
-if c3.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not (running or suggesting)):
+    sjob, suggesting = STATE[adv.JOB], True
+if c3.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not (running or suggesting),
+             help="Stops the fit and the suggestion here. A run shared with other sessions (the same inputs) goes "
+                  "on for them; it stops when the last one watching it stops."):
     for j in (job, sjob):
         if j is not None and j.running:
             j.stop()
@@ -197,15 +214,18 @@ def show_progress(job, what: str) -> None:
     text = f"{what}: {snap['message'] or 'starting'} · {snap['elapsed']:.0f} s" + (
         f" · about {eta:.0f} s left" if eta is not None else "")
     st.progress(min(1.0, max(0.0, snap["progress"])), text=text)
+    note = share_note(job)
+    if note:
+        st.caption(note)
 
 
 @st.fragment(run_every=POLL_S if running or suggesting else None)
 def live() -> None:
-    job, sjob = st.session_state.get(K + "job"), st.session_state.get(adv.JOB)
+    job, sjob = STATE.get("job"), STATE.get(adv.JOB)
     busy = False
     if job is not None and job.running:
         show_progress(job, "Fit")
-        if st.session_state.get(K + "shown") is not None:
+        if STATE.get("shown") is not None:
             st.caption("The results below are the previous run's until this one finishes.")
         busy = True
     if sjob is not None and sjob.running:
@@ -215,21 +235,21 @@ def live() -> None:
         return
     if S.harvest() or adv.harvest():  # finished while only this fragment was rerunning: redraw the page
         st.rerun()
-    if st.session_state.get(K + "job_note"):
-        st.info(st.session_state[K + "job_note"], icon=":material/stop_circle:")
-    if st.session_state.get(K + "job_error"):
-        st.error(f"**The fit failed:** {st.session_state[K + 'job_error']}", icon=":material/error:")
-    if st.session_state.get(adv.ERROR):
-        st.error(f"**The suggestion failed:** {st.session_state[adv.ERROR]}", icon=":material/error:")
+    if STATE.get("job_note"):
+        st.info(STATE["job_note"], icon=":material/stop_circle:")
+    if STATE.get("job_error"):
+        st.error(f"**The fit failed:** {STATE['job_error']}", icon=":material/error:")
+    if STATE.get(adv.ERROR):
+        st.error(f"**The suggestion failed:** {STATE[adv.ERROR]}", icon=":material/error:")
 
 
 live()
 
 # -- results ---------------------------------------------------------------------------------------
-advice = st.session_state.get(adv.SHOWN)
+advice = STATE.get(adv.SHOWN)
 if advice is not None:
     views.draw_advice(advice, spec, store, lesson)
-shown = st.session_state.get(K + "shown")
+shown = STATE.get("shown")
 if shown is None:
     st.info("Pick a target and a size, then press **Fit**, or **Suggest** for a format, tensorization and ranks "
             "within the budget. The default (256 x 256, exact BT structure, budget 1,000 and a sweep over 5 budgets) "

@@ -133,7 +133,8 @@ st.markdown(
 def steps_section() -> None:
     """Reruns alone when its own widgets change (the rest of the page stays as drawn)."""
     frame.refresh("steps")
-    walk = {name: ld.walkthrough_rows(spec, cfg.batch) for name, spec in specs.items()}
+    walk = st.cache_data(lambda cfg, _specs: {n: ld.walkthrough_rows(s, cfg.batch) for n, s in _specs.items()},
+                         max_entries=256, show_spinner=False)(cfg, specs)  # specs follow cfg; shared by sessions
     dense_per_sample = sum(r["multiply-adds / sample"] for r in walk["Dense"])
     st.plotly_chart(cl.format_cost_stack(walk), width="stretch", key=K + "cost_stack")
     labels = ld.LABELS
@@ -218,8 +219,8 @@ def sizes_section() -> None:
     d_pick = c1.slider("Order d", 2, 6, key=K + "grow_d")
     r_pick = c2.slider("Tucker rank R", 1, 16, key=K + "grow_r")
     n_pick = c3.slider("Blocks N", 1, 8, key=K + "grow_n")
-    g_rows = ld.growth_rows(cfg.in_size, cfg.out_size, n_pick, range(1, 17), range(2, 7),
-                            own=(cfg.in_modes, cfg.out_modes))
+    g_rows = st.cache_data(ld.growth_rows, max_entries=256, show_spinner=False)(
+        cfg.in_size, cfg.out_size, n_pick, range(1, 17), range(2, 7), own=(cfg.in_modes, cfg.out_modes))
     pick = next((r for r in g_rows if (r["d"], r["R"]) == (d_pick, r_pick)), None)
     if pick is None:
         st.info(f"R = {r_pick} with d = {d_pick} is not a valid choice for this W: either the size cannot be split "
@@ -264,7 +265,7 @@ if tr is not None:
     st.caption(ld.ring_growth_text(tr))
 
 st.subheader("Worked example: the paper's UCF11 layer")
-u = ld.ucf11_example()
+u = st.cache_data(ld.ucf11_example, show_spinner=False)()
 intro, outro = ld.ucf11_text(u)
 st.markdown(intro)
 st.dataframe(pd.DataFrame(ld.ucf11_rows(u)), hide_index=True, width="stretch", key=K + "ucf11",

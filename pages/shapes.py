@@ -165,7 +165,9 @@ except ValueError as exc:
 frame.write_url(cfg)
 
 specs = cfg.specs()
-rows = [tables.with_planner(btcore.summary_row(s, cfg.batch), s, cfg.batch) for s in specs]
+# Pure functions of the configuration, shared by every session that opens the same link.
+rows = st.cache_data(lambda cfg: [tables.with_planner(btcore.summary_row(s, cfg.batch), s, cfg.batch)
+                                  for s in cfg.specs()], max_entries=256, show_spinner=False)(cfg)
 by_kind = {row["format"]: row for row in rows}
 dense, bt = by_kind["Dense"], by_kind["BT"]
 
@@ -202,10 +204,11 @@ by_spec = {spec.kind: spec for spec in specs}
 bt_spec = by_spec["BT"]
 current = si.uniform_marks(specs)
 with c1:
-    sweep = btcore.param_sweep(cfg.in_modes, cfg.out_modes, si.sweep_ranks(cfg), sorted({1, 2, 4, 8, cfg.blocks}))
+    sweep = st.cache_data(btcore.param_sweep, max_entries=256, show_spinner=False)(
+        cfg.in_modes, cfg.out_modes, si.sweep_ranks(cfg), sorted({1, 2, 4, 8, cfg.blocks}))
     st.plotly_chart(charts.params_vs_rank(sweep, dense["params"], current), width="stretch", key="shapes_params_chart")
 with c2:
-    hm_ranks, hm_blocks, values = si.heatmap_grid(cfg)
+    hm_ranks, hm_blocks, values = st.cache_data(si.heatmap_grid, max_entries=256, show_spinner=False)(cfg)
     uniform = "BT" in current
     st.plotly_chart(charts.bt_heatmap(hm_ranks, hm_blocks, values, current=(current["BT"][0], cfg.blocks) if uniform else None),
                     width="stretch", key="shapes_heatmap")

@@ -10,7 +10,7 @@ import torch
 
 import btcore
 from app.training import charts as ct
-from app.jobs import get_job
+from app.jobs import get_job, share_note
 from app.frame import page_setup
 from app.config import get_config
 from app.training import inputs as fields
@@ -191,6 +191,8 @@ def live() -> None:
         if not views.show_queue(snap):
             st.progress(min(1.0, max(0.0, snap["progress"])), text=text)
         st.caption(f"Device: **{info.device or dev}**" + (f" · {info.data}" if info.data else ""))
+        if share_note(job):
+            st.caption(share_note(job))
         if snap["error"]:
             st.error(snap["error"], icon=":material/error:")
         views.show_changed(info.made_with, now)

@@ -33,6 +33,15 @@ def _one_torch_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(autouse=True)
+def _nothing_shared_between_tests():
+    """Every test starts as on a fresh server: no shared job result or built training data of another test."""
+    for name, attr in (("app.jobs", "SHARED"), ("app.training.worker", "DATA_CACHE")):
+        if name in sys.modules:
+            getattr(sys.modules[name], attr).clear()
+    yield
+
+
 def round_trip(at, page: str, away: str):
     """Switch the AppTest ``at`` to ``pages/<away>.py`` and back to ``pages/<page>.py`` (a run each)."""
     at.switch_page(str(ROOT / "pages" / f"{away}.py")).run()

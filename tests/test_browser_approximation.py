@@ -59,3 +59,22 @@ def test_suggest_flow(app_page):
     assert pg.get_by_text("Applied").first.is_visible()
     assert pg.locator(".st-key-approx_mode").get_by_text("explicit ranks").first.is_visible()
     screenshot(pg, "approximation_suggest_applied")
+
+
+def test_a_photo_and_its_reconstructions_in_grey_with_titles_apart(app_page):
+    """A photo target from a link: grey images side by side, and no two panel titles overlap on screen."""
+    pg = app_page("approximation?target=photo&photo=camera&sweep=0")
+    pg.get_by_text("Formats and size").first.wait_for(timeout=60_000)
+    pg.locator(".st-key-approx_fit button").click()
+    figure = pg.locator(".st-key-approx_heatmaps")
+    figure.wait_for(timeout=180_000)
+    wait_idle(pg)
+    figure.locator(".main-svg").first.wait_for(timeout=30_000)
+    pg.wait_for_timeout(800)
+    assert pg.get_by_text("Real photo (scikit-image): camera").first.is_visible()  # named in the results
+    boxes = figure.locator("g.annotation").evaluate_all(
+        "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; })")
+    assert len(boxes) == 5  # the target and BT, TT, Tucker, CP
+    for (l1, r1, t1, b1), (l2, r2, t2, b2) in zip(boxes, boxes[1:]):
+        assert r1 <= l2 or b1 <= t2 or b2 <= t1, f"titles overlap: {boxes}"
+    figure.screenshot(path=str(screenshot(pg, "approximation_photo").with_name("approximation_photo.png")))

@@ -49,7 +49,7 @@ def test_heatmaps_share_one_scale():
     assert signed["zmin"] == -signed["zmax"]  # signed data: symmetric diverging scale
     assert sum(bool(t.get("showscale")) for t in hm) == 1
     titles = [a["text"] for a in fig["layout"]["annotations"]]
-    assert titles[0] == "target W" and "BT (error 0.5)" in titles
+    assert titles[0] == "target W" and "BT<br>error 0.5" in titles
     assert max(hm[0]["x"]) < 400 and max(hm[0]["y"]) < 300  # coordinates of the full matrix
 
 
@@ -132,3 +132,28 @@ def test_convergence_shades_the_gauss_newton_phase_where_the_history_says():
     assert spec["layout"]["title"]["text"] == "Convergence"
     plain = json.loads(ca.convergence({"BT": hist}, phases={"BT": [("ALS", 0, 7)]}).to_json())
     assert not plain["layout"].get("shapes") and plain["layout"]["title"]["text"] == "ALS convergence"
+
+
+def test_grey_images_same_scale_square_pixels_and_titles_that_fit():
+    rng = np.random.default_rng(0)
+    T = rng.uniform(size=(64, 48))
+    recons = {f: np.clip(T + 0.1 * rng.standard_normal(T.shape), -0.2, 1.2) for f in ("BT", "TT", "Tucker", "CP")}
+    errors = {f: "1.234e-01" for f in recons}
+    figure = ca.grey_images(T, recons, shape=(64, 48), errors=errors)
+    fig = figure.to_dict()
+    data = fig["data"]
+    assert len(data) == 5 and all(d["type"] == "heatmap" for d in data)
+    assert all(d["zmin"] == 0.0 and d["zmax"] == 1.0 and d["zsmooth"] is False and not d["showscale"] for d in data)
+    assert [tuple(c) for c in data[0]["colorscale"]] == [(0.0, "rgb(0, 0, 0)"), (1.0, "rgb(255, 255, 255)")]
+    np.testing.assert_array_equal(np.asarray(figure.data[0].z), T)  # the picture itself, not a resample
+    lay = fig["layout"]
+    for k in range(1, 6):  # every panel: square pixels (y anchored to its own x at ratio 1)
+        ax = lay["yaxis" if k == 1 else f"yaxis{k}"]
+        assert ax["scaleanchor"] == ("x" if k == 1 else f"x{k}") and ax["scaleratio"] == 1
+    # five panels across a 1,200 px page leave about 210 px each: no title line may need more than
+    # about 30 characters at 12 px, or neighbouring titles run into each other
+    titles = [a["text"] for a in lay["annotations"]]
+    assert titles[0] == "target W" and all(max(len(line) for line in t.split("<br>")) <= 30 for t in titles)
+    assert lay["margin"]["t"] >= 60  # room for the second line
+    heat = ca.heatmaps(T, recons, errors=errors).to_dict()
+    assert all(max(len(line) for line in a["text"].split("<br>")) <= 30 for a in heat["layout"]["annotations"])

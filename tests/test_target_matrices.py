@@ -11,9 +11,10 @@ IM, OM = (2, 4, 4, 2), (4, 4, 2, 2)  # 64 x 64
 
 @pytest.mark.parametrize("kind", list(TARGETS))
 def test_every_target_is_float64_of_the_right_shape_and_reproducible(kind):
-    W = make_target(kind, IM, OM, seed=3)
-    assert W.dtype == np.float64 and W.shape == (64, 64) and np.isfinite(W).all()
-    assert np.array_equal(W, make_target(kind, IM, OM, seed=3))
+    im, om = ((7, 16, 16), (4, 4, 4)) if kind == "digits" else (IM, OM)  # a data matrix has its own shape
+    W = make_target(kind, im, om, seed=3)
+    assert W.dtype == np.float64 and W.shape == (np.prod(im), 64) and np.isfinite(W).all()
+    assert np.array_equal(W, make_target(kind, im, om, seed=3))
     assert np.linalg.norm(W) > 0
 
 
@@ -62,3 +63,23 @@ def test_make_target_checks_numbers_and_memory(monkeypatch):
     monkeypatch.setattr("btcore.memory.available_memory", lambda device=None: 1024)
     with pytest.raises(ValueError, match="the 1,000 x 1,000 target needs"):
         target_matrices.make_target("gaussian", 1000, 1000)
+
+
+def test_photo_and_digits_targets():
+    from btcore import images
+    from btcore.target_matrices import IMAGE_TARGETS, natural_shape
+
+    assert {"photo", "digits"} <= set(TARGETS) and "photo" in IMAGE_TARGETS and "digits" not in IMAGE_TARGETS
+    W = make_target("photo", (4, 8, 16), (8, 8, 8), name="camera")  # its own size: the photo itself
+    assert np.array_equal(W, images.load_photo("camera"))
+    assert natural_shape("photo", name="coins") == (288, 384) and natural_shape("digits") == (1792, 64)
+    assert natural_shape("bt") is None
+    small = make_target("photo", (4, 4, 4, 4), (4, 4, 4, 4), name="camera")  # resized, same picture
+    assert small.shape == (256, 256) and 0 <= small.min() and small.max() <= 1
+    assert abs(small.mean() - W.mean()) < 0.01
+    D = make_target("digits", (7, 16, 16), (4, 4, 4))
+    assert np.array_equal(D, images.digits_matrix())
+    with pytest.raises(ValueError, match="1,792 x 64"):
+        make_target("digits", (4, 4, 4, 4), (4, 4, 4, 4))
+    with pytest.raises(ValueError, match="not one of"):
+        make_target("photo", 16, 16, name="nope")

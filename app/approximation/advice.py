@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, replace
 
 import pandas as pd
-import streamlit as st
 
 import btcore
 from app import jobs
@@ -19,14 +18,14 @@ from app.config import LabConfig, get_config, set_config
 from btcore import target_matrices
 from btcore.shapes import format_ints, rank_text
 
-from .inputs import CUSTOM, MODES, K
+from .inputs import CUSTOM, MODES, STATE
 
 __all__ = ["Advice", "make_worker", "start", "harvest", "apply", "config_for", "advice_budget", "JOB_KEY"]
 
 JOB_KEY = "approximation_suggest"
-#: Session keys: the running job, the advice on screen, the job harvested last, a failure, what was applied.
-JOB, SHOWN, HARVESTED, ERROR, APPLIED = (K + s for s in ("suggest_job", "advice", "suggest_harvested",
-                                                         "suggest_error", "applied"))
+#: State names (:data:`~.inputs.STATE`): the running job, the advice on screen, the job harvested last, a
+#: failure, what was applied.
+JOB, SHOWN, HARVESTED, ERROR, APPLIED = ("suggest_job", "advice", "suggest_harvested", "suggest_error", "applied")
 
 
 @dataclass
@@ -73,21 +72,25 @@ def make_worker(spec, W_given, budget: int):
 
 
 def start(spec, W_given) -> None:
-    st.session_state.pop(ERROR, None)
-    st.session_state[JOB] = jobs.start_job(JOB_KEY, make_worker(spec, W_given, advice_budget(spec)), name="suggest")
+    """Start the search as a job shared by every session asking it of the same target, budget and formats."""
+    STATE.pop(ERROR)
+    budget = advice_budget(spec)
+    share = ("approximation suggest", spec.target_key, budget, tuple(t.task.format.lower() for t in spec.main), W_given)
+    STATE.set(JOB, jobs.start_job(JOB_KEY, make_worker(spec, W_given, budget), name="suggest", share=share))
 
 
 def harvest() -> bool:
     """Put a finished search on the screen (once); True when it did."""
-    job = st.session_state.get(JOB)
-    if job is None or job.running or st.session_state.get(HARVESTED) is job:
+    job = STATE.get(JOB)
+    if job is None or job.running or STATE.get(HARVESTED) is job:
         return False
-    st.session_state[HARVESTED] = job
+    STATE.set(HARVESTED, job)
     snap = job.snapshot()
     if snap["error"]:
-        st.session_state[ERROR] = snap["error"]
+        STATE.set(ERROR, snap["error"])
     elif snap["result"] is not None:
-        st.session_state[SHOWN] = snap["result"]
+        STATE.set(SHOWN, snap["result"])
+        STATE.set("suggest_note", jobs.share_note(job))
     return True
 
 
@@ -116,7 +119,7 @@ def config_for(row, cfg: LabConfig) -> LabConfig | None:
 
 def apply(inputs) -> None:
     """Button callback: the recommendation into the page's inputs (explicit ranks) and the shared config."""
-    advice: Advice | None = st.session_state.get(SHOWN)
+    advice: Advice | None = STATE.get(SHOWN)
     row = None if advice is None else advice.best
     if row is None:
         return
@@ -142,4 +145,4 @@ def apply(inputs) -> None:
     cfg = config_for(row, get_config())
     if cfg is not None:
         set_config(cfg)
-    st.session_state[APPLIED] = (row.format, cfg is not None)
+    STATE.set(APPLIED, (row.format, cfg is not None))

@@ -21,7 +21,7 @@ from btcore import decompose as dec
 from .analysis import pareto_front
 from app.charts import FORMAT_COLORS, YOUR_MARKERS, value_axis
 
-__all__ = ["error_vs_params", "heatmaps", "residual_heatmap", "convergence", "advice_front", "PARETO_TRACE",
+__all__ = ["error_vs_params", "heatmaps", "grey_images", "panel_titles", "residual_heatmap", "convergence", "advice_front", "PARETO_TRACE",
            "SUGGESTED_TRACE"]
 
 #: Floor for plotting errors on a log axis (an exact 0 is drawn here).
@@ -134,6 +134,46 @@ def _axes(shape, small_shape):
     return [(i + 0.5) * m / b - 0.5 for i in range(b)], [(i + 0.5) * n / a - 0.5 for i in range(a)]
 
 
+def panel_titles(recons, errors: dict[str, str] | None) -> list[str]:
+    """Subplot titles: "target W", then each format with its error on a second line, so titles of
+    narrow panels side by side never run into each other."""
+    return ["target W"] + [k + (f"<br>error {errors[k]}" if errors and k in errors else "") for k in recons]
+
+
+#: Linear black-to-white: a pixel's grey level is its value (plotly's "gray" is not linear).
+GREY = [[0.0, "rgb(0, 0, 0)"], [1.0, "rgb(255, 255, 255)"]]
+#: Top margin of the side-by-side panels: room for two-line titles.
+_TITLES_TOP = 64
+
+
+def grey_images(target: np.ndarray, recons: dict[str, np.ndarray], *, shape: tuple[int, int] | None = None,
+                errors: dict[str, str] | None = None, height: int = 360) -> go.Figure:
+    """A picture and each format's reconstruction beside it, as grey images on one scale.
+
+    Black is 0 and white 1 (the pictures' range; a reconstruction's overshoot is clipped by the scale),
+    every panel has equal aspect (one pixel is square) and no smoothing between pixels.
+    ``errors`` as in :func:`heatmaps`.
+    """
+    items = list(zip(panel_titles(recons, errors), [np.asarray(target)] + [np.asarray(v) for v in recons.values()]))
+    n = len(items)
+    fig = make_subplots(rows=1, cols=n, subplot_titles=[t for t, _ in items], horizontal_spacing=0.03)
+    shape = shape or np.asarray(target).shape
+    for k, (title, A) in enumerate(items):
+        x, y = _axes(shape, A.shape)
+        fig.add_trace(go.Heatmap(z=A, x=x, y=y, zmin=0.0, zmax=1.0, colorscale=GREY, showscale=False,
+                                 zsmooth=False, name=title.split("<br>")[0],
+                                 hovertemplate="row %{y:.0f}, col %{x:.0f}<br>%{z:.3f}<extra></extra>"),
+                      row=1, col=k + 1)
+        axis = "x" if k == 0 else f"x{k + 1}"
+        fig.update_yaxes(autorange="reversed", scaleanchor=axis, scaleratio=1, constrain="domain",
+                         showticklabels=False, row=1, col=k + 1)
+        fig.update_xaxes(showticklabels=False, constrain="domain", row=1, col=k + 1)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=height, margin={"t": _TITLES_TOP, "b": 10, "l": 10, "r": 10},
+                      plot_bgcolor="white")
+    return fig
+
+
 def heatmaps(target: np.ndarray, recons: dict[str, np.ndarray], *, shape: tuple[int, int] | None = None,
              errors: dict[str, str] | None = None, height: int = 330) -> go.Figure:
     """The target and each reconstruction side by side, one colour scale: the target's 0.5-99.5
@@ -143,11 +183,9 @@ def heatmaps(target: np.ndarray, recons: dict[str, np.ndarray], *, shape: tuple[
     axis coordinates. ``errors`` (format -> the fit's ``FitInfo.error_text``) adds each format's relative
     error to its subplot title.
     """
-    items = [("target W", np.asarray(target))] + [
-        (f"{k}" + (f" (error {errors[k]})" if errors and k in errors else ""), np.asarray(v))
-        for k, v in recons.items()]
+    items = list(zip(panel_titles(recons, errors), [np.asarray(target)] + [np.asarray(v) for v in recons.values()]))
     n = len(items)
-    fig = make_subplots(rows=1, cols=n, subplot_titles=[t for t, _ in items], horizontal_spacing=0.02)
+    fig = make_subplots(rows=1, cols=n, subplot_titles=[t for t, _ in items], horizontal_spacing=0.03)
     t = np.asarray(target, dtype=np.float64)
     zmin, zmax = (float(v) for v in np.percentile(t, [0.5, 99.5]))  # robust: a few outliers keep their colour
     signed = zmin < 0 < zmax
@@ -161,14 +199,14 @@ def heatmaps(target: np.ndarray, recons: dict[str, np.ndarray], *, shape: tuple[
     for k, (title, A) in enumerate(items):
         x, y = _axes(shape, A.shape)
         fig.add_trace(go.Heatmap(z=A, x=x, y=y, zmin=zmin, zmax=zmax, colorscale=scale, showscale=k == n - 1,
-                                 name=title.split(" ")[0] if k else "target",
+                                 name=title.split("<br>")[0] if k else "target",
                                  colorbar={"thickness": 12, "len": 0.9},
                                  hovertemplate="row %{y:.0f}, col %{x:.0f}<br>%{z:.3g}<extra></extra>"),
                       row=1, col=k + 1)
         fig.update_yaxes(autorange="reversed", row=1, col=k + 1, showticklabels=k == 0, scaleanchor=None)
         fig.update_xaxes(showticklabels=False, row=1, col=k + 1)
     fig.update_annotations(font_size=12)
-    fig.update_layout(height=height, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    fig.update_layout(height=height, margin={"t": _TITLES_TOP, "b": 10, "l": 10, "r": 10})
     return fig
 
 

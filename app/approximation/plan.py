@@ -32,6 +32,8 @@ TARGETS = {
     "kernel": "Smooth kernel",
     "gaussian": "Gaussian random",
     "image": "Image",
+    "photo": "Real photo (scikit-image)",
+    "digits": "Digits data matrix (scikit-learn, 1,792 x 64)",
     "trained": "Trained model: input-to-hidden weights",
     "upload": "Upload a matrix (.npy / .pt)",
 }
@@ -59,6 +61,7 @@ class SpecInputs:
     target_kwargs: dict = field(default_factory=dict)
     target_extra: tuple = ()          # what identifies a given matrix (trained run, upload hash)
     explain_as: str | None = None     # the kind of target the teaching text describes
+    target_label: str | None = None   # what names this target in the results (an image, a file, a run)
 
 
 @dataclass(frozen=True)
@@ -236,9 +239,10 @@ def build_spec(inp: SpecInputs, W_shape: tuple[int, int] | None = None) -> RunSp
     target_key = (inp.target, int(inp.seed), im, om, tuple(sorted(inp.target_kwargs.items())), inp.target_extra)
     size_desc = (f"budget {center:,}" if inp.mode == "parameter budget" else
                  "ranks " + ", ".join(f"{t.task.format} {t.label}" for t in tasks if t.role == "main"))
-    desc = f"{TARGETS[inp.target]}, {I:,} x {J:,} ({format_ints(im)} -> {format_ints(om)}), {size_desc}"
+    what = TARGETS[inp.target] + (f": {inp.target_label}" if inp.target_label else "")
+    desc = f"{what}, {I:,} x {J:,} ({format_ints(im)} -> {format_ints(om)}), {size_desc}"
     key = (target_key, tuple(inp.formats), inp.mode, int(inp.bt_choices),
-           tuple(t.task.key + (t.role,) for t in tasks), tuple(budgets), inp.effort)
+           tuple(t.task.key + (t.role,) for t in tasks), tuple(budgets), inp.effort, inp.target_label)
     return RunSpec(key=key, target_key=target_key, target=inp.target, explain_as=inp.explain_as or inp.target,
                    target_kwargs=dict(inp.target_kwargs), seed=int(inp.seed), in_modes=im, out_modes=om, tasks=tasks,
                    effort=inp.effort, desc=desc, budgets=budgets, peak_bytes=peak)

@@ -87,6 +87,8 @@ class RunResult:
     new_fits: dict
     pt: bytes | None
     finished: str
+    #: The target is a picture (a photo, a shipped image): drawn as grey images, not heatmaps.
+    picture: bool = False
 
 
 def downsample(A: np.ndarray, max_side: int = 128) -> np.ndarray:
@@ -224,6 +226,8 @@ def make_worker(spec: RunSpec, W_given, known_fits: dict):
     back in the result's ``new_fits`` for the page to merge (:func:`app.approximation.session.harvest`).
     """
     im, om = spec.in_modes, spec.out_modes
+    picture = spec.target in target_matrices.IMAGE_TARGETS
+    side = 256 if picture else 128  # a photo is looked at closely; block means of a matrix need fewer cells
 
     def target(job) -> RunResult:
         t0 = time.perf_counter()
@@ -244,15 +248,16 @@ def make_worker(spec: RunSpec, W_given, known_fits: dict):
                 continue
             Md = M.to(dtype=torch.float64).to_dense().numpy()
             err = dec.relative_error(W, Md)  # from the one dense reconstruction the heatmaps use
-            recons[fmt], resid[fmt] = downsample(Md), downsample(W - Md)
+            recons[fmt], resid[fmt] = downsample(Md, side), downsample(W - Md)
             del Md
             fits[fmt] = (M, info)
             main.append(_main_row(fmt, M, info, err, dense, tried))
         return RunResult(
             key=spec.key, desc=spec.desc, target=spec.explain_as, noise=spec.target_kwargs.get("noise"),
-            shape=tuple(W.shape), in_modes=im, out_modes=om, dense=dense, target_small=downsample(W), main=main,
+            shape=tuple(W.shape), in_modes=im, out_modes=om, dense=dense, target_small=downsample(W, side), main=main,
             fits=fits, recons=recons, residuals=resid, sweep=sweep, failures=failures, stopped=job.should_stop,
             seconds=time.perf_counter() - t0, new_fits=new_fits,
-            pt=factors_pt(fits, im, om, spec.desc) if fits else None, finished=time.strftime("%H:%M:%S"))
+            pt=factors_pt(fits, im, om, spec.desc) if fits else None, finished=time.strftime("%H:%M:%S"),
+            picture=picture)
 
     return target

@@ -13,22 +13,35 @@ from app.approximation import charts as ca
 
 from . import advice as adv
 from . import analysis
-from .inputs import K
+from .inputs import STATE, K
 from .run import RunResult, results_csv
 
-__all__ = ["draw_table", "draw_figures", "draw_results", "draw_advice"]
+
+
+__all__ = ["draw_table", "draw_figures", "draw_results", "draw_advice", "compression_text"]
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _explain(key: tuple, finished: str, _main: list, _sweep: list, target: str, shape: tuple, noise) -> str:
+    """The teaching text of one finished run, written once for every session showing it (a shared or stored
+    run has one key and one finish time; the records themselves, ``_``-named, are not hashed)."""
+    return analysis.explain(_main, _sweep, target, shape, noise=noise)
+
+
+def compression_text(ratio: float) -> str:
+    """``ratio`` (dense entries / parameters) as the page writes it everywhere: "17,554.3x"."""
+    return f"{ratio:,.1f}x"
 
 
 
 def draw_table(rows: list) -> None:
     table = pd.DataFrame([{
         "format": r.format, "ranks": r.ranks, "blocks N": pd.NA if r.blocks is None else r.blocks,
-        "parameters": r.params, "compression": r.compression, "relative error": r.rel_error,
+        "parameters": r.params, "compression": compression_text(r.compression), "relative error": r.rel_error,
         "fit time (s)": r.seconds, "ALS sweeps": r.sweeps, "stopped on": r.stop_reason or "—"} for r in rows])
     st.dataframe(table, hide_index=True, width="stretch", key=K + "table", column_config={
         "parameters": st.column_config.NumberColumn(format="localized"),
         "blocks N": st.column_config.NumberColumn(format="%d"),
-        "compression": st.column_config.NumberColumn(format="%.1f x"),
         "relative error": st.column_config.NumberColumn(format="%.4g"),
         "fit time (s)": st.column_config.NumberColumn(format="%.2f"),
     })
@@ -44,9 +57,13 @@ def draw_table(rows: list) -> None:
 
 def draw_figures(res: RunResult, lesson: bool = False) -> None:
     st.markdown("#### Target and reconstructions")
-    st.plotly_chart(ca.heatmaps(res.target_small, res.recons, shape=res.shape,
-                                errors={r.format: r.error_text for r in res.main}),
-                    width="stretch", key=K + "heatmaps")
+    errors = {r.format: r.error_text.split(" (")[0] for r in res.main}  # the number; the table has the notes
+    if getattr(res, "picture", False):
+        st.plotly_chart(ca.grey_images(res.target_small, res.recons, shape=res.shape, errors=errors),
+                        width="stretch", key=K + "heatmaps")
+    else:
+        st.plotly_chart(ca.heatmaps(res.target_small, res.recons, shape=res.shape, errors=errors),
+                        width="stretch", key=K + "heatmaps")
     if res.target_small.shape != res.shape:
         st.caption(f"Drawn as block means ({res.target_small.shape[0]} x {res.target_small.shape[1]} cells) of "
                    f"the {res.shape[0]:,} x {res.shape[1]:,} matrices.")
@@ -76,8 +93,11 @@ def draw_figures(res: RunResult, lesson: bool = False) -> None:
 
 def draw_results(res: RunResult, spec, lesson: bool = False) -> None:
     st.subheader("Results")
-    when = "from the cache" if st.session_state.get(K + "from_cache") else f"fitted at {res.finished}"
+    when = "from the cache" if STATE.get("from_cache") else f"fitted at {res.finished}"
     st.caption(f"{res.desc} · {when} in {res.seconds:.1f} s")
+    note = None if STATE.get("from_cache") else STATE.get("shared_note")
+    if note:
+        st.caption(note)
     if spec is not None and spec.key != res.key:
         st.info("The inputs changed since these results: press **Fit** to update them.", icon=":material/edit:")
     if res.stopped:
@@ -96,7 +116,7 @@ def draw_results(res: RunResult, spec, lesson: bool = False) -> None:
                     icon=":material/show_chart:")
     with c_text:
         st.markdown("#### What these numbers show")
-        st.markdown(analysis.explain(res.main, res.sweep, res.target, res.shape, noise=res.noise))
+        st.markdown(_explain(res.key, res.finished, res.main, res.sweep, res.target, res.shape, res.noise))
     if res.recons:
         draw_figures(res, lesson)
     if lesson:
@@ -119,6 +139,8 @@ def draw_advice(advice: adv.Advice, spec, inputs, lesson: bool = False) -> None:
                f"{advice.budget:,} parameters, in {advice.seconds:.1f} s" + (" (stopped early)" if advice.stopped else "")
                + ". TT by TT-SVD, Tucker screened by its truncated HOSVD, BT and CP by short ALS fits; the candidates "
                "near the front were refitted in full.")
+    if STATE.get("suggest_note"):
+        st.caption(STATE.get("suggest_note"))
     if spec is not None and advice.key != (spec.target_key, adv.advice_budget(spec),
                                            tuple(t.task.format.lower() for t in spec.main)):
         st.info("The target or the budget changed since this suggestion: press **Suggest** to update it.",
@@ -135,7 +157,7 @@ def draw_advice(advice: adv.Advice, spec, inputs, lesson: bool = False) -> None:
         st.button("Use this suggestion", key=K + "apply", icon=":material/check:", on_click=adv.apply, args=(inputs,),
                   type="primary", help="Sets the modes and this format's ranks (explicit ranks) and, when it can hold "
                                        "them, the shared configuration of the other pages.")
-        applied = st.session_state.get(adv.APPLIED)
+        applied = STATE.get(adv.APPLIED)
         if applied:
             st.caption(f"Applied {applied[0]} to the inputs" + (" and to the shared configuration." if applied[1]
                        else "; the shared configuration cannot hold it and was left as it was."))

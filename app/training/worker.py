@@ -7,6 +7,8 @@ The worker is pure btcore (no ``st.*``): it builds the data, trains the runs wit
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -95,12 +97,34 @@ def _stopped(job, runs) -> None:
     end_unstarted(job, runs)
 
 
+#: Synthetic data built once per configuration in this server process (the last few; read-only once built).
+DATA_CACHE: OrderedDict = OrderedDict()
+_DATA_LOCK = threading.Lock()
+KEEP_DATA = 2
+
+
 def _load(job, spec: DataSpec, task: Task):
     """``(train, validation)`` of ``spec``; None when a stop came while the synthetic clips were generated."""
     if spec.task != "action":
         return task.data(spec.seed)
     if spec.folder is not None:
         return load_clip_folder(spec.folder, spec.frame_shape, spec.frames, seed=spec.seed)
+    if job.should_stop:
+        return None
+    with _DATA_LOCK:
+        if spec in DATA_CACHE:
+            DATA_CACHE.move_to_end(spec)
+            return DATA_CACHE[spec]
+    data = _generate(job, spec)
+    if data is not None:
+        with _DATA_LOCK:
+            DATA_CACHE[spec] = data
+            while len(DATA_CACHE) > KEEP_DATA:
+                DATA_CACHE.popitem(last=False)
+    return data
+
+
+def _generate(job, spec: DataSpec):
     task = SyntheticActions(frame_shape=spec.frame_shape, frames=spec.frames, classes=spec.classes,
                             train_size=spec.train_size, val_size=spec.val_size, seed=spec.seed, noise=spec.noise)
     train_set, val_set = task.splits()
@@ -178,7 +202,9 @@ def launch(runs: list[TrainConfig], spec: DataSpec, made_with: dict[str, str] | 
     ``made_with``: the page's inputs (URL text) when it started, so the page can say when the inputs
     changed since the run it shows.
     """
-    job = start_job(JOB_KEY, make_target(runs, spec), name="training", info=RaceInfo(made_with=dict(made_with or {})))
+    made_with = dict(made_with or {})
+    job = start_job(JOB_KEY, make_target(runs, spec), name="training", info=RaceInfo(made_with=made_with),
+                    share=("training race", runs, spec, made_with))  # sessions pressing Train on one link share a run
     st.session_state[K + "was_running"] = True
     st.session_state[K + "job"] = job  # the same object as in the session's job registry (tests join it)
     return job

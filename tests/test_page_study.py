@@ -171,3 +171,92 @@ def test_uploads_are_refused_with_the_librarys_messages():
         read_upload("a.npz", b"\0" * (UPLOAD_MAX_BYTES + 1))
     data, classes = read_upload("ok.npz", _npz(X=np.zeros((6, 2, 4), np.float32), y=np.arange(6) % 3))
     assert classes == 3 and data[:2] == b"PK"
+
+
+def _sequences(n=24, classes=3, steps=3, features=12, seed=0) -> bytes:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    x = rng.normal(size=(n, steps, features)).astype(np.float32) + y[:, None, None]  # learnable: a shifted mean
+    return _npz(X=x, y=y)
+
+
+def test_an_upload_refused_then_a_good_one_studied():
+    at = open_page("study")
+    at.selectbox(key="study_task").set_value("sequences").run()
+    assert any("upload a .npz" in e.value for e in at.error)  # nothing uploaded yet: said before any work
+    at.file_uploader(key="study_upload_file").set_value(
+        ("bad.npz", _npz(X=np.zeros((6, 2, 4), np.float32), y=np.array([0, 0, 1, 1, 2, 5])), "application/zip")).run()
+    assert not at.exception
+    assert any("refused" in e.value and "never occur" in e.value for e in at.error), [e.value for e in at.error]
+    at.file_uploader(key="study_upload_file").set_value(("mine.npz", _sequences(), "application/zip")).run()
+    at.number_input(key="study_d").set_value(2)
+    at.text_input(key="study_budgets").set_value("100,300")
+    at.number_input(key="study_epochs").set_value(1)
+    at.number_input(key="study_hidden").set_value(8)
+    at.checkbox(key="study_fmt_tr").set_value(False).run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("3 classes" in c.value for c in at.caption)
+    result = _run(at)
+    assert result.task == "sequences" and result.rows[0].run == "dense"
+    assert all(r.params <= r.budget for r in result.rows[1:])
+    assert any("--data my_sequences.npz" in c.value for c in at.code)
+
+
+def test_compress_a_checkpoint_of_the_data_root(tmp_path, monkeypatch):
+    from btcore.tasks import make_task
+    from btcore.train import TrainConfig, save_checkpoint, train
+
+    task = make_task("action", frame_shape=(1, 8, 8), frames=4, classes=3, train_size=32, val_size=16)
+    cfg = TrainConfig(task.model_config("dense", hidden=16, d=2), epochs=1, batch_size=8)
+    dense = train(cfg, *task.data(0), task=task)
+    save_checkpoint(tmp_path / "models" / "dense.pt", dense.model, cfg)
+    bt_cfg = TrainConfig(task.model_config("bt", hidden=16, d=2, rank=2), epochs=1, batch_size=8)
+    save_checkpoint(tmp_path / "bt.pt", train(bt_cfg, *task.data(0), task=task).model, bt_cfg)
+    monkeypatch.setenv("BTLAB_DATA_ROOT", str(tmp_path))
+    at = _tiny(open_page("study"), study_fmt_tr=False, study_fmt_tt=False, study_budgets="400")
+    assert set(at.selectbox(key="study_compress").options) >= {"models/dense.pt", "bt.pt"}
+    at.selectbox(key="study_compress").set_value("bt.pt").run()
+    assert any("Compress from" in e.value and "give" not in e.value and "dense model" in e.value for e in at.error)
+    at.selectbox(key="study_compress").set_value("models/dense.pt").run()
+    at.number_input(key="study_finetune").set_value(0).run()
+    assert not at.error
+    result = _run(at)
+    assert [r.phase for r in result.rows] == ["trained", "trained", "compressed"]
+    assert any("--compress-from" in c.value and "models/dense.pt" in c.value for c in at.code)
+
+
+def test_stop_keeps_the_runs_that_finished():
+    import time
+
+    at = _tiny(open_page("study"), study_epochs=40, study_fmt_tr=False)
+    at.button(key="study_start").click().run()
+    job = at.session_state["study_job"]
+    end = time.time() + 120
+    while job.progress == 0 and job.running and time.time() < end:
+        time.sleep(0.05)
+    at.button(key="study_stop").click().run()
+    assert job.join(120)
+    at.run()
+    assert not at.exception
+    result = job.result
+    assert result.stopped and 1 <= len(result.rows) < len(at.dataframe[0].value)
+    assert all(r.status in ("done", "stalled") for r in result.rows)
+    assert any("Stopped" in i.value for i in at.info)
+    assert list(at.dataframe[-1].value["run"]) == [r.run for r in result.rows]
+
+
+def test_the_command_reproduces_the_study(capsys):
+    import json
+    import shlex
+
+    from btcore.train import main
+    from btcore.train.study import TIMING_FIELDS
+
+    at = _tiny(open_page("study"), study_fmt_tr=False)
+    result = _run(at)
+    command = next(c.value for c in at.code if "--study formats" in c.value)
+    argv = shlex.split(command.replace("\\\n", " "))[3:]  # after "python -m btcore.train"
+    assert main([*argv, "--threads", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]  # noqa: E731
+    assert strip(summary) == strip([r.to_dict() for r in result.rows])

@@ -16,8 +16,9 @@ from pathlib import Path
 from btcore.data import parse_frame_shape
 from btcore.shapes import factorize, parse_ints
 from btcore.tasks import TASKS, Task, make_task
-from btcore.train import TrainConfig, load_checkpoint
+from btcore.train import TrainConfig
 from btcore.train.study import StudyJob, plan_study, study_formats
+from btcore.train.study_cli import check_dense_checkpoint
 
 from .inputs import FROM_STUDY, NO_COMPRESS, SYNTHETIC, UPLOAD, format_key
 from .sources import checkpoint_path, sequences_classes
@@ -143,19 +144,7 @@ def _compress(values: dict, task: Task, controls: dict, root: Path) -> str | Pat
     if choice == FROM_STUDY:
         return FROM_STUDY
     path = checkpoint_path(choice, root)
-    try:
-        _, cfg, _ = load_checkpoint(path)
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"Compress from: {exc}") from None
-    want = task.model_config("dense", **controls)
-    if cfg.task != task.name or cfg.model.kind != "dense":
-        raise ValueError(f"Compress from: {choice} holds a {cfg.model.kind} model of the {cfg.task} task; choose a "
-                         f"dense model of the {task.name} task, or this study's dense model")
-    for name in ("in_modes", "hidden_modes", "cell"):
-        if getattr(cfg.model, name) != getattr(want, name):
-            raise ValueError(f"Compress from: the checkpoint's {name} is {getattr(cfg.model, name)}, this study's "
-                             f"{getattr(want, name)}; set the study's inputs to match it, or compress this study's "
-                             "dense model")
+    check_dense_checkpoint(path, task, controls, field="Compress from")
     return path
 
 

@@ -106,32 +106,32 @@ values = dict(inputs.values)
 st.divider()
 try:
     plan = make_plan(values, upload, root)
-except ValueError as exc:
+except ValueError as exc:  # said before any work; a running study still shows below
+    plan = None
     show_error(exc, "Check the settings")
-    frame.link()
-    st.stop()
-if not values["s_modes"].strip():
-    st.caption(f"Balanced input modes: {'x'.join(map(str, balanced_modes(plan.features, plan.controls['d'])))}.")
-
 query = inputs.query()
-est_key = json.dumps(query, sort_keys=True) + (hashlib.sha256(upload).hexdigest() if upload else "")
-try:
-    seconds = views.estimate(plan, est_key)
-except (ValueError, RuntimeError) as exc:  # e.g. out of memory in a probe
-    seconds = None
-    st.caption(f"No estimate: {exc}")
-views.show_plan(plan, seconds)
-
-c1, c2, c_link, _ = st.columns([1, 1, 1, 3])
 job = get_job(JOB_KEY)
 running = job is not None and job.running
-if c1.button("Run the study", type="primary", icon=":material/play_arrow:", key=K + "start", disabled=running):
+if plan is not None:
+    if not values["s_modes"].strip():
+        st.caption(f"Balanced input modes: {'x'.join(map(str, balanced_modes(plan.features, plan.controls['d'])))}.")
+    est_key = json.dumps(query, sort_keys=True) + (hashlib.sha256(upload).hexdigest() if upload else "")
+    try:
+        seconds = views.estimate(plan, est_key)
+    except (ValueError, RuntimeError) as exc:  # e.g. out of memory in a probe
+        seconds = None
+        st.caption(f"No estimate: {exc}")
+    views.show_plan(plan, seconds)
+
+c1, c2, c_link, _ = st.columns([1, 1, 1, 3])
+if plan is not None and c1.button("Run the study", type="primary", icon=":material/play_arrow:", key=K + "start",
+                                  disabled=running):
     job, running = launch(plan, query), True
 if c2.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not running):
     job.stop()
 with c_link:
     frame.link(by_fragments=True)
-if not lesson:
+if plan is not None and not lesson:
     with st.expander("The same study from the command line", icon=":material/terminal:"):
         st.code(study_command(plan, values), language="bash")
         if upload is not None:

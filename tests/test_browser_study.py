@@ -17,7 +17,12 @@ TINY = ("s_frame=1x8x8&s_frames=4&s_classes=3&s_clips=32&s_val=16&s_hidden=16&s_
 def test_a_tiny_study_draws_its_charts(app_page):
     pg = app_page(f"study?{TINY}")
     pg.get_by_text("Estimated: about").wait_for(timeout=T)
+    wait_idle(pg, T)
     pg.locator(".st-key-study_start button").click()
+    try:
+        pg.wait_for_function("() => document.body.innerText.includes('runs done · finished')", timeout=T)
+    finally:
+        screenshot(pg, "study_after_run")  # what the page showed, also when the study did not finish
     pg.wait_for_selector(".st-key-study_front_chart .scatterlayer .trace", timeout=T)
     pg.wait_for_selector(".st-key-study_start button:not([disabled])", timeout=T)
     wait_idle(pg, T)

@@ -25,6 +25,7 @@ def test_front_figure_colours_formats_draws_the_front_and_marks_the_recommendati
     star = by["recommended: BT b"]
     assert (star["x"][0], star["y"][0]) == (2_500, 0.8)
     assert fig["layout"]["xaxis"]["type"] == "log"  # 800 .. 50,000: more than a decade
+    assert list(fig["layout"]["xaxis"]["tickvals"]) == [1_000, 2_000, 5_000, 10_000, 20_000, 50_000]
 
 
 def test_speed_figure_plots_measured_speed():

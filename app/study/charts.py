@@ -31,9 +31,21 @@ def _finite(rows, key):
     return [r for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
 
 
+def _log_ticks(xs) -> list[float]:
+    """1-2-5 ticks spanning ``xs``: a log axis over a decade or two would otherwise label one power of ten."""
+    lo, hi = min(xs), max(xs)
+    out = []
+    for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
+        out += [m * 10.0**k for m in (1, 2, 5) if lo / 1.5 <= m * 10.0**k <= hi * 1.5]
+    return out
+
+
 def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, xs) -> go.Figure:
+    axis = value_axis(xs)
+    if axis["type"] == "log" and len(_log_ticks(xs)) <= 10:
+        axis = {"type": "log", "tickvals": _log_ticks(xs), "tickformat": ",.0f"}
     fig.update_layout(title=title, height=420, margin=dict(l=10, r=10, t=50, b=10),
-                      legend=dict(orientation="h", y=-0.2), xaxis=dict(title=x_title, **value_axis(xs)),
+                      legend=dict(orientation="h", y=-0.2), xaxis=dict(title=x_title, **axis),
                       yaxis=dict(title=y_title))
     return fig
 

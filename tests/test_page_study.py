@@ -62,7 +62,7 @@ def test_a_tiny_study_draws_the_numbers_run_study_computed():
     table = at.dataframe[-1].value
     assert list(table["run"]) == [r["run"] for r in rows]
     assert any(rec.run in s.value for s in at.success)
-    assert result.export_code(weights_file="model.pt").strip() in [c.value.strip() for c in at.code]  # the recommended layer
+    assert result.export_code(weights_file="model.pt").strip() in [c.value.strip() for c in at.code]  # its layer
     labels = [b.label for b in at.get("download_button")]
     assert {"Layer configuration (.py)", "Trained weights (.pt)", "Results (CSV)", "Results (JSON)"} <= set(labels)
     assert any("--study formats" in c.value and "--budgets 300,1000" in c.value for c in at.code)

@@ -183,9 +183,8 @@ def study_command(plan: StudyPlan, values: dict) -> str:
     parts = ["python -m btcore.train --study formats", f"--task {t.name}",
              f"--budgets {','.join(map(str, plan.budgets))}", f"--formats {','.join(chosen_formats(values))}",
              f"--sweep-blocks {','.join(map(str, parse_blocks(values['s_blocks'])))}"]
-    data = []
     if t.name == "sequences":
-        data = [f"--data {'my_sequences.npz' if values['s_data'] == UPLOAD else values['s_data']}"]
+        data = [f"--data {'my_sequences.npz' if values['s_data'] == UPLOAD else t.data_source}"]  # resolved in the root
     else:
         data = [f"--frame {'x'.join(map(str, t.frame_shape))}", f"--frames {t.frames}", f"--classes {t.classes}",
                 f"--train-size {t.train_size}", f"--val-size {t.val_size}"]

@@ -85,7 +85,8 @@ def sequences_classes(source, root: Path | None = None, *, where: str = "Data") 
 
 
 def read_upload(name: str, data: bytes) -> tuple[bytes, int]:
-    """``(bytes, classes)`` of an uploaded ``.npz``; ValueError naming what is wrong (size first, then the library's checks)."""
+    """``(bytes, classes)`` of an uploaded ``.npz``; ValueError naming what is wrong (size first, then the library's
+    checks)."""
     if len(data) > UPLOAD_MAX_BYTES:
         raise ValueError(f"{name}: {len(data) / 1024**2:,.1f} MiB is more than the {UPLOAD_MAX_BYTES // 1024**2} MiB "
                          "an upload may hold; put the file in the data root and choose it under Data")

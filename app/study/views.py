@@ -40,8 +40,9 @@ def show_plan(plan: StudyPlan, seconds: float | None) -> None:
              "input-map params": j.config.model.input_map_params() if j.config is not None else None}
             for j in plan.jobs]
     fine = f", then {plan.finetune_epochs} fine-tuning epochs each" if plan.finetune_epochs else ""
+    epochs = f"{plan.base.epochs} epoch{'s' if plan.base.epochs != 1 else ''}"
     st.markdown(f"**{len(plan.jobs)} runs** on {escape_markdown(plan.data_label)} ({plan.features:,} input features, "
-                f"input modes {'x'.join(map(str, plan.base.model.in_modes))}), {plan.base.epochs} epoch{'s' if plan.base.epochs != 1 else ''} each{fine}.")
+                f"input modes {'x'.join(map(str, plan.base.model.in_modes))}), {epochs} each{fine}.")
     for note in plan.notes:
         st.info(escape_markdown(note) + "; raise that budget to include it.", icon=":material/info:")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="study_plan_table",

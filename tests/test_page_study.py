@@ -229,7 +229,7 @@ def test_compress_a_checkpoint_of_the_data_root(tmp_path, monkeypatch):
 def test_stop_keeps_the_runs_that_finished():
     import time
 
-    at = _tiny(open_page("study"), study_epochs=40, study_fmt_tr=False)
+    at = _tiny(open_page("study"), study_epochs=150, study_fmt_tr=False)  # long runs: the stop lands in one
     at.button(key="study_start").click().run()
     job = at.session_state["study_job"]
     end = time.time() + 120

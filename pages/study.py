@@ -78,8 +78,9 @@ with c_model:
     c1, c2 = st.columns(2)
     c1.number_input("Hidden size", 1, 1024, key=K + "hidden")
     c2.number_input("Order d", 2, 6, key=K + "d")
-    st.text_input("Input modes (empty: balanced)", key=K + "in_modes", placeholder="balanced",
-                  help="The tensorization of the D input features, e.g. 8x8x4x3; empty: balanced modes.")
+    if not lesson:  # the lesson view studies the stored (default: balanced) modes
+        st.text_input("Input modes (empty: balanced)", key=K + "in_modes", placeholder="balanced",
+                      help="The tensorization of the D input features, e.g. 8x8x4x3; empty: balanced modes.")
 
 # -- training --------------------------------------------------------------------------------------
 with c_train:
@@ -87,9 +88,10 @@ with c_train:
     c1, c2 = st.columns(2)
     c1.number_input("Epochs", 1, 500, key=K + "epochs")
     c2.number_input("Batch", 1, 1024, key=K + "batch")
-    c1, c2 = st.columns(2)
-    c1.number_input("Learning rate", 1e-5, 10.0, format="%.4g", key=K + "lr")
-    c2.number_input("Seed", 0, 2**31 - 1, key=K + "seed")
+    if not lesson:  # the lesson view trains with the stored optimiser settings
+        c1, c2 = st.columns(2)
+        c1.number_input("Learning rate", 1e-5, 10.0, format="%.4g", key=K + "lr")
+        c2.number_input("Seed", 0, 2**31 - 1, key=K + "seed")
     comp = compress_choices()
     if inputs["s_compress"] not in comp:  # a checkpoint removed since it was chosen
         inputs.set("s_compress", NO_COMPRESS)

@@ -261,3 +261,18 @@ def test_the_command_reproduces_the_study(capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]  # noqa: E731
     assert strip(summary) == strip([r.to_dict() for r in result.rows])
+
+
+def test_the_lesson_view_hides_the_advanced_controls_and_keeps_their_values():
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params.update({"lesson": "1", "s_seed": "7", "s_modes": "16x16x3"})
+    at.switch_page(str(ROOT / "pages" / "study.py")).run()
+    assert not at.exception and not at.error
+    keys = {w.key for kind in ("text_input", "number_input") for w in at.get(kind)}
+    assert "study_seed" not in keys and "study_in_modes" not in keys and "study_budgets" in keys
+    assert any("input modes 16x16x3" in m.value for m in at.markdown)  # the link's modes are still used
+    assert at.query_params["s_seed"] == "7"

@@ -32,6 +32,8 @@ PAGES = [
      "How well does each format fit a given matrix at the same parameter budget?"),
     ("training.py", "Training", "training", ":material/model_training:",
      "How do dense, TT and BT recurrent classifiers train against each other?"),
+    ("study.py", "Format study", "study", ":material/science:",
+     "Which format and ranks give the best accuracy for the parameters and speed, on my data?"),
 ]
 
 

@@ -24,7 +24,7 @@ from .io import load_checkpoint, write_new_file
 from .json_lines import json_line
 from .study import StudyResult, estimate_study, merge_study, plan_study, run_study, study_formats
 
-__all__ = ["check_study_flags", "study_main", "STUDIES"]
+__all__ = ["check_study_flags", "check_dense_checkpoint", "study_main", "STUDIES"]
 
 #: What ``--study`` compares.
 STUDIES = ("formats",)
@@ -81,7 +81,7 @@ def check_study_flags(args, task: Task, controls: dict) -> None:
         raise ValueError(f"--compress-from: {args.compress_from} is not a file; give a dense model's checkpoint "
                          "(.pt, written with --checkpoint)")
     if args.compress_from is not None:
-        _check_dense_checkpoint(args.compress_from, task, controls)
+        check_dense_checkpoint(args.compress_from, task, controls)
     budgets = _budgets(args)
     jobs, _ = plan_study(task, budgets, _formats(args), controls=controls, bt_blocks=_bt_blocks(args),
                          compress_from=args.compress_from is not None)
@@ -90,20 +90,21 @@ def check_study_flags(args, task: Task, controls: dict) -> None:
                          "raise the budgets")
 
 
-def _check_dense_checkpoint(path, task: Task, controls: dict) -> None:
-    """The checkpoint must hold a dense model of the study's task with the study's modes and cell."""
+def check_dense_checkpoint(path, task: Task, controls: dict, *, field: str = "--compress-from") -> None:
+    """Raise ``ValueError`` (starting with ``field``) unless the checkpoint at ``path`` holds a dense model of
+    ``task`` with the modes and cell that ``controls`` give the study's models."""
     try:
         _, cfg, _ = load_checkpoint(Path(path).expanduser())
     except (ValueError, OSError) as exc:
-        raise ValueError(f"--compress-from: {exc}") from None
+        raise ValueError(f"{field}: {exc}") from None
     want = task.model_config("dense", **controls)
     if cfg.task != task.name or cfg.model.kind != "dense":
-        raise ValueError(f"--compress-from: {path} holds a {cfg.model.kind} model of the {cfg.task} task; give a "
+        raise ValueError(f"{field}: {path} holds a {cfg.model.kind} model of the {cfg.task} task; give a "
                          f"dense model of the {task.name} task")
     for name in ("in_modes", "hidden_modes", "cell"):
         if getattr(cfg.model, name) != getattr(want, name):
-            raise ValueError(f"--compress-from: the checkpoint's {name} is {getattr(cfg.model, name)}, the study's "
-                             f"{getattr(want, name)}; train the dense model with the same flags")
+            raise ValueError(f"{field}: the checkpoint's {name} is {getattr(cfg.model, name)}, the study's "
+                             f"{getattr(want, name)}; train the dense model with the same settings")
 
 
 def _gather(result: StudyResult, world: int, rank: int) -> tuple[StudyResult | None, bytes | None]:

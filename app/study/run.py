@@ -1,0 +1,92 @@
+"""The Format study's background job: the data, the study's runs one after another, progress and a stop.
+
+The worker is pure btcore (no ``st.*``): it builds the task's data, runs
+:func:`btcore.train.study.run_study` and reports through the job: ``progress`` (runs done / total),
+a message, and the trainer's ``start`` / ``end`` events (the live table). With the study's own
+dense model to compress, the dense run goes first and the rest of the study compresses it
+(:func:`btcore.train.study.merge_study` joins the two parts in job order). A stop keeps the runs
+that finished. Only :func:`launch` touches ``st.session_state``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from app.jobs import start_job
+from btcore.train.study import merge_study, run_study
+
+from .inputs import FROM_STUDY, K
+from .plan import StudyPlan
+
+__all__ = ["JOB_KEY", "StudyInfo", "make_target", "launch", "live_rows"]
+
+#: The session's study job (it keeps running while the user visits other pages).
+JOB_KEY = "study"
+#: The trainer's events the page keeps (the per-step ones would only grow the job's memory).
+KEPT_EVENTS = ("start", "end")
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """What a study job knows beyond its progress (its :attr:`~app.jobs.Job.info`)."""
+
+    made_with: dict = field(default_factory=dict)  # the page's inputs (URL text) when it started
+    total: int = 0  # the study's runs
+    data: str = ""
+    metric: str = "val_acc"  # the task's metric key
+
+
+def make_target(plan: StudyPlan):
+    """A pure-btcore worker for ``plan``: returns the :class:`~btcore.train.study.StudyResult`."""
+    jobs, total = plan.jobs, len(plan.jobs)
+
+    def target(job):
+        job.update(message="preparing the data")
+        train_set, val_set = plan.task.data(plan.base.seed)
+
+        def cb(ev):
+            if ev.get("event") in KEPT_EVENTS:
+                job.append(ev)
+            if ev.get("event") == "start":
+                job.update(message=f"training {ev['run']}")
+
+        def part(chunk, offset, compress_from):
+            def progress(done, _):
+                job.update(progress=(offset + done) / total, message=f"{offset + done} of {total} runs done")
+
+            return run_study(plan.task, chunk, plan.budgets, train_data=train_set, val_data=val_set,
+                             compress_from=compress_from, finetune_epochs=plan.finetune_epochs, callback=cb,
+                             progress=progress, should_stop=lambda: job.should_stop)
+
+        if plan.compress != FROM_STUDY:
+            return part(jobs, 0, plan.compress)
+        first = part(jobs[:1], 0, None)  # the dense model the rest compresses
+        if first.stopped or "dense" not in first.models:
+            return first
+        return merge_study([first, part(jobs[1:], 1, first.models["dense"])])
+
+    return target
+
+
+def launch(plan: StudyPlan, made_with: dict[str, str]):
+    """Start the study of ``plan`` in this session (stopping any earlier one); returns the job."""
+    job = start_job(JOB_KEY, make_target(plan), name="format study",
+                    info=StudyInfo(dict(made_with), len(plan.jobs), plan.data_label, plan.task.metric))
+    st.session_state[K + "was_running"] = True
+    st.session_state[K + "job"] = job  # the job of the session's registry (tests join it)
+    return job
+
+
+def live_rows(events: list[dict], metric: str) -> list[dict]:
+    """One row per run started so far: its input-map parameters, and once it ended its status and metric."""
+    rows: dict[str, dict] = {}
+    for ev in events:
+        if ev.get("event") == "start":
+            rows[ev["run"]] = {"run": ev["run"], "input-map params": ev.get("input_map_params"), "status": "training",
+                               metric: None, "examples/s": None}
+        elif ev.get("event") == "end" and ev["run"] in rows:
+            rows[ev["run"]].update({"status": ev.get("status"), metric: ev.get(metric),
+                                    "examples/s": ev.get("examples_per_s")})
+    return list(rows.values())

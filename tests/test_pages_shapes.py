@@ -220,7 +220,8 @@ def test_home_has_a_start_here_path_in_page_order():
 
     at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120).run()
     labels = [p.label for p in at.get("page_link")]
-    assert labels == ["1. Shapes & parameters", "2. Learn: BT, TT and TR", "3. Approximation", "4. Training"]
+    assert labels == ["1. Shapes & parameters", "2. Learn: BT, TT and TR", "3. Approximation", "4. Training",
+                      "5. Format study"]
     assert any("Start here" in h.value for h in at.subheader)
 
 

@@ -236,3 +236,13 @@ def test_bad_inputs():
         CaptionSet(torch.zeros(2, 3, 32, 32), (("a",),))
     with pytest.raises(ValueError, match="image 0 needs at least one non-empty caption"):
         CaptionSet(torch.zeros(1, 3, 32, 32), (("",),))
+
+
+def test_tr_image_map_counts_its_ring_cores():
+    import btcore
+    from btcore.tasks.scenes import caption_config
+
+    cfg = caption_config("tr", tr_ranks=3)
+    assert cfg.image_map_params() == btcore.tr_params(cfg.image_modes, cfg.out_modes, 3)
+    assert cfg.describe() == "TR-LSTM captioner (ranks 3)"
+    assert type(cfg).from_dict(cfg.to_dict()) == cfg

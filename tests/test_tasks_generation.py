@@ -260,3 +260,14 @@ def test_maps_formed_once_per_pass_only_where_that_costs_fewer_multiply_adds():
     assert gen._per_pass(model.write, 1, 1) is model.write  # one row does not pay for forming W
     dense = build(small("dense"))
     assert gen._per_pass(dense.write, *rows) is dense.write
+
+
+def test_tr_maps_count_their_ring_cores():
+    import btcore
+
+    cfg = small("tr", tr_ranks=3)
+    for name in ("read", "write"):
+        i, o = cfg.map_modes(name)
+        assert cfg.image_map_params()[name] == btcore.tr_params(i, o, 3)
+    assert build(cfg).write.spec == cfg.spec("write") and cfg.describe() == "TR-DRAW (ranks 3)"
+    assert GenerationConfig.from_dict(cfg.to_dict()) == cfg

@@ -231,3 +231,10 @@ def test_cli_races_by_default_and_sequential_opts_out(capsys):
         assert main(["--model", "dense,tt", *CLI_SMALL, "--steps", *extra]) == 0
         steps = [ln["run"] for ln in _json_lines(capsys.readouterr().out) if ln.get("event") == "step"]
         assert steps[:2] == first_two
+
+
+def test_cli_trains_tensor_ring_models_at_the_given_ranks(capsys):
+    assert main(["--model", "tr", *CLI_SMALL, "--max-steps", "2", "--tr-ranks", "3"]) == 0
+    row = _json_lines(capsys.readouterr().out)[-1]["summary"][0]
+    assert (row["kind"], row["run"]) == ("tr", "TR-LSTM (ranks 3)")
+    _refused(capsys, ["--model", "tr", *CLI_SMALL, "--tr-ranks", "0"], "--tr-ranks", "")

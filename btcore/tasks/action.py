@@ -26,7 +26,7 @@ __all__ = ["ActionTask", "model_config", "fit_model_config", "chance_level", "st
 
 def model_config(kind: str = "bt", cell: str = "lstm", *, frame_shape=(3, 32, 32), hidden: int = 64, d: int = 4,
                  rank=4, blocks: int = 2, tt_ranks=4, classes: int = 8, dropout: float = 0.0, readout: str = "last",
-                 in_modes=None, hidden_modes=None, recurrent_init: str = "orthogonal") -> ClassifierConfig:
+                 in_modes=None, hidden_modes=None, recurrent_init: str = "orthogonal", tr_ranks=4) -> ClassifierConfig:
     """A :class:`~btcore.classifier.ClassifierConfig` for frames of ``frame_shape``.
 
     Input modes default to ``factorize(C*H*W, d)`` (3x32x32 = 3,072 -> 8x8x8x6), hidden modes to
@@ -39,12 +39,12 @@ def model_config(kind: str = "bt", cell: str = "lstm", *, frame_shape=(3, 32, 32
     hidden_modes = tuple(hidden_modes) if hidden_modes is not None else factorize(check_positive_int(hidden, "hidden"), d)
     return ClassifierConfig(kind=kind, cell=cell, in_modes=in_modes, hidden_modes=hidden_modes, rank=rank,
                             blocks=blocks, tt_ranks=tt_ranks, classes=classes, dropout=dropout, readout=readout,
-                            recurrent_init=recurrent_init)
+                            recurrent_init=recurrent_init, tr_ranks=tr_ranks)
 
 
 def fit_model_config(kind: str, cell: str = "lstm", *, frame_shape=(3, 32, 32), hidden: int = 64, d: int = 4,
                      rank=4, blocks: int = 2, tt_ranks=4, classes: int = 8, dropout: float = 0.0,
-                     readout: str = "last", in_modes=None, hidden_modes=None) -> tuple[ClassifierConfig, list[str]]:
+                     readout: str = "last", in_modes=None, hidden_modes=None, tr_ranks=4) -> tuple[ClassifierConfig, list[str]]:
     """Like :func:`model_config`, falling back to defaults (d=4, R=4, N=2, TT ranks 4) for what does not fit.
 
     ``in_modes`` / ``hidden_modes`` (e.g. the Shapes page's 8x20x20x18) are used when their product is
@@ -68,7 +68,7 @@ def fit_model_config(kind: str, cell: str = "lstm", *, frame_shape=(3, 32, 32), 
     for t in tries:
         try:
             cfg = model_config(kind, cell, frame_shape=frame_shape, hidden=hidden, classes=classes, dropout=dropout,
-                               readout=readout, **t)
+                               readout=readout, tr_ranks=tr_ranks, **t)
         except ValueError as exc:
             first_error = first_error or exc
             continue

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..formats import BTSpec, DenseSpec, TTSpec
+from ..formats import spec_for
 from ..rnn import KINDS, LSTMCell, folded_out_modes, make_input_map
 from ..shapes import check_choice, check_modes, check_positive_int, prod
 from .bleu import corpus_bleu
@@ -229,6 +229,7 @@ class CaptionConfig(DictRecord):
         Most words greedy decoding emits (the <eos> included).
     rank, blocks : BT Tucker rank and number of blocks (kind "bt").
     tt_ranks : TT ranks (kind "tt").
+    tr_ranks : TR ranks (kind "tr").
     """
 
     words: tuple = ()
@@ -241,6 +242,7 @@ class CaptionConfig(DictRecord):
     rank: Any = 4
     blocks: int = 2
     tt_ranks: Any = 4
+    tr_ranks: Any = 4
 
     def __post_init__(self):
         self.validate()
@@ -263,13 +265,14 @@ class CaptionConfig(DictRecord):
         self.blocks = check_positive_int(self.blocks, "blocks")
         self.rank = _rank_value(self.rank, "rank")
         self.tt_ranks = _rank_value(self.tt_ranks, "tt_ranks")
+        self.tr_ranks = _rank_value(self.tr_ranks, "tr_ranks")
         if self.kind != "dense" and len(self.image_modes) != len(self.hidden_modes):
             raise ValueError(f"hidden_modes has {len(self.hidden_modes)} modes but image_modes has "
                              f"{len(self.image_modes)}; a {self.kind.upper()} image map needs the same order for both")
         try:
             self.spec()
         except ValueError as e:
-            field = {"bt": "rank/blocks", "tt": "tt_ranks"}.get(self.kind, "image map")
+            field = {"bt": "rank/blocks", "tt": "tt_ranks", "tr": "tr_ranks"}.get(self.kind, "image map")
             raise ValueError(f"{field} for the {self.kind.upper()} image map {self.image_modes} -> "
                              f"{self.out_modes}: {e}") from None
         return self
@@ -297,12 +300,12 @@ class CaptionConfig(DictRecord):
         return folded_out_modes(self.hidden_modes, _GATES)
 
     def spec(self):
-        """The image map's format: ``DenseSpec``, ``TTSpec`` or ``BTSpec``."""
-        if self.kind == "bt":
-            return BTSpec(self.image_modes, self.out_modes, self.rank, self.blocks)
-        if self.kind == "tt":
-            return TTSpec(self.image_modes, self.out_modes, self.tt_ranks)
-        return DenseSpec(self.input_size, _GATES * self.hidden_size)
+        """The image map's format (a spec of :data:`btcore.formats.FORMATS`)."""
+        return spec_for(self.kind, self.image_modes, self.out_modes, **self.controls())
+
+    def controls(self) -> dict:
+        """The rank controls of every format (the image map's format reads its own)."""
+        return {"rank": self.rank, "blocks": self.blocks, "tt_ranks": self.tt_ranks, "tr_ranks": self.tr_ranks}
 
     def image_map_params(self) -> int:
         """Parameters of the image-to-hidden matrix W_img, bias excluded."""
@@ -331,6 +334,8 @@ class CaptionConfig(DictRecord):
             return f"BT-LSTM captioner (R={self.rank}, N={self.blocks})"
         if self.kind == "tt":
             return f"TT-LSTM captioner (ranks {self.tt_ranks})"
+        if self.kind == "tr":
+            return f"TR-LSTM captioner (ranks {self.tr_ranks})"
         return "LSTM captioner"
 
 
@@ -354,8 +359,7 @@ class Captioner(nn.Module):
             raise ValueError(f"config must be a CaptionConfig, got {type(config).__name__}")
         self.config = c = dataclasses.replace(config)
         self.vocabulary = c.vocabulary
-        image_map = make_input_map(c.kind, c.image_modes, c.hidden_modes, _GATES, rank=c.rank, blocks=c.blocks,
-                                   tt_ranks=c.tt_ranks)
+        image_map = make_input_map(c.kind, c.image_modes, c.hidden_modes, _GATES, **c.controls())
         self.cell = LSTMCell(c.image_modes, c.hidden_modes, c.kind, input_map=image_map, recurrent_init="orthogonal")
         self.embedding = nn.Embedding(c.vocab_size, c.embed)
         self.word_map = nn.Linear(c.embed, _GATES * c.hidden_size, bias=False)

@@ -201,7 +201,7 @@ class CaptioningTask(Task):
         return CaptionConfig(words=self.vocabulary.words, kind=kind, image_shape=IMAGE_SHAPE,
                              image_modes=tuple(in_modes), hidden_modes=tuple(hidden_modes),
                              rank=controls.get("rank", 4), blocks=controls.get("blocks", 2),
-                             tt_ranks=controls.get("tt_ranks", 4))
+                             tt_ranks=controls.get("tt_ranks", 4), tr_ranks=controls.get("tr_ranks", 4))
 
     def config_from_dict(self, d: dict) -> CaptionConfig:
         return CaptionConfig.from_dict(d)

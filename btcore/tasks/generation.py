@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ..plan import plan_reconstruct
-from ..formats import BTSpec, DenseSpec, TTSpec
+from ..formats import spec_for
 from ..rnn import GATES, KINDS, LSTMCell, make_input_map
 from ..shapes import check_choice, check_modes, check_positive_int, factorize, format_ints, prod
 from .digits import DEFAULT_IMAGE_MODES, DEFAULT_IMAGE_SIZE, check_image_modes
@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 _LSTM_GATES = GATES["lstm"]
+#: The field a format's rank error is about.
+_RANK_FIELDS = {"bt": "rank/blocks", "tt": "tt_ranks", "tr": "tr_ranks"}
 #: Seed of the latent noise in :func:`nelbo` (a fixed draw, so the score is a deterministic metric).
 NELBO_SEED = 1234
 
@@ -97,6 +99,7 @@ class GenerationConfig:
         Modes of the hidden size, multiplying to it; for "tt"/"bt" the same order d as image_modes.
     rank, blocks : BT Tucker rank R (int or per-mode) and blocks N, kind "bt".
     tt_ranks : TT ranks, kind "tt".
+    tr_ranks : TR ranks, kind "tr".
     """
 
     kind: str = "bt"
@@ -109,6 +112,7 @@ class GenerationConfig:
     rank: Any = 4
     blocks: int = 2
     tt_ranks: Any = 4
+    tr_ranks: Any = 4
 
     def __post_init__(self):
         self.validate()
@@ -130,6 +134,7 @@ class GenerationConfig:
         self.blocks = check_positive_int(self.blocks, "blocks")
         self.rank = _rank_value(self.rank, "rank")
         self.tt_ranks = _rank_value(self.tt_ranks, "tt_ranks")
+        self.tr_ranks = _rank_value(self.tr_ranks, "tr_ranks")
         if self.kind != "dense":
             if len(self.image_modes) != len(self.hidden_modes):
                 raise ValueError(f"hidden_modes has {len(self.hidden_modes)} modes but image_modes has "
@@ -140,7 +145,7 @@ class GenerationConfig:
                 try:
                     self._spec(name)
                 except ValueError as e:  # the spec's message names rank[k] / ranks[k] / blocks
-                    field = "rank/blocks" if self.kind == "bt" else "tt_ranks"
+                    field = _RANK_FIELDS.get(self.kind, "image map")
                     i, o = self.map_modes(name)
                     raise ValueError(f"{field} for the {self.kind.upper()} {name} map "
                                      f"{format_ints(i)} -> {format_ints(o)}: {e}") from None
@@ -165,16 +170,16 @@ class GenerationConfig:
             return self.read_modes, (_LSTM_GATES * h[0],) + h[1:]
         return self.hidden_modes, self.image_modes
 
+    def controls(self) -> dict:
+        """The rank controls of every format (each map's format reads its own)."""
+        return {"rank": self.rank, "blocks": self.blocks, "tt_ranks": self.tt_ranks, "tr_ranks": self.tr_ranks}
+
     def _spec(self, name: str):
         i, o = self.map_modes(name)
-        if self.kind == "bt":
-            return BTSpec(i, o, self.rank, self.blocks)
-        if self.kind == "tt":
-            return TTSpec(i, o, self.tt_ranks)
-        return DenseSpec(prod(i), prod(o))
+        return spec_for(self.kind, i, o, **self.controls())
 
     def spec(self, name: str):
-        """Format (``DenseSpec``, ``TTSpec`` or ``BTSpec``) of the "read" or "write" image map."""
+        """Format (a spec of :data:`btcore.formats.FORMATS`) of the "read" or "write" image map."""
         return self._spec(name)
 
     def image_map_params(self) -> dict[str, int]:
@@ -220,6 +225,8 @@ class GenerationConfig:
             return f"BT-DRAW (R={self.rank}, N={self.blocks})"
         if self.kind == "tt":
             return f"TT-DRAW (ranks {self.tt_ranks})"
+        if self.kind == "tr":
+            return f"TR-DRAW (ranks {self.tr_ranks})"
         return "DRAW"
 
 
@@ -315,7 +322,7 @@ class DrawModel(nn.Module):
             raise ValueError(f"config must be a GenerationConfig, got {type(config).__name__}")
         self.config = c = dataclasses.replace(config)  # a validated copy
         g, h = _LSTM_GATES, c.hidden_size
-        ranks = {"rank": c.rank, "blocks": c.blocks, "tt_ranks": c.tt_ranks}
+        ranks = c.controls()
         self.encoder = LSTMCell(c.read_modes, c.hidden_modes, c.kind, **ranks)
         self.dec_to_enc = nn.Linear(h, g * h, bias=False)
         self.latent_head = nn.Linear(h, 2 * c.latent)

@@ -167,7 +167,7 @@ class GenerationTask(Task):
         return GenerationConfig(kind=kind, image_size=self.image_size, image_modes=tuple(in_modes), steps=self.steps,
                                 latent=self.latent, hidden_size=hidden, hidden_modes=tuple(hidden_modes),
                                 rank=controls.get("rank", 4), blocks=controls.get("blocks", 2),
-                                tt_ranks=controls.get("tt_ranks", 4))
+                                tt_ranks=controls.get("tt_ranks", 4), tr_ranks=controls.get("tr_ranks", 4))
 
     def config_from_dict(self, d: dict) -> GenerationConfig:
         return GenerationConfig.from_dict(d)

@@ -112,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--rank", default="4", help="BT Tucker rank R (one int, or per-mode 4,4,2,2)")
     g.add_argument("--blocks", type=_int(1), default=2, help="BT blocks N")
     g.add_argument("--tt-ranks", default="4", help="TT ranks (one int, or the d-1 inner ranks 4,4,4)")
+    g.add_argument("--tr-ranks", default="4", help="TR ranks (one int, or the d bond ranks 4,3,2,3; the last closes the ring)")
     g.add_argument("--dropout", type=_float(0, 1, hi_open=True), default=0.0,
                    help="dropout on the input and the recurrent state, in [0, 1)")
     g.add_argument("--sweep-ranks", default=None, help="sensitivity study: train a BT model for every rank R in "
@@ -232,14 +233,15 @@ def _check_model(args, task: Task, kind: str, frame):
         _flag("--image-size" if args.image_size is not None else "--d", factorize, prod(frame), args.d)
     if hidden_modes is None:
         _flag("--hidden", factorize, args.hidden, args.d)
-    flag = {"bt": "--rank/--blocks", "tt": "--tt-ranks"}.get(kind, f"--model {kind}")
+    flag = {"bt": "--rank/--blocks", "tt": "--tt-ranks", "tr": "--tr-ranks"}.get(kind, f"--model {kind}")
     return _flag(flag, task.model_config, kind, **_controls(args, in_modes, hidden_modes, len(ACTION_NAMES)))
 
 
 def _controls(args, in_modes, hidden_modes, classes: int) -> dict:
     """The model controls shared by every task, from the flags."""
     return dict(cell=args.cell, hidden=args.hidden, d=args.d, rank=parse_rank(args.rank, "--rank"),
-                blocks=args.blocks, tt_ranks=parse_rank(args.tt_ranks, "--tt-ranks"), classes=classes,
+                blocks=args.blocks, tt_ranks=parse_rank(args.tt_ranks, "--tt-ranks"),
+                tr_ranks=parse_rank(args.tr_ranks, "--tr-ranks"), classes=classes,
                 dropout=args.dropout, readout=args.readout, in_modes=in_modes, hidden_modes=hidden_modes)
 
 
@@ -358,10 +360,10 @@ def _check(argv) -> _Plan:
     frame = task.frame_shape
     kinds = [k.strip().lower() for k in args.model.split(",") if k.strip()]
     if not kinds:
-        raise CliError("--model: give at least one of dense, tt, bt (a comma list compares them)")
+        raise CliError(f"--model: give at least one of {', '.join(KINDS)} (a comma list compares them)")
     for k in kinds:
         _flag("--model", check_choice, k, KINDS, "--model")
-    parse_rank(args.rank, "--rank"), parse_rank(args.tt_ranks, "--tt-ranks")
+    parse_rank(args.rank, "--rank"), parse_rank(args.tt_ranks, "--tt-ranks"), parse_rank(args.tr_ranks, "--tr-ranks")
     for k in dict.fromkeys(kinds):
         _check_model(args, task, k, frame)
     _check_sweep(args, task, kinds, frame)

@@ -229,7 +229,7 @@ def _format_config(task: Task, kind: str, controls: dict, r: int, blocks: int):
     elif kind == "bt":
         extra = {"rank": uniform(ranks), "blocks": blocks}
     else:  # a further format: one uniform rank for whichever rank control it reads
-        extra = {"rank": r, "tt_ranks": r, "blocks": blocks}
+        extra = {"rank": r, "tt_ranks": r, "tr_ranks": r, "blocks": blocks}
     return task.model_config(kind, **{**controls, **extra})
 
 

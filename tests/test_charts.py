@@ -10,12 +10,13 @@ def test_params_vs_rank_marks_the_choice():
     fig = charts.params_vs_rank(rows, 58_982_400, {"BT": (4, 3_392), "TT": (4, 3_360)})
     names = [t.name for t in fig.data]
     # the larger open ring (TT) is drawn before the star (BT), so a star at nearly the same point stays visible
-    assert names == ["TT", "BT, N=1", "BT, N=2", "your TT", "your BT"]
-    ring, star = fig.data[3].marker, fig.data[4].marker
+    assert names == ["TT", "TR", "BT, N=1", "BT, N=2", "your TT", "your BT"]
+    ring, star = fig.data[4].marker, fig.data[5].marker
     assert ring.symbol == "circle-open" and star.symbol == "star" and ring.size > star.size
-    assert fig.data[3].showlegend and fig.data[4].showlegend
-    bt2 = fig.data[2]
+    assert fig.data[4].showlegend and fig.data[5].showlegend
+    bt2, tr = fig.data[3], fig.data[1]
     assert list(bt2.x) == list(range(1, 9)) and bt2.y[3] == 3_392
+    assert tr.y[3] == btcore.tr_params((8, 20, 20, 18), (16, 4, 4, 4), 4)
     assert fig.layout.yaxis.type == "log"
 
 

@@ -26,7 +26,7 @@ from btcore.data import parse_frame_shape
 from btcore.classifier import ucf11_config
 from btcore.memory import available_memory
 from btcore.shapes import parse_ints
-from btcore.tasks import TASKS, task_names
+from btcore.tasks import TASKS
 from btcore.train import OPTIMIZERS, cpu_count, device_name, sweep_configs
 from btcore.train.estimate import total_estimate
 
@@ -46,7 +46,7 @@ n_cpu = cpu_count()
 c_task, c_model, c_opt = st.columns(3, gap="large")
 with c_task:
     st.subheader("Task")
-    task_name = st.selectbox("Task", list(task_names()), key=K + "task",
+    task_name = st.selectbox("Task", list(fields.page_tasks()), key=K + "task",
                              format_func=lambda n: f"{n} ({TASKS[n].metric_label})")
     if task_name == "action":
         act = action_controls(inputs, K)

@@ -43,12 +43,12 @@ def test_synthetic_data_is_built_once_per_configuration():
     from app.jobs import Job
 
     spec = DataSpec(FRAME, 4, 3, classes=4, train_size=32, val_size=16)
-    a = Job(lambda job: worker._load(job, spec)).start()
+    a = Job(lambda job: worker._load(job, spec, spec.make_task())).start()
     assert a.join(60)
-    b = Job(lambda job: worker._load(job, spec)).start()  # another race on the same data
+    b = Job(lambda job: worker._load(job, spec, spec.make_task())).start()  # another race on the same data
     assert b.join(60)
     assert a.result[0] is b.result[0] and a.result[1] is b.result[1]
     other = DataSpec(FRAME, 4, 4, classes=4, train_size=32, val_size=16)  # another seed: other clips
-    c = Job(lambda job: worker._load(job, other)).start()
+    c = Job(lambda job: worker._load(job, other, other.make_task())).start()
     assert c.join(60) and c.result[0] is not a.result[0]
     assert not (c.result[0].get([0])[0] == a.result[0].get([0])[0]).all()

@@ -71,7 +71,7 @@ class IntOptionField(Field):
 
 
 FIELDS = (
-    Field("t_task", "action", "choice", choices=task_names, widget="task"),
+    Field("t_task", "action", "choice", choices=lambda: page_tasks(), widget="task"),
     Field("t_data", SYNTHETIC, "choice", choices=dataset_choices, widget="dataset"),
     MapField("t_frame", tuple(FRAME_SIZES)[1], choices=tuple(FRAME_SIZES.items()), widget="frame"),
     Field("t_frames", TASK.frames, "int", 4, 16, widget="frames"),
@@ -116,6 +116,15 @@ LABELS = {"t_task": "task", "t_tr": "TR ranks", "t_data": "clips", "t_frame": "f
 
 #: The largest integer a task option takes from a link or the page (the task checks its own range).
 OPTION_MAX = 100_000
+
+#: Registered tasks whose data this page cannot provide: the user's ``.npz`` sequences are uploaded and
+#: studied on the Format study page.
+OTHER_PAGE_TASKS = ("sequences",)
+
+
+def page_tasks() -> tuple[str, ...]:
+    """The registered tasks this page trains (every task but those of :data:`OTHER_PAGE_TASKS`)."""
+    return tuple(n for n in task_names() if n not in OTHER_PAGE_TASKS)
 _OPTION_KINDS = {int: "int", float: "float", bool: "bool"}
 
 
@@ -142,7 +151,7 @@ def option_fields(task: str) -> tuple[Field, ...]:
 
 def page_fields() -> tuple[Field, ...]:
     """Every field of the page: :data:`FIELDS` and each registered task's options (the registry now)."""
-    return FIELDS + tuple(f for name in task_names() for f in option_fields(name))
+    return FIELDS + tuple(f for name in page_tasks() for f in option_fields(name))
 
 
 def defaults(shared) -> dict:

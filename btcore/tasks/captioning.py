@@ -301,6 +301,8 @@ class CaptionConfig(DictRecord):
 
     def spec(self):
         """The image map's format (a spec of :data:`btcore.formats.FORMATS`)."""
+        if self.kind == "dense":  # any hidden modes: a dense map sees only the sizes
+            return spec_for("dense", (self.input_size,), (_GATES * self.hidden_size,))
         return spec_for(self.kind, self.image_modes, self.out_modes, **self.controls())
 
     def controls(self) -> dict:

@@ -176,6 +176,8 @@ class GenerationConfig:
 
     def _spec(self, name: str):
         i, o = self.map_modes(name)
+        if self.kind == "dense":  # any hidden modes: a dense map sees only the sizes
+            i, o = (prod(i),), (prod(o),)
         return spec_for(self.kind, i, o, **self.controls())
 
     def spec(self, name: str):

@@ -234,7 +234,7 @@ def for_format(settings: FitSettings | None, fmt: str) -> FitSettings:
     * Tucker: HOOI from the HOSVD start (one start, ALS only) on the full tensor, no compression
       (its compressed core would itself be a Tucker fit) and at least 100 sweeps;
     * CP: CP-ALS from the HOSVD start (one start, ALS only; Gauss-Newton on a rank-20 CP costs
-      seconds where ALS costs tenths) with at least 200 sweeps in all and on the full tensor, ending
+      seconds where ALS costs tenths) with at least 500 sweeps in all and on the full tensor, ending
       when a sweep gains less than 1e-8 (the compressed fit's 5 refining sweeps left CP up to 6% above
       ``parafac``).
 
@@ -245,7 +245,7 @@ def for_format(settings: FitSettings | None, fmt: str) -> FitSettings:
         return s.replace(method="als", restarts=1, init="hosvd", compress=False, max_iter=max(s.max_iter, 100))
     if fmt == "CP":
         return s.replace(method="als", restarts=1, init="hosvd", tol=min(s.tol, 1e-8),
-                         max_iter=max(s.max_iter, 200), refine_iter=max(s.refine_iter, 200))
+                         max_iter=max(s.max_iter, 500), refine_iter=max(s.refine_iter, 500))
     return s
 
 

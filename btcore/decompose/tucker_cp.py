@@ -26,7 +26,7 @@ def fit_cp(W, in_modes, out_modes, rank, *, settings: FitSettings | None = None,
     """CP fit of rank ``rank`` (CP-ALS): :func:`fit_bt` with Tucker rank 1 and ``rank`` blocks.
 
     ``settings`` are adapted by :func:`~btcore.decompose.settings.for_format` (one HOSVD start, ALS,
-    at least 200 sweeps, tolerance 1e-8); keywords (any :class:`FitSettings` field) override that.
+    at least 500 sweeps, tolerance 1e-8); keywords (any :class:`FitSettings` field) override that.
     Each sweep costs about 2 * I * J * rank multiply-adds plus a rank x rank solve per mode.
     """
     return fit_bt(W, in_modes, out_modes, 1, check_positive_int(rank, "rank"),

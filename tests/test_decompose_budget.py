@@ -105,3 +105,14 @@ def test_compare_formats_skips_cp_above_max_cp_rank():
     assert isinstance(cp, BudgetFit) and cp.format == "CP" and cp.info is None and cp.matrix is None
     assert cp.rel_error is None and cp.error_text.startswith("skipped: CP rank") and not cp.at_precision
     assert cp.params == cp.task.params and rows[1].matrix.num_params == rows[1].params
+
+
+def test_fit_memory_bytes_is_each_formats_own_check():
+    from btcore.decompose import als_memory_bytes, fit_memory_bytes
+
+    im, om = (4, 8, 8, 4), (4, 8, 8, 4)
+    tasks = {t.format: t for t in budget_tasks(im, om, 5400)}
+    sizes = tuple(i * j for i, j in zip(im, om))
+    assert fit_memory_bytes(im, om, tasks["BT"]) == als_memory_bytes(sizes, tasks["BT"].ranks, tasks["BT"].blocks)
+    assert fit_memory_bytes(im, om, tasks["TR"]) == 8 * 4 * 1024 * 1024  # fit_tr's check_allocation
+    assert fit_memory_bytes(im, om, tasks["TT"]) == 8 * 3 * 1024 * 1024

@@ -14,6 +14,7 @@ from typing import Callable
 from ..formats import FORMATS as REGISTRY
 from ..formats import BTSpec, describe
 from ..shapes import check_modes, check_positive_int
+from .als import als_memory_bytes
 from .bt import cap_bt_ranks, fit_bt
 from .fitinfo import FitInfo
 from .inputs import as_matrix
@@ -21,7 +22,8 @@ from .settings import for_format, tr_options
 from .tr import cap_tr_ranks, fit_tr
 from .tt import cap_tt_ranks, fit_tt
 
-__all__ = ["FORMATS", "FitTask", "BudgetFit", "budget_candidates", "budget_tasks", "fit_task", "compare_formats"]
+__all__ = ["FORMATS", "FitTask", "BudgetFit", "budget_candidates", "budget_tasks", "fit_task", "compare_formats",
+           "fit_memory_bytes"]
 
 #: The formats a budget can be spent on: every factorized format of the registry by its label, BT
 #: with its special cases Tucker (one block) and CP (Tucker rank 1) after it.
@@ -243,6 +245,19 @@ def budget_tasks(in_modes, out_modes, budget: int, *, formats=FORMATS, bt_choice
             taken[c.format] += 1
             out.append(c)
     return out
+
+
+def fit_memory_bytes(in_modes, out_modes, task: FitTask) -> int:
+    """Peak float64 bytes :func:`fit_task` holds for ``task``: the estimate each fit checks before it
+    allocates (BT, Tucker, CP: :func:`~btcore.decompose.als.als_memory_bytes`; TR: four copies of the
+    tensor, as :func:`~btcore.decompose.tr.fit_tr` checks; TT: three)."""
+    sizes = tuple(i * j for i, j in zip(in_modes, out_modes))
+    if task.blocks is not None:
+        return als_memory_bytes(sizes, tuple(task.ranks), int(task.blocks))
+    n = 1
+    for m in sizes:
+        n *= m
+    return 8 * (4 if task.format == "TR" else 3) * n
 
 
 def fit_task(W, in_modes, out_modes, task: FitTask, *, seed: int = 0, fit_kwargs: dict | None = None,

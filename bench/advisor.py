@@ -7,7 +7,7 @@ matrices (camera and coins at 256 x 256, camera and astronaut in grey at 512 x 5
 keeps the 256 x 256 ones). For each photo and a budget of 1%, 3% and 10% of its I * J parameters,
 :func:`btcore.suggest_formats` runs once (its seconds are wall clock of that call); then every
 candidate of its table that could be the best at the budget (for each format and tensorization, the
-three with the most parameters within the budget) is refitted with the advisor's full settings
+one with the most parameters within the budget) is refitted with the advisor's full settings
 (:data:`btcore.decompose.settings.ADVISOR_FULL`, as :func:`btcore.decompose.fit_task` runs them
 per format), and the lowest error found is the reference. The table gives the advisor's pick, its
 error over the reference (the target is at most 1.02) and the seconds.
@@ -44,7 +44,7 @@ def photos(quick: bool = False) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def exhaustive_best(W, df, budget: int, per_group: int = 3) -> tuple[float, str]:
+def exhaustive_best(W, df, budget: int, per_group: int = 1) -> tuple[float, str]:
     """The lowest error of full fits of the table's candidates nearest the budget (see the module doc)."""
     best, label = np.inf, ""
     df = df[df["params"] <= budget]

@@ -349,6 +349,13 @@ class _Advisor:
         near = [c for c in als if c.error <= 1.3 * front.at(c.params) + 1e-15]
         near.sort(key=lambda c: c.error / max(front.at(c.params), 1e-300))
         picked = near[: self.max_full]
+        # and the best screened fit of each format: a short ALS fit can sit far above what the full
+        # fit reaches (CP-ALS crawls), which would keep a format that wins out of the full fits
+        for fmt in dict.fromkeys(c.format for c in als if c.stage == "screen"):
+            mine = [c for c in als if c.format == fmt and c.stage == "screen"]
+            best = min(mine, key=lambda c: (c.error, -c.params))
+            if best not in picked:
+                picked.append(best)
         for n, c in enumerate(picked):
             if self.stop_now():
                 return

@@ -207,6 +207,20 @@ def _starts(T: np.ndarray, ranks, restarts: int, rng: np.random.Generator, only_
     return out
 
 
+def _check_work(max_iter, restarts, max_starts, sweep_budget) -> None:
+    """ValueError naming the first bad work setting of :func:`fit_tr`."""
+    def bad(v, least):
+        return isinstance(v, bool) or not isinstance(v, Integral) or v < least
+
+    if bad(max_iter, 0):
+        raise ValueError(f"max_iter must be an integer >= 0 (0: TR-SVD alone), got {max_iter!r}")
+    if bad(restarts, 0):
+        raise ValueError(f"restarts must be an integer >= 0, got {restarts!r}")
+    for name, value in (("max_starts", max_starts), ("sweep_budget", sweep_budget)):
+        if value is not None and bad(value, 1):
+            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+
+
 def fit_tr(W, in_modes, out_modes, ranks, *, max_iter: int = 200, tol: float = 1e-6, gtol: float = 1e-5,
            restarts: int = 3, max_starts: int | None = None, sweep_budget: int | None = None,
            seed: int | None = 0, dtype=None, warn: bool = True,
@@ -242,9 +256,8 @@ def fit_tr(W, in_modes, out_modes, ranks, *, max_iter: int = 200, tol: float = 1
     max_starts : int or None
         Run at most this many starts (the first ones of the order above; None: all d + ``restarts``).
     sweep_budget : int or None
-        ALS sweeps of all starts together at most (None: ``max_iter`` per start). A start cut by it
-        ends the loop; with ``max_starts`` this bounds the work of a fit on a target without ring
-        structure, where every start would otherwise run to its stopping rule.
+        ALS sweeps of all starts together at most (None: ``max_iter`` per start); with ``max_starts``
+        it bounds a fit where every start would run to its stopping rule (no ring structure).
     seed : int or None
         Seed of the random starts and of the slices added where TR-SVD returned a smaller bond than
         asked (zero on one side, so such a start's error is TR-SVD's).
@@ -263,13 +276,7 @@ def fit_tr(W, in_modes, out_modes, ranks, *, max_iter: int = 200, tol: float = 1
         residuals); ``info.start_kinds`` / ``start_errors`` / ``chosen_start`` describe the starts.
     """
     t0 = time.perf_counter()
-    if isinstance(max_iter, bool) or not isinstance(max_iter, Integral) or max_iter < 0:
-        raise ValueError(f"max_iter must be an integer >= 0 (0: TR-SVD alone), got {max_iter!r}")
-    if isinstance(restarts, bool) or not isinstance(restarts, Integral) or restarts < 0:
-        raise ValueError(f"restarts must be an integer >= 0, got {restarts!r}")
-    for name, value in (("max_starts", max_starts), ("sweep_budget", sweep_budget)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, Integral) or value < 1):
-            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    _check_work(max_iter, restarts, max_starts, sweep_budget)
     tol, gtol, seed = check_nonneg(tol, "tol"), check_nonneg(gtol, "gtol"), check_seed(seed)
     out_dtype = check_dtype(dtype) or (torch.float32 if getattr(W, "dtype", None) in (torch.float32, np.float32)
                                        else torch.float64)

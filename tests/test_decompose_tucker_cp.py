@@ -42,8 +42,9 @@ def _tensorly_error(kind, W, im, om, rank):
     T = interleave(W, im, om)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        M = (tl.tucker_to_tensor(tucker(T, rank=[min(rank, n) for n in T.shape])) if kind == "Tucker"
-             else tl.cp_to_tensor(parafac(T, rank=rank)))
+        # random_state: tensorly fills factor columns beyond a mode size at random (seeded here)
+        M = (tl.tucker_to_tensor(tucker(T, rank=[min(rank, n) for n in T.shape], random_state=0)) if kind == "Tucker"
+             else tl.cp_to_tensor(parafac(T, rank=rank, random_state=0)))
     return float(np.linalg.norm(T - M) / np.linalg.norm(T))
 
 

@@ -47,7 +47,8 @@ def canonical(im, om, ordered: bool) -> tuple:
     return min(tuple(pairs), tuple(pairs[::-1]))
 
 
-def search_tensorizations(shape: tuple[int, int], max_order: int = 6, extra: Sequence = ()) -> list[tuple[tuple, tuple]]:
+def search_tensorizations(shape: tuple[int, int], max_order: int = 6,
+                          extra: Sequence = ()) -> list[tuple[tuple, tuple]]:
     """The (in_modes, out_modes) pairs :func:`suggest_formats` searches for a matrix of ``shape``.
 
     For each order d = 2..``max_order``: the two most balanced factorizations of I and of J, paired

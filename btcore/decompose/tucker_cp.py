@@ -25,7 +25,7 @@ def fit_cp(W, in_modes, out_modes, rank, *, settings: FitSettings | None = None,
            **kwargs) -> tuple[BTMatrix, FitInfo]:
     """CP fit of rank ``rank`` (CP-ALS): :func:`fit_bt` with Tucker rank 1 and ``rank`` blocks.
 
-    ``settings`` are adapted by :func:`~btcore.decompose.settings.for_format` (one HOSVD start, ALS,
+    ``settings`` are adapted by :func:`~btcore.decompose.settings.for_format` (HOSVD and random starts, ALS,
     at least 500 sweeps, tolerance 1e-8); keywords (any :class:`FitSettings` field) override that.
     Each sweep costs about 2 * I * J * rank multiply-adds plus a rank x rank solve per mode.
     """

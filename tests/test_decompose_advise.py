@@ -27,7 +27,7 @@ def _brute_front(df) -> list[bool]:
 def test_table_columns_budget_order_and_front(noisy):
     W, df = noisy
     assert list(df.columns) == ADVISOR_COLUMNS
-    assert len(df) > 20 and set(df["format"]) == {"BT", "TT", "Tucker", "CP"}
+    assert len(df) > 20 and set(df["format"]) == {"BT", "TT", "Tucker", "CP", "TR"}
     assert (df["params"] <= 400).all()  # every candidate within the budget
     assert list(df["params"]) == sorted(df["params"])
     assert list(df["pareto"]) == _brute_front(df)
@@ -35,9 +35,10 @@ def test_table_columns_budget_order_and_front(noisy):
     assert list(front["error"]) == sorted(front["error"], reverse=True)  # more parameters, lower error
     for _, r in df.iterrows():  # parameter counts are the formats' own
         spec = (btcore.TTSpec(r.in_modes, r.out_modes, r.ranks) if r.format == "TT"
+                else btcore.TRSpec(r.in_modes, r.out_modes, r.ranks) if r.format == "TR"
                 else btcore.BTSpec(r.in_modes, r.out_modes, r.ranks, r.blocks))
         assert spec.params == r.params and np.prod(r.in_modes) == 64 and np.prod(r.out_modes) == 64
-        assert (r.blocks is None) == (r.format == "TT")
+        assert (r.blocks is None) == (r.format in ("TT", "TR"))
     assert df.attrs["shape"] == (64, 64) and not df.attrs["stopped"]
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from btcore import bt_params, tt_params
+from btcore import bt_params, tr_params, tt_params
 from btcore.decompose import BudgetFit, FitInfo, FitTask, budget_candidates, budget_tasks, compare_formats, fit_bt, fit_task
 from decompose_cases import bt_dense as _bt, noisy as _noisy
 
@@ -14,15 +14,17 @@ def test_budget_candidates_match_the_param_formulas():
     budget = 5400
     rows = budget_candidates(im, om, budget, per_format=3)
     fmts = [r.format for r in rows]
-    assert set(fmts) == {"BT", "TT", "Tucker", "CP"}
+    assert set(fmts) == {"BT", "TT", "Tucker", "CP", "TR"}
     for r in rows:
         if r.format == "TT":
             assert r.params == tt_params(im, om, r.ranks) and r.blocks is None
+        elif r.format == "TR":
+            assert r.params == tr_params(im, om, r.ranks) and r.blocks is None and len(r.ranks) == 4
         else:
             assert r.params == bt_params(im, om, r.ranks, r.blocks)
         assert r.diff == r.params - budget
         assert r.compression == pytest.approx(1024 * 1024 / r.params)
-    for fmt in ("BT", "TT", "Tucker", "CP"):
+    for fmt in ("BT", "TT", "Tucker", "CP", "TR"):
         mine = [r for r in rows if r.format == fmt]
         assert [abs(r.diff) for r in mine] == sorted(abs(r.diff) for r in mine)
     bt = [r for r in rows if r.format == "BT"]
@@ -49,7 +51,7 @@ def test_compare_formats_bt_structure_favours_bt():
     seen = []
     rows = compare_formats(W, im, om, budget, seed=0, progress=lambda f, it, e: seen.append(f))
     by = {r.format: r for r in rows}
-    assert set(by) == {"BT", "TT", "Tucker", "CP"}
+    assert set(by) == {"BT", "TT", "Tucker", "CP", "TR"}
     for r in rows:
         assert r.rel_error is not None and r.seconds >= 0 and isinstance(r.info, FitInfo)
         assert r.compression == pytest.approx(W.numel() / r.params, rel=0.2)
@@ -62,9 +64,12 @@ def test_compare_formats_accepts_fit_settings_for_every_format():
     im, om = (2, 4), (4, 2)
     W = np.random.default_rng(1).standard_normal((8, 8))
     rows = compare_formats(W, im, om, 40, seed=0, fit_kwargs={"restarts": 2, "max_iter": 5})
-    assert {r.format for r in rows} == {"BT", "TT", "Tucker", "CP"}
+    assert {r.format for r in rows} == {"BT", "TT", "Tucker", "CP", "TR"}
     tucker = next(r for r in rows if r.format == "Tucker")
     assert len(tucker.info.start_kinds) == 2  # the caller's restarts win over Tucker's default of 1
+    ring = next(r for r in rows if r.format == "TR")
+    # the ring's work budget follows the settings: restarts + 1 starts, 2 * max_iter sweeps in all
+    assert len(ring.info.start_kinds) <= 3 and ring.info.total_iterations <= 10
 
 
 def test_budget_tasks_take_bt_choices_bt_candidates_and_one_of_each_other_format():
@@ -100,3 +105,14 @@ def test_compare_formats_skips_cp_above_max_cp_rank():
     assert isinstance(cp, BudgetFit) and cp.format == "CP" and cp.info is None and cp.matrix is None
     assert cp.rel_error is None and cp.error_text.startswith("skipped: CP rank") and not cp.at_precision
     assert cp.params == cp.task.params and rows[1].matrix.num_params == rows[1].params
+
+
+def test_fit_memory_bytes_is_each_formats_own_check():
+    from btcore.decompose import als_memory_bytes, fit_memory_bytes
+
+    im, om = (4, 8, 8, 4), (4, 8, 8, 4)
+    tasks = {t.format: t for t in budget_tasks(im, om, 5400)}
+    sizes = tuple(i * j for i, j in zip(im, om))
+    assert fit_memory_bytes(im, om, tasks["BT"]) == als_memory_bytes(sizes, tasks["BT"].ranks, tasks["BT"].blocks)
+    assert fit_memory_bytes(im, om, tasks["TR"]) == 8 * 4 * 1024 * 1024  # fit_tr's check_allocation
+    assert fit_memory_bytes(im, om, tasks["TT"]) == 8 * 3 * 1024 * 1024

@@ -155,3 +155,20 @@ def test_progress_counts_sweeps_and_should_stop_returns_the_best_so_far():
     assert stopped.errors[1:] == list(np.minimum.accumulate([stopped.errors[0]] + [e for _, e in seen[:5]]))[1:]
     with pytest.raises(ValueError, match="progress must be a callable"):
         fit_tr(W, (2, 3, 4), (3, 2, 2), 2, progress=3)
+
+
+def test_fit_tr_work_budget_bounds_starts_and_sweeps():
+    # a random target has no ring structure: without a budget every start runs to its stopping rule
+    W = np.random.default_rng(3).standard_normal((64, 64))
+    im, om = (4, 4, 4), (4, 4, 4)
+    _, free = fit_tr(W, im, om, 3, max_iter=40, warn=False)
+    M, info = fit_tr(W, im, om, 3, max_iter=40, max_starts=2, sweep_budget=50, warn=False)
+    assert len(free.start_kinds) > 2 and free.total_iterations > 50
+    assert info.start_kinds == free.start_kinds[:len(info.start_kinds)] and len(info.start_kinds) <= 2
+    assert info.total_iterations <= 50
+    # the first start is the same run in both (the budget only ends the loop early)
+    assert info.start_errors[0] == free.start_errors[0]
+    _, again = fit_tr(W, im, om, 3, max_iter=40, max_starts=2, sweep_budget=50, warn=False)
+    assert again.errors == info.errors and again.relative_error == info.relative_error
+    with pytest.raises(ValueError, match="sweep_budget"):
+        fit_tr(W, im, om, 3, sweep_budget=0)

@@ -14,7 +14,8 @@ what they share about a BT model),
 from .advise import recommended, search_tensorizations, suggest_formats
 from .als import als_memory_bytes
 from .bt import cap_bt_ranks, fit_bt
-from .budget import FORMATS, BudgetFit, FitTask, budget_candidates, budget_tasks, compare_formats, fit_task
+from .budget import (FORMATS, BudgetFit, FitTask, budget_candidates, budget_tasks, compare_formats, fit_memory_bytes,
+                     fit_task)
 from .fitinfo import AT_PRECISION, FitInfo
 from .inputs import interleave, relative_error
 from .settings import ADVISOR_FULL, ADVISOR_SCREEN, DEFAULT, EFFORTS, FitSettings, StoppingRules
@@ -40,6 +41,7 @@ __all__ = [
     "budget_candidates",
     "budget_tasks",
     "fit_task",
+    "fit_memory_bytes",
     "FitTask",
     "BudgetFit",
     "compare_formats",

@@ -35,18 +35,23 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..formats import BTSpec, TTSpec
+from ..formats import BTSpec, TRSpec, TTSpec, tr_max_uniform_rank
 from ..shapes import MAX_ORDER, check_choice, check_modes, check_positive_int, factorize, prod
 from .bt import cap_bt_ranks, fit_bt
+from .budget import FORMATS
 from .fitinfo import AT_PRECISION
 from .inputs import as_matrix, interleave
-from .settings import ADVISOR_FULL, ADVISOR_SCREEN, DEFAULT, FitSettings
+from .settings import ADVISOR_FULL, ADVISOR_SCREEN, DEFAULT, FitSettings, for_format, tr_options
+from .tensorizations import canonical as _canonical
+from .tensorizations import search_tensorizations
+from .tr import fit_tr
 from .tt import cap_tt_ranks, fit_tt
 
 __all__ = ["suggest_formats", "recommended", "search_tensorizations", "ADVISOR_FORMATS", "ADVISOR_COLUMNS"]
 
-#: Format names accepted by :func:`suggest_formats` (any case) and the names its table uses.
-ADVISOR_FORMATS = {"bt": "BT", "tt": "TT", "tucker": "Tucker", "cp": "CP"}
+#: Format names accepted by :func:`suggest_formats` (any case) and the names its table uses: those
+#: of :data:`btcore.decompose.budget.FORMATS` (the registry's).
+ADVISOR_FORMATS = {name.lower(): name for name in FORMATS}
 #: The columns of the table :func:`suggest_formats` returns, in order.
 ADVISOR_COLUMNS = ["format", "in_modes", "out_modes", "ranks", "blocks", "params", "error", "pareto", "d",
                    "stage", "compression", "seconds"]
@@ -70,73 +75,6 @@ class _Candidate:
     @property
     def key(self) -> tuple:
         return (self.format, self.in_modes, self.out_modes, self.ranks, self.blocks)
-
-
-# ----------------------------------------------------------------------------------------------
-# Tensorizations
-# ----------------------------------------------------------------------------------------------
-
-def _splits(n: int, d: int, limit: int = 2) -> list[tuple[int, ...]]:
-    """Up to ``limit`` factorizations of n into d factors, most balanced first (largest factor first)."""
-    best = factorize(n, d, max_mode=None)
-    out = [best]
-    if limit > 1:
-        found = []
-
-        def walk(rest, k, lo, acc):
-            if len(found) > 200:
-                return
-            if k == 1:
-                if rest >= lo:
-                    found.append(acc + (rest,))
-                return
-            f = lo
-            while f ** k <= rest:
-                if rest % f == 0:
-                    walk(rest // f, k - 1, f, acc + (f,))
-                f += 1
-
-        walk(n, d, 2, ())
-        found.sort(key=lambda s: (max(s), sum(math.log(f) ** 2 for f in s)))
-        out += [tuple(sorted(s, reverse=True)) for s in found if tuple(sorted(s, reverse=True)) != best]
-    return out[:limit]
-
-
-def _canonical(im, om, ordered: bool) -> tuple:
-    pairs = [(i, j) for i, j in zip(im, om) if i * j > 1]
-    if not ordered:
-        return tuple(sorted(pairs))
-    return min(tuple(pairs), tuple(pairs[::-1]))
-
-
-def search_tensorizations(shape: tuple[int, int], max_order: int = 6, extra: Sequence = ()) -> list[tuple[tuple, tuple]]:
-    """The (in_modes, out_modes) pairs :func:`suggest_formats` searches for a matrix of ``shape``.
-
-    For each order d = 2..``max_order``: the two most balanced factorizations of I and of J, paired
-    largest with largest and largest with smallest; the plain matrix ((I, 1), (1, J)), whose TT is
-    the truncated SVD; and the pairs in ``extra``. Modes with I_k = J_k = 1 are dropped and pairs
-    that describe the same tensor are kept once.
-    """
-    I, J = (check_positive_int(s, "shape") for s in shape)
-    out, seen = [], set()
-
-    def add(im, om):
-        pairs = [(i, j) for i, j in zip(im, om) if i * j > 1] or [(im[0], om[0])]
-        im2, om2 = tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
-        key = _canonical(im2, om2, True)
-        if len(im2) >= 2 and key not in seen:
-            seen.add(key)
-            out.append((im2, om2))
-
-    for im, om in extra:
-        add(check_modes(im, "tensorizations (in_modes)", I), check_modes(om, "tensorizations (out_modes)", J))
-    add((I, 1), (1, J))
-    for d in range(2, max_order + 1):
-        for im in _splits(I, d):
-            for om in _splits(J, d):
-                add(im, om)
-                add(im, om[::-1])
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -239,6 +177,17 @@ def _tucker_candidates(t: _Tensor, cap: int) -> list[_Candidate]:
     return list(out.values())
 
 
+def _tr_candidates(t: _Tensor, cap: int) -> list[_Candidate]:
+    """TR candidates of uniform ring rank r within ``cap`` (TR-SVD caps what a bond cannot hold)."""
+    out = []
+    for r in range(1, tr_max_uniform_rank(t.im, t.om) + 1):
+        spec = TRSpec(t.im, t.om, r, max_bytes=None)
+        if spec.params > cap:
+            break
+        out.append(_Candidate("TR", t.im, t.om, tuple(spec.ranks), None, spec.params))
+    return out
+
+
 def _bt_cp_candidates(t: _Tensor, cap: int, formats) -> list[_Candidate]:
     """BT (uniform R >= 2, N >= 2) and CP (R = 1) candidates within ``cap`` with their lower bounds."""
     out = {}
@@ -321,9 +270,12 @@ class _Advisor:
                 for c in _tucker_candidates(t, self.cap):
                     c.error, c.stage = t.hosvd_error(c.ranks), "HOSVD"
                     self.done.append(c)
+        best = self.best_tensors(tensors)
+        if "TR" in self.formats:  # TR-SVD is direct, but a ring has no free bound to rank tensorizations by
+            self.fit_all([c for t in best if len(t.sizes) >= 2 for c in _tr_candidates(t, self.cap)], 0.25, 0.3,
+                         "direct")
         self.report(0.3, "screening BT and CP")
-        pool = [c for t in self.best_tensors(tensors) for c in _bt_cp_candidates(t, self.cap, self.formats)]
-        self.screen(pool)
+        self.screen([c for t in best for c in _bt_cp_candidates(t, self.cap, self.formats)])
         self.refine()
         return self.done
 
@@ -344,14 +296,20 @@ class _Advisor:
         return given + [t for _, _, t in rest[: self.top]]
 
     def fit(self, c: _Candidate, settings: FitSettings, stage: str) -> None:
-        """Fit candidate ``c`` (TT: TT-SVD; else ALS with ``settings``); keep the better error."""
+        """Fit candidate ``c`` (TT: TT-SVD; TR: TR-SVD when direct, else ALS within the work budget of
+        ``settings``; Tucker and CP: HOOI and CP-ALS as :func:`for_format` adapts ``settings``; BT:
+        ``settings``); keep the better error."""
         t0 = time.perf_counter()
+        hooks = {"seed": self.seed, "warn": False, "should_stop": self.stop_now}
         if c.format == "TT":
             _, info = fit_tt(self.W, c.in_modes, c.out_modes, c.ranks, warn=False)
+        elif c.format == "TR":
+            kw = {"max_iter": 0} if stage == "direct" else tr_options(settings.replace(**self.fit_kwargs))
+            _, info = fit_tr(self.W, c.in_modes, c.out_modes, c.ranks, **kw, **hooks)
         else:
-            kw = dict(self.fit_kwargs) | ({"restarts": 1} if c.blocks == 1 else {})  # Tucker: the HOSVD start
-            _, info = fit_bt(self.W, c.in_modes, c.out_modes, c.ranks, c.blocks, settings=settings, seed=self.seed,
-                             warn=False, should_stop=self.stop_now, **kw)
+            s = settings if stage == "screen" else for_format(settings, c.format)
+            _, info = fit_bt(self.W, c.in_modes, c.out_modes, c.ranks, c.blocks, settings=s.replace(**self.fit_kwargs),
+                             **hooks)
         c.seconds += time.perf_counter() - t0
         if c.error is None or info.relative_error < c.error:
             c.error = float(info.relative_error)
@@ -391,6 +349,13 @@ class _Advisor:
         near = [c for c in als if c.error <= 1.3 * front.at(c.params) + 1e-15]
         near.sort(key=lambda c: c.error / max(front.at(c.params), 1e-300))
         picked = near[: self.max_full]
+        # and the best screened fit of each format: a short ALS fit can sit far above what the full
+        # fit reaches (CP-ALS crawls), which would keep a format that wins out of the full fits
+        for fmt in dict.fromkeys(c.format for c in als if c.stage == "screen"):
+            mine = [c for c in als if c.format == fmt and c.stage == "screen"]
+            best = min(mine, key=lambda c: (c.error, -c.params))
+            if best not in picked:
+                picked.append(best)
         for n, c in enumerate(picked):
             if self.stop_now():
                 return
@@ -486,7 +451,7 @@ def _check_args(W, budget, target_error, formats, max_order, seed, progress, sho
 
 
 def suggest_formats(W, budget: int | None = None, target_error: float | None = None,
-                    formats: Sequence[str] = ("bt", "tt", "tucker", "cp"), *, max_order: int = 6,
+                    formats: Sequence[str] = tuple(ADVISOR_FORMATS), *, max_order: int = 6,
                     seed: int | None = 0, progress: Callable[[float, str], None] | None = None,
                     should_stop: Callable[[], bool] | None = None, tensorizations: Sequence = (),
                     max_params: int | None = None, max_screen: int = 60, max_full: int = 8,
@@ -506,8 +471,9 @@ def suggest_formats(W, budget: int | None = None, target_error: float | None = N
         (within ``budget`` when both are given), else the lowest-error one.
         With neither, candidates go up to ``max_params`` and the recommendation is the corner of the
         Pareto front (closest to the lower left in log-log coordinates).
-    formats : sequence of {"bt", "tt", "tucker", "cp"}
-        The formats searched (any case).
+    formats : sequence of str
+        The formats searched (any case): keys of :data:`ADVISOR_FORMATS` ("tt", "bt", "tucker", "cp",
+        "tr"; default all).
     max_order : int
         Largest order d of the tensorizations (2 to 8).
     seed : int or None
@@ -532,10 +498,10 @@ def suggest_formats(W, budget: int | None = None, target_error: float | None = N
     Returns
     -------
     pandas.DataFrame
-        One row per evaluated candidate, sorted by params: ``format`` ("BT", "TT", "Tucker", "CP"),
-        ``in_modes``, ``out_modes``, ``ranks`` (per mode; TT: all d+1), ``blocks`` (None for TT),
+        One row per evaluated candidate, sorted by params: ``format`` (a value of :data:`ADVISOR_FORMATS`),
+        ``in_modes``, ``out_modes``, ``ranks`` (per mode; TT: all d+1; TR: d), ``blocks`` (None for TT, TR),
         ``params``, ``error`` (relative), ``pareto`` (non-dominated in (params, error)), ``d``,
-        ``stage`` ("direct": TT-SVD, "HOSVD": truncated HOSVD, "screen": short ALS, "full": full ALS),
+        ``stage`` ("direct": TT-SVD or TR-SVD, "HOSVD": truncated HOSVD, "screen": short ALS, "full": full ALS),
         ``compression`` (I*J / params) and ``seconds``. ``df.attrs``: ``recommended`` (the index of
         the recommended row; :func:`recommended` returns the row), ``rule`` (why), ``stopped``,
         ``seconds``, ``budget``, ``target_error``, ``shape``, ``tensorizations``.

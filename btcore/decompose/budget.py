@@ -11,17 +11,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..formats import BTSpec, TTSpec, describe, tt_rank_caps
+from ..formats import FORMATS as REGISTRY
+from ..formats import BTSpec, describe
 from ..shapes import check_modes, check_positive_int
+from .als import als_memory_bytes
 from .bt import cap_bt_ranks, fit_bt
 from .fitinfo import FitInfo
 from .inputs import as_matrix
+from .settings import for_format, tr_options
+from .tr import cap_tr_ranks, fit_tr
 from .tt import cap_tt_ranks, fit_tt
 
-__all__ = ["FORMATS", "FitTask", "BudgetFit", "budget_candidates", "budget_tasks", "fit_task", "compare_formats"]
+__all__ = ["FORMATS", "FitTask", "BudgetFit", "budget_candidates", "budget_tasks", "fit_task", "compare_formats",
+           "fit_memory_bytes"]
 
-#: The formats a budget can be spent on.
-FORMATS = ("BT", "TT", "Tucker", "CP")
+#: The formats a budget can be spent on: every factorized format of the registry by its label, BT
+#: with its special cases Tucker (one block) and CP (Tucker rank 1) after it.
+FORMATS = tuple(name for f in REGISTRY.values() if f.factorized
+                for name in ((f.label, "Tucker", "CP") if f.key == "bt" else (f.label,)))
+#: The registry entry of each name of :data:`FORMATS`.
+_ENTRY = {name: REGISTRY["bt" if name in ("Tucker", "CP") else next(k for k, f in REGISTRY.items() if f.label == name)]
+          for name in FORMATS}
+#: Formats set by one rank per bond (a train or a ring), with their rank caps.
+_BONDED = {"TT": cap_tt_ranks, "TR": cap_tr_ranks}
 
 
 @dataclass(frozen=True)
@@ -31,16 +43,16 @@ class FitTask:
     Attributes
     ----------
     format : str
-        "BT", "TT", "Tucker" or "CP".
+        A name of :data:`FORMATS` ("TT", "BT", "Tucker", "CP", "TR").
     ranks : tuple of int
-        Per-mode ranks (capped), or all d+1 TT ranks.
+        Per-mode ranks (capped), or the bond ranks of TT (all d+1) or TR (d, the last closing the ring).
     blocks : int or None
-        Blocks N (CP: the CP rank); None for TT.
+        Blocks N (CP: the CP rank); None for TT and TR.
     params : int
         Parameters of the format.
     rank : int, tuple or None
         The one knob the format was chosen by: R (BT, Tucker; per mode when not uniform), the CP rank
-        or the uniform TT rank r; None for a task given by explicit ranks.
+        or the uniform TT / TR rank r; None for a task given by explicit ranks.
     compression : float
         I * J / params.
     budget : int or None
@@ -57,12 +69,12 @@ class FitTask:
 
     @classmethod
     def from_spec(cls, spec, budget: int | None = None, rank=None) -> "FitTask":
-        """The task of a BT/Tucker/CP or TT spec (``rank``: the TT rank it was chosen by)."""
-        if isinstance(spec, TTSpec):
-            blocks = None
-        else:
+        """The task of a BT/Tucker/CP, TT or TR spec (``rank``: the TT / TR rank it was chosen by)."""
+        if isinstance(spec, BTSpec):
             blocks = spec.blocks
             rank = spec.blocks if spec.kind == "CP" else spec.rank
+        else:
+            blocks = None
         return cls(spec.kind, tuple(spec.ranks), blocks, spec.params, rank, spec.compression, budget)
 
     @property
@@ -77,9 +89,10 @@ class FitTask:
 
     def spec(self, in_modes, out_modes):
         """The task's format as a spec (no memory limit)."""
-        if self.format == "TT":
-            return TTSpec(in_modes, out_modes, self.ranks, max_bytes=None)
-        return BTSpec(in_modes, out_modes, self.ranks, self.blocks, max_bytes=None)
+        entry = _ENTRY[self.format]
+        if self.blocks is None:
+            return entry.spec_for(in_modes, out_modes, max_bytes=None, **{entry.controls[0]: self.ranks})
+        return entry.spec_for(in_modes, out_modes, max_bytes=None, rank=self.ranks, blocks=self.blocks)
 
     def label(self, in_modes, out_modes) -> str:
         """The ranks as :func:`btcore.formats.describe` writes them ("R=3, N=2", "ranks 1-4-4-4-1")."""
@@ -159,6 +172,22 @@ def _bt_candidates(im, om, budget) -> list[BTSpec]:
 
 
 
+def _bonded_candidates(fmt: str, im, om, budget: int) -> list[FitTask]:
+    """TT or TR tasks of uniform rank r = 1, 2, .. (capped per bond) up to twice ``budget``."""
+    entry, cap = _ENTRY[fmt], _BONDED[fmt]
+    seen, out = set(), []
+    for r in range(1, entry.max_uniform_rank(im, om) + 1):
+        full, _ = cap(im, om, r)
+        if full in seen:
+            continue
+        seen.add(full)
+        spec = entry.spec_for(im, om, max_bytes=None, **{entry.controls[0]: full})
+        out.append(FitTask.from_spec(spec, budget, rank=r))
+        if spec.params > 2 * budget:
+            break
+    return out
+
+
 def budget_candidates(in_modes, out_modes, budget: int, *, formats=FORMATS,
                       per_format: int = 5) -> list[FitTask]:
     """The formats whose parameter counts come closest to ``budget``, for comparisons at equal size.
@@ -167,7 +196,7 @@ def budget_candidates(in_modes, out_modes, budget: int, *, formats=FORMATS,
 
     * "BT": all (R, N) pairs with R >= 2 and N >= 2 (ranks capped per mode),
     * "Tucker": N = 1, "CP": R = 1 (rank = N),
-    * "TT": one inner rank r for every bond (capped where a bond allows less).
+    * "TT", "TR": one rank r for every bond (capped where a bond allows less).
 
     Each :class:`FitTask` has ``format``, ``params``, ``rank`` (R, CP rank or TT rank), ``ranks``
     (per-mode ranks, or all d+1 TT ranks), ``blocks`` (None for TT), ``compression``, ``budget`` and
@@ -192,17 +221,8 @@ def budget_candidates(in_modes, out_modes, budget: int, *, formats=FORMATS,
         if spec.params > 2 * budget:
             break
     if len(im) > 1:
-        caps = tt_rank_caps(im, om)
-        seen = set()
-        for r in range(1, max(caps) + 1):
-            full, _ = cap_tt_ranks(im, om, r)
-            if full in seen:
-                continue
-            seen.add(full)
-            spec = TTSpec(im, om, full, max_bytes=None)
-            rows.append(FitTask.from_spec(spec, budget, rank=r))
-            if spec.params > 2 * budget:
-                break
+        for fmt in _BONDED:
+            rows += _bonded_candidates(fmt, im, om, budget)
     out = []
     for fmt in formats:
         mine = {}
@@ -227,20 +247,40 @@ def budget_tasks(in_modes, out_modes, budget: int, *, formats=FORMATS, bt_choice
     return out
 
 
+def fit_memory_bytes(in_modes, out_modes, task: FitTask) -> int:
+    """Peak float64 bytes :func:`fit_task` holds for ``task``: the estimate each fit checks before it
+    allocates (BT, Tucker, CP: :func:`~btcore.decompose.als.als_memory_bytes`; TR: four copies of the
+    tensor, as :func:`~btcore.decompose.tr.fit_tr` checks; TT: three)."""
+    sizes = tuple(i * j for i, j in zip(in_modes, out_modes))
+    if task.blocks is not None:
+        return als_memory_bytes(sizes, tuple(task.ranks), int(task.blocks))
+    n = 1
+    for m in sizes:
+        n *= m
+    return 8 * (4 if task.format == "TR" else 3) * n
+
+
 def fit_task(W, in_modes, out_modes, task: FitTask, *, seed: int = 0, fit_kwargs: dict | None = None,
              progress: Callable[[int, float], None] | None = None,
              should_stop: Callable[[], bool] | None = None):
-    """Fit ``task`` to W: TT by TT-SVD, BT/Tucker/CP by :func:`~btcore.decompose.bt.fit_bt`.
+    """Fit ``task`` to W: TT by TT-SVD, TR by :func:`~btcore.decompose.tr.fit_tr`, BT/Tucker/CP by
+    :func:`~btcore.decompose.bt.fit_bt`.
 
-    ``fit_kwargs`` go to the ALS fits (one start for Tucker unless they set ``restarts``: the HOSVD
-    start suffices); ``seed``, ``progress`` and ``should_stop`` too. Rank caps are not warned about
-    (the task's ranks are capped already). Returns ``(matrix, FitInfo)``.
+    ``fit_kwargs`` are :func:`fit_bt` keywords (``settings`` and any field of
+    :class:`~btcore.decompose.settings.FitSettings`). Tucker and CP run them as
+    :func:`~btcore.decompose.settings.for_format` adapts them (HOOI, CP-ALS); TR gets the work budget
+    :func:`~btcore.decompose.settings.tr_options` derives from them. ``seed``, ``progress`` and
+    ``should_stop`` are passed on. Rank caps are not warned about (the task's ranks are capped
+    already). Returns ``(matrix, FitInfo)``.
     """
     if task.format == "TT":
         return fit_tt(W, in_modes, out_modes, task.ranks, warn=False)
-    kw = ({"restarts": 1} if task.format == "Tucker" else {}) | dict(fit_kwargs or {})
-    return fit_bt(W, in_modes, out_modes, task.ranks, task.blocks, seed=seed, progress=progress,
-                  should_stop=should_stop, warn=False, **kw)
+    kw = dict(fit_kwargs or {})
+    settings = for_format(kw.pop("settings", None), task.format).replace(**kw)
+    hooks = {"seed": seed, "progress": progress, "should_stop": should_stop, "warn": False}
+    if task.format == "TR":
+        return fit_tr(W, in_modes, out_modes, task.ranks, **tr_options(settings), **hooks)
+    return fit_bt(W, in_modes, out_modes, task.ranks, task.blocks, settings=settings, **hooks)
 
 
 def compare_formats(W, in_modes, out_modes, budget: int, *, formats=FORMATS,

@@ -167,14 +167,18 @@ class _Hooks:
             self.progress(self.total, error)
 
 
-def _run_starts(Tt, starts, norm, max_iter, tol, hooks):
-    """Every start in turn (until one is at numerical precision or ``should_stop``): kinds, final errors, runs."""
+def _run_starts(Tt, starts, norm, max_iter, tol, hooks, sweep_budget=None):
+    """Every start in turn (until one is at numerical precision, ``should_stop``, or the sweeps of all
+    starts together reach ``sweep_budget``): kinds, final errors, runs (with each run's sweep cap)."""
     kinds, finals, runs = [], [], []
     for kind, cores, grown in starts:
-        best, errors, it, stopped = _als(Tt, cores, norm, _error(Tt, cores, norm), max_iter, tol, hooks)
+        cap = max_iter if sweep_budget is None else min(max_iter, sweep_budget - hooks.total)
+        if runs and cap <= 0:
+            break
+        best, errors, it, stopped = _als(Tt, cores, norm, _error(Tt, cores, norm), max(cap, 0), tol, hooks)
         kinds.append(kind)
         finals.append(errors[-1])
-        runs.append((best, errors, it, grown, stopped))
+        runs.append((best, errors, it, grown, stopped, cap))
         if finals[-1] < AT_PRECISION or stopped:
             break
     return kinds, finals, runs
@@ -203,8 +207,23 @@ def _starts(T: np.ndarray, ranks, restarts: int, rng: np.random.Generator, only_
     return out
 
 
+def _check_work(max_iter, restarts, max_starts, sweep_budget) -> None:
+    """ValueError naming the first bad work setting of :func:`fit_tr`."""
+    def bad(v, least):
+        return isinstance(v, bool) or not isinstance(v, Integral) or v < least
+
+    if bad(max_iter, 0):
+        raise ValueError(f"max_iter must be an integer >= 0 (0: TR-SVD alone), got {max_iter!r}")
+    if bad(restarts, 0):
+        raise ValueError(f"restarts must be an integer >= 0, got {restarts!r}")
+    for name, value in (("max_starts", max_starts), ("sweep_budget", sweep_budget)):
+        if value is not None and bad(value, 1):
+            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+
+
 def fit_tr(W, in_modes, out_modes, ranks, *, max_iter: int = 200, tol: float = 1e-6, gtol: float = 1e-5,
-           restarts: int = 3, seed: int | None = 0, dtype=None, warn: bool = True,
+           restarts: int = 3, max_starts: int | None = None, sweep_budget: int | None = None,
+           seed: int | None = 0, dtype=None, warn: bool = True,
            progress: Callable[[int, float], None] | None = None,
            should_stop: Callable[[], bool] | None = None) -> tuple[TRMatrix, FitInfo]:
     """TR-matrix fit: TR-SVD of the interleaved tensor, then ALS sweeps over the cores, from several starts.
@@ -234,6 +253,11 @@ def fit_tr(W, in_modes, out_modes, ranks, *, max_iter: int = 200, tol: float = 1
         while the error still fell by more than 1% over the last 10.
     restarts : int
         Random starts after the TR-SVD ones.
+    max_starts : int or None
+        Run at most this many starts (the first ones of the order above; None: all d + ``restarts``).
+    sweep_budget : int or None
+        ALS sweeps of all starts together at most (None: ``max_iter`` per start); with ``max_starts``
+        it bounds a fit where every start would run to its stopping rule (no ring structure).
     seed : int or None
         Seed of the random starts and of the slices added where TR-SVD returned a smaller bond than
         asked (zero on one side, so such a start's error is TR-SVD's).
@@ -252,10 +276,7 @@ def fit_tr(W, in_modes, out_modes, ranks, *, max_iter: int = 200, tol: float = 1
         residuals); ``info.start_kinds`` / ``start_errors`` / ``chosen_start`` describe the starts.
     """
     t0 = time.perf_counter()
-    if isinstance(max_iter, bool) or not isinstance(max_iter, Integral) or max_iter < 0:
-        raise ValueError(f"max_iter must be an integer >= 0 (0: TR-SVD alone), got {max_iter!r}")
-    if isinstance(restarts, bool) or not isinstance(restarts, Integral) or restarts < 0:
-        raise ValueError(f"restarts must be an integer >= 0, got {restarts!r}")
+    _check_work(max_iter, restarts, max_starts, sweep_budget)
     tol, gtol, seed = check_nonneg(tol, "tol"), check_nonneg(gtol, "gtol"), check_seed(seed)
     out_dtype = check_dtype(dtype) or (torch.float32 if getattr(W, "dtype", None) in (torch.float32, np.float32)
                                        else torch.float64)
@@ -271,11 +292,11 @@ def fit_tr(W, in_modes, out_modes, ranks, *, max_iter: int = 200, tol: float = 1
     T = interleaved(a / scale if scale > 0 else a, im, om)
     norm, Tt = float(np.linalg.norm(T)), torch.from_numpy(T)
     hooks = _Hooks(progress, should_stop)
-    starts = _starts(T, rk, restarts, np.random.default_rng(seed), max_iter == 0)
-    kinds, finals, runs = _run_starts(Tt, starts, norm, max_iter, tol, hooks)
+    starts = _starts(T, rk, restarts, np.random.default_rng(seed), max_iter == 0)[:max_starts]
+    kinds, finals, runs = _run_starts(Tt, starts, norm, max_iter, tol, hooks, sweep_budget)
     total = hooks.total
     chosen = int(np.argmin(finals))
-    best, errors, it, grown, _ = runs[chosen]
+    best, errors, it, grown, _, cap = runs[chosen]
     if grown:
         notes.append("TR-SVD returned smaller bonds than asked; the start was grown to the asked ranks with slices "
                      "that do not change it")
@@ -287,7 +308,7 @@ def fit_tr(W, in_modes, out_modes, ranks, *, max_iter: int = 200, tol: float = 1
     elif it == 0 or at_precision or grad < gtol:
         status = "converged"
         reason = "direct" if it == 0 else ("at numerical precision" if at_precision else "first-order")
-    elif it >= max_iter and len(errors) > 10 and errors[-1] < 0.99 * errors[-11]:
+    elif it >= cap and len(errors) > 10 and errors[-1] < 0.99 * errors[-11]:
         status = reason = "max_iter"
     else:
         status = reason = "stalled"

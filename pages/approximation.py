@@ -137,7 +137,7 @@ with c_size:
     inputs = plan.SpecInputs(store["a_in"], store["a_out"], target=kind,
                              target_kwargs=target_kwargs, target_extra=target_extra, explain_as=explain_as,
                              target_label=target_label)
-    inputs.formats = st.multiselect("Formats", list(dec.FORMATS), key=K + "formats")
+    inputs.formats = st.multiselect("Formats", list(plan.PAGE_FORMATS), key=K + "formats")
     inputs.mode = st.radio("Size by", ["parameter budget", "explicit ranks"], horizontal=True, key=K + "mode")
     if inputs.mode == "parameter budget":
         inputs.budget = st.number_input("Parameter budget", 8, 10**9, step=100, key=K + "budget", persist_state=PERSIST,

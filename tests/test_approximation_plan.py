@@ -45,7 +45,7 @@ def test_build_spec_at_a_budget_plans_the_main_fits_and_the_sweep():
     assert spec.in_modes == spec.out_modes == (4, 4, 4, 4) and spec.budgets == [250, 500, 1000, 2000, 4000]
     main = spec.main
     assert [t.task.format for t in main] == ["BT", "BT", "TT", "Tucker", "CP"]  # two BT candidates
-    assert [t.task for t in main] == dec.budget_tasks((4,) * 4, (4,) * 4, 1000, bt_choices=2)
+    assert [t.task for t in main] == dec.budget_tasks((4,) * 4, (4,) * 4, 1000, bt_choices=2, formats=plan.PAGE_FORMATS)
     assert [t.label for t in main] == ["R=2, N=7", "R=4, N=2", "ranks 1-5-5-5-1", "R=5", "rank 15"]
     assert {t.budget for t in spec.tasks if t.role == "sweep"} == set(spec.budgets)
     assert spec.key[4] == tuple(t.task.key + (t.role,) for t in spec.tasks)

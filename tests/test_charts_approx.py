@@ -107,7 +107,7 @@ def test_advice_front_marks_the_suggestion():
     best = btcore.recommended(df)
     star = next(t for t in fig["data"] if t["name"] == ca.SUGGESTED_TRACE)
     assert star["x"] == [best.params] and star["y"] == [pytest.approx(best.error)]
-    total = sum(len(t["x"]) for t in fig["data"] if t["name"] in ("BT", "TT", "Tucker", "CP"))
+    total = sum(len(t["x"]) for t in fig["data"] if t["name"] in ("BT", "TT", "Tucker", "CP", "TR"))
     assert total == len(df)  # every candidate drawn
     front = next(t for t in fig["data"] if t["name"] == ca.PARETO_TRACE)
     assert set(front["x"]) == set(df[df["pareto"]]["params"])

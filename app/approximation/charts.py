@@ -28,7 +28,7 @@ __all__ = ["error_vs_params", "heatmaps", "grey_images", "panel_titles", "residu
 _FLOOR = 1e-16
 PARETO_TRACE = "Pareto front"
 SUGGESTED_TRACE = "suggested"
-_MARKERS = {"BT": "circle", "TT": "square", "Tucker": "diamond", "CP": "triangle-up"}
+_MARKERS = {"BT": "circle", "TT": "square", "Tucker": "diamond", "CP": "triangle-up", "TR": "hexagon"}
 
 
 # ----------------------------------------------------------------------------------------------

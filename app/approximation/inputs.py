@@ -12,7 +12,7 @@ import streamlit as st
 
 from app.config import CONFIG_KEY
 from app.frame import Field, ListField, OptionField
-from btcore import decompose as dec
+from app.approximation.plan import PAGE_FORMATS
 from btcore.images import PHOTOS
 from btcore.shapes import format_ints, rank_text
 
@@ -80,7 +80,7 @@ FIELDS = (
     Field("shape", DEFAULT_SHAPE, "choice", choices=tuple(SHAPES) + (SHAPES_PAGE, CUSTOM)),
     Field("a_in", "4x4x4x4", widget="in_modes"),
     Field("a_out", "4x4x4x4", widget="out_modes"),
-    ListField("formats", list(dec.FORMATS), choices=tuple(dec.FORMATS)),
+    ListField("formats", list(PAGE_FORMATS), choices=PAGE_FORMATS),
     Field("size_by", MODES[0], "choice", choices=MODES, widget="mode"),
     Field("params", 1000, "int", 8, 10**9, widget="budget"),
     Field("bt_R", "3", widget="bt_rank"),

@@ -39,13 +39,17 @@ TARGETS = {
 }
 
 
+#: The formats this page has rank controls for, BT first: the budget sweeps' formats but TR (its
+#: ranks have no control here yet; btcore.compare_formats and btcore.suggest_formats fit TR from Python).
+PAGE_FORMATS = tuple(f for f in ("BT", "TT", "Tucker", "CP") if f in dec.FORMATS)
+
 @dataclass
 class SpecInputs:
     """What the page's widgets say (texts as typed; parsed and checked by :func:`build_spec`)."""
 
     in_modes: str
     out_modes: str
-    formats: Sequence[str] = dec.FORMATS
+    formats: Sequence[str] = PAGE_FORMATS
     mode: str = "parameter budget"     # or "explicit ranks"
     budget: int = 1000
     bt_rank: str = "3"
@@ -137,14 +141,13 @@ def sweep_budgets(center: int, dense: int, points: int = 5, span: float = 16.0) 
 def fit_bytes(in_modes, out_modes, tasks: Sequence[dec.FitTask]) -> int:
     """Peak float64 bytes of a run's fits on the (prod(in_modes) x prod(out_modes)) matrix.
 
-    The largest of btcore's own estimate for each ALS fit in ``tasks`` (the check
-    :func:`btcore.decompose.fit_bt` makes before allocating) and three dense matrices (TT-SVD's
-    working set; the page's target, one reconstruction and its residual).
+    The largest of btcore's own estimate for each fit in ``tasks`` (the check each fit makes before
+    allocating) and three dense matrices (the page's target, one reconstruction and its residual).
     """
     sizes = tuple(i * j for i, j in zip(in_modes, out_modes))
-    # The same estimate fit_bt checks, so the page refuses exactly what fit_bt would, before the worker starts.
-    als = [dec.als_memory_bytes(sizes, tuple(t.ranks), int(t.blocks)) for t in tasks if t.format != "TT"]
-    return max([8 * 3 * prod(sizes)] + als)
+    # The same estimate each fit checks, so the page refuses exactly what a fit would, before the worker starts.
+    fits = [dec.fit_memory_bytes(in_modes, out_modes, t) for t in tasks]
+    return max([8 * 3 * prod(sizes)] + fits)
 
 
 def candidates(in_modes, out_modes, budget: int, role: str, formats, bt_choices: int) -> list[PlannedFit]:

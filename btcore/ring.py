@@ -18,15 +18,13 @@ import opt_einsum
 import torch
 
 from .contract import matmul
-# The TR rank rules live in btcore.formats.tr; btcore.decompose.tr and its tests still import these from
-# this module, where TRSpec was before the formats registry, so they stay importable here too.
-from .formats.tr import TRSpec, normalize_tr_ranks, tr_exact_ranks, tr_rank_caps, tr_universal_ranks
+from .formats.tr import TRSpec, normalize_tr_ranks
 from .matrices import FactorizedMatrix, check_device, check_dtype, check_std, seeded_generator
 from .memory import check_allocation, dtype_bytes
 from .shapes import pair_modes, prod
 
 __all__ = ["TRMatrix", "tr_matmul", "tr_init_std", "tr_frobenius_norm", "tr_svd", "check_dense", "interleaved",
-           "grow_bonds", "TRSpec", "normalize_tr_ranks", "tr_exact_ranks", "tr_rank_caps", "tr_universal_ranks"]
+           "grow_bonds"]
 
 
 def tr_init_std(spec: "TRSpec", std: float) -> float:

@@ -20,8 +20,8 @@ import numpy as np
 import opt_einsum
 import torch
 
-from ..ring import (TRMatrix, TRSpec, check_dense, grow_bonds, interleaved, normalize_tr_ranks, tr_rank_caps,
-                    tr_svd, tr_universal_ranks)
+from ..formats import TRSpec, normalize_tr_ranks, tr_rank_caps, tr_universal_ranks
+from ..ring import TRMatrix, check_dense, grow_bonds, interleaved, tr_svd
 from ..shapes import pair_modes
 from ..memory import check_allocation
 from .fitinfo import AT_PRECISION, FitInfo
@@ -36,10 +36,10 @@ _BOND = "pqrstuvw"
 def cap_tr_ranks(in_modes, out_modes, ranks) -> tuple[tuple[int, ...], list[str]]:
     """The d bond ranks with every bond capped at what the ring can use, and the notes saying so.
 
-    First each bond is capped at :func:`btcore.ring.tr_rank_caps` (given the others, repeated until
+    First each bond is capped at :func:`btcore.formats.tr_rank_caps` (given the others, repeated until
     nothing changes); then ranks that are at least a universal rank tuple everywhere
-    (:func:`btcore.ring.tr_universal_ranks`) are replaced by that tuple (the one with the fewest
-    parameters). Returns ``(ranks, notes)``; the ranks always pass :class:`btcore.ring.TRSpec`.
+    (:func:`btcore.formats.tr_universal_ranks`) are replaced by that tuple (the one with the fewest
+    parameters). Returns ``(ranks, notes)``; the ranks always pass :class:`btcore.formats.TRSpec`.
     """
     i, o = pair_modes(in_modes, out_modes)
     asked = normalize_tr_ranks(ranks, len(i))

@@ -7,7 +7,8 @@ import torch
 from btcore.decompose import relative_error
 from btcore.decompose.fitinfo import FitInfo
 from btcore.decompose.tr import cap_tr_ranks, fit_tr
-from btcore.ring import TRMatrix, TRSpec, interleaved
+from btcore.formats import TRSpec
+from btcore.ring import TRMatrix, interleaved
 
 F64 = torch.float64
 
@@ -82,7 +83,7 @@ def test_fit_is_deterministic():
 
 def test_full_rank_fit_is_exact_and_dtype_follows_w():
     W = torch.randn(24, 24, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
-    from btcore.ring import tr_exact_ranks
+    from btcore.formats import tr_exact_ranks
 
     rk = tr_exact_ranks((2, 3, 4), (4, 3, 2))
     M, info = fit_tr(W, (2, 3, 4), (4, 3, 2), rk)

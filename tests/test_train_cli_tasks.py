@@ -103,3 +103,34 @@ def test_torchrun_two_gloo_processes(capsys, task):
     assert last["world_size"] == 2 and last["task"] == task
     a, b = row["rank_checksums"]
     assert a == b and row["steps"] > 0 and METRICS[task][0] in row
+
+
+def _caption_folder(folder: Path, n: int = 16) -> Path:
+    """Images of one colour each and a JSON-lines captions file naming it (the real-data layout)."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir()
+    colours = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+    with open(folder / "captions.jsonl", "w") as f:
+        for i in range(n):
+            name, rgb = list(colours.items())[i % 2]
+            Image.fromarray(np.full((40, 48, 3), rgb, np.uint8)).save(folder / f"im{i}.png")
+            f.write(json.dumps({"file_name": f"im{i}.png", "caption": f"a {name} picture"}) + "\n")
+    return folder
+
+
+def test_captioning_trains_on_a_folder_of_images_and_captions(capsys, tmp_path):
+    folder = _caption_folder(tmp_path / "coco_like")
+    assert main(["--task", "captioning", "--data", str(folder), "--model", "bt", "--epochs", "1", "--batch", "8",
+                 "--hidden", "16", "--threads", "1"]) == 0
+    lines = _lines(capsys.readouterr().out)
+    row = lines[-1]["summary"][0]
+    assert lines[-1]["task"] == "captioning" and 0.0 <= row["val_bleu"] <= 100.0
+    (folder / "captions.jsonl").write_text(json.dumps({"file_name": "missing.png", "caption": "a red picture"}) + "\n")
+    from btcore.tasks import captioning_task
+
+    captioning_task._load_folder.cache_clear()
+    assert main(["--task", "captioning", "--data", str(folder), "--model", "bt", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --") and "missing.png" in err and "Traceback" not in err

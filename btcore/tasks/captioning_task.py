@@ -16,6 +16,7 @@ run that learnt nothing scores no better than the image-blind positional-unigram
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from torch import nn
 
 from ..shapes import check_positive_int, factorize, prod
 from .base import Batch, Chance, Task, optimizer_states
+from .caption_folder import load_caption_folder
 from .bleu import BLEU_KEYS, bleu_from_stats, bleu_stats, corpus_bleu
 from .captioning import (BOS, EOS, PAD, CaptionConfig, Captioner, CaptionSet, Vocabulary, positional_unigram_caption,
                          preview as caption_preview)
@@ -37,6 +39,12 @@ __all__ = ["CaptionPairs", "CaptionImages", "CaptioningTask", "PREVIEW_CAPTIONS"
 PREVIEW_CAPTIONS = 6
 #: How far above the unigram baseline's BLEU-4 a model must score to count as learning (points).
 BLEU_MARGIN = 1.0
+
+
+@functools.lru_cache(maxsize=4)
+def _load_folder(folder: str, root: str, seed: int):
+    """A caption folder's (train, validation, vocabulary), read once per process and seed."""
+    return load_caption_folder(folder, root, seed=seed)
 
 
 def _token_rows(vocabulary: Vocabulary, captions) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,6 +123,13 @@ class CaptioningTask(Task):
         Scenes per split (None: :class:`~btcore.tasks.scenes.SceneConfig`'s 2,000 and 300).
     max_objects, colours, shapes, noise : optional
         Difficulty (None: the scene defaults: 2 objects, 4 colours, 3 shapes, noise 0.05).
+    folder : path, optional
+        Real data instead of scenes: a folder of images and a captions file (COCO's captions JSON,
+        JSON lines or CSV; :func:`~btcore.tasks.caption_folder.load_caption_folder`), read inside
+        ``root`` (None: the folder itself is the root, so nothing outside it is read). Images are
+        resized to 3 x 32 x 32; the vocabulary is the captions' words; 20% of the images validate.
+    root : path, optional
+        The data root the folder must lie in (the app's).
     """
 
     train_size: int | None = None
@@ -123,6 +138,8 @@ class CaptioningTask(Task):
     colours: int | None = None
     shapes: int | None = None
     noise: float | None = None
+    folder: str | None = None
+    root: str | None = None
 
     name = "captioning"
     metric = "val_bleu"
@@ -133,6 +150,12 @@ class CaptioningTask(Task):
 
     def __post_init__(self):
         self.scene_config()  # validates the options
+        if self.folder is not None:
+            self._folder(0)  # reads and checks the folder now, before any work
+
+    def _folder(self, seed: int):
+        root = self.root if self.root is not None else self.folder
+        return _load_folder(str(self.folder), str(root), int(seed))
 
     def scene_config(self, seed: int = 0) -> SceneConfig:
         """The :class:`~btcore.tasks.scenes.SceneConfig` of these options and ``seed``."""
@@ -149,11 +172,16 @@ class CaptioningTask(Task):
 
     @property
     def vocabulary(self) -> Vocabulary:
+        if self.folder is not None:
+            return self._folder(0)[2]
         return scene_vocabulary(self.scene_config())
 
     # -- data ----------------------------------------------------------------------------------------
     def data(self, seed: int):
-        """The scenes of ``seed``: ``(train pairs, validation images)``."""
+        """The scenes (or the folder's images) of ``seed``: ``(train pairs, validation images)``."""
+        if self.folder is not None:
+            train, val, vocab = self._folder(seed)
+            return CaptionPairs(train, vocab), CaptionImages(val, vocab)
         train, val = make_scenes(self.scene_config(seed))
         vocab = self.vocabulary
         return CaptionPairs(train, vocab), CaptionImages(val, vocab)
@@ -172,6 +200,9 @@ class CaptioningTask(Task):
 
     def data_bytes(self) -> dict[str, int]:
         """Images of each split (float32), cached in-process while the run holds them."""
+        if self.folder is not None:  # already read (its size checked by the loader)
+            train, val, _ = self._folder(0)
+            return {"--data": 4 * prod(IMAGE_SHAPE) * (len(train) + len(val))}
         c = self.scene_config()
         return {"--train-size": 4 * prod(IMAGE_SHAPE) * c.train, "--val-size": 4 * prod(IMAGE_SHAPE) * c.val}
 

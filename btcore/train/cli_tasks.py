@@ -69,8 +69,8 @@ def check_task_flags(args: argparse.Namespace, error) -> None:
         if getattr(args, dest) is not None and args.task not in tasks:
             raise error(f"{flag}: applies to --task {' or '.join(tasks)} only, not {args.task}; drop it")
     if args.task not in ("action", "sequences"):  # the classifier's tasks
-        if args.data != "synthetic":
-            raise error(f"--data: the {args.task} task makes its own data (only the action task reads a folder); "
+        if args.data != "synthetic" and args.task != "captioning":
+            raise error(f"--data: the {args.task} task makes its own data (the action and captioning tasks read folders); "
                         "drop --data")
         if args.readout != "last":
             raise error(f"--readout: applies to the action task's classifier only, not {args.task}; drop it")
@@ -90,7 +90,7 @@ def make_cli_task(args: argparse.Namespace, frame, *, train_size=None, val_size=
         opts = dict(image_size=args.image_size, train_size=train_size, steps=args.draw_steps, latent=args.latent)
     elif args.task == "captioning":
         opts = dict(train_size=train_size, val_size=val_size, max_objects=args.objects, colours=args.colours,
-                    shapes=args.shapes, noise=args.noise)
+                    shapes=args.shapes, noise=args.noise, folder=None if args.data == "synthetic" else args.data)
     else:
         return make_task(args.task, data_source=args.data, frame_shape=frame, frames=args.frames, classes=args.classes,
                          train_size=train_size, val_size=val_size, noise=args.noise, val_fraction=args.val_fraction)

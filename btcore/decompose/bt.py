@@ -1,4 +1,4 @@
-"""Block-Term fit (:func:`fit_bt`) by joint ALS, following docs/reference.md section 3 ("Decomposition"):
+"""Block-Term fit (:func:`fit_bt`) by joint ALS, following docs/reference.md ("Fitting a given matrix"):
 
 * Joint ALS over all blocks. One sweep updates the factors of each mode k for all N blocks at once,
   ``(M_k x NR) = T_(k) Z (Z^T Z + ridge)^-1``, where the NR x NR Gram ``Z^T Z`` is assembled from the

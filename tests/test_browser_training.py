@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -190,7 +192,7 @@ IMAGES = "[data-testid=stImage] img, [data-testid=stFullScreenFrame] img"
                     reason="the generation task is not registered in btcore.tasks yet (this test selects it)")
 def test_a_generation_race_shows_its_images(app_page):
     pg = app_page("training?t_task=generation&t_models=Dense,TT,BT&t_epochs=1&t_hidden=16")
-    expect(pg.locator(".st-key-train_task")).to_contain_text("generation", timeout=T)
+    expect(pg.locator(".st-key-train_task input")).to_have_value(re.compile("^generation"), timeout=T)
     pg.locator(".st-key-train_start button").click()
     # per model: samples, reconstructions, canvas; and the validation digits once: at least 10 images
     pg.wait_for_function(f"() => Array.from(document.querySelectorAll({IMAGES!r}))"
@@ -200,5 +202,21 @@ def test_a_generation_race_shows_its_images(app_page):
     main = _main_text(pg)
     assert "Samples from the prior" in main and "Reconstructions" in main and "input-map parameters" in main
     screenshot(pg, "training_generation")
+    pg.wait_for_selector(".st-key-train_start button:not([disabled])", timeout=4 * T)
+    assert "Traceback" not in pg.inner_text("body")
+
+
+def test_a_captioning_race_shows_each_models_captions(app_page):
+    pg = app_page("training?t_task=captioning&t_models=Dense,BT&t_epochs=1&t_hidden=16"
+                  "&t_captioning_train_size=200&t_captioning_val_size=30")
+    expect(pg.locator(".st-key-train_task input")).to_have_value(re.compile("^captioning"), timeout=T)
+    pg.locator(".st-key-train_start button").click()
+    pg.get_by_text("Captions of fixed validation images").wait_for(timeout=4 * T)
+    expect(pg.get_by_text("true: a ", exact=False).first).to_be_visible(timeout=T)
+    main = _main_text(pg)
+    truths = [line for line in main.splitlines() if line.startswith("true: a ")]
+    assert len(truths) >= 6 and all(len(t.split()) >= 4 for t in truths)  # "true: a small red circle ..."
+    assert "BT-LSTM captioner" in main  # each model's caption is named by its model
+    screenshot(pg, "training_captioning")
     pg.wait_for_selector(".st-key-train_start button:not([disabled])", timeout=4 * T)
     assert "Traceback" not in pg.inner_text("body")

@@ -1,7 +1,7 @@
 """The Approximation page's inputs as :class:`~app.frame.Field` s (session store and URL query).
 
 Every widget of the page has a field here; the URL names differ from the shared configuration's
-(``in``, ``out``, ``R``, ``N``, ``tt``, ``batch``) and from the other pages' fields, so one link holds
+(``in``, ``out``, ``R``, ``N``, ``tt``, ``tr``, ``batch``) and from the other pages' fields, so one link holds
 the configuration and this page's state side by side. The upload itself is not a field (a file
 cannot travel in a link).
 """
@@ -86,6 +86,7 @@ FIELDS = (
     Field("bt_R", "3", widget="bt_rank"),
     Field("bt_N", 2, "int", 1, 64, widget="blocks"),
     Field("tt_r", "4", widget="tt_ranks"),
+    Field("tr_r", "3", widget="tr_ranks"),
     Field("tucker_R", "3", widget="tucker_rank"),
     Field("cp_R", 8, "int", 1, MAX_CP_RANK, widget="cp_rank"),
     Field("sweep", 5, "int", 0, 7),
@@ -102,4 +103,5 @@ def defaults(cfg, small_cfg) -> dict:
     else:
         shape, (im, om) = DEFAULT_SHAPE, SHAPES[DEFAULT_SHAPE]
     return {"shape": shape, "a_in": format_ints(im), "a_out": format_ints(om), "bt_R": rank_text(cfg.bt_rank),
-            "bt_N": int(cfg.blocks), "tt_r": rank_text(cfg.tt_ranks), "tucker_R": rank_text(cfg.bt_rank)}
+            "bt_N": int(cfg.blocks), "tt_r": rank_text(cfg.tt_ranks), "tucker_R": rank_text(cfg.bt_rank),
+            "tr_r": rank_text(cfg.tr_ranks)}

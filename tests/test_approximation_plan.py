@@ -44,9 +44,9 @@ def test_build_spec_at_a_budget_plans_the_main_fits_and_the_sweep():
     spec = plan.build_spec(DEFAULT)
     assert spec.in_modes == spec.out_modes == (4, 4, 4, 4) and spec.budgets == [250, 500, 1000, 2000, 4000]
     main = spec.main
-    assert [t.task.format for t in main] == ["BT", "BT", "TT", "Tucker", "CP"]  # two BT candidates
+    assert [t.task.format for t in main] == ["BT", "BT", "TT", "Tucker", "CP", "TR"]  # two BT candidates
     assert [t.task for t in main] == dec.budget_tasks((4,) * 4, (4,) * 4, 1000, bt_choices=2, formats=plan.PAGE_FORMATS)
-    assert [t.label for t in main] == ["R=2, N=7", "R=4, N=2", "ranks 1-5-5-5-1", "R=5", "rank 15"]
+    assert [t.label for t in main] == ["R=2, N=7", "R=4, N=2", "ranks 1-5-5-5-1", "R=5", "rank 15", "ring ranks 4-4-4-4"]
     assert {t.budget for t in spec.tasks if t.role == "sweep"} == set(spec.budgets)
     assert spec.key[4] == tuple(t.task.key + (t.role,) for t in spec.tasks)
     assert spec.fit_key(main[0].task) == (spec.target_key,) + main[0].task.key + ("quick", 0)
@@ -57,7 +57,8 @@ def test_build_spec_explicit_ranks_and_its_errors():
     inp = plan.SpecInputs("4x4x4x4", "4x4x4x4", mode="explicit ranks", bt_rank="3", blocks=2, tt_ranks="4",
                           sweep_points=0)
     spec = plan.build_spec(inp)
-    assert spec.budgets == [] and [t.label for t in spec.tasks] == ["R=3, N=2", "ranks 1-4-4-4-1", "R=3", "rank 8"]
+    assert spec.budgets == [] and [t.label for t in spec.tasks] == ["R=3, N=2", "ranks 1-4-4-4-1", "R=3", "rank 8",
+                                                                  "ring ranks 3-3-3-3"]
     with pytest.raises(ValueError, match="BT:.*mode size"):
         plan.build_spec(plan.SpecInputs("4x4x4x4", "4x4x4x4", mode="explicit ranks", bt_rank="17"))
     with pytest.raises(ValueError, match="too large to compress"):
@@ -69,7 +70,7 @@ def test_build_spec_explicit_ranks_and_its_errors():
     (plan.SpecInputs("8x20x20x18", "16x4x4x4"), None, "above this page's limit"),
     (plan.SpecInputs("4x4x4x4", "4x4x4x4"), (48, 36), "48 x 36"),
     (plan.SpecInputs("4x4x4x4", "4x4x4x4", formats=()), None, "at least one format"),
-    (plan.SpecInputs("16", "16"), None, "TT needs at least 2 modes"),
+    (plan.SpecInputs("16", "16"), None, "TT and TR need at least 2 modes"),
     (plan.SpecInputs("4x4x4x4", "4x4x4x4", budget=70000), None, "not below the dense"),
 ])
 def test_build_spec_refuses_bad_inputs(inp, shape, match):

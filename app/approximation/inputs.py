@@ -14,12 +14,12 @@ from app.config import CONFIG_KEY
 from app.frame import Field, ListField, OptionField
 from app.approximation.plan import PAGE_FORMATS
 from btcore.images import PHOTOS
-from btcore.shapes import format_ints, rank_text
+from btcore.shapes import format_ints, parse_rank, rank_text
 
 from .plan import EFFORT, MAX_CP_RANK, TARGETS
 
 __all__ = ["K", "STATE", "PageState", "FIELDS", "NOISES", "LENGTH_SCALES", "defaults", "SHAPES", "SHAPES_PAGE",
-           "CUSTOM", "DEFAULT_SHAPE", "MODES"]
+           "CUSTOM", "DEFAULT_SHAPE", "MODES", "RankField"]
 
 #: Widget and session key prefix of the Approximation page (its modules share it).
 K = "approx_"
@@ -69,6 +69,14 @@ class PageState:
 STATE = PageState()
 
 
+class RankField(Field):
+    """A rank list typed as text (one int, or one per mode or bond); a link value that is no rank list
+    falls back to the default with a warning (a rank that does not fit the modes is the page's error)."""
+
+    def parse(self, text: str):
+        return rank_text(parse_rank(str(text)[:500], "ranks"))
+
+
 FIELDS = (
     Field("target", "bt", "choice", choices=tuple(TARGETS)),
     OptionField("noise", 0.01, choices=NOISES),
@@ -86,7 +94,7 @@ FIELDS = (
     Field("bt_R", "3", widget="bt_rank"),
     Field("bt_N", 2, "int", 1, 64, widget="blocks"),
     Field("tt_r", "4", widget="tt_ranks"),
-    Field("tr_r", "3", widget="tr_ranks"),
+    RankField("tr_r", "3", widget="tr_ranks"),
     Field("tucker_R", "3", widget="tucker_rank"),
     Field("cp_R", 8, "int", 1, MAX_CP_RANK, widget="cp_rank"),
     Field("sweep", 5, "int", 0, 7),

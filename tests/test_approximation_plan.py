@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import btcore
 from app.approximation import plan
 from btcore import decompose as dec
 
@@ -82,3 +83,18 @@ def test_effort_kwargs_keep_one_tucker_start():
     assert plan.effort_kwargs("thorough", "BT") == {"settings": plan.EFFORT["thorough"]}
     assert plan.effort_kwargs("thorough", "BT")["settings"].restarts == 3
     assert plan.effort_kwargs("thorough", "Tucker")["settings"] == plan.EFFORT["thorough"].replace(restarts=1)
+
+
+def test_build_spec_explicit_tr_ranks_are_capped_by_the_ring_rules():
+    from btcore.decompose.tr import cap_tr_ranks
+
+    m = (4, 4, 4, 4)
+    inp = plan.SpecInputs("4x4x4x4", "4x4x4x4", formats=("TR",), mode="explicit ranks", tr_ranks="2,40,2,2",
+                          sweep_points=0)
+    (t,) = plan.build_spec(inp).tasks
+    ranks, notes = cap_tr_ranks(m, m, (2, 40, 2, 2))
+    assert ranks == (2, 32, 2, 2) and notes  # the second bond cannot use more than 2 * 16
+    assert t.task.format == "TR" and t.task.ranks == ranks and t.task.blocks is None
+    assert t.task.params == btcore.TRSpec(m, m, ranks).params and t.label == "ring ranks 2-32-2-2"
+    with pytest.raises(ValueError, match="TR ranks"):
+        plan.build_spec(plan.SpecInputs("4x4", "4x4", formats=("TR",), mode="explicit ranks", tr_ranks="x"))

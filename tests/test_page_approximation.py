@@ -327,7 +327,7 @@ def test_failed_fits_and_failed_jobs_are_errors(monkeypatch):
     at = _fit(at)
     assert not at.exception
     assert sum("A fit failed" in e and "9.0 GiB" in e for e in _errors(at)) == 4  # 2 BT candidates, Tucker, CP
-    assert list(at.dataframe[0].value["format"]) == ["TT"]  # what did fit is still shown
+    assert list(at.dataframe[0].value["format"]) == ["TT", "TR"]  # what did fit is still shown
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")

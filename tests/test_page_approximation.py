@@ -340,7 +340,7 @@ def test_failed_fits_and_failed_jobs_are_errors(monkeypatch):
     at.run()
     assert not at.exception
     assert any("The fit failed" in e and "boom" in e for e in _errors(at))
-    assert list(at.dataframe[0].value["format"]) == ["TT"]  # earlier results stay
+    assert list(at.dataframe[0].value["format"]) == ["TT", "TR"]  # earlier results stay
 
 
 # -- page state: store, page switch, links, lesson view ---------------------------------------------

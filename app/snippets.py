@@ -65,13 +65,16 @@ def approximation_snippet(spec, *, budget: int, uploaded: bool = False) -> str:
         lines += ["from btcore.target_matrices import make_target", "", f"W = make_target({spec.target!r}, {i}, {o}, {spec.seed}{kwargs})"]
     calls = {"TT": "btcore.fit_tt(W, {i}, {o}, ranks={r})", "Tucker": "btcore.fit_tucker(W, {i}, {o}, rank={r}, seed={s})",
              "CP": "btcore.fit_cp(W, {i}, {o}, rank={n}, seed={s})",
+             "TR": "btcore.fit_tr(W, {i}, {o}, ranks={r}, seed={s}, **tr_options(EFFORTS[{e!r}]))",
              "BT": "btcore.fit_bt(W, {i}, {o}, rank={r}, blocks={n}, seed={s})"}
+    if any(t.task.format == "TR" for t in spec.main):  # the page's work budget for the ring's starts
+        lines.insert(1, "from btcore.decompose.settings import EFFORTS, tr_options")
     for t in spec.main:
         task = t.task
         r = _rank(task.ranks[0] if len(set(task.ranks)) == 1 else tuple(task.ranks))
         if task.format == "TT":
             r = _modes(tuple(task.ranks))
-        call = calls[task.format].format(i=i, o=o, r=r, n=task.blocks, s=spec.seed)
+        call = calls[task.format].format(i=i, o=o, r=r, n=task.blocks, s=spec.seed, e=spec.effort)
         lines += [f"M, info = {call}", f"print({task.format!r}, info.params, info.relative_error)"]
     fmts = tuple(dict.fromkeys(t.task.format.lower() for t in spec.main))
     lines += ["", f"df = btcore.suggest_formats(W, budget={budget}, formats={fmts!r}, seed={spec.seed},",

@@ -1,4 +1,4 @@
-"""Approximation: fit BT, TT, Tucker and CP to a matrix; error vs parameters, reconstructions, convergence."""
+"""Approximation: fit BT, TT, Tucker, CP and TR to a matrix; error vs parameters, reconstructions, convergence."""
 
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ frame = page_setup("approximation", fields.FIELDS, prefix=K,
                    defaults=fields.defaults(get_config(), S.shapes_page_config()))
 store, lesson = frame.inputs, frame.lesson
 st.title("Approximation")
-st.caption("Fit Block-Term, Tensor-Train, Tucker and CP formats to a matrix and compare their errors at equal "
-           "parameter counts. Fits run in the background (BT/Tucker/CP by joint ALS, TT by TT-SVD).")
+st.caption("Fit Block-Term, Tensor-Train, Tucker, CP and Tensor-Ring formats to a matrix and compare their errors at "
+           "equal parameter counts. Fits run in the background (BT/Tucker/CP by joint ALS, TT by TT-SVD, TR by "
+           "ALS over the ring's cores).")
 
 trained = S.trained_runs()
 target_keys = [k for k in TARGETS if k != "trained" or trained]
@@ -146,10 +147,12 @@ with c_size:
         c1, c2 = st.columns(2)
         inputs.bt_rank = c1.text_input("BT rank R", key=K + "bt_rank", persist_state=PERSIST, help="One rank, or one per mode: 3 or 3,3,2,2.")
         inputs.blocks = c2.number_input("BT blocks N", 1, 64, step=1, key=K + "blocks", persist_state=PERSIST)
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3, c4 = st.columns(4)
         inputs.tt_ranks = c1.text_input("TT ranks", key=K + "tt_ranks", persist_state=PERSIST)
         inputs.tucker_rank = c2.text_input("Tucker rank", key=K + "tucker_rank", persist_state=PERSIST)
         inputs.cp_rank = c3.number_input("CP rank", 1, MAX_CP_RANK, step=1, key=K + "cp_rank", persist_state=PERSIST)
+        inputs.tr_ranks = c4.text_input("TR ranks", key=K + "tr_ranks", persist_state=PERSIST,
+                                        help="One rank, or one per bond of the ring (d of them): 3 or 3,4,4,3.")
     inputs.sweep_points = st.slider("Sweep: budgets for the error-vs-parameters chart", 0, 7, key=K + "sweep",
                                     help="Geometric budgets from 1/4 to 4x your size, each fitted in every format. "
                                          "0: off.")

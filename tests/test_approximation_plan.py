@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import btcore
 from app.approximation import plan
 from btcore import decompose as dec
 
@@ -44,9 +45,9 @@ def test_build_spec_at_a_budget_plans_the_main_fits_and_the_sweep():
     spec = plan.build_spec(DEFAULT)
     assert spec.in_modes == spec.out_modes == (4, 4, 4, 4) and spec.budgets == [250, 500, 1000, 2000, 4000]
     main = spec.main
-    assert [t.task.format for t in main] == ["BT", "BT", "TT", "Tucker", "CP"]  # two BT candidates
+    assert [t.task.format for t in main] == ["BT", "BT", "TT", "Tucker", "CP", "TR"]  # two BT candidates
     assert [t.task for t in main] == dec.budget_tasks((4,) * 4, (4,) * 4, 1000, bt_choices=2, formats=plan.PAGE_FORMATS)
-    assert [t.label for t in main] == ["R=2, N=7", "R=4, N=2", "ranks 1-5-5-5-1", "R=5", "rank 15"]
+    assert [t.label for t in main] == ["R=2, N=7", "R=4, N=2", "ranks 1-5-5-5-1", "R=5", "rank 15", "ring ranks 4-4-4-4"]
     assert {t.budget for t in spec.tasks if t.role == "sweep"} == set(spec.budgets)
     assert spec.key[4] == tuple(t.task.key + (t.role,) for t in spec.tasks)
     assert spec.fit_key(main[0].task) == (spec.target_key,) + main[0].task.key + ("quick", 0)
@@ -57,7 +58,8 @@ def test_build_spec_explicit_ranks_and_its_errors():
     inp = plan.SpecInputs("4x4x4x4", "4x4x4x4", mode="explicit ranks", bt_rank="3", blocks=2, tt_ranks="4",
                           sweep_points=0)
     spec = plan.build_spec(inp)
-    assert spec.budgets == [] and [t.label for t in spec.tasks] == ["R=3, N=2", "ranks 1-4-4-4-1", "R=3", "rank 8"]
+    assert spec.budgets == [] and [t.label for t in spec.tasks] == ["R=3, N=2", "ranks 1-4-4-4-1", "R=3", "rank 8",
+                                                                  "ring ranks 3-3-3-3"]
     with pytest.raises(ValueError, match="BT:.*mode size"):
         plan.build_spec(plan.SpecInputs("4x4x4x4", "4x4x4x4", mode="explicit ranks", bt_rank="17"))
     with pytest.raises(ValueError, match="too large to compress"):
@@ -69,7 +71,7 @@ def test_build_spec_explicit_ranks_and_its_errors():
     (plan.SpecInputs("8x20x20x18", "16x4x4x4"), None, "above this page's limit"),
     (plan.SpecInputs("4x4x4x4", "4x4x4x4"), (48, 36), "48 x 36"),
     (plan.SpecInputs("4x4x4x4", "4x4x4x4", formats=()), None, "at least one format"),
-    (plan.SpecInputs("16", "16"), None, "TT needs at least 2 modes"),
+    (plan.SpecInputs("16", "16"), None, "TT and TR need at least 2 modes"),
     (plan.SpecInputs("4x4x4x4", "4x4x4x4", budget=70000), None, "not below the dense"),
 ])
 def test_build_spec_refuses_bad_inputs(inp, shape, match):
@@ -81,3 +83,18 @@ def test_effort_kwargs_keep_one_tucker_start():
     assert plan.effort_kwargs("thorough", "BT") == {"settings": plan.EFFORT["thorough"]}
     assert plan.effort_kwargs("thorough", "BT")["settings"].restarts == 3
     assert plan.effort_kwargs("thorough", "Tucker")["settings"] == plan.EFFORT["thorough"].replace(restarts=1)
+
+
+def test_build_spec_explicit_tr_ranks_are_capped_by_the_ring_rules():
+    from btcore.decompose.tr import cap_tr_ranks
+
+    m = (4, 4, 4, 4)
+    inp = plan.SpecInputs("4x4x4x4", "4x4x4x4", formats=("TR",), mode="explicit ranks", tr_ranks="2,40,2,2",
+                          sweep_points=0)
+    (t,) = plan.build_spec(inp).tasks
+    ranks, notes = cap_tr_ranks(m, m, (2, 40, 2, 2))
+    assert ranks == (2, 32, 2, 2) and notes  # the second bond cannot use more than 2 * 16
+    assert t.task.format == "TR" and t.task.ranks == ranks and t.task.blocks is None
+    assert t.task.params == btcore.TRSpec(m, m, ranks).params and t.label == "ring ranks 2-32-2-2"
+    with pytest.raises(ValueError, match="TR ranks"):
+        plan.build_spec(plan.SpecInputs("4x4", "4x4", formats=("TR",), mode="explicit ranks", tr_ranks="x"))

@@ -45,7 +45,7 @@ def test_worker_fits_each_task_once_keeps_the_best_candidate_and_reconstructs():
     res = run.make_worker(spec, None, {})(_Job())
     assert isinstance(res, run.RunResult) and not res.failures and not res.stopped
     W = make_target("bt", (2, 4, 4, 2), (4, 4, 4, 2), 0, noise=0.01)
-    assert [r.format for r in res.main] == ["BT", "TT", "Tucker", "CP"]
+    assert [r.format for r in res.main] == ["BT", "TT", "Tucker", "CP", "TR"]
     assert len(res.new_fits) == len({spec.fit_key(t.task) for t in spec.tasks})  # repeats fitted once
     bt = [res.new_fits[spec.fit_key(t.task)][1] for t in spec.main if t.task.format == "BT"]
     assert res.fits["BT"][1] is min(bt, key=lambda i: i.relative_error)  # best of the two BT candidates
@@ -54,12 +54,12 @@ def test_worker_fits_each_task_once_keeps_the_best_candidate_and_reconstructs():
         assert r.rel_error == pytest.approx(dec.relative_error(W, M), rel=1e-12)
         assert r.ranks == btcore.formats.describe(info.spec) and r.history == info.errors
     assert any("best of" in n for n in res.main[0].notes)
-    assert len(res.sweep) == 3 * 4 and all(isinstance(p, run.SweepPoint) for p in res.sweep)
+    assert len(res.sweep) == 3 * 5 and all(isinstance(p, run.SweepPoint) for p in res.sweep)
     # a second run with those fits known fits nothing and returns the very same objects
     again = run.make_worker(spec, None, dict(res.new_fits))(_Job())
     assert again.new_fits == {} and all(again.fits[f][0] is res.fits[f][0] for f in res.fits)
     csv = run.results_csv(res).decode().splitlines()
-    assert "stopped on" in csv[0] and len(csv) == 1 + 4 + 12
+    assert "stopped on" in csv[0] and len(csv) == 1 + 5 + 15
     saved = torch.load(io.BytesIO(res.pt), weights_only=True)
     assert saved["BT"]["relative_error"] == pytest.approx(res.fits["BT"][1].relative_error)
 
@@ -74,7 +74,7 @@ def test_worker_reports_failed_fits_and_keeps_the_others(monkeypatch):
     spec = plan.build_spec(plan.SpecInputs("2x4x4x2", "4x4x4x2", budget=300, sweep_points=0))
     res = run.make_worker(spec, None, {})(_Job())
     assert len(res.failures) == 4 and all("9.0 GiB" in f for f in res.failures)
-    assert [r.format for r in res.main] == ["TT"]
+    assert [r.format for r in res.main] == ["TT", "TR"]  # the formats fit_bt does not fit
 
 
 def test_fit_notes_name_their_format_and_the_page_controls_not_api_keywords():

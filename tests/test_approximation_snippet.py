@@ -39,3 +39,18 @@ def test_snippet_for_an_uploaded_matrix_loads_it(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "<snippet>", "exec"), {})
     assert capsys.readouterr().out.startswith("TT ")
+
+
+def test_snippet_fits_tr_as_the_page_does(capsys):
+    from btcore import decompose as dec
+
+    spec = _spec(mode="explicit ranks", formats=("TR",), tr_ranks="2,3,2")
+    code = approximation_snippet(spec, budget=300)
+    scope = {}
+    exec(compile(code, "<snippet>", "exec"), scope)
+    (task,) = [t.task for t in spec.main]
+    M, info = dec.fit_task(scope["W"], spec.in_modes, spec.out_modes, task, seed=0,
+                           fit_kwargs=plan.effort_kwargs(spec.effort, "TR"))
+    assert scope["info"].params == info.params and tuple(scope["info"].ranks) == (2, 3, 2)
+    assert scope["info"].relative_error == pytest.approx(info.relative_error, rel=1e-9)
+    assert capsys.readouterr().out.startswith(f"TR {info.params} ")

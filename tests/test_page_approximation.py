@@ -43,7 +43,7 @@ def test_default_fit_table_matches_relative_error(fitted):
     at = fitted
     assert not at.exception and not _errors(at)
     table = at.dataframe[0].value
-    assert list(table["format"]) == ["BT", "TT", "Tucker", "CP"]
+    assert list(table["format"]) == ["BT", "TT", "Tucker", "CP", "TR"]
     W = target_matrices.make_target("bt", *DEFAULT_MODES, 0, noise=0.01)
     res = at.session_state["approx_shown"]
     for _, row in table.iterrows():
@@ -65,11 +65,11 @@ def test_default_fit_charts_text_and_downloads(fitted):
     pareto = specs[titles.index("Error vs parameters")]
     assert pareto["layout"]["xaxis"]["type"] == "log" and pareto["layout"]["yaxis"]["type"] == "log"
     names = {t.get("name") for t in pareto["data"]}
-    assert {"BT", "TT", "Tucker", "CP", "Pareto front"} <= names
+    assert {"BT", "TT", "Tucker", "CP", "TR", "Pareto front"} <= names
     bt = next(t for t in pareto["data"] if t.get("name") == "BT")
     assert len(bt["x"]) == 5  # five sweep budgets
     heat = next(s for s in specs if s["layout"].get("title", {}).get("text") is None)
-    assert sum(t["type"] == "heatmap" for t in heat["data"]) == 5  # target + 4 reconstructions
+    assert sum(t["type"] == "heatmap" for t in heat["data"]) == 6  # target + 5 reconstructions
     text = " ".join(m.value for m in at.markdown)
     assert "lowest error is **BT**" in text
     assert "plus noise of relative size 0.01" in text and "BT wins here, as expected" in text
@@ -82,6 +82,8 @@ def test_default_fit_charts_text_and_downloads(fitted):
     assert relative_error(W, M) == pytest.approx(saved["BT"]["relative_error"], rel=1e-6)
     T = btcore.TTMatrix(saved["TT"]["cores"])
     assert relative_error(W, T) == pytest.approx(saved["TT"]["relative_error"], rel=1e-6)
+    ring = btcore.TRMatrix(saved["TR"]["cores"])
+    assert relative_error(W, ring) == pytest.approx(saved["TR"]["relative_error"], rel=1e-6)
 
 
 def test_same_configuration_comes_from_the_cache(fitted):
@@ -113,7 +115,7 @@ def test_fits_are_cached_by_the_page_and_reused(fitted):
     assert at.session_state["approx_job"] is not job
     assert torch.get_num_threads() == threads
     again = at.session_state["approx_shown"]
-    assert again is not res and len(again.sweep) == 3 * 4
+    assert again is not res and len(again.sweep) == 3 * 5
     assert at.session_state["approx_fit_cache"] is cache and len(cache) == n_tasks  # nothing new to fit
     for fmt, (M, _) in again.fits.items():
         assert M is res.fits[fmt][0]  # the cached fit itself
@@ -126,7 +128,7 @@ def test_bad_modes_show_an_error_and_keep_results(fitted):
     assert not at.exception
     assert any("same order" in e for e in _errors(at))
     assert at.button(key="approx_fit").disabled
-    assert list(at.dataframe[0].value["format"]) == ["BT", "TT", "Tucker", "CP"]  # earlier results stay
+    assert list(at.dataframe[0].value["format"]) == ["BT", "TT", "Tucker", "CP", "TR"]  # earlier results stay
     at.text_input(key="approx_in_modes").set_value("4x4x4x5").run()
     assert not _errors(at)
     assert any("inputs changed" in i.value for i in at.info)
@@ -325,7 +327,7 @@ def test_failed_fits_and_failed_jobs_are_errors(monkeypatch):
     at = _fit(at)
     assert not at.exception
     assert sum("A fit failed" in e and "9.0 GiB" in e for e in _errors(at)) == 4  # 2 BT candidates, Tucker, CP
-    assert list(at.dataframe[0].value["format"]) == ["TT"]  # what did fit is still shown
+    assert list(at.dataframe[0].value["format"]) == ["TT", "TR"]  # what did fit is still shown
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
@@ -338,10 +340,56 @@ def test_failed_fits_and_failed_jobs_are_errors(monkeypatch):
     at.run()
     assert not at.exception
     assert any("The fit failed" in e and "boom" in e for e in _errors(at))
-    assert list(at.dataframe[0].value["format"]) == ["TT"]  # earlier results stay
+    assert list(at.dataframe[0].value["format"]) == ["TT", "TR"]  # earlier results stay
 
 
 # -- page state: store, page switch, links, lesson view ---------------------------------------------
+def test_explicit_tr_ranks_fit_as_fit_task_does_and_travel_in_a_link():
+    from streamlit.testing.v1 import AppTest
+
+    from app.approximation import plan
+    from btcore import decompose as dec
+    from conftest import ROOT
+
+    at = open_page("approximation")
+    at.radio(key="approx_mode").set_value("explicit ranks").run()
+    at.multiselect(key="approx_formats").set_value(["BT", "TR"]).run()
+    at.text_input(key="approx_tr_ranks").set_value("2,3,3,2").run()
+    at.slider(key="approx_sweep").set_value(0).run()
+    assert at.query_params["tr_r"] == "2,3,3,2"
+    at = _fit(at)
+    assert not _errors(at)
+    table = at.dataframe[0].value.set_index("format")
+    assert list(table.index) == ["BT", "TR"] and table.loc["TR", "ranks"] == "ring ranks 2-3-3-2"
+    W = target_matrices.make_target("bt", *DEFAULT_MODES, 0, noise=0.01)
+    task = dec.FitTask("TR", (2, 3, 3, 2), None, btcore.TRSpec(*DEFAULT_MODES, (2, 3, 3, 2)).params)
+    M, info = dec.fit_task(W, *DEFAULT_MODES, task, seed=0, fit_kwargs=plan.effort_kwargs("quick", "TR"))
+    assert table.loc["TR", "parameters"] == info.params == M.num_params
+    assert table.loc["TR", "relative error"] == pytest.approx(info.relative_error, rel=1e-9)
+    heat = next(s for s in plotly_specs(at) if s["layout"].get("title", {}).get("text") is None)
+    assert sum(t["type"] == "heatmap" for t in heat["data"]) == 3  # target, BT and TR reconstructions
+    fresh = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    fresh.query_params.update(dict(at.query_params))
+    fresh.switch_page(str(ROOT / "pages" / "approximation.py")).run()
+    assert not fresh.exception and not fresh.warning and not _errors(fresh)
+    assert fresh.text_input(key="approx_tr_ranks").value == "2,3,3,2"
+    assert fresh.multiselect(key="approx_formats").value == ["BT", "TR"]
+
+
+def test_a_bad_tr_link_value_falls_back_with_a_warning():
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params.update({"tr_r": "x,y", "size_by": "explicit ranks"})
+    at.switch_page(str(ROOT / "pages" / "approximation.py")).run()
+    assert not at.exception and not _errors(at)
+    assert any("`tr_r=x,y`" in w.value for w in at.warning)
+    value = at.text_input(key="approx_tr_ranks").value
+    assert value != "x,y" and f"using {value!r}" in " ".join(w.value for w in at.warning)
+
+
 def _state(at) -> dict:
     keys = ["approx_shape", "approx_in_modes", "approx_out_modes", "approx_noise", "approx_mode", "approx_budget",
             "approx_sweep", "approx_seed", "approx_formats", "approx_effort"]
@@ -365,7 +413,7 @@ def test_inputs_survive_a_page_switch():
 
     at = _set_some_inputs(open_page("approximation"))
     before = _state(at)
-    assert before["approx_in_modes"] == "4x8x8x4" and before["approx_formats"] == ["BT", "TT", "Tucker"]
+    assert before["approx_in_modes"] == "4x8x8x4" and before["approx_formats"] == ["BT", "TT", "Tucker", "TR"]
     for away in ("shapes", "learn"):
         at.switch_page(str(ROOT / "pages" / f"{away}.py")).run()
         at.switch_page(str(ROOT / "pages" / "approximation.py")).run()
@@ -381,7 +429,7 @@ def test_a_link_opens_the_same_state_in_a_fresh_session():
 
     at = _set_some_inputs(open_page("approximation"))
     query = dict(at.query_params)
-    assert query["a_in"] == "4x8x8x4" and query["noise"] == "0.05" and query["formats"] == "BT,TT,Tucker"
+    assert query["a_in"] == "4x8x8x4" and query["noise"] == "0.05" and query["formats"] == "BT,TT,Tucker,TR"
     assert query["in"] == "8x20x20x18"  # the shared configuration travels beside the page's inputs
     fresh = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
     fresh.query_params.update(query)
@@ -459,6 +507,31 @@ def test_suggest_draws_the_front_and_applies_the_recommendation():
     assert table.loc[best.format, "parameters"] == best.params  # the suggested format at its size
     assert table.loc[best.format, "relative error"] < 0.012
     assert any("Applied" in c.value for c in at.caption)
+
+
+def test_suggest_with_tr_applies_its_ring_ranks():
+    at = open_page("approximation")
+    at.selectbox(key="approx_shape").set_value("Custom").run()
+    at.text_input(key="approx_in_modes").set_value("4x4x4").run()
+    at.text_input(key="approx_out_modes").set_value("4x4x4").run()
+    at.multiselect(key="approx_formats").set_value(["TR"]).run()
+    at.number_input(key="approx_budget").set_value(300).run()
+    assert not _errors(at)
+    at = _suggest(at)
+    best = at.session_state["approx_advice"].best
+    assert best.format == "TR" and best.blocks is None and best.params <= 300
+    at.button(key="approx_apply").click().run()
+    assert not at.exception and not _errors(at)
+    ranks = tuple(best.ranks)
+    typed = str(ranks[0]) if len(set(ranks)) == 1 else ",".join(map(str, ranks))
+    assert at.text_input(key="approx_tr_ranks").value == typed and at.query_params["tr_r"] == typed
+    assert at.radio(key="approx_mode").value == "explicit ranks" and "TR" in at.multiselect(key="approx_formats").value
+    cfg = at.session_state[CONFIG_KEY]
+    assert cfg.in_modes == (4, 4, 4) and btcore.TRSpec((4, 4, 4), (4, 4, 4), cfg.tr_ranks).ranks == ranks
+    at.slider(key="approx_sweep").set_value(0).run()
+    at = _fit(at)
+    table = next(d.value for d in at.dataframe if "parameters" in d.value.columns).set_index("format")
+    assert table.loc["TR", "parameters"] == best.params  # the suggested ring at its size
 
 
 def test_suggest_on_an_upload():

@@ -94,20 +94,28 @@ def harvest() -> bool:
     return True
 
 
+def _one_or_all(ranks: tuple):
+    """One rank when all are equal (what the rank fields and the shared configuration write as one int)."""
+    return ranks[0] if len(set(ranks)) == 1 else ranks
+
+
 def config_for(row, cfg: LabConfig) -> LabConfig | None:
     """The shared configuration with the recommended modes and ranks, or None when it cannot hold them.
 
-    A LabConfig holds one BT (R, N) and one TT rank choice; Tucker is BT with N = 1 and CP BT with R = 1.
-    The other format's ranks are kept when still valid on the new modes, else set to small defaults (TT 4, BT R 2).
+    A LabConfig holds one BT (R, N), one TT and one TR rank choice; Tucker is BT with N = 1 and CP BT with
+    R = 1. The other formats' ranks are kept when still valid on the new modes, else set to small defaults
+    (TT 4, BT R 2, TR 2).
     """
     im, om = tuple(row.in_modes), tuple(row.out_modes)
     ranks = tuple(row.ranks)
     if row.format == "TT":
         inner = ranks[1:-1]
         change = {"tt_ranks": inner[0] if len(set(inner)) == 1 else inner}
+    elif row.format == "TR":
+        change = {"tr_ranks": _one_or_all(ranks)}
     else:
-        change = {"bt_rank": ranks[0] if len(set(ranks)) == 1 else ranks, "blocks": int(row.blocks)}
-    for keep in ({}, {"tt_ranks": 4, "bt_rank": 2} | change):
+        change = {"bt_rank": _one_or_all(ranks), "blocks": int(row.blocks)}
+    for keep in ({}, {"tt_ranks": 4, "bt_rank": 2, "tr_ranks": 2} | change):
         try:
             new = replace(cfg, in_modes=im, out_modes=om, **(keep or change))
             new.specs()
@@ -128,17 +136,19 @@ def apply(inputs) -> None:
     inputs.set("a_out", format_ints(row.out_modes))
     inputs.set("size_by", MODES[1])
     ranks = tuple(row.ranks)
-    for name in ("bt_R", "tt_r", "tucker_R"):  # per-mode ranks of the old order would not fit the new one
+    for name in ("bt_R", "tt_r", "tucker_R", "tr_r"):  # per-mode ranks of the old order would not fit the new one
         if "," in str(inputs[name]):
             inputs.set(name, "2")
     if row.format == "TT":
         inputs.set("tt_r", rank_text(ranks[1:-1] if len(set(ranks[1:-1])) > 1 else ranks[1]))
+    elif row.format == "TR":
+        inputs.set("tr_r", rank_text(_one_or_all(ranks)))
     elif row.format == "CP":
         inputs.set("cp_R", int(row.blocks))
     elif row.format == "Tucker":
-        inputs.set("tucker_R", rank_text(ranks if len(set(ranks)) > 1 else ranks[0]))
+        inputs.set("tucker_R", rank_text(_one_or_all(ranks)))
     else:
-        inputs.set("bt_R", rank_text(ranks if len(set(ranks)) > 1 else ranks[0]))
+        inputs.set("bt_R", rank_text(_one_or_all(ranks)))
         inputs.set("bt_N", int(row.blocks))
     if row.format not in inputs["formats"]:
         inputs.set("formats", list(inputs["formats"]) + [row.format])

@@ -1,7 +1,7 @@
 """The Approximation page's inputs as :class:`~app.frame.Field` s (session store and URL query).
 
 Every widget of the page has a field here; the URL names differ from the shared configuration's
-(``in``, ``out``, ``R``, ``N``, ``tt``, ``batch``) and from the other pages' fields, so one link holds
+(``in``, ``out``, ``R``, ``N``, ``tt``, ``tr``, ``batch``) and from the other pages' fields, so one link holds
 the configuration and this page's state side by side. The upload itself is not a field (a file
 cannot travel in a link).
 """
@@ -14,12 +14,12 @@ from app.config import CONFIG_KEY
 from app.frame import Field, ListField, OptionField
 from app.approximation.plan import PAGE_FORMATS
 from btcore.images import PHOTOS
-from btcore.shapes import format_ints, rank_text
+from btcore.shapes import format_ints, parse_rank, rank_text
 
 from .plan import EFFORT, MAX_CP_RANK, TARGETS
 
 __all__ = ["K", "STATE", "PageState", "FIELDS", "NOISES", "LENGTH_SCALES", "defaults", "SHAPES", "SHAPES_PAGE",
-           "CUSTOM", "DEFAULT_SHAPE", "MODES"]
+           "CUSTOM", "DEFAULT_SHAPE", "MODES", "RankField"]
 
 #: Widget and session key prefix of the Approximation page (its modules share it).
 K = "approx_"
@@ -69,6 +69,14 @@ class PageState:
 STATE = PageState()
 
 
+class RankField(Field):
+    """A rank list typed as text (one int, or one per mode or bond); a link value that is no rank list
+    falls back to the default with a warning (a rank that does not fit the modes is the page's error)."""
+
+    def parse(self, text: str):
+        return rank_text(parse_rank(str(text)[:500], "ranks"))
+
+
 FIELDS = (
     Field("target", "bt", "choice", choices=tuple(TARGETS)),
     OptionField("noise", 0.01, choices=NOISES),
@@ -86,6 +94,7 @@ FIELDS = (
     Field("bt_R", "3", widget="bt_rank"),
     Field("bt_N", 2, "int", 1, 64, widget="blocks"),
     Field("tt_r", "4", widget="tt_ranks"),
+    RankField("tr_r", "3", widget="tr_ranks"),
     Field("tucker_R", "3", widget="tucker_rank"),
     Field("cp_R", 8, "int", 1, MAX_CP_RANK, widget="cp_rank"),
     Field("sweep", 5, "int", 0, 7),
@@ -102,4 +111,5 @@ def defaults(cfg, small_cfg) -> dict:
     else:
         shape, (im, om) = DEFAULT_SHAPE, SHAPES[DEFAULT_SHAPE]
     return {"shape": shape, "a_in": format_ints(im), "a_out": format_ints(om), "bt_R": rank_text(cfg.bt_rank),
-            "bt_N": int(cfg.blocks), "tt_r": rank_text(cfg.tt_ranks), "tucker_R": rank_text(cfg.bt_rank)}
+            "bt_N": int(cfg.blocks), "tt_r": rank_text(cfg.tt_ranks), "tucker_R": rank_text(cfg.bt_rank),
+            "tr_r": rank_text(cfg.tr_ranks)}

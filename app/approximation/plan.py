@@ -16,6 +16,7 @@ import numpy as np
 
 import btcore
 from btcore import decompose as dec
+from btcore.decompose.tr import cap_tr_ranks
 from btcore.shapes import MAX_ORDER, format_ints, parse_ints, parse_rank, prod
 
 __all__ = ["MAX_ENTRIES", "MAX_CP_RANK", "EFFORT", "TARGETS", "SpecInputs", "PlannedFit", "RunSpec", "build_spec",
@@ -39,9 +40,8 @@ TARGETS = {
 }
 
 
-#: The formats this page has rank controls for, BT first: the budget sweeps' formats but TR (its
-#: ranks have no control here yet; btcore.compare_formats and btcore.suggest_formats fit TR from Python).
-PAGE_FORMATS = tuple(f for f in ("BT", "TT", "Tucker", "CP") if f in dec.FORMATS)
+#: The formats this page has rank controls for, BT first: the budget sweeps' formats.
+PAGE_FORMATS = tuple(f for f in ("BT", "TT", "Tucker", "CP", "TR") if f in dec.FORMATS)
 
 @dataclass
 class SpecInputs:
@@ -55,6 +55,7 @@ class SpecInputs:
     bt_rank: str = "3"
     blocks: int = 2
     tt_ranks: str = "4"
+    tr_ranks: str = "3"
     tucker_rank: str = "3"
     cp_rank: int = 8
     sweep_points: int = 5
@@ -179,8 +180,10 @@ def _modes(inp: SpecInputs, W_shape) -> tuple[tuple, tuple]:
                          "modes, or call btcore.fit_bt from a script for larger matrices")
     if not inp.formats:
         raise ValueError("choose at least one format")
-    if len(im) == 1 and "TT" in inp.formats:
-        raise ValueError("order d = 1 is a plain matrix: TT needs at least 2 modes; use d >= 2")
+    bonded = [f for f in ("TT", "TR") if f in inp.formats]
+    if len(im) == 1 and bonded:
+        raise ValueError(f"order d = 1 is a plain matrix: {' and '.join(bonded)} need"
+                         f"{'s' if len(bonded) == 1 else ''} at least 2 modes; use d >= 2")
     return im, om
 
 
@@ -189,9 +192,11 @@ def _explicit_tasks(inp: SpecInputs, im, om) -> list[PlannedFit]:
     dense = prod(im) * prod(om)
     R = parse_rank(inp.bt_rank, "BT rank")
     tt = parse_rank(inp.tt_ranks, "TT ranks")
-    tr = parse_rank(inp.tucker_rank, "Tucker rank")
+    tk = parse_rank(inp.tucker_rank, "Tucker rank")
+    ring = parse_rank(inp.tr_ranks, "TR ranks")
     specs = {"BT": lambda: btcore.BTSpec(im, om, R, int(inp.blocks)), "TT": lambda: btcore.TTSpec(im, om, tt),
-             "Tucker": lambda: btcore.tucker_spec(im, om, tr), "CP": lambda: btcore.cp_spec(im, om, int(inp.cp_rank))}
+             "Tucker": lambda: btcore.tucker_spec(im, om, tk), "CP": lambda: btcore.cp_spec(im, om, int(inp.cp_rank)),
+             "TR": lambda: btcore.TRSpec(im, om, cap_tr_ranks(im, om, ring)[0])}
     out = []
     for fmt in inp.formats:
         try:
@@ -203,6 +208,8 @@ def _explicit_tasks(inp: SpecInputs, im, om) -> list[PlannedFit]:
                              f"{dense:,}: the ranks are too large to compress anything; lower them")
         if fmt == "TT":
             ranks, n_blocks = dec.cap_tt_ranks(im, om, tt)[0], None
+        elif fmt == "TR":
+            ranks, n_blocks = s.ranks, None
         else:
             ranks, n_blocks = dec.cap_bt_ranks(im, om, s.ranks)[0], s.blocks
         task = dec.FitTask(fmt, tuple(ranks), n_blocks, s.params, compression=dense / s.params)

@@ -124,7 +124,7 @@ def factors_pt(fits: dict, in_modes, out_modes, desc: str) -> bytes:
     for fmt, (M, info) in fits.items():
         entry = {"relative_error": float(info.relative_error), "params": int(info.params),
                  "ranks": list(info.ranks)}
-        if isinstance(M, btcore.TTMatrix):
+        if isinstance(M, (btcore.TTMatrix, btcore.TRMatrix)):
             entry["cores"] = [c.detach().cpu() for c in M.cores]
         else:
             entry["factors"] = [f.detach().cpu() for f in M.factors]

@@ -128,7 +128,7 @@ def draw_results(res: RunResult, spec, lesson: bool = False) -> None:
         c2.download_button("Fitted factors (.pt)", res.pt, "btlab_factors.pt", "application/octet-stream",
                            icon=":material/download:", key=K + "dl_pt",
                            help="torch.load(path, weights_only=True): per format its factors and core (BT, Tucker, "
-                                "CP) or cores (TT), with the ranks and the relative error.")
+                                "CP) or cores (TT, TR), with the ranks and the relative error.")
 
 
 def draw_advice(advice: adv.Advice, spec, inputs, lesson: bool = False) -> None:
@@ -137,7 +137,7 @@ def draw_advice(advice: adv.Advice, spec, inputs, lesson: bool = False) -> None:
     df, best = advice.table, advice.best
     st.caption(f"{len(df)} candidates over {len(df.attrs.get('tensorizations', []))} tensorizations, every one within "
                f"{advice.budget:,} parameters, in {advice.seconds:.1f} s" + (" (stopped early)" if advice.stopped else "")
-               + ". TT by TT-SVD, Tucker screened by its truncated HOSVD, BT and CP by short ALS fits; the candidates "
+               + ". TT by TT-SVD, Tucker screened by its truncated HOSVD, BT, CP and TR by short ALS fits; the candidates "
                "near the front were refitted in full.")
     if STATE.get("suggest_note"):
         st.caption(STATE.get("suggest_note"))

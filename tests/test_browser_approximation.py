@@ -74,7 +74,7 @@ def test_a_photo_and_its_reconstructions_in_grey_with_titles_apart(app_page):
     assert pg.get_by_text("Real photo (scikit-image): camera").first.is_visible()  # named in the results
     boxes = figure.locator("g.annotation").evaluate_all(
         "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; })")
-    assert len(boxes) == 5  # the target and BT, TT, Tucker, CP
+    assert len(boxes) == 6  # the target and BT, TT, Tucker, CP, TR
     for (l1, r1, t1, b1), (l2, r2, t2, b2) in zip(boxes, boxes[1:]):
         assert r1 <= l2 or b1 <= t2 or b2 <= t1, f"titles overlap: {boxes}"
     figure.screenshot(path=str(screenshot(pg, "approximation_photo").with_name("approximation_photo.png")))

@@ -20,19 +20,12 @@ from .formats import FORMATS
 from .layer_init import reset_linear
 from .rnn import (CELLS, GATES, GRU, KINDS, LSTM, READOUTS, RECURRENT_INITS, UCF11_BLOCKS, UCF11_CLASSES,
                   UCF11_HIDDEN_MODES, UCF11_IN_MODES, UCF11_RANK, UCF11_TT_RANKS, folded_out_modes)
-from .shapes import as_modes, check_choice, check_positive_int, prod
+from .shapes import as_modes, check_choice, check_positive_int, check_rank_value, prod
 
 __all__ = ["ClassifierConfig", "SequenceClassifier", "ucf11_config"]
 
 #: How :meth:`ClassifierConfig.describe` shows each rank control.
 _CONTROL_TEXT = {"rank": "R={}", "blocks": "N={}", "tt_ranks": "ranks {}", "tr_ranks": "ranks {}"}
-
-
-def _rank_value(value, field_name: str):
-    """An int, or a tuple of ints (lists from JSON become tuples)."""
-    if isinstance(value, (list, tuple)):
-        return tuple(check_positive_int(v, f"{field_name}[{k}]") for k, v in enumerate(value))
-    return check_positive_int(value, field_name)
 
 
 @dataclass
@@ -94,9 +87,9 @@ class ClassifierConfig:
         self.classes = check_positive_int(self.classes, "classes")
         self.dropout = check_dropout(self.dropout, "dropout")
         self.blocks = check_positive_int(self.blocks, "blocks")
-        self.rank = _rank_value(self.rank, "rank")
-        self.tt_ranks = _rank_value(self.tt_ranks, "tt_ranks")
-        self.tr_ranks = _rank_value(self.tr_ranks, "tr_ranks")
+        self.rank = check_rank_value(self.rank, "rank")
+        self.tt_ranks = check_rank_value(self.tt_ranks, "tt_ranks")
+        self.tr_ranks = check_rank_value(self.tr_ranks, "tr_ranks")
         fmt = FORMATS[self.kind]
         if fmt.factorized and len(self.in_modes) != len(self.hidden_modes):
             raise ValueError(

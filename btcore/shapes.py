@@ -31,6 +31,7 @@ __all__ = [
     "as_modes",
     "size_and_modes",
     "check_positive_int",
+    "check_rank_value",
     "nearest_factorizable",
     "prod",
 ]
@@ -64,6 +65,13 @@ def check_positive_int(value, field: str) -> int:
     if v < 1:
         raise ValueError(f"{field} must be at least 1, got {v}")
     return v
+
+
+def check_rank_value(value, field_name: str):
+    """A rank control's value: a positive int, or a tuple of positive ints (lists from JSON become tuples)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(check_positive_int(v, f"{field_name}[{k}]") for k, v in enumerate(value))
+    return check_positive_int(value, field_name)
 
 
 def check_modes(modes: Sequence[int], field: str = "modes", size: int | None = None) -> tuple[int, ...]:

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..formats import spec_for
 from ..rnn import KINDS, LSTMCell, folded_out_modes, make_input_map
-from ..shapes import check_choice, check_modes, check_positive_int, prod
+from ..shapes import check_choice, check_modes, check_positive_int, check_rank_value, prod
 from .bleu import corpus_bleu
 
 __all__ = ["PAD", "BOS", "EOS", "SPECIALS", "Vocabulary", "normalize_caption", "CaptionSet", "DictRecord",
@@ -184,12 +184,6 @@ class CaptionSet:
 # Configuration and model
 # ------------------------------------------------------------------------------------------------
 
-def _rank_value(value, field_name: str):
-    if isinstance(value, (list, tuple)):
-        return tuple(check_positive_int(v, f"{field_name}[{k}]") for k, v in enumerate(value))
-    return check_positive_int(value, field_name)
-
-
 class DictRecord:
     """``to_dict`` / ``from_dict`` (JSON round trip) for a validated configuration dataclass."""
 
@@ -263,9 +257,9 @@ class CaptionConfig(DictRecord):
         self.embed = check_positive_int(self.embed, "embed")
         self.max_len = check_positive_int(self.max_len, "max_len")
         self.blocks = check_positive_int(self.blocks, "blocks")
-        self.rank = _rank_value(self.rank, "rank")
-        self.tt_ranks = _rank_value(self.tt_ranks, "tt_ranks")
-        self.tr_ranks = _rank_value(self.tr_ranks, "tr_ranks")
+        self.rank = check_rank_value(self.rank, "rank")
+        self.tt_ranks = check_rank_value(self.tt_ranks, "tt_ranks")
+        self.tr_ranks = check_rank_value(self.tr_ranks, "tr_ranks")
         if self.kind != "dense" and len(self.image_modes) != len(self.hidden_modes):
             raise ValueError(f"hidden_modes has {len(self.hidden_modes)} modes but image_modes has "
                              f"{len(self.image_modes)}; a {self.kind.upper()} image map needs the same order for both")

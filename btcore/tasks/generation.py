@@ -42,7 +42,7 @@ from torch import nn
 from ..plan import plan_reconstruct
 from ..formats import spec_for
 from ..rnn import GATES, KINDS, LSTMCell, make_input_map
-from ..shapes import check_choice, check_modes, check_positive_int, factorize, format_ints, prod
+from ..shapes import check_choice, check_modes, check_positive_int, check_rank_value, factorize, format_ints, prod
 from .digits import DEFAULT_IMAGE_MODES, DEFAULT_IMAGE_SIZE, check_image_modes
 from .images import tile
 
@@ -61,13 +61,6 @@ _LSTM_GATES = GATES["lstm"]
 _RANK_FIELDS = {"bt": "rank/blocks", "tt": "tt_ranks", "tr": "tr_ranks"}
 #: Seed of the latent noise in :func:`nelbo` (a fixed draw, so the score is a deterministic metric).
 NELBO_SEED = 1234
-
-
-def _rank_value(value, field_name: str):
-    """An int, or a tuple of ints (lists from JSON become tuples)."""
-    if isinstance(value, (list, tuple)):
-        return tuple(check_positive_int(v, f"{field_name}[{k}]") for k, v in enumerate(value))
-    return check_positive_int(value, field_name)
 
 
 def _field_int(value, field_name: str, what: str) -> int:
@@ -132,9 +125,9 @@ class GenerationConfig:
                              f"not hidden_size = {self.hidden_size:,}; choose modes whose product is the hidden "
                              f"size (for example {example}) or change hidden_size")
         self.blocks = check_positive_int(self.blocks, "blocks")
-        self.rank = _rank_value(self.rank, "rank")
-        self.tt_ranks = _rank_value(self.tt_ranks, "tt_ranks")
-        self.tr_ranks = _rank_value(self.tr_ranks, "tr_ranks")
+        self.rank = check_rank_value(self.rank, "rank")
+        self.tt_ranks = check_rank_value(self.tt_ranks, "tt_ranks")
+        self.tr_ranks = check_rank_value(self.tr_ranks, "tr_ranks")
         if self.kind != "dense":
             if len(self.image_modes) != len(self.hidden_modes):
                 raise ValueError(f"hidden_modes has {len(self.hidden_modes)} modes but image_modes has "

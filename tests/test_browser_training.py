@@ -197,7 +197,11 @@ def test_a_generation_race_shows_its_images(app_page):
     # per model: samples, reconstructions, canvas; and the validation digits once: at least 10 images
     pg.wait_for_function(f"() => Array.from(document.querySelectorAll({IMAGES!r}))"
                          ".filter(i => i.complete && i.naturalWidth >= 28).length >= 10", timeout=4 * T)
-    widths = pg.evaluate(f"() => Array.from(document.querySelectorAll({IMAGES!r})).map(i => i.naturalWidth)")
+    # live updates replace images while the race runs: a replaced one is still loading (width 0), so only
+    # images that have finished loading are measured
+    widths = pg.evaluate(f"() => Array.from(document.querySelectorAll({IMAGES!r}))"
+                         ".filter(i => i.complete && i.naturalWidth > 0).map(i => i.naturalWidth)")
+    assert len(widths) >= 10
     assert min(widths) >= 28 * 2  # drawn upscaled: legible on a projector
     main = _main_text(pg)
     assert "Samples from the prior" in main and "Reconstructions" in main and "input-map parameters" in main

@@ -1,8 +1,8 @@
 """The one configuration (modes, ranks, blocks) that every page shares.
 
-The Shapes page edits it; the other pages start from it. It lives in ``st.session_state`` under a
-key no widget uses, so it survives page switches (Streamlit drops the state of widgets that are
-not on the current page).
+The Shapes page edits it; the other pages start from it. It lives in the session
+(:data:`app.state.SESSION`) under a key no widget uses, so it survives page switches (Streamlit drops
+the state of widgets that are not on the current page).
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import streamlit as st
 
 import btcore
 from btcore.shapes import format_ints, parse_ints, parse_rank, rank_text
+from app.state import SESSION
 from btcore.rnn import (GATES, UCF11_BLOCKS, UCF11_HIDDEN_MODES, UCF11_IN_MODES, UCF11_RANK, UCF11_TT_RANKS,
                         folded_out_modes)
 
 __all__ = ["LabConfig", "PRESETS", "UCF11_LSTM_PRESET", "get_config", "set_config", "CONFIG_KEY", "config_query",
-           "config_from_query", "pop_config_warnings", "LIMITS", "check_limit"]
+           "config_from_query", "pop_config_warnings", "config_chosen", "LIMITS", "check_limit"]
 
 CONFIG_KEY = "btlab_config"
 CONFIG_WARNINGS_KEY = "btlab_config_warnings"
@@ -203,21 +204,26 @@ def _without_one_rank(cfg: LabConfig, changes: dict) -> tuple[str, LabConfig] | 
 
 def get_config() -> LabConfig:
     """The session's configuration: the URL's on a session's first page, else the UCF11 LSTM preset."""
-    cfg = st.session_state.get(CONFIG_KEY)
+    cfg = SESSION.get(CONFIG_KEY)
     if isinstance(cfg, LabConfig):
         return cfg
     cfg, warnings = config_from_query(st.query_params)
-    st.session_state[CONFIG_KEY] = cfg
-    st.session_state[CONFIG_WARNINGS_KEY] = warnings
+    SESSION.set(CONFIG_KEY, cfg)
+    SESSION.set(CONFIG_WARNINGS_KEY, warnings)
     return cfg
+
+
+def config_chosen() -> bool:
+    """Whether the session has a configuration yet (a page read the URL's, or the Shapes page set one)."""
+    return CONFIG_KEY in SESSION
 
 
 def pop_config_warnings() -> list[str]:
     """Warnings about the URL's configuration, once (the page that first read it shows them)."""
-    return st.session_state.pop(CONFIG_WARNINGS_KEY, None) or []
+    return SESSION.pop(CONFIG_WARNINGS_KEY, None) or []
 
 
 def set_config(cfg: LabConfig, **changes) -> LabConfig:
     cfg = replace(cfg, **changes) if changes else cfg
-    st.session_state[CONFIG_KEY] = cfg
+    SESSION.set(CONFIG_KEY, cfg)
     return cfg

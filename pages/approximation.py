@@ -14,7 +14,7 @@ from app.approximation.plan import EFFORT, MAX_CP_RANK, MAX_ENTRIES, TARGETS
 from app.frame import page_setup
 from app.jobs import share_note
 from app.snippets import approximation_snippet
-from app.config import get_config
+from app.config import config_chosen, get_config
 from app.widgets import format_ints, show_error
 from btcore import decompose as dec
 from btcore.images import ASSET_DIR, PHOTOS, list_images
@@ -125,7 +125,7 @@ with c_shape:
     st.selectbox("Modes", shape_opts, key=K + "shape", on_change=S.on_shape,
                  format_func=lambda s: (f"{s}: {format_ints(small_cfg.in_modes)} -> {format_ints(small_cfg.out_modes)}"
                                         if s == S.SHAPES_PAGE and small_cfg is not None else s))
-    if small_cfg is None and STATE.config_set():
+    if small_cfg is None and config_chosen():
         cfg = get_config()
         st.caption(f"The Shapes page's {cfg.in_size:,} x {cfg.out_size:,} is too large to fit here "
                    f"(limit {MAX_ENTRIES:,} entries).")

@@ -6,107 +6,17 @@ import streamlit as st
 import btcore
 from app.shapes import charts, formulas, tables
 from app.shapes import inputs as si
-from app.frame import page_setup, stored_inputs
+from app.shapes import session as ss
+from app.shapes.inputs import K
+from app.frame import page_setup
 from app.snippets import shapes_snippet
-from app.config import PRESETS, get_config, set_config
+from app.config import PRESETS, get_config
 from app.widgets import format_ints, rank_text, show_error
 
-K = "shapes_"  # widget key prefix
-ORIGIN_KEY = "btlab_shapes_mode_origin"  # where each side's modes came from (outside any widget)
-LAST_VALID_KEY = "btlab_shapes_last_valid"
-SUGGEST_KEY = "btlab_shapes_suggestion"  # side -> modes offered for a size the typed modes do not fit
-SIZE = {"in": "I", "out": "J"}
-SIZE_KEY = {"in": "in_size", "out": "out_size"}
-
-
-def _origin() -> si.ModeOrigin:
-    if not isinstance(st.session_state.get(ORIGIN_KEY), si.ModeOrigin):
-        origin = si.ModeOrigin()
-        for side in ("in", "out"):
-            try:
-                origin.remembered[side] = btcore.shapes.parse_ints(st.session_state.get(K + side + "_modes", ""), side)
-            except ValueError:
-                pass
-        st.session_state[ORIGIN_KEY] = origin
-    return st.session_state[ORIGIN_KEY]
-
-
-def _load(cfg, preset: str) -> None:
-    inputs = stored_inputs("shapes")
-    for name, value in si.defaults_for(cfg, preset).items():
-        inputs.set(name, value)
-    origin = _origin()
-    origin.auto = {"in": True, "out": True}
-    origin.remembered = {"in": cfg.in_modes, "out": cfg.out_modes}
-    st.session_state.pop(SUGGEST_KEY, None)
-
-
-def _apply_preset() -> None:
-    name = st.session_state[K + "preset"]
-    if name in PRESETS:
-        _load(PRESETS[name], name)
-
-
-def _mark_custom() -> None:
-    st.session_state[K + "preset"] = "Custom"
-
-
-def _refill(sides) -> None:
-    """After a size or d change: refill modes the app set; offer a suggestion for modes the user typed."""
-    _mark_custom()
-    origin, offers = _origin(), {}
-    st.session_state.pop(K + "suggest_error", None)
-    try:
-        d = si.check_number("d", st.session_state[K + "d"])
-    except ValueError as exc:
-        st.session_state[K + "suggest_error"] = str(exc)  # the message names the order d
-        return
-    for side in sides:
-        try:
-            n = si.check_number(SIZE[side], st.session_state[K + SIZE_KEY[side]])
-        except ValueError as exc:
-            st.session_state[K + "suggest_error"] = str(exc)  # names the input or output size
-            continue
-        try:
-            modes = si.suggest_modes(n, d, origin.remembered.get(side))
-        except ValueError as exc:
-            st.session_state[K + "suggest_error"] = f"{si.RANGES[SIZE[side]][0]} in order d = {d}: {exc}"
-            continue
-        if origin.auto[side]:
-            st.session_state[K + side + "_modes"] = format_ints(modes)
-        elif format_ints(modes) != st.session_state[K + side + "_modes"]:
-            offers[side] = modes
-    st.session_state[SUGGEST_KEY] = offers
-
-
-def _typed(side: str) -> None:
-    _mark_custom()
-    origin = _origin()
-    origin.auto[side] = False
-    try:
-        origin.remembered[side] = btcore.shapes.parse_ints(st.session_state[K + side + "_modes"], side)
-    except ValueError:
-        pass
-    st.session_state.get(SUGGEST_KEY, {}).pop(side, None)
-    try:  # both sides typed with a new, equal count: the order d follows them
-        counts = {len(btcore.shapes.parse_ints(st.session_state[K + s + "_modes"], s)) for s in ("in", "out")}
-    except ValueError:
-        return
-    if len(counts) == 1:
-        st.session_state[K + "d"] = counts.pop()
-
-
-def _take_suggestion() -> None:
-    for side, modes in st.session_state.pop(SUGGEST_KEY, {}).items():
-        st.session_state[K + side + "_modes"] = format_ints(modes)
-        _origin().auto[side] = True
-
-
 start = get_config()
-frame = page_setup("shapes", si.FIELDS, prefix=K,
-                   defaults=si.defaults_for(start, si.preset_name(start, st.session_state.get(K + "preset"))))
+frame = page_setup(ss.PAGE, si.FIELDS, prefix=K, defaults=ss.first_defaults(start))
 inputs, lesson = frame.inputs, frame.lesson
-_origin()  # remember the modes the page opened with
+ss.origin()  # remember the modes the page opened with
 
 st.title("Shapes & parameters")
 st.caption("Tensorize a weight matrix W (I x J) and compare how many parameters and multiply-adds each "
@@ -114,36 +24,36 @@ st.caption("Tensorize a weight matrix W (I x J) and compare how many parameters 
 
 left, right = st.columns([1, 1], gap="large")
 with left:
-    st.selectbox("Preset", ["Custom", *PRESETS], key=K + "preset", on_change=_apply_preset,
+    st.selectbox("Preset", ["Custom", *PRESETS], key=K + "preset", on_change=ss.on_preset,
                  help="The UCF11 presets are the paper's input-to-hidden map: 57,600 pixels in, 4 gates x 256 out.")
     c1, c2, c3 = st.columns(3)
-    c1.number_input("Input size I", step=1, key=K + "in_size", on_change=_refill, args=(("in",),),
+    c1.number_input("Input size I", step=1, key=K + "in_size", on_change=ss.on_size, args=(("in",),),
                     help="1 to 1,000,000,000.")
-    c2.number_input("Output size J", step=1, key=K + "out_size", on_change=_refill, args=(("out",),),
+    c2.number_input("Output size J", step=1, key=K + "out_size", on_change=ss.on_size, args=(("out",),),
                     help="1 to 1,000,000,000.")
-    c3.number_input("Order d", step=1, key=K + "d", on_change=_refill, args=(("in", "out"),),
+    c3.number_input("Order d", step=1, key=K + "d", on_change=ss.on_size, args=(("in", "out"),),
                     help=f"Number of modes each side is split into: 1 to {btcore.formats.MAX_ORDER}.")
     c1, c2 = st.columns(2)
-    c1.text_input("Input modes I₁x..xI_d", key=K + "in_modes", on_change=_typed, args=("in",),
+    c1.text_input("Input modes I₁x..xI_d", key=K + "in_modes", on_change=ss.on_modes, args=("in",),
                   help="A balanced factorization of I is filled in when you change I or d, unless you typed "
                        "your own modes: those are kept, and the suggestion is offered.")
-    c2.text_input("Output modes J₁x..xJ_d", key=K + "out_modes", on_change=_typed, args=("out",))
-    if K + "suggest_error" in st.session_state:
-        st.warning(st.session_state[K + "suggest_error"], icon=":material/warning:")
-    offers = st.session_state.get(SUGGEST_KEY) or {}
+    c2.text_input("Output modes J₁x..xJ_d", key=K + "out_modes", on_change=ss.on_modes, args=("out",))
+    if ss.suggest_error():
+        st.warning(ss.suggest_error(), icon=":material/warning:")
+    offers = ss.offers()
     if offers:
         text = "; ".join(f"{side}put modes {format_ints(m)}" for side, m in offers.items())
-        st.button(f"Use suggested {text}", key=K + "use_suggestion", on_click=_take_suggestion,
+        st.button(f"Use suggested {text}", key=K + "use_suggestion", on_click=ss.take_suggestion,
                   icon=":material/auto_fix_high:")
 with right:
     c1, c2 = st.columns(2)
-    c1.text_input("BT rank R", key=K + "bt_rank", on_change=_mark_custom,
+    c1.text_input("BT rank R", key=K + "bt_rank", on_change=ss.mark_custom,
                   help="One rank for all modes, or one per mode: 4 or 4,4,2,2. N=1 is Tucker, R=1 is CP.")
-    c2.number_input("BT blocks N", step=1, key=K + "blocks", on_change=_mark_custom, help="1 to 64.")
+    c2.number_input("BT blocks N", step=1, key=K + "blocks", on_change=ss.mark_custom, help="1 to 64.")
     c1, c2, c3 = st.columns(3)
-    c1.text_input("TT ranks", key=K + "tt_ranks", on_change=_mark_custom,
+    c1.text_input("TT ranks", key=K + "tt_ranks", on_change=ss.mark_custom,
                   help="One rank for every bond, or the d-1 inner ranks: 4 or 4,8,4.")
-    c2.text_input("TR ranks", key=K + "tr_ranks", on_change=_mark_custom,
+    c2.text_input("TR ranks", key=K + "tr_ranks", on_change=ss.mark_custom,
                   help="Tensor Ring: one rank for every bond, or the d bonds r₁..r_d, the last closing the ring "
                        "(r₀ = r_d): 4 or 4,3,2,3.")
     if not lesson:
@@ -151,13 +61,9 @@ with right:
                         help="1 to 65,536. The fastest contraction order "
                         "depends on the batch size; multiply-adds are per sample.")
 
-try:
-    cfg = si.config_from_inputs(inputs.values)
-    st.session_state[LAST_VALID_KEY] = cfg
-    set_config(cfg)
-except ValueError as exc:
-    show_error(exc, "Check the configuration")
-    cfg = st.session_state.get(LAST_VALID_KEY) or get_config()
+cfg, error = ss.shown_config(inputs.values)
+if error is not None:
+    show_error(error, "Check the configuration")
     st.warning(f"The results below are for the last valid configuration ({format_ints(cfg.in_modes)} -> "
                f"{format_ints(cfg.out_modes)}, R = {cfg.bt_rank}, N = {cfg.blocks}, TT ranks {cfg.tt_ranks}, TR ranks "
                f"{cfg.tr_ranks}), not for the inputs above.",

@@ -14,8 +14,7 @@ from app.study.charts import format_label
 from app.study.inputs import (FROM_STUDY, K, NO_COMPRESS, SYNTHETIC, UPLOAD, changed_since, compress_choices,
                               data_choices, fields)
 from app.study.plan import balanced_modes, make_plan, study_command
-from app.study.run import JOB_KEY, launch, live_rows
-from app.study.sources import UPLOAD_MAX_BYTES, read_upload
+from app.study.run import JOB_KEY, ended_since_launch, launch, live_rows
 from app.training.datasets import DATA_ROOT_ENV, data_root
 from app.widgets import show_error
 from btcore.tasks import task_names
@@ -42,22 +41,8 @@ with c_task:
                         format_func=lambda o: {SYNTHETIC: "Generated (built in)", UPLOAD: "Upload a .npz"}.get(o, o),
                         help=f"A .npz of X (n, T, D) floats and y (n,) labels 0..K-1: uploaded, or a file under the "
                              f"data root `{root}` (set {DATA_ROOT_ENV} to move it).")
-    upload = None
-    if task == "sequences" and data == UPLOAD:
-        file = st.file_uploader(f"Sequences (.npz, up to {UPLOAD_MAX_BYTES // 1024**2} MiB)", type=["npz"],
-                                key=K + "upload_file")
-        if file is not None:
-            try:
-                upload, n_classes = read_upload(file.name, file.getvalue())
-                st.session_state[K + "upload"] = (file.name, upload)
-                st.caption(f"`{file.name}`: {n_classes} classes; a quarter of each class is held out for validation.")
-            except ValueError as exc:
-                st.session_state.pop(K + "upload", None)
-                show_error(exc, "The upload was refused")
-        elif K + "upload" in st.session_state:  # kept across page switches (the uploader forgets its file)
-            name, upload = st.session_state[K + "upload"]
-            st.caption(f"Using the earlier upload `{name}`.")
-    elif task != "sequences":
+    upload = views.upload_control() if task == "sequences" and data == UPLOAD else None
+    if task != "sequences":
         st.text_input("Frame size (C x H x W)", key=K + "frame")
         st.number_input("Frames per clip", 1, 64, key=K + "frames")
         st.number_input("Classes", 2, 8, key=K + "classes")
@@ -169,8 +154,7 @@ def live() -> None:
         if result.stopped:
             st.info("Stopped: the runs that finished are below.", icon=":material/stop_circle:")
         views.show_results(result, K, downloads=not lesson)
-    if not job.running and st.session_state.get(K + "was_running"):
-        st.session_state[K + "was_running"] = False
+    if ended_since_launch(job):
         st.rerun()  # a full run turns the timer off and enables the buttons
 
 

@@ -12,6 +12,7 @@ import btcore
 from app.training import charts as ct
 from app.jobs import get_job, share_note
 from app.frame import page_setup
+from app.state import SessionState
 from app.config import get_config
 from app.training import inputs as fields
 from app.training import gallery, tables
@@ -30,6 +31,7 @@ from btcore.tasks import TASKS
 from btcore.train import OPTIMIZERS, cpu_count, device_name, sweep_configs
 from btcore.train.estimate import total_estimate
 
+STATE = SessionState(K)  # the page's session values beyond its inputs (the job, the scroll flag, the first estimate)
 shared = get_config()
 # Every input lives in one store outside the widgets (restored after a page switch, read from a link).
 frame = page_setup("training", fields.page_fields(), prefix=K, defaults=fields.defaults(shared))
@@ -150,7 +152,7 @@ except (ValueError, RuntimeError, OSError) as exc:  # e.g. out of memory in the 
 if c1.button("Train", type="primary", icon=":material/play_arrow:", key=K + "start", disabled=running):
     launch(runs, spec, inputs.query())
     job, running = get_job(JOB_KEY), True
-    st.session_state[K + "scroll"] = True  # the live charts come into view
+    STATE.set("scroll", True)  # the live charts come into view
 if c2.button("Stop", icon=":material/stop:", key=K + "stop", disabled=not running):
     job.stop()
 with c_link:
@@ -162,7 +164,7 @@ if not lesson:
 
 # -- live view -------------------------------------------------------------------------------------
 st.subheader("Live", anchor="training-live")
-if st.session_state.pop(K + "scroll", False):
+if STATE.pop("scroll", False):
     scroll_into_view("training-live")
 
 
@@ -180,9 +182,10 @@ def live() -> None:
     snap = job.snapshot()
     events = snap["events"]
     status = snap["status"]
-    eta, first = job.eta(), st.session_state.get(K + "first_total")
+    eta, first = job.eta(), STATE.get("first_total")
     if eta is not None and (first is None or first[0] is not job):
-        st.session_state[K + "first_total"] = first = (job, snap["elapsed"] + eta)  # the first projection
+        first = (job, snap["elapsed"] + eta)  # the first projection
+        STATE.set("first_total", first)
     label = {"running": snap["message"] or "starting", "done": "finished", "stopped": "stopped",
              "failed": "failed"}.get(status, status)
     text = f"{label} · {snap['elapsed']:.0f} s" + views.eta_text(eta, snap["elapsed"], first and first[1])
@@ -220,8 +223,7 @@ def live() -> None:
         if line:
             st.caption(line)
     gallery.show_previews(info.previews, events, K)
-    if not job.running and st.session_state.get(K + "was_running"):
-        st.session_state[K + "was_running"] = False
+    if not job.running and STATE.pop("was_running", False):  # set by launch
         st.rerun()  # a full run turns the timer off and enables the buttons
     if not job.running and snap["result"] and not lesson:
         views.show_downloads(events, snap["result"], K)
@@ -250,7 +252,7 @@ if task_name == "action":  # the paper's UCF11 models are action classifiers
     if st.button("Train the paper's architectures", icon=":material/science:", key=K + "paper_start", disabled=running):
         fs = parse_frame_shape(FRAME_SIZES[reduced])
         launch(make_runs(paper_models(fs, classes), choices), data_spec(fs), inputs.query())
-        st.session_state[K + "scroll"] = True
+        STATE.set("scroll", True)
         st.rerun()
 
 # -- sensitivity sweep -----------------------------------------------------------------------------
@@ -278,7 +280,7 @@ except ValueError as exc:
 if c3.button(f"Train the sweep ({len(sweep_runs)} runs)", icon=":material/grid_on:", key=K + "sweep_start",
              disabled=running or not sweep_runs):
     launch(sweep_runs, spec, inputs.query())
-    st.session_state[K + "scroll"] = True
+    STATE.set("scroll", True)
     st.rerun()
 if sweep_runs:
     try:

@@ -8,17 +8,15 @@ cannot travel in a link).
 
 from __future__ import annotations
 
-import streamlit as st
-
-from app.config import CONFIG_KEY
 from app.frame import Field, ListField, OptionField
 from app.approximation.plan import PAGE_FORMATS
+from app.state import SessionState
 from btcore.images import PHOTOS
 from btcore.shapes import format_ints, parse_rank, rank_text
 
 from .plan import EFFORT, MAX_CP_RANK, TARGETS
 
-__all__ = ["K", "STATE", "PageState", "FIELDS", "NOISES", "LENGTH_SCALES", "defaults", "SHAPES", "SHAPES_PAGE",
+__all__ = ["K", "STATE", "FIELDS", "NOISES", "LENGTH_SCALES", "defaults", "SHAPES", "SHAPES_PAGE",
            "CUSTOM", "DEFAULT_SHAPE", "MODES", "RankField"]
 
 #: Widget and session key prefix of the Approximation page (its modules share it).
@@ -37,36 +35,9 @@ SHAPES_PAGE = "Shapes page's modes"
 CUSTOM = "Custom"
 
 
-class PageState:
-    """The page's state beyond its inputs (jobs, the results on screen, caches, notes), kept in the
-    session under the page's prefix. The page's modules read and write it only here."""
-
-    def get(self, name: str, default=None):
-        return st.session_state.get(K + name, default)
-
-    def __getitem__(self, name: str):
-        return st.session_state[K + name]
-
-    def __contains__(self, name: str) -> bool:
-        return K + name in st.session_state
-
-    def set(self, name: str, value) -> None:
-        st.session_state[K + name] = value
-
-    def pop(self, name: str, default=None):
-        return st.session_state.pop(K + name, default)
-
-    def setdefault(self, name: str, value):
-        return st.session_state.setdefault(K + name, value)
-
-    @staticmethod
-    def config_set() -> bool:
-        """Whether the session has a shared configuration yet (the Shapes page or a link set one)."""
-        return CONFIG_KEY in st.session_state
-
-
-#: The Approximation page's state (see :class:`PageState`).
-STATE = PageState()
+#: The Approximation page's state beyond its inputs (jobs, the results on screen, caches, notes), kept in
+#: the session under the page's prefix. The page's modules read and write it only here.
+STATE = SessionState(K)
 
 
 class RankField(Field):

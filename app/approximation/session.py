@@ -17,7 +17,7 @@ import torch
 
 import btcore
 from app import jobs
-from app.config import get_config
+from app.config import config_chosen, get_config
 from app.frame import stored_inputs
 from btcore.target_matrices import natural_shape
 from btcore.uploads import load_uploaded
@@ -38,7 +38,7 @@ FIT_CACHE_SIZE = 400    # single fits kept per session (factors only)
 # -- modes and defaults ------------------------------------------------------------------------
 def shapes_page_config():
     """The Shapes page's modes when the user set them and they are small enough to fit here."""
-    if not STATE.config_set():
+    if not config_chosen():
         return None
     cfg = get_config()
     if len(cfg.in_modes) != len(cfg.out_modes) or prod(cfg.in_modes) * prod(cfg.out_modes) > MAX_ENTRIES:

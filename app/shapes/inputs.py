@@ -13,10 +13,12 @@ from app.frame import Field
 from app.config import LIMITS, PRESETS, LabConfig
 from btcore.shapes import MAX_ORDER, format_ints, parse_ints, parse_rank, rank_text
 
-__all__ = ["FIELDS", "RankField", "RANGES", "ModeOrigin", "check_number", "config_from_inputs", "defaults_for",
+__all__ = ["K", "FIELDS", "RankField", "RANGES", "ModeOrigin", "check_number", "config_from_inputs", "defaults_for",
            "preset_name", "suggest_modes", "heatmap_grid", "sweep_ranks",
            "uniform_marks"]
 
+#: Widget and session key prefix of the Shapes page.
+K = "shapes_"
 #: Allowed ranges of the numeric inputs: (label, lowest, highest).
 RANGES = {**LIMITS, "d": ("Order d", 1, MAX_ORDER)}
 

@@ -5,25 +5,26 @@ The worker is pure btcore (no ``st.*``): it builds the task's data, runs
 a message, and the trainer's ``start`` / ``end`` events (the live table). With the study's own
 dense model to compress, the dense run goes first and the rest of the study compresses it
 (:func:`btcore.train.study.merge_study` joins the two parts in job order). A stop keeps the runs
-that finished. Only :func:`launch` touches ``st.session_state``.
+that finished. The page's session values (the job, the upload, the estimate) live in :data:`STATE`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import streamlit as st
-
 from app.jobs import start_job
+from app.state import SessionState
 from btcore.train.study import merge_study, run_study
 
 from .inputs import FROM_STUDY, K
 from .plan import StudyPlan
 
-__all__ = ["JOB_KEY", "StudyInfo", "make_target", "launch", "live_rows"]
+__all__ = ["JOB_KEY", "STATE", "StudyInfo", "make_target", "launch", "ended_since_launch", "live_rows"]
 
 #: The session's study job (it keeps running while the user visits other pages).
 JOB_KEY = "study"
+#: The study page's session values beyond its inputs (under the page's key prefix).
+STATE = SessionState(K)
 #: The trainer's events the page keeps (the per-step ones would only grow the job's memory).
 KEPT_EVENTS = ("start", "end")
 
@@ -74,9 +75,15 @@ def launch(plan: StudyPlan, made_with: dict[str, str]):
     """Start the study of ``plan`` in this session (stopping any earlier one); returns the job."""
     job = start_job(JOB_KEY, make_target(plan), name="format study",
                     info=StudyInfo(dict(made_with), len(plan.jobs), plan.data_label, plan.task.metric))
-    st.session_state[K + "was_running"] = True
-    st.session_state[K + "job"] = job  # the job of the session's registry (tests join it)
+    STATE.set("was_running", True)
+    STATE.set("job", job)  # the job of the session's registry (tests join it)
     return job
+
+
+def ended_since_launch(job) -> bool:
+    """True once, on the first run that sees the job :func:`launch` started no longer running (the
+    page then reruns in full, to stop its timer and enable its buttons)."""
+    return job is not None and not job.running and bool(STATE.pop("was_running", False))
 
 
 def live_rows(events: list[dict], metric: str) -> list[dict]:

@@ -10,23 +10,51 @@ import json
 import pandas as pd
 import streamlit as st
 
-from app.widgets import escape_markdown
+from app.widgets import escape_markdown, show_error
 from btcore.train import SLOW_S
 from btcore.train.study import estimate_study
 
 from . import charts
+from .inputs import K
 from .plan import StudyPlan
+from .run import STATE
+from .sources import UPLOAD_MAX_BYTES, read_upload
 
-__all__ = ["estimate", "show_plan", "show_live", "show_results", "results_csv", "TABLE_COLUMNS"]
+__all__ = ["upload_control", "estimate", "show_plan", "show_live", "show_results", "results_csv", "TABLE_COLUMNS"]
 
 #: The results table's columns, in order (fields of the study's rows).
 TABLE_COLUMNS = ("run", "format", "phase", "budget", "ranks", "blocks", "params", "total_params", "val_metric",
                  "val_loss", "examples_per_s", "seconds", "status", "pareto", "recommended", "fit_error")
 
 
+def upload_control() -> bytes | None:
+    """The ``.npz`` uploader of the sequences task and the upload it gives (None: none, or refused).
+
+    An accepted upload is kept for the session: the uploader forgets its file on a page switch, the
+    page does not. A refused one is said, and drops the earlier upload.
+    """
+    file = st.file_uploader(f"Sequences (.npz, up to {UPLOAD_MAX_BYTES // 1024**2} MiB)", type=["npz"],
+                            key=K + "upload_file")
+    if file is None:
+        if "upload" not in STATE:
+            return None
+        name, upload = STATE["upload"]
+        st.caption(f"Using the earlier upload `{name}`.")
+        return upload
+    try:
+        upload, n_classes = read_upload(file.name, file.getvalue())
+    except ValueError as exc:
+        STATE.pop("upload")
+        show_error(exc, "The upload was refused")
+        return None
+    STATE.set("upload", (file.name, upload))
+    st.caption(f"`{file.name}`: {n_classes} classes; a quarter of each class is held out for validation.")
+    return upload
+
+
 def estimate(plan: StudyPlan, key: str) -> float:
     """Estimated seconds of the study's trained runs (:func:`~btcore.train.study.estimate_study`), once per plan."""
-    memo = st.session_state.setdefault("study_estimates", {})
+    memo = STATE.setdefault("estimates", {})
     if key not in memo:
         train_set, val_set = plan.task.data(plan.base.seed)
         memo.clear()  # one plan's estimate is all a page shows

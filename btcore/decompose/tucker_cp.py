@@ -170,17 +170,17 @@ def fit_cp(W, in_modes, out_modes, rank, *, settings: FitSettings | None = None,
         A = [np.asarray(a) for a in A]
         # exact, and the final model's: the last iteration may have been an unrecorded line-search one
         err = float(np.linalg.norm(T - cp_to_tensor((weights, A))))
-    last = len(calls) - 2  # index of the last iteration (tensorly's line-search test)
-    if last > 5 and last % 2 == 0:
-        hist.append(err)
-    # the stopping test: tensorly's, or numerical precision
-    passed = len(errs) >= 2 and abs(errs[-2] - errs[-1]) < s.tol
-    reason = ("stopped" if job.stopped else "at numerical precision" if err < AT_PRECISION * 1e-3
-              else "converged" if passed else "")
-    norms = [np.linalg.norm(a, axis=0) for a in A]
-    lam = np.asarray(weights) * np.prod(norms, axis=0)
-    A = [a / np.where(n > 0, n, 1.0) for a, n in zip(A, norms)]
-    grad = _cp_gradient(T, lam, A) if reason == "converged" and err >= AT_PRECISION else math.nan
+        last = len(calls) - 2  # index of the last iteration (tensorly's line-search test)
+        if last > 5 and last % 2 == 0:
+            hist.append(err)
+        # the stopping test: tensorly's, or numerical precision
+        passed = len(errs) >= 2 and abs(errs[-2] - errs[-1]) < s.tol
+        reason = ("stopped" if job.stopped else "at numerical precision" if err < AT_PRECISION * 1e-3
+                  else "converged" if passed else "")
+        norms = [np.linalg.norm(a, axis=0) for a in A]
+        lam = np.asarray(weights) * np.prod(norms, axis=0)
+        A = [a / np.where(n > 0, n, 1.0) for a, n in zip(A, norms)]
+        grad = _cp_gradient(T, lam, A) if reason == "converged" and err >= AT_PRECISION else math.nan
     factors = [a.T[:, :, None] for a in A]  # (rank, I_k J_k, 1)
     core = lam.reshape((rank,) + (1,) * T.ndim)
     return job.finish(factors, core, hist, err, reason, grad, ["svd"])

@@ -264,8 +264,9 @@ class _Job:
         flat = len(hist) > 1 and hist[-2] - hist[-1] <= STOPPING.flat_fall * hist[-2]
         if flat and grad <= self.s.gtol:
             return "converged", "first-order"
-        self.notes.append(f"the fit ended on its tolerance (tol = {self.s.tol:g}) with the error still falling "
-                          f"or the gradient ({grad:.1e}) above gtol = {self.s.gtol:g}: a smaller tol may lower it")
+        self.notes.append(f"the fit ended on its stopping test (an iteration gained less than tol = {self.s.tol:g}) "
+                          f"with the error still falling or the gradient ({grad:.1e}) above gtol = {self.s.gtol:g}: "
+                          "not a first-order point")
         return "stalled", "stalled"
 
     def zero(self) -> tuple[BTMatrix, FitInfo]:

@@ -236,7 +236,7 @@ def for_format(settings: FitSettings | None, fmt: str) -> FitSettings:
       iterations and a tolerance of at most 1e-8 (tensorly's 1e-4 stops after 3 iterations; one
       iteration here costs a fraction of tensorly's, so the tighter test still takes less time);
     * CP: CP-ALS with tensorly's line search from the SVD start (``parafac(linesearch=True)``),
-      tolerance at most 1e-8 and at least 80 iterations.
+      tolerance at most 1e-8 and at least 75 iterations.
 
     Both are at least as accurate as tensorly's ``tucker`` / ``parafac`` with its defaults, in less
     time, on every target of ``bench/fairness.py``. Of the other fields only ``gtol`` and
@@ -251,7 +251,7 @@ def for_format(settings: FitSettings | None, fmt: str) -> FitSettings:
                          max_iter=max(s.max_iter, 100))
     if fmt == "CP":
         return s.replace(method="als", restarts=1, init="hosvd", compress=False, tol=min(s.tol, 1e-8),
-                         max_iter=max(s.max_iter, 80))
+                         max_iter=max(s.max_iter, 75))
     return s
 
 

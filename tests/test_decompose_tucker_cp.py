@@ -142,3 +142,12 @@ def test_gradients_match_the_bt_model_gradient():
                          torch.from_numpy(lam.reshape(3, 1, 1, 1, 1)))
     ref = math.sqrt(sum(float((g * g).sum()) for g in gU) + float((gC * gC).sum()))
     assert tc._cp_gradient(T, lam, A) == pytest.approx(ref, rel=1e-10)
+
+
+def test_order_one_and_zero_targets_are_exact():
+    W = np.random.default_rng(0).standard_normal((8, 6))
+    for fit, rank in ((fit_tucker, 1), (fit_cp, 3)):
+        M, info = fit(W, (8,), (6,), rank)  # one mode: the vectorised matrix is its own rank-one term
+        assert relative_error(W, M) < 1e-12 and info.converged
+        M, info = fit(np.zeros((8, 8)), (2, 4), (4, 2), 2)
+        assert float(M.to_dense().abs().max()) == 0.0 and info.relative_error == 0.0 and info.converged

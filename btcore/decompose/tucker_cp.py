@@ -162,6 +162,12 @@ def fit_cp(W, in_modes, out_modes, rank, *, settings: FitSettings | None = None,
     T, s = job.T, job.s
     if job.norm == 0:
         return job.zero()
+    if T.ndim == 1:  # a vector is its own rank-one term (tensorly's CP-ALS needs two modes)
+        job.report(0.0)
+        lam = np.zeros(rank)
+        lam[0] = 1.0
+        return job.finish([np.tile(T, (rank, 1))[:, :, None]], lam.reshape(rank, 1), [0.0], 0.0,
+                          "at numerical precision", math.nan, ["svd"])
     calls = []
 
     def callback(_cp, err):
@@ -272,7 +278,7 @@ class _Job:
     def zero(self) -> tuple[BTMatrix, FitInfo]:
         """W = 0: zero cores are exact (any orthonormal factors); no iteration runs."""
         sizes = [i * o for i, o in zip(self.im, self.om)]
-        factors = [np.broadcast_to(np.eye(m, r), (self.N, m, r)) for m, r in zip(sizes, self.ranks)]
+        factors = [np.tile(np.eye(m, r), (self.N, 1, 1)) for m, r in zip(sizes, self.ranks)]
         core = np.zeros((self.N,) + tuple(self.ranks))
         self.report(0.0)
         return self.finish(factors, core, [0.0], 0.0, "at numerical precision", math.nan, ["hosvd"])

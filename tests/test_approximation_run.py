@@ -70,11 +70,12 @@ def test_worker_reports_failed_fits_and_keeps_the_others(monkeypatch):
     def no_memory(*args, **kwargs):
         raise ValueError("fitting BT needs 9.0 GiB")
 
-    monkeypatch.setattr(budget, "fit_bt", no_memory)
+    for name in ("fit_bt", "fit_tucker", "fit_cp"):
+        monkeypatch.setattr(budget, name, no_memory)
     spec = plan.build_spec(plan.SpecInputs("2x4x4x2", "4x4x4x2", budget=300, sweep_points=0))
     res = run.make_worker(spec, None, {})(_Job())
     assert len(res.failures) == 4 and all("9.0 GiB" in f for f in res.failures)
-    assert [r.format for r in res.main] == ["TT", "TR"]  # the formats fit_bt does not fit
+    assert [r.format for r in res.main] == ["TT", "TR"]  # the formats neither fit_bt nor fit_tucker/fit_cp fit
 
 
 def test_fit_notes_name_their_format_and_the_page_controls_not_api_keywords():

@@ -321,7 +321,8 @@ def test_failed_fits_and_failed_jobs_are_errors(monkeypatch):
     def no_memory(*args, **kwargs):
         raise ValueError("fitting BT needs 9.0 GiB, more than 50% of the 1.0 GiB free on cpu; use fewer blocks")
 
-    monkeypatch.setattr(budget, "fit_bt", no_memory)  # what fit_task calls
+    for name in ("fit_bt", "fit_tucker", "fit_cp"):  # what fit_task calls
+        monkeypatch.setattr(budget, name, no_memory)
     at = open_page("approximation")
     at.slider(key="approx_sweep").set_value(0).run()
     at = _fit(at)

@@ -46,6 +46,7 @@ from .tensorizations import canonical as _canonical
 from .tensorizations import search_tensorizations
 from .tr import fit_tr
 from .tt import cap_tt_ranks, fit_tt
+from .tucker_cp import fit_cp, fit_tucker
 
 __all__ = ["suggest_formats", "recommended", "search_tensorizations", "ADVISOR_FORMATS", "ADVISOR_COLUMNS"]
 
@@ -306,6 +307,9 @@ class _Advisor:
         elif c.format == "TR":
             kw = {"max_iter": 0} if stage == "direct" else tr_options(settings.replace(**self.fit_kwargs))
             _, info = fit_tr(self.W, c.in_modes, c.out_modes, c.ranks, **kw, **hooks)
+        elif stage != "screen" and c.format in ("Tucker", "CP"):
+            fit, rank = (fit_tucker, c.ranks) if c.format == "Tucker" else (fit_cp, c.blocks)
+            _, info = fit(self.W, c.in_modes, c.out_modes, rank, settings=settings, **self.fit_kwargs, **hooks)
         else:
             s = settings if stage == "screen" else for_format(settings, c.format)
             _, info = fit_bt(self.W, c.in_modes, c.out_modes, c.ranks, c.blocks, settings=s.replace(**self.fit_kwargs),

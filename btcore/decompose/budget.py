@@ -21,6 +21,7 @@ from .inputs import as_matrix
 from .settings import for_format, tr_options
 from .tr import cap_tr_ranks, fit_tr
 from .tt import cap_tt_ranks, fit_tt
+from .tucker_cp import fit_cp, fit_tucker
 
 __all__ = ["FORMATS", "FitTask", "BudgetFit", "budget_candidates", "budget_tasks", "fit_task", "compare_formats",
            "fit_memory_bytes"]
@@ -263,7 +264,8 @@ def fit_memory_bytes(in_modes, out_modes, task: FitTask) -> int:
 def fit_task(W, in_modes, out_modes, task: FitTask, *, seed: int = 0, fit_kwargs: dict | None = None,
              progress: Callable[[int, float], None] | None = None,
              should_stop: Callable[[], bool] | None = None):
-    """Fit ``task`` to W: TT by TT-SVD, TR by :func:`~btcore.decompose.tr.fit_tr`, BT/Tucker/CP by
+    """Fit ``task`` to W: TT by TT-SVD, TR by :func:`~btcore.decompose.tr.fit_tr`, Tucker and CP by
+    :func:`~btcore.decompose.tucker_cp.fit_tucker` / :func:`~btcore.decompose.tucker_cp.fit_cp`, BT by
     :func:`~btcore.decompose.bt.fit_bt`.
 
     ``fit_kwargs`` are :func:`fit_bt` keywords (``settings`` and any field of
@@ -276,8 +278,12 @@ def fit_task(W, in_modes, out_modes, task: FitTask, *, seed: int = 0, fit_kwargs
     if task.format == "TT":
         return fit_tt(W, in_modes, out_modes, task.ranks, warn=False)
     kw = dict(fit_kwargs or {})
-    settings = for_format(kw.pop("settings", None), task.format).replace(**kw)
     hooks = {"seed": seed, "progress": progress, "should_stop": should_stop, "warn": False}
+    if task.format == "Tucker":
+        return fit_tucker(W, in_modes, out_modes, task.ranks, **kw, **hooks)
+    if task.format == "CP":
+        return fit_cp(W, in_modes, out_modes, task.blocks, **kw, **hooks)
+    settings = for_format(kw.pop("settings", None), task.format).replace(**kw)
     if task.format == "TR":
         return fit_tr(W, in_modes, out_modes, task.ranks, **tr_options(settings), **hooks)
     return fit_bt(W, in_modes, out_modes, task.ranks, task.blocks, settings=settings, **hooks)

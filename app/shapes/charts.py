@@ -6,11 +6,12 @@ import math
 
 import plotly.graph_objects as go
 
-from app.charts import FORMAT_COLORS, YOUR_MARKERS, value_axis
+from app.charts import FORMAT_COLORS, YOUR_MARKERS, shared_figure, value_axis
 
 __all__ = ["params_vs_rank", "bt_heatmap"]
 
 
+@shared_figure
 def params_vs_rank(rows: list[dict], dense_params: int, current: dict | None = None) -> go.Figure:
     """Parameters vs uniform rank, one line per format of the sweep (BT: one per N), log y; the current
     choice marked.
@@ -47,6 +48,7 @@ def params_vs_rank(rows: list[dict], dense_params: int, current: dict | None = N
     return fig
 
 
+@shared_figure
 def bt_heatmap(ranks: list[int], blocks: list[int], values: list[list[float]], *, current: tuple[int, int] | None = None,
                title: str = "compression vs dense (x)") -> go.Figure:
     """Heatmap over rank (x) and blocks (y) of ``values[i][j]`` for ``blocks[i]``, ``ranks[j]``.

@@ -4,6 +4,9 @@ Tensor-network diagrams are drawn as plotly figures: bonds and legs are line sha
 annotations, and the tensors are one scatter trace named ``"tensors"`` whose hover text gives each
 tensor's shape and parameter count. A leg stands for a whole mode, so a 57,600-row matrix is still
 one labelled leg, never 57,600 lines.
+
+Each figure builder is wrapped in :func:`app.charts.shared_figure`: built once per arguments for the whole
+server, one figure object shared by the sessions that show it (read-only to callers).
 """
 
 from __future__ import annotations

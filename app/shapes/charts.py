@@ -1,4 +1,8 @@
-"""Plotly figure builders for the Shapes page: pure functions of data, unit-tested without a UI."""
+"""Plotly figure builders for the Shapes page: pure functions of data, unit-tested without a UI.
+
+Each figure builder is wrapped in :func:`app.charts.shared_figure`: built once per arguments for the whole
+server, one figure object shared by the sessions that show it (read-only to callers).
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
 Events are the dicts :func:`btcore.train.train` reports (``"step"``, ``"eval"``, ``"start"``,
 ``"end"``); every figure here can be rebuilt from a saved history.
+
+Each figure builder is wrapped in :func:`app.charts.shared_figure`: built once per arguments for the whole
+server, one figure object shared by the sessions following the same run (read-only to callers).
 """
 
 from __future__ import annotations

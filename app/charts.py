@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
+import pickle
+import threading
+from collections import OrderedDict
+from typing import Callable, TypeVar
 
-__all__ = ["FORMAT_COLORS", "YOUR_MARKERS", "MAX_TICKS", "value_axis"]
+__all__ = ["FORMAT_COLORS", "YOUR_MARKERS", "MAX_TICKS", "value_axis", "shared_figure", "SHARED_FIGURES"]
+
+F = TypeVar("F", bound=Callable)
+#: How many figures per builder a server process keeps (least recently used dropped first).
+SHARED_FIGURES = 128
 
 FORMAT_COLORS = {"Dense": "#636363", "TT": "#1f77b4", "BT": "#d62728", "Tucker": "#ff7f0e", "CP": "#2ca02c",
                  "TR": "#9467bd"}
@@ -38,3 +48,39 @@ def value_axis(values, *, log_ok: bool = True) -> dict:
     first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
     step = max(1, math.ceil((last - first) / (MAX_TICKS - 1)))
     return {"type": "log", "dtick": step, "tick0": first, "exponentformat": "power" if last - first > 6 else "SI"}
+
+
+def shared_figure(builder: F) -> F:
+    """``builder`` with its figures built once per arguments for the whole server process.
+
+    Building a plotly figure (trace and layout validation) is most of what a page's rerun costs;
+    with this, twenty sessions opening the same link build each figure once and a rerun builds none.
+    The key is the SHA-256 of the pickled arguments, so equal arguments share one figure and any
+    difference in any value gives another (an argument that cannot be pickled is built uncached).
+    The figure is one object shared by every session: callers draw it and never change it; a caller
+    that needs a variant copies it first (``go.Figure(fig)``). Builders stay pure functions of their
+    arguments, so the cache never changes what a page shows. The last :data:`SHARED_FIGURES`
+    figures of each builder are kept.
+    """
+    cache: OrderedDict[str, object] = OrderedDict()
+    lock = threading.Lock()
+
+    @functools.wraps(builder)
+    def shared(*args, **kwargs):
+        try:
+            key = hashlib.sha256(pickle.dumps((args, sorted(kwargs.items())), protocol=5)).hexdigest()
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return builder(*args, **kwargs)
+        with lock:
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
+        fig = builder(*args, **kwargs)  # outside the lock: other figures are not held up
+        with lock:
+            fig = cache.setdefault(key, fig)  # a session that built it at the same time gets the first one
+            while len(cache) > SHARED_FIGURES:
+                cache.popitem(last=False)
+        return fig
+
+    shared.cache_clear = cache.clear
+    return shared  # type: ignore[return-value]

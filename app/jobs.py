@@ -309,19 +309,27 @@ def get_job(key: str) -> Job | None:
 
 
 def start_job(key: str, target: Callable[[Job], Any], *, name: str | None = None, info: Any = None,
-              share: Any = None) -> Job:
+              share: Any = None, jobs: dict | None = None, hub: "SharedJobs | None" = None) -> Job:
     """Stop any job under ``key`` and start ``target`` as a new one (``info``: its :attr:`Job.info` at start).
 
     ``share``: the job's full inputs (anything :func:`job_key` can write). When given, the job is
-    shared with every session that starts the same inputs (:data:`SHARED`): this session gets a view
-    that follows one worker, started now, already running, or finished and stored.
+    shared with every session that starts the same inputs (``hub``, default :data:`SHARED`): this
+    session gets a view that follows one worker, started now, already running, or finished and
+    stored. The new view follows before the old one under ``key`` stops, so a session that starts
+    the same inputs again (a double click, a rerun that sees the press twice) keeps the one worker
+    instead of stopping it as its last watcher. ``jobs``: the registry (default: this session's).
     """
-    jobs = session_jobs()
+    jobs = session_jobs() if jobs is None else jobs
     old = jobs.get(key)
-    if old is not None:
-        old.stop()
     name = name or key
-    job = Job(target, name=name, info=info) if share is None else SHARED.follow(job_key(share), target, name, info)
+    if share is None:
+        if old is not None:
+            old.stop()
+        job = Job(target, name=name, info=info)
+    else:
+        job = (SHARED if hub is None else hub).follow(job_key(share), target, name, info)
+        if old is not None:
+            old.stop()
     jobs[key] = job
     return job if job.status != "pending" else job.start()
 
@@ -382,13 +390,19 @@ class SharedJobs:
         self._done: OrderedDict[str, Job] = OrderedDict()
 
     def follow(self, key: str, target: Callable[[Job], Any], name: str, info: Any) -> Job:
-        """A started view of the job ``key``: the stored result, the running job, or a new worker."""
+        """A started view of the job ``key``: the stored result, the running job, or a new worker.
+
+        Thread-safe: sessions calling it at once for the same ``key`` get one worker (the first
+        creates and starts it under the lock; the others join it).
+        """
         with self._lock:
             src, how = self._done.get(key), "stored"
             if src is not None:
                 self._done.move_to_end(key)
+            elif (live := self._live.get(key)) is not None and live.status == "done":
+                src = live  # finished a moment ago, not yet filed among the stored results
             else:
-                src, how = self._live.get(key), "joined"
+                src, how = live, "joined"
                 if src is None or src.should_stop:  # a stopped worker winding down is not joined
                     src, how = Job(target, name=name, queue=self.queue, info=info, share_key=key, hub=self), "new"
                     self._live[key] = src
@@ -397,15 +411,19 @@ class SharedJobs:
         return Job(None, name=name, queue=_UNQUEUED, info=info, source=src, share=how, hub=self).start()
 
     def leave(self, src: Job) -> int:
-        """One view stops following ``src``; the last one stops it. Returns how many still follow."""
+        """One view stops following ``src``; the last one stops it. Returns how many still follow.
+
+        The stop happens under the same lock as :meth:`follow`: a session joining at that moment
+        either counts as a watcher first (and the worker goes on) or sees the stop and starts anew,
+        never joins a worker that is about to be stopped.
+        """
         with self._lock:
             left = max(0, self._watchers.get(id(src), 0) - 1)
             if left:
                 self._watchers[id(src)] = left
             else:
                 self._watchers.pop(id(src), None)
-        if left == 0:
-            src.stop()
+                src.stop()
         return left
 
     def watchers(self, src: Job) -> int:

@@ -4,21 +4,28 @@ Starts ``streamlit run app/main.py`` headless on 127.0.0.1 (a free port from 850
 ``--sessions`` real browser sessions (one chromium, a context per session: each its own Streamlit
 session) with Playwright, all at once:
 
+0. **script CPU**: before any browser, each page's script is run in this process through Streamlit's
+   AppTest, three fresh sessions and a rerun, and the script thread's CPU seconds are printed: what
+   one session's page costs the server, without the browsers.
 1. **open**: one session opens each page first (the lecturer; a cold server imports and caches), then
    every session opens the same link of each page at once; time until the page's main element is
    drawn and Streamlit reports the script idle (page ready).
 2. **widget change**: on the Shapes page every session sets BT blocks N to 3 at once, then back to
-   2; time until the new count is drawn and the script is idle.
+   2; time until the input holds the new value, the new count is drawn and the script is idle.
 3. **Train**: every session presses Train on the Training page's default race at once; for each,
    the time its live loss chart shows its first point, after the first session's first point, and
-   what the page says about sharing (one race for all is the expectation: identical jobs are shared).
+   what the page says about sharing at that moment (one race for all is the expectation).
 
-Prints Markdown tables and the load average, then closes every session and stops the server.
+Every phase row also gives the CPU seconds the server process and the browser (chromium and the
+Playwright driver, all their processes) spent in it, read from ``/proc``, and the load average at
+its end: server and browsers share the machine's cores, so the server's share of a slow phase is
+visible. Prints Markdown tables, then closes every session and stops the server.
 Bounded: loopback only, a fixed number of sessions, a time limit on every wait.
 
-    python bench/load.py [--sessions 20]
+    python bench/load.py [--sessions 20] [--no-script-cpu]
 
-Needs Debian's chromium (``/usr/bin/chromium``) and the ``playwright`` package (no browser download).
+Needs Debian's chromium (``/usr/bin/chromium``) and the ``playwright`` package (no browser download);
+Linux (``/proc``) for the CPU columns.
 """
 
 from __future__ import annotations
@@ -37,13 +44,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        # every session is its own tab: none may be throttled as a background one
+        "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+        "--disable-backgrounding-occluded-windows"]
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
 WAIT_MS = 240_000
+TRAIN_WAIT_MS = 600_000  # twenty sessions on two cores: the data and the first steps take a while
+POLL_MS = 100
+PAGES = ("shapes", "learn", "approximation", "training")
 #: The element that says each page is drawn.
 READY = {"shapes": ".st-key-shapes_params_chart", "learn": ".st-key-learn_growth",
          "approximation": ".st-key-approx_fit button", "training": ".st-key-train_start button"}
+BLOCKS = ".st-key-shapes_blocks input"
 LOSS_POINTS = ".st-key-train_loss_chart:not([data-stale=true]) .scatterlayer .trace path.js-line"
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _port() -> int:
@@ -77,29 +92,87 @@ def start_server() -> tuple[subprocess.Popen, str]:
     raise SystemExit("the app did not start")
 
 
+# -- CPU seconds from /proc -------------------------------------------------------------------------
+def _stat(pid: int) -> tuple[int, float] | None:
+    """``(parent pid, CPU seconds of the process and its reaped children)``; None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # after "pid (name) "
+    return int(fields[1]), sum(int(x) for x in fields[11:15]) / TICK  # utime stime cutime cstime
+
+
+def _tree(root: int, table: dict[int, tuple[int, float]]) -> set[int]:
+    kids: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        kids.setdefault(ppid, []).append(pid)
+    out, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        out.add(pid)
+        todo.extend(kids.get(pid, []))
+    return out
+
+
+class CpuMeter:
+    """CPU seconds of the server's processes and of the browser's (every other process this bench
+    started: chromium's and the Playwright driver's), since the last :meth:`lap`.
+
+    A process that ended keeps counting: seen ones are remembered, and what a parent reaped is in
+    its children's totals.
+    """
+
+    def __init__(self, server_pid: int):
+        self.server_pid = server_pid
+        self.seen: dict[int, tuple[str, float]] = {}
+        self.last = {"server": 0.0, "browser": 0.0}
+        self.lap()
+
+    def _sample(self) -> dict[str, float]:
+        table = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and (st := _stat(int(entry.name))) is not None:
+                table[int(entry.name)] = st
+        server = _tree(self.server_pid, table)
+        for pid in _tree(os.getpid(), table) - {os.getpid()}:
+            self.seen[pid] = ("server" if pid in server else "browser", table[pid][1])
+        totals = {"server": 0.0, "browser": 0.0}
+        for kind, cpu in self.seen.values():
+            totals[kind] += cpu
+        return totals
+
+    def lap(self) -> dict[str, float]:
+        now = self._sample()
+        out = {k: now[k] - self.last[k] for k in now}
+        self.last = now
+        return out
+
+
 def _p95(xs: list[float]) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
 
 
-def _row(label: str, xs: list[float], failed: int, goal: float | None = None) -> str:
+def _row(label: str, xs: list[float], failed: int, goal: float | None, cpu: dict[str, float]) -> str:
+    tail = f" {cpu['server']:.1f} | {cpu['browser']:.1f} | {os.getloadavg()[0]:.1f} |"
+    met = ((" yes |" if xs and _p95(xs) < goal and not failed else " no |") if goal else " - |")
     if not xs:
-        return f"| {label} | 0 | {failed} | - | - | - |" + (" no |" if goal else " - |")
-    p95 = _p95(xs)
-    cells = f"| {label} | {len(xs)} | {failed} | {statistics.median(xs):.2f} | {p95:.2f} | {max(xs):.2f} |"
-    return cells + ((" yes |" if p95 < goal and not failed else " no |") if goal else " - |")
+        return f"| {label} | 0 | {failed} | - | - | - |" + met + tail
+    return (f"| {label} | {len(xs)} | {failed} | {statistics.median(xs):.2f} | {_p95(xs):.2f} | {max(xs):.2f} |"
+            + met + tail)
 
 
-#: The first error of each kind a session met (printed after the tables, so a failed row says why).
+#: The first error of each phase (printed after the tables, so a failed row says why).
 ERRORS: dict[str, str] = {}
 
 
-async def _timed(coro) -> float | None:
+async def _timed(phase: str, coro) -> float | None:
     t0 = time.perf_counter()
     try:
         await coro
     except Exception as exc:  # noqa: BLE001 - a timeout counts as a failed session, reported in the table
-        ERRORS.setdefault(type(exc).__name__, str(exc).splitlines()[0][:200])
+        ERRORS.setdefault(phase, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
         return None
     return time.perf_counter() - t0
 
@@ -111,85 +184,153 @@ async def _open(pg, url: str, page: str) -> None:
 
 
 async def _set_blocks(pg, n: int) -> None:
-    box = pg.locator(".st-key-shapes_blocks input")
-    await box.fill(str(n))
-    await box.press("Enter")
-    await pg.wait_for_function(f"() => /N={n}\\)/.test(document.body.innerText)", timeout=WAIT_MS)
+    """Type ``n`` into BT blocks N and commit it (Enter); done when the input holds ``n``, the BT
+    metric names ``N=n`` and the script is idle."""
+    box = pg.locator(BLOCKS)
+    await box.wait_for(state="visible", timeout=WAIT_MS)
+    await box.fill(str(n), timeout=WAIT_MS)
+    await box.press("Enter", timeout=WAIT_MS)
+    await pg.wait_for_function(
+        """([sel, n]) => { const box = document.querySelector(sel);
+                           return box && box.value === String(n) && document.body.innerText.includes(`N=${n})`); }""",
+        arg=[BLOCKS, n], timeout=WAIT_MS, polling=POLL_MS)
     await pg.wait_for_selector(IDLE, timeout=WAIT_MS)
 
 
-async def _first_point(pg) -> float:
+async def _first_point(pg) -> tuple[float, str]:
+    """When the live loss chart shows its first point, and what the page said about sharing then."""
     await pg.wait_for_function(
         """sel => Array.from(document.querySelectorAll(sel))
               .some(p => (p.getAttribute('d') || '').split(/[ML]/).filter(s => s.trim()).length > 0)""",
-        arg=LOSS_POINTS, timeout=WAIT_MS, polling=100)
-    return time.time()
-
-
-async def _share_text(pg) -> str:
+        arg=LOSS_POINTS, timeout=TRAIN_WAIT_MS, polling=POLL_MS)
+    t = time.time()
     body = await pg.inner_text("body")
     if "Joined the identical run" in body:
-        return "joined"
+        return t, "joined"
     if "From the result computed at" in body:
-        return "stored"
-    return "shared" if "This run is shared with" in body else "own"
+        return t, "stored"
+    return t, "shared" if "This run is shared with" in body else "own"
 
 
-async def run(url: str, n: int) -> None:
+HEADER = ("| phase | sessions ok | failed | median s | p95 s | max s | goal met | server CPU s | browser CPU s "
+          "| load (1 min) |\n|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+
+
+async def _phase(label: str, goal: float | None, coros, meter: CpuMeter) -> list[float | None]:
+    meter.lap()
+    ts = await asyncio.gather(*(_timed(label, c) for c in coros))
+    ok = [t for t in ts if t is not None]
+    print(_row(label, ok, len(ts) - len(ok), goal, meter.lap()), flush=True)
+    return ts
+
+
+async def _train(pages, url: str, meter: CpuMeter) -> None:
+    n = len(pages)
+    await asyncio.gather(*(_timed("open training before Train", _open(pg, url, "training")) for pg in pages))
+    meter.lap()
+    t_click = time.time()
+    await asyncio.gather(*(pg.locator(".st-key-train_start button").click(timeout=WAIT_MS) for pg in pages))
+    firsts = await asyncio.gather(*(_first_point(pg) for pg in pages), return_exceptions=True)
+    got = [f for f in firsts if isinstance(f, tuple)]
+    for f in firsts:
+        if isinstance(f, BaseException):
+            ERRORS.setdefault("Train", f"{type(f).__name__}: {str(f).splitlines()[0][:300]}")
+    cpu = meter.lap()
+    if not got:
+        print(_row("Train: first live point after the first session's (goal < 2 s)", [], n, 2.0, cpu))
+        return
+    t0 = min(t for t, _ in got)
+    print(_row("Train: first live point after the first session's (goal < 2 s)", [t - t0 for t, _ in got],
+               n - len(got), 2.0, cpu))
+    kinds = [k for _, k in got]
+    print(f"\nFirst live point {t0 - t_click:.1f} s after the clicks. What each page said at its first point: "
+          f"joined the identical run {kinds.count('joined')}, the starter (\"shared with ...\") "
+          f"{kinds.count('shared')}, the stored result {kinds.count('stored')}, a run of its own "
+          f"{kinds.count('own')}; races run: {kinds.count('shared') + kinds.count('own')}.")
+
+
+async def run(url: str, n: int, server_pid: int) -> None:
     from playwright.async_api import async_playwright
 
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         raise SystemExit("needs Debian's chromium (apt-get install chromium)")
     print(f"{n} concurrent browser sessions, one chromium; {os.cpu_count()} CPUs; load average before: "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n", flush=True)
+    meter = CpuMeter(server_pid)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=exe, args=ARGS)
         contexts = [await browser.new_context(viewport={"width": 1400, "height": 1600}) for _ in range(n)]
         pages = [await c.new_page() for c in contexts]
-        print("| phase | sessions ok | failed | median s | p95 s | max s | goal met |\n|---|---:|---:|---:|---:|---:|---|")
-        for page in ("shapes", "learn", "approximation", "training"):  # the lecturer opens the link first
-            t = await _timed(_open(pages[0], url, page))
-            print(_row(f"first visit of {page} (one session, cold server)", [t] if t else [], 0 if t else 1))
-        for page in ("shapes", "learn", "approximation", "training"):
-            ts = await asyncio.gather(*(_timed(_open(pg, url, page)) for pg in pages))
-            ok = [t for t in ts if t is not None]
-            print(_row(f"open {page} (page ready, goal p95 < 3 s)", ok, len(ts) - len(ok), 3.0))
-        ts = await asyncio.gather(*(_timed(_open(pg, url, "shapes")) for pg in pages))
+        print(HEADER)
+        for page in PAGES:  # the lecturer opens the link first
+            await _phase(f"first visit of {page} (one session, cold server)", None, [_open(pages[0], url, page)],
+                         meter)
+        for page in PAGES:
+            await _phase(f"open {page} (page ready, goal p95 < 3 s)", 3.0, [_open(pg, url, page) for pg in pages],
+                         meter)
+        await _phase("open shapes again (for the widget change)", None, [_open(pg, url, "shapes") for pg in pages],
+                     meter)
         for n_to in (3, 2):  # and back: the Training page's race is the default one again
-            ts = await asyncio.gather(*(_timed(_set_blocks(pg, n_to)) for pg in pages))
-            ok = [t for t in ts if t is not None]
-            print(_row(f"Shapes: blocks N -> {n_to} (widget change, goal p95 < 1.5 s)", ok, len(ts) - len(ok), 1.5))
-        await asyncio.gather(*(_timed(_open(pg, url, "training")) for pg in pages))
-        t_click = time.time()
-        await asyncio.gather(*(pg.locator(".st-key-train_start button").click(timeout=WAIT_MS) for pg in pages))
-        firsts = await asyncio.gather(*(_first_point(pg) for pg in pages), return_exceptions=True)
-        got = [f for f in firsts if isinstance(f, float)]
-        kinds = await asyncio.gather(*(_share_text(pg) for pg in pages))
-        if got:
-            lag = [f - min(got) for f in got]
-            print(_row("Train: first live point after the first session's (goal < 2 s)", lag, n - len(got), 2.0))
-            print(f"\nFirst live point {min(got) - t_click:.1f} s after the clicks; pages saying the run is "
-                  f"joined: {kinds.count('joined')}, shared (the starter): {kinds.count('shared')}, "
-                  f"stored: {kinds.count('stored')}, on their own: {kinds.count('own')}; races run: "
-                  f"{kinds.count('shared') + kinds.count('own')}.")
+            await _phase(f"Shapes: blocks N -> {n_to} (widget change, goal p95 < 1.5 s)", 1.5,
+                         [_set_blocks(pg, n_to) for pg in pages], meter)
+        await _train(pages, url, meter)
         for c in contexts:
             await c.close()
         await browser.close()
-    for kind, text in ERRORS.items():
-        print(f"First {kind}: {text}")
+    for phase, text in ERRORS.items():
+        print(f"First error in {phase}: {text}")
     print(f"Load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def script_cpu(pages=PAGES, sessions: int = 3) -> None:
+    """Each page's script through AppTest in this process: script-thread CPU seconds of ``sessions``
+    fresh sessions one after another (the first also warms this process) and of a rerun."""
+    if sys.path[0] != str(ROOT):  # the app's package, not bench/app.py next to this script
+        sys.path.insert(0, str(ROOT))
+    from streamlit.runtime.scriptrunner import script_runner
+    from streamlit.testing.v1 import AppTest
+
+    cpu: list[float] = []
+    plain = script_runner.ScriptRunner._run_script
+
+    def timed(self, rerun_data):
+        t0 = time.thread_time()
+        try:
+            return plain(self, rerun_data)
+        finally:
+            cpu.append(time.thread_time() - t0)
+
+    script_runner.ScriptRunner._run_script = timed
+    print("Script CPU per page run (AppTest in this process, no browser; seconds of the script thread):\n")
+    print("| page | first session (cold) | next sessions | a rerun |\n|---|---:|---:|---:|")
+    try:
+        for page in pages:
+            cpu.clear()
+            for _ in range(sessions):
+                at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=300)
+                at.switch_page(str(ROOT / "pages" / f"{page}.py")).run()
+            at.run()
+            nxt = " / ".join(f"{c:.3f}" for c in cpu[1:sessions])
+            print(f"| {page} | {cpu[0]:.3f} | {nxt} | {cpu[sessions]:.3f} |", flush=True)
+    finally:
+        script_runner.ScriptRunner._run_script = plain
+    print()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--no-script-cpu", action="store_true", help="skip the AppTest script-CPU table")
     a = ap.parse_args()
     if not 1 <= a.sessions <= 40:
         raise SystemExit("--sessions must be 1 to 40 (each is a browser context on this machine)")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if not a.no_script_cpu:
+        script_cpu()
     proc, url = start_server()
     try:
-        asyncio.run(run(url, a.sessions))
+        asyncio.run(run(url, a.sessions, proc.pid))
     finally:
         proc.terminate()
         try:

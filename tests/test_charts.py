@@ -77,3 +77,45 @@ def test_equal_values_get_a_readable_axis_not_rounding_noise():
     assert axis["type"] == "linear" and axis["range"][0] <= value <= axis["range"][1]
     assert axis["range"][1] - axis["range"][0] > 0.1 * value  # a span the ticks can label in 3 digits
     assert axis["tickformat"] == ".3~g"
+
+
+def test_shared_figure_builds_once_per_argument_values_across_sessions():
+    import threading
+
+    import plotly.graph_objects as go
+
+    calls = []
+
+    @shared.shared_figure
+    def bars(ys, *, title="t"):
+        calls.append((tuple(ys), title))
+        return go.Figure(go.Bar(y=list(ys)), layout={"title": title})
+
+    first = bars([1, 2, 3], title="a")
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(bars([1, 2, 3], title="a"))) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert calls == [((1, 2, 3), "a")] and all(f is first for f in seen)  # equal values: one build, one figure
+    assert bars([1, 2, 4], title="a") is not first and bars([1, 2, 3], title="b") is not first  # any other value
+    assert list(bars([1, 2, 4], title="a").data[0].y) == [1, 2, 4] and len(calls) == 3
+    bars.cache_clear()
+    assert bars([1, 2, 3], title="a") is not first and len(calls) == 4
+
+
+def test_shared_figure_keeps_a_bounded_number_and_builds_unpicklable_arguments_uncached(monkeypatch):
+    monkeypatch.setattr(shared, "SHARED_FIGURES", 2)
+    calls = []
+
+    @shared.shared_figure
+    def fig(x):
+        calls.append(x if not callable(x) else "fn")
+        return object()
+
+    a = fig(1)
+    fig(2), fig(3)  # 1 is the least recently used: dropped
+    assert fig(3) is fig(3) and fig(1) is not a and calls == [1, 2, 3, 1]
+    f = lambda: 0  # noqa: E731 - cannot be pickled: no shared key, so built each time
+    assert fig(f) is not fig(f) and calls[-2:] == ["fn", "fn"]

@@ -180,3 +180,53 @@ def test_share_note_says_how_a_session_got_its_job():
     import time as _t
     assert share_note(c).startswith(f"From the result computed at {_t.strftime('%H:%M', _t.localtime(a.finished_at))}")
     assert share_note(Job(lambda j: 0)) is None and share_note(None) is None
+
+
+def test_twenty_sessions_submitting_the_same_job_at_once_run_one_worker():
+    hub, gate, calls = SharedJobs(queue=JobQueue(1)), threading.Event(), []
+    barrier, views, lock = threading.Barrier(20), [None] * 20, threading.Lock()
+
+    def target(job):
+        with lock:
+            calls.append(threading.get_ident())
+        gate.wait(10)
+        job.append({"step": 0})
+        return "result"
+
+    def session(i):
+        barrier.wait()  # all twenty submit together
+        views[i] = hub.follow(job_key(("race", 1, 2.0)), target, "train", None)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert _wait(lambda: len(calls) == 1)
+    gate.set()
+    assert all(v.join(10) for v in views)
+    assert len(calls) == 1  # exactly one worker ran
+    assert sorted(v.share for v in views) == ["joined"] * 19 + ["new"]
+    assert len({id(v.source) for v in views}) == 1
+    assert all(v.status == "done" and v.result == "result" and v.events == [{"step": 0}] for v in views)
+
+
+def test_a_session_starting_the_same_inputs_again_keeps_the_one_worker(monkeypatch):
+    from app.jobs import start_job
+
+    hub, gate, runs, registry = SharedJobs(queue=JobQueue(2)), threading.Event(), [], {}
+    plain_stop = Job.stop
+
+    def stop_and_wait(self):  # the worst scheduling: the stopped view has left before the caller goes on
+        plain_stop(self)
+        if self.source is not None:
+            self.join(5)
+
+    monkeypatch.setattr(Job, "stop", stop_and_wait)
+    first = start_job("train", _counting(gate, runs), share=("race", 1), jobs=registry, hub=hub)
+    assert _wait(lambda: first.status == "running")
+    again = start_job("train", _counting(gate, runs), share=("race", 1), jobs=registry, hub=hub)  # pressed twice
+    assert first.status == "stopped" and registry["train"] is again
+    assert again.source is first.source and not first.source.should_stop
+    gate.set()
+    assert again.join(5) and again.status == "done" and runs == [1]  # one race, not a stopped one and a second

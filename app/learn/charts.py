@@ -4,6 +4,9 @@ Tensor-network diagrams are drawn as plotly figures: bonds and legs are line sha
 annotations, and the tensors are one scatter trace named ``"tensors"`` whose hover text gives each
 tensor's shape and parameter count. A leg stands for a whole mode, so a 57,600-row matrix is still
 one labelled leg, never 57,600 lines.
+
+Each figure builder is wrapped in :func:`app.charts.shared_figure`: built once per arguments for the whole
+server, one figure object shared by the sessions that show it (read-only to callers).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from plotly.subplots import make_subplots
 
 from btcore.shapes import prod
 
-from app.charts import FORMAT_COLORS, value_axis
+from app.charts import FORMAT_COLORS, shared_figure, value_axis
 from .content import TensorizationGrid, shape_text, sub
 
 __all__ = [
@@ -113,6 +116,7 @@ def _modes(modes) -> str:
     return "×".join(map(str, modes))
 
 
+@shared_figure
 def dense_diagram(spec) -> go.Figure:
     """Dense W: one node, a row leg of size I and a column leg of size J."""
     net = _Net()
@@ -126,6 +130,7 @@ def dense_diagram(spec) -> go.Figure:
     return fig
 
 
+@shared_figure
 def tt_diagram(spec) -> go.Figure:
     """TT-matrix: a chain of d cores G_k (r_{k-1}, I_k, J_k, r_k) joined by rank-labelled bonds."""
     net = _Net()
@@ -143,6 +148,7 @@ def tt_diagram(spec) -> go.Figure:
     return net.figure(f"Tensor-Train: {cores}, ranks {rk}, {_fmt(spec.params)} parameters", 300)
 
 
+@shared_figure
 def tr_diagram(spec) -> go.Figure:
     """Tensor Ring: d cores G_k (r_{k-1}, I_k, J_k, r_k) around a circle, d rank-labelled bonds, the last
     (r_d = r_0) closing the ring.
@@ -195,6 +201,7 @@ def _shown_blocks(n: int, max_blocks: int) -> list[int | None]:
     return list(range(1, max_blocks)) + [None, n]
 
 
+@shared_figure
 def bt_diagram(spec, max_blocks: int = 4, per_row: int | None = None) -> go.Figure:
     """BT: N Tucker blocks summed, each a core C_n (R_1..R_d) joined to d factors A_n^(k) (I_k, J_k, R_k).
 
@@ -263,6 +270,7 @@ def _discrete_scale(colors: list[str]) -> list[list]:
     return scale
 
 
+@shared_figure
 def tensorization_figure(grid: TensorizationGrid, show_text: bool | None = None) -> go.Figure:
     """Two heatmaps: W (I x J) and its interleaved tensor unfolded as (i₁, j₁) x (i₂, j₂, ...).
 
@@ -330,6 +338,7 @@ def tensorization_figure(grid: TensorizationGrid, show_text: bool | None = None)
     return fig
 
 
+@shared_figure
 def step_bars(rows: list[dict], *, color: str, dense_per_sample: float | None = None,
               selected: int | None = None, title: str = "multiply-adds per sample, by step") -> go.Figure:
     """Bars of ``multiply-adds / sample`` per step (rows from :func:`app.learn.content.walkthrough_rows`).
@@ -361,6 +370,7 @@ def step_bars(rows: list[dict], *, color: str, dense_per_sample: float | None = 
     return fig
 
 
+@shared_figure
 def format_cost_stack(per_format: dict[str, list[dict]]) -> go.Figure:
     """One stacked bar per format: its total multiply-adds per sample split into steps."""
     fig = go.Figure()
@@ -384,6 +394,7 @@ def format_cost_stack(per_format: dict[str, list[dict]]) -> go.Figure:
     return fig
 
 
+@shared_figure
 def growth_chart(rows: list[dict], current: tuple[int, int] | None = None) -> go.Figure:
     """Left: BT parameters vs R for each order d; right: core entries per block, R^d (log scales).
 
@@ -414,6 +425,7 @@ def growth_chart(rows: list[dict], current: tuple[int, int] | None = None) -> go
     return fig
 
 
+@shared_figure
 def ring_growth_chart(rows: list[dict], current: int | None = None) -> go.Figure:
     """TT and TR parameters vs a uniform rank r (rows from :func:`app.learn.content.ring_growth_rows`),
     log y; ``current`` (the configuration's uniform TR rank) is marked on the TR line."""
@@ -440,6 +452,7 @@ def _seq_colors(n: int) -> list[str]:
     return [base[i % len(base)] for i in range(n)]
 
 
+@shared_figure
 def budget_chart(rows: list[dict], budget: int, current: tuple[int, int] | None = None) -> go.Figure:
     """For each R, the parameters of the largest N that fits the budget, split into factors and cores.
 
@@ -464,6 +477,7 @@ def budget_chart(rows: list[dict], budget: int, current: tuple[int, int] | None 
     return fig
 
 
+@shared_figure
 def contraction_tree(steps, selected: int | None = None, title: str = "contraction order") -> go.Figure:
     """The pairwise contraction path as a tree: leaves are x and the format's tensors (bottom), each step
     a node above its two inputs at the height of its step number; ``selected`` (1-based) is highlighted.

@@ -1,4 +1,8 @@
-"""Plotly figure builders for the Shapes page: pure functions of data, unit-tested without a UI."""
+"""Plotly figure builders for the Shapes page: pure functions of data, unit-tested without a UI.
+
+Each figure builder is wrapped in :func:`app.charts.shared_figure`: built once per arguments for the whole
+server, one figure object shared by the sessions that show it (read-only to callers).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import math
 
 import plotly.graph_objects as go
 
-from app.charts import FORMAT_COLORS, YOUR_MARKERS, value_axis
+from app.charts import FORMAT_COLORS, YOUR_MARKERS, shared_figure, value_axis
 
 __all__ = ["params_vs_rank", "bt_heatmap"]
 
 
+@shared_figure
 def params_vs_rank(rows: list[dict], dense_params: int, current: dict | None = None) -> go.Figure:
     """Parameters vs uniform rank, one line per format of the sweep (BT: one per N), log y; the current
     choice marked.
@@ -47,6 +52,7 @@ def params_vs_rank(rows: list[dict], dense_params: int, current: dict | None = N
     return fig
 
 
+@shared_figure
 def bt_heatmap(ranks: list[int], blocks: list[int], values: list[list[float]], *, current: tuple[int, int] | None = None,
                title: str = "compression vs dense (x)") -> go.Figure:
     """Heatmap over rank (x) and blocks (y) of ``values[i][j]`` for ``blocks[i]``, ``ranks[j]``.

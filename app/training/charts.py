@@ -2,6 +2,9 @@
 
 Events are the dicts :func:`btcore.train.train` reports (``"step"``, ``"eval"``, ``"start"``,
 ``"end"``); every figure here can be rebuilt from a saved history.
+
+Each figure builder is wrapped in :func:`app.charts.shared_figure`: built once per arguments for the whole
+server, one figure object shared by the sessions following the same run (read-only to callers).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import re
 
 import plotly.graph_objects as go
 
-from app.charts import FORMAT_COLORS
+from app.charts import FORMAT_COLORS, shared_figure
 from app.training.tables import run_names
 
 __all__ = ["run_color", "loss_figure", "accuracy_figure", "metric_figure", "diverged_points", "sweep_figure", "sweep_heatmap", "EXTRA_COLORS", "X_AXES"]
@@ -117,6 +120,7 @@ def diverged_points(events: list[dict]) -> list[dict]:
     return out
 
 
+@shared_figure
 def loss_figure(events: list[dict], x: str = "step", y_title: str = "cross-entropy") -> go.Figure:
     """Training loss per step (thin) and validation loss per evaluation (thick), every run on one chart.
 
@@ -150,6 +154,7 @@ def accuracy_figure(events: list[dict], chance: float | None = None, x: str = "s
     return metric_figure(events, "val_acc", "validation accuracy", chance=chance, x=x)
 
 
+@shared_figure
 def metric_figure(events: list[dict], metric: str, label: str, *, chance: float | None = None,
                   higher_is_better: bool = True, x: str = "step") -> go.Figure:
     """A task's validation metric per evaluation (and its training counterpart, dotted, where reported).
@@ -174,6 +179,7 @@ def _fmt(metric: str) -> tuple[str, str]:
     return (".1%", ".1%") if metric == "val_acc" else (".4g", ".4g")
 
 
+@shared_figure
 def sweep_figure(rows: list[dict], chance: float | None = None, metric: str = "val_acc",
                  label: str = "validation accuracy") -> go.Figure:
     """Final ``metric`` (the task's) against input-map parameters: one BT marker per (R, N), TT and dense as lines."""
@@ -202,6 +208,7 @@ def sweep_figure(rows: list[dict], chance: float | None = None, metric: str = "v
     return fig
 
 
+@shared_figure
 def sweep_heatmap(rows: list[dict], metric: str = "val_acc", label: str = "validation accuracy") -> go.Figure:
     """Final ``metric`` of each BT (R, N) as an R x N heatmap (category axes; empty: not trained)."""
     py, d3 = _fmt(metric)

@@ -27,7 +27,7 @@ recomputes a block's forward. The planner weighs every fold point f against the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -38,7 +38,20 @@ from ..calibration import Rates, copy_seconds, einsum_seconds, gemm_seconds
 from .base import Scheme, blocked_rows, run_steps
 from .chain import KEEP_BYTES
 
-__all__ = ["RingScheme", "RING", "ring_plan", "ring_weights", "ring_forward", "ring_backward", "ring_kept_bytes"]
+__all__ = ["RingScheme", "RING", "ring_plan", "ring_weights", "ring_forward", "ring_backward", "ring_kept_bytes",
+           "NARROW_FACTOR", "BACKWARD_FACTOR"]
+
+#: The ring's GEMMs have dimensions of a mode or a bond (4-20), where the GEMM falls further below
+#: its large-size rate than the shared model (``Rates.half_dim``) says: they are priced with this many
+#: times the half-efficiency dimension. With 2 (and :data:`BACKWARD_FACTOR` 3) the model picks the
+#: fastest measured scheme in all eight cases of bench/ring.py (UCF11 and the app size, batch 16 and
+#: 256, forward and forward+backward, 1 thread); with 1 it kept the unfolded ring for training at the
+#: app size, measured twice as slow as the fold of cores 3-4.
+NARROW_FACTOR = 2.0
+#: The backward's input gradients are GEMMs with a narrow output (rows x I_k), measured 3-5x slower
+#: than the forward GEMM of the same multiply-adds: the backward is priced as this many forwards
+#: (one more where the forward's step inputs are not kept and each block is recomputed).
+BACKWARD_FACTOR = 3.0
 
 
 def _x_result(d: int, k: int) -> str:
@@ -193,6 +206,7 @@ def ring_backward(plan: ContractionPlan, gy: torch.Tensor, x2: torch.Tensor, mat
 
 def _ring_block(plan: ContractionPlan, nb: int, r: Rates) -> float:
     """Modelled seconds of one row block of ``nb`` rows (each GEMM as it is called)."""
+    r = replace(r, half_dim=r.half_dim * NARROW_FACTOR)
     spec, f = plan.spec, plan.folded[0]
     ins, outs, rk = spec.in_modes, spec.out_modes, spec.ranks
     c = rk[-1]
@@ -270,7 +284,7 @@ class RingScheme(Scheme):
         kept = ring_kept_bytes(plan, r.itemsize) <= KEEP_BYTES
         # backward: two GEMMs per forward GEMM (after recomputing the forward where it is not kept),
         # and the fold's own gradient (twice the fold)
-        return fold + fwd, 2 * fold + (2 if kept else 3) * fwd
+        return fold + fwd, 2 * fold + (BACKWARD_FACTOR if kept else BACKWARD_FACTOR + 1) * fwd
 
 
 #: The registered instance.

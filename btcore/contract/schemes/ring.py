@@ -249,7 +249,8 @@ class RingScheme(Scheme):
         return [ring_plan(spec, batch, f) for f in range(spec.d - 1, 0, -1)]
 
     def rows(self, plan: ContractionPlan, device_type: str = "cpu") -> int:
-        return blocked_rows(plan, device_type)
+        """Rows per block (at least 1, so a 0-row batch runs no block)."""
+        return max(blocked_rows(plan, device_type), 1)
 
     def run(self, plan: ContractionPlan, x2: torch.Tensor, tensors) -> torch.Tensor:
         """y (b, J) in row blocks written into one preallocated y (not differentiable: see :meth:`forward`)."""
@@ -272,7 +273,9 @@ class RingScheme(Scheme):
         g_x, g_mats = ring_backward(plan, gy, state.x2, [m.detach() for m in mats], state.rows, need[0], state.kept)
         state.kept = None
         wanted = [v for v, n in zip(leaves, need[1:]) if n]
-        got = iter(torch.autograd.grad(mats, wanted, g_mats, allow_unused=True)) if wanted else iter(())
+        live = [(m, g) for m, g in zip(mats, g_mats) if m.requires_grad]  # a matrix of cores that need none
+        got = iter(torch.autograd.grad([m for m, _ in live], wanted, [g for _, g in live], allow_unused=True)) \
+            if wanted else iter(())
         return (g_x,) + tuple(next(got) if n else None for n in need[1:])
 
     def cost(self, plan: ContractionPlan, r: Rates, device_type: str) -> tuple[float, float]:

@@ -185,3 +185,15 @@ def test_the_ring_applies_only_to_rings_of_two_or_more_cores():
     assert _ring_plans(TRSpec((3,), (4,), 1), 4) == []
     assert "ring" not in {p.scheme for p in schemes.candidates(APP, 4, "path")}
     assert "ring" not in {p.scheme for p in schemes.candidates(APP, 4, "dense")}
+
+
+def test_working_memory_counts_the_fold_and_one_row_block():
+    (plan,) = [p for p in _ring_plans(UCF11, 256) if p.name == "ring fold 2-4"]
+    g = plan.steps[len(plan.folded) - 2]  # the fold's last step writes G
+    assert g.result == "G" and g.result_elements == 3 * 4 * 64 * 7200
+    scheme = schemes.scheme_of(plan)
+    assert scheme.working_elements(plan, 1) == g.result_elements  # G outweighs one row's intermediates
+    (plain,) = [p for p in _ring_plans(UCF11, 256) if p.name == "ring"]
+    first = plain.steps[0]  # x meets the last core: (c, r_3, j_4, b, i_1..i_3)
+    assert first.result_shape == (3, 2, 4, 256, 8, 20, 20)
+    assert scheme.working_elements(plain, 4) == first.result_elements // 64

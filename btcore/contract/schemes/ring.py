@@ -252,6 +252,13 @@ class RingScheme(Scheme):
         """Rows per block (at least 1, so a 0-row batch runs no block)."""
         return max(blocked_rows(plan, device_type), 1)
 
+    def working_elements(self, plan: ContractionPlan, rows: int) -> int:
+        """The folded G (whatever the batch) or the largest x-step intermediate of one block."""
+        nf = len(plan.folded) - 1
+        fold = max((s.result_elements for s in plan.steps[:nf]), default=0)
+        per_row = max(s.result_elements for s in plan.steps[nf:]) / max(plan.batch, 1)
+        return max(fold, math.ceil(per_row * rows))
+
     def run(self, plan: ContractionPlan, x2: torch.Tensor, tensors) -> torch.Tensor:
         """y (b, J) in row blocks written into one preallocated y (not differentiable: see :meth:`forward`)."""
         return ring_forward(plan, x2, ring_weights(plan, tensors), self.rows(plan, x2.device.type))

@@ -7,7 +7,7 @@ ring is run from its last core down to its first, every intermediate laid out so
 reads it as plain (possibly transposed) matrices:
 
 * cores f..d-1 (a suffix; f = d-1: the last core alone) are folded into one small matrix
-  G (c r_{f-1} J_f..J_{d-1}, I_f..I_{d-1}) (weights only); x (b, I_1..I_d), *viewed* as the matrix
+  G (c r_{f-1} J_f..J_{d-1}, I_f..I_{d-1}) (weights only); x (b, I_0..I_{d-1}), *viewed* as the matrix
   (b I_0..I_{f-1}, I_f..I_{d-1}), meets it in one GEMM written transposed, so the new indices lead:
   ``T[c, r_{f-1}, J_F, (b, i_0..i_{f-1})] = G @ x^T``;
 * core k (f-1 .. 1): the contracted input index i_k is T's last index and the contracted bond r_k
@@ -52,11 +52,6 @@ NARROW_FACTOR = 2.0
 #: than the forward GEMM of the same multiply-adds: the backward is priced as this many forwards
 #: (one more where the forward's step inputs are not kept and each block is recomputed).
 BACKWARD_FACTOR = 3.0
-
-
-def _x_result(d: int, k: int) -> str:
-    """Indices of the intermediate that core k (0-based, k >= 1) is applied to: (c, r_k, J_{k+1}.., b, i_0..i_k)."""
-    return RANK[d - 1] + RANK[k] + OUT[k + 1:d] + "b" + IN[:k + 1]
 
 
 def ring_plan(spec, batch: int, fold_from: int) -> ContractionPlan:

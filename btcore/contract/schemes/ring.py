@@ -82,8 +82,8 @@ def ring_plan(spec, batch: int, fold_from: int) -> ContractionPlan:
         cur, cur_t = name, res
     steps.append(make_step(cur, "G1", "y", cur_t, terms["G1"], net.output, sizes))
     label = "ring" if f == d - 1 else f"ring fold {f + 1}-{d}"
-    return ContractionPlan("contract", batch, tuple(steps), "ring", net.output, scheme="ring", folded=tuple(range(f, d)),
-                           label=label, spec=spec)
+    return ContractionPlan("contract", batch, tuple(steps), "ring", net.output, scheme="ring",
+                           folded=tuple(range(f, d)), label=label, spec=spec)
 
 
 def ring_weights(plan: ContractionPlan, tensors):

@@ -155,8 +155,9 @@ def ring_kept_bytes(plan: ContractionPlan, itemsize: int) -> int:
     return itemsize * sum(s.result_elements for s in x_steps[:-1])
 
 
-def _block_backward(spec: TRSpec, gyb, saved, mats, grads, need_x: bool):
-    """Accumulate the ring matrices' gradients into ``grads``; return the block's x gradient."""
+def _block_backward(spec: TRSpec, gyb, saved, mats, grads, g_xb):
+    """Accumulate the ring matrices' gradients into ``grads``; write the block's x gradient into ``g_xb``
+    (rows of the preallocated x gradient, or None where it is not needed)."""
     g, *mids, a0 = mats
     c, nb, j0 = spec.ranks[-1], gyb.shape[0], spec.out_modes[0]
     g_yy = gyb.reshape(nb, j0, -1).permute(2, 0, 1).reshape(-1, j0)  # (J_1.. b, j_0)
@@ -175,7 +176,8 @@ def _block_backward(spec: TRSpec, gyb, saved, mats, grads, need_x: bool):
     x0 = saved[0]
     g_o = g_t.reshape(g.shape[0], -1)                            # (c r_{f-1} J_F, b i_0..i_{f-1})
     grads[0] += torch.mm(g_o, x0)
-    return torch.mm(g_o.T, g).view(nb, -1) if need_x else None
+    if g_xb is not None:
+        torch.mm(g_o.T, g, out=g_xb.view(x0.shape))
 
 
 def ring_backward(plan: ContractionPlan, gy: torch.Tensor, x2: torch.Tensor, mats, rows: int, need_x: bool,
@@ -193,9 +195,7 @@ def ring_backward(plan: ContractionPlan, gy: torch.Tensor, x2: torch.Tensor, mat
         saved = kept[blk] if kept is not None else []
         if kept is None:
             _block_forward(spec, f, x2[r0: r0 + rows], mats, saved)
-        gxb = _block_backward(spec, gy[r0: r0 + rows], saved, mats, grads, need_x)
-        if need_x:
-            g_x[r0: r0 + rows] = gxb
+        _block_backward(spec, gy[r0: r0 + rows], saved, mats, grads, g_x[r0: r0 + rows] if need_x else None)
     return g_x, grads
 
 

@@ -10,11 +10,13 @@ reported, methods interleaved in a fresh random order per repeat. float32, 1 thr
 * dense: ``x @ W`` with W formed once (an ``nn.Linear``-like GEMM),
 * TR one einsum: the whole ring as one opt_einsum expression (how the TR module ran it before the
   planner), for comparison,
+* TR path: ``btcore.matmul(..., method="path")``, the FLOP-optimal pairwise order as einsums (what the
+  planner ran for TR before the ring scheme), for comparison,
 * BT, TT, TR: :func:`btcore.matmul` (the planner's default, W never formed); the ``scheme`` column
-  is the plan it ran (:func:`btcore.plan_matmul` for that batch and direction, by this machine's
-  calibrated cost model), MMACs the FLOP-optimal count of :meth:`btcore.TRSpec.macs` and the others.
+  is the plan it ran (:func:`btcore.plan_matmul` for that batch and direction, with the planner's
+  fixed reference rates), MMACs the FLOP-optimal count of :meth:`btcore.TRSpec.macs` and the others.
 
-Usage: python bench/ring.py [--threads 1] [--repeats 7] [--quick]
+Usage: python bench/ring.py [--threads 1] [--repeats 7] [--clock wall|cpu] [--batches 16,256] [--quick]
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ def matched_ranks(in_modes, out_modes, target: int, top: int = 8) -> tuple[tuple
     return _nearest(target, tt), _nearest(target, tr)
 
 
+#: The clock the medians are read from: wall time, or with ``--clock cpu`` this thread's CPU time
+#: (steadier on a shared, loaded machine).
+CLOCK = time.perf_counter
+
+
 def _medians(fns: dict, repeats: int) -> dict:
     """Median milliseconds per method, after one warm-up each, methods shuffled per repeat."""
     samples = {name: [] for name in fns}
@@ -65,9 +72,9 @@ def _medians(fns: dict, repeats: int) -> dict:
     for _ in range(repeats):
         rng.shuffle(names)
         for name in names:
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             fns[name]()
-            samples[name].append(time.perf_counter() - t0)
+            samples[name].append(CLOCK() - t0)
     return {name: 1e3 * statistics.median(v) for name, v in samples.items()}
 
 
@@ -110,9 +117,10 @@ def bench_size(name: str, in_modes, out_modes, batches, repeats: int) -> list[di
         f"TT {'-'.join(map(str, (1,) + tt_ranks + (1,)))}": (lambda x, M=tt: btcore.matmul(x, M), tt.cores,
                                                            tt.num_params),
         f"TR {'-'.join(map(str, tr_ranks))}": (lambda x, M=tr: btcore.matmul(x, M), tr.cores, tr.num_params),
+        "TR path": (lambda x, M=tr: btcore.matmul(x, M, method="path"), tr.cores, tr.num_params),
         "TR one einsum": (one_einsum(tr), tr.cores, tr.num_params),
     }
-    specs = dict(zip(formats, (None, bt.spec, tt.spec, tr.spec, tr.spec)))  # forward multiply-adds: the planners' counts
+    specs = dict(zip(formats, (None, bt.spec, tt.spec, tr.spec, tr.spec, tr.spec)))  # forward multiply-adds
     for _, tensors, _ in formats.values():
         for t in tensors:
             t.requires_grad_(True)
@@ -128,8 +136,9 @@ def bench_size(name: str, in_modes, out_modes, batches, repeats: int) -> list[di
             for k, (_, _, params) in formats.items():
                 spec = specs[k]
                 macs = batch * W.numel() if spec is None else spec.macs(batch) * batch
+                method = "path" if k == "TR path" else "contract"
                 scheme = "gemm" if spec is None else "opt_einsum" if k == "TR one einsum" else btcore.plan_matmul(
-                    spec, batch, direction="train" if direction != "forward" else "forward").name
+                    spec, batch, method, direction="train" if direction != "forward" else "forward").name
                 rows.append({"size": name, "batch": batch, "direction": direction, "format": k, "params": params,
                              "ms": med[k], "vs_dense": med["dense"] / med[k], "macs": macs, "scheme": scheme})
     return rows
@@ -139,13 +148,24 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=7, help="timed repeats per method (medians reported)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: elapsed time; cpu: this thread's CPU time (steadier on a shared machine)")
+    ap.add_argument("--batches", default=None, help="comma-separated batch sizes (default 16,256)")
     ap.add_argument("--quick", action="store_true", help="the app size only, 3 repeats")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     torch.set_num_threads(args.threads)
+    global CLOCK
+    if args.clock == "cpu":
+        if args.threads != 1:
+            ap.error("--clock cpu measures one thread: use it with --threads 1")
+        CLOCK = time.thread_time
     sizes = {"app": SIZES["app"]} if args.quick else SIZES
+    if args.batches:
+        batches = tuple(int(b) for b in args.batches.split(","))
+        sizes = {k: (i, o, batches) for k, (i, o, _) in sizes.items()}
     repeats = 3 if args.quick else args.repeats
-    print(f"# float32, {args.threads} thread(s), median of {repeats}, ms; x = dense time / format time")
+    print(f"# float32, {args.threads} thread(s), median of {repeats}, {args.clock} ms; x = dense time / format time")
     print(f"# load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at the start")
     print(f"{'size':6} {'batch':>5} {'direction':17} {'format':18} {'scheme':12} {'params':>10} {'MMACs':>9} {'ms':>9} "
           f"{'x':>7}")

@@ -1,10 +1,11 @@
-"""Compress a trained model: its dense maps replaced by TT or BT layers fitted to the trained weights.
+"""Compress a trained model: its dense maps replaced by TT, BT or TR layers fitted to the trained weights.
 
 :func:`compress` replaces the input-to-hidden maps of a BT Lab model (a
 :class:`~btcore.classifier.SequenceClassifier`, or any module holding BT Lab LSTM/GRU cells) or,
 in a model without such cells, every ``nn.Linear`` whose sizes factor into ``d`` modes. Each new
 layer starts from a fit of the trained weight (:meth:`~btcore.layers.BTLinear.from_linear`:
-``fit_bt``; :meth:`~btcore.layers.TTLinear.from_linear`: TT-SVD), so it begins near the trained
+``fit_bt``; :meth:`~btcore.layers.TTLinear.from_linear`: TT-SVD; :meth:`~btcore.layers.TRLinear.from_linear`:
+``fit_tr``, TR-SVD refined by ALS), so it begins near the trained
 network and can be fine-tuned. The ranks are given (``rank``, ``blocks``) or chosen to fill a
 parameter budget per layer (:func:`rank_for_budget`). The report says, per layer, the parameters
 before and after and the relative Frobenius error of the fit.
@@ -20,15 +21,15 @@ from typing import Callable
 from torch import nn
 
 from .classifier import SequenceClassifier
-from .formats import BTSpec, TTSpec, tt_rank_caps
-from .layers import BTLinear, TTLinear
+from .formats import BTSpec, TRSpec, TTSpec, tr_max_uniform_rank, tt_rank_caps
+from .layers import BTLinear, TRLinear, TTLinear
 from .rnn import folded_out_modes
 from .shapes import factorize
 
 __all__ = ["compress", "CompressedLayer", "COMPRESS_FORMATS", "rank_for_budget", "format_ranks", "MAX_SEARCH_RANK"]
 
 #: The formats :func:`compress` fits a trained weight into.
-COMPRESS_FORMATS = ("tt", "bt")
+COMPRESS_FORMATS = ("tt", "bt", "tr")
 #: The largest uniform rank a budget search tries.
 MAX_SEARCH_RANK = 1024
 
@@ -50,11 +51,14 @@ class CompressedLayer:
 
 
 def format_ranks(kind: str, in_modes, out_modes, r: int):
-    """Uniform rank ``r`` clamped to what the format allows between the modes (TT: the bond caps; BT: I_k J_k)."""
+    """Uniform rank ``r`` clamped to what the format allows between the modes (TT: the bond caps; BT: I_k J_k;
+    TR: the largest uniform ring rank, :func:`btcore.formats.tr_max_uniform_rank`)."""
     if kind == "tt":
         return tuple(min(r, c) for c in tt_rank_caps(in_modes, out_modes))
     if kind == "bt":
         return tuple(min(r, i * j) for i, j in zip(in_modes, out_modes))
+    if kind == "tr":
+        return (min(r, tr_max_uniform_rank(in_modes, out_modes)),) * len(in_modes)
     return r
 
 
@@ -80,6 +84,8 @@ def rank_for_budget(params_of: Callable[[int], int], budget: int, max_rank: int 
 def _spec(kind: str, in_modes, out_modes, rank, blocks):
     if kind == "bt":
         return BTSpec(in_modes, out_modes, rank, blocks)
+    if kind == "tr":
+        return TRSpec(in_modes, out_modes, rank)
     return TTSpec(in_modes, out_modes, rank)
 
 
@@ -105,20 +111,23 @@ def _cells(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def _fit(kind, linear: nn.Linear, in_modes, out_modes, ranks, blocks, seed, fit_kwargs):
     if kind == "bt":
         return BTLinear.from_linear(linear, in_modes, out_modes, ranks, blocks, seed=seed, **fit_kwargs)
+    if kind == "tr":
+        return TRLinear.from_linear(linear, in_modes, out_modes, ranks, seed=seed, **fit_kwargs)
     return TTLinear.from_linear(linear, in_modes, out_modes, ranks, **fit_kwargs)
 
 
 def compress(model: nn.Module, format: str = "bt", *, rank=None, blocks: int | None = None, budget: int | None = None,
              d: int = 4, seed: int = 0, **fit_kwargs) -> tuple[nn.Module, list[CompressedLayer]]:
-    """A copy of ``model`` whose dense maps are TT or BT layers fitted to their trained weights, and the report.
+    """A copy of ``model`` whose dense maps are TT, BT or TR layers fitted to their trained weights, and the report.
 
     Parameters
     ----------
     model : nn.Module
         A trained model; left unchanged.
-    format : "bt" or "tt"
+    format : "bt", "tt" or "tr"
     rank : int or tuple, optional
-        BT Tucker rank R / TT ranks; ``None`` with no ``budget``: full rank (an exact copy).
+        BT Tucker rank R / TT ranks / TR bond ranks (the last closes the ring); ``None`` with no
+        ``budget``: full rank (an exact copy; TR: :func:`btcore.formats.tr_exact_ranks`).
     blocks : int, optional
         BT blocks N (default 1; with a budget, the ranks fill it at this N).
     budget : int, optional
@@ -126,7 +135,8 @@ def compress(model: nn.Module, format: str = "bt", *, rank=None, blocks: int | N
     d : int
         Modes per side for a plain ``nn.Linear`` (cells keep their own modes).
     seed : int
-        Seed of the BT fit; ``fit_kwargs`` go to the fit (:func:`btcore.decompose.fit_bt` / ``fit_tt``).
+        Seed of the BT and TR fits; ``fit_kwargs`` go to the fit (:func:`btcore.decompose.fit_bt` / ``fit_tt`` /
+        ``fit_tr``).
 
     Returns
     -------
@@ -173,8 +183,12 @@ def compress(model: nn.Module, format: str = "bt", *, rank=None, blocks: int | N
                                       float(layer.fit_info.relative_error)))
     if isinstance(new, SequenceClassifier):
         m = new.input_map
-        fields = {"kind": format, "tt_ranks": tuple(m.spec.ranks[1:-1])} if format == "tt" else \
-            {"kind": format, "rank": tuple(m.spec.ranks), "blocks": m.spec.blocks}
+        if format == "tt":
+            fields = {"kind": format, "tt_ranks": tuple(m.spec.ranks[1:-1])}
+        elif format == "tr":
+            fields = {"kind": format, "tr_ranks": tuple(m.spec.ranks)}
+        else:
+            fields = {"kind": format, "rank": tuple(m.spec.ranks), "blocks": m.spec.blocks}
         new.config = dataclasses.replace(new.config, **fields)
     return new, report
 

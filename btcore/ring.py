@@ -2,9 +2,10 @@
 
 The format (spec, counts, rank rules and the tensor network) is :mod:`btcore.formats.tr`; this module
 holds the cores. ``x @ M`` and :func:`btcore.matmul` run the ring through the planner
-(:mod:`btcore.contract`) like every other format: the FLOP-optimal path, or W formed first where the
-planner's cost model says so (``method="dense"`` / ``"auto"``), forward and backward without forming
-W by default. TR-SVD (:func:`tr_svd`) is tensorly's ``tensor_ring`` on numpy arrays, never touching
+(:mod:`btcore.contract`) like every other format: the ring scheme (:mod:`btcore.contract.schemes.ring`,
+every step a GEMM on views, the closing bond carried like a batch dimension), the FLOP-optimal path,
+or W formed first where the planner's cost model says so (``method="dense"`` / ``"auto"``), forward
+and backward without forming W by default. TR-SVD (:func:`tr_svd`) is tensorly's ``tensor_ring`` on numpy arrays, never touching
 tensorly's global backend.
 """
 

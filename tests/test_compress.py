@@ -1,4 +1,4 @@
-"""btcore.compress: dense maps refitted as TT/BT layers; exact at full rank, the fit error reported below it."""
+"""btcore.compress: dense maps refitted as TT/BT/TR layers; exact at full rank, the fit error reported below it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from torch import nn
 
 from btcore.classifier import ClassifierConfig, SequenceClassifier
 from btcore.compress import compress, rank_for_budget
-from btcore.layers import BTLinear, TTLinear
+from btcore.layers import BTLinear, TRLinear, TTLinear
+from btcore.ring import TRMatrix
+from btcore.shapes import factorize
 
 
 def _model():
@@ -16,7 +18,7 @@ def _model():
     return SequenceClassifier(cfg, generator=torch.Generator().manual_seed(0)).double()
 
 
-@pytest.mark.parametrize("fmt, cls", [("tt", TTLinear), ("bt", BTLinear)])
+@pytest.mark.parametrize("fmt, cls", [("tt", TTLinear), ("bt", BTLinear), ("tr", TRLinear)])
 def test_full_rank_preserves_outputs(fmt, cls):
     m = _model()
     x = torch.randn(5, 4, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
@@ -31,7 +33,7 @@ def test_full_rank_preserves_outputs(fmt, cls):
     torch.testing.assert_close(again(x), m(x), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("fmt", ["tt", "bt"])
+@pytest.mark.parametrize("fmt", ["tt", "bt", "tr"])
 def test_budget_respected_and_fit_error_reported(fmt):
     m = _model()
     new, report = compress(m, fmt, budget=200)
@@ -65,3 +67,26 @@ def test_rank_for_budget_is_the_largest_within():
     params = lambda r: 10 * r * r  # noqa: E731
     assert rank_for_budget(params, 1000) == 10 and rank_for_budget(params, 999) == 9
     assert rank_for_budget(params, 5) is None
+
+
+@pytest.mark.parametrize("in_features, out_features, ranks", [(24, 12, (2, 3, 2)), (36, 16, (3, 1, 2)),
+                                                               (16, 18, (2, 2))])
+def test_a_linear_layer_with_exact_tr_structure_is_reproduced(in_features, out_features, ranks):
+    """W = the dense matrix of a random ring at ``ranks``: the TR fit at those ranks recovers it, and the
+    compressed network computes the same outputs (float64)."""
+    d = len(ranks)
+    im, om = factorize(in_features, d), factorize(out_features, d)
+    W = TRMatrix.random(im, om, ranks, seed=3, dtype=torch.float64).to_dense()
+    lin = nn.Linear(in_features, out_features).double()
+    with torch.no_grad():
+        lin.weight.copy_(W.T)
+    net = nn.Sequential(lin)
+    new, report = compress(net, "tr", rank=ranks, d=d)
+    layer = new[0]
+    assert isinstance(layer, TRLinear) and layer.spec.ranks == ranks and layer.spec.in_modes == im
+    assert report[0].format == "tr" and report[0].blocks is None and report[0].fit_error < 1e-8
+    assert report[0].params_after == layer.spec.params < report[0].params_before
+    x = torch.randn(7, in_features, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert float(torch.linalg.norm(new(x) - net(x)) / torch.linalg.norm(net(x))) < 1e-8
+    torch.testing.assert_close(layer.bias, lin.bias)

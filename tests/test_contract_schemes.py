@@ -152,7 +152,7 @@ def test_row_blocked_fold_equals_whole(monkeypatch):
 
 def test_registry_lists_every_scheme_and_plans_know_their_spec():
     spec = btcore.BTSpec((2, 3, 2), (2, 2, 3), 2, 2)
-    assert set(schemes.SCHEMES) == {"path", "chain", "fold", "dense"}
+    assert set(schemes.SCHEMES) == {"path", "chain", "fold", "ring", "dense"}
     assert all(s.name == k and isinstance(s, base.Scheme) for k, s in schemes.SCHEMES.items())
     for plan in _all_plans(spec, 5):
         assert plan.spec == spec and schemes.scheme_of(plan) is schemes.SCHEMES[plan.scheme]
@@ -199,6 +199,6 @@ def test_a_new_scheme_is_one_new_module(tmp_path, monkeypatch):
         "TWIN = TwinScheme()\n")
     monkeypatch.setattr(schemes, "__path__", list(schemes.__path__) + [str(tmp_path)])
     found = schemes._discover()
-    assert list(found) == ["path", "chain", "fold", "dense", "twin"]  # by order: 0, 1, 2, 3, 50
+    assert list(found) == ["path", "chain", "ring", "fold", "dense", "twin"]  # by order: 0, 1, 1, 2, 3, 50
     assert type(found["twin"]).__name__ == "TwinScheme"
     sys.modules.pop("btcore.contract.schemes.twin", None)

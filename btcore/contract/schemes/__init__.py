@@ -3,6 +3,7 @@
 * :mod:`~btcore.contract.schemes.path`: the FLOP-optimal pairwise order, one einsum per step;
 * :mod:`~btcore.contract.schemes.chain`: a BT matrix one mode at a time, every step a GEMM on views;
 * :mod:`~btcore.contract.schemes.fold`: a GEMM-shaped order folding the core and some factors into G;
+* :mod:`~btcore.contract.schemes.ring`: a Tensor Ring core by core, its closing bond carried in front;
 * :mod:`~btcore.contract.schemes.dense`: reconstruct W, then one GEMM.
 
 Each module defines one :class:`~btcore.contract.schemes.base.Scheme` object (plans, run, forward,

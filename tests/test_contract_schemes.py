@@ -1,5 +1,6 @@
 """Every scheme of btcore.contract against the dense product (float64, forward and gradients), the planner."""
 
+import itertools
 import sys
 from dataclasses import replace
 
@@ -8,6 +9,7 @@ import torch
 
 import btcore
 from btcore import BTMatrix, TTMatrix, matmul
+from btcore.ring import TRMatrix
 from btcore.contract import PlannedMatmul, calibration, planner, ranked_plans, run_plan, schemes
 from btcore.contract.schemes import base, fold
 
@@ -202,3 +204,31 @@ def test_a_new_scheme_is_one_new_module(tmp_path, monkeypatch):
     assert list(found) == ["path", "chain", "ring", "fold", "dense", "twin"]  # by order: 0, 1, 1, 2, 3, 50
     assert type(found["twin"]).__name__ == "TwinScheme"
     sys.modules.pop("btcore.contract.schemes.twin", None)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: TTMatrix.random((3, 4, 2), (2, 3, 4), (3, 2), dtype=torch.float64, seed=1),
+    lambda: BTMatrix.random((3, 4, 2), (2, 3, 4), 2, 2, dtype=torch.float64, seed=2),
+    lambda: TRMatrix.random((3, 4, 2), (2, 3, 4), (2, 3, 2), dtype=torch.float64, seed=3),
+], ids=["tt", "bt", "tr"])
+def test_every_plan_gives_the_gradients_of_the_tensors_that_need_one(make):
+    """Some tensors frozen (a matrix of the scheme may then be built only from tensors needing no
+    gradient): every plan's gradients equal those through the dense reconstruction, None where frozen."""
+    M = make()
+    stored = list(M.cores) if hasattr(M, "cores") else [M.core, *M.factors]
+    x = torch.randn(5, M.spec.in_size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    plans = _all_plans(M.spec, 5)
+    assert {p.scheme for p in plans} >= {"path", "dense"}
+    for mask in itertools.product([False, True], repeat=len(stored)):
+        if not any(mask):
+            continue
+        for t, m in zip(stored, mask):
+            t.requires_grad_(m)
+        want = torch.autograd.grad((x @ M.to_dense()).square().sum(), [t for t, m in zip(stored, mask) if m])
+        for plan in plans:
+            y = run_plan(plan, x, M.tensors())
+            got = torch.autograd.grad(y.square().sum(), [t for t, m in zip(stored, mask) if m])
+            for g, w in zip(got, want):
+                torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12, msg=f"{plan.label} {mask}")
+    for t in stored:
+        t.requires_grad_(False)

@@ -61,6 +61,20 @@ def blocked_rows(plan: ContractionPlan, device_type: str = "cpu") -> int:
     return min(rows, plan.batch)
 
 
+def leaf_grads(mats, g_mats, leaves, need) -> tuple:
+    """Gradients of the weight tensors ``leaves`` (those with ``need`` True) from the gradients
+    ``g_mats`` of the matrices ``mats`` built from them; None where a tensor needs none.
+
+    A matrix built only from tensors that need no gradient has no ``grad_fn`` and is left out:
+    ``torch.autograd.grad`` refuses such outputs.
+    """
+    wanted = [v for v, n in zip(leaves, need) if n]
+    live = [(m, g) for m, g in zip(mats, g_mats) if m.requires_grad]
+    got = iter(torch.autograd.grad([m for m, _ in live], wanted, [g for _, g in live], allow_unused=True)) \
+        if wanted else iter(())
+    return tuple(next(got) if n else None for n in need)
+
+
 @dataclass
 class Recorded:
     """What the default training forward keeps: the recorded output and the leaves it was built on."""

@@ -35,7 +35,7 @@ from ...formats import BTSpec
 from ...indices import BLOCK, IN, OUT, RANK
 from ...plan import ContractionPlan, make_step
 from ..calibration import Rates, copy_seconds, gemm_seconds
-from .base import Scheme
+from .base import Scheme, leaf_grads
 
 __all__ = ["CHAIN_ELEMENTS", "KEEP_BYTES", "ChainScheme", "CHAIN", "kept_bytes", "chain_plan", "chain_rows",
            "chain_weights", "chain_forward", "chain_backward"]
@@ -288,9 +288,7 @@ class ChainScheme(Scheme):
         g_x, g_mats = chain_backward(plan.spec, gy, state.x2, [m.detach() for m in mats], state.rows, need[0],
                                      state.kept)
         state.kept = None
-        wanted = [v for v, n in zip(leaves, need[1:]) if n]
-        got = iter(torch.autograd.grad(mats, wanted, g_mats, allow_unused=True)) if wanted else iter(())
-        return (g_x,) + tuple(next(got) if n else None for n in need[1:])
+        return (g_x,) + leaf_grads(mats, g_mats, leaves, need[1:])
 
     def cost(self, plan: ContractionPlan, r: Rates, device_type: str) -> tuple[float, float]:
         return _chain_cost(plan, plan.spec, r, device_type)

@@ -22,7 +22,7 @@ from ...formats import BTSpec
 from ...indices import BLOCK, IN, OUT, RANK
 from ...plan import ContractionPlan, make_step
 from ..calibration import Rates, copy_seconds, einsum_seconds, gemm_seconds
-from .base import Scheme, blocked_rows, run_steps
+from .base import Scheme, blocked_rows, leaf_grads, run_steps
 
 __all__ = ["FoldScheme", "FOLD", "fold_single", "fold_weights", "fold_forward", "fold_backward"]
 
@@ -193,15 +193,12 @@ class FoldScheme(Scheme):
             return super().backward(plan, state, gy, need)
         s = state
         g_x, g_gm, g_am = fold_backward(plan, gy, s.x2, s.gm, s.am, s.t, need[0])
-        grads = [None] * len(s.tensors)
-        if any(need[1:]):
-            with torch.enable_grad():
-                leaves = [v.detach().requires_grad_(n) for v, n in zip(s.tensors, need[1:])]
-                gm2, am2 = fold_weights(plan, leaves)
-                wanted = [v for v, n in zip(leaves, need[1:]) if n]
-                got = iter(torch.autograd.grad((gm2, am2), wanted, (g_gm, g_am), allow_unused=True))
-            grads = [next(got) if n else None for n in need[1:]]
-        return (g_x, *grads)
+        if not any(need[1:]):
+            return (g_x,) + (None,) * len(s.tensors)
+        with torch.enable_grad():
+            leaves = [v.detach().requires_grad_(n) for v, n in zip(s.tensors, need[1:])]
+            gm2, am2 = fold_weights(plan, leaves)
+            return (g_x,) + leaf_grads((gm2, am2), (g_gm, g_am), leaves, need[1:])
 
     def cost(self, plan: ContractionPlan, r: Rates, device_type: str) -> tuple[float, float]:
         nf = len(plan.folded)

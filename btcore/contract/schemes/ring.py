@@ -35,7 +35,7 @@ from ...formats import TRSpec
 from ...indices import IN, OUT, RANK
 from ...plan import ContractionPlan, make_step
 from ..calibration import Rates, copy_seconds, einsum_seconds, gemm_seconds
-from .base import Scheme, blocked_rows, run_steps
+from .base import Scheme, blocked_rows, leaf_grads, run_steps
 from .chain import KEEP_BYTES
 
 __all__ = ["RingScheme", "RING", "ring_plan", "ring_weights", "ring_forward", "ring_backward", "ring_kept_bytes",
@@ -274,11 +274,7 @@ class RingScheme(Scheme):
             mats = ring_weights(plan, leaves)
         g_x, g_mats = ring_backward(plan, gy, state.x2, [m.detach() for m in mats], state.rows, need[0], state.kept)
         state.kept = None
-        wanted = [v for v, n in zip(leaves, need[1:]) if n]
-        live = [(m, g) for m, g in zip(mats, g_mats) if m.requires_grad]  # a matrix of cores that need none
-        got = iter(torch.autograd.grad([m for m, _ in live], wanted, [g for _, g in live], allow_unused=True)) \
-            if wanted else iter(())
-        return (g_x,) + tuple(next(got) if n else None for n in need[1:])
+        return (g_x,) + leaf_grads(mats, g_mats, leaves, need[1:])
 
     def cost(self, plan: ContractionPlan, r: Rates, device_type: str) -> tuple[float, float]:
         nf = len(plan.folded) - 1

@@ -12,6 +12,7 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -52,23 +53,35 @@ def _is_clip_file(p: Path) -> bool:
     return s in _ARRAY_EXTENSIONS or s == ".gif" or s in VIDEO_EXTENSIONS
 
 
+class _Stopped(Exception):
+    """Raised inside the loader when its ``should_stop`` asks it to stop (caught by :func:`load_clip_folder`)."""
+
+
 class _Tree:
     """The walk of one data root: every entry resolved, nothing outside the root, each folder once.
 
     A folder or file that is a symlink leading outside the root (or a broken or looping link) is
     skipped as if absent, so it is never listed, read or named in a message. A link back to a folder
     already walked is not followed again, and the walk is bounded in depth and in entries.
+    ``should_stop`` is asked before every folder is listed and every file is read (:meth:`check`).
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, should_stop: Callable[[], bool] | None = None):
+        self.should_stop = should_stop
         self.root = root.resolve()
         self.seen: set[Path] = set()  # the folders walked in the current class
         self.entries = 0
         self.strays: list[str] = []  # files that are not clips, for the "holds no clips" message
 
+    def check(self) -> None:
+        """Raise :class:`_Stopped` when a stop was requested."""
+        if self.should_stop is not None and self.should_stop():
+            raise _Stopped
+
     def listing(self, d: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
         """(folders, files) of the resolved folder ``d`` as (entry name, resolved path), inside the root only."""
         dirs, files = [], []
+        self.check()
         try:
             with os.scandir(d) as it:
                 items = sorted(it, key=lambda e: _natural_key(e.name))
@@ -219,9 +232,14 @@ def _read_clip(clip: Path, t_len: int, tree: _Tree) -> list[np.ndarray]:
 
     Only the sampled frames are decoded; every array or image declares its size before it is read.
     """
+    tree.check()
     if clip.is_dir():
         files = tree.frame_files(clip)
-        return [_to_chw(_read_image(files[k]), files[k]) for k in _sample(len(files), t_len)]
+        frames = []
+        for k in _sample(len(files), t_len):
+            tree.check()  # a clip is many files: a stop does not wait for the whole clip
+            frames.append(_to_chw(_read_image(files[k]), files[k]))
+        return frames
     s = clip.suffix.lower()
     if s in VIDEO_EXTENSIONS:
         raise ValueError(
@@ -243,9 +261,10 @@ def _read_clip(clip: Path, t_len: int, tree: _Tree) -> list[np.ndarray]:
 
 
 def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_fraction: float = 0.25,
-                     seed: int = 0, max_clips_per_class: int | None = None,
-                     max_bytes: int = 2 * 1024**3) -> tuple[ClipSet, ClipSet]:
-    """Load a UCF11-style clip folder into (train, validation) :class:`ClipSet` s.
+                     seed: int = 0, max_clips_per_class: int | None = None, max_bytes: int = 2 * 1024**3,
+                     should_stop: Callable[[], bool] | None = None,
+                     progress: Callable[[float], None] | None = None) -> tuple[ClipSet, ClipSet] | None:
+    """Load a UCF11-style clip folder into (train, validation) :class:`ClipSet` s; None when stopped.
 
     Parameters
     ----------
@@ -264,6 +283,11 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
         Use at most this many clips per class (the first ones, in natural order).
     max_bytes : int
         Refuse to load more than this many bytes of float32 frames.
+    should_stop : callable, optional
+        Asked before every folder is listed and every file is read: when it returns True the load
+        ends there and returns None (a large or deep tree does not keep a stopped job busy).
+    progress : callable, optional
+        Called with the share of clips read (0 after the walk, then after each clip, 1 at the end).
 
     Raises
     ------
@@ -280,7 +304,16 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
         raise ValueError(f"clip folder {root} does not exist")
     if not root.is_dir():
         raise ValueError(f"clip folder {root} is not a folder; expected root/<class>/<clips> ({_ACCEPTED})")
-    tree = _Tree(root)
+    tree = _Tree(root, should_stop)
+    try:
+        return _load(tree, root, shape, t_len, val_fraction, seed, max_clips_per_class, max_bytes, progress)
+    except _Stopped:
+        return None
+
+
+def _load(tree: _Tree, root: Path, shape, t_len: int, val_fraction: float, seed: int, max_clips_per_class,
+          max_bytes: int, progress) -> tuple[ClipSet, ClipSet]:
+    """:func:`load_clip_folder` once its arguments are checked: walk ``tree`` (of ``root``), read and split its clips."""
     entries = tree.listing(tree.root)[0]
     class_names, class_dirs = tuple(n for n, _ in entries), [d for _, d in entries]
     if not class_dirs:
@@ -305,6 +338,8 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
         raise ValueError(f"loading {n_total} clips of {t_len} x {'x'.join(map(str, shape))} frames needs "
                          f"{need / 1024**2:,.0f} MiB, above the {max_bytes / 1024**2:,.0f} MiB limit; use a smaller "
                          "frame size, fewer frames or max_clips_per_class")
+    if progress is not None:
+        progress(0.0)
     xs, ys, is_val = [], [], []
     rng = np.random.default_rng(seed)
     for label, clips in enumerate(per_class):
@@ -320,6 +355,8 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
             xs.append((np.stack(sampled) - 0.5) * 2.0)
             ys.append(label)
             is_val.append(k in val_set)
+            if progress is not None:
+                progress(len(xs) / n_total)
     x = torch.from_numpy(np.stack(xs).reshape(len(xs), t_len, -1).astype(np.float32))
     y = torch.tensor(ys, dtype=torch.int64)
     mask = torch.tensor(is_val)

@@ -113,6 +113,21 @@ class Task(ABC):
     def data(self, seed: int) -> tuple[Any, Any]:
         """``(train, val)`` data for ``seed``: objects with ``len()`` and ``get(indices) -> Batch``; deterministic."""
 
+    def load_data(self, seed: int, *, should_stop: Callable[[], bool] | None = None,
+                  progress: Callable[[float], None] | None = None) -> tuple[Any, Any] | None:
+        """:meth:`data` with a stop hook and progress, for a caller that must stay stoppable (the app's worker).
+
+        ``should_stop()`` is asked between the pieces of the work (None is returned once it says
+        True); ``progress(fraction)`` is called after each piece, with 1.0 at the end. By default
+        the data are one piece; a task whose data take long overrides this with finer pieces.
+        """
+        if should_stop is not None and should_stop():
+            return None
+        out = self.data(seed)
+        if progress is not None:
+            progress(1.0)
+        return out
+
     def check_data(self, data, model_config, what: str) -> None:
         """Raise ``ValueError`` (starting with ``what``) when ``data`` cannot train ``model_config``'s model."""
         if len(data) == 0:

@@ -31,7 +31,7 @@ from .bleu import BLEU_KEYS, bleu_from_stats, bleu_stats, corpus_bleu
 from .captioning import (BOS, EOS, PAD, CaptionConfig, Captioner, CaptionSet, Vocabulary, positional_unigram_caption,
                          preview as caption_preview)
 from .generation_task import rounded
-from .scenes import IMAGE_MODES, IMAGE_SHAPE, SceneConfig, make_scenes, scene_vocabulary
+from .scenes import IMAGE_MODES, IMAGE_SHAPE, SceneConfig, scene_split, scene_vocabulary
 
 __all__ = ["CaptionPairs", "CaptionImages", "CaptioningTask", "PREVIEW_CAPTIONS"]
 
@@ -179,11 +179,25 @@ class CaptioningTask(Task):
     # -- data ----------------------------------------------------------------------------------------
     def data(self, seed: int):
         """The scenes (or the folder's images) of ``seed``: ``(train pairs, validation images)``."""
+        return self.load_data(seed)
+
+    def load_data(self, seed: int, *, should_stop=None, progress=None):
+        """:meth:`data`, stoppable between the splits of the scenes (each split is generated at once; a folder is one piece)."""
         if self.folder is not None:
-            train, val, vocab = self._folder(seed)
-            return CaptionPairs(train, vocab), CaptionImages(val, vocab)
-        train, val = make_scenes(self.scene_config(seed))
-        vocab = self.vocabulary
+            pieces = [lambda: self._folder(seed)]
+            sizes = [1]
+        else:
+            config = self.scene_config(seed)
+            pieces = [lambda name=name: scene_split(config, name) for name in ("train", "val")]
+            sizes = [config.train, config.val]
+        made = []
+        for k, make in enumerate(pieces):
+            if should_stop is not None and should_stop():
+                return None
+            made.append(make())
+            if progress is not None:
+                progress(sum(sizes[:k + 1]) / sum(sizes))
+        train, val, vocab = made[0] if self.folder is not None else (*made, self.vocabulary)
         return CaptionPairs(train, vocab), CaptionImages(val, vocab)
 
     def check_data(self, data, model_config, what: str) -> None:

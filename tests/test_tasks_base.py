@@ -51,3 +51,29 @@ def test_a_stop_between_pieces_ends_the_data(tmp_path, name):
     task, asked = _tasks(tmp_path)[name], []
     assert task.load_data(0, should_stop=lambda: asked.append(1) or len(asked) > 1) is None
     assert len(asked) == 2  # the first piece was made, the stop came before the second
+
+
+def test_the_generation_and_captioning_configs_share_one_base():
+    from btcore.tasks.base import ImageMapConfig
+    from btcore.tasks.captioning import CaptionConfig
+    from btcore.tasks.generation import GenerationConfig
+    from btcore.tasks.scenes import caption_config
+
+    gen, cap = GenerationConfig(kind="bt", rank=3, blocks=2), caption_config("tt", tt_ranks=5)
+    assert isinstance(gen, ImageMapConfig) and isinstance(cap, ImageMapConfig)
+    assert (gen.describe(), cap.describe()) == ("BT-DRAW (R=3, N=2)", "TT-LSTM captioner (ranks 5)")
+    assert gen.controls() == {"rank": 3, "blocks": 2, "tt_ranks": 4, "tr_ranks": 4} and gen.cell == cap.cell == "lstm"
+    assert GenerationConfig.from_dict(gen.to_dict()) == gen and CaptionConfig.from_dict(cap.to_dict()) == cap
+    with pytest.raises(ValueError, match=r"unknown GenerationConfig field\(s\) \['colour'\]"):
+        GenerationConfig.from_dict({**gen.to_dict(), "colour": 1})
+    with pytest.raises(ValueError, match=r"^rank/blocks for the BT image map 8x8x8x6 -> 16x4x4x2: "):
+        caption_config("bt", rank=100)
+    with pytest.raises(ValueError, match="blocks must be at least 1"):
+        GenerationConfig(blocks=0)
+
+
+def test_step_memory_counts_weights_gradients_optimiser_state_and_activations():
+    from btcore.tasks.base import step_memory
+
+    assert step_memory(10, 0, "adam") == {"params": 40, "training": 40 * 4}  # weights, grads, 2 Adam moments
+    assert step_memory(10, 5, "sgd")["training"] == 40 * 3 + 8 * 5  # one momentum; activations and their grads

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..shapes import check_positive_int, factorize, prod
-from .base import Batch, Chance, Task, optimizer_states
+from ..shapes import factorize, prod
+from .base import Batch, Chance, Task, lstm_controls, step_memory
 from .caption_folder import load_caption_folder
 from .bleu import BLEU_KEYS, bleu_from_stats, bleu_stats, corpus_bleu
 from .captioning import (BOS, EOS, PAD, CaptionConfig, Captioner, CaptionSet, Vocabulary, positional_unigram_caption,
@@ -235,18 +235,13 @@ class CaptioningTask(Task):
         ``factorize(3072, d)``); ``hidden_modes`` default to ``factorize(hidden, d)``. The captioner
         is an LSTM without dropout: ``cell`` other than "lstm" and ``dropout`` above 0 are refused.
         """
-        d = check_positive_int(controls.get("d", 4), "d")
-        if controls.get("cell", "lstm") != "lstm":
-            raise ValueError(f"cell: the captioner's decoder is an LSTM; got {controls['cell']!r}")
-        if controls.get("dropout", 0.0):
-            raise ValueError("dropout: the captioner has no dropout; leave it at 0")
-        hidden = check_positive_int(controls.get("hidden") or self.defaults["hidden"], "hidden")
+        c = lstm_controls(controls, self.defaults["hidden"], cells="the captioner's decoder is an LSTM",
+                          model="the captioner")
+        d = c.pop("d")
         in_modes = controls.get("in_modes") or (IMAGE_MODES if d == 4 else factorize(prod(IMAGE_SHAPE), d))
-        hidden_modes = controls.get("hidden_modes") or factorize(hidden, d)
+        del c["hidden"]  # the hidden modes say it
         return CaptionConfig(words=self.vocabulary.words, kind=kind, image_shape=IMAGE_SHAPE,
-                             image_modes=tuple(in_modes), hidden_modes=tuple(hidden_modes),
-                             rank=controls.get("rank", 4), blocks=controls.get("blocks", 2),
-                             tt_ranks=controls.get("tt_ranks", 4), tr_ranks=controls.get("tr_ranks", 4))
+                             image_modes=tuple(in_modes), **c)
 
     def config_from_dict(self, d: dict) -> CaptionConfig:
         return CaptionConfig.from_dict(d)
@@ -260,11 +255,9 @@ class CaptioningTask(Task):
     def step_bytes(self, model_config: CaptionConfig, batch: int, optimizer: str = "adam") -> dict[str, int]:
         """Parameters, optimiser state, the images and each step's gates, states and logits, doubled for backward."""
         c, b = model_config, int(batch)
-        p = c.num_params()
-        state = optimizer_states(optimizer)
         steps = c.max_len + 1
         act = b * c.input_size + b * steps * (12 * c.hidden_size + c.embed + 2 * c.vocab_size)
-        return {"params": 4 * p, "training": 4 * p * (2 + state) + 8 * act}
+        return step_memory(c.num_params(), act, optimizer)
 
     # -- loss and metrics ----------------------------------------------------------------------------
     def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:

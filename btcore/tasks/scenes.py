@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from ..shapes import check_positive_int
-from .captioning import CaptionConfig, CaptionSet, DictRecord, Vocabulary
+from .base import DictRecord
+from .captioning import CaptionConfig, CaptionSet, Vocabulary
 
 __all__ = ["IMAGE_SHAPE", "IMAGE_MODES", "SHAPES", "COLOURS", "SIZES", "SceneConfig", "scene_vocabulary",
            "make_scenes", "scene_split", "caption_config"]

@@ -13,7 +13,7 @@ from ..classifier import ClassifierConfig
 from ..contract import measure_rates
 from ..shapes import check_choice, check_positive_int
 from ..tasks import make_task, task_names
-from ..tasks.base import optimizer_states
+from ..tasks.base import step_memory
 
 __all__ = ["OPTIMIZERS", "MAX_LR", "TrainConfig", "make_optimizer", "check_device", "pick_device", "device_name", "cpu_count",
            "set_cpu_threads", "estimate_memory", "pin_contraction_rates"]
@@ -226,8 +226,6 @@ def estimate_memory(config: ClassifierConfig, batch: int, frames: int, *, optimi
     Activations: the input batch, the gate pre-activations for all steps and a few (B, H) tensors
     per step, doubled for the backward pass. A lower bound good enough to warn before launching.
     """
-    p = config.num_params()
-    state = optimizer_states(optimizer)
     b, t = int(batch), int(frames)
     gates = config.gates * config.hidden_size
     act = b * t * (config.input_size + 2 * gates + 8 * config.hidden_size)
@@ -236,6 +234,4 @@ def estimate_memory(config: ClassifierConfig, batch: int, frames: int, *, optimi
     except Exception:  # pragma: no cover - spec without a plan
         inter = 0
     act += 2 * inter
-    params = 4 * p * (2 + state)  # weights, grads, optimiser state
-    total = params + 4 * 2 * act
-    return {"params": 4 * p, "training": int(total)}
+    return step_memory(config.num_params(), act, optimizer)

@@ -237,7 +237,9 @@ class Task(ABC):
         return f"{value:.4g}"
 
     def step_bytes(self, model_config, batch: int, optimizer: str = "adam") -> dict[str, int] | None:
-        """Estimated bytes ``{"params", "training"}`` of one training step on ``batch`` examples (None: the trainer's own estimate)."""
+        """Estimated bytes ``{"params", "low", "training"}`` of one training step on ``batch`` examples (:func:`step_memory`;
+        ``training`` the high end); None: the trainer's own estimate.
+        """
         return None
 
     #: What a stall message asks the user to check in the data (after "the model learns nothing ...: ").
@@ -344,13 +346,17 @@ def lstm_controls(controls: dict, default_hidden: int, *, cells: str, model: str
 
 
 def step_memory(params: int, activations: int, optimizer: str = "adam") -> dict[str, int]:
-    """Bytes ``{"params", "training"}`` of a float32 training step with ``params`` weights and ``activations`` kept values.
+    """Bytes ``{"params", "low", "training"}`` of a float32 training step: ``params`` weights, about ``activations`` kept values.
 
-    Training holds the weights, their gradients and the optimiser's state (:func:`optimizer_states`),
-    and the activations kept for the backward pass together with their gradients (twice theirs).
+    A step holds the weights, their gradients and the optimiser's state (:func:`optimizer_states`):
+    known exactly. It also holds the activations the backward pass keeps, about ``activations``
+    float32 values; which intermediates a format's contraction keeps varies by up to a factor of two
+    either way, so the range runs from half their bytes (``low``) to twice them (``training``: as if
+    each had its gradient at once, the safe end that memory checks use).
     """
-    p = int(params)
-    return {"params": 4 * p, "training": 4 * p * (2 + optimizer_states(optimizer)) + 8 * int(activations)}
+    p, a = int(params), int(activations)
+    fixed = 4 * p * (2 + optimizer_states(optimizer))
+    return {"params": 4 * p, "low": fixed + 2 * a, "training": fixed + 8 * a}
 
 
 def optimizer_states(optimizer: str) -> int:

@@ -253,10 +253,12 @@ class CaptioningTask(Task):
         return Captioner(config, generator=init)
 
     def step_bytes(self, model_config: CaptionConfig, batch: int, optimizer: str = "adam") -> dict[str, int]:
-        """Parameters, optimiser state, the images and each step's gates, states and logits, doubled for backward."""
+        """:func:`~btcore.tasks.base.step_memory` of the captioner: its parameters, and per example the image and,
+        for each of the ``max_len - 1`` teacher-forced steps a caption of ``max_len`` tokens takes, the gates
+        and states (8 H), the word embedding and the logits with their log-softmax (2 V).
+        """
         c, b = model_config, int(batch)
-        steps = c.max_len + 1
-        act = b * c.input_size + b * steps * (12 * c.hidden_size + c.embed + 2 * c.vocab_size)
+        act = b * c.input_size + b * (c.max_len - 1) * (8 * c.hidden_size + c.embed + 2 * c.vocab_size)
         return step_memory(c.num_params(), act, optimizer)
 
     # -- loss and metrics ----------------------------------------------------------------------------

@@ -177,7 +177,10 @@ class GenerationTask(Task):
         model.noise_generator = torch.Generator().manual_seed(generator.initial_seed())
 
     def step_bytes(self, model_config: GenerationConfig, batch: int, optimizer: str = "adam") -> dict[str, int]:
-        """Parameters, optimiser state and the T steps' activations (reads, gates, canvases), doubled for backward."""
+        """:func:`~btcore.tasks.base.step_memory` of the DRAW model: its parameters, and per example the image and,
+        for each of the T steps, the read and canvas images (4 P), both LSTMs' gates and states (16 H) and the latent's
+        mean, deviation, noise and sample (4 Z).
+        """
         c, b = model_config, int(batch)
         act = b * c.pixels + b * c.steps * (4 * c.pixels + 16 * c.hidden_size + 4 * c.latent)
         return step_memory(c.num_params(), act, optimizer)

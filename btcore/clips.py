@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +23,8 @@ from .array_files import load_npy, load_npz
 from .data import ClipSet, parse_frame_shape
 from .shapes import check_positive_int
 
-__all__ = ["FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "MAX_CLIP_BYTES", "load_clip_folder", "resolve_data_path"]
+__all__ = ["FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "MAX_CLIP_BYTES", "load_clip_folder", "clip_folder_estimate",
+           "resolve_data_path"]
 
 #: Image extensions accepted as single frames of a frame folder (Pillow) and ``.npy``.
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp", ".npy")
@@ -295,15 +297,7 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
         For a missing or empty folder, a class with no clips, unreadable frames, or video files
         (which need a decoder that is not installed); the message lists what is accepted.
     """
-    shape = parse_frame_shape(frame_shape)
-    t_len = check_positive_int(frames, "frames")
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise ValueError(f"clip folder {root} does not exist")
-    if not root.is_dir():
-        raise ValueError(f"clip folder {root} is not a folder; expected root/<class>/<clips> ({_ACCEPTED})")
+    root, shape, t_len = _checked_root(root, frame_shape, frames, val_fraction)
     tree = _Tree(root, should_stop)
     try:
         return _load(tree, root, shape, t_len, val_fraction, seed, max_clips_per_class, max_bytes, progress)
@@ -311,9 +305,8 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
         return None
 
 
-def _load(tree: _Tree, root: Path, shape, t_len: int, val_fraction: float, seed: int, max_clips_per_class,
-          max_bytes: int, progress) -> tuple[ClipSet, ClipSet]:
-    """:func:`load_clip_folder` once its arguments are checked: walk ``tree`` (of ``root``), read and split its clips."""
+def _walk(tree: _Tree, root: Path, max_clips_per_class) -> tuple[tuple[str, ...], list[list[Path]]]:
+    """``(class names, each class's clips)`` of the walked ``tree`` (of ``root``, as the caller named it)."""
     entries = tree.listing(tree.root)[0]
     class_names, class_dirs = tuple(n for n, _ in entries), [d for _, d in entries]
     if not class_dirs:
@@ -332,6 +325,62 @@ def _load(tree: _Tree, root: Path, shape, t_len: int, val_fraction: float, seed:
         if max_clips_per_class is not None:
             clips = clips[: check_positive_int(max_clips_per_class, "max_clips_per_class")]
         per_class.append(clips)
+    return class_names, per_class
+
+
+def _val_count(clips: int, val_fraction: float) -> int:
+    """Clips of a class held out: ``val_fraction`` of them, at least one and not all when it has two or more."""
+    n_val = int(round(clips * val_fraction))
+    if val_fraction > 0 and clips >= 2:
+        n_val = min(max(n_val, 1), clips - 1)
+    return n_val
+
+
+def _checked_root(root, frame_shape, frames, val_fraction) -> tuple[Path, tuple[int, int, int], int]:
+    """``(root, frame shape, frames)`` checked, before any work; ValueError naming what is wrong."""
+    shape = parse_frame_shape(frame_shape)
+    t_len = check_positive_int(frames, "frames")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise ValueError(f"clip folder {root} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"clip folder {root} is not a folder; expected root/<class>/<clips> ({_ACCEPTED})")
+    return root, shape, t_len
+
+
+def clip_folder_estimate(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_fraction: float = 0.25,
+                         max_clips_per_class: int | None = None, sample: int = 4) -> dict:
+    """What :func:`load_clip_folder` will take, before it runs: ``{"classes", "train", "val", "seconds"}``.
+
+    The folder is walked (as the loader walks it: the counts are exact) and ``sample`` clips, spread
+    over the classes, are read and resized; ``seconds`` is the walk plus the mean time of a sampled
+    clip times the clips. Raises the loader's ``ValueError`` for a folder it would refuse.
+    """
+    t0 = time.perf_counter()
+    root, shape, t_len = _checked_root(root, frame_shape, frames, val_fraction)
+    tree = _Tree(root)
+    _, per_class = _walk(tree, root, max_clips_per_class)
+    walk_s = time.perf_counter() - t0
+    picks = []  # the first clip of each class, then the second of each, ...
+    for k in range(check_positive_int(sample, "sample")):
+        clips, j = per_class[k % len(per_class)], k // len(per_class)
+        if j < len(clips):
+            picks.append(clips[j])
+    t0 = time.perf_counter()
+    for clip in picks:
+        [_resize(f, shape) for f in _read_clip(clip, t_len, tree)]
+    per_clip = (time.perf_counter() - t0) / max(len(picks), 1)
+    n_val = sum(_val_count(len(c), val_fraction) for c in per_class)
+    n_total = sum(len(c) for c in per_class)
+    return {"classes": len(per_class), "train": n_total - n_val, "val": n_val, "seconds": walk_s + per_clip * n_total}
+
+
+def _load(tree: _Tree, root: Path, shape, t_len: int, val_fraction: float, seed: int, max_clips_per_class,
+          max_bytes: int, progress) -> tuple[ClipSet, ClipSet]:
+    """:func:`load_clip_folder` once its arguments are checked: walk ``tree`` (of ``root``), read and split its clips."""
+    class_names, per_class = _walk(tree, root, max_clips_per_class)
     n_total = sum(len(c) for c in per_class)
     need = n_total * t_len * math.prod(shape) * 4
     if need > max_bytes:
@@ -343,10 +392,7 @@ def _load(tree: _Tree, root: Path, shape, t_len: int, val_fraction: float, seed:
     xs, ys, is_val = [], [], []
     rng = np.random.default_rng(seed)
     for label, clips in enumerate(per_class):
-        n_val = int(round(len(clips) * val_fraction))
-        if val_fraction > 0 and len(clips) >= 2:
-            n_val = min(max(n_val, 1), len(clips) - 1)
-        val_set = set(rng.permutation(len(clips))[:n_val].tolist())
+        val_set = set(rng.permutation(len(clips))[:_val_count(len(clips), val_fraction)].tolist())
         for k, clip in enumerate(clips):
             raw = _read_clip(clip, t_len, tree)
             if not raw:

@@ -300,3 +300,22 @@ def test_progress_is_the_share_of_clips_read(clip_root):
     seen = []
     train, val = load_clip_folder(clip_root, (3, 8, 8), frames=2, progress=seen.append)
     assert seen == [k / 6 for k in range(7)] and len(train) + len(val) == 6
+
+
+def test_the_estimate_counts_the_split_exactly_and_times_a_sample(tmp_path, monkeypatch):
+    from btcore.clips import clip_folder_estimate
+
+    root = tmp_path / "data"
+    for k in range(5):
+        _png_clip(root / "jump" / f"c{k}", 4, (255, 0, 0))
+    for k in range(3):
+        _png_clip(root / "walk" / f"c{k}", 4, (0, 255, 0))
+    reads = _count_reads(monkeypatch)
+    est = clip_folder_estimate(root, (3, 8, 8), frames=4, val_fraction=0.25, sample=3)
+    assert len(reads) == 3 * 4  # three clips sampled (jump, walk, jump), four frames each
+    train, val = load_clip_folder(root, (3, 8, 8), frames=4, val_fraction=0.25)
+    assert (est["classes"], est["train"], est["val"]) == (2, len(train), len(val)) == (2, 6, 2)
+    assert est["seconds"] > 0
+    (root / "walk2").mkdir()
+    with pytest.raises(ValueError, match="class folder walk2 of .* holds no clips"):  # as the loader refuses it
+        clip_folder_estimate(root)

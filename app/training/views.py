@@ -175,8 +175,9 @@ def _data(spec) -> tuple[float, int, int]:
     task = spec.make_task()
     if spec.task == "action" and spec.folder is None:
         return data_seconds(task, spec.seed), int(spec.train_size), int(spec.val_size)
-    if spec.task == "action":  # a clip folder: its sizes are known once it is read, in the run
-        return 0.0, 256, 64
+    if spec.task == "action":  # a clip folder: walked (its exact split) and a few clips read and timed
+        est = task.folder_estimate()
+        return est["seconds"], est["train"], est["val"]
     t0 = time.perf_counter()
     train, val = task.data(spec.seed)
     return time.perf_counter() - t0, len(train), len(val)
@@ -185,7 +186,8 @@ def _data(spec) -> tuple[float, int, int]:
 def data_estimate(spec) -> tuple[float, int, int]:
     """``(seconds to build the data, training examples, validation examples)`` of ``spec`` (a DataSpec; cached).
 
-    Synthetic clips are timed on a sample; another task's data are built once and timed (and counted).
+    Synthetic clips are timed on a sample; a clip folder is walked (its split counted exactly) and a
+    few of its clips read and timed; another task's data are built once and timed (and counted).
     """
     return _data(spec)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,14 +30,16 @@ LOAD_FACTOR = 1.5
 
 
 def data_seconds(task: Task, seed: int = 0, *, sample: int = 8) -> float:
-    """Estimated seconds to build ``task``'s data for ``seed`` (0.0 for data that already exist, such as a folder's).
+    """Estimated seconds to build (or read) ``task``'s data for ``seed``.
 
     The synthetic action clips are timed on ``sample`` clips per split and scaled to the task's sizes
-    (generation is per clip); any other task's :meth:`~btcore.tasks.base.Task.data` is timed as a whole.
+    (generation is per clip); a clip folder is walked and ``sample`` of its clips read
+    (:func:`~btcore.clips.clip_folder_estimate`; 0.0 for a folder that does not exist: nothing to
+    read); any other task's :meth:`~btcore.tasks.base.Task.data` is timed as a whole.
     """
     synthetic = getattr(task, "synthetic", None)
     if synthetic is False:
-        return 0.0  # a clip folder: its load time is not known before it is read
+        return task.folder_estimate(sample)["seconds"] if Path(task.data_source).expanduser().is_dir() else 0.0
     t0 = time.perf_counter()
     if synthetic is None:
         task.data(seed)

@@ -75,5 +75,6 @@ def test_the_generation_and_captioning_configs_share_one_base():
 def test_step_memory_counts_weights_gradients_optimiser_state_and_activations():
     from btcore.tasks.base import step_memory
 
-    assert step_memory(10, 0, "adam") == {"params": 40, "training": 40 * 4}  # weights, grads, 2 Adam moments
-    assert step_memory(10, 5, "sgd")["training"] == 40 * 3 + 8 * 5  # one momentum; activations and their grads
+    assert step_memory(10, 0, "adam") == {"params": 40, "low": 40 * 4, "training": 40 * 4}  # weights, grads, 2 moments
+    sgd = step_memory(10, 5, "sgd")  # one momentum; the activations' bytes from half to twice 4 bytes each
+    assert (sgd["low"], sgd["training"]) == (40 * 3 + 2 * 5, 40 * 3 + 8 * 5)

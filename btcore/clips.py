@@ -352,11 +352,12 @@ def _checked_root(root, frame_shape, frames, val_fraction) -> tuple[Path, tuple[
 
 def clip_folder_estimate(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_fraction: float = 0.25,
                          max_clips_per_class: int | None = None, sample: int = 4) -> dict:
-    """What :func:`load_clip_folder` will take, before it runs: ``{"classes", "train", "val", "seconds"}``.
+    """What :func:`load_clip_folder` will take, before it runs: ``{"classes", "train", "val", "seconds", "low_s", "high_s"}``.
 
     The folder is walked (as the loader walks it: the counts are exact) and ``sample`` clips, spread
     over the classes, are read and resized; ``seconds`` is the walk plus the mean time of a sampled
-    clip times the clips. Raises the loader's ``ValueError`` for a folder it would refuse.
+    clip times the clips, ``low_s`` / ``high_s`` the same at the fastest / slowest sampled clip (clips
+    differ in length and frame size). Raises the loader's ``ValueError`` for a folder it would refuse.
     """
     t0 = time.perf_counter()
     root, shape, t_len = _checked_root(root, frame_shape, frames, val_fraction)
@@ -368,13 +369,16 @@ def clip_folder_estimate(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_
         clips, j = per_class[k % len(per_class)], k // len(per_class)
         if j < len(clips):
             picks.append(clips[j])
-    t0 = time.perf_counter()
+    times = []
     for clip in picks:
+        t0 = time.perf_counter()
         [_resize(f, shape) for f in _read_clip(clip, t_len, tree)]
-    per_clip = (time.perf_counter() - t0) / max(len(picks), 1)
+        times.append(time.perf_counter() - t0)
     n_val = sum(_val_count(len(c), val_fraction) for c in per_class)
     n_total = sum(len(c) for c in per_class)
-    return {"classes": len(per_class), "train": n_total - n_val, "val": n_val, "seconds": walk_s + per_clip * n_total}
+    return {"classes": len(per_class), "train": n_total - n_val, "val": n_val,
+            "seconds": walk_s + float(np.mean(times)) * n_total, "low_s": walk_s + min(times) * n_total,
+            "high_s": walk_s + max(times) * n_total}
 
 
 def _load(tree: _Tree, root: Path, shape, t_len: int, val_fraction: float, seed: int, max_clips_per_class,

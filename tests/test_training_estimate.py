@@ -96,5 +96,11 @@ def test_a_clip_folders_estimate_has_its_exact_split_and_its_reading_time(tmp_pa
     spec = DataSpec((3, 16, 16), 4, 0, folder=tmp_path)
     data_s, n_train, n_val = views.data_estimate(spec)
     train, val = load_clip_folder(tmp_path, (3, 16, 16), 4)
-    assert (n_train, n_val) == (len(train), len(val)) == (12, 3) and data_s > 0
-    assert data_seconds(spec.make_task()) > 0
+    assert (n_train, n_val) == (len(train), len(val)) == (12, 3)
+    mid, low, high = data_s
+    assert 0 < low <= mid <= high and data_seconds(spec.make_task()) > 0
+    est = total_estimate([_probe()], data_s)  # the data's own range widens the race's
+    plain = total_estimate([_probe()], mid)
+    assert est["data_s"] == mid and est["estimated_s"] == plain["estimated_s"]
+    assert est["low_s"] == pytest.approx(plain["low_s"] - (mid - low))
+    assert est["high_s"] == pytest.approx(plain["high_s"] + (high - mid))

@@ -171,21 +171,23 @@ def sweep_probes(runs, probe) -> list[dict]:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _data(spec) -> tuple[float, int, int]:
+def _data(spec) -> tuple[float | tuple[float, float, float], int, int]:
     task = spec.make_task()
     if spec.task == "action" and spec.folder is None:
         return data_seconds(task, spec.seed), int(spec.train_size), int(spec.val_size)
     if spec.task == "action":  # a clip folder: walked (its exact split) and a few clips read and timed
         est = task.folder_estimate()
-        return est["seconds"], est["train"], est["val"]
+        return (est["seconds"], est["low_s"], est["high_s"]), est["train"], est["val"]
     t0 = time.perf_counter()
     train, val = task.data(spec.seed)
     return time.perf_counter() - t0, len(train), len(val)
 
 
-def data_estimate(spec) -> tuple[float, int, int]:
+def data_estimate(spec) -> tuple[float | tuple[float, float, float], int, int]:
     """``(seconds to build the data, training examples, validation examples)`` of ``spec`` (a DataSpec; cached).
 
+    The seconds are one number, or for a clip folder ``(estimate, low, high)`` (as
+    :func:`btcore.train.estimate.total_estimate` takes them).
     Synthetic clips are timed on a sample; a clip folder is walked (its split counted exactly) and a
     few of its clips read and timed; another task's data are built once and timed (and counted).
     """

@@ -201,7 +201,8 @@ def estimate_text(est: dict, what: str = "all runs") -> str:
     phases = [f"data {est['data_s']:,.1f} s", f"building {est['build_s']:,.1f} s", f"training {est['train_s']:,.1f} s",
               f"evaluation {est['eval_s']:,.1f} s"]
     return (f"Estimated: {span} for {what} ({', '.join(phases)}), from timed steps of each model here; the range "
-            "spans the fastest and slowest timed step and load from other sessions.")
+            "spans the fastest and slowest timed step (and, for a clip folder, sampled clip) and load from other "
+            "sessions.")
 
 
 def show_estimate(where, est: dict, what: str = "all runs") -> None:

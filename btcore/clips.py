@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -21,7 +23,8 @@ from .array_files import load_npy, load_npz
 from .data import ClipSet, parse_frame_shape
 from .shapes import check_positive_int
 
-__all__ = ["FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "MAX_CLIP_BYTES", "load_clip_folder", "resolve_data_path"]
+__all__ = ["FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "MAX_CLIP_BYTES", "load_clip_folder", "clip_folder_estimate",
+           "resolve_data_path"]
 
 #: Image extensions accepted as single frames of a frame folder (Pillow) and ``.npy``.
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp", ".npy")
@@ -52,23 +55,35 @@ def _is_clip_file(p: Path) -> bool:
     return s in _ARRAY_EXTENSIONS or s == ".gif" or s in VIDEO_EXTENSIONS
 
 
+class _Stopped(Exception):
+    """Raised inside the loader when its ``should_stop`` asks it to stop (caught by :func:`load_clip_folder`)."""
+
+
 class _Tree:
     """The walk of one data root: every entry resolved, nothing outside the root, each folder once.
 
     A folder or file that is a symlink leading outside the root (or a broken or looping link) is
     skipped as if absent, so it is never listed, read or named in a message. A link back to a folder
     already walked is not followed again, and the walk is bounded in depth and in entries.
+    ``should_stop`` is asked before every folder is listed and every file is read (:meth:`check`).
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, should_stop: Callable[[], bool] | None = None):
+        self.should_stop = should_stop
         self.root = root.resolve()
         self.seen: set[Path] = set()  # the folders walked in the current class
         self.entries = 0
         self.strays: list[str] = []  # files that are not clips, for the "holds no clips" message
 
+    def check(self) -> None:
+        """Raise :class:`_Stopped` when a stop was requested."""
+        if self.should_stop is not None and self.should_stop():
+            raise _Stopped
+
     def listing(self, d: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
         """(folders, files) of the resolved folder ``d`` as (entry name, resolved path), inside the root only."""
         dirs, files = [], []
+        self.check()
         try:
             with os.scandir(d) as it:
                 items = sorted(it, key=lambda e: _natural_key(e.name))
@@ -219,9 +234,14 @@ def _read_clip(clip: Path, t_len: int, tree: _Tree) -> list[np.ndarray]:
 
     Only the sampled frames are decoded; every array or image declares its size before it is read.
     """
+    tree.check()
     if clip.is_dir():
         files = tree.frame_files(clip)
-        return [_to_chw(_read_image(files[k]), files[k]) for k in _sample(len(files), t_len)]
+        frames = []
+        for k in _sample(len(files), t_len):
+            tree.check()  # a clip is many files: a stop does not wait for the whole clip
+            frames.append(_to_chw(_read_image(files[k]), files[k]))
+        return frames
     s = clip.suffix.lower()
     if s in VIDEO_EXTENSIONS:
         raise ValueError(
@@ -243,9 +263,10 @@ def _read_clip(clip: Path, t_len: int, tree: _Tree) -> list[np.ndarray]:
 
 
 def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_fraction: float = 0.25,
-                     seed: int = 0, max_clips_per_class: int | None = None,
-                     max_bytes: int = 2 * 1024**3) -> tuple[ClipSet, ClipSet]:
-    """Load a UCF11-style clip folder into (train, validation) :class:`ClipSet` s.
+                     seed: int = 0, max_clips_per_class: int | None = None, max_bytes: int = 2 * 1024**3,
+                     should_stop: Callable[[], bool] | None = None,
+                     progress: Callable[[float], None] | None = None) -> tuple[ClipSet, ClipSet] | None:
+    """Load a UCF11-style clip folder into (train, validation) :class:`ClipSet` s; None when stopped.
 
     Parameters
     ----------
@@ -264,6 +285,11 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
         Use at most this many clips per class (the first ones, in natural order).
     max_bytes : int
         Refuse to load more than this many bytes of float32 frames.
+    should_stop : callable, optional
+        Asked before every folder is listed and every file is read: when it returns True the load
+        ends there and returns None (a large or deep tree does not keep a stopped job busy).
+    progress : callable, optional
+        Called with the share of clips read (0 after the walk, then after each clip, 1 at the end).
 
     Raises
     ------
@@ -271,16 +297,16 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
         For a missing or empty folder, a class with no clips, unreadable frames, or video files
         (which need a decoder that is not installed); the message lists what is accepted.
     """
-    shape = parse_frame_shape(frame_shape)
-    t_len = check_positive_int(frames, "frames")
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise ValueError(f"clip folder {root} does not exist")
-    if not root.is_dir():
-        raise ValueError(f"clip folder {root} is not a folder; expected root/<class>/<clips> ({_ACCEPTED})")
-    tree = _Tree(root)
+    root, shape, t_len = _checked_root(root, frame_shape, frames, val_fraction)
+    tree = _Tree(root, should_stop)
+    try:
+        return _load(tree, root, shape, t_len, val_fraction, seed, max_clips_per_class, max_bytes, progress)
+    except _Stopped:
+        return None
+
+
+def _walk(tree: _Tree, root: Path, max_clips_per_class) -> tuple[tuple[str, ...], list[list[Path]]]:
+    """``(class names, each class's clips)`` of the walked ``tree`` (of ``root``, as the caller named it)."""
     entries = tree.listing(tree.root)[0]
     class_names, class_dirs = tuple(n for n, _ in entries), [d for _, d in entries]
     if not class_dirs:
@@ -299,19 +325,78 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
         if max_clips_per_class is not None:
             clips = clips[: check_positive_int(max_clips_per_class, "max_clips_per_class")]
         per_class.append(clips)
+    return class_names, per_class
+
+
+def _val_count(clips: int, val_fraction: float) -> int:
+    """Clips of a class held out: ``val_fraction`` of them, at least one and not all when it has two or more."""
+    n_val = int(round(clips * val_fraction))
+    if val_fraction > 0 and clips >= 2:
+        n_val = min(max(n_val, 1), clips - 1)
+    return n_val
+
+
+def _checked_root(root, frame_shape, frames, val_fraction) -> tuple[Path, tuple[int, int, int], int]:
+    """``(root, frame shape, frames)`` checked, before any work; ValueError naming what is wrong."""
+    shape = parse_frame_shape(frame_shape)
+    t_len = check_positive_int(frames, "frames")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise ValueError(f"clip folder {root} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"clip folder {root} is not a folder; expected root/<class>/<clips> ({_ACCEPTED})")
+    return root, shape, t_len
+
+
+def clip_folder_estimate(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_fraction: float = 0.25,
+                         max_clips_per_class: int | None = None, sample: int = 4) -> dict:
+    """What :func:`load_clip_folder` will take, before it runs: ``{"classes", "train", "val", "seconds", "low_s", "high_s"}``.
+
+    The folder is walked (as the loader walks it: the counts are exact) and ``sample`` clips, spread
+    over the classes, are read and resized; ``seconds`` is the walk plus the mean time of a sampled
+    clip times the clips, ``low_s`` / ``high_s`` the same at the fastest / slowest sampled clip (clips
+    differ in length and frame size). Raises the loader's ``ValueError`` for a folder it would refuse.
+    """
+    t0 = time.perf_counter()
+    root, shape, t_len = _checked_root(root, frame_shape, frames, val_fraction)
+    tree = _Tree(root)
+    _, per_class = _walk(tree, root, max_clips_per_class)
+    walk_s = time.perf_counter() - t0
+    picks = []  # the first clip of each class, then the second of each, ...
+    for k in range(check_positive_int(sample, "sample")):
+        clips, j = per_class[k % len(per_class)], k // len(per_class)
+        if j < len(clips):
+            picks.append(clips[j])
+    times = []
+    for clip in picks:
+        t0 = time.perf_counter()
+        [_resize(f, shape) for f in _read_clip(clip, t_len, tree)]
+        times.append(time.perf_counter() - t0)
+    n_val = sum(_val_count(len(c), val_fraction) for c in per_class)
+    n_total = sum(len(c) for c in per_class)
+    return {"classes": len(per_class), "train": n_total - n_val, "val": n_val,
+            "seconds": walk_s + float(np.mean(times)) * n_total, "low_s": walk_s + min(times) * n_total,
+            "high_s": walk_s + max(times) * n_total}
+
+
+def _load(tree: _Tree, root: Path, shape, t_len: int, val_fraction: float, seed: int, max_clips_per_class,
+          max_bytes: int, progress) -> tuple[ClipSet, ClipSet]:
+    """:func:`load_clip_folder` once its arguments are checked: walk ``tree`` (of ``root``), read and split its clips."""
+    class_names, per_class = _walk(tree, root, max_clips_per_class)
     n_total = sum(len(c) for c in per_class)
     need = n_total * t_len * math.prod(shape) * 4
     if need > max_bytes:
         raise ValueError(f"loading {n_total} clips of {t_len} x {'x'.join(map(str, shape))} frames needs "
                          f"{need / 1024**2:,.0f} MiB, above the {max_bytes / 1024**2:,.0f} MiB limit; use a smaller "
                          "frame size, fewer frames or max_clips_per_class")
+    if progress is not None:
+        progress(0.0)
     xs, ys, is_val = [], [], []
     rng = np.random.default_rng(seed)
     for label, clips in enumerate(per_class):
-        n_val = int(round(len(clips) * val_fraction))
-        if val_fraction > 0 and len(clips) >= 2:
-            n_val = min(max(n_val, 1), len(clips) - 1)
-        val_set = set(rng.permutation(len(clips))[:n_val].tolist())
+        val_set = set(rng.permutation(len(clips))[:_val_count(len(clips), val_fraction)].tolist())
         for k, clip in enumerate(clips):
             raw = _read_clip(clip, t_len, tree)
             if not raw:
@@ -320,6 +405,8 @@ def load_clip_folder(root, frame_shape=(3, 32, 32), frames: int = 8, *, val_frac
             xs.append((np.stack(sampled) - 0.5) * 2.0)
             ys.append(label)
             is_val.append(k in val_set)
+            if progress is not None:
+                progress(len(xs) / n_total)
     x = torch.from_numpy(np.stack(xs).reshape(len(xs), t_len, -1).astype(np.float32))
     y = torch.tensor(ys, dtype=torch.int64)
     mask = torch.tensor(is_val)

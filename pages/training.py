@@ -113,7 +113,7 @@ if task_name == "action":
     size_rows = tables.size_rows(list(plan.models), int(batch), int(frames), optimizer)
     st.markdown(plan.summary(int(hidden)))
 else:
-    size_rows = tables.model_rows(list(plan.models))
+    size_rows = tables.model_rows(list(plan.models), int(batch), optimizer, task_name)
 views.show_adjustments(plan, choices)
 st.dataframe(pd.DataFrame(size_rows).drop(columns="_bytes"), hide_index=True, width="stretch", key=K + "sizes",
              column_config={"input-map parameters": st.column_config.NumberColumn(format="localized"),

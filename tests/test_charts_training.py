@@ -71,17 +71,19 @@ def test_a_run_with_one_or_two_steps_shows_markers():
 
 
 # -- the diverging point, the task's metric ---------------------------------------------------------
-def _diverged_events(reason: str, batch: int = 4):
+def _diverged_events(reason: str, batch: int = 4, *, step: int | None = None, loss: float | None = None,
+                     check: str | None = "loss"):
     return [{"event": "start", "run": "BT", "batch": batch, "config": {"model": {"kind": "bt"}}},
             {"event": "step", "run": "BT", "step": 1, "train_loss": 1.8, "examples": batch, "run_s": 0.05},
-            {"event": "end", "run": "BT", "status": "diverged", "reason": reason, "run_s": 0.1}]
+            {"event": "end", "run": "BT", "status": "diverged", "reason": reason, "run_s": 0.1, "stop_step": step,
+             "stop_loss": loss, "stop_check": check}]
 
 
 def test_the_diverging_point_is_drawn_at_the_loss_the_trainer_stopped_at():
     watch = Watch(lr=1000.0, weight_decay=0.0, clipped=False)
     assert watch.loss(1.8, 1) is None
     reason = watch.loss(2.95e4, 2)  # the trainer's own outcome record
-    events = _diverged_events(reason)
+    events = _diverged_events(reason, step=2, loss=2.95e4)
     assert ct.diverged_points(events) == [{"run": "BT", "step": 2, "loss": 2.95e4, "examples": 8, "run_s": 0.1}]
     fig = ct.loss_figure(events)
     point = next(t for t in fig.data if t.name == "BT diverged")
@@ -95,14 +97,15 @@ def test_the_diverging_point_is_drawn_at_the_loss_the_trainer_stopped_at():
 def test_a_non_finite_loss_is_drawn_above_the_others():
     watch = Watch(lr=1000.0, weight_decay=0.0, clipped=False)
     reason = watch.loss(float("nan"), 3)
-    points = ct.diverged_points(_diverged_events(reason))
+    events = _diverged_events(reason, step=3, loss=float("nan"))
+    points = ct.diverged_points(events)
     assert points[0]["step"] == 3 and points[0]["loss"] is None
-    point = next(t for t in ct.loss_figure(_diverged_events(reason)).data if t.name == "BT diverged")
+    point = next(t for t in ct.loss_figure(events).data if t.name == "BT diverged")
     assert point.y[-1] > 1.8 and math.isfinite(point.y[-1]) and point.text[-1] == "diverged: non-finite"
 
 
 def test_runs_that_did_not_diverge_have_no_stop_marker():
-    events = _diverged_events("finished 1 steps")
+    events = _diverged_events("finished 1 steps", check=None)
     events[-1]["status"] = "done"
     fig = ct.loss_figure(events)
     assert ct.diverged_points(events) == [] and not [t for t in fig.data if "diverged" in t.name]
@@ -133,3 +136,26 @@ def test_the_sweep_charts_follow_the_tasks_metric():
     from app.training import tables
     table = tables.sweep_table(rows, "val_nelbo", "validation nELBO")
     assert table[0]["val nELBO"] == "198" and "val accuracy" not in table[0]
+
+
+def test_a_real_divergence_is_drawn_where_the_trainer_stopped_also_from_json_lines():
+    import json
+
+    from btcore.train import json_line, train
+    from train_helpers import TASK, small_config
+
+    events = []
+    res = train(small_config("bt", lr=1000.0, grad_clip=None, epochs=1, max_steps=4), *TASK.splits(),
+                callback=events.append)
+    assert res.status == "diverged" and res.stop_check == "loss"
+    for evs in (events, [json.loads(json_line(e)) for e in events]):  # as the page holds them, as the CLI prints them
+        point = next(t for t in ct.loss_figure(evs).data if t.name.endswith(" diverged"))
+        assert point.x[-1] == res.stop_step and point.y[-1] == res.stop_loss
+        assert point.x[0] == res.stop_step - 1  # joined to the last step reported
+
+
+def test_a_divergence_without_a_loss_has_no_point_and_a_non_finite_one_from_json_is_at_the_top():
+    assert ct.diverged_points(_diverged_events("bad inputs", step=1, check="inputs")) == []
+    nulled = _diverged_events("non-finite", step=2, loss=None)  # a JSON line writes inf / NaN as null
+    point = next(t for t in ct.loss_figure(nulled).data if t.name == "BT diverged")
+    assert list(point.x) == [1, 2] and point.y[-1] > 1.8 and point.text[-1] == "diverged: non-finite"

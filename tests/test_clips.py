@@ -258,3 +258,64 @@ def test_images_declaring_too_many_pixels_are_refused_before_decoding(tmp_path, 
     Image.fromarray(np.zeros((200, 200, 3), np.uint8)).save(root / "jump" / "c1" / "frame_2.png")
     with pytest.raises(ValueError, match=r"frame_2.png: 1 frame.s. of 200 x 200 pixels"):
         load_clip_folder(root, (3, 8, 8), frames=3)
+
+
+# -- stop and progress: checked per folder listed and per file read ---------------------------------
+
+def _count_reads(monkeypatch):
+    import btcore.clips
+
+    reads = []
+    real = btcore.clips._read_image
+    monkeypatch.setattr(btcore.clips, "_read_image", lambda p: reads.append(p) or real(p))
+    return reads
+
+
+def test_a_stop_ends_loading_at_the_next_file(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    for k in range(4):  # 2 classes x 4 clips x 6 frames: 48 files
+        _png_clip(root / "jump" / f"c{k}", 6, (255, 0, 0))
+        _png_clip(root / "walk" / f"c{k}", 6, (0, 255, 0))
+    reads = _count_reads(monkeypatch)
+    full = load_clip_folder(root, (3, 8, 8), frames=6, val_fraction=0.0)
+    assert full is not None and len(reads) == 48
+    for after in (0, 1, 5, 13):  # mid-clip as well as between clips
+        reads.clear()
+        assert load_clip_folder(root, (3, 8, 8), frames=6, should_stop=lambda: len(reads) >= after) is None
+        assert len(reads) == after
+
+
+def test_a_stop_ends_the_walk_of_a_tree_with_loops(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    _two_classes(root)
+    (root / "jump" / "group").mkdir()
+    (root / "jump" / "group" / "back").symlink_to(root / "jump")
+    (root / "walk" / "self").symlink_to(root / "walk")
+    reads, asked = _count_reads(monkeypatch), []
+    assert load_clip_folder(root, (3, 8, 8), frames=3, should_stop=lambda: asked.append(1) or len(asked) > 2) is None
+    assert reads == [] and len(asked) == 3  # stopped in the walk: no clip read
+
+
+def test_progress_is_the_share_of_clips_read(clip_root):
+    seen = []
+    train, val = load_clip_folder(clip_root, (3, 8, 8), frames=2, progress=seen.append)
+    assert seen == [k / 6 for k in range(7)] and len(train) + len(val) == 6
+
+
+def test_the_estimate_counts_the_split_exactly_and_times_a_sample(tmp_path, monkeypatch):
+    from btcore.clips import clip_folder_estimate
+
+    root = tmp_path / "data"
+    for k in range(5):
+        _png_clip(root / "jump" / f"c{k}", 4, (255, 0, 0))
+    for k in range(3):
+        _png_clip(root / "walk" / f"c{k}", 4, (0, 255, 0))
+    reads = _count_reads(monkeypatch)
+    est = clip_folder_estimate(root, (3, 8, 8), frames=4, val_fraction=0.25, sample=3)
+    assert len(reads) == 3 * 4  # three clips sampled (jump, walk, jump), four frames each
+    train, val = load_clip_folder(root, (3, 8, 8), frames=4, val_fraction=0.25)
+    assert (est["classes"], est["train"], est["val"]) == (2, len(train), len(val)) == (2, 6, 2)
+    assert est["seconds"] > 0
+    (root / "walk2").mkdir()
+    with pytest.raises(ValueError, match="class folder walk2 of .* holds no clips"):  # as the loader refuses it
+        clip_folder_estimate(root)

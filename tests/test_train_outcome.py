@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -75,3 +76,56 @@ def test_checks_can_be_turned_off(data):
         TrainConfig(small_config("bt").model, diverge_factor=0.5)
     with pytest.raises(ValueError, match="stall_fraction must be between 0 and 1"):
         TrainConfig(small_config("bt").model, stall_fraction=2)
+
+
+def _replayed_loss(cfg, data, step):
+    """The training loss of ``step``, recomputed by a run without the divergence checks that stops there."""
+    import dataclasses
+    replay = dataclasses.replace(cfg, diverge_factor=None, grad_factor=None, max_steps=step)
+    steps = [e for e in train(replay, *data).history if e["event"] == "step"]
+    assert steps[-1]["step"] == step
+    return steps[-1]["train_loss"]
+
+
+def test_the_end_says_where_a_run_diverged_in_numbers(data):
+    cfg = small_config("bt", lr=1000.0, grad_clip=None, epochs=2)
+    events = []
+    res = train(cfg, *data, callback=events.append)
+    end = events[-1]
+    assert res.status == "diverged" and end["event"] == "end" and end["stop_check"] == "loss"
+    steps = [e["step"] for e in events if e["event"] == "step"]
+    # the diverging step is the one after the last reported step, and its loss is the one that step computes
+    assert end["stop_step"] == res.stop_step == steps[-1] + 1
+    assert end["stop_loss"] == res.stop_loss
+    assert res.stop_loss == pytest.approx(_replayed_loss(cfg, data, res.stop_step), rel=1e-5)
+    assert res.stop_loss > cfg.diverge_factor * events[1]["train_loss"]
+    assert f"step {res.stop_step}:" in res.reason and f"{res.stop_loss:.3g}" in res.reason
+    assert res.to_dict()["stop_step"] == res.stop_step
+
+
+def test_runs_that_end_otherwise_say_how(data):
+    done = train(small_config("bt", max_steps=3, stall_fraction=None), *data)
+    assert done.status == "done"
+    assert (done.stop_step, done.stop_loss, done.stop_check) == (None, None, None)
+    stalled = train(small_config("bt", lr=1e-6, epochs=4), *data)
+    assert stalled.status == "stalled" and stalled.stop_check == "stall"
+    assert stalled.stop_step == stalled.final["steps"] == 32 and stalled.stop_loss is None
+    x = torch.randn(64, 4, 768)
+    bad = ClipSet(x, torch.arange(64) % 4, FRAME, ("a", "b", "c", "d"))
+    x[3, 1, 2] = float("nan")
+    spoiled = train(small_config("tt", batch_size=64, epochs=2), bad, bad)
+    assert (spoiled.stop_step, spoiled.stop_loss, spoiled.stop_check) == (1, None, "inputs")
+
+
+def test_the_cli_end_line_carries_the_stopping_point(capsys):
+    from btcore.train import main
+    from train_helpers import CLI_SMALL
+
+    assert main(["--model", "bt", *CLI_SMALL, "--lr", "1000", "--clip", "0", "--steps"]) == 1  # 1: a run diverged
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.strip()]
+    end = next(ln for ln in lines if ln.get("event") == "end")
+    steps = [ln["step"] for ln in lines if ln.get("event") == "step"]
+    assert end["status"] == "diverged" and end["stop_check"] in ("loss", "gradient")
+    assert end["stop_step"] == (steps[-1] + 1 if steps else 1) and isinstance(end["stop_loss"], float)
+    assert f"step {end['stop_step']}:" in end["reason"]
+    assert lines[-1]["summary"][0]["stop_step"] == end["stop_step"]

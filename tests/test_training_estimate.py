@@ -49,7 +49,7 @@ def test_the_synthetic_data_time_is_in_the_estimate_and_scales_with_the_clips():
     big = ActionTask(frame_shape=(3, 16, 16), frames=4, classes=4, train_size=3200, val_size=3200)
     s, b = data_seconds(small, sample=8), data_seconds(big, sample=8)
     assert s > 0 and b > 20 * s  # per clip: 100 x the clips, well over 20 x the time even under load
-    assert data_seconds(ActionTask(data_source="/nowhere")) == 0.0  # a folder: not known before it is read
+    assert data_seconds(ActionTask(data_source="/nowhere")) == 0.0  # no such folder: nothing to read
     spec = DataSpec((3, 16, 16), 4, 0, classes=4, train_size=64, val_size=32)
     data_s, n_train, n_val = views.data_estimate(spec)
     assert data_s > 0 and (n_train, n_val) == (64, 32)
@@ -82,3 +82,25 @@ def test_a_sweep_times_its_smallest_and_largest_bt_and_interpolates_the_rest():
         assert p["step_s"] == pytest.approx(r.model.input_map_params() * 1e-3)
         assert p["steps"] == 10
     assert {probed[0].model.input_map_params(), probed[1].model.input_map_params()} == {min(sizes), max(sizes)}
+
+
+def test_a_clip_folders_estimate_has_its_exact_split_and_its_reading_time(tmp_path):
+    import numpy as np
+
+    from btcore.clips import load_clip_folder
+
+    for k, name in enumerate(("clap", "wave", "jump")):
+        (tmp_path / name).mkdir()
+        for i in range(5):
+            np.save(tmp_path / name / f"c{i}.npy", np.random.default_rng(k * 10 + i).random((6, 20, 20, 3)))
+    spec = DataSpec((3, 16, 16), 4, 0, folder=tmp_path)
+    data_s, n_train, n_val = views.data_estimate(spec)
+    train, val = load_clip_folder(tmp_path, (3, 16, 16), 4)
+    assert (n_train, n_val) == (len(train), len(val)) == (12, 3)
+    mid, low, high = data_s
+    assert 0 < low <= mid <= high and data_seconds(spec.make_task()) > 0
+    est = total_estimate([_probe()], data_s)  # the data's own range widens the race's
+    plain = total_estimate([_probe()], mid)
+    assert est["data_s"] == mid and est["estimated_s"] == plain["estimated_s"]
+    assert est["low_s"] == pytest.approx(plain["low_s"] - (mid - low))
+    assert est["high_s"] == pytest.approx(plain["high_s"] + (high - mid))

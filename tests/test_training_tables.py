@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.training import tables
+from btcore.memory import format_bytes
 from btcore.classifier import ucf11_config
 from btcore.tasks.action import model_config
 from test_charts_training import _events
@@ -67,3 +68,20 @@ def test_the_live_table_leaves_out_what_is_shown_elsewhere_and_names_the_tasks_m
     assert live[0]["val nELBO"] == "123.5" and live[0]["input-map parameters"] == "4"
     assert not set(tables.LIVE_HIDDEN) & set(live[0])
     assert tables.metric_formats("val_acc", "validation accuracy")["val accuracy"] == "%"
+
+
+def test_every_tasks_sizes_table_shows_the_memory_range_of_a_step():
+    from btcore.tasks import make_task
+    from btcore.tasks.base import step_memory
+
+    for name in ("generation", "captioning"):
+        task = make_task(name)
+        models = [task.model_config(k) for k in ("dense", "bt")]
+        rows = tables.model_rows(models, 50, "adam", name)
+        for m, row in zip(models, rows):
+            mem = task.step_bytes(m, 50, "adam")
+            assert row["_bytes"] == mem["training"] > mem["low"] > 0
+            assert row["training memory (est.)"] == f"{format_bytes(mem['low'])} - {format_bytes(mem['training'])}"
+        assert tables.too_big(rows, 2 * min(r["_bytes"] for r in rows) + 2) == [rows[0]["model"]]  # dense is larger
+        assert tables.model_rows(models)[0]["_bytes"] == 0 and "training memory (est.)" not in tables.model_rows(models)[0]
+    assert tables.memory_text(step_memory(10, 0)) == "160 B"  # no activations: one value

@@ -173,3 +173,19 @@ def test_tr_in_the_action_race_takes_its_ranks():
     assert list(at.dataframe[0].value["model"]) == ["TT-LSTM (ranks 4)", "TR-LSTM (ranks 2)"]
     cmd = next(c.value for c in at.code if "btcore.train" in c.value)
     assert "--task action" in cmd and "--tr-ranks 2" in cmd and "--model tt,tr" in cmd
+
+
+@pytest.mark.parametrize("task", ["generation", "captioning"])
+def test_the_sizes_table_of_a_real_task_shows_each_models_memory_range(task):
+    from app.training.tables import memory_text
+
+    at = open_page("training")
+    at.selectbox(key="train_task").set_value(task).run()
+    assert not at.exception
+    sizes = next(df.value for df in at.dataframe if "all parameters" in df.value.columns)
+    real = tasks.make_task(task)
+    batch, kinds = int(at.session_state["train_batch"]), list(sizes["model"])
+    assert len(kinds) == 3  # the default race: dense, TT, BT
+    expected = [memory_text(real.step_bytes(real.model_config(k, hidden=int(at.session_state["train_hidden"])),
+                                            batch, "adam")) for k in ("dense", "tt", "bt")[:len(kinds)]]
+    assert list(sizes["training memory (est.)"]) == expected

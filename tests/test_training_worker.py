@@ -62,3 +62,28 @@ def test_the_job_keeps_each_runs_newest_preview_not_one_per_evaluation():
     assert previews == {"BT": {"kind": "images", "v": 2, "step": 8, "epoch": 2.0}}
     step = {"event": "step", "run": "BT", "step": 9}
     assert split_preview(step, previews) == (step, previews)
+
+
+def test_stop_while_a_clip_folder_is_read_ends_the_job_at_the_next_file(tmp_path, monkeypatch):
+    import btcore.clips
+    from PIL import Image
+
+    for name in ("clap", "wave"):
+        for i in range(4):
+            (tmp_path / name / f"c{i}").mkdir(parents=True)
+            for t in range(5):
+                Image.fromarray(np.full((16, 16, 3), 40 * t, np.uint8)).save(tmp_path / name / f"c{i}" / f"{t}.png")
+    job = Job(make_target(_runs("bt"), DataSpec(FRAME, 4, 0, folder=tmp_path)), name="t")
+    reads, real = [], btcore.clips._read_image
+
+    def read(p):  # the user presses Stop while the 6th of the 32 frames is read
+        reads.append(p)
+        if len(reads) == 6:
+            job.stop()
+        return real(p)
+
+    monkeypatch.setattr(btcore.clips, "_read_image", read)
+    job.start()
+    assert job.join(60) and job.status == "stopped"
+    assert len(reads) == 6  # no file read after the stop
+    assert [e["status"] for e in job.events if e["event"] == "end"] == ["stopped"]

@@ -10,7 +10,6 @@ server, one figure object shared by the sessions following the same run (read-on
 from __future__ import annotations
 
 import math
-import re
 
 import plotly.graph_objects as go
 
@@ -24,8 +23,8 @@ X_AXES = {"step": "step", "examples": "examples seen", "run_s": "seconds of the 
 
 EXTRA_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _KIND_LABEL = {"dense": "Dense", "tt": "TT", "bt": "BT", "tr": "TR"}
-#: How the trainer's outcome record words a divergence (btcore.train.outcome.Watch.loss).
-_DIVERGED = re.compile(r"stopped at step (\d+): the training loss (?:rose to ([-+0-9.eE]+)|became non-finite)")
+#: The trainer's checks (``stop_check``) that stop a run at a loss, drawn as its diverging point.
+_LOSS_CHECKS = ("loss", "gradient", "weights", "validation")
 
 
 def _finite(v) -> bool:
@@ -101,21 +100,20 @@ def _figure(events: list[dict], train_key: str, val_key: str, title: str, y_titl
 def diverged_points(events: list[dict]) -> list[dict]:
     """Where each diverged run stopped: ``{"run", "step", "loss", "examples", "run_s"}`` (loss None: non-finite).
 
-    The stopping step's loss is in the trainer's outcome record (the run's ``end`` reason), not in a
-    step event: the step that diverged is never reported as a step. ``examples`` and ``run_s`` place the
-    point on the other x axes (the batch times the step; the run's own seconds at its end).
+    From the ``end`` event's numbers (``stop_step``, ``stop_loss``, ``stop_check``, see
+    :class:`btcore.train.TrainResult`): the step that diverged is never reported as a step. A run
+    stopped by its inputs (no loss computed) or by another process has no point. ``examples`` and
+    ``run_s`` place the point on the other x axes (the batch times the step; the run's own seconds at its end).
     """
     starts = {e["run"]: e for e in events if e.get("event") == "start"}
     out = []
     for e in events:
-        if e.get("event") != "end" or e.get("status") != "diverged":
+        if e.get("event") != "end" or e.get("status") != "diverged" or e.get("stop_step") is None \
+                or e.get("stop_check") not in _LOSS_CHECKS:
             continue
-        m = _DIVERGED.search(str(e.get("reason", "")))
-        if m is None:
-            continue
-        step, loss = int(m.group(1)), (float(m.group(2)) if m.group(2) else None)
+        step, loss = int(e["stop_step"]), e.get("stop_loss")  # None in JSON: non-finite
         batch = starts.get(e["run"], {}).get("batch")
-        out.append({"run": e["run"], "step": step, "loss": loss if loss is not None and math.isfinite(loss) else None,
+        out.append({"run": e["run"], "step": step, "loss": loss if _finite(loss) else None,
                     "examples": step * batch if batch else None, "run_s": e.get("run_s")})
     return out
 

@@ -12,9 +12,10 @@ from btcore.memory import format_bytes
 from btcore.classifier import ClassifierConfig
 from btcore.rnn import PAPER_UCF11_ACCURACY
 from btcore.shapes import format_ints, rank_text
+from btcore.tasks import make_task
 from btcore.train import estimate_memory
 
-__all__ = ["size_rows", "model_rows", "too_big", "metric_column", "metric_formats", "live_table", "LIVE_HIDDEN", "metrics_rows", "paper_rows", "run_names", "sweep_table", "shown", "MISSING",
+__all__ = ["size_rows", "model_rows", "memory_text", "too_big", "metric_column", "metric_formats", "live_table", "LIVE_HIDDEN", "metrics_rows", "paper_rows", "run_names", "sweep_table", "shown", "MISSING",
            "METRIC_FORMATS"]
 
 #: What a table cell shows for a value a run does not have (a TT model's blocks, a loss before the
@@ -74,22 +75,39 @@ def run_names(events: list[dict]) -> list[str]:
     return list(dict.fromkeys(e["run"] for e in events if "run" in e))
 
 
+def memory_text(mem: dict[str, int]) -> str:
+    """A step's estimated memory as its range (``"1.2 MiB - 3.4 MiB"``), one value when both ends read alike."""
+    low, high = format_bytes(mem.get("low", mem["training"])), format_bytes(mem["training"])
+    return high if low == high else f"{low} - {high}"
+
+
 def size_rows(models: list[ClassifierConfig], batch: int, frames: int, optimizer: str) -> list[dict]:
-    """One row per model: modes, parameter counts and the estimated training memory (``_bytes``: the number)."""
+    """One row per model: modes, parameter counts and the estimated training memory (its range; ``_bytes``: the
+    high end, as a number)."""
     rows = []
     for m in models:
         mem = estimate_memory(m, int(batch), int(frames), optimizer=optimizer)
         rows.append({"model": m.describe(), "input modes": format_ints(m.in_modes),
                      "hidden modes": format_ints(m.hidden_modes), "input-map parameters": m.input_map_params(),
-                     "all parameters": m.num_params(), "training memory (est.)": format_bytes(mem["training"]),
+                     "all parameters": m.num_params(), "training memory (est.)": memory_text(mem),
                      "_bytes": mem["training"]})
     return rows
 
 
-def model_rows(models) -> list[dict]:
-    """One row per model of a task other than action: its description and parameter counts (``_bytes``: 0, unknown)."""
-    return [{"model": m.describe(), "input-map parameters": int(m.input_map_params()),
-             "all parameters": int(m.num_params()) if hasattr(m, "num_params") else None, "_bytes": 0} for m in models]
+def model_rows(models, batch: int | None = None, optimizer: str = "adam", task: str | None = None) -> list[dict]:
+    """One row per model of a task other than action: its description, parameter counts and, given the ``batch``
+    and the ``task``'s name, the estimated training memory of a step (:meth:`btcore.tasks.Task.step_bytes`; its
+    range; ``_bytes``: the high end, 0 when unknown).
+    """
+    rows = []
+    for m in models:
+        mem = make_task(task).step_bytes(m, int(batch), optimizer) if task and batch else None
+        row = {"model": m.describe(), "input-map parameters": int(m.input_map_params()),
+               "all parameters": int(m.num_params()) if hasattr(m, "num_params") else None, "_bytes": 0}
+        if mem is not None:
+            row |= {"training memory (est.)": memory_text(mem), "_bytes": mem["training"]}
+        rows.append(row)
+    return rows
 
 
 def too_big(rows: list[dict], free: int) -> list[str]:

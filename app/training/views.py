@@ -171,21 +171,25 @@ def sweep_probes(runs, probe) -> list[dict]:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _data(spec) -> tuple[float, int, int]:
+def _data(spec) -> tuple[float | tuple[float, float, float], int, int]:
     task = spec.make_task()
     if spec.task == "action" and spec.folder is None:
         return data_seconds(task, spec.seed), int(spec.train_size), int(spec.val_size)
-    if spec.task == "action":  # a clip folder: its sizes are known once it is read, in the run
-        return 0.0, 256, 64
+    if spec.task == "action":  # a clip folder: walked (its exact split) and a few clips read and timed
+        est = task.folder_estimate()
+        return (est["seconds"], est["low_s"], est["high_s"]), est["train"], est["val"]
     t0 = time.perf_counter()
     train, val = task.data(spec.seed)
     return time.perf_counter() - t0, len(train), len(val)
 
 
-def data_estimate(spec) -> tuple[float, int, int]:
+def data_estimate(spec) -> tuple[float | tuple[float, float, float], int, int]:
     """``(seconds to build the data, training examples, validation examples)`` of ``spec`` (a DataSpec; cached).
 
-    Synthetic clips are timed on a sample; another task's data are built once and timed (and counted).
+    The seconds are one number, or for a clip folder ``(estimate, low, high)`` (as
+    :func:`btcore.train.estimate.total_estimate` takes them).
+    Synthetic clips are timed on a sample; a clip folder is walked (its split counted exactly) and a
+    few of its clips read and timed; another task's data are built once and timed (and counted).
     """
     return _data(spec)
 
@@ -197,7 +201,8 @@ def estimate_text(est: dict, what: str = "all runs") -> str:
     phases = [f"data {est['data_s']:,.1f} s", f"building {est['build_s']:,.1f} s", f"training {est['train_s']:,.1f} s",
               f"evaluation {est['eval_s']:,.1f} s"]
     return (f"Estimated: {span} for {what} ({', '.join(phases)}), from timed steps of each model here; the range "
-            "spans the fastest and slowest timed step and load from other sessions.")
+            "spans the fastest and slowest timed step (and, for a clip folder, sampled clip) and load from other "
+            "sessions.")
 
 
 def show_estimate(where, est: dict, what: str = "all runs") -> None:

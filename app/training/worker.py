@@ -15,7 +15,6 @@ from pathlib import Path
 import streamlit as st
 
 from app.jobs import start_job
-from btcore.clips import load_clip_folder
 from btcore.data import SyntheticActions
 from btcore.tasks import Task, make_task
 from btcore.train import TrainConfig, compare, with_unique_names
@@ -104,11 +103,10 @@ KEEP_DATA = 2
 
 
 def _load(job, spec: DataSpec, task: Task):
-    """``(train, validation)`` of ``spec``; None when a stop came while the synthetic clips were generated."""
-    if spec.task != "action":
-        return task.data(spec.seed)
-    if spec.folder is not None:
-        return load_clip_folder(spec.folder, spec.frame_shape, spec.frames, seed=spec.seed)
+    """``(train, validation)`` of ``spec``; None when a stop came while the data were built or read."""
+    if spec.task != "action" or spec.folder is not None:  # stoppable per piece (a clip folder: per file)
+        return task.load_data(spec.seed, should_stop=lambda: job.should_stop,
+                              progress=lambda f: job.update(message=f"preparing the data: {f:.0%}"))
     if job.should_stop:
         return None
     with _DATA_LOCK:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..classifier import ClassifierConfig, SequenceClassifier
-from ..clips import load_clip_folder
+from ..clips import clip_folder_estimate, load_clip_folder
 from ..data import ACTION_NAMES, SyntheticActions, parse_frame_shape
 from ..shapes import check_positive_int, factorize
 from .base import Batch, Chance, Task
@@ -141,10 +141,34 @@ class ActionTask(Task):
 
     def data(self, seed: int):
         """``(train, val)``: the synthetic splits of ``seed``, or the clip folder split with ``seed``."""
+        return self.load_data(seed)
+
+    def folder_estimate(self, sample: int = 4) -> dict:
+        """A clip folder's ``{"classes", "train", "val", "seconds"}`` before it is read (:func:`~btcore.clips.clip_folder_estimate`)."""
         if self.synthetic:
-            return self.synthetic_task(seed).splits()
-        return load_clip_folder(self.data_source, self.frame_shape, self.frames,
-                                val_fraction=0.25 if self.val_fraction is None else self.val_fraction, seed=seed)
+            raise ValueError("folder_estimate is for a clip folder; these are the synthetic clips")
+        return clip_folder_estimate(self.data_source, self.frame_shape, self.frames, sample=sample,
+                                    val_fraction=0.25 if self.val_fraction is None else self.val_fraction)
+
+    def load_data(self, seed: int, *, should_stop=None, progress=None):
+        """:meth:`data`, stoppable: per chunk of 256 synthetic clips (rendered now), or per file of a clip folder.
+
+        The synthetic training split takes the first half of the progress, the validation split the second.
+        """
+        if not self.synthetic:
+            return load_clip_folder(self.data_source, self.frame_shape, self.frames, seed=seed,
+                                    val_fraction=0.25 if self.val_fraction is None else self.val_fraction,
+                                    should_stop=should_stop, progress=progress)
+        splits = self.synthetic_task(seed).splits()
+        if should_stop is None and progress is None:
+            return splits  # rendered when first used
+        for k, part in enumerate(splits):
+            report = None if progress is None else (lambda f, k=k: progress((k + f) / 2))
+            if not part.prepare(should_stop=should_stop, progress=report):
+                return None
+        if progress is not None:
+            progress(1.0)
+        return splits
 
     def check_data(self, data, model_config, what: str) -> None:
         super().check_data(data, model_config, what)

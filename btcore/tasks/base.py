@@ -14,6 +14,7 @@ batches and over DistributedDataParallel processes and the means are exact at an
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -23,7 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Chance", "DeferredChance", "Task", "Batch", "to_device", "optimizer_states"]
+from ..shapes import check_positive_int, check_rank_value, factorize, format_ints
+
+__all__ = ["Chance", "DeferredChance", "Task", "Batch", "to_device", "optimizer_states", "step_memory", "DictRecord",
+           "ImageMapConfig", "RANK_FIELDS", "lstm_controls"]
 
 #: A batch: the tensors ``data.get(indices)`` returns (for action: clips and labels).
 Batch = tuple
@@ -112,6 +116,21 @@ class Task(ABC):
     @abstractmethod
     def data(self, seed: int) -> tuple[Any, Any]:
         """``(train, val)`` data for ``seed``: objects with ``len()`` and ``get(indices) -> Batch``; deterministic."""
+
+    def load_data(self, seed: int, *, should_stop: Callable[[], bool] | None = None,
+                  progress: Callable[[float], None] | None = None) -> tuple[Any, Any] | None:
+        """:meth:`data` with a stop hook and progress, for a caller that must stay stoppable (the app's worker).
+
+        ``should_stop()`` is asked between the pieces of the work (None is returned once it says
+        True); ``progress(fraction)`` is called after each piece, with 1.0 at the end. By default
+        the data are one piece; a task whose data take long overrides this with finer pieces.
+        """
+        if should_stop is not None and should_stop():
+            return None
+        out = self.data(seed)
+        if progress is not None:
+            progress(1.0)
+        return out
 
     def check_data(self, data, model_config, what: str) -> None:
         """Raise ``ValueError`` (starting with ``what``) when ``data`` cannot train ``model_config``'s model."""
@@ -218,7 +237,9 @@ class Task(ABC):
         return f"{value:.4g}"
 
     def step_bytes(self, model_config, batch: int, optimizer: str = "adam") -> dict[str, int] | None:
-        """Estimated bytes ``{"params", "training"}`` of one training step on ``batch`` examples (None: the trainer's own estimate)."""
+        """Estimated bytes ``{"params", "low", "training"}`` of one training step on ``batch`` examples (:func:`step_memory`;
+        ``training`` the high end); None: the trainer's own estimate.
+        """
         return None
 
     #: What a stall message asks the user to check in the data (after "the model learns nothing ...: ").
@@ -235,6 +256,107 @@ class Task(ABC):
     def result_files(self, model: nn.Module, val_data) -> dict[str, bytes]:
         """Files a results folder gets for a trained model, by name (``"samples.png"``); written as ``<stem>_<run>.<ext>``."""
         return {}
+
+
+class DictRecord:
+    """``to_dict`` / ``from_dict`` (JSON round trip) for a validated configuration dataclass."""
+
+    def to_dict(self) -> dict:
+        """Plain-Python dict of the fields (tuples become lists when serialised to JSON)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(d) - names)
+        if extra:
+            raise ValueError(f"unknown {cls.__name__} field(s) {extra}; known: {sorted(names)}")
+        return cls(**d)
+
+
+#: The configuration field a format's rank error is about, by kind of map.
+RANK_FIELDS = {"bt": "rank/blocks", "tt": "tt_ranks", "tr": "tr_ranks"}
+_KIND_PREFIX = {"bt": "BT-", "tt": "TT-", "tr": "TR-"}
+
+
+class ImageMapConfig(DictRecord):
+    """What the configurations of the LSTM models around dense/TT/BT/TR image maps share (generation, captioning).
+
+    A subclass is a dataclass with the fields ``kind``, ``rank`` and ``blocks`` (BT), ``tt_ranks``
+    (TT) and ``tr_ranks`` (TR), and sets :attr:`model_label` (``"DRAW"``); it gets their checks
+    (:meth:`check_rank_fields`), the controls a map's format reads (:meth:`controls`), its
+    rank errors (:meth:`map_error`), its label (:meth:`describe`) and the JSON round trip.
+    """
+
+    #: The dense model's label; the others are prefixed with their format ("BT-DRAW").
+    model_label = ""
+
+    def check_rank_fields(self) -> None:
+        """Check (and normalise) ``blocks``, ``rank``, ``tt_ranks`` and ``tr_ranks``; ValueError naming the field."""
+        self.blocks = check_positive_int(self.blocks, "blocks")
+        self.rank = check_rank_value(self.rank, "rank")
+        self.tt_ranks = check_rank_value(self.tt_ranks, "tt_ranks")
+        self.tr_ranks = check_rank_value(self.tr_ranks, "tr_ranks")
+
+    def controls(self) -> dict:
+        """The rank controls of every format (each map's format reads its own)."""
+        return {"rank": self.rank, "blocks": self.blocks, "tt_ranks": self.tt_ranks, "tr_ranks": self.tr_ranks}
+
+    def map_error(self, name: str, in_modes, out_modes, error: Exception) -> ValueError:
+        """The error of a map ``name`` ("image map") whose format refused the ranks, naming the field to change."""
+        field = RANK_FIELDS.get(self.kind, "image map")
+        return ValueError(f"{field} for the {self.kind.upper()} {name} {format_ints(in_modes)} -> "
+                          f"{format_ints(out_modes)}: {error}")
+
+    @property
+    def cell(self) -> str:
+        """The recurrent cell (always ``"lstm"``)."""
+        return "lstm"
+
+    def describe(self) -> str:
+        """Short label such as ``'BT-DRAW (R=4, N=2)'``, ``'TT-DRAW (ranks 4)'`` or ``'DRAW'``."""
+        label = _KIND_PREFIX.get(self.kind, "") + self.model_label
+        if self.kind == "bt":
+            return f"{label} (R={self.rank}, N={self.blocks})"
+        if self.kind == "tt":
+            return f"{label} (ranks {self.tt_ranks})"
+        if self.kind == "tr":
+            return f"{label} (ranks {self.tr_ranks})"
+        return label
+
+
+def lstm_controls(controls: dict, default_hidden: int, *, cells: str, model: str) -> dict:
+    """The shared controls (see :meth:`Task.model_config`) of a model of LSTMs without dropout, checked.
+
+    Returns ``{"d", "hidden", "hidden_modes", "rank", "blocks", "tt_ranks", "tr_ranks"}`` (``hidden``
+    defaults to ``default_hidden``, ``hidden_modes`` to ``factorize(hidden, d)``, the ranks to 4 and
+    N to 2). A ``cell`` other than "lstm" is refused saying ``cells`` (what the model's cells are), a
+    dropout above 0 saying that ``model`` has none.
+    """
+    d = check_positive_int(controls.get("d", 4), "d")
+    if controls.get("cell", "lstm") != "lstm":
+        raise ValueError(f"cell: {cells}; got {controls['cell']!r}")
+    if controls.get("dropout", 0.0):
+        raise ValueError(f"dropout: {model} has no dropout; leave it at 0")
+    hidden = check_positive_int(controls.get("hidden") or default_hidden, "hidden")
+    return {"d": d, "hidden": hidden, "hidden_modes": tuple(controls.get("hidden_modes") or factorize(hidden, d)),
+            "rank": controls.get("rank", 4), "blocks": controls.get("blocks", 2),
+            "tt_ranks": controls.get("tt_ranks", 4), "tr_ranks": controls.get("tr_ranks", 4)}
+
+
+def step_memory(params: int, activations: int, optimizer: str = "adam") -> dict[str, int]:
+    """Bytes ``{"params", "low", "training"}`` of a float32 training step: ``params`` weights, about ``activations`` kept values.
+
+    A step holds the weights, their gradients and the optimiser's state (:func:`optimizer_states`):
+    known exactly. It also holds the activations the backward pass keeps, about ``activations``
+    float32 values; which intermediates a format's contraction keeps varies by up to a factor of two
+    either way, so the range runs from half their bytes (``low``) to twice them (``training``: as if
+    each had its gradient at once, the safe end that memory checks use).
+    """
+    p, a = int(params), int(activations)
+    fixed = 4 * p * (2 + optimizer_states(optimizer))
+    return {"params": 4 * p, "low": fixed + 2 * a, "training": fixed + 8 * a}
 
 
 def optimizer_states(optimizer: str) -> int:

@@ -32,11 +32,11 @@ from torch import nn
 
 from ..formats import spec_for
 from ..rnn import KINDS, LSTMCell, folded_out_modes, make_input_map
-from ..shapes import check_choice, check_modes, check_positive_int, check_rank_value, prod
+from ..shapes import check_choice, check_modes, check_positive_int, prod
+from .base import ImageMapConfig
 from .bleu import corpus_bleu
 
-__all__ = ["PAD", "BOS", "EOS", "SPECIALS", "Vocabulary", "normalize_caption", "CaptionSet", "DictRecord",
-           "CaptionConfig",
+__all__ = ["PAD", "BOS", "EOS", "SPECIALS", "Vocabulary", "normalize_caption", "CaptionSet", "CaptionConfig",
            "Captioner", "corpus_bleu", "evaluate", "CaptionPreview", "preview", "word_flags",
            "positional_unigram_caption", "train_epochs"]
 
@@ -184,25 +184,8 @@ class CaptionSet:
 # Configuration and model
 # ------------------------------------------------------------------------------------------------
 
-class DictRecord:
-    """``to_dict`` / ``from_dict`` (JSON round trip) for a validated configuration dataclass."""
-
-    def to_dict(self) -> dict:
-        """Plain-Python dict of the fields (tuples become lists when serialised to JSON)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            raise ValueError(f"unknown {cls.__name__} field(s) {extra}; known: {sorted(names)}")
-        return cls(**d)
-
-
 @dataclass
-class CaptionConfig(DictRecord):
+class CaptionConfig(ImageMapConfig):
     """Everything that defines a :class:`Captioner`; validated on construction, JSON round trip.
 
     Fields
@@ -225,6 +208,8 @@ class CaptionConfig(DictRecord):
     tt_ranks : TT ranks (kind "tt").
     tr_ranks : TR ranks (kind "tr").
     """
+
+    model_label = "LSTM captioner"  # a class attribute (not annotated): not a field
 
     words: tuple = ()
     kind: str = "bt"
@@ -256,19 +241,14 @@ class CaptionConfig(DictRecord):
                              " values; choose modes whose product is C*H*W (3x32x32 -> 8x8x8x6)")
         self.embed = check_positive_int(self.embed, "embed")
         self.max_len = check_positive_int(self.max_len, "max_len")
-        self.blocks = check_positive_int(self.blocks, "blocks")
-        self.rank = check_rank_value(self.rank, "rank")
-        self.tt_ranks = check_rank_value(self.tt_ranks, "tt_ranks")
-        self.tr_ranks = check_rank_value(self.tr_ranks, "tr_ranks")
+        self.check_rank_fields()
         if self.kind != "dense" and len(self.image_modes) != len(self.hidden_modes):
             raise ValueError(f"hidden_modes has {len(self.hidden_modes)} modes but image_modes has "
                              f"{len(self.image_modes)}; a {self.kind.upper()} image map needs the same order for both")
         try:
             self.spec()
         except ValueError as e:
-            field = {"bt": "rank/blocks", "tt": "tt_ranks", "tr": "tr_ranks"}.get(self.kind, "image map")
-            raise ValueError(f"{field} for the {self.kind.upper()} image map {self.image_modes} -> "
-                             f"{self.out_modes}: {e}") from None
+            raise self.map_error("image map", self.image_modes, self.out_modes, e) from None
         return self
 
     @property
@@ -299,10 +279,6 @@ class CaptionConfig(DictRecord):
             return spec_for("dense", (self.input_size,), (_GATES * self.hidden_size,))
         return spec_for(self.kind, self.image_modes, self.out_modes, **self.controls())
 
-    def controls(self) -> dict:
-        """The rank controls of every format (the image map's format reads its own)."""
-        return {"rank": self.rank, "blocks": self.blocks, "tt_ranks": self.tt_ranks, "tr_ranks": self.tr_ranks}
-
     def image_map_params(self) -> int:
         """Parameters of the image-to-hidden matrix W_img, bias excluded."""
         return self.spec().params
@@ -311,11 +287,6 @@ class CaptionConfig(DictRecord):
         """The image map's parameters (the trainer's name for :meth:`image_map_params`)."""
         return self.image_map_params()
 
-    @property
-    def cell(self) -> str:
-        """The recurrent cell (always ``"lstm"``)."""
-        return "lstm"
-
     def num_params(self) -> int:
         """All trainable parameters of the captioner (= ``sum(p.numel())`` of the built model)."""
         g, h, e, v = _GATES, self.hidden_size, self.embed, self.vocab_size
@@ -323,16 +294,6 @@ class CaptionConfig(DictRecord):
                 + g * h * h + g * h  # W_hh + b_hh
                 + v * e + e * g * h  # embedding + W_emb
                 + h * v + v)  # head
-
-    def describe(self) -> str:
-        """Short label such as ``'BT-LSTM captioner (R=4, N=2)'``."""
-        if self.kind == "bt":
-            return f"BT-LSTM captioner (R={self.rank}, N={self.blocks})"
-        if self.kind == "tt":
-            return f"TT-LSTM captioner (ranks {self.tt_ranks})"
-        if self.kind == "tr":
-            return f"TR-LSTM captioner (ranks {self.tr_ranks})"
-        return "LSTM captioner"
 
 
 def _uniform_(t: torch.Tensor, fan_in: int, generator) -> None:

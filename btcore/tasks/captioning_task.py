@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..shapes import check_positive_int, factorize, prod
-from .base import Batch, Chance, Task, optimizer_states
+from ..shapes import factorize, prod
+from .base import Batch, Chance, Task, lstm_controls, step_memory
 from .caption_folder import load_caption_folder
 from .bleu import BLEU_KEYS, bleu_from_stats, bleu_stats, corpus_bleu
 from .captioning import (BOS, EOS, PAD, CaptionConfig, Captioner, CaptionSet, Vocabulary, positional_unigram_caption,
                          preview as caption_preview)
 from .generation_task import rounded
-from .scenes import IMAGE_MODES, IMAGE_SHAPE, SceneConfig, make_scenes, scene_vocabulary
+from .scenes import IMAGE_MODES, IMAGE_SHAPE, SceneConfig, scene_split, scene_vocabulary
 
 __all__ = ["CaptionPairs", "CaptionImages", "CaptioningTask", "PREVIEW_CAPTIONS"]
 
@@ -179,11 +179,25 @@ class CaptioningTask(Task):
     # -- data ----------------------------------------------------------------------------------------
     def data(self, seed: int):
         """The scenes (or the folder's images) of ``seed``: ``(train pairs, validation images)``."""
+        return self.load_data(seed)
+
+    def load_data(self, seed: int, *, should_stop=None, progress=None):
+        """:meth:`data`, stoppable between the splits of the scenes (each split is generated at once; a folder is one piece)."""
         if self.folder is not None:
-            train, val, vocab = self._folder(seed)
-            return CaptionPairs(train, vocab), CaptionImages(val, vocab)
-        train, val = make_scenes(self.scene_config(seed))
-        vocab = self.vocabulary
+            pieces = [lambda: self._folder(seed)]
+            sizes = [1]
+        else:
+            config = self.scene_config(seed)
+            pieces = [lambda name=name: scene_split(config, name) for name in ("train", "val")]
+            sizes = [config.train, config.val]
+        made = []
+        for k, make in enumerate(pieces):
+            if should_stop is not None and should_stop():
+                return None
+            made.append(make())
+            if progress is not None:
+                progress(sum(sizes[:k + 1]) / sum(sizes))
+        train, val, vocab = made[0] if self.folder is not None else (*made, self.vocabulary)
         return CaptionPairs(train, vocab), CaptionImages(val, vocab)
 
     def check_data(self, data, model_config, what: str) -> None:
@@ -221,18 +235,13 @@ class CaptioningTask(Task):
         ``factorize(3072, d)``); ``hidden_modes`` default to ``factorize(hidden, d)``. The captioner
         is an LSTM without dropout: ``cell`` other than "lstm" and ``dropout`` above 0 are refused.
         """
-        d = check_positive_int(controls.get("d", 4), "d")
-        if controls.get("cell", "lstm") != "lstm":
-            raise ValueError(f"cell: the captioner's decoder is an LSTM; got {controls['cell']!r}")
-        if controls.get("dropout", 0.0):
-            raise ValueError("dropout: the captioner has no dropout; leave it at 0")
-        hidden = check_positive_int(controls.get("hidden") or self.defaults["hidden"], "hidden")
+        c = lstm_controls(controls, self.defaults["hidden"], cells="the captioner's decoder is an LSTM",
+                          model="the captioner")
+        d = c.pop("d")
         in_modes = controls.get("in_modes") or (IMAGE_MODES if d == 4 else factorize(prod(IMAGE_SHAPE), d))
-        hidden_modes = controls.get("hidden_modes") or factorize(hidden, d)
+        del c["hidden"]  # the hidden modes say it
         return CaptionConfig(words=self.vocabulary.words, kind=kind, image_shape=IMAGE_SHAPE,
-                             image_modes=tuple(in_modes), hidden_modes=tuple(hidden_modes),
-                             rank=controls.get("rank", 4), blocks=controls.get("blocks", 2),
-                             tt_ranks=controls.get("tt_ranks", 4), tr_ranks=controls.get("tr_ranks", 4))
+                             image_modes=tuple(in_modes), **c)
 
     def config_from_dict(self, d: dict) -> CaptionConfig:
         return CaptionConfig.from_dict(d)
@@ -244,13 +253,13 @@ class CaptioningTask(Task):
         return Captioner(config, generator=init)
 
     def step_bytes(self, model_config: CaptionConfig, batch: int, optimizer: str = "adam") -> dict[str, int]:
-        """Parameters, optimiser state, the images and each step's gates, states and logits, doubled for backward."""
+        """:func:`~btcore.tasks.base.step_memory` of the captioner: its parameters, and per example the image and,
+        for each of the ``max_len - 1`` teacher-forced steps a caption of ``max_len`` tokens takes, the gates
+        and states (8 H), the word embedding and the logits with their log-softmax (2 V).
+        """
         c, b = model_config, int(batch)
-        p = c.num_params()
-        state = optimizer_states(optimizer)
-        steps = c.max_len + 1
-        act = b * c.input_size + b * steps * (12 * c.hidden_size + c.embed + 2 * c.vocab_size)
-        return {"params": 4 * p, "training": 4 * p * (2 + state) + 8 * act}
+        act = b * c.input_size + b * (c.max_len - 1) * (8 * c.hidden_size + c.embed + 2 * c.vocab_size)
+        return step_memory(c.num_params(), act, optimizer)
 
     # -- loss and metrics ----------------------------------------------------------------------------
     def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:

@@ -42,7 +42,8 @@ from torch import nn
 from ..plan import plan_reconstruct
 from ..formats import spec_for
 from ..rnn import GATES, KINDS, LSTMCell, make_input_map
-from ..shapes import check_choice, check_modes, check_positive_int, check_rank_value, factorize, format_ints, prod
+from ..shapes import check_choice, check_modes, check_positive_int, factorize, format_ints, prod
+from .base import ImageMapConfig
 from .digits import DEFAULT_IMAGE_MODES, DEFAULT_IMAGE_SIZE, check_image_modes
 from .images import tile
 
@@ -57,8 +58,6 @@ __all__ = [
 ]
 
 _LSTM_GATES = GATES["lstm"]
-#: The field a format's rank error is about.
-_RANK_FIELDS = {"bt": "rank/blocks", "tt": "tt_ranks", "tr": "tr_ranks"}
 #: Seed of the latent noise in :func:`nelbo` (a fixed draw, so the score is a deterministic metric).
 NELBO_SEED = 1234
 
@@ -71,8 +70,8 @@ def _field_int(value, field_name: str, what: str) -> int:
 
 
 @dataclass
-class GenerationConfig:
-    """Everything that defines a :class:`DrawModel`; validated on construction.
+class GenerationConfig(ImageMapConfig):
+    """Everything that defines a :class:`DrawModel`; validated on construction, JSON round trip.
 
     Fields
     ------
@@ -94,6 +93,8 @@ class GenerationConfig:
     tt_ranks : TT ranks, kind "tt".
     tr_ranks : TR ranks, kind "tr".
     """
+
+    model_label = "DRAW"  # a class attribute (not annotated): not a field
 
     kind: str = "bt"
     image_size: int = DEFAULT_IMAGE_SIZE
@@ -124,10 +125,7 @@ class GenerationConfig:
             raise ValueError(f"hidden_modes {format_ints(self.hidden_modes)} multiply to {prod(self.hidden_modes):,}, "
                              f"not hidden_size = {self.hidden_size:,}; choose modes whose product is the hidden "
                              f"size (for example {example}) or change hidden_size")
-        self.blocks = check_positive_int(self.blocks, "blocks")
-        self.rank = check_rank_value(self.rank, "rank")
-        self.tt_ranks = check_rank_value(self.tt_ranks, "tt_ranks")
-        self.tr_ranks = check_rank_value(self.tr_ranks, "tr_ranks")
+        self.check_rank_fields()
         if self.kind != "dense":
             if len(self.image_modes) != len(self.hidden_modes):
                 raise ValueError(f"hidden_modes has {len(self.hidden_modes)} modes but image_modes has "
@@ -138,10 +136,7 @@ class GenerationConfig:
                 try:
                     self._spec(name)
                 except ValueError as e:  # the spec's message names rank[k] / ranks[k] / blocks
-                    field = _RANK_FIELDS.get(self.kind, "image map")
-                    i, o = self.map_modes(name)
-                    raise ValueError(f"{field} for the {self.kind.upper()} {name} map "
-                                     f"{format_ints(i)} -> {format_ints(o)}: {e}") from None
+                    raise self.map_error(f"{name} map", *self.map_modes(name), e) from None
         return self
 
     # -- derived sizes ---------------------------------------------------------------------------
@@ -163,10 +158,6 @@ class GenerationConfig:
             return self.read_modes, (_LSTM_GATES * h[0],) + h[1:]
         return self.hidden_modes, self.image_modes
 
-    def controls(self) -> dict:
-        """The rank controls of every format (each map's format reads its own)."""
-        return {"rank": self.rank, "blocks": self.blocks, "tt_ranks": self.tt_ranks, "tr_ranks": self.tr_ranks}
-
     def _spec(self, name: str):
         i, o = self.map_modes(name)
         if self.kind == "dense":  # any hidden modes: a dense map sees only the sizes
@@ -185,11 +176,6 @@ class GenerationConfig:
         """Weight parameters of both image maps together (what the trainer reports as the input maps' size)."""
         return sum(self.image_map_params().values())
 
-    @property
-    def cell(self) -> str:
-        """The recurrent cell of the encoder and the decoder (always ``"lstm"``)."""
-        return "lstm"
-
     def num_params(self) -> int:
         """All trainable parameters of the model (= ``sum(p.numel())`` of the built :class:`DrawModel`)."""
         g, h, z, p = _LSTM_GATES, self.hidden_size, self.latent, self.pixels
@@ -200,29 +186,6 @@ class GenerationConfig:
                 + h * 2 * z + 2 * z  # latent head
                 + z * g * h + g * h  # decoder input map
                 + maps["write"] + p)  # write map + bias
-
-    def to_dict(self) -> dict:
-        """Plain-Python dict (JSON-friendly)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GenerationConfig":
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            raise ValueError(f"unknown GenerationConfig field(s) {extra}; known: {sorted(names)}")
-        return cls(**d)
-
-    def describe(self) -> str:
-        """Short label such as ``'BT-DRAW (R=4, N=2)'``."""
-        if self.kind == "bt":
-            return f"BT-DRAW (R={self.rank}, N={self.blocks})"
-        if self.kind == "tt":
-            return f"TT-DRAW (ranks {self.tt_ranks})"
-        if self.kind == "tr":
-            return f"TR-DRAW (ranks {self.tr_ranks})"
-        return "DRAW"
 
 
 @dataclass

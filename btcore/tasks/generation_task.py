@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..shapes import check_positive_int, factorize
-from .base import Batch, Chance, DeferredChance, Task, optimizer_states
+from .base import Batch, Chance, DeferredChance, Task, lstm_controls, step_memory
 from .digits import DEFAULT_IMAGE_MODES, DEFAULT_IMAGE_SIZE, DEFAULT_TRAIN, DIGITS_COUNT, MAX_IMAGE_SIZE, digits_split
 from .generation import NELBO_SEED, DrawModel, GenerationConfig, preview as draw_preview
 from .images import grid_png_bytes
@@ -153,21 +153,15 @@ class GenerationTask(Task):
         ``factorize(pixels, d)``), ``hidden_modes`` default to ``factorize(hidden, d)``. DRAW's cells
         are LSTMs without dropout: ``cell`` other than "lstm" and ``dropout`` above 0 are refused.
         """
-        d = check_positive_int(controls.get("d", 4), "d")
-        if controls.get("cell", "lstm") != "lstm":
-            raise ValueError(f"cell: the DRAW model's encoder and decoder are LSTMs; got {controls['cell']!r}")
-        if controls.get("dropout", 0.0):
-            raise ValueError("dropout: the DRAW model has no dropout; leave it at 0")
-        hidden = check_positive_int(controls.get("hidden") or self.defaults["hidden"], "hidden")
+        c = lstm_controls(controls, self.defaults["hidden"], cells="the DRAW model's encoder and decoder are LSTMs",
+                          model="the DRAW model")
+        d = c.pop("d")
         in_modes = controls.get("in_modes")
         if in_modes is None:
             in_modes = DEFAULT_IMAGE_MODES if (self.image_size, d) == (DEFAULT_IMAGE_SIZE, 4) else factorize(
                 self.pixels, d)
-        hidden_modes = controls.get("hidden_modes") or factorize(hidden, d)
         return GenerationConfig(kind=kind, image_size=self.image_size, image_modes=tuple(in_modes), steps=self.steps,
-                                latent=self.latent, hidden_size=hidden, hidden_modes=tuple(hidden_modes),
-                                rank=controls.get("rank", 4), blocks=controls.get("blocks", 2),
-                                tt_ranks=controls.get("tt_ranks", 4), tr_ranks=controls.get("tr_ranks", 4))
+                                latent=self.latent, hidden_size=c.pop("hidden"), **c)
 
     def config_from_dict(self, d: dict) -> GenerationConfig:
         return GenerationConfig.from_dict(d)
@@ -183,12 +177,13 @@ class GenerationTask(Task):
         model.noise_generator = torch.Generator().manual_seed(generator.initial_seed())
 
     def step_bytes(self, model_config: GenerationConfig, batch: int, optimizer: str = "adam") -> dict[str, int]:
-        """Parameters, optimiser state and the T steps' activations (reads, gates, canvases), doubled for backward."""
+        """:func:`~btcore.tasks.base.step_memory` of the DRAW model: its parameters, and per example the image and,
+        for each of the T steps, the read and canvas images (4 P), both LSTMs' gates and states (16 H) and the latent's
+        mean, deviation, noise and sample (4 Z).
+        """
         c, b = model_config, int(batch)
-        p = c.num_params()
-        state = optimizer_states(optimizer)
         act = b * c.pixels + b * c.steps * (4 * c.pixels + 16 * c.hidden_size + 4 * c.latent)
-        return {"params": 4 * p, "training": 4 * p * (2 + state) + 8 * act}
+        return step_memory(c.num_params(), act, optimizer)
 
     # -- loss and metrics ----------------------------------------------------------------------------
     def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:

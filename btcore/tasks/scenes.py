@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 from ..shapes import check_positive_int
-from .captioning import CaptionConfig, CaptionSet, DictRecord, Vocabulary
+from .base import DictRecord
+from .captioning import CaptionConfig, CaptionSet, Vocabulary
 
 __all__ = ["IMAGE_SHAPE", "IMAGE_MODES", "SHAPES", "COLOURS", "SIZES", "SceneConfig", "scene_vocabulary",
-           "make_scenes", "caption_config"]
+           "make_scenes", "scene_split", "caption_config"]
 
 #: Scene images are (C, H, W) = 3 x 32 x 32; flattened they are tensorized as 8x8x8x6.
 IMAGE_SHAPE = (3, 32, 32)
@@ -203,14 +204,18 @@ def make_scenes(config: SceneConfig = SceneConfig()) -> tuple[CaptionSet, Captio
     them as read-only. Split ``s`` depends only on ``(seed, s)`` and the difficulty, not on the
     other split's size.
     """
+    return scene_split(config, "train"), scene_split(config, "val")
+
+
+def scene_split(config: SceneConfig, name: str) -> CaptionSet:
+    """Split ``name`` ("train" or "val") of ``config``'s scenes alone (as :func:`make_scenes` makes it; cached)."""
     if not isinstance(config, SceneConfig):
         raise ValueError(f"config must be a SceneConfig, got {type(config).__name__}")
-    out = []
-    for name, split in _SPLITS.items():
-        images, captions = _generate(config.seed, split, getattr(config, name), config.max_objects, config.colours,
-                                     config.shapes, config.noise)
-        out.append(CaptionSet(images, captions, f"scenes:{name}"))
-    return out[0], out[1]
+    if name not in _SPLITS:
+        raise ValueError(f"name must be one of {', '.join(_SPLITS)}, got {name!r}")
+    images, captions = _generate(config.seed, _SPLITS[name], getattr(config, name), config.max_objects,
+                                 config.colours, config.shapes, config.noise)
+    return CaptionSet(images, captions, f"scenes:{name}")
 
 
 def caption_config(kind: str = "bt", scene: SceneConfig = SceneConfig(), **overrides) -> CaptionConfig:

@@ -13,7 +13,7 @@ from ..classifier import ClassifierConfig
 from ..contract import measure_rates
 from ..shapes import check_choice, check_positive_int
 from ..tasks import make_task, task_names
-from ..tasks.base import optimizer_states
+from ..tasks.base import step_memory
 
 __all__ = ["OPTIMIZERS", "MAX_LR", "TrainConfig", "make_optimizer", "check_device", "pick_device", "device_name", "cpu_count",
            "set_cpu_threads", "estimate_memory", "pin_contraction_rates"]
@@ -221,21 +221,13 @@ def pin_contraction_rates() -> None:
 
 
 def estimate_memory(config: ClassifierConfig, batch: int, frames: int, *, optimizer: str = "adam") -> dict[str, int]:
-    """Rough bytes of one training step (float32): parameters + optimiser state + activations.
+    """Bytes ``{"params", "low", "training"}`` of one float32 training step (:func:`~btcore.tasks.base.step_memory`).
 
-    Activations: the input batch, the gate pre-activations for all steps and a few (B, H) tensors
-    per step, doubled for the backward pass. A lower bound good enough to warn before launching.
+    The activations counted per frame: the input, the gate pre-activations and activations and a
+    few (B, H) states. What the input map's contraction keeps besides varies with the format (TT
+    keeps its partial products, BT's plan little), which the range of :func:`step_memory` spans.
     """
-    p = config.num_params()
-    state = optimizer_states(optimizer)
     b, t = int(batch), int(frames)
     gates = config.gates * config.hidden_size
     act = b * t * (config.input_size + 2 * gates + 8 * config.hidden_size)
-    try:
-        inter = config.spec().memory(batch=b * t)["largest_intermediate"] // 4
-    except Exception:  # pragma: no cover - spec without a plan
-        inter = 0
-    act += 2 * inter
-    params = 4 * p * (2 + state)  # weights, grads, optimiser state
-    total = params + 4 * 2 * act
-    return {"params": 4 * p, "training": int(total)}
+    return step_memory(config.num_params(), act, optimizer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,14 +30,16 @@ LOAD_FACTOR = 1.5
 
 
 def data_seconds(task: Task, seed: int = 0, *, sample: int = 8) -> float:
-    """Estimated seconds to build ``task``'s data for ``seed`` (0.0 for data that already exist, such as a folder's).
+    """Estimated seconds to build (or read) ``task``'s data for ``seed``.
 
     The synthetic action clips are timed on ``sample`` clips per split and scaled to the task's sizes
-    (generation is per clip); any other task's :meth:`~btcore.tasks.base.Task.data` is timed as a whole.
+    (generation is per clip); a clip folder is walked and ``sample`` of its clips read
+    (:func:`~btcore.clips.clip_folder_estimate`; 0.0 for a folder that does not exist: nothing to
+    read); any other task's :meth:`~btcore.tasks.base.Task.data` is timed as a whole.
     """
     synthetic = getattr(task, "synthetic", None)
     if synthetic is False:
-        return 0.0  # a clip folder: its load time is not known before it is read
+        return task.folder_estimate(sample)["seconds"] if Path(task.data_source).expanduser().is_dir() else 0.0
     t0 = time.perf_counter()
     if synthetic is None:
         task.data(seed)
@@ -52,20 +55,23 @@ def data_seconds(task: Task, seed: int = 0, *, sample: int = 8) -> float:
     return per_clip * (full.train_size + full.val_size)
 
 
-def total_estimate(probes: list[dict], data_s: float = 0.0) -> dict:
+def total_estimate(probes: list[dict], data_s: float | tuple[float, float, float] = 0.0) -> dict:
     """Every phase of a race summed: ``{"data_s", "build_s", "train_s", "eval_s", "estimated_s", "low_s", "high_s"}``.
 
-    ``probes``: one :func:`probe_seconds` per run; ``data_s``: :func:`data_seconds`. The range is the
-    probes' fastest and slowest timed steps (the slow end times :data:`LOAD_FACTOR`); data, building
-    and evaluation count the same at both ends.
+    ``probes``: one :func:`probe_seconds` per run; ``data_s``: :func:`data_seconds`, or ``(estimate,
+    low, high)`` for data whose time has a range of its own (a clip folder's sampled clips,
+    :func:`~btcore.clips.clip_folder_estimate`). The range is the probes' fastest and slowest timed
+    steps (the slow end times :data:`LOAD_FACTOR`) and the data's range; building and evaluation
+    count the same at both ends.
     """
+    data, data_low, data_high = (float(data_s),) * 3 if isinstance(data_s, (int, float)) else map(float, data_s)
     build = sum(p.get("build_s", 0.0) for p in probes)
     train = sum(p["steps"] * p["step_s"] for p in probes)
     evals = sum(p["estimated_s"] - p["steps"] * p["step_s"] for p in probes)
-    fixed = float(data_s) + build + evals
-    low = fixed + sum(p["steps"] * p.get("step_min_s", p["step_s"]) for p in probes)
-    high = fixed + LOAD_FACTOR * sum(p["steps"] * p.get("step_max_s", p["step_s"]) for p in probes)
-    return {"data_s": float(data_s), "build_s": build, "train_s": train, "eval_s": evals,
+    fixed = data + build + evals
+    low = fixed - data + data_low + sum(p["steps"] * p.get("step_min_s", p["step_s"]) for p in probes)
+    high = fixed - data + data_high + LOAD_FACTOR * sum(p["steps"] * p.get("step_max_s", p["step_s"]) for p in probes)
+    return {"data_s": data, "build_s": build, "train_s": train, "eval_s": evals,
             "estimated_s": fixed + train, "low_s": min(low, fixed + train), "high_s": max(high, fixed + train)}
 
 

@@ -23,7 +23,13 @@ from .config import TrainConfig, device_name, make_optimizer
 from .distributed import Processes
 from .outcome import Watch
 
-__all__ = ["Run", "TrainResult", "seeded_model", "param_checksum", "never_stop", "model_fields"]
+__all__ = ["Run", "TrainResult", "STOP_CHECKS", "seeded_model", "param_checksum", "never_stop", "model_fields"]
+
+
+#: What ended a run early (``stop_check``): non-finite input values in the batch, the training loss,
+#: the gradient norm, non-finite weights after a step, the validation loss, a divergence on another
+#: process, a stall at chance, a stop request.
+STOP_CHECKS = ("inputs", "loss", "gradient", "weights", "validation", "other process", "stall", "request")
 
 
 def never_stop() -> bool:
@@ -74,7 +80,15 @@ def model_fields(cfg: TrainConfig) -> dict:
 
 @dataclasses.dataclass
 class TrainResult:
-    """What a training run leaves: its events (``history``), final metrics, status and the trained model."""
+    """What a training run leaves: its events (``history``), final metrics, status and the trained model.
+
+    A run that ended early says where in numbers as well as in ``reason``: ``stop_step`` (for a
+    divergence the step that diverged, which is never reported as a step event; for a stop or a
+    stall the last step done), ``stop_loss`` (the loss the failing check saw at that step: the
+    training loss, or the validation loss for a validation divergence; inf or NaN when non-finite;
+    None when none was computed) and ``stop_check`` (one of :data:`STOP_CHECKS`). All three are None
+    for a run that finished.
+    """
 
     name: str
     config: TrainConfig
@@ -86,9 +100,13 @@ class TrainResult:
     device: str
     elapsed: float
     model: nn.Module | None = dataclasses.field(default=None, repr=False)
+    stop_step: int | None = None
+    stop_loss: float | None = None
+    stop_check: str | None = None
 
     def to_dict(self) -> dict:
         return {"name": self.name, "config": self.config.to_dict(), "status": self.status, "reason": self.reason,
+                "stop_step": self.stop_step, "stop_loss": self.stop_loss, "stop_check": self.stop_check,
                 "final": self.final, "params": self.params, "device": self.device, "elapsed": self.elapsed,
                 "history": self.history}
 
@@ -143,6 +161,9 @@ class Run:
     step_times: list = dataclasses.field(default_factory=list)
     eval_times: list = dataclasses.field(default_factory=list)
     estimated_s: float | None = None
+    stop_step: int | None = None
+    stop_loss: float | None = None
+    stop_check: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
     @classmethod
@@ -200,12 +221,20 @@ class Run:
         self.t_start = time.perf_counter()
         self.net.train()
 
-    def stop(self, status: str, reason: str) -> None:
-        """End the run with ``status`` ("stopped", "diverged", "stalled") and ``reason``."""
+    def stop(self, status: str, reason: str, check: str, step: int | None = None, loss: float | None = None) -> None:
+        """End the run with ``status`` ("stopped", "diverged", "stalled") and ``reason``.
+
+        ``check`` (one of :data:`STOP_CHECKS`), ``step`` (default the last step done) and ``loss`` are
+        the numeric record of where it ended (see :class:`TrainResult`).
+        """
+        if check not in STOP_CHECKS:
+            raise ValueError(f"check must be one of {', '.join(STOP_CHECKS)}, got {check!r}")
         self.status, self.reason = status, reason
+        self.stop_check, self.stop_step = check, self.step if step is None else int(step)
+        self.stop_loss = None if loss is None else float(loss)
 
     def stopped_by_request(self) -> None:
-        self.stop("stopped", f"stopped by request at step {self.step}")
+        self.stop("stopped", f"stopped by request at step {self.step}", "request")
 
     def finish(self, callback: Callable[[dict], Any] | None = None, keep_model: bool = True) -> TrainResult:
         """Emit the end event (to ``callback``, default the run's own) and return the :class:`TrainResult`."""
@@ -221,13 +250,15 @@ class Run:
         if self.status == "done" and not self.reason:
             self.reason = f"finished {self.step} steps"
         end = {"event": "end", "run": cfg.name, "task": self.task.name, "status": self.status, "reason": self.reason,
+               "stop_step": self.stop_step, "stop_loss": self.stop_loss, "stop_check": self.stop_check,
                "progress": self.step / max(self.total, 1), **final}
         if callback is None:
             self.emit(end)
         else:
             callback(end)
         return TrainResult(cfg.name, cfg, self.status, self.reason, history, final, self.params, self.device_label,
-                           elapsed, self.model if keep_model else None)
+                           elapsed, self.model if keep_model else None, stop_step=self.stop_step,
+                           stop_loss=self.stop_loss, stop_check=self.stop_check)
 
     # -- progress ------------------------------------------------------------------------------------
     @property
@@ -253,11 +284,17 @@ class Run:
                 "run_s": self.own_s, "progress": self.step / max(self.total, 1), "params": self.params}
 
     # -- steps ---------------------------------------------------------------------------------------
-    def _diverged(self, reason: str | None) -> bool:
-        """Mark the run "diverged" with ``reason`` on every process when any process has one."""
+    def _diverged(self, reason: str | None, check: str, loss: float | None = None) -> bool:
+        """Mark the run "diverged" at the step being taken, with ``reason`` (from ``check``, at training
+        loss ``loss``), on every process when any process has one.
+        """
         bad = self.processes.any(reason is not None, self.device)
         if bad:
-            self.stop("diverged", reason or f"stopped at step {self.step + 1}: another process diverged")
+            n = self.step + 1
+            if reason is None:
+                self.stop("diverged", f"stopped at step {n}: another process diverged", "other process", n)
+            else:
+                self.stop("diverged", reason, check, n, loss)
         return bad
 
     def train_step(self, batch) -> tuple[dict, float] | None:
@@ -271,10 +308,11 @@ class Run:
         t0 = time.perf_counter()
         batch = to_device(batch, device)
         floats = [t for t in batch if isinstance(t, torch.Tensor) and t.is_floating_point()]
-        if self._diverged(next((r for r in (watch.batch(t, n) for t in floats) if r is not None), None)):
+        if self._diverged(next((r for r in (watch.batch(t, n) for t in floats) if r is not None), None), "inputs"):
             return None
         loss, sums = self.task.loss(self.net, batch)
-        if self._diverged(watch.loss(float(loss.detach()), n)):
+        value = float(loss.detach())
+        if self._diverged(watch.loss(value, n), "loss", value):
             return None
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -283,10 +321,10 @@ class Run:
             gnorm = float(nn.utils.clip_grad_norm_(params, cfg.grad_clip))
         else:
             gnorm = _grad_norm(params)
-        if self._diverged(watch.gradient(gnorm, n)):
+        if self._diverged(watch.gradient(gnorm, n), "gradient", value):
             return None
         self.opt.step()
-        if self._diverged(watch.parameters(all(bool(torch.isfinite(p).all()) for p in params), n)):
+        if self._diverged(watch.parameters(all(bool(torch.isfinite(p).all()) for p in params), n), "weights", value):
             return None
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -310,14 +348,14 @@ class Run:
         ev = {"event": "eval", **self.base(), **means, **metrics, "eta_s": self.eta_s()}
         verdict = self.watch.validation(metrics["val_loss"], metrics[self.task.metric], self.step, self.total)
         if verdict is not None and verdict[0] == "diverged":
-            self.stop(*verdict)  # the bad value is not reported as a metric
+            self.stop(*verdict, "validation", loss=metrics["val_loss"])  # the bad value is not reported as a metric
             return False
         self.last_eval = {k: ev[k] for k in (*means, *metrics) if k != "examples_per_s"}
         if self.previews:
             ev["preview"] = self.task.preview(self.model, self.val_data, device=self.device)
         self.emit(ev)
         if verdict is not None:
-            self.stop(*verdict)
+            self.stop(*verdict, "stall")
             return False
         return True
 

@@ -12,7 +12,6 @@ import btcore
 from app.training import charts as ct
 from app.jobs import get_job, share_note
 from app.frame import page_setup
-from app.state import SessionState
 from app.config import get_config
 from app.training import inputs as fields
 from app.training import gallery, tables
@@ -21,7 +20,7 @@ from app.training.controls import action_controls, scroll_into_view, task_option
 from app.training.inputs import HIDDEN_SIZES, SYNTHETIC
 from app.training.plan import FRAME_SIZES, KIND_LABELS, Choices, make_runs, paper_models, plan_models
 from app.training import views
-from app.training.worker import JOB_KEY, K, DataSpec, RaceInfo, launch
+from app.training.worker import JOB_KEY, STATE, K, DataSpec, RaceInfo, launch
 from app.widgets import show_error
 from btcore.data import parse_frame_shape
 from btcore.classifier import ucf11_config
@@ -31,7 +30,6 @@ from btcore.tasks import TASKS
 from btcore.train import OPTIMIZERS, cpu_count, device_name, sweep_configs
 from btcore.train.estimate import total_estimate
 
-STATE = SessionState(K)  # the page's session values beyond its inputs (the job, the scroll flag, the first estimate)
 shared = get_config()
 # Every input lives in one store outside the widgets (restored after a page switch, read from a link).
 frame = page_setup("training", fields.page_fields(), prefix=K, defaults=fields.defaults(shared))

@@ -1,8 +1,7 @@
 """The Training page's background job and session state: the data, the runs, the stop rules.
 
 The worker is pure btcore (no ``st.*``): it builds the data, trains the runs with
-:func:`btcore.train.compare` and reports through the job. Only :func:`launch` touches
-``st.session_state``.
+:func:`btcore.train.compare` and reports through the job. Only :func:`launch` touches the session (through :data:`STATE`).
 """
 
 from __future__ import annotations
@@ -12,9 +11,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import streamlit as st
-
 from app.jobs import start_job
+from app.state import SessionState
 from btcore.data import SyntheticActions
 from btcore.tasks import Task, make_task
 from btcore.train import TrainConfig, compare, with_unique_names
@@ -22,6 +20,7 @@ from btcore.train import TrainConfig, compare, with_unique_names
 __all__ = ["K", "JOB_KEY", "DataSpec", "RaceInfo", "end_unstarted", "split_preview", "describe_data", "make_target", "launch"]
 
 K = "train_"  # widget key prefix
+STATE = SessionState(K)  # the page's session values beyond its inputs (the job, the scroll flag, the first estimate)
 #: The session's training job. A run keeps going while the user visits other pages (it shows again on
 #: return); it stops on Stop, or when the browser session ends (its job registry's release stops it).
 JOB_KEY = "training"
@@ -203,6 +202,6 @@ def launch(runs: list[TrainConfig], spec: DataSpec, made_with: dict[str, str] | 
     made_with = dict(made_with or {})
     job = start_job(JOB_KEY, make_target(runs, spec), name="training", info=RaceInfo(made_with=made_with),
                     share=("training race", runs, spec, made_with))  # sessions pressing Train on one link share a run
-    st.session_state[K + "was_running"] = True
-    st.session_state[K + "job"] = job  # the same object as in the session's job registry (tests join it)
+    STATE.set("was_running", True)
+    STATE.set("job", job)  # the same object as in the session's job registry (tests join it)
     return job

@@ -215,7 +215,8 @@ def test_a_captioning_race_shows_each_models_captions(app_page):
                   "&t_captioning_train_size=200&t_captioning_val_size=30")
     expect(pg.locator(".st-key-train_task input")).to_have_value(re.compile("^captioning"), timeout=T)
     pg.locator(".st-key-train_start button").click()
-    pg.get_by_text("Captions of fixed validation images").wait_for(timeout=4 * T)
+    # .first: while a live fragment reruns, Streamlit keeps the old element beside the new one for a moment
+    pg.get_by_text("Captions of fixed validation images").first.wait_for(timeout=4 * T)
     expect(pg.get_by_text("true: a ", exact=False).first).to_be_visible(timeout=T)
     main = _main_text(pg)
     truths = [line for line in main.splitlines() if line.startswith("true: a ")]

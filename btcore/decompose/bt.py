@@ -369,6 +369,7 @@ class _Runner:
             self.report(hist[-1])
 
         res = nls_refine(run.T, run.U, run.C, max_iter=max_iter, tol=0.1 * self.s.gtol,
+                         cg_max_iter=self.s.nls_cg_iter,
                          slow_window=STOPPING.window if self.s.method == "auto" else 0, progress=report,
                          should_stop=self.stop)
         new = self.als([u.contiguous() for u in res.factors], res.cores)
@@ -386,6 +387,20 @@ class _Runner:
         slow = (len(h) < 2 or h[-2] - h[-1] < STOPPING.swamp_step * h[-2] or track.reason != ""
                 or len(h) > self.s.max_iter)
         return slow and h[-1] ** 2 > STOPPING.swamp_floor * self.ten.offset2
+
+    def unfinished(self, track: _Track) -> bool:
+        """A run Gauss-Newton should take over: in a swamp, or cut by its sweep budget while still
+        converging fast (its error fell tenfold over the last ``window`` sweeps: ALS's linear tail on
+        an exact structure, which Gauss-Newton finishes in a few quadratic steps)."""
+        return self.converging(track) or self.swamp(track)
+
+    @staticmethod
+    def converging(track: _Track) -> bool:
+        """Cut by its budget while its error fell tenfold over the last ``window`` iterations. Its
+        gradient may already be small (an ill-conditioned Jacobian), which is no convergence."""
+        h = track.hist
+        return (track.reason in ("", "max_iter") and len(h) > STOPPING.window
+                and error_fall(h) > STOPPING.keep_converging_fall)
 
 
 # -- phases ---------------------------------------------------------------------------------------
@@ -455,9 +470,11 @@ def _gauss_newton(runner: _Runner, tracks: list[_Track], chosen: int) -> int:
     possibly) does not end the search either: the lowest error is kept. Returns the index of the
     kept track."""
     s, best = runner.s, tracks[chosen]
-    if runner.stopped or best.run.error < AT_PRECISION or _run_gradient(best.run) <= s.gtol:
+    if runner.stopped or best.run.error < AT_PRECISION:
         return chosen
-    if s.method == "auto" and not runner.swamp(best):
+    if _run_gradient(best.run) <= s.gtol and not runner.converging(best):
+        return chosen
+    if s.method == "auto" and not runner.unfinished(best):
         return chosen
     # "auto" spends on Gauss-Newton at most as many iterations as ALS did sweeps (at least one run's
     # worth): on targets without the structure (random matrices) it only finds a nearby local minimum
@@ -501,7 +518,7 @@ def _more_starts(runner: _Runner, tracks: list[_Track], best: _Track) -> _Track:
         track = _Track("random", runner.als(runner.random_factors(tuple(runner.ten.G.shape))))
         tracks.append(track)
         track.reason = runner.iterate(track, s.max_iter, runner.ten.tol_c)
-        if track.run.error >= AT_PRECISION and runner.swamp(track) and s.extra_nls_iter > 0:
+        if track.run.error >= AT_PRECISION and runner.unfinished(track) and s.extra_nls_iter > 0:
             runner.gauss_newton(track, s.extra_nls_iter)
             _keep_converging(runner, track)
         if track.run.error < best.run.error:
@@ -521,7 +538,7 @@ def _lift(runner: _Runner, best: _Track, notes: list) -> None:
     if runner.stopped or s.refine_iter == 0:
         return
     before = len(best.hist)
-    r2 = runner.iterate(best, s.refine_iter)
+    r2 = runner.iterate(best, s.refine_iter, s.refine_tol)
     if r2 == "" and len(best.hist) > before:
         h = best.hist
         notes.append(f"refinement on the full matrix stopped after refine_iter = {s.refine_iter} sweeps "

@@ -298,7 +298,8 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
     find a low-rank member; the combinations whose matrix keeps its column space form that block's
     subspace (a null space). With all N subspaces, the group's basis change separates the blocks
     (as in :func:`algebraic_start`), and a truncated HOSVD of each block gives its factors and core.
-    Plans are tried best first (at most :data:`MAX_PLANS`). Returns ``(U, C)`` or None when every
+    Plans are tried best first (at most :data:`MAX_PLANS`; a plan after the first only once a group's
+    unfolding showed an exact rank, as on exact targets, so noisy targets still give up early). Returns ``(U, C)`` or None when every
     plan failed: none exists; the group's unfolding has rank above N r_g; the search did not separate
     N blocks; or three searches in a row stalled far from a low-rank member. The work is
     bounded by ``tries * N`` searches of at most ``iters`` steps (no wall clock). On a noisy target there is no exact low-rank member to find, and
@@ -308,15 +309,23 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
     sizes, ranks = tuple(T.shape), tuple(int(r) for r in ranks)
     if T.numel() > SUBSPACE_MAX:
         return None
-    for plan in _subspace_plans(sizes, ranks, N)[:MAX_PLANS]:
-        start = _subspace_from_plan(T, ranks, N, plan, seed, iters, tries)
+    exact_seen = False
+    for i, plan in enumerate(_subspace_plans(sizes, ranks, N)[:MAX_PLANS]):
+        if i > 0 and not exact_seen:
+            break  # further plans only where the target showed exact structure: noise defeats them all
+        start, exact = _subspace_from_plan(T, ranks, N, plan, seed, iters, tries)
         if start is not None:
             return start
+        if exact is False:
+            return None
+        exact_seen = exact_seen or bool(exact)
     return None
 
 
 def _subspace_from_plan(T: torch.Tensor, ranks, N: int, plan, seed: int, iters: int, tries: int):
-    """:func:`subspace_start` with one plan ``(group, j, rest)``: ``(U, C)`` or None."""
+    """:func:`subspace_start` with one plan ``(group, j, rest)``: ``((U, C) or None, exact)``, where
+    ``exact`` says whether the group's unfolding showed an exact rank N r_g (True), noise (False), or
+    could not tell (None: the group has only N r_g rows)."""
     sizes, d = tuple(T.shape), T.dim()
     g, j, rest = plan
     perm = list(g) + [j] + list(rest)
@@ -328,7 +337,8 @@ def _subspace_from_plan(T: torch.Tensor, ranks, N: int, plan, seed: int, iters: 
     # an exact target's group unfolding has rank n: a noisy one has no exact member to find (1e-6:
     # singular values from the eigenvalues of A A^T resolve about sqrt(eps) of the largest)
     if sg.shape[0] > n and float(sg[n]) > 1e-6 * float(sg[0]):
-        return None
+        return None, False
+    exact = True if sg.shape[0] > n else None  # the unfolding shows an exact rank n (or cannot)
     V = Ug[:, :n].contiguous()  # (mg, n)
     G = torch.tensordot(V, X, dims=([0], [0]))  # (n, mj, mr)
     gen = torch.Generator().manual_seed(int(seed))
@@ -358,7 +368,7 @@ def _subspace_from_plan(T: torch.Tensor, ranks, N: int, plan, seed: int, iters: 
                 continue  # a block found before
         found.append(En)
     if len(found) < N:
-        return None
+        return None, exact
     # E_n^T annihilates the group factors of every other block: E^T G separates the blocks' rows,
     # and G = E^-T (E^T G)
     Ecat = torch.cat(found, dim=1)
@@ -366,7 +376,7 @@ def _subspace_from_plan(T: torch.Tensor, ranks, N: int, plan, seed: int, iters: 
     try:
         A = torch.linalg.inv(Ecat.T)  # (n, n): the group's factor columns, per block
     except RuntimeError:
-        return None
+        return None, exact
     inv = [perm.index(k) for k in range(d)]
     U = [[None] * N for _ in range(d)]
     cores = []
@@ -379,4 +389,4 @@ def _subspace_from_plan(T: torch.Tensor, ranks, N: int, plan, seed: int, iters: 
             Cb = torch.movedim(torch.tensordot(Cb, U[k][b], dims=([k], [0])), -1, k)
         cores.append(Cb)
     Uout = [torch.stack(U[k]).contiguous() for k in range(d)]
-    return orthonormalize(Uout, torch.stack(cores).contiguous())
+    return orthonormalize(Uout, torch.stack(cores).contiguous()), exact

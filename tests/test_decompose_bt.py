@@ -9,7 +9,9 @@ import torch
 
 import btcore
 from btcore import BTMatrix
-from btcore.decompose import DEFAULT, FitInfo, cap_bt_ranks, cap_tt_ranks, fit_bt, fit_cp, fit_tt, fit_tucker, relative_error
+from btcore.decompose import (
+    DEFAULT, FitInfo, cap_bt_ranks, cap_tt_ranks, fit_bt, fit_cp, fit_tt, fit_tucker, relative_error,
+)
 from decompose_cases import bt_dense as _bt, noisy as _noisy, nonincreasing as _nonincreasing, random_bt_cases
 
 

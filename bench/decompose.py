@@ -17,6 +17,8 @@ the fairer figure for one-thread code); errors are ||W - M|| / ||W|| in float64.
 default target, budget 1,000 and the 5-budget sweep, quick effort). ``--advise`` runs the format advisor instead: ``suggest_formats`` on the Approximation page's
 default target (exact BT N=2, R=3 + 1% noise, 256 x 256 as 4x4x4x4 -> 4x4x4x4) at a budget of
 2,000 parameters, and prints its time, its recommendation and the Pareto front as a Markdown table.
+``--thorough`` compares BT's default settings with its "thorough" effort on the camera photo and the
+digits (error ratio and CPU seconds).
 """
 
 from __future__ import annotations
@@ -176,13 +178,46 @@ def bench_page(repeats: int = 3) -> None:
     print("\nslowest fits: " + "; ".join(f"{w} {s:.2f} s ({r})" for s, w, r in slow))
 
 
+#: (R, N) of the default-vs-thorough comparison.
+THOROUGH_RANKS = ((4, 2), (3, 4), (6, 2))
+
+
+def bench_thorough() -> None:
+    """BT's default settings next to its "thorough" effort on real targets (the camera photo at
+    256 x 256 as 4x4x4x4 -> 4x4x4x4 and the digits matrix 1792 x 64 as 7x4x8x8 -> 2x2x4x4, built as
+    bench/fairness.py builds them): errors, their ratio and process CPU seconds (one thread)."""
+    from btcore.decompose import EFFORTS
+    import skimage.data
+    from sklearn.datasets import load_digits
+
+    cam = skimage.data.camera().astype(np.float64) / 255.0
+    targets = [("camera 256", cam[::2, ::2].copy(), (4,) * 4, (4,) * 4),
+               ("digits 1792x64", load_digits().data[:1792].astype(np.float64), (7, 4, 8, 8), (2, 2, 4, 4))]
+    print(f"threads: 1, load average {os.getloadavg()[0]:.1f}")
+    print("| target | R | N | default error | thorough error | default / thorough | default CPU s | thorough CPU s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, W, im, om in targets:
+        for R, N in THOROUGH_RANKS:
+            row = []
+            for settings in (None, EFFORTS["thorough"]):
+                c = time.process_time()
+                _, info = fit_bt(W, im, om, R, N, settings=settings, warn=False)
+                row.append((info.relative_error, time.process_time() - c))
+            (ed, cd), (et, ct) = row
+            print(f"| {name} | {R} | {N} | {ed:.5f} | {et:.5f} | {ed / et:.4f} | {cd:.1f} | {ct:.1f} |", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="one repeat, case A only")
     ap.add_argument("--advise", action="store_true", help="the format advisor on the page's default target only")
     ap.add_argument("--page", action="store_true", help="the Approximation page's default job only")
+    ap.add_argument("--thorough", action="store_true", help="BT default vs thorough on the camera photo and digits")
     args = ap.parse_args(argv)
+    if args.thorough:
+        bench_thorough()
+        return
     if args.advise:
         bench_advise()
         return

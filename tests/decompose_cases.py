@@ -46,3 +46,23 @@ def random_bt_cases(n: int, seed: int, *, regime: str | None = None) -> list:
             continue
         out.append((im, om, R, N, len(out)))
     return out
+
+
+def hard_bt_cases(n: int, seed: int) -> list:
+    """``n`` random exact-BT shapes ``(in_modes, out_modes, R, N, index)`` where no mode is as large as
+    N R (d = 4..6, I_k, J_k = 2..4, R = 2..4, N = 2..5, at most 3e5 entries): neither eigenvalue start
+    applies to a single mode. bench/nls.py --hard draws its hard suite here."""
+    import math
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        d, R, N = rng.choice([4, 5, 6]), rng.choice([2, 3, 4]), rng.choice([2, 3, 4, 5])
+        im = tuple(rng.choice([2, 3, 4]) for _ in range(d))
+        om = tuple(rng.choice([2, 3, 4]) for _ in range(d))
+        M = [a * b for a, b in zip(im, om)]
+        if min(M) < R or math.prod(M) > 3e5 or any(m >= N * R for m in M):
+            continue
+        out.append((im, om, R, N, len(out)))
+    return out

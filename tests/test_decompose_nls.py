@@ -228,3 +228,16 @@ def test_fit_bt_auto_uses_the_subspace_start_where_only_one_mode_is_large():
     assert "subspace" in info.start_kinds and "algebraic" not in info.start_kinds
     assert info.relative_error < 1e-8 and info.status == "converged"
     assert float(torch.linalg.norm(M.to_dense() - W) / torch.linalg.norm(W)) < 1e-8
+
+
+def test_subspace_start_tries_its_next_plan_when_the_best_ranked_one_fails():
+    from btcore.decompose.algebraic import _subspace_from_plan, _subspace_plans, subspace_start
+    im, om, R, N = (2, 3, 4, 2), (3, 4, 3, 4), 3, 5  # sizes 6, 12, 12, 8; N R = 15
+    T = _target(im, om, R, N, seed=2)
+    ranks = (R,) * 4
+    plans = _subspace_plans(T.shape, ranks, N)
+    assert len(plans) > 2
+    assert _subspace_from_plan(T, ranks, N, plans[0], 0, 40, 4) == (None, True)  # exact, not separated
+    U, C = subspace_start(T, ranks, N, seed=0)
+    err = float(torch.linalg.norm(bt_dense(U, C) - T) / torch.linalg.norm(T))
+    assert err < 1e-8

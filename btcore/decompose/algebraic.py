@@ -182,21 +182,32 @@ def algebraic_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0):
 
 #: Largest tensor the subspace start works on (it forms each block's full tensor once).
 SUBSPACE_MAX = 2 ** 21
+#: Plans the subspace start tries, best first, before it gives up (a failed plan costs at most
+#: ``tries * N`` short searches).
+MAX_PLANS = 6
 
 
 def _subspace_plan(sizes, ranks, N: int):
-    """(group, j, rest) of the subspace start, or None.
+    """The first of :func:`_subspace_plans`, or None."""
+    plans = _subspace_plans(sizes, ranks, N)
+    return plans[0] if plans else None
+
+
+def _subspace_plans(sizes, ranks, N: int) -> list:
+    """The plans ``(group, j, rest)`` of the subspace start, best first (possibly none).
 
     ``group`` is one mode or two merged modes whose block rank ``r_g = min(prod R_group, prod R_other)``
     satisfies ``N r_g <= prod M_group`` (the blocks' factor matrices of the group are then jointly of
     full column rank); ``j`` is a mode outside it whose rank ``R_j`` is below the generic rank of a
     slice (so low rank singles out one block); ``rest`` are the other modes. The plan with the largest
-    margin ``prod M_group / (N r_g)`` wins.
+    margin ``prod M_group / (N r_g)`` comes first. A plan can fail where another succeeds (the span
+    of a block's slices may hold other low-rank members than the block's own), so the start tries
+    them in this order.
     """
     d = len(sizes)
     if N < 2 or d < 3:
-        return None
-    best, best_key = None, None
+        return []
+    plans = []
     groups = [(k,) for k in range(d)] + [(a, b) for a in range(d) for b in range(a + 1, d)]
     for g in groups:
         other = [k for k in range(d) if k not in g]
@@ -217,10 +228,9 @@ def _subspace_plan(sizes, ranks, N: int):
             # generic count is below r_g does keeping r_g single out a block
             if N * rg + ranks[j] * mr - sizes[j] * mr >= rg:
                 continue
-            key = (mg / (N * rg), min(sizes[j], mr) / ranks[j])
-            if best_key is None or key > best_key:
-                best, best_key = (tuple(g), j, tuple(rest)), key
-    return best
+            plans.append(((mg / (N * rg), min(sizes[j], mr) / ranks[j]), (tuple(g), j, tuple(rest))))
+    plans.sort(key=lambda kp: kp[0], reverse=True)  # stable: equal keys keep the enumeration order
+    return [p for _, p in plans]
 
 
 def subspace_applies(sizes, ranks, N: int) -> bool:
@@ -288,16 +298,35 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
     find a low-rank member; the combinations whose matrix keeps its column space form that block's
     subspace (a null space). With all N subspaces, the group's basis change separates the blocks
     (as in :func:`algebraic_start`), and a truncated HOSVD of each block gives its factors and core.
-    Returns ``(U, C)`` or None: no plan; the group's unfolding has rank above N r_g; the search did
-    not separate N blocks; or three searches in a row stalled far from a low-rank member. The work is
+    Plans are tried best first (at most :data:`MAX_PLANS`; a plan after the first only once a group's
+    unfolding showed an exact rank, as on exact targets, so noisy targets still give up early). Returns ``(U, C)`` or None when every
+    plan failed: none exists; the group's unfolding has rank above N r_g; the search did not separate
+    N blocks; or three searches in a row stalled far from a low-rank member. The work is
     bounded by ``tries * N`` searches of at most ``iters`` steps (no wall clock). On a noisy target there is no exact low-rank member to find, and
     these give up early.
     """
     T = T.detach().to(torch.float64)
-    sizes, ranks, d = tuple(T.shape), tuple(int(r) for r in ranks), T.dim()
-    plan = _subspace_plan(sizes, ranks, N)
-    if plan is None or T.numel() > SUBSPACE_MAX:
+    sizes, ranks = tuple(T.shape), tuple(int(r) for r in ranks)
+    if T.numel() > SUBSPACE_MAX:
         return None
+    exact_seen = False
+    for i, plan in enumerate(_subspace_plans(sizes, ranks, N)[:MAX_PLANS]):
+        if i > 0 and not exact_seen:
+            break  # further plans only where the target showed exact structure: noise defeats them all
+        start, exact = _subspace_from_plan(T, ranks, N, plan, seed, iters, tries)
+        if start is not None:
+            return start
+        if exact is False:
+            return None
+        exact_seen = exact_seen or bool(exact)
+    return None
+
+
+def _subspace_from_plan(T: torch.Tensor, ranks, N: int, plan, seed: int, iters: int, tries: int):
+    """:func:`subspace_start` with one plan ``(group, j, rest)``: ``((U, C) or None, exact)``, where
+    ``exact`` says whether the group's unfolding showed an exact rank N r_g (True), noise (False), or
+    could not tell (None: the group has only N r_g rows)."""
+    sizes, d = tuple(T.shape), T.dim()
     g, j, rest = plan
     perm = list(g) + [j] + list(rest)
     mg, mj = math.prod(sizes[k] for k in g), sizes[j]
@@ -308,7 +337,8 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
     # an exact target's group unfolding has rank n: a noisy one has no exact member to find (1e-6:
     # singular values from the eigenvalues of A A^T resolve about sqrt(eps) of the largest)
     if sg.shape[0] > n and float(sg[n]) > 1e-6 * float(sg[0]):
-        return None
+        return None, False
+    exact = True if sg.shape[0] > n else None  # the unfolding shows an exact rank n (or cannot)
     V = Ug[:, :n].contiguous()  # (mg, n)
     G = torch.tensordot(V, X, dims=([0], [0]))  # (n, mj, mr)
     gen = torch.Generator().manual_seed(int(seed))
@@ -338,7 +368,7 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
                 continue  # a block found before
         found.append(En)
     if len(found) < N:
-        return None
+        return None, exact
     # E_n^T annihilates the group factors of every other block: E^T G separates the blocks' rows,
     # and G = E^-T (E^T G)
     Ecat = torch.cat(found, dim=1)
@@ -346,7 +376,7 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
     try:
         A = torch.linalg.inv(Ecat.T)  # (n, n): the group's factor columns, per block
     except RuntimeError:
-        return None
+        return None, exact
     inv = [perm.index(k) for k in range(d)]
     U = [[None] * N for _ in range(d)]
     cores = []
@@ -359,4 +389,4 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
             Cb = torch.movedim(torch.tensordot(Cb, U[k][b], dims=([k], [0])), -1, k)
         cores.append(Cb)
     Uout = [torch.stack(U[k]).contiguous() for k in range(d)]
-    return orthonormalize(Uout, torch.stack(cores).contiguous())
+    return orthonormalize(Uout, torch.stack(cores).contiguous()), exact

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 
 from ..shapes import prod
-from .btmodel import cached_einsum
+from .btmodel import bt_gradient, cached_einsum
 from .fitinfo import EXACT_BELOW
 
 __all__ = ["ALSRun", "als_memory_bytes", "hosvd_start", "mode_order", "project_all", "random_orthonormal",
@@ -203,6 +203,11 @@ class ALSRun:
         d = self.d
         eq = f"{_N1}{_R[:d]}," + ",".join(f"{_N1}{_M[k]}{_R[k]}" for k in range(d)) + f"->{_M[:d]}"
         return cached_einsum(eq, self.C, *self.U)
+
+    def gradient_norm(self) -> float:
+        """||J^T r|| of 0.5 ||T - model||^2 (T normalised: relative to ||W||^2)."""
+        gU, gC = bt_gradient(self.dense() - self.T, self.U, self.C)
+        return math.sqrt(sum(float((g * g).sum()) for g in gU) + float((gC * gC).sum()))
 
     def exact_error(self) -> float:
         return math.sqrt(self.offset2 + float(torch.linalg.norm(self.T - self.dense())) ** 2)

@@ -11,25 +11,19 @@
   modes to update the trailing ones); the first contraction of each is one GEMM over all blocks.
 * When min(M_k, (1 + oversample) N R_k) at least halves the tensor, the fit runs on the core of a
   Tucker compression whose bases come from Kronecker-structured random sketches (as Tensorlab
-  does), with a coarse tolerance, and is then lifted and refined for a few sweeps on T itself.
-  Exact structure is already exact after compression; noise and smooth tails gain a little.
-* Several starts (a HOSVD-based one and random orthonormal ones) are screened for a few sweeps and
-  the best is continued. A sweep that would increase the error is undone and ends the fit, so the
-  recorded error never increases.
+  does), with a coarse tolerance, then lifted and refined on T itself until a sweep gains less
+  than ``refine_tol`` (on photos 1-4% of the error is gained there).
+* Several starts (HOSVD-based, random orthonormal, algebraic) are screened for a few sweeps and the
+  best continued; a sweep that would increase the error is undone and ends the run. (Greedy
+  deflation, one Tucker block at a time, stalls far above the noise on multi-block data.)
 * The error is tracked with Gram formulas; once it is below 1e-6 it is recomputed from the explicit
   residual, because below ~1e-8 the Gram formulas lose everything to float64 cancellation.
 
-Greedy deflation (one Tucker block at a time) is deliberately not used: it stalls far above the
-noise level on genuinely multi-block data.
-
-The fit is a chain of phases that hand values on: :func:`_problem` (the checked inputs, a
-:class:`_Problem`), :func:`_tensor` (the normalised, possibly compressed tensor, a :class:`_Tensor`),
-:func:`_screen` (the starts, :class:`_Track` each), :func:`_refine`, :func:`_gauss_newton` (the kept
-run), :func:`_lift` and :func:`_finish` (the record). What they share while they run (the settings,
-the iteration count, the stop flag, progress) is a :class:`_Runner`, whose :meth:`_Runner.iterate`
-runs ALS sweeps and :meth:`_Runner.gauss_newton` a Gauss-Newton run (:func:`.nls.nls_refine`). The
-settings are a :class:`.settings.FitSettings`; the thresholds of every stopping rule are
-:data:`.settings.STOPPING`.
+The fit is a chain of phases: :func:`_problem` (checked inputs), :func:`_tensor` (the normalised,
+possibly compressed tensor), :func:`_screen` (the starts, a :class:`_Track` each), :func:`_refine`,
+:func:`_gauss_newton`, :func:`_lift` and :func:`_finish` (the record), sharing a :class:`_Runner`
+(settings, iteration count, stop flag, progress; ALS sweeps and Gauss-Newton runs). Settings:
+:class:`.settings.FitSettings`; stopping thresholds: :data:`.settings.STOPPING`.
 """
 
 from __future__ import annotations
@@ -50,7 +44,6 @@ from .als import (
     ALSRun, als_memory_bytes, hosvd_start, mode_order, project_all, random_orthonormal, sketch_bases,
 )
 from .algebraic import algebraic_applies, algebraic_start, subspace_applies, subspace_start
-from .btmodel import bt_gradient
 from .fitinfo import AT_PRECISION, EXACT_BELOW, FitInfo
 from .inputs import as_matrix, check_seed, fit_modes, interleave, out_dtype, scale_of
 from .nls import gn_flat, nls_refine
@@ -84,7 +77,6 @@ def cap_bt_ranks(in_modes, out_modes, rank) -> tuple[tuple[int, ...], list[str]]
                 ranks[k] = other
                 changed = True
     return tuple(ranks), notes
-
 
 
 def fit_bt(W, in_modes, out_modes, rank, blocks: int = 1, *, settings: FitSettings | None = None,
@@ -289,12 +281,6 @@ class _Track:
             self.marks.append((method, len(self.hist) - 1))
 
 
-def _run_gradient(run: ALSRun) -> float:
-    """||J^T r|| of 0.5 ||T - model||^2 for an ALS state (T normalised: relative to ||W||^2)."""
-    gU, gC = bt_gradient(run.dense() - run.T, run.U, run.C)
-    return math.sqrt(sum(float((g * g).sum()) for g in gU) + float((gC * gC).sum()))
-
-
 class _Runner:
     """What the phases of one fit share while they run: the settings, the tensor, the random
     generator, the iteration count over all starts (``total``), whether ``should_stop`` said stop
@@ -369,6 +355,7 @@ class _Runner:
             self.report(hist[-1])
 
         res = nls_refine(run.T, run.U, run.C, max_iter=max_iter, tol=0.1 * self.s.gtol,
+                         cg_max_iter=self.s.nls_cg_iter,
                          slow_window=STOPPING.window if self.s.method == "auto" else 0, progress=report,
                          should_stop=self.stop)
         new = self.als([u.contiguous() for u in res.factors], res.cores)
@@ -386,6 +373,19 @@ class _Runner:
         slow = (len(h) < 2 or h[-2] - h[-1] < STOPPING.swamp_step * h[-2] or track.reason != ""
                 or len(h) > self.s.max_iter)
         return slow and h[-1] ** 2 > STOPPING.swamp_floor * self.ten.offset2
+
+    def unfinished(self, track: _Track) -> bool:
+        """A run Gauss-Newton should take over: in a swamp, or :func:`_converging` (ALS's linear tail
+        on an exact structure, which Gauss-Newton finishes in a few quadratic steps)."""
+        return _converging(track) or self.swamp(track)
+
+
+def _converging(track: _Track) -> bool:
+    """Cut by its budget while its error fell tenfold over the last ``window`` iterations. Its gradient
+    may already be small (an ill-conditioned Jacobian), which is no convergence."""
+    h = track.hist
+    return (track.reason in ("", "max_iter") and len(h) > STOPPING.window
+            and error_fall(h) > STOPPING.keep_converging_fall)
 
 
 # -- phases ---------------------------------------------------------------------------------------
@@ -455,9 +455,9 @@ def _gauss_newton(runner: _Runner, tracks: list[_Track], chosen: int) -> int:
     possibly) does not end the search either: the lowest error is kept. Returns the index of the
     kept track."""
     s, best = runner.s, tracks[chosen]
-    if runner.stopped or best.run.error < AT_PRECISION or _run_gradient(best.run) <= s.gtol:
-        return chosen
-    if s.method == "auto" and not runner.swamp(best):
+    if (runner.stopped or best.run.error < AT_PRECISION
+            or (best.run.gradient_norm() <= s.gtol and not _converging(best))
+            or (s.method == "auto" and not runner.unfinished(best))):
         return chosen
     # "auto" spends on Gauss-Newton at most as many iterations as ALS did sweeps (at least one run's
     # worth): on targets without the structure (random matrices) it only finds a nearby local minimum
@@ -483,8 +483,8 @@ def _keep_converging(runner: _Runner, track: _Track) -> None:
     """"auto": a Gauss-Newton run whose budget ran out while it was still converging fast (its error
     fell tenfold over its last 10 iterations, as on an exact structure) goes on for ``keep_iter``."""
     keep = runner.s.keep_iter
-    if (track.reason == "max_iter" and track.run.error >= AT_PRECISION and len(track.hist) > STOPPING.window
-            and error_fall(track.hist) > STOPPING.keep_converging_fall and keep > 0 and not runner.stop()):
+    if (track.reason == "max_iter" and track.run.error >= AT_PRECISION and _converging(track) and keep > 0
+            and not runner.stop()):
         runner.gauss_newton(track, keep)
 
 
@@ -496,12 +496,12 @@ def _more_starts(runner: _Runner, tracks: list[_Track], best: _Track) -> _Track:
     for _ in range(s.extra_starts):
         if runner.stop():
             break
-        if best.run.error < AT_PRECISION or not runner.swamp(best) or _run_gradient(best.run) <= s.gtol:
+        if best.run.error < AT_PRECISION or not runner.swamp(best) or best.run.gradient_norm() <= s.gtol:
             return best
         track = _Track("random", runner.als(runner.random_factors(tuple(runner.ten.G.shape))))
         tracks.append(track)
         track.reason = runner.iterate(track, s.max_iter, runner.ten.tol_c)
-        if track.run.error >= AT_PRECISION and runner.swamp(track) and s.extra_nls_iter > 0:
+        if track.run.error >= AT_PRECISION and runner.unfinished(track) and s.extra_nls_iter > 0:
             runner.gauss_newton(track, s.extra_nls_iter)
             _keep_converging(runner, track)
         if track.run.error < best.run.error:
@@ -521,7 +521,7 @@ def _lift(runner: _Runner, best: _Track, notes: list) -> None:
     if runner.stopped or s.refine_iter == 0:
         return
     before = len(best.hist)
-    r2 = runner.iterate(best, s.refine_iter)
+    r2 = runner.iterate(best, s.refine_iter, s.refine_tol)
     if r2 == "" and len(best.hist) > before:
         h = best.hist
         notes.append(f"refinement on the full matrix stopped after refine_iter = {s.refine_iter} sweeps "
@@ -545,7 +545,7 @@ def _status(runner: _Runner, best: _Track, err: float) -> tuple[str, str, float]
         return "stopped", "stopped", math.nan
     if err < AT_PRECISION:
         return "converged", "at numerical precision", math.nan
-    grad = _run_gradient(best.run)
+    grad = best.run.gradient_norm()
     if best.reason in ("", "max_iter"):
         return "max_iter", "max_iter", grad
     h = best.hist

@@ -39,7 +39,7 @@ from ..formats import BTSpec, TRSpec, TTSpec, tr_max_uniform_rank
 from ..shapes import MAX_ORDER, check_choice, check_modes, check_positive_int, factorize, prod
 from .bt import cap_bt_ranks, fit_bt
 from .budget import FORMATS
-from .fitinfo import AT_PRECISION
+from .fitinfo import AT_PRECISION, EXACT_BELOW
 from .inputs import as_matrix, interleave
 from .settings import ADVISOR_FULL, ADVISOR_SCREEN, DEFAULT, FitSettings, for_format, tr_options
 from .tensorizations import canonical as _canonical
@@ -124,6 +124,27 @@ class _Tensor:
             s2, U = _gram_spectrum(A, vectors=True)
             self.mode.append((_tails(s2), U))
         self.bond = [_tails(_gram_spectrum(self.T.reshape(prod(self.sizes[:k + 1]), -1))) for k in range(d - 1)]
+        self._first = None  # the first TT-SVD step (S, Vh), shared by every TT candidate
+
+    def tt_error(self, ranks) -> float:
+        """Relative error of TT-SVD at the d+1 TT ``ranks``: the root of the discarded squared singular
+        values of its steps (exact, as :func:`~btcore.decompose.tt.fit_tt` computes it). The first
+        step's SVD does not depend on the ranks and is computed once for all candidates."""
+        if self.norm2 == 0:
+            return 0.0
+        discarded, rest, r_prev = 0.0, None, 1
+        for k in range(len(self.sizes) - 1):
+            if k == 0:
+                if self._first is None:
+                    _, S, Vh = torch.linalg.svd(self.T.reshape(self.sizes[0], -1), full_matrices=False)
+                    self._first = (S, Vh)
+                S, Vh = self._first
+            else:
+                _, S, Vh = torch.linalg.svd(rest.reshape(r_prev * self.sizes[k], -1), full_matrices=False)
+            r = min(ranks[k + 1], S.shape[0])
+            discarded += float((S[r:] ** 2).sum())
+            rest, r_prev = S[:r, None] * Vh[:r], r
+        return math.sqrt(discarded / self.norm2)
 
     def mode_bound(self, ranks) -> float:
         """Lower bound on the relative error of any model whose mode-k rank is at most ranks[k]."""
@@ -188,17 +209,28 @@ def _tr_candidates(t: _Tensor, cap: int) -> list[_Candidate]:
     return out
 
 
-def _bt_cp_candidates(t: _Tensor, cap: int, formats) -> list[_Candidate]:
-    """BT (uniform R >= 2, N >= 2) and CP (R = 1) candidates within ``cap`` with their lower bounds."""
+def _bt_cp_candidates(t: _Tensor, cap: int, formats, largest: bool = False) -> list[_Candidate]:
+    """BT (uniform R >= 2, N >= 2) and CP (R = 1) candidates within ``cap`` with their lower bounds.
+
+    ``largest``: for each R only the most blocks within ``cap`` (what the lowest error within a budget
+    needs: more blocks of the same ranks fit at least as well); else N on a geometric grid.
+    """
     out = {}
     blocks = sorted({int(round(x)) for x in np.geomspace(2, 4096, 24)} | {2, 3, 4, 5, 6})
     for R in range(1 if "CP" in formats else 2, 17 if "BT" in formats else 2):
         rk = cap_bt_ranks(t.im, t.om, R)[0]
         if R > 1 and max(rk) < R:
             break  # capped everywhere: larger R repeats this one
-        for N in blocks if R > 1 else [1] + blocks:
-            fmt = "CP" if R == 1 else "BT"
-            if fmt not in formats or (fmt == "CP" and N < 1) or (fmt == "BT" and N < 2):
+        fmt = "CP" if R == 1 else "BT"
+        if fmt not in formats:
+            continue
+        if largest:
+            per = BTSpec(t.im, t.om, rk, 1, max_bytes=None).params  # a block's parameters: N blocks cost N times
+            grid = [cap // per] if cap // per >= (1 if R == 1 else 2) else []
+        else:
+            grid = blocks if R > 1 else [1] + blocks
+        for N in grid:
+            if fmt == "BT" and N < 2:
                 continue
             spec = BTSpec(t.im, t.om, rk, N, max_bytes=None)
             if spec.params > cap:
@@ -233,22 +265,34 @@ def _score(t_cands: list[_Candidate], lo: int, hi: int) -> float:
 
 
 class _Advisor:
-    """One call of :func:`suggest_formats`: the tensors, the candidates and the phases that evaluate them."""
+    """One call of :func:`suggest_formats`: the tensors, the candidates and the phases that evaluate them.
+
+    Progress counts work items: the tensorizations' spectra, then every candidate evaluated (TT-SVD,
+    HOSVD, TR-SVD, screening fits, full fits) out of those planned so far.
+    """
 
     def __init__(self, W, cap, formats, seed, progress, should_stop, max_screen, max_full, fit_kwargs,
-                 n_extra: int = 0, top: int = 4):
+                 n_extra: int = 0, top: int = 4, largest: bool = False):
         self.W, self.cap, self.formats, self.seed = W, cap, formats, seed
-        self.n_extra, self.top = n_extra, top
+        self.n_extra, self.top, self.largest = n_extra, top, largest
         self.progress, self.should_stop = progress, should_stop
         self.max_screen, self.max_full, self.fit_kwargs = max_screen, max_full, fit_kwargs
         self.done: list[_Candidate] = []
+        self.tensors: dict[tuple, _Tensor] = {}
         self.stopped = False
         self.fraction = 0.0
+        self.count, self.total = 0, 0  # candidates evaluated, and planned so far
 
     def report(self, fraction: float, message: str) -> None:
         self.fraction = max(self.fraction, min(1.0, fraction))
         if self.progress is not None:
             self.progress(self.fraction, message)
+
+    def step(self, message: str) -> None:
+        """Report the candidate about to be evaluated (the spectra take the first tenth)."""
+        self.report(0.1 + 0.9 * self.count / max(1, self.total),
+                    f"{message} (candidate {self.count + 1} of {max(self.total, self.count + 1)})")
+        self.count += 1
 
     def stop_now(self) -> bool:
         if not self.stopped and self.should_stop is not None and self.should_stop():
@@ -256,26 +300,32 @@ class _Advisor:
         return self.stopped
 
     def run(self, shapes) -> list[_Candidate]:
-        tensors = []
         for n, (im, om) in enumerate(shapes):
             if self.stop_now():
                 return self.done
-            self.report(0.1 * n / len(shapes), f"unfolding spectra of {_text(im, om)}")
-            tensors.append(_Tensor(self.W, im, om))
-        if "TT" in self.formats:
-            tt = [c for t in tensors if len(t.sizes) >= 2 for c in _tt_candidates(t, self.cap)]
-            self.fit_all(tt, 0.1, 0.25, "direct")
-        if "Tucker" in self.formats:
-            for t in tensors:
-                for c in _tucker_candidates(t, self.cap):
-                    c.error, c.stage = t.hosvd_error(c.ranks), "HOSVD"
-                    self.done.append(c)
+            self.report(0.1 * n / len(shapes), f"unfolding spectra of {_text(im, om)} (tensorization {n + 1} of "
+                        f"{len(shapes)})")
+            self.tensors[(tuple(im), tuple(om))] = _Tensor(self.W, im, om)
+        tensors = list(self.tensors.values())
+        tt = [c for t in tensors if len(t.sizes) >= 2 for c in _tt_candidates(t, self.cap)] \
+            if "TT" in self.formats else []
+        tucker = [(t, c) for t in tensors for c in _tucker_candidates(t, self.cap)] if "Tucker" in self.formats else []
+        als = [f for f in self.formats if f != "TT"]
+        # planned: TT, Tucker, a guess for TR (a ring per rank on the best tensorizations), screens, full fits
+        self.total = len(tt) + len(tucker) + self.max_screen + self.max_full + len(als) \
+            + (8 * (self.top + self.n_extra) if "TR" in self.formats else 0)
+        self.fit_all(tt, "direct")
+        for t, c in tucker:
+            self.step(f"Tucker {_text(c.in_modes, c.out_modes)} (HOSVD)")
+            c.error, c.stage = t.hosvd_error(c.ranks), "HOSVD"
+            self.done.append(c)
         best = self.best_tensors(tensors)
-        if "TR" in self.formats:  # TR-SVD is direct, but a ring has no free bound to rank tensorizations by
-            self.fit_all([c for t in best if len(t.sizes) >= 2 for c in _tr_candidates(t, self.cap)], 0.25, 0.3,
-                         "direct")
-        self.report(0.3, "screening BT and CP")
-        self.screen([c for t in best for c in _bt_cp_candidates(t, self.cap, self.formats)])
+        tr = [c for t in best if len(t.sizes) >= 2 for c in _tr_candidates(t, self.cap)] if "TR" in self.formats else []
+        pool = [c for t in best for c in _bt_cp_candidates(t, self.cap, self.formats, self.largest)]
+        self.total = self.count + len(tr) + min(self.max_screen, len(pool)) + self.max_full + len(als)
+        # TR-SVD is direct, but a ring has no free bound to rank tensorizations by
+        self.fit_all(tr, "direct")
+        self.screen(pool)
         self.refine()
         return self.done
 
@@ -302,25 +352,26 @@ class _Advisor:
         t0 = time.perf_counter()
         hooks = {"seed": self.seed, "warn": False, "should_stop": self.stop_now}
         if c.format == "TT":
-            _, info = fit_tt(self.W, c.in_modes, c.out_modes, c.ranks, warn=False)
+            err = self.tensors[(c.in_modes, c.out_modes)].tt_error(c.ranks)
+            if err < 10 * EXACT_BELOW:  # near exact: the error of the reconstruction itself, as fit_tt gives it
+                err = fit_tt(self.W, c.in_modes, c.out_modes, c.ranks, warn=False)[1].relative_error
         elif c.format == "TR":
             kw = {"max_iter": 0} if stage == "direct" else tr_options(settings.replace(**self.fit_kwargs))
-            _, info = fit_tr(self.W, c.in_modes, c.out_modes, c.ranks, **kw, **hooks)
+            err = fit_tr(self.W, c.in_modes, c.out_modes, c.ranks, **kw, **hooks)[1].relative_error
         else:
             s = settings if stage == "screen" else for_format(settings, c.format)
-            _, info = fit_bt(self.W, c.in_modes, c.out_modes, c.ranks, c.blocks, settings=s.replace(**self.fit_kwargs),
-                             **hooks)
+            err = fit_bt(self.W, c.in_modes, c.out_modes, c.ranks, c.blocks, settings=s.replace(**self.fit_kwargs),
+                         **hooks)[1].relative_error
         c.seconds += time.perf_counter() - t0
-        if c.error is None or info.relative_error < c.error:
-            c.error = float(info.relative_error)
+        if c.error is None or err < c.error:
+            c.error = float(err)
         c.stage = stage
 
-    def fit_all(self, cands: list[_Candidate], lo: float, hi: float, stage: str) -> None:
-        for n, c in enumerate(cands):
+    def fit_all(self, cands: list[_Candidate], stage: str) -> None:
+        for c in cands:
             if self.stop_now():
                 return
-            self.report(lo + (hi - lo) * n / max(1, len(cands)), f"{c.format} {_text(c.in_modes, c.out_modes)}"
-                        f" ({n + 1} of {len(cands)})")
+            self.step(f"{c.format} {_text(c.in_modes, c.out_modes)}")
             self.fit(c, DEFAULT, stage)
             self.done.append(c)
 
@@ -336,31 +387,37 @@ class _Advisor:
             pool.sort(key=lambda c: (c.bound / front.at(c.params) if math.isfinite(front.at(c.params)) else -1.0,
                                      c.params))
             c = pool.pop(0)
-            self.report(0.3 + 0.4 * n / self.max_screen, f"screening {c.format} {_text(c.in_modes, c.out_modes)} "
-                        f"({n + 1} of at most {self.max_screen})")
+            self.step(f"screening {c.format} {_text(c.in_modes, c.out_modes)}")
             self.fit(c, ADVISOR_SCREEN, "screen")
             self.done.append(c)
             n += 1
+        self.total = self.count + self.max_full + len([f for f in self.formats if f != "TT"])
 
-    def refine(self) -> None:
-        """Full fits of the ALS candidates on or near the front (error within 30% of the best at their size)."""
+    def finalists(self) -> list[_Candidate]:
+        """The ALS candidates on or near the front (error within 30% of the best at their size, at most
+        ``max_full``) and the best screened fit of each format."""
         als = [c for c in self.done if c.format != "TT"]
         front = _Front(self.done)
         near = [c for c in als if c.error <= 1.3 * front.at(c.params) + 1e-15]
         near.sort(key=lambda c: c.error / max(front.at(c.params), 1e-300))
         picked = near[: self.max_full]
-        # and the best screened fit of each format: a short ALS fit can sit far above what the full
-        # fit reaches (CP-ALS crawls), which would keep a format that wins out of the full fits
+        # a short ALS fit can sit far above what the full fit reaches (CP-ALS crawls), which would keep
+        # a format that wins out of the full fits
         for fmt in dict.fromkeys(c.format for c in als if c.stage == "screen"):
             mine = [c for c in als if c.format == fmt and c.stage == "screen"]
             best = min(mine, key=lambda c: (c.error, -c.params))
             if best not in picked:
                 picked.append(best)
-        for n, c in enumerate(picked):
+        return picked
+
+    def refine(self) -> None:
+        """Full fits of the finalists."""
+        picked = self.finalists()
+        self.total = self.count + len(picked)
+        for c in picked:
             if self.stop_now():
                 return
-            self.report(0.7 + 0.3 * n / max(1, len(picked)), f"full fit of {c.format} {_text(c.in_modes, c.out_modes)} "
-                        f"({n + 1} of {len(picked)})")
+            self.step(f"full fit of {c.format} {_text(c.in_modes, c.out_modes)}")
             self.fit(c, ADVISOR_FULL, "full")
 
 
@@ -532,7 +589,8 @@ def suggest_formats(W, budget: int | None = None, target_error: float | None = N
     Wn = Wt / norm if norm > 0 else Wt  # scale-free: Gram formulas stay far from overflow
     plain = _canonical((I, 1), (1, J), True)
     n_extra = sum(_canonical(i, o, True) != plain for i, o in search_tensorizations((I, J), 1, extra)[:len(extra)])
-    adv = _Advisor(Wn, cap, fmts, seed, progress, should_stop, max_screen, max_full, fit_kwargs or {}, n_extra)
+    adv = _Advisor(Wn, cap, fmts, seed, progress, should_stop, max_screen, max_full, fit_kwargs or {}, n_extra,
+                  largest=budget is not None and target_error is None)
     cands = adv.run(shapes)
     df = _table(cands, I * J)
     idx, rule = _recommend(df, budget, target_error, rtol)

@@ -221,8 +221,12 @@ EFFORTS = {
 }
 #: The advisor's short screening fits of BT and CP candidates.
 ADVISOR_SCREEN = FitSettings(restarts=2, screen_iter=4, max_iter=12, refine_iter=2, method="als")
-#: The advisor's full fits of its finalists.
-ADVISOR_FULL = FitSettings(restarts=3, max_iter=60, keep_iter=50, extra_starts=1, extra_nls_iter=50)
+#: The advisor's full fits of its finalists: three ALS starts of up to 100 sweeps and 20 on the full
+#: tensor, then at most 10 Gauss-Newton iterations (50 more only while the error still falls tenfold,
+#: as on an exact structure), no further starts. On photos Gauss-Newton gains little after ALS and
+#: costs a second an iteration at 512 x 512, so its budget is small.
+ADVISOR_FULL = FitSettings(restarts=3, max_iter=100, refine_iter=20, nls_iter=10, nls_budget=10, keep_iter=50,
+                           extra_starts=0)
 
 
 def for_format(settings: FitSettings | None, fmt: str) -> FitSettings:

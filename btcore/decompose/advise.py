@@ -12,12 +12,19 @@ promising ones:
   the sum of the bond unfoldings' tails (Oseledets 2011, Thm 2.2), truncated HOSVD at most the sum of
   the mode unfoldings' tails. Ranks are chosen from these spectra (epsilon truncation at several
   tolerances, as TT-SVD does, plus uniform ranks), so non-uniform ranks are searched too.
-* **Direct fits.** TT-SVD is direct and cheap: every TT candidate is fitted. Tucker is screened by
-  its truncated HOSVD (an achievable error, computed exactly from the projected core).
+* **Direct fits.** TT-SVD is direct: every TT candidate's error is the root of the squared singular
+  values its steps discard (exact; the first step's SVD is shared by all candidates of a
+  tensorization). Tucker is screened by its truncated HOSVD (an achievable error, computed exactly
+  from the projected core).
 * **Short fits.** BT and CP candidates whose lower bound could still beat the front found so far are
-  screened by a short ALS fit (few sweeps, few starts), most promising first.
-* **Full fits.** The candidates on or near the screened front are refitted with the full ALS settings
-  (:func:`~btcore.decompose.bt.fit_bt`, several starts), and Tucker by HOOI.
+  screened by a short ALS fit (few sweeps, few starts), most promising first. With a budget (and no
+  target error) only the most blocks of each rank that fit in it are candidates: the lowest error
+  within the budget is asked for, and more blocks of the same ranks fit at least as well.
+* **Full fits.** The candidates on or near the screened front and the best screened one of each
+  format are refitted with the full settings (:data:`~btcore.decompose.settings.ADVISOR_FULL`), Tucker
+  by HOOI and CP by CP-ALS as :func:`~btcore.decompose.settings.for_format` runs them.
+
+Every budget counts work (candidates, starts, sweeps), so equal inputs and seeds give equal tables.
 
 Tucker, BT and CP do not depend on the order of the merged modes, only on which input mode is paired
 with which output mode; TT does. Tensorizations are de-duplicated accordingly.
@@ -36,14 +43,14 @@ import pandas as pd
 import torch
 
 from ..formats import BTSpec, TRSpec, TTSpec, tr_max_uniform_rank
-from ..shapes import MAX_ORDER, check_choice, check_modes, check_positive_int, factorize, prod
+from ..shapes import MAX_ORDER, check_choice, check_positive_int
 from .bt import cap_bt_ranks, fit_bt
 from .budget import FORMATS
 from .fitinfo import AT_PRECISION, EXACT_BELOW
-from .inputs import as_matrix, interleave
+from .inputs import as_matrix
 from .settings import ADVISOR_FULL, ADVISOR_SCREEN, DEFAULT, FitSettings, for_format, tr_options
 from .tensorizations import canonical as _canonical
-from .tensorizations import search_tensorizations
+from .tensorizations import Interleaved, search_tensorizations
 from .tr import fit_tr
 from .tt import cap_tt_ranks, fit_tt
 
@@ -81,90 +88,17 @@ class _Candidate:
 # Spectra and rank proposals
 # ----------------------------------------------------------------------------------------------
 
-def _gram_spectrum(A: torch.Tensor, vectors: bool = False):
-    """Squared singular values (descending) of A (and its left singular vectors) via the smaller Gram."""
-    left = A.shape[0] <= A.shape[1]
-    G = A @ A.T if left else A.T @ A
-    if vectors and left:
-        w, V = torch.linalg.eigh(G)
-        return w.flip(0).clamp_min(0), V.flip(1)
-    w = torch.linalg.eigvalsh(G).flip(0).clamp_min(0)
-    if vectors:  # tall unfolding: left vectors from the right ones
-        _, V = torch.linalg.eigh(G)
-        U = A @ V.flip(1)
-        U = U / U.norm(dim=0).clamp_min(1e-300)
-        return w, U
-    return w
-
-
-def _tails(s2: torch.Tensor) -> np.ndarray:
-    """tails[r] = sum of s2[r:] (what a rank-r truncation leaves), r = 0..len."""
-    s = s2.double().numpy()[::-1].cumsum()[::-1]
-    return np.append(s, 0.0)
-
-
 def _rank_for(tails: np.ndarray, allowed: float) -> int:
     """The smallest rank r >= 1 whose tail is at most ``allowed``."""
     ok = np.nonzero(tails <= allowed)[0]
     return max(1, int(ok[0]) if len(ok) else len(tails) - 1)
 
 
-class _Tensor:
-    """The interleaved tensor of one tensorization and its unfolding spectra (computed once)."""
-
-    def __init__(self, W: torch.Tensor, im, om):
-        self.im, self.om = tuple(im), tuple(om)
-        self.sizes = [i * j for i, j in zip(im, om)]
-        self.T = interleave(W, self.im, self.om)
-        self.norm2 = float((self.T ** 2).sum())
-        self.mode = []    # (tails, U) of the mode-k unfoldings
-        d = len(self.sizes)
-        for k in range(d):
-            A = self.T.movedim(k, 0).reshape(self.sizes[k], -1)
-            s2, U = _gram_spectrum(A, vectors=True)
-            self.mode.append((_tails(s2), U))
-        self.bond = [_tails(_gram_spectrum(self.T.reshape(prod(self.sizes[:k + 1]), -1))) for k in range(d - 1)]
-        self._first = None  # the first TT-SVD step (S, Vh), shared by every TT candidate
-
-    def tt_error(self, ranks) -> float:
-        """Relative error of TT-SVD at the d+1 TT ``ranks``: the root of the discarded squared singular
-        values of its steps (exact, as :func:`~btcore.decompose.tt.fit_tt` computes it). The first
-        step's SVD does not depend on the ranks and is computed once for all candidates."""
-        if self.norm2 == 0:
-            return 0.0
-        discarded, rest, r_prev = 0.0, None, 1
-        for k in range(len(self.sizes) - 1):
-            if k == 0:
-                if self._first is None:
-                    _, S, Vh = torch.linalg.svd(self.T.reshape(self.sizes[0], -1), full_matrices=False)
-                    self._first = (S, Vh)
-                S, Vh = self._first
-            else:
-                _, S, Vh = torch.linalg.svd(rest.reshape(r_prev * self.sizes[k], -1), full_matrices=False)
-            r = min(ranks[k + 1], S.shape[0])
-            discarded += float((S[r:] ** 2).sum())
-            rest, r_prev = S[:r, None] * Vh[:r], r
-        return math.sqrt(discarded / self.norm2)
-
-    def mode_bound(self, ranks) -> float:
-        """Lower bound on the relative error of any model whose mode-k rank is at most ranks[k]."""
-        worst = max(t[min(r, len(t) - 1)] for (t, _), r in zip(self.mode, ranks))
-        return math.sqrt(max(0.0, worst) / self.norm2) if self.norm2 else 0.0
-
-    def hosvd_error(self, ranks) -> float:
-        """Relative error of the truncated HOSVD at ``ranks`` (exact: ||T||^2 - ||core||^2)."""
-        core = self.T
-        for k, ((_, U), r) in enumerate(zip(self.mode, ranks)):
-            core = torch.tensordot(core, U[:, :r], dims=([0], [0]))  # contracted mode moves to the back
-        left = self.norm2 - float((core ** 2).sum())
-        return math.sqrt(max(0.0, left) / self.norm2) if self.norm2 else 0.0
-
-
 # ----------------------------------------------------------------------------------------------
 # Candidates per format
 # ----------------------------------------------------------------------------------------------
 
-def _tt_candidates(t: _Tensor, cap: int) -> list[_Candidate]:
+def _tt_candidates(t: Interleaved, cap: int) -> list[_Candidate]:
     d = len(t.sizes)
     ranks = set()
     for eps in _EPS:
@@ -181,7 +115,7 @@ def _tt_candidates(t: _Tensor, cap: int) -> list[_Candidate]:
     return list(out.values())
 
 
-def _tucker_candidates(t: _Tensor, cap: int) -> list[_Candidate]:
+def _tucker_candidates(t: Interleaved, cap: int) -> list[_Candidate]:
     d = len(t.sizes)
     ranks = set()
     for eps in _EPS:
@@ -198,7 +132,7 @@ def _tucker_candidates(t: _Tensor, cap: int) -> list[_Candidate]:
     return list(out.values())
 
 
-def _tr_candidates(t: _Tensor, cap: int) -> list[_Candidate]:
+def _tr_candidates(t: Interleaved, cap: int) -> list[_Candidate]:
     """TR candidates of uniform ring rank r within ``cap`` (TR-SVD caps what a bond cannot hold)."""
     out = []
     for r in range(1, tr_max_uniform_rank(t.im, t.om) + 1):
@@ -209,7 +143,7 @@ def _tr_candidates(t: _Tensor, cap: int) -> list[_Candidate]:
     return out
 
 
-def _bt_cp_candidates(t: _Tensor, cap: int, formats, largest: bool = False) -> list[_Candidate]:
+def _bt_cp_candidates(t: Interleaved, cap: int, formats, largest: bool = False) -> list[_Candidate]:
     """BT (uniform R >= 2, N >= 2) and CP (R = 1) candidates within ``cap`` with their lower bounds.
 
     ``largest``: for each R only the most blocks within ``cap`` (what the lowest error within a budget
@@ -278,7 +212,7 @@ class _Advisor:
         self.progress, self.should_stop = progress, should_stop
         self.max_screen, self.max_full, self.fit_kwargs = max_screen, max_full, fit_kwargs
         self.done: list[_Candidate] = []
-        self.tensors: dict[tuple, _Tensor] = {}
+        self.tensors: dict[tuple, Interleaved] = {}
         self.stopped = False
         self.fraction = 0.0
         self.count, self.total = 0, 0  # candidates evaluated, and planned so far
@@ -305,7 +239,7 @@ class _Advisor:
                 return self.done
             self.report(0.1 * n / len(shapes), f"unfolding spectra of {_text(im, om)} (tensorization {n + 1} of "
                         f"{len(shapes)})")
-            self.tensors[(tuple(im), tuple(om))] = _Tensor(self.W, im, om)
+            self.tensors[(tuple(im), tuple(om))] = Interleaved(self.W, im, om)
         tensors = list(self.tensors.values())
         tt = [c for t in tensors if len(t.sizes) >= 2 for c in _tt_candidates(t, self.cap)] \
             if "TT" in self.formats else []
@@ -329,7 +263,7 @@ class _Advisor:
         self.refine()
         return self.done
 
-    def best_tensors(self, tensors: list[_Tensor]) -> list[_Tensor]:
+    def best_tensors(self, tensors: list[Interleaved]) -> list[Interleaved]:
         """The given tensorizations and the ``top`` others whose TT and Tucker fronts are lowest.
 
         BT and CP are screened on these only: their lower bounds vanish on tensorizations with small

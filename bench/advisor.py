@@ -11,8 +11,9 @@ reference, the best full fit over what it considered: every candidate of its tab
 the best at the budget is fitted with the advisor's full settings
 (:data:`btcore.decompose.settings.ADVISOR_FULL`, per format as :func:`btcore.decompose.fit_task`
 runs them): each BT row (one per tensorization and R: the most blocks within the budget), each CP
-row, and for Tucker and TR the two largest of each tensorization; TT-SVD is direct (its table error
-is its full fit) and a row the advisor fitted in full already has that error. The table gives the
+row, the largest TR row of each tensorization and the largest Tucker row of each whose HOSVD error
+is within 10% of the best error found (HOOI gains a few percent over its HOSVD start); TT-SVD is
+direct (its table error is its full fit) and a row the advisor fitted in full already has that error. The table gives the
 pick, its error over the reference (the target is at most 1.02) and the seconds.
 """
 
@@ -35,8 +36,11 @@ from btcore.decompose import FitTask, fit_task, recommended, suggest_formats
 from btcore.decompose.settings import ADVISOR_FULL
 
 #: Rows per (format, tensorization) the reference refits: all of BT's and CP's (one per rank), the
-#: largest two of Tucker's and TR's.
-_PER_GROUP = {"BT": None, "CP": None, "Tucker": 2, "TR": 2}
+#: largest of Tucker's and TR's.
+_PER_GROUP = {"BT": None, "CP": None, "Tucker": 1, "TR": 1}
+#: Tucker rows whose HOSVD error lies this far above the best error are not refitted: HOOI gains a
+#: few percent over its HOSVD start.
+_TUCKER_SLACK = 1.1
 
 
 def photos(quick: bool = False) -> list[tuple[str, np.ndarray]]:
@@ -64,7 +68,7 @@ def best_full_fit(W, df, budget: int) -> tuple[float, str, int]:
             continue
         n = _PER_GROUP[fmt]
         for _, r in (group if n is None else group.nlargest(n, "params")).iterrows():
-            if r.stage == "full":
+            if r.stage == "full" or (fmt == "Tucker" and r.error > _TUCKER_SLACK * rows["error"].min()):
                 continue
             task = FitTask(r.format, tuple(r.ranks), None if r.blocks is None else int(r.blocks), int(r.params))
             _, info = fit_task(W, r.in_modes, r.out_modes, task, seed=0, fit_kwargs={"settings": ADVISOR_FULL})

@@ -221,12 +221,10 @@ EFFORTS = {
 }
 #: The advisor's short screening fits of BT and CP candidates.
 ADVISOR_SCREEN = FitSettings(restarts=2, screen_iter=4, max_iter=12, refine_iter=2, method="als")
-#: The advisor's full fits of its finalists: three ALS starts of up to 100 sweeps and 20 on the full
-#: tensor, then at most 10 Gauss-Newton iterations (50 more only while the error still falls tenfold,
-#: as on an exact structure), no further starts. On photos Gauss-Newton gains little after ALS and
-#: costs a second an iteration at 512 x 512, so its budget is small.
-ADVISOR_FULL = FitSettings(restarts=3, max_iter=100, refine_iter=20, nls_iter=10, nls_budget=10, keep_iter=50,
-                           extra_starts=0)
+#: The advisor's full fits of its finalists: ALS from two starts, up to 80 sweeps (10 of them on the
+#: full tensor after the compressed fit). No Gauss-Newton: on photos it gains little after ALS and
+#: costs seconds an iteration at 512 x 512; Tucker and CP run as :func:`for_format` adapts this.
+ADVISOR_FULL = FitSettings(method="als", restarts=2, max_iter=80, refine_iter=10)
 
 
 def for_format(settings: FitSettings | None, fmt: str) -> FitSettings:

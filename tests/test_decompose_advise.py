@@ -137,9 +137,10 @@ def test_progress_counts_every_candidate_and_stop_ends_the_search():
     W = btcore.target_matrices.make_target("tt", (4, 4, 4), (4, 4, 4), 0, ranks=2, noise=0.01)
     seen = []
     df = suggest_formats(W, budget=300, max_order=3, progress=lambda f, m: seen.append(m))
-    counts = [tuple(map(int, re.search(r"candidate (\d+) of (\d+)", m).groups())) for m in seen if "candidate" in m]
-    assert [k for k, _ in counts] == list(range(1, len(counts) + 1))
-    assert counts[-1][0] == counts[-1][1] and all(k <= n for k, n in counts)
+    counts = [tuple(map(int, g)) for m in seen for g in re.findall(r"candidate (\d+) of (\d+)", m)]
+    assert [k for k, _ in counts] == list(range(1, len(counts) + 1)) and all(k <= n for k, n in counts)
+    tally = [tuple(map(int, g)) for m in seen for g in re.findall(r"(\d+) of (\d+) candidates evaluated", m)]
+    assert tally == [(len(counts), len(counts))]  # every planned candidate was evaluated
     assert len(counts) >= len(df)  # every row was counted once (a full refit counts again)
     screening = []
 

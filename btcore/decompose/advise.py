@@ -359,7 +359,7 @@ class _Advisor:
                 break
             self.step(f"full fit of {c.format} {_text(c.in_modes, c.out_modes)}")
             self.fit(c, ADVISOR_FULL, "full")
-        self.report(self.fraction, f"full fits done ({self.count} candidates)")
+        self.report(self.fraction, f"{self.count} of {self.total} candidates evaluated")
 
 
 def _text(im, om) -> str:

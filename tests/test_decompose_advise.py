@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -126,6 +129,66 @@ def test_progress_and_stop():
     assert none.empty and none.attrs["recommended"] is None
     with pytest.raises(ValueError, match="no recommendation"):
         recommended(none)
+
+
+def test_progress_counts_every_candidate_and_stop_ends_the_search():
+    """Progress says "candidate k of n", k rising by one to n at the end; Stop during the screening
+    ends the search before any full fit."""
+    W = btcore.target_matrices.make_target("tt", (4, 4, 4), (4, 4, 4), 0, ranks=2, noise=0.01)
+    seen = []
+    df = suggest_formats(W, budget=300, max_order=3, progress=lambda f, m: seen.append(m))
+    counts = [tuple(map(int, g)) for m in seen for g in re.findall(r"candidate (\d+) of (\d+)", m)]
+    assert [k for k, _ in counts] == list(range(1, len(counts) + 1)) and all(k <= n for k, n in counts)
+    tally = [tuple(map(int, g)) for m in seen for g in re.findall(r"(\d+) of (\d+) candidates evaluated", m)]
+    assert tally == [(len(counts), len(counts))]  # every planned candidate was evaluated
+    assert len(counts) >= len(df)  # every row was counted once (a full refit counts again)
+    screening = []
+
+    def stop():
+        return bool(screening)
+
+    part = suggest_formats(W, budget=300, max_order=3, should_stop=stop,
+                           progress=lambda f, m: screening.append(m) if "screening" in m else None)
+    assert part.attrs["stopped"] and "full" not in set(part["stage"]) and "full" in set(df["stage"])
+    assert set(part[part["stage"] == "screen"]["format"]) <= {"BT", "CP"} and len(part) < len(df)
+
+
+def test_same_input_same_table_bit_for_bit():
+    W = btcore.target_matrices.make_target("bt", (4, 4, 4), (4, 4, 4), 3, rank=2, blocks=3, noise=0.02)
+    a = suggest_formats(W, budget=500, max_order=3, seed=1)
+    b = suggest_formats(W, budget=500, max_order=3, seed=1)
+    cols = [c for c in ADVISOR_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
+    assert a.attrs["recommended"] == b.attrs["recommended"]
+
+
+def test_tt_rows_are_tt_svd_errors_and_bt_cp_rows_use_the_budget(noisy):
+    """Every TT row's error is fit_tt's (the advisor computes it from singular values); with a budget each
+    BT/CP row has the most blocks of its ranks that fit in it."""
+    W, df = noisy
+    for _, r in df[df["format"] == "TT"].iterrows():
+        _, info = btcore.fit_tt(W, r.in_modes, r.out_modes, r.ranks)
+        assert info.relative_error == pytest.approx(r.error, rel=1e-9, abs=1e-12)
+    als = df[df["format"].isin(["BT", "CP"])]
+    assert set(als["format"]) == {"BT", "CP"}
+    for _, r in als.iterrows():
+        assert btcore.BTSpec(r.in_modes, r.out_modes, r.ranks, r.blocks + 1).params > 400 >= r.params
+
+
+def test_pick_is_within_two_percent_of_full_fits_on_a_photo():
+    """camera at 64 x 64, budget 3%: the pick is within 2% of the best full fit of every BT and CP row."""
+    skimage_data = pytest.importorskip("skimage.data")
+    W = skimage_data.camera()[::8, ::8].astype(np.float64) / 255.0
+    budget = int(0.03 * W.size)
+    df = suggest_formats(W, budget=budget, max_order=3)
+    pick = recommended(df)
+    best = df["error"].min()
+    for _, r in df[df["format"].isin(["BT", "CP"]) & (df["stage"] != "full")].iterrows():
+        task = btcore.decompose.FitTask(r.format, tuple(r.ranks), int(r.blocks), int(r.params))
+        _, info = btcore.decompose.fit_task(W, r.in_modes, r.out_modes, task,
+                                            fit_kwargs={"settings": btcore.decompose.ADVISOR_FULL})
+        best = min(best, info.relative_error)
+    assert pick.error <= 1.02 * best
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -1,14 +1,19 @@
 """The tensorizations the format advisor searches: factorizations of a matrix's I and J into d modes
-and their pairings, de-duplicated by the tensor they describe (:func:`search_tensorizations`)."""
+and their pairings, de-duplicated by the tensor they describe (:func:`search_tensorizations`), and the interleaved tensor
+of one with its unfolding spectra (:class:`Interleaved`)."""
 
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
-from ..shapes import check_modes, check_positive_int, factorize
+import numpy as np
+import torch
 
-__all__ = ["search_tensorizations", "canonical"]
+from ..shapes import check_modes, check_positive_int, factorize, prod
+from .inputs import interleave
+
+__all__ = ["search_tensorizations", "canonical", "Interleaved"]
 
 
 
@@ -76,3 +81,78 @@ def search_tensorizations(shape: tuple[int, int], max_order: int = 6,
                 add(im, om)
                 add(im, om[::-1])
     return out
+
+
+def _gram_spectrum(A: torch.Tensor, vectors: bool = False):
+    """Squared singular values (descending) of A (and its left singular vectors) via the smaller Gram."""
+    left = A.shape[0] <= A.shape[1]
+    G = A @ A.T if left else A.T @ A
+    if vectors and left:
+        w, V = torch.linalg.eigh(G)
+        return w.flip(0).clamp_min(0), V.flip(1)
+    w = torch.linalg.eigvalsh(G).flip(0).clamp_min(0)
+    if vectors:  # tall unfolding: left vectors from the right ones
+        _, V = torch.linalg.eigh(G)
+        U = A @ V.flip(1)
+        U = U / U.norm(dim=0).clamp_min(1e-300)
+        return w, U
+    return w
+
+
+def _tails(s2: torch.Tensor) -> np.ndarray:
+    """tails[r] = sum of s2[r:] (what a rank-r truncation leaves), r = 0..len."""
+    s = s2.double().numpy()[::-1].cumsum()[::-1]
+    return np.append(s, 0.0)
+
+
+class Interleaved:
+    """The interleaved tensor of W for one tensorization (``im``, ``om``) and the spectra of its mode and
+    bond unfoldings (computed once), with the free error bounds and direct errors the advisor reads.
+    """
+
+    def __init__(self, W: torch.Tensor, im, om):
+        self.im, self.om = tuple(im), tuple(om)
+        self.sizes = [i * j for i, j in zip(im, om)]
+        self.T = interleave(W, self.im, self.om)
+        self.norm2 = float((self.T ** 2).sum())
+        self.mode = []    # (tails, U) of the mode-k unfoldings
+        d = len(self.sizes)
+        for k in range(d):
+            A = self.T.movedim(k, 0).reshape(self.sizes[k], -1)
+            s2, U = _gram_spectrum(A, vectors=True)
+            self.mode.append((_tails(s2), U))
+        self.bond = [_tails(_gram_spectrum(self.T.reshape(prod(self.sizes[:k + 1]), -1))) for k in range(d - 1)]
+        self._first = None  # the first TT-SVD step (S, Vh), shared by every TT candidate
+
+    def tt_error(self, ranks) -> float:
+        """Relative error of TT-SVD at the d+1 TT ``ranks``: the root of the discarded squared singular
+        values of its steps (exact, as :func:`~btcore.decompose.tt.fit_tt` computes it). The first
+        step's SVD does not depend on the ranks and is computed once for all candidates."""
+        if self.norm2 == 0:
+            return 0.0
+        discarded, rest, r_prev = 0.0, None, 1
+        for k in range(len(self.sizes) - 1):
+            if k == 0:
+                if self._first is None:
+                    _, S, Vh = torch.linalg.svd(self.T.reshape(self.sizes[0], -1), full_matrices=False)
+                    self._first = (S, Vh)
+                S, Vh = self._first
+            else:
+                _, S, Vh = torch.linalg.svd(rest.reshape(r_prev * self.sizes[k], -1), full_matrices=False)
+            r = min(ranks[k + 1], S.shape[0])
+            discarded += float((S[r:] ** 2).sum())
+            rest, r_prev = S[:r, None] * Vh[:r], r
+        return math.sqrt(discarded / self.norm2)
+
+    def mode_bound(self, ranks) -> float:
+        """Lower bound on the relative error of any model whose mode-k rank is at most ranks[k]."""
+        worst = max(t[min(r, len(t) - 1)] for (t, _), r in zip(self.mode, ranks))
+        return math.sqrt(max(0.0, worst) / self.norm2) if self.norm2 else 0.0
+
+    def hosvd_error(self, ranks) -> float:
+        """Relative error of the truncated HOSVD at ``ranks`` (exact: ||T||^2 - ||core||^2)."""
+        core = self.T
+        for k, ((_, U), r) in enumerate(zip(self.mode, ranks)):
+            core = torch.tensordot(core, U[:, :r], dims=([0], [0]))  # contracted mode moves to the back
+        left = self.norm2 - float((core ** 2).sum())
+        return math.sqrt(max(0.0, left) / self.norm2) if self.norm2 else 0.0

@@ -11,6 +11,7 @@ import io
 import math
 import re
 import time
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -21,6 +22,7 @@ import btcore
 from btcore import decompose as dec
 from btcore import target_matrices
 
+from .analysis import mode_ranks, rank_floor
 from .plan import EFFORT, RunSpec, effort_kwargs
 
 __all__ = ["MainRow", "SweepPoint", "RunResult", "make_worker", "downsample", "factors_pt", "results_csv"]
@@ -47,6 +49,8 @@ class MainRow:
     phases: list = field(default_factory=list)
     #: The fit's honest status: "converged", "stalled", "max_iter", "stopped" (see FitInfo).
     status: str = ""
+    #: A stalled fit's lowest possible error at its ranks (analysis.rank_floor); None when not computed.
+    rank_floor: float | None = None
 
 
 @dataclass
@@ -89,6 +93,8 @@ class RunResult:
     finished: str
     #: The target is a picture (a photo, a shipped image): drawn as grey images, not heatmaps.
     picture: bool = False
+    #: The effort the fits ran at (a key of :data:`~.plan.EFFORT`).
+    effort: str = "quick"
 
 
 def downsample(A: np.ndarray, max_side: int = 128) -> np.ndarray:
@@ -192,20 +198,33 @@ def best_per_group(spec: RunSpec, done: dict) -> dict:
     return groups
 
 
-#: The library's notes advise its API (keywords a caller passes); on this page the same advice names
-#: the page's controls. A stall is not repeated here: the results warn about it with its own advice.
+#: The library's notes advise its API (keywords a caller passes); the page keeps their facts and drops that
+#: advice: no control of the page sets the refinement length, and a stall gets its own warning with what
+#: the page's controls can try (:func:`app.approximation.analysis.stall_text`).
 _API_ADVICE = ((re.compile(r"after refine_iter = (\d+) sweeps"), r"after \1 sweeps"),
-               (re.compile(r"; raise refine_iter for a little more$"),
-                "; the thorough effort (Fit settings) refines longer"),
-               (re.compile(r"; more restarts \(another seed\) or method='nls' may lower it$"),
-                "; the thorough effort (Fit settings) or another seed may lower it"))
+               (re.compile(r"; raise refine_iter for a little more$"), ""),
+               (re.compile(r": a swamp or a poor local minimum; more restarts \(another seed\) or method='nls' may "
+                           r"lower it$"), ""))
 
 
 def page_note(fmt: str, note: str) -> str:
-    """A library fit note as the page shows it: which format it is about, advice in the page's controls."""
+    """A library fit note as the page shows it: which format it is about, its facts without API advice."""
     for pattern, text in _API_ADVICE:
         note = pattern.sub(text, note)
     return note if note.startswith(f"{fmt}:") else f"{fmt}: {note}"
+
+
+def error_text(info) -> str:
+    """A fit's error as the page writes it: the number, or "at numerical precision" (no API advice)."""
+    return info.error_text if info.at_precision else f"{info.relative_error:.4g}"
+
+
+def stalled_floor(W, im, om, info) -> float | None:
+    """:func:`~.analysis.rank_floor` of a stalled fit (None for any other, or a format without a bound)."""
+    if getattr(info, "status", "") != "stalled" or info.at_precision:
+        return None
+    ranks = mode_ranks(info.format, info.ranks, info.blocks, len(im))
+    return None if ranks is None else rank_floor(W, im, om, ranks)
 
 
 def _main_row(fmt: str, M, info, err: float, dense: int, tried: list) -> MainRow:
@@ -213,7 +232,7 @@ def _main_row(fmt: str, M, info, err: float, dense: int, tried: list) -> MainRow
     if len(tried) > 1:
         notes.append(f"{fmt}: best of {' and '.join(tried)} (closest to the budget)")
     return MainRow(format=fmt, ranks=btcore.formats.describe(info.spec), blocks=info.blocks, params=int(info.params),
-                   compression=dense / info.params, rel_error=err, error_text=info.error_text, seconds=info.seconds,
+                   compression=dense / info.params, rel_error=err, error_text=error_text(info), seconds=info.seconds,
                    sweeps=info.iterations, stop_reason=info.reason, at_precision=info.at_precision, notes=notes,
                    history=list(info.errors), phases=list(getattr(info, "phases", []) or []),
                    status=getattr(info, "status", ""))
@@ -243,7 +262,7 @@ def make_worker(spec: RunSpec, W_given, known_fits: dict):
                 continue
             M, info = done[spec.fit_key(planned.task)]
             if role == "sweep":
-                sweep.append(SweepPoint(budget, fmt, int(info.params), float(info.relative_error), info.error_text,
+                sweep.append(SweepPoint(budget, fmt, int(info.params), float(info.relative_error), error_text(info),
                                         info.at_precision, info.seconds, f"{fmt} {planned.label}"))
                 continue
             Md = M.to(dtype=torch.float64).to_dense().numpy()
@@ -251,13 +270,14 @@ def make_worker(spec: RunSpec, W_given, known_fits: dict):
             recons[fmt], resid[fmt] = downsample(Md, side), downsample(W - Md)
             del Md
             fits[fmt] = (M, info)
-            main.append(_main_row(fmt, M, info, err, dense, tried))
+            main.append(dataclasses.replace(_main_row(fmt, M, info, err, dense, tried),
+                                            rank_floor=stalled_floor(W, im, om, info)))
         return RunResult(
             key=spec.key, desc=spec.desc, target=spec.explain_as, noise=spec.target_kwargs.get("noise"),
             shape=tuple(W.shape), in_modes=im, out_modes=om, dense=dense, target_small=downsample(W, side), main=main,
             fits=fits, recons=recons, residuals=resid, sweep=sweep, failures=failures, stopped=job.should_stop,
             seconds=time.perf_counter() - t0, new_fits=new_fits,
             pt=factors_pt(fits, im, om, spec.desc) if fits else None, finished=time.strftime("%H:%M:%S"),
-            picture=picture)
+            picture=picture, effort=spec.effort)
 
     return target

@@ -18,7 +18,7 @@ from .run import RunResult, results_csv
 
 
 
-__all__ = ["draw_table", "draw_figures", "draw_results", "draw_advice", "compression_text"]
+__all__ = ["table_frame", "NOT_APPLICABLE", "draw_table", "draw_figures", "draw_results", "draw_advice", "compression_text"]
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -28,6 +28,19 @@ def _explain(key: tuple, finished: str, _main: list, _sweep: list, target: str, 
     return analysis.explain(_main, _sweep, target, shape, noise=noise)
 
 
+#: What a table cell shows where a column does not apply to the row (TT and TR have no blocks).
+NOT_APPLICABLE = "—"
+
+
+def table_frame(rows: list) -> pd.DataFrame:
+    """The results table of the main fits: every cell a value or :data:`NOT_APPLICABLE` (never "None")."""
+    return pd.DataFrame([{
+        "format": r.format, "ranks": r.ranks, "blocks N": NOT_APPLICABLE if r.blocks is None else f"{r.blocks:,}",
+        "parameters": r.params, "compression": compression_text(r.compression), "relative error": r.rel_error,
+        "fit time (s)": r.seconds, "ALS sweeps": r.sweeps,
+        "stopped on": r.stop_reason or NOT_APPLICABLE} for r in rows])
+
+
 def compression_text(ratio: float) -> str:
     """``ratio`` (dense entries / parameters) as the page writes it everywhere: "17,554.3x"."""
     return f"{ratio:,.1f}x"
@@ -35,13 +48,9 @@ def compression_text(ratio: float) -> str:
 
 
 def draw_table(rows: list) -> None:
-    table = pd.DataFrame([{
-        "format": r.format, "ranks": r.ranks, "blocks N": pd.NA if r.blocks is None else r.blocks,
-        "parameters": r.params, "compression": compression_text(r.compression), "relative error": r.rel_error,
-        "fit time (s)": r.seconds, "ALS sweeps": r.sweeps, "stopped on": r.stop_reason or "—"} for r in rows])
+    table = table_frame(rows)
     st.dataframe(table, hide_index=True, width="stretch", key=K + "table", column_config={
         "parameters": st.column_config.NumberColumn(format="localized"),
-        "blocks N": st.column_config.NumberColumn(format="%d"),
         "relative error": st.column_config.NumberColumn(format="%.4g"),
         "fit time (s)": st.column_config.NumberColumn(format="%.2f"),
     })
@@ -82,13 +91,9 @@ def draw_figures(res: RunResult, lesson: bool = False) -> None:
         st.caption("Error per iteration of the start that was kept (the error never increases): ALS sweeps, and "
                    "Gauss-Newton steps (shaded) where a fit left an ALS swamp. TT-SVD is direct: one point.")
         stalled = [r for r in res.main if getattr(r, "status", "") == "stalled" and not r.at_precision]
-        if stalled:
-            st.warning(" ".join(f"The {r.format} fit stalled at {r.error_text} without meeting the first-order "
-                                "test (a swamp or a poor local minimum)." for r in stalled)
-                       + (" Another seed or the thorough effort may lower it (ask for them outside the lesson view)."
-                          if lesson else " The thorough effort (Fit settings: three starts, up to 100 sweeps) or "
-                          "another seed may lower it."),
-                       icon=":material/trending_flat:")
+        for r in stalled:
+            st.warning(analysis.stall_text(r.format, r.rel_error, r.rank_floor, getattr(res, "effort", "quick"),
+                                           lesson), icon=":material/trending_flat:")
 
 
 def draw_results(res: RunResult, spec, lesson: bool = False) -> None:

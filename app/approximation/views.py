@@ -161,11 +161,16 @@ def draw_advice(advice: adv.Advice, spec, inputs, lesson: bool = False) -> None:
                     + f": **{best.params:,} parameters**, relative error **{best.error:.4g}** ({df.attrs['rule']}).")
         st.button("Use this suggestion", key=K + "apply", icon=":material/check:", on_click=adv.apply, args=(inputs,),
                   type="primary", help="Sets the modes and this format's ranks (explicit ranks) and, when it can hold "
-                                       "them, the shared configuration of the other pages.")
+                                       "them, the shared configuration of the Shapes, Learn and Training pages. "
+                                       "Undo puts both back.")
         applied = STATE.get(adv.APPLIED)
         if applied:
-            st.caption(f"Applied {applied[0]} to the inputs" + (" and to the shared configuration." if applied[1]
-                       else "; the shared configuration cannot hold it and was left as it was."))
+            st.caption(f"Applied {applied[0]}. {applied[2]}")
+        if STATE.get(adv.UNDO) is not None:
+            st.button("Undo", key=K + "undo", icon=":material/undo:", on_click=adv.undo, args=(inputs,),
+                      help="Restores the page's inputs and the shared configuration as they were before.")
+        elif STATE.get(adv.UNDONE):
+            st.caption("Undone: the inputs and the shared configuration are as they were before the suggestion.")
     front = df[df["pareto"]][["format", "in_modes", "out_modes", "ranks", "blocks", "params", "error", "stage"]]
     with st.expander(f"Pareto front ({len(front)} of {len(df)} candidates)"):
         st.dataframe(front.assign(**{c: front[c].map(lambda t: "x".join(map(str, t))) for c in ("in_modes", "out_modes")},

@@ -23,7 +23,7 @@ from btcore import decompose as dec
 from btcore import target_matrices
 
 from .analysis import mode_ranks, rank_floor
-from .plan import EFFORT, RunSpec, effort_kwargs
+from .plan import RunSpec, effort_kwargs, fit_cost
 
 __all__ = ["MainRow", "SweepPoint", "RunResult", "make_worker", "downsample", "factors_pt", "results_csv"]
 
@@ -150,12 +150,41 @@ def results_csv(res: RunResult) -> bytes:
     return pd.concat([pd.DataFrame(main), pd.DataFrame(sweep)], ignore_index=True).to_csv(index=False).encode()
 
 
+class _WorkClock:
+    """Progress and time left of a run from work counts: each fit's expected cost (:func:`~.plan.fit_cost`),
+    rescaled by how long the fits done so far took against their expected cost."""
+
+    def __init__(self, costs: list):
+        self.costs = costs            # (expected seconds, budgeted iterations) per task; 0 for a known fit
+        self.total = sum(c for c, _ in costs) or 1.0
+        self.done_expected = self.done_measured = 0.0
+
+    def finish(self, i: int, seconds: float) -> None:
+        self.done_expected += self.costs[i][0]
+        self.done_measured += seconds
+
+    def state(self, i: int, iteration: int = 0) -> tuple[float, float | None]:
+        """``(progress, seconds left)`` while task ``i`` is at ``iteration``; None left until a fit is timed."""
+        cost, its = self.costs[i]
+        part = cost * min(0.9, iteration / max(1, its))  # a fit past its expected count is not over: 10% stays
+        left = self.total - self.done_expected - part
+        progress = (self.done_expected + part) / self.total
+        if self.done_expected <= 0:
+            return progress, None
+        return progress, max(0.0, left) * min(20.0, max(0.05, self.done_measured / self.done_expected))
+
+
 def _fit_all(job, spec: RunSpec, W, known_fits: dict) -> tuple[dict, dict, list]:
     """Fit every distinct task once; returns (fits by key, the new ones, failure messages)."""
     im, om, tasks = spec.in_modes, spec.out_modes, spec.tasks
     n = len(tasks)
     done, new, failures = {}, {}, []
-    expect = EFFORT[spec.effort].max_iter + 10 * EFFORT[spec.effort].restarts + 10
+    first = {}
+    for i, planned in enumerate(tasks):  # the first occurrence of each fit not known yet costs its work
+        first.setdefault(spec.fit_key(planned.task), i)
+    clock = _WorkClock([fit_cost(p.task, im, om, spec.effort)
+                        if first[spec.fit_key(p.task)] == i and spec.fit_key(p.task) not in known_fits else (0.0, 1)
+                        for i, p in enumerate(tasks)])
     for i, planned in enumerate(tasks):
         if job.should_stop:
             break
@@ -163,14 +192,16 @@ def _fit_all(job, spec: RunSpec, W, known_fits: dict) -> tuple[dict, dict, list]
         fkey = spec.fit_key(task)
         if fkey in done or fkey in known_fits:
             done.setdefault(fkey, known_fits.get(fkey))
-            job.update(progress=(i + 1) / n)
             continue
         what = f"{task.format} {planned.label} ({i + 1} of {n})"
-        job.update(message=what, progress=i / n)
+        p, left = clock.state(i)
+        job.update(message=what, progress=p, eta_s=left)
 
         def progress(it, err, _i=i, _what=what):
-            job.update(progress=(_i + min(0.95, it / expect)) / n, message=f"{_what}: sweep {it}, error {err:.3g}")
+            p, left = clock.state(_i, it)
+            job.update(progress=p, eta_s=left, message=f"{_what}: sweep {it}, error {err:.3g}")
 
+        t0 = time.perf_counter()
         try:
             M, info = dec.fit_task(W, im, om, task, seed=spec.seed, fit_kwargs=effort_kwargs(spec.effort, task.format),
                                    progress=progress, should_stop=lambda: job.should_stop)
@@ -178,6 +209,8 @@ def _fit_all(job, spec: RunSpec, W, known_fits: dict) -> tuple[dict, dict, list]
             failures.append(f"{task.format} {planned.label}: {exc}")
             done[fkey] = None
             continue
+        finally:
+            clock.finish(i, time.perf_counter() - t0)
         if info.reason == "stopped":
             break
         done[fkey] = new[fkey] = (M, info)

@@ -18,7 +18,7 @@ from .run import RunResult, results_csv
 
 
 
-__all__ = ["table_frame", "NOT_APPLICABLE", "draw_table", "draw_figures", "draw_results", "draw_advice", "compression_text"]
+__all__ = ["table_frame", "NOT_APPLICABLE", "eta_text", "ETA_ROSE", "draw_table", "draw_figures", "draw_results", "draw_advice", "compression_text"]
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -39,6 +39,22 @@ def table_frame(rows: list) -> pd.DataFrame:
         "parameters": r.params, "compression": compression_text(r.compression), "relative error": r.rel_error,
         "fit time (s)": r.seconds, "ALS sweeps": r.sweeps,
         "stopped on": r.stop_reason or NOT_APPLICABLE} for r in rows])
+
+
+#: A projected total time (elapsed + left) this many times the lowest one projected before is "uncertain".
+ETA_ROSE = 1.5
+
+
+def eta_text(elapsed: float, left: float | None, lowest_total: float | None) -> str:
+    """The time-left part of a progress line: "about 12 s left", or, once the projected total has risen
+    above :data:`ETA_ROSE` times its lowest earlier value, the same marked as uncertain with that history."""
+    if left is None:
+        return " · time left: estimated once some work is done"
+    text = f" · about {left:,.0f} s left"
+    total = elapsed + left
+    if lowest_total is not None and total > ETA_ROSE * lowest_total:
+        text += f" (uncertain: the projected total rose from {lowest_total:,.0f} s to {total:,.0f} s)"
+    return text
 
 
 def compression_text(ratio: float) -> str:

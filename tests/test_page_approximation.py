@@ -600,3 +600,22 @@ def test_typed_ranks_survive_a_page_switch_and_a_change_of_sizing_mode():
     assert at.number_input(key="approx_budget").value == 1000 and at.query_params["params"] == "1000"
     at.radio(key="approx_mode").set_value("explicit ranks").run()
     assert at.number_input(key="approx_blocks").value == 3 and at.query_params["bt_N"] == "3"
+
+
+def test_results_table_has_no_literal_none_and_time_left_is_marked_uncertain_when_it_rose():
+    from app.approximation import views
+
+    table = views.table_frame(_main_rows())
+    assert not table.isna().any().any() and "None" not in table.astype(str).to_numpy()
+    assert set(table.loc[table["format"].isin(["TT", "TR"]), "blocks N"]) == {views.NOT_APPLICABLE}
+    assert views.eta_text(10, 5, 14) == " · about 5 s left"
+    assert "uncertain" in views.eta_text(20, 10, 14) and "14 s to 30 s" in views.eta_text(20, 10, 14)
+
+
+def _main_rows():
+    from app.approximation import run as r
+
+    def row(fmt, blocks):
+        return r.MainRow(format=fmt, ranks="2", blocks=blocks, params=10, compression=2.0, rel_error=0.1,
+                         error_text="0.1", seconds=0.1, sweeps=1, stop_reason="", at_precision=False)
+    return [row("BT", 2), row("TT", None), row("TR", None), row("CP", 5)]

@@ -55,8 +55,8 @@ def decade_axis(axis: dict, values) -> dict:
     first, last = math.floor(math.log10(min(vals))), math.ceil(math.log10(max(vals)))
     step = int(axis.get("dtick", 1) or 1)
     ks = list(range(first, last + 1, step))
-    out = {k: v for k, v in axis.items() if k not in ("dtick", "tick0", "exponentformat")}
-    return out | {"tickvals": [10.0 ** k for k in ks], "ticktext": [f"10{str(k).translate(_SUPERSCRIPT)}" for k in ks]}
+    out = {k: v for k, v in axis.items() if k != "exponentformat"}
+    return out | {"tickmode": "array", "tickvals": [10.0 ** k for k in ks], "ticktext": [f"10{str(k).translate(_SUPERSCRIPT)}" for k in ks]}
 
 
 def error_vs_params(sweep: list, *, main: list | None = None, dense: int | None = None,

@@ -261,7 +261,8 @@ shown = STATE.get("shown")
 if shown is None:
     st.info("Pick a target and a size, then press **Fit**, or **Suggest** for a format, tensorization and ranks "
             "within the budget. The default (256 x 256, exact BT structure, budget 1,000 and a sweep over 5 budgets) "
-            "is 35 fits, about 10 s of one core; the progress bar estimates the time left from each fit's size.", icon=":material/compare:")
+            "is 29 distinct fits, about 11 s of one core (measured); the progress bar estimates the time left from "
+            "each fit's size.", icon=":material/compare:")
 else:
     views.draw_results(shown, spec, lesson)
 

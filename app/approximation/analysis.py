@@ -312,6 +312,6 @@ def stall_text(fmt: str, error: float, floor: float | None, effort: str, lesson:
     s += (f"; any {fmt} of these ranks has an error of at least {floor:.4g}, so part of the gap may be the ranks "
           "and part the fit." if floor is not None else ".")
     remedy = _REMEDY.get((fmt, effort), "")
-    if remedy and lesson and "Fit settings" in remedy:
-        remedy += " (Fit settings are outside the lesson view.)"
+    if remedy and lesson:  # the seed and Fit settings are hidden there
+        remedy += " (The seed and Fit settings are outside the lesson view.)"
     return " ".join(p for p in (s, remedy, "Larger ranks lower it too.") if p)

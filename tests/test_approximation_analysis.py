@@ -82,3 +82,50 @@ def test_explain_random_and_tall_and_precision():
     assert "random matrix" in an.explain([], [], "trained_dense", (48, 24))
     far = an.explain([_r("TT", 10, 1e-6), _r("CP", 10, 0.1)], [], "tt", (4, 4), noise=0.0)
     assert "over 1,000x the error" in far
+
+
+# -- stalled fits: the rank's limit or the fit's -------------------------------------------------
+def _from_modes_matrix(T, im, om):
+    """The I x J matrix whose tensorization (modes I_k J_k) is T: the inverse of rank_floor's reshaping."""
+    d = len(im)
+    X = T.reshape([s for i, j in zip(im, om) for s in (i, j)])
+    return X.transpose([2 * k for k in range(d)] + [2 * k + 1 for k in range(d)]).reshape(
+        int(np.prod(im)), int(np.prod(om)))
+
+
+def test_rank_floor_is_the_truncated_svd_tail_of_the_worst_mode_unfolding():
+    rng = np.random.default_rng(0)
+    im, om = (2, 3), (4, 2)  # modes 8 and 6
+    U, _ = np.linalg.qr(rng.standard_normal((8, 8)))
+    V, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    s = np.array([5.0, 3.0, 1.0, 0.5, 0.2, 0.1])
+    T = U[:, :6] @ np.diag(s) @ V.T  # mode-1 unfolding with known singular values (mode 2 is its transpose)
+    W = _from_modes_matrix(T, im, om)
+    for r in range(7):
+        want = np.sqrt(np.sum(s[r:] ** 2) / np.sum(s ** 2))
+        assert an.rank_floor(W, im, om, (r, 6)) == pytest.approx(want, rel=1e-9, abs=1e-12)
+        assert an.rank_floor(W, im, om, (8, r)) == pytest.approx(want, rel=1e-9, abs=1e-12)
+    assert an.mode_ranks("BT", (2, 3), 2, 2) == (4, 6) and an.mode_ranks("CP", (1, 1), 5, 2) == (5, 5)
+    assert an.mode_ranks("TR", (2, 3), None, 2) == (6, 6) and an.mode_ranks("TT", (1, 2, 1), None, 2) is None
+
+
+def test_rank_floor_bounds_a_real_tucker_fit_from_below():
+    from btcore import decompose as dec
+    from btcore.target_matrices import make_target
+
+    im = om = (4, 4, 4)
+    W = make_target("gaussian", im, om, 0)
+    _, info = dec.fit_tucker(W, im, om, 3)
+    floor = an.rank_floor(W, im, om, an.mode_ranks("Tucker", info.ranks, None, 3))
+    assert 0 < floor <= info.relative_error <= np.sqrt(3) * floor  # HOOI sits between the bound and sqrt(d) x it
+
+
+def test_stall_text_says_rank_limited_only_when_the_bound_shows_it_and_names_page_controls():
+    limited = an.stall_text("TR", 0.30, 0.29, "quick")
+    assert limited.startswith("TR:") and "ranks limit it" in limited
+    unknown = an.stall_text("TR", 0.67, 0.28, "quick")
+    assert "ranks limit it" not in unknown and "thorough effort (Fit settings" in unknown
+    for text in (limited, unknown, an.stall_text("BT", 0.5, None, "thorough"), an.stall_text("Tucker", 0.5, 0.1, "quick")):
+        assert "swamp" not in text and "local minimum" not in text and "restart" not in text
+    assert "thorough" not in an.stall_text("Tucker", 0.5, 0.1, "quick")  # Tucker's fit is the same at both efforts
+    assert "lesson view" in an.stall_text("BT", 0.5, 0.1, "quick", lesson=True)

@@ -98,3 +98,24 @@ def test_build_spec_explicit_tr_ranks_are_capped_by_the_ring_rules():
     assert t.task.params == btcore.TRSpec(m, m, ranks).params and t.label == "ring ranks 2-32-2-2"
     with pytest.raises(ValueError, match="TR ranks"):
         plan.build_spec(plan.SpecInputs("4x4", "4x4", formats=("TR",), mode="explicit ranks", tr_ranks="x"))
+
+
+def test_effort_help_states_the_caps_each_format_really_runs():
+    from btcore.decompose.settings import for_format, tr_options
+
+    text = plan.effort_help()
+    for name, s in plan.EFFORT.items():
+        part = text.split(f"**{name}**:")[1].split("**")[0]
+        assert f"up to {s.max_iter} ALS sweeps" in part  # BT
+        assert f"CP up to {for_format(s, 'CP').max_iter} iterations" in part  # CP: its own cap, not BT's
+        assert f"TR {tr_options(s)['max_starts']} starts" in part
+    assert f"up to {for_format(plan.EFFORT['quick'], 'Tucker').max_iter} iterations" in text
+
+
+def test_fit_cost_grows_with_the_work():
+    im = om = (4, 4, 4, 4)
+    small = plan.fit_cost(dec.FitTask("BT", (2, 2, 2, 2), 2, 0), im, om, "quick")
+    big = plan.fit_cost(dec.FitTask("BT", (2, 2, 2, 2), 28, 0), im, om, "quick")
+    assert big[0] > 5 * small[0] and big[1] == small[1]
+    assert plan.fit_cost(dec.FitTask("BT", (2, 2, 2, 2), 2, 0), im, om, "thorough")[0] > small[0]
+    assert plan.fit_cost(dec.FitTask("CP", (1, 1, 1, 1), 62, 0), im, om, "quick")[1] == 75

@@ -35,9 +35,13 @@ class _Job:
     should_stop = False
     progress = 0.0
 
-    def update(self, progress=None, message=None):
+    def __init__(self):
+        self.updates = []
+
+    def update(self, progress=None, message=None, eta_s=None):
         if progress is not None:
             self.progress = progress
+        self.updates.append((progress, eta_s))
 
 
 def test_worker_fits_each_task_once_keeps_the_best_candidate_and_reconstructs():
@@ -88,4 +92,25 @@ def test_fit_notes_name_their_format_and_the_page_controls_not_api_keywords():
         assert shown.startswith(f"{fmt}: ")
         assert "refine_iter" not in shown and "method=" not in shown and "restarts" not in shown
     assert run.page_note("BT", "BT: best of R=2, N=3 and R=3, N=2") == "BT: best of R=2, N=3 and R=3, N=2"
-    assert "thorough effort (Fit settings)" in run.page_note("BT", stall)
+    assert "swamp" not in run.page_note("BT", stall) and "1e-03" in run.page_note("BT", stall)  # the fact stays
+    assert run.page_note("Tucker", refine) == ("Tucker: refinement on the full matrix stopped after 5 sweeps with the "
+                                               "error still falling by 1.0e-03 per sweep")
+
+
+def test_time_left_counts_the_work_left_not_the_average_finished_step():
+    """A long fit after a short one: the time left scales the long fit's expected cost by the measured rate."""
+    clock = run._WorkClock([(1.0, 10), (9.0, 10)])
+    assert clock.state(0) == (0.0, None)  # nothing timed yet: no number
+    clock.finish(0, 2.0)  # the first fit took twice its expected time
+    assert clock.state(1) == pytest.approx((0.1, 18.0))  # an average of finished steps would say 2 s
+    assert clock.state(1, 5) == pytest.approx((0.55, 9.0))
+    assert clock.state(1, 50)[0] == pytest.approx(0.1 + 0.9 * 0.9)  # past its count: still not done
+
+
+def test_worker_progress_never_falls_and_ends_with_little_time_left():
+    spec = plan.build_spec(plan.SpecInputs("2x4x4x2", "4x4x4x2", budget=300, sweep_points=3))
+    job = _Job()
+    run.make_worker(spec, None, {})(job)
+    ps = [p for p, _ in job.updates if p is not None]
+    assert ps == sorted(ps) and ps[-1] >= 0.97
+    assert any(e is not None for _, e in job.updates)

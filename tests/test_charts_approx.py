@@ -157,3 +157,17 @@ def test_grey_images_same_scale_square_pixels_and_titles_that_fit():
     assert lay["margin"]["t"] >= 60  # room for the second line
     heat = ca.heatmaps(T, recons, errors=errors).to_dict()
     assert all(max(len(line) for line in a["text"].split("<br>")) <= 30 for a in heat["layout"]["annotations"])
+
+
+def test_log_error_axes_write_decades_in_full_size_text_and_annotations_are_12px():
+    """Plotly's "power" exponents are 70% of the tick font (10.5 px); the page writes 10⁻² instead."""
+    fig = ca.convergence({"BT": [0.5, 0.05, 1e-3], "TT": [0.2]},
+                         phases={"BT": [("ALS", 0, 1), ("NLS", 1, 2)]}).to_dict()
+    y = fig["layout"]["yaxis"]
+    assert y.get("exponentformat") != "power" and y["ticktext"] == ["10⁻³", "10⁻²", "10⁻¹", "10⁰"]
+    assert y["tickvals"] == pytest.approx([1e-3, 1e-2, 1e-1, 1.0])
+    assert all(a["font"]["size"] >= 12 for a in fig["layout"].get("annotations", []))
+    pts = [_r("BT", 100, 1e-12, budget=100), _r("BT", 1000, 0.5, budget=1000)]
+    fig = ca.error_vs_params(pts).to_dict()
+    assert fig["layout"]["yaxis"].get("exponentformat") != "power" and "10⁻¹²" in fig["layout"]["yaxis"]["ticktext"]
+    assert all(a["font"]["size"] >= 12 for a in fig["layout"].get("annotations", []))

@@ -510,6 +510,33 @@ def test_suggest_draws_the_front_and_applies_the_recommendation():
     assert any("Applied" in c.value for c in at.caption)
 
 
+def test_use_this_suggestion_says_what_it_changed_and_undo_restores_it():
+    """Applying a suggestion names what it replaced (page inputs and the shared configuration); Undo puts
+    both back exactly."""
+    at = open_page("approximation")
+    at.multiselect(key="approx_formats").set_value(["TT"]).run()
+    at.number_input(key="approx_budget").set_value(300).run()
+    before = {k: at.session_state[k] for k in ("approx_in_modes", "approx_out_modes", "approx_mode", "approx_tt_ranks")}
+    cfg_before = at.session_state[CONFIG_KEY]
+    at = _suggest(at)
+    best = at.session_state["approx_advice"].best
+    at.button(key="approx_apply").click().run()
+    assert not at.exception
+    cfg = at.session_state[CONFIG_KEY]
+    said = next(c.value for c in at.caption if c.value.startswith("Applied"))
+    assert "size by parameter budget → explicit ranks" in said
+    assert cfg != cfg_before and cfg.in_modes == tuple(best.in_modes)  # the shared configuration was replaced...
+    assert "shared configuration" in said and "x".join(map(str, cfg_before.in_modes)) in said  # ...and says from what
+    assert at.radio(key="approx_mode").value == "explicit ranks"
+    at.button(key="approx_undo").click().run()
+    assert not at.exception
+    assert {k: at.session_state[k] for k in before} == before
+    assert at.session_state[CONFIG_KEY] == cfg_before
+    assert any(c.value.startswith("Undone") for c in at.caption)
+    assert not [b for b in at.button if b.key == "approx_undo"]
+    assert best.format == "TT"
+
+
 def test_suggest_with_tr_applies_its_ring_ranks():
     at = open_page("approximation")
     at.selectbox(key="approx_shape").set_value("Custom").run()
@@ -573,3 +600,22 @@ def test_typed_ranks_survive_a_page_switch_and_a_change_of_sizing_mode():
     assert at.number_input(key="approx_budget").value == 1000 and at.query_params["params"] == "1000"
     at.radio(key="approx_mode").set_value("explicit ranks").run()
     assert at.number_input(key="approx_blocks").value == 3 and at.query_params["bt_N"] == "3"
+
+
+def test_results_table_has_no_literal_none_and_time_left_is_marked_uncertain_when_it_rose():
+    from app.approximation import views
+
+    table = views.table_frame(_main_rows())
+    assert not table.isna().any().any() and "None" not in table.astype(str).to_numpy()
+    assert set(table.loc[table["format"].isin(["TT", "TR"]), "blocks N"]) == {views.NOT_APPLICABLE}
+    assert views.eta_text(10, 5, 14) == " · about 5 s left"
+    assert "uncertain" in views.eta_text(20, 10, 14) and "14 s to 30 s" in views.eta_text(20, 10, 14)
+
+
+def _main_rows():
+    from app.approximation import run as r
+
+    def row(fmt, blocks):
+        return r.MainRow(format=fmt, ranks="2", blocks=blocks, params=10, compression=2.0, rel_error=0.1,
+                         error_text="0.1", seconds=0.1, sweeps=1, stop_reason="", at_precision=False)
+    return [row("BT", 2), row("TT", None), row("TR", None), row("CP", 5)]

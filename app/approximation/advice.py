@@ -20,12 +20,14 @@ from btcore.shapes import format_ints, rank_text
 
 from .inputs import CUSTOM, MODES, STATE
 
-__all__ = ["Advice", "make_worker", "start", "harvest", "apply", "config_for", "advice_budget", "JOB_KEY"]
+__all__ = ["Advice", "make_worker", "start", "harvest", "apply", "undo", "changes_text", "APPLIED_FIELDS", "config_for", "advice_budget", "JOB_KEY"]
 
 JOB_KEY = "approximation_suggest"
 #: State names (:data:`~.inputs.STATE`): the running job, the advice on screen, the job harvested last, a
 #: failure, what was applied.
 JOB, SHOWN, HARVESTED, ERROR, APPLIED = ("suggest_job", "advice", "suggest_harvested", "suggest_error", "applied")
+#: What "Use this suggestion" replaced (page inputs, shared configuration), and that it was restored.
+UNDO, UNDONE = "applied_undo", "applied_undone"
 
 
 @dataclass
@@ -125,12 +127,46 @@ def config_for(row, cfg: LabConfig) -> LabConfig | None:
     return None
 
 
+#: The page inputs "Use this suggestion" may change, with how the page labels them.
+APPLIED_FIELDS = {"shape": "modes preset", "a_in": "input modes", "a_out": "output modes", "size_by": "size by",
+                  "bt_R": "BT rank R", "bt_N": "BT blocks N", "tt_r": "TT ranks", "tucker_R": "Tucker rank",
+                  "cp_R": "CP rank", "tr_r": "TR ranks", "formats": "formats"}
+
+
+def _config_text(cfg: LabConfig) -> str:
+    return (f"{format_ints(cfg.in_modes)} -> {format_ints(cfg.out_modes)}, BT R={rank_text(cfg.bt_rank)} "
+            f"N={cfg.blocks}, TT {rank_text(cfg.tt_ranks)}, TR {rank_text(cfg.tr_ranks)}")
+
+
+def _shown(value) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def changes_text(before: dict, after: dict, cfg_before: LabConfig | None, cfg_after: LabConfig | None) -> str:
+    """What applying a suggestion changed, as the page says it ("input modes 8x20 -> 4x4; ...")."""
+    parts = [f"{APPLIED_FIELDS[k]} {_shown(before[k])} → {_shown(after[k])}" for k in APPLIED_FIELDS
+             if k in before and before[k] != after.get(k)]
+    s = "Changed " + ("; ".join(parts) if parts else "nothing on this page")
+    if cfg_after is not None and cfg_after != cfg_before:
+        was = _config_text(cfg_before) if cfg_before is not None else "the default"
+        s += (f". The shared configuration (used by the Shapes, Learn and Training pages) went from {was} to "
+              f"{_config_text(cfg_after)}")
+    elif cfg_after is None:
+        s += ". The shared configuration cannot hold it and was left as it was"
+    return s + "."
+
+
 def apply(inputs) -> None:
-    """Button callback: the recommendation into the page's inputs (explicit ranks) and the shared config."""
+    """Button callback: the recommendation into the page's inputs (explicit ranks) and the shared config.
+
+    What it replaces is kept (:func:`undo` restores it) and what it changed is stored for the page to say.
+    """
     advice: Advice | None = STATE.get(SHOWN)
     row = None if advice is None else advice.best
     if row is None:
         return
+    before = {k: inputs[k] for k in APPLIED_FIELDS}
+    cfg_before = get_config()
     inputs.set("shape", CUSTOM)
     inputs.set("a_in", format_ints(row.in_modes))
     inputs.set("a_out", format_ints(row.out_modes))
@@ -152,7 +188,23 @@ def apply(inputs) -> None:
         inputs.set("bt_N", int(row.blocks))
     if row.format not in inputs["formats"]:
         inputs.set("formats", list(inputs["formats"]) + [row.format])
-    cfg = config_for(row, get_config())
+    cfg = config_for(row, cfg_before)
     if cfg is not None:
         set_config(cfg)
-    STATE.set(APPLIED, (row.format, cfg is not None))
+    after = {k: inputs[k] for k in APPLIED_FIELDS}
+    STATE.set(APPLIED, (row.format, cfg is not None, changes_text(before, after, cfg_before, cfg)))
+    STATE.set(UNDO, (before, cfg_before))
+    STATE.pop(UNDONE)
+
+
+def undo(inputs) -> None:
+    """Button callback: the page inputs and the shared configuration as they were before :func:`apply`."""
+    saved = STATE.pop(UNDO)
+    if saved is None:
+        return
+    before, cfg_before = saved
+    for k, v in before.items():
+        inputs.set(k, v)
+    set_config(cfg_before)
+    STATE.pop(APPLIED)
+    STATE.set(UNDONE, True)

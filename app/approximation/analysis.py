@@ -13,9 +13,16 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
+
 from btcore import decompose as dec
 
-__all__ = ["pareto_front", "noise_floor", "explain", "precision_text", "TIE"]
+__all__ = ["pareto_front", "noise_floor", "explain", "precision_text", "TIE", "mode_ranks", "rank_floor",
+           "stall_text", "RANK_LIMITED"]
+
+#: A stalled fit within this factor of its format's lowest possible error (:func:`rank_floor`) is limited
+#: by its ranks, not by the fit.
+RANK_LIMITED = 1.1
 
 #: Relative difference under which two errors are called a tie.
 TIE = 0.05
@@ -233,3 +240,78 @@ def _about_target(target: str, ok: list, shape: tuple[int, int]) -> list[str]:
         lines.append("This matrix is tall (one side ≥ 8x the other): the setting where BT wins most clearly in "
                      "the equal-budget comparisons of docs/reference.md.")
     return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# Stalled fits: the rank's limit or the fit's?
+# ----------------------------------------------------------------------------------------------
+
+def mode_ranks(fmt: str, ranks: Sequence[int], blocks: int | None, d: int) -> tuple[int, ...] | None:
+    """The largest rank of each mode unfolding (mode k: I_k J_k) a format of these ranks can have.
+
+    Tucker: R_k; BT (a Tucker with a block-diagonal core): N R_k; CP (N rank-one terms): N; TR: the
+    product of the two bonds at core k. None for a format without such a bound here (TT).
+    """
+    if fmt == "Tucker":
+        return tuple(int(r) for r in ranks)
+    if fmt == "BT":
+        return tuple(int(blocks) * int(r) for r in ranks)
+    if fmt == "CP":
+        return (int(blocks),) * d
+    if fmt == "TR":
+        r = [int(x) for x in ranks]
+        return tuple(r[k - 1] * r[k] for k in range(d))
+    return None
+
+
+def rank_floor(W, in_modes, out_modes, mode_rank: Sequence[int]) -> float:
+    """A lower bound on the relative error of any fit whose mode-k unfolding has rank <= ``mode_rank[k]``.
+
+    Mode k of the tensorized W has size I_k J_k; a matrix of rank r is at best the truncated SVD of
+    the unfolding, so no fit gets below ``max_k sqrt(sum_{i > r_k} s_i^2) / ||W||`` (Eckart-Young on
+    each unfolding). The truncated HOSVD's error is at most sqrt(d) times this bound, so the bound is
+    tight up to that factor.
+    """
+    d = len(in_modes)
+    T = np.asarray(W, dtype=np.float64).reshape(tuple(in_modes) + tuple(out_modes))
+    T = T.transpose([a for k in range(d) for a in (k, d + k)]).reshape([i * j for i, j in zip(in_modes, out_modes)])
+    total = float(np.sum(T * T))
+    if total == 0:
+        return 0.0
+    worst = 0.0
+    for k, r in enumerate(mode_rank):
+        M = np.moveaxis(T, k, 0).reshape(T.shape[k], -1)
+        ev = np.clip(np.linalg.eigvalsh(M @ M.T), 0.0, None)[::-1]  # squared singular values, largest first
+        worst = max(worst, float(ev[int(r):].sum()))
+    return math.sqrt(worst / total)
+
+
+#: What the page can change to lower a stalled fit of each format at each effort (controls it has).
+_REMEDY = {
+    ("BT", "quick"): "The thorough effort (Fit settings: three starts, more iterations) or another seed may lower it.",
+    ("BT", "thorough"): "Another seed (other random starts) may lower it.",
+    ("TR", "quick"): "The thorough effort (Fit settings: four starts, up to 100 sweeps each) or another seed may "
+                     "lower it.",
+    ("TR", "thorough"): "Another seed (other random starts) may lower it.",
+    ("CP", "quick"): "The thorough effort (Fit settings: up to 100 iterations) may lower it.",
+}
+
+
+def stall_text(fmt: str, error: float, floor: float | None, effort: str, lesson: bool = False) -> str:
+    """What the page says about a fit that stopped improving before its first-order test passed.
+
+    ``floor``: :func:`rank_floor` for its ranks (None when not known). Within :data:`RANK_LIMITED` of it
+    the ranks are the limit; otherwise the text says what is known and what the page's controls can try,
+    without guessing the cause.
+    """
+    if floor is not None and error <= RANK_LIMITED * floor:
+        return (f"{fmt}: the error {error:.4g} is within {RANK_LIMITED - 1:.0%} of the lowest any {fmt} of these "
+                f"ranks can reach (at least {floor:.4g}, from the singular values of the mode unfoldings): the ranks "
+                f"limit it, not the fit. Larger {fmt} ranks lower it.")
+    s = f"{fmt}: the fit stopped improving at {error:.4g} before its first-order test passed"
+    s += (f"; any {fmt} of these ranks has an error of at least {floor:.4g}, so part of the gap may be the ranks "
+          "and part the fit." if floor is not None else ".")
+    remedy = _REMEDY.get((fmt, effort), "")
+    if remedy and lesson:  # the seed and Fit settings are hidden there
+        remedy += " (The seed and Fit settings are outside the lesson view.)"
+    return " ".join(p for p in (s, remedy, "Larger ranks lower it too.") if p)

@@ -21,7 +21,7 @@ from btcore import decompose as dec
 from .analysis import pareto_front
 from app.charts import FORMAT_COLORS, YOUR_MARKERS, value_axis
 
-__all__ = ["error_vs_params", "heatmaps", "grey_images", "panel_titles", "residual_heatmap", "convergence", "advice_front", "PARETO_TRACE",
+__all__ = ["error_vs_params", "heatmaps", "grey_images", "panel_titles", "residual_heatmap", "convergence", "advice_front", "decade_axis", "PARETO_TRACE",
            "SUGGESTED_TRACE"]
 
 #: Floor for plotting errors on a log axis (an exact 0 is drawn here).
@@ -37,6 +37,26 @@ _MARKERS = {"BT": "circle", "TT": "square", "Tucker": "diamond", "CP": "triangle
 
 def _clip(e):
     return None if e is None else max(float(e), _FLOOR)
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def decade_axis(axis: dict, values) -> dict:
+    """``axis`` (plotly axis settings) with a log axis's decades labelled "10⁻²" in full-size text.
+
+    Plotly's ``exponentformat="power"`` draws the exponent at 70% of the tick font (10.5 px at 15 px),
+    unreadable on a projector; the labels here are written with Unicode superscripts at the tick font's
+    size. Other axes are returned unchanged.
+    """
+    vals = [v for v in (_clip(x) for x in values) if v is not None]
+    if axis.get("type") != "log" or not vals:
+        return axis
+    first, last = math.floor(math.log10(min(vals))), math.ceil(math.log10(max(vals)))
+    step = int(axis.get("dtick", 1) or 1)
+    ks = list(range(first, last + 1, step))
+    out = {k: v for k, v in axis.items() if k != "exponentformat"}
+    return out | {"tickmode": "array", "tickvals": [10.0 ** k for k in ks], "ticktext": [f"10{str(k).translate(_SUPERSCRIPT)}" for k in ks]}
 
 
 def error_vs_params(sweep: list, *, main: list | None = None, dense: int | None = None,
@@ -96,13 +116,14 @@ def error_vs_params(sweep: list, *, main: list | None = None, dense: int | None 
                         hovertemplate="keep %{x:,.0f} entries exactly<br>error %{y:.3f}<extra></extra>")
     if pts and min(_clip(p.rel_error) for p in pts) < dec.AT_PRECISION:
         fig.add_hrect(y0=_FLOOR, y1=dec.AT_PRECISION, fillcolor="#bbbbbb", opacity=0.25, line_width=0,
-                      annotation_text="numerical precision", annotation_position="bottom left")
+                      annotation_text="numerical precision", annotation_position="bottom left",
+                      annotation_font_size=12)
     xs_all = [p.params for p in pts] + [r.params for r in (main or []) if r.rel_error is not None]
     ticks = _ticks_125(min(xs_all), max(xs_all)) if xs_all else []
     fig.update_xaxes(type="log", title="parameters" + (f" (dense: {dense:,})" if dense else ""),
                      tickvals=ticks, ticktext=[_si(t) for t in ticks], showgrid=True)
     ys = [_clip(p.rel_error) for p in pts] + [_clip(r.rel_error) for r in (main or []) if r.rel_error is not None]
-    fig.update_yaxes(title="relative error ‖W − Ŵ‖ / ‖W‖", **value_axis(ys))
+    fig.update_yaxes(title="relative error ‖W − Ŵ‖ / ‖W‖", **decade_axis(value_axis(ys), ys))
     fig.update_layout(title="Error vs parameters", height=height, margin={"t": 40, "b": 10, "l": 10, "r": 10},
                       legend={"orientation": "h", "y": -0.18})
     return fig
@@ -244,7 +265,7 @@ def convergence(histories: dict[str, list[float]], *, phases: dict[str, list] | 
         if method in _PHASE_FILL:
             fig.add_vrect(x0=first, x1=max(last, first + 0.5), fillcolor=_PHASE_FILL[method], line_width=0,
                           layer="below", annotation_text=f"{shaded}: {PHASE_NAMES.get(method, method)}",
-                          annotation_position="top left", annotation_font_size=11)
+                          annotation_position="top left", annotation_font_size=12)
     for fmt, errs in histories.items():
         if not errs:
             continue
@@ -259,8 +280,9 @@ def convergence(histories: dict[str, list[float]], *, phases: dict[str, list] | 
             fig.add_scatter(x=list(range(len(errs))), y=ys, mode="lines+markers", name=fmt,
                             line={"color": FORMAT_COLORS.get(base, "#999")}, marker={"size": 5},
                             hovertemplate=f"{fmt}: sweep %{{x}}<br>error %{{y:.4g}}<extra></extra>")
-    fig.update_yaxes(type="log", title="relative error", exponentformat="power", dtick=1,
-                     minor={"showgrid": True, "gridcolor": "#f0f0f0"})
+    all_errs = [e for errs in histories.values() for e in (errs or [])]
+    fig.update_yaxes(title="relative error", minor={"showgrid": True, "gridcolor": "#f0f0f0"},
+                     **decade_axis({"type": "log", "dtick": 1}, all_errs))
     fig.update_xaxes(title="iteration of the kept start (ALS sweep or Gauss-Newton step)" if shaded else
                      "ALS sweep (kept start)")
     fig.update_layout(title="Convergence" if shaded else "ALS convergence", height=height, margin={"t": 40, "b": 10, "l": 10, "r": 10},

@@ -16,11 +16,12 @@ import numpy as np
 
 import btcore
 from btcore import decompose as dec
+from btcore.decompose.settings import for_format, tr_options
 from btcore.decompose.tr import cap_tr_ranks
 from btcore.shapes import MAX_ORDER, format_ints, parse_ints, parse_rank, prod
 
 __all__ = ["MAX_ENTRIES", "MAX_CP_RANK", "EFFORT", "TARGETS", "SpecInputs", "PlannedFit", "RunSpec", "build_spec",
-           "candidates", "sweep_budgets", "fit_bytes", "effort_kwargs"]
+           "candidates", "sweep_budgets", "fit_bytes", "effort_kwargs", "effort_help", "fit_cost"]
 
 #: Largest target fitted here (entries): 4M entries = 32 MiB in float64; fits stay interactive.
 MAX_ENTRIES = 1 << 22
@@ -113,6 +114,54 @@ def effort_kwargs(effort: str, fmt: str) -> dict:
     """fit_bt keywords of an effort; Tucker keeps its one (HOSVD) start at either effort."""
     settings = EFFORT[effort]
     return {"settings": settings.replace(restarts=1) if fmt == "Tucker" else settings}
+
+
+def effort_help() -> str:
+    """What each effort does per format, read from the settings the fits really run (the Effort help)."""
+    parts = []
+    for name, s in EFFORT.items():
+        cp, tr = for_format(s, "CP"), tr_options(s)
+        bt = (f"BT {s.restarts} start{'s' if s.restarts > 1 else ''}, up to {s.max_iter} ALS sweeps, then up to "
+              f"{s.nls_budget} Gauss-Newton iterations where ALS stalls"
+              + (f" and up to {s.extra_starts} further starts while it stays stalled" if s.extra_starts else ""))
+        parts.append(f"**{name}**: {bt}; CP up to {cp.max_iter} iterations; TR {tr['max_starts']} starts, up to "
+                     f"{tr['max_iter']} sweeps each ({tr['sweep_budget']} in all).")
+    tucker = {for_format(s, "Tucker").max_iter for s in EFFORT.values()}
+    same = (f"Either effort: TT by TT-SVD (direct); Tucker by HOOI from the truncated HOSVD, up to "
+            f"{max(tucker)} iterations." if len(tucker) == 1 else "TT by TT-SVD (direct) at either effort.")
+    return " ".join(parts) + " " + same + " Every budget counts iterations, so results do not depend on the machine."
+
+
+#: Seconds per iteration on one thread, measured on 256 x 256 targets: ``overhead + per_entry_rank x (entries x
+#: d x the rank factor)``, the rank factor being N R (BT), R (Tucker, CP), r^2 (TR) or r (TT's one SVD). The page
+#: rescales them by the times of the fits already done, so only their ratios must hold.
+_COST = {"BT": (1e-3, 4.5e-9), "Tucker": (5e-4, 3e-10), "CP": (7e-4, 2.7e-10), "TR": (2e-3, 2e-10),
+         "TT": (1e-3, 3e-10)}
+
+
+def fit_cost(task: dec.FitTask, in_modes, out_modes, effort: str) -> tuple[float, int]:
+    """``(seconds, iterations)``: the expected time of one fit on one thread and the iterations it was budgeted.
+
+    A model for the progress bar and its time left, from the work counts: iterations the effort allows
+    (BT: screening, ALS and Gauss-Newton; CP and TR their caps; Tucker about 20, as HOOI converges early;
+    TT one SVD) times the cost of one on a tensor of this size at these ranks.
+    """
+    s = EFFORT[effort]
+    n, d = prod(in_modes) * prod(out_modes), len(in_modes)
+    r = float(np.mean(task.ranks[1:-1] if task.format == "TT" else task.ranks))
+    if task.format == "BT":
+        its = (s.restarts - 1) * s.screen_iter + s.max_iter + s.nls_budget
+        factor = (task.blocks or 1) * r
+    elif task.format == "CP":
+        its, factor = for_format(s, "CP").max_iter, float(task.blocks)
+    elif task.format == "TR":
+        its, factor = tr_options(s)["sweep_budget"], r * r
+    elif task.format == "Tucker":
+        its, factor = 20, r
+    else:
+        its, factor = 1, r
+    overhead, per = _COST.get(task.format, _COST["BT"])
+    return its * (overhead + per * n * d * factor), its
 
 
 def sweep_budgets(center: int, dense: int, points: int = 5, span: float = 16.0) -> list[int]:

@@ -11,6 +11,7 @@ import io
 import math
 import re
 import time
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -21,7 +22,8 @@ import btcore
 from btcore import decompose as dec
 from btcore import target_matrices
 
-from .plan import EFFORT, RunSpec, effort_kwargs
+from .analysis import mode_ranks, rank_floor
+from .plan import RunSpec, effort_kwargs, fit_cost
 
 __all__ = ["MainRow", "SweepPoint", "RunResult", "make_worker", "downsample", "factors_pt", "results_csv"]
 
@@ -47,6 +49,8 @@ class MainRow:
     phases: list = field(default_factory=list)
     #: The fit's honest status: "converged", "stalled", "max_iter", "stopped" (see FitInfo).
     status: str = ""
+    #: A stalled fit's lowest possible error at its ranks (analysis.rank_floor); None when not computed.
+    rank_floor: float | None = None
 
 
 @dataclass
@@ -89,6 +93,8 @@ class RunResult:
     finished: str
     #: The target is a picture (a photo, a shipped image): drawn as grey images, not heatmaps.
     picture: bool = False
+    #: The effort the fits ran at (a key of :data:`~.plan.EFFORT`).
+    effort: str = "quick"
 
 
 def downsample(A: np.ndarray, max_side: int = 128) -> np.ndarray:
@@ -144,12 +150,41 @@ def results_csv(res: RunResult) -> bytes:
     return pd.concat([pd.DataFrame(main), pd.DataFrame(sweep)], ignore_index=True).to_csv(index=False).encode()
 
 
+class _WorkClock:
+    """Progress and time left of a run from work counts: each fit's expected cost (:func:`~.plan.fit_cost`),
+    rescaled by how long the fits done so far took against their expected cost."""
+
+    def __init__(self, costs: list):
+        self.costs = costs            # (expected seconds, budgeted iterations) per task; 0 for a known fit
+        self.total = sum(c for c, _ in costs) or 1.0
+        self.done_expected = self.done_measured = 0.0
+
+    def finish(self, i: int, seconds: float) -> None:
+        self.done_expected += self.costs[i][0]
+        self.done_measured += seconds
+
+    def state(self, i: int, iteration: int = 0) -> tuple[float, float | None]:
+        """``(progress, seconds left)`` while task ``i`` is at ``iteration``; None left until a fit is timed."""
+        cost, its = self.costs[i]
+        part = cost * min(0.9, iteration / max(1, its))  # a fit past its expected count is not over: 10% stays
+        left = self.total - self.done_expected - part
+        progress = (self.done_expected + part) / self.total
+        if self.done_expected <= 0:
+            return progress, None
+        return progress, max(0.0, left) * min(20.0, max(0.05, self.done_measured / self.done_expected))
+
+
 def _fit_all(job, spec: RunSpec, W, known_fits: dict) -> tuple[dict, dict, list]:
     """Fit every distinct task once; returns (fits by key, the new ones, failure messages)."""
     im, om, tasks = spec.in_modes, spec.out_modes, spec.tasks
     n = len(tasks)
     done, new, failures = {}, {}, []
-    expect = EFFORT[spec.effort].max_iter + 10 * EFFORT[spec.effort].restarts + 10
+    first = {}
+    for i, planned in enumerate(tasks):  # the first occurrence of each fit not known yet costs its work
+        first.setdefault(spec.fit_key(planned.task), i)
+    clock = _WorkClock([fit_cost(p.task, im, om, spec.effort)
+                        if first[spec.fit_key(p.task)] == i and spec.fit_key(p.task) not in known_fits else (0.0, 1)
+                        for i, p in enumerate(tasks)])
     for i, planned in enumerate(tasks):
         if job.should_stop:
             break
@@ -157,14 +192,16 @@ def _fit_all(job, spec: RunSpec, W, known_fits: dict) -> tuple[dict, dict, list]
         fkey = spec.fit_key(task)
         if fkey in done or fkey in known_fits:
             done.setdefault(fkey, known_fits.get(fkey))
-            job.update(progress=(i + 1) / n)
             continue
         what = f"{task.format} {planned.label} ({i + 1} of {n})"
-        job.update(message=what, progress=i / n)
+        p, left = clock.state(i)
+        job.update(message=what, progress=p, eta_s=left)
 
         def progress(it, err, _i=i, _what=what):
-            job.update(progress=(_i + min(0.95, it / expect)) / n, message=f"{_what}: sweep {it}, error {err:.3g}")
+            p, left = clock.state(_i, it)
+            job.update(progress=p, eta_s=left, message=f"{_what}: sweep {it}, error {err:.3g}")
 
+        t0 = time.perf_counter()
         try:
             M, info = dec.fit_task(W, im, om, task, seed=spec.seed, fit_kwargs=effort_kwargs(spec.effort, task.format),
                                    progress=progress, should_stop=lambda: job.should_stop)
@@ -172,6 +209,8 @@ def _fit_all(job, spec: RunSpec, W, known_fits: dict) -> tuple[dict, dict, list]
             failures.append(f"{task.format} {planned.label}: {exc}")
             done[fkey] = None
             continue
+        finally:
+            clock.finish(i, time.perf_counter() - t0)
         if info.reason == "stopped":
             break
         done[fkey] = new[fkey] = (M, info)
@@ -192,20 +231,33 @@ def best_per_group(spec: RunSpec, done: dict) -> dict:
     return groups
 
 
-#: The library's notes advise its API (keywords a caller passes); on this page the same advice names
-#: the page's controls. A stall is not repeated here: the results warn about it with its own advice.
+#: The library's notes advise its API (keywords a caller passes); the page keeps their facts and drops that
+#: advice: no control of the page sets the refinement length, and a stall gets its own warning with what
+#: the page's controls can try (:func:`app.approximation.analysis.stall_text`).
 _API_ADVICE = ((re.compile(r"after refine_iter = (\d+) sweeps"), r"after \1 sweeps"),
-               (re.compile(r"; raise refine_iter for a little more$"),
-                "; the thorough effort (Fit settings) refines longer"),
-               (re.compile(r"; more restarts \(another seed\) or method='nls' may lower it$"),
-                "; the thorough effort (Fit settings) or another seed may lower it"))
+               (re.compile(r"; raise refine_iter for a little more$"), ""),
+               (re.compile(r": a swamp or a poor local minimum; more restarts \(another seed\) or method='nls' may "
+                           r"lower it$"), ""))
 
 
 def page_note(fmt: str, note: str) -> str:
-    """A library fit note as the page shows it: which format it is about, advice in the page's controls."""
+    """A library fit note as the page shows it: which format it is about, its facts without API advice."""
     for pattern, text in _API_ADVICE:
         note = pattern.sub(text, note)
     return note if note.startswith(f"{fmt}:") else f"{fmt}: {note}"
+
+
+def error_text(info) -> str:
+    """A fit's error as the page writes it: the number, or "at numerical precision" (no API advice)."""
+    return info.error_text if info.at_precision else f"{info.relative_error:.4g}"
+
+
+def stalled_floor(W, im, om, info) -> float | None:
+    """:func:`~.analysis.rank_floor` of a stalled fit (None for any other, or a format without a bound)."""
+    if getattr(info, "status", "") != "stalled" or info.at_precision:
+        return None
+    ranks = mode_ranks(info.format, info.ranks, info.blocks, len(im))
+    return None if ranks is None else rank_floor(W, im, om, ranks)
 
 
 def _main_row(fmt: str, M, info, err: float, dense: int, tried: list) -> MainRow:
@@ -213,7 +265,7 @@ def _main_row(fmt: str, M, info, err: float, dense: int, tried: list) -> MainRow
     if len(tried) > 1:
         notes.append(f"{fmt}: best of {' and '.join(tried)} (closest to the budget)")
     return MainRow(format=fmt, ranks=btcore.formats.describe(info.spec), blocks=info.blocks, params=int(info.params),
-                   compression=dense / info.params, rel_error=err, error_text=info.error_text, seconds=info.seconds,
+                   compression=dense / info.params, rel_error=err, error_text=error_text(info), seconds=info.seconds,
                    sweeps=info.iterations, stop_reason=info.reason, at_precision=info.at_precision, notes=notes,
                    history=list(info.errors), phases=list(getattr(info, "phases", []) or []),
                    status=getattr(info, "status", ""))
@@ -243,7 +295,7 @@ def make_worker(spec: RunSpec, W_given, known_fits: dict):
                 continue
             M, info = done[spec.fit_key(planned.task)]
             if role == "sweep":
-                sweep.append(SweepPoint(budget, fmt, int(info.params), float(info.relative_error), info.error_text,
+                sweep.append(SweepPoint(budget, fmt, int(info.params), float(info.relative_error), error_text(info),
                                         info.at_precision, info.seconds, f"{fmt} {planned.label}"))
                 continue
             Md = M.to(dtype=torch.float64).to_dense().numpy()
@@ -251,13 +303,14 @@ def make_worker(spec: RunSpec, W_given, known_fits: dict):
             recons[fmt], resid[fmt] = downsample(Md, side), downsample(W - Md)
             del Md
             fits[fmt] = (M, info)
-            main.append(_main_row(fmt, M, info, err, dense, tried))
+            main.append(dataclasses.replace(_main_row(fmt, M, info, err, dense, tried),
+                                            rank_floor=stalled_floor(W, im, om, info)))
         return RunResult(
             key=spec.key, desc=spec.desc, target=spec.explain_as, noise=spec.target_kwargs.get("noise"),
             shape=tuple(W.shape), in_modes=im, out_modes=om, dense=dense, target_small=downsample(W, side), main=main,
             fits=fits, recons=recons, residuals=resid, sweep=sweep, failures=failures, stopped=job.should_stop,
             seconds=time.perf_counter() - t0, new_fits=new_fits,
             pt=factors_pt(fits, im, om, spec.desc) if fits else None, finished=time.strftime("%H:%M:%S"),
-            picture=picture)
+            picture=picture, effort=spec.effort)
 
     return target

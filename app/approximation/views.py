@@ -18,7 +18,7 @@ from .run import RunResult, results_csv
 
 
 
-__all__ = ["draw_table", "draw_figures", "draw_results", "draw_advice", "compression_text"]
+__all__ = ["table_frame", "NOT_APPLICABLE", "eta_text", "ETA_ROSE", "draw_table", "draw_figures", "draw_results", "draw_advice", "compression_text"]
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -28,6 +28,35 @@ def _explain(key: tuple, finished: str, _main: list, _sweep: list, target: str, 
     return analysis.explain(_main, _sweep, target, shape, noise=noise)
 
 
+#: What a table cell shows where a column does not apply to the row (TT and TR have no blocks).
+NOT_APPLICABLE = "—"
+
+
+def table_frame(rows: list) -> pd.DataFrame:
+    """The results table of the main fits: every cell a value or :data:`NOT_APPLICABLE` (never "None")."""
+    return pd.DataFrame([{
+        "format": r.format, "ranks": r.ranks, "blocks N": NOT_APPLICABLE if r.blocks is None else f"{r.blocks:,}",
+        "parameters": r.params, "compression": compression_text(r.compression), "relative error": r.rel_error,
+        "fit time (s)": r.seconds, "ALS sweeps": r.sweeps,
+        "stopped on": r.stop_reason or NOT_APPLICABLE} for r in rows])
+
+
+#: A projected total time (elapsed + left) this many times the lowest one projected before is "uncertain".
+ETA_ROSE = 1.5
+
+
+def eta_text(elapsed: float, left: float | None, lowest_total: float | None) -> str:
+    """The time-left part of a progress line: "about 12 s left", or, once the projected total has risen
+    above :data:`ETA_ROSE` times its lowest earlier value, the same marked as uncertain with that history."""
+    if left is None:
+        return " · time left: estimated once some work is done"
+    text = f" · about {left:,.0f} s left"
+    total = elapsed + left
+    if lowest_total is not None and total > ETA_ROSE * lowest_total:
+        text += f" (uncertain: the projected total rose from {lowest_total:,.0f} s to {total:,.0f} s)"
+    return text
+
+
 def compression_text(ratio: float) -> str:
     """``ratio`` (dense entries / parameters) as the page writes it everywhere: "17,554.3x"."""
     return f"{ratio:,.1f}x"
@@ -35,13 +64,9 @@ def compression_text(ratio: float) -> str:
 
 
 def draw_table(rows: list) -> None:
-    table = pd.DataFrame([{
-        "format": r.format, "ranks": r.ranks, "blocks N": pd.NA if r.blocks is None else r.blocks,
-        "parameters": r.params, "compression": compression_text(r.compression), "relative error": r.rel_error,
-        "fit time (s)": r.seconds, "ALS sweeps": r.sweeps, "stopped on": r.stop_reason or "—"} for r in rows])
+    table = table_frame(rows)
     st.dataframe(table, hide_index=True, width="stretch", key=K + "table", column_config={
         "parameters": st.column_config.NumberColumn(format="localized"),
-        "blocks N": st.column_config.NumberColumn(format="%d"),
         "relative error": st.column_config.NumberColumn(format="%.4g"),
         "fit time (s)": st.column_config.NumberColumn(format="%.2f"),
     })
@@ -82,13 +107,9 @@ def draw_figures(res: RunResult, lesson: bool = False) -> None:
         st.caption("Error per iteration of the start that was kept (the error never increases): ALS sweeps, and "
                    "Gauss-Newton steps (shaded) where a fit left an ALS swamp. TT-SVD is direct: one point.")
         stalled = [r for r in res.main if getattr(r, "status", "") == "stalled" and not r.at_precision]
-        if stalled:
-            st.warning(" ".join(f"The {r.format} fit stalled at {r.error_text} without meeting the first-order "
-                                "test (a swamp or a poor local minimum)." for r in stalled)
-                       + (" Another seed or the thorough effort may lower it (ask for them outside the lesson view)."
-                          if lesson else " The thorough effort (Fit settings: three starts, up to 100 sweeps) or "
-                          "another seed may lower it."),
-                       icon=":material/trending_flat:")
+        for r in stalled:
+            st.warning(analysis.stall_text(r.format, r.rel_error, r.rank_floor, getattr(res, "effort", "quick"),
+                                           lesson), icon=":material/trending_flat:")
 
 
 def draw_results(res: RunResult, spec, lesson: bool = False) -> None:
@@ -156,11 +177,16 @@ def draw_advice(advice: adv.Advice, spec, inputs, lesson: bool = False) -> None:
                     + f": **{best.params:,} parameters**, relative error **{best.error:.4g}** ({df.attrs['rule']}).")
         st.button("Use this suggestion", key=K + "apply", icon=":material/check:", on_click=adv.apply, args=(inputs,),
                   type="primary", help="Sets the modes and this format's ranks (explicit ranks) and, when it can hold "
-                                       "them, the shared configuration of the other pages.")
+                                       "them, the shared configuration of the Shapes, Learn and Training pages. "
+                                       "Undo puts both back.")
         applied = STATE.get(adv.APPLIED)
         if applied:
-            st.caption(f"Applied {applied[0]} to the inputs" + (" and to the shared configuration." if applied[1]
-                       else "; the shared configuration cannot hold it and was left as it was."))
+            st.caption(f"Applied {applied[0]}. {applied[2]}")
+        if STATE.get(adv.UNDO) is not None:
+            st.button("Undo", key=K + "undo", icon=":material/undo:", on_click=adv.undo, args=(inputs,),
+                      help="Restores the page's inputs and the shared configuration as they were before.")
+        elif STATE.get(adv.UNDONE):
+            st.caption("Undone: the inputs and the shared configuration are as they were before the suggestion.")
     front = df[df["pareto"]][["format", "in_modes", "out_modes", "ranks", "blocks", "params", "error", "stage"]]
     with st.expander(f"Pareto front ({len(front)} of {len(df)} candidates)"):
         st.dataframe(front.assign(**{c: front[c].map(lambda t: "x".join(map(str, t))) for c in ("in_modes", "out_modes")},

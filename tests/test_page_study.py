@@ -44,7 +44,7 @@ def test_a_tiny_study_draws_the_numbers_run_study_computed():
     notes = [i.value for i in at.info if "no ranks fit" in i.value]
     assert list(plan_rows["run"])[0] == "dense" and len(plan_rows) + len(notes) == 5  # dense + TT, BT at 2 budgets
     assert all(p <= b for p, b in zip(plan_rows["input-map params"][1:], plan_rows["budget"][1:]))
-    assert any("Estimated: about" in c.value for c in at.caption)
+    assert any(c.value.startswith("Estimated: **") and "for the whole study (data" in c.value for c in at.caption)
     result = _run(at)
     rows = result.to_dict()["rows"]
     front = next(s for s in plotly_specs(at) if s["layout"]["title"]["text"].startswith("Final validation accuracy "

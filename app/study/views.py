@@ -13,7 +13,7 @@ import streamlit as st
 
 from app.widgets import escape_markdown, show_error
 from btcore.train import SLOW_S
-from btcore.train.study import NOISE_Z, SHARE_METRICS, estimate_study
+from btcore.train.study import NOISE_Z, SHARE_METRICS
 
 from . import charts
 from .charts import PHASE_NAMES
@@ -21,9 +21,10 @@ from .inputs import K
 from .plan import StudyPlan
 from .run import STATE
 from .sources import UPLOAD_MAX_BYTES, read_upload
+from .timing import seconds_text, study_estimate
 
 __all__ = ["upload_control", "estimate", "show_plan", "show_live", "show_results", "results_csv", "results_table",
-           "verdict_text", "clips_to_separate", "TABLE_COLUMNS", "MISSING"]
+           "verdict_text", "clips_to_separate", "estimate_text", "TABLE_COLUMNS", "MISSING"]
 
 #: The results table's columns, in order (fields of the study's rows).
 TABLE_COLUMNS = ("run", "format", "phase", "budget", "ranks", "blocks", "params", "total_params", "val_metric",
@@ -59,17 +60,28 @@ def upload_control() -> bytes | None:
     return upload
 
 
-def estimate(plan: StudyPlan, key: str) -> float:
-    """Estimated seconds of the study's trained runs (:func:`~btcore.train.study.estimate_study`), once per plan."""
+def estimate(plan: StudyPlan, key: str) -> dict:
+    """The study's estimate of every phase with its range (:func:`~app.study.timing.study_estimate`), once per plan."""
     memo = STATE.setdefault("estimates", {})
     if key not in memo:
         train_set, val_set = plan.task.data(plan.base.seed)
         memo.clear()  # one plan's estimate is all a page shows
-        memo[key] = estimate_study(plan.task, plan.jobs, train_set, val_set)
+        memo[key] = study_estimate(plan, train_set, val_set)
     return memo[key]
 
 
-def show_plan(plan: StudyPlan, seconds: float | None) -> None:
+def estimate_text(est: dict) -> str:
+    """The estimate as one line: its range and each phase."""
+    phases = [f"data {est['data_s']:,.1f} s", f"building {est['build_s']:,.1f} s",
+              f"training {est['train_s']:,.1f} s", f"evaluation {est['eval_s']:,.1f} s"]
+    if est.get("fit_s"):
+        phases.append(f"compression fits {est['fit_s']:,.1f} s")
+    return (f"Estimated: **{seconds_text(est['low_s'], est['high_s'])}** for the whole study ({', '.join(phases)}), "
+            "from timed steps of each model here; the range spans the fastest and slowest timed step and load "
+            "from other sessions.")
+
+
+def show_plan(plan: StudyPlan, est: dict | None) -> None:
     """What will run: the jobs with their budgets and sizes, notes on what did not fit, the estimate."""
     rows = [{"run": j.name, "format": charts.format_label(j.format), "phase": j.phase, "budget": j.budget,
              "input-map params": j.config.model.input_map_params() if j.config is not None else None}
@@ -82,12 +94,11 @@ def show_plan(plan: StudyPlan, seconds: float | None) -> None:
         st.info(escape_markdown(note) + "; raise that budget to include it.", icon=":material/info:")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="study_plan_table",
                  column_config={"input-map params": st.column_config.NumberColumn(format="localized")})
-    if seconds is not None:
-        st.caption(f"Estimated: about **{seconds:,.0f} s** for the trained runs (a timed probe of each model here; "
-                   "compressing adds a fit per budget).")
-        if seconds > SLOW_S:
-            st.warning(f"This study is estimated at about {seconds / 60:,.0f} minutes here; lower the epochs, the "
-                       "clips or the budgets for a quick look.", icon=":material/schedule:")
+    if est is not None:
+        st.caption(estimate_text(est))
+        if est["estimated_s"] > SLOW_S:
+            st.warning(f"This study is estimated at {seconds_text(est['low_s'], est['high_s'])} here; lower the "
+                       "epochs, the clips or the budgets for a quick look.", icon=":material/schedule:")
 
 
 def show_live(rows: list[dict]) -> None:

@@ -21,7 +21,7 @@ def _plan(**extra):
 
 def test_the_estimate_counts_every_phase_of_the_trained_runs():
     plan = _plan()
-    est = study_estimate(plan, *plan.task.data(plan.base.seed))
+    est = study_estimate(plan)
     for phase in ("data_s", "build_s", "train_s", "eval_s"):
         assert est[phase] > 0, phase
     assert est["estimated_s"] == pytest.approx(est["data_s"] + est["build_s"] + est["train_s"] + est["eval_s"])
@@ -31,7 +31,7 @@ def test_the_estimate_counts_every_phase_of_the_trained_runs():
 def test_the_estimate_counts_the_compression_fits_and_fine_tuning():
     plan = _plan(s_compress=FROM_STUDY, s_finetune=4)
     assert any(j.phase == "compressed" for j in plan.jobs)
-    est = study_estimate(plan, *plan.task.data(plan.base.seed))
+    est = study_estimate(plan)
     assert est["fit_s"] > 0 and est["finetune_s"] > 0
     assert est["estimated_s"] > est["data_s"] + est["build_s"] + est["eval_s"] + est["fit_s"]
     assert est["low_s"] <= est["estimated_s"] <= est["high_s"]

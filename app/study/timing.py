@@ -1,6 +1,6 @@
 """The Format study's time estimate before launch, of every phase, with a range (no ``st.*`` here).
 
-The data are timed (:func:`btcore.train.estimate.data_seconds`); each trained run is a timed probe
+The data are built and timed (the study builds them once more when it starts); each trained run is a timed probe
 of a few steps on the real data (:func:`btcore.train.estimate.probe_seconds`: building, training,
 evaluation); a compressed run's fit is timed once per format on the seeded, untrained dense model at
 the largest budget (the costliest fit, so it counts as the high end for every budget) and its
@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from btcore.compress import compress
-from btcore.train.estimate import data_seconds, probe_seconds, total_estimate
+from btcore.train.estimate import probe_seconds, total_estimate
 from btcore.train.run import seeded_model
 
 from .plan import StudyPlan
@@ -33,9 +33,12 @@ def _fit_seconds(plan: StudyPlan, jobs) -> dict[str, float]:
     return out
 
 
-def study_estimate(plan: StudyPlan, train_set, val_set) -> dict:
+def study_estimate(plan: StudyPlan) -> dict:
     """Estimated seconds of ``plan``'s study: :func:`~btcore.train.estimate.total_estimate`'s phases and range,
     plus ``"fit_s"`` (the compression fits) and ``"finetune_s"`` (their fine-tuning, inside ``"train_s"``)."""
+    t0 = time.perf_counter()
+    train_set, val_set = plan.task.data(plan.base.seed)
+    data_s = time.perf_counter() - t0
     probes = {j.index: probe_seconds(j.config, len(train_set), len(val_set), None, data=train_set, task=plan.task)
               for j in plan.jobs if j.config is not None}
     comp = [j for j in plan.jobs if j.phase == "compressed"]
@@ -50,7 +53,7 @@ def study_estimate(plan: StudyPlan, train_set, val_set) -> dict:
         p["steps"] = round(p["steps"] * share)
         p["estimated_s"] = p["steps"] * p["step_s"] + (p["estimated_s"] - probes[twin.index]["steps"] * p["step_s"])
         scaled.append(p)  # the evaluation after compressing and after fine-tuning: counted once, as a run's
-    est = total_estimate(list(probes.values()) + scaled, data_seconds(plan.task, plan.base.seed))
+    est = total_estimate(list(probes.values()) + scaled, data_s)
     fits = _fit_seconds(plan, comp) if comp else {}
     fit_high = sum(fits[j.format] for j in comp)
     est["fit_s"] = fit_high

@@ -64,9 +64,8 @@ def estimate(plan: StudyPlan, key: str) -> dict:
     """The study's estimate of every phase with its range (:func:`~app.study.timing.study_estimate`), once per plan."""
     memo = STATE.setdefault("estimates", {})
     if key not in memo:
-        train_set, val_set = plan.task.data(plan.base.seed)
         memo.clear()  # one plan's estimate is all a page shows
-        memo[key] = study_estimate(plan, train_set, val_set)
+        memo[key] = study_estimate(plan)
     return memo[key]
 
 

@@ -82,8 +82,8 @@ def estimate_text(est: dict) -> str:
 
 def show_plan(plan: StudyPlan, est: dict | None) -> None:
     """What will run: the jobs with their budgets and sizes, notes on what did not fit, the estimate."""
-    rows = [{"run": j.name, "format": charts.format_label(j.format), "phase": j.phase, "budget": j.budget,
-             "input-map params": j.config.model.input_map_params() if j.config is not None else None}
+    rows = [{"run": j.name, "format": charts.format_label(j.format), "phase": j.phase, "budget": _int(j.budget),
+             "input-map params": _int(j.config.model.input_map_params() if j.config is not None else None)}
             for j in plan.jobs]
     fine = f", then {plan.finetune_epochs} fine-tuning epochs each" if plan.finetune_epochs else ""
     epochs = f"{plan.base.epochs} epoch{'s' if plan.base.epochs != 1 else ''}"
@@ -92,7 +92,8 @@ def show_plan(plan: StudyPlan, est: dict | None) -> None:
     for note in plan.notes:
         st.info(escape_markdown(note) + "; raise that budget to include it.", icon=":material/info:")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="study_plan_table",
-                 column_config={"input-map params": st.column_config.NumberColumn(format="localized")})
+                 column_config={c: st.column_config.TextColumn(alignment="right") for c in ("budget",
+                                                                                           "input-map params")})
     if est is not None:
         st.caption(estimate_text(est))
         if est["estimated_s"] > SLOW_S:
@@ -128,8 +129,8 @@ def verdict_text(result) -> tuple[str, list[str]]:
         head = (f"No recommendation: the best run, {top.run}, reaches {label} {top.val_metric:.1%} on {n:,} "
                 f"validation clips, within the noise of chance ({result.chance:.1%}, ± {result.chance_margin:.1%}): "
                 "every run is still near chance, so the runs cannot be told apart.")
-        more = "Training clips, " if result.task != "sequences" else ""
-        return head, [f"More **Epochs** (and {more}a larger model): the models have not learnt beyond chance yet.",
+        more = " and **Training clips**" if result.task != "sequences" else ""
+        return head, [f"More **Epochs**{more}: the models have not learnt beyond chance yet.",
                       f"More **{clips}**: one clip is {1 / n:.1%} of the accuracy now."]
     names = ", ".join(f"{r.run} ({r.val_metric:.1%})" for r in v.tied[:4]) + (" and more" if len(v.tied) > 4 else "")
     head = (f"No recommendation: {top.run} has the best {label} ({top.val_metric:.1%}), but {len(v.tied)} other "
@@ -179,14 +180,15 @@ def results_table(result) -> tuple[pd.DataFrame, dict]:
                 result.metric_label.capitalize(): _num(r["val_metric"], ".1%" if share else ".4g"),
                 "Examples/s": _int(None if r["examples_per_s"] is None else round(r["examples_per_s"])),
                 "Seconds": _num(r["seconds"], ",.1f"), "Status": r["status"],
-                "Pareto front": "yes" if r["pareto"] else ""}
+                "Front": "yes" if r["pareto"] else ""}
         if compressed:
             row["Fit error"] = _num(r["fit_error"], ".3f")
         out.append(row)
     table = pd.DataFrame(out)
-    config = {c: st.column_config.TextColumn(alignment="right") for c in table.columns
-              if c not in ("Run", "Phase", "Status", "Pareto front")}
-    config["Run"] = st.column_config.TextColumn(width="large")
+    config = {c: st.column_config.TextColumn(alignment="right", width="small") for c in table.columns
+              if c not in ("Run", "Phase", "Status", "Front")}
+    config |= {c: st.column_config.TextColumn(width="small") for c in ("Status", "Front")}
+    config["Run"] = st.column_config.TextColumn(help="The format, its ranks and the budget it was sized for")
     return table, config
 
 

@@ -185,8 +185,9 @@ def results_table(result) -> tuple[pd.DataFrame, dict]:
             row["Fit error"] = _num(r["fit_error"], ".3f")
         out.append(row)
     table = pd.DataFrame(out)
-    config = {c: st.column_config.TextColumn(alignment="right", width="small") for c in table.columns
-              if c not in ("Run", "Phase", "Status", "Front")}
+    wide = ("Input-map params", result.metric_label.capitalize())  # headers that a small column would cut
+    config = {c: st.column_config.TextColumn(alignment="right", width=None if c in wide else "small")
+              for c in table.columns if c not in ("Run", "Phase", "Status", "Front")}
     config |= {c: st.column_config.TextColumn(width="small") for c in ("Status", "Front")}
     config["Run"] = st.column_config.TextColumn(help="The format, its ranks and the budget it was sized for")
     return table, config

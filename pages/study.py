@@ -14,7 +14,7 @@ from app.study.charts import format_label
 from app.study.inputs import (FROM_STUDY, K, NO_COMPRESS, SYNTHETIC, UPLOAD, changed_since, compress_choices,
                               data_choices, fields)
 from app.study.plan import balanced_modes, make_plan, study_command
-from app.study.run import JOB_KEY, ended_since_launch, launch, live_rows
+from app.study.run import ENDS, JOB_KEY, ended_since_launch, launch, live_rows, progress_text
 from app.training.datasets import DATA_ROOT_ENV, data_root
 from app.widgets import show_error
 from btcore.tasks import task_names
@@ -83,7 +83,7 @@ with c_train:
     compress = st.selectbox("Compress from", comp, key=K + "compress",
                             format_func=lambda o: {NO_COMPRESS: "Nothing (train in format only)",
                                                    FROM_STUDY: "This study's dense model"}.get(o, o),
-                            help=f"A dense model compressed into TT and BT at each budget (btcore.compress): this "
+                            help=f"A dense model compressed into each ticked format at each budget (btcore.compress): this "
                                  f"study's, or a checkpoint (.pt) under the data root `{root}`.")
     if compress != NO_COMPRESS:
         st.number_input("Fine-tune epochs K", 0, 100, key=K + "finetune")
@@ -104,11 +104,11 @@ if plan is not None:
         st.caption(f"Balanced input modes: {'x'.join(map(str, balanced_modes(plan.features, plan.controls['d'])))}.")
     est_key = json.dumps(query, sort_keys=True) + (hashlib.sha256(upload).hexdigest() if upload else "")
     try:
-        seconds = views.estimate(plan, est_key)
+        est = views.estimate(plan, est_key)
     except (ValueError, RuntimeError) as exc:  # e.g. out of memory in a probe
-        seconds = None
+        est = None
         st.caption(f"No estimate: {exc}")
-    views.show_plan(plan, seconds)
+    views.show_plan(plan, est)
 
 c1, c2, c_link, _ = st.columns([1, 1, 1, 3])
 if plan is not None and c1.button("Run the study", type="primary", icon=":material/play_arrow:", key=K + "start",
@@ -136,11 +136,10 @@ def live() -> None:
         return
     snap = job.snapshot()
     info = job.info
-    done = round(snap["progress"] * info.total)
-    label = {"done": "finished", "stopped": "stopped", "failed": "failed", "queued": "waiting for a free slot"}
-    st.progress(min(1.0, max(0.0, snap["progress"])),
-                text=f"{done} of {info.total} runs done · {label.get(snap['status'], snap['message'] or 'starting')}"
-                     f" · {snap['elapsed']:.0f} s")
+    if snap["status"] not in ENDS:  # a bar only while there is progress to show; an ended study says how it ended
+        st.progress(min(1.0, max(0.0, snap["progress"])), text=progress_text(snap, info.total))
+    else:
+        st.caption(progress_text(snap, info.total))
     if snap["error"]:
         st.error(snap["error"], icon=":material/error:")
     changes = changed_since(info.made_with, inputs.query())

@@ -16,11 +16,11 @@ TINY = ("s_frame=1x8x8&s_frames=4&s_classes=3&s_clips=32&s_val=16&s_hidden=16&s_
 
 def test_a_tiny_study_draws_its_charts(app_page):
     pg = app_page(f"study?{TINY}")
-    pg.get_by_text("Estimated: about").wait_for(timeout=T)
+    pg.get_by_text("Estimated:").first.wait_for(timeout=T)
     wait_idle(pg, T)
     pg.locator(".st-key-study_start button").click()
     try:
-        pg.wait_for_function("() => document.body.innerText.includes('runs done · finished')", timeout=T)
+        pg.wait_for_function("() => document.body.innerText.includes('Finished: ')", timeout=T)
     finally:
         screenshot(pg, "study_after_run")  # what the page showed, also when the study did not finish
     pg.wait_for_selector(".st-key-study_front_chart .scatterlayer .trace", timeout=T)
@@ -29,10 +29,14 @@ def test_a_tiny_study_draws_its_charts(app_page):
     front = pg.locator(".st-key-study_front_chart:not([data-stale=true])")
     assert front.locator(".xaxislayer-above").count() >= 1
     legend = front.locator(".legend").text_content()
-    assert "Dense" in legend and "Pareto front" in legend and "recommended" in legend
+    assert "Dense" in legend and "Pareto front" in legend
     pg.wait_for_selector(".st-key-study_speed_chart .scatterlayer .trace", timeout=T)
-    pg.locator(".st-key-study_dl_weights button").first.wait_for(timeout=T)  # a fragment rerun can leave a stale copy
+    pg.locator(".st-key-study_dl_csv button").first.wait_for(timeout=T)  # a fragment rerun can leave a stale copy
     body = pg.inner_text("body")
-    assert "Recommended:" in body and "Traceback" not in body
+    assert "Traceback" not in body
+    if "Recommended:" in body:  # 16 validation clips: more often the runs cannot be told apart
+        assert "recommended" in legend
+    else:
+        assert "No recommendation" in body and "cannot be told apart" in body and "recommended" not in legend
     front.scroll_into_view_if_needed()
     screenshot(pg, "study_results")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from app.study.charts import PHASE_NAMES, compress_figure, front_figure, speed_figure
 from app.study.run import live_rows
 
@@ -49,3 +53,21 @@ def test_live_rows_follow_the_trainer_events():
               {"event": "start", "run": "BT", "input_map_params": 700}]
     rows = live_rows(events, "val_acc")
     assert [(r["run"], r["status"], r["val_acc"]) for r in rows] == [("dense", "done", 0.5), ("BT", "training", None)]
+
+
+@pytest.mark.parametrize("speeds", [[199.6, 200.2, 200.9, 200.0], [100, 200, 3_000], [50, 52, 55, 80],
+                                    [1_500, 1_510], [3, 40_000, 900], [1_234.5, 1_234.5], [0.4, 0.9]])
+def test_speed_ticks_are_distinct_horizontal_and_do_not_overlap(speeds):
+    rows = [_row(f"r{i}", "bt", 800 + i, 0.5, speed=v) for i, v in enumerate(speeds)]
+    axis = speed_figure(rows, "acc").to_dict()["layout"]["xaxis"]
+    vals, text = list(axis["tickvals"]), list(axis["ticktext"])
+    assert axis["tickangle"] == 0 and 2 <= len(vals) <= 8 and len(set(text)) == len(text)
+    pos = [math.log10(v) for v in vals] if axis["type"] == "log" else vals
+    lo, hi = (pos[0], pos[-1]) if axis["type"] == "linear" else (math.log10(min(speeds)), math.log10(max(speeds)))
+    lo, hi = min(lo, pos[0]), max(hi, pos[-1])
+    width_px = 560  # half of a 1400 px page, less the margins
+    for (a, ta), (b, tb) in zip(zip(pos, text), zip(pos[1:], text[1:])):  # ~7 px a character at 12 px, 10 px apart
+        assert (b - a) / (hi - lo) * width_px >= 3.5 * (len(ta) + len(tb)) + 10, (ta, tb)
+    if axis["type"] == "linear":
+        assert axis["range"][0] <= min(speeds) and max(speeds) <= axis["range"][1]
+        assert all(float(t.replace(",", "")) == pytest.approx(v) for t, v in zip(text, vals))

@@ -10,7 +10,6 @@ import pytest
 from app.study.inputs import FROM_STUDY, fields
 from app.study.plan import make_plan, parse_blocks, parse_budgets
 from app.study.sources import checkpoint_path, npz_files
-from btcore.compress import COMPRESS_FORMATS
 
 
 def _values(**changes):
@@ -51,7 +50,9 @@ def test_refusals_name_the_field(tmp_path, changes, field):
 def test_compress_from_the_study_adds_compressed_jobs(tmp_path):
     plan = make_plan(_values(s_compress=FROM_STUDY, s_finetune=3), None, tmp_path)
     assert plan.compress == FROM_STUDY and plan.finetune_epochs == 3
-    assert {j.format for j in plan.jobs if j.phase == "compressed"} == set(COMPRESS_FORMATS) == {"tt", "bt", "tr"}
+    from btcore.compress import COMPRESS_FORMATS
+
+    assert {j.format for j in plan.jobs if j.phase == "compressed"} == set(COMPRESS_FORMATS)  # every ticked one
 
 
 def test_the_data_root_lists_only_files_inside_it(tmp_path):

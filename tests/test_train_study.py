@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -14,8 +15,8 @@ import torch
 from btcore.compress import format_ranks
 from btcore.tasks import make_task
 from btcore.train import TrainConfig, main, save_checkpoint, train
-from btcore.train.study import (TIMING_FIELDS, StudyRow, pareto_flags, plan_study, recommend, run_study,
-                                study_formats)
+from btcore.train.study import (NOISE_Z, TIMING_FIELDS, StudyResult, StudyRow, judge, pareto_flags, plan_study,
+                                recommend, run_study, share_noise, study_formats)
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = dict(frame_shape=(1, 8, 8), frames=4, classes=3, train_size=24, val_size=12)
@@ -77,16 +78,19 @@ def test_study_runs_reproduces_and_exports(tmp_path):
     strip = lambda r: {k: v for k, v in r.to_dict().items() if k not in TIMING_FIELDS}  # noqa: E731
     assert [strip(r) for r in a.rows] == [strip(r) for r in b.rows]
     assert seen[-1] == (len(jobs), len(jobs)) and len(a.rows) == len(jobs)
-    rec = a.recommended
-    assert rec is not None and rec.params <= 1000 and sum(r.recommended for r in a.rows) == 1
+    v = a.verdict  # 12 validation clips: the runs are likely too close to tell apart; the top one is exported
+    top, rec = v.top, a.recommended
+    assert top is not None and top.params <= 1000 and sum(r.recommended for r in a.rows) == (rec is not None)
+    assert rec is None or rec is top
+    assert v.reason in ("clear", "tied", "chance") and a.val_size == 12 and a.chance == pytest.approx(1 / 3)
     assert any(r.pareto for r in a.rows)
-    (tmp_path / "model.pt").write_bytes(a.export_state_dict())
+    (tmp_path / "model.pt").write_bytes(a.export_state_dict(top.run))
     scope = {}
-    exec(a.export_code(weights_file=str(tmp_path / "model.pt")), scope)
+    exec(a.export_code(top.run, weights_file=str(tmp_path / "model.pt")), scope)
     x = torch.randn(2, 4, 64)
-    model = a.models[rec.run].cpu().eval()  # trained on the default device
+    model = a.models[top.run].cpu().eval()  # trained on the default device
     torch.testing.assert_close(scope["model"].eval()(x), model(x))
-    assert json.loads(json.dumps(a.to_dict()))["recommended"] == rec.run
+    assert json.loads(json.dumps(a.to_dict()))["recommended"] == (rec.run if rec else None)
 
 
 def test_stop_keeps_what_finished():
@@ -129,7 +133,8 @@ def test_cli_lines_and_errors(capsys):
     for key in ("format", "ranks", "blocks", "params", "val_metric", "examples_per_s", "pareto", "recommended",
                 "phase"):
         assert all(key in r for r in rows)
-    assert [r["format"] for r in rows][0] == "dense" and sum(r["recommended"] for r in rows) == 1
+    assert [r["format"] for r in rows][0] == "dense"
+    assert sum(r["recommended"] for r in rows) == (last["recommended"] is not None)
     for argv, flag in ((["--study", "formats", "--budgets", "0"], "--budgets"),
                        (["--study", "formats", "--budgets", "300", "--formats", "svd"], "--formats"),
                        (["--budgets", "300"], "--budgets"),
@@ -166,9 +171,62 @@ def test_cli_compress_and_fine_tune(tmp_path, capsys):
     rows = _json(capsys.readouterr().out)[-1]["summary"]
     assert [r["phase"] for r in rows] == ["trained", "trained", "compressed", "finetuned"]
     assert all(r["params"] <= 300 for r in rows[1:]) and rows[2]["fit_error"] > 0
-    assert {p.name for p in out.iterdir()} >= {"study.json", "recommended.pt", "recommended.py"}
+    written = {p.name for p in out.iterdir()}
+    saved = json.loads((out / "study.json").read_text())
+    assert [r["run"] for r in saved["rows"]] == [r["run"] for r in rows]  # the results, with or without a winner
+    assert ({"recommended.pt", "recommended.py"} <= written) == (saved["recommended"] is not None)
     bt = tmp_path / "bt"
     assert main(["--model", "bt", *CLI, "--out", str(bt), "--checkpoint"]) == 0
     capsys.readouterr()
     assert main(["--study", "formats", "--budgets", "300", *CLI, "--compress-from", str(next(bt.glob("*.pt")))]) == 2
     assert "give a dense model" in capsys.readouterr().err
+
+
+def _acc_rows(*accs, params=(500, 600, 700, 800)):
+    return [_row(f"r{i}", params[i], a, i) for i, a in enumerate(accs)]
+
+
+def test_a_clearly_better_accuracy_is_recommended():
+    rows = _acc_rows(0.90, 0.60, 0.55)
+    v = judge(rows, 1000, n_val=1000, chance=1 / 3)
+    assert v.reason == "clear" and v.best.run == "r0" and v.tied == ()
+    assert v.noise == pytest.approx(math.sqrt(0.9 * 0.1 / 1000)) and v.gap == pytest.approx(0.30)
+    assert recommend(rows, 1000, n_val=1000, chance=1 / 3).run == "r0"
+
+
+def test_accuracies_inside_the_binomial_noise_give_no_recommendation():
+    # 16 vs 14 of 32 clips: the gap 0.0625 is inside 2 standard errors of the difference (~0.25)
+    rows = _acc_rows(0.50, 0.4375, 0.25)
+    v = judge(rows, 1000, n_val=32, chance=0.1)
+    assert v.best is None and v.reason == "tied" and v.top.run == "r0" and [r.run for r in v.tied] == ["r1"]
+    assert recommend(rows, 1000, n_val=32, chance=0.1) is None
+    # the same accuracies on 4,000 clips are told apart (the noise shrinks as 1/sqrt(n))
+    assert judge(rows, 1000, n_val=4000, chance=0.1).best.run == "r0"
+    # the rule sits at NOISE_Z standard errors of the difference
+    n, a = 400, 0.5
+    edge = NOISE_Z * math.hypot(share_noise(a, n), share_noise(a - 0.1, n))
+    assert 0.06 < edge < 0.08
+    below, above = _acc_rows(0.5, 0.5 - 0.06), _acc_rows(0.5, 0.5 - 0.08)  # edge at n = 400: about 0.0698
+    assert judge(below, 1000, n_val=n).reason == "tied" and judge(above, 1000, n_val=n).reason == "clear"
+
+
+def test_a_best_run_near_chance_is_not_recommended():
+    # the reviewer's study: 6 of 32 clips at best, chance 1/6 with 6 classes
+    rows = _acc_rows(0.1875, 0.09375, 0.125)
+    v = judge(rows, 1000, n_val=32, chance=1 / 6)
+    assert v.best is None and v.reason == "chance" and v.top.run == "r0"
+    far = judge(_acc_rows(0.9, 0.2), 1000, n_val=32, chance=1 / 6)
+    assert far.reason == "clear" and far.best.run == "r0"
+
+
+def test_the_study_result_judges_with_its_validation_size():
+    rows = _acc_rows(0.50, 0.4375)
+    small = StudyResult("action", "val_acc", "validation accuracy", True, [1000], rows, val_size=32, chance=0.1)
+    assert small.recommended is None and small.verdict.reason == "tied"
+    assert json.loads(json.dumps(small.to_dict()))["verdict"]["tied"] == ["r1"]
+    rows = _acc_rows(0.50, 0.4375)
+    large = StudyResult("action", "val_acc", "validation accuracy", True, [1000], rows, val_size=20_000, chance=0.1)
+    assert large.recommended.run == "r0" and sum(r.recommended for r in large.rows) == 1
+    rows = _acc_rows(0.50, 0.4375)  # a metric that is not a share of the clips: no binomial noise to judge by
+    other = StudyResult("captioning", "val_bleu", "BLEU", True, [1000], rows, val_size=32)
+    assert other.recommended.run == "r0" and other.verdict.reason == "unmeasured"

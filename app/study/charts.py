@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from app.charts import FORMAT_COLORS, value_axis
 
-__all__ = ["PHASE_NAMES", "format_label", "front_figure", "speed_figure", "compress_figure"]
+__all__ = ["PHASE_NAMES", "format_label", "front_figure", "speed_figure", "compress_figure", "speed_axis"]
 
 #: How the compress chart names each phase of a row.
 PHASE_NAMES = {"trained": "trained in format", "compressed": "compressed", "finetuned": "compressed + fine-tuned"}
@@ -38,6 +38,35 @@ def _log_ticks(xs) -> list[float]:
     for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
         out += [m * 10.0**k for m in (1, 2, 5) if lo / 1.5 <= m * 10.0**k <= hi * 1.5]
     return out
+
+
+def _nice_ticks(lo: float, hi: float, most: int = 6) -> tuple[list[float], int]:
+    """Evenly spaced ticks at a 1-2-5 step covering ``[lo, hi]`` (at most ``most``) and the decimals their
+    labels need (so no two labels read alike)."""
+    span = max(hi - lo, abs(hi) * 1e-6, 1e-12)
+    step = next(m * 10.0**k for k in range(math.floor(math.log10(span / most)), 400)
+                for m in (1, 2, 5) if span / (m * 10.0**k) <= most - 1)
+    first = math.floor(lo / step) * step
+    ticks = [first + i * step for i in range(int(math.ceil((hi - first) / step - 1e-9)) + 1)]
+    return ticks, max(0, -math.floor(math.log10(step) + 1e-9))
+
+
+def speed_axis(xs) -> dict:
+    """The speed axis: log with 1-2-5 ticks over a decade or more, else linear at a 1-2-5 step; labels never
+    repeat or crowd (explicit tick values, horizontal labels)."""
+    xs = [float(x) for x in xs if x is not None and math.isfinite(x) and x > 0]
+    if not xs:
+        return {"type": "linear"}
+    lo, hi = min(xs), max(xs)
+    if hi / lo >= 10:
+        ticks = _log_ticks(xs)
+        if len(ticks) > 8:
+            ticks = [t for t in ticks if round(t / 10.0 ** math.floor(math.log10(t) + 1e-9)) == 1]
+        return {"type": "log", "tickvals": ticks, "ticktext": [f"{t:,.0f}" for t in ticks], "tickangle": 0}
+    pad = (hi - lo) * 0.08 or hi * 0.05
+    ticks, dec = _nice_ticks(lo - pad, hi + pad)
+    return {"type": "linear", "range": [ticks[0], ticks[-1]], "tickvals": ticks,
+            "ticktext": [f"{t:,.{dec}f}" for t in ticks], "tickangle": 0}
 
 
 def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, xs) -> go.Figure:
@@ -93,9 +122,11 @@ def speed_figure(rows: list[dict], metric_label: str) -> go.Figure:
     rec = next((r for r in rows if r["recommended"]), None)
     if rec is not None:
         _recommended(fig, rec, "examples_per_s")
-    fig = _layout(fig, f"Final {metric_label} vs measured speed", "training examples per second", metric_label,
-                  [r["examples_per_s"] for r in rows])
-    fig.update_xaxes(type="linear")
+    xs = [r["examples_per_s"] for r in rows]
+    axis = speed_axis(xs)
+    fig = _layout(fig, f"Final {metric_label} vs measured speed", "training examples per second"
+                  + (" (log)" if axis["type"] == "log" else ""), metric_label, xs)
+    fig.layout.xaxis = dict(title="training examples per second" + (" (log)" if axis["type"] == "log" else ""), **axis)
     return fig
 
 

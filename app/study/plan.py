@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from btcore.compress import COMPRESS_FORMATS
 from btcore.data import parse_frame_shape
 from btcore.shapes import factorize, parse_ints
 from btcore.tasks import TASKS, Task, make_task
@@ -166,8 +167,9 @@ def make_plan(values: dict, upload: bytes | None, root: Path) -> StudyPlan:
     base = TrainConfig(dense, lr=float(values["s_lr"]), batch_size=int(values["s_batch"]),
                        epochs=int(values["s_epochs"]), seed=int(values["s_seed"]), task=task.name)
     compress = _compress(values, task, controls, root)
-    if compress is not None and not any(f in ("tt", "bt") for f in formats):
-        raise ValueError("Compress from: compression fits TT and BT layers; tick TT or BT")
+    if compress is not None and not any(f in COMPRESS_FORMATS for f in formats):
+        raise ValueError(f"Compress from: compression fits {', '.join(f.upper() for f in COMPRESS_FORMATS)} layers; "
+                         "tick one of them")
     jobs, notes = plan_study(task, budgets, formats, base=base, controls=controls, bt_blocks=blocks,
                              compress_from=compress is not None)
     if len(jobs) == 1:

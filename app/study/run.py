@@ -19,7 +19,8 @@ from btcore.train.study import merge_study, run_study
 from .inputs import FROM_STUDY, K
 from .plan import StudyPlan
 
-__all__ = ["JOB_KEY", "STATE", "StudyInfo", "make_target", "launch", "ended_since_launch", "live_rows"]
+__all__ = ["JOB_KEY", "STATE", "StudyInfo", "make_target", "next_step", "launch", "ended_since_launch",
+           "live_rows", "progress_text", "ENDS"]
 
 #: The session's study job (it keeps running while the user visits other pages).
 JOB_KEY = "study"
@@ -54,8 +55,8 @@ def make_target(plan: StudyPlan):
                 job.update(message=f"training {ev['run']}")
 
         def part(chunk, offset, compress_from):
-            def progress(done, _):
-                job.update(progress=(offset + done) / total, message=f"{offset + done} of {total} runs done")
+            def progress(done, _):  # the count is the bar's; the message says what comes next
+                job.update(progress=(offset + done) / total, message=next_step(jobs, offset + done))
 
             return run_study(plan.task, chunk, plan.budgets, train_data=train_set, val_data=val_set,
                              compress_from=compress_from, finetune_epochs=plan.finetune_epochs, callback=cb,
@@ -69,6 +70,15 @@ def make_target(plan: StudyPlan):
         return merge_study([first, part(jobs[1:], 1, first.models["dense"])])
 
     return target
+
+
+def next_step(jobs, done: int) -> str:
+    """What the study does after ``done`` of ``jobs`` finished (the progress line's message)."""
+    if done >= len(jobs):
+        return "collecting the results"
+    job = jobs[done]
+    return f"compressing into {job.format.upper()} at {job.budget:,}" if job.phase == "compressed" \
+        else f"starting {job.name}"
 
 
 def launch(plan: StudyPlan, made_with: dict[str, str]):
@@ -97,3 +107,16 @@ def live_rows(events: list[dict], metric: str) -> list[dict]:
             rows[ev["run"]].update({"status": ev.get("status"), metric: ev.get(metric),
                                     "examples/s": ev.get("examples_per_s")})
     return list(rows.values())
+
+
+#: How the progress line names a job's end.
+ENDS = {"done": "Finished", "stopped": "Stopped", "failed": "Failed"}
+
+
+def progress_text(snap: dict, total: int) -> str:
+    """One line of a job snapshot: while it runs, the runs done and what it does now; once ended, how it ended."""
+    done = round(snap["progress"] * total)
+    if snap["status"] in ENDS:
+        return f"{ENDS[snap['status']]}: {done} of {total} runs in {snap['elapsed']:,.0f} s."
+    now = "waiting for a free slot" if snap["status"] == "queued" else (snap["message"] or "starting")
+    return f"{done} of {total} runs done · {now} · {snap['elapsed']:,.0f} s"

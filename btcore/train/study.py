@@ -12,7 +12,8 @@ dense model compressed into each format (:func:`btcore.compress`), evaluated as 
 a stop keeps the runs that finished), or the share ``rank::world`` of them; :func:`merge_study`
 joins shares in job order. The :class:`StudyResult` marks the Pareto front of the metric vs
 the input-map parameters in each phase (:func:`pareto_flags`), recommends the best metric within
-the budget (ties to fewer parameters, :func:`recommend`) and exports it (:meth:`StudyResult.export_code`,
+the budget (ties to fewer parameters, :func:`recommend`) only where the measurements tell it apart from
+the others and from chance (:func:`judge`: binomial noise of an accuracy on the validation clips) and exports it (:meth:`StudyResult.export_code`,
 :meth:`StudyResult.export_state_dict`). Budgets count work (epochs), never seconds.
 """
 
@@ -38,12 +39,17 @@ from .race import compare
 from .run import Run, never_stop
 
 __all__ = ["StudyJob", "StudyRow", "StudyResult", "plan_study", "run_study", "merge_study", "estimate_study",
-           "pareto_flags", "recommend", "study_formats", "PHASES", "TIMING_FIELDS"]
+           "pareto_flags", "recommend", "judge", "Verdict", "share_noise", "study_formats", "PHASES", "TIMING_FIELDS",
+           "SHARE_METRICS", "NOISE_Z"]
 
 #: The phases of a row: trained in its format, compressed from the dense model, compressed and fine-tuned.
 PHASES = ("trained", "compressed", "finetuned")
 #: Fields measured in seconds (they differ between machines and runs; everything else reproduces).
 TIMING_FIELDS = ("examples_per_s", "seconds")
+#: Metrics that are a share of the validation examples (accuracy): their noise is binomial (:func:`share_noise`).
+SHARE_METRICS = ("val_acc",)
+#: Two metrics closer than this many standard errors of their difference cannot be told apart (about 95 %).
+NOISE_Z = 2.0
 
 
 def study_formats() -> tuple[str, ...]:
@@ -139,6 +145,10 @@ class StudyResult:
     estimated_s: float | None = None
     models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
     configs: dict[str, Any] = field(default_factory=dict, repr=False)
+    val_size: int | None = None  # validation examples each metric was measured on
+    chance: float | None = None  # the metric of a model that learnt nothing
+    chance_margin: float | None = None  # how far beyond chance counts as learning
+    verdict: Verdict | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self.mark()
@@ -150,9 +160,12 @@ class StudyResult:
             for r, flag in zip(rows, pareto_flags([r.params for r in rows], [r.val_metric for r in rows],
                                                   self.higher_is_better)):
                 r.pareto = flag
-        best = recommend(self.rows, max(self.budgets) if self.budgets else None, self.higher_is_better)
+        share = self.metric in SHARE_METRICS
+        self.verdict = judge(self.rows, max(self.budgets) if self.budgets else None, self.higher_is_better,
+                             n_val=self.val_size if share else None, chance=self.chance if share else None,
+                             chance_margin=self.chance_margin if share else None)
         for r in self.rows:
-            r.recommended = r is best
+            r.recommended = r is self.verdict.best
 
     @property
     def recommended(self) -> StudyRow | None:
@@ -164,7 +177,8 @@ class StudyResult:
         return {"task": self.task, "metric": self.metric, "metric_label": self.metric_label,
                 "higher_is_better": self.higher_is_better, "budgets": list(self.budgets), "stopped": self.stopped,
                 "estimated_s": self.estimated_s, "recommended": rec.run if rec else None,
-                "rows": [r.to_dict() for r in self.rows]}
+                "verdict": self.verdict.to_dict() if self.verdict else None, "val_size": self.val_size,
+                "chance": self.chance, "rows": [r.to_dict() for r in self.rows]}
 
     def _pick(self, run: str | None) -> StudyRow:
         row = self.recommended if run is None else next((r for r in self.rows if r.run == run), None)
@@ -210,14 +224,86 @@ def pareto_flags(params: Sequence[int], metrics: Sequence[float], higher_is_bett
     return out
 
 
-def recommend(rows: Sequence[StudyRow], budget: int | None, higher_is_better: bool = True) -> StudyRow | None:
-    """The row with the best finite metric among those whose input-map parameters fit ``budget``; ties: fewer params."""
+@dataclass(frozen=True)
+class Verdict:
+    """What the measured rows support: a recommendation, or why there is none.
+
+    Fields
+    ------
+    best : StudyRow or None
+        The recommendation: the top row, told apart from every other row and from chance.
+    top : StudyRow or None
+        The best finite metric within the budget (ties: fewer parameters), recommended or not.
+    tied : tuple of StudyRow
+        The other rows within the budget whose metric is within the noise of the top one's, best first.
+    reason : str
+        ``"clear"`` (recommended), ``"tied"`` (runs within the noise of the top one), ``"chance"`` (the top
+        one is within the noise of chance), ``"unmeasured"`` (no noise estimate for this metric: the top one
+        is recommended as the best measured) or ``"none"`` (no finished run within the budget).
+    noise : float or None
+        The standard error of the top metric (None: not a share of the validation examples).
+    gap : float or None
+        The top metric minus the runner-up's (in the metric's good direction; None: one row).
+    """
+
+    best: StudyRow | None
+    top: StudyRow | None
+    tied: tuple[StudyRow, ...]
+    reason: str
+    noise: float | None = None
+    gap: float | None = None
+
+    def to_dict(self) -> dict:
+        """Plain values: the runs by name."""
+        return {"best": self.best.run if self.best else None, "top": self.top.run if self.top else None,
+                "tied": [r.run for r in self.tied], "reason": self.reason, "noise": self.noise, "gap": self.gap}
+
+
+def share_noise(p: float, n: int) -> float:
+    """The binomial standard error ``sqrt(p (1 - p) / n)`` of a share ``p`` (an accuracy) measured on ``n`` examples."""
+    p = min(max(float(p), 0.0), 1.0)
+    return math.sqrt(p * (1.0 - p) / max(int(n), 1))
+
+
+def judge(rows: Sequence[StudyRow], budget: int | None, higher_is_better: bool = True, *, n_val: int | None = None,
+          chance: float | None = None, chance_margin: float | None = None) -> Verdict:
+    """Which row the measurements recommend, if any (:class:`Verdict`).
+
+    The top row is the best finite metric among the finished rows whose input-map parameters fit
+    ``budget`` (ties: fewer parameters). With ``n_val`` (the metric is a share of ``n_val`` validation
+    examples) it is recommended only when it is told apart: every other such row's metric differs
+    from it by more than :data:`NOISE_Z` standard errors of the difference (:func:`share_noise`),
+    and it is beyond ``chance`` by more than ``chance_margin`` (default :data:`NOISE_Z` standard
+    errors of chance). Without ``n_val`` the top row is recommended (``"unmeasured"``).
+    """
     ok = [r for r in rows if math.isfinite(r.val_metric) and r.status in ("done", "stalled")
           and (budget is None or r.params <= budget)]
     if not ok:
-        return None
+        return Verdict(None, None, (), "none")
     sign = -1.0 if higher_is_better else 1.0
-    return min(ok, key=lambda r: (sign * r.val_metric, r.params, r.job))
+    ranked = sorted(ok, key=lambda r: (sign * r.val_metric, r.params, r.job))
+    top = ranked[0]
+    gap = -sign * (top.val_metric - ranked[1].val_metric) if len(ranked) > 1 else None
+    if n_val is None:
+        return Verdict(top, top, (), "unmeasured", None, gap)
+    se = share_noise(top.val_metric, n_val)
+    tied = tuple(r for r in ranked[1:] if abs(top.val_metric - r.val_metric)
+                 <= NOISE_Z * math.hypot(se, share_noise(r.val_metric, n_val)))
+    if chance is not None:
+        margin = NOISE_Z * share_noise(chance, n_val) if chance_margin is None else float(chance_margin)
+        if -sign * (top.val_metric - chance) <= margin:
+            return Verdict(None, top, tied, "chance", se, gap)
+    if tied:
+        return Verdict(None, top, tied, "tied", se, gap)
+    return Verdict(top, top, (), "clear", se, gap)
+
+
+def recommend(rows: Sequence[StudyRow], budget: int | None, higher_is_better: bool = True, *,
+              n_val: int | None = None, chance: float | None = None,
+              chance_margin: float | None = None) -> StudyRow | None:
+    """The recommended row of :func:`judge` (the best finite metric within ``budget``, ties to fewer parameters,
+    told apart from the others and from chance when ``n_val`` is given), or None."""
+    return judge(rows, budget, higher_is_better, n_val=n_val, chance=chance, chance_margin=chance_margin).best
 
 
 def _format_config(task: Task, kind: str, controls: dict, r: int, blocks: int):
@@ -395,8 +481,10 @@ def run_study(task: Task, jobs: Sequence[StudyJob], budgets: Sequence[int], *, t
             configs.update(c)
         if progress is not None:
             progress(done + 1, len(mine))
+    level = task.chance(train_data, val_data, base.model) if task.metric in SHARE_METRICS else None
     return StudyResult(task.name, task.metric, task.metric_label, task.higher_is_better, sorted(set(budgets)), rows,
-                       stopped, estimated_s, models, configs)
+                       stopped, estimated_s, models, configs, len(val_data), getattr(level, "value", None),
+                       getattr(level, "margin", None))
 
 
 def merge_study(parts: Sequence[StudyResult]) -> StudyResult:
@@ -407,4 +495,5 @@ def merge_study(parts: Sequence[StudyResult]) -> StudyResult:
     configs = {k: v for p in parts for k, v in p.configs.items()}
     return StudyResult(first.task, first.metric, first.metric_label, first.higher_is_better, first.budgets,
                        [dataclasses.replace(r, pareto=False, recommended=False) for r in rows],
-                       any(p.stopped for p in parts), first.estimated_s, models, configs)
+                       any(p.stopped for p in parts), first.estimated_s, models, configs, first.val_size, first.chance,
+                       first.chance_margin)

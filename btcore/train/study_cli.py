@@ -157,12 +157,13 @@ def study_main(args, task: Task, make_base: Callable[[int], tuple], out: Callabl
     out({"task": task.name, "study": args.study, "metric": result.metric, "summary": rows,
          "recommended": result.recommended.run if result.recommended else None, "stopped": result.stopped,
          "world_size": world, "data": args.data if isinstance(args.data, str) else "upload"})
-    if args.out and blob is not None:
+    if args.out:  # the results always; the recommended model only where the measurements tell one apart
         try:
             folder = Path(args.out)
             write_new_file(folder / "study.json", json.dumps(result.to_dict(), indent=1, default=str).encode())
-            write_new_file(folder / "recommended.pt", blob)
-            write_new_file(folder / "recommended.py", result.export_code(weights_file="recommended.pt").encode())
+            if blob is not None:
+                write_new_file(folder / "recommended.pt", blob)
+                write_new_file(folder / "recommended.py", result.export_code(weights_file="recommended.pt").encode())
         except (OSError, ValueError) as exc:
             print(f"error: --out {args.out}: could not write the study ({exc})", file=sys.stderr)
             return 1

@@ -14,7 +14,7 @@ from app.config import PRESETS, get_config
 from app.widgets import format_ints, rank_text, show_error
 
 start = get_config()
-frame = page_setup(ss.PAGE, si.FIELDS, prefix=K, defaults=ss.first_defaults(start))
+frame = page_setup(ss.PAGE, si.FIELDS, prefix=K, defaults=ss.first_defaults(start), check=si.link_check(start))
 inputs, lesson = frame.inputs, frame.lesson
 ss.origin()  # remember the modes the page opened with
 

@@ -11,7 +11,7 @@ from app.shapes.inputs import K
 from app.frame import page_setup
 from app.snippets import shapes_snippet
 from app.config import PRESETS, get_config
-from app.widgets import format_ints, rank_text, show_error
+from app.widgets import escape_markdown, format_ints, rank_text, show_error
 
 start = get_config()
 frame = page_setup(ss.PAGE, si.FIELDS, prefix=K, defaults=ss.first_defaults(start), check=si.link_check(start))
@@ -39,7 +39,7 @@ with left:
                        "your own modes: those are kept, and the suggestion is offered.")
     c2.text_input("Output modes J₁x..xJ_d", key=K + "out_modes", on_change=ss.on_modes, args=("out",))
     if ss.suggest_error():
-        st.warning(ss.suggest_error(), icon=":material/warning:")
+        st.warning(escape_markdown(ss.suggest_error()), icon=":material/warning:")
     offers = ss.offers()
     if offers:
         text = "; ".join(f"{side}put modes {format_ints(m)}" for side, m in offers.items())

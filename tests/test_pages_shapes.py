@@ -63,7 +63,7 @@ def test_changing_size_suggests_balanced_modes():
     ("shapes_in_modes", "8x20x20x17", "does not equal the size 57,600"),
     ("shapes_bt_rank", "129", "rank[0] = 129 is above mode 1's size I*J = 8*16 = 128"),
     ("shapes_tt_ranks", "4,4", "ranks has 2 entries"),
-    ("shapes_out_modes", "16x8x8", "in_modes has 4 modes but out_modes has 3"),
+    ("shapes_out_modes", "16x8x8", "Order d is 4 but the output modes 16x8x8 are 3"),
     ("shapes_bt_rank", "four", "BT rank: 'four' is not a positive integer"),
 ])
 def test_bad_input_shows_an_error_and_keeps_the_widgets(key, value, message):
@@ -372,3 +372,16 @@ def test_link_warnings_keep_products_literal():
     at.query_params.update({"R": "100000"})
     at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
     assert r"I\*J = 8\*16 = 128" in at.warning[0].proto.body  # Markdown would eat the unescaped *
+
+
+@pytest.mark.parametrize("d", [1, 5, 9])
+def test_an_order_d_change_is_explained_once_in_the_fields_words(d):
+    at = open_page("shapes")
+    at.text_input(key="shapes_out_modes").set_value("16x8x8").run()  # typed: 3 modes beside 4 input modes
+    at.number_input(key="shapes_d").set_value(d).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    texts = errors + [w.value for w in at.warning]
+    assert not any("in_modes" in t or "out_modes" in t for t in texts), texts  # the fields' labels, not the API's
+    assert len(errors) == 1 and not any(w.value in errors[0] for w in at.warning)  # no message said twice
+    assert "Order d" in errors[0]

@@ -102,13 +102,15 @@ def config_from_inputs(values: dict) -> LabConfig:
     out_modes = parse_ints(values["out"], "output modes")
     btcore.check_modes(in_modes, "input modes", sizes["I"])
     btcore.check_modes(out_modes, "output modes", sizes["J"])
+    for side, modes in (("input", in_modes), ("output", out_modes)):
+        # before the formats see the modes: the results must be for the d shown, and the message names
+        # the fields (the formats would speak of in_modes and out_modes)
+        if len(modes) != sizes["d"]:
+            raise ValueError(f"Order d is {sizes['d']} but the {side} modes {format_ints(modes)} are {len(modes)}: "
+                             f"type {sizes['d']} {side} modes, use the suggested ones, or set d back to {len(modes)}")
     cfg = LabConfig(in_modes, out_modes, parse_rank(values["R"], "BT rank"), sizes["N"],
                     parse_rank(values["tt"], "TT ranks"), sizes["batch"], parse_rank(values["tr"], "TR ranks"))
     cfg.specs()  # every format must accept it
-    for side, modes in (("input", in_modes), ("output", out_modes)):
-        if len(modes) != sizes["d"]:  # the results must be for the d shown
-            raise ValueError(f"Order d is {sizes['d']} but the {side} modes {format_ints(modes)} are {len(modes)}: "
-                             f"type {sizes['d']} {side} modes, use the suggested ones, or set d back to {len(modes)}")
     return cfg
 
 

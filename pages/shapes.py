@@ -26,7 +26,7 @@ left, right = st.columns([1, 1], gap="large")
 with left:
     st.selectbox("Preset", ["Custom", *PRESETS], key=K + "preset", on_change=ss.on_preset,
                  help="The UCF11 presets are the paper's input-to-hidden map: 57,600 pixels in, 4 gates x 256 out.")
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3 = st.columns([2, 2, 1])  # room for 1,000,000,000 in the size fields
     c1.number_input("Input size I", step=1, key=K + "in_size", on_change=ss.on_size, args=(("in",),),
                     help="1 to 1,000,000,000.")
     c2.number_input("Output size J", step=1, key=K + "out_size", on_change=ss.on_size, args=(("out",),),
@@ -84,13 +84,13 @@ for start_at in range(0, len(rows), 3):  # rows of three, so the labels (with th
             col.metric("Dense parameters", f"{dense['params']:,}")
         else:
             col.metric(f"{row['format']} ({row['ranks']}) parameters", f"{row['params']:,}",
-                       delta=f"{row['compression']:,.1f}x fewer", delta_color="off")
+                       delta=f"{tables.format_factor(row['compression'])} fewer", delta_color="off")
 
 table = tables.formats_table(rows, cfg.batch)
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     name: st.column_config.NumberColumn(format="localized") for name in ("parameters", tables.COMPRESSION, tables.MACS)})
 st.dataframe(tables.planner_table(rows), hide_index=True, width="stretch", column_config={
-    tables.PLANNER_MACS: st.column_config.NumberColumn(format="localized")})
+    name: st.column_config.NumberColumn(format="localized") for name in (tables.PLANNER_MACS, tables.PLANNER_MS)})
 c1, c2 = st.columns([1, 1])
 if not lesson:
     c1.download_button("Download table (CSV)", tables.formats_csv(rows, cfg.batch), "btlab_formats.csv", "text/csv",

@@ -385,3 +385,15 @@ def test_an_order_d_change_is_explained_once_in_the_fields_words(d):
     assert not any("in_modes" in t or "out_modes" in t for t in texts), texts  # the fields' labels, not the API's
     assert len(errors) == 1 and not any(w.value in errors[0] for w in at.warning)  # no message said twice
     assert "Order d" in errors[0]
+
+
+def test_compression_factors_have_one_format_and_modelled_times_are_formatted():
+    at = open_page("shapes")
+    table = at.dataframe[0].value.set_index("format")
+    deltas = {m.label.split(" (")[0]: m.delta for m in at.metric if m.delta}
+    from app.shapes.tables import COMPRESSION, format_factor
+
+    assert deltas["TR"] == f"{format_factor(table.loc['TR', COMPRESSION])} fewer" == "10,240x fewer"
+    assert all(d == f"{format_factor(table.loc[k, COMPRESSION])} fewer" for k, d in deltas.items())
+    planner = at.dataframe[1].proto.columns
+    assert '"planner\'s modelled time (ms)"' in planner and "localized" in planner

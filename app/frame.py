@@ -10,6 +10,7 @@ state in a fresh session. Invalid or partial query values fall back to the defau
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -302,6 +303,23 @@ class PageFrame:
             self._slot = st.empty()
         else:  # drawn in place: an st.empty slot written only by the full run can keep showing an old link
             show_link(self.query, key=self.link_key)
+
+    def fragment(self, name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+        """Decorator: ``body`` as an ``st.fragment`` that keeps the URL and the Copy link current.
+
+        It takes what the widgets report before ``body`` runs (only the fragment reruns when its
+        widgets change) and, after it, :meth:`refresh`: so a value ``body`` sets from code after its
+        widgets (a clamped step, a suggestion) reaches the URL and the link too.
+        """
+        def wrap(body: Callable[[], None]) -> Callable[[], None]:
+            @st.fragment
+            @functools.wraps(body)
+            def run() -> None:
+                self.inputs.sync()
+                body()
+                self.refresh(name)
+            return run
+        return wrap
 
     def refresh(self, name: str) -> dict[str, str]:
         """At the top of fragment ``name``: take what its widgets report, rewrite the URL, redraw the link.

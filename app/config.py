@@ -14,6 +14,7 @@ import streamlit as st
 import btcore
 from btcore.shapes import format_ints, parse_ints, parse_rank, rank_text
 from app.state import SESSION
+from app.widgets import escape_markdown, link_warning
 from btcore.rnn import (GATES, UCF11_BLOCKS, UCF11_HIDDEN_MODES, UCF11_IN_MODES, UCF11_RANK, UCF11_TT_RANKS,
                         folded_out_modes)
 
@@ -159,7 +160,7 @@ def config_from_query(params) -> tuple[LabConfig, list[str]]:
             try:
                 changes[attr] = parsers[name](params[name], name)
             except ValueError as exc:
-                warnings.append(f"The link's `{name}` was not used: {exc}")
+                warnings.append(link_warning(name, params[name], exc, config_query(default)[name]))
     if "tr_ranks" not in changes and "in_modes" in changes and "out_modes" in changes:
         # A link without TR ranks (written before TR was listed) keeps working on small modes: the
         # default rank, capped at the largest uniform rank those modes allow.
@@ -170,21 +171,31 @@ def config_from_query(params) -> tuple[LabConfig, list[str]]:
             pass  # the modes themselves are refused below, with their own message
     cfg = replace(default, **changes)
     try:
-        cfg.specs()
+        _check(cfg)
     except ValueError as exc:
-        kept = _without_one_rank(cfg, changes)
+        kept = _without_one(cfg, changes)
         if kept is not None:
             name, fallback = kept
-            return fallback, warnings + [f"The link's `{name}` was not used ({exc}); using {name}="
-                                         f"{config_query(fallback)[name]}."]
-        return default, warnings + [f"The link's configuration was not used ({exc}); showing the default."]
+            return fallback, warnings + [link_warning(name, params[name], exc, config_query(fallback)[name])]
+        names = ", ".join(f"`{n}`" for n in CONFIG_PARAMS.values() if n in params)
+        return default, warnings + [f"The link's configuration ({names}) was not used ({escape_markdown(exc)}); "
+                                    "using the default configuration."]
     return cfg, warnings
 
 
-def _without_one_rank(cfg: LabConfig, changes: dict) -> tuple[str, LabConfig] | None:
-    """The link's configuration with one rank field back at its default, if that alone makes it valid."""
+def _check(cfg: LabConfig) -> None:
+    """Raise ``ValueError`` (naming the link's fields) unless every format accepts ``cfg``."""
+    if len(cfg.in_modes) != len(cfg.out_modes):
+        raise ValueError(f"in has {len(cfg.in_modes)} modes but out has {len(cfg.out_modes)}; both need the same "
+                         "order d")
+    cfg.specs()
+
+
+def _without_one(cfg: LabConfig, changes: dict) -> tuple[str, LabConfig] | None:
+    """The link's configuration with one field (a rank, the blocks, or one side's modes) back at its
+    default, if that alone makes it valid."""
     default = LabConfig()
-    for attr in ("tr_ranks", "tt_ranks", "bt_rank", "blocks"):
+    for attr in ("tr_ranks", "tt_ranks", "bt_rank", "blocks", "in_modes", "out_modes"):
         if attr not in changes:
             continue
         value = getattr(default, attr)
@@ -195,7 +206,7 @@ def _without_one_rank(cfg: LabConfig, changes: dict) -> tuple[str, LabConfig] | 
                 continue
         trial = replace(cfg, **{attr: value})
         try:
-            trial.specs()
+            _check(trial)
         except ValueError:
             continue
         return CONFIG_PARAMS[attr], trial

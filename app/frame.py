@@ -10,6 +10,7 @@ state in a fresh session. Invalid or partial query values fall back to the defau
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -18,8 +19,9 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from app.config import LabConfig, config_query, get_config, pop_config_warnings
+from app.widgets import link_warning
 
-__all__ = ["Field", "ListField", "OptionField", "PageInputs", "page_inputs", "stored_inputs", "PageFrame", "page_setup", "lesson_mode",
+__all__ = ["Field", "LinkCheck", "ListField", "OptionField", "PageInputs", "page_inputs", "stored_inputs", "PageFrame", "page_setup", "lesson_mode",
            "set_lesson_mode", "lesson_banner", "write_url", "share_link", "show_link", "LESSON_PARAM"]
 
 #: Query parameter of the lesson view (advanced controls hidden, for projecting a page in class).
@@ -27,6 +29,16 @@ LESSON_PARAM = "lesson"
 _LESSON_KEY = "btlab_lesson"
 _STORE_PREFIX = "btlab_inputs_"
 _TRUE = ("1", "true", "yes", "on")
+
+
+def _number(x: float) -> str:
+    """``1,000,000,000`` and ``0.5``, never ``1e+09``."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:,}"
+
+
+#: A page's check of the values a link gave, run once on a session's first visit:
+#: ``check(values, given) -> (values, warnings)``, ``given`` the names the link set validly.
+LinkCheck = Callable[[dict, set], tuple[dict, list]]
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,9 @@ class Field:
         The allowed values of a ``choice``; a callable returning them is allowed too.
     widget : str, optional
         The widget key after the page's prefix, when it differs from ``name``.
+    linked : bool
+        Whether the value is read from the URL. ``False`` for a value the page derives (from the shared
+        configuration, which reads and checks the link itself): it is still written to the URL.
     """
 
     name: str
@@ -57,6 +72,7 @@ class Field:
     hi: float | None = None
     choices: tuple | Callable[[], Sequence] = ()
     widget: str | None = None
+    linked: bool = True
 
     def options(self) -> tuple:
         return tuple(self.choices() if callable(self.choices) else self.choices)
@@ -82,7 +98,7 @@ class Field:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("expected a finite number")
         if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
-            raise ValueError(f"expected a value from {self.lo:g} to {self.hi:g}")
+            raise ValueError(f"expected a value from {_number(self.lo)} to {_number(self.hi)}")
         return value
 
     def format(self, value) -> str:
@@ -164,34 +180,39 @@ class PageInputs:
         return {f.name: f.format(self.values[f.name]) for f in self.fields}
 
 
-def _from_query(fields: Sequence[Field], defaults: dict) -> tuple[dict, list]:
-    values, warnings = dict(defaults), []
+def _from_query(fields: Sequence[Field], defaults: dict, check: LinkCheck | None = None) -> tuple[dict, list]:
+    """The link's values (one warning per field it could not use, whose default is kept), then ``check``."""
+    values, warnings, given = dict(defaults), [], set()
     params = st.query_params
     for f in fields:
-        if f.name not in params:
+        if not f.linked or f.name not in params:
             continue
         try:
             values[f.name] = f.parse(params[f.name])
+            given.add(f.name)
         except ValueError as exc:
-            warnings.append(f"The link's `{f.name}={params[f.name]}` was not used ({exc}); "
-                            f"using {f.format(values[f.name])!r}.")
+            warnings.append(link_warning(f.name, params[f.name], exc, f.format(values[f.name])))
+    if check is not None:
+        values, more = check(values, given)
+        warnings += more
     return values, warnings
 
 
 def page_inputs(page: str, fields: Sequence[Field], *, prefix: str | None = None,
-                defaults: dict | None = None) -> PageInputs:
+                defaults: dict | None = None, check: LinkCheck | None = None) -> PageInputs:
     """The inputs of ``page``, restored into their widgets; call before drawing the widgets.
 
     The first call of a session reads the URL query (falling back to ``defaults``, else each field's
-    default). Later calls take the values the widgets report, and put stored values back into
-    widgets Streamlit dropped while the user was on another page.
+    default; ``check`` then sees the values together, see :data:`LinkCheck`). Later calls take the
+    values the widgets report, and put stored values back into widgets Streamlit dropped while the
+    user was on another page.
     """
     fields = tuple(fields)
     store_key = _STORE_PREFIX + page
     inputs = st.session_state.get(store_key)
     if not isinstance(inputs, PageInputs) or [f.name for f in inputs.fields] != [f.name for f in fields]:
         base = {f.name: f.default for f in fields} | dict(defaults or {})
-        values, warnings = _from_query(fields, base)
+        values, warnings = _from_query(fields, base, check)
         inputs = PageInputs(page, page + "_" if prefix is None else prefix, fields, values, warnings)
         st.session_state[store_key] = inputs
     else:  # same inputs; defaults and choices may follow the configuration, the values stay
@@ -283,6 +304,23 @@ class PageFrame:
         else:  # drawn in place: an st.empty slot written only by the full run can keep showing an old link
             show_link(self.query, key=self.link_key)
 
+    def fragment(self, name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+        """Decorator: ``body`` as an ``st.fragment`` that keeps the URL and the Copy link current.
+
+        It takes what the widgets report before ``body`` runs (only the fragment reruns when its
+        widgets change) and, after it, :meth:`refresh`: so a value ``body`` sets from code after its
+        widgets (a clamped step, a suggestion) reaches the URL and the link too.
+        """
+        def wrap(body: Callable[[], None]) -> Callable[[], None]:
+            @st.fragment
+            @functools.wraps(body)
+            def run() -> None:
+                self.inputs.sync()
+                body()
+                self.refresh(name)
+            return run
+        return wrap
+
     def refresh(self, name: str) -> dict[str, str]:
         """At the top of fragment ``name``: take what its widgets report, rewrite the URL, redraw the link.
 
@@ -319,7 +357,8 @@ def lesson_banner(prefix: str) -> bool:
     return lesson
 
 
-def page_setup(page: str, fields: Sequence[Field], *, prefix: str, defaults: dict | None = None) -> PageFrame:
+def page_setup(page: str, fields: Sequence[Field], *, prefix: str, defaults: dict | None = None,
+               check: LinkCheck | None = None) -> PageFrame:
     """The frame every page starts with, in one call.
 
     Restores the page's inputs (:func:`page_inputs`), shows the warnings about link values that
@@ -338,9 +377,12 @@ def page_setup(page: str, fields: Sequence[Field], *, prefix: str, defaults: dic
         The page's widget key prefix.
     defaults : dict, optional
         First-visit values that differ from the fields' defaults.
+    check : LinkCheck, optional
+        The page's check of the link's values taken together (a value that does not fit the others
+        goes back to its default, with one warning naming it).
     """
-    inputs = page_inputs(page, fields, prefix=prefix, defaults=defaults)
-    for warning in inputs.warnings + pop_config_warnings():
+    inputs = page_inputs(page, fields, prefix=prefix, defaults=defaults, check=check)
+    for warning in pop_config_warnings() + inputs.warnings:  # each already escapes the link's text
         st.warning(warning, icon=":material/link_off:")
     lesson = lesson_banner(prefix)
     frame = PageFrame(inputs, lesson, prefix + "link")

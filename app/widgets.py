@@ -9,14 +9,25 @@ import streamlit as st
 
 from btcore.shapes import format_ints, parse_ints, parse_rank, rank_text
 
-__all__ = ["parse_ints", "format_ints", "rank_text", "parse_rank", "escape_markdown", "show_error", "page_link"]
+__all__ = ["parse_ints", "format_ints", "rank_text", "parse_rank", "escape_markdown", "link_warning", "show_error",
+           "page_link"]
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
 
 
 def escape_markdown(text: str) -> str:
-    """Escape the characters Markdown would turn into emphasis or code (``I*J`` stays ``I*J``)."""
-    return re.sub(r"([\\`*_~])", r"\\\1", text)
+    """Escape what Streamlit's Markdown would interpret in user- or link-derived text: emphasis and code
+    (``I*J`` stays ``I*J``), LaTeX (``$``), links and colour directives (``[``, ``]``). Streamlit shows no raw
+    HTML, and the messages are one line, so ``<``, ``>`` and ``#`` stay as they are."""
+    return re.sub(r"([\\`*_~$\[\]])", r"\\\1", str(text))
+
+
+def link_warning(name: str, text: str, reason, used: str) -> str:
+    """The one message about a link value that was not used: it names the query field and its value,
+    says why (``reason``) and what is used instead (``used``); the link's text is escaped."""
+    shown = str(text)[:80].replace("`", "'") + ("..." if len(str(text)) > 80 else "")
+    return (f"The link's `{name}={shown}` was not used ({escape_markdown(reason)}); "
+            f"using {name}={escape_markdown(used)}.")
 
 
 def show_error(exc: Exception, context: str | None = None) -> None:

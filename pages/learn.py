@@ -67,10 +67,9 @@ st.markdown(
     r"with d modes of sizes $I_k J_k$."
 )
 
-@st.fragment
+@frame.fragment("tensorization")
 def tensorization_section() -> None:
     """Reruns alone when its own widgets change (the rest of the page stays as drawn)."""
-    frame.refresh("tensorization")
     choice = st.selectbox("Example matrix", list(examples), key=K + "example",
                           help="Your own W is drawn here when it has at most 4,096 entries; otherwise pick a small one.")
     grid = ld.tensorization_grid(*examples[choice])
@@ -129,10 +128,9 @@ st.markdown(
     "The order matters a lot: a bad one can cost many times more."
 )
 
-@st.fragment
+@frame.fragment("steps")
 def steps_section() -> None:
     """Reruns alone when its own widgets change (the rest of the page stays as drawn)."""
-    frame.refresh("steps")
     walk = st.cache_data(lambda cfg, _specs: {n: ld.walkthrough_rows(s, cfg.batch) for n, s in _specs.items()},
                          max_entries=256, show_spinner=False)(cfg, specs)  # specs follow cfg; shared by sessions
     dense_per_sample = sum(r["multiply-adds / sample"] for r in walk["Dense"])
@@ -211,10 +209,9 @@ st.markdown(
     "small R (the paper: R = 4, d = 4)."
 )
 
-@st.fragment
+@frame.fragment("sizes")
 def sizes_section() -> None:
     """Reruns alone when its own widgets change (the rest of the page stays as drawn)."""
-    frame.refresh("sizes")
     c1, c2, c3 = st.columns(3)
     d_pick = c1.slider("Order d", 2, 6, key=K + "grow_d")
     r_pick = c2.slider("Tucker rank R", 1, 16, key=K + "grow_r")

@@ -11,10 +11,10 @@ from app.shapes.inputs import K
 from app.frame import page_setup
 from app.snippets import shapes_snippet
 from app.config import PRESETS, get_config
-from app.widgets import format_ints, rank_text, show_error
+from app.widgets import escape_markdown, format_ints, rank_text, show_error
 
 start = get_config()
-frame = page_setup(ss.PAGE, si.FIELDS, prefix=K, defaults=ss.first_defaults(start))
+frame = page_setup(ss.PAGE, si.FIELDS, prefix=K, defaults=ss.first_defaults(start), check=si.link_check(start))
 inputs, lesson = frame.inputs, frame.lesson
 ss.origin()  # remember the modes the page opened with
 
@@ -26,7 +26,7 @@ left, right = st.columns([1, 1], gap="large")
 with left:
     st.selectbox("Preset", ["Custom", *PRESETS], key=K + "preset", on_change=ss.on_preset,
                  help="The UCF11 presets are the paper's input-to-hidden map: 57,600 pixels in, 4 gates x 256 out.")
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3 = st.columns([2, 2, 1])  # room for 1,000,000,000 in the size fields
     c1.number_input("Input size I", step=1, key=K + "in_size", on_change=ss.on_size, args=(("in",),),
                     help="1 to 1,000,000,000.")
     c2.number_input("Output size J", step=1, key=K + "out_size", on_change=ss.on_size, args=(("out",),),
@@ -39,7 +39,7 @@ with left:
                        "your own modes: those are kept, and the suggestion is offered.")
     c2.text_input("Output modes J₁x..xJ_d", key=K + "out_modes", on_change=ss.on_modes, args=("out",))
     if ss.suggest_error():
-        st.warning(ss.suggest_error(), icon=":material/warning:")
+        st.warning(escape_markdown(ss.suggest_error()), icon=":material/warning:")
     offers = ss.offers()
     if offers:
         text = "; ".join(f"{side}put modes {format_ints(m)}" for side, m in offers.items())
@@ -84,13 +84,13 @@ for start_at in range(0, len(rows), 3):  # rows of three, so the labels (with th
             col.metric("Dense parameters", f"{dense['params']:,}")
         else:
             col.metric(f"{row['format']} ({row['ranks']}) parameters", f"{row['params']:,}",
-                       delta=f"{row['compression']:,.1f}x fewer", delta_color="off")
+                       delta=f"{tables.format_factor(row['compression'])} fewer", delta_color="off")
 
 table = tables.formats_table(rows, cfg.batch)
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     name: st.column_config.NumberColumn(format="localized") for name in ("parameters", tables.COMPRESSION, tables.MACS)})
 st.dataframe(tables.planner_table(rows), hide_index=True, width="stretch", column_config={
-    tables.PLANNER_MACS: st.column_config.NumberColumn(format="localized")})
+    name: st.column_config.NumberColumn(format="localized") for name in (tables.PLANNER_MACS, tables.PLANNER_MS)})
 c1, c2 = st.columns([1, 1])
 if not lesson:
     c1.download_button("Download table (CSV)", tables.formats_csv(rows, cfg.batch), "btlab_formats.csv", "text/csv",

@@ -61,7 +61,7 @@ def test_diagram_hover_has_shape_and_params():
     hover = dict(zip(tr.text, tr.hovertext))
     core = hover["C₁"]
     assert "4 × 4 × 4 × 4" in core and "256 parameters" in core
-    a = hover["A₁<sup>(2)</sup>"]
+    a = hover["A₁⁽²⁾"]
     assert "20 × 4 × 4" in a and "320 parameters" in a
     # the node parameters add up to the format's count
     total = sum(int(h.split("<br>")[-1].split()[0].replace(",", "")) for h in tr.hovertext)
@@ -344,3 +344,28 @@ def test_ring_growth_rows_are_the_librarys_counts():
     assert rows[3]["TR"] == 5_760 and rows[0]["TR"] == rows[0]["TT"]  # rank 1: the ring is the chain
     fig = cl.ring_growth_chart(rows, current=4)
     assert [t.name for t in fig.data] == ["TT", "TR", "your TR"] and list(fig.data[2].y) == [5_760]
+
+
+def test_diagram_and_chart_text_is_at_least_12_px_and_log_axes_label_only_decades():
+    import json
+
+    from app.shapes import charts as sc
+    from app.shapes import inputs as si
+
+    cfg = PRESETS[UCF11_LSTM_PRESET]
+    walk = ld.walkthrough_rows(cfg.bt_spec(), cfg.batch)
+    rows = ld.growth_rows(cfg.in_size, cfg.out_size, 2, range(1, 9), range(2, 7), own=(cfg.in_modes, cfg.out_modes))
+    figs = [cl.bt_diagram(cfg.bt_spec()), cl.tt_diagram(cfg.tt_spec()), cl.tr_diagram(cfg.tr_spec()),
+            cl.step_bars(walk, color="red", dense_per_sample=10**6, selected=1, title="t"),
+            cl.growth_chart(rows, current=(4, 4)), sc.bt_heatmap(*si.heatmap_grid(cfg), current=(4, 2))]
+    for fig in figs:
+        spec = json.loads(fig.to_json())
+        text = json.dumps(spec["data"])
+        assert "<sup>" not in text and "<sub>" not in text  # drawn at ~70% of the font
+        fonts = [font["size"] for font in (t.get("textfont") for t in spec["data"]) if isinstance(font, dict)
+                 and isinstance(font.get("size"), (int, float))]
+        fonts += [a["font"]["size"] for a in spec["layout"].get("annotations", []) if "size" in a.get("font", {})]
+        assert all(size >= 12 for size in fonts), fonts
+        for name, axis in spec["layout"].items():
+            if name.startswith("yaxis") and axis.get("type") == "log":
+                assert axis.get("dtick") is not None, name  # no in-between "2", "5" labels

@@ -388,7 +388,7 @@ def test_a_bad_tr_link_value_falls_back_with_a_warning():
     assert not at.exception and not _errors(at)
     assert any("`tr_r=x,y`" in w.value for w in at.warning)
     value = at.text_input(key="approx_tr_ranks").value
-    assert value != "x,y" and f"using {value!r}" in " ".join(w.value for w in at.warning)
+    assert value != "x,y" and f"using tr_r={value}" in " ".join(w.value for w in at.warning)
 
 
 def _state(at) -> dict:

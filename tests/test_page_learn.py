@@ -231,5 +231,5 @@ def test_a_bad_tr_link_value_falls_back_with_a_warning_on_learn():
     at.query_params.update({"tr": "999"})
     at.switch_page(str(ROOT / "pages" / "learn.py")).run()
     assert not at.exception and not at.error
-    assert any("`tr`" in w.value and "using tr=4" in w.value for w in at.warning)
+    assert any("`tr=999`" in w.value and "using tr=4" in w.value for w in at.warning)
     assert at.session_state[CONFIG_KEY] == LabConfig()

@@ -71,7 +71,7 @@ def test_a_bad_tr_link_value_alone_falls_back_and_the_rest_is_kept(text, says):
 
     cfg, warnings = config_from_query({"tr": text, "N": "3"})
     assert cfg == LabConfig(blocks=3)  # the link's N is kept, its tr is the default
-    assert len(warnings) == 1 and "`tr`" in warnings[0] and says in warnings[0]
+    assert len(warnings) == 1 and "`tr=" in warnings[0] and says in warnings[0]
 
 
 def test_an_old_link_without_tr_keeps_working_on_small_modes():

@@ -63,7 +63,7 @@ def test_changing_size_suggests_balanced_modes():
     ("shapes_in_modes", "8x20x20x17", "does not equal the size 57,600"),
     ("shapes_bt_rank", "129", "rank[0] = 129 is above mode 1's size I*J = 8*16 = 128"),
     ("shapes_tt_ranks", "4,4", "ranks has 2 entries"),
-    ("shapes_out_modes", "16x8x8", "in_modes has 4 modes but out_modes has 3"),
+    ("shapes_out_modes", "16x8x8", "Order d is 4 but the output modes 16x8x8 are 3"),
     ("shapes_bt_rank", "four", "BT rank: 'four' is not a positive integer"),
 ])
 def test_bad_input_shows_an_error_and_keeps_the_widgets(key, value, message):
@@ -240,7 +240,8 @@ def test_a_bad_link_value_falls_back_to_the_default_with_a_warning(query, field,
     assert at.number_input(key=f"shapes_{field}").value == default
     name, value = next(iter(query.items()))
     warnings = " ".join(w.value for w in at.warning)
-    assert f"`{name}`" in warnings and f"'{value}'" not in warnings  # never "using the bad value"
+    assert f"`{name}={value}`" in warnings and f"using {name}={value}" not in warnings  # never "using the bad value"
+    assert len(at.warning) == 1  # one warning per bad field, not one from the page and one from the configuration
     assert at.query_params[name] == str(default)
 
 
@@ -341,3 +342,58 @@ def test_a_rank_or_block_count_beyond_the_usual_heatmap_is_still_marked():
     box = heat["layout"]["shapes"][0]
     assert heat["data"][0]["x"][round(box["x0"] + 0.5)] == "12"
     assert heat["data"][0]["y"][round(box["y0"] + 0.5)] == "20"
+
+
+@pytest.mark.parametrize("query, name, key, used", [
+    ({"R": "100000"}, "R", "bt_rank", "4"), ({"R": "4,4,4,4,4,4"}, "R", "bt_rank", "4"),
+    ({"in": "8x20", "out": "16x4x4x4"}, "in", "in_modes", "8x20x20x18"),
+    ({"in": "256x256x256x256"}, "in", "in_modes", "8x20x20x18"),
+    ({"in": "250x250x250x64", "out": "256x256x256x64"}, "out", "out_modes", "16x4x4x4"),
+    ({"I": "4096"}, "I", "in_size", 57600), ({"d": "8"}, "d", "d", 4), ({"batch": "999999"}, "batch", "batch", 16),
+])
+def test_a_bad_link_value_never_lands_in_its_field(query, name, key, used):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params.update(query)
+    at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
+    assert not at.exception and not at.error  # the default is used, so the results are for what is shown
+    assert at.session_state[f"shapes_{key}"] == used
+    (warning,) = at.warning  # exactly one, naming the field and its value
+    assert f"`{name}={query[name]}` was not used" in warning.value and f"using {name}={used}" in warning.value
+    assert at.query_params[name] == str(used)  # the URL says what is used
+    assert all(at.query_params[k] == v for k, v in query.items() if k != name)  # the rest of the link is kept
+
+
+def test_link_warnings_keep_products_literal():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params.update({"R": "100000"})
+    at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
+    assert r"I\*J = 8\*16 = 128" in at.warning[0].proto.body  # Markdown would eat the unescaped *
+
+
+@pytest.mark.parametrize("d", [1, 5, 9])
+def test_an_order_d_change_is_explained_once_in_the_fields_words(d):
+    at = open_page("shapes")
+    at.text_input(key="shapes_out_modes").set_value("16x8x8").run()  # typed: 3 modes beside 4 input modes
+    at.number_input(key="shapes_d").set_value(d).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    texts = errors + [w.value for w in at.warning]
+    assert not any("in_modes" in t or "out_modes" in t for t in texts), texts  # the fields' labels, not the API's
+    assert len(errors) == 1 and not any(w.value in errors[0] for w in at.warning)  # no message said twice
+    assert "Order d" in errors[0]
+
+
+def test_compression_factors_have_one_format_and_modelled_times_are_formatted():
+    at = open_page("shapes")
+    table = at.dataframe[0].value.set_index("format")
+    deltas = {m.label.split(" (")[0]: m.delta for m in at.metric if m.delta}
+    from app.shapes.tables import COMPRESSION, format_factor
+
+    assert deltas["TR"] == f"{format_factor(table.loc['TR', COMPRESSION])} fewer" == "10,240x fewer"
+    assert all(d == f"{format_factor(table.loc[k, COMPRESSION])} fewer" for k, d in deltas.items())
+    planner = at.dataframe[1].proto.columns
+    assert '"planner\'s modelled time (ms)"' in planner and "localized" in planner

@@ -57,12 +57,27 @@ def test_tr_ranks_round_trip_and_reach_the_config():
     assert si.config_from_inputs(values).tr_spec().params == btcore.tr_params(cfg.in_modes, cfg.out_modes, (4, 3, 2, 3))
 
 
-def test_a_rank_field_refuses_link_text_that_is_no_rank():
-    field = next(f for f in si.FIELDS if f.name == "tr")
-    assert field.parse("4,3,2,3") == "4,3,2,3"
-    for bad in ("abc", "0"):
-        with pytest.raises(ValueError, match="tr"):
-            field.parse(bad)
+def test_the_configurations_fields_are_read_from_the_link_only_by_the_configuration():
+    from app.config import CONFIG_PARAMS
+
+    linked = {f.name for f in si.FIELDS if f.linked}
+    assert linked == {"preset", "I", "J", "d"} and not linked & set(CONFIG_PARAMS.values())
+
+
+@pytest.mark.parametrize("given, says", [
+    ({"I": 4096}, "`I=4096` was not used (the input modes 8x20x20x18 give I = 57,600); using I=57600"),
+    ({"J": 7}, "`J=7` was not used (the output modes 16x4x4x4 give J = 1,024); using J=1024"),
+    ({"d": 8}, "`d=8` was not used (the modes 8x20x20x18 and 16x4x4x4 have order d = 4); using d=4"),
+    ({"preset": "Small square 1024 x 1024"}, "`preset=Small square 1024 x 1024` was not used"),
+])
+def test_a_links_sizes_and_preset_must_agree_with_its_modes(given, says):
+    cfg = LabConfig()
+    values = si.defaults_for(cfg, "Custom") | given
+    values, warnings = si.link_check(cfg)(values, set(given))
+    assert values == si.defaults_for(cfg, "UCF11 LSTM (paper: BT-LSTM and TT-LSTM)" if "preset" in given else "Custom")
+    assert len(warnings) == 1 and says in warnings[0]
+    same, none = si.link_check(cfg)(si.defaults_for(cfg, "Custom"), {"I", "J", "d", "preset"})
+    assert none == [] and same == si.defaults_for(cfg, "Custom")  # agreeing values pass without a word
 
 
 def test_uniform_marks_are_the_one_rank_of_each_factorized_format():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pandas as pd
+import pytest
 
 import btcore
 from app.config import LabConfig
@@ -47,3 +48,11 @@ def test_tr_is_a_row_and_the_planners_choice_stands_beside_the_fixed_count():
     assert list(tables.formats_table(rows, 5).columns).count(tables.PLANNER) == 0  # its own table, not a wider one
     numeric = [c for c in csv.columns if c not in ("ranks", tables.PLANNER)]
     assert all(pd.api.types.is_numeric_dtype(csv[c]) for c in numeric)
+
+
+@pytest.mark.parametrize("x, text", [(17554.31, "17,554.3x"), (10240.0, "10,240x"), (10240.04, "10,240x"),
+                                     (0.55, "0.6x"), (1.0, "1x")])
+def test_a_compression_factor_is_written_as_the_tables_localized_column_shows_it(x, text):
+    assert tables.format_factor(x) == text
+    shown = round(x, 1)  # the table's value; the localized column drops a trailing .0
+    assert text[:-1].replace(",", "") == (f"{shown:.1f}".removesuffix(".0"))

@@ -22,6 +22,13 @@ from btcore.shapes import prod
 from app.charts import FORMAT_COLORS, shared_figure, value_axis
 from .content import TensorizationGrid, shape_text, sub
 
+_SUPERSCRIPT = str.maketrans("0123456789()", "⁰¹²³⁴⁵⁶⁷⁸⁹⁽⁾")
+
+
+def _sup(text: str) -> str:
+    """``text`` in Unicode superscripts, at the label's full font size (an SVG ``<sup>`` is drawn at ~70%)."""
+    return text.translate(_SUPERSCRIPT)
+
 __all__ = [
     "NODE_TRACE", "PATH_TRACE", "dense_diagram", "tt_diagram", "tr_diagram", "ring_growth_chart", "bt_diagram", "tensorization_figure", "step_bars",
     "format_cost_stack", "growth_chart", "budget_chart", "node_names", "diagram_labels", "contraction_tree",
@@ -237,7 +244,7 @@ def bt_diagram(spec, max_blocks: int = 4, per_row: int | None = None) -> go.Figu
                      font, _BOND)
             net.leg(fx, fy, ang + 30, leg_len, f"i{sub(k + 1)} = {_fmt(spec.in_modes[k])}", _LEG, font)
             net.leg(fx, fy, ang - 30, leg_len, f"j{sub(k + 1)} = {_fmt(spec.out_modes[k])}", _LEG_OUT, font)
-            net.node(fx, fy, f"A{sub(n)}<sup>({k + 1})</sup>", "factor",
+            net.node(fx, fy, f"A{sub(n)}{_sup(f'({k + 1})')}", "factor",
                      (spec.in_modes[k], spec.out_modes[k], spec.ranks[k]), f"block {n}, factor {k + 1}")
         net.node(x, y, f"C{sub(n)}", "core", spec.ranks, f"core of block {n} (R^d entries)")
         slot += 1
@@ -364,7 +371,9 @@ def step_bars(rows: list[dict], *, color: str, dense_per_sample: float | None = 
                            font={"color": FORMAT_COLORS["Dense"]})
     top = max(y + [dense_per_sample or 0])
     low = max(min(y), 1)
-    fig.update_layout(title=title, yaxis_title="multiply-adds / sample", yaxis_type="log", height=360,
+    # dtick=1: labels at powers of ten only (plotly's in-between "2", "5" on a log axis are ~9 px); the
+    # range spans more than a decade, so there is always one
+    fig.update_layout(title=title, yaxis_title="multiply-adds / sample", yaxis_type="log", yaxis_dtick=1, height=360,
                       yaxis_range=[math.log10(low) - 0.5, math.log10(max(top, 1)) + 0.6],
                       margin={"t": 50, "b": 10}, showlegend=False)
     return fig
@@ -419,7 +428,9 @@ def growth_chart(rows: list[dict], current: tuple[int, int] | None = None) -> go
                     fig.add_scatter(x=[r["R"]], y=[r[key]], mode="markers", name="your choice", showlegend=col == 1,
                                     marker={"symbol": "star", "size": 16, "color": "gold", "line": {"width": 1, "color": "black"}},
                                     row=1, col=col, hovertemplate="%{y:,}<extra>your choice</extra>")
-    fig.update_yaxes(type="log")
+    # readable ticks (no ~9 px in-between labels of a short log axis), per panel
+    fig.update_yaxes(**value_axis([r["params"] for r in rows]), row=1, col=1)
+    fig.update_yaxes(**value_axis([r["core_per_block"] for r in rows]), row=1, col=2)
     fig.update_xaxes(title_text="Tucker rank R")
     fig.update_layout(height=380, margin={"t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})
     return fig

@@ -64,7 +64,7 @@ def bt_heatmap(ranks: list[int], blocks: list[int], values: list[list[float]], *
     cells = len(ranks) * len(blocks)
     fig = go.Figure(go.Heatmap(
         x=[str(r) for r in ranks], y=[str(n) for n in blocks], z=z, text=text,
-        texttemplate="%{text}" if cells <= 64 else None, textfont={"size": 11},
+        texttemplate="%{text}" if cells <= 64 else None, textfont={"size": 12},
         colorscale="Viridis", colorbar={"title": "log10"},
         hovertemplate="R=%{x}, N=%{y}<br>%{text}<extra></extra>",
     ))

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import btcore
-from app.frame import Field
+from app.frame import Field, LinkCheck
+from app.widgets import link_warning
 from app.config import LIMITS, PRESETS, LabConfig
 from btcore.shapes import MAX_ORDER, format_ints, parse_ints, parse_rank, rank_text
 
-__all__ = ["K", "FIELDS", "RankField", "RANGES", "ModeOrigin", "check_number", "config_from_inputs", "defaults_for",
+__all__ = ["K", "FIELDS", "link_check", "RANGES", "ModeOrigin", "check_number", "config_from_inputs", "defaults_for",
            "preset_name", "suggest_modes", "heatmap_grid", "sweep_ranks",
            "uniform_marks"]
 
@@ -22,30 +23,50 @@ K = "shapes_"
 #: Allowed ranges of the numeric inputs: (label, lowest, highest).
 RANGES = {**LIMITS, "d": ("Order d", 1, MAX_ORDER)}
 
-@dataclass(frozen=True)
-class RankField(Field):
-    """A rank text (``4`` or ``4,3,2,3``): a link value that is no rank list falls back to the default
-    with a warning instead of landing in the field."""
-
-    def parse(self, text: str):
-        value = super().parse(text)
-        parse_rank(value, self.name)
-        return value
-
-
+#: The inputs. The modes, ranks, blocks and batch are the shared configuration's: their first values
+#: come from :func:`app.config.get_config`, which reads and checks the link (``linked=False``), so a
+#: bad link value never reaches a field; I, J and d are checked against those modes (:func:`link_check`).
 FIELDS = (
     Field("preset", "Custom", "choice", choices=lambda: ("Custom", *PRESETS)),
     Field("I", 57600, "int", *RANGES["I"][1:], widget="in_size"),
     Field("J", 1024, "int", *RANGES["J"][1:], widget="out_size"),
     Field("d", 4, "int", *RANGES["d"][1:]),
-    Field("in", "8x20x20x18", widget="in_modes"),
-    Field("out", "16x4x4x4", widget="out_modes"),
-    RankField("R", "4", widget="bt_rank"),
-    Field("N", 2, "int", *RANGES["N"][1:], widget="blocks"),
-    RankField("tt", "4", widget="tt_ranks"),
-    Field("batch", 16, "int", *RANGES["batch"][1:]),
-    RankField("tr", "4", widget="tr_ranks"),
+    Field("in", "8x20x20x18", widget="in_modes", linked=False),
+    Field("out", "16x4x4x4", widget="out_modes", linked=False),
+    Field("R", "4", widget="bt_rank", linked=False),
+    Field("N", 2, "int", *RANGES["N"][1:], widget="blocks", linked=False),
+    Field("tt", "4", widget="tt_ranks", linked=False),
+    Field("batch", 16, "int", *RANGES["batch"][1:], linked=False),
+    Field("tr", "4", widget="tr_ranks", linked=False),
 )
+
+
+def link_check(cfg: LabConfig) -> LinkCheck:
+    """The check of a link's I, J, d and preset against the configuration ``cfg`` the link gave.
+
+    I, J and d follow from the modes; a link value that disagrees is not used (one warning naming it),
+    so the fields never show a size the results are not for. A preset that is not ``cfg`` is named
+    the same way; the preset shown is the one ``cfg`` is (else Custom).
+    """
+    derived = {"I": cfg.in_size, "J": cfg.out_size, "d": cfg.d}
+    said = {"I": f"the input modes {format_ints(cfg.in_modes)} give I = {cfg.in_size:,}",
+            "J": f"the output modes {format_ints(cfg.out_modes)} give J = {cfg.out_size:,}",
+            "d": f"the modes {format_ints(cfg.in_modes)} and {format_ints(cfg.out_modes)} have order d = {cfg.d}"}
+
+    def check(values: dict, given: set) -> tuple[dict, list]:
+        values, warnings = dict(values), []
+        for name, value in derived.items():
+            if name in given and values[name] != value:
+                warnings.append(link_warning(name, values[name], said[name], str(value)))
+            values[name] = value
+        preset = values["preset"]
+        values["preset"] = preset if preset == "Custom" else preset_name(cfg, preset)
+        if "preset" in given and values["preset"] != preset:
+            warnings.append(link_warning("preset", preset, "the link's modes and ranks are not that preset",
+                                         values["preset"]))
+        return values, warnings
+
+    return check
 
 
 def check_number(name: str, value) -> int:
@@ -81,13 +102,15 @@ def config_from_inputs(values: dict) -> LabConfig:
     out_modes = parse_ints(values["out"], "output modes")
     btcore.check_modes(in_modes, "input modes", sizes["I"])
     btcore.check_modes(out_modes, "output modes", sizes["J"])
+    for side, modes in (("input", in_modes), ("output", out_modes)):
+        # before the formats see the modes: the results must be for the d shown, and the message names
+        # the fields (the formats would speak of in_modes and out_modes)
+        if len(modes) != sizes["d"]:
+            raise ValueError(f"Order d is {sizes['d']} but the {side} modes {format_ints(modes)} are {len(modes)}: "
+                             f"type {sizes['d']} {side} modes, use the suggested ones, or set d back to {len(modes)}")
     cfg = LabConfig(in_modes, out_modes, parse_rank(values["R"], "BT rank"), sizes["N"],
                     parse_rank(values["tt"], "TT ranks"), sizes["batch"], parse_rank(values["tr"], "TR ranks"))
     cfg.specs()  # every format must accept it
-    for side, modes in (("input", in_modes), ("output", out_modes)):
-        if len(modes) != sizes["d"]:  # the results must be for the d shown
-            raise ValueError(f"Order d is {sizes['d']} but the {side} modes {format_ints(modes)} are {len(modes)}: "
-                             f"type {sizes['d']} {side} modes, use the suggested ones, or set d back to {len(modes)}")
     return cfg
 
 

@@ -85,15 +85,14 @@ def on_size(sides: tuple[str, ...]) -> None:
     STATE.pop("suggest_error")
     try:
         d = check_number("d", store["d"])
-    except ValueError as exc:
-        STATE.set("suggest_error", str(exc))  # the message names the order d
-        return
+    except ValueError:
+        STATE.pop("suggestion")
+        return  # the configuration's error names the order d; said once, not again as a warning
     for side in sides:
         try:
             n = check_number(SIZE[side], store[SIZE[side]])
-        except ValueError as exc:
-            STATE.set("suggest_error", str(exc))  # names the input or output size
-            continue
+        except ValueError:
+            continue  # named by the configuration's error
         try:
             modes = suggest_modes(n, d, mode_origin.remembered.get(side))
         except ValueError as exc:

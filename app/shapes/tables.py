@@ -9,7 +9,7 @@ import pandas as pd
 
 import btcore
 
-__all__ = ["COMPRESSION", "MACS", "PLANNER", "PLANNER_MACS", "PLANNER_MS", "with_planner", "formats_table",
+__all__ = ["format_factor", "COMPRESSION", "MACS", "PLANNER", "PLANNER_MACS", "PLANNER_MS", "with_planner", "formats_table",
            "planner_table", "formats_csv"]
 
 #: Column names shared by the table and its CSV. ``MACS`` is the FLOP-optimal path's count (a pure
@@ -20,6 +20,12 @@ MACS = "multiply-adds / sample"
 PLANNER = "the scheme btcore.matmul runs here (planner)"
 PLANNER_MACS = "planner's multiply-adds / sample"
 PLANNER_MS = "planner's modelled time (ms)"
+
+
+def format_factor(x: float) -> str:
+    """A compression factor as the page writes it everywhere: one decimal, thousands separated, no
+    trailing ``.0`` (``17,554.3x``, ``10,240x``), the digits the table's localized column shows."""
+    return f"{round(float(x), 1):,.1f}".removesuffix(".0") + "x"
 
 
 def with_planner(row: dict, spec, batch: int) -> dict:

@@ -285,8 +285,31 @@ def test_estimate_snippet_and_x_axis_selector():
     assert any("Measured examples/s" in c.value and "/learn#steps" in c.value for c in at.caption)
 
 
+def test_a_one_epoch_run_is_too_short_to_judge_never_stalled():
+    # 2 steps and one evaluation on 32 clips: whatever the accuracy, the page does not say the model learns nothing
+    at = _small(open_page("training"), epochs=1)
+    at.button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    assert _join(job) and job.status == "done", job.error
+    at.run()
+    assert not at.exception
+    ends = [e for e in job.events if e.get("event") == "end"]
+    assert {e["status"] for e in ends} == {"done"} and all(e["stop_check"] is None for e in ends)
+    table = at.dataframe[1].value
+    assert "stalled" not in set(table["status"]) and (table["step"] == 2).all()  # all its steps: 64 clips / 32
+    alerts = [a.value for a in list(at.warning) + list(at.error) + list(at.info)]
+    assert not any("learns nothing" in a or "stalled" in a for a in alerts)
+    short = [e for e in ends if e["verdict"] == "too short"]
+    assert short  # 2 steps do not reach 40.3 %, the bar of 32 clips at chance 25 %
+    for e in short:  # its note names a control the page has ("Epochs")
+        shown = next(a for a in at.info if e["run"] in a.value)
+        assert "too short to judge" in shown.value and "too few evaluations" in shown.value
+        assert "more epochs" in shown.value and "Epochs" in [n.label for n in at.number_input]
+    assert all(e["verdict"] in ("learnt", "too short") for e in ends)  # one evaluation: never "at chance"
+
+
 def test_diverged_run_is_shown_plainly():
-    at = _small(open_page("training"), kinds=["TT"])
+    at = _small(open_page("training"), kinds=["TT"], epochs=4)  # a stall is judged at half of the epochs
     at.selectbox(key="train_optimizer").set_value("sgd").run()
     at.number_input(key="train_lr").set_value(1.0).run()
     at.number_input(key="train_clip").set_value(0.0).run()

@@ -162,9 +162,18 @@ def metrics_rows(events: list[dict], metric: str = "val_acc", metric_label: str 
             metric_column(metric_label): ev.get(metric),
             "examples/s": speeds[len(speeds) // 2] if speeds else None,
             "ms / step": 1000 * last["step_time"] if _finite(last.get("step_time")) else None,
-            "note": end["reason"] if end and end["status"] != "done" else "",
+            "note": _note(end),
         })
     return rows
+
+
+def _note(end: dict | None) -> str:
+    """The table's note of a run: why it ended early, or (short) that a finished run did not show learning."""
+    if not end:
+        return ""
+    if end["status"] != "done":
+        return end["reason"]
+    return {"at chance": "finished at chance", "too short": "too short to judge"}.get(end.get("verdict"), "")
 
 
 def paper_rows(configs: dict[str, ClassifierConfig]) -> list[dict]:

@@ -20,7 +20,7 @@ from app.widgets import escape_markdown
 from btcore.train import SLOW_S, TrainConfig, checkpoint_bytes, histories_csv, probe_seconds, summary, sweep_csv, sweep_rows
 from btcore.train.estimate import data_seconds, total_estimate
 
-__all__ = ["show_outcomes", "outcome_kind", "show_queue", "speed_line", "estimate_runs", "show_estimate", "estimate_text", "eta_text",
+__all__ = ["show_outcomes", "outcome_kind", "show_queue", "speed_line", "estimate_runs", "show_estimate", "span_text", "estimate_text", "eta_text",
            "data_estimate", "sweep_probes", "show_sweep",
            "is_sweep", "show_adjustments", "number_text", "table_columns", "show_changed", "show_downloads"]
 
@@ -214,23 +214,31 @@ def data_estimate(spec) -> tuple[float | tuple[float, float, float], int, int]:
     return _data(spec)
 
 
-def estimate_text(est: dict, what: str = "all runs") -> str:
-    """The estimate as one line (Markdown): its range (one number when both ends round alike), and each phase."""
+def span_text(est: dict) -> str:
+    """The estimate's seconds as the page writes them everywhere (Markdown): its range, or one number when
+    both ends round alike; under a second is "under 1 s". The middle lies inside the range."""
     lo, mid, hi = est["low_s"], est["estimated_s"], est["high_s"]
-    span = f"**{lo:,.0f}-{hi:,.0f} s**" if f"{lo:,.0f}" != f"{hi:,.0f}" else f"about **{mid:,.0f} s**"
+    if f"{lo:,.0f}" != f"{hi:,.0f}":
+        return f"**{lo:,.0f}-{hi:,.0f} s**"
+    return "**under 1 s**" if hi < 0.5 else f"about **{mid:,.0f} s**"
+
+
+def estimate_text(est: dict, what: str = "all runs") -> str:
+    """The estimate as one line (Markdown): its range (:func:`span_text`) and each phase."""
     phases = [f"data {est['data_s']:,.1f} s", f"building {est['build_s']:,.1f} s", f"training {est['train_s']:,.1f} s",
               f"evaluation {est['eval_s']:,.1f} s"]
-    return (f"Estimated: {span} for {what} ({', '.join(phases)}), from timed steps of each model here; the range "
-            "spans the fastest and slowest timed step (and, for a clip folder, sampled clip) and load from other "
-            "sessions.")
+    return (f"Estimated: {span_text(est)} for {what} ({', '.join(phases)}), from timed steps of each model here; the "
+            "range spans the fastest and slowest timed step (and, for a clip folder, sampled clip) and load from "
+            "other sessions.")
 
 
 def show_estimate(where, est: dict, what: str = "all runs") -> None:
-    """The estimate (every phase, :func:`estimate_text`) next to Train; a warning above :data:`SLOW_S`."""
+    """The estimate (every phase, :func:`estimate_text`) next to Train; above :data:`SLOW_S` a warning with the
+    same span (one estimate per screen, never a second rounding of it)."""
     where.caption(estimate_text(est, what))
     if est["estimated_s"] > SLOW_S:
-        st.warning(f"This comparison is estimated at about {est['estimated_s'] / 60:,.0f} minutes on this machine; "
-                   "lower the frame size, the epochs or the number of examples for a quick look.",
+        st.warning(f"This is estimated at {span_text(est)} on this machine (over {SLOW_S / 60:.0f} minutes); lower "
+                   "the frame size, the epochs or the number of examples for a quick look.",
                    icon=":material/schedule:")
 
 

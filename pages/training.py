@@ -189,8 +189,10 @@ def live() -> None:
     text = f"{label} · {snap['elapsed']:.0f} s" + views.eta_text(eta, snap["elapsed"], first and first[1])
     info = job.info or RaceInfo()
     with st.container():  # lines that come and go: the charts below keep their place (no remount, no flicker)
-        if not views.show_queue(snap):
+        if status in ("pending", "running"):
             st.progress(min(1.0, max(0.0, snap["progress"])), text=text)
+        elif not views.show_queue(snap):  # ended: a line that says so, not a bar left standing at its end
+            st.caption(f"Training {label} after {snap['elapsed']:,.0f} s.")
         st.caption(f"Device: **{info.device or dev}**" + (f" · {info.data}" if info.data else ""))
         if share_note(job):
             st.caption(share_note(job))

@@ -85,3 +85,13 @@ def test_every_tasks_sizes_table_shows_the_memory_range_of_a_step():
         assert tables.too_big(rows, 2 * min(r["_bytes"] for r in rows) + 2) == [rows[0]["model"]]  # dense is larger
         assert tables.model_rows(models)[0]["_bytes"] == 0 and "training memory (est.)" not in tables.model_rows(models)[0]
     assert tables.memory_text(step_memory(10, 0)) == "160 B"  # no activations: one value
+
+
+def test_the_paper_table_writes_compression_like_the_shapes_page():
+    from btcore.classifier import ucf11_config
+    from app.training import tables as tb
+    rows = tb.paper_shown(tb.paper_rows({k: ucf11_config(k, "lstm") for k in ("dense", "tt", "bt")}))
+    assert rows[0]["compression"] == "1.0x"
+    raw = tb.paper_rows({k: ucf11_config(k, "lstm") for k in ("dense", "tt", "bt")})[2]["compression"]
+    assert rows[2]["compression"] == f"{raw:,.1f}x" and "," in rows[2]["compression"]
+    assert tb.ratio_text(17554.31) == "17,554.3x"

@@ -263,7 +263,7 @@ st.subheader("Sensitivity sweep: BT rank R x blocks N")
 st.caption("Trains a BT model for every (R, N) with the settings above, plus the dense and TT models as references; "
            f"the final {TASKS[task_name].metric_label} against parameters and as an R x N heatmap appear above, under "
            "the charts.")
-c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
+c1, c2, c3, c4 = st.columns([1, 1, 1.6, 2])  # the button's label ("Train the sweep (11 runs)") never cut
 sweep_r = c1.text_input("Ranks R", key=K + "sweep_ranks")
 sweep_n = c2.text_input("Blocks N", key=K + "sweep_blocks")
 try:

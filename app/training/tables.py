@@ -171,8 +171,8 @@ def _note(end: dict | None) -> str:
     """The table's note of a run: why it ended early, or (short) that a finished run did not show learning."""
     if not end:
         return ""
-    if end["status"] != "done":
-        return end["reason"]
+    if end["status"] != "done":  # where it stopped; the whole reason is in the outcomes above the table
+        return end["reason"].split(": ")[0]
     return {"at chance": "finished at chance", "too short": "too short to judge"}.get(end.get("verdict"), "")
 
 

@@ -112,10 +112,12 @@ def number_text(formats: dict[str, str]) -> dict:
 
 def table_columns(formats: dict[str, str]) -> dict:
     """Column settings of the live table: narrow number columns (right-aligned text), the run's name of medium
-    width, so the table fits the page width (a long note is cut; its full text is in the outcomes above).
+    width, so the table fits the page width; the note is where a run stopped (its whole reason is in the outcomes
+    above), the input-map column wide enough for its header.
     """
     return {col: st.column_config.TextColumn(alignment="right", width="small") for col in formats} | {
-        "run": st.column_config.TextColumn(width="medium"), "note": st.column_config.TextColumn(width="small"),
+        "run": st.column_config.TextColumn(width="medium"), "note": st.column_config.TextColumn(width="medium"),
+        "input-map parameters": st.column_config.TextColumn(alignment="right", width="medium"),
         "status": st.column_config.TextColumn(width="small"), "epoch": st.column_config.NumberColumn(width="small"),
         "step": st.column_config.NumberColumn(width="small")}
 

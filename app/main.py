@@ -5,14 +5,19 @@ are registered here explicitly with ``st.navigation``.
 """
 
 import os
+import sys
 from pathlib import Path
 
-import streamlit as st
-import torch
+# `streamlit run app/main.py` puts app/ first on the import path, so `app` and `btcore` would come from
+# wherever the package is installed (an editable install of another checkout): this checkout first.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import btcore
-from app.config import PRESETS, UCF11_LSTM_PRESET, config_query, get_config
-from app.frame import lesson_banner, write_url
+import streamlit as st  # noqa: E402
+import torch  # noqa: E402
+
+import btcore  # noqa: E402
+from app.config import PRESETS, UCF11_LSTM_PRESET, config_query, get_config  # noqa: E402
+from app.frame import lesson_banner, write_url  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES_DIR = ROOT / "pages"

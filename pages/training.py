@@ -189,8 +189,10 @@ def live() -> None:
     text = f"{label} · {snap['elapsed']:.0f} s" + views.eta_text(eta, snap["elapsed"], first and first[1])
     info = job.info or RaceInfo()
     with st.container():  # lines that come and go: the charts below keep their place (no remount, no flicker)
-        if not views.show_queue(snap):
+        if status in ("pending", "running"):
             st.progress(min(1.0, max(0.0, snap["progress"])), text=text)
+        elif not views.show_queue(snap):  # ended: a line that says so, not a bar left standing at its end
+            st.caption(f"Training {label} after {snap['elapsed']:,.0f} s.")
         st.caption(f"Device: **{info.device or dev}**" + (f" · {info.data}" if info.data else ""))
         if share_note(job):
             st.caption(share_note(job))
@@ -236,11 +238,11 @@ if task_name == "action":  # the paper's UCF11 models are action classifiers
     st.divider()
     st.subheader("Paper: UCF11 (Ye et al. 2018)")
     paper = {k: ucf11_config(k, "lstm") for k in ("dense", "tt", "bt")}
-    prow = tables.paper_rows(paper)
+    prow = tables.paper_shown(tables.paper_rows(paper))
     st.dataframe(pd.DataFrame(prow), hide_index=True, width="stretch", key=K + "paper_table", column_config={
         "input-map parameters": st.column_config.NumberColumn(format="localized"),
         "all parameters": st.column_config.NumberColumn(format="localized"),
-        "compression": st.column_config.NumberColumn(format="%.0f x"),
+        "compression": st.column_config.TextColumn(alignment="right"),
         "paper's UCF11 accuracy": st.column_config.NumberColumn(format="percent"),
     })
     st.caption("Frames of 160x120x3 = 57,600 inputs, hidden 256 = 4x4x4x4, the four gates folded into the first output "
@@ -261,7 +263,7 @@ st.subheader("Sensitivity sweep: BT rank R x blocks N")
 st.caption("Trains a BT model for every (R, N) with the settings above, plus the dense and TT models as references; "
            f"the final {TASKS[task_name].metric_label} against parameters and as an R x N heatmap appear above, under "
            "the charts.")
-c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
+c1, c2, c3, c4 = st.columns([1, 1, 1.6, 2])  # the button's label ("Train the sweep (11 runs)") never cut
 sweep_r = c1.text_input("Ranks R", key=K + "sweep_ranks")
 sweep_n = c2.text_input("Blocks N", key=K + "sweep_blocks")
 try:

@@ -159,3 +159,14 @@ def test_a_divergence_without_a_loss_has_no_point_and_a_non_finite_one_from_json
     nulled = _diverged_events("non-finite", step=2, loss=None)  # a JSON line writes inf / NaN as null
     point = next(t for t in ct.loss_figure(nulled).data if t.name == "BT diverged")
     assert list(point.x) == [1, 2] and point.y[-1] > 1.8 and point.text[-1] == "diverged: non-finite"
+
+
+def test_step_ticks_are_whole_numbers():
+    from app.training import charts as ctw
+    events = [{"event": "start", "run": "a", "kind": "bt"}]
+    events += [{"event": "step", "run": "a", "step": s, "examples": 8 * s, "run_s": 0.1 * s, "train_loss": 1.0 / s,
+                "epoch": s / 2} for s in (1, 2)]
+    events += [{"event": "eval", "run": "a", "step": 2, "examples": 16, "run_s": 0.2, "val_loss": 0.9, "val_acc": 0.3}]
+    fig = ctw.loss_figure(events)
+    assert fig.layout.xaxis.tickformat == ",d" and fig.layout.xaxis.dtick == 1  # 2 steps: ticks 0, 1, 2
+    assert ctw.loss_figure(events, x="run_s").layout.xaxis.dtick is None  # seconds are not counts

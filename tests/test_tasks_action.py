@@ -35,7 +35,9 @@ def _digest(history) -> str:
 @pytest.mark.parametrize("kind", ["dense", "tt", "bt"])
 def test_action_task_reproduces_the_trainer_before_tasks_bit_for_bit(data, kind):
     train_set, val_set = data
-    r = train(small_config(kind, epochs=2, max_steps=20, eval_every=8), train_set, val_set)
+    # dense: the trainer of then stopped it at step 16 as stalled (28.9 % on 128 clips, chance 25 %); that is more
+    # than one standard error above chance, so it is no longer a stall: end it there to compare the same steps
+    r = train(small_config(kind, epochs=2, max_steps=16 if kind == "dense" else 20, eval_every=8), train_set, val_set)
     assert (r.final["checksum"], _digest(r.history), len(r.history)) == BEFORE[kind]
     assert all(e["task"] == "action" for e in r.history)
 

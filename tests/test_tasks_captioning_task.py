@@ -99,7 +99,7 @@ def test_same_seed_same_history(data):
 
 def test_stalled_when_bleu_stays_at_the_baseline(data):
     train_set, val_set = data
-    res = _train(_config("dense", lr=1e-9, epochs=2, stall_fraction=0.5), train_set, val_set)
+    res = _train(_config("dense", lr=1e-9, epochs=4, stall_fraction=0.5), train_set, val_set)
     assert res.status == "stalled" and "BLEU-4" in res.reason
 
 

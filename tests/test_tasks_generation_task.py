@@ -86,7 +86,7 @@ def test_same_seed_same_history_other_seed_another(data):
 def test_stalled_when_the_nelbo_stays_at_its_start(data):
     """A learning rate too small to move the weights: the nELBO stays within 1 % of its value at initialisation."""
     train_set, val_set = data
-    res = _train(_config("dense", lr=1e-9, epochs=2, stall_fraction=0.5), train_set, val_set)
+    res = _train(_config("dense", lr=1e-9, epochs=4, stall_fraction=0.5), train_set, val_set)
     assert res.status == "stalled" and "validation nELBO" in res.reason and "nats/image" in res.reason
 
 

@@ -24,7 +24,8 @@ def test_huge_sgd_learning_rate_diverges_naming_the_learning_rate(data):
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
 def test_learning_rate_one_without_clipping_never_ends_done(data, optimizer):
-    res = train(small_config("bt", optimizer=optimizer, lr=1.0, grad_clip=None, epochs=2), *data)
+    # 4 epochs: a stall is judged at half of them (2 evaluations); a run that ran all its steps is never "stalled"
+    res = train(small_config("bt", optimizer=optimizer, lr=1.0, grad_clip=None, epochs=4), *data)
     assert res.status in ("diverged", "stalled")
     assert "learning rate" in res.reason and "too high" in res.reason
 
@@ -129,3 +130,100 @@ def test_the_cli_end_line_carries_the_stopping_point(capsys):
     assert end["stop_step"] == (steps[-1] + 1 if steps else 1) and isinstance(end["stop_loss"], float)
     assert f"step {end['stop_step']}:" in end["reason"]
     assert lines[-1]["summary"][0]["stop_step"] == end["stop_step"]
+
+
+# -- verdicts from constructed histories: what the evaluations show, never more ----------------------------------
+def _watch(chance: float, n_val: int, **kw) -> Watch:
+    """A Watch of an accuracy task with ``n_val`` validation examples at chance level ``chance``."""
+    from btcore.tasks import Chance
+    level = Chance(chance, stall_margin(chance, n_val), math.sqrt(chance * (1 - chance) / n_val))
+    return Watch(lr=1e-2, weight_decay=0.0, clipped=True, chance=level, val_size=n_val,
+                 data_check="check that each class folder holds clips of its class", **kw)
+
+
+def _evaluate(w: Watch, accuracies, total: int):
+    """Feed one evaluation per accuracy, evenly spread to step ``total``; the verdicts returned."""
+    steps = [round(total * (i + 1) / len(accuracies)) for i in range(len(accuracies))]
+    return [w.validation(1.0, a, s, total) for a, s in zip(accuracies, steps)]
+
+
+def test_a_run_that_ran_all_its_steps_is_never_stalled():
+    # 2 steps, one evaluation on 32 clips: 28.1 % against chance 16.7 % (6 classes); the margin is 13.2 points
+    w = _watch(1 / 6, 32)
+    assert _evaluate(w, [9 / 32], total=2) == [None]  # its last evaluation: no stall
+    verdict, note = w.ending()
+    assert verdict == "too short" and "too few evaluations to judge" in note and "train for more epochs" in note
+    assert "learns nothing" not in note and "28.1%" in note and "16.7%" in note and "32 validation" in note
+
+
+def test_a_validation_set_whose_noise_hides_twice_chance_is_too_small_to_judge():
+    w = _watch(0.25, 8)  # one standard error 15.3 points: 2 x 15.3 >= 25
+    assert _evaluate(w, [0.25, 0.25, 0.25, 0.25], total=8) == [None] * 4  # never a stall, whatever the steps
+    verdict, note = w.ending()
+    assert verdict == "too short" and "validation set is too small" in note and "learns nothing" not in note
+    assert "more validation examples" in note
+
+
+def test_above_chance_by_more_than_the_noise_is_too_short_not_a_stall():
+    # 25 % on 32 clips against 16.7 %: 8.3 points up, more than one standard error (6.6), less than the margin (13.2)
+    w = _watch(1 / 6, 32)
+    assert _evaluate(w, [0.2, 0.25, 0.22, 0.25], total=8) == [None] * 4
+    verdict, note = w.ending()
+    assert verdict == "too short" and "one standard error (6.6%)" in note and "learns nothing" not in note
+
+
+def test_at_chance_with_enough_evidence_stalls_before_the_end_and_is_named_after_it():
+    # 1,000 clips (one standard error 1.4 points): 25.5 % against 25 % twice, at half of the steps: a stall
+    w = _watch(0.25, 1000)
+    # at steps 4 and 8: the first is a single evaluation, the second the last step: no stall either time
+    assert _evaluate(w, [0.25, 0.255], total=8) == [None, None]
+    w = _watch(0.25, 1000)
+    assert w.validation(1.0, 0.25, 3, 8) is None  # before the fraction
+    status, reason = w.validation(1.0, 0.255, 4, 8)
+    assert status == "stalled" and "stopped at step 4 of 8" in reason and "stayed at chance" in reason
+    assert "learns nothing" in reason and "check that each class folder" in reason
+    assert w.judge()[0] == "at chance"
+    # the same evidence at the end of a finished run: "at chance" with the cause, status left to the run ("done")
+    w = _watch(0.25, 1000)
+    _evaluate(w, [0.25, 0.255], total=2)
+    verdict, note = w.ending()
+    assert verdict == "at chance" and "stayed at chance" in note and "try another learning rate" in note
+
+
+def test_learning_and_unknown_levels_say_nothing_more():
+    w = _watch(1 / 6, 32)
+    _evaluate(w, [0.5], total=2)  # one evaluation, but far beyond the margin: learnt
+    assert w.judge() == ("learnt", "") and w.ending() == ("learnt", "")
+    w = Watch(lr=1e-2, weight_decay=0.0, clipped=True)  # no chance level (the task has none)
+    assert w.validation(1.0, 0.1, 5, 5) is None and w.ending() == (None, "")
+    w = _watch(0.25, 1000, stall_fraction=None)  # checks off
+    _evaluate(w, [0.25, 0.25], total=4)
+    assert w.ending() == (None, "")
+
+
+def test_without_a_standard_error_half_the_margin_is_the_noise():
+    from btcore.tasks import Chance
+    w = Watch(lr=1e-2, weight_decay=0.0, clipped=True, chance=Chance(10.0, 1.0), metric_label="BLEU-4",
+              format_metric="{:.1f}".format)
+    _evaluate(w, [10.4, 10.3], total=2)
+    assert w.ending()[0] == "at chance"
+    w = Watch(lr=1e-2, weight_decay=0.0, clipped=True, chance=Chance(10.0, 1.0), format_metric="{:.1f}".format)
+    _evaluate(w, [10.7, 10.6], total=2)
+    assert w.ending()[0] == "too short" and "more than the noise" in w.ending()[1]
+
+
+def test_the_action_tasks_level_carries_the_binomial_standard_error(data):
+    from btcore.tasks import make_task
+    train_set, val_set = data
+    level = make_task("action").chance(train_set, val_set, small_config("bt").model)
+    assert level.error == pytest.approx(math.sqrt(0.25 * 0.75 / len(val_set)))
+    assert level.margin == pytest.approx(2 * level.error)  # two standard errors (above the 2-point floor here)
+
+
+def test_a_one_epoch_run_is_done_and_too_short_to_judge(data):
+    res = train(small_config("bt", lr=1e-6, epochs=1), *data)
+    assert res.status == "done" and res.verdict == "too short"
+    assert res.reason.startswith("finished 16 steps; too few evaluations to judge")
+    end = res.to_dict()
+    assert end["verdict"] == "too short"
+    assert train(small_config("bt"), *data).verdict == "learnt"

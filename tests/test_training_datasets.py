@@ -40,3 +40,33 @@ def test_list_datasets(tmp_path):
     for bad in ("link_out", "../outside", str(outside)):
         with pytest.raises(ValueError, match="not allowed|outside the data root"):
             datasets.dataset_path(bad, root)
+
+
+def test_the_default_root_is_the_checkout_being_run(monkeypatch):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    monkeypatch.delenv(datasets.DATA_ROOT_ENV, raising=False)
+    checkout = Path(__file__).resolve().parents[1]
+    assert datasets.data_root() == checkout / "data"
+    # `streamlit run app/main.py` starts with app/ first on the path: main puts its own checkout before any install
+    probe = ("import runpy, sys; sys.path[0] = sys.argv[1] + '/app'; src = open(sys.argv[1] + '/app/main.py').read();"
+             "exec(src.split('import streamlit')[0], {'__file__': sys.argv[1] + '/app/main.py'}); import app.training.datasets as d; print(d.DEFAULT_DATA_ROOT)")
+    out = subprocess.run([sys.executable, "-c", probe, str(checkout)], cwd="/", capture_output=True, text=True,
+                         timeout=120, check=True).stdout.strip()
+    assert out == str(checkout / "data")
+
+
+def test_a_class_folder_linked_out_of_the_root_is_not_counted(tmp_path):
+    root = tmp_path / "root"
+    ds = _dataset(root / "ucf", ("a", "b"))
+    outside = _dataset(tmp_path / "secret", ("c", "d"))
+    (ds / "leak").symlink_to(outside / "c")
+    (root / "two_links").mkdir()
+    (root / "two_links" / "x").symlink_to(outside / "c")
+    (root / "two_links" / "y").symlink_to(outside / "d")
+    assert [p.name for p in datasets.class_folders(ds, root)] == ["a", "b"]
+    assert datasets.list_datasets(root) == ["ucf"]  # two class folders, both outside: not a dataset
+    (ds / "inside").symlink_to(ds / "a")  # a link that stays inside is a folder like any other
+    assert len(datasets.class_folders(ds, root)) == 3

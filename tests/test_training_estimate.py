@@ -104,3 +104,25 @@ def test_a_clip_folders_estimate_has_its_exact_split_and_its_reading_time(tmp_pa
     assert est["data_s"] == mid and est["estimated_s"] == plain["estimated_s"]
     assert est["low_s"] == pytest.approx(plain["low_s"] - (mid - low))
     assert est["high_s"] == pytest.approx(plain["high_s"] + (high - mid))
+
+
+@pytest.mark.parametrize("lo, mid, hi, says", [(0.9, 1.0, 1.2, "about **1 s**"), (0.1, 0.2, 0.3, "**under 1 s**"),
+                                               (30.0, 40.0, 59.0, "**30-59 s**"), (100.0, 130.0, 300.0, "**100-300 s**")])
+def test_one_span_everywhere_with_its_middle_inside(lo, mid, hi, says):
+    est = {"low_s": lo, "estimated_s": mid, "high_s": hi, "data_s": 0.0, "build_s": 0.0, "train_s": mid, "eval_s": 0.0}
+    assert views.span_text(est) == says and f"Estimated: {says} for" in views.estimate_text(est)
+
+
+def test_the_slow_warning_repeats_the_captions_span(monkeypatch):
+    shown = []
+    monkeypatch.setattr(views.st, "warning", lambda text, **kw: shown.append(text))
+
+    class Where:
+        def caption(self, text):
+            shown.append(text)
+
+    est = {"low_s": 100.0, "estimated_s": 130.0, "high_s": 300.0, "data_s": 1.0, "build_s": 0.0, "train_s": 129.0,
+           "eval_s": 0.0}
+    views.show_estimate(Where(), est)
+    assert len(shown) == 2 and all("**100-300 s**" in t for t in shown)
+    assert "minutes on this machine" not in shown[1] and "about 2" not in shown[1]

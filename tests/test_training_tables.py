@@ -85,3 +85,24 @@ def test_every_tasks_sizes_table_shows_the_memory_range_of_a_step():
         assert tables.too_big(rows, 2 * min(r["_bytes"] for r in rows) + 2) == [rows[0]["model"]]  # dense is larger
         assert tables.model_rows(models)[0]["_bytes"] == 0 and "training memory (est.)" not in tables.model_rows(models)[0]
     assert tables.memory_text(step_memory(10, 0)) == "160 B"  # no activations: one value
+
+
+def test_the_paper_table_writes_compression_like_the_shapes_page():
+    from btcore.classifier import ucf11_config
+    from app.training import tables as tb
+    rows = tb.paper_shown(tb.paper_rows({k: ucf11_config(k, "lstm") for k in ("dense", "tt", "bt")}))
+    assert rows[0]["compression"] == "1.0x"
+    raw = tb.paper_rows({k: ucf11_config(k, "lstm") for k in ("dense", "tt", "bt")})[2]["compression"]
+    assert rows[2]["compression"] == f"{raw:,.1f}x" and "," in rows[2]["compression"]
+    assert tb.ratio_text(17554.31) == "17,554.3x"
+
+
+def test_the_live_notes_are_short_and_say_what_a_finished_run_showed():
+    from app.training import tables as tb
+    evs = [{"event": "start", "run": r, "total_steps": 4} for r in "abc"]
+    evs += [{"event": "end", "run": "a", "status": "diverged", "verdict": None,
+             "reason": "stopped at step 2: the training loss rose to 29; lower the learning rate"},
+            {"event": "end", "run": "b", "status": "done", "verdict": "too short", "reason": "finished 4 steps; ..."},
+            {"event": "end", "run": "c", "status": "done", "verdict": "learnt", "reason": "finished 4 steps"}]
+    notes = {r["run"]: r["note"] for r in tb.metrics_rows(evs)}
+    assert notes == {"a": "stopped at step 2", "b": "too short to judge", "c": ""}

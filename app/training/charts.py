@@ -21,6 +21,9 @@ __all__ = ["run_color", "loss_figure", "accuracy_figure", "metric_figure", "dive
 #: The x axes of the live charts: event field -> axis title.
 X_AXES = {"step": "step", "examples": "examples seen", "run_s": "seconds of the model's own training"}
 
+#: The x axes that count whole things (their ticks are whole numbers).
+WHOLE_AXES = ("step", "examples")
+
 EXTRA_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _KIND_LABEL = {"dense": "Dense", "tt": "TT", "bt": "BT", "tr": "TR"}
 #: The trainer's checks (``stop_check``) that stop a run at a loss, drawn as its diverging point.
@@ -94,6 +97,9 @@ def _figure(events: list[dict], train_key: str, val_key: str, title: str, y_titl
     fig.update_layout(title=title, xaxis_title=xt, yaxis_title=y_title, height=380,
                       legend={"orientation": "h", "y": -0.25}, margin={"t": 40, "b": 10},
                       uirevision="training")  # keep zoom while the chart updates
+    if xk in WHOLE_AXES:  # steps and examples are counts: never a tick at 1.5 steps
+        top = max((e[xk] for e in events if e.get("event") in ("step", "eval") and _finite(e.get(xk))), default=0)
+        fig.update_xaxes(tickformat=",d", **({"tick0": 0, "dtick": 1} if top <= 10 else {}))
     return fig
 
 

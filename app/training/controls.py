@@ -52,7 +52,7 @@ def action_controls(inputs, key: str) -> ActionData:
     if choice != SYNTHETIC:
         try:
             folder = dataset_path(choice, root)
-            classes = len(class_folders(folder)) or None
+            classes = len(class_folders(folder, root)) or None
             st.caption(f"{classes} class folders in `{choice}`; a quarter of each class's clips is held out for "
                        "validation. Frames are resized to the frame size below.")
         except (ValueError, OSError) as exc:

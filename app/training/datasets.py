@@ -20,14 +20,27 @@ DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[2] / "data"
 
 
 def data_root() -> Path:
-    """``$BTLAB_DATA_ROOT`` when set (and not empty), else the repository's ``data/`` folder."""
+    """``$BTLAB_DATA_ROOT`` when set (and not empty), else the ``data/`` folder of the checkout this app runs
+    from (``app/main.py`` puts its checkout first on the import path), resolved."""
     env = os.environ.get(DATA_ROOT_ENV, "").strip()
-    return Path(env).expanduser() if env else DEFAULT_DATA_ROOT
+    return (Path(env).expanduser() if env else DEFAULT_DATA_ROOT).resolve()
 
 
-def class_folders(folder: Path) -> list[Path]:
-    """The class sub-folders of a dataset (not hidden ones), sorted by name; OSError when unreadable."""
-    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+def class_folders(folder: Path, root: Path | None = None) -> list[Path]:
+    """The class sub-folders of a dataset (not hidden ones), resolved, sorted by name; OSError when unreadable.
+
+    A sub-folder that resolves outside ``root`` (default: the dataset folder itself) is left out, so a
+    symlink out of the data root is never counted or named.
+    """
+    inside = []
+    for p in sorted(folder.iterdir(), key=lambda p: p.name):
+        if p.name.startswith(".") or not p.is_dir():
+            continue
+        try:
+            inside.append(resolve_data_path(p.resolve(), root if root is not None else folder))
+        except ValueError:  # leads out of the root
+            continue
+    return inside
 
 
 def list_datasets(root: Path) -> list[str]:
@@ -46,7 +59,7 @@ def list_datasets(root: Path) -> list[str]:
             folder = resolve_data_path(p.name, root)
         except ValueError:  # a symlink leading out of the root
             continue
-        if len(class_folders(folder)) >= 2:
+        if len(class_folders(folder, root)) >= 2:
             names.append(p.name)
     return names
 

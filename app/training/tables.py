@@ -15,7 +15,7 @@ from btcore.shapes import format_ints, rank_text
 from btcore.tasks import make_task
 from btcore.train import estimate_memory
 
-__all__ = ["size_rows", "model_rows", "memory_text", "too_big", "metric_column", "metric_formats", "live_table", "LIVE_HIDDEN", "metrics_rows", "paper_rows", "run_names", "sweep_table", "shown", "MISSING",
+__all__ = ["size_rows", "model_rows", "memory_text", "too_big", "metric_column", "metric_formats", "live_table", "LIVE_HIDDEN", "metrics_rows", "paper_rows", "paper_shown", "ratio_text", "run_names", "sweep_table", "shown", "MISSING",
            "METRIC_FORMATS"]
 
 #: What a table cell shows for a value a run does not have (a TT model's blocks, a loss before the
@@ -162,9 +162,28 @@ def metrics_rows(events: list[dict], metric: str = "val_acc", metric_label: str 
             metric_column(metric_label): ev.get(metric),
             "examples/s": speeds[len(speeds) // 2] if speeds else None,
             "ms / step": 1000 * last["step_time"] if _finite(last.get("step_time")) else None,
-            "note": end["reason"] if end and end["status"] != "done" else "",
+            "note": _note(end),
         })
     return rows
+
+
+def _note(end: dict | None) -> str:
+    """The table's note of a run: why it ended early, or (short) that a finished run did not show learning."""
+    if not end:
+        return ""
+    if end["status"] != "done":  # where it stopped; the whole reason is in the outcomes above the table
+        return end["reason"].split(": ")[0]
+    return {"at chance": "finished at chance", "too short": "too short to judge"}.get(end.get("verdict"), "")
+
+
+def ratio_text(value: float) -> str:
+    """A ratio as every page writes it: thousands separated, one decimal, "x" (``17,554.3x``)."""
+    return f"{value:,.1f}x"
+
+
+def paper_shown(rows: list[dict]) -> list[dict]:
+    """:func:`paper_rows` as the page shows them: the compression as :func:`ratio_text`."""
+    return [{**r, "compression": ratio_text(r["compression"])} for r in rows]
 
 
 def paper_rows(configs: dict[str, ClassifierConfig]) -> list[dict]:

@@ -20,7 +20,7 @@ from app.widgets import escape_markdown
 from btcore.train import SLOW_S, TrainConfig, checkpoint_bytes, histories_csv, probe_seconds, summary, sweep_csv, sweep_rows
 from btcore.train.estimate import data_seconds, total_estimate
 
-__all__ = ["show_outcomes", "show_queue", "speed_line", "estimate_runs", "show_estimate", "estimate_text", "eta_text",
+__all__ = ["show_outcomes", "outcome_kind", "show_queue", "speed_line", "estimate_runs", "show_estimate", "span_text", "estimate_text", "eta_text",
            "data_estimate", "sweep_probes", "show_sweep",
            "is_sweep", "show_adjustments", "number_text", "table_columns", "show_changed", "show_downloads"]
 
@@ -62,27 +62,47 @@ def show_downloads(events: list[dict], results, key: str) -> None:
                            help="Weights and configuration; load with btcore.train.load_checkpoint.")
 
 
-def show_outcomes(events: list[dict]) -> None:
-    """Each diverged run as an error and each stalled run as a warning, with the reason as the trainer gave it.
+#: How :func:`show_outcomes` says each kind of outcome: (its words, the alert, its icon).
+_OUTCOMES = {"diverged": ("diverged", st.error, ":material/trending_up:"),
+             "stalled": ("stalled", st.warning, ":material/horizontal_rule:"),
+             "at chance": ("at chance", st.warning, ":material/horizontal_rule:"),
+             "too short": ("too short to judge", st.info, ":material/hourglass_empty:")}
 
-    More than three such runs (a sweep) are one line per status naming the runs, the reasons below it
+
+def outcome_kind(end: dict) -> str | None:
+    """The key of :data:`_OUTCOMES` of a run's end event: its early end, or what a finished run's evaluations
+    showed when it did not learn (the trainer's ``verdict``); None for a run that learnt, or was stopped."""
+    if end["status"] in ("diverged", "stalled"):
+        return end["status"]
+    if end["status"] == "done" and end.get("verdict") in ("at chance", "too short"):
+        return end["verdict"]
+    return None
+
+
+def show_outcomes(events: list[dict]) -> None:
+    """Each diverged run as an error, each stalled run (and each finished one still at chance) as a warning,
+    each finished run too short to judge as a note, with the reason as the trainer gave it.
+
+    More than three such runs (a sweep) are one line per kind naming the runs, the reasons below it
     in an expander, so the charts stay in view.
     """
-    ends = [ev for ev in events if ev.get("event") == "end" and ev["status"] in ("diverged", "stalled")]
-    show = {"diverged": (st.error, ":material/trending_up:"), "stalled": (st.warning, ":material/horizontal_rule:")}
+    ends = [ev for ev in events if ev.get("event") == "end" and outcome_kind(ev)]
     if len(ends) <= 3:
         for ev in ends:
-            alert, icon = show[ev["status"]]
-            alert(f"**{escape_markdown(ev['run'])}** {ev['status']}: {escape_markdown(ev['reason'])}", icon=icon)
+            words, alert, icon = _OUTCOMES[outcome_kind(ev)]
+            alert(f"**{escape_markdown(ev['run'])}** {words}: {escape_markdown(ev['reason'])}", icon=icon)
         return
-    for status, (alert, icon) in show.items():
-        runs = [ev for ev in ends if ev["status"] == status]
+    for kind, (words, alert, icon) in _OUTCOMES.items():
+        runs = [ev for ev in ends if outcome_kind(ev) == kind]
         if runs:
-            alert(f"{len(runs)} runs {status}: " + ", ".join(f"**{escape_markdown(ev['run'])}**" for ev in runs),
+            alert(f"{len(runs)} runs {words}: " + ", ".join(f"**{escape_markdown(ev['run'])}**" for ev in runs),
                   icon=icon)
-    with st.expander("Why each run stopped early", icon=":material/info:"):
+    early = any(ev["status"] != "done" for ev in ends)
+    with st.expander("Why each run stopped early" if early else "What each run's evaluations show",
+                     icon=":material/info:"):
         for ev in ends:
-            st.markdown(f"- **{escape_markdown(ev['run'])}** {ev['status']}: {escape_markdown(ev['reason'])}")
+            words = _OUTCOMES[outcome_kind(ev)][0]
+            st.markdown(f"- **{escape_markdown(ev['run'])}** {words}: {escape_markdown(ev['reason'])}")
 
 
 def number_text(formats: dict[str, str]) -> dict:
@@ -92,10 +112,12 @@ def number_text(formats: dict[str, str]) -> dict:
 
 def table_columns(formats: dict[str, str]) -> dict:
     """Column settings of the live table: narrow number columns (right-aligned text), the run's name of medium
-    width, so the table fits the page width (a long note is cut; its full text is in the outcomes above).
+    width, so the table fits the page width; the note is where a run stopped (its whole reason is in the outcomes
+    above), the input-map column wide enough for its header.
     """
     return {col: st.column_config.TextColumn(alignment="right", width="small") for col in formats} | {
-        "run": st.column_config.TextColumn(width="medium"), "note": st.column_config.TextColumn(width="small"),
+        "run": st.column_config.TextColumn(width="medium"), "note": st.column_config.TextColumn(width="medium"),
+        "input-map parameters": st.column_config.TextColumn(alignment="right", width="medium"),
         "status": st.column_config.TextColumn(width="small"), "epoch": st.column_config.NumberColumn(width="small"),
         "step": st.column_config.NumberColumn(width="small")}
 
@@ -194,23 +216,31 @@ def data_estimate(spec) -> tuple[float | tuple[float, float, float], int, int]:
     return _data(spec)
 
 
-def estimate_text(est: dict, what: str = "all runs") -> str:
-    """The estimate as one line (Markdown): its range (one number when both ends round alike), and each phase."""
+def span_text(est: dict) -> str:
+    """The estimate's seconds as the page writes them everywhere (Markdown): its range, or one number when
+    both ends round alike; under a second is "under 1 s". The middle lies inside the range."""
     lo, mid, hi = est["low_s"], est["estimated_s"], est["high_s"]
-    span = f"**{lo:,.0f}-{hi:,.0f} s**" if f"{lo:,.0f}" != f"{hi:,.0f}" else f"about **{mid:,.0f} s**"
+    if f"{lo:,.0f}" != f"{hi:,.0f}":
+        return f"**{lo:,.0f}-{hi:,.0f} s**"
+    return "**under 1 s**" if hi < 0.5 else f"about **{mid:,.0f} s**"
+
+
+def estimate_text(est: dict, what: str = "all runs") -> str:
+    """The estimate as one line (Markdown): its range (:func:`span_text`) and each phase."""
     phases = [f"data {est['data_s']:,.1f} s", f"building {est['build_s']:,.1f} s", f"training {est['train_s']:,.1f} s",
               f"evaluation {est['eval_s']:,.1f} s"]
-    return (f"Estimated: {span} for {what} ({', '.join(phases)}), from timed steps of each model here; the range "
-            "spans the fastest and slowest timed step (and, for a clip folder, sampled clip) and load from other "
-            "sessions.")
+    return (f"Estimated: {span_text(est)} for {what} ({', '.join(phases)}), from timed steps of each model here; the "
+            "range spans the fastest and slowest timed step (and, for a clip folder, sampled clip) and load from "
+            "other sessions.")
 
 
 def show_estimate(where, est: dict, what: str = "all runs") -> None:
-    """The estimate (every phase, :func:`estimate_text`) next to Train; a warning above :data:`SLOW_S`."""
+    """The estimate (every phase, :func:`estimate_text`) next to Train; above :data:`SLOW_S` a warning with the
+    same span (one estimate per screen, never a second rounding of it)."""
     where.caption(estimate_text(est, what))
     if est["estimated_s"] > SLOW_S:
-        st.warning(f"This comparison is estimated at about {est['estimated_s'] / 60:,.0f} minutes on this machine; "
-                   "lower the frame size, the epochs or the number of examples for a quick look.",
+        st.warning(f"This is estimated at {span_text(est)} on this machine (over {SLOW_S / 60:.0f} minutes); lower "
+                   "the frame size, the epochs or the number of examples for a quick look.",
                    icon=":material/schedule:")
 
 

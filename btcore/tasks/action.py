@@ -121,7 +121,11 @@ class ActionTask(Task):
     metric = "val_acc"
     higher_is_better = True
     metric_label = "validation accuracy"
-    data_check = "check that the labels match the clips"
+
+    @property
+    def data_check(self) -> str:  # type: ignore[override]
+        """What a stall message asks to check: a clip folder's class folders; synthetic labels are right by construction."""
+        return "train for more epochs" if self.synthetic else "check that each class folder holds clips of its class"
 
     def __post_init__(self):
         object.__setattr__(self, "frame_shape", parse_frame_shape(self.frame_shape))
@@ -229,7 +233,8 @@ class ActionTask(Task):
     # -- outcomes --------------------------------------------------------------------------------------
     def chance(self, train_data, val_data, model_config) -> Chance:
         level = chance_level(getattr(train_data, "classes", None) or model_config.classes)
-        return Chance(level, stall_margin(level, len(val_data)))
+        n = max(len(val_data), 1)
+        return Chance(level, stall_margin(level, n), math.sqrt(level * (1.0 - level) / n))
 
     def format_metric(self, value: float) -> str:
         return f"{value:.1%}"

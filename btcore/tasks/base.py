@@ -43,10 +43,16 @@ class Chance:
         The metric at chance (action: the accuracy of guessing among balanced classes).
     margin : float
         A best value within ``margin`` of ``value`` (on the wrong side) counts as "still at chance".
+    error : float or None
+        The standard error of the metric of a model at chance on this validation set (action: the
+        binomial one of an accuracy), when it is known; it decides whether a run is long and its
+        validation set large enough to say the model learns nothing (see :mod:`btcore.train.outcome`).
+        Not compared: two levels are equal by ``value`` and ``margin``.
     """
 
     value: float
     margin: float
+    error: float | None = dataclasses.field(default=None, compare=False)
 
     def learnt(self, best: float, higher_is_better: bool) -> bool:
         """Whether ``best`` is beyond chance by more than the margin, in the metric's good direction."""
@@ -82,6 +88,11 @@ class DeferredChance:
     def margin(self) -> float:
         c = self.resolve()
         return float("nan") if c is None else c.margin
+
+    @property
+    def error(self) -> float | None:
+        c = self.resolve()
+        return None if c is None else c.error
 
     def learnt(self, best: float, higher_is_better: bool) -> bool:
         """:meth:`Chance.learnt` of the resolved level (True when there is none)."""

@@ -224,13 +224,15 @@ def claim_out_dir(out_dir, *, overwrite: bool = False, field: str = "out_dir") -
 
 
 def summary(results: Sequence[TrainResult]) -> list[dict]:
-    """One row per run: its name, format, status, reason, where it stopped (numbers) and final metrics."""
+    """One row per run: its name, format, status, reason, where it stopped (numbers), what its evaluations
+    showed (``verdict``) and final metrics."""
     rows = []
     for r in results:
         m = r.config.model
         bt = m.kind == "bt"
         rows.append({"run": r.name, "kind": m.kind, "cell": m.cell, "status": r.status, "reason": r.reason,
-                     "stop_step": r.stop_step, "stop_loss": r.stop_loss, "stop_check": r.stop_check, "device": r.device,
+                     "stop_step": r.stop_step, "stop_loss": r.stop_loss, "stop_check": r.stop_check, "verdict": r.verdict,
+                     "device": r.device,
                      "rank": (m.rank if isinstance(m.rank, int) else list(m.rank)) if bt else None,
                      "blocks": m.blocks if bt else None, **r.final})
     return rows

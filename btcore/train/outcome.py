@@ -4,8 +4,11 @@ A :class:`Watch` follows one run. The loop asks it about every batch (non-finite
 (non-finite, or more than ``TrainConfig.diverge_factor`` times the first step's), every gradient norm
 (non-finite, or more than ``TrainConfig.grad_factor`` times the first step's), the parameters after
 a step (non-finite: the step itself blew up) and every evaluation (the task's validation metric
-still at chance, see :class:`~btcore.tasks.Chance`, over two evaluations or more or at the last one,
-once ``TrainConfig.stall_fraction`` of the steps are done). Each check returns None or the
+still at chance, see :class:`~btcore.tasks.Chance`, over two evaluations or more, once
+``TrainConfig.stall_fraction`` of the steps are done and before the last: :meth:`Watch.judge`). A run
+that ran all its steps is never "stalled": :meth:`Watch.ending` says what its evaluations showed,
+"too short" to judge (one evaluation, a validation set whose noise hides the gap to chance) or
+"at chance". Each check returns None or the
 reason, a sentence that names the likely cause (the learning rate, the data, the weight decay) and
 the fix, so the page and the CLI can say it as it is.
 """
@@ -20,7 +23,10 @@ import torch
 
 from ..tasks import Chance, DeferredChance
 
-__all__ = ["Watch"]
+__all__ = ["Watch", "VERDICTS"]
+
+#: What a run's evaluations show about learning (:meth:`Watch.judge`).
+VERDICTS = ("learnt", "too short", "at chance")
 
 
 def _g(v: float) -> str:
@@ -44,6 +50,7 @@ class Watch:
     data_check: str = "check that the labels match the clips"
     first_loss: float | None = None
     first_grad: float | None = None
+    val_size: int | None = None
     best: float | None = None
     evals: int = 0
 
@@ -100,7 +107,12 @@ class Watch:
         return f"stopped at step {step}: the weights became non-finite in the optimiser step; {self._too_fast()}"
 
     def validation(self, val_loss: float, metric: float, step: int, total: int) -> tuple[str, str] | None:
-        """``(status, reason)`` when the evaluation shows divergence, or a stall past ``stall_fraction`` of the steps."""
+        """``(status, reason)`` when the evaluation shows divergence, or a stall (:meth:`judge` "at chance")
+        past ``stall_fraction`` of the steps and before the last one.
+
+        The last evaluation ends the run anyway: it is never a stall (a run that ran all its steps is
+        not "stalled"); :meth:`ending` then says what its evaluations showed.
+        """
         if not math.isfinite(val_loss):
             return "diverged", (f"stopped at step {step}: the validation loss is non-finite while training was "
                                 "finite; the validation data may hold NaN or inf values: check them")
@@ -113,15 +125,62 @@ class Watch:
             self.best = metric if self.best is None else better(self.best, metric)
         self.evals += 1
         sf = self.stall_fraction
-        # "stays" at chance: two evaluations or more past the fraction, or the run's last one
-        if not sf or self.chance is None or step < sf * total or (self.evals < 2 and step < total):
+        if not sf or self.chance is None or step < sf * total or step >= total:
             return None
+        verdict = self.judge()
+        if verdict is None or verdict[0] != "at chance":
+            return None
+        return "stalled", (f"stopped at step {step} of {total}, past {sf:.0%} of the steps: {verdict[1]}; "
+                           + self._stall_cause())
+
+    def judge(self) -> tuple[str, str] | None:
+        """``(verdict, why)``: what the evaluations so far show about learning (one of :data:`VERDICTS`).
+
+        "learnt": the best metric is beyond chance by the task's margin. "at chance": two evaluations
+        or more, the best within one standard error of chance (the task's :attr:`Chance.error`, else
+        half its margin), and a validation set large enough that a model twice as good as chance
+        would not look like chance. Anything else is "too short" (to judge): a single evaluation, a
+        validation set too small, or a best above chance by more than the noise but less than the
+        margin. None when there is no chance level or the checks are off (``stall_fraction``).
+        """
+        c = self.chance
+        if not self.stall_fraction or c is None:
+            return None
+        hib = self.higher_is_better
         best = self.best if self.best is not None else float("nan")
-        if self.chance.learnt(best, self.higher_is_better):
+        if c.learnt(best, hib):
+            return "learnt", ""
+        value, margin, error = c.value, c.margin, c.error
+        if not math.isfinite(value):  # a deferred level that turned out to have none
             return None
-        return "stalled", (f"stopped at step {step} of {total}: {self.metric_label} stayed at chance (best "
-                           f"{self.format_metric(best)}, chance {self.format_metric(self.chance.value)}) through "
-                           f"{sf:.0%} of the budget; " + self._stall_cause())
+        fm, n, label = self.format_metric, self.evals, self.metric_label
+        seen = (f"best {fm(best)} after {n} evaluation{'' if n == 1 else 's'}, chance {fm(value)}; learning needs "
+                f"{'above' if hib else 'below'} {fm(value + margin if hib else value - margin)}"
+                + (f" on {self.val_size:,} validation examples" if self.val_size else ""))
+        if n < 2:
+            return "too short", (f"too few evaluations to judge whether the model learns ({label} {seen}); "
+                                 "train for more epochs")
+        if error is not None and hib and 2 * error >= value:
+            return "too short", (f"the validation set is too small to judge whether the model learns ({label} {seen}; "
+                                 f"its standard error at chance, {fm(error)}, hides even twice chance): use more "
+                                 "validation examples")
+        noise = error if error is not None else margin / 2
+        gap = best - value if hib else value - best
+        if not gap <= noise:  # also a best that is not a number
+            return "too short", (f"{label} is above chance by more than "
+                                 + (f"one standard error ({fm(error)})" if error is not None else "the noise")
+                                 + f" but less than learning needs ({seen}): too short to judge; train for more "
+                                 "epochs or use more validation examples")
+        return "at chance", f"{label} stayed at chance ({seen})"
+
+    def ending(self) -> tuple[str | None, str]:
+        """``(verdict, note)`` of a run that ran all its steps: :meth:`judge`'s verdict (None: none) and, unless
+        it learnt, what its evaluations showed ("at chance": with the likely cause and the fix)."""
+        j = self.judge()
+        if j is None or j[0] == "learnt":
+            return (None if j is None else j[0]), ""
+        verdict, why = j
+        return verdict, why + ("; " + self._stall_cause() if verdict == "at chance" else "")
 
     def _stall_cause(self) -> str:
         if self.lr >= 0.1:
@@ -129,8 +188,8 @@ class Watch:
                     "could learn; lower it (Adam: about 1e-3 to 1e-2)")
         if self.lr < 1e-4:
             return f"the learning rate (now {_g(self.lr)}) is likely too low: raise it"
+        data = f"{self.data_check}, or " if self.data_check else ""
         if self.weight_decay > 0 and self.lr * self.weight_decay > 1e-3:
-            return (f"the weight decay ({_g(self.weight_decay)}) may hold the weights near zero: lower it, or "
-                    f"{self.data_check}")
-        return (f"the model learns nothing from this data at learning rate {_g(self.lr)}: {self.data_check}, or "
-                "try another learning rate")
+            return (f"the weight decay ({_g(self.weight_decay)}) may hold the weights near zero: lower it"
+                    + (f", or {self.data_check}" if self.data_check else ""))
+        return f"the model learns nothing from this data at learning rate {_g(self.lr)}: {data}try another learning rate"

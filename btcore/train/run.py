@@ -87,7 +87,10 @@ class TrainResult:
     stall the last step done), ``stop_loss`` (the loss the failing check saw at that step: the
     training loss, or the validation loss for a validation divergence; inf or NaN when non-finite;
     None when none was computed) and ``stop_check`` (one of :data:`STOP_CHECKS`). All three are None
-    for a run that finished.
+    for a run that finished. ``verdict`` (one of :data:`~btcore.train.outcome.VERDICTS`, or None when
+    the task has no chance level, the checks are off or the run diverged or was stopped) says what its
+    evaluations showed: a finished run that did not learn is "too short" (to judge) or "at chance",
+    and its ``reason`` says why.
     """
 
     name: str
@@ -103,10 +106,12 @@ class TrainResult:
     stop_step: int | None = None
     stop_loss: float | None = None
     stop_check: str | None = None
+    verdict: str | None = None
 
     def to_dict(self) -> dict:
         return {"name": self.name, "config": self.config.to_dict(), "status": self.status, "reason": self.reason,
                 "stop_step": self.stop_step, "stop_loss": self.stop_loss, "stop_check": self.stop_check,
+                "verdict": self.verdict,
                 "final": self.final, "params": self.params, "device": self.device, "elapsed": self.elapsed,
                 "history": self.history}
 
@@ -202,7 +207,7 @@ class Run:
         watch = Watch(cfg.lr, cfg.weight_decay, cfg.grad_clip is not None, cfg.diverge_factor, cfg.grad_factor,
                       cfg.stall_fraction, task.run_chance(model, train_data, val_data, cfg.model, device),
                       higher_is_better=task.higher_is_better, metric_label=task.metric_label,
-                      format_metric=task.format_metric, data_check=task.data_check)
+                      format_metric=task.format_metric, data_check=task.data_check, val_size=len(val_data))
         run = cls(cfg, task, model, processes.wrap(model, device), make_optimizer(cfg, model.parameters()),
                   train_data, val_data, device, processes, should_stop or never_stop, emit, watch,
                   sum(p.numel() for p in model.parameters()), gbatch, local, steps_per_epoch, total, max(local, 64),
@@ -247,18 +252,22 @@ class Run:
                  "step_time": float(np.median(self.step_times)) if self.step_times else float("nan"),
                  "elapsed": elapsed, "run_s": self.own_s, "estimated_s": self.estimated_s, "params": self.params,
                  "checksum": param_checksum(self.model), **model_fields(cfg)}
-        if self.status == "done" and not self.reason:
-            self.reason = f"finished {self.step} steps"
+        verdict = None
+        if self.status == "done":
+            verdict, note = self.watch.ending()
+            self.reason = self.reason or f"finished {self.step} steps" + (f"; {note}" if note else "")
+        elif self.status == "stalled":
+            verdict = "at chance"
         end = {"event": "end", "run": cfg.name, "task": self.task.name, "status": self.status, "reason": self.reason,
                "stop_step": self.stop_step, "stop_loss": self.stop_loss, "stop_check": self.stop_check,
-               "progress": self.step / max(self.total, 1), **final}
+               "verdict": verdict, "progress": self.step / max(self.total, 1), **final}
         if callback is None:
             self.emit(end)
         else:
             callback(end)
         return TrainResult(cfg.name, cfg, self.status, self.reason, history, final, self.params, self.device_label,
                            elapsed, self.model if keep_model else None, stop_step=self.stop_step,
-                           stop_loss=self.stop_loss, stop_check=self.stop_check)
+                           stop_loss=self.stop_loss, stop_check=self.stop_check, verdict=verdict)
 
     # -- progress ------------------------------------------------------------------------------------
     @property

@@ -44,7 +44,7 @@ from .als import (
     ALSRun, als_memory_bytes, hosvd_start, mode_order, project_all, random_orthonormal, sketch_bases,
 )
 from .algebraic import algebraic_applies, algebraic_start, subspace_applies, subspace_start
-from .fitinfo import AT_PRECISION, EXACT_BELOW, FitInfo
+from .fitinfo import AT_PRECISION, EXACT_BELOW, FitInfo, StopCheck
 from .inputs import as_matrix, check_seed, fit_modes, interleave, out_dtype, scale_of
 from .nls import gn_flat, nls_refine
 from .settings import DEFAULT, STOPPING, FitSettings, error_fall
@@ -281,28 +281,20 @@ class _Track:
             self.marks.append((method, len(self.hist) - 1))
 
 
-class _Runner:
+class _Runner(StopCheck):
     """What the phases of one fit share while they run: the settings, the tensor, the random
     generator, the iteration count over all starts (``total``), whether ``should_stop`` said stop
     (``stopped``), and the two local solvers (:meth:`iterate`, :meth:`gauss_newton`)."""
 
     def __init__(self, s: FitSettings, ten: _Tensor, N: int, seed, progress, should_stop, t0: float):
         self.s, self.ten, self.N, self.seed = s, ten, N, seed
-        self.progress, self.should_stop, self.t0 = progress, should_stop, t0
-        self.deadline = None if s.time_limit is None else t0 + s.time_limit
-        self.total, self.stopped, self.timed_out = 0, False, False
+        self.progress, self.t0 = progress, t0
+        StopCheck.__init__(self, should_stop, s.time_limit, t0)
+        self.total = 0
 
     def report(self, err: float) -> None:
         if self.progress is not None:
             self.progress(self.total, err)
-
-    def stop(self) -> bool:
-        """True once ``should_stop`` said so or the wall-clock safety cap (if any) passed."""
-        if not self.stopped and self.should_stop is not None and self.should_stop():
-            self.stopped = True
-        if not self.stopped and self.deadline is not None and time.perf_counter() > self.deadline:
-            self.stopped = self.timed_out = True
-        return self.stopped
 
     def als(self, U, C=None) -> ALSRun:
         """An ALS run on G from factors U (and cores C, else the best cores for U)."""

@@ -7,9 +7,11 @@ tensors and a :class:`FitInfo`.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
-__all__ = ["FitInfo", "AT_PRECISION", "STATUSES", "EXACT_BELOW"]
+__all__ = ["FitInfo", "AT_PRECISION", "STATUSES", "EXACT_BELOW", "StopCheck"]
 
 #: Values of :attr:`FitInfo.status`.
 STATUSES = ("converged", "stalled", "max_iter", "stopped", "time_limit")
@@ -130,3 +132,22 @@ class FitInfo:
         if self.status == "stalled":
             return f"{self.relative_error:.4g} (stalled: more restarts may lower it)"
         return f"{self.relative_error:.4g}"
+
+
+class StopCheck:
+    """Whether a running fit must end: ``should_stop`` said so, or the wall-clock safety cap
+    ``time_limit`` (seconds from ``t0``, None for none) passed. Once True it stays True;
+    ``timed_out`` tells the cap apart (such a result is not reproducible)."""
+
+    def __init__(self, should_stop: Callable[[], bool] | None, time_limit: float | None, t0: float):
+        self.should_stop = should_stop
+        self.deadline = None if time_limit is None else t0 + time_limit
+        self.stopped = self.timed_out = False
+
+    def stop(self) -> bool:
+        """True once ``should_stop`` said so or the wall-clock safety cap (if any) passed."""
+        if not self.stopped and self.should_stop is not None and self.should_stop():
+            self.stopped = True
+        if not self.stopped and self.deadline is not None and time.perf_counter() > self.deadline:
+            self.stopped = self.timed_out = True
+        return self.stopped

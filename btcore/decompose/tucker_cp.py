@@ -39,7 +39,7 @@ from ..memory import check_allocation
 from ..shapes import check_positive_int
 from .als import als_memory_bytes
 from .bt import cap_bt_ranks
-from .fitinfo import AT_PRECISION, EXACT_BELOW, FitInfo
+from .fitinfo import AT_PRECISION, EXACT_BELOW, FitInfo, StopCheck
 from .inputs import as_matrix, check_seed, fit_modes, interleave, out_dtype, scale_of
 from .settings import STOPPING, FitSettings, for_format
 
@@ -205,7 +205,7 @@ def fit_cp(W, in_modes, out_modes, rank, *, settings: FitSettings | None = None,
 # The checked inputs, the hooks and the record
 # ----------------------------------------------------------------------------------------------
 
-class _Job:
+class _Job(StopCheck):
     """One Tucker or CP fit: the checked inputs, the unit-norm numpy tensor T, the settings, the
     progress / stop hooks and the work and wall-clock counters."""
 
@@ -218,7 +218,8 @@ class _Job:
         for name, fn in (("progress", progress), ("should_stop", should_stop)):
             if fn is not None and not callable(fn):
                 raise ValueError(f"{name} must be a callable or None, got {fn!r}")
-        self.progress, self.should_stop = progress, should_stop
+        self.progress = progress
+        StopCheck.__init__(self, should_stop, s.time_limit, self.t0)
         self.out_dtype = out_dtype(W, dtype)
         Wt = as_matrix(W)
         self.im, self.om = fit_modes(Wt, in_modes, out_modes)
@@ -239,21 +240,12 @@ class _Job:
         self.norm = float(np.linalg.norm(Ws))
         T = interleave(Ws, self.im, self.om)
         self.T = T / self.norm if self.norm > 0 else T
-        self.deadline = None if s.time_limit is None else self.t0 + s.time_limit
-        self.total, self.stopped, self.timed_out = -1, False, False  # total: iterations (the start is -1)
+        self.total = -1  # total: iterations (the start is -1)
 
     def report(self, err: float) -> None:
         self.total += 1
         if self.progress is not None:
             self.progress(self.total, err)
-
-    def stop(self) -> bool:
-        """True once ``should_stop`` said so or the wall-clock safety cap (if any) passed."""
-        if not self.stopped and self.should_stop is not None and self.should_stop():
-            self.stopped = True
-        if not self.stopped and self.deadline is not None and time.perf_counter() > self.deadline:
-            self.stopped = self.timed_out = True
-        return self.stopped
 
     def status(self, hist: list, err: float, reason: str, grad: float) -> tuple[str, str]:
         """(status, reason) by the rules of :func:`~btcore.decompose.fit_bt`: "converged" needs the

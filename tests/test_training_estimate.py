@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 
 from app.training import views
 from app.training.worker import DataSpec
 from btcore.tasks.action import ActionTask, model_config
+from btcore.tasks.sequences import SequencesTask
 from btcore.train import TrainConfig
 from btcore.train.estimate import LOAD_FACTOR, data_seconds, probe_seconds, total_estimate
 
@@ -126,3 +130,15 @@ def test_the_slow_warning_repeats_the_captions_span(monkeypatch):
     views.show_estimate(Where(), est)
     assert len(shown) == 2 and all("**100-300 s**" in t for t in shown)
     assert "minutes on this machine" not in shown[1] and "about 2" not in shown[1]
+
+
+def test_data_seconds_times_sequences_from_an_upload_and_from_a_file(tmp_path):
+    """The sequences task reads a .npz (uploaded bytes or a file under the root): timed as a whole."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 6, 5)).astype(np.float32), np.arange(40) % 2
+    buf = io.BytesIO()
+    np.savez(buf, X=x, y=y)
+    assert 0 < data_seconds(SequencesTask(data_source=buf.getvalue())) < 60
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "seq.npz").write_bytes(buf.getvalue())
+    assert 0 < data_seconds(SequencesTask(data_source="d/seq.npz", root=str(tmp_path))) < 60

@@ -10,6 +10,7 @@ low end is every step at the fastest timed step, its high end every step at the 
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 
@@ -34,12 +35,19 @@ def data_seconds(task: Task, seed: int = 0, *, sample: int = 8) -> float:
 
     The synthetic action clips are timed on ``sample`` clips per split and scaled to the task's sizes
     (generation is per clip); a clip folder is walked and ``sample`` of its clips read
-    (:func:`~btcore.clips.clip_folder_estimate`; 0.0 for a folder that does not exist: nothing to
-    read); any other task's :meth:`~btcore.tasks.base.Task.data` is timed as a whole.
+    (:func:`~btcore.clips.clip_folder_estimate`; 0.0 for a path that does not exist: nothing to
+    read); a data file or uploaded bytes (the sequences task) and any other task's :meth:`~btcore.tasks.base.Task.data` is timed as a whole.
     """
     synthetic = getattr(task, "synthetic", None)
     if synthetic is False:
-        return task.folder_estimate(sample)["seconds"] if Path(task.data_source).expanduser().is_dir() else 0.0
+        src = task.data_source
+        if isinstance(src, (str, os.PathLike)):
+            where = Path(src).expanduser()
+            if where.is_dir():
+                return task.folder_estimate(sample)["seconds"]
+            if not where.exists():
+                return 0.0
+        synthetic = None  # a data file or uploaded bytes: read as a whole
     t0 = time.perf_counter()
     if synthetic is None:
         task.data(seed)

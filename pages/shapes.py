@@ -87,8 +87,11 @@ for start_at in range(0, len(rows), 3):  # rows of three, so the labels (with th
                        delta=f"{tables.format_factor(row['compression'])} fewer", delta_color="off")
 
 table = tables.formats_table(rows, cfg.batch)
-st.dataframe(table, hide_index=True, width="stretch", column_config={
-    name: st.column_config.NumberColumn(format="localized") for name in ("parameters", tables.COMPRESSION, tables.MACS)})
+columns = {name: st.column_config.NumberColumn(format="localized") for name in ("parameters", tables.MACS)}
+for name, (header, tip) in tables.short_headers(cfg.batch).items():
+    columns[name] = (st.column_config.NumberColumn(header, help=tip, format="localized") if name == tables.COMPRESSION
+                     else st.column_config.Column(header, help=tip))
+st.dataframe(table, hide_index=True, width="stretch", column_config=columns)
 st.dataframe(tables.planner_table(rows), hide_index=True, width="stretch", column_config={
     name: st.column_config.NumberColumn(format="localized") for name in (tables.PLANNER_MACS, tables.PLANNER_MS)})
 c1, c2 = st.columns([1, 1])
@@ -102,7 +105,7 @@ st.caption(f"CP is shown at rank {cfg.cp_rank()}, the rank whose size is closest
            f"{bt['macs_per_sample'] / dense['macs_per_sample']:.2%} of dense). The **planner's** table under it says what "
            "`btcore.matmul` runs here: the scheme its time model expects to be fastest, that scheme's multiply-adds "
            "and its modelled time (a model with fixed reference rates, not a measurement). Memory: parameters in "
-           "float32, and the largest intermediate of one forward pass.")
+           f"float32 (weights), and the largest intermediate of one forward pass at batch {cfg.batch:,}.")
 
 st.subheader("How the counts grow")
 c1, c2 = st.columns(2)

@@ -56,3 +56,12 @@ def test_a_compression_factor_is_written_as_the_tables_localized_column_shows_it
     assert tables.format_factor(x) == text
     shown = round(x, 1)  # the table's value; the localized column drops a trailing .0
     assert text[:-1].replace(",", "") == (f"{shown:.1f}".removesuffix(".0"))
+
+
+def test_short_headers_name_columns_of_the_shown_table():
+    cfg = LabConfig((4, 4), (4, 4), 2, 2, 2, batch=256)
+    shown = tables.formats_table(_rows(cfg, 256), 256)
+    headers = tables.short_headers(256)
+    assert set(headers) <= set(shown.columns)  # each renames a column the page shows
+    assert all(len(short) < len(name) for name, (short, _) in headers.items())
+    assert "256" in headers["largest intermediate (batch 256)"][1]  # the batch moves to the tooltip

@@ -55,6 +55,15 @@ def formats_table(rows: list[dict], batch: int) -> pd.DataFrame:
     } for r in rows])
 
 
+def short_headers(batch: int) -> dict[str, tuple[str, str]]:
+    """Column -> (header shown, its tooltip) for :func:`formats_table`'s long names: short headers,
+    so that the table fits the page at 1400 px, with the full names as tooltips."""
+    return {COMPRESSION: ("compression (x)", "compression vs dense: dense parameters / these"),
+            "parameter memory (float32)": ("weights (float32)", "parameter memory in float32"),
+            f"largest intermediate (batch {batch})": (
+                "largest intermediate", f"the largest intermediate of one forward pass at batch {batch:,}")}
+
+
 def planner_table(rows: list[dict]) -> pd.DataFrame:
     """Beside the table: per format, what the planner picks (rows from :func:`with_planner`)."""
     return pd.DataFrame([{"format": r["format"]} | _planner(r) for r in rows])

@@ -57,6 +57,20 @@ def _race(runs, train_set, val_set, **kw):
     return results, time.perf_counter() - t0, first
 
 
+def _race_table(results, first: dict, metric: str, label: str, digits: int) -> dict:
+    """Print one row per model of a race (its final ``metric`` as ``label``); return examples/s by model kind."""
+    print(f"| model | parameters | input-map params | examples/s (median) | ms/step | final {label} | status | "
+          "estimated s | own s | first point (s) |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    speed = {}
+    for r in results:
+        speed[r.config.model.kind] = r.final["examples_per_s"]
+        print(f"| {r.name} | {r.params:,} | {r.config.model.input_map_params():,} | {r.final['examples_per_s']:,.0f} | "
+              f"{1000 * r.final['step_time']:.1f} | {r.final.get(metric, float('nan')):.{digits}f} | {r.status} | "
+              f"{r.final['estimated_s']:.1f} | {r.final['run_s']:.1f} | {first.get(r.name, float('nan')):.2f} |")
+    return speed
+
+
 def _threads(runs, train_set, val_set):
     """Wall seconds of the runs trained in one thread each (the alternative to turns)."""
     out = [None] * len(runs)
@@ -86,15 +100,7 @@ def part1(args) -> None:
           f"{runs[0].batch_size}, Adam lr {runs[0].lr:g}; {torch.get_num_threads()} thread(s)\n")
     print(f"Data generation (both splits, once): {gen:.1f} s\n")
     results, wall, first = _race(runs, train_set, val_set)
-    print("| model | parameters | input-map params | examples/s (median) | ms/step | final val acc | status | "
-          "estimated s | own s | first point (s) |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
-    speed = {}
-    for r in results:
-        speed[r.config.model.kind] = r.final["examples_per_s"]
-        print(f"| {r.name} | {r.params:,} | {r.config.model.input_map_params():,} | {r.final['examples_per_s']:,.0f} | "
-              f"{1000 * r.final['step_time']:.1f} | {r.final.get('val_acc', float('nan')):.3f} | {r.status} | "
-              f"{r.final['estimated_s']:.1f} | {r.final['run_s']:.1f} | {first.get(r.name, float('nan')):.2f} |")
+    speed = _race_table(results, first, "val_acc", "val acc", 3)
     print(f"\nRace (turns, the default): all three in {wall:.1f} s wall, probe included (target < 30 s); first "
           f"point of every model after {max(first.values()):.2f} s (target < 5 s). Examples/s BT / dense = "
           f"{speed['bt'] / speed['dense']:.2f}, TT / dense = {speed['tt'] / speed['dense']:.2f}. Chance = "
@@ -174,16 +180,7 @@ def part4(args, name: str) -> None:
           f"{torch.get_num_threads()} thread(s); load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}\n")
     print(f"Data (both splits, once): {gen:.2f} s\n")
     results, wall, first = _race(runs, train_set, val_set, task=task)
-    metric = task.metric
-    print(f"| model | parameters | input-map params | examples/s (median) | ms/step | final {metric} | status | "
-          "estimated s | own s | first point (s) |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
-    speed = {}
-    for r in results:
-        speed[r.config.model.kind] = r.final["examples_per_s"]
-        print(f"| {r.name} | {r.params:,} | {r.config.model.input_map_params():,} | {r.final['examples_per_s']:,.0f} | "
-              f"{1000 * r.final['step_time']:.1f} | {r.final.get(metric, float('nan')):.2f} | {r.status} | "
-              f"{r.final['estimated_s']:.1f} | {r.final['run_s']:.1f} | {first.get(r.name, float('nan')):.2f} |")
+    speed = _race_table(results, first, task.metric, task.metric, 2)
     print(f"\nRace: all three in {wall:.1f} s wall, probe included (target < 90 s); first point of every model "
           f"after {max(first.values()):.2f} s (target < 3 s). Examples/s BT / dense = "
           f"{speed['bt'] / speed['dense']:.2f}, TT / dense = {speed['tt'] / speed['dense']:.2f}.\n")

@@ -121,6 +121,7 @@ class ActionTask(Task):
     metric = "val_acc"
     higher_is_better = True
     metric_label = "validation accuracy"
+    config_type = ClassifierConfig
 
     @property
     def data_check(self) -> str:  # type: ignore[override]
@@ -196,12 +197,6 @@ class ActionTask(Task):
         classes = controls.pop("classes", None) or self.classes or (SyntheticActions().classes if self.synthetic
                                                                      else len(ACTION_NAMES))
         return model_config(kind, frame_shape=self.frame_shape, classes=classes, **controls)
-
-    def config_from_dict(self, d: dict) -> ClassifierConfig:
-        return ClassifierConfig.from_dict(d)
-
-    def is_model_config(self, config) -> bool:
-        return isinstance(config, ClassifierConfig)
 
     def build_model(self, config: ClassifierConfig, *, init: torch.Generator) -> nn.Module:
         return SequenceClassifier(config, generator=init)

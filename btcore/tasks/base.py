@@ -113,6 +113,9 @@ class Task(ABC):
         Direction of ``metric``.
     metric_label : str
         How messages name the metric (``"validation accuracy"``).
+    config_type : type
+        The task's model configuration class (with ``from_dict``): :meth:`config_from_dict` and
+        :meth:`is_model_config` follow from it.
 
     Instances hold the task's data options (sizes, a folder); the methods the loop calls depend
     only on their arguments, so one instance serves every run of a race.
@@ -122,6 +125,7 @@ class Task(ABC):
     metric: str = ""
     higher_is_better: bool = True
     metric_label: str = ""
+    config_type: type = type(None)
 
     # -- data ----------------------------------------------------------------------------------------
     @abstractmethod
@@ -167,13 +171,13 @@ class Task(ABC):
         ``to_dict()`` and raises ``ValueError`` naming the field that does not fit.
         """
 
-    @abstractmethod
     def config_from_dict(self, d: dict) -> Any:
         """The model configuration saved by its ``to_dict()`` (checkpoints, histories)."""
+        return self.config_type.from_dict(d)
 
-    @abstractmethod
     def is_model_config(self, config) -> bool:
         """Whether ``config`` is this task's model configuration type."""
+        return isinstance(config, self.config_type)
 
     @abstractmethod
     def build_model(self, config, *, init: torch.Generator) -> nn.Module:

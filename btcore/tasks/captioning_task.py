@@ -145,6 +145,7 @@ class CaptioningTask(Task):
     metric = "val_bleu"
     higher_is_better = True
     metric_label = "validation BLEU-4"
+    config_type = CaptionConfig
     data_check = "check that the captions describe their images"
     defaults = {"epochs": 4, "batch": 32, "hidden": 128}
 
@@ -242,12 +243,6 @@ class CaptioningTask(Task):
         del c["hidden"]  # the hidden modes say it
         return CaptionConfig(words=self.vocabulary.words, kind=kind, image_shape=IMAGE_SHAPE,
                              image_modes=tuple(in_modes), **c)
-
-    def config_from_dict(self, d: dict) -> CaptionConfig:
-        return CaptionConfig.from_dict(d)
-
-    def is_model_config(self, config) -> bool:
-        return isinstance(config, CaptionConfig)
 
     def build_model(self, config: CaptionConfig, *, init: torch.Generator) -> nn.Module:
         return Captioner(config, generator=init)

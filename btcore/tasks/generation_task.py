@@ -102,6 +102,7 @@ class GenerationTask(Task):
     metric = "val_nelbo"
     higher_is_better = False
     metric_label = "validation nELBO (nats/image)"
+    config_type = GenerationConfig
     data_check = "check that the images are grey levels in [0, 1] (0 background)"
     defaults = {"epochs": 3, "batch": 50, "hidden": 128}
 
@@ -162,12 +163,6 @@ class GenerationTask(Task):
                 self.pixels, d)
         return GenerationConfig(kind=kind, image_size=self.image_size, image_modes=tuple(in_modes), steps=self.steps,
                                 latent=self.latent, hidden_size=c.pop("hidden"), **c)
-
-    def config_from_dict(self, d: dict) -> GenerationConfig:
-        return GenerationConfig.from_dict(d)
-
-    def is_model_config(self, config) -> bool:
-        return isinstance(config, GenerationConfig)
 
     def build_model(self, config: GenerationConfig, *, init: torch.Generator) -> nn.Module:
         return DrawModel(config, generator=init)

@@ -1,8 +1,17 @@
 """Lecture-hall load: many browser sessions opening the same link, changing a widget, pressing Train.
 
 Starts ``streamlit run app/main.py`` headless on 127.0.0.1 (a free port from 8500-8599) and drives
-``--sessions`` real browser sessions (one chromium, a context per session: each its own Streamlit
-session) with Playwright, all at once:
+``--sessions`` real browser sessions with Playwright, all at once: all but the last in one chromium (a
+context per session: each its own Streamlit session), the last, the *probe*, in a chromium of its own.
+
+In a lecture hall every browser runs on a student's machine and the server has its cores to itself;
+here all share two. So by default (``--browser-cpu idle``) the many sessions' chromium runs in the
+Linux idle scheduling class (it draws with what the server leaves), except its browser and network
+processes, which stamp the websocket frames; the probe's chromium and the server run in the normal
+class. Each phase prints three rows: every browser (page ready as drawn on this machine), the
+server's answer at each session's socket (from the rerun request sent to the end of the run received,
+stamped by the browser's network service: ``bench/load_frames.py``), and the probe (page ready in a
+browser that is not starved: what a student sees).
 
 0. **script CPU**: before any browser, each page's script is run in this process through Streamlit's
    AppTest, three fresh sessions and a rerun, and the script thread's CPU seconds are printed: what
@@ -16,16 +25,15 @@ session) with Playwright, all at once:
    the time its live loss chart shows its first point, after the first session's first point, and
    what the page says about sharing at that moment (one race for all is the expectation).
 
-Every phase row also gives the CPU seconds the server process and the browser (chromium and the
-Playwright driver, all their processes) spent in it, read from ``/proc``, and the load average at
-its end: server and browsers share the machine's cores, so the server's share of a slow phase is
-visible. Prints Markdown tables, then closes every session and stops the server.
+Every row also gives the CPU seconds the server process and the browsers (chromium and the Playwright
+driver, all their processes) spent in the phase, read from ``/proc``, and the load average at its end.
+Prints Markdown tables, then closes every session and stops the server.
 Bounded: loopback only, a fixed number of sessions, a time limit on every wait.
 
-    python bench/load.py [--sessions 20] [--no-script-cpu]
+    python bench/load.py [--sessions 20] [--no-script-cpu] [--browser-cpu idle|shared]
 
 Needs Debian's chromium (``/usr/bin/chromium``) and the ``playwright`` package (no browser download);
-Linux (``/proc``) for the CPU columns.
+Linux (``/proc``, scheduling classes) for the CPU columns and the idle class.
 """
 
 from __future__ import annotations
@@ -152,32 +160,44 @@ class CpuMeter:
         return out
 
 
-def _browser_io_to_normal() -> list[int]:
-    """Put chromium's browser process and its network service (every thread) back in the normal
-    scheduling class.
+def _procs() -> dict[int, tuple[int, float]]:
+    return {int(e.name): st for e in Path("/proc").iterdir() if e.name.isdigit() and (st := _stat(int(e.name))) is not None}
 
-    This bench runs in the idle class (``SCHED_IDLE``, inherited by the driver and chromium, whose own
-    thread niceness does not lift it out): the drawing gets only what the server leaves. But those two
-    processes stamp each websocket frame: a starved one would stamp late and charge the server for it.
-    They carry messages and little else. Returns the pids changed.
+
+def _set_class(pids, policy: int) -> None:
+    """Every thread of ``pids`` in scheduling class ``policy`` (``os.SCHED_IDLE`` / ``os.SCHED_OTHER``)."""
+    for pid in pids:
+        try:
+            tasks = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                os.sched_setscheduler(tid, policy, os.sched_param(0))
+            except OSError:  # a thread that ended, or no right to raise the priority
+                pass
+
+
+def _browser_io_to_normal(skip: set[int]) -> list[int]:
+    """Put chromium's browser process and its network service (every thread) back in the normal
+    scheduling class; ``skip``: processes to leave as they are.
+
+    The many sessions' browser runs in the idle class (``SCHED_IDLE``, inherited from this bench and
+    its driver; chromium's own thread niceness does not lift it out): its drawing gets only what the
+    server leaves. But those two processes stamp each websocket frame: a starved one would stamp late
+    and charge the server for it. They carry messages and little else. Returns the pids changed.
     """
     changed = []
-    for pid in _tree(os.getpid(), {int(e.name): st for e in Path("/proc").iterdir()
-                                   if e.name.isdigit() and (st := _stat(int(e.name))) is not None}):
+    for pid in _tree(os.getpid(), _procs()) - skip:
         try:
             # chromium rewrites its helpers' titles: the flags may come as one string with spaces
             line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            tasks = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
         except OSError:
             continue
         name = Path(line.split(b" ")[0].decode(errors="replace")).name
         if "chrom" in name and (b"--type=" not in line or b"network.mojom.NetworkService" in line):
-            for tid in tasks:
-                try:
-                    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-                except OSError:  # a thread that ended, or no right to raise the priority
-                    pass
             changed.append(pid)
+    _set_class(changed, os.SCHED_OTHER)
     return changed
 
 
@@ -248,19 +268,24 @@ HEADER = ("| phase | sessions ok | failed | median s | p95 s | max s | goal met 
           "| load (1 min) |\n|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
 
 
-async def _phase(label: str, goal: float | None, coros, meter: CpuMeter, logs: list[SocketLog]) -> None:
-    """Run ``coros`` (one per session, in the order of ``logs``) at once; print the browser's row and
-    the row of the server's answers at each session's socket."""
+async def _phase(label: str, goal: float | None, coros, meter: CpuMeter, logs: list[SocketLog],
+                 probe: bool = True) -> None:
+    """Run ``coros`` (one per session, in the order of ``logs``; the last is the probe's when ``probe``)
+    at once; print the rows of every browser, of the server's answers at each session's socket, and
+    of the probe's browser."""
     meter.lap()
     marks = [log.mark() for log in logs]
     ts = await asyncio.gather(*(_timed(label, c) for c in coros))
     ok = [t for t in ts if t is not None]
     cpu = meter.lap()
-    print(_row(label, ok, len(ts) - len(ok), goal, cpu), flush=True)
+    name = label.split(" (")[0]
+    print(_row(f"{label}: every browser on this machine", ok, len(ts) - len(ok), goal, cpu), flush=True)
     answers = [log.answered(m) for log, m, t in zip(logs, marks, ts) if t is not None]
     got = [a for a in answers if a is not None]
-    print(_row(f"{label.split(' (')[0]}: server's answer at the socket", got, len(ts) - len(got), goal, cpu),
-          flush=True)
+    print(_row(f"{name}: the server's answer at each socket", got, len(ts) - len(got), goal, cpu), flush=True)
+    if probe and len(ts) > 1:
+        print(_row(f"{name}: the probe's browser (normal class)", [ts[-1]] if ts[-1] is not None else [],
+                   int(ts[-1] is None), goal, cpu), flush=True)
 
 
 async def _train(pages, url: str, meter: CpuMeter, logs: list[SocketLog]) -> None:
@@ -285,9 +310,12 @@ async def _train(pages, url: str, meter: CpuMeter, logs: list[SocketLog]) -> Non
                n - len(got), 2.0, cpu))
     at_socket = [log.chart_points for log in logs if log.chart_points is not None]
     if at_socket:
-        print(_row("Train: first live point at the socket after the first session's", [t - min(at_socket) for t in
-                                                                                      at_socket],
+        print(_row("Train: first live point at each socket after the first session's", [t - min(at_socket) for t in
+                                                                                       at_socket],
                    n - len(at_socket), 2.0, cpu))
+    if isinstance(firsts[-1], tuple):
+        print(_row("Train: the probe's first live point after the first session's", [firsts[-1][0] - t0], 0, 2.0,
+                   cpu))
     kinds = [k for _, k in got]
     print(f"\nFirst live point {t0 - t_click:.1f} s after the clicks. What each page said at its first point: "
           f"joined the identical run {kinds.count('joined')}, the starter (\"shared with ...\") "
@@ -295,24 +323,35 @@ async def _train(pages, url: str, meter: CpuMeter, logs: list[SocketLog]) -> Non
           f"{kinds.count('own')}; races run: {kinds.count('shared') + kinds.count('own')}.")
 
 
-async def run(url: str, n: int, server_pid: int) -> None:
+VIEWPORT = {"width": 1400, "height": 1600}
+
+
+async def run(url: str, n: int, server_pid: int, idle_browsers: bool) -> None:
     from playwright.async_api import async_playwright
 
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         raise SystemExit("needs Debian's chromium (apt-get install chromium)")
-    idle = os.sched_getscheduler(0) == os.SCHED_IDLE
-    print(f"{n} concurrent browser sessions, one chromium ("
-          f"{'drawing in the idle CPU class, the server in the normal one' if idle else 'the same CPU class as the server'}); "
+    print(f"{n} concurrent browser sessions: {n - 1} in one chromium ("
+          f"{'drawing in the idle CPU class, the server in the normal one' if idle_browsers else 'the same CPU class as the server'}"
+          f"), the probe in another (normal class); "
           f"{os.cpu_count()} CPUs; load average before: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n", flush=True)
     meter = CpuMeter(server_pid)
     async with async_playwright() as p:
+        # the probe: one more session, the last, in a browser of its own in the normal class (a student's
+        # machine); the others' browser is started after this bench and its driver move to the idle class
+        before = set(_procs())
+        probe = await p.chromium.launch(executable_path=exe, args=ARGS)
+        probe_pids = _tree(os.getpid(), _procs()) - before
+        if idle_browsers:
+            _set_class(_tree(os.getpid(), _procs()) - probe_pids, os.SCHED_IDLE)  # this bench and the driver
         browser = await p.chromium.launch(executable_path=exe, args=ARGS)
-        if os.sched_getscheduler(0) == os.SCHED_IDLE and not _browser_io_to_normal():
+        if idle_browsers and not _browser_io_to_normal(probe_pids):
             print("(could not move chromium's browser and network processes to the normal class: the socket times "
                   "may include their waits)")
-        contexts = [await browser.new_context(viewport={"width": 1400, "height": 1600}) for _ in range(n)]
+        contexts = [await browser.new_context(viewport=VIEWPORT) for _ in range(n - 1)]
+        contexts.append(await probe.new_context(viewport=VIEWPORT))
         pages = [await c.new_page() for c in contexts]
         logs = [SocketLog(chart_key="train_loss_chart") for _ in pages]
         for c, pg, log in zip(contexts, pages, logs):
@@ -320,7 +359,7 @@ async def run(url: str, n: int, server_pid: int) -> None:
         print(HEADER)
         for page in PAGES:  # the lecturer opens the link first
             await _phase(f"first visit of {page} (one session, cold server)", None, [_open(pages[0], url, page)],
-                         meter, logs[:1])
+                         meter, logs[:1], probe=False)
         for page in PAGES:
             await _phase(f"open {page} (page ready, goal p95 < 3 s)", 3.0, [_open(pg, url, page) for pg in pages],
                          meter, logs)
@@ -333,6 +372,7 @@ async def run(url: str, n: int, server_pid: int) -> None:
         for c in contexts:
             await c.close()
         await browser.close()
+        await probe.close()
     for phase, text in ERRORS.items():
         print(f"First error in {phase}: {text}")
     print(f"Load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -382,16 +422,14 @@ def main() -> None:
                          "class), as in a lecture hall where each browser runs on a student's machine; shared: the "
                          "same class as the server")
     a = ap.parse_args()
-    if not 1 <= a.sessions <= 40:
-        raise SystemExit("--sessions must be 1 to 40 (each is a browser context on this machine)")
+    if not 2 <= a.sessions <= 40:
+        raise SystemExit("--sessions must be 2 to 40 (each is a browser context on this machine)")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if not a.no_script_cpu:
         script_cpu()
     proc, url = start_server()
-    if a.browser_cpu == "idle":  # inherited by the driver and chromium, started below
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     try:
-        asyncio.run(run(url, a.sessions, proc.pid))
+        asyncio.run(run(url, a.sessions, proc.pid, a.browser_cpu == "idle"))
     finally:
         proc.terminate()
         try:

@@ -227,3 +227,23 @@ def test_a_one_epoch_run_is_done_and_too_short_to_judge(data):
     end = res.to_dict()
     assert end["verdict"] == "too short"
     assert train(small_config("bt"), *data).verdict == "learnt"
+
+
+def test_the_learning_rate_hint_follows_the_optimizer():
+    from btcore.tasks import Chance
+
+    def note(lr: float, optimizer: str) -> str:
+        w = Watch(lr=lr, weight_decay=0.0, clipped=True, chance=Chance(0.25, stall_margin(0.25, 1000),
+                                                                       math.sqrt(0.25 * 0.75 / 1000)),
+                  val_size=1000, optimizer=optimizer)
+        _evaluate(w, [0.25, 0.255], total=2)
+        verdict, text = w.ending()
+        assert verdict == "at chance"
+        return text
+
+    assert "too high" in note(0.5, "adam") and "Adam: about 1e-3 to 1e-2" in note(0.5, "adam")
+    assert "RMSprop: about" in note(0.5, "rmsprop") and "Adam:" not in note(0.5, "rmsprop")
+    # plain SGD: 0.5 is not blamed (its usual rates reach higher), and no Adam range is quoted
+    assert "too high" not in note(0.5, "sgd") and "Adam" not in note(0.5, "sgd")
+    assert "too high" in note(1.0, "sgd") and "about" not in note(1.0, "sgd")
+    assert "too low" in note(1e-5, "sgd") and "too low" in note(1e-5, "adam")

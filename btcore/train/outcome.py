@@ -53,6 +53,15 @@ class Watch:
     val_size: int | None = None
     best: float | None = None
     evals: int = 0
+    optimizer: str = "adam"
+
+    #: Per optimiser: the learning rates at or above which, and below which, a stall is blamed on the
+    #: rate, and the range to quote (None: none is quoted). Adaptive optimisers scale each step by the
+    #: gradient's running size, so their usual rates are the same few decades; plain SGD's depend on
+    #: the loss's scale, so it gets a higher bound (plain SGD at 1.0 stalls at chance on the action task:
+    #: tests/test_train_outcome.py) and no range.
+    LR_HINTS = {"adam": (0.1, 1e-4, "Adam: about 1e-3 to 1e-2"), "adamw": (0.1, 1e-4, "AdamW: about 1e-3 to 1e-2"),
+                "rmsprop": (0.1, 1e-4, "RMSprop: about 1e-3 to 1e-2"), "sgd": (1.0, 1e-4, None)}
 
     # -- causes ------------------------------------------------------------------------------------
     def _too_fast(self) -> str:
@@ -183,10 +192,11 @@ class Watch:
         return verdict, why + ("; " + self._stall_cause() if verdict == "at chance" else "")
 
     def _stall_cause(self) -> str:
-        if self.lr >= 0.1:
+        high, low, usual = self.LR_HINTS.get(self.optimizer, (float("inf"), 0.0, None))
+        if self.lr >= high:
             return (f"the learning rate (now {_g(self.lr)}) is likely too high: the steps jump past what the model "
-                    "could learn; lower it (Adam: about 1e-3 to 1e-2)")
-        if self.lr < 1e-4:
+                    "could learn; lower it" + (f" ({usual})" if usual else ""))
+        if self.lr < low:
             return f"the learning rate (now {_g(self.lr)}) is likely too low: raise it"
         data = f"{self.data_check}, or " if self.data_check else ""
         if self.weight_decay > 0 and self.lr * self.weight_decay > 1e-3:

@@ -207,7 +207,8 @@ class Run:
         watch = Watch(cfg.lr, cfg.weight_decay, cfg.grad_clip is not None, cfg.diverge_factor, cfg.grad_factor,
                       cfg.stall_fraction, task.run_chance(model, train_data, val_data, cfg.model, device),
                       higher_is_better=task.higher_is_better, metric_label=task.metric_label,
-                      format_metric=task.format_metric, data_check=task.data_check, val_size=len(val_data))
+                      format_metric=task.format_metric, data_check=task.data_check, val_size=len(val_data),
+                      optimizer=cfg.optimizer)
         run = cls(cfg, task, model, processes.wrap(model, device), make_optimizer(cfg, model.parameters()),
                   train_data, val_data, device, processes, should_stop or never_stop, emit, watch,
                   sum(p.numel() for p in model.parameters()), gbatch, local, steps_per_epoch, total, max(local, 64),

@@ -52,3 +52,20 @@ def test_synthetic_data_is_built_once_per_configuration():
     c = Job(lambda job: worker._load(job, other, other.make_task())).start()
     assert c.join(60) and c.result[0] is not a.result[0]
     assert not (c.result[0].get([0])[0] == a.result[0].get([0])[0]).all()
+
+
+def test_the_server_config_turns_off_the_full_collection_after_every_script_run():
+    # Streamlit's own default (a gc.collect after every script and fragment run) was half of the
+    # server's CPU with live views polling a race; the option must exist under this name in the
+    # pinned Streamlit, or the file would be ignored without a word.
+    import tomllib
+    from pathlib import Path
+
+    from streamlit import config
+
+    path = Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml"
+    settings = tomllib.loads(path.read_text())
+    assert settings["runner"]["postScriptGC"] is False
+    config.get_config_options()
+    assert "runner.postScriptGC" in config._config_options
+    assert config._config_options["runner.postScriptGC"].default_val is True  # so the file matters

@@ -29,6 +29,16 @@ def _payload(response: dict) -> bytes | None:
     return base64.b64decode(response.get("payloadData", ""))
 
 
+def _message(params: dict, kind):
+    """The protobuf message of class ``kind`` in a CDP websocket-frame event, else None."""
+    data = _payload(params.get("response", {}))
+    if data is None:
+        return None
+    msg = kind()
+    msg.ParseFromString(data)
+    return msg
+
+
 def has_points(spec: str) -> bool:
     """Whether a plotly figure's JSON has a trace with at least one x value (a list, or plotly's
     base64 typed array)."""
@@ -63,20 +73,14 @@ class SocketLog:
         self.chart_points, self.armed = None, True
 
     def sent(self, params: dict) -> None:
-        data = _payload(params.get("response", {}))
-        if data is None:
-            return
-        msg = BackMsg()
-        msg.ParseFromString(data)
-        if msg.WhichOneof("type") == "rerun_script":
+        msg = _message(params, BackMsg)
+        if msg is not None and msg.WhichOneof("type") == "rerun_script":
             self.reruns.append(params["timestamp"])
 
     def received(self, params: dict) -> None:
-        data = _payload(params.get("response", {}))
-        if data is None:
+        msg = _message(params, ForwardMsg)
+        if msg is None:
             return
-        msg = ForwardMsg()
-        msg.ParseFromString(data)
         kind = msg.WhichOneof("type")
         if kind == "script_finished":
             self.finished.append((params["timestamp"], msg.script_finished))

@@ -488,10 +488,9 @@ def _tucker_space(Y: torch.Tensor, ranks_o, gen, iters: int, P=None):
     sizes_o, m = tuple(Y.shape[1:]), len(ranks_o)
     if P is None:
         P = [torch.linalg.qr(torch.randn(n_, r, generator=gen, dtype=Y.dtype))[0] for n_, r in zip(sizes_o, ranks_o)]
-    lam, f = 1e-2, math.inf
+    lam = 1e-2
     F = _contract(Y, P)
-    f = float(F.norm())
-    f_ref = f
+    f = f_ref = float(F.norm())
     for it in range(iters):
         if f < 1e-13:
             break
@@ -542,7 +541,9 @@ def _last_block_guess(Gf: torch.Tensor, found, ranks_o, sizes_o) -> list:
 def _tucker_blocks(G: torch.Tensor, ranks_o, rg: int, N: int, gen, tries: int, iters: int) -> list:
     """The blocks' coefficient bases (n x rg each) found by Tucker searches (:func:`_tucker_space`) from
     random starts, at most ``tries * N`` of them (the found blocks are not deflated: a search that
-    finds one again counts as a miss)."""
+    finds one again counts as a miss; the last block's first search starts from
+    :func:`_last_block_guess`). The equations are ``t`` random tensors orthogonal to the rows' span,
+    about twice as many residuals as unknowns (all of the complement where it is smaller)."""
     n = G.shape[0]
     Gf = G.reshape(n, -1)
     mo = Gf.shape[1]

@@ -382,6 +382,18 @@ def test_hard_structure_without_any_mode_of_size_n_r_is_recovered():
     assert info.start_kinds[info.chosen_start] == "subspace"
 
 
+def test_hard_structure_without_any_single_mode_or_pair_plan_is_recovered_by_the_tucker_search():
+    # sizes 4, 6, 12, 8 with N R = 15 (hard_bt_cases(30, 1)[26]): no mode, and no merged pair with one
+    # free mode, gives the subspace start a plan, and every ALS and Gauss-Newton start stayed in a swamp
+    # near 0.1 (about 9 s). Merged (12, 4) against the Tucker subspaces of (6, 8) separates the blocks
+    im, om, R, N = (2, 2, 4, 2), (2, 3, 3, 4), 3, 5
+    W = BTMatrix.random(im, om, R, N, seed=26, dtype=torch.float64).to_dense()
+    M, info = fit_bt(W, im, om, R, N, warn=False)
+    assert float(torch.linalg.norm(M.to_dense() - W) / torch.linalg.norm(W)) < 1e-6
+    assert info.relative_error < 1e-8 and info.converged
+    assert info.start_kinds[info.chosen_start] == "subspace"
+
+
 def test_an_als_run_cut_by_its_budget_while_converging_is_finished_by_gauss_newton():
     # sizes 8, 9, 6, 8, 4 with N R = 16 (no algebraic or subspace start): a random start's ALS run
     # reaches 2.9e-6 at max_iter, still falling tenfold per 10 sweeps, with a gradient already below

@@ -230,6 +230,18 @@ def test_fit_bt_auto_uses_the_subspace_start_where_only_one_mode_is_large():
     assert float(torch.linalg.norm(M.to_dense() - W) / torch.linalg.norm(W)) < 1e-8
 
 
+def test_tucker_plan_separates_blocks_where_no_member_plan_exists():
+    from btcore.decompose.algebraic import _subspace_plans, _tucker_plans, subspace_start
+    im, om, R, N = (2, 2, 4, 2), (2, 3, 3, 4), 3, 5  # sizes 4, 6, 12, 8; N R = 15
+    T = _target(im, om, R, N, seed=26)
+    ranks = (R,) * 4
+    # (0, 2) merged (48 >= 45 = N R^2) against modes 1 and 3: 24 unknowns, 27 equations
+    assert _subspace_plans(T.shape, ranks, N) == _tucker_plans(T.shape, ranks, N) == [((0, 2), None, (1, 3))]
+    U, C = subspace_start(T, ranks, N, seed=0)
+    err = float(torch.linalg.norm(bt_dense(U, C) - T) / torch.linalg.norm(T))
+    assert err < 1e-8
+
+
 def test_subspace_start_tries_its_next_plan_when_the_best_ranked_one_fails():
     from btcore.decompose.algebraic import _subspace_from_plan, _subspace_plans, subspace_start
     im, om, R, N = (2, 3, 4, 2), (3, 4, 3, 4), 3, 5  # sizes 6, 12, 12, 8; N R = 15

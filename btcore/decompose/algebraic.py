@@ -7,6 +7,7 @@ eigenvectors per block); on noisy targets it is an approximation for ALS or Gaus
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -230,6 +231,42 @@ def _subspace_plans(sizes, ranks, N: int) -> list:
                 continue
             plans.append(((mg / (N * rg), min(sizes[j], mr) / ranks[j]), (tuple(g), j, tuple(rest))))
     plans.sort(key=lambda kp: kp[0], reverse=True)  # stable: equal keys keep the enumeration order
+    return [p for _, p in plans] + _tucker_plans(sizes, ranks, N)
+
+
+def _tucker_plans(sizes, ranks, N: int) -> list:
+    """The plans ``(group, None, other)`` of the subspace start's Tucker search, best first (possibly none).
+
+    ``group`` (one to three modes, block rank ``r_g``, ``N r_g <= M_g``) as in :func:`_subspace_plans`;
+    ``other`` (at least two modes) are all the other modes, and a block's rows, as tensors over them,
+    fill one Tucker subspace ``P_1 x .. x P_m`` (dimension ``R_O = prod R_other <= prod R_group``) of the
+    ``M_O``-dimensional space. The span of all rows has dimension ``n = N r_g < M_O``; the Tucker
+    subspaces meeting it in ``r_g`` dimensions form a subset of codimension
+    ``r_g (M_O - n - R_O + r_g)`` (a Schubert condition) of the ``D = sum R_k (M_k - R_k)``-dimensional
+    family of Tucker subspaces: only when ``D`` is below that codimension are the blocks' own subspaces
+    the only ones (isolated), and the plan has a chance. Larger margin first.
+    """
+    d = len(sizes)
+    if N < 2 or d < 4:
+        return []
+    plans = []
+    for size in (1, 2, 3):
+        for g in itertools.combinations(range(d), size):
+            other = [k for k in range(d) if k not in g]
+            if len(other) < 2:
+                continue
+            mg, mo = math.prod(sizes[k] for k in g), math.prod(sizes[k] for k in other)
+            ro = math.prod(ranks[k] for k in other)
+            rg = ro  # a block's rows fill its Tucker subspace only when prod R_group >= R_O
+            n = N * rg
+            if math.prod(ranks[k] for k in g) < ro or n > mg or n >= mo:
+                continue
+            family = sum(ranks[k] * (sizes[k] - ranks[k]) for k in other)
+            codim = rg * (mo - n)  # r_g (M_O - n - R_O + r_g) with r_g = R_O
+            if family >= codim:
+                continue
+            plans.append(((codim - family) / codim, (g, None, tuple(other))))
+    plans.sort(key=lambda kp: kp[0], reverse=True)
     return [p for _, p in plans]
 
 
@@ -298,11 +335,15 @@ def subspace_start(T: torch.Tensor, ranks, N: int, *, seed: int = 0, iters: int 
     find a low-rank member; the combinations whose matrix keeps its column space form that block's
     subspace (a null space). With all N subspaces, the group's basis change separates the blocks
     (as in :func:`algebraic_start`), and a truncated HOSVD of each block gives its factors and core.
-    Plans are tried best first (at most :data:`MAX_PLANS`; a plan after the first only once a group's
+    Where no such plan exists, a Tucker plan (:func:`_tucker_plans`: a group of up to three modes
+    against all the others) searches instead for the Tucker subspaces that lie inside the rows' span
+    (:func:`_tucker_space`, Levenberg-Marquardt from random starts, at most :data:`TUCKER_TRIES` per
+    block); a block's combinations are those whose rows stay in its subspace. Plans are tried best first (at most :data:`MAX_PLANS`; a plan after the first only once a group's
     unfolding showed an exact rank, as on exact targets, so noisy targets still give up early). Returns ``(U, C)`` or None when every
     plan failed: none exists; the group's unfolding has rank above N r_g; the search did not separate
     N blocks; or three searches in a row stalled far from a low-rank member. The work is
-    bounded by ``tries * N`` searches of at most ``iters`` steps (no wall clock). On a noisy target there is no exact low-rank member to find, and
+    bounded by ``tries * N`` searches of at most ``iters`` steps (Tucker plans: ``TUCKER_TRIES * N``
+    searches of at most :data:`TUCKER_ITERS` steps; no wall clock). On a noisy target there is no exact low-rank member to find, and
     these give up early.
     """
     T = T.detach().to(torch.float64)
@@ -328,11 +369,16 @@ def _subspace_from_plan(T: torch.Tensor, ranks, N: int, plan, seed: int, iters: 
     could not tell (None: the group has only N r_g rows)."""
     sizes, d = tuple(T.shape), T.dim()
     g, j, rest = plan
-    perm = list(g) + [j] + list(rest)
-    mg, mj = math.prod(sizes[k] for k in g), sizes[j]
-    X = T.permute(perm).reshape(mg, mj, -1)
+    if j is None:  # a Tucker plan: the rows are searched as tensors over all the other modes
+        perm = list(g) + list(rest)
+        mg = math.prod(sizes[k] for k in g)
+        X = T.permute(perm).reshape([mg] + [sizes[k] for k in rest])
+    else:
+        perm = list(g) + [j] + list(rest)
+        mg, mj = math.prod(sizes[k] for k in g), sizes[j]
+        X = T.permute(perm).reshape(mg, mj, -1)
     rg = min(math.prod(ranks[k] for k in g), math.prod(ranks[k] for k in range(d) if k not in g))
-    n, r = N * rg, ranks[j]
+    n = N * rg
     Ug, sg = _left_singular(X, 0)
     # an exact target's group unfolding has rank n: a noisy one has no exact member to find (1e-6:
     # singular values from the eigenvalues of A A^T resolve about sqrt(eps) of the largest)
@@ -342,6 +388,22 @@ def _subspace_from_plan(T: torch.Tensor, ranks, N: int, plan, seed: int, iters: 
     V = Ug[:, :n].contiguous()  # (mg, n)
     G = torch.tensordot(V, X, dims=([0], [0]))  # (n, mj, mr)
     gen = torch.Generator().manual_seed(int(seed))
+    if j is None:
+        # whitened rows (orthonormal: any basis of the span separates the blocks alike), so that the
+        # kernel tests do not confuse a weak block with a missing one; X = (V diag(s)) G then
+        scale = sg[:n].clamp_min(1e-300).reshape((n,) + (1,) * (G.dim() - 1))
+        G, V = G / scale, V * scale.reshape(1, n)
+        found = _tucker_blocks(G, [ranks[k] for k in rest], rg, N, gen, TUCKER_TRIES, TUCKER_ITERS)
+    else:
+        found = _member_blocks(G, ranks[j], rg, N, gen, iters, tries)
+    if len(found) < N:
+        return None, exact
+    return _separate(T, ranks, N, perm, V, G, found, rg), exact
+
+
+def _member_blocks(G: torch.Tensor, r: int, rg: int, N: int, gen, iters: int, tries: int) -> list:
+    """The blocks' coefficient bases (n x rg each) found by low-rank member searches (at most N)."""
+    n, mj = G.shape[0], G.shape[1]
     Gf = G.reshape(n, -1)
     found = []  # (n x rg) coefficient bases, one per block
     misses = 0  # searches in a row that ended nowhere near a low-rank member
@@ -367,16 +429,20 @@ def _subspace_from_plan(T: torch.Tensor, ranks, N: int, plan, seed: int, iters: 
             if float(torch.linalg.svdvals(En - Q @ (Q.T @ En)).min()) < 0.1:
                 continue  # a block found before
         found.append(En)
-    if len(found) < N:
-        return None, exact
+    return found
+
+
+def _separate(T: torch.Tensor, ranks, N: int, perm, V, G, found, rg: int):
+    """(U, C) from the blocks' coefficient bases ``found``, or None where they do not separate."""
+    sizes, d = tuple(T.shape), T.dim()
     # E_n^T annihilates the group factors of every other block: E^T G separates the blocks' rows,
     # and G = E^-T (E^T G)
     Ecat = torch.cat(found, dim=1)
-    H = torch.tensordot(Ecat.T, G, dims=([1], [0]))  # (n, mj, mr)
+    H = torch.tensordot(Ecat.T, G, dims=([1], [0]))  # (n, ...)
     try:
         A = torch.linalg.inv(Ecat.T)  # (n, n): the group's factor columns, per block
     except RuntimeError:
-        return None, exact
+        return None
     inv = [perm.index(k) for k in range(d)]
     U = [[None] * N for _ in range(d)]
     cores = []
@@ -389,4 +455,121 @@ def _subspace_from_plan(T: torch.Tensor, ranks, N: int, plan, seed: int, iters: 
             Cb = torch.movedim(torch.tensordot(Cb, U[k][b], dims=([k], [0])), -1, k)
         cores.append(Cb)
     Uout = [torch.stack(U[k]).contiguous() for k in range(d)]
-    return orthonormalize(Uout, torch.stack(cores).contiguous()), exact
+    return orthonormalize(Uout, torch.stack(cores).contiguous())
+
+
+#: Tucker searches per block (random starts; a block's basin can be small).
+TUCKER_TRIES = 12
+#: Levenberg-Marquardt steps of one Tucker search (:func:`_tucker_space`).
+TUCKER_ITERS = 300
+
+
+def _tucker_project(G: torch.Tensor, P) -> torch.Tensor:
+    """G (n, M_1, .., M_m) with each mode i + 1 projected onto span(P[i]) (orthonormal columns)."""
+    X = G
+    for i, p in enumerate(P):
+        X = torch.movedim(torch.tensordot(X, p @ p.T, dims=([i + 1], [0])), -1, i + 1)
+    return X
+
+
+def _contract(Y: torch.Tensor, P) -> torch.Tensor:
+    """Y (t, M_1, .., M_m) with each mode i + 1 contracted with P[i] (M_i x r_i)."""
+    for i, p in enumerate(P):
+        Y = torch.movedim(torch.tensordot(Y, p, dims=([i + 1], [0])), -1, i + 1)
+    return Y
+
+
+def _tucker_space(Y: torch.Tensor, ranks_o, gen, iters: int, P=None):
+    """Tucker subspaces ``P_1 x .. x P_m`` orthogonal to the tensors Y_i (an orthonormal basis of part
+    of the complement of the rows' span), searched from random P by Levenberg-Marquardt steps on the
+    residuals ``F_i = Y_i x_1 P_1^T .. x_m P_m^T``: a Tucker subspace inside the span has F = 0.
+    Each P_k moves in its orthogonal complement (``P_k + P_k^perp X_k``, then QR): a Gauss-Newton step
+    on the Grassmannians, quadratic near an exact solution. Returns ``(P, |F|)``."""
+    sizes_o, m = tuple(Y.shape[1:]), len(ranks_o)
+    if P is None:
+        P = [torch.linalg.qr(torch.randn(n_, r, generator=gen, dtype=Y.dtype))[0] for n_, r in zip(sizes_o, ranks_o)]
+    lam = 1e-2
+    F = _contract(Y, P)
+    f = f_ref = float(F.norm())
+    for it in range(iters):
+        if f < 1e-13:
+            break
+        if it % 25 == 24:  # a local minimum: less than 2% over 25 steps (a search on its way falls faster)
+            if f > 0.98 * f_ref:
+                break
+            f_ref = f
+        perp, cols = [], []
+        for k in range(m):
+            Q = torch.linalg.svd(P[k], full_matrices=True)[0][:, ranks_o[k]:]
+            perp.append(Q)
+            Zm = _contract(Y, [Q if l == k else p for l, p in enumerate(P)]).movedim(k + 1, -1)
+            eye = torch.eye(ranks_o[k], dtype=Y.dtype)
+            cols.append(torch.einsum("...a,bc->...bac", Zm, eye).movedim(-3, k + 1).reshape(F.numel(), -1))
+        J = torch.cat(cols, dim=1)
+        JtJ, grad = J.T @ J, J.T @ F.reshape(-1)
+        diag = torch.diagonal(JtJ).clamp_min(1e-12)
+        for _ in range(10):
+            try:
+                dx = -torch.linalg.solve(JtJ + lam * torch.diag(diag), grad)
+            except RuntimeError:
+                lam *= 4
+                continue
+            cand, off = [], 0
+            for k in range(m):
+                a, r = perp[k].shape[1], ranks_o[k]
+                cand.append(torch.linalg.qr(P[k] + perp[k] @ dx[off:off + a * r].reshape(a, r))[0])
+                off += a * r
+            Fc = _contract(Y, cand)
+            fc = float(Fc.norm())
+            if fc < f:
+                P, F, f, lam = cand, Fc, fc, max(lam / 3, 1e-12)
+                break
+            lam *= 4
+        else:
+            break  # no step lowers the residual: a local minimum
+    return P, f
+
+
+def _last_block_guess(Gf: torch.Tensor, found, ranks_o, sizes_o) -> list:
+    """Starting subspaces for the last block's search: the rows with the other blocks' Tucker
+    subspaces projected out span (a projection of) the last one's."""
+    Tb = torch.linalg.qr(torch.cat([F.T @ Gf for F in found], dim=0).T)[0]  # (M_O, (N - 1) r_g)
+    Z = (Gf - (Gf @ Tb) @ Tb.T).reshape((Gf.shape[0],) + tuple(sizes_o))
+    return [_left_singular(Z, k + 1)[0][:, :r].contiguous() for k, r in enumerate(ranks_o)]
+
+
+def _tucker_blocks(G: torch.Tensor, ranks_o, rg: int, N: int, gen, tries: int, iters: int) -> list:
+    """The blocks' coefficient bases (n x rg each) found by Tucker searches (:func:`_tucker_space`) from
+    random starts, at most ``tries * N`` of them (the found blocks are not deflated: a search that
+    finds one again counts as a miss; the last block's first search starts from
+    :func:`_last_block_guess`). The equations are ``t`` random tensors orthogonal to the rows' span,
+    about twice as many residuals as unknowns (all of the complement where it is smaller)."""
+    n = G.shape[0]
+    Gf = G.reshape(n, -1)
+    mo = Gf.shape[1]
+    ro = math.prod(ranks_o)
+    family = sum(r * (m - r) for m, r in zip(G.shape[1:], ranks_o))
+    t = min(mo - n, max(2, math.ceil(2 * family / ro)))  # equations: twice the unknowns (all there are)
+    Wb = torch.linalg.qr(Gf.T)[0]  # (M_O, n): the rows' span
+    Y = torch.randn(mo, t, generator=gen, dtype=G.dtype)
+    Y = torch.linalg.qr(Y - Wb @ (Wb.T @ Y))[0].T.reshape((t,) + tuple(G.shape[1:]))
+    found, guessed = [], False
+    for _ in range(tries * N):
+        if len(found) == N:
+            break
+        P0 = None
+        if len(found) == N - 1 and not guessed:  # once: a start from the other blocks' complement
+            P0, guessed = _last_block_guess(Gf, found, ranks_o, G.shape[1:]), True
+        P, f = _tucker_space(Y, ranks_o, gen, iters, P0)
+        if f > 1e-10:
+            continue
+        # the block's combinations: the kernel of the map to the part outside the found subspace
+        L = (G - _tucker_project(G, P)).reshape(n, -1)
+        w, E = torch.linalg.eigh(L @ L.T)
+        if float(w[rg - 1]) > 1e-12 * float(w[-1]) or (rg < n and float(w[rg]) < 1e-8 * float(w[-1])):
+            continue  # not a clean rg-dimensional kernel
+        En = E[:, :rg]
+        if any(float(torch.linalg.svdvals(F.T @ En).min()) > 1 - 1e-6 for F in found):
+            continue  # a block found before (the blocks' spaces need not be far apart)
+        found.append(En)
+    return found

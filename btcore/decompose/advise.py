@@ -113,7 +113,7 @@ def _tt_candidates(t: Interleaved, cap: int) -> list[_Candidate]:
         spec = TTSpec(t.im, t.om, full, max_bytes=None)
         if spec.params <= cap:
             out[full] = _Candidate("TT", t.im, t.om, full, None, spec.params)
-    return list(out.values())
+    return [out[r] for r in sorted(out)]  # sorted: consecutive candidates share TT-SVD steps
 
 
 def _tucker_candidates(t: Interleaved, cap: int) -> list[_Candidate]:
@@ -293,6 +293,12 @@ class _Advisor:
         elif c.format == "TR":
             kw = {"max_iter": 0} if stage == "direct" else tr_options(settings.replace(**self.fit_kwargs))
             err = fit_tr(self.W, c.in_modes, c.out_modes, c.ranks, **kw, **hooks)[1].relative_error
+        elif c.format == "CP" and stage == "screen":
+            # CP-ALS from the SVD start cut at the screen's sweeps: an iteration costs a fraction of a BT
+            # ALS sweep of the same size, and the full fit repeats these iterations first
+            s = settings.replace(**self.fit_kwargs)
+            err = fit_cp(self.W, c.in_modes, c.out_modes, c.blocks, settings=s, max_iter=s.max_iter,
+                         **hooks)[1].relative_error
         elif stage != "screen" and c.format in ("Tucker", "CP"):
             fit, rank = (fit_tucker, c.ranks) if c.format == "Tucker" else (fit_cp, c.blocks)
             err = fit(self.W, c.in_modes, c.out_modes, rank, settings=settings, **self.fit_kwargs,

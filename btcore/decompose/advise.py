@@ -64,8 +64,8 @@ ADVISOR_FORMATS = {name.lower(): name for name in FORMATS}
 ADVISOR_COLUMNS = ["format", "in_modes", "out_modes", "ranks", "blocks", "params", "error", "pareto", "d",
                    "stage", "compression", "seconds"]
 #: The most a full fit lowers the error of a short one (its screen), as a fraction, per format: on the
-#: photos of ``bench/advisor.py`` (256 x 256 and 512 x 512, budgets 1-10%) BT's full fits ended 1-8%
-#: below their screens and CP's (80 iterations after 12) 3-11% below. Other formats: 1 - 1 / slack
+#: photos of ``bench/advisor.py`` (256 x 256 and 512 x 512, budgets 1-10%) BT's full fits ended 1-9%
+#: below their screens and CP's (80 iterations after 12) 3-13% below. Other formats: 1 - 1 / slack
 #: (:meth:`_Advisor.refine`).
 _FULL_GAIN = {"BT": 0.10, "CP": 0.15}
 #: Tolerances of the epsilon truncations that propose ranks from the unfolding spectra.
@@ -347,12 +347,17 @@ class _Advisor:
         self.total = self.count + self.max_full + len([f for f in self.formats if f != "TT"])
 
     def finalists(self) -> list[_Candidate]:
-        """The ALS candidates on or near the front (error within 30% of the best at their size, at most
-        ``max_full``) and the best screened fit of each format."""
+        """The ALS candidates on or near the front (error within 30% of the best at their size; with a
+        budget, within 30% of the lowest error, in order of :meth:`hope`; at most ``max_full``) and the
+        best screened fit of each format."""
         als = [c for c in self.done if c.format != "TT"]
-        front = _Front(self.done)
-        near = [c for c in als if c.error <= 1.3 * front.at(c.params) + 1e-15]
-        near.sort(key=lambda c: c.error / max(front.at(c.params), 1e-300))
+        if self.largest:  # with a budget only the lowest error counts, not the front at smaller sizes
+            best = min((c.error for c in self.done), default=math.inf)
+            near = sorted((c for c in als if c.error <= 1.3 * best + 1e-15), key=lambda c: (self.hope(c), c.params))
+        else:
+            front = _Front(self.done)
+            near = [c for c in als if c.error <= 1.3 * front.at(c.params) + 1e-15]
+            near.sort(key=lambda c: c.error / max(front.at(c.params), 1e-300))
         picked = near[: self.max_full]
         # a short ALS fit can sit far above what the full fit reaches (CP-ALS crawls), which would keep
         # a format that wins out of the full fits
@@ -362,6 +367,12 @@ class _Advisor:
             if best not in picked:
                 picked.append(best)
         return picked
+
+    @staticmethod
+    def hope(c: _Candidate, slack: float = 1.2) -> float:
+        """The lowest error a full fit of ``c`` could plausibly reach: its error lowered by the most a
+        full fit gains over a screen (:data:`_FULL_GAIN`; other formats: 1 - 1 / ``slack``)."""
+        return c.error * (1 - _FULL_GAIN.get(c.format, 1 - 1 / slack))
 
     def refine(self, slack: float = 1.2) -> None:
         """Full fits of the finalists, most promising first.
@@ -375,13 +386,12 @@ class _Advisor:
         error at its size is skipped."""
         picked = self.finalists()
         self.total = self.count + len(picked)
-        hope = lambda c: c.error * (1 - _FULL_GAIN.get(c.format, 1 - 1 / slack))  # noqa: E731
         while picked and not self.stop_now():
             if self.largest:
                 best = {id(c): min((x.error for x in self.done if x is not c), default=math.inf) for c in picked}
-                picked.sort(key=lambda c: (hope(c), c.params))
+                picked.sort(key=lambda c: (self.hope(c, slack), c.params))
                 c = picked.pop(0)
-                skip = hope(c) * (1 + self.rtol) >= best[id(c)]
+                skip = self.hope(c, slack) * (1 + self.rtol) >= best[id(c)]
             else:
                 fronts = {id(c): _Front([x for x in self.done if x is not c]).at(c.params) for c in picked}
                 picked.sort(key=lambda c: c.error / max(fronts[id(c)], 1e-300))

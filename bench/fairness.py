@@ -22,7 +22,12 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXP
     os.environ[_v] = "1"
 
 import argparse
+import sys
 import time
+from pathlib import Path
+
+# this checkout's btcore, not an installed one (a script's sys.path starts at bench/)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import warnings
 
 import numpy as np

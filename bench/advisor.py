@@ -1,6 +1,6 @@
 """The format advisor against full fits of every candidate it considered, on real photos.
 
-    python bench/advisor.py [--quick] [--photo "camera 512"]
+    python bench/advisor.py [--quick] [--photo "camera 512"] [--budgets 1,3,10] [--no-reference]
 
 One thread (set before numpy/torch are imported). Targets: scikit-image's bundled photos as float64
 grey levels in [0, 1]: camera and astronaut (in grey) at 256 x 256 (every second pixel) and at
@@ -25,7 +25,12 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXP
     os.environ[_v] = "1"
 
 import argparse
+import sys
 import time
+from pathlib import Path
+
+# this checkout's btcore, not an installed one (a script's sys.path starts at bench/)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 import torch
@@ -83,6 +88,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="the 256 x 256 photos only")
     ap.add_argument("--photo", default=None, help="one photo by name (e.g. 'camera 512')")
+    ap.add_argument("--budgets", default="1,3,10", help="budgets in percent of I * J (default 1,3,10)")
+    ap.add_argument("--no-reference", action="store_true", help="time the advisor only (no reference fits)")
     args = ap.parse_args()
     print(f"threads: 1, load average {os.getloadavg()[0]:.1f}")
     print("| photo | budget | advisor's pick | pick error | best full fit | pick / best | advisor s (wall) "
@@ -92,13 +99,14 @@ def main() -> None:
     for name, W in photos(args.quick):
         if args.photo is not None and name != args.photo:
             continue
-        for share in (0.01, 0.03, 0.10):
+        for share in [float(b) / 100 for b in args.budgets.split(",")]:
             budget = int(share * W.size)
             t, c = time.perf_counter(), time.process_time()
             df = suggest_formats(W, budget=budget)
             sec, cpu = time.perf_counter() - t, time.process_time() - c
             pick = recommended(df)
-            best, label, fits = best_full_fit(W, df, budget)
+            best, label, fits = (float(df["error"].min()), "(no reference)", 0) if args.no_reference \
+                else best_full_fit(W, df, budget)
             print(f"| {name} | {budget:,} ({share:.0%}) | {pick.format} {'x'.join(map(str, pick.in_modes))}, "
                   f"ranks {'-'.join(map(str, pick.ranks))}, N={pick.blocks} | {pick.error:.4f} | {best:.4f} "
                   f"| {pick.error / best:.3f} | {sec:.1f} | {cpu:.1f} | {len(df)} | {fits} | {label} |", flush=True)

@@ -22,7 +22,12 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXP
     os.environ[_v] = "1"
 
 import argparse
+import sys
 import time
+from pathlib import Path
+
+# this checkout's btcore, not an installed one (a script's sys.path starts at bench/)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import warnings
 
 import numpy as np
@@ -88,6 +93,34 @@ def btcore_fit(kind: str, W: np.ndarray, im, om, rank: int, repeats: int = 1) ->
 
 
 RANKS = {"Tucker": (4, 8), "CP": (5, 20)}
+#: CP at the advisor's ranks: (target name, in modes, out modes, ranks) for the second table.
+LARGE_CP = [("camera 512", (4, 4, 4, 2, 2, 2), (4, 4, 4, 2, 2, 2), (42, 128, 429))]
+
+
+def linesearch_rows(W: np.ndarray, im, om, rank: int, iters: int, repeats: int = 1) -> tuple:
+    """(btcore error, tensorly error, btcore CPU s, tensorly CPU s) of ``iters`` iterations of CP-ALS with
+    tensorly's line search from the same start: btcore's ``_parafac`` (dimension-tree MTTKRPs) against
+    tensorly's ``parafac(linesearch=True)`` itself, on the unit-norm interleaved tensor."""
+    import tensorly as tl
+    from tensorly.decomposition import parafac
+
+    from btcore.decompose import tucker_cp as tc
+
+    if tl.get_backend() != "numpy":
+        raise RuntimeError(f"tensorly's backend is {tl.get_backend()!r}; this comparison needs numpy")
+    T = np.asarray(interleave(W, im, om))
+    T = T / np.linalg.norm(T)
+    start = tc._cp_start(T, rank, 0)
+    (A, _), _, cb = _timed(lambda: tc._parafac(T, start, iters, 0.0, lambda e: False), repeats)
+
+    def ref():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return parafac(T, rank, n_iter_max=iters, init=(None, [f.copy() for f in start]), tol=0.0,
+                           linesearch=True, return_errors=True)[0]
+
+    cp, _, ct = _timed(ref, repeats)
+    return tc._cp_error(T, A), float(np.linalg.norm(T - tl.cp_to_tensor(cp))), cb, ct
 
 
 def main() -> None:
@@ -107,6 +140,16 @@ def main() -> None:
                 et, st, ct = tensorly_fit(kind, W, im, om, r, args.repeats)
                 print(f"| {name} | {modes} | {kind} | {r} | {eb:.5f} | {et:.5f} | {eb / et:.4f} | {cb:.3f} "
                       f"| {ct:.3f} | {cb / ct:.2f} | {sb / st:.2f} | {status} |", flush=True)
+    print("\nCP-ALS with line search at the advisor's ranks, 80 iterations from the same start: btcore's "
+          "dimension-tree MTTKRPs against tensorly's parafac(linesearch=True)")
+    print("| target | modes | CP rank | btcore error | tensorly error | btcore CPU s | tensorly CPU s | CPU ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    named = {name: W for name, W, _, _ in targets(False)}
+    for name, im, om, ranks in ([] if args.quick else LARGE_CP):
+        for r in ranks:
+            eb, et, cb, ct = linesearch_rows(named[name], im, om, r, 80, 1)
+            print(f"| {name} | {'x'.join(map(str, im))} -> {'x'.join(map(str, om))} | {r} | {eb:.5f} | {et:.5f} "
+                  f"| {cb:.2f} | {ct:.2f} | {cb / ct:.2f} |", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f}")
 
 

@@ -151,3 +151,29 @@ def test_order_one_and_zero_targets_are_exact():
         assert relative_error(W, M) < 1e-12 and info.converged
         M, info = fit(np.zeros((8, 8)), (2, 4), (4, 2), 2)
         assert float(M.to_dense().abs().max()) == 0.0 and info.relative_error == 0.0 and info.converged
+
+
+def test_cp_iterates_are_tensorlys_parafac_with_line_search():
+    """The same start, updates, extrapolations and error formulas as parafac(linesearch=True): after k
+    iterations (line-search ones included) the error is tensorly's, to rounding."""
+    tl = pytest.importorskip("tensorly")
+    from tensorly.decomposition import parafac
+
+    name, W, im, om = _real_targets()[0]
+    T = interleave(W, im, om)
+    T = T / np.linalg.norm(T)
+    for rank, k in ((4, 3), (12, 12), (70, 15)):  # 70: above the mode sizes (random columns)
+        start = tc._cp_start(T, rank, 0)
+        A, errs = tc._parafac(T, start, k, 0.0, lambda e: False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            (w, B), ref = parafac(T, rank, n_iter_max=k, init=(None, [f.copy() for f in start]), tol=0.0,
+                                  linesearch=True, return_errors=True)
+        assert len(errs) == len(ref)
+        assert errs == pytest.approx([float(e) for e in ref], rel=1e-9)
+        M = tl.cp_to_tensor((w, B))
+        assert tc._cp_error(T, A) == pytest.approx(float(np.linalg.norm(T - M)), rel=1e-8)
+        mine = tc._mttkrps(T, A)
+        for j in range(T.ndim):
+            from tensorly.tenalg import unfolding_dot_khatri_rao
+            np.testing.assert_allclose(mine[j], unfolding_dot_khatri_rao(T, (None, A), j), rtol=1e-10, atol=1e-13)

@@ -63,6 +63,11 @@ ADVISOR_FORMATS = {name.lower(): name for name in FORMATS}
 #: The columns of the table :func:`suggest_formats` returns, in order.
 ADVISOR_COLUMNS = ["format", "in_modes", "out_modes", "ranks", "blocks", "params", "error", "pareto", "d",
                    "stage", "compression", "seconds"]
+#: The most a full fit lowers the error of a short one (its screen), as a fraction, per format: on the
+#: photos of ``bench/advisor.py`` (256 x 256 and 512 x 512, budgets 1-10%) BT's full fits ended 1-9%
+#: below their screens and CP's (80 iterations after 12) 3-13% below. Other formats: 1 - 1 / slack
+#: (:meth:`_Advisor.refine`).
+_FULL_GAIN = {"BT": 0.10, "CP": 0.15}
 #: Tolerances of the epsilon truncations that propose ranks from the unfolding spectra.
 _EPS = tuple(float(e) for e in np.geomspace(0.7, 1e-4, 14))
 
@@ -79,6 +84,7 @@ class _Candidate:
     error: float | None = None
     stage: str = ""             # "direct", "HOSVD", "screen" or "full"
     seconds: float = 0.0
+    screened: float | None = None  # the screen's error (BT, CP), kept after a full fit
 
     @property
     def key(self) -> tuple:
@@ -113,7 +119,7 @@ def _tt_candidates(t: Interleaved, cap: int) -> list[_Candidate]:
         spec = TTSpec(t.im, t.om, full, max_bytes=None)
         if spec.params <= cap:
             out[full] = _Candidate("TT", t.im, t.om, full, None, spec.params)
-    return list(out.values())
+    return [out[r] for r in sorted(out)]  # sorted: consecutive candidates share TT-SVD steps
 
 
 def _tucker_candidates(t: Interleaved, cap: int) -> list[_Candidate]:
@@ -207,9 +213,9 @@ class _Advisor:
     """
 
     def __init__(self, W, cap, formats, seed, progress, should_stop, max_screen, max_full, fit_kwargs,
-                 n_extra: int = 0, top: int = 4, largest: bool = False):
+                 n_extra: int = 0, top: int = 4, largest: bool = False, rtol: float = 0.0):
         self.W, self.cap, self.formats, self.seed = W, cap, formats, seed
-        self.n_extra, self.top, self.largest = n_extra, top, largest
+        self.n_extra, self.top, self.largest, self.rtol = n_extra, top, largest, rtol
         self.progress, self.should_stop = progress, should_stop
         self.max_screen, self.max_full, self.fit_kwargs = max_screen, max_full, fit_kwargs
         self.done: list[_Candidate] = []
@@ -293,6 +299,12 @@ class _Advisor:
         elif c.format == "TR":
             kw = {"max_iter": 0} if stage == "direct" else tr_options(settings.replace(**self.fit_kwargs))
             err = fit_tr(self.W, c.in_modes, c.out_modes, c.ranks, **kw, **hooks)[1].relative_error
+        elif c.format == "CP" and stage == "screen":
+            # CP-ALS from the SVD start cut at the screen's sweeps: an iteration costs a fraction of a BT
+            # ALS sweep of the same size, and the full fit repeats these iterations first
+            s = settings.replace(**self.fit_kwargs)
+            err = fit_cp(self.W, c.in_modes, c.out_modes, c.blocks, settings=s, max_iter=s.max_iter,
+                         **hooks)[1].relative_error
         elif stage != "screen" and c.format in ("Tucker", "CP"):
             fit, rank = (fit_tucker, c.ranks) if c.format == "Tucker" else (fit_cp, c.blocks)
             err = fit(self.W, c.in_modes, c.out_modes, rank, settings=settings, **self.fit_kwargs,
@@ -302,6 +314,8 @@ class _Advisor:
             err = fit_bt(self.W, c.in_modes, c.out_modes, c.ranks, c.blocks, settings=s.replace(**self.fit_kwargs),
                          **hooks)[1].relative_error
         c.seconds += time.perf_counter() - t0
+        if stage == "screen":
+            c.screened = float(err)
         if c.error is None or err < c.error:
             c.error = float(err)
         c.stage = stage
@@ -333,12 +347,17 @@ class _Advisor:
         self.total = self.count + self.max_full + len([f for f in self.formats if f != "TT"])
 
     def finalists(self) -> list[_Candidate]:
-        """The ALS candidates on or near the front (error within 30% of the best at their size, at most
-        ``max_full``) and the best screened fit of each format."""
+        """The ALS candidates on or near the front (error within 30% of the best at their size; with a
+        budget, within 30% of the lowest error, in order of :meth:`hope`; at most ``max_full``) and the
+        best screened fit of each format."""
         als = [c for c in self.done if c.format != "TT"]
-        front = _Front(self.done)
-        near = [c for c in als if c.error <= 1.3 * front.at(c.params) + 1e-15]
-        near.sort(key=lambda c: c.error / max(front.at(c.params), 1e-300))
+        if self.largest:  # with a budget only the lowest error counts, not the front at smaller sizes
+            best = min((c.error for c in self.done), default=math.inf)
+            near = sorted((c for c in als if c.error <= 1.3 * best + 1e-15), key=lambda c: (self.hope(c), c.params))
+        else:
+            front = _Front(self.done)
+            near = [c for c in als if c.error <= 1.3 * front.at(c.params) + 1e-15]
+            near.sort(key=lambda c: c.error / max(front.at(c.params), 1e-300))
         picked = near[: self.max_full]
         # a short ALS fit can sit far above what the full fit reaches (CP-ALS crawls), which would keep
         # a format that wins out of the full fits
@@ -349,17 +368,36 @@ class _Advisor:
                 picked.append(best)
         return picked
 
+    @staticmethod
+    def hope(c: _Candidate, slack: float = 1.2) -> float:
+        """The lowest error a full fit of ``c`` could plausibly reach: its error lowered by the most a
+        full fit gains over a screen (:data:`_FULL_GAIN`; other formats: 1 - 1 / ``slack``)."""
+        return c.error * (1 - _FULL_GAIN.get(c.format, 1 - 1 / slack))
+
     def refine(self, slack: float = 1.2) -> None:
-        """Full fits of the finalists, most promising first; one whose short fit lies more than ``slack``
-        above the best other error at its size (full fits included) is skipped: the full fit would have to
-        gain more than that (full CP fits gain up to about 10% over their screens on photos)."""
+        """Full fits of the finalists, most promising first.
+
+        With a budget (the lowest error is asked for, near-ties within ``rtol`` going to the smaller
+        model): a finalist is refitted only while its error could still come within ``rtol`` of beating
+        the lowest error found so far, by any candidate (full fits included), once lowered by the most
+        a full fit gains over its screen (:data:`_FULL_GAIN`); finalists go in order of that optimistic
+        error. A finalist skipped so lies above the best full fit by at most 1 + ``rtol`` even if it
+        gained that much. Otherwise, one whose short fit lies more than ``slack`` above the best other
+        error at its size is skipped."""
         picked = self.finalists()
         self.total = self.count + len(picked)
         while picked and not self.stop_now():
-            fronts = {id(c): _Front([x for x in self.done if x is not c]).at(c.params) for c in picked}
-            picked.sort(key=lambda c: c.error / max(fronts[id(c)], 1e-300))
-            c = picked.pop(0)
-            if c.error > slack * fronts[id(c)]:
+            if self.largest:
+                best = {id(c): min((x.error for x in self.done if x is not c), default=math.inf) for c in picked}
+                picked.sort(key=lambda c: (self.hope(c, slack), c.params))
+                c = picked.pop(0)
+                skip = self.hope(c, slack) * (1 + self.rtol) >= best[id(c)]
+            else:
+                fronts = {id(c): _Front([x for x in self.done if x is not c]).at(c.params) for c in picked}
+                picked.sort(key=lambda c: c.error / max(fronts[id(c)], 1e-300))
+                c = picked.pop(0)
+                skip = c.error > slack * fronts[id(c)]
+            if skip:
                 self.total -= 1 + len(picked)  # the rest lie further above
                 break
             self.step(f"full fit of {c.format} {_text(c.in_modes, c.out_modes)}")
@@ -536,7 +574,7 @@ def suggest_formats(W, budget: int | None = None, target_error: float | None = N
     plain = _canonical((I, 1), (1, J), True)
     n_extra = sum(_canonical(i, o, True) != plain for i, o in search_tensorizations((I, J), 1, extra)[:len(extra)])
     adv = _Advisor(Wn, cap, fmts, seed, progress, should_stop, max_screen, max_full, fit_kwargs or {}, n_extra,
-                  largest=budget is not None and target_error is None)
+                  largest=budget is not None and target_error is None, rtol=rtol)
     cands = adv.run(shapes)
     df = _table(cands, I * J)
     idx, rule = _recommend(df, budget, target_error, rtol)

@@ -83,10 +83,18 @@ def search_tensorizations(shape: tuple[int, int], max_order: int = 6,
     return out
 
 
-def _gram_spectrum(A: torch.Tensor, vectors: bool = False):
-    """Squared singular values (descending) of A (and its left singular vectors) via the smaller Gram."""
+def _gram_spectrum(A: torch.Tensor, vectors: bool = False, rows: bool = False):
+    """Squared singular values (descending) of A (and its left singular vectors) via the smaller Gram.
+
+    ``rows``: with ``vectors``, the singular vectors of the smaller side as they come (left ones for
+    a wide A, right ones for a tall A), for :func:`_leading_rows`."""
     left = A.shape[0] <= A.shape[1]
     G = A @ A.T if left else A.T @ A
+    if rows:
+        if not vectors:
+            return torch.linalg.eigvalsh(G).flip(0).clamp_min(0), None
+        w, V = torch.linalg.eigh(G)
+        return w.flip(0).clamp_min(0), V.flip(1)
     if vectors and left:
         w, V = torch.linalg.eigh(G)
         return w.flip(0).clamp_min(0), V.flip(1)
@@ -97,6 +105,16 @@ def _gram_spectrum(A: torch.Tensor, vectors: bool = False):
         U = U / U.norm(dim=0).clamp_min(1e-300)
         return w, U
     return w
+
+
+def _leading_rows(step: tuple, r: int) -> torch.Tensor:
+    """S_r Vh_r of a TT-SVD step (its matrix A's r leading singular values times their right singular
+    vectors), from ``step`` = (s^2, (A, V)) with V as :func:`_gram_spectrum` gave it (``rows=True``):
+    U_r^T A for a wide A, S_r V_r^T for a tall one."""
+    s2, (A, V) = step
+    if A.shape[0] <= A.shape[1]:
+        return V[:, :r].T @ A
+    return s2[:r].sqrt()[:, None] * V[:, :r].T
 
 
 def _tails(s2: torch.Tensor) -> np.ndarray:
@@ -122,26 +140,32 @@ class Interleaved:
             s2, U = _gram_spectrum(A, vectors=True)
             self.mode.append((_tails(s2), U))
         self.bond = [_tails(_gram_spectrum(self.T.reshape(prod(self.sizes[:k + 1]), -1))) for k in range(d - 1)]
-        self._first = None  # the first TT-SVD step (S, Vh), shared by every TT candidate
+        self._path = []  # the TT-SVD steps of the last tt_error call: (rank before it, s^2, basis)
 
     def tt_error(self, ranks) -> float:
         """Relative error of TT-SVD at the d+1 TT ``ranks``: the root of the discarded squared singular
-        values of its steps (exact, as :func:`~btcore.decompose.tt.fit_tt` computes it). The first
-        step's SVD does not depend on the ranks and is computed once for all candidates."""
+        values of its steps (as :func:`~btcore.decompose.tt.fit_tt` computes it; the squared singular
+        values here are the eigenvalues of each step's smaller Gram matrix, accurate to about 1e-15 of
+        ||T||^2: errors below about 1e-6 need fit_tt itself). Step k depends only on the ranks before
+        it, so the steps the previous call shares with this one (its ranks' longest common prefix: call
+        in sorted order of ranks) are not recomputed; the last step needs its eigenvalues alone."""
         if self.norm2 == 0:
             return 0.0
-        discarded, rest, r_prev = 0.0, None, 1
-        for k in range(len(self.sizes) - 1):
-            if k == 0:
-                if self._first is None:
-                    _, S, Vh = torch.linalg.svd(self.T.reshape(self.sizes[0], -1), full_matrices=False)
-                    self._first = (S, Vh)
-                S, Vh = self._first
-            else:
-                _, S, Vh = torch.linalg.svd(rest.reshape(r_prev * self.sizes[k], -1), full_matrices=False)
-            r = min(ranks[k + 1], S.shape[0])
-            discarded += float((S[r:] ** 2).sum())
-            rest, r_prev = S[:r, None] * Vh[:r], r
+        d = len(self.sizes)
+        discarded, r_prev = 0.0, 1
+        for k in range(d - 1):
+            if k >= len(self._path) or self._path[k][0] != r_prev:
+                del self._path[k:]
+                if k == 0:
+                    A = self.T.reshape(self.sizes[0], -1)
+                else:
+                    A = _leading_rows(self._path[k - 1][1:], r_prev).reshape(r_prev * self.sizes[k], -1)
+                S2, B = _gram_spectrum(A, vectors=k < d - 2, rows=True)
+                self._path.append((r_prev, S2, (A, B)))
+            S2 = self._path[k][1]
+            r = min(ranks[k + 1], S2.shape[0])
+            discarded += float(S2[r:].sum())
+            r_prev = r
         return math.sqrt(discarded / self.norm2)
 
     def mode_bound(self, ranks) -> float:

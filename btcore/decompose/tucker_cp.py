@@ -4,7 +4,12 @@ Both run on the interleaved float64 numpy tensor T (normalised to unit norm) and
 :class:`~btcore.BTMatrix` (Tucker: one block; CP: ``rank`` blocks of Tucker rank 1) with a
 :class:`~btcore.decompose.FitInfo` of the same meaning as :func:`~btcore.decompose.fit_bt`'s.
 
-* CP is tensorly's ``parafac`` itself (with its line search), from tensorly's SVD start.
+* CP is tensorly's ``parafac`` with its line search, from tensorly's SVD start: its iterates to
+  rounding (the tests check them against ``parafac`` itself), with the MTTKRPs through the same
+  two-level dimension tree: tensorly forms the Khatri-Rao product of the d - 1 other factors for
+  each of the d modes, here T is multiplied once per half by the other half's Khatri-Rao product
+  and each mode's MTTKRP follows from that (two passes over T an iteration instead of d; several
+  times less time at the large ranks the advisor fits, ``bench/fairness.py``).
 * Tucker is tensorly's HOOI (the same start, update order and stopping test; its iterates to
   rounding, which the tests check) written here with a two-level dimension tree: an iteration
   passes over T twice where tensorly's ``tucker`` passes d + 1 times, and the leading singular
@@ -12,14 +17,8 @@ Both run on the interleaved float64 numpy tensor T (normalised to unit norm) and
   which pays for a tighter tolerance (lower errors, honest "converged") and the gradient of the
   status test.
 
-Threads: tensorly dispatches every call to the backend of the calling thread
-(``BackendManager._THREAD_LOCAL_DATA``, a ``threading.local``), falling back to the process-wide one,
-which is numpy unless someone calls ``tensorly.set_backend``; btcore never does. ``parafac`` and
-``cp_to_tensor`` are pure functions of their numpy arguments (no module state is written), so fits
-in several worker threads at once are safe. Where the calling thread's backend is not numpy, this
-thread alone is switched to numpy for the call (``set_backend(..., local_threadsafe=True)``) and back
-afterwards; the process-wide backend is never changed (``tensorly.backend_context`` would reset it
-on exit).
+Both are pure functions of their numpy arguments (no module state, no tensorly backend is read or
+set), so fits in several worker threads at once are safe.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
@@ -129,8 +127,9 @@ def fit_cp(W, in_modes, out_modes, rank, *, settings: FitSettings | None = None,
            **options) -> tuple[BTMatrix, FitInfo]:
     """CP fit of rank ``rank``: tensorly's ``parafac`` (CP-ALS with its line search, from the SVD start).
 
-    ``parafac(T, rank, init="svd", linesearch=True)`` on the interleaved tensor T (the start's
-    singular vectors from Gram matrices, see :func:`_leading`), as a BT matrix with
+    The iterates of ``parafac(T, rank, init="svd", linesearch=True)`` on the interleaved tensor T (the
+    start's singular vectors from Gram matrices, see :func:`_leading`; the MTTKRPs through a dimension
+    tree, see :func:`_parafac`), as a BT matrix with
     ``rank`` blocks of Tucker rank 1 (unit-norm factor vectors, the weights in the cores). The line
     search (an extrapolation tried every other iteration) reaches lower errors than plain CP-ALS at
     the same number of iterations on photos and the digits (``bench/fairness.py``).
@@ -156,8 +155,6 @@ def fit_cp(W, in_modes, out_modes, rank, *, settings: FitSettings | None = None,
     rank = check_positive_int(rank, "rank")
     job = _Job("CP", W, in_modes, out_modes, 1, rank, for_format(settings, "CP").replace(**options),
                seed, dtype, progress, should_stop, warn)
-    from tensorly.decomposition import parafac
-    from tensorly.cp_tensor import cp_to_tensor
 
     T, s = job.T, job.s
     if job.norm == 0:
@@ -170,32 +167,27 @@ def fit_cp(W, in_modes, out_modes, rank, *, settings: FitSettings | None = None,
                           "at numerical precision", math.nan, ["svd"])
     calls = []
 
-    def callback(_cp, err):
+    def callback(err):
         calls.append(float(err))
         job.report(calls[-1])
         # numerical precision ends the run (tensorly would go on until a step gains less than tol)
         return job.stop() or calls[-1] < AT_PRECISION * 1e-3
 
-    with _numpy_backend(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # rank above a mode size: tensorly fills columns at random and says so
-        (weights, A), errs = parafac(T, rank, n_iter_max=s.max_iter, init=(None, _cp_start(T, rank, job.rs)),
-                                     tol=s.tol, linesearch=True,
-                                     random_state=job.rs, return_errors=True, callback=callback)
-        hist = [calls[0]] + [float(e) for e in errs]
-        A = [np.asarray(a) for a in A]
-        # exact, and the final model's: the last iteration may have been an unrecorded line-search one
-        err = float(np.linalg.norm(T - cp_to_tensor((weights, A))))
-        last = len(calls) - 2  # index of the last iteration (tensorly's line-search test)
-        if last > 5 and last % 2 == 0:
-            hist.append(err)
-        # the stopping test: tensorly's, or numerical precision
-        passed = len(errs) >= 2 and abs(errs[-2] - errs[-1]) < s.tol
-        reason = ("stopped" if job.stopped else "at numerical precision" if err < AT_PRECISION * 1e-3
-                  else "converged" if passed else "")
-        norms = [np.linalg.norm(a, axis=0) for a in A]
-        lam = np.asarray(weights) * np.prod(norms, axis=0)
-        A = [a / np.where(n > 0, n, 1.0) for a, n in zip(A, norms)]
-        grad = _cp_gradient(T, lam, A) if reason == "converged" and err >= AT_PRECISION else math.nan
+    A, errs = _parafac(T, _cp_start(T, rank, job.rs), s.max_iter, s.tol, callback)
+    hist = [calls[0]] + [float(e) for e in errs]
+    # exact, and the final model's: the last iteration may have been an unrecorded line-search one
+    err = _cp_error(T, A)
+    last = len(calls) - 2  # index of the last iteration (tensorly's line-search test)
+    if last > 5 and last % 2 == 0:
+        hist.append(err)
+    # the stopping test: tensorly's, or numerical precision
+    passed = len(errs) >= 2 and abs(errs[-2] - errs[-1]) < s.tol
+    reason = ("stopped" if job.stopped else "at numerical precision" if err < AT_PRECISION * 1e-3
+              else "converged" if passed else "")
+    norms = [np.linalg.norm(a, axis=0) for a in A]
+    lam = np.prod(norms, axis=0)
+    A = [a / np.where(n > 0, n, 1.0) for a, n in zip(A, norms)]
+    grad = _cp_gradient(T, lam, A) if reason == "converged" and err >= AT_PRECISION else math.nan
     factors = [a.T[:, :, None] for a in A]  # (rank, I_k J_k, 1)
     core = lam.reshape((rank,) + (1,) * T.ndim)
     return job.finish(factors, core, hist, err, reason, grad, ["svd"])
@@ -300,22 +292,6 @@ class _Job(StopCheck):
         return M, info
 
 
-@contextmanager
-def _numpy_backend():
-    """tensorly's numpy backend for this thread while the block runs; the process-wide one untouched."""
-    import tensorly as tl
-
-    old = tl.get_backend()
-    if old == "numpy":
-        yield
-        return
-    tl.set_backend("numpy", local_threadsafe=True)
-    try:
-        yield
-    finally:
-        tl.set_backend(old, local_threadsafe=True)
-
-
 # ----------------------------------------------------------------------------------------------
 # numpy helpers: unfolding, errors, gradients
 # ----------------------------------------------------------------------------------------------
@@ -403,16 +379,143 @@ def _tucker_gradient(T: np.ndarray, core: np.ndarray, U: list, B: np.ndarray, le
 def _cp_gradient(T: np.ndarray, lam: np.ndarray, A: list) -> float:
     """||gradient of 0.5 ||T - sum_n lam_n a_1^n o .. o a_d^n||^2|| over unit-norm factor vectors and
     the weights (the parametrisation of the returned BT matrix: Tucker rank 1, weights in the cores)."""
-    from tensorly.tenalg import unfolding_dot_khatri_rao
-
     grams = [a.T @ a for a in A]
-    ones = np.ones_like(lam)
+    mttkrps = _mttkrps(T, A)
     total = 0.0
     for k in range(T.ndim):
         H = np.prod([g for j, g in enumerate(grams) if j != k], axis=0) if T.ndim > 1 else np.ones_like(grams[0])
         # the residual's MTTKRP: T_(k) KR(A_j, j != k) minus the model's, A_k diag(lam) H
-        G = unfolding_dot_khatri_rao(T, (ones, A), k) - A[k] @ (lam[:, None] * H)
+        G = mttkrps[k] - A[k] @ (lam[:, None] * H)
         total += float(np.sum((G * lam) ** 2))
         if k == 0:
             total += float(np.sum(np.einsum("in,in->n", A[0], G) ** 2))
     return math.sqrt(total)
+
+
+# ----------------------------------------------------------------------------------------------
+# CP-ALS with tensorly's line search, its MTTKRPs through a two-level dimension tree
+# ----------------------------------------------------------------------------------------------
+
+def _cp_error(T: np.ndarray, A: list) -> float:
+    """||T - [[A]]|| (unit weights), the model built from the two halves' Khatri-Rao products."""
+    lead, trail = _halves(T.shape)
+    T2 = T.reshape(math.prod(T.shape[:len(lead)]), -1)
+    return float(np.linalg.norm(T2 - _khatri_rao([A[j] for j in lead]) @ _khatri_rao([A[j] for j in trail]).T))
+
+
+def _halves(shape) -> tuple[list, list]:
+    """The leading and trailing modes of the dimension tree: the split whose larger half is smallest
+    (both halves' Khatri-Rao products are formed explicitly)."""
+    d = len(shape)
+    h = min(range(1, d), key=lambda h: (max(math.prod(shape[:h]), math.prod(shape[h:])), h))
+    return list(range(h)), list(range(h, d))
+
+
+def _khatri_rao(A: list) -> np.ndarray:
+    """Column-wise Kronecker product of the matrices ``A`` (the first one's row index slowest),
+    shape (prod of rows, rank)."""
+    K = A[0]
+    for a in A[1:]:
+        K = (K[:, None, :] * a[None, :, :]).reshape(-1, K.shape[1])
+    return K
+
+
+def _half_mttkrp(P: np.ndarray, A: list, half: list, k: int) -> np.ndarray:
+    """The mode-k MTTKRP from ``P``, T contracted with the other half's factors (shape: the half's
+    sizes, then rank): P contracted with this half's factors but k's."""
+    i = half.index(k)
+    others = [A[j] for j in half if j != k]
+    if not others:
+        return P
+    shape = P.shape
+    Pk = np.moveaxis(P, i, 0).reshape(shape[i], -1, shape[-1])
+    return np.einsum("mpn,pn->mn", Pk, _khatri_rao(others), optimize=False)
+
+
+def _mttkrps(T: np.ndarray, A: list) -> list:
+    """T_(k) KR(A_j, j != k) for every mode k, all factors fixed (two passes over T)."""
+    lead, trail = _halves(T.shape)
+    n = math.prod(T.shape[:len(lead)])
+    T2 = T.reshape(n, -1)
+    sizes = T.shape
+    P = (T2 @ _khatri_rao([A[j] for j in trail])).reshape(sizes[:len(lead)] + (-1,))
+    Q = (T2.T @ _khatri_rao([A[j] for j in lead])).reshape(sizes[len(lead):] + (-1,))
+    return [_half_mttkrp(P, A, lead, k) for k in lead] + [_half_mttkrp(Q, A, trail, k) for k in trail]
+
+
+def _parafac(T: np.ndarray, factors: list, n_iter_max: int, tol: float, callback) -> tuple[list, list]:
+    """tensorly's ``parafac(T, rank, init=(None, factors), tol=tol, linesearch=True)`` (unit weights,
+    factors not normalised): the same Gauss-Seidel CP-ALS updates, the same extrapolation every other
+    iteration from the eighth on (jump iteration^(1 / acc_pow), accepted when it lowers the error,
+    acc_pow raised after 4 failures), the same error formulas and stopping test (an iteration changes
+    the relative error by less than ``tol``, absolute), the same callback calls (the start's error,
+    then one per iteration: tensorly's, which passes the last recorded error on extrapolation
+    iterations; True ends the run).
+
+    Only the MTTKRPs differ: tensorly's forms the Khatri-Rao product of the d - 1 other factors for
+    every mode (d products of T's size times the rank per iteration); here the modes split into two
+    halves, T is contracted once per half with the other half's Khatri-Rao product (a matrix
+    product), and each mode's MTTKRP follows from that partial result. Two passes over T per
+    iteration instead of d, equal to rounding. Returns (factors, recorded relative errors).
+    """
+    A = [np.array(f, dtype=np.float64) for f in factors]
+    d = T.ndim
+    lead, trail = _halves(T.shape)
+    n = math.prod(T.shape[:len(lead)])
+    T2 = T.reshape(n, -1)
+    lead_shape, trail_shape = T.shape[:len(lead)] + (-1,), T.shape[len(lead):] + (-1,)
+    norm_T = float(np.sqrt(np.sum(T * T)))
+    acc_pow, acc_fail, max_fail = 2.0, 0, 4
+
+    def full_error(A):  # ||T - [[A]]||, the model from the halves' Khatri-Rao products
+        return float(np.linalg.norm(T2 - _khatri_rao([A[j] for j in lead]) @ _khatri_rao([A[j] for j in trail]).T))
+
+    def gram_error(A, mttkrp):  # tensorly's formula from the last mode's MTTKRP
+        G = np.ones((A[0].shape[1],) * 2)
+        for a in A:
+            G = G * (a.T @ a)
+        iprod = float(np.sum(mttkrp * A[-1]))
+        return math.sqrt(abs(norm_T ** 2 + float(np.sum(G)) - 2 * iprod))
+
+    rec_errors = []
+    rec_error = full_error(A) / norm_T
+    if callback(rec_error):
+        return A, rec_errors
+    grams = [a.T @ a for a in A]
+    for iteration in range(n_iter_max):
+        if iteration % 2 == 0:
+            last = [a.copy() for a in A]
+        for half, other, shape in ((lead, trail, lead_shape), (trail, lead, trail_shape)):
+            K = _khatri_rao([A[j] for j in other])
+            P = (T2 @ K if half is lead else T2.T @ K).reshape(shape)
+            for k in half:
+                V = np.ones_like(grams[0])
+                for j in range(d):
+                    if j != k:
+                        V = V * grams[j]
+                mttkrp = _half_mttkrp(P, A, half, k)
+                A[k] = np.linalg.solve(V.T, mttkrp.T).T
+                grams[k] = A[k].T @ A[k]
+        line_iter = iteration % 2 == 0 and iteration > 5
+        if not line_iter:
+            err = gram_error(A, mttkrp)
+        else:
+            jump = iteration ** (1.0 / acc_pow)
+            new = [l + (a - l) * jump for l, a in zip(last, A)]
+            new_err = full_error(new)
+            if new_err / norm_T < rec_errors[-1]:
+                A, err, acc_fail = new, new_err, 0
+                grams = [a.T @ a for a in A]
+            else:
+                err = gram_error(A, mttkrp)
+                acc_fail += 1
+                if acc_fail == max_fail:
+                    acc_pow, acc_fail = acc_pow + 1.0, 0
+        if not line_iter:
+            rec_error = err / norm_T
+            rec_errors.append(rec_error)
+        if callback(rec_error):
+            break
+        if tol and iteration >= 1 and abs(rec_errors[-2] - rec_errors[-1]) < tol:
+            break
+    return A, rec_errors

@@ -84,7 +84,6 @@ class _Candidate:
     error: float | None = None
     stage: str = ""             # "direct", "HOSVD", "screen" or "full"
     seconds: float = 0.0
-    screened: float | None = None  # the screen's error (BT, CP), kept after a full fit
 
     @property
     def key(self) -> tuple:
@@ -314,8 +313,6 @@ class _Advisor:
             err = fit_bt(self.W, c.in_modes, c.out_modes, c.ranks, c.blocks, settings=s.replace(**self.fit_kwargs),
                          **hooks)[1].relative_error
         c.seconds += time.perf_counter() - t0
-        if stage == "screen":
-            c.screened = float(err)
         if c.error is None or err < c.error:
             c.error = float(err)
         c.stage = stage

@@ -464,14 +464,6 @@ TUCKER_TRIES = 12
 TUCKER_ITERS = 300
 
 
-def _tucker_project(G: torch.Tensor, P) -> torch.Tensor:
-    """G (n, M_1, .., M_m) with each mode i + 1 projected onto span(P[i]) (orthonormal columns)."""
-    X = G
-    for i, p in enumerate(P):
-        X = torch.movedim(torch.tensordot(X, p @ p.T, dims=([i + 1], [0])), -1, i + 1)
-    return X
-
-
 def _contract(Y: torch.Tensor, P) -> torch.Tensor:
     """Y (t, M_1, .., M_m) with each mode i + 1 contracted with P[i] (M_i x r_i)."""
     for i, p in enumerate(P):
@@ -564,7 +556,7 @@ def _tucker_blocks(G: torch.Tensor, ranks_o, rg: int, N: int, gen, tries: int, i
         if f > 1e-10:
             continue
         # the block's combinations: the kernel of the map to the part outside the found subspace
-        L = (G - _tucker_project(G, P)).reshape(n, -1)
+        L = (G - _contract(G, [p @ p.T for p in P])).reshape(n, -1)  # outside P_1 x .. x P_m
         w, E = torch.linalg.eigh(L @ L.T)
         if float(w[rg - 1]) > 1e-12 * float(w[-1]) or (rg < n and float(w[rg]) < 1e-8 * float(w[-1])):
             continue  # not a clean rg-dimensional kernel

@@ -467,9 +467,6 @@ def _parafac(T: np.ndarray, factors: list, n_iter_max: int, tol: float, callback
     norm_T = float(np.sqrt(np.sum(T * T)))
     acc_pow, acc_fail, max_fail = 2.0, 0, 4
 
-    def full_error(A):  # ||T - [[A]]||, the model from the halves' Khatri-Rao products
-        return float(np.linalg.norm(T2 - _khatri_rao([A[j] for j in lead]) @ _khatri_rao([A[j] for j in trail]).T))
-
     def gram_error(A, mttkrp):  # tensorly's formula from the last mode's MTTKRP
         G = np.ones((A[0].shape[1],) * 2)
         for a in A:
@@ -478,7 +475,7 @@ def _parafac(T: np.ndarray, factors: list, n_iter_max: int, tol: float, callback
         return math.sqrt(abs(norm_T ** 2 + float(np.sum(G)) - 2 * iprod))
 
     rec_errors = []
-    rec_error = full_error(A) / norm_T
+    rec_error = _cp_error(T, A) / norm_T
     if callback(rec_error):
         return A, rec_errors
     grams = [a.T @ a for a in A]
@@ -502,7 +499,7 @@ def _parafac(T: np.ndarray, factors: list, n_iter_max: int, tol: float, callback
         else:
             jump = iteration ** (1.0 / acc_pow)
             new = [l + (a - l) * jump for l, a in zip(last, A)]
-            new_err = full_error(new)
+            new_err = _cp_error(T, new)
             if new_err / norm_T < rec_errors[-1]:
                 A, err, acc_fail = new, new_err, 0
                 grams = [a.T @ a for a in A]

@@ -403,3 +403,64 @@ def test_an_als_run_cut_by_its_budget_while_converging_is_finished_by_gauss_newt
     _, info = fit_bt(W, im, om, R, N, warn=False)
     assert info.relative_error < 1e-8 and info.converged
     assert [m for m, _, _ in info.phases] == ["ALS", "NLS"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The ALS engine's contractions against explicit einsums (float64)
+# ----------------------------------------------------------------------------------------------
+
+_ALS_SHAPES = [((32, 8, 4, 4, 4, 16), 131, 2), ((4, 4, 4, 4, 4, 4), 3, 2), ((16, 16, 16, 16), 60, 2),
+               ((12, 8, 6, 12), 5, 4), ((8, 8, 8), 7, 3), ((5, 6), 3, 2)]
+
+
+def _als_operands(sizes, N, R, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    T = torch.randn(sizes, generator=g, dtype=torch.float64)
+    U = [torch.linalg.qr(torch.randn(N, m, min(R, m), generator=g, dtype=torch.float64))[0] for m in sizes]
+    return T, U
+
+
+@pytest.mark.parametrize("sizes,N,R", _ALS_SHAPES)
+def test_als_contract_matches_einsum_over_every_mode_set(sizes, N, R):
+    import itertools
+
+    from btcore.decompose.als import _contract, _kronecker_cost, _sequential_plan
+
+    T, U = _als_operands(sizes, N, R)
+    d, M, Rl = len(sizes), "abcdefgh", "qrstuvwx"
+    kron_used = 0
+    for k in range(1, d + 1):
+        for modes in itertools.combinations(range(d), k):
+            X, lab = _contract(T, U, modes)
+            out = "".join(Rl[j] if j in modes else M[j] for j in range(d))
+            ref = torch.einsum(M[:d] + "," + ",".join(f"z{M[j]}{Rl[j]}" for j in modes) + "->z" + out,
+                               T, *[U[j] for j in modes])
+            torch.testing.assert_close(torch.einsum(f"{lab}->z{out}", X), ref, rtol=0, atol=1e-12)
+            kron_used += _kronecker_cost(T, U, list(modes)) < 0.7 * _sequential_plan(T, U, list(modes))[2]
+    if sizes == (32, 8, 4, 4, 4, 16):
+        assert kron_used > 0  # many blocks on small modes: the Kronecker plan is the one taken
+
+
+@pytest.mark.parametrize("sizes,N,R", [((4, 4, 4), 40, 2), ((4, 4, 4, 4), 20, 2), ((3, 3, 3), 30, 3),
+                                       ((4, 4), 2, 2), ((6, 6, 6), 700, 2)])
+def test_pair_products_match_the_definition_in_every_chunk_and_path(sizes, N, R):
+    """D[n, m] = C_m x_j (U_j^(n)^T U_j^(m)) for j != skip, by either path (elementwise for R = 2 from
+    16 blocks, batched GEMMs otherwise) and over several row chunks (700 blocks)."""
+    from btcore.decompose.als import _cross_gram, _pair_products
+
+    _, U = _als_operands(sizes, N, R, seed=1)
+    C = torch.randn((N,) + tuple(u.shape[2] for u in U), generator=torch.Generator().manual_seed(2),
+                    dtype=torch.float64)
+    P = [_cross_gram(u) for u in U]
+    d, Rl, Sl = len(sizes), "qrstuvwx", "ijklmnop"
+    for skip in (-1, 0, d - 1):
+        eq = "m" + Sl[:d] + "," + ",".join(f"nm{Rl[j]}{Sl[j]}" for j in range(d) if j != skip) + "->nm" + \
+            "".join(Sl[j] if j == skip else Rl[j] for j in range(d))
+        ref = torch.einsum(eq, C, *[P[j] for j in range(d) if j != skip])
+        got = torch.empty_like(ref)
+        chunks = 0
+        for n0, n1, D in _pair_products(P, C, skip=skip):
+            got[n0:n1] = D
+            chunks += 1
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
+        assert chunks > 1 if N == 700 else chunks == 1

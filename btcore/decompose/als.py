@@ -58,45 +58,156 @@ def _contract_more(X: torch.Tensor, labels: str, U: torch.Tensor, j: int) -> tup
     return torch.einsum(f"{labels},{_N1}{_M[j]}{_R[j]}->{out}", X, U), out
 
 
-def _contract(T: torch.Tensor, U: list, modes: Sequence[int]) -> tuple[torch.Tensor, str]:
-    """T contracted over ``modes`` with each block's factors; the first step is one GEMM."""
+#: Cost model of the two ways to contract a run of modes (nanoseconds, 1 thread, measured on the
+#: shapes of bench/advisor.py and bench/nls.py): a GEMM costs this per multiply-add pair of flops...
+_GEMM_NS_PER_FLOP = 0.04
+#: ... and a per-block step of the sequential plan (a batched product that permutes its operand) this
+#: per element read or written.
+_STEP_NS_PER_ELEMENT = 8.0
+#: The Kronecker plan is taken only below this fraction of the sequential plan's cost (the model is
+#: rough, and the sequential plan is the one that wins on ties).
+_KRON_MARGIN = 0.7
+
+
+def _sequential_plan(T: torch.Tensor, U: list, modes: list) -> tuple[int, list[int], float]:
+    """The mode contracted first by one GEMM, the others in order, and the plan's modelled cost."""
     d = T.dim()
-    modes = list(modes)
-    if not modes:
-        return T, _M[:d]
     if d - 1 in modes:
         first = d - 1
     elif 0 in modes:
         first = 0
     else:
         first = max(modes, key=lambda j: T.shape[j] / U[j].shape[2])
-    X, lab = _first_contract(T, U[first], first)
     rest = sorted((j for j in modes if j != first), key=lambda j: -T.shape[j] / U[j].shape[2])
+    n = U[first].shape[0]
+    size = T.numel() // T.shape[first] * n * U[first].shape[2]
+    cost = _GEMM_NS_PER_FLOP * 2 * T.numel() * n * U[first].shape[2]
+    for j in rest:
+        after = size // T.shape[j] * U[j].shape[2]
+        cost += _STEP_NS_PER_ELEMENT * (size + after)
+        size = after
+    return first, rest, cost
+
+
+def _kronecker_contract(T: torch.Tensor, U: list, run: list) -> tuple[torch.Tensor, str]:
+    """T contracted over a run of modes at one end of T in one GEMM with each block's Kronecker
+    product of their factors (N, prod M, prod R): no intermediate grows with N R_k / M_k."""
+    d, k = T.dim(), len(run)
+    n = U[run[0]].shape[0]
+    m_run = prod(T.shape[j] for j in run)
+    eq = ",".join(f"{_N1}{_M[i]}{_R[i]}" for i in range(k)) + f"->{_M[:k]}{_N1}{_R[:k]}"
+    K = torch.einsum(eq, *[U[j] for j in run]).reshape(m_run, -1)
+    ranks = tuple(U[j].shape[2] for j in run)
+    if run[-1] == d - 1:
+        head = tuple(T.shape[: run[0]])
+        X = (T.reshape(-1, m_run) @ K).reshape(head + (n,) + ranks)
+        return X, _M[: run[0]] + _N1 + _R[run[0]:d]
+    tail = tuple(T.shape[k:])
+    X = (K.T @ T.reshape(m_run, -1)).reshape((n,) + ranks + tail)
+    return X, _N1 + _R[:k] + _M[k:d]
+
+
+def _kronecker_cost(T: torch.Tensor, U: list, modes: list) -> float:
+    """Modelled cost of :func:`_kronecker_contract` over ``modes``; inf where it does not apply (not a
+    run at one end, one mode, or a Kronecker factor larger than the sequential plan's first product)."""
+    d = T.dim()
+    if len(modes) < 2 or modes != list(range(modes[0], modes[-1] + 1)) or (modes[0] != 0 and modes[-1] != d - 1):
+        return math.inf
+    n = U[modes[0]].shape[0]
+    cols = n * prod(U[j].shape[2] for j in modes)
+    kron = prod(T.shape[j] for j in modes) * cols
+    if kron > T.numel() // max(T.shape[j] for j in modes) * n * max(U[j].shape[2] for j in modes):
+        return math.inf
+    return _GEMM_NS_PER_FLOP * 2 * T.numel() * cols
+
+
+def _contract(T: torch.Tensor, U: list, modes: Sequence[int]) -> tuple[torch.Tensor, str]:
+    """T contracted over ``modes`` with each block's factors: either one GEMM for the first mode and
+    a per-block product for each further one, or, for a run of modes at one end where the model says
+    it is cheaper (many blocks on small modes), one GEMM with the Kronecker products of the factors.
+    The plan depends on the shapes only, so equal inputs give equal results."""
+    d = T.dim()
+    modes = sorted(modes)
+    if not modes:
+        return T, _M[:d]
+    first, rest, cost = _sequential_plan(T, U, modes)
+    if _kronecker_cost(T, U, modes) < _KRON_MARGIN * cost:
+        return _kronecker_contract(T, U, modes)
+    X, lab = _first_contract(T, U[first], first)
     for j in rest:
         X, lab = _contract_more(X, lab, U[j], j)
     return X, lab
 
 
-def _mode_products(P: list, C: torch.Tensor, skip: int = -1) -> torch.Tensor:
-    """D[n, m] = C_m x_j P[j][n, m] for every mode j != skip: shape (N, N, R_1..R_d).
+#: Elements of the pair products computed at once (2 MiB of float64, the size of a core's L2 cache):
+#: past it the batched products of :func:`_pair_products` slow down several-fold, and memory stays
+#: bounded however many blocks there are.
+_PAIR_CHUNK = 1 << 18
+#: Fewest blocks from which rank-2 pair products run as elementwise products over the pairs: there the
+#: 2 x 2 matrix products of a batched GEMM cost more than the data they touch (3-4x slower at N = 60-150,
+#: 1 thread); below it the few calls of the GEMM win.
+_PAIRWISE_FROM = 16
 
-    Cyclic mode products: each step is one batched GEMM over the N^2 block pairs, (R_j x R_j) times
-    (R_j x prod of the other ranks), followed by moving that mode to the back.
+
+def _pair_products(P: list, C: torch.Tensor, skip: int = -1):
+    """D[n, m] = C_m x_j P[j][n, m] for every mode j != skip, in chunks of rows n.
+
+    Yields ``(n0, n1, D)`` with D of shape (n1 - n0, N, R_1..R_d) (possibly a strided view), for
+    consecutive row ranges covering 0..N; a chunk holds about :data:`_PAIR_CHUNK` elements.
     """
     N = C.shape[0]
     ranks = tuple(C.shape[1:])
-    NN = N * N
+    rows = max(1, min(N, _PAIR_CHUNK // max(1, prod(ranks) * N)))
+    pairwise = N >= _PAIRWISE_FROM and max(ranks) <= 2
+    for n0 in range(0, N, rows):
+        n1 = min(N, n0 + rows)
+        if pairwise:
+            yield n0, n1, _pair_products_elementwise(P, C, skip, n0, n1)
+        else:
+            yield n0, n1, _pair_products_batched(P, C, skip, n0, n1)
+
+
+def _pair_products_batched(P: list, C: torch.Tensor, skip: int, n0: int, n1: int) -> torch.Tensor:
+    """Rows n0..n1 of the pair products by cyclic mode products: each step is one batched GEMM over
+    the block pairs, (R_j x R_j) times (R_j x prod of the other ranks), then that mode moves to the back."""
+    N = C.shape[0]
+    ranks = tuple(C.shape[1:])
+    nb = n1 - n0
+    NN = nb * N
     D = None
     for j, r in enumerate(ranks):
         if D is None:
             if j == skip:
-                D = C.unsqueeze(0).expand((N,) + tuple(C.shape)).reshape(NN, r, -1)
+                D = C.unsqueeze(0).expand((nb,) + tuple(C.shape)).reshape(NN, r, -1)
             else:
-                D = torch.matmul(P[j], C.reshape(1, N, r, -1)).reshape(NN, r, -1)
+                D = torch.matmul(P[j][n0:n1], C.reshape(1, N, r, -1)).reshape(NN, r, -1)
         elif j != skip:
-            D = torch.bmm(P[j].reshape(NN, r, r), D.reshape(NN, r, -1))
+            D = torch.bmm(P[j][n0:n1].reshape(NN, r, r), D.reshape(NN, r, -1))
         D = D.reshape(NN, r, -1).transpose(1, 2).contiguous()
-    return D.reshape((N, N) + ranks)
+    return D.reshape((nb, N) + ranks)
+
+
+def _pair_products_elementwise(P: list, C: torch.Tensor, skip: int, n0: int, n1: int) -> torch.Tensor:
+    """Rows n0..n1 of the pair products with the pairs as the last axis: a mode product is R_j^2
+    elementwise multiply-adds over the pairs (for small R_j, cheaper than batched tiny GEMMs)."""
+    N = C.shape[0]
+    ranks = tuple(C.shape[1:])
+    d, nb = len(ranks), n1 - n0
+    D = C.reshape(N, -1).T.reshape(ranks + (1, N)).expand(ranks + (nb, N))
+    for j, r in enumerate(ranks):
+        if j == skip:
+            continue
+        a = prod(ranks[:j])
+        src = D.reshape(a, r, -1, nb, N)
+        Pj = P[j][n0:n1].permute(2, 3, 0, 1)  # (R_j, R_j, rows, N)
+        out = torch.empty(src.shape, dtype=C.dtype, device=C.device)
+        for i in range(r):
+            o = out[:, i]
+            torch.mul(src[:, 0], Pj[i, 0], out=o)
+            for s in range(1, r):
+                o.addcmul_(src[:, s], Pj[i, s])
+        D = out
+    return D.reshape(ranks + (nb, N)).permute(d, d + 1, *range(d))
 
 
 def _cross_gram(Q: torch.Tensor) -> torch.Tensor:
@@ -152,7 +263,10 @@ class ALSRun:
         """sum_m C_m x_1 P_nm^(1) .. x_d P_nm^(d), plus nothing else (no ridge)."""
         if self.N == 1:
             return C  # orthonormal factors: P_11 = I
-        return _mode_products(self.P, C).sum(1)
+        out = torch.empty_like(C)
+        for n0, n1, D in _pair_products(self.P, C):
+            out[n0:n1] = D.sum(1)
+        return out
 
     def _solve_core(self, B: torch.Tensor, C0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The cores minimising the error for fixed factors, and A(cores) (reused by the error)."""
@@ -235,9 +349,11 @@ class ALSRun:
         core_lab = _N1 + _R[:k] + _S[k] + _R[k + 1:d]
         F = cached_einsum(f"{lab},{core_lab}->{_N1}{_M[k]}{_S[k]}", Xk, self.C)
         # Gram Z^T Z (N R_k x N R_k) from the cross-Grams of the other modes and the cores
-        D = _mode_products(self.P, self.C, skip=k)  # (N, N, R..): D[n, m] = C_m x_{j!=k} P_nm^(j)
         a, b = prod(self.ranks[:k]), prod(self.ranks[k + 1:])
-        G = torch.einsum("narb,nmasb->nrms", self.C.reshape(N, a, Rk, b), D.reshape(N, N, a, Rk, b))
+        Cr = self.C.reshape(N, a, Rk, b)
+        G = torch.empty((N, Rk, N, Rk), dtype=self.C.dtype, device=self.C.device)
+        for n0, n1, D in _pair_products(self.P, self.C, skip=k):  # D[n, m] = C_m x_{j!=k} P_nm^(j)
+            G[n0:n1] = torch.einsum("narb,nmasb->nrms", Cr[n0:n1], D.reshape(n1 - n0, N, a, Rk, b))
         G = G.reshape(N * Rk, N * Rk)
         G = 0.5 * (G + G.T)
         lam = self.ridge * max(float(torch.diagonal(G).mean()), 1e-300)
@@ -330,13 +446,15 @@ def hosvd_start(T: torch.Tensor, N: int, ranks, gen: torch.Generator) -> list:
 def als_memory_bytes(sizes, ranks, N) -> int:
     """Bytes of the largest float64 tensors a BT fit holds at once: the float64 copy of W, the
     interleaved T, a reconstruction for exact errors, the first projection of a half-sweep (and
-    copies made by einsum), the direct core system and the Gram work arrays."""
+    copies made by einsum), the direct core system, a factor update's Gram system and a chunk of
+    pair products (:func:`_pair_products`) with its copies."""
     t = prod(sizes)
     first = max(t // m * N * r for m, r in zip(sizes, ranks)) if len(sizes) > 1 else t * N
     core = N * prod(ranks)
     direct = core * core if core <= _DIRECT_CORE_MAX else 0
-    gram = N * N * prod(ranks) * max(ranks)
-    return 8 * (3 * t + 3 * first + direct + 4 * gram)
+    gram = (N * max(ranks)) ** 2
+    chunk = min(N * core, max(_PAIR_CHUNK, core))
+    return 8 * (3 * t + 3 * first + direct + 2 * gram + 4 * chunk)
 
 
 def mode_order(sizes) -> list[int]:

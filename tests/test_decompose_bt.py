@@ -12,7 +12,8 @@ from btcore import BTMatrix
 from btcore.decompose import (
     DEFAULT, FitInfo, cap_bt_ranks, cap_tt_ranks, fit_bt, fit_cp, fit_tt, fit_tucker, relative_error,
 )
-from decompose_cases import bt_dense as _bt, noisy as _noisy, nonincreasing as _nonincreasing, random_bt_cases
+from decompose_cases import bt_dense as _bt, hard_bt_cases, noisy as _noisy, nonincreasing as _nonincreasing
+from decompose_cases import random_bt_cases
 
 
 @pytest.mark.parametrize("im, om, rank, blocks", [
@@ -464,3 +465,57 @@ def test_pair_products_match_the_definition_in_every_chunk_and_path(sizes, N, R)
             chunks += 1
         torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
         assert chunks > 1 if N == 700 else chunks == 1
+
+
+def test_row_chunks_of_the_pair_products_give_the_same_fit(monkeypatch):
+    """A fit with its pair products in one chunk or in one row at a time: the same math, so the same
+    errors and factors up to rounding (batched GEMMs round by batch size, so not bit for bit; the
+    chunks depend on the shapes only, so a fit still repeats exactly)."""
+    import btcore.decompose.als as als
+
+    W = BTMatrix.random((4, 3, 4), (3, 4, 2), 3, 5, seed=3, dtype=torch.float64).to_dense()
+    W = W + 1e-3 * torch.randn(W.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    fits = []
+    for chunk in (1 << 30, 40, 40):
+        monkeypatch.setattr(als, "_PAIR_CHUNK", chunk)
+        fits.append(fit_bt(W, (4, 3, 4), (3, 4, 2), 3, 5, method="als", seed=0, max_iter=15, warn=False))
+    (a, ia), (b, ib), (c, ic) = fits
+    np.testing.assert_allclose(ia.history, ib.history, rtol=1e-10)
+    torch.testing.assert_close(a.to_dense(), b.to_dense(), rtol=0, atol=1e-10)
+    assert ib.history == ic.history and all(torch.equal(x, y) for x, y in zip(b.factors, c.factors))
+
+
+def test_lstsq_repeats_bit_for_bit_whatever_the_allocation():
+    """MKL's gelsy (torch's CPU default) changes its last bits from call to call; btcore's lstsq must not."""
+    from btcore.decompose.btmodel import lstsq
+
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(40, 25, generator=g, dtype=torch.float64)
+    A = A @ A.T  # rank-deficient, as the subspace start's deflated systems can be
+    B = torch.randn(40, 30, generator=g, dtype=torch.float64)
+    ref = lstsq(A.clone(), B.clone())
+    torch.testing.assert_close(A @ ref, A @ torch.linalg.pinv(A) @ B, rtol=0, atol=1e-9)
+    for i in range(20):
+        pads = [torch.empty(7 * j + i, dtype=torch.float64) for j in range(3)]  # shift the allocations
+        x, y = torch.empty_like(A), torch.empty_like(B)
+        x.copy_(A)
+        y.copy_(B)
+        assert torch.equal(lstsq(x, y), ref), (i, len(pads))
+
+
+def test_a_hard_fit_through_the_deflated_subspace_search_repeats_bit_for_bit():
+    """Hard case 3 (12x6x6x6x8x6, N=5, R=4) is found by the subspace start, whose deflated searches
+    solve least-squares systems: with torch's default driver its factors differed on every call."""
+    import hashlib
+
+    im, om, R, N, s = hard_bt_cases(30, 1)[3]
+    W = BTMatrix.random(im, om, R, N, seed=s, dtype=torch.float64).to_dense()
+    digests = []
+    for _ in range(2):
+        bt, info = fit_bt(W, im, om, R, N, warn=False)
+        assert info.relative_error < 1e-10
+        h = hashlib.sha256()
+        for t in list(bt.factors) + [bt.core]:
+            h.update(t.numpy().tobytes())
+        digests.append((h.hexdigest(), info.relative_error, tuple(info.history)))
+    assert digests[0] == digests[1]

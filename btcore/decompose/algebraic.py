@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .btmodel import orthonormalize
+from .btmodel import lstsq, orthonormalize
 
 __all__ = ["algebraic_start", "algebraic_applies", "subspace_start", "subspace_applies"]
 
@@ -316,7 +316,7 @@ def _low_rank_member(B: torch.Tensor, r: int, c: torch.Tensor, iters: int,
             continue
         # c = Z b - avoid F b: the avoid part chosen optimally for each b, then the best b
         Kaa, Kab, Kbb = avoid.T @ K @ avoid, avoid.T @ K @ Z, Z.T @ K @ Z
-        F = torch.linalg.lstsq(Kaa, Kab).solution
+        F = lstsq(Kaa, Kab)
         S = Kbb - Kab.T @ F
         b = torch.linalg.eigh(0.5 * (S + S.T))[1][:, 0]
         c = Z @ b - avoid @ (F @ b)

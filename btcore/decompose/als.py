@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 
 from ..shapes import prod
-from .btmodel import bt_gradient, cached_einsum
+from .btmodel import bt_gradient, cached_einsum, lstsq
 from .fitinfo import EXACT_BELOW
 
 __all__ = ["ALSRun", "als_memory_bytes", "hosvd_start", "mode_order", "project_all", "random_orthonormal",
@@ -398,7 +398,7 @@ def _spd_solve(G: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     L, info = torch.linalg.cholesky_ex(G)
     if int(info) == 0:
         return torch.cholesky_solve(rhs, L)
-    return torch.linalg.lstsq(G, rhs, driver="gelsd" if G.device.type == "cpu" else None).solution
+    return lstsq(G, rhs)
 
 
 def random_orthonormal(shape, gen: torch.Generator, dtype, device) -> torch.Tensor:

@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 import torch
 
 from .algebraic import algebraic_start
-from .btmodel import bt_dense, bt_gradient, orthonormalize
+from .btmodel import bt_dense, bt_gradient, lstsq, orthonormalize
 from .settings import STOPPING, StoppingRules, error_fall
 
 __all__ = ["NLSResult", "nls_refine", "nls_fit", "random_start", "gn_flat", "NLS_STATUSES"]
@@ -287,7 +287,7 @@ def _step(op, gvec, Hd, lam, cg_tol, cg_max_iter):
         if int(info) == 0:
             pvec = -torch.cholesky_solve(gvec.T, L).T
         else:
-            pvec = -torch.linalg.lstsq(A, gvec.T).solution.T
+            pvec = -lstsq(A, gvec.T).T
         return pvec, pvec @ Hd, 0
     pre = op.preconditioner(lam)
     pvec, nit = _pcg(lambda v: op.apply(v) + lam * v, -gvec, pre, cg_tol, cg_max_iter)

@@ -32,7 +32,6 @@ import random
 import statistics
 import sys
 import time
-from math import prod
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -92,25 +91,16 @@ def main() -> None:
         T, U, C = operands(sizes, R, N)
         P = [als._cross_gram(u) for u in U]
         ranks = tuple(C.shape[1:])
-        rows = max(1, min(N, als._PAIR_CHUNK // max(1, prod(ranks) * N)))
+        rows, chosen_pairwise = als._pair_layout(N, ranks)
         elementwise_ok = max(ranks) <= 2
-        chosen_pairwise = N >= als._PAIRWISE_FROM and elementwise_ok
         d = len(sizes)
         comp = list(range((d + 1) // 2, d))  # the first half-sweep's contraction
         kron_ok = als._kronecker_cost(T, U, comp) < float("inf")
-        chosen_kron = als._kronecker_cost(T, U, comp) < als._KRON_MARGIN * als._sequential_plan(T, U, comp)[2]
-
-        def sequential():
-            first, rest, _ = als._sequential_plan(T, U, comp)
-            X, lab = als._first_contract(T, U[first], first)
-            for j in rest:
-                X, lab = als._contract_more(X, lab, U[j], j)
-            return X
-
+        chosen_kron = als._takes_kronecker(T, U, comp)
         methods = {
             "all": lambda: pair_sum(P, C, als._pair_products_batched, N),
             "chunks": lambda: pair_sum(P, C, als._pair_products_batched, rows),
-            "seq": sequential,
+            "seq": lambda: als._sequential_contract(T, U, comp),
         }
         if elementwise_ok:
             methods["elem"] = lambda: pair_sum(P, C, als._pair_products_elementwise, rows)

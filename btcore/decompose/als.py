@@ -121,22 +121,31 @@ def _kronecker_cost(T: torch.Tensor, U: list, modes: list) -> float:
     return _GEMM_NS_PER_FLOP * 2 * T.numel() * cols
 
 
+def _takes_kronecker(T: torch.Tensor, U: list, modes: list) -> bool:
+    """Whether :func:`_contract` takes the Kronecker plan over ``modes`` (sorted): the model's rule."""
+    return _kronecker_cost(T, U, modes) < _KRON_MARGIN * _sequential_plan(T, U, modes)[2]
+
+
+def _sequential_contract(T: torch.Tensor, U: list, modes: list) -> tuple[torch.Tensor, str]:
+    """T contracted over ``modes`` by the sequential plan: one GEMM, then a per-block product a mode."""
+    first, rest, _ = _sequential_plan(T, U, modes)
+    X, lab = _first_contract(T, U[first], first)
+    for j in rest:
+        X, lab = _contract_more(X, lab, U[j], j)
+    return X, lab
+
+
 def _contract(T: torch.Tensor, U: list, modes: Sequence[int]) -> tuple[torch.Tensor, str]:
     """T contracted over ``modes`` with each block's factors: either one GEMM for the first mode and
     a per-block product for each further one, or, for a run of modes at one end where the model says
     it is cheaper (many blocks on small modes), one GEMM with the Kronecker products of the factors.
     The plan depends on the shapes only, so equal inputs give equal results."""
-    d = T.dim()
     modes = sorted(modes)
     if not modes:
-        return T, _M[:d]
-    first, rest, cost = _sequential_plan(T, U, modes)
-    if _kronecker_cost(T, U, modes) < _KRON_MARGIN * cost:
+        return T, _M[:T.dim()]
+    if _takes_kronecker(T, U, modes):
         return _kronecker_contract(T, U, modes)
-    X, lab = _first_contract(T, U[first], first)
-    for j in rest:
-        X, lab = _contract_more(X, lab, U[j], j)
-    return X, lab
+    return _sequential_contract(T, U, modes)
 
 
 #: Elements of the pair products computed at once (2 MiB of float64, the size of a core's L2 cache):
@@ -149,6 +158,11 @@ _PAIR_CHUNK = 1 << 18
 _PAIRWISE_FROM = 16
 
 
+def _pair_layout(N: int, ranks: tuple) -> tuple[int, bool]:
+    """Rows n per chunk of :func:`_pair_products`, and whether they run elementwise over the pairs."""
+    return max(1, min(N, _PAIR_CHUNK // max(1, prod(ranks) * N))), N >= _PAIRWISE_FROM and max(ranks) <= 2
+
+
 def _pair_products(P: list, C: torch.Tensor, skip: int = -1):
     """D[n, m] = C_m x_j P[j][n, m] for every mode j != skip, in chunks of rows n.
 
@@ -156,9 +170,7 @@ def _pair_products(P: list, C: torch.Tensor, skip: int = -1):
     consecutive row ranges covering 0..N; a chunk holds about :data:`_PAIR_CHUNK` elements.
     """
     N = C.shape[0]
-    ranks = tuple(C.shape[1:])
-    rows = max(1, min(N, _PAIR_CHUNK // max(1, prod(ranks) * N)))
-    pairwise = N >= _PAIRWISE_FROM and max(ranks) <= 2
+    rows, pairwise = _pair_layout(N, tuple(C.shape[1:]))
     for n0 in range(0, N, rows):
         n1 = min(N, n0 + rows)
         if pairwise:

@@ -117,4 +117,3 @@ def lstsq(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     that reach it differ run to run; ``gelsd`` (SVD) gives the same bits every time.
     """
     return torch.linalg.lstsq(A, B, driver="gelsd" if A.device.type == "cpu" else None).solution
-

@@ -2,6 +2,7 @@
 
     python bench/nls.py [--seeds 30] [--quick [--hard]] [--no-large]
     python bench/nls.py --hard-only [--seeds 30]      # the hard table alone (exact and 1e-3 noise)
+    python bench/nls.py --operator                    # the Gauss-Newton product (J^T J) v alone
 
 One thread. Suites (exact targets ``BTMatrix.random(..., seed=s)``, float64):
 
@@ -21,6 +22,11 @@ counted in work, so the recovered counts do not depend on the machine's load; th
 ``fit_bt(..., method=...)`` with defaults. "ALS+NLS"
 is 5 sweeps of decompose's joint ALS from a random orthonormal start, then ``nls_refine``
 (max_iter 100). Finally one large case: 1024 x 1024 (modes 4x8x8x4 -> 4x8x8x4), exact N=4 R=8.
+
+``--operator`` times the product ``(J^T J) v`` that every CG iteration of Gauss-Newton makes (one
+vector, as in CG): ``_GN.apply`` next to the formulation it replaced (one dual chain per skipped
+mode, contractions by einsum; kept here as the reference), the largest difference between them, and
+the median of repeats per product.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ sys.path.insert(0, os.path.join(_ROOT, "tests"))  # the tests' case draws
 from btcore import BTMatrix
 from btcore.decompose import fit_bt, interleave
 from btcore.decompose.als import ALSRun, random_orthonormal
-from btcore.decompose.nls import nls_fit, nls_refine
+from btcore.decompose.nls import _GN, _cross_gram, nls_fit, nls_refine, random_start
 from decompose_cases import hard_bt_cases, noisy, random_bt_cases
 
 
@@ -139,6 +145,54 @@ def _hard_table(n):
                   flush=True)
 
 
+def _apply_einsum_chains(op, v):
+    """(J^T J) v as computed before ``_GN.apply`` shared the chains' prefix: one dual chain per
+    skipped mode and einsum contractions (the reference of ``--operator``)."""
+    dU, dC = op.split(v)
+    d, N, ranks = op.d, op.N, op.ranks
+    NN, B = N * N, v.shape[0]
+    Q = [_cross_gram(op.U[k], dU[k]) for k in range(d)]
+
+    def chain(skip):
+        states = op.chains[skip]
+        E = dC.unsqueeze(1).expand((B, N) + tuple(dC.shape[1:])).reshape(B, NN, ranks[0], -1)
+        for j, r in enumerate(ranks):
+            E = E.reshape(B, NN, r, -1)
+            if j != skip:
+                E = torch.matmul(op.P[j].reshape(1, NN, r, r), E) + torch.matmul(Q[j].reshape(B, NN, r, r), states[j])
+            E = E.transpose(2, 3).contiguous()
+        return E.reshape((B, N, N) + ranks)
+
+    hC = chain(d).sum(2)
+    hU = []
+    for k in range(d):
+        A = op._rank_contract(chain(k), k)
+        h = torch.einsum("mar,bnmrs->bnas", op.U[k], A) + torch.einsum("bmar,nmrs->bnas", dU[k], op.G[k])
+        hU.append(h)
+    return op.join(hU, hC)
+
+
+def _operator_table(repeats=400):
+    print("| modes M_k | R | N | parameters | einsum chains, ms | shared prefix + matmul, ms | ratio | max difference |")
+    print("|---|---|---|---|---|---|---|---|")
+    for sizes, R, N in [((6, 12, 6, 12), 4, 5), ((4, 6, 12, 8), 3, 5), ((6, 4, 6, 6, 4, 6), 2, 5),
+                        ((12, 12, 12), 4, 4), ((16, 64, 64, 16), 8, 4)]:
+        U, C = random_start(sizes, (R,) * len(sizes), N, seed=0)
+        op = _GN(U, C)
+        v = torch.randn(1, op.n_params, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        diff = float((op.apply(v) - _apply_einsum_chains(op, v)).abs().max())
+        med = {}
+        for name, fn in (("ref", lambda: _apply_einsum_chains(op, v)), ("new", lambda: op.apply(v))):
+            ts = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t)
+            med[name] = statistics.median(ts) * 1e3
+        print(f"| {'x'.join(map(str, sizes))} | {R} | {N} | {op.n_params:,} | {med['ref']:.3f} | {med['new']:.3f} "
+              f"| {med['ref'] / med['new']:.2f}x | {diff:.1e} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=30)
@@ -146,9 +200,13 @@ def main():
     ap.add_argument("--hard", action="store_true", help="with --quick: the hard suite too")
     ap.add_argument("--no-large", action="store_true")
     ap.add_argument("--hard-only", action="store_true", help="only the hard table (no mode >= N R)")
+    ap.add_argument("--operator", action="store_true", help="only the (J^T J) v product, before and now")
     args = ap.parse_args()
     n = args.seeds
     print(f"threads: 1, load average {os.getloadavg()[0]:.1f}")
+    if args.operator:
+        _operator_table()
+        return
     if args.hard_only:
         _hard_table(n)
         return

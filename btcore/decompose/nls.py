@@ -102,11 +102,9 @@ class _GN:
         self.n_params = sum(self.numels)
         # Real parts of the mode-product chains C_m x_{j != skip} P_nm^(j), kept at every step
         # (the dual parts need them); skip = d means "no mode skipped".
-        self.chains = {}
-        for skip in list(range(self.d)) + [self.d]:
-            self.chains[skip] = self._real_chain(skip)
+        self.chains = self._real_chains()
         # G[k][n, m] (R_k x R_k): (C_m x_{j!=k} P_nm)_(k) C_n(k)^T; the factor-factor blocks of J^T J
-        # within one mode are G[k][n, m]^T (x) I_{M_k}... (see _apply)
+        # within one mode are G[k][n, m]^T (x) I_{M_k}... (see apply)
         self.G = []
         for k in range(self.d):
             D = self.chains[k][-1]  # (N, N, R..)
@@ -119,20 +117,27 @@ class _GN:
         self.Gmat = [g.permute(1, 2, 0, 3).reshape(N * r, N * r) for g, r in zip(self.G, ranks)]
 
     # -- chains ---------------------------------------------------------------------------------
-    def _real_chain(self, skip):
-        """States of the real chain before each mode step j (cyclic layout), and the final value."""
-        N, ranks = self.N, self.ranks
+    def _real_chains(self) -> dict:
+        """Per skipped mode (d: none), the real chain's states before each mode step j (cyclic layout)
+        and its final value. The chain skipping mode k shares the full chain's states up to step k."""
+        N, ranks, d = self.N, self.ranks, self.d
         NN = N * N
-        D = self.C.unsqueeze(0).expand((N,) + tuple(self.C.shape)).reshape(NN, ranks[0], -1)
-        states = []
-        for j, r in enumerate(ranks):
-            D = D.reshape(NN, r, -1)
-            states.append(D)
-            if j != skip:
-                D = torch.matmul(self.P[j].reshape(NN, r, r), D)
-            D = D.transpose(1, 2).contiguous()
-        states.append(D.reshape((N, N) + ranks))
-        return states
+
+        def run(D, start, skip, states):
+            for j in range(start, d):
+                r = ranks[j]
+                D = D.reshape(NN, r, -1)
+                states.append(D)
+                if j != skip:
+                    D = torch.matmul(self.P[j].reshape(NN, r, r), D)
+                D = D.transpose(1, 2).contiguous()
+            states.append(D.reshape((N, N) + ranks))
+            return states
+
+        full = run(self.C.unsqueeze(0).expand((N,) + tuple(self.C.shape)).reshape(NN, ranks[0], -1), 0, d, [])
+        chains = {k: run(full[k], k, k, full[:k]) for k in range(d)}
+        chains[d] = full
+        return chains
 
     def _rank_contract(self, X, k):
         """A[..., n, m] = X[..., n, m]_(k) C_n(k)^T: contracts all rank modes but k with block n's core.
@@ -166,7 +171,7 @@ class _GN:
         """(J^T J) v for v of shape (B, P).
 
         Each mode product chain ``(C_m + e dC_m) x_{j != skip} (P_nm^(j) + e Q_nm^(j))`` is evaluated
-        for its first-order (dual) part along the real chain's states (:meth:`_real_chain`), once with
+        for its first-order (dual) part along the real chain's states (:meth:`_real_chains`), once with
         no mode skipped (the core part) and once skipping each mode k (its factor part). The chain
         skipping mode k equals the full chain up to step k, so the chains share that prefix, and the
         contractions are plain matrix products: about half the time of one einsum chain per mode.
@@ -221,8 +226,8 @@ class _GN:
         chol = []
         for k in range(d):
             r = self.ranks[k]
-            # block (m, n) of the mode-k Gramian acting on (dU_m) is G[k][n, m]; arrange as (m r, n s)
-            Gc = self.G[k].permute(1, 2, 0, 3).reshape(N * r, N * r)
+            # block (m, n) of the mode-k Gramian acting on (dU_m) is G[k][n, m], arranged as (m r, n s)
+            Gc = self.Gmat[k]
             Gc = 0.5 * (Gc + Gc.T) + lam * torch.eye(N * r, dtype=Gc.dtype)
             L, info = torch.linalg.cholesky_ex(Gc)
             if int(info) != 0:

@@ -163,8 +163,9 @@ def test_same_input_same_table_bit_for_bit():
 
 
 def test_tt_rows_are_tt_svd_errors_and_bt_cp_rows_use_the_budget(noisy):
-    """Every TT row's error is fit_tt's (the advisor computes it from singular values); with a budget each
-    BT/CP row has the most blocks of its ranks that fit in it."""
+    """Every TT row's error is fit_tt's (the advisor computes it from singular values); with a budget and
+    no tie tolerance (rtol=0: no smaller tied model is searched) each BT/CP row has the most blocks of
+    its ranks that fit in it."""
     W, df = noisy
     for _, r in df[df["format"] == "TT"].iterrows():
         _, info = btcore.fit_tt(W, r.in_modes, r.out_modes, r.ranks)
@@ -173,6 +174,21 @@ def test_tt_rows_are_tt_svd_errors_and_bt_cp_rows_use_the_budget(noisy):
     assert set(als["format"]) == {"BT", "CP"}
     for _, r in als.iterrows():
         assert btcore.BTSpec(r.in_modes, r.out_modes, r.ranks, r.blocks + 1).params > 400 >= r.params
+
+
+def test_budget_pick_is_the_smallest_tied_model_not_only_the_most_blocks():
+    """The Approximation page's default target (2 blocks of rank 3 on 4x4x4x4 + 1% noise) at a budget of
+    2,000: every model of the most blocks within the budget stops at the noise floor, and the smaller
+    generating structure (546 parameters) ties with them within rtol. It is found and recommended."""
+    W = btcore.target_matrices.bt_structured((4, 4, 4, 4), (4, 4, 4, 4), seed=0, rank=3, blocks=2, noise=0.01)
+    df = suggest_formats(W, budget=2000, max_order=4)
+    pick = recommended(df)
+    assert (pick.format, pick.ranks, pick.blocks, pick.params) == ("BT", (3, 3, 3, 3), 2, 546)
+    assert pick.error <= df["error"].min() * 1.02
+    tied = df[df["error"] <= df["error"].min() * 1.02]
+    assert pick.params == tied["params"].min()
+    big = df[(df["format"] == "BT") & (df["ranks"] == (3, 3, 3, 3)) & (df["in_modes"] == (4, 4, 4, 4))]
+    assert big["blocks"].max() == 7  # the budget phase's row of that rank is still there
 
 
 def test_pick_is_within_two_percent_of_full_fits_on_a_photo():

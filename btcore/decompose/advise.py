@@ -8,7 +8,8 @@ promising ones:
 
 * **Free bounds.** The singular values of the unfoldings of the interleaved tensor T bound every
   format: a Tucker or BT model whose mode-k rank is at most r_k leaves at least the tail
-  ``sum_{i > r_k} s_i^2`` of the mode-k unfolding (a lower bound on its error), TT-SVD leaves at most
+  ``sum_{i > r_k} s_i^2`` of the mode-k unfolding (a lower bound on its error; N blocks of core ranks
+  R have mode ranks N R_k and bond ranks N min(R_1..R_k, R_k+1..R_d)), TT-SVD leaves at most
   the sum of the bond unfoldings' tails (Oseledets 2011, Thm 2.2), truncated HOSVD at most the sum of
   the mode unfoldings' tails. Ranks are chosen from these spectra (epsilon truncation at several
   tolerances, as TT-SVD does, plus uniform ranks), so non-uniform ranks are searched too.
@@ -19,7 +20,9 @@ promising ones:
 * **Short fits.** BT and CP candidates whose lower bound could still beat the front found so far are
   screened by a short ALS fit (few sweeps, few starts), most promising first. With a budget (and no
   target error) only the most blocks of each rank that fit in it are candidates: the lowest error
-  within the budget is asked for, and more blocks of the same ranks fit at least as well.
+  within the budget is asked for, and more blocks of the same ranks fit at least as well. Then, as
+  near-ties (within ``rtol``) go to the smaller model, a few BT and CP models with fewer blocks whose
+  lower bound allows a tie are screened, smallest first, until one ties.
 * **Full fits.** The candidates on or near the screened front and the best screened one of each
   format are refitted with the full settings (:data:`~btcore.decompose.settings.ADVISOR_FULL`), Tucker
   by HOOI and CP by CP-ALS as :func:`~btcore.decompose.settings.for_format` runs them.
@@ -68,6 +71,9 @@ ADVISOR_COLUMNS = ["format", "in_modes", "out_modes", "ranks", "blocks", "params
 #: below their screens and CP's (80 iterations after 12) 3-13% below. Other formats: 1 - 1 / slack
 #: (:meth:`_Advisor.refine`).
 _FULL_GAIN = {"BT": 0.10, "CP": 0.15}
+#: With a budget, the most short fits of BT and CP models with fewer blocks than the budget allows
+#: (:meth:`_Advisor.smaller`), and the most full fits among them.
+_SMALL_SCREENS, _SMALL_FULL = 8, 2
 #: Tolerances of the epsilon truncations that propose ranks from the unfolding spectra.
 _EPS = tuple(float(e) for e in np.geomspace(0.7, 1e-4, 14))
 
@@ -134,7 +140,7 @@ def _tucker_candidates(t: Interleaved, cap: int) -> list[_Candidate]:
         rk = cap_bt_ranks(t.im, t.om, req)[0]
         spec = BTSpec(t.im, t.om, rk, 1, max_bytes=None)
         if spec.params <= cap and rk not in out:
-            out[rk] = _Candidate("Tucker", t.im, t.om, rk, 1, spec.params, bound=t.mode_bound(rk))
+            out[rk] = _Candidate("Tucker", t.im, t.om, rk, 1, spec.params, bound=t.block_bound(rk, 1))
     return list(out.values())
 
 
@@ -175,8 +181,7 @@ def _bt_cp_candidates(t: Interleaved, cap: int, formats, largest: bool = False) 
             spec = BTSpec(t.im, t.om, rk, N, max_bytes=None)
             if spec.params > cap:
                 break
-            bound = t.mode_bound([min(N * r, m) for r, m in zip(rk, t.sizes)])
-            out[(rk, N)] = _Candidate(fmt, t.im, t.om, rk, N, spec.params, bound=bound)
+            out[(rk, N)] = _Candidate(fmt, t.im, t.om, rk, N, spec.params, bound=t.block_bound(rk, N))
     return list(out.values())
 
 
@@ -267,6 +272,8 @@ class _Advisor:
         self.fit_all(tr, "direct")
         self.screen(pool)
         self.refine()
+        self.smaller(best)
+        self.report(self.fraction, f"{self.count} of {self.total} candidates evaluated")
         return self.done
 
     def best_tensors(self, tensors: list[Interleaved]) -> list[Interleaved]:
@@ -399,7 +406,51 @@ class _Advisor:
                 break
             self.step(f"full fit of {c.format} {_text(c.in_modes, c.out_modes)}")
             self.fit(c, ADVISOR_FULL, "full")
-        self.report(self.fraction, f"{self.count} of {self.total} candidates evaluated")
+
+    def smaller(self, tensors: list[Interleaved]) -> None:
+        """With a budget: BT and CP models with fewer blocks than the budget allows that could tie with
+        the lowest error (within ``rtol``, or both below numerical precision), smallest first.
+
+        The budget phase screens only the most blocks of each rank, which finds the lowest error but
+        not the smallest model that ties with it (an exact structure of few blocks under noise, where
+        every larger model stops at the same noise floor). Candidates are those of the blocks grid on
+        ``tensorizations`` with fewer parameters than the smallest tied model so far and a lower bound
+        that allows a tie. Each is screened (refitted in full where its screen, lowered by
+        :data:`_FULL_GAIN`, could tie; at most :data:`_SMALL_FULL`) until one ties or
+        :data:`_SMALL_SCREENS` were screened."""
+        if not self.largest or self.stop_now():
+            return
+        errors = [c.error for c in self.done if c.error is not None]
+        if not errors:
+            return
+        low = min(errors)
+        if low < AT_PRECISION:
+            target = AT_PRECISION
+        elif self.rtol > 0:
+            target = low * (1 + self.rtol)
+        else:
+            return
+        tied = min(c.params for c in self.done if c.error is not None and c.error <= target)
+        have = {c.key for c in self.done}
+        pool = [c for t in tensors for c in _bt_cp_candidates(t, tied - 1, self.formats)
+                if c.key not in have and c.bound <= target]
+        pool = sorted(pool, key=lambda c: (c.params, c.format, c.in_modes, c.out_modes, c.ranks))[:_SMALL_SCREENS]
+        self.total = self.count + len(pool)
+        full = 0
+        for c in pool:
+            if self.stop_now():
+                return
+            self.step(f"screening a smaller {c.format} {_text(c.in_modes, c.out_modes)}")
+            self.fit(c, ADVISOR_SCREEN, "screen")
+            self.done.append(c)
+            if c.error > target and self.hope(c) <= target and full < _SMALL_FULL:
+                self.total += 1
+                self.step(f"full fit of {c.format} {_text(c.in_modes, c.out_modes)}")
+                self.fit(c, ADVISOR_FULL, "full")
+                full += 1
+            if c.error <= target:
+                self.total = self.count
+                return
 
 
 def _text(im, om) -> str:

@@ -168,10 +168,21 @@ class Interleaved:
             r_prev = r
         return math.sqrt(discarded / self.norm2)
 
-    def mode_bound(self, ranks) -> float:
-        """Lower bound on the relative error of any model whose mode-k rank is at most ranks[k]."""
-        worst = max(t[min(r, len(t) - 1)] for (t, _), r in zip(self.mode, ranks))
-        return math.sqrt(max(0.0, worst) / self.norm2) if self.norm2 else 0.0
+    def block_bound(self, ranks, N: int) -> float:
+        """Lower bound on the relative error of any BT model of N blocks with core ``ranks`` (CP: N
+        blocks of ranks 1; Tucker: N = 1).
+
+        The model's mode-k unfolding has rank at most N R_k, and its unfolding of modes 1..k against
+        the others (a TT bond) at most N min(R_1 ... R_k, R_k+1 ... R_d): a block's unfolding has at
+        most the smaller product of its core's ranks. A matrix of rank r leaves at least the tail of
+        the unfolding's squared singular values beyond r (Eckart-Young); the bound is the largest."""
+        if not self.norm2:
+            return 0.0
+        worst = max(t[min(N * r, len(t) - 1)] for (t, _), r in zip(self.mode, ranks))
+        for k, t in enumerate(self.bond):
+            r = N * min(prod(ranks[: k + 1]), prod(ranks[k + 1:]))
+            worst = max(worst, t[min(r, len(t) - 1)])
+        return math.sqrt(max(0.0, worst) / self.norm2)
 
     def hosvd_error(self, ranks) -> float:
         """Relative error of the truncated HOSVD at ``ranks`` (exact: ||T||^2 - ||core||^2)."""

@@ -28,6 +28,9 @@ inputs, lesson = frame.inputs, frame.lesson
 if inputs["example"] not in examples:  # the configuration changed under a stored choice
     inputs.set("example", next(iter(examples)))
     frame.write_url()
+if inputs["steps_tab"] not in ld.step_tabs(specs):  # a format this configuration cannot build
+    inputs.set("steps_tab", ld.step_tabs(specs)[0] if ld.step_tabs(specs) else ld.LABELS["Dense"])
+    frame.write_url()
 
 st.title("Learn: BT, TT and TR")
 st.caption("What the Block-Term, Tensor-Train and Tensor Ring formats are, drawn and counted for **your** configuration "
@@ -137,7 +140,11 @@ def steps_section() -> None:
     st.plotly_chart(cl.format_cost_stack(walk), width="stretch", key=K + "cost_stack")
     labels = ld.LABELS
     names = [n for n in ld.FORMATS if n in specs]
-    for tab, name in zip(st.tabs([labels[n] for n in names]), names):
+    # only the open tab is drawn (each holds two charts and a table): a tab switch reruns this fragment
+    tabs = st.tabs([labels[n] for n in names], key=K + "steps_tab", on_change="rerun")
+    for tab, name in zip(tabs, names):
+        if not tab.open:
+            continue
         with tab:
             spec, rows = specs[name], walk[name]
             plan = spec.plan(cfg.batch)

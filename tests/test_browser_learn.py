@@ -1,4 +1,5 @@
-"""Browser test of the Learn page: it loads in chromium, the diagrams are drawn, the step slider works.
+"""Browser test of the Learn page: it loads in chromium, the diagrams are drawn, the step slider works,
+a walkthrough tab is drawn when clicked, and the tensorization chart's hover names its entries.
 
 One page load for everything (a cold load renders ten plotly charts, slow on a loaded 2-core machine).
 Screenshots: artifacts/screenshots/learn_page.png, learn_diagrams.png, learn_walkthrough.png.
@@ -56,3 +57,23 @@ def test_learn_page_diagrams_and_walkthrough(app_page):
     tabs = pg.locator("[data-testid=stTabs]").first
     tabs.screenshot(path=str(ARTIFACTS / "screenshots" / "learn_walkthrough.png"))
     assert pg.locator("[data-testid=stException]").count() == 0
+
+    # only the open tab is drawn: another tab is drawn when it is clicked, and the link says which
+    assert pg.locator(".st-key-learn_step_TT").count() == 0
+    tabs.get_by_role("tab", name="Tensor-Train").click()
+    pg.locator(".st-key-learn_step_TT input[type=range]").wait_for(timeout=T)
+    wait_idle(pg, T)
+    assert pg.locator(".st-key-learn_step_BT").count() == 0
+    assert "steps_tab=Tensor-Train" in pg.url
+    assert "Step 1 of 4" in main.inner_text()
+    assert pg.locator("[data-testid=stException]").count() == 0
+
+    # the tensorization chart's hover names an entry of W and where it moves
+    cell = pg.locator(".st-key-learn_tensorization .js-plotly-plot .nsewdrag").first
+    cell.scroll_into_view_if_needed()
+    box = cell.bounding_box()
+    pg.mouse.move(box["x"] + 6, box["y"] + 6, steps=4)  # plotly hovers on mouse moves, not on a jump
+    hover = pg.locator(".st-key-learn_tensorization .hoverlayer .hovertext")
+    hover.wait_for(timeout=T)
+    tip = hover.text_content()
+    assert "W[0, 0]" in tip and "i = (0,0), j = (0,0)" in tip and "row 0, column 0 on the right" in tip, tip

@@ -122,6 +122,32 @@ def test_tensorization_figure():
     assert not cl.tensorization_figure(ld.tensorization_grid((8, 8), (8, 8))).data[0].texttemplate
 
 
+def _hover(template: str, x: int, y: int, data) -> str:
+    """A plotly hover template filled in for one heatmap cell (x = column, y = row)."""
+    out = template.replace("%{x}", str(x)).replace("%{y}", str(y)).replace("<extra></extra>", "")
+    for k, v in enumerate(data):
+        out = out.replace(f"%{{customdata[{k}]}}", str(v))
+    assert "%{" not in out
+    return out
+
+
+def test_tensorization_hover_names_each_entry_and_where_it_goes():
+    """Every cell's hover on W names its indices and the right-panel cell it moves to, and that cell's hover
+    names it back: the two panels are one regrouping of the same entries."""
+    g = ld.tensorization_grid((4, 3), (2, 3))
+    w, r = cl.tensorization_figure(g).data
+    I, J = len(g.rows), len(g.cols)
+    for i in range(I):
+        for j in range(J):
+            text = _hover(w.hovertemplate, j, i, w.customdata[i][j])
+            p, q = g.block[i][j], g.inner[i][j]
+            pairs = " ".join(f"({a},{b})" for a, b in zip(g.rows[i], g.cols[j]))
+            assert text == (f"W[{i}, {j}]<br>i = ({','.join(map(str, g.rows[i]))}), j = ({','.join(map(str, g.cols[j]))})"
+                            f"<br>pairs (i<sub>k</sub>, j<sub>k</sub>): {pairs}<br>→ row {p}, column {q} on the right")
+            back = _hover(r.hovertemplate, q, p, r.customdata[p][q])
+            assert back == f"row (i₁,j₁) = ({p // 2},{p % 2}), column {q}<br>holds W[{i}, {j}]"
+
+
 def test_tensorization_rejects_mismatched_orders():
     with pytest.raises(ValueError):
         ld.tensorization_grid((4, 4), (16,))

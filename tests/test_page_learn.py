@@ -4,6 +4,7 @@ import pytest
 
 import btcore
 from app.config import CONFIG_KEY, LabConfig
+from app.learn import content as ld
 from conftest import open_page, plotly_specs
 
 CONFIGS = {
@@ -14,11 +15,22 @@ CONFIGS = {
 }
 
 
+def _open_tab(at, name: str):
+    """Open the walkthrough's tab of format ``name`` (as a click does: the tab's state, then a rerun)."""
+    at.session_state["learn_steps_tab"] = ld.LABELS[name]
+    return at.run()
+
+
 def _walk_tables(at, names=("BT", "TT", "TR", "Dense")) -> dict:
-    """The walkthrough tables by format: one tab per valid format, in the order BT, TT, TR, Dense."""
-    tables = [df.value for df in at.dataframe if "tensors that meet" in df.value.columns]
-    assert len(tables) == len(names)
-    return dict(zip(names, tables))
+    """The walkthrough tables by format, each tab opened in turn: only the open tab is drawn."""
+    tables = {}
+    for name in names:
+        _open_tab(at, name)
+        assert not at.exception, name
+        shown = [df.value for df in at.dataframe if "tensors that meet" in df.value.columns]
+        assert len(shown) == 1, name  # one tab's table, not all four
+        tables[name] = shown[0]
+    return tables
 
 
 def _nodes(at, trace: str = "tensors") -> list[int]:
@@ -69,14 +81,15 @@ def test_configurations_render_with_btcore_steps(name):
     assert not at.error, [e.value for e in at.error]
     assert _nodes(at) == [1, cfg.d, cfg.blocks * (cfg.d + 1), cfg.d]
     _check_tables(at, cfg)
-    # one contraction tree per format: every operand plus one node per step
-    assert _nodes(at, "path") == [2 * len(s.plan(cfg.batch).steps) + 1
-                                  for s in (cfg.bt_spec(), cfg.tt_spec(), cfg.tr_spec(), cfg.dense_spec())]
-    slower = [n for n, sp in (("BT", cfg.bt_spec()), ("TT", cfg.tt_spec()), ("TR", cfg.tr_spec()))
-              if sp.macs(cfg.batch) >= cfg.dense_spec().macs(cfg.batch)]
-    assert sum("as many multiply-adds as the dense matrix" in i.value for i in at.info) == len(slower)
-    sliders = {s.key for s in at.slider}
-    assert {"learn_step_BT", "learn_step_TT", "learn_step_TR"} <= sliders
+    specs = {"BT": cfg.bt_spec(), "TT": cfg.tt_spec(), "TR": cfg.tr_spec(), "Dense": cfg.dense_spec()}
+    for name, spec in specs.items():
+        _open_tab(at, name)
+        # the open tab's contraction tree: every operand plus one node per step
+        assert _nodes(at, "path") == [2 * len(spec.plan(cfg.batch).steps) + 1], name
+        slower = name != "Dense" and spec.macs(cfg.batch) >= specs["Dense"].macs(cfg.batch)
+        assert sum("as many multiply-adds as the dense matrix" in i.value for i in at.info) == int(slower), name
+        if name != "Dense":
+            assert f"learn_step_{name}" in {s.key for s in at.slider}, name
 
 
 def test_per_sample_sum_equals_the_shapes_page():
@@ -208,18 +221,23 @@ def test_tr_is_taught_with_the_librarys_numbers_and_its_link_restores_it():
     assert any(r"P_{\mathrm{TR}}" in x.value and f"{spec.params:,}".replace(",", "{,}") in x.value for x in at.latex)
     text = " ".join(m.value for m in at.markdown)
     assert "TR ranks 2,5,3" in text
+    _open_tab(at, "TR")
+    text = " ".join(m.value for m in at.markdown)
     choice = btcore.planner_choice(spec, 32)
     assert f"`{choice.scheme}`" in text and "(planner)" in text
     at.slider(key="learn_step_TR").set_value(2).run()
     step = spec.plan(32).steps[1]
     assert any(m.value.startswith("**Step 2 of") and f"{step.macs:,}" in m.value for m in at.markdown)
     query = dict(at.query_params)
-    assert query["tr"] == "2,5,3" and query["step_TR"] == "2"
+    assert query["tr"] == "2,5,3" and query["step_TR"] == "2" and query["steps_tab"] == "Tensor Ring"
     fresh = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
     fresh.query_params.update(query)
     fresh.switch_page(str(ROOT / "pages" / "learn.py")).run()
     assert not fresh.exception and not fresh.error
     assert fresh.session_state[CONFIG_KEY].tr_ranks == (2, 5, 3) and fresh.session_state["learn_step_TR"] == 2
+    # the link opens the Tensor Ring tab at its step, and only that tab is drawn
+    assert any(m.value.startswith("**Step 2 of") and f"{step.macs:,}" in m.value for m in fresh.markdown)
+    assert [s.key for s in fresh.slider if s.key.startswith("learn_step_")] == ["learn_step_TR"]
 
 
 def test_a_bad_tr_link_value_falls_back_with_a_warning_on_learn():
@@ -233,3 +251,23 @@ def test_a_bad_tr_link_value_falls_back_with_a_warning_on_learn():
     assert not at.exception and not at.error
     assert any("`tr=999`" in w.value and "using tr=4" in w.value for w in at.warning)
     assert at.session_state[CONFIG_KEY] == LabConfig()
+
+
+def test_the_open_tab_falls_back_when_its_format_cannot_be_built_or_the_link_names_none():
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    at = open_page("learn", state={CONFIG_KEY: LabConfig((4, 4), (4, 4), 2, 2, 2, 8)})
+    _open_tab(at, "TR")
+    assert dict(at.query_params)["steps_tab"] == "Tensor Ring"
+    at.session_state[CONFIG_KEY] = LabConfig((4, 4), (4, 4), 2, 2, 2, 8, tr_ranks=9)  # TR invalid now
+    at.run()
+    assert not at.exception and any("TR cannot be built" in e.value for e in at.error)
+    assert at.session_state["learn_steps_tab"] == "Block-Term" and dict(at.query_params)["steps_tab"] == "Block-Term"
+    assert [s.key for s in at.slider if s.key.startswith("learn_step_")] == ["learn_step_BT"]
+    bad = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    bad.query_params.update({"steps_tab": "Hierarchical Tucker"})
+    bad.switch_page(str(ROOT / "pages" / "learn.py")).run()
+    assert not bad.exception and not bad.error
+    assert any("steps_tab" in w.value for w in bad.warning) and bad.session_state["learn_steps_tab"] == "Block-Term"

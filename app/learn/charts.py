@@ -293,11 +293,13 @@ def tensorization_figure(grid: TensorizationGrid, show_text: bool | None = None)
     colors = _palette(nb)
     scale = _discrete_scale(colors)
     fmt_i = lambda t: "(" + ",".join(map(str, t)) + ")"
-    hover_w = [[f"W[{i}, {j}]<br>i = {fmt_i(grid.rows[i])}, j = {fmt_i(grid.cols[j])}<br>"
-                f"pairs (i<sub>k</sub>, j<sub>k</sub>): " + " ".join(
-                    f"({a},{b})" for a, b in zip(grid.rows[i], grid.cols[j]))
-                + f"<br>→ row {grid.block[i][j]}, column {grid.inner[i][j]} on the right"
-                for j in range(J)] for i in range(I)]
+    # hover texts from per-cell data and one template per panel: the page sends each cell's few
+    # varying parts, not its whole sentence (a 16 x 16 W's chart fell from 80 KB to a third of it)
+    rows_t, cols_t = [fmt_i(r) for r in grid.rows], [fmt_i(c) for c in grid.cols]
+    data_w = [[[rows_t[i], cols_t[j], " ".join(f"({a},{b})" for a, b in zip(grid.rows[i], grid.cols[j])),
+                grid.block[i][j], grid.inner[i][j]] for j in range(J)] for i in range(I)]
+    hover_w = ("W[%{y}, %{x}]<br>i = %{customdata[0]}, j = %{customdata[1]}<br>pairs (i<sub>k</sub>, j<sub>k</sub>): "
+               "%{customdata[2]}<br>→ row %{customdata[3]}, column %{customdata[4]} on the right<extra></extra>")
     # Right panel: rows = p1, columns = q.
     z_r = [[p] * ni for p in range(nb)]
     text_r = [[str(q) for q in range(ni)] for _ in range(nb)]
@@ -305,17 +307,18 @@ def tensorization_figure(grid: TensorizationGrid, show_text: bool | None = None)
     for i in range(I):
         for j in range(J):
             where[(grid.block[i][j], grid.inner[i][j])] = (i, j)
-    hover_r = [[f"row (i₁,j₁) = ({p // om[0]},{p % om[0]}), column {q}<br>holds W[{where[(p, q)][0]}, {where[(p, q)][1]}]"
-                for q in range(ni)] for p in range(nb)]
+    data_r = [[[f"({p // om[0]},{p % om[0]})", f"{where[(p, q)][0]}, {where[(p, q)][1]}"] for q in range(ni)]
+              for p in range(nb)]
+    hover_r = "row (i₁,j₁) = %{customdata[0]}, column %{x}<br>holds W[%{customdata[1]}]<extra></extra>"
     fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.12, subplot_titles=(
         f"W: {I} × {J} (rows {_modes(im)}, columns {_modes(om)})",
         f"regrouped: rows (i₁,j₁), columns (i₂,j₂{',…' if len(im) > 2 else ''}): {nb} × {ni}"))
-    common = {"colorscale": scale, "zmin": -0.5, "zmax": nb - 0.5, "showscale": False, "xgap": 1, "ygap": 1,
-              "hovertemplate": "%{hovertext}<extra></extra>"}
-    fig.add_trace(go.Heatmap(z=grid.block, text=[[str(v) for v in r] for r in grid.inner], hovertext=hover_w,
-                             texttemplate="%{text}" if show_text else None, name="W", **common), 1, 1)
-    fig.add_trace(go.Heatmap(z=z_r, text=text_r, hovertext=hover_r, texttemplate="%{text}" if show_text else None,
-                             name="regrouped", **common), 1, 2)
+    common = {"colorscale": scale, "zmin": -0.5, "zmax": nb - 0.5, "showscale": False, "xgap": 1, "ygap": 1}
+    fig.add_trace(go.Heatmap(z=grid.block, text=[[str(v) for v in r] for r in grid.inner], customdata=data_w,
+                             hovertemplate=hover_w, texttemplate="%{text}" if show_text else None, name="W", **common),
+                  1, 1)
+    fig.add_trace(go.Heatmap(z=z_r, text=text_r, customdata=data_r, hovertemplate=hover_r,
+                             texttemplate="%{text}" if show_text else None, name="regrouped", **common), 1, 2)
     # Block boundaries on W: rows with the same i1, columns with the same j1.
     bi, bj = I // im[0], J // om[0]
     edge = {"type": "line", "xref": "x", "yref": "y", "line": {"color": "black", "width": 2}}

@@ -289,7 +289,14 @@ def page_fields(cfg, specs: dict, examples: dict) -> tuple:
         Field("grow_n", min(cfg.blocks, 8), "int", 1, 8),
         Field("budget", specs["BT"].params if "BT" in specs else 10_000, "int", 1, 10**9),
         *(Field(f"step_{name}", 1, "int", 1, 64) for name in FORMATS),
+        Field("steps_tab", step_tabs(specs)[0] if step_tabs(specs) else LABELS["Dense"], "choice",
+              choices=tuple(step_tabs(specs)) or (LABELS["Dense"],)),
     )
+
+
+def step_tabs(specs: dict) -> list[str]:
+    """The walkthrough's tab labels: one per format that could be built, in :data:`FORMATS` order."""
+    return [LABELS[name] for name in FORMATS if name in specs]
 
 
 #: The Learn page's sections: (anchor, title), for its headers and its table of contents.

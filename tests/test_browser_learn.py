@@ -5,8 +5,11 @@ One page load for everything (a cold load renders ten plotly charts, slow on a l
 Screenshots: artifacts/screenshots/learn_page.png, learn_diagrams.png, learn_walkthrough.png.
 """
 
+import re
+
 import pytest
 
+from app.learn import content as ld
 from conftest import ARTIFACTS, screenshot, wait_idle
 
 pytestmark = pytest.mark.browser
@@ -75,5 +78,13 @@ def test_learn_page_diagrams_and_walkthrough(app_page):
     pg.mouse.move(box["x"] + 6, box["y"] + 6, steps=4)  # plotly hovers on mouse moves, not on a jump
     hover = pg.locator(".st-key-learn_tensorization .hoverlayer .hovertext")
     hover.wait_for(timeout=T)
-    tip = hover.text_content()
-    assert "W[0, 0]" in tip and "i = (0,0), j = (0,0)" in tip and "row 0, column 0 on the right" in tip, tip
+    tip = hover.text_content().replace("\u200b", "")  # SVG text: lines run together, <sub> leaves ZWSPs
+    # whichever cell the pointer landed on, the hover names that cell's indices and where it moves
+    m = re.fullmatch(r"W\[(\d+), (\d+)\]i = (\S+), j = (\S+)pairs \(ik, jk\): (.+)→ row (\d+), column (\d+) on the right",
+                     tip)
+    assert m, tip
+    i, j = int(m[1]), int(m[2])
+    grid = ld.tensorization_grid((4, 4), (4, 4))  # the first teaching example, drawn for the UCF11 preset
+    assert m[3] == "(" + ",".join(map(str, grid.rows[i])) + ")" and m[4] == "(" + ",".join(map(str, grid.cols[j])) + ")"
+    assert m[5] == " ".join(f"({a},{b})" for a, b in zip(grid.rows[i], grid.cols[j]))
+    assert (int(m[6]), int(m[7])) == (grid.block[i][j], grid.inner[i][j]), tip

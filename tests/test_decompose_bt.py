@@ -460,11 +460,40 @@ def test_pair_products_match_the_definition_in_every_chunk_and_path(sizes, N, R)
         ref = torch.einsum(eq, C, *[P[j] for j in range(d) if j != skip])
         got = torch.empty_like(ref)
         chunks = 0
-        for n0, n1, D in _pair_products(P, C, skip=skip):
+        for n0, n1, m0, D in _pair_products(P, C, skip=skip):
+            assert m0 == 0
             got[n0:n1] = D
             chunks += 1
         torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
         assert chunks > 1 if N == 700 else chunks == 1
+        # upper: each chunk of rows gets the columns from its first row on, the same values
+        for n0, n1, m0, D in _pair_products(P, C, skip=skip, upper=True):
+            assert m0 == n0 and D.shape[:2] == (n1 - n0, N - n0)
+            torch.testing.assert_close(D, ref[n0:n1, n0:], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("sizes,N,R,chunk", [((4, 4, 4), 40, 2, 1 << 30), ((4, 4, 4), 40, 2, 900),
+                                             ((3, 4, 3, 4), 24, 2, 700), ((3, 3, 3), 12, 3, 1000),
+                                             ((4, 4), 5, 2, 1 << 30)])
+def test_gram_of_a_mode_update_is_the_design_matrix_gram(monkeypatch, sizes, N, R, chunk):
+    """ALSRun._gram(k) = Z^T Z, with Z every block's mode-k design matrix formed densely, whether the
+    pair products come in one chunk or several (each chunk then computes only the columns from its
+    first row on and mirrors them) and by either path (elementwise at R = 2 from 16 blocks)."""
+    import btcore.decompose.als as als
+
+    monkeypatch.setattr(als, "_PAIR_CHUNK", chunk)
+    T, U = _als_operands(sizes, N, R, seed=5)
+    run = als.ALSRun(T, U, 1e-12, 6)
+    d, Ml, Rl = len(sizes), "abcdefgh", "qrstuvwx"
+    rows, _ = als._pair_layout(N, run.ranks)
+    assert (rows < N) == (chunk < 1 << 30)
+    for k in range(d):
+        # Y_n = C_n x_{j != k} U_j^(n): mode k keeps its rank index, the others their mode index
+        out = "z" + "".join(Rl[j] if j == k else Ml[j] for j in range(d))
+        eq = "z" + Rl[:d] + "," + ",".join(f"z{Ml[j]}{Rl[j]}" for j in range(d) if j != k) + "->" + out
+        Y = torch.einsum(eq, run.C, *[run.U[j] for j in range(d) if j != k])
+        Z = Y.movedim(k + 1, -1).reshape(N, -1, run.ranks[k]).permute(1, 0, 2).reshape(-1, N * run.ranks[k])
+        torch.testing.assert_close(run._gram(k), Z.T @ Z, rtol=0, atol=1e-11)
 
 
 def test_row_chunks_of_the_pair_products_give_the_same_fit(monkeypatch):

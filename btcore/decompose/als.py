@@ -163,55 +163,60 @@ def _pair_layout(N: int, ranks: tuple) -> tuple[int, bool]:
     return max(1, min(N, _PAIR_CHUNK // max(1, prod(ranks) * N))), N >= _PAIRWISE_FROM and max(ranks) <= 2
 
 
-def _pair_products(P: list, C: torch.Tensor, skip: int = -1):
+def _pair_products(P: list, C: torch.Tensor, skip: int = -1, upper: bool = False):
     """D[n, m] = C_m x_j P[j][n, m] for every mode j != skip, in chunks of rows n.
 
-    Yields ``(n0, n1, D)`` with D of shape (n1 - n0, N, R_1..R_d) (possibly a strided view), for
-    consecutive row ranges covering 0..N; a chunk holds about :data:`_PAIR_CHUNK` elements.
+    Yields ``(n0, n1, m0, D)`` with D of shape (n1 - n0, N - m0, R_1..R_d) (possibly a strided view)
+    for the columns m0..N, over consecutive row ranges covering 0..N; a chunk holds about
+    :data:`_PAIR_CHUNK` elements. ``upper``: only the columns from the chunk's first row on (m0 = n0),
+    the pairs a symmetric result needs (the Grams of :meth:`ALSRun._update_mode`); else m0 = 0.
     """
     N = C.shape[0]
     rows, pairwise = _pair_layout(N, tuple(C.shape[1:]))
     for n0 in range(0, N, rows):
-        n1 = min(N, n0 + rows)
+        n1, m0 = min(N, n0 + rows), n0 if upper else 0
         if pairwise:
-            yield n0, n1, _pair_products_elementwise(P, C, skip, n0, n1)
+            yield n0, n1, m0, _pair_products_elementwise(P, C, skip, n0, n1, m0)
         else:
-            yield n0, n1, _pair_products_batched(P, C, skip, n0, n1)
+            yield n0, n1, m0, _pair_products_batched(P, C, skip, n0, n1, m0)
 
 
-def _pair_products_batched(P: list, C: torch.Tensor, skip: int, n0: int, n1: int) -> torch.Tensor:
-    """Rows n0..n1 of the pair products by cyclic mode products: each step is one batched GEMM over
-    the block pairs, (R_j x R_j) times (R_j x prod of the other ranks), then that mode moves to the back."""
-    N = C.shape[0]
+def _pair_products_batched(P: list, C: torch.Tensor, skip: int, n0: int, n1: int, m0: int = 0) -> torch.Tensor:
+    """Rows n0..n1, columns m0..N of the pair products by cyclic mode products: each step is one
+    batched GEMM over the block pairs, (R_j x R_j) times (R_j x prod of the other ranks), then that
+    mode moves to the back."""
+    C = C[m0:]
+    M = C.shape[0]
     ranks = tuple(C.shape[1:])
     nb = n1 - n0
-    NN = nb * N
+    NN = nb * M
     D = None
     for j, r in enumerate(ranks):
         if D is None:
             if j == skip:
                 D = C.unsqueeze(0).expand((nb,) + tuple(C.shape)).reshape(NN, r, -1)
             else:
-                D = torch.matmul(P[j][n0:n1], C.reshape(1, N, r, -1)).reshape(NN, r, -1)
+                D = torch.matmul(P[j][n0:n1, m0:], C.reshape(1, M, r, -1)).reshape(NN, r, -1)
         elif j != skip:
-            D = torch.bmm(P[j][n0:n1].reshape(NN, r, r), D.reshape(NN, r, -1))
+            D = torch.bmm(P[j][n0:n1, m0:].reshape(NN, r, r), D.reshape(NN, r, -1))
         D = D.reshape(NN, r, -1).transpose(1, 2).contiguous()
-    return D.reshape((nb, N) + ranks)
+    return D.reshape((nb, M) + ranks)
 
 
-def _pair_products_elementwise(P: list, C: torch.Tensor, skip: int, n0: int, n1: int) -> torch.Tensor:
-    """Rows n0..n1 of the pair products with the pairs as the last axis: a mode product is R_j^2
-    elementwise multiply-adds over the pairs (for small R_j, cheaper than batched tiny GEMMs)."""
-    N = C.shape[0]
+def _pair_products_elementwise(P: list, C: torch.Tensor, skip: int, n0: int, n1: int, m0: int = 0) -> torch.Tensor:
+    """Rows n0..n1, columns m0..N of the pair products with the pairs as the last axis: a mode product
+    is R_j^2 elementwise multiply-adds over the pairs (for small R_j, cheaper than batched tiny GEMMs)."""
+    C = C[m0:]
+    M = C.shape[0]
     ranks = tuple(C.shape[1:])
     d, nb = len(ranks), n1 - n0
-    D = C.reshape(N, -1).T.reshape(ranks + (1, N)).expand(ranks + (nb, N))
+    D = C.reshape(M, -1).T.reshape(ranks + (1, M)).expand(ranks + (nb, M))
     for j, r in enumerate(ranks):
         if j == skip:
             continue
         a = prod(ranks[:j])
-        src = D.reshape(a, r, -1, nb, N)
-        Pj = P[j][n0:n1].permute(2, 3, 0, 1)  # (R_j, R_j, rows, N)
+        src = D.reshape(a, r, -1, nb, M)
+        Pj = P[j][n0:n1, m0:].permute(2, 3, 0, 1)  # (R_j, R_j, rows, columns)
         out = torch.empty(src.shape, dtype=C.dtype, device=C.device)
         for i in range(r):
             o = out[:, i]
@@ -219,7 +224,7 @@ def _pair_products_elementwise(P: list, C: torch.Tensor, skip: int, n0: int, n1:
             for s in range(1, r):
                 o.addcmul_(src[:, s], Pj[i, s])
         D = out
-    return D.reshape(ranks + (nb, N)).permute(d, d + 1, *range(d))
+    return D.reshape(ranks + (nb, M)).permute(d, d + 1, *range(d))
 
 
 def _cross_gram(Q: torch.Tensor) -> torch.Tensor:
@@ -276,7 +281,7 @@ class ALSRun:
         if self.N == 1:
             return C  # orthonormal factors: P_11 = I
         out = torch.empty_like(C)
-        for n0, n1, D in _pair_products(self.P, C):
+        for n0, n1, _, D in _pair_products(self.P, C):
             out[n0:n1] = D.sum(1)
         return out
 
@@ -353,6 +358,22 @@ class ALSRun:
         self.U, self.C, self.P, self.error, self.exact = U, C, P, err, exact
 
     # -- one sweep ----------------------------------------------------------------------------
+    def _gram(self, k: int) -> torch.Tensor:
+        """Z^T Z (N R_k x N R_k, symmetric) of mode k's least squares, Z holding every block's mode-k
+        design matrix, from the cross-Grams of the other modes and the cores."""
+        N, Rk = self.N, self.ranks[k]
+        a, b = prod(self.ranks[:k]), prod(self.ranks[k + 1:])
+        Cr = self.C.reshape(N, a, Rk, b)
+        G = torch.empty((N, Rk, N, Rk), dtype=self.C.dtype, device=self.C.device)
+        # G[m, :, n, :] = G[n, :, m, :]^T: each chunk of rows n computes only the columns m from its
+        # first row on and mirrors them below (with several chunks, about half the pair products)
+        for n0, n1, m0, D in _pair_products(self.P, self.C, skip=k, upper=True):  # D[n, m] = C_m x_{j!=k} P_nm^(j)
+            Gc = torch.einsum("narb,nmasb->nrms", Cr[n0:n1], D.reshape(n1 - n0, N - m0, a, Rk, b))
+            G[n0:n1, :, m0:] = Gc
+            G[n1:, :, n0:n1] = Gc[:, :, n1 - m0:].permute(2, 3, 0, 1)
+        G = G.reshape(N * Rk, N * Rk)
+        return 0.5 * (G + G.T)
+
     def _update_mode(self, k: int, Xk: torch.Tensor, lab: str) -> None:
         d, N = self.d, self.N
         Rk = self.ranks[k]
@@ -360,14 +381,7 @@ class ALSRun:
         # right-hand side: T_(k) Z for all blocks, (N, M_k, R_k)
         core_lab = _N1 + _R[:k] + _S[k] + _R[k + 1:d]
         F = cached_einsum(f"{lab},{core_lab}->{_N1}{_M[k]}{_S[k]}", Xk, self.C)
-        # Gram Z^T Z (N R_k x N R_k) from the cross-Grams of the other modes and the cores
-        a, b = prod(self.ranks[:k]), prod(self.ranks[k + 1:])
-        Cr = self.C.reshape(N, a, Rk, b)
-        G = torch.empty((N, Rk, N, Rk), dtype=self.C.dtype, device=self.C.device)
-        for n0, n1, D in _pair_products(self.P, self.C, skip=k):  # D[n, m] = C_m x_{j!=k} P_nm^(j)
-            G[n0:n1] = torch.einsum("narb,nmasb->nrms", Cr[n0:n1], D.reshape(n1 - n0, N, a, Rk, b))
-        G = G.reshape(N * Rk, N * Rk)
-        G = 0.5 * (G + G.T)
+        G = self._gram(k)
         lam = self.ridge * max(float(torch.diagonal(G).mean()), 1e-300)
         G = G + lam * torch.eye(N * Rk, dtype=G.dtype, device=G.device)
         Fcat = F.permute(1, 0, 2).reshape(Mk, N * Rk)

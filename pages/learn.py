@@ -28,8 +28,9 @@ inputs, lesson = frame.inputs, frame.lesson
 if inputs["example"] not in examples:  # the configuration changed under a stored choice
     inputs.set("example", next(iter(examples)))
     frame.write_url()
-if inputs["steps_tab"] not in ld.step_tabs(specs):  # a format this configuration cannot build
-    inputs.set("steps_tab", ld.step_tabs(specs)[0] if ld.step_tabs(specs) else ld.LABELS["Dense"])
+tab_field = next(f for f in FIELDS if f.name == "steps_tab")
+if inputs["steps_tab"] not in tab_field.options():  # a format this configuration cannot build
+    inputs.set("steps_tab", tab_field.default)
     frame.write_url()
 
 st.title("Learn: BT, TT and TR")

@@ -282,6 +282,7 @@ def examples_for(cfg) -> dict:
 
 def page_fields(cfg, specs: dict, examples: dict) -> tuple:
     """The Learn page's inputs (kept across page switches and in the link), with defaults from ``cfg``."""
+    tabs = tuple(step_tabs(specs)) or (LABELS["Dense"],)
     return (
         Field("example", next(iter(examples)), "choice", choices=tuple(examples)),
         Field("grow_d", min(max(cfg.d, 2), 6), "int", 2, 6),
@@ -289,8 +290,7 @@ def page_fields(cfg, specs: dict, examples: dict) -> tuple:
         Field("grow_n", min(cfg.blocks, 8), "int", 1, 8),
         Field("budget", specs["BT"].params if "BT" in specs else 10_000, "int", 1, 10**9),
         *(Field(f"step_{name}", 1, "int", 1, 64) for name in FORMATS),
-        Field("steps_tab", step_tabs(specs)[0] if step_tabs(specs) else LABELS["Dense"], "choice",
-              choices=tuple(step_tabs(specs)) or (LABELS["Dense"],)),
+        Field("steps_tab", tabs[0], "choice", choices=tabs),
     )
 
 

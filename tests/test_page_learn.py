@@ -171,11 +171,15 @@ def test_inputs_survive_a_page_switch_and_open_from_a_link():
     at.slider(key="learn_grow_n").set_value(6).run()
     at.number_input(key="learn_budget").set_value(5000).run()
     at.slider(key="learn_step_BT").set_value(2).run()
+    _open_tab(at, "TT")
     at.switch_page(str(ROOT / "pages" / "shapes.py")).run()
     at.switch_page(str(ROOT / "pages" / "learn.py")).run()
     assert not at.exception
-    kept = {k: at.session_state[k] for k in ("learn_grow_d", "learn_grow_n", "learn_budget", "learn_step_BT")}
-    assert kept == {"learn_grow_d": 3, "learn_grow_n": 6, "learn_budget": 5000, "learn_step_BT": 2}
+    kept = {k: at.session_state[k] for k in ("learn_grow_d", "learn_grow_n", "learn_budget", "learn_step_BT",
+                                             "learn_steps_tab")}
+    assert kept == {"learn_grow_d": 3, "learn_grow_n": 6, "learn_budget": 5000, "learn_step_BT": 2,
+                    "learn_steps_tab": "Tensor-Train"}
+    assert [s.key for s in at.slider if s.key.startswith("learn_step_")] == ["learn_step_TT"]  # the tab drawn
     query = dict(at.query_params)
     fresh = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
     fresh.query_params.update(query)

@@ -169,7 +169,7 @@ def _pair_products(P: list, C: torch.Tensor, skip: int = -1, upper: bool = False
     Yields ``(n0, n1, m0, D)`` with D of shape (n1 - n0, N - m0, R_1..R_d) (possibly a strided view)
     for the columns m0..N, over consecutive row ranges covering 0..N; a chunk holds about
     :data:`_PAIR_CHUNK` elements. ``upper``: only the columns from the chunk's first row on (m0 = n0),
-    the pairs a symmetric result needs (the Grams of :meth:`ALSRun._update_mode`); else m0 = 0.
+    the pairs a symmetric result needs (the Grams of :meth:`ALSRun._gram`); else m0 = 0.
     """
     N = C.shape[0]
     rows, pairwise = _pair_layout(N, tuple(C.shape[1:]))
